@@ -1,0 +1,19 @@
+// Build-wide switches of the core: scalar index type and the CPU dispatch attribute.
+#pragma once
+#include <cstddef>
+
+namespace resode {
+
+// Signed index for all loops over samples, features and steps (sizes are checked to fit).
+using index_t = std::ptrdiff_t;
+
+}  // namespace resode
+
+// RESODE_CLONES marks a hot leaf kernel: GCC/Clang emit a baseline x86-64 copy and an AVX2+FMA
+// copy (x86-64-v3) and pick one once at load time, so a portable build runs at AVX2 speed.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(RESODE_NO_CLONES) && !defined(__SANITIZE_ADDRESS__)
+#define RESODE_CLONES __attribute__((target_clones("default", "arch=x86-64-v3")))
+#else
+#define RESODE_CLONES
+#endif

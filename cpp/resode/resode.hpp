@@ -1,0 +1,11 @@
+// Umbrella header of the resode core: a C++17 header-only library, no Python inside.
+#pragma once
+#include "activations.hpp"
+#include "fields.hpp"
+#include "linalg.hpp"
+#include "losses.hpp"
+#include "resnet.hpp"
+#include "stepper.hpp"
+#include "sweep.hpp"
+#include "tableau.hpp"
+#include "threads.hpp"

@@ -1,0 +1,22 @@
+"""resode: fast training of residual networks and neural ODEs on the CPU.
+
+A C++17 core (``resode._core``) does the sweeps, losses and gradients; this package is a thin
+NumPy API on top of it. ``resode.reference`` is the same mathematics in plain NumPy.
+"""
+
+from __future__ import annotations
+
+from . import _core
+from ._core import NonFiniteError, get_num_threads, set_num_threads
+from .models import NeuralODE, ResNet
+
+__all__ = [
+    "NeuralODE",
+    "NonFiniteError",
+    "ResNet",
+    "__version__",
+    "get_num_threads",
+    "set_num_threads",
+]
+
+__version__ = "0.1.0"

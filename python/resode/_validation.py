@@ -1,0 +1,108 @@
+"""Argument checks at the Python boundary: every array is converted once, here, to a
+C-contiguous array of the model's dtype; every error names the argument and what was expected.
+Shapes of parameters and finiteness are checked again by the compiled core."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "as_features",
+    "as_float_array",
+    "as_labels",
+    "check_choice",
+    "check_int",
+    "check_positive",
+    "resolve_dtype",
+]
+
+
+def resolve_dtype(dtype: Any) -> np.dtype:
+    """Return np.float32 or np.float64 for `dtype` (a name or a NumPy dtype); ValueError otherwise."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from exc
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """Return `value` if it is one of `choices`; ValueError naming the argument otherwise."""
+    if not isinstance(value, str) or value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {options}; got {value!r}")
+    return value
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """Return `value` as an int >= minimum; TypeError for non-integers, ValueError if too small."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    """Return `value` as a finite float > 0 (>= 0 with allow_zero)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    v = float(value)
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {value}")
+    return v
+
+
+def _as_real_array(name: str, value: Any) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
+        raise ValueError(f"{name} must be a rectangular array of numbers: {exc}") from exc
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def as_float_array(name: str, value: Any, dtype: np.dtype, ndim: int | None = None) -> np.ndarray:
+    """Convert to a C-contiguous array of `dtype` (no copy if it already is one).
+
+    Refuses complex, object and string data with a TypeError (nothing is truncated silently).
+    """
+    arr = _as_real_array(name, value)
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def as_features(X: Any, dim: int, dtype: np.dtype) -> np.ndarray:
+    """`X` as a C-contiguous (N, dim) array of `dtype`, N >= 1, all finite."""
+    arr = _as_real_array("X", X)
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise ValueError(f"X must have shape (N, {dim}), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError("X must hold at least one sample, got shape (0, {dim})")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        raise ValueError("X contains NaN or Inf")
+    return arr
+
+
+def as_labels(y: Any, n: int, classes: int) -> np.ndarray:
+    """Integer class labels (n,) in [0, classes) as int64; integral floats are accepted."""
+    arr = _as_real_array("y", y)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"y must have shape ({n},) to match X, got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or np.any(arr != np.round(arr)):
+            raise ValueError("y must hold integer class labels, got non-integer values")
+    labels = arr.astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        bad = labels[(labels < 0) | (labels >= classes)][0]
+        raise ValueError(f"y must hold labels in [0, {classes}), got {bad}")
+    return labels

@@ -1,0 +1,435 @@
+"""The two models: :class:`ResNet` (a residual network) and :class:`NeuralODE` (a neural ODE
+with piecewise-constant controls). Both hold their parameters in a plain dict of NumPy arrays,
+``model.params``, and run every sweep in the compiled core (``resode._core``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._validation import (
+    as_features,
+    as_float_array,
+    as_labels,
+    check_choice,
+    check_int,
+    check_positive,
+    resolve_dtype,
+)
+
+__all__ = ["ACTIVATIONS", "FIELDS", "GRADIENTS", "LOSSES", "METHODS", "NeuralODE", "ResNet"]
+
+FIELDS = ("outside", "inside", "bottleneck")
+ACTIVATIONS = ("tanh", "relu", "sigmoid", "leaky_relu", "identity")
+LOSSES = ("cross_entropy", "mse")
+METHODS = ("euler", "midpoint", "rk4")
+GRADIENTS = ("discrete", "adjoint")
+
+
+def field_param_names(field: str) -> tuple[str, ...]:
+    """Names of the field parameters, in the order the core expects them."""
+    return ("W1", "b1", "W2", "b2") if field == "bottleneck" else ("W", "b")
+
+
+def field_param_shapes(field: str, pieces: int, D: int, H: int) -> dict[str, tuple[int, ...]]:
+    """Shapes of the field parameters with leading axis `pieces` (layers or control pieces)."""
+    if field == "bottleneck":
+        return {"W1": (pieces, H, D), "b1": (pieces, H), "W2": (pieces, D, H), "b2": (pieces, D)}
+    return {"W": (pieces, D, D), "b": (pieces, D)}
+
+
+def init_params(
+    field: str, pieces: int, D: int, H: int, classes: int, dtype: np.dtype, seed: Any
+) -> dict[str, np.ndarray]:
+    """Initial parameters, as ``torch.nn.Linear`` does it: every weight and bias of a linear map
+    with fan-in ``m`` is drawn uniformly from ``[-1/sqrt(m), 1/sqrt(m)]``; drawn in the order
+    W, b (or W1, b1, W2, b2), P, c from ``np.random.default_rng(seed)``."""
+    rng = np.random.default_rng(seed)
+    shapes = field_param_shapes(field, pieces, D, H)
+    shapes.update({"P": (classes, D), "c": (classes,)})
+    fan_in = {"W": D, "b": D, "W1": D, "b1": D, "W2": H, "b2": H, "P": D, "c": D}
+    params = {}
+    for name, shape in shapes.items():
+        bound = 1.0 / np.sqrt(fan_in[name])
+        params[name] = rng.uniform(-bound, bound, size=shape).astype(dtype)
+    return params
+
+
+class _Model:
+    """What ResNet and NeuralODE share: parameters, configuration, prediction and training API."""
+
+    _kind = ""
+
+    def __init__(
+        self,
+        dim: int,
+        pieces: int,
+        *,
+        classes: int,
+        field: str,
+        activation: str,
+        hidden: int | None,
+        augment: int,
+        loss: str,
+        weight_decay: float,
+        dtype: Any,
+        seed: Any,
+    ) -> None:
+        self.dim = check_int("dim", dim, 1)
+        self.classes = check_int("classes", classes, 1)
+        self.field = check_choice("field", field, FIELDS)
+        self.activation = check_choice("activation", activation, ACTIVATIONS)
+        self.augment = check_int("augment", augment, 0)
+        self.loss = check_choice("loss", loss, LOSSES)
+        self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
+        self.dtype = resolve_dtype(dtype)
+        self.seed = seed
+        if self.field == "bottleneck":
+            if hidden is None:
+                raise ValueError("hidden must be given (an int >= 1) for field='bottleneck'")
+            self.hidden: int | None = check_int("hidden", hidden, 1)
+        else:
+            self.hidden = None if hidden is None else check_int("hidden", hidden, 1)
+        self.D = self.dim + self.augment
+        H = self.hidden if self.field == "bottleneck" else self.D
+        self.params: dict[str, np.ndarray] = init_params(
+            self.field, pieces, self.D, H, self.classes, self.dtype, seed
+        )
+
+    # -- what subclasses define -------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments (JSON-serialisable) that rebuild this model."""
+        raise NotImplementedError
+
+    def _sweep_args(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _gradient_args(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # -- boundary conversion ------------------------------------------------------------------
+    def _theta(self) -> list[np.ndarray]:
+        return [self._param(name) for name in field_param_names(self.field)]
+
+    def _param(self, name: str) -> np.ndarray:
+        if name not in self.params:
+            raise ValueError(f"params is missing '{name}'")
+        return as_float_array(f"params['{name}']", self.params[name], self.dtype)
+
+    def _X(self, X: Any) -> np.ndarray:
+        return as_features(X, self.dim, self.dtype)
+
+    def _targets(self, y: Any, n: int) -> np.ndarray:
+        if self.loss == "cross_entropy":
+            return as_labels(y, n, self.classes)
+        t = as_float_array("y", y, self.dtype)
+        if t.shape != (n, self.classes):
+            raise ValueError(
+                f"y must have shape ({n}, {self.classes}) for loss 'mse', got shape {t.shape}"
+            )
+        return t
+
+    # -- public API ----------------------------------------------------------------------------
+    def forward(self, X: Any) -> np.ndarray:
+        """Logits ``z = x_final P^T + c`` of shape ``(N, classes)`` for inputs ``X`` ``(N, dim)``."""
+        return _core.logits(
+            self._X(X), self._theta(), self._param("P"), self._param("c"), **self._sweep_args()
+        )
+
+    def trajectory(self, X: Any) -> np.ndarray:
+        """All states on the layer/step grid, shape ``(steps + 1, N, D)``, ``D = dim + augment``."""
+        return _core.trajectory(self._X(X), self._theta(), **self._sweep_args())
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``softmax(logits)`` of shape ``(N, classes)``."""
+        z = self.forward(X)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels ``argmax(logits)``, int64 of shape ``(N,)``."""
+        return np.argmax(self.forward(X), axis=1).astype(np.int64)
+
+    def score(self, X: Any, y: Any) -> float:
+        """Accuracy: the fraction of samples whose predicted label equals ``y`` (labels ``(N,)``,
+        or one-hot/float targets ``(N, classes)``, compared by argmax)."""
+        pred = self.predict(X)
+        y = np.asarray(y)
+        if y.ndim == 2:
+            y = np.argmax(y, axis=1)
+        if y.shape != pred.shape:
+            raise ValueError(f"y must have shape {pred.shape} to match X, got shape {y.shape}")
+        return float(np.mean(pred == y))
+
+    def loss_and_grad(self, X: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
+        """Loss and its gradient in one call into the core (forward sweep, loss, backward sweep).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, dim)
+        y : array_like
+            Integer labels ``(N,)`` in ``[0, classes)`` for ``loss="cross_entropy"``, float
+            targets ``(N, classes)`` for ``loss="mse"``.
+
+        Returns
+        -------
+        loss : float
+            data loss + ``weight_decay * sum(theta**2)`` over the field parameters.
+        grads : dict
+            Same keys, shapes and dtype as ``params``.
+        """
+        Xc = self._X(X)
+        targets = self._targets(y, Xc.shape[0])
+        loss, dtheta, dP, dc = _core.loss_and_grad(
+            Xc,
+            targets,
+            self._theta(),
+            self._param("P"),
+            self._param("c"),
+            **self._sweep_args(),
+            loss=self.loss,
+            weight_decay=self.weight_decay,
+            **self._gradient_args(),
+        )
+        grads = dict(zip(field_param_names(self.field), dtheta))
+        grads.update(P=dP, c=dc)
+        return float(loss), grads
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"{type(self).__name__}({args})"
+
+
+class ResNet(_Model):
+    """Residual network ``x^{k+1} = x^k + h f_k(x^k)``, ``k = 0..L-1``, logits ``x^L P^T + c``.
+
+    Parameters
+    ----------
+    dim : int
+        Input features; inputs are augmented with ``augment`` zero columns to ``D = dim + augment``.
+    layers : int
+        L >= 1.
+    classes, field, activation, hidden, augment, h, loss, weight_decay, dtype, seed
+        See the README; ``field`` in ``outside`` ``sigma(W x + b)``, ``inside``
+        ``W sigma(x) + b``, ``bottleneck`` ``W2 sigma(W1 x + b1) + b2`` (needs ``hidden``).
+
+    Examples
+    --------
+    >>> import numpy as np, resode
+    >>> model = resode.ResNet(2, layers=10, h=0.1, seed=0)
+    >>> X = np.random.default_rng(0).normal(size=(5, 2)); y = np.array([0, 1, 0, 1, 1])
+    >>> loss, grads = model.loss_and_grad(X, y)
+    >>> grads["W"].shape
+    (10, 2, 2)
+    """
+
+    _kind = "resnet"
+
+    def __init__(
+        self,
+        dim: int,
+        layers: int,
+        *,
+        classes: int = 2,
+        field: str = "outside",
+        activation: str = "tanh",
+        hidden: int | None = None,
+        augment: int = 0,
+        h: float = 1.0,
+        loss: str = "cross_entropy",
+        weight_decay: float = 0.0,
+        dtype: Any = "float64",
+        seed: Any = None,
+    ) -> None:
+        self.layers = check_int("layers", layers, 1)
+        self.h = check_positive("h", h)
+        super().__init__(
+            dim,
+            self.layers,
+            classes=classes,
+            field=field,
+            activation=activation,
+            hidden=hidden,
+            augment=augment,
+            loss=loss,
+            weight_decay=weight_decay,
+            dtype=dtype,
+            seed=seed,
+        )
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {
+            "dim": self.dim,
+            "layers": self.layers,
+            "classes": self.classes,
+            "field": self.field,
+            "activation": self.activation,
+            "hidden": self.hidden,
+            "augment": self.augment,
+            "h": self.h,
+            "loss": self.loss,
+            "weight_decay": self.weight_decay,
+            "dtype": self.dtype.name,
+            "seed": self.seed if isinstance(self.seed, (int, type(None))) else None,
+        }
+
+    def _sweep_args(self) -> dict[str, Any]:
+        return {
+            "field": self.field,
+            "activation": self.activation,
+            "method": "euler",
+            "dt": self.h,
+            "substeps": 1,
+            "augment": self.augment,
+        }
+
+    def _gradient_args(self) -> dict[str, Any]:
+        return {"turnpike": False, "gradient": "discrete", "checkpoints": 0}
+
+
+class NeuralODE(_Model):
+    """Neural ODE ``x'(t) = f(theta(t), x(t))`` on ``[0, T]``, controls ``theta(t)`` piecewise
+    constant on ``pieces`` equal intervals, integrated with a fixed-step explicit method.
+
+    The step grid: ``steps = pieces * substeps``, ``dt = T / steps``, ``t_j = j dt``; step ``j``
+    uses the parameters of piece ``j // substeps`` in all its stages.
+
+    Parameters
+    ----------
+    dim : int
+        Input features (``D = dim + augment``).
+    T : float
+        Final time, > 0.
+    pieces : int
+        Number of constant pieces of the controls (leading axis of the field parameters).
+    substeps : int
+        Integrator steps per piece.
+    method : {"euler", "midpoint", "rk4"}
+    turnpike : bool
+        Replace the terminal data loss by its time integral, by the trapezoid rule on the step
+        grid: ``dt * (l_0/2 + l_1 + ... + l_{steps-1} + l_steps/2)``.
+    gradient : {"discrete", "adjoint"}
+        ``"discrete"`` (default) is the exact gradient of the discretised loss: a reverse sweep
+        through the Runge-Kutta stages (discretise-then-optimise). Prefer it whenever the
+        memory of the stored states, ``(steps + 1) x N x D`` per block of samples, fits, or use
+        ``checkpoints``. ``"adjoint"`` is the continuous backsolve adjoint of Chen et al. (2018)
+        (optimise-then-discretise): the state, the adjoint and the parameter gradients are
+        integrated backward from ``T`` with the same method and grid. Its memory does not grow
+        with ``steps``, but it is only an approximation of the gradient of the loss you
+        compute (its error shrinks at the method's order) and the backward re-integration of
+        the state can be unstable for stiff or expansive fields.
+    checkpoints : int or None
+        Discrete gradient only: store ``K`` step states and recompute each segment of
+        ``ceil(steps/K)`` steps on the way back; memory ``(K + steps/K + 1) x B x D`` per block
+        of ``B`` samples, one extra forward sweep, same gradient to round-off.
+    classes, field, activation, hidden, augment, loss, weight_decay, dtype, seed
+        As for :class:`ResNet`.
+
+    Examples
+    --------
+    >>> import numpy as np, resode
+    >>> model = resode.NeuralODE(2, T=5.0, pieces=16, field="bottleneck", hidden=50,
+    ...                          augment=1, activation="relu", seed=0)
+    >>> X = np.random.default_rng(0).normal(size=(8, 2)); y = np.arange(8) % 2
+    >>> model.trajectory(X).shape
+    (17, 8, 3)
+    """
+
+    _kind = "node"
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        T: float = 1.0,
+        pieces: int = 10,
+        substeps: int = 1,
+        method: str = "rk4",
+        classes: int = 2,
+        field: str = "outside",
+        activation: str = "tanh",
+        hidden: int | None = None,
+        augment: int = 0,
+        loss: str = "cross_entropy",
+        weight_decay: float = 0.0,
+        turnpike: bool = False,
+        gradient: str = "discrete",
+        checkpoints: int | None = None,
+        dtype: Any = "float64",
+        seed: Any = None,
+    ) -> None:
+        self.T = check_positive("T", T)
+        self.pieces = check_int("pieces", pieces, 1)
+        self.substeps = check_int("substeps", substeps, 1)
+        self.method = check_choice("method", method, METHODS)
+        self.gradient = check_choice("gradient", gradient, GRADIENTS)
+        if not isinstance(turnpike, (bool, np.bool_)):
+            raise TypeError(f"turnpike must be a bool, got {type(turnpike).__name__}")
+        self.turnpike = bool(turnpike)
+        self.checkpoints = None if checkpoints is None else check_int("checkpoints", checkpoints, 1)
+        super().__init__(
+            dim,
+            self.pieces,
+            classes=classes,
+            field=field,
+            activation=activation,
+            hidden=hidden,
+            augment=augment,
+            loss=loss,
+            weight_decay=weight_decay,
+            dtype=dtype,
+            seed=seed,
+        )
+
+    @property
+    def steps(self) -> int:
+        """Integrator steps: ``pieces * substeps``."""
+        return self.pieces * self.substeps
+
+    @property
+    def dt(self) -> float:
+        """Step size ``T / steps``."""
+        return self.T / self.steps
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {
+            "dim": self.dim,
+            "T": self.T,
+            "pieces": self.pieces,
+            "substeps": self.substeps,
+            "method": self.method,
+            "classes": self.classes,
+            "field": self.field,
+            "activation": self.activation,
+            "hidden": self.hidden,
+            "augment": self.augment,
+            "loss": self.loss,
+            "weight_decay": self.weight_decay,
+            "turnpike": self.turnpike,
+            "gradient": self.gradient,
+            "checkpoints": self.checkpoints,
+            "dtype": self.dtype.name,
+            "seed": self.seed if isinstance(self.seed, (int, type(None))) else None,
+        }
+
+    def _sweep_args(self) -> dict[str, Any]:
+        return {
+            "field": self.field,
+            "activation": self.activation,
+            "method": self.method,
+            "dt": self.dt,
+            "substeps": self.substeps,
+            "augment": self.augment,
+        }
+
+    def _gradient_args(self) -> dict[str, Any]:
+        return {
+            "turnpike": self.turnpike,
+            "gradient": self.gradient,
+            "checkpoints": self.checkpoints or 0,
+        }

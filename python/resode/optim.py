@@ -1,0 +1,709 @@
+"""First-order optimisers and learning-rate schedules for dicts of NumPy arrays.
+
+The optimisers follow PyTorch's update rules (``torch.optim.SGD`` without dampening and
+weight decay, ``torch.optim.Adam`` without weight decay / amsgrad). Parameters and
+gradients are dicts ``name -> numpy.ndarray`` with the same keys and shapes; ``step``
+updates the parameter arrays **in place** and keeps their dtype (the update is computed
+in the parameter's dtype, gradients are cast to it, optimiser state has it too).
+
+The learning rate is ``base_lr * schedule(epoch)``; the training loop calls
+:meth:`Optimizer.epoch_end` once per epoch. Everything needed to resume is in
+:meth:`Optimizer.config` (JSON-serialisable constructor arguments, rebuilt by
+:func:`from_config`) and :meth:`Optimizer.state_dict` (a flat dict of NumPy arrays that
+``numpy.savez`` stores without pickle). Resuming from both gives bitwise the same
+trajectory as an uninterrupted run.
+
+Examples
+--------
+>>> import numpy as np
+>>> from resode.optim import Adam, CosineLR, from_config
+>>> params = {"W": np.ones((2, 2)), "b": np.zeros(2)}
+>>> opt = Adam(lr=0.1, schedule=CosineLR(total_epochs=10))
+>>> opt.step(params, {"W": 2 * params["W"], "b": params["b"] - 1.0})
+>>> opt.epoch_end()
+>>> state, cfg = opt.state_dict(), opt.config()
+>>> resumed = from_config(cfg)
+>>> resumed.load_state_dict(state)
+>>> resumed.lr == opt.lr
+True
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "CosineLR",
+    "Optimizer",
+    "Schedule",
+    "StepLR",
+    "from_config",
+    "schedule_from_config",
+]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_float(name: str, value: object) -> float:
+    """Return ``value`` as a finite ``float`` or raise ``ValueError`` naming ``name``."""
+    is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    out = float(value) if is_real else math.nan  # type: ignore[arg-type]
+    if not math.isfinite(out):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    return out
+
+
+def _as_int(name: str, value: object, minimum: int) -> int:
+    """Return ``value`` as an ``int >= minimum`` or raise ``ValueError`` naming ``name``."""
+    try:
+        ivalue = None if isinstance(value, bool) else operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        ivalue = None
+    if ivalue is None or ivalue < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return ivalue
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+class Schedule(ABC):
+    """Learning-rate schedule: a multiplicative factor as a function of the epoch.
+
+    Subclasses implement :meth:`factor` and :meth:`config`; calling the schedule is the
+    same as calling :meth:`factor`.
+
+    Examples
+    --------
+    >>> sched = StepLR(step_size=2, gamma=0.5)
+    >>> [sched(e) for e in range(5)]
+    [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
+
+    @abstractmethod
+    def factor(self, epoch: int) -> float:
+        """Return the learning-rate factor for ``epoch`` (an integer ``>= 0``)."""
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """Return the JSON-serialisable constructor arguments plus ``"name"``."""
+
+    def __call__(self, epoch: int) -> float:
+        """Alias of :meth:`factor`."""
+        return self.factor(epoch)
+
+    def __eq__(self, other: object) -> bool:
+        """Schedules are equal when their configs are."""
+        return isinstance(other, Schedule) and self.config() == other.config()
+
+    def __hash__(self) -> int:
+        """Hash of the config (consistent with ``__eq__``)."""
+        return hash(tuple(sorted(self.config().items())))
+
+    def __repr__(self) -> str:
+        """``Name(arg=value, ...)``."""
+        cfg = self.config()
+        name = cfg.pop("name")
+        return f"{name}({', '.join(f'{k}={v!r}' for k, v in cfg.items())})"
+
+
+class StepLR(Schedule):
+    """Step decay: factor ``gamma ** (epoch // step_size)``.
+
+    Parameters
+    ----------
+    step_size : int
+        Number of epochs between decays, ``>= 1``.
+    gamma : float, default 0.1
+        Multiplicative decay, ``> 0``.
+
+    Raises
+    ------
+    ValueError
+        On ``step_size < 1`` or ``gamma <= 0``.
+
+    Examples
+    --------
+    >>> sched = StepLR(step_size=10, gamma=0.1)
+    >>> sched(0), sched(9), sched(10), round(sched(25), 12)
+    (1.0, 1.0, 0.1, 0.01)
+    >>> sched.config()
+    {'name': 'StepLR', 'step_size': 10, 'gamma': 0.1}
+    """
+
+    def __init__(self, step_size: int, gamma: float = 0.1) -> None:
+        self.step_size = _as_int("step_size", step_size, 1)
+        self.gamma = _as_float("gamma", gamma)
+        if self.gamma <= 0.0:
+            raise ValueError(f"gamma must be > 0, got {gamma!r}")
+
+    def factor(self, epoch: int) -> float:
+        """Return ``gamma ** (epoch // step_size)``; ``epoch`` must be ``>= 0``."""
+        epoch = _as_int("epoch", epoch, 0)
+        return float(self.gamma ** (epoch // self.step_size))
+
+    def config(self) -> dict[str, Any]:
+        """Return ``{"name": "StepLR", "step_size": ..., "gamma": ...}``."""
+        return {"name": "StepLR", "step_size": self.step_size, "gamma": self.gamma}
+
+
+class CosineLR(Schedule):
+    """Cosine annealing from 1 to ``min_factor`` over ``total_epochs`` epochs.
+
+    The factor is ``min + (1 - min) * (1 + cos(pi * min(epoch, total) / total)) / 2``:
+    1 at epoch 0, ``min_factor`` from epoch ``total_epochs`` on.
+
+    Parameters
+    ----------
+    total_epochs : int
+        Length of the annealing, ``>= 1``.
+    min_factor : float, default 0.0
+        Final factor, in ``[0, 1]``.
+
+    Raises
+    ------
+    ValueError
+        On ``total_epochs < 1`` or ``min_factor`` outside ``[0, 1]``.
+
+    Examples
+    --------
+    >>> sched = CosineLR(total_epochs=10, min_factor=0.1)
+    >>> sched(0), round(sched(5), 12), round(sched(10), 12), round(sched(99), 12)
+    (1.0, 0.55, 0.1, 0.1)
+    """
+
+    def __init__(self, total_epochs: int, min_factor: float = 0.0) -> None:
+        self.total_epochs = _as_int("total_epochs", total_epochs, 1)
+        self.min_factor = _as_float("min_factor", min_factor)
+        if not 0.0 <= self.min_factor <= 1.0:
+            raise ValueError(f"min_factor must be in [0, 1], got {min_factor!r}")
+
+    def factor(self, epoch: int) -> float:
+        """Return the cosine factor for ``epoch`` (``>= 0``; clamped at ``total_epochs``)."""
+        epoch = _as_int("epoch", epoch, 0)
+        t = min(epoch, self.total_epochs) / self.total_epochs
+        return self.min_factor + (1.0 - self.min_factor) * (1.0 + math.cos(math.pi * t)) / 2.0
+
+    def config(self) -> dict[str, Any]:
+        """Return ``{"name": "CosineLR", "total_epochs": ..., "min_factor": ...}``."""
+        return {
+            "name": "CosineLR",
+            "total_epochs": self.total_epochs,
+            "min_factor": self.min_factor,
+        }
+
+
+_SCHEDULES: dict[str, type[Schedule]] = {"StepLR": StepLR, "CosineLR": CosineLR}
+
+
+def schedule_from_config(cfg: Mapping[str, Any] | None) -> Schedule | None:
+    """Rebuild a schedule from :meth:`Schedule.config` output (``None`` -> ``None``).
+
+    Parameters
+    ----------
+    cfg : mapping or None
+        ``{"name": "StepLR" | "CosineLR", **constructor_args}``.
+
+    Returns
+    -------
+    Schedule or None
+
+    Raises
+    ------
+    ValueError
+        On an unknown or missing ``"name"`` or bad constructor arguments.
+
+    Examples
+    --------
+    >>> schedule_from_config({"name": "StepLR", "step_size": 5, "gamma": 0.5})
+    StepLR(step_size=5, gamma=0.5)
+    """
+    if cfg is None:
+        return None
+    args = dict(cfg)
+    name = args.pop("name", None)
+    if name not in _SCHEDULES:
+        raise ValueError(f"schedule name must be one of {sorted(_SCHEDULES)}, got {name!r}")
+    try:
+        return _SCHEDULES[name](**args)
+    except TypeError as exc:
+        raise ValueError(f"bad schedule config {dict(cfg)!r}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- optimisers
+
+
+class Optimizer(ABC):
+    """Base class: learning rate, schedule, epoch/step counters and per-key state.
+
+    Per-key state lives in named *slots* (``"buf"`` for SGD momentum, ``"m"`` and
+    ``"v"`` for Adam), each a dict ``key -> array`` created lazily at the first
+    :meth:`step`. Once state exists, every later ``step`` must use the same keys,
+    shapes and float dtypes.
+
+    Parameters
+    ----------
+    lr : float
+        Base learning rate, ``> 0``.
+    schedule : Schedule or None
+        Multiplicative learning-rate schedule evaluated at the current epoch.
+
+    Attributes
+    ----------
+    base_lr : float
+        The constructor's ``lr``.
+    schedule : Schedule or None
+    epoch : int
+        Number of :meth:`epoch_end` calls so far.
+    step_count : int
+        Number of :meth:`step` calls so far.
+
+    Examples
+    --------
+    >>> opt = SGD(lr=0.5, schedule=StepLR(1, gamma=0.5))
+    >>> opt.lr
+    0.5
+    >>> opt.epoch_end(); opt.lr
+    0.25
+    """
+
+    _slots: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, lr: float, schedule: Schedule | None = None) -> None:
+        self.base_lr = _as_float("lr", lr)
+        if self.base_lr <= 0.0:
+            raise ValueError(f"lr must be > 0, got {lr!r}")
+        valid_schedule = schedule is None or isinstance(schedule, Schedule)
+        if not valid_schedule:
+            raise ValueError(f"schedule must be a resode.optim.Schedule or None, got {schedule!r}")
+        self.schedule = schedule
+        self.epoch = 0
+        self.step_count = 0
+        self._state: dict[str, dict[str, np.ndarray]] = {s: {} for s in self._slots}
+
+    # -- learning rate / epochs ---------------------------------------------------------
+
+    @property
+    def lr(self) -> float:
+        """Current learning rate: ``base_lr * schedule(epoch)`` (``base_lr`` if no schedule)."""
+        if self.schedule is None:
+            return self.base_lr
+        return self.base_lr * float(self.schedule(self.epoch))
+
+    def epoch_end(self) -> None:
+        """Advance the schedule by one epoch (call once at the end of every epoch)."""
+        self.epoch += 1
+
+    # -- stepping -----------------------------------------------------------------------
+
+    def _check(
+        self, params: Mapping[str, np.ndarray], grads: Mapping[str, ArrayLike]
+    ) -> dict[str, np.ndarray]:
+        """Validate ``params`` / ``grads``; return the gradients cast to the param dtypes."""
+        missing = [k for k in params if k not in grads]
+        if missing:
+            raise ValueError(f"grads is missing key {missing[0]!r} present in params")
+        extra = [k for k in grads if k not in params]
+        if extra:
+            raise ValueError(f"grads has key {extra[0]!r} that is not in params")
+        state_keys = next((set(s) for s in self._state.values() if s), None)
+        if state_keys is not None and state_keys != set(params):
+            bad = min(state_keys.symmetric_difference(params))
+            raise ValueError(
+                f"key {bad!r} differs between params and the optimiser state "
+                f"(state keys: {sorted(state_keys)})"
+            )
+        out: dict[str, np.ndarray] = {}
+        for k, p in params.items():
+            if not isinstance(p, np.ndarray) or not np.issubdtype(p.dtype, np.floating):
+                raise ValueError(f"params[{k!r}] must be a floating-point numpy.ndarray")
+            if not p.flags.writeable:
+                raise ValueError(f"params[{k!r}] is read-only; it is updated in place")
+            g = np.asarray(grads[k])
+            if g.shape != p.shape:
+                raise ValueError(f"shape mismatch for key {k!r}: params {p.shape}, grads {g.shape}")
+            for slot, arrays in self._state.items():
+                s = arrays.get(k)
+                if s is None:
+                    continue
+                if s.shape != p.shape:
+                    raise ValueError(
+                        f"shape mismatch for key {k!r}: params {p.shape}, "
+                        f"optimiser state {slot!r} {s.shape}"
+                    )
+                if s.dtype != p.dtype:
+                    arrays[k] = s.astype(p.dtype)
+            out[k] = g.astype(p.dtype, copy=False)
+        return out
+
+    def step(self, params: Mapping[str, np.ndarray], grads: Mapping[str, ArrayLike]) -> None:
+        """Update ``params`` in place from ``grads``.
+
+        Parameters
+        ----------
+        params : mapping of str to numpy.ndarray
+            Writable floating-point arrays, updated in place (dtype preserved).
+        grads : mapping of str to array_like
+            Same keys and shapes as ``params``; cast to each parameter's dtype.
+
+        Raises
+        ------
+        ValueError
+            On mismatched keys (naming the key), mismatched shapes (naming the key),
+            non-float or read-only parameters.
+        """
+        g = self._check(params, grads)
+        self.step_count += 1
+        lr = self.lr
+        for k, p in params.items():
+            self._update(k, p, g[k], lr)
+
+    @abstractmethod
+    def _update(self, key: str, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+        """Update one parameter array in place (``step_count`` already incremented)."""
+
+    # -- serialisation ------------------------------------------------------------------
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """Return JSON-serialisable constructor arguments, ``"name"`` and ``"schedule"``."""
+
+    def _schedule_config(self) -> dict[str, Any] | None:
+        return None if self.schedule is None else self.schedule.config()
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Return the mutable state as a flat dict of NumPy arrays (copies).
+
+        Keys: ``"step"`` and ``"epoch"`` (0-d int64 arrays) and ``"<slot>/<param key>"``
+        for the per-parameter state (``"buf/W"`` for SGD with momentum, ``"m/W"`` and
+        ``"v/W"`` for Adam). Suitable for ``numpy.savez`` without pickle.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+
+        Examples
+        --------
+        >>> opt = Adam()
+        >>> opt.step({"W": np.zeros(3)}, {"W": np.ones(3)})
+        >>> sorted(opt.state_dict())
+        ['epoch', 'm/W', 'step', 'v/W']
+        """
+        out: dict[str, np.ndarray] = {
+            "step": np.array(self.step_count, dtype=np.int64),
+            "epoch": np.array(self.epoch, dtype=np.int64),
+        }
+        for slot, arrays in self._state.items():
+            for k, a in arrays.items():
+                out[f"{slot}/{k}"] = a.copy()
+        return out
+
+    def load_state_dict(self, state: Mapping[str, ArrayLike]) -> None:
+        """Restore the state saved by :meth:`state_dict` (arrays are copied exactly).
+
+        Parameters
+        ----------
+        state : mapping of str to array_like
+            Output of :meth:`state_dict`, or e.g. the ``NpzFile`` of ``numpy.load``.
+
+        Raises
+        ------
+        ValueError
+            On a missing ``"step"`` / ``"epoch"``, an unknown key, or inconsistent slots.
+
+        Examples
+        --------
+        >>> opt = SGD(lr=0.1, momentum=0.9)
+        >>> opt.step({"W": np.zeros(2)}, {"W": np.ones(2)})
+        >>> other = SGD(lr=0.1, momentum=0.9)
+        >>> other.load_state_dict(opt.state_dict())
+        >>> other.step_count
+        1
+        """
+        for name in ("step", "epoch"):
+            if name not in state:
+                raise ValueError(f"state is missing key {name!r}")
+        step_count = _as_int("step", np.asarray(state["step"]).item(), 0)
+        epoch = _as_int("epoch", np.asarray(state["epoch"]).item(), 0)
+        slots: dict[str, dict[str, np.ndarray]] = {s: {} for s in self._slots}
+        for name in state:
+            if name in ("step", "epoch"):
+                continue
+            slot, sep, key = name.partition("/")
+            if not sep or not key or slot not in slots:
+                raise ValueError(
+                    f"unexpected key {name!r} in state for {type(self).__name__} "
+                    f"(expected 'step', 'epoch' and '<slot>/<key>' with slot in "
+                    f"{list(self._slots)})"
+                )
+            arr = np.array(state[name], copy=True, order="C")
+            if not np.issubdtype(arr.dtype, np.floating):
+                raise ValueError(f"state[{name!r}] must be a floating-point array")
+            slots[slot][key] = arr
+        key_sets = {slot: set(arrays) for slot, arrays in slots.items() if arrays}
+        if key_sets:
+            ref_slot, ref = next(iter(key_sets.items()))
+            for slot, keys in key_sets.items():
+                if keys != ref:
+                    bad = min(keys.symmetric_difference(ref))
+                    raise ValueError(
+                        f"key {bad!r} is in only one of the state slots {ref_slot!r}, {slot!r}"
+                    )
+            self._validate_slots(slots)
+        self.step_count = step_count
+        self.epoch = epoch
+        self._state = slots
+
+    def _validate_slots(self, slots: dict[str, dict[str, np.ndarray]]) -> None:
+        """Check that the loaded slots are complete (hook for subclasses)."""
+        empty = [s for s, a in slots.items() if not a]
+        if empty:
+            raise ValueError(f"state has no entries for slot {empty[0]!r}")
+
+    def __repr__(self) -> str:
+        """``Name(arg=value, ...)`` from :meth:`config`."""
+        cfg = self.config()
+        name = cfg.pop("name")
+        sched = cfg.pop("schedule")
+        args = [f"{k}={v!r}" for k, v in cfg.items()]
+        args.append(f"schedule={self.schedule!r}" if sched is not None else "schedule=None")
+        return f"{name}({', '.join(args)})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum, PyTorch semantics.
+
+    With ``momentum > 0``: ``buf = momentum * buf + g`` (``buf = g`` at the first step),
+    ``update = g + momentum * buf`` if ``nesterov`` else ``buf``; then
+    ``p -= lr * update``. With ``momentum == 0``: ``p -= lr * g`` and no state.
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+        Base learning rate, ``> 0``.
+    momentum : float, default 0.0
+        Momentum factor, ``>= 0``.
+    nesterov : bool, default False
+        Use Nesterov momentum (requires ``momentum > 0``).
+    schedule : Schedule or None, default None
+        Learning-rate schedule (factor of ``lr`` per epoch).
+
+    Raises
+    ------
+    ValueError
+        On ``lr <= 0``, ``momentum < 0``, or ``nesterov`` without momentum.
+
+    Examples
+    --------
+    >>> params = {"w": np.array([1.0, -2.0])}
+    >>> opt = SGD(lr=0.1, momentum=0.9)
+    >>> opt.step(params, {"w": np.array([1.0, 1.0])})
+    >>> params["w"]
+    array([ 0.9, -2.1])
+    """
+
+    _slots: ClassVar[tuple[str, ...]] = ("buf",)
+
+    def __init__(
+        self,
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        schedule: Schedule | None = None,
+    ) -> None:
+        super().__init__(lr, schedule)
+        self.momentum = _as_float("momentum", momentum)
+        if self.momentum < 0.0:
+            raise ValueError(f"momentum must be >= 0, got {momentum!r}")
+        is_bool = isinstance(nesterov, (bool, np.bool_))
+        if not is_bool:
+            raise ValueError(f"nesterov must be a bool, got {nesterov!r}")
+        self.nesterov = bool(nesterov)
+        if self.nesterov and self.momentum == 0.0:
+            raise ValueError("nesterov=True requires momentum > 0")
+
+    def _update(self, key: str, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+        if self.momentum == 0.0:
+            p -= lr * g
+            return
+        bufs = self._state["buf"]
+        buf = bufs.get(key)
+        if buf is None:
+            buf = bufs[key] = np.array(g, dtype=p.dtype, copy=True, order="C")
+        else:
+            buf *= self.momentum
+            buf += g
+        if self.nesterov:
+            p -= lr * (g + self.momentum * buf)
+        else:
+            p -= lr * buf
+
+    def _validate_slots(self, slots: dict[str, dict[str, np.ndarray]]) -> None:
+        if self.momentum == 0.0 and slots["buf"]:
+            raise ValueError("state has momentum buffers but this SGD has momentum=0")
+
+    def config(self) -> dict[str, Any]:
+        """Return ``{"name": "SGD", "lr", "momentum", "nesterov", "schedule"}``.
+
+        Examples
+        --------
+        >>> SGD(lr=0.1, momentum=0.9).config()["momentum"]
+        0.9
+        """
+        return {
+            "name": "SGD",
+            "lr": self.base_lr,
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "schedule": self._schedule_config(),
+        }
+
+
+class Adam(Optimizer):
+    """Adam with bias correction, PyTorch semantics (no weight decay, no amsgrad).
+
+    With ``t`` the step count (starting at 1)::
+
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        p -= (lr / (1 - beta1**t)) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+
+    so the first step is ``p -= lr * g / (|g| + eps)``, about ``lr * sign(g)``.
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        Base learning rate, ``> 0``.
+    betas : tuple of float, default (0.9, 0.999)
+        Decay rates of the first and second moment estimates, each in ``[0, 1)``.
+    eps : float, default 1e-8
+        Denominator offset, ``> 0``.
+    schedule : Schedule or None, default None
+        Learning-rate schedule (factor of ``lr`` per epoch).
+
+    Raises
+    ------
+    ValueError
+        On ``lr <= 0``, ``betas`` not two numbers in ``[0, 1)``, or ``eps <= 0``.
+
+    Examples
+    --------
+    >>> params = {"w": np.array([1.0, -2.0])}
+    >>> opt = Adam(lr=0.1)
+    >>> opt.step(params, {"w": np.array([3.0, -0.5])})
+    >>> np.round(params["w"], 6)
+    array([ 0.9, -1.9])
+    """
+
+    _slots: ClassVar[tuple[str, ...]] = ("m", "v")
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        schedule: Schedule | None = None,
+    ) -> None:
+        super().__init__(lr, schedule)
+        try:
+            b1, b2 = betas
+        except (TypeError, ValueError):
+            raise ValueError(f"betas must be a pair of floats, got {betas!r}") from None
+        self.betas = (_as_float("betas[0]", b1), _as_float("betas[1]", b2))
+        for i, b in enumerate(self.betas):
+            if not 0.0 <= b < 1.0:
+                raise ValueError(f"betas[{i}] must be in [0, 1), got {b!r}")
+        self.eps = _as_float("eps", eps)
+        if self.eps <= 0.0:
+            raise ValueError(f"eps must be > 0, got {eps!r}")
+
+    def _update(self, key: str, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+        beta1, beta2 = self.betas
+        m = self._state["m"].get(key)
+        v = self._state["v"].get(key)
+        if m is None or v is None:
+            m = self._state["m"][key] = np.zeros_like(p, order="C")
+            v = self._state["v"][key] = np.zeros_like(p, order="C")
+        m *= beta1
+        m += (1.0 - beta1) * g
+        v *= beta2
+        v += (1.0 - beta2) * (g * g)
+        t = self.step_count
+        bias_correction1 = 1.0 - beta1**t
+        bias_correction2_sqrt = math.sqrt(1.0 - beta2**t)
+        step_size = lr / bias_correction1
+        denom = np.sqrt(v)
+        denom /= bias_correction2_sqrt
+        denom += self.eps
+        p -= step_size * (m / denom)
+
+    def config(self) -> dict[str, Any]:
+        """Return ``{"name": "Adam", "lr", "betas", "eps", "schedule"}`` (betas as a list).
+
+        Examples
+        --------
+        >>> Adam(lr=0.01).config()["betas"]
+        [0.9, 0.999]
+        """
+        return {
+            "name": "Adam",
+            "lr": self.base_lr,
+            "betas": list(self.betas),
+            "eps": self.eps,
+            "schedule": self._schedule_config(),
+        }
+
+
+_OPTIMIZERS: dict[str, type[Optimizer]] = {"SGD": SGD, "Adam": Adam}
+
+
+def from_config(cfg: Mapping[str, Any]) -> Optimizer:
+    """Rebuild an optimiser (with its schedule) from :meth:`Optimizer.config` output.
+
+    The result has fresh state (epoch 0, no moments); restore those with
+    :meth:`Optimizer.load_state_dict`.
+
+    Parameters
+    ----------
+    cfg : mapping
+        ``{"name": "SGD" | "Adam", "schedule": None | {...}, **constructor_args}``,
+        e.g. after a JSON round trip.
+
+    Returns
+    -------
+    Optimizer
+
+    Raises
+    ------
+    ValueError
+        On an unknown or missing ``"name"`` or bad constructor arguments.
+
+    Examples
+    --------
+    >>> opt = from_config({"name": "SGD", "lr": 0.1, "momentum": 0.9, "nesterov": True,
+    ...                    "schedule": {"name": "CosineLR", "total_epochs": 50}})
+    >>> opt
+    SGD(lr=0.1, momentum=0.9, nesterov=True, schedule=CosineLR(total_epochs=50, min_factor=0.0))
+    """
+    args = dict(cfg)
+    name = args.pop("name", None)
+    if name not in _OPTIMIZERS:
+        raise ValueError(f"optimizer name must be one of {sorted(_OPTIMIZERS)}, got {name!r}")
+    args["schedule"] = schedule_from_config(args.get("schedule"))
+    if "betas" in args and isinstance(args["betas"], list):
+        args["betas"] = tuple(args["betas"])
+    try:
+        return _OPTIMIZERS[name](**args)
+    except TypeError as exc:
+        raise ValueError(f"bad optimizer config {dict(cfg)!r}: {exc}") from None

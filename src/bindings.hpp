@@ -1,0 +1,74 @@
+// Shared by every binding file: pybind11 includes, the core, and the argument checks that turn
+// NumPy arrays into validated, contiguous views of the core's scalar type.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "resode/resode.hpp"
+
+namespace py = pybind11;
+
+void register_activations(py::module_& m);
+void register_sweeps(py::module_& m);
+void register_threads(py::module_& m);
+
+namespace resode::bind {
+
+using Shape = std::vector<index_t>;
+
+inline std::string shape_string(const Shape& shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    s += shape[i] < 0 ? std::string("*") : std::to_string(shape[i]);
+    if (i + 1 < shape.size() || shape.size() == 1) s += shape.size() == 1 ? "," : ", ";
+  }
+  return s + ")";
+}
+
+inline Shape shape_of(const py::array& a) {
+  return Shape(a.shape(), a.shape() + a.ndim());
+}
+
+// Is `a` a float32 (false) or float64 (true) array? TypeError for anything else.
+inline bool is_float64(const py::array& a, const char* name) {
+  const char kind = a.dtype().kind();
+  if (kind == 'f' && a.itemsize() == 8) return true;
+  if (kind == 'f' && a.itemsize() == 4) return false;
+  throw py::type_error(std::string(name) + " must be a float32 or float64 array, got dtype " +
+                       std::string(py::str(a.dtype())));
+}
+
+// Checks dtype == T exactly (TypeError otherwise), the shape (-1 = any extent) and finiteness,
+// and returns a C-contiguous view (a copy only if `a` was not C-contiguous).
+template <class T>
+py::array_t<T, py::array::c_style> checked(const py::array& a, const char* name,
+                                           const Shape& expected, bool finite = true) {
+  if (a.dtype().kind() != 'f' || a.itemsize() != sizeof(T))
+    throw py::type_error(std::string(name) + " must have dtype " +
+                         (sizeof(T) == 8 ? "float64" : "float32") + " like X, got " +
+                         std::string(py::str(a.dtype())));
+  const Shape shape = shape_of(a);
+  bool ok = shape.size() == expected.size();
+  for (std::size_t i = 0; ok && i < shape.size(); ++i)
+    ok = expected[i] < 0 || expected[i] == shape[i];
+  if (!ok)
+    throw std::invalid_argument(std::string(name) + " must have shape " + shape_string(expected) +
+                                ", got " + shape_string(shape));
+  auto out = py::array_t<T, py::array::c_style>::ensure(a);
+  if (!out) throw py::error_already_set();
+  if (finite && !detail::all_finite(out.size(), out.data()))
+    throw std::invalid_argument(std::string(name) + " contains NaN or Inf");
+  return out;
+}
+
+// A view of `flat` (a 1-D array) starting at `offset` with `shape`; keeps `flat` alive.
+template <class T>
+py::array_t<T> view(py::array_t<T>& flat, index_t offset, const Shape& shape) {
+  return py::array_t<T>(shape, flat.mutable_data() + offset, flat);
+}
+
+}  // namespace resode::bind

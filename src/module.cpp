@@ -1,0 +1,32 @@
+// resode._core: the compiled half of resode. Declares the module, maps the core's exceptions,
+// and registers each concept; every binding lives in its own register_<concept>.cpp.
+#include <Python.h>
+
+#include "bindings.hpp"
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "resode's C++ core: sweeps, gradients and adjoints of ResNets and neural ODEs";
+
+  // NonFiniteError is both a ValueError and a FloatingPointError, so callers can catch either.
+  py::dict namespace_;
+  namespace_["__module__"] = "resode";
+  namespace_["__doc__"] =
+      "A state, loss or gradient became NaN or Inf (the message names the step and time).";
+  py::object non_finite = py::module_::import("builtins").attr("type")(
+      "NonFiniteError",
+      py::make_tuple(py::handle(PyExc_ValueError), py::handle(PyExc_FloatingPointError)),
+      namespace_);
+  m.attr("NonFiniteError") = non_finite;
+  static PyObject* non_finite_type = non_finite.inc_ref().ptr();  // lives as long as the process
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const resode::non_finite_error& e) {
+      py::set_error(py::handle(non_finite_type), e.what());
+    }
+  });
+
+  register_activations(m);
+  register_sweeps(m);
+  register_threads(m);
+}
