@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from . import _core
 from ._core import NonFiniteError, get_num_threads, set_num_threads
+from . import datasets, optim, reference
 from .models import NeuralODE, ResNet
+from .odeint import odeint, odeint_vjp
 
 __all__ = [
     "NeuralODE",
     "NonFiniteError",
     "ResNet",
+    "datasets",
+    "odeint",
+    "odeint_vjp",
+    "optim",
+    "reference",
     "__version__",
     "get_num_threads",
     "set_num_threads",

@@ -198,6 +198,12 @@ class _Model:
         grads.update(P=dP, c=dc)
         return float(loss), grads
 
+    def save(self, path: Any) -> None:
+        """Save config and parameters to one ``.npz`` file (atomically); see :func:`resode.load`."""
+        from .io import save
+
+        save(self, path)
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
         return f"{type(self).__name__}({args})"
