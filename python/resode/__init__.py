@@ -6,9 +6,8 @@ NumPy API on top of it. ``resode.reference`` is the same mathematics in plain Nu
 
 from __future__ import annotations
 
-from . import _core
+from . import _core, datasets, optim, reference
 from ._core import NonFiniteError, get_num_threads, set_num_threads
-from . import datasets, optim, reference
 from .models import NeuralODE, ResNet
 from .odeint import odeint, odeint_vjp
 
@@ -16,13 +15,13 @@ __all__ = [
     "NeuralODE",
     "NonFiniteError",
     "ResNet",
+    "__version__",
     "datasets",
+    "get_num_threads",
     "odeint",
     "odeint_vjp",
     "optim",
     "reference",
-    "__version__",
-    "get_num_threads",
     "set_num_threads",
 ]
 

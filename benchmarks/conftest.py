@@ -1,0 +1,29 @@
+"""Benchmarks run single-threaded unless a test asks otherwise: resode's OpenMP pool and
+NumPy's BLAS pool are both limited to one thread, so ratios compare like with like."""
+
+from __future__ import annotations
+
+import pytest
+import resode
+from threadpoolctl import threadpool_limits
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = resode.get_num_threads()
+    resode.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    resode.set_num_threads(before)
+
+
+@pytest.fixture
+def run(benchmark):
+    """run(fn, slow=False): benchmark `fn`; slow workloads (> ~50 ms a call) get 3 rounds."""
+
+    def _run(fn, slow: bool = False):
+        if slow:
+            return benchmark.pedantic(fn, rounds=3, iterations=1, warmup_rounds=1)
+        return benchmark(fn)
+
+    return _run

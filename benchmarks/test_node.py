@@ -1,0 +1,68 @@
+"""One training step (loss_and_grad) of a neural ODE: the seed's experiment (dim 2 + 1
+augmented, bottleneck hidden 50, relu, T = 5, 16 pieces, rk4) and a wide model (D = 256,
+outside tanh, 4 pieces x 5 substeps, N = 1024); resode and the NumPy reference per group."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import resode
+from resode import reference as ref
+
+SEED = {
+    "T": 5.0,
+    "pieces": 16,
+    "field": "bottleneck",
+    "hidden": 50,
+    "augment": 1,
+    "activation": "relu",
+}
+WIDE = {"T": 1.0, "pieces": 4, "substeps": 5, "field": "outside", "activation": "tanh"}
+
+
+def _data(N, dim, dtype):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(N, dim)).astype(dtype)
+    return X, (np.linalg.norm(X, axis=1) > 1.2).astype(np.int64)
+
+
+def _reference_kwargs(model):
+    return {
+        "T": model.T,
+        "substeps": model.substeps,
+        "method": model.method,
+        "field": model.field,
+        "activation": model.activation,
+        "augment": model.augment,
+        "gradient": model.gradient,
+    }
+
+
+@pytest.mark.parametrize("impl", ["resode", "reference"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("gradient", ["discrete", "adjoint"])
+@pytest.mark.parametrize("N", [2, 150, 1000])
+def test_seed_node_step(benchmark, run, N, gradient, dtype, impl):
+    benchmark.group = f"seed NODE N={N} {gradient} {dtype}"
+    model = resode.NeuralODE(2, **SEED, gradient=gradient, dtype=dtype, seed=0)
+    X, y = _data(N, 2, dtype)
+    if impl == "resode":
+        run(lambda: model.loss_and_grad(X, y))
+    else:
+        kw = _reference_kwargs(model)
+        run(lambda: ref.node_loss_and_grad(model.params, X, y, **kw))
+
+
+@pytest.mark.parametrize("impl", ["resode", "reference"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_wide_node_step(benchmark, run, dtype, impl):
+    D, N = 256, 1024
+    benchmark.group = f"wide NODE D={D} N={N} 20 rk4 steps {dtype}"
+    benchmark.extra_info["gflop"] = 3 * 2 * N * D * D * 20 * 4 / 1e9
+    model = resode.NeuralODE(D, **WIDE, dtype=dtype, seed=0)
+    X, y = _data(N, D, dtype)
+    if impl == "resode":
+        run(lambda: model.loss_and_grad(X, y), slow=True)
+    else:
+        kw = _reference_kwargs(model)
+        run(lambda: ref.node_loss_and_grad(model.params, X, y, **kw), slow=True)

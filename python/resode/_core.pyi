@@ -1,0 +1,73 @@
+"""Type stubs of resode._core, the compiled core (see src/)."""
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+openmp: bool
+
+class NonFiniteError(ValueError, FloatingPointError):
+    """A state, loss or gradient became NaN or Inf (the message names the step and time)."""
+
+def activation(name: str, x: npt.ArrayLike) -> np.ndarray: ...
+def activation_grad(name: str, x: npt.ArrayLike) -> np.ndarray: ...
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...
+def trajectory(
+    X: np.ndarray,
+    theta: Sequence[np.ndarray],
+    *,
+    field: str,
+    activation: str,
+    method: str,
+    dt: float,
+    substeps: int = 1,
+    augment: int = 0,
+) -> np.ndarray: ...
+def logits(
+    X: np.ndarray,
+    theta: Sequence[np.ndarray],
+    P: np.ndarray,
+    c: np.ndarray,
+    *,
+    field: str,
+    activation: str,
+    method: str,
+    dt: float,
+    substeps: int = 1,
+    augment: int = 0,
+) -> np.ndarray: ...
+def loss_and_grad(
+    X: np.ndarray,
+    y: np.ndarray,
+    theta: Sequence[np.ndarray],
+    P: np.ndarray,
+    c: np.ndarray,
+    *,
+    field: str,
+    activation: str,
+    method: str,
+    dt: float,
+    substeps: int = 1,
+    augment: int = 0,
+    loss: str = "cross_entropy",
+    weight_decay: float = 0.0,
+    turnpike: bool = False,
+    gradient: str = "discrete",
+    checkpoints: int = 0,
+) -> tuple[float, list[np.ndarray], np.ndarray, np.ndarray]: ...
+def vjp(
+    X: np.ndarray,
+    cotangent: np.ndarray,
+    theta: Sequence[np.ndarray],
+    *,
+    field: str,
+    activation: str,
+    method: str,
+    dt: float,
+    substeps: int = 1,
+    augment: int = 0,
+    gradient: str = "discrete",
+    checkpoints: int = 0,
+) -> tuple[list[np.ndarray], np.ndarray]: ...
