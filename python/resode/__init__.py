@@ -6,7 +6,7 @@ NumPy API on top of it. ``resode.reference`` is the same mathematics in plain Nu
 
 from __future__ import annotations
 
-from . import _core, datasets, optim, reference
+from . import _core, datasets, optim, reference  # noqa: F401  (_core: the compiled core)
 from ._core import NonFiniteError, get_num_threads, set_num_threads
 from .models import NeuralODE, ResNet
 from .odeint import odeint, odeint_vjp

@@ -21,7 +21,7 @@ __all__ = [
 
 
 def resolve_dtype(dtype: Any) -> np.dtype:
-    """Return np.float32 or np.float64 for `dtype` (a name or a NumPy dtype); ValueError otherwise."""
+    """np.float32 or np.float64 for `dtype` (a name or a NumPy dtype); ValueError otherwise."""
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
