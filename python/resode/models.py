@@ -134,7 +134,7 @@ class _Model:
 
     # -- public API ----------------------------------------------------------------------------
     def forward(self, X: Any) -> np.ndarray:
-        """Logits ``z = x_final P^T + c``, shape ``(N, classes)``, for ``X`` of shape ``(N, dim)``."""
+        """Logits ``z = x_final P^T + c``, shape ``(N, classes)``, for ``X`` ``(N, dim)``."""
         return _core.logits(
             self._X(X), self._theta(), self._param("P"), self._param("c"), **self._sweep_args()
         )
