@@ -79,34 +79,35 @@ inline double sigmoid(double x) {
 
 }  // namespace detail
 
-// Each activation: value(x) = sigma(x), deriv(x) = sigma'(x). Kinks take the right derivative
-// at 0 from the left: relu'(0) = 0, leaky_relu'(0) = 0.01.
+// Each activation: value(x) = sigma(x), deriv(x) = sigma'(x), and deriv_of_value(a) = sigma'(x)
+// computed from a = sigma(x) alone (tanh' = 1 - a^2, sigmoid' = a (1 - a); the piecewise-linear
+// ones have a > 0 exactly when x > 0), so backward sweeps never evaluate exp/tanh again.
+// Kinks take the derivative from the left: relu'(0) = 0, leaky_relu'(0) = 0.01.
 struct Tanh {
   template <class T> static T value(T x) { return T(detail::tanh(double(x))); }
-  template <class T> static T deriv(T x) {
-    const double t = detail::tanh(double(x));
-    return T(1.0 - t * t);
-  }
+  template <class T> static T deriv(T x) { return deriv_of_value(value(x)); }
+  template <class T> static T deriv_of_value(T a) { return T(1) - a * a; }
 };
 struct Sigmoid {
   template <class T> static T value(T x) { return T(detail::sigmoid(double(x))); }
-  template <class T> static T deriv(T x) {
-    const double s = detail::sigmoid(double(x));
-    return T(s * (1.0 - s));
-  }
+  template <class T> static T deriv(T x) { return deriv_of_value(value(x)); }
+  template <class T> static T deriv_of_value(T a) { return a * (T(1) - a); }
 };
 struct Relu {
   template <class T> static T value(T x) { return x > T(0) ? x : T(0); }
   template <class T> static T deriv(T x) { return x > T(0) ? T(1) : T(0); }
+  template <class T> static T deriv_of_value(T a) { return a > T(0) ? T(1) : T(0); }
 };
 struct LeakyRelu {
   static constexpr double slope = 0.01;
   template <class T> static T value(T x) { return x > T(0) ? x : T(slope) * x; }
   template <class T> static T deriv(T x) { return x > T(0) ? T(1) : T(slope); }
+  template <class T> static T deriv_of_value(T a) { return a > T(0) ? T(1) : T(slope); }
 };
 struct Identity {
   template <class T> static T value(T x) { return x; }
   template <class T> static T deriv(T) { return T(1); }
+  template <class T> static T deriv_of_value(T) { return T(1); }
 };
 
 // Calls f(ActivationType{}) for the runtime choice, so every kernel below is compiled per
@@ -129,10 +130,17 @@ RESODE_CLONES void activate(index_t n, const T* z, T* out) {
   for (index_t i = 0; i < n; ++i) out[i] = Act::value(z[i]);
 }
 
-// g[i] *= sigma'(z[i]): the chain rule through an elementwise activation.
+// out[i] = g[i] * sigma'(x[i]) given a[i] = sigma(x[i]): the chain rule through an elementwise
+// activation (out may alias g).
 template <class Act, class T>
-RESODE_CLONES void multiply_by_derivative(index_t n, const T* z, T* g) {
-  for (index_t i = 0; i < n; ++i) g[i] *= Act::deriv(z[i]);
+RESODE_CLONES void multiply_by_slope(index_t n, const T* a, const T* g, T* out) {
+  for (index_t i = 0; i < n; ++i) out[i] = g[i] * Act::deriv_of_value(a[i]);
+}
+
+// out[i] = alpha * g[i] * sigma'(x[i]) given a[i] = sigma(x[i]).
+template <class Act, class T>
+RESODE_CLONES void scaled_slope(index_t n, T alpha, const T* a, const T* g, T* out) {
+  for (index_t i = 0; i < n; ++i) out[i] = alpha * g[i] * Act::deriv_of_value(a[i]);
 }
 
 // out[i] = sigma'(z[i]).

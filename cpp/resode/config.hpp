@@ -13,7 +13,16 @@ using index_t = std::ptrdiff_t;
 // copy (x86-64-v3) and pick one once at load time, so a portable build runs at AVX2 speed.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(RESODE_NO_CLONES) && !defined(__SANITIZE_ADDRESS__)
-#define RESODE_CLONES __attribute__((target_clones("default", "arch=x86-64-v3")))
+#define RESODE_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
 #else
 #define RESODE_CLONES
+#endif
+
+// Helpers of a RESODE_CLONES kernel must be inlined into it, so they are compiled once per
+// clone with its instruction set (a separate baseline copy would pass SIMD values through
+// memory).
+#if defined(__GNUC__) || defined(__clang__)
+#define RESODE_INLINE inline __attribute__((always_inline))
+#else
+#define RESODE_INLINE inline
 #endif

@@ -1,14 +1,15 @@
-// Vector fields f_k(x) of one layer (ResNet) or one piece of the controls (neural ODE), their
+// Vector fields f_k(x) of one layer (ResNet) or one piece of the controls (neural ODE): their
 // evaluation on a block of samples and their vector-Jacobian products.
 //
-// Memory layout: a block of n samples is row-major (n, D); parameters are stacked over the
-// leading axis k (layers or pieces) exactly as the Python params dict holds them:
-//   outside     f = sigma(W x + b)          W (K, D, D), b (K, D)
-//   inside      f = W sigma(x) + b          W (K, D, D), b (K, D)
-//   bottleneck  f = W2 sigma(W1 x + b1) + b2
-//               W1 (K, H, D), b1 (K, H), W2 (K, D, H), b2 (K, D)
-// For outside/inside, W and b live in the W1/b1 slots and H = D. Gradients use one flat buffer
-// laid out as the concatenation [W1 | b1 | W2 | b2] (or [W | b]).
+// Memory layout. Parameters are stacked over the leading axis k (layers or pieces), row-major,
+// exactly as the Python params dict holds them:
+//   outside     f = sigma(W x + b)                W (K, D, D), b (K, D)
+//   inside      f = W sigma(x) + b                W (K, D, D), b (K, D)
+//   bottleneck  f = W2 sigma(W1 x + b1) + b2      W1 (K, H, D), b1 (K, H), W2 (K, D, H), b2 (K, D)
+// For outside/inside, W and b live in the W1/b1 slots and H = D. Gradients use one flat buffer,
+// the concatenation [W1 | b1 | W2 | b2] (or [W | b]).
+// A block of n samples is feature-major (see linalg.hpp): x is D x n, sample s in column s.
+// In that layout the field is Z = W X + b 1^T, and its products are GEMMs with B = X.
 #pragma once
 #include <algorithm>
 #include <string>
@@ -51,104 +52,110 @@ struct FieldParams {
   index_t b1_offset() const { return pieces * w1_size(); }
   index_t w2_offset() const { return b1_offset() + pieces * b1_size(); }
   index_t b2_offset() const { return w2_offset() + pieces * w2_size(); }
-  // Per-stage cache (n samples): outside keeps z = Wx+b, inside s = sigma(x), bottleneck
-  // u = W1 x + b1 and a = sigma(u).
-  index_t cache_size(index_t n) const { return bottleneck() ? 2 * n * H : n * D; }
-  index_t scratch_size(index_t n) const { return n * std::max(D, H); }
+  // What field_eval leaves for field_vjp besides f itself (n samples): nothing for outside
+  // (sigma' comes from f = sigma(z)), s = sigma(x) for inside, a = sigma(W1 x + b1) for
+  // bottleneck.
+  index_t cache_size(index_t n) const {
+    return kind == FieldKind::outside ? 0 : bottleneck() ? H * n : D * n;
+  }
+  index_t scratch_size(index_t n) const { return std::max(D, H) * n; }
 };
 
 namespace detail {
-// rows (n x m) += bias (m) broadcast over rows.
+// M (rows x n) += bias (rows) 1^T.
 template <class T>
-void add_bias(index_t n, index_t m, const T* bias, T* rows) {
-  for (index_t i = 0; i < n; ++i)
-    for (index_t j = 0; j < m; ++j) rows[i * m + j] += bias[j];
+void add_bias(index_t rows, index_t n, const T* bias, T* M) {
+  for (index_t i = 0; i < rows; ++i) {
+    const T b = bias[i];
+    T* row = M + i * n;
+    for (index_t s = 0; s < n; ++s) row[s] += b;
+  }
+}
+
+// M (rows x n) = W (rows x k) X (k x n) + bias 1^T.
+template <class T>
+void affine(index_t rows, index_t k, index_t n, const T* W, const T* bias, const T* X, T* M) {
+  gemm(rows, n, k, T(1), W, k, 1, X, n, M, n, false);
+  add_bias(rows, n, bias, M);
+}
+
+// Xbar (k x n) = W^T (W: rows x k) G (rows x n).
+template <class T>
+void affine_transpose(index_t rows, index_t k, index_t n, const T* W, const T* G, T* Xbar) {
+  gemm(k, n, rows, T(1), W, 1, k, G, n, Xbar, n, false);
+}
+
+// dW (rows x k) += alpha G X^T, db (rows) += alpha G 1.
+template <class T>
+void affine_param_grads(index_t rows, index_t k, index_t n, T alpha, const T* G, const T* X,
+                        T* dW, T* db) {
+  gemm_abt(rows, k, n, alpha, G, n, X, n, dW, k);
+  row_sums(rows, n, alpha, G, n, db);
 }
 }  // namespace detail
 
-// f = f_k(x) for a block x (n, D); fills `cache` for field_vjp.
+// f = f_k(x) for a block x (D x n); fills `cache` (cache_size(n)) for field_vjp.
 template <class Act, class T>
 void field_eval(const FieldParams<T>& p, index_t k, index_t n, const T* x, T* f, T* cache) {
   const index_t D = p.D, H = p.H;
   const T* W1 = p.W1 + k * p.w1_size();
   const T* b1 = p.b1 + k * p.b1_size();
   switch (p.kind) {
-    case FieldKind::outside: {  // z = x W^T + b, f = sigma(z)
-      gemm_nt(n, D, D, x, D, W1, cache, D);
-      detail::add_bias(n, D, b1, cache);
-      activate<Act>(n * D, cache, f);
+    case FieldKind::outside:  // f = sigma(W x + b)
+      detail::affine(D, D, n, W1, b1, x, f);
+      activate<Act>(D * n, f, f);
       return;
-    }
-    case FieldKind::inside: {  // s = sigma(x), f = s W^T + b
-      activate<Act>(n * D, x, cache);
-      gemm_nt(n, D, D, cache, D, W1, f, D);
-      detail::add_bias(n, D, b1, f);
+    case FieldKind::inside:  // s = sigma(x), f = W s + b
+      activate<Act>(D * n, x, cache);
+      detail::affine(D, D, n, W1, b1, cache, f);
       return;
-    }
-    case FieldKind::bottleneck: {  // u = x W1^T + b1, a = sigma(u), f = a W2^T + b2
-      T* u = cache;
-      T* a = cache + n * H;
-      gemm_nt(n, H, D, x, D, W1, u, H);
-      detail::add_bias(n, H, b1, u);
-      activate<Act>(n * H, u, a);
-      gemm_nt(n, D, H, a, H, p.W2 + k * p.w2_size(), f, D);
-      detail::add_bias(n, D, p.b2 + k * p.b2_size(), f);
+    case FieldKind::bottleneck:  // a = sigma(W1 x + b1), f = W2 a + b2
+      detail::affine(H, D, n, W1, b1, x, cache);
+      activate<Act>(H * n, cache, cache);
+      detail::affine(D, H, n, p.W2 + k * p.w2_size(), p.b2 + k * p.b2_size(), cache, f);
       return;
-    }
   }
 }
 
-// Vector-Jacobian product at the point of the last field_eval(x) (its `cache`):
-//   xbar  = (df/dx)^T fbar                      (overwritten, (n, D))
-//   grads += theta_scale * (df/dtheta_k)^T fbar (flat buffer; skipped when theta_scale == 0)
+// Vector-Jacobian product at the point of the last field_eval(x) (its f and cache):
+//   xbar  = (df/dx)^T fbar                       (D x n, overwritten)
+//   grads += theta_scale * (df/dtheta_k)^T fbar  (flat buffer; skipped when theta_scale == 0)
 // `scratch` holds scratch_size(n) elements.
 template <class Act, class T>
-void field_vjp(const FieldParams<T>& p, index_t k, index_t n, const T* x, const T* cache,
-               const T* fbar, T* xbar, T* grads, T theta_scale, T* scratch) {
+void field_vjp(const FieldParams<T>& p, index_t k, index_t n, const T* x, const T* f,
+               const T* cache, const T* fbar, T* xbar, T* grads, T theta_scale, T* scratch) {
   const index_t D = p.D, H = p.H;
   const T* W1 = p.W1 + k * p.w1_size();
   const bool want_theta = theta_scale != T(0);
-  T* gW1 = grads + k * p.w1_size();
-  T* gb1 = grads + p.b1_offset() + k * p.b1_size();
+  T* dW1 = grads + k * p.w1_size();
+  T* db1 = grads + p.b1_offset() + k * p.b1_size();
   switch (p.kind) {
-    case FieldKind::outside: {  // g = fbar * sigma'(z); dW += g^T x; db += sum g; xbar = g W
+    case FieldKind::outside: {  // g = fbar * sigma'; dW += g x^T; db += g 1; xbar = W^T g
       T* g = scratch;
-      std::copy(fbar, fbar + n * D, g);
-      multiply_by_derivative<Act>(n * D, cache, g);
-      if (want_theta) {
-        gemm_tn_acc(n, D, D, theta_scale, g, x, D, gW1);
-        column_sums_acc(n, D, theta_scale, g, gb1);
-      }
-      gemm_nn(n, D, D, g, W1, xbar, false);
+      multiply_by_slope<Act>(D * n, f, fbar, g);
+      if (want_theta) detail::affine_param_grads(D, D, n, theta_scale, g, x, dW1, db1);
+      detail::affine_transpose(D, D, n, W1, g, xbar);
       return;
     }
-    case FieldKind::inside: {  // dW += fbar^T s; db += sum fbar; xbar = (fbar W) * sigma'(x)
-      if (want_theta) {
-        gemm_tn_acc(n, D, D, theta_scale, fbar, cache, D, gW1);
-        column_sums_acc(n, D, theta_scale, fbar, gb1);
-      }
-      gemm_nn(n, D, D, fbar, W1, xbar, false);
-      multiply_by_derivative<Act>(n * D, x, xbar);
+    case FieldKind::inside: {  // dW += fbar s^T; db += fbar 1; xbar = (W^T fbar) * sigma'(x)
+      if (want_theta) detail::affine_param_grads(D, D, n, theta_scale, fbar, cache, dW1, db1);
+      detail::affine_transpose(D, D, n, W1, fbar, xbar);
+      multiply_by_slope<Act>(D * n, cache, xbar, xbar);
       return;
     }
     case FieldKind::bottleneck: {
-      // dW2 += fbar^T a; db2 += sum fbar; g = (fbar W2) * sigma'(u);
-      // dW1 += g^T x; db1 += sum g; xbar = g W1
-      const T* u = cache;
-      const T* a = cache + n * H;
-      const T* W2 = p.W2 + k * p.w2_size();
+      // dW2 += fbar a^T; db2 += fbar 1; g = (W2^T fbar) * sigma'; dW1 += g x^T; db1 += g 1;
+      // xbar = W1^T g
       T* g = scratch;
-      if (want_theta) {
-        gemm_tn_acc(n, D, H, theta_scale, fbar, a, H, grads + p.w2_offset() + k * p.w2_size());
-        column_sums_acc(n, D, theta_scale, fbar, grads + p.b2_offset() + k * p.b2_size());
-      }
-      gemm_nn(n, D, H, fbar, W2, g, false);
-      multiply_by_derivative<Act>(n * H, u, g);
-      if (want_theta) {
-        gemm_tn_acc(n, H, D, theta_scale, g, x, D, gW1);
-        column_sums_acc(n, H, theta_scale, g, gb1);
-      }
-      gemm_nn(n, H, D, g, W1, xbar, false);
+      const T* a = cache;
+      if (want_theta)
+        detail::affine_param_grads(D, H, n, theta_scale, fbar, a,
+                                   grads + p.w2_offset() + k * p.w2_size(),
+                                   grads + p.b2_offset() + k * p.b2_size());
+      detail::affine_transpose(D, H, n, p.W2 + k * p.w2_size(), fbar, g);
+      multiply_by_slope<Act>(H * n, a, g, g);
+      if (want_theta) detail::affine_param_grads(H, D, n, theta_scale, g, x, dW1, db1);
+      detail::affine_transpose(H, D, n, W1, g, xbar);
       return;
     }
   }

@@ -1,12 +1,14 @@
-// Small dense matrix products on row-major blocks of samples, the only linear algebra the
-// sweeps need (all three shapes reduce to one strided kernel):
-//   forward          Z  = X W^T      (n x m)   gemm_nt
-//   cotangent        Xb = G W        (n x k)   gemm_nn
-//   weight gradient  dW += a G^T X   (m x k)   gemm_tn_acc
-// The kernel keeps an MR x NR tile of C in registers (MR = 4 rows, NR = two SIMD vectors of
-// columns) and streams one row of B per step of the reduction, so B must have unit column
-// stride; W^T is packed once per call to get it. Edges fall back to plain loops, which are also
-// what runs for the tiny widths (D = 1..7) of the toy problems.
+// Dense kernels on feature-major blocks. A block of n samples of width D is stored as a D x n
+// row-major matrix (feature i of sample s at [i*n + s]), so every loop over samples is a
+// contiguous, vectorisable loop, also for the tiny widths (D = 1..8) of the toy problems.
+// The sweeps need three products and a row sum:
+//   gemm       C (r x n) (+)= alpha * A (r x k, any strides) * B (k x n)   forward Z = W X,
+//                                                                          cotangent Xb = W^T G
+//   gemm_abt   C (r x c) += alpha * A (r x n) * B (c x n)^T               weight gradient G X^T
+//   row_sums   out (r) += alpha * sum_s A (r x n)                          bias gradient
+// gemm keeps an MR x (2 SIMD vectors) tile of C in registers and streams rows of B; gemm_abt
+// keeps RA x RB dot products of SIMD vectors over samples. Both are compiled twice (baseline
+// and AVX2+FMA) and picked at load time (RESODE_CLONES).
 #pragma once
 #include <algorithm>
 #include <cstring>
@@ -17,103 +19,209 @@
 namespace resode {
 namespace detail {
 
-// A 32-byte SIMD vector (one AVX2 register; two SSE2 registers in the baseline clone).
+// A 32-byte SIMD vector (one AVX2 register, two SSE2 registers in the baseline clone).
 template <class T>
-using Vec __attribute__((vector_size(32))) = T;
-
-template <class T>
-struct Tile {
-  static constexpr int MR = 4;
-  static constexpr int NR = 64 / int(sizeof(T));  // 2 AVX2 vectors: 8 doubles, 16 floats
+struct Simd;
+template <>
+struct Simd<double> {
+  typedef double type __attribute__((vector_size(32)));
 };
-
-// C[i*ldc + j] (+)= alpha * sum_p A[i*rsa + p*csa] * B[p*ldb + j], i < n, j < m, p < k.
+template <>
+struct Simd<float> {
+  typedef float type __attribute__((vector_size(32)));
+};
 template <class T>
-RESODE_CLONES void strided_gemm(index_t n, index_t m, index_t k, T alpha, const T* A, index_t rsa,
-                                index_t csa, const T* B, index_t ldb, T* C, index_t ldc,
-                                bool accumulate) {
-  constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
-  const index_t n_full = n - n % MR, m_full = m - m % NR;
-  for (index_t i0 = 0; i0 < n_full; i0 += MR) {
-    for (index_t j0 = 0; j0 < m_full; j0 += NR) {
-      // acc[i][v] holds C(i0 + i, j0 + v*VL .. j0 + v*VL + VL - 1) in one SIMD register.
-      Vec<T> acc[MR][2] = {};
-      for (index_t p = 0; p < k; ++p) {
-        Vec<T> b0, b1;
-        std::memcpy(&b0, B + p * ldb + j0, sizeof b0);
-        std::memcpy(&b1, B + p * ldb + j0 + NR / 2, sizeof b1);
-#pragma GCC unroll 4
-        for (int i = 0; i < MR; ++i) {
-          const T a = A[(i0 + i) * rsa + p * csa];
-          acc[i][0] += a * b0;
-          acc[i][1] += a * b1;
-        }
-      }
-      for (int i = 0; i < MR; ++i) {
-        T* c = C + (i0 + i) * ldc + j0;
-        for (int v = 0; v < 2; ++v)
-          for (int j = 0; j < NR / 2; ++j) {
-            const T value = alpha * acc[i][v][j];
-            c[v * NR / 2 + j] = accumulate ? c[v * NR / 2 + j] + value : value;
-          }
-      }
-    }
-  }
-  // Right edge (columns m_full..m) for the full row tiles, then the bottom rows.
-  auto edge = [&](index_t i_begin, index_t i_end, index_t j_begin) {
-    for (index_t i = i_begin; i < i_end; ++i) {
-      T* c = C + i * ldc;
-      for (index_t j = j_begin; j < m; ++j) {
-        T s = T(0);
-        for (index_t p = 0; p < k; ++p) s += A[i * rsa + p * csa] * B[p * ldb + j];
-        c[j] = accumulate ? c[j] + alpha * s : alpha * s;
-      }
-    }
-  };
-  if (m_full < m) edge(0, n_full, m_full);
-  edge(n_full, n, 0);
+using Vec = typename Simd<T>::type;
+template <class T>
+constexpr int lanes = int(32 / sizeof(T));
+
+template <class T>
+RESODE_INLINE Vec<T> load(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class T>
+RESODE_INLINE void store(T* p, Vec<T> v) {
+  std::memcpy(p, &v, sizeof v);
+}
+template <class T>
+RESODE_INLINE T horizontal_sum(Vec<T> v) {
+  T s = T(0);
+  for (int l = 0; l < lanes<T>; ++l) s += v[l];
+  return s;
 }
 
-// Per-thread scratch for packing B^T; grows to the largest W seen, never shrinks.
+// MR rows of C, columns [j0, j0 + 2 * lanes): acc = A(i0.., :) * B(:, j0..).
+template <class T, int MR>
+RESODE_INLINE void gemm_tile(index_t k, T alpha, const T* A, index_t rsa, index_t csa, const T* B,
+                      index_t ldb, T* C, index_t ldc, bool accumulate) {
+  constexpr int L = lanes<T>;
+  Vec<T> acc[MR][2] = {};
+  for (index_t p = 0; p < k; ++p) {
+    const Vec<T> b0 = load<T>(B + p * ldb), b1 = load<T>(B + p * ldb + L);
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i) {
+      const T a = A[i * rsa + p * csa];
+      acc[i][0] += a * b0;
+      acc[i][1] += a * b1;
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < 2; ++v) {
+      T* c = C + i * ldc + v * L;
+      const Vec<T> value = alpha * acc[i][v];
+      store<T>(c, accumulate ? load<T>(c) + value : value);
+    }
+}
+
+// Columns that do not fill a tile: plain loops.
 template <class T>
-T* packing_buffer(index_t size) {
-  thread_local std::vector<T> buffer;
-  if (index_t(buffer.size()) < size) buffer.resize(size);
-  return buffer.data();
+RESODE_INLINE void gemm_edge(index_t rows, index_t cols, index_t k, T alpha, const T* A, index_t rsa,
+                      index_t csa, const T* B, index_t ldb, T* C, index_t ldc, bool accumulate) {
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t j = 0; j < cols; ++j) {
+      T s = T(0);
+      for (index_t p = 0; p < k; ++p) s += A[i * rsa + p * csa] * B[p * ldb + j];
+      C[i * ldc + j] = accumulate ? C[i * ldc + j] + alpha * s : alpha * s;
+    }
+}
+
+// RA x RB dot products over n samples: out[i][j] = sum_s A[i*lda + s] * B[j*ldb + s].
+template <class T, int RA, int RB>
+RESODE_INLINE void dot_tile(index_t n, const T* A, index_t lda, const T* B, index_t ldb,
+                     T out[4][4]) {
+  constexpr int L = lanes<T>;
+  Vec<T> acc[RA][RB] = {};
+  index_t s = 0;
+  for (; s + L <= n; s += L) {
+    Vec<T> a[RA], b[RB];
+    for (int i = 0; i < RA; ++i) a[i] = load<T>(A + i * lda + s);
+    for (int j = 0; j < RB; ++j) b[j] = load<T>(B + j * ldb + s);
+    for (int i = 0; i < RA; ++i)
+      for (int j = 0; j < RB; ++j) acc[i][j] += a[i] * b[j];
+  }
+  for (int i = 0; i < RA; ++i)
+    for (int j = 0; j < RB; ++j) {
+      T sum = horizontal_sum<T>(acc[i][j]);
+      for (index_t t = s; t < n; ++t) sum += A[i * lda + t] * B[j * ldb + t];
+      out[i][j] = sum;
+    }
+}
+
+template <class T, int RA>
+RESODE_INLINE void dot_row(index_t n, const T* A, index_t lda, const T* B, index_t ldb, int rb,
+                    T out[4][4]) {
+  switch (rb) {
+    case 4: return dot_tile<T, RA, 4>(n, A, lda, B, ldb, out);
+    case 3: return dot_tile<T, RA, 3>(n, A, lda, B, ldb, out);
+    case 2: return dot_tile<T, RA, 2>(n, A, lda, B, ldb, out);
+    default: return dot_tile<T, RA, 1>(n, A, lda, B, ldb, out);
+  }
 }
 
 }  // namespace detail
 
-// Z (n x m, row stride ldz) = X (n x k, row stride ldx) * W^T, W (m x k) contiguous.
+// C (r x n, row stride ldc) (+)= alpha * A * B, with A(i, p) = A[i*rsa + p*csa] (r x k) and
+// B (k x n, row stride ldb).
 template <class T>
-void gemm_nt(index_t n, index_t m, index_t k, const T* X, index_t ldx, const T* W, T* Z,
-             index_t ldz) {
-  // Pack W^T (k x m) so the kernel streams its rows with unit stride.
-  T* wt = detail::packing_buffer<T>(m * k);
-  for (index_t j = 0; j < m; ++j)
-    for (index_t p = 0; p < k; ++p) wt[p * m + j] = W[j * k + p];
-  detail::strided_gemm<T>(n, m, k, T(1), X, ldx, 1, wt, m, Z, ldz, false);
+RESODE_CLONES void gemm(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa,
+                        index_t csa, const T* B, index_t ldb, T* C, index_t ldc, bool accumulate) {
+  constexpr index_t NR = 2 * detail::lanes<T>;
+  const index_t n_full = n - n % NR;
+  index_t i = 0;
+  for (; i + 4 <= r; i += 4)
+    for (index_t j = 0; j < n_full; j += NR)
+      detail::gemm_tile<T, 4>(k, alpha, A + i * rsa, rsa, csa, B + j, ldb, C + i * ldc + j, ldc,
+                              accumulate);
+  if (i < r) {  // the last 1-3 rows
+    for (index_t j = 0; j < n_full; j += NR) {
+      const T* Ai = A + i * rsa;
+      T* Cij = C + i * ldc + j;
+      switch (r - i) {
+        case 3: detail::gemm_tile<T, 3>(k, alpha, Ai, rsa, csa, B + j, ldb, Cij, ldc, accumulate); break;
+        case 2: detail::gemm_tile<T, 2>(k, alpha, Ai, rsa, csa, B + j, ldb, Cij, ldc, accumulate); break;
+        default: detail::gemm_tile<T, 1>(k, alpha, Ai, rsa, csa, B + j, ldb, Cij, ldc, accumulate);
+      }
+    }
+  }
+  if (n_full < n)
+    detail::gemm_edge(r, n - n_full, k, alpha, A, rsa, csa, B + n_full, ldb, C + n_full, ldc,
+                      accumulate);
 }
 
-// Xb (n x k) (+)= G (n x m) * W (m x k); all contiguous.
+namespace detail {
+// Per-thread scratch for transposing a block; grows to the largest block seen, never shrinks.
 template <class T>
-void gemm_nn(index_t n, index_t m, index_t k, const T* G, const T* W, T* Xb, bool accumulate) {
-  detail::strided_gemm<T>(n, k, m, T(1), G, m, 1, W, k, Xb, k, accumulate);
+T* transpose_buffer(index_t size) {
+  thread_local std::vector<T> buffer;
+  if (index_t(buffer.size()) < size) buffer.resize(std::size_t(size));
+  return buffer.data();
 }
 
-// dW (m x k) += alpha * G^T X, G (n x m), X (n x k, row stride ldx): the sum over samples of
-// outer products g_i x_i^T.
+// Bt (n x c) = B^T for B (c x n, row stride ldb), in 8 x 8 tiles so reads and writes both stay
+// within a few cache lines.
 template <class T>
-void gemm_tn_acc(index_t n, index_t m, index_t k, T alpha, const T* G, const T* X, index_t ldx,
-                 T* dW) {
-  detail::strided_gemm<T>(m, k, n, alpha, G, 1, m, X, ldx, dW, k, true);
+RESODE_CLONES void transpose(index_t c, index_t n, const T* B, index_t ldb, T* Bt) {
+  constexpr index_t tile = 8;
+  for (index_t j0 = 0; j0 < c; j0 += tile)
+    for (index_t s0 = 0; s0 < n; s0 += tile) {
+      const index_t j1 = std::min(c, j0 + tile), s1 = std::min(n, s0 + tile);
+      for (index_t j = j0; j < j1; ++j)
+        for (index_t s = s0; s < s1; ++s) Bt[s * c + j] = B[j * ldb + s];
+    }
 }
 
-// out[j] += alpha * sum_i G[i*m + j]: the bias gradient (column sums).
+// Few columns (c < one tile): RA x RB dot products of SIMD vectors over samples.
 template <class T>
-void column_sums_acc(index_t n, index_t m, T alpha, const T* G, T* out) {
-  for (index_t i = 0; i < n; ++i)
-    for (index_t j = 0; j < m; ++j) out[j] += alpha * G[i * m + j];
+RESODE_CLONES void gemm_abt_dots(index_t r, index_t c, index_t n, T alpha, const T* A,
+                                 index_t lda, const T* B, index_t ldb, T* C, index_t ldc) {
+  T out[4][4];
+  for (index_t i = 0; i < r; i += 2) {
+    const int ra = int(std::min<index_t>(2, r - i));
+    for (index_t j = 0; j < c; j += 4) {
+      const int rb = int(std::min<index_t>(4, c - j));
+      if (ra == 2)
+        dot_row<T, 2>(n, A + i * lda, lda, B + j * ldb, ldb, rb, out);
+      else
+        dot_row<T, 1>(n, A + i * lda, lda, B + j * ldb, ldb, rb, out);
+      for (int a = 0; a < ra; ++a)
+        for (int b = 0; b < rb; ++b) C[(i + a) * ldc + j + b] += alpha * out[a][b];
+    }
+  }
+}
+}  // namespace detail
+
+// C (r x c, row stride ldc) += alpha * A (r x n, row stride lda) * B^T (B: c x n, row stride
+// ldb): sums over samples of outer products, e.g. dW += G X^T. Wide C: B is transposed once
+// (c x n -> n x c, cheap next to the r*c*n products) and the register-tiled gemm does the rest.
+template <class T>
+void gemm_abt(index_t r, index_t c, index_t n, T alpha, const T* A, index_t lda, const T* B,
+              index_t ldb, T* C, index_t ldc) {
+  if (c <= 16) {  // measured: dots win up to D = 16, transpose + gemm from D = 32 on
+    detail::gemm_abt_dots(r, c, n, alpha, A, lda, B, ldb, C, ldc);
+    return;
+  }
+  T* Bt = detail::transpose_buffer<T>(n * c);
+  detail::transpose(c, n, B, ldb, Bt);
+  gemm(r, c, n, alpha, A, lda, 1, Bt, c, C, ldc, true);
+}
+
+// out[i] += alpha * sum_s A[i*lda + s], i < r: the bias gradient.
+template <class T>
+RESODE_CLONES void row_sums(index_t r, index_t n, T alpha, const T* A, index_t lda, T* out) {
+  for (index_t i = 0; i < r; ++i) {
+    index_t s = 0;
+    constexpr int L = detail::lanes<T>;
+    detail::Vec<T> acc0 = {}, acc1 = {};
+    for (; s + 2 * L <= n; s += 2 * L) {
+      acc0 += detail::load<T>(A + i * lda + s);
+      acc1 += detail::load<T>(A + i * lda + s + L);
+    }
+    T sum = detail::horizontal_sum<T>(acc0 + acc1);
+    for (; s < n; ++s) sum += A[i * lda + s];
+    out[i] += alpha * sum;
+  }
 }
 
 }  // namespace resode

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "errors.hpp"
+#include "fields.hpp"
 #include "linalg.hpp"
 
 namespace resode {
@@ -36,56 +37,52 @@ struct Targets {
   const T* values = nullptr;
 };
 
-// z (n, C) = x (n, D) P^T + c.
+// z (C x n) = P x + c 1^T for a feature-major block x (D x n).
 template <class T>
 void readout(const Readout<T>& r, index_t n, index_t D, const T* x, T* z) {
-  gemm_nt(n, r.classes, D, x, D, r.P, z, r.classes);
-  for (index_t i = 0; i < n; ++i)
-    for (index_t j = 0; j < r.classes; ++j) z[i * r.classes + j] += r.c[j];
+  detail::affine(r.classes, D, n, r.P, r.c, x, z);
 }
 
-// Loss contribution of samples [first, first + n) with logits z; when zbar is not null it
-// receives weight * d(contribution)/dz. Accumulated in double for float32 models too.
+// Loss contribution of samples [first, first + n) with logits z (C x n); when zbar (C x n) is
+// not null it receives weight * d(contribution)/dz. Accumulated in double for float32 too.
 template <class T>
 double block_loss(const Targets<T>& t, index_t C, index_t first, index_t n, const T* z, T* zbar,
                   double weight) {
   double total = 0.0;
   if (t.kind == LossKind::cross_entropy) {
     const double scale = 1.0 / double(t.count);
-    for (index_t i = 0; i < n; ++i) {
-      const T* zi = z + i * C;
-      const std::int64_t label = t.labels[first + i];
-      double zmax = zi[0];
-      for (index_t j = 1; j < C; ++j) zmax = std::max(zmax, double(zi[j]));
+    for (index_t s = 0; s < n; ++s) {
+      const std::int64_t label = t.labels[first + s];
+      double zmax = z[s];
+      for (index_t j = 1; j < C; ++j) zmax = std::max(zmax, double(z[j * n + s]));
       double sum = 0.0;
-      for (index_t j = 0; j < C; ++j) sum += std::exp(double(zi[j]) - zmax);
-      total += (zmax + std::log(sum) - double(zi[label])) * scale;
+      for (index_t j = 0; j < C; ++j) sum += std::exp(double(z[j * n + s]) - zmax);
+      total += (zmax + std::log(sum) - double(z[label * n + s])) * scale;
       if (zbar) {
         for (index_t j = 0; j < C; ++j) {
-          const double softmax = std::exp(double(zi[j]) - zmax) / sum;
-          zbar[i * C + j] = T(weight * scale * (softmax - (j == label ? 1.0 : 0.0)));
+          const double softmax = std::exp(double(z[j * n + s]) - zmax) / sum;
+          zbar[j * n + s] = T(weight * scale * (softmax - (j == label ? 1.0 : 0.0)));
         }
       }
     }
   } else {
     const double scale = 1.0 / (double(t.count) * double(C));
-    for (index_t i = 0; i < n; ++i)
+    for (index_t s = 0; s < n; ++s)
       for (index_t j = 0; j < C; ++j) {
-        const double r = double(z[i * C + j]) - double(t.values[(first + i) * C + j]);
+        const double r = double(z[j * n + s]) - double(t.values[(first + s) * C + j]);
         total += r * r * scale;
-        if (zbar) zbar[i * C + j] = T(weight * 2.0 * scale * r);
+        if (zbar) zbar[j * n + s] = T(weight * 2.0 * scale * r);
       }
   }
   return total;
 }
 
-// Back through the readout: xbar (+)= zbar P, dP += zbar^T x, dc += sum_i zbar_i.
+// Back through the readout: xbar (+)= P^T zbar, dP += zbar x^T, dc += zbar 1.
 template <class T>
 void readout_vjp(const Readout<T>& r, index_t n, index_t D, const T* x, const T* zbar, T* xbar,
                  bool accumulate, T* dP, T* dc) {
-  gemm_nn(n, r.classes, D, zbar, r.P, xbar, accumulate);
-  gemm_tn_acc(n, r.classes, D, T(1), zbar, x, D, dP);
-  column_sums_acc(n, r.classes, T(1), zbar, dc);
+  gemm(D, n, r.classes, T(1), r.P, 1, D, zbar, n, xbar, n, accumulate);
+  detail::affine_param_grads(r.classes, D, n, T(1), zbar, x, dP, dc);
 }
 
 }  // namespace resode

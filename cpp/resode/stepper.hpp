@@ -1,10 +1,11 @@
 // One step of an explicit Runge-Kutta method on a block of samples, forward and in reverse:
-//   rk_step          x_{j+1} = x_j + dt sum_i b_i k_i,  k_i = f(X_i),  X_i = x_j + dt sum_{l<i} a_il k_l
-//   rk_step_vjp      the exact reverse of rk_step (discretise-then-optimise)
-//   backsolve_step   one step of the continuous adjoint system, integrated from t_{j+1} to t_j
+//   rk_step         x_{j+1} = x_j + dt sum_i b_i K_i,  K_i = f(X_i),  X_i = x_j + dt sum_{l<i} a_il K_l
+//   rk_step_vjp     the exact reverse of rk_step (discretise-then-optimise)
+//   backsolve_step  one step of the continuous adjoint system, integrated from t_{j+1} to t_j
 // Step j uses the parameters of piece j / substeps in all of its stages (the controls are
 // piecewise constant and indexed by step number, never by floating-point time).
 // A ResNet layer x + h f_k(x) is rk_step with the Euler tableau, dt = h and substeps = 1.
+// Blocks are feature-major D x n (see linalg.hpp).
 #pragma once
 #include <algorithm>
 #include <vector>
@@ -14,7 +15,7 @@
 
 namespace resode {
 
-// Everything that defines the discrete flow x -> x_steps.
+// Everything that defines the discrete flow x_0 -> x_steps.
 template <class T>
 struct Dynamics {
   FieldParams<T> field;
@@ -27,37 +28,53 @@ struct Dynamics {
   index_t piece(index_t j) const { return j / substeps; }
 };
 
-// Per-thread stage storage for blocks of up to `capacity` samples: stage inputs X_i, stage
-// derivatives K_i, their cotangents Y_i, the field caches, and scratch.
+// The stages of one step of one block: stage inputs X_i (X_0 is the step's state itself, not
+// owned), stage derivatives K_i = f(X_i) and the field caches. The sweeps keep one StepStages
+// per step on a tape, so the reverse sweep reuses them instead of evaluating f again.
 template <class T>
-class StageBuffers {
- public:
-  StageBuffers(const FieldParams<T>& field, int stages, index_t capacity) {
-    const index_t len = capacity * field.D, cache_len = field.cache_size(capacity);
-    const index_t scratch = field.scratch_size(capacity);
-    memory_.assign(std::size_t(stages * (3 * len + cache_len) + 2 * len + scratch), T(0));
-    T* p = memory_.data();
+struct StepStages {
+  T* X[Tableau::max_stages] = {};  // X[0] aliases the state x_j and is never written through
+  T* K[Tableau::max_stages] = {};
+  T* cache[Tableau::max_stages] = {};
+
+  // Elements one step's stages need for blocks of up to `capacity` samples.
+  static index_t size(const FieldParams<T>& f, int stages, index_t capacity) {
+    return (2 * stages - 1) * f.D * capacity + stages * f.cache_size(capacity);
+  }
+  // Lays the stages out in `memory` (size() elements).
+  static StepStages carve(const FieldParams<T>& f, int stages, index_t capacity, T* memory) {
+    StepStages s;
+    const index_t len = f.D * capacity, cache = f.cache_size(capacity);
     for (int i = 0; i < stages; ++i) {
-      X[i] = p, p += len;
-      K[i] = p, p += len;
-      Y[i] = p, p += len;
-      cache[i] = p, p += cache_len;
+      if (i > 0) s.X[i] = memory, memory += len;
+      s.K[i] = memory, memory += len;
+      s.cache[i] = memory, memory += cache;
     }
+    return s;
+  }
+};
+
+// Per-thread scratch of the reverse sweeps: stage cotangents Y_i, kbar, an adjoint stage, and
+// the field's scratch.
+template <class T>
+class ReverseWork {
+ public:
+  ReverseWork(const FieldParams<T>& f, int stages, index_t capacity) {
+    const index_t len = f.D * capacity;
+    memory_.assign(std::size_t((stages + 2) * len + f.scratch_size(capacity)), T(0));
+    T* p = memory_.data();
+    for (int i = 0; i < stages; ++i) Y[i] = p, p += len;
     kbar = p, p += len;
     adjoint_stage = p, p += len;
-    scratch_ = p;
+    scratch = p;
   }
-  T* X[Tableau::max_stages] = {};
-  T* K[Tableau::max_stages] = {};
   T* Y[Tableau::max_stages] = {};
-  T* cache[Tableau::max_stages] = {};
   T* kbar = nullptr;
   T* adjoint_stage = nullptr;
-  T* scratch() { return scratch_; }
+  T* scratch = nullptr;
 
  private:
   std::vector<T> memory_;
-  T* scratch_ = nullptr;
 };
 
 namespace detail {
@@ -67,50 +84,54 @@ void axpy(index_t n, T alpha, const T* x, T* y) {
   for (index_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
-// Evaluates the stages of step j from x (n samples): X_i and K_i and caches in `s`.
+// Evaluates the stages of step j at x (D x n): X_i, K_i and caches in `s`.
 template <class Act, class T>
-void compute_stages(const Dynamics<T>& dyn, index_t j, index_t n, const T* x, StageBuffers<T>& s) {
-  const index_t len = n * dyn.field.D, k = dyn.piece(j);
+void compute_stages(const Dynamics<T>& dyn, index_t j, index_t n, const T* x, StepStages<T>& s) {
+  const index_t len = dyn.field.D * n, k = dyn.piece(j);
+  s.X[0] = const_cast<T*>(x);  // read-only alias of the state
   for (int i = 0; i < dyn.tab.stages; ++i) {
-    std::copy(x, x + len, s.X[i]);  // X_i = x_j + dt sum_{l<i} a_il K_l
-    for (int l = 0; l < i; ++l)
-      if (dyn.tab.a[i][l] != 0.0) axpy(len, T(dyn.dt * dyn.tab.a[i][l]), s.K[l], s.X[i]);
+    if (i > 0) {  // X_i = x_j + dt sum_{l<i} a_il K_l
+      std::copy(x, x + len, s.X[i]);
+      for (int l = 0; l < i; ++l)
+        if (dyn.tab.a[i][l] != 0.0) axpy(len, T(dyn.dt * dyn.tab.a[i][l]), s.K[l], s.X[i]);
+    }
     field_eval<Act>(dyn.field, k, n, s.X[i], s.K[i], s.cache[i]);  // K_i = f_k(X_i)
   }
 }
 }  // namespace detail
 
-// x_next = x + dt sum_i b_i K_i (x_next must not alias x).
+// x_next = x + dt sum_i b_i K_i, with the stages left in `s` (x_next must not alias x).
 template <class Act, class T>
 void rk_step(const Dynamics<T>& dyn, index_t j, index_t n, const T* x, T* x_next,
-             StageBuffers<T>& s) {
-  const index_t len = n * dyn.field.D;
+             StepStages<T>& s) {
+  const index_t len = dyn.field.D * n;
   detail::compute_stages<Act>(dyn, j, n, x, s);
   std::copy(x, x + len, x_next);
   for (int i = 0; i < dyn.tab.stages; ++i)
     if (dyn.tab.b[i] != 0.0) detail::axpy(len, T(dyn.dt * dyn.tab.b[i]), s.K[i], x_next);
 }
 
-// Reverse of rk_step at state x = x_j. On entry xbar is the cotangent of x_{j+1}; on exit, of
-// x_j. Stages are recomputed from x, then swept in reverse:
+// Reverse of rk_step j from its stages `s` (as rk_step left them). On entry xbar is the
+// cotangent of x_{j+1}; on exit, of x_j:
 //   kbar_i = dt b_i xbar + sum_{m>i} dt a_mi Y_m,   Y_i = J_i^T kbar_i,   grads += (df/dtheta)^T kbar_i
 //   xbar_j = xbar + sum_i Y_i
 template <class Act, class T>
-void rk_step_vjp(const Dynamics<T>& dyn, index_t j, index_t n, const T* x, T* xbar, T* grads,
-                 StageBuffers<T>& s) {
-  const index_t len = n * dyn.field.D, k = dyn.piece(j);
+void rk_step_vjp(const Dynamics<T>& dyn, index_t j, index_t n, const StepStages<T>& s, T* xbar,
+                 T* grads, ReverseWork<T>& w) {
+  const index_t len = dyn.field.D * n, k = dyn.piece(j);
   const int stages = dyn.tab.stages;
-  detail::compute_stages<Act>(dyn, j, n, x, s);
   for (int i = stages - 1; i >= 0; --i) {
-    for (index_t e = 0; e < len; ++e) s.kbar[e] = T(dyn.dt * dyn.tab.b[i]) * xbar[e];
+    const T scale = T(dyn.dt * dyn.tab.b[i]);
+    for (index_t e = 0; e < len; ++e) w.kbar[e] = scale * xbar[e];
     for (int m = i + 1; m < stages; ++m)
-      if (dyn.tab.a[m][i] != 0.0) detail::axpy(len, T(dyn.dt * dyn.tab.a[m][i]), s.Y[m], s.kbar);
-    field_vjp<Act>(dyn.field, k, n, s.X[i], s.cache[i], s.kbar, s.Y[i], grads, T(1), s.scratch());
+      if (dyn.tab.a[m][i] != 0.0) detail::axpy(len, T(dyn.dt * dyn.tab.a[m][i]), w.Y[m], w.kbar);
+    field_vjp<Act>(dyn.field, k, n, s.X[i], s.K[i], s.cache[i], w.kbar, w.Y[i], grads, T(1),
+                   w.scratch);
   }
-  for (int i = 0; i < stages; ++i) detail::axpy(len, T(1), s.Y[i], xbar);
+  for (int i = 0; i < stages; ++i) detail::axpy(len, T(1), w.Y[i], xbar);
 }
 
-// A source term of the adjoint equation that needs nothing: the terminal-loss case.
+// A source term of the adjoint equation that adds nothing: the terminal-loss case.
 struct NoSource {
   template <class T>
   void operator()(index_t, const T*, T*, double) const {}
@@ -119,31 +140,34 @@ struct NoSource {
 // One step of the continuous adjoint (backsolve) system from t_{j+1} back to t_j, with the same
 // tableau and step -dt:
 //   x' = f(x),   a' = -(df/dx)^T a - dl/dx,   g_theta' = -(df/dtheta)^T a
-// x and a are updated in place; the theta-gradient is accumulated straight into `grads`
-// (g_j = g_{j+1} + dt sum_i b_i (df/dtheta)^T A_i), which is exact because g never feeds back.
-// source(n, X_i, Ka_i, weight) subtracts dl/dx(X_i) from Ka_i and accumulates weight * the
+// x and a are updated in place. The theta-gradient is accumulated straight into `grads`
+// (g_j = g_{j+1} + dt sum_i b_i (df/dtheta)^T A_i), exact because g never feeds back.
+// source(n, X_i, Ka_i, weight) subtracts dl/dx(X_i) from Ka_i and accumulates weight times the
 // readout gradient (the running cost of the turnpike loss); NoSource for a terminal loss.
 template <class Act, class T, class Source>
 void backsolve_step(const Dynamics<T>& dyn, index_t j, index_t n, T* x, T* a, T* grads,
-                    StageBuffers<T>& s, const Source& source) {
-  const index_t len = n * dyn.field.D, k = dyn.piece(j);
+                    StepStages<T>& s, ReverseWork<T>& w, const Source& source) {
+  const index_t len = dyn.field.D * n, k = dyn.piece(j);
   const int stages = dyn.tab.stages;
-  T* Kx[Tableau::max_stages];
-  T* Ka[Tableau::max_stages];
-  for (int i = 0; i < stages; ++i) Kx[i] = s.K[i], Ka[i] = s.Y[i];
+  T** Kx = s.K;
+  T** Ka = w.Y;
   for (int i = 0; i < stages; ++i) {
-    T* Xi = s.X[i];
-    T* Ai = s.adjoint_stage;
-    std::copy(x, x + len, Xi);  // X_i = x - dt sum_{l<i} a_il Kx_l, A_i likewise
-    std::copy(a, a + len, Ai);
-    for (int l = 0; l < i; ++l) {
-      if (dyn.tab.a[i][l] == 0.0) continue;
-      detail::axpy(len, T(-dyn.dt * dyn.tab.a[i][l]), Kx[l], Xi);
-      detail::axpy(len, T(-dyn.dt * dyn.tab.a[i][l]), Ka[l], Ai);
+    // X_i = x - dt sum_{l<i} a_il Kx_l,  A_i = a - dt sum_{l<i} a_il Ka_l
+    T* Xi = i == 0 ? x : s.X[i];
+    T* Ai = i == 0 ? a : w.adjoint_stage;
+    if (i > 0) {
+      std::copy(x, x + len, Xi);
+      std::copy(a, a + len, Ai);
+      for (int l = 0; l < i; ++l) {
+        if (dyn.tab.a[i][l] == 0.0) continue;
+        detail::axpy(len, T(-dyn.dt * dyn.tab.a[i][l]), Kx[l], Xi);
+        detail::axpy(len, T(-dyn.dt * dyn.tab.a[i][l]), Ka[l], Ai);
+      }
     }
     const double weight = double(dyn.dt) * dyn.tab.b[i];
-    field_eval<Act>(dyn.field, k, n, Xi, Kx[i], s.cache[0]);
-    field_vjp<Act>(dyn.field, k, n, Xi, s.cache[0], Ai, Ka[i], grads, T(weight), s.scratch());
+    field_eval<Act>(dyn.field, k, n, Xi, Kx[i], s.cache[i]);
+    field_vjp<Act>(dyn.field, k, n, Xi, Kx[i], s.cache[i], Ai, Ka[i], grads, T(weight),
+                   w.scratch);
     for (index_t e = 0; e < len; ++e) Ka[i][e] = -Ka[i][e];  // Ka_i = -(df/dx)^T A_i
     source(n, Xi, Ka[i], weight);
   }

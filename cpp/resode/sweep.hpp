@@ -2,16 +2,22 @@
 // vector-Jacobian product of the flow map. These are the core's public entry points; ResNets
 // and neural ODEs both run through them (a ResNet is the Euler tableau with dt = h).
 //
-// Work decomposition: samples are cut into fixed blocks of block_size(width) rows (independent
-// of the thread count); each block runs through all steps while its states stay in cache.
-// Threads take contiguous ranges of blocks and accumulate parameter gradients in their own
-// buffer; buffers are added in thread order and block losses in block order, so results are
-// bitwise reproducible for a fixed thread count and differ across counts only by round-off.
+// Work decomposition: samples are cut into fixed blocks of block_size(width) samples
+// (independent of the thread count); each block runs through all steps while its states stay
+// in cache, in the feature-major layout of linalg.hpp (inputs and outputs are row-major (N, D)
+// and transposed per block on the way in and out). Threads take contiguous ranges of blocks and
+// accumulate parameter gradients in their own buffer; buffers are added in thread order and
+// block losses in block order, so results are bitwise reproducible for a fixed thread count and
+// differ across thread counts only by round-off.
 //
-// Memory of the discrete gradient, per thread (B = block rows, D = width, S = steps):
-//   all states stored:     (S + 1) * B * D
-//   checkpoints = K:       (K + ceil(S/K) + 1) * B * D   (one extra forward sweep)
-// The continuous (backsolve) adjoint stores no trajectory: O(B * D), independent of S.
+// Memory of the discrete gradient, per thread, for blocks of B samples of width D:
+//   a tape of (S + 1) slots, one per step of a segment of S steps: the state (D x B) and the
+//   step's stages (StepStages::size), plus ceil(steps / S) checkpoint states when S < steps.
+//   S = steps by default (one forward sweep, no recomputation); checkpoints = K gives
+//   S = ceil(steps / K): memory (K + S + 1) states and S stage sets, one extra forward sweep.
+//   S is also capped so the tape stays under tape_budget_bytes; recomputed stages are bitwise
+//   equal to the first ones, so the cap never changes a result.
+// The continuous (backsolve) adjoint stores no trajectory: O(B * D), independent of steps.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -40,16 +46,19 @@ enum class Gradient { discrete, adjoint };
 struct GradientOptions {
   Gradient gradient = Gradient::discrete;
   bool turnpike = false;    // loss = trapezoid rule of the data loss over the step grid
-  index_t checkpoints = 0;  // discrete only: 0 stores every step state
+  index_t checkpoints = 0;  // discrete only: 0 stores every step
   double weight_decay = 0.0;
 };
 
-// Rows per block: about 64 KiB of doubles per (block x width) buffer, so a step's stage
-// buffers stay in L2; a multiple of 4 (the GEMM tile height), between 16 and 256.
+// Per-thread cap of the discrete sweep's tape (see the top of this file).
+constexpr double tape_budget_bytes = 256.0 * 1024 * 1024;
+
+// Samples per block: about 64 KiB per (width x block) buffer of doubles, so a step's buffers
+// stay in L2; a multiple of 16 (two SIMD vectors of floats), between 32 and 256.
 inline index_t block_size(index_t width) {
   index_t b = 8192 / std::max<index_t>(width, 1);
-  b = std::clamp<index_t>(b, 16, 256);
-  return b - b % 4;
+  b = std::clamp<index_t>(b, 32, 256);
+  return b - b % 16;
 }
 
 namespace detail {
@@ -61,35 +70,9 @@ bool all_finite(index_t n, const T* x) {
   return acc == T(0);
 }
 
-// One thread's workspace, allocated once per call.
-template <class T>
-struct SweepState {
-  SweepState(const Problem<T>& pb, index_t capacity, index_t stored_states, bool want_grads)
-      : stages(pb.dyn.field, pb.dyn.tab.stages, capacity) {
-    const index_t len = capacity * pb.dyn.field.D;
-    const index_t zlen = capacity * std::max<index_t>(pb.readout.classes, 1);
-    memory.assign(std::size_t((5 + stored_states) * len + 2 * zlen), T(0));
-    T* p = memory.data();
-    cur = p, p += len;
-    next = p, p += len;
-    xbar = p, p += len;
-    adj = p, p += len;
-    tmp = p, p += len;
-    z = p, p += zlen;
-    zbar = p, p += zlen;
-    stored = p;
-    if (want_grads) {
-      const index_t C = pb.readout.classes, D = pb.dyn.field.D;
-      grads.assign(std::size_t(pb.dyn.field.size() + C * D + C), T(0));
-    }
-  }
-  T* dfield() { return grads.data(); }
-  T* dP(const Problem<T>& pb) { return grads.data() + pb.dyn.field.size(); }
-  T* dc(const Problem<T>& pb) { return dP(pb) + pb.readout.classes * pb.dyn.field.D; }
-
-  StageBuffers<T> stages;
-  std::vector<T> memory, grads;
-  T *cur, *next, *xbar, *adj, *tmp, *z, *zbar, *stored;
+// How the discrete sweep stores a block's steps: segments of `segment` steps on a tape.
+struct TapePlan {
+  index_t segment = 0, checkpoints = 0, slot = 0;  // slot: elements per step on the tape
 };
 
 // Blocks of the data set and the first non-finite step seen in each (steps + 1 = none).
@@ -108,15 +91,69 @@ struct BlockPlan {
   std::vector<index_t> first_bad;
 };
 
-// x0 = [X rows, zeros] for rows [first, first + n).
+// One thread's workspace, allocated once per call (all buffers sized for full blocks).
+template <class T>
+struct SweepState {
+  SweepState(const Problem<T>& pb, index_t capacity, const TapePlan& tape, bool want_grads)
+      : reverse(pb.dyn.field, pb.dyn.tab.stages, capacity), tape_plan(tape) {
+    const auto& f = pb.dyn.field;
+    const index_t len = f.D * capacity;
+    const index_t zlen = std::max<index_t>(pb.readout.classes, 1) * capacity;
+    const index_t stage_len = StepStages<T>::size(f, pb.dyn.tab.stages, capacity);
+    const index_t tape_len = tape.segment > 0 ? (tape.segment + 1) * tape.slot : stage_len;
+    memory.assign(std::size_t(4 * len + 2 * zlen + tape.checkpoints * len + tape_len), T(0));
+    T* p = memory.data();
+    cur = p, p += len;
+    next = p, p += len;
+    xbar = p, p += len;
+    tmp = p, p += len;
+    z = p, p += zlen;
+    zbar = p, p += zlen;
+    checkpoint_states = p, p += tape.checkpoints * len;
+    tape_memory = p;
+    scratch_stages = StepStages<T>::carve(f, pb.dyn.tab.stages, capacity, p);
+    this->len = len;
+    const index_t C = pb.readout.classes;
+    if (want_grads) grads.assign(std::size_t(f.size() + C * f.D + C), T(0));
+  }
+  // Slot j of the tape: the state x_j, then the stages of step j.
+  T* slot_state(index_t j) { return tape_memory + j * tape_plan.slot; }
+  StepStages<T> slot_stages(const Problem<T>& pb, index_t j, index_t capacity) {
+    return StepStages<T>::carve(pb.dyn.field, pb.dyn.tab.stages, capacity, slot_state(j) + len);
+  }
+  T* dfield() { return grads.data(); }
+  T* dP(const Problem<T>& pb) { return grads.data() + pb.dyn.field.size(); }
+  T* dc(const Problem<T>& pb) { return dP(pb) + pb.readout.classes * pb.dyn.field.D; }
+
+  ReverseWork<T> reverse;
+  TapePlan tape_plan;
+  StepStages<T> scratch_stages;  // stage buffers of the forward-only sweeps (front of the tape)
+  std::vector<T> memory, grads;
+  T *cur, *next, *xbar, *tmp, *z, *zbar, *checkpoint_states, *tape_memory;
+  index_t len;
+};
+
+// x0 (D x n) = [X rows, zeros]^T for samples [first, first + n).
 template <class T>
 void load_initial_state(const Problem<T>& pb, index_t first, index_t n, T* x) {
   const index_t D = pb.dyn.field.D, dim = pb.dim();
-  for (index_t i = 0; i < n; ++i) {
-    const T* src = pb.X + (first + i) * dim;
-    std::copy(src, src + dim, x + i * D);
-    std::fill(x + i * D + dim, x + (i + 1) * D, T(0));
-  }
+  for (index_t d = 0; d < D; ++d)
+    for (index_t s = 0; s < n; ++s) x[d * n + s] = d < dim ? pb.X[(first + s) * dim + d] : T(0);
+}
+
+// out rows [first, first + n) of a row-major (N, width) array = the first `width` features of
+// the block x (D x n).
+template <class T>
+void store_rows(index_t first, index_t n, index_t width, const T* x, T* out) {
+  for (index_t s = 0; s < n; ++s)
+    for (index_t d = 0; d < width; ++d) out[(first + s) * width + d] = x[d * n + s];
+}
+
+// The block x (D x n) = rows [first, first + n) of a row-major (N, D) array.
+template <class T>
+void load_rows(index_t first, index_t n, index_t D, const T* in, T* x) {
+  for (index_t d = 0; d < D; ++d)
+    for (index_t s = 0; s < n; ++s) x[d * n + s] = in[(first + s) * D + d];
 }
 
 // Throws non_finite_error naming the first step (over all blocks) whose state was not finite.
@@ -133,7 +170,7 @@ void raise_if_non_finite(const Problem<T>& pb, const BlockPlan<T>& plan) {
   throw non_finite_error(msg.str(), long(bad), t);
 }
 
-// data loss of the states x (rows [first, first + n)) times `weight`; with `grad`,
+// Data loss of the states x (samples [first, first + n)) times `weight`; with `grad`,
 // xbar (+)= weight * dl/dx and the thread's dP, dc += weight * dl/d(P, c).
 template <class T>
 double state_loss(const Problem<T>& pb, const Targets<T>& targets, SweepState<T>& st,
@@ -155,53 +192,56 @@ double trapezoid_weight(const Problem<T>& pb, index_t j) {
 
 // Discrete forward and reverse sweep of one block. With targets: returns the block's loss and
 // leaves d loss/d x0 in st.xbar; with a cotangent (N, D) on x_S instead: returns 0.
-// `segment` = steps between checkpoints (steps when every state is stored).
 template <class Act, class T>
 double discrete_block(const Problem<T>& pb, const Targets<T>* targets, const T* cotangent,
-                      bool turnpike, index_t segment, SweepState<T>& st, index_t first,
-                      index_t n, index_t& bad) {
-  const index_t D = pb.dyn.field.D, len = n * D, steps = pb.dyn.steps();
-  const bool checkpointed = segment < steps;
-  // Full storage: state j at stored + j*len. Checkpointed: checkpoint c at stored + c*len,
-  // then a segment buffer of segment + 1 states after the checkpoints.
-  const index_t n_checkpoints = checkpointed ? (steps + segment - 1) / segment : 0;
-  T* seg = st.stored + n_checkpoints * len;
-  auto state = [&](index_t j) { return checkpointed ? st.cur : seg + j * len; };
+                      bool turnpike, SweepState<T>& st, index_t cap, index_t first, index_t n,
+                      index_t& bad) {
+  const index_t len = pb.dyn.field.D * n, steps = pb.dyn.steps();
+  const index_t segment = st.tape_plan.segment;
+  const bool single = segment == steps;  // the forward sweep fills the tape directly
   double loss = 0.0;
-  T* x = state(0);
+  // Forward: states on the tape (single segment) or checkpoints every `segment` steps.
+  T* x = single ? st.slot_state(0) : st.cur;
   load_initial_state(pb, first, n, x);
   for (index_t j = 0; j < steps; ++j) {
-    if (checkpointed && j % segment == 0) std::copy(x, x + len, st.stored + (j / segment) * len);
-    if (turnpike) loss += state_loss(pb, *targets, st, first, n, x, trapezoid_weight(pb, j), false, false);
-    T* x_next = checkpointed ? st.next : seg + (j + 1) * len;
-    rk_step<Act>(pb.dyn, j, n, x, x_next, st.stages);
+    if (!single && j % segment == 0)
+      std::copy(x, x + len, st.checkpoint_states + (j / segment) * st.len);
+    if (turnpike)
+      loss += state_loss(pb, *targets, st, first, n, x, trapezoid_weight(pb, j), false, false);
+    T* x_next = single ? st.slot_state(j + 1) : st.next;
+    StepStages<T> stages = single ? st.slot_stages(pb, j, cap) : st.slot_stages(pb, 0, cap);
+    rk_step<Act>(pb.dyn, j, n, x, x_next, stages);
     if (!all_finite(len, x_next)) {
       bad = j;
       return 0.0;
     }
-    if (checkpointed) std::swap(st.cur, st.next);
-    x = checkpointed ? st.cur : x_next;
+    if (!single) std::swap(st.cur, st.next);
+    x = single ? x_next : st.cur;
   }
   // Cotangent of the final state.
   if (targets) {
     const double w = turnpike ? trapezoid_weight(pb, steps) : 1.0;
     loss += state_loss(pb, *targets, st, first, n, x, w, true, false);
   } else {
-    std::copy(cotangent + first * D, cotangent + first * D + len, st.xbar);
+    load_rows(first, n, pb.dyn.field.D, cotangent, st.xbar);
   }
   // Reverse sweep, segment by segment from the end.
-  T* dfield = st.dfield();
   for (index_t s = (steps - 1) / segment; s >= 0; --s) {
     const index_t j0 = s * segment, j1 = std::min(steps, j0 + segment);
-    if (checkpointed) {  // recompute the segment's states from its checkpoint
-      std::copy(st.stored + s * len, st.stored + (s + 1) * len, seg);
-      for (index_t j = j0; j + 1 < j1; ++j)
-        rk_step<Act>(pb.dyn, j, n, seg + (j - j0) * len, seg + (j - j0 + 1) * len, st.stages);
+    if (!single) {  // recompute the segment's states and stages from its checkpoint
+      std::copy(st.checkpoint_states + s * st.len, st.checkpoint_states + s * st.len + len,
+                st.slot_state(0));
+      for (index_t j = j0; j < j1; ++j) {
+        StepStages<T> stages = st.slot_stages(pb, j - j0, cap);
+        rk_step<Act>(pb.dyn, j, n, st.slot_state(j - j0), st.slot_state(j - j0 + 1), stages);
+      }
     }
     for (index_t j = j1 - 1; j >= j0; --j) {
-      const T* xj = seg + (checkpointed ? j - j0 : j) * len;
-      rk_step_vjp<Act>(pb.dyn, j, n, xj, st.xbar, dfield, st.stages);
-      if (turnpike) state_loss(pb, *targets, st, first, n, xj, trapezoid_weight(pb, j), true, true);
+      StepStages<T> stages = st.slot_stages(pb, j - j0, cap);
+      stages.X[0] = st.slot_state(j - j0);
+      rk_step_vjp<Act>(pb.dyn, j, n, stages, st.xbar, st.dfield(), st.reverse);
+      if (turnpike)
+        state_loss(pb, *targets, st, first, n, stages.X[0], trapezoid_weight(pb, j), true, true);
     }
   }
   return loss;
@@ -219,10 +259,8 @@ struct RunningCost {
     const index_t D = pb.dyn.field.D, C = pb.readout.classes;
     readout(pb.readout, n, D, X, st.z);
     block_loss(targets, C, first, n, st.z, st.zbar, 1.0);
-    gemm_nn(n, C, D, st.zbar, pb.readout.P, st.tmp, false);
-    for (index_t e = 0; e < n * D; ++e) Ka[e] -= st.tmp[e];
-    gemm_tn_acc(n, C, D, T(weight), st.zbar, X, D, st.dP(pb));
-    column_sums_acc(n, C, T(weight), st.zbar, st.dc(pb));
+    gemm(D, n, C, T(-1), pb.readout.P, 1, D, st.zbar, n, Ka, n, true);  // Ka -= P^T zbar
+    detail::affine_param_grads(C, D, n, T(weight), st.zbar, X, st.dP(pb), st.dc(pb));
   }
 };
 
@@ -230,14 +268,16 @@ struct RunningCost {
 // (x, a, g) back to t = 0. Leaves a(0) = d loss/d x0 in st.xbar.
 template <class Act, class T>
 double backsolve_block(const Problem<T>& pb, const Targets<T>* targets, const T* cotangent,
-                       bool turnpike, SweepState<T>& st, index_t first, index_t n,
+                       bool turnpike, SweepState<T>& st, index_t cap, index_t first, index_t n,
                        index_t& bad) {
-  const index_t D = pb.dyn.field.D, len = n * D, steps = pb.dyn.steps();
+  const index_t len = pb.dyn.field.D * n, steps = pb.dyn.steps();
+  StepStages<T>& stages = st.scratch_stages;
   double loss = 0.0;
   load_initial_state(pb, first, n, st.cur);
   for (index_t j = 0; j < steps; ++j) {
-    if (turnpike) loss += state_loss(pb, *targets, st, first, n, st.cur, trapezoid_weight(pb, j), false, false);
-    rk_step<Act>(pb.dyn, j, n, st.cur, st.next, st.stages);
+    if (turnpike)
+      loss += state_loss(pb, *targets, st, first, n, st.cur, trapezoid_weight(pb, j), false, false);
+    rk_step<Act>(pb.dyn, j, n, st.cur, st.next, stages);
     if (!all_finite(len, st.next)) {
       bad = j;
       return 0.0;
@@ -246,19 +286,21 @@ double backsolve_block(const Problem<T>& pb, const Targets<T>* targets, const T*
   }
   // a(T): the terminal loss gradient, the given cotangent, or 0 for the pure running cost.
   if (targets && turnpike) {
-    loss += state_loss(pb, *targets, st, first, n, st.cur, trapezoid_weight(pb, steps), false, false);
+    loss += state_loss(pb, *targets, st, first, n, st.cur, trapezoid_weight(pb, steps), false,
+                       false);
     std::fill(st.xbar, st.xbar + len, T(0));
   } else if (targets) {
     loss += state_loss(pb, *targets, st, first, n, st.cur, 1.0, true, false);
   } else {
-    std::copy(cotangent + first * D, cotangent + first * D + len, st.xbar);
+    load_rows(first, n, pb.dyn.field.D, cotangent, st.xbar);
   }
   for (index_t j = steps - 1; j >= 0; --j) {
     if (targets && turnpike)
-      backsolve_step<Act>(pb.dyn, j, n, st.cur, st.xbar, st.dfield(), st.stages,
+      backsolve_step<Act>(pb.dyn, j, n, st.cur, st.xbar, st.dfield(), stages, st.reverse,
                           RunningCost<T>{pb, *targets, st, first});
     else
-      backsolve_step<Act>(pb.dyn, j, n, st.cur, st.xbar, st.dfield(), st.stages, NoSource{});
+      backsolve_step<Act>(pb.dyn, j, n, st.cur, st.xbar, st.dfield(), stages, st.reverse,
+                          NoSource{});
   }
   return loss;
 }
@@ -273,58 +315,78 @@ std::vector<std::pair<const T*, index_t>> field_tensors(const FieldParams<T>& f)
   return t;
 }
 
-}  // namespace detail
-
-// Every state on the step grid: out (steps + 1, N, D).
+// The tape of the discrete sweep for blocks of `cap` samples (see the top of this file).
 template <class T>
-void trajectory(const Problem<T>& pb, T* out) {
-  detail::BlockPlan<T> plan(pb);
-  const index_t D = pb.dyn.field.D, steps = pb.dyn.steps(), slice = pb.N * D;
-  std::vector<std::unique_ptr<StageBuffers<T>>> stages(std::size_t(plan.threads));
-  with_activation(pb.dyn.activation, [&](auto act) {
-    using Act = decltype(act);
-    parallel_blocks(plan.count, plan.threads, [&](int t, index_t b) {
-      if (!stages[t]) stages[t] = std::make_unique<StageBuffers<T>>(pb.dyn.field, pb.dyn.tab.stages, plan.rows);
-      const index_t first = plan.first(b), n = plan.size(pb, b);
-      detail::load_initial_state(pb, first, n, out + first * D);
-      for (index_t j = 0; j < steps; ++j) {
-        T* x_next = out + (j + 1) * slice + first * D;
-        rk_step<Act>(pb.dyn, j, n, out + j * slice + first * D, x_next, *stages[t]);
-        if (!detail::all_finite(n * D, x_next)) {
-          plan.first_bad[b] = j;
-          return;
-        }
-      }
-    });
-  });
-  detail::raise_if_non_finite(pb, plan);
+TapePlan plan_tape(const Problem<T>& pb, index_t cap, index_t checkpoints, bool discrete) {
+  TapePlan t;
+  if (!discrete) return t;
+  const index_t steps = pb.dyn.steps();
+  t.slot = pb.dyn.field.D * cap + StepStages<T>::size(pb.dyn.field, pb.dyn.tab.stages, cap);
+  t.segment = (checkpoints > 0 && checkpoints < steps) ? (steps + checkpoints - 1) / checkpoints
+                                                       : steps;
+  const double slot_bytes = double(t.slot) * sizeof(T);
+  const auto affordable = index_t(std::max(1.0, tape_budget_bytes / slot_bytes - 1));
+  t.segment = std::min(t.segment, affordable);
+  t.checkpoints = t.segment < steps ? (steps + t.segment - 1) / t.segment : 0;
+  return t;
 }
 
-// Logits of the final states: out (N, classes).
-template <class T>
-void logits(const Problem<T>& pb, T* out) {
-  detail::BlockPlan<T> plan(pb);
+// Forward-only sweep of every block: calls on_final(state, block, first, n) with x_S (D x n),
+// and on_state(j, x_j, first, n) for every state when given.
+template <class T, class OnState, class OnFinal>
+void forward_sweep(const Problem<T>& pb, BlockPlan<T>& plan, OnState on_state, OnFinal on_final) {
   const index_t D = pb.dyn.field.D, steps = pb.dyn.steps();
-  std::vector<std::unique_ptr<detail::SweepState<T>>> states(std::size_t(plan.threads));
+  std::vector<std::unique_ptr<SweepState<T>>> states(std::size_t(plan.threads));
   with_activation(pb.dyn.activation, [&](auto act) {
     using Act = decltype(act);
     parallel_blocks(plan.count, plan.threads, [&](int t, index_t b) {
-      if (!states[t]) states[t] = std::make_unique<detail::SweepState<T>>(pb, plan.rows, 0, false);
+      if (!states[t])
+        states[t] = std::make_unique<SweepState<T>>(pb, plan.rows, TapePlan{}, false);
       auto& st = *states[t];
       const index_t first = plan.first(b), n = plan.size(pb, b);
-      detail::load_initial_state(pb, first, n, st.cur);
+      load_initial_state(pb, first, n, st.cur);
+      on_state(index_t(0), st.cur, first, n);
       for (index_t j = 0; j < steps; ++j) {
-        rk_step<Act>(pb.dyn, j, n, st.cur, st.next, st.stages);
-        if (!detail::all_finite(n * D, st.next)) {
+        rk_step<Act>(pb.dyn, j, n, st.cur, st.next, st.scratch_stages);
+        if (!all_finite(D * n, st.next)) {
           plan.first_bad[b] = j;
           return;
         }
         std::swap(st.cur, st.next);
+        on_state(j + 1, st.cur, first, n);
       }
-      readout(pb.readout, n, D, st.cur, out + first * pb.readout.classes);
+      on_final(st, first, n);
     });
   });
-  detail::raise_if_non_finite(pb, plan);
+  raise_if_non_finite(pb, plan);
+}
+
+}  // namespace detail
+
+// Every state on the step grid: out (steps + 1, N, D), row-major.
+template <class T>
+void trajectory(const Problem<T>& pb, T* out) {
+  detail::BlockPlan<T> plan(pb);
+  const index_t D = pb.dyn.field.D, slice = pb.N * D;
+  detail::forward_sweep(
+      pb, plan,
+      [&](index_t j, const T* x, index_t first, index_t n) {
+        detail::store_rows(first, n, D, x, out + j * slice);
+      },
+      [](auto&, index_t, index_t) {});
+}
+
+// Logits of the final states: out (N, classes), row-major.
+template <class T>
+void logits(const Problem<T>& pb, T* out) {
+  detail::BlockPlan<T> plan(pb);
+  const index_t D = pb.dyn.field.D, C = pb.readout.classes;
+  detail::forward_sweep(
+      pb, plan, [](index_t, const T*, index_t, index_t) {},
+      [&](detail::SweepState<T>& st, index_t first, index_t n) {
+        readout(pb.readout, n, D, st.cur, st.z);
+        detail::store_rows(first, n, C, st.z, out);
+      });
 }
 
 namespace detail {
@@ -336,34 +398,27 @@ template <class T>
 double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* cotangent,
                       const GradientOptions& opt, T* dfield, T* dP, T* dc, T* dX) {
   BlockPlan<T> plan(pb);
-  const index_t steps = pb.dyn.steps(), D = pb.dyn.field.D, dim = pb.dim();
   const bool discrete = opt.gradient == Gradient::discrete;
-  const index_t segment =
-      (discrete && opt.checkpoints > 0 && opt.checkpoints < steps)
-          ? (steps + opt.checkpoints - 1) / opt.checkpoints
-          : steps;
-  const index_t stored = !discrete ? 0
-                         : segment < steps ? (steps + segment - 1) / segment + segment + 1
-                                           : steps + 1;
+  const TapePlan tape = plan_tape(pb, plan.rows, opt.checkpoints, discrete);
   std::vector<std::unique_ptr<SweepState<T>>> states(std::size_t(plan.threads));
   std::vector<double> block_losses(std::size_t(plan.count), 0.0);
   with_activation(pb.dyn.activation, [&](auto act) {
     using Act = decltype(act);
     parallel_blocks(plan.count, plan.threads, [&](int t, index_t b) {
-      if (!states[t]) states[t] = std::make_unique<SweepState<T>>(pb, plan.rows, stored, true);
+      if (!states[t]) states[t] = std::make_unique<SweepState<T>>(pb, plan.rows, tape, true);
       auto& st = *states[t];
       const index_t first = plan.first(b), n = plan.size(pb, b);
-      block_losses[b] =
-          discrete ? discrete_block<Act>(pb, targets, cotangent, opt.turnpike, segment, st, first, n, plan.first_bad[b])
-                   : backsolve_block<Act>(pb, targets, cotangent, opt.turnpike, st, first, n, plan.first_bad[b]);
-      if (dX)
-        for (index_t i = 0; i < n; ++i)
-          std::copy(st.xbar + i * D, st.xbar + i * D + dim, dX + (first + i) * dim);
+      index_t& bad = plan.first_bad[b];
+      block_losses[b] = discrete ? discrete_block<Act>(pb, targets, cotangent, opt.turnpike, st,
+                                                       plan.rows, first, n, bad)
+                                 : backsolve_block<Act>(pb, targets, cotangent, opt.turnpike, st,
+                                                        plan.rows, first, n, bad);
+      if (dX) store_rows(first, n, pb.dim(), st.xbar, dX);
     });
   });
   raise_if_non_finite(pb, plan);
   // Reduce in thread order (deterministic for a fixed thread count).
-  const index_t nf = pb.dyn.field.size(), C = pb.readout.classes;
+  const index_t nf = pb.dyn.field.size(), C = pb.readout.classes, D = pb.dyn.field.D;
   std::fill(dfield, dfield + nf, T(0));
   if (dP) std::fill(dP, dP + C * D, T(0)), std::fill(dc, dc + C, T(0));
   for (auto& st : states) {

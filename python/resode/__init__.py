@@ -6,23 +6,46 @@ NumPy API on top of it. ``resode.reference`` is the same mathematics in plain Nu
 
 from __future__ import annotations
 
-from . import _core, datasets, optim, reference  # noqa: F401  (_core: the compiled core)
+from . import _core, datasets, io, optim, reference, training  # noqa: F401  (_core: the core)
 from ._core import NonFiniteError, get_num_threads, set_num_threads
+from .io import load
 from .models import NeuralODE, ResNet
 from .odeint import odeint, odeint_vjp
+from .training import EarlyStopping, History, TrainingDiverged, fit
+
+# `plot`, `sklearn` (optional dependencies matplotlib / scikit-learn) and `cli` are imported
+# on first access, so that `import resode` needs only NumPy.
+_LAZY_SUBMODULES = ("plot", "sklearn", "cli")
+
+
+def __getattr__(name: str) -> object:
+    """Import ``resode.plot``, ``resode.sklearn`` and ``resode.cli`` on first access."""
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
+    "EarlyStopping",
+    "History",
     "NeuralODE",
     "NonFiniteError",
     "ResNet",
+    "TrainingDiverged",
     "__version__",
     "datasets",
+    "fit",
     "get_num_threads",
+    "io",
+    "load",
     "odeint",
     "odeint_vjp",
     "optim",
     "reference",
     "set_num_threads",
+    "training",
 ]
 
 __version__ = "0.1.0"

@@ -1,0 +1,405 @@
+"""Saving and loading models (and training checkpoints) as plain ``.npz`` files, never pickle.
+
+File format (version 1)
+-----------------------
+A ZIP archive as written by :func:`numpy.savez` (uncompressed) holding
+
+* ``header``: a 1-D ``uint8`` array, the UTF-8 bytes of a JSON object
+  ``{"format": "resode", "version": 1, "kind": "node" | "resnet", "config": {...}}``
+  where ``config`` is ``model.config`` (the constructor arguments);
+* one array per model parameter, named ``params/<name>`` (``params/W``, ``params/b`` or
+  ``params/W1`` ... ``params/b2``, then ``params/P``, ``params/c``), of the model's dtype;
+* training checkpoints (written by :func:`resode.fit` with ``checkpoint=``) add a
+  ``"checkpoint"`` object to the header and the optimiser state as ``optimizer/<key>``
+  arrays (see :meth:`resode.optim.Optimizer.state_dict`).
+
+Loading never unpickles (``allow_pickle=False``), reads every member with its CRC checked,
+validates the header and the config (the model is rebuilt through its constructor), the name,
+shape, dtype and finiteness of every parameter, and refuses missing or extra arrays. Any
+problem raises a ``ValueError`` that names the file. Saving is atomic: the archive is written
+to a temporary file in the target directory, flushed to disk and renamed over the target.
+
+Examples
+--------
+>>> import os, tempfile, numpy as np, resode
+>>> model = resode.NeuralODE(2, T=1.0, pieces=4, seed=0)
+>>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+>>> model.save(path)
+>>> again = resode.load(path)
+>>> bool(np.array_equal(again.params["W"], model.params["W"]))
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from .models import NeuralODE, ResNet, field_param_shapes
+
+__all__ = ["FORMAT_VERSION", "load", "read_file", "save", "write_file"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+FORMAT_VERSION = 1
+"""Version of the file format written by :func:`save`."""
+
+_KINDS: dict[str, type] = {"node": NeuralODE, "resnet": ResNet}
+_HEADER = "header"
+_PARAM_PREFIX = "params/"
+_OPTIMIZER_PREFIX = "optimizer/"
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(fileobj)`` on a temporary file next to ``path``, fsync it, rename it."""
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    # Make the rename itself durable (POSIX; not possible on every platform/file system).
+    with contextlib.suppress(OSError, AttributeError):
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def write_file(
+    path: PathLike,
+    header: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+) -> Path:
+    """Atomically write ``header`` (as JSON in a ``uint8`` array) and ``arrays`` to ``path``.
+
+    Low-level helper shared by :func:`save` and the training checkpoints; most users want
+    :func:`save`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Target file; written exactly there (no ``.npz`` suffix is appended).
+    header : mapping
+        JSON-serialisable (strict JSON: no NaN or infinity).
+    arrays : mapping of str to numpy.ndarray
+        Numeric arrays (no object dtype), stored under their keys.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    path = Path(os.fspath(path))
+    if _HEADER in arrays:
+        raise ValueError(f"array name {_HEADER!r} is reserved")
+    text = json.dumps(header, allow_nan=False, sort_keys=True)
+    payload: dict[str, np.ndarray] = {_HEADER: np.frombuffer(text.encode("utf-8"), np.uint8)}
+    for name, arr in arrays.items():
+        a = np.ascontiguousarray(arr)
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"array {name!r} must be numeric, got dtype {a.dtype}")
+        payload[name] = a
+    _atomic_write(path, lambda f: np.savez(f, **payload))
+    return path
+
+
+def save(model: ResNet | NeuralODE, path: PathLike) -> Path:
+    """Save a model's config and parameters to one ``.npz`` file, atomically.
+
+    Parameters
+    ----------
+    model : ResNet or NeuralODE
+    path : str or os.PathLike
+        Target file (conventionally ending ``.npz``; used exactly as given).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        If a parameter is missing or not finite (such a file could not be loaded back).
+
+    Examples
+    --------
+    >>> import os, tempfile, resode
+    >>> target = os.path.join(tempfile.mkdtemp(), "m.npz")
+    >>> path = resode.io.save(resode.ResNet(2, 3, seed=0), target)
+    >>> resode.load(path).layers
+    3
+    """
+    header, arrays = model_payload(model)
+    return write_file(path, header, arrays)
+
+
+def model_payload(model: ResNet | NeuralODE) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The header and the ``params/<name>`` arrays that :func:`save` writes for ``model``."""
+    kind = getattr(model, "_kind", "")
+    if kind not in _KINDS or not isinstance(model, _KINDS[kind]):
+        raise TypeError(f"model must be a resode.ResNet or resode.NeuralODE, got {type(model)!r}")
+    expected = _expected_shapes(model.config)
+    arrays: dict[str, np.ndarray] = {}
+    for name, shape in expected.items():
+        if name not in model.params:
+            raise ValueError(f"model.params is missing {name!r}")
+        a = np.asarray(model.params[name])
+        if a.shape != shape or a.dtype != model.dtype:
+            raise ValueError(
+                f"model.params[{name!r}] must have shape {shape} and dtype {model.dtype}, "
+                f"got {a.shape} {a.dtype}"
+            )
+        if not np.isfinite(a).all():
+            raise ValueError(f"model.params[{name!r}] contains NaN or Inf; refusing to save")
+        arrays[_PARAM_PREFIX + name] = a
+    extra = sorted(set(model.params) - set(expected))
+    if extra:
+        raise ValueError(f"model.params has unexpected entries {extra}")
+    header = {"format": "resode", "version": FORMAT_VERSION, "kind": kind, "config": model.config}
+    return header, arrays
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes implied by a (plausible) model config."""
+    dim, augment, classes = config["dim"], config["augment"], config["classes"]
+    pieces = config["layers"] if "layers" in config else config["pieces"]
+    D = dim + augment
+    field = config["field"]
+    H = config["hidden"] if field == "bottleneck" else D
+    shapes = field_param_shapes(field, pieces, D, H)
+    shapes.update({"P": (classes, D), "c": (classes,)})
+    return shapes
+
+
+def _read_npy(data: bytes, name: str) -> np.ndarray:
+    """Parse one ``.npy`` member without pickle, checking its header against its length."""
+    f = io.BytesIO(data)
+    major, minor = np.lib.format.read_magic(f)
+    if (major, minor) == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    elif (major, minor) == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise ValueError(f"array {name!r} has unsupported .npy version {major}.{minor}")
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise ValueError(f"array {name!r} has dtype {dtype}; only numeric arrays are allowed")
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if len(data) - f.tell() != count * dtype.itemsize:
+        raise ValueError(f"array {name!r} is truncated or has trailing data")
+    f.seek(0)
+    arr = np.lib.format.read_array(f, allow_pickle=False)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"array {name!r} does not match its header")
+    return np.array(arr, order="C", copy=True)
+
+
+def _read_archive(path: Path) -> dict[str, np.ndarray]:
+    """All members of the archive at ``path`` as arrays (CRC-checked, never unpickled)."""
+    arrays: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        if len(names) != len(set(names)):
+            raise ValueError("duplicate members")
+        for member in names:
+            if not member.endswith(".npy"):
+                raise ValueError(f"unexpected member {member!r} (not an .npy array)")
+            arrays[member[: -len(".npy")]] = _read_npy(zf.read(member), member[:-4])
+    return arrays
+
+
+def _parse_header(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    if _HEADER not in arrays:
+        raise ValueError(f"no {_HEADER!r} array (not a resode model file)")
+    raw = arrays[_HEADER]
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ValueError(f"{_HEADER!r} must be a 1-D uint8 array of JSON text")
+
+    def no_constants(token: str) -> Any:
+        raise ValueError(f"{token} is not valid JSON")
+
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"), parse_constant=no_constants)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{_HEADER!r} is not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{_HEADER!r} must be a JSON object")
+    if header.get("format") != "resode":
+        raise ValueError(f"header 'format' must be 'resode', got {header.get('format')!r}")
+    if header.get("version") != FORMAT_VERSION:
+        raise ValueError(
+            f"unsupported format version {header.get('version')!r} (this resode reads version "
+            f"{FORMAT_VERSION})"
+        )
+    allowed = {"format", "version", "kind", "config", "checkpoint"}
+    extra = sorted(set(header) - allowed)
+    if extra:
+        raise ValueError(f"unknown header keys {extra}")
+    return header
+
+
+def _check_config(kind: Any, config: Any) -> tuple[type, dict[str, Any]]:
+    if kind not in _KINDS:
+        raise ValueError(f"header 'kind' must be one of {sorted(_KINDS)}, got {kind!r}")
+    cls = _KINDS[kind]
+    if not isinstance(config, dict):
+        raise ValueError("header 'config' must be a JSON object")
+    sig = inspect.signature(cls.__init__)
+    names = {p for p in sig.parameters if p != "self"}
+    missing, extra = sorted(names - set(config)), sorted(set(config) - names)
+    if missing or extra:
+        raise ValueError(
+            f"config keys do not match {cls.__name__}: missing {missing}, unknown {extra}"
+        )
+    for key in ("dim", "classes", "augment", "layers", "pieces", "substeps"):
+        v = config.get(key, 1)
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 2**31:
+            raise ValueError(f"config {key!r} must be a non-negative integer, got {v!r}")
+    hidden = config["hidden"]
+    if hidden is not None and (
+        isinstance(hidden, bool) or not isinstance(hidden, int) or not 0 <= hidden <= 2**31
+    ):
+        raise ValueError(f"config 'hidden' must be null or a non-negative integer, got {hidden!r}")
+    if config["field"] == "bottleneck" and hidden is None:
+        raise ValueError("config 'hidden' must be an integer for field 'bottleneck'")
+    return cls, config
+
+
+def _build(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Any:
+    """Validate the parameter arrays against the config and rebuild the model."""
+    cls, config = _check_config(header.get("kind"), header.get("config"))
+    expected = _expected_shapes(config)
+    found = {k[len(_PARAM_PREFIX) :] for k in arrays if k.startswith(_PARAM_PREFIX)}
+    missing, extra = sorted(set(expected) - found), sorted(found - set(expected))
+    if missing:
+        raise ValueError(f"missing parameter arrays {missing}")
+    if extra:
+        raise ValueError(f"unexpected parameter arrays {extra}")
+    dtype = np.dtype(config["dtype"]) if config["dtype"] in ("float32", "float64") else None
+    params: dict[str, np.ndarray] = {}
+    for name, shape in expected.items():
+        a = arrays[_PARAM_PREFIX + name]
+        if a.shape != shape:
+            raise ValueError(f"parameter {name!r} has shape {a.shape}, expected {shape}")
+        if dtype is not None and a.dtype != dtype:
+            raise ValueError(f"parameter {name!r} has dtype {a.dtype}, expected {dtype}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"parameter {name!r} contains NaN or Inf")
+        params[name] = a
+    try:
+        model = cls(**config)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"invalid config for {cls.__name__}: {exc}") from None
+    if model.config != config:
+        raise ValueError(f"config does not round-trip through {cls.__name__}: {config}")
+    model.params = params
+    return model
+
+
+def read_file(path: PathLike) -> tuple[Any, dict[str, Any], dict[str, np.ndarray]]:
+    """Read and validate a model or checkpoint file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    model : ResNet or NeuralODE
+        Rebuilt and holding the stored parameters.
+    header : dict
+        The parsed JSON header (``"checkpoint"`` present for training checkpoints).
+    extra : dict of str to numpy.ndarray
+        The ``optimizer/<key>`` arrays (prefix removed) of a checkpoint; empty for a model.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        For anything malformed, naming the file.
+    """
+    p = Path(os.fspath(path))
+    if not p.exists():
+        raise FileNotFoundError(f"no such file: {p}")
+    try:
+        arrays = _read_archive(p)
+        header = _parse_header(arrays)
+        model = _build(arrays, header)
+        extra: dict[str, np.ndarray] = {}
+        for name, a in arrays.items():
+            if name == _HEADER or name.startswith(_PARAM_PREFIX):
+                continue
+            if "checkpoint" in header and name.startswith(_OPTIMIZER_PREFIX):
+                extra[name[len(_OPTIMIZER_PREFIX) :]] = a
+            else:
+                raise ValueError(f"unexpected array {name!r}")
+        if "checkpoint" in header and not isinstance(header["checkpoint"], dict):
+            raise ValueError("header 'checkpoint' must be a JSON object")
+    except ValueError as exc:
+        raise ValueError(f"{p}: invalid resode file: {exc}") from None
+    except Exception as exc:  # zipfile/zlib/EOF/struct errors from a damaged archive
+        raise ValueError(
+            f"{p}: invalid resode file (damaged or not a .npz archive): {type(exc).__name__}: {exc}"
+        ) from None
+    return model, header, extra
+
+
+def load(path: PathLike) -> ResNet | NeuralODE:
+    """Load a model written by :meth:`ResNet.save` / :meth:`NeuralODE.save` (or the model in a
+    training checkpoint written by :func:`resode.fit`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    ResNet or NeuralODE
+        A new model, built from the stored config, with the stored parameters (same dtype,
+        bitwise equal).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is not a valid resode model file: not a ZIP/``.npz`` archive, truncated,
+        damaged (CRC mismatch), pickled or object arrays, bad JSON header, a config the
+        constructor rejects, missing, extra or misshapen arrays, wrong dtype, NaN/Inf.
+
+    Examples
+    --------
+    >>> import os, tempfile, resode
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+    >>> resode.ResNet(2, layers=4, seed=1).save(path)
+    >>> model = resode.load(path)
+    >>> type(model).__name__, model.layers, model.dtype.name
+    ('ResNet', 4, 'float64')
+    """
+    model, _, _ = read_file(path)
+    return model

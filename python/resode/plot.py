@@ -1,0 +1,620 @@
+"""Pictures of a trained model: the flow of the points, the decision boundary, training curves,
+the controls and the state norm. Needs matplotlib (``pip install resode[plot]``).
+
+Every function draws on its own :class:`matplotlib.figure.Figure` with the Agg canvas (no
+``pyplot``, no global backend change, safe in scripts, servers and notebooks), writes ``path``
+and returns it as a :class:`pathlib.Path`. The file format follows the suffix (``.png``,
+``.pdf``, ``.svg``, ... for still images; ``.gif`` or ``.mp4`` for the animation).
+
+Examples
+--------
+>>> import resode, resode.plot, tempfile, os
+>>> X, y = resode.datasets.concentric_spheres(200, seed=0)
+>>> model = resode.NeuralODE(2, T=5.0, pieces=10, field="bottleneck", hidden=16, augment=1,
+...                          activation="relu", seed=0)
+>>> h = resode.fit(model, X, y, optimizer=resode.optim.Adam(lr=1e-2), epochs=100,
+...                seed=0, progress=False)
+>>> out = tempfile.mkdtemp()
+>>> resode.plot.trajectories(model, X, y, os.path.join(out, "flow.gif")).name
+'flow.gif'
+>>> resode.plot.decision_boundary(model, X, y, path=os.path.join(out, "boundary.png")).name
+'boundary.png'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext as _nullcontext
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from .models import NeuralODE, ResNet, field_param_names
+
+__all__ = ["controls", "decision_boundary", "history", "state_norm", "trajectories"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+Model = Union[ResNet, NeuralODE]
+
+_BINARY_COLORS = ("#2166ac", "#b2182b")  # the ends of the RdBu colour map
+
+
+def _require_matplotlib() -> Any:
+    """Import matplotlib lazily, with a hint on how to install it."""
+    try:
+        import matplotlib
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+        from matplotlib.figure import Figure  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            "resode.plot needs matplotlib (and pillow for GIFs); install them with "
+            "`pip install resode[plot]` (or `pip install matplotlib pillow`)"
+        ) from exc
+    return matplotlib
+
+
+def _figure(figsize: tuple[float, float], **kwargs: Any) -> Any:
+    """A new Figure on an Agg canvas (no pyplot)."""
+    _require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: PathLike, dpi: int) -> Path:
+    p = Path(os.fspath(path))
+    fig.savefig(p, dpi=dpi)
+    return p
+
+
+def _class_colors(classes: int) -> list[Any]:
+    _require_matplotlib()
+    import matplotlib
+
+    if classes <= 2:
+        return list(_BINARY_COLORS[: max(classes, 1)])
+    cmap = matplotlib.colormaps["tab10" if classes <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(classes)]
+
+
+def _labels(y: Any, n: int) -> np.ndarray:
+    """Integer labels from labels ``(n,)`` or one-hot / float targets ``(n, C)``."""
+    arr = np.asarray(y)
+    if arr.ndim == 2:
+        arr = np.argmax(arr, axis=1)
+    if arr.shape != (n,):
+        raise ValueError(f"y must have shape ({n},) or ({n}, classes), got {np.shape(y)}")
+    return arr.astype(np.int64)
+
+
+def _check_model(model: Any) -> Model:
+    if not isinstance(model, (ResNet, NeuralODE)):
+        raise TypeError(f"model must be a resode.ResNet or resode.NeuralODE, got {type(model)!r}")
+    return model
+
+
+def _time_grid(model: Model) -> tuple[np.ndarray, str]:
+    """Times of the trajectory states and the axis label."""
+    if isinstance(model, NeuralODE):
+        return np.arange(model.steps + 1) * model.dt, "time t"
+    return np.arange(model.layers + 1, dtype=np.float64), "layer"
+
+
+def _limits(values: np.ndarray) -> tuple[float, float]:
+    lo, hi = float(np.min(values)), float(np.max(values))
+    if not np.isfinite([lo, hi]).all():
+        raise ValueError("the trajectory is not finite")
+    pad = 0.05 * (hi - lo) if hi > lo else 1.0
+    return lo - pad, hi + pad
+
+
+# --------------------------------------------------------------------------- trajectories
+
+
+def trajectories(
+    model: Model,
+    X: Any,
+    y: Any,
+    path: PathLike,
+    *,
+    fps: int = 12,
+    max_points: int = 300,
+    max_frames: int = 60,
+    hold: float = 1.5,
+    seed: int = 0,
+    dpi: int = 80,
+) -> Path:
+    """Animate the points flowing through the layers / time, coloured by class.
+
+    The states come from ``model.trajectory(X)``, shape ``(steps + 1, N, D)``. With ``D == 2``
+    the plane is drawn, with ``D == 3`` 3-D axes, with ``D > 3`` the first two coordinates
+    (``D == 1``: the line). Each point leaves a faint trail; for two classes in 2-D the last
+    frame also shows the classifier's decision line ``(P_1 - P_0) x + c_1 - c_0 = 0``.
+
+    Parameters
+    ----------
+    model : ResNet or NeuralODE
+    X : array_like, shape (N, dim)
+    y : array_like, shape (N,) or (N, classes)
+        Labels (or one-hot targets) for the colours.
+    path : str or os.PathLike
+        ``.gif`` (Pillow) or ``.mp4`` (needs ffmpeg on the PATH).
+    fps : int, default 12
+        Frames per second.
+    max_points : int, default 300
+        At most this many points (a seeded random subset) are drawn.
+    max_frames : int, default 60
+        At most this many states (evenly spaced, first and last included) become frames.
+    hold : float, default 1.5
+        Seconds the final frame is held.
+    seed : int, default 0
+        Seed of the subset.
+    dpi : int, default 80
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        On an unsupported suffix, bad shapes or ``max_points``/``max_frames``/``fps`` < 1.
+    RuntimeError
+        For ``.mp4`` when ffmpeg is not available.
+    ImportError
+        Without matplotlib.
+
+    Examples
+    --------
+    >>> import resode, resode.plot, tempfile, os
+    >>> X, y = resode.datasets.moons(50, seed=0)
+    >>> model = resode.ResNet(2, layers=5, h=0.2, seed=0)
+    >>> resode.plot.trajectories(model, X, y, os.path.join(tempfile.mkdtemp(), "a.gif")).suffix
+    '.gif'
+    """
+    _require_matplotlib()
+    from matplotlib.animation import FFMpegWriter
+    from matplotlib.collections import LineCollection
+
+    model = _check_model(model)
+    p = Path(os.fspath(path))
+    suffix = p.suffix.lower()
+    if suffix not in (".gif", ".mp4"):
+        raise ValueError(f"path must end in .gif or .mp4, got {p.name!r}")
+    for name, value in (("fps", fps), ("max_points", max_points), ("max_frames", max_frames)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if suffix == ".mp4" and not FFMpegWriter.isAvailable():
+        raise RuntimeError("writing .mp4 needs ffmpeg on the PATH; use a .gif path instead")
+
+    Xa = np.asarray(X)
+    n = Xa.shape[0] if Xa.ndim >= 1 else 0
+    labels = _labels(y, n)
+    if n > max_points:
+        idx = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
+        Xa, labels = Xa[idx], labels[idx]
+    traj = np.asarray(model.trajectory(Xa), dtype=np.float64)  # (steps + 1, n, D)
+    steps, D = traj.shape[0] - 1, traj.shape[2]
+    if D == 1:
+        traj = np.concatenate([traj, np.zeros_like(traj)], axis=2)
+    times, tlabel = _time_grid(model)
+    frames = np.unique(np.round(np.linspace(0, steps, min(steps + 1, max_frames))).astype(int))
+    colors = np.array(
+        _class_colors(max(model.classes, int(labels.max(initial=0)) + 1)), dtype=object
+    )
+    point_colors = [colors[c] for c in labels]
+
+    fig = _figure((4.8, 4.8))
+    three_d = D == 3
+    dims = 3 if three_d else 2
+    if three_d:
+        import mpl_toolkits.mplot3d  # noqa: F401  (registers the 3-D projection)
+        from mpl_toolkits.mplot3d.art3d import Line3DCollection
+
+        ax = fig.add_subplot(projection="3d")
+        trails: Any = Line3DCollection(
+            list(traj[:1, :, :3].transpose(1, 0, 2)),
+            colors=point_colors,
+            linewidths=0.5,
+            alpha=0.3,
+        )
+        ax.add_collection3d(trails)
+    else:
+        ax = fig.add_subplot()
+        fig.subplots_adjust(left=0.14, right=0.97, bottom=0.1, top=0.92)
+        trails = LineCollection([], colors=point_colors, linewidths=0.6, alpha=0.3)
+        ax.add_collection(trails)
+    dots = ax.scatter(
+        *traj[0, :, :dims].T, c=point_colors, s=12, edgecolors="k", linewidths=0.3, zorder=3
+    )
+    if three_d:
+        dots.set_depthshade(False)
+    axis_names = ["x1", "x2", "x3"] if D > 1 else ["x", ""]
+    for k, setter in enumerate((ax.set_xlabel, ax.set_ylabel, getattr(ax, "set_zlabel", None))):
+        if k < dims and setter is not None:
+            setter(axis_names[k])
+    sub = "" if D <= 3 else f" (first 2 of {D} coordinates)"
+    # The camera zooms out as the points spread: limits enclose all states up to the frame.
+    lo = np.minimum.accumulate(traj[..., :dims].min(axis=1), axis=0)
+    hi = np.maximum.accumulate(traj[..., :dims].max(axis=1), axis=0)
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        raise ValueError("the trajectory is not finite")
+    pad = np.maximum(0.05 * (hi - lo), 1e-3 * np.maximum(np.abs(hi), 1.0))
+    lo, hi = lo - pad, hi + pad
+    if D == 1:  # the points move on the line y = 0
+        lo[:, 1], hi[:, 1] = -1.0, 1.0
+        ax.set_yticks([])
+    draw_line = model.classes == 2 and D == 2
+
+    images: list[Any] = []
+    writer = FFMpegWriter(fps=int(fps)) if suffix == ".mp4" else None
+
+    def grab() -> None:
+        if writer is not None:
+            writer.grab_frame()
+            return
+        from PIL import Image
+
+        fig.canvas.draw()
+        rgba = np.asarray(fig.canvas.buffer_rgba())
+        images.append(Image.fromarray(np.ascontiguousarray(rgba[..., :3])))
+
+    with writer.saving(fig, str(p), dpi) if writer is not None else _nullcontext():
+        if writer is None:
+            fig.set_dpi(dpi)
+        for j in frames:
+            trails.set_segments(traj[: j + 1, :, :dims].transpose(1, 0, 2))
+            if three_d:
+                dots._offsets3d = tuple(traj[j, :, k] for k in range(3))
+                ax.set_zlim(lo[j, 2], hi[j, 2])
+            else:
+                dots.set_offsets(traj[j, :, :2])
+            ax.set_xlim(lo[j, 0], hi[j, 0])
+            ax.set_ylim(lo[j, 1], hi[j, 1])
+            if draw_line and j == steps:
+                _readout_line(ax, model, [(lo[j, 0], hi[j, 0]), (lo[j, 1], hi[j, 1])])
+            when = f"t = {times[j]:.2f}" if tlabel == "time t" else f"layer {j}"
+            ax.set_title(f"{type(model).__name__}: {when}{sub}")
+            grab()
+        if writer is not None:
+            for _ in range(max(round(hold * fps), 1) - 1):
+                writer.grab_frame()
+    if writer is None:
+        durations = [round(1000 / fps)] * len(images)
+        durations[-1] += round(1000 * max(hold, 0.0))
+        images[0].save(
+            p, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0
+        )
+    return p
+
+
+def _readout_line(ax: Any, model: Model, lims: Sequence[tuple[float, float]]) -> Any:
+    """Draw ``w . x + b = 0`` with ``w = P_1 - P_0``, ``b = c_1 - c_0`` (2-D, two classes)."""
+    P, c = np.asarray(model.params["P"], np.float64), np.asarray(model.params["c"], np.float64)
+    w, b = P[1] - P[0], c[1] - c[0]
+    if abs(w[1]) >= abs(w[0]) and w[1] != 0:
+        xs = np.array(lims[0])
+        ys = -(b + w[0] * xs) / w[1]
+    elif w[0] != 0:
+        ys = np.array(lims[1])
+        xs = -(b + w[1] * ys) / w[0]
+    else:
+        return None
+    (line,) = ax.plot(xs, ys, "k--", lw=1.2, label="decision line")
+    ax.set_xlim(*lims[0])
+    ax.set_ylim(*lims[1])
+    return line
+
+
+# --------------------------------------------------------------------------- decision boundary
+
+
+def decision_boundary(
+    model: Model,
+    X: Any,
+    y: Any,
+    X_test: Any = None,
+    y_test: Any = None,
+    path: PathLike = "decision_boundary.png",
+    *,
+    resolution: int = 200,
+    dpi: int = 120,
+) -> Path:
+    """Predicted probability over a grid of the input plane, with train and test points.
+
+    Two classes: the probability of class 1 (``RdBu`` colours, the 0.5 contour in black). More
+    classes: the colour of the predicted class, fading to white where the model is unsure.
+
+    Parameters
+    ----------
+    model : ResNet or NeuralODE
+        With ``model.dim == 2``.
+    X, y : array_like, shapes (N, 2) and (N,) or (N, classes)
+        Training points (drawn as circles).
+    X_test, y_test : array_like, optional
+        Test points (drawn as triangles).
+    path : str or os.PathLike, default "decision_boundary.png"
+    resolution : int, default 200
+        Grid points per axis.
+    dpi : int, default 120
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        If ``model.dim != 2``.
+    ImportError
+        Without matplotlib.
+
+    Examples
+    --------
+    >>> import resode, resode.plot, tempfile, os
+    >>> X, y = resode.datasets.moons(50, seed=0)
+    >>> model = resode.ResNet(2, layers=3, seed=0)
+    >>> out = os.path.join(tempfile.mkdtemp(), "b.png")
+    >>> resode.plot.decision_boundary(model, X, y, path=out, resolution=50).name
+    'b.png'
+    """
+    model = _check_model(model)
+    if model.dim != 2:
+        raise ValueError(f"decision_boundary needs 2-D inputs, the model has dim={model.dim}")
+    if (
+        isinstance(resolution, bool)
+        or not isinstance(resolution, (int, np.integer))
+        or (resolution < 2)
+    ):
+        raise ValueError(f"resolution must be an integer >= 2, got {resolution!r}")
+    Xa = np.asarray(X, dtype=np.float64)
+    labels = _labels(y, Xa.shape[0])
+    sets = [(Xa, labels, "train")]
+    if X_test is not None:
+        if y_test is None:
+            raise ValueError("y_test must be given with X_test")
+        Xt = np.asarray(X_test, dtype=np.float64)
+        sets.append((Xt, _labels(y_test, Xt.shape[0]), "test"))
+    every = np.concatenate([s[0] for s in sets])
+    (x0, x1), (y0, y1) = (_limits(every[:, k]) for k in range(2))
+    gx, gy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
+    grid = np.column_stack([gx.ravel(), gy.ravel()])
+    proba = model.predict_proba(grid).reshape(resolution, resolution, -1)
+    C = proba.shape[2]
+    colors = _class_colors(C)
+
+    from matplotlib.colors import to_rgb
+
+    fig = _figure((5.6, 4.8))
+    ax = fig.add_subplot()
+    if C == 2:
+        cs = ax.contourf(
+            gx, gy, proba[..., 1], levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=0.75
+        )
+        ax.contour(gx, gy, proba[..., 1], levels=[0.5], colors="k", linewidths=1.2)
+        fig.colorbar(cs, ax=ax, label="P(class 1)", ticks=[0, 0.25, 0.5, 0.75, 1])
+    else:
+        rgb = np.array([to_rgb(c) for c in colors])
+        pred = proba.argmax(axis=2)
+        conf = (proba.max(axis=2) - 1.0 / C) / (1.0 - 1.0 / C)
+        image = conf[..., None] * rgb[pred] + (1 - conf[..., None]) * 1.0
+        ax.imshow(image, origin="lower", extent=(x0, x1, y0, y1), aspect="auto", alpha=0.8)
+    markers = {"train": "o", "test": "^"}
+    for pts, lab, name in sets:
+        acc = float(np.mean(model.predict(pts) == lab)) if len(pts) else float("nan")
+        ax.scatter(
+            pts[:, 0],
+            pts[:, 1],
+            c=[colors[k % len(colors)] for k in lab],
+            s=16,
+            marker=markers[name],
+            edgecolors="k" if name == "train" else "w",
+            linewidths=0.5,
+            label=f"{name} ({100 * acc:.1f}%)",
+        )
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
+    ax.set_title(f"{type(model).__name__}: decision boundary")
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+# --------------------------------------------------------------------------- history
+
+
+def history(history: Any, path: PathLike = "history.png", *, dpi: int = 120) -> Path:
+    """Training curves: loss (log scale when positive) and accuracy per epoch.
+
+    Parameters
+    ----------
+    history : resode.History or mapping
+        ``History`` or its ``to_dict()``; ``val_loss`` / ``val_accuracy`` are drawn too
+        when present.
+    path : str or os.PathLike, default "history.png"
+    dpi : int, default 120
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import resode.plot, tempfile, os
+    >>> h = {"epoch": [1, 2, 3], "loss": [0.7, 0.4, 0.2], "accuracy": [0.5, 0.8, 0.9]}
+    >>> resode.plot.history(h, os.path.join(tempfile.mkdtemp(), "h.png")).name
+    'h.png'
+    """
+    data: Mapping[str, Sequence[float]] = (
+        history.to_dict() if hasattr(history, "to_dict") else dict(history)
+    )
+    for key in ("loss", "accuracy"):
+        if key not in data:
+            raise ValueError(f"history has no {key!r} column")
+    epochs = np.asarray(data.get("epoch", np.arange(1, len(data["loss"]) + 1)))
+    fig = _figure((8.0, 3.4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for key, ax, style in (
+        ("loss", ax_loss, "-"),
+        ("val_loss", ax_loss, "--"),
+        ("accuracy", ax_acc, "-"),
+        ("val_accuracy", ax_acc, "--"),
+    ):
+        if key in data and len(data[key]):
+            label = "validation" if key.startswith("val_") else "train"
+            ax.plot(epochs, data[key], style, label=label, lw=1.4)
+    losses = np.concatenate([np.asarray(data[k], float) for k in ("loss", "val_loss") if k in data])
+    if losses.size and np.all(losses > 0):
+        ax_loss.set_yscale("log")
+    ax_loss.set_title("loss")
+    ax_acc.set_title("accuracy")
+    ax_acc.set_ylim(-0.02, 1.02)
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+# --------------------------------------------------------------------------- controls
+
+
+def controls(model: Model, path: PathLike = "controls.png", *, dpi: int = 120) -> Path:
+    """Norm of the controls ``theta(t)`` per piece over time (per layer for a ResNet).
+
+    Draws, as a step function over ``[0, T]`` (or layers ``0..L``), the Euclidean (Frobenius)
+    norm of all field parameters of each piece, ``sqrt(|W_k|^2 + |b_k|^2)`` (bottleneck: of
+    ``W1_k, b1_k, W2_k, b2_k``), and thinner, each parameter's own norm.
+
+    Parameters
+    ----------
+    model : ResNet or NeuralODE
+    path : str or os.PathLike, default "controls.png"
+    dpi : int, default 120
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import resode, resode.plot, tempfile, os
+    >>> model = resode.NeuralODE(2, T=2.0, pieces=5, seed=0)
+    >>> resode.plot.controls(model, os.path.join(tempfile.mkdtemp(), "c.png")).name
+    'c.png'
+    """
+    model = _check_model(model)
+    names = field_param_names(model.field)
+    per = {
+        n: np.sqrt(
+            np.sum(
+                np.square(np.asarray(model.params[n], np.float64)).reshape(
+                    model.params[n].shape[0], -1
+                ),
+                axis=1,
+            )
+        )
+        for n in names
+    }
+    total = np.sqrt(sum(v**2 for v in per.values()))
+    pieces = total.shape[0]
+    if isinstance(model, NeuralODE):
+        edges, xlabel = np.linspace(0.0, model.T, pieces + 1), "time t"
+    else:
+        edges, xlabel = np.arange(pieces + 1, dtype=np.float64), "layer"
+    fig = _figure((6.0, 3.6))
+    ax = fig.add_subplot()
+    ax.stairs(total, edges, baseline=None, lw=2.0, color="k", label="|theta(t)|")
+    for n, v in per.items():
+        ax.stairs(v, edges, baseline=None, lw=1.0, alpha=0.8, label=f"|{n}|")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("norm")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"{type(model).__name__}: controls per piece")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+# --------------------------------------------------------------------------- state norm
+
+
+def state_norm(
+    model: Model,
+    X: Any,
+    path: PathLike = "state_norm.png",
+    *,
+    y: Any = None,
+    band: tuple[float, float] = (0.1, 0.9),
+    dpi: int = 120,
+) -> Path:
+    """The norm ``|x(t)|`` of the (augmented) state over time: the mean and a quantile band.
+
+    Parameters
+    ----------
+    model : ResNet or NeuralODE
+    X : array_like, shape (N, dim)
+    path : str or os.PathLike, default "state_norm.png"
+    y : array_like, optional
+        Labels; when given, one mean and band per class, in the class colours.
+    band : tuple of float, default (0.1, 0.9)
+        Lower and upper quantiles of the shaded band.
+    dpi : int, default 120
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import numpy as np, resode, resode.plot, tempfile, os
+    >>> model = resode.NeuralODE(2, T=1.0, pieces=4, seed=0)
+    >>> X = np.random.default_rng(0).normal(size=(20, 2))
+    >>> resode.plot.state_norm(model, X, os.path.join(tempfile.mkdtemp(), "n.png")).name
+    'n.png'
+    """
+    model = _check_model(model)
+    lo_q, hi_q = (float(q) for q in band)
+    if not 0.0 <= lo_q < hi_q <= 1.0:
+        raise ValueError(f"band must be two quantiles 0 <= lo < hi <= 1, got {band!r}")
+    traj = np.asarray(model.trajectory(X), dtype=np.float64)
+    norms = np.linalg.norm(traj, axis=2)  # (steps + 1, N)
+    times, xlabel = _time_grid(model)
+    groups: list[tuple[np.ndarray, Any, str]]
+    if y is None:
+        groups = [(np.ones(norms.shape[1], bool), "k", "all points")]
+    else:
+        labels = _labels(y, norms.shape[1])
+        colors = _class_colors(max(model.classes, int(labels.max(initial=0)) + 1))
+        groups = [(labels == c, colors[c], f"class {c}") for c in np.unique(labels)]
+    fig = _figure((6.0, 3.6))
+    ax = fig.add_subplot()
+    for mask, color, label in groups:
+        sel = norms[:, mask]
+        ax.plot(times, sel.mean(axis=1), color=color, lw=1.8, label=f"{label}: mean")
+        ax.fill_between(
+            times,
+            np.quantile(sel, lo_q, axis=1),
+            np.quantile(sel, hi_q, axis=1),
+            color=color,
+            alpha=0.2,
+            lw=0,
+            label=f"{label}: {100 * lo_q:.0f}-{100 * hi_q:.0f}% band",
+        )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("|x(t)|")
+    ax.set_title(f"{type(model).__name__}: state norm")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path, dpi)

@@ -1,0 +1,328 @@
+"""scikit-learn estimators: :class:`NeuralODEClassifier` and :class:`ResNetClassifier`.
+
+They wrap :class:`resode.NeuralODE` / :class:`resode.ResNet` and :func:`resode.fit` behind the
+scikit-learn API (``fit``, ``predict``, ``predict_proba``, ``score``, ``get_params``,
+``set_params``), so they work in ``Pipeline``, ``GridSearchCV`` and ``cross_val_score``. Labels
+may be any sortable values (ints, strings, ...); they are mapped to ``0..n_classes-1`` through
+``classes_``. Needs scikit-learn (``pip install resode[sklearn]``).
+
+Examples
+--------
+>>> import resode
+>>> from resode.sklearn import NeuralODEClassifier
+>>> X, y = resode.datasets.concentric_spheres(200, seed=0)
+>>> clf = NeuralODEClassifier(T=5.0, epochs=150, random_state=0).fit(X, y)
+>>> clf.score(X, y) >= 0.95
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted
+except ImportError as exc:  # pragma: no cover - exercised only without scikit-learn
+    raise ImportError(
+        "resode.sklearn needs scikit-learn; install it with `pip install resode[sklearn]` "
+        "(or `pip install scikit-learn`)"
+    ) from exc
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # pragma: no cover - older scikit-learn
+
+    def _validate_data(estimator: Any, *args: Any, **kwargs: Any) -> Any:
+        return estimator._validate_data(*args, **kwargs)
+
+
+from .models import NeuralODE, ResNet
+from .optim import SGD, Adam, Optimizer
+from .training import History, fit
+
+__all__ = ["NeuralODEClassifier", "ResNetClassifier"]
+
+
+class _ResodeClassifier(ClassifierMixin, BaseEstimator):
+    """What both estimators share: data validation, label mapping, training, prediction."""
+
+    # attributes set by fit
+    model_: ResNet | NeuralODE
+    history_: History
+    classes_: np.ndarray
+    n_features_in_: int
+    n_iter_: int
+
+    def _make_model(self, dim: int, classes: int, seed: int) -> ResNet | NeuralODE:
+        raise NotImplementedError
+
+    def _make_optimizer(self) -> Optimizer:
+        name = self.optimizer
+        if name == "adam":
+            return Adam(lr=self.lr)
+        if name == "sgd":
+            return SGD(lr=self.lr, momentum=self.momentum)
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")
+
+    def fit(self, X: Any, y: Any) -> _ResodeClassifier:
+        """Build a new model and train it on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features)
+        y : array_like, shape (n_samples,)
+            Class labels (any sortable values); at least two classes.
+
+        Returns
+        -------
+        self
+        """
+        X, y = _validate_data(self, X, y, dtype=(np.float64, np.float32), y_numeric=False)
+        check_classification_targets(y)
+        classes, y_idx = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes in y; "
+                f"got 1 class ({classes[0]!r})"
+            )
+        rng = check_random_state(self.random_state)
+        model_seed, fit_seed = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
+        model = self._make_model(X.shape[1], len(classes), model_seed)
+        targets: np.ndarray = y_idx.astype(np.int64)
+        if model.loss == "mse":
+            targets = np.eye(len(classes), dtype=model.dtype)[y_idx]
+        history = fit(
+            model,
+            X,
+            targets,
+            optimizer=self._make_optimizer(),
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            seed=fit_seed,
+            bound=self.bound,
+            fixed_projection=self.fixed_projection,
+            progress=bool(self.verbose),
+        )
+        self.classes_ = classes
+        self.model_ = model
+        self.history_ = history
+        self.n_iter_ = len(history)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, float array of shape ``(n_samples, n_classes)`` in the order
+        of ``classes_``."""
+        check_is_fitted(self, "model_")
+        X = _validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        return self.model_.predict_proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels (values of ``classes_``), shape ``(n_samples,)``."""
+        check_is_fitted(self, "model_")
+        X = _validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        return self.classes_[self.model_.predict(X)]
+
+
+class NeuralODEClassifier(_ResodeClassifier):
+    """Neural ODE classifier (:class:`resode.NeuralODE` trained by :func:`resode.fit`).
+
+    Parameters
+    ----------
+    T, pieces, substeps, method, field, activation, hidden, augment, loss, weight_decay,
+    turnpike, gradient, checkpoints, dtype
+        Model arguments, see :class:`resode.NeuralODE`. The defaults (bottleneck field with 16
+        hidden units, one augmented dimension, ``T = 1``, 10 pieces, RK4) suit low-dimensional
+        data.
+    optimizer : {"adam", "sgd"}, default "adam"
+    lr : float, default 1e-2
+    momentum : float, default 0.0
+        SGD only.
+    epochs : int, default 100
+    batch_size : int or None, default None
+        ``None``: full batch.
+    bound : float or None
+        L1/L-infinity bound on the controls, see :func:`resode.fit`.
+    fixed_projection : bool, default False
+        Keep the random classifier ``P``, ``c`` fixed.
+    random_state : int, numpy.random.RandomState or None
+        Seeds the initialisation and the mini-batch order.
+    verbose : bool, default False
+        Show a progress bar (on a terminal).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+    model_ : resode.NeuralODE
+    history_ : resode.History
+    n_iter_ : int
+        Epochs run.
+
+    Examples
+    --------
+    >>> import resode
+    >>> X, y = resode.datasets.moons(100, seed=0)
+    >>> clf = NeuralODEClassifier(epochs=20, random_state=0).fit(X, ["a" if v else "b" for v in y])
+    >>> clf.predict(X[:3]).tolist()
+    ['b', 'a', 'b']
+    """
+
+    def __init__(
+        self,
+        *,
+        T: float = 1.0,
+        pieces: int = 10,
+        substeps: int = 1,
+        method: str = "rk4",
+        field: str = "bottleneck",
+        activation: str = "tanh",
+        hidden: int | None = 16,
+        augment: int = 1,
+        loss: str = "cross_entropy",
+        weight_decay: float = 0.0,
+        turnpike: bool = False,
+        gradient: str = "discrete",
+        checkpoints: int | None = None,
+        dtype: str = "float64",
+        optimizer: str = "adam",
+        lr: float = 1e-2,
+        momentum: float = 0.0,
+        epochs: int = 100,
+        batch_size: int | None = None,
+        bound: float | None = None,
+        fixed_projection: bool = False,
+        random_state: Any = None,
+        verbose: bool = False,
+    ) -> None:
+        self.T = T
+        self.pieces = pieces
+        self.substeps = substeps
+        self.method = method
+        self.field = field
+        self.activation = activation
+        self.hidden = hidden
+        self.augment = augment
+        self.loss = loss
+        self.weight_decay = weight_decay
+        self.turnpike = turnpike
+        self.gradient = gradient
+        self.checkpoints = checkpoints
+        self.dtype = dtype
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.bound = bound
+        self.fixed_projection = fixed_projection
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _make_model(self, dim: int, classes: int, seed: int) -> NeuralODE:
+        return NeuralODE(
+            dim,
+            T=self.T,
+            pieces=self.pieces,
+            substeps=self.substeps,
+            method=self.method,
+            classes=classes,
+            field=self.field,
+            activation=self.activation,
+            hidden=self.hidden if self.field == "bottleneck" else None,
+            augment=self.augment,
+            loss=self.loss,
+            weight_decay=self.weight_decay,
+            turnpike=self.turnpike,
+            gradient=self.gradient,
+            checkpoints=self.checkpoints,
+            dtype=self.dtype,
+            seed=seed,
+        )
+
+
+class ResNetClassifier(_ResodeClassifier):
+    """Residual network classifier (:class:`resode.ResNet` trained by :func:`resode.fit`).
+
+    Parameters
+    ----------
+    layers, h, field, activation, hidden, augment, loss, weight_decay, dtype
+        Model arguments, see :class:`resode.ResNet`. The defaults (10 layers with step
+        ``h = 0.1``, bottleneck field with 16 hidden units, one augmented dimension) are the
+        explicit-Euler twin of :class:`NeuralODEClassifier`'s.
+    optimizer, lr, momentum, epochs, batch_size, bound, fixed_projection, random_state, verbose
+        As for :class:`NeuralODEClassifier`.
+
+    Attributes
+    ----------
+    classes_, n_features_in_, model_, history_, n_iter_
+        As for :class:`NeuralODEClassifier` (``model_`` is a :class:`resode.ResNet`).
+
+    Examples
+    --------
+    >>> import resode
+    >>> X, y = resode.datasets.moons(200, noise=0.05, seed=0)
+    >>> ResNetClassifier(h=0.5, epochs=100, random_state=0).fit(X, y).score(X, y) > 0.9
+    True
+    """
+
+    def __init__(
+        self,
+        *,
+        layers: int = 10,
+        h: float = 0.1,
+        field: str = "bottleneck",
+        activation: str = "tanh",
+        hidden: int | None = 16,
+        augment: int = 1,
+        loss: str = "cross_entropy",
+        weight_decay: float = 0.0,
+        dtype: str = "float64",
+        optimizer: str = "adam",
+        lr: float = 1e-2,
+        momentum: float = 0.0,
+        epochs: int = 100,
+        batch_size: int | None = None,
+        bound: float | None = None,
+        fixed_projection: bool = False,
+        random_state: Any = None,
+        verbose: bool = False,
+    ) -> None:
+        self.layers = layers
+        self.h = h
+        self.field = field
+        self.activation = activation
+        self.hidden = hidden
+        self.augment = augment
+        self.loss = loss
+        self.weight_decay = weight_decay
+        self.dtype = dtype
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.bound = bound
+        self.fixed_projection = fixed_projection
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _make_model(self, dim: int, classes: int, seed: int) -> ResNet:
+        return ResNet(
+            dim,
+            self.layers,
+            classes=classes,
+            field=self.field,
+            activation=self.activation,
+            hidden=self.hidden if self.field == "bottleneck" else None,
+            augment=self.augment,
+            h=self.h,
+            loss=self.loss,
+            weight_decay=self.weight_decay,
+            dtype=self.dtype,
+            seed=seed,
+        )

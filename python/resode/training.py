@@ -1,0 +1,745 @@
+"""The training loop: :func:`fit`, its :class:`History`, callbacks and divergence handling.
+
+:func:`fit` runs mini-batch first-order training of a :class:`resode.ResNet` or
+:class:`resode.NeuralODE` with the optimisers of :mod:`resode.optim`; every loss and gradient
+comes from ``model.loss_and_grad`` (one call into the compiled core per batch).
+
+Examples
+--------
+>>> import resode
+>>> X, y = resode.datasets.concentric_spheres(200, seed=0)
+>>> model = resode.NeuralODE(2, T=5.0, pieces=10, field="bottleneck", hidden=16, augment=1,
+...                          activation="relu", seed=0)
+>>> history = resode.fit(model, X, y, optimizer=resode.optim.Adam(lr=1e-2), epochs=150,
+...                      seed=0, progress=False)
+>>> history.accuracy[-1] >= 0.99
+True
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from . import _core
+from .models import NeuralODE, ResNet, field_param_names
+from .optim import Adam, Optimizer, from_config
+
+__all__ = [
+    "HISTORY_KEYS",
+    "Callback",
+    "EarlyStopping",
+    "History",
+    "TrainingDiverged",
+    "constrain",
+    "fit",
+    "load_checkpoint",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+Model = Union[ResNet, NeuralODE]
+Callback = Union[Callable[[int, dict, Any], Any], Any]
+"""A callable ``f(epoch, logs, model)`` or an object with ``on_epoch_end(epoch, logs, model)``."""
+
+HISTORY_KEYS = (
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "grad_norm",
+    "lr",
+    "time",
+)
+"""Columns of a :class:`History`, in CSV order (``val_*`` only with validation data)."""
+
+_CHECKPOINT_FORMAT = 1
+
+
+class TrainingDiverged(FloatingPointError):
+    """Training produced a non-finite loss, gradient or parameter.
+
+    Raised by :func:`fit`; the model then holds the last finite parameters (those before the
+    failing optimiser step). The optimiser state is *not* rolled back.
+
+    Attributes
+    ----------
+    epoch : int
+        The failing epoch, counted from 1.
+    batch : int
+        The failing mini-batch within that epoch, counted from 1.
+    history : History
+        The epochs completed before the failure.
+    """
+
+    def __init__(self, message: str, *, epoch: int, batch: int, history: History) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.batch = batch
+        self.history = history
+
+
+class History:
+    """Per-epoch training record returned by :func:`fit`.
+
+    Columns (each a list with one float per epoch; ``epoch`` holds ints):
+
+    ``epoch``
+        Epoch number, counted from 1.
+    ``loss``
+        Mean training loss over the epoch's mini-batches, weighted by batch size, as the
+        optimiser saw it (before each step; includes weight decay, and is the turnpike loss
+        when the model uses ``turnpike``).
+    ``accuracy``
+        Training accuracy of the parameters at the end of the epoch (one extra forward sweep).
+    ``val_loss``, ``val_accuracy``
+        Loss and accuracy on ``validation_data`` at the end of the epoch (only when given).
+    ``grad_norm``
+        Mean over the epoch's mini-batches of the Euclidean norm of the gradient of the
+        trained parameters (all arrays together; without ``P``, ``c`` under
+        ``fixed_projection``).
+    ``lr``
+        Learning rate used in the epoch.
+    ``time``
+        Wall-clock seconds since training started, at the end of the epoch (continues across
+        a resumed checkpoint).
+
+    Columns are available as attributes (``history.loss``) and items (``history["loss"]``).
+
+    Examples
+    --------
+    >>> h = History()
+    >>> h.append({"epoch": 1, "loss": 0.7, "accuracy": 0.5, "grad_norm": 1.0, "lr": 0.01,
+    ...           "time": 0.1})
+    >>> h.loss, len(h)
+    ([0.7], 1)
+    >>> History.from_dict(h.to_dict()).to_dict() == h.to_dict()
+    True
+    """
+
+    def __init__(self) -> None:
+        self._data: dict[str, list[float]] = {}
+
+    # -- building -------------------------------------------------------------------------
+    def append(self, row: Mapping[str, float]) -> None:
+        """Add one epoch's row (the same keys every time)."""
+        if self._data and set(row) != set(self._data):
+            raise ValueError(f"row keys {sorted(row)} differ from history keys {self.keys()}")
+        for key in self._order(row):
+            self._data.setdefault(key, []).append(row[key])
+
+    @staticmethod
+    def _order(keys: Iterable[str]) -> list[str]:
+        keys = list(keys)
+        known = [k for k in HISTORY_KEYS if k in keys]
+        return known + sorted(k for k in keys if k not in HISTORY_KEYS)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Sequence[float]]) -> History:
+        """Rebuild a history from :meth:`to_dict` output (e.g. after a JSON round trip).
+
+        Raises
+        ------
+        ValueError
+            If the columns differ in length or hold non-numbers.
+        """
+        h = cls()
+        lengths = {len(v) for v in data.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"history columns differ in length: {sorted(lengths)}")
+        for key in cls._order(data):
+            values = list(data[key])
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                raise ValueError(f"history column {key!r} must hold numbers")
+            h._data[key] = (
+                [int(v) for v in values] if key == "epoch" else [float(v) for v in values]
+            )
+        return h
+
+    # -- access ---------------------------------------------------------------------------
+    def keys(self) -> list[str]:
+        """Column names, in :data:`HISTORY_KEYS` order."""
+        return list(self._data)
+
+    def __getitem__(self, key: str) -> list[float]:
+        return self._data[key]
+
+    def __getattr__(self, key: str) -> list[float]:
+        data = self.__dict__.get("_data", {})
+        if key in data:
+            return data[key]
+        if key in HISTORY_KEYS:
+            return []
+        raise AttributeError(f"History has no column {key!r} (columns: {list(data)})")
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data.get("epoch", []))
+
+    def __repr__(self) -> str:
+        if not len(self):
+            return "History(epochs=0)"
+        last = ", ".join(f"{k}={v[-1]:.4g}" for k, v in self._data.items() if k != "epoch")
+        return f"History(epochs={len(self)}, last: {last})"
+
+    # -- export ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, list[float]]:
+        """Columns as a dict of new lists (JSON-serialisable)."""
+        return {k: list(v) for k, v in self._data.items()}
+
+    def to_json(self, path: PathLike) -> Path:
+        """Write :meth:`to_dict` as a JSON object to ``path``; returns the path."""
+        path = Path(os.fspath(path))
+        path.write_text(json.dumps(self.to_dict(), allow_nan=False) + "\n", encoding="utf-8")
+        return path
+
+    def to_csv(self, path: PathLike) -> Path:
+        """Write one header row (column names) and one row per epoch to ``path``."""
+        path = Path(os.fspath(path))
+        keys = self.keys()
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(keys)
+            for i in range(len(self)):
+                writer.writerow([repr(self._data[k][i]) for k in keys])
+        return path
+
+
+class EarlyStopping:
+    """Callback: stop when a monitored column has not improved for ``patience`` epochs.
+
+    Parameters
+    ----------
+    monitor : str, default "loss"
+        A :class:`History` column, e.g. ``"val_loss"`` or ``"val_accuracy"``.
+    patience : int, default 10
+        Epochs without improvement before stopping.
+    min_delta : float, default 0.0
+        Smallest change that counts as an improvement.
+    mode : {"min", "max"} or None
+        Whether smaller or larger is better; ``None`` picks ``"max"`` for accuracies.
+
+    Examples
+    --------
+    >>> stop = EarlyStopping("loss", patience=2)
+    >>> [stop(e, {"loss": v}, None) for e, v in enumerate([1.0, 0.5, 0.6, 0.7], start=1)]
+    [False, False, False, True]
+    """
+
+    def __init__(
+        self,
+        monitor: str = "loss",
+        patience: int = 10,
+        min_delta: float = 0.0,
+        mode: str | None = None,
+    ) -> None:
+        if mode is None:
+            mode = "max" if "accuracy" in monitor else "min"
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.monitor, self.patience, self.min_delta, self.mode = monitor, patience, min_delta, mode
+        self.best = math.inf if mode == "min" else -math.inf
+        self.wait = 0
+
+    def __call__(self, epoch: int, logs: Mapping[str, float], model: Any) -> bool:
+        if self.monitor not in logs:
+            raise KeyError(f"EarlyStopping monitors {self.monitor!r}, not in {sorted(logs)}")
+        value = logs[self.monitor]
+        better = (
+            value < self.best - self.min_delta
+            if self.mode == "min"
+            else value > self.best + self.min_delta
+        )
+        if better:
+            self.best, self.wait = value, 0
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
+    on_epoch_end = __call__
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def constrain(model: Model, bound: float) -> None:
+    """Rescale each piece's field parameters in place so that their L1 norm is <= ``bound``.
+
+    For each piece (layer) ``k``, ``s_k = sum|W_k| + sum|b_k|`` (for the bottleneck field
+    ``sum|W1_k| + sum|b1_k| + sum|W2_k| + sum|b2_k|``); if ``s_k > bound``, all of piece ``k``'s
+    field parameters are multiplied by ``bound / s_k`` (a hair less, so the bound holds after
+    rounding). This is the L1 (within a piece) + L-infinity (over pieces/time) constraint on
+    the controls; ``P`` and ``c`` are not constrained.
+
+    Parameters
+    ----------
+    model : ResNet or NeuralODE
+    bound : float
+        > 0.
+
+    Examples
+    --------
+    >>> import numpy as np, resode
+    >>> model = resode.ResNet(2, layers=3, seed=0)
+    >>> constrain(model, 0.5)
+    >>> s = np.abs(model.params["W"]).sum(axis=(1, 2)) + np.abs(model.params["b"]).sum(axis=1)
+    >>> bool((s <= 0.5).all())
+    True
+    """
+    names = field_param_names(model.field)
+    arrays = [model.params[n] for n in names]
+    pieces = arrays[0].shape[0]
+    sums = np.zeros(pieces, dtype=np.float64)
+    for a in arrays:
+        sums += np.abs(a).reshape(pieces, -1).sum(axis=1, dtype=np.float64)
+    over = sums > bound
+    if not over.any():
+        return
+    eps = float(np.finfo(arrays[0].dtype).eps)
+    factor = np.ones(pieces, dtype=np.float64)
+    factor[over] = bound / sums[over] * (1.0 - 8.0 * eps)
+    for a in arrays:
+        a *= factor.reshape((pieces,) + (1,) * (a.ndim - 1)).astype(a.dtype)
+
+
+def _check_model(model: Any) -> Model:
+    if not isinstance(model, (ResNet, NeuralODE)):
+        raise TypeError(f"model must be a resode.ResNet or resode.NeuralODE, got {type(model)!r}")
+    for name, p in model.params.items():
+        if not np.isfinite(p).all():
+            raise ValueError(f"model.params[{name!r}] contains NaN or Inf before training")
+    return model
+
+
+def _data(model: Model, X: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        Xc = model._X(X)
+        yc = model._targets(y, Xc.shape[0])
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{what}: {exc}") from None
+    return Xc, yc
+
+
+def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
+    """A tqdm bar on stderr, or None (disabled, stderr not a terminal, or tqdm missing)."""
+    if not enabled:
+        return None
+    isatty = getattr(sys.stderr, "isatty", None)
+    if isatty is None or not isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, desc="epochs", unit="epoch", file=sys.stderr)
+
+
+def _grad_norm(grads: Mapping[str, np.ndarray]) -> float:
+    return math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
+
+
+def _finite(arrays: Iterable[np.ndarray]) -> bool:
+    return all(bool(np.isfinite(a).all()) for a in arrays)
+
+
+def _call_callback(cb: Any, epoch: int, logs: dict[str, float], model: Model) -> bool:
+    """Run one callback; True when it asks to stop (returns True or raises StopIteration)."""
+    fn = getattr(cb, "on_epoch_end", None)
+    if fn is None:
+        if not callable(cb):
+            raise TypeError(f"callback {cb!r} is neither callable nor has on_epoch_end")
+        fn = cb
+    try:
+        return fn(epoch, dict(logs), model) is True
+    except StopIteration:
+        return True
+
+
+def _check_seed(seed: Any) -> int:
+    if seed is None:
+        return int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TypeError(f"seed must be a non-negative int or None, got {seed!r}")
+    return int(seed)
+
+
+def _epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+    """Sample order of ``epoch`` (0-based): a permutation drawn from ``default_rng([seed,
+    epoch])``, so any epoch can be replayed without stored RNG state."""
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _save_checkpoint(
+    path: PathLike,
+    model: Model,
+    optimizer: Optimizer,
+    history: History,
+    *,
+    epoch: int,
+    seed: int,
+    settings: Mapping[str, Any],
+) -> Path:
+    from .io import model_payload, write_file
+
+    header, arrays = model_payload(model)
+    header["checkpoint"] = {
+        "format": _CHECKPOINT_FORMAT,
+        "epoch": epoch,
+        "seed": seed,
+        "optimizer": optimizer.config(),
+        "history": history.to_dict(),
+        "settings": dict(settings),
+    }
+    for key, value in optimizer.state_dict().items():
+        arrays["optimizer/" + key] = value
+    return write_file(path, header, arrays)
+
+
+def load_checkpoint(path: PathLike) -> dict[str, Any]:
+    """Read a training checkpoint written by :func:`fit` (``checkpoint=``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    dict
+        ``model`` (ResNet or NeuralODE with the checkpoint's parameters), ``optimizer`` (a
+        rebuilt :class:`resode.optim.Optimizer` with its state restored), ``history``
+        (:class:`History` up to the checkpoint), ``epoch`` (completed epochs), ``seed`` (the
+        shuffling seed) and ``settings`` (the ``fit`` arguments: ``batch_size``, ``shuffle``,
+        ``bound``, ``fixed_projection``, ``epochs``).
+
+    Raises
+    ------
+    ValueError
+        If the file is not a valid checkpoint (see :func:`resode.load` for model files).
+    """
+    from .io import read_file
+
+    model, header, extra = read_file(path)
+    info = header.get("checkpoint")
+    if info is None:
+        raise ValueError(f"{path}: a model file, not a training checkpoint")
+    try:
+        if info.get("format") != _CHECKPOINT_FORMAT:
+            raise ValueError(f"unsupported checkpoint format {info.get('format')!r}")
+        epoch, seed = info["epoch"], info["seed"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"bad epoch {epoch!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"bad seed {seed!r}")
+        optimizer = from_config(info["optimizer"])
+        optimizer.load_state_dict(extra)
+        history = History.from_dict(info["history"])
+        if len(history) != epoch:
+            raise ValueError(f"history has {len(history)} epochs, checkpoint says {epoch}")
+        settings = dict(info["settings"])
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"{path}: invalid training checkpoint: {exc}") from None
+    return {
+        "model": model,
+        "optimizer": optimizer,
+        "history": history,
+        "epoch": epoch,
+        "seed": seed,
+        "settings": settings,
+    }
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def fit(
+    model: Model,
+    X: Any,
+    y: Any,
+    *,
+    optimizer: Optimizer | None = None,
+    epochs: int = 100,
+    batch_size: int | None = None,
+    shuffle: bool = True,
+    seed: int | None = None,
+    validation_data: tuple[Any, Any] | None = None,
+    bound: float | None = None,
+    fixed_projection: bool = False,
+    callbacks: Iterable[Callback] = (),
+    progress: bool = True,
+    checkpoint: PathLike | None = None,
+    checkpoint_every: int = 100,
+    resume: PathLike | None = None,
+) -> History:
+    """Train ``model`` in place on ``(X, y)`` with mini-batch first-order optimisation.
+
+    Each epoch visits every sample once, in batches of ``batch_size`` (the last one may be
+    smaller); per batch: ``loss, grads = model.loss_and_grad(Xb, yb)``, one optimiser step,
+    then the ``bound`` constraint. At the end of each epoch the history row is recorded, the
+    optimiser's ``epoch_end()`` advances the learning-rate schedule, callbacks run and, every
+    ``checkpoint_every`` epochs, a checkpoint is written.
+
+    Parameters
+    ----------
+    model : ResNet or NeuralODE
+        Trained in place (``model.params`` arrays are updated).
+    X : array_like, shape (N, dim)
+        Converted once to ``model.dtype``.
+    y : array_like
+        Integer labels ``(N,)`` in ``[0, classes)`` (``loss="cross_entropy"``), or float
+        targets ``(N, classes)`` (``loss="mse"``).
+    optimizer : resode.optim.Optimizer, optional
+        Default ``resode.optim.Adam(lr=1e-3)`` (PyTorch's default). Its state carries over if
+        you call ``fit`` again with the same optimiser.
+    epochs : int, default 100
+        Total number of epochs (with ``resume``: including those already done).
+    batch_size : int or None, default None
+        Samples per mini-batch; ``None`` (or >= N) is full-batch gradient descent.
+    shuffle : bool, default True
+        Visit the samples of epoch ``e`` (0-based) in the order
+        ``np.random.default_rng([seed, e]).permutation(N)``; otherwise in order.
+    seed : int or None
+        Seed of the shuffling. Two runs with the same model (same ``model.seed``), data,
+        optimiser and ``seed`` give bitwise identical parameters. ``None``: a fresh random seed
+        (stored in checkpoints, so resuming still replays the same order).
+    validation_data : tuple (X_val, y_val), optional
+        Evaluated at the end of every epoch (``val_loss``, ``val_accuracy``).
+    bound : float or None
+        After every step, rescale each piece's field parameters so that
+        ``sum|W_k| + sum|b_k| <= bound`` (bottleneck: ``W1_k, b1_k, W2_k, b2_k`` together);
+        see :func:`constrain`.
+    fixed_projection : bool, default False
+        Keep the classifier ``P``, ``c`` frozen at their current values (only the field
+        parameters are optimised).
+    callbacks : iterable of callables or objects with ``on_epoch_end``
+        Called as ``cb(epoch, logs, model)`` (or ``cb.on_epoch_end(epoch, logs, model)``)
+        after every epoch, with ``epoch`` counted from 1 and ``logs`` the epoch's history
+        row (a dict). Returning ``True`` or raising ``StopIteration`` stops training after
+        this epoch (see also :class:`EarlyStopping`).
+    progress : bool, default True
+        Show a tqdm progress bar (epoch, loss, accuracy) on stderr; silent when False, when
+        stderr is not a terminal, or when tqdm is not installed.
+    checkpoint : str or os.PathLike, optional
+        Write a checkpoint there (atomically, one ``.npz``: model, optimiser state, history,
+        shuffling seed and epoch) every ``checkpoint_every`` epochs and when training ends.
+    checkpoint_every : int, default 100
+        Epochs between checkpoints.
+    resume : str or os.PathLike, optional
+        Continue from a checkpoint: its parameters are loaded into ``model`` (whose config
+        must match), its optimiser state into ``optimizer`` (or a rebuilt copy of the saved
+        optimiser when ``optimizer`` is None), its history is extended, and with ``seed=None``
+        its shuffling seed is used. With the same arguments the final parameters are bitwise
+        those of an uninterrupted run.
+
+    Returns
+    -------
+    History
+        One row per epoch (all epochs, including resumed ones).
+
+    Raises
+    ------
+    TrainingDiverged
+        On a non-finite loss, gradient or updated parameter (also when the core raises
+        :class:`resode.NonFiniteError`); the message names the epoch and batch, and
+        ``model.params`` are the last finite parameters.
+    ValueError, TypeError
+        On bad arguments or data.
+
+    Examples
+    --------
+    >>> import resode
+    >>> X, y = resode.datasets.moons(200, noise=0.05, seed=0)
+    >>> model = resode.ResNet(2, layers=8, h=0.5, field="inside", seed=0)
+    >>> h = resode.fit(model, X, y, optimizer=resode.optim.Adam(lr=2e-2), epochs=50,
+    ...                batch_size=50, seed=0, progress=False)
+    >>> len(h), sorted(h.keys())[:3]
+    (50, ['accuracy', 'epoch', 'grad_norm'])
+    """
+    model = _check_model(model)
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
+    epochs = int(epochs)
+    Xc, yc = _data(model, X, y, "training data")
+    n = Xc.shape[0]
+    if batch_size is None:
+        batch = n
+    elif isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"batch_size must be an int or None, got {batch_size!r}")
+    elif batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    else:
+        batch = min(int(batch_size), n)
+    if bound is not None:
+        if isinstance(bound, bool) or not isinstance(bound, (int, float, np.floating)):
+            raise TypeError(f"bound must be a positive number or None, got {bound!r}")
+        if not (math.isfinite(bound) and bound > 0):
+            raise ValueError(f"bound must be finite and > 0, got {bound!r}")
+        bound = float(bound)
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer)):
+        raise TypeError(f"checkpoint_every must be an int, got {checkpoint_every!r}")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a resode.optim.Optimizer, got {optimizer!r}")
+    if validation_data is not None:
+        try:
+            Xv_raw, yv_raw = validation_data
+        except (TypeError, ValueError):
+            raise TypeError("validation_data must be a tuple (X_val, y_val)") from None
+        Xv, yv = _data(model, Xv_raw, yv_raw, "validation_data")
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        if not callable(cb) and not callable(getattr(cb, "on_epoch_end", None)):
+            raise TypeError(f"callback {cb!r} is neither callable nor has on_epoch_end")
+
+    history = History()
+    start = 0
+    elapsed0 = 0.0
+    if resume is not None:
+        state = load_checkpoint(resume)
+        saved = state["model"]
+        ignore = ("seed",)  # only the initialisation depends on it
+        same = type(saved) is type(model) and all(
+            saved.config[k] == v for k, v in model.config.items() if k not in ignore
+        )
+        if not same:
+            raise ValueError(
+                f"resume: the checkpoint's model {saved!r} does not match the model {model!r}"
+            )
+        if bool(state["settings"].get("fixed_projection")) != bool(fixed_projection):
+            raise ValueError("resume: fixed_projection differs from the checkpoint's")
+        for name in model.params:
+            model.params[name] = state["model"].params[name]
+        if optimizer is None:
+            optimizer = state["optimizer"]
+        else:
+            optimizer.load_state_dict(state["optimizer"].state_dict())
+        history = state["history"]
+        start = state["epoch"]
+        if seed is None:
+            seed = state["seed"]
+        if len(history):
+            elapsed0 = history.time[-1]
+    seed = _check_seed(seed)
+    if optimizer is None:
+        optimizer = Adam(lr=1e-3)
+    trained = [k for k in model.params if not (fixed_projection and k in ("P", "c"))]
+    settings = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "shuffle": bool(shuffle),
+        "bound": bound,
+        "fixed_projection": bool(fixed_projection),
+    }
+
+    bar = _progress_bar(bool(progress), epochs, min(start, epochs))
+    t0 = time.perf_counter() - elapsed0
+    stop = False
+    try:
+        for epoch in range(start, epochs):
+            lr = optimizer.lr
+            # Full batch: every epoch sees all samples at once, no need to permute them.
+            order = _epoch_order(n, seed, epoch, shuffle and batch < n)
+            loss_sum = 0.0
+            norm_sum = 0.0
+            batches = 0
+            for b, lo in enumerate(range(0, n, batch)):
+                idx = order[lo : lo + batch]
+                Xb, yb = (Xc, yc) if batch >= n else (Xc[idx], yc[idx])
+                backup = {k: model.params[k].copy() for k in trained}
+                where = f"at epoch {epoch + 1}, batch {b + 1}"
+                try:
+                    loss, grads = model.loss_and_grad(Xb, yb)
+                except _core.NonFiniteError as exc:
+                    raise TrainingDiverged(
+                        f"training diverged {where}: {exc}",
+                        epoch=epoch + 1,
+                        batch=b + 1,
+                        history=history,
+                    ) from exc
+                g = {k: grads[k] for k in trained}
+                if not math.isfinite(loss) or not _finite(g.values()):
+                    what = "loss" if not math.isfinite(loss) else "gradient"
+                    raise TrainingDiverged(
+                        f"training diverged {where}: non-finite {what} (loss={loss})",
+                        epoch=epoch + 1,
+                        batch=b + 1,
+                        history=history,
+                    )
+                # Overflow is detected just below (and rolled back), not warned about.
+                with np.errstate(over="ignore", invalid="ignore"):
+                    optimizer.step({k: model.params[k] for k in trained}, g)
+                    if bound is not None:
+                        constrain(model, bound)
+                if not _finite(model.params[k] for k in trained):
+                    for k, v in backup.items():
+                        model.params[k][...] = v
+                    raise TrainingDiverged(
+                        f"training diverged {where}: the optimiser step made the parameters "
+                        f"non-finite (lr={lr:g}); parameters restored to before the step",
+                        epoch=epoch + 1,
+                        batch=b + 1,
+                        history=history,
+                    )
+                loss_sum += loss * len(idx)
+                norm_sum += _grad_norm(g)
+                batches += 1
+            row: dict[str, float] = {"epoch": epoch + 1, "loss": loss_sum / n}
+            try:
+                row["accuracy"] = model.score(Xc, yc)
+                if validation_data is not None:
+                    row["val_loss"] = model.loss_and_grad(Xv, yv)[0]
+                    row["val_accuracy"] = model.score(Xv, yv)
+            except _core.NonFiniteError as exc:
+                raise TrainingDiverged(
+                    f"training diverged at the end of epoch {epoch + 1} (evaluation): {exc}",
+                    epoch=epoch + 1,
+                    batch=batches,
+                    history=history,
+                ) from exc
+            row["grad_norm"] = norm_sum / max(batches, 1)
+            row["lr"] = lr
+            row["time"] = time.perf_counter() - t0
+            history.append(row)
+            optimizer.epoch_end()
+            for cb in callbacks:
+                stop = _call_callback(cb, epoch + 1, row, model) or stop
+            if bar is not None:
+                postfix = {"loss": f"{row['loss']:.4g}", "acc": f"{row['accuracy']:.3f}"}
+                if "val_accuracy" in row:
+                    postfix["val_acc"] = f"{row['val_accuracy']:.3f}"
+                bar.set_postfix(postfix, refresh=False)
+                bar.update(1)
+            done = epoch + 1
+            last = stop or done == epochs
+            if checkpoint is not None and (done % checkpoint_every == 0 or last):
+                _save_checkpoint(
+                    checkpoint,
+                    model,
+                    optimizer,
+                    history,
+                    epoch=done,
+                    seed=seed,
+                    settings=settings,
+                )
+            if stop:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    return history

@@ -1,0 +1,66 @@
+"""scikit-learn estimators: the full check_estimator suite and a few integration checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+import resode
+from resode.sklearn import NeuralODEClassifier, ResNetClassifier
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+# Small models keep the ~50 fits of the check suite fast.
+_ESTIMATORS = [
+    NeuralODEClassifier(pieces=4, hidden=8, epochs=60, lr=3e-2),
+    ResNetClassifier(layers=4, h=0.25, hidden=8, epochs=60, lr=3e-2),
+]
+
+
+@parametrize_with_checks(_ESTIMATORS)
+def test_check_estimator(estimator, check) -> None:
+    check(estimator)
+
+
+def test_string_labels_and_attributes() -> None:
+    X, y = resode.datasets.concentric_spheres(200, seed=0)
+    labels = np.array(["inner", "outer"])[y]
+    clf = NeuralODEClassifier(T=5.0, pieces=8, epochs=80, lr=2e-2, random_state=0).fit(X, labels)
+    assert list(clf.classes_) == ["inner", "outer"]
+    assert clf.n_features_in_ == 2 and clf.n_iter_ == 80
+    assert isinstance(clf.model_, resode.NeuralODE) and len(clf.history_) == 80
+    assert clf.score(X, labels) >= 0.95
+    proba = clf.predict_proba(X)
+    assert proba.shape == (200, 2) and np.allclose(proba.sum(axis=1), 1.0)
+    assert np.array_equal(clf.classes_[proba.argmax(axis=1)], clf.predict(X))
+
+
+def test_mse_loss_and_sgd() -> None:
+    X, y = resode.datasets.moons(150, noise=0.05, seed=0)
+    clf = ResNetClassifier(
+        h=0.5, loss="mse", optimizer="sgd", lr=0.2, momentum=0.9, epochs=80, random_state=0
+    )
+    assert clf.fit(X, y + 5).score(X, y + 5) >= 0.85
+    assert set(clf.predict(X)) <= {5, 6}
+
+
+def test_pipeline_and_grid_search() -> None:
+    X, y = resode.datasets.moons(120, noise=0.1, seed=1)
+    pipe = make_pipeline(StandardScaler(), ResNetClassifier(layers=4, epochs=20, random_state=0))
+    grid = GridSearchCV(pipe, {"resnetclassifier__lr": [1e-2, 5e-2]}, cv=2).fit(X, y)
+    assert grid.best_params_["resnetclassifier__lr"] in (1e-2, 5e-2)
+    assert grid.score(X, y) > 0.7
+
+
+def test_bad_hyperparameters_fail_at_fit() -> None:
+    X, y = resode.datasets.moons(20, seed=0)
+    clf = NeuralODEClassifier(method="euler2")  # stored as given, checked at fit
+    assert clf.get_params()["method"] == "euler2"
+    with pytest.raises(ValueError, match="method"):
+        clf.fit(X, y)
+    with pytest.raises(ValueError, match="optimizer"):
+        ResNetClassifier(optimizer="lbfgs").fit(X, y)

@@ -1,0 +1,413 @@
+"""Tests for resode.fit, History, callbacks, the bound constraint, divergence and checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import resode
+from resode.optim import SGD, Adam, CosineLR
+from resode.training import EarlyStopping, History, TrainingDiverged, constrain, load_checkpoint
+
+
+def _spheres_node(**kw: Any) -> resode.NeuralODE:
+    args: dict[str, Any] = dict(
+        T=5.0, pieces=8, field="bottleneck", hidden=12, augment=1, activation="relu", seed=0
+    )
+    args.update(kw)
+    return resode.NeuralODE(2, **args)
+
+
+def _same_params(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    return a.keys() == b.keys() and all(
+        a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a
+    )
+
+
+# --------------------------------------------------------------------------- accuracy
+
+
+def test_fit_spheres_augmented_node_reaches_99_percent() -> None:
+    X, y = resode.datasets.concentric_spheres(300, seed=1)
+    model = _spheres_node()
+    h = resode.fit(model, X, y, optimizer=Adam(lr=1e-2), epochs=80, seed=0, progress=False)
+    assert h.accuracy[-1] >= 0.99
+    assert model.score(X, y) >= 0.99
+    assert h.loss[-1] < h.loss[0]
+
+
+def test_fit_moons_resnet_reaches_95_percent() -> None:
+    X, y = resode.datasets.moons(300, noise=0.1, seed=1)
+    model = resode.ResNet(2, layers=8, h=0.5, field="inside", seed=0)
+    h = resode.fit(
+        model, X, y, optimizer=Adam(lr=2e-2), epochs=40, batch_size=50, seed=0, progress=False
+    )
+    assert h.accuracy[-1] >= 0.95
+    assert model.score(X, y) >= 0.95
+
+
+def test_fit_mse_targets_and_float32() -> None:
+    X, y = resode.datasets.concentric_spheres(200, seed=2)
+    model = _spheres_node(loss="mse", dtype="float32")
+    targets = np.eye(2)[y]
+    h = resode.fit(model, X, targets, optimizer=Adam(lr=1e-2), epochs=60, seed=0, progress=False)
+    assert model.params["W1"].dtype == np.float32
+    assert h.accuracy[-1] >= 0.95
+
+
+# --------------------------------------------------------------------------- history
+
+
+def test_history_columns_validation_and_exports(tmp_path: Path) -> None:
+    X, y = resode.datasets.moons(120, noise=0.1, seed=0)
+    Xv, yv = resode.datasets.moons(40, noise=0.1, seed=1)
+    model = resode.ResNet(2, layers=4, h=0.5, field="inside", seed=0)
+    opt = SGD(lr=0.5, momentum=0.9, schedule=CosineLR(total_epochs=5))
+    h = resode.fit(
+        model,
+        X,
+        y,
+        optimizer=opt,
+        epochs=5,
+        batch_size=32,
+        seed=0,
+        validation_data=(Xv, yv),
+        progress=False,
+    )
+    assert h.keys() == [
+        "epoch",
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+        "grad_norm",
+        "lr",
+        "time",
+    ]
+    assert len(h) == 5 and h.epoch == [1, 2, 3, 4, 5]
+    assert h["loss"] is h.loss
+    assert h.lr[0] == 0.5 and h.lr[1] < 0.5  # cosine schedule advanced per epoch
+    assert all(b > a for a, b in zip(h.time, h.time[1:]))
+    assert all(g > 0 for g in h.grad_norm)
+    assert h.val_accuracy[-1] == model.score(Xv, yv)
+    assert h.val_loss[-1] == model.loss_and_grad(Xv, yv)[0]
+    assert h.accuracy[-1] == model.score(X, y)
+    assert "val_loss" in h and "nonsense" not in h
+    with pytest.raises(AttributeError, match="no column"):
+        _ = h.nonsense
+    assert "epochs=5" in repr(h)
+
+    d = h.to_dict()
+    assert History.from_dict(json.loads(json.dumps(d))).to_dict() == d
+    assert json.loads(h.to_json(tmp_path / "h.json").read_text()) == d
+    with h.to_csv(tmp_path / "h.csv").open(newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == h.keys() and len(rows) == 6
+    assert [float(v) for v in rows[-1]] == [d[k][-1] for k in rows[0]]
+
+
+def test_history_without_validation_has_no_val_columns() -> None:
+    X, y = resode.datasets.moons(50, seed=0)
+    h = resode.fit(resode.ResNet(2, 2, seed=0), X, y, epochs=2, progress=False)
+    assert "val_loss" not in h and h.val_loss == []
+    with pytest.raises(ValueError, match="differ in length"):
+        History.from_dict({"epoch": [1, 2], "loss": [0.1]})
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+@pytest.mark.parametrize("batch_size", [None, 32])
+def test_same_seed_gives_bitwise_equal_params(batch_size: int | None) -> None:
+    X, y = resode.datasets.concentric_spheres(100, seed=0)
+    runs = []
+    for _ in range(2):
+        model = _spheres_node(pieces=4, hidden=6)
+        resode.fit(
+            model,
+            X,
+            y,
+            optimizer=Adam(lr=1e-2),
+            epochs=6,
+            batch_size=batch_size,
+            seed=7,
+            progress=False,
+        )
+        runs.append(model.params)
+    assert _same_params(runs[0], runs[1])
+
+
+def test_different_seed_changes_minibatch_order() -> None:
+    X, y = resode.datasets.concentric_spheres(100, seed=0)
+    params = []
+    for seed in (1, 2):
+        model = _spheres_node(pieces=4, hidden=6)
+        resode.fit(model, X, y, epochs=2, batch_size=16, seed=seed, progress=False)
+        params.append(model.params)
+    assert not _same_params(params[0], params[1])
+
+
+# --------------------------------------------------------------------------- constraints
+
+
+@pytest.mark.parametrize("field", ["bottleneck", "outside"])
+def test_bound_holds_after_fit(field: str) -> None:
+    X, y = resode.datasets.concentric_spheres(100, seed=0)
+    model = _spheres_node(field=field, hidden=8 if field == "bottleneck" else None, pieces=4)
+    bound = 1.5
+    resode.fit(model, X, y, optimizer=Adam(lr=5e-2), epochs=10, seed=0, bound=bound, progress=False)
+    names = ("W1", "b1", "W2", "b2") if field == "bottleneck" else ("W", "b")
+    sums = sum(np.abs(model.params[n]).reshape(4, -1).sum(axis=1) for n in names)
+    assert np.all(sums <= bound)
+    assert np.any(sums > 0.99 * bound)  # the constraint is active, not trivially satisfied
+
+
+def test_constrain_leaves_small_pieces_alone() -> None:
+    model = resode.ResNet(2, layers=3, seed=0)
+    model.params["W"][1] *= 100.0
+    before = {k: v.copy() for k, v in model.params.items()}
+    constrain(model, 5.0)  # initial pieces have sum|W_k| + sum|b_k| <= 6 / sqrt(2) < 5
+    assert np.array_equal(model.params["W"][0], before["W"][0])
+    assert np.array_equal(model.params["P"], before["P"])
+    s1 = np.abs(model.params["W"][1]).sum() + np.abs(model.params["b"][1]).sum()
+    assert 5.0 * (1 - 1e-12) < s1 <= 5.0
+
+
+def test_fixed_projection_keeps_P_and_c() -> None:
+    X, y = resode.datasets.concentric_spheres(100, seed=0)
+    model = _spheres_node(pieces=4, hidden=6)
+    P, c, W1 = (model.params[k].copy() for k in ("P", "c", "W1"))
+    resode.fit(
+        model,
+        X,
+        y,
+        optimizer=Adam(lr=1e-2),
+        epochs=5,
+        seed=0,
+        fixed_projection=True,
+        progress=False,
+    )
+    assert np.array_equal(model.params["P"], P) and np.array_equal(model.params["c"], c)
+    assert not np.array_equal(model.params["W1"], W1)
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+def test_callbacks_stop_training_and_receive_logs() -> None:
+    X, y = resode.datasets.moons(60, seed=0)
+    seen: list[tuple[int, float]] = []
+
+    def record(epoch: int, logs: dict, model: Any) -> None:
+        seen.append((epoch, logs["loss"]))
+
+    class StopAt3:
+        def on_epoch_end(self, epoch: int, logs: dict, model: Any) -> bool:
+            return epoch == 3
+
+    def raise_at_5(epoch: int, logs: dict, model: Any) -> None:
+        if epoch == 5:
+            raise StopIteration
+
+    model = resode.ResNet(2, 3, seed=0)
+    h = resode.fit(model, X, y, epochs=10, callbacks=[record, StopAt3()], progress=False)
+    assert len(h) == 3 and [e for e, _ in seen] == [1, 2, 3]
+    assert seen[-1][1] == h.loss[-1]
+    h = resode.fit(model, X, y, epochs=10, callbacks=[raise_at_5], progress=False)
+    assert len(h) == 5
+    h = resode.fit(
+        model, X, y, epochs=50, callbacks=[EarlyStopping("accuracy", patience=1)], progress=False
+    )
+    assert len(h) < 50
+    with pytest.raises(TypeError, match="callback"):
+        resode.fit(model, X, y, epochs=1, callbacks=[42], progress=False)
+
+
+# --------------------------------------------------------------------------- divergence
+
+
+def test_divergence_raises_and_keeps_last_finite_params() -> None:
+    X, y = resode.datasets.concentric_spheres(100, seed=0)
+    model = resode.ResNet(2, layers=4, h=1.0, field="outside", activation="relu", seed=0)
+    with pytest.raises(TrainingDiverged, match=r"epoch \d+, batch \d+") as info:
+        resode.fit(
+            model, X, y, optimizer=SGD(lr=1e30), epochs=50, batch_size=25, seed=0, progress=False
+        )
+    err = info.value
+    assert isinstance(err, FloatingPointError)
+    assert err.epoch >= 1 and 1 <= err.batch <= 4
+    assert len(err.history) == err.epoch - 1
+    assert all(np.isfinite(v).all() for v in model.params.values())
+
+
+def test_divergence_from_nan_parameters_is_refused_up_front() -> None:
+    X, y = resode.datasets.moons(20, seed=0)
+    model = resode.ResNet(2, 2, seed=0)
+    model.params["W"][0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        resode.fit(model, X, y, epochs=1, progress=False)
+
+
+def test_divergence_restores_params_before_bad_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    X, y = resode.datasets.moons(40, seed=0)
+    model = resode.ResNet(2, 3, seed=0)
+    real = model.loss_and_grad
+    calls = {"n": 0}
+
+    def poisoned(Xb: Any, yb: Any) -> tuple[float, dict[str, np.ndarray]]:
+        calls["n"] += 1
+        loss, grads = real(Xb, yb)
+        if calls["n"] == 3:
+            grads["W"] = grads["W"] * np.inf
+        return loss, grads
+
+    monkeypatch.setattr(model, "loss_and_grad", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, batch 1.*gradient"):
+        resode.fit(
+            model, X, y, optimizer=Adam(lr=0.1), epochs=5, batch_size=20, seed=0, progress=False
+        )
+    assert all(np.isfinite(v).all() for v in model.params.values())
+
+    # a finite gradient whose step overflows: the params of before the step come back
+    model2 = resode.ResNet(2, 3, seed=0)
+    real2 = model2.loss_and_grad
+
+    def huge(Xb: Any, yb: Any) -> tuple[float, dict[str, np.ndarray]]:
+        loss, grads = real2(Xb, yb)
+        grads["b"] = np.full_like(grads["b"], 1e300)
+        return loss, grads
+
+    monkeypatch.setattr(model2, "loss_and_grad", huge)
+    before = {k: v.copy() for k, v in model2.params.items()}
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, batch 1.*non-finite"):
+        resode.fit(model2, X, y, optimizer=SGD(lr=1e10), epochs=1, progress=False)
+    assert _same_params(model2.params, before)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
+    X, y = resode.datasets.concentric_spheres(80, seed=0)
+
+    def run(epochs: int, **kw: Any) -> tuple[resode.NeuralODE, History]:
+        model = _spheres_node(pieces=4, hidden=6)
+        opt = Adam(lr=1e-2, schedule=CosineLR(total_epochs=8))
+        h = resode.fit(
+            model, X, y, optimizer=opt, epochs=epochs, batch_size=24, seed=3, progress=False, **kw
+        )
+        return model, h
+
+    full, h_full = run(8)
+    ckpt = tmp_path / "ckpt.npz"
+    run(5, checkpoint=ckpt, checkpoint_every=2)
+    state = load_checkpoint(ckpt)
+    assert state["epoch"] == 5 and state["seed"] == 3 and len(state["history"]) == 5
+    assert state["optimizer"].epoch == 5
+
+    resumed = _spheres_node(pieces=4, hidden=6, seed=99)  # params come from the checkpoint
+    resumed_cfg = resumed.config
+    h_res = resode.fit(resumed, X, y, epochs=8, batch_size=24, resume=ckpt, progress=False)
+    assert resumed.config == resumed_cfg
+    assert len(h_res) == 8 and h_res.loss == h_full.loss
+    assert _same_params(resumed.params, full.params)
+    # resode.load reads the model out of a checkpoint too
+    assert _same_params(resode.load(ckpt).params, state["model"].params)
+
+
+def test_checkpoint_seed_none_is_stored_and_replayed(tmp_path: Path) -> None:
+    X, y = resode.datasets.moons(60, seed=0)
+    ckpt = tmp_path / "c.npz"
+    m1 = resode.ResNet(2, 3, seed=0)
+    resode.fit(m1, X, y, epochs=2, batch_size=16, checkpoint=ckpt, progress=False)
+    seed = load_checkpoint(ckpt)["seed"]
+    resode.fit(m1, X, y, epochs=4, batch_size=16, resume=ckpt, progress=False)
+    m2 = resode.ResNet(2, 3, seed=0)
+    resode.fit(m2, X, y, epochs=4, batch_size=16, seed=seed, progress=False)
+    assert _same_params(m1.params, m2.params)
+
+
+def test_resume_rejects_mismatched_model_and_model_files(tmp_path: Path) -> None:
+    X, y = resode.datasets.moons(30, seed=0)
+    ckpt = tmp_path / "c.npz"
+    resode.fit(resode.ResNet(2, 3, seed=0), X, y, epochs=1, checkpoint=ckpt, progress=False)
+    with pytest.raises(ValueError, match="does not match"):
+        resode.fit(resode.ResNet(2, 4, seed=0), X, y, epochs=2, resume=ckpt, progress=False)
+    with pytest.raises(ValueError, match="fixed_projection"):
+        resode.fit(
+            resode.ResNet(2, 3, seed=0),
+            X,
+            y,
+            epochs=2,
+            resume=ckpt,
+            fixed_projection=True,
+            progress=False,
+        )
+    plain = tmp_path / "m.npz"
+    resode.ResNet(2, 3, seed=0).save(plain)
+    with pytest.raises(ValueError, match="not a training checkpoint"):
+        load_checkpoint(plain)
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"epochs": -1}, ValueError, "epochs"),
+        ({"batch_size": 0}, ValueError, "batch_size"),
+        ({"batch_size": 2.5}, TypeError, "batch_size"),
+        ({"bound": -1.0}, ValueError, "bound"),
+        ({"seed": -3}, TypeError, "seed"),
+        ({"optimizer": "adam"}, TypeError, "optimizer"),
+        ({"checkpoint_every": 0}, ValueError, "checkpoint_every"),
+        ({"validation_data": np.zeros((3, 2))}, TypeError, "validation_data"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, exc: type, match: str) -> None:
+    X, y = resode.datasets.moons(20, seed=0)
+    with pytest.raises(exc, match=match):
+        resode.fit(resode.ResNet(2, 2, seed=0), X, y, progress=False, **kwargs)
+
+
+def test_bad_data_names_the_argument() -> None:
+    model = resode.ResNet(2, 2, seed=0)
+    with pytest.raises(ValueError, match="training data: X"):
+        resode.fit(model, np.zeros((5, 3)), np.zeros(5), progress=False)
+    with pytest.raises(ValueError, match="training data: y"):
+        resode.fit(model, np.zeros((5, 2)), np.array([0, 1, 2, 0, 1]), progress=False)
+    with pytest.raises(TypeError, match="model"):
+        resode.fit("model", np.zeros((5, 2)), np.zeros(5), progress=False)
+
+
+# --------------------------------------------------------------------------- progress bar
+
+
+class _FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("tqdm")
+    X, y = resode.datasets.moons(30, seed=0)
+    fake = _FakeTTY()
+    monkeypatch.setattr(sys, "stderr", fake)
+    resode.fit(resode.ResNet(2, 2, seed=0), X, y, epochs=3, progress=True)
+    out = fake.getvalue()
+    assert "3/3" in out and "loss=" in out and "acc=" in out
+    fake2 = _FakeTTY()
+    monkeypatch.setattr(sys, "stderr", fake2)
+    resode.fit(resode.ResNet(2, 2, seed=0), X, y, epochs=3, progress=False)
+    assert fake2.getvalue() == ""
+    plain = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", plain)
+    resode.fit(resode.ResNet(2, 2, seed=0), X, y, epochs=3, progress=True)
+    assert plain.getvalue() == ""
