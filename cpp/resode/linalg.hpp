@@ -172,10 +172,12 @@ RESODE_CLONES void transpose(index_t c, index_t n, const T* B, index_t ldb, T* B
     }
 }
 
-// Few columns (c < one tile): RA x RB dot products of SIMD vectors over samples.
+// RA x RB dot products of SIMD vectors over samples, for a C with a narrow side; with
+// `transposed` the (i, j) result goes to C[j*ldc + i] (C^T += B A^T computed as A B^T).
 template <class T>
 RESODE_CLONES void gemm_abt_dots(index_t r, index_t c, index_t n, T alpha, const T* A,
-                                 index_t lda, const T* B, index_t ldb, T* C, index_t ldc) {
+                                 index_t lda, const T* B, index_t ldb, T* C, index_t ldc,
+                                 bool transposed) {
   T out[4][4];
   for (index_t i = 0; i < r; i += 2) {
     const int ra = int(std::min<index_t>(2, r - i));
@@ -186,7 +188,8 @@ RESODE_CLONES void gemm_abt_dots(index_t r, index_t c, index_t n, T alpha, const
       else
         dot_row<T, 1>(n, A + i * lda, lda, B + j * ldb, ldb, rb, out);
       for (int a = 0; a < ra; ++a)
-        for (int b = 0; b < rb; ++b) C[(i + a) * ldc + j + b] += alpha * out[a][b];
+        for (int b = 0; b < rb; ++b)
+          (transposed ? C[(j + b) * ldc + i + a] : C[(i + a) * ldc + j + b]) += alpha * out[a][b];
     }
   }
 }
@@ -198,8 +201,14 @@ RESODE_CLONES void gemm_abt_dots(index_t r, index_t c, index_t n, T alpha, const
 template <class T>
 void gemm_abt(index_t r, index_t c, index_t n, T alpha, const T* A, index_t lda, const T* B,
               index_t ldb, T* C, index_t ldc) {
-  if (c <= 16) {  // measured: dots win up to D = 16, transpose + gemm from D = 32 on
-    detail::gemm_abt_dots(r, c, n, alpha, A, lda, B, ldb, C, ldc);
+  // Measured: dot products win while one side of C is narrow (<= 16), transpose + gemm when
+  // both sides are wide. The dot kernel pairs rows of A, so the wide side goes there.
+  if (c <= 16 && c <= r) {
+    detail::gemm_abt_dots(r, c, n, alpha, A, lda, B, ldb, C, ldc, false);
+    return;
+  }
+  if (r <= 16) {
+    detail::gemm_abt_dots(c, r, n, alpha, B, ldb, A, lda, C, ldc, true);
     return;
   }
   T* Bt = detail::transpose_buffer<T>(n * c);

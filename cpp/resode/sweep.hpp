@@ -268,8 +268,7 @@ struct RunningCost {
 // (x, a, g) back to t = 0. Leaves a(0) = d loss/d x0 in st.xbar.
 template <class Act, class T>
 double backsolve_block(const Problem<T>& pb, const Targets<T>* targets, const T* cotangent,
-                       bool turnpike, SweepState<T>& st, index_t cap, index_t first, index_t n,
-                       index_t& bad) {
+                       bool turnpike, SweepState<T>& st, index_t first, index_t n, index_t& bad) {
   const index_t len = pb.dyn.field.D * n, steps = pb.dyn.steps();
   StepStages<T>& stages = st.scratch_stages;
   double loss = 0.0;
@@ -412,7 +411,7 @@ double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* 
       block_losses[b] = discrete ? discrete_block<Act>(pb, targets, cotangent, opt.turnpike, st,
                                                        plan.rows, first, n, bad)
                                  : backsolve_block<Act>(pb, targets, cotangent, opt.turnpike, st,
-                                                        plan.rows, first, n, bad);
+                                                        first, n, bad);
       if (dX) store_rows(first, n, pb.dim(), st.xbar, dX);
     });
   });

@@ -124,7 +124,8 @@ def trajectories(
     *,
     fps: int = 12,
     max_points: int = 300,
-    max_frames: int = 60,
+    max_frames: int = 80,
+    smooth: int = 4,
     hold: float = 1.5,
     seed: int = 0,
     dpi: int = 80,
@@ -148,8 +149,11 @@ def trajectories(
         Frames per second.
     max_points : int, default 300
         At most this many points (a seeded random subset) are drawn.
-    max_frames : int, default 60
-        At most this many states (evenly spaced, first and last included) become frames.
+    max_frames : int, default 80
+        At most this many frames (evenly spaced in time, first and last state included).
+    smooth : int, default 4
+        Frames per integrator step / layer: between two computed states the points move
+        on straight lines (1: only the computed states).
     hold : float, default 1.5
         Seconds the final frame is held.
     seed : int, default 0
@@ -186,7 +190,8 @@ def trajectories(
     suffix = p.suffix.lower()
     if suffix not in (".gif", ".mp4"):
         raise ValueError(f"path must end in .gif or .mp4, got {p.name!r}")
-    for name, value in (("fps", fps), ("max_points", max_points), ("max_frames", max_frames)):
+    checks = (("fps", fps), ("max_points", max_points), ("max_frames", max_frames))
+    for name, value in (*checks, ("smooth", smooth)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     if suffix == ".mp4" and not FFMpegWriter.isAvailable():
@@ -203,7 +208,8 @@ def trajectories(
     if D == 1:
         traj = np.concatenate([traj, np.zeros_like(traj)], axis=2)
     times, tlabel = _time_grid(model)
-    frames = np.unique(np.round(np.linspace(0, steps, min(steps + 1, max_frames))).astype(int))
+    # frame positions on the step axis: s = j + w is the state (1 - w) x_j + w x_{j+1}
+    positions = np.linspace(0.0, steps, max(min(steps * smooth + 1, max_frames), 2))
     colors = np.array(
         _class_colors(max(model.classes, int(labels.max(initial=0)) + 1)), dtype=object
     )
@@ -267,18 +273,26 @@ def trajectories(
     with writer.saving(fig, str(p), dpi) if writer is not None else _nullcontext():
         if writer is None:
             fig.set_dpi(dpi)
-        for j in frames:
-            trails.set_segments(traj[: j + 1, :, :dims].transpose(1, 0, 2))
+        for s in positions:
+            j = min(int(np.floor(s + 1e-9)), steps)
+            w = s - j if j < steps else 0.0
+            nxt = min(j + 1, steps)
+            state = (1.0 - w) * traj[j] + w * traj[nxt]
+            path_so_far = np.concatenate([traj[: j + 1], state[None]], axis=0)
+            trails.set_segments(path_so_far[:, :, :dims].transpose(1, 0, 2))
+            low = (1.0 - w) * lo[j] + w * lo[nxt]
+            high = (1.0 - w) * hi[j] + w * hi[nxt]
             if three_d:
-                dots._offsets3d = tuple(traj[j, :, k] for k in range(3))
-                ax.set_zlim(lo[j, 2], hi[j, 2])
+                dots._offsets3d = tuple(state[:, k] for k in range(3))
+                ax.set_zlim(low[2], high[2])
             else:
-                dots.set_offsets(traj[j, :, :2])
-            ax.set_xlim(lo[j, 0], hi[j, 0])
-            ax.set_ylim(lo[j, 1], hi[j, 1])
+                dots.set_offsets(state[:, :2])
+            ax.set_xlim(low[0], high[0])
+            ax.set_ylim(low[1], high[1])
             if draw_line and j == steps:
-                _readout_line(ax, model, [(lo[j, 0], hi[j, 0]), (lo[j, 1], hi[j, 1])])
-            when = f"t = {times[j]:.2f}" if tlabel == "time t" else f"layer {j}"
+                _readout_line(ax, model, [(low[0], high[0]), (low[1], high[1])])
+            t = (1.0 - w) * times[j] + w * times[nxt]
+            when = f"t = {t:.2f}" if tlabel == "time t" else f"layer {round(s, 2):g}"
             ax.set_title(f"{type(model).__name__}: {when}{sub}")
             grab()
         if writer is not None:
@@ -413,7 +427,7 @@ def decision_boundary(
             c=[colors[k % len(colors)] for k in lab],
             s=16,
             marker=markers[name],
-            edgecolors="k" if name == "train" else "w",
+            edgecolors="k",
             linewidths=0.5,
             label=f"{name} ({100 * acc:.1f}%)",
         )

@@ -1,0 +1,609 @@
+"""The ``resode`` command: ``resode train``, ``resode demo`` and ``resode bench``.
+
+``resode train`` generates a data set, builds a model, trains it with :func:`resode.fit` and
+writes into ``--out``: ``model.npz`` (:func:`resode.load` reads it), ``history.csv``,
+``history.json``, ``config.toml`` (every option; ``resode train --config`` reruns it),
+``run.json`` (options, model and optimiser config, results) and the plots
+``trajectories.gif``, ``decision_boundary.png`` (2-D inputs), ``history.png``,
+``controls.png`` and ``state_norm.png``. ``resode demo`` is ``resode train`` with the defaults
+of the demonstration (concentric spheres, augmented neural ODE) and ``--out runs/demo``.
+
+Options may also come from a TOML file (``--config run.toml``): keys are the long option
+names (``n-samples`` or ``n_samples``), optionally grouped in tables (``[model]``,
+``[training]``: the table names are ignored); options given on the command line win.
+
+Exit codes: 0 success, 1 training diverged (the last finite model and the history so far are
+still written), 2 bad arguments or configuration (one line on stderr).
+
+Examples
+--------
+>>> from resode.cli import main
+>>> main(["train", "--dataset", "moons", "--model", "resnet", "--epochs", "5",
+...       "--n-samples", "100", "--no-plots", "--out", "/tmp/resode-doctest"])  # doctest: +SKIP
+0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+__all__ = ["DEMO_DEFAULTS", "TRAIN_DEFAULTS", "build_parser", "main"]
+
+PROG = "resode"
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    # data
+    "dataset": "spheres",
+    "n_samples": 1000,
+    "dim": None,
+    "noise": None,
+    "test_size": 0.2,
+    "seed": 0,
+    # model
+    "model": "node",
+    "field": "bottleneck",
+    "hidden": 32,
+    "augment": 1,
+    "activation": "tanh",
+    "T": 5.0,
+    "pieces": 10,
+    "substeps": 1,
+    "method": "rk4",
+    "layers": 10,
+    "h": None,
+    "classes": None,
+    "loss": "cross_entropy",
+    "weight_decay": 0.0,
+    "turnpike": False,
+    "gradient": "discrete",
+    "checkpoints": None,
+    "dtype": "float64",
+    # training
+    "epochs": 300,
+    "batch_size": None,
+    "optimizer": "adam",
+    "lr": 1e-2,
+    "momentum": 0.0,
+    "schedule": "none",
+    "bound": None,
+    "fixed_projection": False,
+    "threads": None,
+    "checkpoint_every": None,
+    "resume": None,
+    # output
+    "out": None,
+    "no_plots": False,
+    "no_progress": False,
+}
+"""Defaults of ``resode train`` (``out=None``: ``runs/<dataset>-<model>``)."""
+
+DEMO_DEFAULTS: dict[str, Any] = {
+    **TRAIN_DEFAULTS,
+    "hidden": 32,
+    "activation": "relu",
+    "weight_decay": 1e-3,
+    "epochs": 120,
+    "batch_size": 200,
+    "out": "runs/demo",
+}
+"""Defaults of ``resode demo``: concentric spheres, neural ODE with a bottleneck field (32
+hidden units, ReLU), one augmented dimension, ``T = 5``, 10 pieces, RK4, Adam."""
+
+_DATASET_CHOICES = ("spheres", "chess", "chess3", "tricolor", "moons", "spirals", "digits")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (no usage block) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _UsageError(Exception):
+    """A bad option value found after parsing; becomes a one-line message and exit code 2."""
+
+
+# --------------------------------------------------------------------------- argument types
+
+
+def _int(minimum: int) -> Any:
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    convert.__name__ = "integer"
+    return convert
+
+
+def _float(*, positive: bool = False, unit: bool = False) -> Any:
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+        if positive and value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
+        if not positive and value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {value:g}")
+        if unit and not 0 < value < 1:
+            raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value:g}")
+        return value
+
+    convert.__name__ = "number"
+    return convert
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _add_run_options(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) -> None:
+    """Options shared by ``train`` and ``demo`` (their defaults differ)."""
+    from .models import ACTIVATIONS, FIELDS, GRADIENTS, LOSSES, METHODS
+
+    p.add_argument(
+        "--config", metavar="FILE.toml", help="read options from a TOML file (flags win)"
+    )
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=_DATASET_CHOICES, help="data set (default %(default)s)")
+    g.add_argument(
+        "--n-samples", type=_int(4), metavar="N", help="samples in all (default %(default)s)"
+    )
+    g.add_argument("--dim", type=_int(1), help="dimension of the spheres data set (default 2)")
+    g.add_argument("--noise", type=_float(), help="noise of moons / spirals")
+    g.add_argument(
+        "--test-size",
+        type=_float(positive=True, unit=True),
+        metavar="FRACTION",
+        help="held-out fraction (default %(default)s)",
+    )
+    g.add_argument("--seed", type=_int(0), help="seed of data, init and batches (default 0)")
+
+    g = p.add_argument_group("model")
+    g.add_argument("--model", choices=("node", "resnet"), help="default %(default)s")
+    g.add_argument("--field", choices=FIELDS, help="default %(default)s")
+    g.add_argument("--hidden", type=_int(1), help="bottleneck width (default %(default)s)")
+    g.add_argument("--augment", type=_int(0), help="zero dimensions added (default %(default)s)")
+    g.add_argument("--activation", choices=ACTIVATIONS, help="default %(default)s")
+    g.add_argument("--T", type=_float(positive=True), help="final time (default %(default)s)")
+    g.add_argument("--pieces", type=_int(1), help="control pieces (default %(default)s)")
+    g.add_argument("--substeps", type=_int(1), help="steps per piece (default %(default)s)")
+    g.add_argument("--method", choices=METHODS, help="integrator (default %(default)s)")
+    g.add_argument("--layers", type=_int(1), help="ResNet layers (default %(default)s)")
+    g.add_argument("--h", type=_float(positive=True), help="ResNet step size (default T / layers)")
+    g.add_argument("--classes", type=_int(1), help="default: inferred from the data")
+    g.add_argument("--loss", choices=LOSSES, help="default %(default)s")
+    g.add_argument("--weight-decay", type=_float(), help="on theta (default %(default)s)")
+    g.add_argument("--turnpike", action="store_true", default=None, help="integrated loss")
+    g.add_argument("--gradient", choices=GRADIENTS, help="default %(default)s")
+    g.add_argument("--checkpoints", type=_int(1), help="stored states (discrete gradient)")
+    g.add_argument("--dtype", choices=("float64", "float32"), help="default %(default)s")
+
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=_int(0), help="default %(default)s")
+    g.add_argument("--batch-size", type=_int(1), help="default: full batch")
+    g.add_argument("--optimizer", choices=("adam", "sgd"), help="default %(default)s")
+    g.add_argument("--lr", type=_float(positive=True), help="learning rate (default %(default)s)")
+    g.add_argument("--momentum", type=_float(), help="SGD momentum (default %(default)s)")
+    g.add_argument("--schedule", choices=("none", "cosine"), help="lr schedule")
+    g.add_argument("--bound", type=_float(positive=True), help="L1+Linf bound on the controls")
+    g.add_argument("--fixed-projection", action="store_true", default=None, help="freeze P and c")
+    g.add_argument("--threads", type=_int(1), help="threads of the core (default: all)")
+    g.add_argument(
+        "--checkpoint-every",
+        type=_int(1),
+        metavar="K",
+        help="write OUT/checkpoint.npz every K epochs",
+    )
+    g.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint")
+
+    g = p.add_argument_group("output")
+    g.add_argument("--out", metavar="DIR", help="output folder (default %(default)s)")
+    g.add_argument("--no-plots", action="store_true", default=None, help="skip the plots")
+    g.add_argument("--no-progress", action="store_true", default=None, help="no progress bar")
+    p.set_defaults(**defaults)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``resode`` argument parser (sub-commands ``train``, ``demo``, ``bench``)."""
+    from . import __version__
+
+    parser = _Parser(
+        prog=PROG,
+        description="Fast training of ResNets and neural ODEs: experiments from the shell.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    train = sub.add_parser(
+        "train",
+        help="train a model on a toy data set, write model, history and plots",
+        description="Train a model on a toy data set; write model, history and plots to --out.",
+    )
+    _add_run_options(train, TRAIN_DEFAULTS)
+    demo = sub.add_parser(
+        "demo",
+        help="the demonstration: augmented neural ODE on concentric spheres",
+        description="The demonstration experiment (concentric spheres, augmented neural ODE), "
+        "written to runs/demo; every `train` option can change it.",
+    )
+    _add_run_options(demo, DEMO_DEFAULTS)
+    bench = sub.add_parser("bench", help="run the benchmark suite and print the table")
+    bench.add_argument("--full", action="store_true", help="the full suite (slow)")
+    return parser
+
+
+# --------------------------------------------------------------------------- config files
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        import tomllib  # type: ignore[import-not-found]
+    except ImportError:  # Python < 3.11
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise _UsageError(
+                "--config needs Python >= 3.11 or the tomli package (pip install tomli)"
+            ) from None
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise _UsageError(f"cannot read --config {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise _UsageError(f"--config {path} is not valid TOML: {exc}") from None
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        items = value.items() if isinstance(value, dict) else [(key, value)]
+        for k, v in items:
+            if isinstance(v, dict):
+                raise _UsageError(f"--config {path}: tables nest at most one level ({k!r})")
+            if k in flat:
+                raise _UsageError(f"--config {path}: {k!r} is given twice")
+            flat[k] = v
+    return flat
+
+
+def _config_defaults(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
+    """Convert and check the TOML values like command-line values, keyed by ``dest``."""
+    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    out: dict[str, Any] = {}
+    for key, value in _read_toml(path).items():
+        dest = key.replace("-", "_")
+        action = actions.get(dest)
+        if action is None or dest in ("config", "help"):
+            raise _UsageError(f"--config {path}: unknown option {key!r}")
+        flag = action.option_strings[0]
+        if action.nargs == 0:  # store_true flags
+            if not isinstance(value, bool):
+                raise _UsageError(f"--config {path}: {key} must be true or false")
+            out[dest] = value
+            continue
+        if isinstance(value, (dict, list, bool)) or value is None:
+            raise _UsageError(f"--config {path}: {key} must be a string or a number")
+        if action.type is not None:
+            try:
+                value = action.type(str(value))
+            except argparse.ArgumentTypeError as exc:
+                raise _UsageError(f"--config {path}: {flag}: {exc}") from None
+        if action.choices is not None and value not in action.choices:
+            options = ", ".join(map(str, action.choices))
+            raise _UsageError(f"--config {path}: {flag} must be one of {options}; got {value!r}")
+        out[dest] = value
+    return out
+
+
+def _to_toml(options: Mapping[str, Any]) -> str:
+    lines = ["# resode train options; rerun with: resode train --config config.toml"]
+    for key, value in options.items():
+        if value is None or key in ("config", "command", "resume"):
+            continue
+        name = key.replace("_", "-")
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            text = repr(value)
+        else:
+            text = json.dumps(str(value))
+        lines.append(f"{name} = {text}")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _dataset(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    from . import datasets
+
+    if args.dim is not None and args.dataset != "spheres":
+        raise _UsageError(f"--dim applies to --dataset spheres only, not {args.dataset}")
+    if args.noise is not None and args.dataset not in ("moons", "spirals"):
+        raise _UsageError(f"--noise applies to moons and spirals only, not {args.dataset}")
+    if args.dataset == "digits":
+        return datasets.digits()
+    kwargs: dict[str, Any] = {"seed": args.seed}
+    if args.dim is not None:
+        kwargs["dim"] = args.dim
+    if args.noise is not None:
+        kwargs["noise"] = args.noise
+    return datasets.DATASETS[args.dataset](args.n_samples, **kwargs)
+
+
+def _build_model(args: argparse.Namespace, dim: int, classes: int) -> Any:
+    from .models import NeuralODE, ResNet
+
+    hidden = args.hidden if args.field == "bottleneck" else None
+    common = {
+        "classes": classes,
+        "field": args.field,
+        "activation": args.activation,
+        "hidden": hidden,
+        "augment": args.augment,
+        "loss": args.loss,
+        "weight_decay": args.weight_decay,
+        "dtype": args.dtype,
+        "seed": args.seed,
+    }
+    if args.model == "resnet":
+        h = args.h if args.h is not None else args.T / args.layers
+        return ResNet(dim, args.layers, h=h, **common)
+    return NeuralODE(
+        dim,
+        T=args.T,
+        pieces=args.pieces,
+        substeps=args.substeps,
+        method=args.method,
+        turnpike=bool(args.turnpike),
+        gradient=args.gradient,
+        checkpoints=args.checkpoints,
+        **common,
+    )
+
+
+def _build_optimizer(args: argparse.Namespace) -> Any:
+    from .optim import SGD, Adam, CosineLR
+
+    schedule = CosineLR(total_epochs=max(args.epochs, 1)) if args.schedule == "cosine" else None
+    if args.optimizer == "sgd":
+        return SGD(lr=args.lr, momentum=args.momentum, schedule=schedule)
+    if args.momentum:
+        raise _UsageError("--momentum applies to --optimizer sgd only")
+    return Adam(lr=args.lr, schedule=schedule)
+
+
+def _describe(model: Any) -> str:
+    from .models import NeuralODE
+
+    field = model.field + (f" {model.hidden}" if model.field == "bottleneck" else "")
+    parts = [field, model.activation, f"augment {model.augment}"]
+    if isinstance(model, NeuralODE):
+        steps = f"{model.pieces} pieces" + (f" x {model.substeps}" if model.substeps > 1 else "")
+        parts += [f"T={model.T:g}", steps, model.method]
+    else:
+        parts += [f"{model.layers} layers", f"h={model.h:g}"]
+    return f"{type(model).__name__} ({', '.join(parts)})"
+
+
+def _plots(
+    model: Any, data: tuple[np.ndarray, ...], history: Any, out: Path
+) -> tuple[list[str], list[str]]:
+    """Write every plot; returns (files written, notices)."""
+    try:
+        from . import plot
+    except ImportError:  # pragma: no cover - plot itself imports matplotlib lazily
+        return [], ["plots skipped: matplotlib is not installed (pip install resode[plot])"]
+    try:
+        plot._require_matplotlib()
+    except ImportError:
+        return [], ["plots skipped: matplotlib is not installed (pip install resode[plot])"]
+    X_tr, X_te, y_tr, y_te = data
+    written, notes = [], []
+    plot.trajectories(model, X_tr, y_tr, out / "trajectories.gif")
+    written.append("trajectories.gif")
+    if model.dim == 2:
+        plot.decision_boundary(model, X_tr, y_tr, X_te, y_te, path=out / "decision_boundary.png")
+        written.append("decision_boundary.png")
+    else:
+        notes.append(f"decision_boundary.png skipped: the inputs are {model.dim}-D, not 2-D")
+    plot.history(history, out / "history.png")
+    plot.controls(model, out / "controls.png")
+    plot.state_norm(model, X_tr, out / "state_norm.png", y=y_tr)
+    written += ["history.png", "controls.png", "state_norm.png"]
+    return written, notes
+
+
+def _setup(args: argparse.Namespace) -> dict[str, Any]:
+    """Data, model, optimiser and output folder; every problem here is a usage error."""
+    from . import set_num_threads
+    from .datasets import train_test_split
+
+    if args.threads is not None:
+        set_num_threads(args.threads)
+    X, y = _dataset(args)
+    inferred = int(y.max()) + 1
+    classes = inferred if args.classes is None else args.classes
+    if classes < inferred:
+        raise _UsageError(f"--classes {classes} is too small: the data have {inferred} classes")
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, args.test_size, seed=args.seed)
+    model = _build_model(args, X.shape[1], classes)
+    optimizer = _build_optimizer(args)
+    out = Path(args.out if args.out is not None else f"runs/{args.dataset}-{args.model}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _UsageError(f"cannot create --out {out}: {exc.strerror or exc}") from None
+    if args.resume is not None and not Path(args.resume).is_file():
+        raise _UsageError(f"--resume {args.resume}: no such file")
+    return {
+        "data": (X_tr, X_te, y_tr, y_te),
+        "dim": X.shape[1],
+        "classes": classes,
+        "model": model,
+        "optimizer": optimizer,
+        "out": out,
+    }
+
+
+def _run(args: argparse.Namespace, command: str, setup: Mapping[str, Any]) -> int:
+    """Train, write the outputs and print the summary (``resode train`` / ``demo``)."""
+    from . import __version__
+    from .training import TrainingDiverged, fit
+
+    X_tr, X_te, y_tr, y_te = setup["data"]
+    model, optimizer, out, classes = (
+        setup["model"],
+        setup["optimizer"],
+        setup["out"],
+        setup["classes"],
+    )
+
+    def targets(labels: np.ndarray) -> np.ndarray:
+        return np.eye(classes)[labels] if model.loss == "mse" else labels
+
+    print(
+        f"{PROG} {command}: {_describe(model)} on {args.dataset} "
+        f"({len(X_tr)} train / {len(X_te)} test samples, {setup['dim']}-D, {classes} classes)",
+        flush=True,
+    )
+    # -- training -------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    status, error = 0, ""
+    try:
+        history = fit(
+            model,
+            X_tr,
+            targets(y_tr),
+            optimizer=optimizer,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            validation_data=(X_te, targets(y_te)),
+            bound=args.bound,
+            fixed_projection=bool(args.fixed_projection),
+            progress=not args.no_progress,
+            checkpoint=out / "checkpoint.npz" if args.checkpoint_every else None,
+            checkpoint_every=args.checkpoint_every or 100,
+            resume=args.resume,
+        )
+    except TrainingDiverged as exc:
+        history, status, error = exc.history, 1, str(exc)
+    seconds = time.perf_counter() - t0
+    # -- outputs --------------------------------------------------------------------------
+    train_acc, test_acc = model.score(X_tr, y_tr), model.score(X_te, y_te)
+    model.save(out / "model.npz")
+    history.to_csv(out / "history.csv")
+    history.to_json(out / "history.json")
+    options = {k: v for k, v in vars(args).items() if k not in ("config", "command")}
+    (out / "config.toml").write_text(_to_toml(options), encoding="utf-8")
+    run = {
+        "resode": __version__,
+        "command": command,
+        "options": options,
+        "kind": model._kind,
+        "model": model.config,
+        "optimizer": optimizer.config(),
+        "results": {
+            "epochs": len(history),
+            "seconds": seconds,
+            "final_loss": history.loss[-1] if len(history) else None,
+            "train_accuracy": train_acc,
+            "test_accuracy": test_acc,
+            "diverged": error or None,
+        },
+    }
+    (out / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+    files = ["model.npz", "history.csv", "history.json", "config.toml", "run.json"]
+    notes: list[str] = []
+    if status == 0 and not args.no_plots:
+        written, notes = _plots(model, (X_tr, X_te, y_tr, y_te), history, out)
+        files += written
+    loss = f", final loss {history.loss[-1]:.4g}" if len(history) else ""
+    epochs = f"{len(history)} epoch{'s' if len(history) != 1 else ''}"
+    print(f"trained {epochs} in {seconds:.1f} s{loss}")
+    print(f"accuracy: train {100 * train_acc:.2f}%, test {100 * test_acc:.2f}%")
+    for note in notes:
+        print(note)
+    print(f"wrote {out}{os.sep}: {' '.join(files)}")
+    if error:
+        print(f"{PROG} {command}: error: {error}", file=sys.stderr)
+    return status
+
+
+def _bench(args: argparse.Namespace) -> int:
+    try:
+        from . import bench  # type: ignore[attr-defined]
+    except ImportError:
+        print(f"{PROG} bench: benchmarks not available", file=sys.stderr)
+        return 1
+    result = bench.run(quick=not args.full)
+    if result is not None:
+        print(result)
+    return 0
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise KeyError(name)  # pragma: no cover
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``resode`` command line with ``argv`` (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0 success, 1 training diverged, 2 bad arguments (a one-line
+        ``resode <command>: error: ...`` message on stderr, no traceback).
+
+    Examples
+    --------
+    >>> main(["--version"])  # doctest: +SKIP
+    resode 0.1.0
+    0
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        # a first pass finds the sub-command and --config; TOML values become defaults
+        args, _ = parser.parse_known_args(argv)
+        if getattr(args, "config", None):
+            subparser = _subparser(parser, args.command)
+            subparser.set_defaults(**_config_defaults(subparser, args.config))
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and argparse's usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except _UsageError as exc:
+        print(f"{PROG} {argv[0] if argv else ''}: error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "bench":
+        return _bench(args)
+    try:
+        setup = _setup(args)
+    except (_UsageError, ValueError, TypeError) as exc:
+        # option values that the library rejects, e.g. a too small --n-samples for a split
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _run(args, args.command, setup)
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
