@@ -6,7 +6,6 @@ import); here only what must wrap every test.
 """
 
 import pytest
-
 import resode
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import resode
 from resode import _core
 
@@ -68,42 +67,60 @@ CONSTRUCTOR_CASES = [
     ("resnet-h-nan", lambda: resode.ResNet(2, 2, h=float("nan")), ValueError, r"\bh\b"),
     ("resnet-h-inf", lambda: resode.ResNet(2, 2, h=float("inf")), ValueError, r"\bh\b"),
     ("resnet-field", lambda: resode.ResNet(2, 2, field="sideways"), ValueError, "field"),
-    ("resnet-activation", lambda: resode.ResNet(2, 2, activation="swish"), ValueError,
-     "activation"),
-    ("resnet-activation-case", lambda: resode.ResNet(2, 2, activation="Tanh"), ValueError,
-     "activation"),
+    (
+        "resnet-activation",
+        lambda: resode.ResNet(2, 2, activation="swish"),
+        ValueError,
+        "activation",
+    ),
+    (
+        "resnet-activation-case",
+        lambda: resode.ResNet(2, 2, activation="Tanh"),
+        ValueError,
+        "activation",
+    ),
     ("resnet-loss", lambda: resode.ResNet(2, 2, loss="hinge"), ValueError, "loss"),
-    ("resnet-hidden-missing", lambda: resode.ResNet(2, 2, field="bottleneck"), ValueError,
-     "hidden"),
-    ("resnet-hidden0", lambda: resode.ResNet(2, 2, field="bottleneck", hidden=0), ValueError,
-     "hidden"),
+    (
+        "resnet-hidden-missing",
+        lambda: resode.ResNet(2, 2, field="bottleneck"),
+        ValueError,
+        "hidden",
+    ),
+    (
+        "resnet-hidden0",
+        lambda: resode.ResNet(2, 2, field="bottleneck", hidden=0),
+        ValueError,
+        "hidden",
+    ),
     ("resnet-augment-neg", lambda: resode.ResNet(2, 2, augment=-1), ValueError, "augment"),
-    ("resnet-weight-decay-neg", lambda: resode.ResNet(2, 2, weight_decay=-1e-3), ValueError,
-     "weight_decay"),
+    (
+        "resnet-weight-decay-neg",
+        lambda: resode.ResNet(2, 2, weight_decay=-1e-3),
+        ValueError,
+        "weight_decay",
+    ),
     ("resnet-dtype-int32", lambda: resode.ResNet(2, 2, dtype="int32"), ValueError, "dtype"),
     ("resnet-dtype-float16", lambda: resode.ResNet(2, 2, dtype="float16"), ValueError, "dtype"),
-    ("resnet-dtype-complex", lambda: resode.ResNet(2, 2, dtype=np.complex128), ValueError,
-     "dtype"),
-    ("resnet-dtype-garbage", lambda: resode.ResNet(2, 2, dtype="not-a-dtype"), ValueError,
-     "dtype"),
+    ("resnet-dtype-complex", lambda: resode.ResNet(2, 2, dtype=np.complex128), ValueError, "dtype"),
+    ("resnet-dtype-garbage", lambda: resode.ResNet(2, 2, dtype="not-a-dtype"), ValueError, "dtype"),
     ("node-T0", lambda: resode.NeuralODE(2, T=0.0), ValueError, r"\bT\b"),
     ("node-T-neg", lambda: resode.NeuralODE(2, T=-1.0), ValueError, r"\bT\b"),
     ("node-T-inf", lambda: resode.NeuralODE(2, T=float("inf")), ValueError, r"\bT\b"),
     ("node-pieces0", lambda: resode.NeuralODE(2, pieces=0), ValueError, "pieces"),
     ("node-substeps0", lambda: resode.NeuralODE(2, substeps=0), ValueError, "substeps"),
     ("node-method", lambda: resode.NeuralODE(2, method="rk45"), ValueError, "method"),
-    ("node-gradient", lambda: resode.NeuralODE(2, gradient="backprop"), ValueError,
-     "gradient"),
-    ("node-checkpoints0", lambda: resode.NeuralODE(2, checkpoints=0), ValueError,
-     "checkpoints"),
-    ("node-checkpoints-neg", lambda: resode.NeuralODE(2, checkpoints=-3), ValueError,
-     "checkpoints"),
+    ("node-gradient", lambda: resode.NeuralODE(2, gradient="backprop"), ValueError, "gradient"),
+    ("node-checkpoints0", lambda: resode.NeuralODE(2, checkpoints=0), ValueError, "checkpoints"),
+    (
+        "node-checkpoints-neg",
+        lambda: resode.NeuralODE(2, checkpoints=-3),
+        ValueError,
+        "checkpoints",
+    ),
     ("node-field", lambda: resode.NeuralODE(2, field="outer"), ValueError, "field"),
-    ("node-activation", lambda: resode.NeuralODE(2, activation="gelu"), ValueError,
-     "activation"),
+    ("node-activation", lambda: resode.NeuralODE(2, activation="gelu"), ValueError, "activation"),
     ("node-loss", lambda: resode.NeuralODE(2, loss="l1"), ValueError, "loss"),
-    ("node-hidden-missing", lambda: resode.NeuralODE(2, field="bottleneck"), ValueError,
-     "hidden"),
+    ("node-hidden-missing", lambda: resode.NeuralODE(2, field="bottleneck"), ValueError, "hidden"),
     ("node-dtype-int32", lambda: resode.NeuralODE(2, dtype="int32"), ValueError, "dtype"),
 ]
 
@@ -256,16 +273,29 @@ PARAM_CASES = [
 @pytest.mark.parametrize("method", ["forward", "loss_and_grad"])
 @pytest.mark.parametrize("kind", ["resnet", "node"])
 @pytest.mark.parametrize(
-    ("field", "key", "edit", "exc", "fragment"), [pytest.param(*c[1:], id=c[0]) for c in PARAM_CASES]
+    ("field", "key", "edit", "exc", "fragment"),
+    [pytest.param(*c[1:], id=c[0]) for c in PARAM_CASES],
 )
 def test_bad_params(field, key, edit, exc, fragment, kind, method):
     value = edit.get("value")
-    if kind == "node" and key in ("W", "W1") and "index" not in edit and value is not None and value.ndim == 3:
+    if (
+        kind == "node"
+        and key in ("W", "W1")
+        and "index" not in edit
+        and value is not None
+        and value.ndim == 3
+    ):
         edit = dict(edit)  # pieces = 2 for the node: keep the same faults in its shapes
         shape = list(edit["value"].shape)
         shape[0] = 2 if shape[0] == 3 else shape[0]
         edit["value"] = np.ones(shape, dtype=edit["value"].dtype)
-    if kind == "node" and key in ("b", "b2") and "index" not in edit and value is not None and value.ndim == 2:
+    if (
+        kind == "node"
+        and key in ("b", "b2")
+        and "index" not in edit
+        and value is not None
+        and value.ndim == 2
+    ):
         edit = dict(edit)
         edit["value"] = np.ones((2, edit["value"].shape[1]))
     run = call_with_param(_factory(kind, field), key, method=method, **edit)
@@ -323,8 +353,12 @@ def test_consistently_reshaped_params_are_rejected(fault, kind):
 def test_nan_param_set_in_place_as_the_issue_describes():
     model = resnet()
     model.params["W"][0, 0, 0] = np.nan
-    for call in (lambda: model.forward(X), lambda: model.loss_and_grad(X, Y),
-                 lambda: model.trajectory(X), lambda: model.predict(X)):
+    for call in (
+        lambda: model.forward(X),
+        lambda: model.loss_and_grad(X, Y),
+        lambda: model.trajectory(X),
+        lambda: model.predict(X),
+    ):
         with pytest.raises(ValueError, match="W"):
             call()
 
@@ -346,8 +380,9 @@ def _odeint(**kw):
 def _vjp(**kw):
     args = {"params": FIELD_PARAMS, "X": X, "cotangent": COT, "T": 1.0}
     args.update(kw)
-    return lambda: resode.odeint_vjp(args.pop("params"), args.pop("X"), args.pop("cotangent"),
-                                     **args)
+    return lambda: resode.odeint_vjp(
+        args.pop("params"), args.pop("X"), args.pop("cotangent"), **args
+    )
 
 
 FUNCTIONAL_CASES = [
@@ -358,15 +393,22 @@ FUNCTIONAL_CASES = [
     ("odeint-field", _odeint(field="outer"), ValueError, "field"),
     ("odeint-activation", _odeint(activation="softplus"), ValueError, "activation"),
     ("odeint-augment-neg", _odeint(augment=-1), ValueError, "augment"),
-    ("odeint-augment-too-big", _odeint(augment=2, X=np.ones((5, 0))), ValueError,
-     "augment|X"),
+    ("odeint-augment-too-big", _odeint(augment=2, X=np.ones((5, 0))), ValueError, "augment|X"),
     ("odeint-missing-b", _odeint(params={"W": PARAMS["W"]}), ValueError, r"\bb\b"),
     ("odeint-bottleneck-keys", _odeint(field="bottleneck"), ValueError, "W1|b1|W2|b2"),
     ("odeint-W-2d", _odeint(params={"W": np.ones((2, 2)), "b": PARAMS["b"]}), ValueError, "W"),
-    ("odeint-b-shape", _odeint(params={"W": PARAMS["W"], "b": np.ones((3, 2))}), ValueError,
-     r"\bb\b"),
-    ("odeint-W-nan", _odeint(params={"W": np.full((2, 2, 2), np.nan), "b": PARAMS["b"]}),
-     ValueError, "W"),
+    (
+        "odeint-b-shape",
+        _odeint(params={"W": PARAMS["W"], "b": np.ones((3, 2))}),
+        ValueError,
+        r"\bb\b",
+    ),
+    (
+        "odeint-W-nan",
+        _odeint(params={"W": np.full((2, 2, 2), np.nan), "b": PARAMS["b"]}),
+        ValueError,
+        "W",
+    ),
     ("odeint-X-width", _odeint(X=np.ones((5, 3))), ValueError, "X"),
     ("odeint-X-nan", _odeint(X=np.full((5, 2), np.nan)), ValueError, "X"),
     ("odeint-X-complex", _odeint(X=X.astype(complex)), TypeError, "X"),
@@ -410,8 +452,9 @@ def core_traj(**kw):
 def core_logits(**kw):
     args = {"X": X, "theta": THETA, "P": P, "c": C, **SWEEP}
     args.update(kw)
-    return lambda: _core.logits(args.pop("X"), args.pop("theta"), args.pop("P"), args.pop("c"),
-                                **args)
+    return lambda: _core.logits(
+        args.pop("X"), args.pop("theta"), args.pop("P"), args.pop("c"), **args
+    )
 
 
 def core_lg(**kw):
@@ -452,8 +495,12 @@ CORE_CASES = [
     ("lg-y-negative", core_lg(y=np.array([0, 1, -1, 0, 1])), ValueError, r"\by\b"),
     ("lg-y-float-labels", core_lg(y=Y.astype(float)), (TypeError, ValueError), r"\by\b"),
     ("lg-mse-y-shape", core_lg(loss="mse", y=np.ones((5, 2))), ValueError, r"\by\b"),
-    ("lg-mse-y-int", core_lg(loss="mse", y=np.ones((5, 3), dtype=int)), (TypeError, ValueError),
-     r"\by\b"),
+    (
+        "lg-mse-y-int",
+        core_lg(loss="mse", y=np.ones((5, 3), dtype=int)),
+        (TypeError, ValueError),
+        r"\by\b",
+    ),
     ("vjp-cotangent-shape", core_vjp(cotangent=np.ones((5, 3))), ValueError, "cotangent"),
     # dtypes
     ("traj-theta32-X64", core_traj(theta=T32), (TypeError, ValueError), "W|dtype"),
@@ -464,8 +511,12 @@ CORE_CASES = [
     ("traj-X-float16", core_traj(X=X.astype(np.float16)), (TypeError, ValueError), "X"),
     ("logits-P32", core_logits(P=P.astype(np.float32)), (TypeError, ValueError), "P"),
     ("lg-c32", core_lg(c=C.astype(np.float32)), (TypeError, ValueError), r"\bc\b"),
-    ("vjp-cotangent32", core_vjp(cotangent=COT.astype(np.float32)), (TypeError, ValueError),
-     "cotangent"),
+    (
+        "vjp-cotangent32",
+        core_vjp(cotangent=COT.astype(np.float32)),
+        (TypeError, ValueError),
+        "cotangent",
+    ),
     ("traj-theta-not-arrays", core_traj(theta=["a", "b"]), (TypeError, ValueError), None),
     ("traj-theta-not-list", core_traj(theta=3), (TypeError, ValueError), None),
     # non-finite

@@ -203,9 +203,12 @@ def test_bad_header_json_is_refused(tmp_path: Path, saved: tuple[Any, bytes]) ->
         with pytest.raises(ValueError, match=match):
             resode.load(path)
     text = json.dumps(_header(model)).encode()
-    for bad in (np.frombuffer(text, np.uint8).astype(np.int16), np.array(text.decode())):
+    for bad, match in [
+        (np.frombuffer(text, np.uint8).astype(np.int16), "uint8"),
+        (np.array(text.decode()), "only numeric arrays"),
+    ]:
         path = _raw_npz(tmp_path / "m.npz", header=bad, **_arrays(model))
-        with pytest.raises(ValueError, match="uint8"):
+        with pytest.raises(ValueError, match=match):
             resode.load(path)
     path = _raw_npz(tmp_path / "m.npz", **_arrays(model))
     with pytest.raises(ValueError, match="no 'header'"):
@@ -222,11 +225,11 @@ def test_pickles_and_object_arrays_are_refused(tmp_path: Path, saved: tuple[Any,
         resode.load(path)
     pkl = tmp_path / "model.pkl"
     pkl.write_bytes(pickle.dumps(model))
-    with pytest.raises(ValueError, match="not a .npz archive"):
+    with pytest.raises(ValueError, match=r"not a \.npz archive"):
         resode.load(pkl)
     npy = tmp_path / "plain.npy"
     np.save(npy, np.zeros(3))
-    with pytest.raises(ValueError, match="not a .npz archive"):
+    with pytest.raises(ValueError, match=r"not a \.npz archive"):
         resode.load(npy)
 
 
@@ -235,14 +238,14 @@ def test_foreign_zip_members_are_refused(tmp_path: Path, saved: tuple[Any, bytes
     path.write_bytes(saved[1])
     with zipfile.ZipFile(path, "a") as zf:
         zf.writestr("README.txt", "hello")
-    with pytest.raises(ValueError, match="unexpected member 'README.txt'"):
+    with pytest.raises(ValueError, match=r"unexpected member 'README\.txt'"):
         resode.load(path)
     buf = io.BytesIO()
     np.save(buf, np.zeros(3))
     data = buf.getvalue()
     path2 = tmp_path / "m2.npz"
     path2.write_bytes(saved[1])
-    with zipfile.ZipFile(path2, "a") as zf:
+    with zipfile.ZipFile(path2, "a") as zf, pytest.warns(UserWarning, match="Duplicate"):
         zf.writestr("params/W1.npy", data[:-8])  # a duplicate, truncated member
     with pytest.raises(ValueError, match="invalid resode file"):
         resode.load(path2)
@@ -251,5 +254,5 @@ def test_foreign_zip_members_are_refused(tmp_path: Path, saved: tuple[Any, bytes
 def test_read_file_returns_header_and_extra(tmp_path: Path, saved: tuple[Any, bytes]) -> None:
     path = tmp_path / "m.npz"
     path.write_bytes(saved[1])
-    model, header, extra = read_file(path)
+    _, header, extra = read_file(path)
     assert header["kind"] == "node" and header["config"] == saved[0].config and extra == {}

@@ -16,9 +16,8 @@ import textwrap
 
 import numpy as np
 import pytest
-import scipy.linalg
-
 import resode
+import scipy.linalg
 from resode import reference as ref
 
 FIELDS = ("outside", "inside", "bottleneck")
@@ -113,7 +112,7 @@ def make_node(
     X = rng.standard_normal((N, dim)).astype(dtype)
     if loss == "cross_entropy":
         y = rng.integers(0, classes, N)
-        y[:classes] = np.arange(classes)
+        y[: min(N, classes)] = np.arange(min(N, classes))
     else:
         y = rng.standard_normal((N, classes)).astype(dtype)
     return model, X, y
@@ -220,13 +219,29 @@ def test_float32_matches_reference(field, method, turnpike, gradient):
 def test_wide_state_matches_reference(dtype, gradient):
     # D = 19 and H = 21 exercise the SIMD tiles of the core's small GEMMs and their edges.
     model, X, y = make_node(
-        "bottleneck", "tanh", "rk4", dim=17, augment=2, hidden=21, N=45, scale=1.0,
-        dtype=dtype, gradient=gradient,
+        "bottleneck",
+        "tanh",
+        "rk4",
+        dim=17,
+        augment=2,
+        hidden=21,
+        N=45,
+        scale=1.0,
+        dtype=dtype,
+        gradient=gradient,
     )
     compare_with_reference(model, X, y, dtype)
     model, X, y = make_node(
-        "outside", "sigmoid", "midpoint", dim=19, augment=0, N=45, scale=1.0,
-        dtype=dtype, gradient=gradient, turnpike=True,
+        "outside",
+        "sigmoid",
+        "midpoint",
+        dim=19,
+        augment=0,
+        N=45,
+        scale=1.0,
+        dtype=dtype,
+        gradient=gradient,
+        turnpike=True,
     )
     compare_with_reference(model, X, y, dtype)
 
@@ -235,6 +250,21 @@ def test_wide_state_matches_reference(dtype, gradient):
 def test_several_sample_blocks_match_reference(gradient):
     model, X, y = make_node("inside", "tanh", "rk4", N=700, turnpike=True, gradient=gradient)
     compare_with_reference(model, X, y, "float64")
+
+
+@pytest.mark.parametrize("gradient", ["discrete", "adjoint"])
+@pytest.mark.parametrize("N", [1, 3, 15, 17, 255, 257])
+def test_sample_counts_around_vector_and_block_edges(N, gradient):
+    model, X, y = make_node(
+        "outside", "tanh", "rk4", N=N, classes=2, turnpike=True, gradient=gradient, seed=N
+    )
+    compare_with_reference(model, X, y % 2, "float64")
+    if gradient == "discrete":
+        _, g0 = model.loss_and_grad(X, y % 2)
+        model.checkpoints = 4
+        _, g1 = model.loss_and_grad(X, y % 2)
+        for key in g0:
+            assert_close(g1[key], g0[key], 1e-13, f"checkpointed {key}")
 
 
 def test_adjoint_reports_the_discretised_loss():
@@ -267,8 +297,8 @@ def test_turnpike_loss_is_the_trapezoid_rule_of_the_trajectory(loss):
     )
     assert model.loss_and_grad(X, y)[0] == pytest.approx(expected, rel=1e-12)
     model.turnpike = False
-    terminal = data_loss(traj[-1]) + expected - dt * (
-        values[0] / 2 + sum(values[1:-1]) + values[-1] / 2
+    terminal = (
+        data_loss(traj[-1]) + expected - dt * (values[0] / 2 + sum(values[1:-1]) + values[-1] / 2)
     )
     assert model.loss_and_grad(X, y)[0] == pytest.approx(terminal, rel=1e-12)
 
@@ -357,8 +387,20 @@ def test_adjoint_gap_shrinks_at_the_method_order(field, method, turnpike, subste
     gaps = []
     for s in substeps:
         model, X, y = make_node(
-            field, "tanh", method, dim=3, augment=0, pieces=2, substeps=s, T=2.0,
-            weight_decay=0.0, turnpike=turnpike, N=16, hidden=5, scale=2.0, seed=1,
+            field,
+            "tanh",
+            method,
+            dim=3,
+            augment=0,
+            pieces=2,
+            substeps=s,
+            T=2.0,
+            weight_decay=0.0,
+            turnpike=turnpike,
+            N=16,
+            hidden=5,
+            scale=2.0,
+            seed=1,
         )
         _, discrete = model.loss_and_grad(X, y)
         model.gradient = "adjoint"
@@ -463,8 +505,17 @@ def test_checkpoints_in_the_constructor_and_vjp(K):
     model, X, y = make_node("outside", "sigmoid", "midpoint", pieces=4, substeps=2, N=30)
     _, g0 = model.loss_and_grad(X, y)
     twin = resode.NeuralODE(
-        2, T=model.T, pieces=4, substeps=2, method="midpoint", classes=3, activation="sigmoid",
-        augment=1, weight_decay=model.weight_decay, checkpoints=K, seed=0,
+        2,
+        T=model.T,
+        pieces=4,
+        substeps=2,
+        method="midpoint",
+        classes=3,
+        activation="sigmoid",
+        augment=1,
+        weight_decay=model.weight_decay,
+        checkpoints=K,
+        seed=0,
     )
     twin.params = {k: v.copy() for k, v in model.params.items()}
     _, g1 = twin.loss_and_grad(X, y)
@@ -509,8 +560,11 @@ def test_odeint_vjp_matches_reference(field, method, gradient):
         kw = sweep_kwargs(model)
         grads, dX = resode.odeint_vjp(model.params, X, cot, gradient=gradient, **kw)
         rgrads, rdX = ref.odeint_vjp(
-            as64(model.params), X.astype(np.float64), cot.astype(np.float64),
-            gradient=gradient, **kw,
+            as64(model.params),
+            X.astype(np.float64),
+            cot.astype(np.float64),
+            gradient=gradient,
+            **kw,
         )
         assert set(grads) == set(field_keys(field))
         for key in grads:
@@ -595,9 +649,9 @@ def test_adjoint_memory_does_not_grow_with_steps():
     large, growth = _peak_rss_mib("adjoint", 2000)
     assert large - small < 20, f"adjoint peak RSS {small:.1f} MiB at 50 steps, {large:.1f} at 2000"
     assert growth < 20
-    # The probe can see memory: storing 2001 states of two 256 x 16 blocks is ~125 MiB.
-    full, full_growth = _peak_rss_mib("discrete", 2000)
-    assert full_growth > 60, f"discrete gradient grew only {full_growth:.1f} MiB"
+    # The probe can see memory: 2001 stored states of a 256 x 16 block are 63 MiB per thread.
+    _, full_growth = _peak_rss_mib("discrete", 2000)
+    assert full_growth > 40, f"discrete gradient grew only {full_growth:.1f} MiB"
     # Checkpoints (K = 45: 45 + 45 + 1 states instead of 2001) use far less than full storage.
     _, ckpt_growth = _peak_rss_mib("discrete", 2000, checkpoints=45)
     assert ckpt_growth < full_growth / 4, (ckpt_growth, full_growth)
@@ -611,8 +665,14 @@ def _blowup_node(**kw):
     multiplied by ~1e100 per step, so x_1 = 1e100, x_2 = 1e200, x_3 = 1e300 and x_4 = inf:
     step 3 (from t = 0.3 to t = 0.4) is the first whose result is not finite."""
     model = resode.NeuralODE(
-        1, T=1.0, pieces=5, substeps=2, method="euler", field="inside",
-        activation="identity", **kw,
+        1,
+        T=1.0,
+        pieces=5,
+        substeps=2,
+        method="euler",
+        field="inside",
+        activation="identity",
+        **kw,
     )
     model.params["W"][...] = 1e101
     model.params["b"][...] = 0.0
@@ -631,8 +691,16 @@ def assert_names_step_and_time(message, step=3, dt=0.1):
 
 
 NODE_ENTRIES = [
-    "trajectory", "forward", "predict", "discrete", "adjoint", "checkpoints",
-    "turnpike", "odeint", "odeint_vjp", "odeint_vjp_adjoint",
+    "trajectory",
+    "forward",
+    "predict",
+    "discrete",
+    "adjoint",
+    "checkpoints",
+    "turnpike",
+    "odeint",
+    "odeint_vjp",
+    "odeint_vjp_adjoint",
 ]
 
 
@@ -685,8 +753,14 @@ def test_non_finite_state_in_one_late_sample_is_found(entry, threads):
 
 def test_non_finite_float32_overflows_earlier():
     model = resode.NeuralODE(
-        1, T=1.0, pieces=5, substeps=2, method="euler", field="inside",
-        activation="identity", dtype="float32",
+        1,
+        T=1.0,
+        pieces=5,
+        substeps=2,
+        method="euler",
+        field="inside",
+        activation="identity",
+        dtype="float32",
     )
     # f = W x overflows first: x_1 = 1e17, x_2 = 1e34, W x_2 = 1e52 > float32 max (3.4e38),
     # all finite in float64.
@@ -735,8 +809,15 @@ def test_unstable_adjoint_backsolve_raises_instead_of_returning_nan():
     # Forward Euler of x' = -1900 x with dt = 1e-3 contracts (factor -0.9 per step); the
     # backsolve re-integrates x backward and grows by 2.9 per step: 2.9^1000 overflows.
     model = resode.NeuralODE(
-        1, T=1.0, pieces=1, substeps=1000, method="euler", field="inside",
-        activation="identity", gradient="adjoint", seed=0,
+        1,
+        T=1.0,
+        pieces=1,
+        substeps=1000,
+        method="euler",
+        field="inside",
+        activation="identity",
+        gradient="adjoint",
+        seed=0,
     )
     model.params["W"][...] = -1900.0
     model.params["b"][...] = 0.0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import resode
 from resode import reference as ref
 
@@ -143,6 +142,25 @@ def test_matches_reference(field, activation, loss, dtype, shape):
     assert abs(loss_value - ref_value) <= rtol * abs(ref_value), (loss_value, ref_value)
     assert grads.keys() == model.params.keys()
     assert_grads_close(grads, ref_grads, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("N", [2, 3, 4, 5, 8, 15, 16, 17, 31, 33, 255, 256, 257, 513])
+def test_sample_counts_around_vector_and_block_edges(N, dtype):
+    """The core vectorises over samples in blocks: partial vectors and partial blocks."""
+    model, _, _ = build("bottleneck", "sigmoid", "cross_entropy", dtype, "N7-dim1-aug2-C3")
+    rng = np.random.default_rng(N)
+    X = rng.standard_normal((N, 1)).astype(dtype)
+    y = rng.integers(0, 3, N)
+    p64, X64, kw = as64(model.params), X.astype(np.float64), ref_kwargs(model)
+    assert_close(model.trajectory(X), ref.resnet_trajectory(p64, X64, **kw), RTOL[dtype], "traj")
+    assert_close(model.forward(X), ref.resnet_forward(p64, X64, **kw), RTOL[dtype], "logits")
+    loss, grads = model.loss_and_grad(X, y)
+    rloss, rgrads = ref.resnet_loss_and_grad(
+        p64, X64, y, loss="cross_entropy", weight_decay=model.weight_decay, **kw
+    )
+    assert abs(loss - rloss) <= RTOL[dtype] * abs(rloss)
+    assert_grads_close(grads, rgrads, dtype)
 
 
 # --------------------------------------------------------------------------- finite differences
@@ -449,9 +467,7 @@ def test_layers_are_applied_in_order_by_hand():
         for k in range(3):
             x = x + 0.7 * np.tanh(p["W"][k] @ x + p["b"][k])
         np.testing.assert_allclose(model.trajectory(X)[-1, n], x, rtol=1e-14, atol=1e-15)
-        np.testing.assert_allclose(
-            model.forward(X)[n], p["P"] @ x + p["c"], rtol=1e-13, atol=1e-14
-        )
+        np.testing.assert_allclose(model.forward(X)[n], p["P"] @ x + p["c"], rtol=1e-13, atol=1e-14)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -17,7 +17,6 @@ import time
 
 import numpy as np
 import pytest
-
 import resode
 from resode import _core
 
@@ -44,10 +43,13 @@ def outputs(model, X, y, entry):
         return {"out": model.forward(X)}
     if entry == "vjp":
         cot = np.cos(np.arange(X.shape[0] * model.D)).reshape(X.shape[0], model.D)
-        kw = {k: getattr(model, k) for k in ("T", "substeps", "method", "field", "activation",
-                                            "augment")}
-        grads, dX = resode.odeint_vjp(model.params, X, cot, gradient=model.gradient,
-                                      checkpoints=model.checkpoints, **kw)
+        kw = {
+            k: getattr(model, k)
+            for k in ("T", "substeps", "method", "field", "activation", "augment")
+        }
+        grads, dX = resode.odeint_vjp(
+            model.params, X, cot, gradient=model.gradient, checkpoints=model.checkpoints, **kw
+        )
         return {**grads, "dX": dX}
     loss, grads = model.loss_and_grad(X, y)
     return {"loss": np.array(loss), **grads}
@@ -176,8 +178,9 @@ def test_concurrent_calls_on_one_shared_model():
 def test_errors_in_one_thread_do_not_disturb_another():
     good_model, X, y = make_problem("node", 20000)
     expected = outputs(good_model, X, y, "loss_and_grad")
-    bad = resode.NeuralODE(1, pieces=5, substeps=2, method="euler", field="inside",
-                           activation="identity", seed=0)
+    bad = resode.NeuralODE(
+        1, pieces=5, substeps=2, method="euler", field="inside", activation="identity", seed=0
+    )
     bad.params["W"][...] = 1e101
     bad.params["b"][...] = 0.0
     caught, results = [], []
@@ -213,8 +216,14 @@ def _raw_call(entry, N):
     X = rng.standard_normal((N, 3))
     y = rng.integers(0, 3, N)
     theta = [model.params["W"], model.params["b"]]
-    sweep = {"field": "outside", "activation": "tanh", "method": "rk4", "dt": 1.0 / 32,
-             "substeps": 8, "augment": 1}
+    sweep = {
+        "field": "outside",
+        "activation": "tanh",
+        "method": "rk4",
+        "dt": 1.0 / 32,
+        "substeps": 8,
+        "augment": 1,
+    }
     P, c = model.params["P"], model.params["c"]
     if entry == "loss_and_grad":
         return lambda: _core.loss_and_grad(X, y, theta, P, c, **sweep)
@@ -259,6 +268,8 @@ def test_main_thread_runs_python_while_a_worker_is_in_the_core(entry):
         t.join()
     finally:
         sys.setswitchinterval(old)
-    print(f"{entry}: main thread saw the worker inside the core {state['seen']} times "
-          f"in {state['loops']} loops")
+    print(
+        f"{entry}: main thread saw the worker inside the core {state['seen']} times "
+        f"in {state['loops']} loops"
+    )
     assert state["seen"] > 0, "the main thread never ran while the worker was in the core"

@@ -62,27 +62,16 @@ struct FieldParams {
 };
 
 namespace detail {
-// M (rows x n) += bias (rows) 1^T.
-template <class T>
-void add_bias(index_t rows, index_t n, const T* bias, T* M) {
-  for (index_t i = 0; i < rows; ++i) {
-    const T b = bias[i];
-    T* row = M + i * n;
-    for (index_t s = 0; s < n; ++s) row[s] += b;
-  }
-}
-
 // M (rows x n) = W (rows x k) X (k x n) + bias 1^T.
 template <class T>
 void affine(index_t rows, index_t k, index_t n, const T* W, const T* bias, const T* X, T* M) {
-  gemm(rows, n, k, T(1), W, k, 1, X, n, M, n, false);
-  add_bias(rows, n, bias, M);
+  gemm(rows, n, k, T(1), W, k, index_t(1), X, n, M, n, false, bias);
 }
 
 // Xbar (k x n) = W^T (W: rows x k) G (rows x n).
 template <class T>
 void affine_transpose(index_t rows, index_t k, index_t n, const T* W, const T* G, T* Xbar) {
-  gemm(k, n, rows, T(1), W, 1, k, G, n, Xbar, n, false);
+  gemm(k, n, rows, T(1), W, index_t(1), k, G, n, Xbar, n, false);
 }
 
 // dW (rows x k) += alpha G X^T, db (rows) += alpha G 1.

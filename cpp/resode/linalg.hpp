@@ -2,13 +2,17 @@
 // row-major matrix (feature i of sample s at [i*n + s]), so every loop over samples is a
 // contiguous, vectorisable loop, also for the tiny widths (D = 1..8) of the toy problems.
 // The sweeps need three products and a row sum:
-//   gemm       C (r x n) (+)= alpha * A (r x k, any strides) * B (k x n)   forward Z = W X,
-//                                                                          cotangent Xb = W^T G
-//   gemm_abt   C (r x c) += alpha * A (r x n) * B (c x n)^T               weight gradient G X^T
-//   row_sums   out (r) += alpha * sum_s A (r x n)                          bias gradient
+//   gemm       C (r x n) (+)= alpha * A (r x k, any strides) * B (k x n) [+ bias 1^T]
+//                                              forward Z = W X + b 1^T, cotangent Xb = W^T G
+//   gemm_abt   C (r x c) += alpha * A (r x n) * B (c x n)^T        weight gradient dW += G X^T
+//   row_sums   out (r) += alpha * sum_s A (r x n)                   bias gradient db += G 1
 // gemm keeps an MR x (2 SIMD vectors) tile of C in registers and streams rows of B; gemm_abt
-// keeps RA x RB dot products of SIMD vectors over samples. Both are compiled twice (baseline
-// and AVX2+FMA) and picked at load time (RESODE_CLONES).
+// keeps RA x RB dot products of SIMD vectors over samples (or transposes B and calls gemm when
+// both sides of C are wide).
+//
+// CPU dispatch: every kernel is a template on the SIMD width in bytes. The 32-byte instances
+// are compiled for baseline x86-64 and AVX2+FMA (RESODE_CLONES); the 64-byte instances for
+// AVX-512 (x86-64-v4). Which one runs is decided once, at first use, from the CPU.
 #pragma once
 #include <algorithm>
 #include <cstring>
@@ -19,48 +23,71 @@
 namespace resode {
 namespace detail {
 
-// A 32-byte SIMD vector (one AVX2 register, two SSE2 registers in the baseline clone).
-template <class T>
+// A SIMD vector of `Bytes` bytes (32: one AVX2 register; 64: one AVX-512 register).
+template <class T, int Bytes>
 struct Simd;
 template <>
-struct Simd<double> {
+struct Simd<double, 32> {
   typedef double type __attribute__((vector_size(32)));
 };
 template <>
-struct Simd<float> {
+struct Simd<float, 32> {
   typedef float type __attribute__((vector_size(32)));
 };
-template <class T>
-using Vec = typename Simd<T>::type;
-template <class T>
-constexpr int lanes = int(32 / sizeof(T));
+template <>
+struct Simd<double, 64> {
+  typedef double type __attribute__((vector_size(64)));
+};
+template <>
+struct Simd<float, 64> {
+  typedef float type __attribute__((vector_size(64)));
+};
+template <class T, int Bytes>
+using Vec = typename Simd<T, Bytes>::type;
+template <class T, int Bytes>
+constexpr int lanes = int(Bytes / sizeof(T));
 
-template <class T>
-RESODE_INLINE Vec<T> load(const T* p) {
-  Vec<T> v;
+template <class T, int Bytes>
+RESODE_INLINE Vec<T, Bytes> load(const T* p) {
+  Vec<T, Bytes> v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-template <class T>
-RESODE_INLINE void store(T* p, Vec<T> v) {
+template <class T, int Bytes>
+RESODE_INLINE void store(T* p, Vec<T, Bytes> v) {
   std::memcpy(p, &v, sizeof v);
 }
-template <class T>
-RESODE_INLINE T horizontal_sum(Vec<T> v) {
+template <class T, int Bytes>
+RESODE_INLINE T horizontal_sum(Vec<T, Bytes> v) {
   T s = T(0);
-  for (int l = 0; l < lanes<T>; ++l) s += v[l];
+  for (int l = 0; l < lanes<T, Bytes>; ++l) s += v[l];
   return s;
 }
 
-// MR rows of C, columns [j0, j0 + 2 * lanes): acc = A(i0.., :) * B(:, j0..).
-template <class T, int MR>
+// Does this CPU (and OS) run AVX-512F/VL/BW/DQ? Asked once.
+inline bool has_avx512() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(RESODE_NO_CLONES)
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+  }();
+  return yes;
+#else
+  return false;
+#endif
+}
+
+// Rows [0, MR) of C, columns [0, 2 * lanes): C = alpha * A * B (+ C) (+ bias).
+template <class T, int Bytes, int MR>
 RESODE_INLINE void gemm_tile(index_t k, T alpha, const T* A, index_t rsa, index_t csa, const T* B,
-                      index_t ldb, T* C, index_t ldc, bool accumulate) {
-  constexpr int L = lanes<T>;
-  Vec<T> acc[MR][2] = {};
+                             index_t ldb, T* C, index_t ldc, bool accumulate, const T* bias) {
+  constexpr int L = lanes<T, Bytes>;
+  using V = Vec<T, Bytes>;
+  V acc[MR][2] = {};
   for (index_t p = 0; p < k; ++p) {
-    const Vec<T> b0 = load<T>(B + p * ldb), b1 = load<T>(B + p * ldb + L);
-#pragma GCC unroll 4
+    const V b0 = load<T, Bytes>(B + p * ldb), b1 = load<T, Bytes>(B + p * ldb + L);
+#pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const T a = A[i * rsa + p * csa];
       acc[i][0] += a * b0;
@@ -70,87 +97,158 @@ RESODE_INLINE void gemm_tile(index_t k, T alpha, const T* A, index_t rsa, index_
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < 2; ++v) {
       T* c = C + i * ldc + v * L;
-      const Vec<T> value = alpha * acc[i][v];
-      store<T>(c, accumulate ? load<T>(c) + value : value);
+      V value = alpha * acc[i][v];
+      if (accumulate) value += load<T, Bytes>(c);
+      if (bias) value += bias[i];
+      store<T, Bytes>(c, value);
     }
 }
 
 // Columns that do not fill a tile: plain loops.
 template <class T>
-RESODE_INLINE void gemm_edge(index_t rows, index_t cols, index_t k, T alpha, const T* A, index_t rsa,
-                      index_t csa, const T* B, index_t ldb, T* C, index_t ldc, bool accumulate) {
+RESODE_INLINE void gemm_edge(index_t rows, index_t cols, index_t k, T alpha, const T* A,
+                             index_t rsa, index_t csa, const T* B, index_t ldb, T* C,
+                             index_t ldc, bool accumulate, const T* bias) {
   for (index_t i = 0; i < rows; ++i)
     for (index_t j = 0; j < cols; ++j) {
       T s = T(0);
       for (index_t p = 0; p < k; ++p) s += A[i * rsa + p * csa] * B[p * ldb + j];
-      C[i * ldc + j] = accumulate ? C[i * ldc + j] + alpha * s : alpha * s;
+      T value = alpha * s;
+      if (accumulate) value += C[i * ldc + j];
+      if (bias) value += bias[i];
+      C[i * ldc + j] = value;
     }
 }
 
+// The last 1..MR-1 rows: one tile of the right height.
+template <class T, int Bytes, int MR>
+RESODE_INLINE void gemm_rest_rows(index_t rows, index_t k, T alpha, const T* A, index_t rsa,
+                                  index_t csa, const T* B, index_t ldb, T* C, index_t ldc,
+                                  bool accumulate, const T* bias) {
+  if constexpr (MR > 1) {
+    if (rows == MR - 1)
+      gemm_tile<T, Bytes, MR - 1>(k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+    else
+      gemm_rest_rows<T, Bytes, MR - 1>(rows, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate,
+                                       bias);
+  }
+}
+
+template <class T, int Bytes>
+RESODE_INLINE void gemm_impl(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa,
+                             index_t csa, const T* B, index_t ldb, T* C, index_t ldc,
+                             bool accumulate, const T* bias) {
+  constexpr int MR = Bytes == 64 ? 8 : 4;  // AVX-512 has 32 registers: taller tiles
+  constexpr index_t NR = 2 * lanes<T, Bytes>;
+  const index_t n_full = n - n % NR;
+  index_t i = 0;
+  for (; i + MR <= r; i += MR)
+    for (index_t j = 0; j < n_full; j += NR)
+      gemm_tile<T, Bytes, MR>(k, alpha, A + i * rsa, rsa, csa, B + j, ldb, C + i * ldc + j, ldc,
+                              accumulate, bias ? bias + i : nullptr);
+  if (i < r)
+    for (index_t j = 0; j < n_full; j += NR)
+      gemm_rest_rows<T, Bytes, MR>(r - i, k, alpha, A + i * rsa, rsa, csa, B + j, ldb,
+                                   C + i * ldc + j, ldc, accumulate, bias ? bias + i : nullptr);
+  if (n_full < n)
+    gemm_edge(r, n - n_full, k, alpha, A, rsa, csa, B + n_full, ldb, C + n_full, ldc, accumulate,
+              bias);
+}
+
 // RA x RB dot products over n samples: out[i][j] = sum_s A[i*lda + s] * B[j*ldb + s].
-template <class T, int RA, int RB>
+template <class T, int Bytes, int RA, int RB>
 RESODE_INLINE void dot_tile(index_t n, const T* A, index_t lda, const T* B, index_t ldb,
-                     T out[4][4]) {
-  constexpr int L = lanes<T>;
-  Vec<T> acc[RA][RB] = {};
+                            T out[4][4]) {
+  constexpr int L = lanes<T, Bytes>;
+  using V = Vec<T, Bytes>;
+  V acc[RA][RB] = {};
   index_t s = 0;
   for (; s + L <= n; s += L) {
-    Vec<T> a[RA], b[RB];
-    for (int i = 0; i < RA; ++i) a[i] = load<T>(A + i * lda + s);
-    for (int j = 0; j < RB; ++j) b[j] = load<T>(B + j * ldb + s);
+    V a[RA], b[RB];
+    for (int i = 0; i < RA; ++i) a[i] = load<T, Bytes>(A + i * lda + s);
+    for (int j = 0; j < RB; ++j) b[j] = load<T, Bytes>(B + j * ldb + s);
     for (int i = 0; i < RA; ++i)
       for (int j = 0; j < RB; ++j) acc[i][j] += a[i] * b[j];
   }
   for (int i = 0; i < RA; ++i)
     for (int j = 0; j < RB; ++j) {
-      T sum = horizontal_sum<T>(acc[i][j]);
+      T sum = horizontal_sum<T, Bytes>(acc[i][j]);
       for (index_t t = s; t < n; ++t) sum += A[i * lda + t] * B[j * ldb + t];
       out[i][j] = sum;
     }
 }
 
-template <class T, int RA>
+template <class T, int Bytes, int RA>
 RESODE_INLINE void dot_row(index_t n, const T* A, index_t lda, const T* B, index_t ldb, int rb,
-                    T out[4][4]) {
+                           T out[4][4]) {
   switch (rb) {
-    case 4: return dot_tile<T, RA, 4>(n, A, lda, B, ldb, out);
-    case 3: return dot_tile<T, RA, 3>(n, A, lda, B, ldb, out);
-    case 2: return dot_tile<T, RA, 2>(n, A, lda, B, ldb, out);
-    default: return dot_tile<T, RA, 1>(n, A, lda, B, ldb, out);
+    case 4: return dot_tile<T, Bytes, RA, 4>(n, A, lda, B, ldb, out);
+    case 3: return dot_tile<T, Bytes, RA, 3>(n, A, lda, B, ldb, out);
+    case 2: return dot_tile<T, Bytes, RA, 2>(n, A, lda, B, ldb, out);
+    default: return dot_tile<T, Bytes, RA, 1>(n, A, lda, B, ldb, out);
   }
 }
 
-}  // namespace detail
+template <class T, int Bytes>
+RESODE_INLINE void dot_block(index_t n, const T* A, index_t lda, const T* B, index_t ldb, int ra,
+                             int rb, T out[4][4]) {
+  switch (ra) {
+    case 4: return dot_row<T, Bytes, 4>(n, A, lda, B, ldb, rb, out);
+    case 3: return dot_row<T, Bytes, 3>(n, A, lda, B, ldb, rb, out);
+    case 2: return dot_row<T, Bytes, 2>(n, A, lda, B, ldb, rb, out);
+    default: return dot_row<T, Bytes, 1>(n, A, lda, B, ldb, rb, out);
+  }
+}
 
-// C (r x n, row stride ldc) (+)= alpha * A * B, with A(i, p) = A[i*rsa + p*csa] (r x k) and
-// B (k x n, row stride ldb).
-template <class T>
-RESODE_CLONES void gemm(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa,
-                        index_t csa, const T* B, index_t ldb, T* C, index_t ldc, bool accumulate) {
-  constexpr index_t NR = 2 * detail::lanes<T>;
-  const index_t n_full = n - n % NR;
-  index_t i = 0;
-  for (; i + 4 <= r; i += 4)
-    for (index_t j = 0; j < n_full; j += NR)
-      detail::gemm_tile<T, 4>(k, alpha, A + i * rsa, rsa, csa, B + j, ldb, C + i * ldc + j, ldc,
-                              accumulate);
-  if (i < r) {  // the last 1-3 rows
-    for (index_t j = 0; j < n_full; j += NR) {
-      const T* Ai = A + i * rsa;
-      T* Cij = C + i * ldc + j;
-      switch (r - i) {
-        case 3: detail::gemm_tile<T, 3>(k, alpha, Ai, rsa, csa, B + j, ldb, Cij, ldc, accumulate); break;
-        case 2: detail::gemm_tile<T, 2>(k, alpha, Ai, rsa, csa, B + j, ldb, Cij, ldc, accumulate); break;
-        default: detail::gemm_tile<T, 1>(k, alpha, Ai, rsa, csa, B + j, ldb, Cij, ldc, accumulate);
-      }
+// C (r x c) += alpha A B^T by dot products over samples; with `transposed` the (i, j) result
+// goes to C[j*ldc + i] (so C^T += B A^T can be computed as A B^T with the wide side in A).
+// Tiles of RA x 4 dot products: RA = 2 with AVX2 (8 accumulators of 16 registers), RA = 4 with
+// AVX-512 (16 of 32).
+template <class T, int Bytes>
+RESODE_INLINE void gemm_abt_dots_impl(index_t r, index_t c, index_t n, T alpha, const T* A,
+                                      index_t lda, const T* B, index_t ldb, T* C, index_t ldc,
+                                      bool transposed) {
+  constexpr index_t RA = Bytes == 64 ? 4 : 2;
+  T out[4][4];
+  for (index_t i = 0; i < r; i += RA) {
+    const int ra = int(std::min<index_t>(RA, r - i));
+    for (index_t j = 0; j < c; j += 4) {
+      const int rb = int(std::min<index_t>(4, c - j));
+      dot_block<T, Bytes>(n, A + i * lda, lda, B + j * ldb, ldb, ra, rb, out);
+      for (int a = 0; a < ra; ++a)
+        for (int b = 0; b < rb; ++b)
+          (transposed ? C[(j + b) * ldc + i + a] : C[(i + a) * ldc + j + b]) += alpha * out[a][b];
     }
   }
-  if (n_full < n)
-    detail::gemm_edge(r, n - n_full, k, alpha, A, rsa, csa, B + n_full, ldb, C + n_full, ldc,
-                      accumulate);
 }
 
-namespace detail {
+// The compiled instances: 32-byte vectors in the baseline and AVX2 clones, 64-byte vectors
+// for AVX-512.
+template <class T>
+RESODE_CLONES void gemm_v32(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa,
+                            index_t csa, const T* B, index_t ldb, T* C, index_t ldc,
+                            bool accumulate, const T* bias) {
+  gemm_impl<T, 32>(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+}
+template <class T>
+RESODE_AVX512 void gemm_v64(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa,
+                            index_t csa, const T* B, index_t ldb, T* C, index_t ldc,
+                            bool accumulate, const T* bias) {
+  gemm_impl<T, 64>(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+}
+template <class T>
+RESODE_CLONES void gemm_abt_dots_v32(index_t r, index_t c, index_t n, T alpha, const T* A,
+                                     index_t lda, const T* B, index_t ldb, T* C, index_t ldc,
+                                     bool transposed) {
+  gemm_abt_dots_impl<T, 32>(r, c, n, alpha, A, lda, B, ldb, C, ldc, transposed);
+}
+template <class T>
+RESODE_AVX512 void gemm_abt_dots_v64(index_t r, index_t c, index_t n, T alpha, const T* A,
+                                     index_t lda, const T* B, index_t ldb, T* C, index_t ldc,
+                                     bool transposed) {
+  gemm_abt_dots_impl<T, 64>(r, c, n, alpha, A, lda, B, ldb, C, ldc, transposed);
+}
+
 // Per-thread scratch for transposing a block; grows to the largest block seen, never shrinks.
 template <class T>
 T* transpose_buffer(index_t size) {
@@ -172,62 +270,48 @@ RESODE_CLONES void transpose(index_t c, index_t n, const T* B, index_t ldb, T* B
     }
 }
 
-// RA x RB dot products of SIMD vectors over samples, for a C with a narrow side; with
-// `transposed` the (i, j) result goes to C[j*ldc + i] (C^T += B A^T computed as A B^T).
-template <class T>
-RESODE_CLONES void gemm_abt_dots(index_t r, index_t c, index_t n, T alpha, const T* A,
-                                 index_t lda, const T* B, index_t ldb, T* C, index_t ldc,
-                                 bool transposed) {
-  T out[4][4];
-  for (index_t i = 0; i < r; i += 2) {
-    const int ra = int(std::min<index_t>(2, r - i));
-    for (index_t j = 0; j < c; j += 4) {
-      const int rb = int(std::min<index_t>(4, c - j));
-      if (ra == 2)
-        dot_row<T, 2>(n, A + i * lda, lda, B + j * ldb, ldb, rb, out);
-      else
-        dot_row<T, 1>(n, A + i * lda, lda, B + j * ldb, ldb, rb, out);
-      for (int a = 0; a < ra; ++a)
-        for (int b = 0; b < rb; ++b)
-          (transposed ? C[(j + b) * ldc + i + a] : C[(i + a) * ldc + j + b]) += alpha * out[a][b];
-    }
-  }
-}
 }  // namespace detail
 
+// C (r x n, row stride ldc) = alpha * A * B (+ C if accumulate) (+ bias[i] on row i if bias),
+// with A(i, p) = A[i*rsa + p*csa] (r x k) and B (k x n, row stride ldb).
+template <class T>
+void gemm(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa, index_t csa,
+          const T* B, index_t ldb, T* C, index_t ldc, bool accumulate, const T* bias = nullptr) {
+  if (detail::has_avx512())
+    detail::gemm_v64(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+  else
+    detail::gemm_v32(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+}
+
 // C (r x c, row stride ldc) += alpha * A (r x n, row stride lda) * B^T (B: c x n, row stride
-// ldb): sums over samples of outer products, e.g. dW += G X^T. Wide C: B is transposed once
-// (c x n -> n x c, cheap next to the r*c*n products) and the register-tiled gemm does the rest.
+// ldb): sums over samples of outer products, e.g. dW += G X^T.
 template <class T>
 void gemm_abt(index_t r, index_t c, index_t n, T alpha, const T* A, index_t lda, const T* B,
               index_t ldb, T* C, index_t ldc) {
-  // Measured: dot products win while one side of C is narrow (<= 16), transpose + gemm when
-  // both sides are wide. The dot kernel pairs rows of A, so the wide side goes there.
-  if (c <= 16 && c <= r) {
-    detail::gemm_abt_dots(r, c, n, alpha, A, lda, B, ldb, C, ldc, false);
-    return;
-  }
-  if (r <= 16) {
-    detail::gemm_abt_dots(c, r, n, alpha, B, ldb, A, lda, C, ldc, true);
-    return;
-  }
+  // Measured: dot products win while one side of C is narrow (<= 16); when both are wide, B
+  // is transposed once (cheap next to the r*c*n products) and the register-tiled gemm runs.
+  // The dot kernel pairs rows of A, so the wide side goes there.
+  const bool avx512 = detail::has_avx512();
+  auto dots = avx512 ? detail::gemm_abt_dots_v64<T> : detail::gemm_abt_dots_v32<T>;
+  if (c <= 16 && c <= r) return dots(r, c, n, alpha, A, lda, B, ldb, C, ldc, false);
+  if (r <= 16) return dots(c, r, n, alpha, B, ldb, A, lda, C, ldc, true);
   T* Bt = detail::transpose_buffer<T>(n * c);
   detail::transpose(c, n, B, ldb, Bt);
-  gemm(r, c, n, alpha, A, lda, 1, Bt, c, C, ldc, true);
+  gemm(r, c, n, alpha, A, lda, index_t(1), Bt, c, C, ldc, true);
 }
 
 // out[i] += alpha * sum_s A[i*lda + s], i < r: the bias gradient.
 template <class T>
 RESODE_CLONES void row_sums(index_t r, index_t n, T alpha, const T* A, index_t lda, T* out) {
+  constexpr int L = detail::lanes<T, 32>;
   for (index_t i = 0; i < r; ++i) {
     index_t s = 0;
-    constexpr int L = detail::lanes<T>;
-    detail::Vec<T> acc0 = {}, acc1 = {};
+    detail::Vec<T, 32> acc0 = {}, acc1 = {};
     for (; s + 2 * L <= n; s += 2 * L) {
-      acc0 += detail::load<T>(A + i * lda + s);
-      acc1 += detail::load<T>(A + i * lda + s + L);
+      acc0 += detail::load<T, 32>(A + i * lda + s);
+      acc1 += detail::load<T, 32>(A + i * lda + s + L);
     }
-    T sum = detail::horizontal_sum<T>(acc0 + acc1);
+    T sum = detail::horizontal_sum<T, 32>(acc0 + acc1);
     for (; s < n; ++s) sum += A[i * lda + s];
     out[i] += alpha * sum;
   }

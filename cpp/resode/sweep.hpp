@@ -53,10 +53,10 @@ struct GradientOptions {
 // Per-thread cap of the discrete sweep's tape (see the top of this file).
 constexpr double tape_budget_bytes = 256.0 * 1024 * 1024;
 
-// Samples per block: about 64 KiB per (width x block) buffer of doubles, so a step's buffers
+// Samples per block: about 128 KiB per (width x block) buffer of doubles, so a step's buffers
 // stay in L2; a multiple of 16 (two SIMD vectors of floats), between 32 and 256.
 inline index_t block_size(index_t width) {
-  index_t b = 8192 / std::max<index_t>(width, 1);
+  index_t b = 16384 / std::max<index_t>(width, 1);
   b = std::clamp<index_t>(b, 32, 256);
   return b - b % 16;
 }

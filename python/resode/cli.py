@@ -463,7 +463,7 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace, command: str, setup: Mapping[str, Any]) -> int:
     """Train, write the outputs and print the summary (``resode train`` / ``demo``)."""
-    from . import __version__
+    from . import NonFiniteError, __version__
     from .training import TrainingDiverged, fit
 
     X_tr, X_te, y_tr, y_te = setup["data"]
@@ -506,7 +506,10 @@ def _run(args: argparse.Namespace, command: str, setup: Mapping[str, Any]) -> in
         history, status, error = exc.history, 1, str(exc)
     seconds = time.perf_counter() - t0
     # -- outputs --------------------------------------------------------------------------
-    train_acc, test_acc = model.score(X_tr, y_tr), model.score(X_te, y_te)
+    try:
+        train_acc, test_acc = model.score(X_tr, y_tr), model.score(X_te, y_te)
+    except NonFiniteError:  # after a divergence the finite parameters may still overflow
+        train_acc = test_acc = None
     model.save(out / "model.npz")
     history.to_csv(out / "history.csv")
     history.to_json(out / "history.json")
@@ -537,7 +540,10 @@ def _run(args: argparse.Namespace, command: str, setup: Mapping[str, Any]) -> in
     loss = f", final loss {history.loss[-1]:.4g}" if len(history) else ""
     epochs = f"{len(history)} epoch{'s' if len(history) != 1 else ''}"
     print(f"trained {epochs} in {seconds:.1f} s{loss}")
-    print(f"accuracy: train {100 * train_acc:.2f}%, test {100 * test_acc:.2f}%")
+    if train_acc is None or test_acc is None:
+        print("accuracy: not available (the model's states overflow)")
+    else:
+        print(f"accuracy: train {100 * train_acc:.2f}%, test {100 * test_acc:.2f}%")
     for note in notes:
         print(note)
     print(f"wrote {out}{os.sep}: {' '.join(files)}")

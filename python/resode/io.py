@@ -45,7 +45,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from .models import NeuralODE, ResNet, field_param_shapes
+from .models import FIELDS, NeuralODE, ResNet, field_param_shapes
 
 __all__ = ["FORMAT_VERSION", "load", "read_file", "save", "write_file"]
 
@@ -287,6 +287,8 @@ def _check_config(kind: Any, config: Any) -> tuple[type, dict[str, Any]]:
         v = config.get(key, 1)
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 2**31:
             raise ValueError(f"config {key!r} must be a non-negative integer, got {v!r}")
+    if config["field"] not in FIELDS:
+        raise ValueError(f"config 'field' must be one of {list(FIELDS)}, got {config['field']!r}")
     hidden = config["hidden"]
     if hidden is not None and (
         isinstance(hidden, bool) or not isinstance(hidden, int) or not 0 <= hidden <= 2**31

@@ -165,11 +165,12 @@ class NeuralODEClassifier(_ResodeClassifier):
 
     Examples
     --------
-    >>> import resode
+    >>> import numpy as np, resode
     >>> X, y = resode.datasets.moons(100, seed=0)
-    >>> clf = NeuralODEClassifier(epochs=20, random_state=0).fit(X, ["a" if v else "b" for v in y])
-    >>> clf.predict(X[:3]).tolist()
-    ['b', 'a', 'b']
+    >>> labels = np.where(y == 1, "upper", "lower")
+    >>> clf = NeuralODEClassifier(epochs=20, random_state=0).fit(X, labels)
+    >>> clf.classes_.tolist(), clf.predict(X[:2]).shape
+    (['lower', 'upper'], (2,))
     """
 
     def __init__(

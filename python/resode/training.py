@@ -157,7 +157,7 @@ class History:
         if len(lengths) > 1:
             raise ValueError(f"history columns differ in length: {sorted(lengths)}")
         for key in cls._order(data):
-            values = list(data[key])
+            values = [math.nan if v is None and key != "epoch" else v for v in data[key]]
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
                 raise ValueError(f"history column {key!r} must hold numbers")
             h._data[key] = (
@@ -195,13 +195,19 @@ class History:
 
     # -- export ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, list[float]]:
-        """Columns as a dict of new lists (JSON-serialisable)."""
+        """Columns as a dict of new lists."""
         return {k: list(v) for k, v in self._data.items()}
 
+    def to_jsonable(self) -> dict[str, list[float | None]]:
+        """:meth:`to_dict` with non-finite values (e.g. an overflowing gradient norm) as
+        ``None``, for strict JSON; :meth:`from_dict` reads them back as NaN."""
+        return {k: [x if math.isfinite(x) else None for x in v] for k, v in self._data.items()}
+
     def to_json(self, path: PathLike) -> Path:
-        """Write :meth:`to_dict` as a JSON object to ``path``; returns the path."""
+        """Write :meth:`to_jsonable` as a JSON object to ``path``; returns the path."""
         path = Path(os.fspath(path))
-        path.write_text(json.dumps(self.to_dict(), allow_nan=False) + "\n", encoding="utf-8")
+        text = json.dumps(self.to_jsonable(), allow_nan=False)
+        path.write_text(text + "\n", encoding="utf-8")
         return path
 
     def to_csv(self, path: PathLike) -> Path:
@@ -346,7 +352,13 @@ def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
 
 
 def _grad_norm(grads: Mapping[str, np.ndarray]) -> float:
-    return math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
+    """Euclidean norm of all arrays together, scaled so that huge finite entries don't
+    overflow in the squares."""
+    scale = max((float(np.max(np.abs(g))) for g in grads.values() if g.size), default=0.0)
+    if scale == 0.0:
+        return 0.0
+    total = sum(float(np.sum(np.square(g / scale, dtype=np.float64))) for g in grads.values())
+    return scale * math.sqrt(total)
 
 
 def _finite(arrays: Iterable[np.ndarray]) -> bool:
@@ -403,7 +415,7 @@ def _save_checkpoint(
         "epoch": epoch,
         "seed": seed,
         "optimizer": optimizer.config(),
-        "history": history.to_dict(),
+        "history": history.to_jsonable(),
         "settings": dict(settings),
     }
     for key, value in optimizer.state_dict().items():
@@ -707,7 +719,8 @@ def fit(
                     row["val_accuracy"] = model.score(Xv, yv)
             except _core.NonFiniteError as exc:
                 raise TrainingDiverged(
-                    f"training diverged at the end of epoch {epoch + 1} (evaluation): {exc}",
+                    f"training diverged at epoch {epoch + 1}, batch {batches} (evaluating the "
+                    f"epoch's accuracy): {exc}",
                     epoch=epoch + 1,
                     batch=batches,
                     history=history,

@@ -1,0 +1,146 @@
+"""Tests for resode.plot: every function writes a valid image (small models, few points)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+Image = pytest.importorskip("PIL.Image")
+
+import resode  # noqa: E402
+import resode.plot as rplot  # noqa: E402
+
+
+def _check_image(path: Path, *, frames: int | None = None) -> tuple[int, int]:
+    """Assert ``path`` is a readable image (with at least ``frames`` frames); its size."""
+    assert path.is_file() and path.stat().st_size > 0
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        im.load()
+        if frames is not None:
+            assert getattr(im, "n_frames", 1) >= frames
+        return im.size
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[resode.NeuralODE, np.ndarray, np.ndarray, resode.History]:
+    X, y = resode.datasets.concentric_spheres(80, seed=0)
+    model = resode.NeuralODE(2, T=3.0, pieces=4, field="bottleneck", hidden=6, augment=1, seed=0)
+    h = resode.fit(
+        model,
+        X,
+        y,
+        optimizer=resode.optim.Adam(lr=2e-2),
+        epochs=5,
+        validation_data=(X[:20], y[:20]),
+        seed=0,
+        progress=False,
+    )
+    return model, X, y, h
+
+
+def test_trajectories_gif_3d(tmp_path: Path, trained: Any) -> None:
+    model, X, y, _ = trained
+    out = rplot.trajectories(model, X, y, tmp_path / "flow.gif", max_points=40, smooth=2)
+    assert out == tmp_path / "flow.gif"
+    width, _ = _check_image(out, frames=model.steps * 2 + 1)
+    assert width > 100
+
+
+@pytest.mark.parametrize(
+    ("model", "dim"),
+    [
+        (resode.ResNet(2, 3, h=0.3, seed=0), 2),  # D = 2: the plane, decision line
+        (resode.ResNet(2, 2, augment=2, classes=3, seed=0), 2),  # D = 4: first two coordinates
+        (resode.NeuralODE(1, T=1.0, pieces=2, seed=0), 1),  # D = 1: the line
+    ],
+    ids=["2d", "4d", "1d"],
+)
+def test_trajectories_other_dimensions(tmp_path: Path, model: Any, dim: int) -> None:
+    X = np.random.default_rng(0).normal(size=(30, dim))
+    y = np.arange(30) % model.classes
+    one_hot = np.eye(model.classes)[y]  # float targets are accepted as colours too
+    out = rplot.trajectories(model, X, one_hot, str(tmp_path / "a.gif"), max_frames=5)
+    _check_image(out, frames=2)
+
+
+def test_trajectories_argument_errors(tmp_path: Path, trained: Any) -> None:
+    model, X, y, _ = trained
+    with pytest.raises(ValueError, match=r"gif or \.mp4"):
+        rplot.trajectories(model, X, y, tmp_path / "a.png")
+    with pytest.raises(ValueError, match="max_points"):
+        rplot.trajectories(model, X, y, tmp_path / "a.gif", max_points=0)
+    with pytest.raises(ValueError, match="shape"):
+        rplot.trajectories(model, X, y[:5], tmp_path / "a.gif")
+    with pytest.raises(TypeError, match="model"):
+        rplot.trajectories("model", X, y, tmp_path / "a.gif")
+    if shutil.which("ffmpeg") is None:
+        with pytest.raises(RuntimeError, match="ffmpeg"):
+            rplot.trajectories(model, X, y, tmp_path / "a.mp4")
+
+
+def test_trajectories_mp4_with_ffmpeg(tmp_path: Path, trained: Any) -> None:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    model, X, y, _ = trained
+    out = rplot.trajectories(model, X, y, tmp_path / "a.mp4", max_frames=4)
+    assert out.stat().st_size > 0
+
+
+def test_decision_boundary(tmp_path: Path, trained: Any) -> None:
+    model, X, y, _ = trained
+    out = rplot.decision_boundary(
+        model, X[:60], y[:60], X[60:], y[60:], path=tmp_path / "b.png", resolution=40
+    )
+    _check_image(out)
+    three = resode.ResNet(2, 2, classes=3, seed=0)
+    out = rplot.decision_boundary(three, X, y % 3, path=tmp_path / "b3.png", resolution=30)
+    _check_image(out)
+    with pytest.raises(ValueError, match="2-D inputs"):
+        rplot.decision_boundary(
+            resode.ResNet(3, 2, seed=0), np.zeros((4, 3)), np.zeros(4), path=tmp_path / "x.png"
+        )
+    with pytest.raises(ValueError, match="y_test"):
+        rplot.decision_boundary(model, X, y, X, path=tmp_path / "x.png")
+
+
+def test_history_plot_from_history_and_dict(tmp_path: Path, trained: Any) -> None:
+    h = trained[3]
+    _check_image(rplot.history(h, tmp_path / "h.png"))
+    as_dict = {"loss": [1.0, 0.0], "accuracy": [0.5, 1.0]}  # no epoch column, a zero loss
+    _check_image(rplot.history(as_dict, tmp_path / "d.png"))
+    svg = rplot.history(h.to_dict(), tmp_path / "h.svg")  # the format follows the suffix
+    assert svg.read_text().lstrip().startswith("<?xml")
+    with pytest.raises(ValueError, match="accuracy"):
+        rplot.history({"loss": [1.0]}, tmp_path / "x.png")
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        resode.NeuralODE(2, T=2.0, pieces=5, field="bottleneck", hidden=4, seed=0),
+        resode.ResNet(2, 4, seed=0),
+    ],
+    ids=["node", "resnet"],
+)
+def test_controls_and_state_norm(tmp_path: Path, model: Any) -> None:
+    X = np.random.default_rng(0).normal(size=(25, 2))
+    _check_image(rplot.controls(model, tmp_path / "c.png"))
+    _check_image(rplot.state_norm(model, X, tmp_path / "n.png"))
+    _check_image(rplot.state_norm(model, X, tmp_path / "n2.png", y=np.arange(25) % 2))
+    with pytest.raises(ValueError, match="band"):
+        rplot.state_norm(model, X, tmp_path / "n3.png", band=(0.9, 0.1))
+
+
+def test_missing_matplotlib_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r"pip install resode\[plot\]"):
+        rplot.controls(resode.ResNet(2, 2, seed=0), "never.png")
