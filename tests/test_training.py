@@ -411,3 +411,45 @@ def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(sys, "stderr", plain)
     resode.fit(resode.ResNet(2, 2, seed=0), X, y, epochs=3, progress=True)
     assert plain.getvalue() == ""
+
+
+# --------------------------------------------------------------------------- optional deps
+
+_BLOCK_OPTIONAL = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("matplotlib", "sklearn", "tqdm", "PIL", "scipy"):
+            raise ImportError(f"{name} is blocked")
+sys.meta_path.insert(0, Block())
+import resode
+X, y = resode.datasets.moons(20, seed=0)
+resode.fit(resode.ResNet(2, 2, seed=0), X, y, epochs=2, progress=True)
+try:
+    resode.sklearn
+except ImportError as exc:
+    assert "pip install resode[sklearn]" in str(exc), exc
+else:
+    raise AssertionError("resode.sklearn imported without scikit-learn")
+assert callable(resode.plot.trajectories)  # importable; matplotlib is needed only to draw
+print("ok")
+"""
+
+
+def test_import_and_fit_need_only_numpy() -> None:
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-c", _BLOCK_OPTIONAL], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_training_diverged_pickles_with_its_attributes() -> None:
+    import pickle
+
+    h = History()
+    h.append({"epoch": 1, "loss": 0.5})
+    err = pickle.loads(pickle.dumps(TrainingDiverged("boom", epoch=2, batch=3, history=h)))
+    assert (str(err), err.epoch, err.batch, err.history.loss) == ("boom", 2, 3, [0.5])

@@ -26,17 +26,19 @@ inline Activation parse_activation(const std::string& name) {
 
 namespace detail {
 
-// exp(y) for y <= 0 (clamped at -708 so the result stays a normal number).
+// exp(y) for y <= 0, including the subnormal range (y in [-745, -708]) and underflow to 0.
 // y = n*ln2 + r with |r| <= ln2/2; exp(r) = 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2)) (Cephes exp.c);
-// 2^n is added straight into the exponent field, which keeps the loop free of calls.
+// 2^n is applied as two exact power-of-two factors 2^(n/2) 2^(n - n/2), each a normal number,
+// so the loop has no call and no branch.
 inline double exp_nonpositive(double y) {
   constexpr double log2e = 1.4426950408889634073599;
   constexpr double ln2_hi = 6.93145751953125E-1, ln2_lo = 1.42860682030941723212E-6;
   constexpr double round_shift = 0x1.8p52;  // adding it rounds to an integer in the low bits
-  y = y < -708.0 ? -708.0 : y;
+  y = y < -1400.0 ? -1400.0 : y;            // exp(-1400) is 0 in double already
   double kd = y * log2e + round_shift;
-  std::uint64_t n_bits;
-  std::memcpy(&n_bits, &kd, sizeof kd);
+  std::int64_t n;
+  std::memcpy(&n, &kd, sizeof kd);
+  n -= std::int64_t(0x4338000000000000);  // the bits of round_shift: leaves n (<= 0)
   kd -= round_shift;
   const double r = (y - kd * ln2_hi) - kd * ln2_lo;
   const double rr = r * r;
@@ -44,12 +46,13 @@ inline double exp_nonpositive(double y) {
                          9.99999999999999999910E-1);
   const double qx = ((3.00198505138664455042E-6 * rr + 2.52448340349684104192E-3) * rr +
                      2.27265548208155028766E-1) * rr + 2.00000000000000000009E0;
-  double e = 1.0 + 2.0 * (px / (qx - px));
-  std::uint64_t e_bits;
-  std::memcpy(&e_bits, &e, sizeof e);
-  e_bits += n_bits << 52;  // low bits of n_bits hold n (two's complement): exponent += n
-  std::memcpy(&e, &e_bits, sizeof e);
-  return e;
+  const double e = 1.0 + 2.0 * (px / (qx - px));
+  const std::int64_t n1 = n >> 1, n2 = n - n1;  // both in [-1010, 0]
+  const std::int64_t s1_bits = (n1 + 1023) << 52, s2_bits = (n2 + 1023) << 52;
+  double s1, s2;
+  std::memcpy(&s1, &s1_bits, sizeof s1);
+  std::memcpy(&s2, &s2_bits, sizeof s2);
+  return e * s1 * s2;
 }
 
 // tanh(x): for |x| < 0.625 the Cephes rational form x + x z P(z)/Q(z), z = x^2 (no

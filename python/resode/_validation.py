@@ -86,7 +86,7 @@ def as_features(X: Any, dim: int, dtype: np.dtype) -> np.ndarray:
     if arr.ndim != 2 or arr.shape[1] != dim:
         raise ValueError(f"X must have shape (N, {dim}), got shape {arr.shape}")
     if arr.shape[0] == 0:
-        raise ValueError("X must hold at least one sample, got shape (0, {dim})")
+        raise ValueError(f"X must have shape (N, {dim}) with N >= 1, got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=dtype)
     if not np.isfinite(arr).all():
         raise ValueError("X contains NaN or Inf")

@@ -197,7 +197,9 @@ def _add_run_options(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) ->
 
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=_int(0), help="default %(default)s")
-    g.add_argument("--batch-size", type=_int(1), help="default: full batch")
+    g.add_argument(
+        "--batch-size", type=_int(1), help="samples per step (default %(default)s: full batch)"
+    )
     g.add_argument("--optimizer", choices=("adam", "sgd"), help="default %(default)s")
     g.add_argument("--lr", type=_float(positive=True), help="learning rate (default %(default)s)")
     g.add_argument("--momentum", type=_float(), help="SGD momentum (default %(default)s)")
@@ -214,7 +216,9 @@ def _add_run_options(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) ->
     g.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint")
 
     g = p.add_argument_group("output")
-    g.add_argument("--out", metavar="DIR", help="output folder (default %(default)s)")
+    g.add_argument(
+        "--out", metavar="DIR", help="output folder (default %(default)s; None: runs/DATASET-MODEL)"
+    )
     g.add_argument("--no-plots", action="store_true", default=None, help="skip the plots")
     g.add_argument("--no-progress", action="store_true", default=None, help="no progress bar")
     p.set_defaults(**defaults)

@@ -93,6 +93,7 @@ class _Model:
         else:
             self.hidden = None if hidden is None else check_int("hidden", hidden, 1)
         self.D = self.dim + self.augment
+        self._pieces = pieces
         H = self.hidden if self.field == "bottleneck" else self.D
         self.params: dict[str, np.ndarray] = init_params(
             self.field, pieces, self.D, H, self.classes, self.dtype, seed
@@ -114,10 +115,21 @@ class _Model:
     def _theta(self) -> list[np.ndarray]:
         return [self._param(name) for name in field_param_names(self.field)]
 
+    def _param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape every entry of ``params`` must have, from the configuration."""
+        H = self.hidden if self.field == "bottleneck" else self.D
+        shapes = field_param_shapes(self.field, self._pieces, self.D, H)
+        shapes.update({"P": (self.classes, self.D), "c": (self.classes,)})
+        return shapes
+
     def _param(self, name: str) -> np.ndarray:
         if name not in self.params:
             raise ValueError(f"params is missing '{name}'")
-        return as_float_array(f"params['{name}']", self.params[name], self.dtype)
+        value = as_float_array(f"params['{name}']", self.params[name], self.dtype)
+        expected = self._param_shapes()[name]
+        if value.shape != expected:
+            raise ValueError(f"params['{name}'] must have shape {expected}, got {value.shape}")
+        return value
 
     def _X(self, X: Any) -> np.ndarray:
         return as_features(X, self.dim, self.dtype)

@@ -81,11 +81,21 @@ class TrainingDiverged(FloatingPointError):
         The epochs completed before the failure.
     """
 
-    def __init__(self, message: str, *, epoch: int, batch: int, history: History) -> None:
+    def __init__(
+        self, message: str, *, epoch: int = 0, batch: int = 0, history: History | None = None
+    ) -> None:
         super().__init__(message)
         self.epoch = epoch
         self.batch = batch
-        self.history = history
+        self.history = history if history is not None else History()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keep epoch, batch and history through pickling (e.g. from joblib workers)
+        return (
+            type(self),
+            (str(self),),
+            {k: getattr(self, k) for k in ("epoch", "batch", "history")},
+        )
 
 
 class History:
@@ -113,7 +123,8 @@ class History:
         Wall-clock seconds since training started, at the end of the epoch (continues across
         a resumed checkpoint).
 
-    Columns are available as attributes (``history.loss``) and items (``history["loss"]``).
+    Columns are available as attributes (``history.loss``) and items (``history["loss"]``);
+    the ``val_*`` columns read as empty lists when there was no validation data.
 
     Examples
     --------
