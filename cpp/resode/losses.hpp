@@ -4,6 +4,7 @@
 // The 1/N (or 1/(N C)) makes per-block contributions add up to the mean over the whole data set.
 #pragma once
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -43,25 +44,28 @@ void readout(const Readout<T>& r, index_t n, index_t D, const T* x, T* z) {
   detail::affine(r.classes, D, n, r.P, r.c, x, z);
 }
 
-// Loss contribution of samples [first, first + n) with logits z (C x n); when zbar (C x n) is
-// not null it receives weight * d(contribution)/dz. Accumulated in double for float32 too.
+// Loss contribution of samples [first, first + n) with logits z (C x ld, the first n columns
+// real samples); when zbar (C x ld) is not null it receives weight * d(contribution)/dz, and 0
+// in the padding columns n..ld. Accumulated in double for float32 too.
 template <class T>
-double block_loss(const Targets<T>& t, index_t C, index_t first, index_t n, const T* z, T* zbar,
-                  double weight) {
+double block_loss(const Targets<T>& t, index_t C, index_t first, index_t n, index_t ld,
+                  const T* z, T* zbar, double weight) {
   double total = 0.0;
+  if (zbar)
+    for (index_t j = 0; j < C; ++j) std::fill(zbar + j * ld + n, zbar + (j + 1) * ld, T(0));
   if (t.kind == LossKind::cross_entropy) {
     const double scale = 1.0 / double(t.count);
     for (index_t s = 0; s < n; ++s) {
       const std::int64_t label = t.labels[first + s];
       double zmax = z[s];
-      for (index_t j = 1; j < C; ++j) zmax = std::max(zmax, double(z[j * n + s]));
+      for (index_t j = 1; j < C; ++j) zmax = std::max(zmax, double(z[j * ld + s]));
       double sum = 0.0;
-      for (index_t j = 0; j < C; ++j) sum += std::exp(double(z[j * n + s]) - zmax);
-      total += (zmax + std::log(sum) - double(z[label * n + s])) * scale;
+      for (index_t j = 0; j < C; ++j) sum += std::exp(double(z[j * ld + s]) - zmax);
+      total += (zmax + std::log(sum) - double(z[label * ld + s])) * scale;
       if (zbar) {
         for (index_t j = 0; j < C; ++j) {
-          const double softmax = std::exp(double(z[j * n + s]) - zmax) / sum;
-          zbar[j * n + s] = T(weight * scale * (softmax - (j == label ? 1.0 : 0.0)));
+          const double softmax = std::exp(double(z[j * ld + s]) - zmax) / sum;
+          zbar[j * ld + s] = T(weight * scale * (softmax - (j == label ? 1.0 : 0.0)));
         }
       }
     }
@@ -69,9 +73,9 @@ double block_loss(const Targets<T>& t, index_t C, index_t first, index_t n, cons
     const double scale = 1.0 / (double(t.count) * double(C));
     for (index_t s = 0; s < n; ++s)
       for (index_t j = 0; j < C; ++j) {
-        const double r = double(z[j * n + s]) - double(t.values[(first + s) * C + j]);
+        const double r = double(z[j * ld + s]) - double(t.values[(first + s) * C + j]);
         total += r * r * scale;
-        if (zbar) zbar[j * n + s] = T(weight * 2.0 * scale * r);
+        if (zbar) zbar[j * ld + s] = T(weight * 2.0 * scale * r);
       }
   }
   return total;

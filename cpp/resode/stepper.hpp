@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "buffer.hpp"
 #include "fields.hpp"
 #include "tableau.hpp"
 
@@ -61,7 +62,7 @@ class ReverseWork {
  public:
   ReverseWork(const FieldParams<T>& f, int stages, index_t capacity) {
     const index_t len = f.D * capacity;
-    memory_.assign(std::size_t((stages + 2) * len + f.scratch_size(capacity)), T(0));
+    memory_ = Buffer<T>((stages + 2) * len + f.scratch_size(capacity));
     T* p = memory_.data();
     for (int i = 0; i < stages; ++i) Y[i] = p, p += len;
     kbar = p, p += len;
@@ -74,7 +75,7 @@ class ReverseWork {
   T* scratch = nullptr;
 
  private:
-  std::vector<T> memory_;
+  Buffer<T> memory_;
 };
 
 namespace detail {

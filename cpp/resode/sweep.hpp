@@ -75,18 +75,31 @@ struct TapePlan {
   index_t segment = 0, checkpoints = 0, slot = 0;  // slot: elements per step on the tape
 };
 
+// One block: samples [first, first + real), computed as n >= real columns. The padding columns
+// repeat the last real sample (so they stay exactly as finite as it is) and get a zero
+// cotangent, so they add exact zeros to every gradient. Padding to whole SIMD tiles keeps the
+// kernels free of scalar edge loops, which matters for tiny N.
+struct Block {
+  index_t first, real, n;
+};
+
 // Blocks of the data set and the first non-finite step seen in each (steps + 1 = none).
 template <class T>
 struct BlockPlan {
+  static constexpr index_t pad = 128 / sizeof(T);  // one 2-vector AVX-512 tile of columns
+  static index_t round_up(index_t n) { return (n + pad - 1) / pad * pad; }
+
   explicit BlockPlan(const Problem<T>& pb)
-      : rows(block_size(std::max(pb.dyn.field.D, pb.dyn.field.H))),
+      : rows(round_up(std::min(block_size(std::max(pb.dyn.field.D, pb.dyn.field.H)), pb.N))),
         count((pb.N + rows - 1) / rows),
         threads(int(std::clamp<index_t>(get_num_threads(), 1, std::max<index_t>(count, 1)))),
         first_bad(std::size_t(count), pb.dyn.steps() + 1) {}
-  index_t first(index_t b) const { return b * rows; }
-  index_t size(const Problem<T>& pb, index_t b) const { return std::min(rows, pb.N - b * rows); }
+  Block block(const Problem<T>& pb, index_t b) const {
+    const index_t real = std::min(rows, pb.N - b * rows);
+    return {b * rows, real, round_up(real)};
+  }
 
-  index_t rows, count;
+  index_t rows, count;  // rows: samples per block, a multiple of pad
   int threads;
   std::vector<index_t> first_bad;
 };
@@ -101,7 +114,7 @@ struct SweepState {
     const index_t zlen = std::max<index_t>(pb.readout.classes, 1) * capacity;
     const index_t stage_len = StepStages<T>::size(f, pb.dyn.tab.stages, capacity);
     const index_t tape_len = tape.segment > 0 ? (tape.segment + 1) * tape.slot : stage_len;
-    memory.assign(std::size_t(4 * len + 2 * zlen + tape.checkpoints * len + tape_len), T(0));
+    memory = Buffer<T>(4 * len + 2 * zlen + tape.checkpoints * len + tape_len);
     T* p = memory.data();
     cur = p, p += len;
     next = p, p += len;
@@ -128,32 +141,36 @@ struct SweepState {
   ReverseWork<T> reverse;
   TapePlan tape_plan;
   StepStages<T> scratch_stages;  // stage buffers of the forward-only sweeps (front of the tape)
-  std::vector<T> memory, grads;
+  Buffer<T> memory;
+  std::vector<T> grads;  // this thread's share of the parameter gradients (zeroed)
   T *cur, *next, *xbar, *tmp, *z, *zbar, *checkpoint_states, *tape_memory;
   index_t len;
 };
 
-// x0 (D x n) = [X rows, zeros]^T for samples [first, first + n).
+// x0 (D x n) = [X rows, zeros]^T for the block's samples; padding columns repeat the last one.
 template <class T>
-void load_initial_state(const Problem<T>& pb, index_t first, index_t n, T* x) {
-  const index_t D = pb.dyn.field.D, dim = pb.dim();
+void load_initial_state(const Problem<T>& pb, const Block& blk, T* x) {
+  const index_t D = pb.dyn.field.D, dim = pb.dim(), n = blk.n;
   for (index_t d = 0; d < D; ++d)
-    for (index_t s = 0; s < n; ++s) x[d * n + s] = d < dim ? pb.X[(first + s) * dim + d] : T(0);
+    for (index_t s = 0; s < n; ++s) {
+      const index_t sample = blk.first + std::min(s, blk.real - 1);
+      x[d * n + s] = d < dim ? pb.X[sample * dim + d] : T(0);
+    }
 }
 
-// out rows [first, first + n) of a row-major (N, width) array = the first `width` features of
-// the block x (D x n).
+// The block's rows of a row-major (N, width) array = the first `width` features of x (D x n).
 template <class T>
-void store_rows(index_t first, index_t n, index_t width, const T* x, T* out) {
-  for (index_t s = 0; s < n; ++s)
-    for (index_t d = 0; d < width; ++d) out[(first + s) * width + d] = x[d * n + s];
+void store_rows(const Block& blk, index_t width, const T* x, T* out) {
+  for (index_t s = 0; s < blk.real; ++s)
+    for (index_t d = 0; d < width; ++d) out[(blk.first + s) * width + d] = x[d * blk.n + s];
 }
 
-// The block x (D x n) = rows [first, first + n) of a row-major (N, D) array.
+// The block x (D x n) = its rows of a row-major (N, D) array; zeros in the padding columns.
 template <class T>
-void load_rows(index_t first, index_t n, index_t D, const T* in, T* x) {
+void load_rows(const Block& blk, index_t D, const T* in, T* x) {
   for (index_t d = 0; d < D; ++d)
-    for (index_t s = 0; s < n; ++s) x[d * n + s] = in[(first + s) * D + d];
+    for (index_t s = 0; s < blk.n; ++s)
+      x[d * blk.n + s] = s < blk.real ? in[(blk.first + s) * D + d] : T(0);
 }
 
 // Throws non_finite_error naming the first step (over all blocks) whose state was not finite.
@@ -170,15 +187,15 @@ void raise_if_non_finite(const Problem<T>& pb, const BlockPlan<T>& plan) {
   throw non_finite_error(msg.str(), long(bad), t);
 }
 
-// Data loss of the states x (samples [first, first + n)) times `weight`; with `grad`,
+// Data loss of the block's states x (D x n) times `weight`; with `grad`,
 // xbar (+)= weight * dl/dx and the thread's dP, dc += weight * dl/d(P, c).
 template <class T>
 double state_loss(const Problem<T>& pb, const Targets<T>& targets, SweepState<T>& st,
-                  index_t first, index_t n, const T* x, double weight, bool grad,
-                  bool accumulate) {
-  const index_t D = pb.dyn.field.D, C = pb.readout.classes;
+                  const Block& blk, const T* x, double weight, bool grad, bool accumulate) {
+  const index_t D = pb.dyn.field.D, C = pb.readout.classes, n = blk.n;
   readout(pb.readout, n, D, x, st.z);
-  const double l = block_loss(targets, C, first, n, st.z, grad ? st.zbar : nullptr, weight);
+  const double l =
+      block_loss(targets, C, blk.first, blk.real, n, st.z, grad ? st.zbar : nullptr, weight);
   if (grad) readout_vjp(pb.readout, n, D, x, st.zbar, st.xbar, accumulate, st.dP(pb), st.dc(pb));
   return weight * l;
 }
@@ -194,20 +211,20 @@ double trapezoid_weight(const Problem<T>& pb, index_t j) {
 // leaves d loss/d x0 in st.xbar; with a cotangent (N, D) on x_S instead: returns 0.
 template <class Act, class T>
 double discrete_block(const Problem<T>& pb, const Targets<T>* targets, const T* cotangent,
-                      bool turnpike, SweepState<T>& st, index_t cap, index_t first, index_t n,
+                      bool turnpike, SweepState<T>& st, index_t cap, const Block& blk,
                       index_t& bad) {
-  const index_t len = pb.dyn.field.D * n, steps = pb.dyn.steps();
+  const index_t n = blk.n, len = pb.dyn.field.D * n, steps = pb.dyn.steps();
   const index_t segment = st.tape_plan.segment;
   const bool single = segment == steps;  // the forward sweep fills the tape directly
   double loss = 0.0;
   // Forward: states on the tape (single segment) or checkpoints every `segment` steps.
   T* x = single ? st.slot_state(0) : st.cur;
-  load_initial_state(pb, first, n, x);
+  load_initial_state(pb, blk, x);
   for (index_t j = 0; j < steps; ++j) {
     if (!single && j % segment == 0)
       std::copy(x, x + len, st.checkpoint_states + (j / segment) * st.len);
     if (turnpike)
-      loss += state_loss(pb, *targets, st, first, n, x, trapezoid_weight(pb, j), false, false);
+      loss += state_loss(pb, *targets, st, blk, x, trapezoid_weight(pb, j), false, false);
     T* x_next = single ? st.slot_state(j + 1) : st.next;
     StepStages<T> stages = single ? st.slot_stages(pb, j, cap) : st.slot_stages(pb, 0, cap);
     rk_step<Act>(pb.dyn, j, n, x, x_next, stages);
@@ -221,9 +238,9 @@ double discrete_block(const Problem<T>& pb, const Targets<T>* targets, const T* 
   // Cotangent of the final state.
   if (targets) {
     const double w = turnpike ? trapezoid_weight(pb, steps) : 1.0;
-    loss += state_loss(pb, *targets, st, first, n, x, w, true, false);
+    loss += state_loss(pb, *targets, st, blk, x, w, true, false);
   } else {
-    load_rows(first, n, pb.dyn.field.D, cotangent, st.xbar);
+    load_rows(blk, pb.dyn.field.D, cotangent, st.xbar);
   }
   // Reverse sweep, segment by segment from the end.
   for (index_t s = (steps - 1) / segment; s >= 0; --s) {
@@ -241,7 +258,7 @@ double discrete_block(const Problem<T>& pb, const Targets<T>* targets, const T* 
       stages.X[0] = st.slot_state(j - j0);
       rk_step_vjp<Act>(pb.dyn, j, n, stages, st.xbar, st.dfield(), st.reverse);
       if (turnpike)
-        state_loss(pb, *targets, st, first, n, stages.X[0], trapezoid_weight(pb, j), true, true);
+        state_loss(pb, *targets, st, blk, stages.X[0], trapezoid_weight(pb, j), true, true);
     }
   }
   return loss;
@@ -254,11 +271,11 @@ struct RunningCost {
   const Problem<T>& pb;
   const Targets<T>& targets;
   SweepState<T>& st;
-  index_t first;
+  const Block& blk;
   void operator()(index_t n, const T* X, T* Ka, double weight) const {
     const index_t D = pb.dyn.field.D, C = pb.readout.classes;
     readout(pb.readout, n, D, X, st.z);
-    block_loss(targets, C, first, n, st.z, st.zbar, 1.0);
+    block_loss(targets, C, blk.first, blk.real, n, st.z, st.zbar, 1.0);
     gemm(D, n, C, T(-1), pb.readout.P, 1, D, st.zbar, n, Ka, n, true);  // Ka -= P^T zbar
     detail::affine_param_grads(C, D, n, T(weight), st.zbar, X, st.dP(pb), st.dc(pb));
   }
@@ -268,14 +285,14 @@ struct RunningCost {
 // (x, a, g) back to t = 0. Leaves a(0) = d loss/d x0 in st.xbar.
 template <class Act, class T>
 double backsolve_block(const Problem<T>& pb, const Targets<T>* targets, const T* cotangent,
-                       bool turnpike, SweepState<T>& st, index_t first, index_t n, index_t& bad) {
-  const index_t len = pb.dyn.field.D * n, steps = pb.dyn.steps();
+                       bool turnpike, SweepState<T>& st, const Block& blk, index_t& bad) {
+  const index_t n = blk.n, len = pb.dyn.field.D * n, steps = pb.dyn.steps();
   StepStages<T>& stages = st.scratch_stages;
   double loss = 0.0;
-  load_initial_state(pb, first, n, st.cur);
+  load_initial_state(pb, blk, st.cur);
   for (index_t j = 0; j < steps; ++j) {
     if (turnpike)
-      loss += state_loss(pb, *targets, st, first, n, st.cur, trapezoid_weight(pb, j), false, false);
+      loss += state_loss(pb, *targets, st, blk, st.cur, trapezoid_weight(pb, j), false, false);
     rk_step<Act>(pb.dyn, j, n, st.cur, st.next, stages);
     if (!all_finite(len, st.next)) {
       bad = j;
@@ -285,18 +302,18 @@ double backsolve_block(const Problem<T>& pb, const Targets<T>* targets, const T*
   }
   // a(T): the terminal loss gradient, the given cotangent, or 0 for the pure running cost.
   if (targets && turnpike) {
-    loss += state_loss(pb, *targets, st, first, n, st.cur, trapezoid_weight(pb, steps), false,
+    loss += state_loss(pb, *targets, st, blk, st.cur, trapezoid_weight(pb, steps), false,
                        false);
     std::fill(st.xbar, st.xbar + len, T(0));
   } else if (targets) {
-    loss += state_loss(pb, *targets, st, first, n, st.cur, 1.0, true, false);
+    loss += state_loss(pb, *targets, st, blk, st.cur, 1.0, true, false);
   } else {
-    load_rows(first, n, pb.dyn.field.D, cotangent, st.xbar);
+    load_rows(blk, pb.dyn.field.D, cotangent, st.xbar);
   }
   for (index_t j = steps - 1; j >= 0; --j) {
     if (targets && turnpike)
       backsolve_step<Act>(pb.dyn, j, n, st.cur, st.xbar, st.dfield(), stages, st.reverse,
-                          RunningCost<T>{pb, *targets, st, first});
+                          RunningCost<T>{pb, *targets, st, blk});
     else
       backsolve_step<Act>(pb.dyn, j, n, st.cur, st.xbar, st.dfield(), stages, st.reverse,
                           NoSource{});
@@ -330,8 +347,8 @@ TapePlan plan_tape(const Problem<T>& pb, index_t cap, index_t checkpoints, bool 
   return t;
 }
 
-// Forward-only sweep of every block: calls on_final(state, block, first, n) with x_S (D x n),
-// and on_state(j, x_j, first, n) for every state when given.
+// Forward-only sweep of every block: calls on_state(j, x_j, block) for every state and
+// on_final(state, block) with x_S (D x n) in state.cur.
 template <class T, class OnState, class OnFinal>
 void forward_sweep(const Problem<T>& pb, BlockPlan<T>& plan, OnState on_state, OnFinal on_final) {
   const index_t D = pb.dyn.field.D, steps = pb.dyn.steps();
@@ -342,9 +359,10 @@ void forward_sweep(const Problem<T>& pb, BlockPlan<T>& plan, OnState on_state, O
       if (!states[t])
         states[t] = std::make_unique<SweepState<T>>(pb, plan.rows, TapePlan{}, false);
       auto& st = *states[t];
-      const index_t first = plan.first(b), n = plan.size(pb, b);
-      load_initial_state(pb, first, n, st.cur);
-      on_state(index_t(0), st.cur, first, n);
+      const Block blk = plan.block(pb, b);
+      const index_t n = blk.n;
+      load_initial_state(pb, blk, st.cur);
+      on_state(index_t(0), st.cur, blk);
       for (index_t j = 0; j < steps; ++j) {
         rk_step<Act>(pb.dyn, j, n, st.cur, st.next, st.scratch_stages);
         if (!all_finite(D * n, st.next)) {
@@ -352,9 +370,9 @@ void forward_sweep(const Problem<T>& pb, BlockPlan<T>& plan, OnState on_state, O
           return;
         }
         std::swap(st.cur, st.next);
-        on_state(j + 1, st.cur, first, n);
+        on_state(j + 1, st.cur, blk);
       }
-      on_final(st, first, n);
+      on_final(st, blk);
     });
   });
   raise_if_non_finite(pb, plan);
@@ -369,10 +387,10 @@ void trajectory(const Problem<T>& pb, T* out) {
   const index_t D = pb.dyn.field.D, slice = pb.N * D;
   detail::forward_sweep(
       pb, plan,
-      [&](index_t j, const T* x, index_t first, index_t n) {
-        detail::store_rows(first, n, D, x, out + j * slice);
+      [&](index_t j, const T* x, const detail::Block& blk) {
+        detail::store_rows(blk, D, x, out + j * slice);
       },
-      [](auto&, index_t, index_t) {});
+      [](auto&, const detail::Block&) {});
 }
 
 // Logits of the final states: out (N, classes), row-major.
@@ -381,10 +399,10 @@ void logits(const Problem<T>& pb, T* out) {
   detail::BlockPlan<T> plan(pb);
   const index_t D = pb.dyn.field.D, C = pb.readout.classes;
   detail::forward_sweep(
-      pb, plan, [](index_t, const T*, index_t, index_t) {},
-      [&](detail::SweepState<T>& st, index_t first, index_t n) {
-        readout(pb.readout, n, D, st.cur, st.z);
-        detail::store_rows(first, n, C, st.z, out);
+      pb, plan, [](index_t, const T*, const detail::Block&) {},
+      [&](detail::SweepState<T>& st, const detail::Block& blk) {
+        readout(pb.readout, blk.n, D, st.cur, st.z);
+        detail::store_rows(blk, C, st.z, out);
       });
 }
 
@@ -406,13 +424,13 @@ double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* 
     parallel_blocks(plan.count, plan.threads, [&](int t, index_t b) {
       if (!states[t]) states[t] = std::make_unique<SweepState<T>>(pb, plan.rows, tape, true);
       auto& st = *states[t];
-      const index_t first = plan.first(b), n = plan.size(pb, b);
+      const Block blk = plan.block(pb, b);
       index_t& bad = plan.first_bad[b];
       block_losses[b] = discrete ? discrete_block<Act>(pb, targets, cotangent, opt.turnpike, st,
-                                                       plan.rows, first, n, bad)
+                                                       plan.rows, blk, bad)
                                  : backsolve_block<Act>(pb, targets, cotangent, opt.turnpike, st,
-                                                        first, n, bad);
-      if (dX) store_rows(first, n, pb.dim(), st.xbar, dX);
+                                                        blk, bad);
+      if (dX) store_rows(blk, pb.dim(), st.xbar, dX);
     });
   });
   raise_if_non_finite(pb, plan);

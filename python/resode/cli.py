@@ -163,7 +163,10 @@ def _add_run_options(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) ->
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=_DATASET_CHOICES, help="data set (default %(default)s)")
     g.add_argument(
-        "--n-samples", type=_int(4), metavar="N", help="samples in all (default %(default)s)"
+        "--n-samples",
+        type=_int(4),
+        metavar="N",
+        help="samples in all (default %(default)s; digits: all 1797)",
     )
     g.add_argument("--dim", type=_int(1), help="dimension of the spheres data set (default 2)")
     g.add_argument("--noise", type=_float(), help="noise of moons / spirals")
@@ -529,7 +532,7 @@ def _run(args: argparse.Namespace, command: str, setup: Mapping[str, Any]) -> in
         "results": {
             "epochs": len(history),
             "seconds": seconds,
-            "final_loss": history.loss[-1] if len(history) else None,
+            "final_loss": history.to_jsonable()["loss"][-1] if len(history) else None,
             "train_accuracy": train_acc,
             "test_accuracy": test_acc,
             "diverged": error or None,

@@ -538,8 +538,9 @@ def fit(
         ``np.random.default_rng([seed, e]).permutation(N)``; otherwise in order.
     seed : int or None
         Seed of the shuffling. Two runs with the same model (same ``model.seed``), data,
-        optimiser and ``seed`` give bitwise identical parameters. ``None``: a fresh random seed
-        (stored in checkpoints, so resuming still replays the same order).
+        optimiser and ``seed`` give bitwise identical parameters (with the same number of
+        core threads: the core's reductions over samples are split per thread). ``None``: a
+        fresh random seed (stored in checkpoints, so resuming still replays the same order).
     validation_data : tuple (X_val, y_val), optional
         Evaluated at the end of every epoch (``val_loss``, ``val_accuracy``).
     bound : float or None
