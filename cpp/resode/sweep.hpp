@@ -2,13 +2,15 @@
 // vector-Jacobian product of the flow map. These are the core's public entry points; ResNets
 // and neural ODEs both run through them (a ResNet is the Euler tableau with dt = h).
 //
-// Work decomposition: samples are cut into fixed blocks of block_size(width) samples
-// (independent of the thread count); each block runs through all steps while its states stay
-// in cache, in the feature-major layout of linalg.hpp (inputs and outputs are row-major (N, D)
-// and transposed per block on the way in and out). Threads take contiguous ranges of blocks and
-// accumulate parameter gradients in their own buffer; buffers are added in thread order and
-// block losses in block order, so results are bitwise reproducible for a fixed thread count and
-// differ across thread counts only by round-off.
+// Work decomposition: samples are cut into fixed blocks of block_size(width) samples; each
+// block runs through all steps while its states stay in cache, in the feature-major layout of
+// linalg.hpp (inputs and outputs are row-major (N, D) and transposed per block on the way in
+// and out). Consecutive blocks form at most max_groups groups; each group accumulates its
+// parameter gradients in its own buffer, in block order, whichever thread runs it (threads take
+// groups dynamically), and the group buffers are added in group order at the end. Blocks and
+// groups depend only on N and the widths, never on the thread count or the timing, so results
+// are bitwise identical for any number of threads. Small problems run on one thread (see
+// min_work_per_thread).
 //
 // Memory of the discrete gradient, per thread, for blocks of B samples of width D:
 //   a tape of (S + 1) slots, one per step of a segment of S steps: the state (D x B) and the
@@ -52,6 +54,11 @@ struct GradientOptions {
 
 // Per-thread cap of the discrete sweep's tape (see the top of this file).
 constexpr double tape_budget_bytes = 256.0 * 1024 * 1024;
+// At most this many gradient accumulators (groups of blocks) per call.
+constexpr index_t max_groups = 8;
+// Multiply-adds a thread must get before a second one starts (about 0.1 ms of work): below
+// that, starting and joining threads costs more than it saves.
+constexpr double min_work_per_thread = 2.0e6;
 
 // Samples per block: about 128 KiB per (width x block) buffer of doubles, so a step's buffers
 // stay in L2; a multiple of 16 (two SIMD vectors of floats), between 32 and 256.
@@ -92,22 +99,33 @@ struct BlockPlan {
   explicit BlockPlan(const Problem<T>& pb)
       : rows(round_up(std::min(block_size(std::max(pb.dyn.field.D, pb.dyn.field.H)), pb.N))),
         count((pb.N + rows - 1) / rows),
-        threads(int(std::clamp<index_t>(get_num_threads(), 1, std::max<index_t>(count, 1)))),
-        first_bad(std::size_t(count), pb.dyn.steps() + 1) {}
+        groups(std::min(count, max_groups)),
+        first_bad(std::size_t(count), pb.dyn.steps() + 1) {
+    // Multiply-adds of one forward sweep (the backward costs about twice as much).
+    const auto& f = pb.dyn.field;
+    const double per_sample_step = double(pb.dyn.tab.stages) * double(f.D) * double(f.H) *
+                                   (f.bottleneck() ? 2.0 : 1.0);
+    const double work = 3.0 * double(pb.N) * double(pb.dyn.steps()) * per_sample_step;
+    const auto by_work = index_t(work / min_work_per_thread) + 1;
+    threads = int(std::clamp<index_t>(std::min<index_t>(get_num_threads(), by_work), 1,
+                                      std::max<index_t>(count, 1)));
+  }
   Block block(const Problem<T>& pb, index_t b) const {
     const index_t real = std::min(rows, pb.N - b * rows);
     return {b * rows, real, round_up(real)};
   }
+  // Blocks [group_begin(g), group_begin(g + 1)) form group g.
+  index_t group_begin(index_t g) const { return count * g / groups; }
 
-  index_t rows, count;  // rows: samples per block, a multiple of pad
-  int threads;
+  index_t rows, count, groups;  // rows: samples per block, a multiple of pad
+  int threads = 1;
   std::vector<index_t> first_bad;
 };
 
 // One thread's workspace, allocated once per call (all buffers sized for full blocks).
 template <class T>
 struct SweepState {
-  SweepState(const Problem<T>& pb, index_t capacity, const TapePlan& tape, bool want_grads)
+  SweepState(const Problem<T>& pb, index_t capacity, const TapePlan& tape)
       : reverse(pb.dyn.field, pb.dyn.tab.stages, capacity), tape_plan(tape) {
     const auto& f = pb.dyn.field;
     const index_t len = f.D * capacity;
@@ -126,23 +144,26 @@ struct SweepState {
     tape_memory = p;
     scratch_stages = StepStages<T>::carve(f, pb.dyn.tab.stages, capacity, p);
     this->len = len;
+  }
+  // Elements of one gradient accumulator: field parameters, then P, then c.
+  static index_t gradient_size(const Problem<T>& pb) {
     const index_t C = pb.readout.classes;
-    if (want_grads) grads.assign(std::size_t(f.size() + C * f.D + C), T(0));
+    return pb.dyn.field.size() + C * pb.dyn.field.D + C;
   }
   // Slot j of the tape: the state x_j, then the stages of step j.
   T* slot_state(index_t j) { return tape_memory + j * tape_plan.slot; }
   StepStages<T> slot_stages(const Problem<T>& pb, index_t j, index_t capacity) {
     return StepStages<T>::carve(pb.dyn.field, pb.dyn.tab.stages, capacity, slot_state(j) + len);
   }
-  T* dfield() { return grads.data(); }
-  T* dP(const Problem<T>& pb) { return grads.data() + pb.dyn.field.size(); }
+  T* dfield() { return grads; }
+  T* dP(const Problem<T>& pb) { return grads + pb.dyn.field.size(); }
   T* dc(const Problem<T>& pb) { return dP(pb) + pb.readout.classes * pb.dyn.field.D; }
 
   ReverseWork<T> reverse;
   TapePlan tape_plan;
   StepStages<T> scratch_stages;  // stage buffers of the forward-only sweeps (front of the tape)
   Buffer<T> memory;
-  std::vector<T> grads;  // this thread's share of the parameter gradients (zeroed)
+  T* grads = nullptr;  // the accumulator of the group being swept (gradient_size elements)
   T *cur, *next, *xbar, *tmp, *z, *zbar, *checkpoint_states, *tape_memory;
   index_t len;
 };
@@ -355,9 +376,8 @@ void forward_sweep(const Problem<T>& pb, BlockPlan<T>& plan, OnState on_state, O
   std::vector<std::unique_ptr<SweepState<T>>> states(std::size_t(plan.threads));
   with_activation(pb.dyn.activation, [&](auto act) {
     using Act = decltype(act);
-    parallel_blocks(plan.count, plan.threads, [&](int t, index_t b) {
-      if (!states[t])
-        states[t] = std::make_unique<SweepState<T>>(pb, plan.rows, TapePlan{}, false);
+    parallel_for(plan.count, plan.threads, [&](int t, index_t b) {
+      if (!states[t]) states[t] = std::make_unique<SweepState<T>>(pb, plan.rows, TapePlan{});
       auto& st = *states[t];
       const Block blk = plan.block(pb, b);
       const index_t n = blk.n;
@@ -409,8 +429,8 @@ void logits(const Problem<T>& pb, T* out) {
 namespace detail {
 
 // Shared driver of loss_and_grad and vjp: runs the chosen block sweep on every block, reduces
-// the thread gradients in order into `dfield` (and dP, dc), writes dX (N, dim) if asked, and
-// returns the summed block losses.
+// the group gradients in group order into `dfield` (and dP, dc), writes dX (N, dim) if asked,
+// and returns the block losses summed in block order.
 template <class T>
 double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* cotangent,
                       const GradientOptions& opt, T* dfield, T* dP, T* dc, T* dX) {
@@ -419,31 +439,37 @@ double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* 
   const TapePlan tape = plan_tape(pb, plan.rows, opt.checkpoints, discrete);
   std::vector<std::unique_ptr<SweepState<T>>> states(std::size_t(plan.threads));
   std::vector<double> block_losses(std::size_t(plan.count), 0.0);
+  const index_t gsize = SweepState<T>::gradient_size(pb);
+  std::vector<T> group_grads(std::size_t(plan.groups * gsize), T(0));
   with_activation(pb.dyn.activation, [&](auto act) {
     using Act = decltype(act);
-    parallel_blocks(plan.count, plan.threads, [&](int t, index_t b) {
-      if (!states[t]) states[t] = std::make_unique<SweepState<T>>(pb, plan.rows, tape, true);
+    parallel_for(plan.groups, plan.threads, [&](int t, index_t g) {
+      if (!states[t]) states[t] = std::make_unique<SweepState<T>>(pb, plan.rows, tape);
       auto& st = *states[t];
-      const Block blk = plan.block(pb, b);
-      index_t& bad = plan.first_bad[b];
-      block_losses[b] = discrete ? discrete_block<Act>(pb, targets, cotangent, opt.turnpike, st,
-                                                       plan.rows, blk, bad)
-                                 : backsolve_block<Act>(pb, targets, cotangent, opt.turnpike, st,
-                                                        blk, bad);
-      if (dX) store_rows(blk, pb.dim(), st.xbar, dX);
+      st.grads = group_grads.data() + g * gsize;
+      for (index_t b = plan.group_begin(g); b < plan.group_begin(g + 1); ++b) {
+        const Block blk = plan.block(pb, b);
+        index_t& bad = plan.first_bad[b];
+        block_losses[b] = discrete ? discrete_block<Act>(pb, targets, cotangent, opt.turnpike,
+                                                         st, plan.rows, blk, bad)
+                                   : backsolve_block<Act>(pb, targets, cotangent, opt.turnpike,
+                                                          st, blk, bad);
+        if (bad <= pb.dyn.steps()) return;
+        if (dX) store_rows(blk, pb.dim(), st.xbar, dX);
+      }
     });
   });
   raise_if_non_finite(pb, plan);
-  // Reduce in thread order (deterministic for a fixed thread count).
+  // Reduce in group order: the same sums in the same order for any thread count.
   const index_t nf = pb.dyn.field.size(), C = pb.readout.classes, D = pb.dyn.field.D;
   std::fill(dfield, dfield + nf, T(0));
   if (dP) std::fill(dP, dP + C * D, T(0)), std::fill(dc, dc + C, T(0));
-  for (auto& st : states) {
-    if (!st) continue;
-    for (index_t i = 0; i < nf; ++i) dfield[i] += st->grads[i];
+  for (index_t g = 0; g < plan.groups; ++g) {
+    const T* acc = group_grads.data() + g * gsize;
+    for (index_t i = 0; i < nf; ++i) dfield[i] += acc[i];
     if (dP) {
-      for (index_t i = 0; i < C * D; ++i) dP[i] += st->dP(pb)[i];
-      for (index_t i = 0; i < C; ++i) dc[i] += st->dc(pb)[i];
+      for (index_t i = 0; i < C * D; ++i) dP[i] += acc[nf + i];
+      for (index_t i = 0; i < C; ++i) dc[i] += acc[nf + C * D + i];
     }
   }
   double loss = 0.0;

@@ -1,7 +1,4 @@
 // The core's thread pool: OpenMP over blocks of samples when built with RESODE_OPENMP.
-// Work is split into fixed blocks, and each thread takes one contiguous range of blocks
-// (static schedule), so for a fixed thread count every sum is formed in the same order and
-// results are bitwise reproducible. A run never uses more threads than it has blocks.
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -38,33 +35,33 @@ inline void set_num_threads(int n) {
   detail::requested_threads().store(n);
 }
 
-// Calls body(thread, block) for every block in [0, blocks), thread t < threads taking the
-// contiguous range [t*blocks/threads, (t+1)*blocks/threads). An exception thrown by body is
-// caught inside the parallel region and rethrown after it (the first one wins).
+// Calls body(thread, item) for every item in [0, items) on `threads` threads; items are handed
+// out one at a time as threads become free (dynamic schedule), so a thread that the OS
+// descheduled does not hold the others up. Results must not depend on which thread ran an item
+// (the sweeps give each item its own accumulator). An exception thrown by body is caught inside
+// the parallel region and rethrown after it (the first one wins).
 template <class Body>
-void parallel_blocks(index_t blocks, int threads, Body&& body) {
+void parallel_for(index_t items, int threads, Body&& body) {
   std::exception_ptr error;
   std::mutex error_mutex;
-  auto run = [&](int t) {
+  auto run = [&](int t, index_t item) {
     try {
-      const index_t begin = blocks * t / threads, end = blocks * (t + 1) / threads;
-      for (index_t b = begin; b < end; ++b) body(t, b);
+      body(t, item);
     } catch (...) {
       std::lock_guard<std::mutex> lock(error_mutex);
       if (!error) error = std::current_exception();
     }
   };
 #ifdef _OPENMP
-  if (threads > 1) {
-    // OpenMP may grant fewer threads than asked: each real thread then runs several of the
-    // `threads` ranges, so every range (and its accumulator) still belongs to one thread.
-#pragma omp parallel num_threads(threads)
-    for (int t = omp_get_thread_num(); t < threads; t += omp_get_num_threads()) run(t);
+  if (threads > 1 && items > 1) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (index_t item = 0; item < items; ++item) run(omp_get_thread_num(), item);
   } else {
-    run(0);
+    for (index_t item = 0; item < items; ++item) run(0, item);
   }
 #else
-  run(0);
+  (void)threads;
+  for (index_t item = 0; item < items; ++item) run(0, item);
 #endif
   if (error) std::rethrow_exception(error);
 }
