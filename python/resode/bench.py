@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from . import reference as ref
-from .models import NeuralODE, ResNet, _Model
 from ._core import get_num_threads, set_num_threads
+from .models import NeuralODE, ResNet, _Model
 
 __all__ = ["Row", "gemm_rate", "run", "workloads"]
 
@@ -42,8 +42,16 @@ class Row:
         rate = self.gflop / self.resode if self.gflop else None
         rate_s = f"{rate:.1f}" if rate else "-"
         frac = f"{rate / gemm:.0%}" if rate and gemm else "-"
-        return [self.name, self.dtype, str(self.threads), f"{self.resode * 1e3:.3f}", ref_ms,
-                ratio, rate_s, frac]
+        return [
+            self.name,
+            self.dtype,
+            str(self.threads),
+            f"{self.resode * 1e3:.3f}",
+            ref_ms,
+            ratio,
+            rate_s,
+            frac,
+        ]
 
 
 @contextlib.contextmanager
@@ -93,8 +101,16 @@ def _reference_call(model: _Model, X: np.ndarray, y: np.ndarray) -> Callable[[],
         return lambda: ref.resnet_loss_and_grad(model.params, X, y, h=model.h, **common)
     assert isinstance(model, NeuralODE)
     return lambda: ref.node_loss_and_grad(
-        model.params, X, y, T=model.T, substeps=model.substeps, method=model.method,
-        gradient=model.gradient, turnpike=model.turnpike, **common)
+        model.params,
+        X,
+        y,
+        T=model.T,
+        substeps=model.substeps,
+        method=model.method,
+        gradient=model.gradient,
+        turnpike=model.turnpike,
+        **common,
+    )
 
 
 def _matmul_gflop(model: _Model, N: int) -> float:
@@ -107,26 +123,50 @@ def _matmul_gflop(model: _Model, N: int) -> float:
 
 def workloads(quick: bool = True) -> list[tuple[str, Callable[[str], _Model], int, bool]]:
     """(name, model factory taking a dtype, N, measure the reference) for each workload."""
-    seed_node = {"T": 5.0, "pieces": 16, "field": "bottleneck", "hidden": 50, "augment": 1,
-                 "activation": "relu", "seed": 0}
+    seed_node = {
+        "T": 5.0,
+        "pieces": 16,
+        "field": "bottleneck",
+        "hidden": 50,
+        "augment": 1,
+        "activation": "relu",
+        "seed": 0,
+    }
     out: list[tuple[str, Callable[[str], _Model], int, bool]] = []
     for N in (2, 150, 1000) if quick else (2, 150, 1000, 100_000):
         for gradient in ("discrete", "adjoint"):
-            out.append((f"W1 seed NODE N={N} {gradient}",
-                        lambda dt, g=gradient: NeuralODE(2, **seed_node, gradient=g, dtype=dt),
-                        N, N <= 1000))
+            out.append(
+                (
+                    f"W1 seed NODE N={N} {gradient}",
+                    lambda dt, g=gradient: NeuralODE(2, **seed_node, gradient=g, dtype=dt),
+                    N,
+                    N <= 1000,
+                )
+            )
     for D in (2, 16, 64):
-        out.append((f"W2 ResNet L=100 D={D} N=1000",
-                    lambda dt, D=D: ResNet(D, 100, h=0.1, dtype=dt, seed=0), 1000, True))
+        out.append(
+            (
+                f"W2 ResNet L=100 D={D} N=1000",
+                lambda dt, D=D: ResNet(D, 100, h=0.1, dtype=dt, seed=0),
+                1000,
+                True,
+            )
+        )
     if not quick:
-        out.append(("W3 NODE D=256 N=1024 4x5 rk4",
-                    lambda dt: NeuralODE(256, T=1.0, pieces=4, substeps=5, dtype=dt, seed=0),
-                    1024, True))
+        out.append(
+            (
+                "W3 NODE D=256 N=1024 4x5 rk4",
+                lambda dt: NeuralODE(256, T=1.0, pieces=4, substeps=5, dtype=dt, seed=0),
+                1024,
+                True,
+            )
+        )
     return out
 
 
-def measure(quick: bool = True, dtypes: tuple[str, ...] = ("float64",),
-            threads: tuple[int, ...] = (1,)) -> list[Row]:
+def measure(
+    quick: bool = True, dtypes: tuple[str, ...] = ("float64",), threads: tuple[int, ...] = (1,)
+) -> list[Row]:
     """Measure every workload for every dtype and thread count."""
     budget = 0.3 if quick else 1.0
     rows = []
@@ -139,7 +179,7 @@ def measure(quick: bool = True, dtypes: tuple[str, ...] = ("float64",),
             reference = None
             for t in threads:
                 with _threads(t):
-                    seconds = _best(lambda m=model: m.loss_and_grad(X, y), budget)
+                    seconds = _best(lambda m=model, X=X, y=y: m.loss_and_grad(X, y), budget)
                     if with_reference and reference is None:
                         reference = _best(_reference_call(model, X, y), budget)
                 rows.append(Row(name, dtype, t, seconds, reference, _matmul_gflop(model, N)))
@@ -148,8 +188,16 @@ def measure(quick: bool = True, dtypes: tuple[str, ...] = ("float64",),
 
 def table(rows: list[Row], gemm: float) -> str:
     """A Markdown table of the rows."""
-    head = ["workload", "dtype", "threads", "resode ms", "reference ms", "speed-up",
-            "GFLOP/s", "of GEMM"]
+    head = [
+        "workload",
+        "dtype",
+        "threads",
+        "resode ms",
+        "reference ms",
+        "speed-up",
+        "GFLOP/s",
+        "of GEMM",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r.cells(gemm)) + " |" for r in rows]
     return "\n".join(lines)
@@ -161,6 +209,8 @@ def run(quick: bool = True) -> str:
     dtypes = ("float64",) if quick else ("float64", "float32")
     threads = (1,) if quick else (1, 2)
     rows = measure(quick, dtypes, threads)
-    header = (f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor()}; "
-              f"NumPy float64 matmul 512x512 on 1 thread: {gemm:.1f} GFLOP/s")
+    header = (
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor()}; "
+        f"NumPy float64 matmul 512x512 on 1 thread: {gemm:.1f} GFLOP/s"
+    )
     return header + "\n\n" + table(rows, gemm)
