@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "resode/resode.hpp"
 
 namespace py = pybind11;
@@ -63,6 +65,31 @@ py::array_t<T, py::array::c_style> checked(const py::array& a, const char* name,
   if (finite && !detail::all_finite(out.size(), out.data()))
     throw std::invalid_argument(std::string(name) + " contains NaN or Inf");
   return out;
+}
+
+// Outputs larger than this many elements are refused before anything is allocated (16 GiB of
+// float64), and so is any output larger than the memory the OS reports as available.
+constexpr double max_output_elements = 2147483648.0;  // 2**31
+
+inline double available_memory_bytes() {
+#if defined(_SC_AVPHYS_PAGES) && defined(_SC_PAGESIZE)
+  const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0) return double(pages) * double(page);
+#endif
+  return 1e300;  // unknown: only the element limit applies
+}
+
+// Throws ValueError if an output of `elements` items of `itemsize` bytes is over the limits.
+inline void check_output_size(double elements, std::size_t itemsize, const std::string& what) {
+  const double bytes = elements * double(itemsize);
+  if (elements > max_output_elements)
+    throw std::invalid_argument(what + " would hold " + std::to_string((long long)elements) +
+                                " elements, more than the limit of 2**31; use fewer steps or "
+                                "samples, or resode.odeint on chunks of X");
+  if (bytes > available_memory_bytes())
+    throw std::invalid_argument(what + " would need " +
+                                std::to_string((long long)(bytes / 1048576.0)) +
+                                " MiB, more memory than is available");
 }
 
 // A view of `flat` (a 1-D array) starting at `offset` with `shape`; keeps `flat` alive.

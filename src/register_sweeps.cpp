@@ -116,6 +116,10 @@ template <class T>
 py::array trajectory(const py::array& X, const std::vector<py::array>& theta, const Config& cfg) {
   auto b = bind_problem<T>(X, theta, cfg, nullptr, nullptr);
   const index_t steps = b.pb.dyn.steps();
+  resode::bind::check_output_size(
+      double(steps + 1) * double(b.pb.N) * double(b.pb.dyn.field.D), sizeof(T),
+      "the trajectory (steps + 1 = " + std::to_string(steps + 1) + ", N = " +
+          std::to_string(b.pb.N) + ", D = " + std::to_string(b.pb.dyn.field.D) + ")");
   py::array_t<T> out({steps + 1, b.pb.N, b.pb.dyn.field.D});
   T* dst = out.mutable_data();
   py::gil_scoped_release release;  // the core touches only the buffers held by b and out
