@@ -35,6 +35,14 @@ struct Simd<float, 32> {
   typedef float type __attribute__((vector_size(32)));
 };
 template <>
+struct Simd<double, 16> {
+  typedef double type __attribute__((vector_size(16)));
+};
+template <>
+struct Simd<float, 16> {
+  typedef float type __attribute__((vector_size(16)));
+};
+template <>
 struct Simd<double, 64> {
   typedef double type __attribute__((vector_size(64)));
 };
@@ -57,11 +65,19 @@ template <class T, int Bytes>
 RESODE_INLINE void store(T* p, Vec<T, Bytes> v) {
   std::memcpy(p, &v, sizeof v);
 }
+// Sum of the lanes by halving: 64 -> 32 -> 16 bytes with vector adds, then the last lanes.
 template <class T, int Bytes>
 RESODE_INLINE T horizontal_sum(Vec<T, Bytes> v) {
-  T s = T(0);
-  for (int l = 0; l < lanes<T, Bytes>; ++l) s += v[l];
-  return s;
+  if constexpr (Bytes > 16) {
+    Vec<T, Bytes / 2> low, high;
+    std::memcpy(&low, &v, sizeof low);
+    std::memcpy(&high, reinterpret_cast<const char*>(&v) + sizeof low, sizeof high);
+    return horizontal_sum<T, Bytes / 2>(low + high);
+  } else {
+    T s = T(0);
+    for (int l = 0; l < lanes<T, Bytes>; ++l) s += v[l];
+    return s;
+  }
 }
 
 // Does this CPU (and OS) run AVX-512F/VL/BW/DQ? Asked once.
