@@ -62,7 +62,7 @@ py::array_t<T, py::array::c_style> checked(const py::array& a, const char* name,
                                 ", got " + shape_string(shape));
   auto out = py::array_t<T, py::array::c_style>::ensure(a);
   if (!out) throw py::error_already_set();
-  if (finite && !detail::all_finite(out.size(), out.data()))
+  if (finite && !all_finite(out.size(), out.data()))
     throw std::invalid_argument(std::string(name) + " contains NaN or Inf");
   return out;
 }

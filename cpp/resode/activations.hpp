@@ -26,11 +26,13 @@ inline Activation parse_activation(const std::string& name) {
 
 namespace detail {
 
-// exp(y) for y <= 0, including the subnormal range (y in [-745, -708]) and underflow to 0.
-// y = n*ln2 + r with |r| <= ln2/2; exp(r) = 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2)) (Cephes exp.c);
-// 2^n is applied as two exact power-of-two factors 2^(n/2) 2^(n - n/2), each a normal number,
-// so the loop has no call and no branch.
-inline double exp_nonpositive(double y) {
+// exp(y) = num / den for y <= 0, including the subnormal range (y in [-745, -708]) and
+// underflow to 0. y = n*ln2 + r with |r| <= ln2/2 and the Cephes exp.c Pade form
+// exp(r) = (Q(r^2) + r P(r^2)) / (Q(r^2) - r P(r^2)); 2^n is applied to the numerator as two
+// exact power-of-two factors 2^(n/2) 2^(n - n/2), each a normal number. Returning the fraction
+// lets tanh and sigmoid fold this division into their own single one (divisions are the
+// slowest SIMD operation here), and keeps the loop free of calls and branches.
+inline void exp_nonpositive_fraction(double y, double& num, double& den) {
   constexpr double log2e = 1.4426950408889634073599;
   constexpr double ln2_hi = 6.93145751953125E-1, ln2_lo = 1.42860682030941723212E-6;
   constexpr double round_shift = 0x1.8p52;  // adding it rounds to an integer in the low bits
@@ -46,18 +48,25 @@ inline double exp_nonpositive(double y) {
                          9.99999999999999999910E-1);
   const double qx = ((3.00198505138664455042E-6 * rr + 2.52448340349684104192E-3) * rr +
                      2.27265548208155028766E-1) * rr + 2.00000000000000000009E0;
-  const double e = 1.0 + 2.0 * (px / (qx - px));
   const std::int64_t n1 = n >> 1, n2 = n - n1;  // both in [-1010, 0]
   const std::int64_t s1_bits = (n1 + 1023) << 52, s2_bits = (n2 + 1023) << 52;
   double s1, s2;
   std::memcpy(&s1, &s1_bits, sizeof s1);
   std::memcpy(&s2, &s2_bits, sizeof s2);
-  return e * s1 * s2;
+  num = (qx + px) * s1 * s2;
+  den = qx - px;
+}
+
+inline double exp_nonpositive(double y) {
+  double num, den;
+  exp_nonpositive_fraction(y, num, den);
+  return num / den;
 }
 
 // tanh(x): for |x| < 0.625 the Cephes rational form x + x z P(z)/Q(z), z = x^2 (no
-// cancellation near 0); otherwise (1 - e)/(1 + e) with e = exp(-2|x|) <= 0.29. Both branches are
-// computed and one is selected, so the loop has no branch.
+// cancellation near 0); otherwise (1 - e)/(1 + e) with e = exp(-2|x|) <= 0.29, i.e.
+// (den - num)/(den + num) with e = num/den. Both branches are computed as fractions, one is
+// selected, and a single division finishes it: no branch, one divide per element.
 inline double tanh(double x) {
   const double ax = x < 0 ? -x : x;
   const double z = x * x;
@@ -65,19 +74,20 @@ inline double tanh(double x) {
                    1.61468768441708447952E3;
   const double q = ((z + 1.12811678491632931402E2) * z + 2.23548839060100448583E3) * z +
                    4.84406305325125486048E3;
-  const double small = x + x * z * (p / q);
-  const double e = exp_nonpositive(-2.0 * ax);
-  const double large_abs = (1.0 - e) / (1.0 + e);
-  const double large = x < 0 ? -large_abs : large_abs;
-  return ax < 0.625 ? small : large;
+  double num, den;
+  exp_nonpositive_fraction(-2.0 * ax, num, den);
+  const double large_num = x < 0 ? num - den : den - num;
+  const bool small = ax < 0.625;
+  return (small ? x * q + x * z * p : large_num) / (small ? q : den + num);
 }
 
-// sigmoid(x) = 1/(1+exp(-x)), written with e = exp(-|x|) <= 1 so it never overflows and stays
-// accurate (relative) for large negative x: sigmoid(x) = e/(1+e) there.
+// sigmoid(x) = 1/(1+exp(-x)), written with e = exp(-|x|) = num/den <= 1 so it never overflows
+// and stays accurate (relative) for large negative x: sigmoid = den/(den+num) for x >= 0 and
+// num/(den+num) for x < 0.
 inline double sigmoid(double x) {
-  const double e = exp_nonpositive(x < 0 ? x : -x);
-  const double s = 1.0 / (1.0 + e);
-  return x >= 0 ? s : e * s;
+  double num, den;
+  exp_nonpositive_fraction(x < 0 ? x : -x, num, den);
+  return (x >= 0 ? den : num) / (den + num);
 }
 
 // float32 versions, in float arithmetic (twice the SIMD lanes of double), accurate to a few

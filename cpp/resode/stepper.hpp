@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "buffer.hpp"
+#include "elementwise.hpp"
 #include "fields.hpp"
 #include "tableau.hpp"
 
@@ -79,12 +80,6 @@ class ReverseWork {
 };
 
 namespace detail {
-// y[i] += alpha * x[i]
-template <class T>
-void axpy(index_t n, T alpha, const T* x, T* y) {
-  for (index_t i = 0; i < n; ++i) y[i] += alpha * x[i];
-}
-
 // Evaluates the stages of step j at x (D x n): X_i, K_i and caches in `s`.
 template <class Act, class T>
 void compute_stages(const Dynamics<T>& dyn, index_t j, index_t n, const T* x, StepStages<T>& s) {
@@ -109,7 +104,7 @@ void rk_step(const Dynamics<T>& dyn, index_t j, index_t n, const T* x, T* x_next
   detail::compute_stages<Act>(dyn, j, n, x, s);
   std::copy(x, x + len, x_next);
   for (int i = 0; i < dyn.tab.stages; ++i)
-    if (dyn.tab.b[i] != 0.0) detail::axpy(len, T(dyn.dt * dyn.tab.b[i]), s.K[i], x_next);
+    if (dyn.tab.b[i] != 0.0) axpy(len, T(dyn.dt * dyn.tab.b[i]), s.K[i], x_next);
 }
 
 // Reverse of rk_step j from its stages `s` (as rk_step left them). On entry xbar is the
@@ -123,13 +118,13 @@ void rk_step_vjp(const Dynamics<T>& dyn, index_t j, index_t n, const StepStages<
   const int stages = dyn.tab.stages;
   for (int i = stages - 1; i >= 0; --i) {
     const T scale = T(dyn.dt * dyn.tab.b[i]);
-    for (index_t e = 0; e < len; ++e) w.kbar[e] = scale * xbar[e];
+    scaled_copy(len, scale, xbar, w.kbar);
     for (int m = i + 1; m < stages; ++m)
-      if (dyn.tab.a[m][i] != 0.0) detail::axpy(len, T(dyn.dt * dyn.tab.a[m][i]), w.Y[m], w.kbar);
+      if (dyn.tab.a[m][i] != 0.0) axpy(len, T(dyn.dt * dyn.tab.a[m][i]), w.Y[m], w.kbar);
     field_vjp<Act>(dyn.field, k, n, s.X[i], s.K[i], s.cache[i], w.kbar, w.Y[i], grads, T(1),
                    w.scratch);
   }
-  for (int i = 0; i < stages; ++i) detail::axpy(len, T(1), w.Y[i], xbar);
+  for (int i = 0; i < stages; ++i) axpy(len, T(1), w.Y[i], xbar);
 }
 
 // A source term of the adjoint equation that adds nothing: the terminal-loss case.
@@ -161,21 +156,21 @@ void backsolve_step(const Dynamics<T>& dyn, index_t j, index_t n, T* x, T* a, T*
       std::copy(a, a + len, Ai);
       for (int l = 0; l < i; ++l) {
         if (dyn.tab.a[i][l] == 0.0) continue;
-        detail::axpy(len, T(-dyn.dt * dyn.tab.a[i][l]), Kx[l], Xi);
-        detail::axpy(len, T(-dyn.dt * dyn.tab.a[i][l]), Ka[l], Ai);
+        axpy(len, T(-dyn.dt * dyn.tab.a[i][l]), Kx[l], Xi);
+        axpy(len, T(-dyn.dt * dyn.tab.a[i][l]), Ka[l], Ai);
       }
     }
     const double weight = double(dyn.dt) * dyn.tab.b[i];
     field_eval<Act>(dyn.field, k, n, Xi, Kx[i], s.cache[i]);
     field_vjp<Act>(dyn.field, k, n, Xi, Kx[i], s.cache[i], Ai, Ka[i], grads, T(weight),
                    w.scratch);
-    for (index_t e = 0; e < len; ++e) Ka[i][e] = -Ka[i][e];  // Ka_i = -(df/dx)^T A_i
+    scaled_copy(len, T(-1), Ka[i], Ka[i]);  // Ka_i = -(df/dx)^T A_i
     source(n, Xi, Ka[i], weight);
   }
   for (int i = 0; i < stages; ++i) {
     if (dyn.tab.b[i] == 0.0) continue;
-    detail::axpy(len, T(-dyn.dt * dyn.tab.b[i]), Kx[i], x);
-    detail::axpy(len, T(-dyn.dt * dyn.tab.b[i]), Ka[i], a);
+    axpy(len, T(-dyn.dt * dyn.tab.b[i]), Kx[i], x);
+    axpy(len, T(-dyn.dt * dyn.tab.b[i]), Ka[i], a);
   }
 }
 

@@ -70,13 +70,6 @@ inline index_t block_size(index_t width) {
 
 namespace detail {
 
-template <class T>
-bool all_finite(index_t n, const T* x) {
-  T acc = T(0);
-  for (index_t i = 0; i < n; ++i) acc += x[i] - x[i];  // NaN as soon as one x[i] is NaN or Inf
-  return acc == T(0);
-}
-
 // How the discrete sweep stores a block's steps: segments of `segment` steps on a tape.
 struct TapePlan {
   index_t segment = 0, checkpoints = 0, slot = 0;  // slot: elements per step on the tape
