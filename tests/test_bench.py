@@ -1,0 +1,28 @@
+"""resode.bench: the table behind `resode bench`, on a tiny workload (no timing asserted)."""
+
+from __future__ import annotations
+
+import resode
+from resode import bench
+
+
+def test_run_prints_a_table_of_every_workload(monkeypatch):
+    tiny = [
+        ("tiny ResNet", lambda dt: resode.ResNet(2, 3, dtype=dt, seed=0), 8, True),
+        ("tiny NODE", lambda dt: resode.NeuralODE(2, pieces=2, dtype=dt, seed=0), 8, False),
+    ]
+    monkeypatch.setattr(bench, "workloads", lambda quick=True: tiny)
+    monkeypatch.setattr(bench, "gemm_rate", lambda: 10.0)
+    monkeypatch.setattr(bench, "_best", lambda fn, budget, min_repeats=3: (fn(), 1e-3)[1])
+    text = bench.run(quick=False)
+    lines = text.splitlines()
+    assert "GFLOP/s" in lines[0]
+    rows = [line for line in lines if line.startswith("| tiny")]
+    # 2 workloads x 2 dtypes x 2 thread counts
+    assert len(rows) == 8
+    assert all(row.count("|") == 9 for row in rows)
+    assert "1.0x" in rows[0] and "| - |" in rows[-1]  # reference measured / not measured
+
+
+def test_gemm_rate_is_positive():
+    assert bench.gemm_rate(n=64, budget=0.01) > 0
