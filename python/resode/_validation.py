@@ -101,7 +101,7 @@ def as_labels(y: Any, n: int, classes: int) -> np.ndarray:
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or np.any(arr != np.round(arr)):
             raise ValueError("y must hold integer class labels, got non-integer values")
-    labels = arr.astype(np.int64)
+    labels = arr.astype(np.int64, copy=False)
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
         bad = labels[(labels < 0) | (labels >= classes)][0]
         raise ValueError(f"y must hold labels in [0, {classes}), got {bad}")
