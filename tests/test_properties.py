@@ -252,9 +252,10 @@ class Outcome:
             # and test_huge_float_label_is_refused_without_a_cast_warning): out-of-range values
             # warn in a NumPy cast before the ValueError. Tolerated here only where a ValueError
             # is due anyway; the dedicated tests hold the library to the strict contract.
-            assert must_fail and "encountered in cast" in str(exc), repr(exc)
-            self.tally["known defect: cast warning"] += 1
-            return None
+            if must_fail and "encountered in cast" in str(exc):
+                self.tally["known defect: cast warning"] += 1
+                return None
+            return ("warning", exc)  # the caller decides (known defect of predict_proba)
         except resode.NonFiniteError as exc:
             msg = str(exc)
             assert not must_fail or names_one_of(msg, must_fail | extra_names), msg
@@ -594,6 +595,14 @@ def test_model_calls_match_reference_or_refuse():
                 f"NonFiniteError but the reference stays finite (max {ref_mag:.3e}): {got}"
             )
             return
+        logits_overflow = entry in ("forward", "predict_proba") and not np.isfinite(want).all()
+        if logits_overflow and (status == "warning" or not np.isfinite(got).all()):
+            # Known defect (test_forward_with_overflowing_logits_raises_non_finite_error):
+            # forward returns Inf logits instead of raising NonFiniteError; predict_proba then
+            # warns and returns NaN. Tolerated only where the logits really overflow.
+            tally["known defect: Inf logits"] += 1
+            return
+        assert status == "ok", f"{entry} warned: {got!r}"
         again = reference_call(
             model,
             ref_entry,
@@ -701,6 +710,7 @@ def test_odeint_and_vjp_match_reference_or_refuse():
         result = outcome.run(call, faults, extra_names=set(names))
         if result is None:
             return
+        assert result[0] != "warning", f"{entry} warned: {result[1]!r}"
         p64 = {k: as_seen(v, dtype).astype(np.float64) for k, v in params.items()}
         X = as_seen(Xp, dtype).astype(np.float64)
         rkw = {k: v for k, v in kw.items() if k != "checkpoints"}
@@ -837,11 +847,18 @@ def test_fit_matches_replayed_sgd_or_refuses():
             tally["TrainingDiverged"] += 1
             return
         if result is None:
+            y_late = model.loss == "mse" and not np.isfinite(as_seen(y, dtype)).all()
+            if y_late and faults["X"] is None:
+                # Known defect (test_fit_refuses_non_finite_mse_targets_before_training): fit
+                # checks NaN/Inf in mse targets only batch by batch, after training on earlier
+                # batches; the ValueError is right, the partly trained model is not.
+                tally["known defect: late check of mse targets"] += 1
+                return
             for k, v in model.params.items():  # a refused call leaves the model alone
                 np.testing.assert_array_equal(v, before[k])
             return
         status, history = result
-        assert status == "ok", history
+        assert status == "ok", f"fit: {history!r}"
         tally["compared"] += 1
         assert len(history) == case["epochs"]
         X = as_seen(Xp, dtype).astype(np.float64)

@@ -87,9 +87,9 @@ void compute_stages(const Dynamics<T>& dyn, index_t j, index_t n, const T* x, St
   s.X[0] = const_cast<T*>(x);  // read-only alias of the state
   for (int i = 0; i < dyn.tab.stages; ++i) {
     if (i > 0) {  // X_i = x_j + dt sum_{l<i} a_il K_l
-      std::copy(x, x + len, s.X[i]);
-      for (int l = 0; l < i; ++l)
-        if (dyn.tab.a[i][l] != 0.0) axpy(len, T(dyn.dt * dyn.tab.a[i][l]), s.K[l], s.X[i]);
+      Terms<T> terms;
+      for (int l = 0; l < i; ++l) terms.add(double(dyn.dt) * dyn.tab.a[i][l], s.K[l]);
+      combine(len, T(1), x, terms.count, terms.coef, terms.vec, s.X[i]);
     }
     field_eval<Act>(dyn.field, k, n, s.X[i], s.K[i], s.cache[i]);  // K_i = f_k(X_i)
   }
@@ -102,9 +102,9 @@ void rk_step(const Dynamics<T>& dyn, index_t j, index_t n, const T* x, T* x_next
              StepStages<T>& s) {
   const index_t len = dyn.field.D * n;
   detail::compute_stages<Act>(dyn, j, n, x, s);
-  std::copy(x, x + len, x_next);
-  for (int i = 0; i < dyn.tab.stages; ++i)
-    if (dyn.tab.b[i] != 0.0) axpy(len, T(dyn.dt * dyn.tab.b[i]), s.K[i], x_next);
+  Terms<T> terms;
+  for (int i = 0; i < dyn.tab.stages; ++i) terms.add(double(dyn.dt) * dyn.tab.b[i], s.K[i]);
+  combine(len, T(1), x, terms.count, terms.coef, terms.vec, x_next);
 }
 
 // Reverse of rk_step j from its stages `s` (as rk_step left them). On entry xbar is the
@@ -117,14 +117,15 @@ void rk_step_vjp(const Dynamics<T>& dyn, index_t j, index_t n, const StepStages<
   const index_t len = dyn.field.D * n, k = dyn.piece(j);
   const int stages = dyn.tab.stages;
   for (int i = stages - 1; i >= 0; --i) {
-    const T scale = T(dyn.dt * dyn.tab.b[i]);
-    scaled_copy(len, scale, xbar, w.kbar);
-    for (int m = i + 1; m < stages; ++m)
-      if (dyn.tab.a[m][i] != 0.0) axpy(len, T(dyn.dt * dyn.tab.a[m][i]), w.Y[m], w.kbar);
+    Terms<T> later;
+    for (int m = i + 1; m < stages; ++m) later.add(double(dyn.dt) * dyn.tab.a[m][i], w.Y[m]);
+    combine(len, T(dyn.dt * dyn.tab.b[i]), xbar, later.count, later.coef, later.vec, w.kbar);
     field_vjp<Act>(dyn.field, k, n, s.X[i], s.K[i], s.cache[i], w.kbar, w.Y[i], grads, T(1),
                    w.scratch);
   }
-  for (int i = 0; i < stages; ++i) axpy(len, T(1), w.Y[i], xbar);
+  Terms<T> all;
+  for (int i = 0; i < stages; ++i) all.add(1.0, w.Y[i]);
+  combine(len, T(1), xbar, all.count, all.coef, all.vec, xbar);
 }
 
 // A source term of the adjoint equation that adds nothing: the terminal-loss case.
