@@ -16,6 +16,7 @@
 #pragma once
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "config.hpp"
@@ -65,14 +66,23 @@ template <class T, int Bytes>
 RESODE_INLINE void store(T* p, Vec<T, Bytes> v) {
   std::memcpy(p, &v, sizeof v);
 }
+// The low and high halves of a vector, as register shuffles (no trip through memory).
+template <class T, int Bytes, std::size_t... I>
+RESODE_INLINE Vec<T, Bytes / 2> low_half(Vec<T, Bytes> v, std::index_sequence<I...>) {
+  return __builtin_shufflevector(v, v, int(I)...);
+}
+template <class T, int Bytes, std::size_t... I>
+RESODE_INLINE Vec<T, Bytes / 2> high_half(Vec<T, Bytes> v, std::index_sequence<I...>) {
+  return __builtin_shufflevector(v, v, int(I + sizeof...(I))...);
+}
+
 // Sum of the lanes by halving: 64 -> 32 -> 16 bytes with vector adds, then the last lanes.
 template <class T, int Bytes>
 RESODE_INLINE T horizontal_sum(Vec<T, Bytes> v) {
   if constexpr (Bytes > 16) {
-    Vec<T, Bytes / 2> low, high;
-    std::memcpy(&low, &v, sizeof low);
-    std::memcpy(&high, reinterpret_cast<const char*>(&v) + sizeof low, sizeof high);
-    return horizontal_sum<T, Bytes / 2>(low + high);
+    using Half = std::make_index_sequence<std::size_t(lanes<T, Bytes> / 2)>;
+    return horizontal_sum<T, Bytes / 2>(low_half<T, Bytes>(v, Half{}) +
+                                        high_half<T, Bytes>(v, Half{}));
   } else {
     T s = T(0);
     for (int l = 0; l < lanes<T, Bytes>; ++l) s += v[l];
@@ -100,7 +110,9 @@ RESODE_INLINE void gemm_tile(index_t k, T alpha, const T* A, index_t rsa, index_
                              index_t ldb, T* C, index_t ldc, bool accumulate, const T* bias) {
   constexpr int L = lanes<T, Bytes>;
   using V = Vec<T, Bytes>;
-  V acc[MR][2] = {};
+  V acc[MR][2];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = V{};
   for (index_t p = 0; p < k; ++p) {
     const V b0 = load<T, Bytes>(B + p * ldb), b1 = load<T, Bytes>(B + p * ldb + L);
 #pragma GCC unroll 8
@@ -110,7 +122,9 @@ RESODE_INLINE void gemm_tile(index_t k, T alpha, const T* A, index_t rsa, index_
       acc[i][1] += a * b1;
     }
   }
+#pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 2
     for (int v = 0; v < 2; ++v) {
       T* c = C + i * ldc + v * L;
       V value = alpha * acc[i][v];
@@ -172,21 +186,32 @@ RESODE_INLINE void gemm_impl(index_t r, index_t n, index_t k, T alpha, const T* 
 }
 
 // RA x RB dot products over n samples: out[i][j] = sum_s A[i*lda + s] * B[j*ldb + s].
+// (All loops over i and j are fully unrolled so the accumulators live in registers.)
 template <class T, int Bytes, int RA, int RB>
 RESODE_INLINE void dot_tile(index_t n, const T* A, index_t lda, const T* B, index_t ldb,
                             T out[4][4]) {
   constexpr int L = lanes<T, Bytes>;
   using V = Vec<T, Bytes>;
-  V acc[RA][RB] = {};
+  V acc[RA][RB];
+#pragma GCC unroll 4
+  for (int i = 0; i < RA; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < RB; ++j) acc[i][j] = V{};
   index_t s = 0;
   for (; s + L <= n; s += L) {
     V a[RA], b[RB];
+#pragma GCC unroll 4
     for (int i = 0; i < RA; ++i) a[i] = load<T, Bytes>(A + i * lda + s);
+#pragma GCC unroll 4
     for (int j = 0; j < RB; ++j) b[j] = load<T, Bytes>(B + j * ldb + s);
+#pragma GCC unroll 4
     for (int i = 0; i < RA; ++i)
+#pragma GCC unroll 4
       for (int j = 0; j < RB; ++j) acc[i][j] += a[i] * b[j];
   }
+#pragma GCC unroll 4
   for (int i = 0; i < RA; ++i)
+#pragma GCC unroll 4
     for (int j = 0; j < RB; ++j) {
       T sum = horizontal_sum<T, Bytes>(acc[i][j]);
       for (index_t t = s; t < n; ++t) sum += A[i * lda + t] * B[j * ldb + t];
