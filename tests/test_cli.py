@@ -207,9 +207,6 @@ def test_missing_matplotlib_skips_plots_with_notice(
 
 
 def test_bench(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "resode.bench", None)  # as if bench.py did not exist
-    assert main(["bench"]) == 1
-    assert "benchmarks not available" in capsys.readouterr().err
     calls: list[Any] = []
     fake = types.ModuleType("resode.bench")
     fake.run = lambda quick=True: calls.append(quick) or "| case | time |"  # type: ignore[attr-defined]

@@ -69,6 +69,19 @@ def _as_real_array(name: str, value: Any) -> np.ndarray:
     return arr
 
 
+def _convert(name: str, arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """C-contiguous `arr` in `dtype`; finite values beyond the range of `dtype` (float64 data
+    for a float32 model) are refused instead of silently becoming Inf."""
+    if arr.dtype.kind != "f" or arr.dtype.itemsize <= dtype.itemsize:
+        return np.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if np.isinf(out).any() and not np.isinf(arr[np.isinf(out)]).all():
+        limit = np.finfo(dtype).max
+        raise ValueError(f"{name} has values beyond the {dtype} range (|x| <= {limit:.3g})")
+    return out
+
+
 def as_float_array(name: str, value: Any, dtype: np.dtype, ndim: int | None = None) -> np.ndarray:
     """Convert to a C-contiguous array of `dtype` (no copy if it already is one).
 
@@ -77,20 +90,17 @@ def as_float_array(name: str, value: Any, dtype: np.dtype, ndim: int | None = No
     arr = _as_real_array(name, value)
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return _convert(name, arr, dtype)
 
 
 def as_features(X: Any, dim: int, dtype: np.dtype) -> np.ndarray:
-    """`X` as a C-contiguous (N, dim) array of `dtype`, N >= 1, all finite."""
+    """`X` as a C-contiguous (N, dim) array of `dtype`, N >= 1 (the core checks finiteness)."""
     arr = _as_real_array("X", X)
     if arr.ndim != 2 or arr.shape[1] != dim:
         raise ValueError(f"X must have shape (N, {dim}), got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"X must have shape (N, {dim}) with N >= 1, got shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
-        raise ValueError("X contains NaN or Inf")
-    return arr
+    return _convert("X", arr, dtype)
 
 
 def as_labels(y: Any, n: int, classes: int) -> np.ndarray:
@@ -101,8 +111,10 @@ def as_labels(y: Any, n: int, classes: int) -> np.ndarray:
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or np.any(arr != np.round(arr)):
             raise ValueError("y must hold integer class labels, got non-integer values")
+    # check the range on the values as given, before any cast (no wrap-around, no warning)
+    if arr.size and (arr.min() < 0 or arr.max() >= classes):
+        bad = arr[(arr < 0) | (arr >= classes)][0]
+        shown = int(bad) if arr.dtype.kind in "iu" else bad
+        raise ValueError(f"y must hold labels in [0, {classes}), got {shown}")
     labels = arr.astype(np.int64, copy=False)
-    if labels.size and (labels.min() < 0 or labels.max() >= classes):
-        bad = labels[(labels < 0) | (labels >= classes)][0]
-        raise ValueError(f"y must hold labels in [0, {classes}), got {bad}")
     return labels

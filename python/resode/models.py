@@ -98,6 +98,7 @@ class _Model:
         self.params: dict[str, np.ndarray] = init_params(
             self.field, pieces, self.D, H, self.classes, self.dtype, seed
         )
+        self._shapes = self._param_shapes()
 
     # -- what subclasses define -------------------------------------------------------------
     @property
@@ -126,7 +127,7 @@ class _Model:
         if name not in self.params:
             raise ValueError(f"params is missing '{name}'")
         value = as_float_array(f"params['{name}']", self.params[name], self.dtype)
-        expected = self._param_shapes()[name]
+        expected = self._shapes[name]
         if value.shape != expected:
             raise ValueError(f"params['{name}'] must have shape {expected}, got {value.shape}")
         return value
@@ -389,6 +390,8 @@ class NeuralODE(_Model):
             raise TypeError(f"turnpike must be a bool, got {type(turnpike).__name__}")
         self.turnpike = bool(turnpike)
         self.checkpoints = None if checkpoints is None else check_int("checkpoints", checkpoints, 1)
+        if not self.T / (self.pieces * self.substeps) > 0:
+            raise ValueError(f"T must be large enough that T / (pieces * substeps) > 0, got T={T}")
         super().__init__(
             dim,
             self.pieces,

@@ -47,6 +47,8 @@ def _prepare(
         raise ValueError(f"augment must be < D = {D} (the width of params['{names[0]}'])")
     Xc = as_features(X, D - augment, dtype)
     steps = max(pieces, 1) * substeps
+    if not T / steps > 0:
+        raise ValueError(f"T must be large enough that T / steps > 0, got T={T}")
     sweep = {
         "field": field,
         "activation": activation,
