@@ -321,10 +321,12 @@ def build(cfg: dict[str, Any]) -> Any:
     return resode.NeuralODE(cfg["dim"], pieces=cfg["pieces"], **kw)
 
 
-def reference_call(model: Any, entry: str, params: dict, X: np.ndarray, y: Any = None) -> Any:
-    """``entry`` of ``model`` computed by resode.reference in float64."""
-    p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-    X = np.asarray(X, dtype=np.float64)
+def reference_call(
+    model: Any, entry: str, params: dict, X: np.ndarray, y: Any = None, dtype: Any = np.float64
+) -> Any:
+    """``entry`` of ``model`` computed by resode.reference in ``dtype`` (default float64)."""
+    p = {k: np.asarray(v, dtype=dtype) for k, v in params.items()}
+    X = np.asarray(X, dtype=dtype)
     common = {"field": model.field, "activation": model.activation, "augment": model.augment}
     if isinstance(model, resode.ResNet):
         common["h"] = model.h
@@ -339,7 +341,7 @@ def reference_call(model: Any, entry: str, params: dict, X: np.ndarray, y: Any =
     if entry == "trajectory":
         field_p = {k: v for k, v in p.items() if k not in ("P", "c")}
         return call_reference(fns[1], field_p, X, **common)
-    y = np.asarray(y, dtype=np.int64 if model.loss == "cross_entropy" else np.float64)
+    y = np.asarray(y, dtype=np.int64 if model.loss == "cross_entropy" else dtype)
     return call_reference(
         fns[2], p, X, y, loss=model.loss, weight_decay=model.weight_decay, **common, **extra
     )
@@ -389,20 +391,15 @@ def flat(result: Any) -> list[np.ndarray]:
     return [np.asarray(result, dtype=np.float64)]
 
 
-def jitter(a: Any, dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
-    """``a`` with every entry perturbed by a relative ``eps(dtype)``: a rounding's worth."""
-    a = np.asarray(a, dtype=np.float64)
-    return a * (1 + float(np.finfo(dtype).eps) * rng.uniform(-1, 1, a.shape))
-
-
-def ill_conditioned(want: Any, again: Any, dtype: np.dtype) -> bool:
-    """Whether the reference moved by more than a tenth of the tolerance when its inputs were
-    perturbed by one rounding error (``again``): then no dtype-``dtype`` computation can be held
-    to the tolerance (e.g. float32 with weights of 1e18 in front of a saturating tanh)."""
-    for a, b in zip(flat(want), flat(again)):
+def precision_sensitive(low: Any, high: Any, dtype: np.dtype) -> bool:
+    """Whether the reference computed in ``dtype`` (``low``) and in long double (``high``)
+    differ by more than a tenth of the tolerance: then rounding alone decides the result and
+    no ``dtype`` computation can be held to the tolerance (e.g. the backsolve of the adjoint
+    from states of 1e35 back to states of 1, or float32 logits of 1e9 that nearly tie)."""
+    for a, b in zip(flat(low), flat(high)):
         if not (np.isfinite(a).all() and np.isfinite(b).all()):
             return True
-        if a.size and float(np.max(np.abs(a - b))) > 0.1 * TOL[dtype] * magnitude(a):
+        if a.size and float(np.max(np.abs(a - b))) > 0.1 * TOL[dtype] * magnitude(b):
             return True
     return False
 
@@ -461,7 +458,7 @@ def constructor_cases(draw: Any) -> tuple[str, dict[str, Any], str | None]:
 def test_constructors_accept_valid_and_name_bad_arguments():
     tally = TALLY.setdefault("constructors", Counter())
 
-    @examples(150)
+    @examples(600)
     @given(constructor_cases())
     def run(case):
         kind, kw, bad = case
@@ -534,7 +531,7 @@ def label_input(case: dict, model: Any, N: int, rng: np.random.Generator) -> tup
 def test_model_calls_match_reference_or_refuse():
     tally = TALLY.setdefault("model calls", Counter())
 
-    @examples(250)
+    @examples(1500)
     @given(model_cases())
     def run(case):
         cfg, N, entry = case["cfg"], case["N"], case["entry"]
@@ -606,17 +603,14 @@ def test_model_calls_match_reference_or_refuse():
             tally["known defect: Inf logits"] += 1
             return
         assert status == "ok", f"{entry} warned: {got!r}"
-        again = reference_call(
-            model,
-            ref_entry,
-            {k: jitter(v, dtype, rng) for k, v in params.items()},
-            jitter(X, dtype, rng),
-            yr,
-        )
         if pre > float(np.finfo(dtype).max) / 10:
             tally["skipped: intermediate overflow"] += 1
             return
-        if ill_conditioned(want, again, dtype):
+        low = want
+        if dtype != np.float64:
+            low = reference_call(model, ref_entry, params, X, yr, dtype=dtype)
+        high = reference_call(model, ref_entry, params, X, yr, dtype=np.longdouble)
+        if precision_sensitive(low, high, dtype):
             tally["skipped: ill-conditioned"] += 1
             return
         tally["compared"] += 1
@@ -670,7 +664,7 @@ def functional_cases(draw: Any) -> dict[str, Any]:
 def test_odeint_and_vjp_match_reference_or_refuse():
     tally = TALLY.setdefault("odeint/odeint_vjp", Counter())
 
-    @examples(200)
+    @examples(1200)
     @given(functional_cases())
     def run(case):
         cfg, N, entry = case["cfg"], case["N"], case["entry"]
@@ -739,19 +733,19 @@ def test_odeint_and_vjp_match_reference_or_refuse():
                 f"NonFiniteError but the reference stays finite (max {ref_mag:.3e}): {got}"
             )
             return
-        pj = {k: jitter(v, dtype, rng) for k, v in p64.items()}
-        rj = dict(rkw, T=float(jitter(T, dtype, rng)))
-        if entry == "odeint_vjp":
-            again = call_reference(
-                ref.odeint_vjp, pj, jitter(X, dtype, rng), jitter(c64, dtype, rng), **rj
-            )
-        else:
-            rj.pop("gradient", None)
-            again = call_reference(ref.odeint, pj, jitter(X, dtype, rng), **rj)
         if pre > float(np.finfo(dtype).max) / 10:
             tally["skipped: intermediate overflow"] += 1
             return
-        if ill_conditioned(want, again, dtype):
+
+        def in_precision(dt: Any) -> Any:
+            pd = {k: v.astype(dt) for k, v in p64.items()}
+            if entry == "odeint_vjp":
+                return call_reference(ref.odeint_vjp, pd, X.astype(dt), c64.astype(dt), **rkw)
+            plain = {k: v for k, v in rkw.items() if k != "gradient"}
+            return call_reference(ref.odeint, pd, X.astype(dt), **plain)
+
+        low = want if dtype == np.float64 else in_precision(dtype)
+        if precision_sensitive(low, in_precision(np.longdouble), dtype):
             tally["skipped: ill-conditioned"] += 1
             return
         tally["compared"] += 1
@@ -795,9 +789,11 @@ def fit_cases(draw: Any) -> dict[str, Any]:
     }
 
 
-def replay_fit(model: Any, params: dict, X, y, *, epochs, batch_size, shuffle, seed, lr) -> dict:
-    """SGD training as fit documents it, with reference gradients (float64)."""
-    p = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
+def replay_fit(
+    model: Any, params: dict, X, y, *, epochs, batch_size, shuffle, seed, lr, dtype=np.float64
+) -> dict:
+    """SGD training as fit documents it, with reference gradients (in ``dtype``)."""
+    p = {k: np.array(v, dtype=dtype) for k, v in params.items()}
     n = X.shape[0]
     batch = n if batch_size is None else min(batch_size, n)
     for epoch in range(epochs):
@@ -806,7 +802,7 @@ def replay_fit(model: Any, params: dict, X, y, *, epochs, batch_size, shuffle, s
             order = np.random.default_rng([seed, epoch]).permutation(n)
         for lo in range(0, n, batch):
             idx = order[lo : lo + batch]
-            _, g = reference_call(model, "loss_and_grad", p, X[idx], y[idx])
+            _, g = reference_call(model, "loss_and_grad", p, X[idx], y[idx], dtype=dtype)
             with np.errstate(all="ignore"):
                 for k in p:
                     p[k] = p[k] - lr * g[k]
@@ -817,7 +813,7 @@ def test_fit_matches_replayed_sgd_or_refuses():
     tally = TALLY.setdefault("fit", Counter())
     lr = 0.05
 
-    @examples(60)
+    @examples(300)
     @given(fit_cases())
     def run(case):
         cfg, N = case["cfg"], case["N"]
@@ -870,11 +866,20 @@ def test_fit_matches_replayed_sgd_or_refuses():
             return
         status, history = result
         assert status == "ok", f"fit: {history!r}"
-        tally["compared"] += 1
         assert len(history) == case["epochs"]
         X = as_seen(Xp, dtype).astype(np.float64)
         yr = as_seen(y, np.dtype(np.float64))
         want = replay_fit(model, before, X, yr, lr=lr, **kw)
+        low = (
+            want
+            if dtype == np.float64
+            else replay_fit(model, before, X, yr, lr=lr, dtype=dtype, **kw)
+        )
+        high = replay_fit(model, before, X, yr, lr=lr, dtype=np.longdouble, **kw)
+        if precision_sensitive(low, high, dtype):
+            tally["skipped: ill-conditioned"] += 1
+            return
+        tally["compared"] += 1
         for k, v in model.params.items():
             assert v.dtype == dtype
             scale = max(magnitude(want[k]), magnitude(before[k]))
@@ -933,7 +938,7 @@ def test_load_of_damaged_files_refuses_or_returns_the_original(tmp_path: Path):
     tally = TALLY.setdefault("load", Counter())
     path = tmp_path / "fuzzed.npz"
 
-    @examples(300)
+    @examples(1000)
     @given(damaged_files())
     def run(case):
         i, data = case
@@ -968,7 +973,7 @@ def test_load_of_random_npz_archives_refuses(tmp_path: Path):
         st.lists(st.integers(0, 4), max_size=3),
     )
 
-    @examples(100)
+    @examples(300)
     @given(st.lists(member, max_size=5), st.integers(0, 2**16))
     def run(members, seed):
         rng = np.random.default_rng(seed)
@@ -987,8 +992,10 @@ def test_load_of_random_npz_archives_refuses(tmp_path: Path):
     run()
 
 
-# --------------------------------------------------------------------------- known defects
-# Exact reproductions of defects the property tests found; each must pass once fixed.
+# --------------------------------------------------------------------------- found by fuzzing
+# Exact reproductions of the defects the property tests found. The first two are open (the
+# property tests above tolerate them narrowly, counted as "known defect" in the tally); the
+# others were fixed and stay as regression tests.
 
 
 @pytest.mark.parametrize("entry", ["forward", "predict_proba", "predict"])
