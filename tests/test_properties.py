@@ -14,7 +14,14 @@ The property: a call either returns finite results that match ``resode.reference
 decided from the inputs: complex data must be refused with ``TypeError`` (never truncated),
 NaN/Inf with ``ValueError``; valid inputs must succeed unless the values overflow (then
 ``resode.NonFiniteError``, a ``ValueError``, is accepted when the reference overflows too, or
-comes within a factor ``1e3 * N * D`` of the largest float). A crash kills the test process.
+comes within a factor ``1e3 * N * D`` of the largest float; ``fit`` may raise
+``TrainingDiverged`` where SGD on reference gradients overflows too). A crash kills the test
+process. Cases whose reference is itself unreliable are counted and not compared: intermediate
+overflow (pre-activations beyond the dtype's range), or ill-conditioning (the reference in the
+model's dtype and in long double disagree by more than a tenth of the tolerance).
+
+The defects found this way have exact reproductions at the end of the module; the two still
+open are tolerated narrowly by the property tests and counted as "known defect" in the tally.
 
 Determinism: the ``resode-ci`` profile (loaded by default) derandomizes and keeps no example
 database; ``RESODE_HYPOTHESIS_PROFILE=resode-explore`` draws fresh random examples and
@@ -175,7 +182,7 @@ def as_seen(passed: Any, dtype: np.dtype) -> np.ndarray:
         return np.array(np.asarray(passed), dtype=dtype)
 
 
-def fault(spec: Spec, passed: Any, dtype: np.dtype) -> str | None:
+def fault(passed: Any, dtype: np.dtype) -> str | None:
     """The failure the presented value must cause: 'type', 'value', 'either' or None."""
     kind = np.asarray(passed).dtype.kind  # a nested list of floats is plain float64 again
     if kind == "c":
@@ -508,7 +515,7 @@ def label_input(case: dict, model: Any, N: int, rng: np.random.Generator) -> tup
     if model.loss == "mse":
         values = with_values(rng.standard_normal((N, model.classes)), spec.values, rng)
         passed = present(values, spec)
-        return passed, fault(spec, passed, model.dtype)
+        return passed, fault(passed, model.dtype)
     labels = rng.integers(0, model.classes, N).astype(np.float64)
     where = rng.integers(N)
     if case["labels"] == "out_of_range":
@@ -521,7 +528,7 @@ def label_input(case: dict, model: Any, N: int, rng: np.random.Generator) -> tup
         labels[where] = 1e300 if spec.values == "huge" else 1e30
     passed = present(labels, spec)
     if np.asarray(passed).dtype.kind in "cOUS":
-        return passed, fault(spec, passed, model.dtype)
+        return passed, fault(passed, model.dtype)
     seen = as_seen(passed, np.dtype(np.float64))
     ok = np.isfinite(seen).all() and np.all(seen == np.round(seen))
     ok = ok and bool(np.all((seen >= 0) & (seen < model.classes)))
@@ -542,7 +549,7 @@ def test_model_calls_match_reference_or_refuse():
 
         xs = case["X"]
         Xp = present(with_values(rng.standard_normal((N, model.dim)), xs.values, rng), xs)
-        faults["X"] = fault(xs, Xp, dtype)
+        faults["X"] = fault(Xp, dtype)
 
         key = case["param"]
         if key in ("W", "b") and model.field == "bottleneck":
@@ -550,7 +557,7 @@ def test_model_calls_match_reference_or_refuse():
         ps = case["param_spec"]
         base = model.params[key]
         model.params[key] = present(with_values(base, ps.values, rng), ps)
-        faults[key] = fault(ps, model.params[key], dtype)
+        faults[key] = fault(model.params[key], dtype)
 
         y = None
         if entry == "loss_and_grad":
@@ -677,11 +684,11 @@ def test_odeint_and_vjp_match_reference_or_refuse():
         first = np.asarray(params[names[0]])
         dtype = np.dtype(np.float32) if first.dtype == np.float32 else np.dtype(np.float64)
         faults: dict[str, str | None] = {
-            "params": max((fault(ps, params[k], dtype) or "" for k in names), default="") or None
+            "params": max((fault(params[k], dtype) or "" for k in names), default="") or None
         }
         xs = case["X"]
         Xp = present(with_values(rng.standard_normal((N, model.dim)), xs.values, rng), xs)
-        faults["X"] = fault(xs, Xp, dtype)
+        faults["X"] = fault(Xp, dtype)
         T = case["T"]
         faults["T"] = None if (math.isfinite(T) and T > 0) else "value"
         kw = {
@@ -696,7 +703,7 @@ def test_odeint_and_vjp_match_reference_or_refuse():
         if entry == "odeint_vjp":
             cs = case["cotangent"]
             cot = present(with_values(rng.standard_normal((N, model.D)), cs.values, rng), cs)
-            faults["cotangent"] = fault(cs, cot, dtype)
+            faults["cotangent"] = fault(cot, dtype)
             kw.update(gradient=model.gradient, checkpoints=model.checkpoints)
 
             def call():
@@ -822,7 +829,7 @@ def test_fit_matches_replayed_sgd_or_refuses():
         dtype = model.dtype
         xs = case["X"]
         Xp = present(with_values(rng.standard_normal((N, model.dim)), xs.values, rng), xs)
-        faults = {"X": fault(xs, Xp, dtype)}
+        faults = {"X": fault(Xp, dtype)}
         y, faults["y"] = label_input(case, model, N, rng)
         before = {k: v.copy() for k, v in model.params.items()}
         kw = {

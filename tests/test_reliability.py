@@ -337,6 +337,7 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_result(tmp_path, versio
     assert len(history) == ns["FINAL_EPOCH"]
     assert history.loss == expected.loss and history.accuracy == expected.accuracy
     assert_bitwise(resumed.params, uninterrupted.params, f"resumed from epoch {epoch}")
+    print(f"\nkilled after checkpoint of epoch {epoch}; resumed to {len(history)}: bitwise equal")
     # A kill during a save may leave the writer's temporary file behind; never a torn file.
     assert all(name.startswith(".ckpt.npz.") for name in leftovers), leftovers
 
@@ -579,6 +580,7 @@ def test_trajectory_over_2_31_elements_is_refused_before_allocating():
         assert kind == "ValueError", f"{name}: {kind}: {message}"
         assert any(w in message.lower() for w in ("memory", "size", "elements", "2**31")), message
         assert seconds < 5, f"{name}: refused after {seconds:.1f} s"
+        print(f"\n{name}: {kind} after {seconds * 1e3:.1f} ms: {message}")
 
 
 def _available_bytes() -> float:

@@ -411,12 +411,19 @@ template <class T>
 void logits(const Problem<T>& pb, T* out) {
   detail::BlockPlan<T> plan(pb);
   const index_t D = pb.dyn.field.D, C = pb.readout.classes;
+  std::vector<char> overflow(std::size_t(plan.count), 0);  // per block: logits not finite
   detail::forward_sweep(
       pb, plan, [](index_t, const T*, const detail::Block&) {},
       [&](detail::SweepState<T>& st, const detail::Block& blk) {
         readout(pb.readout, blk.n, D, st.cur, st.z);
+        overflow[std::size_t(blk.first / plan.rows)] = !all_finite(C * blk.n, st.z);
         detail::store_rows(blk, C, st.z, out);
       });
+  if (std::find(overflow.begin(), overflow.end(), 1) != overflow.end())
+    throw non_finite_error(
+        "the logits x P^T + c are not finite: the readout overflowed (the final states or P, c "
+        "are too large)",
+        long(pb.dyn.steps()), double(pb.dyn.steps()) * double(pb.dyn.dt));
 }
 
 namespace detail {

@@ -226,8 +226,17 @@ def _read_npy(data: bytes, name: str) -> np.ndarray:
     return np.array(arr, order="C", copy=True)
 
 
+# Largest .npy header plus payload of the JSON header member, before its contents are known.
+_MAX_HEADER_BYTES = 1 << 20
+
+
 def _read_archive(path: Path) -> dict[str, np.ndarray]:
-    """All members of the archive at ``path`` as arrays (CRC-checked, never unpickled)."""
+    """All members of the archive at ``path`` as arrays (CRC-checked, never unpickled).
+
+    The JSON header is read first; every other member's declared (uncompressed) size is then
+    checked against the largest array the header's model can have before it is inflated, so a
+    hostile archive (a "zip bomb") is refused without allocating its contents.
+    """
     arrays: dict[str, np.ndarray] = {}
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
@@ -236,8 +245,42 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
         for member in names:
             if not member.endswith(".npy"):
                 raise ValueError(f"unexpected member {member!r} (not an .npy array)")
-            arrays[member[: -len(".npy")]] = _read_npy(zf.read(member), member[:-4])
+        header_member = _HEADER + ".npy"
+        if header_member not in names:
+            raise ValueError(f"no {_HEADER!r} array (not a resode model file)")
+        arrays[_HEADER] = _read_member(zf, header_member, _MAX_HEADER_BYTES)
+        limit = _max_member_bytes(_parse_header(arrays))
+        for member in names:
+            if member != header_member:
+                arrays[member[: -len(".npy")]] = _read_member(zf, member, limit)
     return arrays
+
+
+def _read_member(zf: zipfile.ZipFile, member: str, limit: int) -> np.ndarray:
+    size = zf.getinfo(member).file_size
+    if size > limit:
+        raise ValueError(f"array {member[:-4]!r} declares {size} bytes, more than the {limit} "
+                         "its model can have")
+    return _read_npy(zf.read(member), member[:-4])
+
+
+def _max_member_bytes(header: Mapping[str, Any]) -> int:
+    """Bytes of the largest .npy member the header's model can have (8-byte items, 4 KiB of
+    .npy header), or the header limit if the config is unusable (it is rejected later)."""
+    try:
+        _, config = _check_config(header.get("kind"), header.get("config"))
+        shapes = _expected_shapes(config)
+        largest = max(int(np.prod(shape, dtype=np.float64)) for shape in shapes.values())
+    except Exception:
+        return _MAX_HEADER_BYTES
+    return int(min(8.0 * largest, _available_memory_bytes())) + 4096
+
+
+def _available_memory_bytes() -> float:
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return 8.0 * 2**31
 
 
 def _parse_header(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:

@@ -95,6 +95,13 @@ class _Model:
         self.D = self.dim + self.augment
         self._pieces = pieces
         H = self.hidden if self.field == "bottleneck" else self.D
+        sizes = field_param_shapes(self.field, pieces, self.D, H).values()
+        count = sum(int(np.prod(shape, dtype=np.float64)) for shape in sizes)
+        if count > 2**31:
+            raise ValueError(
+                f"the model would have {count} field parameters, more than the limit of 2**31: "
+                "reduce layers/pieces, dim, augment or hidden"
+            )
         self.params: dict[str, np.ndarray] = init_params(
             self.field, pieces, self.D, H, self.classes, self.dtype, seed
         )

@@ -343,6 +343,12 @@ def _data(model: Model, X: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarr
     try:
         Xc = model._X(X)
         yc = model._targets(y, Xc.shape[0])
+        # The core checks each batch; checking the whole set here refuses bad data before the
+        # first step, so the model is never partly trained on it.
+        if not np.isfinite(Xc).all():
+            raise ValueError("X contains NaN or Inf")
+        if yc.dtype.kind == "f" and not np.isfinite(yc).all():
+            raise ValueError("y contains NaN or Inf")
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{what}: {exc}") from None
     return Xc, yc
