@@ -116,6 +116,21 @@ class _Model:
     def _sweep_args(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def _shared_config(self) -> dict[str, Any]:
+        """The constructor arguments both models have."""
+        seed = self.seed
+        return {
+            "classes": self.classes,
+            "field": self.field,
+            "activation": self.activation,
+            "hidden": self.hidden,
+            "augment": self.augment,
+            "loss": self.loss,
+            "weight_decay": self.weight_decay,
+            "dtype": self.dtype.name,
+            "seed": int(seed) if isinstance(seed, (int, np.integer)) else None,
+        }
+
     def _gradient_args(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -288,20 +303,7 @@ class ResNet(_Model):
 
     @property
     def config(self) -> dict[str, Any]:
-        return {
-            "dim": self.dim,
-            "layers": self.layers,
-            "classes": self.classes,
-            "field": self.field,
-            "activation": self.activation,
-            "hidden": self.hidden,
-            "augment": self.augment,
-            "h": self.h,
-            "loss": self.loss,
-            "weight_decay": self.weight_decay,
-            "dtype": self.dtype.name,
-            "seed": self.seed if isinstance(self.seed, (int, type(None))) else None,
-        }
+        return {"dim": self.dim, "layers": self.layers, "h": self.h, **self._shared_config()}
 
     def _sweep_args(self) -> dict[str, Any]:
         return {
@@ -431,18 +433,10 @@ class NeuralODE(_Model):
             "pieces": self.pieces,
             "substeps": self.substeps,
             "method": self.method,
-            "classes": self.classes,
-            "field": self.field,
-            "activation": self.activation,
-            "hidden": self.hidden,
-            "augment": self.augment,
-            "loss": self.loss,
-            "weight_decay": self.weight_decay,
             "turnpike": self.turnpike,
             "gradient": self.gradient,
             "checkpoints": self.checkpoints,
-            "dtype": self.dtype.name,
-            "seed": self.seed if isinstance(self.seed, (int, type(None))) else None,
+            **self._shared_config(),
         }
 
     def _sweep_args(self) -> dict[str, Any]:
