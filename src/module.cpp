@@ -22,7 +22,11 @@ PYBIND11_MODULE(_core, m) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const resode::non_finite_error& e) {
-      py::set_error(py::handle(non_finite_type), e.what());
+      // The exception carries the step (-1: not tied to a step) and its end time t.
+      py::object error = py::handle(non_finite_type)(e.what());
+      error.attr("step") = e.step();
+      error.attr("t") = e.time();
+      PyErr_SetObject(non_finite_type, error.ptr());
     }
   });
 

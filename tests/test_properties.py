@@ -20,8 +20,8 @@ process. Cases whose reference is itself unreliable are counted and not compared
 overflow (pre-activations beyond the dtype's range), or ill-conditioning (the reference in the
 model's dtype and in long double disagree by more than a tenth of the tolerance).
 
-The defects found this way have exact reproductions at the end of the module; the two still
-open are tolerated narrowly by the property tests and counted as "known defect" in the tally.
+The defects found this way have exact reproductions at the end of the module; all are fixed,
+and the property tests now fail on any of them.
 
 Determinism: the ``resode-ci`` profile (loaded by default) derandomizes and keeps no example
 database; ``RESODE_HYPOTHESIS_PROFILE=resode-explore`` draws fresh random examples and
@@ -255,7 +255,7 @@ class Outcome:
                 warnings.simplefilter("error")
                 result = call()
         except RuntimeWarning as exc:
-            return ("warning", exc)  # the caller decides (known defect of predict_proba)
+            return ("warning", exc)  # the caller decides
         except resode.NonFiniteError as exc:
             msg = str(exc)
             assert not must_fail or names_one_of(msg, must_fail | extra_names), msg
@@ -603,12 +603,7 @@ def test_model_calls_match_reference_or_refuse():
         logits_overflow = entry in ("forward", "predict_proba") and magnitude(want) > float(
             np.finfo(dtype).max
         )
-        if logits_overflow and (status == "warning" or not np.isfinite(got).all()):
-            # Known defect (test_forward_with_overflowing_logits_raises_non_finite_error):
-            # forward returns Inf logits instead of raising NonFiniteError; predict_proba then
-            # warns and returns NaN. Tolerated only where the logits really overflow.
-            tally["known defect: Inf logits"] += 1
-            return
+        assert not logits_overflow, f"{entry}: overflowing logits must raise NonFiniteError"
         assert status == "ok", f"{entry} warned: {got!r}"
         if pre > float(np.finfo(dtype).max) / 10:
             tally["skipped: intermediate overflow"] += 1
@@ -862,12 +857,7 @@ def test_fit_matches_replayed_sgd_or_refuses():
         if result is None:
             late = faults["X"] == "value" or (model.loss == "mse" and faults["y"] == "value")
             changed = any(not np.array_equal(v, before[k]) for k, v in model.params.items())
-            if late and changed:
-                # Known defect (test_fit_refuses_non_finite_data_before_training): fit finds
-                # NaN/Inf in X or in mse targets only batch by batch, after training on the
-                # earlier batches; the ValueError is right, the partly trained model is not.
-                tally["known defect: late check of finiteness"] += 1
-                return
+            assert not (late and changed), "fit trained on part of the data before refusing it"
             for k, v in model.params.items():  # a refused call leaves the model alone
                 np.testing.assert_array_equal(v, before[k])
             return
@@ -1001,7 +991,7 @@ def test_load_of_random_npz_archives_refuses(tmp_path: Path):
 
 # --------------------------------------------------------------------------- found by fuzzing
 # Exact reproductions of the defects the property tests found. The first two are open (the
-# property tests above tolerate them narrowly, counted as "known defect" in the tally); the
+# property tests above now reject them too); the
 # others were fixed and stay as regression tests.
 
 

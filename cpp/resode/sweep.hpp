@@ -193,11 +193,11 @@ void raise_if_non_finite(const Problem<T>& pb, const BlockPlan<T>& plan) {
   const index_t steps = pb.dyn.steps();
   const index_t bad = *std::min_element(plan.first_bad.begin(), plan.first_bad.end());
   if (bad > steps) return;
-  const double t = double(bad + 1) * double(pb.dyn.dt);
+  const double t0 = double(bad) * double(pb.dyn.dt), t = double(bad + 1) * double(pb.dyn.dt);
   std::ostringstream msg;
-  msg << "the state became non-finite (NaN or Inf) in step " << bad << " of " << steps
-      << ", at t = " << t << " (layer " << bad << " of a ResNet); reduce the step size, the "
-      << "weights or the inputs";
+  msg << "the state became non-finite (NaN or Inf) in step " << bad << " (steps are counted "
+      << "from 0; " << steps << " in all), from t = " << t0 << " to t = " << t
+      << " (for a ResNet: layer " << bad << "); reduce the step size, the weights or the inputs";
   throw non_finite_error(msg.str(), long(bad), t);
 }
 

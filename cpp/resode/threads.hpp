@@ -21,18 +21,25 @@ inline std::atomic<int>& requested_threads() {
 }
 }  // namespace detail
 
+// Threads the next sweep uses: set_num_threads' value, capped by OpenMP's own setting of the
+// calling thread (OMP_NUM_THREADS, omp_set_num_threads, threadpoolctl's limits).
 inline int get_num_threads() {
 #ifdef _OPENMP
   const int n = detail::requested_threads().load();
-  return n > 0 ? n : omp_get_max_threads();
+  return n > 0 ? std::min(n, omp_get_max_threads()) : omp_get_max_threads();
 #else
   return 1;
 #endif
 }
 
+// Sets resode's thread count (and OpenMP's, for the calling thread, so threadpoolctl reports
+// it).
 inline void set_num_threads(int n) {
   require(n >= 1, "num_threads must be >= 1");
   detail::requested_threads().store(n);
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#endif
 }
 
 // Calls body(thread, item) for every item in [0, items) on `threads` threads; items are handed

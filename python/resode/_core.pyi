@@ -10,6 +10,9 @@ openmp: bool
 class NonFiniteError(ValueError, FloatingPointError):
     """A state, loss or gradient became NaN or Inf (the message names the step and time)."""
 
+    step: int  # the step (layer) whose update was not finite; -1 when not tied to a step
+    t: float  # the end time of that step
+
 def activation(name: str, x: npt.ArrayLike) -> np.ndarray: ...
 def activation_grad(name: str, x: npt.ArrayLike) -> np.ndarray: ...
 def set_num_threads(n: int) -> None: ...

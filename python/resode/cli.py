@@ -82,6 +82,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "resume": None,
     # output
     "out": None,
+    "overwrite": False,
     "no_plots": False,
     "no_progress": False,
 }
@@ -95,6 +96,7 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "epochs": 120,
     "batch_size": 200,
     "out": "runs/demo",
+    "overwrite": True,
 }
 """Defaults of ``resode demo``: concentric spheres, neural ODE with a bottleneck field (32
 hidden units, ReLU), one augmented dimension, ``T = 5``, 10 pieces, RK4, Adam."""
@@ -222,6 +224,12 @@ def _add_run_options(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) ->
     g.add_argument(
         "--out", metavar="DIR", help="output folder (default %(default)s; None: runs/DATASET-MODEL)"
     )
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=None,
+        help="replace a model already in --out (train refuses to, so no trained model is lost)",
+    )
     g.add_argument("--no-plots", action="store_true", default=None, help="skip the plots")
     g.add_argument("--no-progress", action="store_true", default=None, help="no progress bar")
     p.set_defaults(**defaults)
@@ -320,7 +328,7 @@ def _config_defaults(parser: argparse.ArgumentParser, path: str) -> dict[str, An
 def _to_toml(options: Mapping[str, Any]) -> str:
     lines = ["# resode train options; rerun with: resode train --config config.toml"]
     for key, value in options.items():
-        if value is None or key in ("config", "command", "resume"):
+        if value is None or key in ("config", "command", "resume", "out", "overwrite"):
             continue
         name = key.replace("_", "-")
         if isinstance(value, bool):
@@ -452,6 +460,11 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
     model = _build_model(args, X.shape[1], classes)
     optimizer = _build_optimizer(args)
     out = Path(args.out if args.out is not None else f"runs/{args.dataset}-{args.model}")
+    if (out / "model.npz").exists() and not args.overwrite and args.resume is None:
+        raise _UsageError(
+            f"--out {out} already holds a trained model (model.npz): choose another --out or "
+            "pass --overwrite"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

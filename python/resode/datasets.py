@@ -449,12 +449,17 @@ def spirals(
     return X, y
 
 
-def digits() -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+def digits(seed: SeedLike = None) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """scikit-learn's bundled 8 x 8 handwritten digits, scaled to ``[0, 1]``.
 
     Requires scikit-learn (``pip install resode[sklearn]``); the data ships with it,
-    nothing is downloaded. Samples are in scikit-learn's order (not shuffled); use
-    :func:`train_test_split` to shuffle and split.
+    nothing is downloaded.
+
+    Parameters
+    ----------
+    seed : int, numpy.random.Generator or None
+        ``None`` (default): scikit-learn's order. Otherwise the samples are shuffled with
+        :func:`numpy.random.default_rng` (same seed, same order), like the other data sets.
 
     Returns
     -------
@@ -482,9 +487,12 @@ def digits() -> tuple[NDArray[np.float64], NDArray[np.int64]]:
             "`pip install resode[sklearn]` (or `pip install scikit-learn`)"
         ) from exc
     bunch = load_digits()
-    X = np.ascontiguousarray(np.asarray(bunch.data, dtype=np.float64) / 16.0)
-    y = np.ascontiguousarray(np.asarray(bunch.target, dtype=np.int64))
-    return X, y
+    X = np.asarray(bunch.data, dtype=np.float64) / 16.0
+    y = np.asarray(bunch.target, dtype=np.int64)
+    if seed is not None:
+        order = np.random.default_rng(seed).permutation(len(y))
+        X, y = X[order], y[order]
+    return np.ascontiguousarray(X), np.ascontiguousarray(y)
 
 
 def train_test_split(

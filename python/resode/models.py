@@ -46,6 +46,10 @@ def init_params(
     """Initial parameters, as ``torch.nn.Linear`` does it: every weight and bias of a linear map
     with fan-in ``m`` is drawn uniformly from ``[-1/sqrt(m), 1/sqrt(m)]``; drawn in the order
     W, b (or W1, b1, W2, b2), P, c from ``np.random.default_rng(seed)``."""
+    if isinstance(seed, bool) or (seed is not None and not isinstance(seed, (int, np.integer))):
+        raise TypeError(f"seed must be None or a non-negative integer, got {seed!r}")
+    if seed is not None and seed < 0:
+        raise ValueError(f"seed must be None or a non-negative integer, got {seed}")
     rng = np.random.default_rng(seed)
     shapes = field_param_shapes(field, pieces, D, H)
     shapes.update({"P": (classes, D), "c": (classes,)})
@@ -83,6 +87,8 @@ class _Model:
         self.activation = check_choice("activation", activation, ACTIVATIONS)
         self.augment = check_int("augment", augment, 0)
         self.loss = check_choice("loss", loss, LOSSES)
+        if self.loss == "cross_entropy" and self.classes < 2:
+            raise ValueError(f"classes must be >= 2 for loss 'cross_entropy', got {classes}")
         self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
         self.dtype = resolve_dtype(dtype)
         self.seed = seed
@@ -193,11 +199,15 @@ class _Model:
         or one-hot/float targets ``(N, classes)``, compared by argmax)."""
         pred = self.predict(X)
         y = np.asarray(y)
-        if y.ndim == 2:
+        if y.ndim == 2 and y.shape == (pred.shape[0], self.classes) and self.classes > 1:
             y = np.argmax(y, axis=1)
         if y.shape != pred.shape:
-            raise ValueError(f"y must have shape {pred.shape} to match X, got shape {y.shape}")
-        return float(np.mean(pred == y))
+            raise ValueError(
+                f"y must have shape {pred.shape} (labels) or {(pred.shape[0], self.classes)} "
+                f"(targets) to match X, got shape {y.shape}"
+            )
+        labels = as_labels(y, pred.shape[0], self.classes)
+        return float(np.mean(pred == labels))
 
     def loss_and_grad(self, X: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
         """Loss and its gradient in one call into the core (forward sweep, loss, backward sweep).
@@ -233,11 +243,12 @@ class _Model:
         grads.update(P=dP, c=dc)
         return float(loss), grads
 
-    def save(self, path: Any) -> None:
-        """Save config and parameters to one ``.npz`` file (atomically); see :func:`resode.load`."""
+    def save(self, path: Any) -> Any:
+        """Save config and parameters to one ``.npz`` file (atomically); see :func:`resode.load`.
+        Returns the path written."""
         from .io import save
 
-        save(self, path)
+        return save(self, path)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
@@ -399,6 +410,9 @@ class NeuralODE(_Model):
             raise TypeError(f"turnpike must be a bool, got {type(turnpike).__name__}")
         self.turnpike = bool(turnpike)
         self.checkpoints = None if checkpoints is None else check_int("checkpoints", checkpoints, 1)
+        if self.checkpoints is not None and self.gradient != "discrete":
+            raise ValueError("checkpoints applies to gradient='discrete' only (the adjoint "
+                             "stores no trajectory)")
         if not self.T / (self.pieces * self.substeps) > 0:
             raise ValueError(f"T must be large enough that T / (pieces * substeps) > 0, got T={T}")
         super().__init__(

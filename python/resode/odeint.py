@@ -146,6 +146,8 @@ def odeint_vjp(
     Xc, theta, sweep, names = _prepare(params, X, T, substeps, method, field, activation, augment)
     check_choice("gradient", gradient, GRADIENTS)
     K = 0 if checkpoints is None else check_int("checkpoints", checkpoints, 1)
+    if K and gradient != "discrete":
+        raise ValueError("checkpoints applies to gradient='discrete' only")
     D = theta[0].shape[2]
     v = as_float_array("cotangent", cotangent, Xc.dtype)
     if v.shape != (Xc.shape[0], D):

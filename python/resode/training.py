@@ -333,6 +333,12 @@ def constrain(model: Model, bound: float) -> None:
 def _check_model(model: Any) -> Model:
     if not isinstance(model, (ResNet, NeuralODE)):
         raise TypeError(f"model must be a resode.ResNet or resode.NeuralODE, got {type(model)!r}")
+    expected = set(model._shapes)
+    if set(model.params) != expected:
+        extra, missing = sorted(set(model.params) - expected), sorted(expected - set(model.params))
+        raise ValueError(
+            f"model.params must hold exactly {sorted(expected)}; extra {extra}, missing {missing}"
+        )
     for name, p in model.params.items():
         if not np.isfinite(p).all():
             raise ValueError(f"model.params[{name!r}] contains NaN or Inf before training")
@@ -544,8 +550,8 @@ def fit(
         ``np.random.default_rng([seed, e]).permutation(N)``; otherwise in order.
     seed : int or None
         Seed of the shuffling. Two runs with the same model (same ``model.seed``), data,
-        optimiser and ``seed`` give bitwise identical parameters (with the same number of
-        core threads: the core's reductions over samples are split per thread). ``None``: a
+        optimiser and ``seed`` give bitwise identical parameters, for any number of core threads
+        (the core sums over fixed groups of samples in a fixed order). ``None``: a
         fresh random seed (stored in checkpoints, so resuming still replays the same order).
     validation_data : tuple (X_val, y_val), optional
         Evaluated at the end of every epoch (``val_loss``, ``val_accuracy``).
