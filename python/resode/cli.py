@@ -74,7 +74,14 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "optimizer": "adam",
     "lr": 1e-2,
     "momentum": 0.0,
+    "nesterov": False,
+    "beta1": 0.9,
+    "beta2": 0.999,
+    "eps": 1e-8,
     "schedule": "none",
+    "step_size": 100,
+    "gamma": 0.1,
+    "no_shuffle": False,
     "bound": None,
     "fixed_projection": False,
     "threads": None,
@@ -208,7 +215,18 @@ def _add_run_options(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) ->
     g.add_argument("--optimizer", choices=("adam", "sgd"), help="default %(default)s")
     g.add_argument("--lr", type=_float(positive=True), help="learning rate (default %(default)s)")
     g.add_argument("--momentum", type=_float(), help="SGD momentum (default %(default)s)")
-    g.add_argument("--schedule", choices=("none", "cosine"), help="lr schedule")
+    g.add_argument("--nesterov", action="store_true", default=None, help="SGD Nesterov momentum")
+    g.add_argument("--beta1", type=_float(), help="Adam beta1 (default %(default)s)")
+    g.add_argument("--beta2", type=_float(), help="Adam beta2 (default %(default)s)")
+    g.add_argument("--eps", type=_float(positive=True), help="Adam eps (default %(default)s)")
+    g.add_argument(
+        "--schedule",
+        choices=("none", "cosine", "step"),
+        help="lr schedule: cosine over the epochs, or step (times --gamma every --step-size)",
+    )
+    g.add_argument("--step-size", type=_int(1), help="epochs per step of --schedule step")
+    g.add_argument("--gamma", type=_float(positive=True), help="factor of --schedule step")
+    g.add_argument("--no-shuffle", action="store_true", default=None, help="keep the data order")
     g.add_argument("--bound", type=_float(positive=True), help="L1+Linf bound on the controls")
     g.add_argument("--fixed-projection", action="store_true", default=None, help="freeze P and c")
     g.add_argument("--threads", type=_int(1), help="threads of the core (default: all)")
@@ -393,14 +411,20 @@ def _build_model(args: argparse.Namespace, dim: int, classes: int) -> Any:
 
 
 def _build_optimizer(args: argparse.Namespace) -> Any:
-    from .optim import SGD, Adam, CosineLR
+    from .optim import SGD, Adam, CosineLR, StepLR
 
-    schedule = CosineLR(total_epochs=max(args.epochs, 1)) if args.schedule == "cosine" else None
+    schedule: Any = None
+    if args.schedule == "cosine":
+        schedule = CosineLR(total_epochs=max(args.epochs, 1))
+    elif args.schedule == "step":
+        schedule = StepLR(step_size=args.step_size, gamma=args.gamma)
     if args.optimizer == "sgd":
-        return SGD(lr=args.lr, momentum=args.momentum, schedule=schedule)
-    if args.momentum:
-        raise _UsageError("--momentum applies to --optimizer sgd only")
-    return Adam(lr=args.lr, schedule=schedule)
+        return SGD(
+            lr=args.lr, momentum=args.momentum, nesterov=bool(args.nesterov), schedule=schedule
+        )
+    if args.momentum or args.nesterov:
+        raise _UsageError("--momentum applies to --optimizer sgd only (and so does --nesterov)")
+    return Adam(lr=args.lr, betas=(args.beta1, args.beta2), eps=args.eps, schedule=schedule)
 
 
 def _describe(model: Any) -> str:
@@ -513,6 +537,7 @@ def _run(args: argparse.Namespace, command: str, setup: Mapping[str, Any]) -> in
             optimizer=optimizer,
             epochs=args.epochs,
             batch_size=args.batch_size,
+            shuffle=not args.no_shuffle,
             seed=args.seed,
             validation_data=(X_te, targets(y_te)),
             bound=args.bound,
