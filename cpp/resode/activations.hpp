@@ -49,7 +49,10 @@ inline void exp_nonpositive_fraction(double y, double& num, double& den) {
   const double qx = ((3.00198505138664455042E-6 * rr + 2.52448340349684104192E-3) * rr +
                      2.27265548208155028766E-1) * rr + 2.00000000000000000009E0;
   const std::int64_t n1 = n >> 1, n2 = n - n1;  // both in [-1010, 0]
-  const std::int64_t s1_bits = (n1 + 1023) << 52, s2_bits = (n2 + 1023) << 52;
+  // unsigned shifts: for a NaN input n is garbage (the result is NaN anyway), and a signed
+  // left shift of a negative value would be undefined behaviour
+  const std::uint64_t s1_bits = std::uint64_t(n1 + 1023) << 52;
+  const std::uint64_t s2_bits = std::uint64_t(n2 + 1023) << 52;
   double s1, s2;
   std::memcpy(&s1, &s1_bits, sizeof s1);
   std::memcpy(&s2, &s2_bits, sizeof s2);
@@ -107,7 +110,8 @@ inline float exp_nonpositive(float y) {
                      4.1665795894E-2f) * r + 1.6666665459E-1f) * r + 5.0000001201E-1f) *
                       (r * r) + r + 1.0f;
   const std::int32_t n1 = n >> 1, n2 = n - n1;  // both in [-76, 0]: normal scale factors
-  const std::int32_t s1_bits = (n1 + 127) << 23, s2_bits = (n2 + 127) << 23;
+  const std::uint32_t s1_bits = std::uint32_t(n1 + 127) << 23;  // unsigned: see above
+  const std::uint32_t s2_bits = std::uint32_t(n2 + 127) << 23;
   float s1, s2;
   std::memcpy(&s1, &s1_bits, sizeof s1);
   std::memcpy(&s2, &s2_bits, sizeof s2);
