@@ -13,7 +13,6 @@ enum class Method { euler, midpoint, rk4 };
 struct Tableau {
   static constexpr int max_stages = 4;
   int stages = 1;
-  int order = 1;
   double a[max_stages][max_stages] = {};
   double b[max_stages] = {};
 };
@@ -22,13 +21,13 @@ inline Tableau tableau(Method m) {
   Tableau t;
   switch (m) {
     case Method::euler:  // x + dt f(x)
-      t.stages = 1, t.order = 1, t.b[0] = 1.0;
+      t.stages = 1, t.b[0] = 1.0;
       break;
     case Method::midpoint:  // x + dt f(x + dt/2 f(x))
-      t.stages = 2, t.order = 2, t.a[1][0] = 0.5, t.b[1] = 1.0;
+      t.stages = 2, t.a[1][0] = 0.5, t.b[1] = 1.0;
       break;
     case Method::rk4:  // the classic RK4 (not the 3/8 rule)
-      t.stages = 4, t.order = 4;
+      t.stages = 4;
       t.a[1][0] = 0.5, t.a[2][1] = 0.5, t.a[3][2] = 1.0;
       t.b[0] = 1.0 / 6, t.b[1] = 2.0 / 6, t.b[2] = 2.0 / 6, t.b[3] = 1.0 / 6;
       break;

@@ -4,6 +4,7 @@ Shapes of parameters and finiteness are checked again by the compiled core."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ __all__ = [
     "check_choice",
     "check_int",
     "check_positive",
+    "int_at_least",
     "resolve_dtype",
 ]
 
@@ -46,6 +48,18 @@ def check_int(name: str, value: Any, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def int_at_least(name: str, value: object, minimum: int) -> int:
+    """Return ``value`` as an ``int >= minimum``; ``ValueError`` naming ``name`` otherwise
+    (non-integers included: the data-set and optimiser arguments' convention)."""
+    try:
+        ivalue = None if isinstance(value, bool) else operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        ivalue = None
+    if ivalue is None or ivalue < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return ivalue
 
 
 def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:

@@ -22,12 +22,13 @@ Examples
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Sequence
 from typing import Union
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from ._validation import int_at_least
 
 __all__ = [
     "DATASETS",
@@ -60,17 +61,6 @@ _TRICOLOR_RADII = ((0.0, 0.5), (0.7, 1.0), (1.2, 1.5))
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    """Return ``value`` as an ``int`` or raise ``ValueError`` naming ``name``."""
-    try:
-        ivalue = None if isinstance(value, bool) else operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        ivalue = None
-    if ivalue is None or ivalue < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return ivalue
 
 
 def _check_noise(noise: object) -> float:
@@ -151,7 +141,7 @@ def _checkerboard_intervals(k: int) -> list[tuple[float, float]]:
 
 def _checkerboard(n: int, k: int, seed: SeedLike) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """Balanced ``k x k`` checkerboard, label ``(i + j) % 2`` for cell ``(i, j)``."""
-    n = _check_int("n", n, 1)
+    n = int_at_least("n", n, 1)
     rng = np.random.default_rng(seed)
     intervals = _checkerboard_intervals(k)
     rects: list[list[tuple[float, float, float, float]]] = [[], []]
@@ -211,8 +201,8 @@ def concentric_spheres(
     >>> X.shape, int(y.sum())
     ((100, 3), 50)
     """
-    n = _check_int("n", n, 1)
-    dim = _check_int("dim", dim, 1)
+    n = int_at_least("n", n, 1)
+    dim = int_at_least("dim", dim, 1)
     inner_r = _check_radii("inner", inner)
     outer_r = _check_radii("outer", outer)
     if inner_r[1] > outer_r[0]:
@@ -334,7 +324,7 @@ def tricolor(n: int, seed: SeedLike = None) -> tuple[NDArray[np.float64], NDArra
     >>> np.bincount(y).tolist()
     [100, 100, 100]
     """
-    n = _check_int("n", n, 1)
+    n = int_at_least("n", n, 1)
     rng = np.random.default_rng(seed)
     counts = _class_counts(n, 3)
     parts = [_sample_shell(rng, m, 2, *radii) for m, radii in zip(counts, _TRICOLOR_RADII)]
@@ -377,7 +367,7 @@ def moons(
     >>> bool(np.allclose(np.hypot(*X[y == 0].T), 1.0))
     True
     """
-    n = _check_int("n", n, 1)
+    n = int_at_least("n", n, 1)
     noise = _check_noise(noise)
     rng = np.random.default_rng(seed)
     n0, n1 = _class_counts(n, 2)
@@ -433,7 +423,7 @@ def spirals(
     >>> bool((r >= 0.25 - 1e-12).all() and (r <= 1.5 + 1e-12).all())
     True
     """
-    n = _check_int("n", n, 1)
+    n = int_at_least("n", n, 1)
     noise = _check_noise(noise)
     rng = np.random.default_rng(seed)
     parts = []

@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from ._validation import int_at_least
 
 __all__ = [
     "SGD",
@@ -62,17 +63,6 @@ def _as_float(name: str, value: object) -> float:
     if not math.isfinite(out):
         raise ValueError(f"{name} must be a finite real number, got {value!r}")
     return out
-
-
-def _as_int(name: str, value: object, minimum: int) -> int:
-    """Return ``value`` as an ``int >= minimum`` or raise ``ValueError`` naming ``name``."""
-    try:
-        ivalue = None if isinstance(value, bool) else operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        ivalue = None
-    if ivalue is None or ivalue < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return ivalue
 
 
 # --------------------------------------------------------------------------- schedules
@@ -143,14 +133,14 @@ class StepLR(Schedule):
     """
 
     def __init__(self, step_size: int, gamma: float = 0.1) -> None:
-        self.step_size = _as_int("step_size", step_size, 1)
+        self.step_size = int_at_least("step_size", step_size, 1)
         self.gamma = _as_float("gamma", gamma)
         if self.gamma <= 0.0:
             raise ValueError(f"gamma must be > 0, got {gamma!r}")
 
     def factor(self, epoch: int) -> float:
         """Return ``gamma ** (epoch // step_size)``; ``epoch`` must be ``>= 0``."""
-        epoch = _as_int("epoch", epoch, 0)
+        epoch = int_at_least("epoch", epoch, 0)
         return float(self.gamma ** (epoch // self.step_size))
 
     def config(self) -> dict[str, Any]:
@@ -184,14 +174,14 @@ class CosineLR(Schedule):
     """
 
     def __init__(self, total_epochs: int, min_factor: float = 0.0) -> None:
-        self.total_epochs = _as_int("total_epochs", total_epochs, 1)
+        self.total_epochs = int_at_least("total_epochs", total_epochs, 1)
         self.min_factor = _as_float("min_factor", min_factor)
         if not 0.0 <= self.min_factor <= 1.0:
             raise ValueError(f"min_factor must be in [0, 1], got {min_factor!r}")
 
     def factor(self, epoch: int) -> float:
         """Return the cosine factor for ``epoch`` (``>= 0``; clamped at ``total_epochs``)."""
-        epoch = _as_int("epoch", epoch, 0)
+        epoch = int_at_least("epoch", epoch, 0)
         t = min(epoch, self.total_epochs) / self.total_epochs
         return self.min_factor + (1.0 - self.min_factor) * (1.0 + math.cos(math.pi * t)) / 2.0
 
@@ -434,8 +424,8 @@ class Optimizer(ABC):
         for name in ("step", "epoch"):
             if name not in state:
                 raise ValueError(f"state is missing key {name!r}")
-        step_count = _as_int("step", np.asarray(state["step"]).item(), 0)
-        epoch = _as_int("epoch", np.asarray(state["epoch"]).item(), 0)
+        step_count = int_at_least("step", np.asarray(state["step"]).item(), 0)
+        epoch = int_at_least("epoch", np.asarray(state["epoch"]).item(), 0)
         slots: dict[str, dict[str, np.ndarray]] = {s: {} for s in self._slots}
         for name in state:
             if name in ("step", "epoch"):
