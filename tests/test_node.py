@@ -248,6 +248,36 @@ def test_wide_state_matches_reference(dtype, gradient):
 
 
 @pytest.mark.parametrize("gradient", ["discrete", "adjoint"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("N", [1, 2, 3, 5, 9])
+@pytest.mark.parametrize(
+    "shape",
+    [("outside", 2, 0), ("bottleneck", 3, 21), ("outside", 19, 0), ("inside", 17, 0)],
+    ids=["narrow", "wide-hidden", "wide-state", "inside-wide"],
+)
+def test_tiny_sample_counts_in_every_product_shape(shape, N, dtype, gradient):
+    # Fewer samples than a SIMD vector: the weight gradients sum over the real samples only,
+    # along the wide side of the product (or in plain loops when both sides are narrow), and
+    # blocks are padded to one vector. Every branch against the reference.
+    field, dim, hidden = shape
+    model, X, y = make_node(
+        field,
+        "tanh",
+        "rk4",
+        dim=dim,
+        augment=0,
+        hidden=hidden or 4,
+        N=N,
+        scale=1.0,
+        dtype=dtype,
+        gradient=gradient,
+        turnpike=N % 2 == 1,
+        seed=N,
+    )
+    compare_with_reference(model, X, y, dtype)
+
+
+@pytest.mark.parametrize("gradient", ["discrete", "adjoint"])
 def test_several_sample_blocks_match_reference(gradient):
     model, X, y = make_node("inside", "tanh", "rk4", N=700, turnpike=True, gradient=gradient)
     compare_with_reference(model, X, y, "float64")

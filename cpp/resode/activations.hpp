@@ -141,28 +141,34 @@ inline float sigmoid(float x) {
 // computed from a = sigma(x) alone (tanh' = 1 - a^2, sigmoid' = a (1 - a); the piecewise-linear
 // ones have a > 0 exactly when x > 0), so backward sweeps never evaluate exp/tanh again.
 // Kinks take the derivative from the left: relu'(0) = 0, leaky_relu'(0) = 0.01.
+// piecewise_linear: a compare and a select, no exp (cheap enough to fuse into other loops).
 struct Tanh {
+  static constexpr bool piecewise_linear = false;
   template <class T> static T value(T x) { return detail::tanh(x); }
   template <class T> static T deriv(T x) { return deriv_of_value(value(x)); }
   template <class T> static T deriv_of_value(T a) { return T(1) - a * a; }
 };
 struct Sigmoid {
+  static constexpr bool piecewise_linear = false;
   template <class T> static T value(T x) { return detail::sigmoid(x); }
   template <class T> static T deriv(T x) { return deriv_of_value(value(x)); }
   template <class T> static T deriv_of_value(T a) { return a * (T(1) - a); }
 };
 struct Relu {
+  static constexpr bool piecewise_linear = true;
   template <class T> static T value(T x) { return x > T(0) ? x : T(0); }
   template <class T> static T deriv(T x) { return x > T(0) ? T(1) : T(0); }
   template <class T> static T deriv_of_value(T a) { return a > T(0) ? T(1) : T(0); }
 };
 struct LeakyRelu {
+  static constexpr bool piecewise_linear = true;
   static constexpr double slope = 0.01;
   template <class T> static T value(T x) { return x > T(0) ? x : T(slope) * x; }
   template <class T> static T deriv(T x) { return x > T(0) ? T(1) : T(slope); }
   template <class T> static T deriv_of_value(T a) { return a > T(0) ? T(1) : T(slope); }
 };
 struct Identity {
+  static constexpr bool piecewise_linear = true;
   template <class T> static T value(T x) { return x; }
   template <class T> static T deriv(T) { return T(1); }
   template <class T> static T deriv_of_value(T) { return T(1); }

@@ -17,6 +17,7 @@
 #include "activations.hpp"
 #include "errors.hpp"
 #include "linalg.hpp"
+#include "narrow.hpp"
 
 namespace resode {
 
@@ -74,12 +75,13 @@ void affine_transpose(index_t rows, index_t k, index_t n, const T* W, const T* G
   gemm(k, n, rows, T(1), W, index_t(1), k, G, n, Xbar, n, false);
 }
 
-// dW (rows x k) += alpha G X^T, db (rows) += alpha G 1.
+// dW (rows x k) += alpha G X^T, db (rows) += alpha G 1, summed over the first m of the n
+// columns of G (rows x n) and X (k x n).
 template <class T>
-void affine_param_grads(index_t rows, index_t k, index_t n, T alpha, const T* G, const T* X,
-                        T* dW, T* db) {
-  gemm_abt(rows, k, n, alpha, G, n, X, n, dW, k);
-  row_sums(rows, n, alpha, G, n, db);
+void affine_param_grads(index_t rows, index_t k, index_t m, index_t n, T alpha, const T* G,
+                        const T* X, T* dW, T* db) {
+  gemm_abt(rows, k, m, alpha, G, n, X, n, dW, k);
+  row_sums(rows, m, alpha, G, n, db);
 }
 }  // namespace detail
 
@@ -89,29 +91,53 @@ void field_eval(const FieldParams<T>& p, index_t k, index_t n, const T* x, T* f,
   const index_t D = p.D, H = p.H;
   const T* W1 = p.W1 + k * p.w1_size();
   const T* b1 = p.b1 + k * p.b1_size();
+  // sigma(W x + b) for rows x n: one fused pass when D is narrow (narrow.hpp).
+  auto affine_then_activate = [&](index_t rows, T* out) {
+    const bool fused = with_narrow_width(D, [&](auto K) {
+      affine_activate<Act, decltype(K)::value>(rows, n, W1, b1, x, out);
+    });
+    if (fused) return;
+    detail::affine(rows, D, n, W1, b1, x, out);
+    activate<Act>(rows * n, out, out);
+  };
   switch (p.kind) {
     case FieldKind::outside:  // f = sigma(W x + b)
-      detail::affine(D, D, n, W1, b1, x, f);
-      activate<Act>(D * n, f, f);
+      affine_then_activate(D, f);
       return;
     case FieldKind::inside:  // s = sigma(x), f = W s + b
       activate<Act>(D * n, x, cache);
       detail::affine(D, D, n, W1, b1, cache, f);
       return;
     case FieldKind::bottleneck:  // a = sigma(W1 x + b1), f = W2 a + b2
-      detail::affine(H, D, n, W1, b1, x, cache);
-      activate<Act>(H * n, cache, cache);
+      affine_then_activate(H, cache);
       detail::affine(D, H, n, p.W2 + k * p.w2_size(), p.b2 + k * p.b2_size(), cache, f);
       return;
   }
 }
 
+namespace detail {
+// out (rows x n) = sigma'(a) * (W^T G) for W (K x rows), G (K x n): fused when K is narrow.
+template <class Act, class T>
+void transpose_affine_then_slope(index_t K, index_t rows, index_t n, const T* W, const T* G,
+                                 const T* a, T* out) {
+  const bool fused = with_narrow_width(K, [&](auto k) {
+    transpose_affine_slope<Act, decltype(k)::value>(rows, n, W, G, a, out);
+  });
+  if (fused) return;
+  affine_transpose(K, rows, n, W, G, out);
+  multiply_by_slope<Act>(rows * n, a, out, out);
+}
+}  // namespace detail
+
 // Vector-Jacobian product at the point of the last field_eval(x) (its f and cache):
 //   xbar  = (df/dx)^T fbar                       (D x n, overwritten)
 //   grads += theta_scale * (df/dtheta_k)^T fbar  (flat buffer; skipped when theta_scale == 0)
+// The parameter gradients sum over the first m <= n columns only: the block's real samples.
+// Its padding columns (see sweep.hpp) carry a zero cotangent, so their terms are exact zeros;
+// skipping them matters when N is tiny (2 samples in a block padded to 16).
 // `scratch` holds scratch_size(n) elements.
 template <class Act, class T>
-void field_vjp(const FieldParams<T>& p, index_t k, index_t n, const T* x, const T* f,
+void field_vjp(const FieldParams<T>& p, index_t k, index_t n, index_t m, const T* x, const T* f,
                const T* cache, const T* fbar, T* xbar, T* grads, T theta_scale, T* scratch) {
   const index_t D = p.D, H = p.H;
   const T* W1 = p.W1 + k * p.w1_size();
@@ -122,14 +148,13 @@ void field_vjp(const FieldParams<T>& p, index_t k, index_t n, const T* x, const 
     case FieldKind::outside: {  // g = fbar * sigma'; dW += g x^T; db += g 1; xbar = W^T g
       T* g = scratch;
       multiply_by_slope<Act>(D * n, f, fbar, g);
-      if (want_theta) detail::affine_param_grads(D, D, n, theta_scale, g, x, dW1, db1);
       detail::affine_transpose(D, D, n, W1, g, xbar);
+      if (want_theta) detail::affine_param_grads(D, D, m, n, theta_scale, g, x, dW1, db1);
       return;
     }
     case FieldKind::inside: {  // dW += fbar s^T; db += fbar 1; xbar = (W^T fbar) * sigma'(x)
-      if (want_theta) detail::affine_param_grads(D, D, n, theta_scale, fbar, cache, dW1, db1);
-      detail::affine_transpose(D, D, n, W1, fbar, xbar);
-      multiply_by_slope<Act>(D * n, cache, xbar, xbar);
+      if (want_theta) detail::affine_param_grads(D, D, m, n, theta_scale, fbar, cache, dW1, db1);
+      detail::transpose_affine_then_slope<Act>(D, D, n, W1, fbar, cache, xbar);
       return;
     }
     case FieldKind::bottleneck: {
@@ -138,12 +163,11 @@ void field_vjp(const FieldParams<T>& p, index_t k, index_t n, const T* x, const 
       T* g = scratch;
       const T* a = cache;
       if (want_theta)
-        detail::affine_param_grads(D, H, n, theta_scale, fbar, a,
+        detail::affine_param_grads(D, H, m, n, theta_scale, fbar, a,
                                    grads + p.w2_offset() + k * p.w2_size(),
                                    grads + p.b2_offset() + k * p.b2_size());
-      detail::affine_transpose(D, H, n, p.W2 + k * p.w2_size(), fbar, g);
-      multiply_by_slope<Act>(H * n, a, g, g);
-      if (want_theta) detail::affine_param_grads(H, D, n, theta_scale, g, x, dW1, db1);
+      detail::transpose_affine_then_slope<Act>(D, H, n, p.W2 + k * p.w2_size(), fbar, a, g);
+      if (want_theta) detail::affine_param_grads(H, D, m, n, theta_scale, g, x, dW1, db1);
       detail::affine_transpose(H, D, n, W1, g, xbar);
       return;
     }

@@ -104,28 +104,32 @@ inline bool has_avx512() {
 #endif
 }
 
-// Rows [0, MR) of C, columns [0, 2 * lanes): C = alpha * A * B (+ C) (+ bias).
-template <class T, int Bytes, int MR>
+// Rows [0, MR) of C, columns [0, NV * lanes): C = alpha * A * B (+ C) (+ bias).
+template <class T, int Bytes, int MR, int NV>
 RESODE_INLINE void gemm_tile(index_t k, T alpha, const T* A, index_t rsa, index_t csa, const T* B,
                              index_t ldb, T* C, index_t ldc, bool accumulate, const T* bias) {
   constexpr int L = lanes<T, Bytes>;
   using V = Vec<T, Bytes>;
-  V acc[MR][2];
+  V acc[MR][NV];
 #pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = V{};
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[i][v] = V{};
   for (index_t p = 0; p < k; ++p) {
-    const V b0 = load<T, Bytes>(B + p * ldb), b1 = load<T, Bytes>(B + p * ldb + L);
+    V b[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) b[v] = load<T, Bytes>(B + p * ldb + v * L);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const T a = A[i * rsa + p * csa];
-      acc[i][0] += a * b0;
-      acc[i][1] += a * b1;
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
     }
   }
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 2
-    for (int v = 0; v < 2; ++v) {
+    for (int v = 0; v < NV; ++v) {
       T* c = C + i * ldc + v * L;
       V value = alpha * acc[i][v];
       if (accumulate) value += load<T, Bytes>(c);
@@ -150,17 +154,22 @@ RESODE_INLINE void gemm_edge(index_t rows, index_t cols, index_t k, T alpha, con
     }
 }
 
-// The last 1..MR-1 rows: one tile of the right height.
+// Rows [0, rows) (rows <= MR) of C over columns [0, n2), then one single-vector strip at n2
+// when `one`.
 template <class T, int Bytes, int MR>
-RESODE_INLINE void gemm_rest_rows(index_t rows, index_t k, T alpha, const T* A, index_t rsa,
-                                  index_t csa, const T* B, index_t ldb, T* C, index_t ldc,
-                                  bool accumulate, const T* bias) {
-  if constexpr (MR > 1) {
-    if (rows == MR - 1)
-      gemm_tile<T, Bytes, MR - 1>(k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
-    else
-      gemm_rest_rows<T, Bytes, MR - 1>(rows, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate,
-                                       bias);
+RESODE_INLINE void gemm_row_tiles(index_t rows, index_t n2, bool one, index_t k, T alpha,
+                                  const T* A, index_t rsa, index_t csa, const T* B, index_t ldb,
+                                  T* C, index_t ldc, bool accumulate, const T* bias) {
+  constexpr index_t L = lanes<T, Bytes>;
+  if (rows == MR) {
+    for (index_t j = 0; j < n2; j += 2 * L)
+      gemm_tile<T, Bytes, MR, 2>(k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate, bias);
+    if (one)
+      gemm_tile<T, Bytes, MR, 1>(k, alpha, A, rsa, csa, B + n2, ldb, C + n2, ldc, accumulate,
+                                 bias);
+  } else if constexpr (MR > 1) {
+    gemm_row_tiles<T, Bytes, MR - 1>(rows, n2, one, k, alpha, A, rsa, csa, B, ldb, C, ldc,
+                                     accumulate, bias);
   }
 }
 
@@ -169,20 +178,24 @@ RESODE_INLINE void gemm_impl(index_t r, index_t n, index_t k, T alpha, const T* 
                              index_t csa, const T* B, index_t ldb, T* C, index_t ldc,
                              bool accumulate, const T* bias) {
   constexpr int MR = Bytes == 64 ? 8 : 4;  // AVX-512 has 32 registers: taller tiles
-  constexpr index_t NR = 2 * lanes<T, Bytes>;
-  const index_t n_full = n - n % NR;
-  index_t i = 0;
-  for (; i + MR <= r; i += MR)
-    for (index_t j = 0; j < n_full; j += NR)
-      gemm_tile<T, Bytes, MR>(k, alpha, A + i * rsa, rsa, csa, B + j, ldb, C + i * ldc + j, ldc,
-                              accumulate, bias ? bias + i : nullptr);
-  if (i < r)
-    for (index_t j = 0; j < n_full; j += NR)
-      gemm_rest_rows<T, Bytes, MR>(r - i, k, alpha, A + i * rsa, rsa, csa, B + j, ldb,
-                                   C + i * ldc + j, ldc, accumulate, bias ? bias + i : nullptr);
-  if (n_full < n)
-    gemm_edge(r, n - n_full, k, alpha, A, rsa, csa, B + n_full, ldb, C + n_full, ldc, accumulate,
-              bias);
+  constexpr index_t L = lanes<T, Bytes>;
+  // Row tiles outer, column strips inner (measured faster than the other order: C and B rows
+  // are 2 KiB apart and compete for the same L1 sets). Strips of two vectors, then one single
+  // vector (blocks are padded to 64 bytes, so an AVX-512 instance meets strips of 8 doubles).
+  const index_t n2 = n - n % (2 * L);
+  const bool one = n - n2 >= L;
+  for (index_t i = 0; i < r; i += MR)
+    gemm_row_tiles<T, Bytes, MR>(std::min<index_t>(MR, r - i), n2, one, k, alpha, A + i * rsa,
+                                 rsa, csa, B, ldb, C + i * ldc, ldc, accumulate,
+                                 bias ? bias + i : nullptr);
+  const index_t j = n2 + (one ? L : 0);
+  if (j == n) return;
+  // The last columns: half-width vectors, then plain loops.
+  if constexpr (Bytes > 16)
+    gemm_impl<T, Bytes / 2>(r, n - j, k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate,
+                            bias);
+  else
+    gemm_edge(r, n - j, k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate, bias);
 }
 
 // RA x RB dot products over n samples: out[i][j] = sum_s A[i*lda + s] * B[j*ldb + s].
@@ -213,7 +226,7 @@ RESODE_INLINE void dot_tile(index_t n, const T* A, index_t lda, const T* B, inde
   for (int i = 0; i < RA; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < RB; ++j) {
-      T sum = horizontal_sum<T, Bytes>(acc[i][j]);
+      T sum = s > 0 ? horizontal_sum<T, Bytes>(acc[i][j]) : T(0);  // n < L: no vector pass
       for (index_t t = s; t < n; ++t) sum += A[i * lda + t] * B[j * ldb + t];
       out[i][j] = sum;
     }
@@ -311,6 +324,14 @@ RESODE_CLONES void transpose(index_t c, index_t n, const T* B, index_t ldb, T* B
     }
 }
 
+// gemm_abt for sums over fewer samples than a SIMD vector holds (N = 1..3 in the last block):
+// dot products would be all setup and horizontal sums. Instead the products run along the
+// wide side of C: C += alpha A Bt with Bt = B^T (n x c) when c is wide; otherwise
+// C^T += alpha B At computed into a scratch copy of C^T; plain loops when both are narrow.
+template <class T>
+void gemm_abt_short(index_t r, index_t c, index_t n, T alpha, const T* A, index_t lda,
+                    const T* B, index_t ldb, T* C, index_t ldc);
+
 }  // namespace detail
 
 // C (r x n, row stride ldc) = alpha * A * B (+ C if accumulate) (+ bias[i] on row i if bias),
@@ -333,6 +354,7 @@ void gemm_abt(index_t r, index_t c, index_t n, T alpha, const T* A, index_t lda,
   // is transposed once (cheap next to the r*c*n products) and the register-tiled gemm runs.
   // The dot kernel pairs rows of A, so the wide side goes there.
   const bool avx512 = detail::has_avx512();
+  if (n < detail::lanes<T, 32>) return detail::gemm_abt_short(r, c, n, alpha, A, lda, B, ldb, C, ldc);
   auto dots = avx512 ? detail::gemm_abt_dots_v64<T> : detail::gemm_abt_dots_v32<T>;
   if (c <= 16 && c <= r) return dots(r, c, n, alpha, A, lda, B, ldb, C, ldc, false);
   if (r <= 16) return dots(c, r, n, alpha, B, ldb, A, lda, C, ldc, true);
@@ -340,6 +362,34 @@ void gemm_abt(index_t r, index_t c, index_t n, T alpha, const T* A, index_t lda,
   detail::transpose(c, n, B, ldb, Bt);
   gemm(r, c, n, alpha, A, lda, index_t(1), Bt, c, C, ldc, true);
 }
+
+namespace detail {
+template <class T>
+void gemm_abt_short(index_t r, index_t c, index_t n, T alpha, const T* A, index_t lda,
+                    const T* B, index_t ldb, T* C, index_t ldc) {
+  constexpr index_t wide = 2 * lanes<T, 32>;  // a full gemm tile
+  if (c >= wide) {  // C (r x c) += alpha A (r x n) Bt (n x c)
+    T* Bt = transpose_buffer<T>(n * c);
+    transpose(c, n, B, ldb, Bt);
+    return gemm(r, c, n, alpha, A, lda, index_t(1), Bt, c, C, ldc, true);
+  }
+  if (r >= wide) {  // Ct (c x r) = alpha B (c x n) At (n x r), then C += Ct^T
+    T* At = transpose_buffer<T>(n * r + c * r);
+    T* Ct = At + n * r;
+    transpose(r, n, A, lda, At);
+    gemm(c, r, n, alpha, B, ldb, index_t(1), At, r, Ct, r, false);
+    for (index_t i = 0; i < r; ++i)
+      for (index_t j = 0; j < c; ++j) C[i * ldc + j] += Ct[j * r + i];
+    return;
+  }
+  for (index_t i = 0; i < r; ++i)
+    for (index_t j = 0; j < c; ++j) {
+      T sum = T(0);
+      for (index_t s = 0; s < n; ++s) sum += A[i * lda + s] * B[j * ldb + s];
+      C[i * ldc + j] += alpha * sum;
+    }
+}
+}  // namespace detail
 
 // out[i] += alpha * sum_s A[i*lda + s], i < r: the bias gradient.
 template <class T>

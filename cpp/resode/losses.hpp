@@ -81,12 +81,13 @@ double block_loss(const Targets<T>& t, index_t C, index_t first, index_t n, inde
   return total;
 }
 
-// Back through the readout: xbar (+)= P^T zbar, dP += zbar x^T, dc += zbar 1.
+// Back through the readout: xbar (+)= P^T zbar, dP += zbar x^T, dc += zbar 1, the parameter
+// sums over the first m of the n columns (the others are padding with zbar = 0).
 template <class T>
-void readout_vjp(const Readout<T>& r, index_t n, index_t D, const T* x, const T* zbar, T* xbar,
-                 bool accumulate, T* dP, T* dc) {
+void readout_vjp(const Readout<T>& r, index_t n, index_t m, index_t D, const T* x, const T* zbar,
+                 T* xbar, bool accumulate, T* dP, T* dc) {
   gemm(D, n, r.classes, T(1), r.P, 1, D, zbar, n, xbar, n, accumulate);
-  detail::affine_param_grads(r.classes, D, n, T(1), zbar, x, dP, dc);
+  detail::affine_param_grads(r.classes, D, m, n, T(1), zbar, x, dP, dc);
 }
 
 }  // namespace resode

@@ -86,7 +86,7 @@ struct Block {
 // Blocks of the data set and the first non-finite step seen in each (steps + 1 = none).
 template <class T>
 struct BlockPlan {
-  static constexpr index_t pad = 128 / sizeof(T);  // one 2-vector AVX-512 tile of columns
+  static constexpr index_t pad = 64 / sizeof(T);  // one AVX-512 vector (gemm: one AVX2 tile)
   static index_t round_up(index_t n) { return (n + pad - 1) / pad * pad; }
 
   explicit BlockPlan(const Problem<T>& pb)
@@ -210,7 +210,9 @@ double state_loss(const Problem<T>& pb, const Targets<T>& targets, SweepState<T>
   readout(pb.readout, n, D, x, st.z);
   const double l =
       block_loss(targets, C, blk.first, blk.real, n, st.z, grad ? st.zbar : nullptr, weight);
-  if (grad) readout_vjp(pb.readout, n, D, x, st.zbar, st.xbar, accumulate, st.dP(pb), st.dc(pb));
+  if (grad)
+    readout_vjp(pb.readout, n, blk.real, D, x, st.zbar, st.xbar, accumulate, st.dP(pb),
+                st.dc(pb));
   return weight * l;
 }
 
@@ -270,7 +272,7 @@ double discrete_block(const Problem<T>& pb, const Targets<T>* targets, const T* 
     for (index_t j = j1 - 1; j >= j0; --j) {
       StepStages<T> stages = st.slot_stages(pb, j - j0, cap);
       stages.X[0] = st.slot_state(j - j0);
-      rk_step_vjp<Act>(pb.dyn, j, n, stages, st.xbar, st.dfield(), st.reverse);
+      rk_step_vjp<Act>(pb.dyn, j, n, blk.real, stages, st.xbar, st.dfield(), st.reverse);
       if (turnpike)
         state_loss(pb, *targets, st, blk, stages.X[0], trapezoid_weight(pb, j), true, true);
     }
@@ -291,7 +293,7 @@ struct RunningCost {
     readout(pb.readout, n, D, X, st.z);
     block_loss(targets, C, blk.first, blk.real, n, st.z, st.zbar, 1.0);
     gemm(D, n, C, T(-1), pb.readout.P, 1, D, st.zbar, n, Ka, n, true);  // Ka -= P^T zbar
-    detail::affine_param_grads(C, D, n, T(weight), st.zbar, X, st.dP(pb), st.dc(pb));
+    detail::affine_param_grads(C, D, blk.real, n, T(weight), st.zbar, X, st.dP(pb), st.dc(pb));
   }
 };
 
@@ -326,10 +328,10 @@ double backsolve_block(const Problem<T>& pb, const Targets<T>* targets, const T*
   }
   for (index_t j = steps - 1; j >= 0; --j) {
     if (targets && turnpike)
-      backsolve_step<Act>(pb.dyn, j, n, st.cur, st.xbar, st.dfield(), stages, st.reverse,
+      backsolve_step<Act>(pb.dyn, j, n, blk.real, st.cur, st.xbar, st.dfield(), stages, st.reverse,
                           RunningCost<T>{pb, *targets, st, blk});
     else
-      backsolve_step<Act>(pb.dyn, j, n, st.cur, st.xbar, st.dfield(), stages, st.reverse,
+      backsolve_step<Act>(pb.dyn, j, n, blk.real, st.cur, st.xbar, st.dfield(), stages, st.reverse,
                           NoSource{});
   }
   return loss;

@@ -1,0 +1,83 @@
+// Fused kernels for products whose inner dimension K is tiny (the state width D = 1..8 of the
+// toy problems): the product, the activation (or its slope) and the store happen in one pass
+// over the block, K fixed at compile time so the inner loops unroll and the loop over samples
+// vectorises (feature-major blocks, see linalg.hpp). With K this small a GEMM tile is all
+// stores, and a separate activation pass would read and write the whole block again.
+//
+//   affine_activate          out = sigma(W X + b 1^T)          W (rows x K), X (K x n)
+//       outside field f = sigma(W x + b); bottleneck a = sigma(W1 x + b1)
+//   transpose_affine_slope   out = sigma'(a) * (W^T G)          W (K x rows), G (K x n)
+//       bottleneck g = (W2^T fbar) * sigma'; inside xbar = (W^T fbar) * sigma'(x)
+// sigma' is always taken from the activation's value (deriv_of_value), as in fields.hpp.
+// Outputs must not alias inputs.
+#pragma once
+#include <type_traits>
+
+#include "activations.hpp"
+#include "config.hpp"
+
+namespace resode {
+
+// The widths that get fused kernels.
+constexpr index_t max_narrow_width = 8;
+
+// Calls f(std::integral_constant<int, K>{}) and returns true when 1 <= K <= max_narrow_width;
+// returns false (and calls nothing) otherwise.
+template <class F>
+bool with_narrow_width(index_t K, F&& f) {
+  switch (K) {
+    case 1: return f(std::integral_constant<int, 1>{}), true;
+    case 2: return f(std::integral_constant<int, 2>{}), true;
+    case 3: return f(std::integral_constant<int, 3>{}), true;
+    case 4: return f(std::integral_constant<int, 4>{}), true;
+    case 5: return f(std::integral_constant<int, 5>{}), true;
+    case 6: return f(std::integral_constant<int, 6>{}), true;
+    case 7: return f(std::integral_constant<int, 7>{}), true;
+    case 8: return f(std::integral_constant<int, 8>{}), true;
+    default: return false;
+  }
+}
+
+// out[i][s] = sigma(b[i] + sum_{p<K} W[i][p] X[p][s]), rows x n.
+template <class Act, int K, class T>
+RESODE_CLONES void affine_activate(index_t rows, index_t n, const T* W, const T* b,
+                                   const T* __restrict X, T* __restrict out) {
+  for (index_t i = 0; i < rows; ++i) {
+    T w[K];
+    for (int p = 0; p < K; ++p) w[p] = W[i * K + p];
+    const T bias = b[i];
+    T* __restrict o = out + i * n;
+    for (index_t s = 0; s < n; ++s) {
+      T z = T(0);
+#pragma GCC unroll 8
+      for (int p = 0; p < K; ++p) z += w[p] * X[p * n + s];
+      o[s] = Act::piecewise_linear ? Act::value(z + bias) : z + bias;
+    }
+    // tanh and sigmoid in a second loop over the row, still in L1: one loop holding both the
+    // K-term product and their long dependency chains was measured slower (W1 with tanh: 10%)
+    // than two short ones; relu in the same loop was 10% faster.
+    if constexpr (!Act::piecewise_linear)
+      for (index_t s = 0; s < n; ++s) o[s] = Act::value(o[s]);
+  }
+}
+
+// out[i][s] = sigma'(a[i][s]) * sum_{p<K} W[p][i] G[p][s], rows x n (a = sigma(.) per element).
+template <class Act, int K, class T>
+RESODE_CLONES void transpose_affine_slope(index_t rows, index_t n, const T* W,
+                                          const T* __restrict G, const T* __restrict a,
+                                          T* __restrict out) {
+  for (index_t i = 0; i < rows; ++i) {
+    T w[K];
+    for (int p = 0; p < K; ++p) w[p] = W[p * rows + i];
+    const T* __restrict ai = a + i * n;
+    T* __restrict o = out + i * n;
+    for (index_t s = 0; s < n; ++s) {
+      T z = T(0);
+#pragma GCC unroll 8
+      for (int p = 0; p < K; ++p) z += w[p] * G[p * n + s];
+      o[s] = z * Act::deriv_of_value(ai[s]);
+    }
+  }
+}
+
+}  // namespace resode
