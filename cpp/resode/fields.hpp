@@ -134,7 +134,7 @@ void transpose_affine_then_slope(index_t K, index_t rows, index_t n, const T* W,
 //   grads += theta_scale * (df/dtheta_k)^T fbar  (flat buffer; skipped when theta_scale == 0)
 // The parameter gradients sum over the first m <= n columns only: the block's real samples.
 // Its padding columns (see sweep.hpp) carry a zero cotangent, so their terms are exact zeros;
-// skipping them matters when N is tiny (2 samples in a block padded to 16).
+// skipping them matters when N is tiny (2 samples in a block padded to 8).
 // `scratch` holds scratch_size(n) elements.
 template <class Act, class T>
 void field_vjp(const FieldParams<T>& p, index_t k, index_t n, index_t m, const T* x, const T* f,

@@ -77,8 +77,8 @@ struct TapePlan {
 
 // One block: samples [first, first + real), computed as n >= real columns. The padding columns
 // repeat the last real sample (so they stay exactly as finite as it is) and get a zero
-// cotangent, so they add exact zeros to every gradient. Padding to whole SIMD tiles keeps the
-// kernels free of scalar edge loops, which matters for tiny N.
+// cotangent; the parameter sums skip them (they would add exact zeros). Padding to a whole
+// SIMD vector keeps the kernels free of scalar edge loops, which matters for tiny N.
 struct Block {
   index_t first, real, n;
 };
