@@ -387,6 +387,18 @@ def test_bad_data_names_the_argument() -> None:
         resode.fit("model", np.zeros((5, 2)), np.zeros(5), progress=False)
 
 
+def test_label_out_of_range_in_a_late_batch_is_refused_before_any_step() -> None:
+    model = resode.ResNet(2, 3, seed=0)
+    before = {k: v.copy() for k, v in model.params.items()}
+    X = np.random.default_rng(0).standard_normal((40, 2))
+    y = np.zeros(40, dtype=np.int64)
+    y[-1] = 2  # classes = 2: only the last batch holds the bad label
+    with pytest.raises(ValueError, match=r"training data: y must hold labels in \[0, 2\), got 2"):
+        resode.fit(model, X, y, epochs=2, batch_size=8, shuffle=False, progress=False)
+    for key, value in before.items():
+        np.testing.assert_array_equal(model.params[key], value)
+
+
 # --------------------------------------------------------------------------- progress bar
 
 

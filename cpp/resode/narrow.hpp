@@ -38,26 +38,38 @@ bool with_narrow_width(index_t K, F&& f) {
   }
 }
 
+// Samples per inner chunk: 64 bytes, a whole block padding unit (sweep.hpp), so the chunk
+// loops below have a constant trip count and vectorise with no runtime checks or remainder
+// handling; at n = 8 (N = 2) a runtime-length loop per row was mostly that overhead.
+template <class T>
+constexpr index_t narrow_chunk = 64 / sizeof(T);
+
 // out[i][s] = sigma(b[i] + sum_{p<K} W[i][p] X[p][s]), rows x n.
 template <class Act, int K, class T>
 RESODE_CLONES void affine_activate(index_t rows, index_t n, const T* W, const T* b,
                                    const T* __restrict X, T* __restrict out) {
+  constexpr index_t C = narrow_chunk<T>;
   for (index_t i = 0; i < rows; ++i) {
     T w[K];
     for (int p = 0; p < K; ++p) w[p] = W[i * K + p];
     const T bias = b[i];
     T* __restrict o = out + i * n;
-    for (index_t s = 0; s < n; ++s) {
+    auto one = [&](index_t s) __attribute__((always_inline)) {
       T z = T(0);
 #pragma GCC unroll 8
       for (int p = 0; p < K; ++p) z += w[p] * X[p * n + s];
       o[s] = Act::piecewise_linear ? Act::value(z + bias) : z + bias;
-    }
+    };
+    index_t s = 0;
+    for (; s + C <= n; s += C)
+#pragma GCC unroll 16
+      for (index_t l = 0; l < C; ++l) one(s + l);
+    for (; s < n; ++s) one(s);
     // tanh and sigmoid in a second loop over the row, still in L1: one loop holding both the
     // K-term product and their long dependency chains was measured slower (W1 with tanh: 10%)
     // than two short ones; relu in the same loop was 10% faster.
     if constexpr (!Act::piecewise_linear)
-      for (index_t s = 0; s < n; ++s) o[s] = Act::value(o[s]);
+      for (index_t e = 0; e < n; ++e) o[e] = Act::value(o[e]);
   }
 }
 
@@ -66,17 +78,23 @@ template <class Act, int K, class T>
 RESODE_CLONES void transpose_affine_slope(index_t rows, index_t n, const T* W,
                                           const T* __restrict G, const T* __restrict a,
                                           T* __restrict out) {
+  constexpr index_t C = narrow_chunk<T>;
   for (index_t i = 0; i < rows; ++i) {
     T w[K];
     for (int p = 0; p < K; ++p) w[p] = W[p * rows + i];
     const T* __restrict ai = a + i * n;
     T* __restrict o = out + i * n;
-    for (index_t s = 0; s < n; ++s) {
+    auto one = [&](index_t s) __attribute__((always_inline)) {
       T z = T(0);
 #pragma GCC unroll 8
       for (int p = 0; p < K; ++p) z += w[p] * G[p * n + s];
       o[s] = z * Act::deriv_of_value(ai[s]);
-    }
+    };
+    index_t s = 0;
+    for (; s + C <= n; s += C)
+#pragma GCC unroll 16
+      for (index_t l = 0; l < C; ++l) one(s + l);
+    for (; s < n; ++s) one(s);
   }
 }
 

@@ -73,6 +73,11 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
     return v
 
 
+def _is_ready(value: Any, dtype: np.dtype) -> bool:
+    """Already a C-contiguous ndarray of exactly `dtype` (nothing to convert or check)."""
+    return type(value) is np.ndarray and value.dtype == dtype and value.flags.c_contiguous
+
+
 def _as_real_array(name: str, value: Any) -> np.ndarray:
     try:
         arr = np.asarray(value)
@@ -101,6 +106,8 @@ def as_float_array(name: str, value: Any, dtype: np.dtype, ndim: int | None = No
 
     Refuses complex, object and string data with a TypeError (nothing is truncated silently).
     """
+    if _is_ready(value, dtype) and (ndim is None or value.ndim == ndim):
+        return value  # the common case, a training loop's own arrays: no conversion to do
     arr = _as_real_array(name, value)
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
@@ -109,6 +116,8 @@ def as_float_array(name: str, value: Any, dtype: np.dtype, ndim: int | None = No
 
 def as_features(X: Any, dim: int, dtype: np.dtype) -> np.ndarray:
     """`X` as a C-contiguous (N, dim) array of `dtype`, N >= 1 (the core checks finiteness)."""
+    if _is_ready(X, dtype) and X.ndim == 2 and X.shape[1] == dim and X.shape[0] >= 1:
+        return X
     arr = _as_real_array("X", X)
     if arr.ndim != 2 or arr.shape[1] != dim:
         raise ValueError(f"X must have shape (N, {dim}), got shape {arr.shape}")
@@ -117,8 +126,13 @@ def as_features(X: Any, dim: int, dtype: np.dtype) -> np.ndarray:
     return _convert("X", arr, dtype)
 
 
-def as_labels(y: Any, n: int, classes: int) -> np.ndarray:
-    """Integer class labels (n,) in [0, classes) as int64; integral floats are accepted."""
+def as_labels(y: Any, n: int, classes: int, *, core_checks_range: bool = False) -> np.ndarray:
+    """Integer class labels (n,) in [0, classes) as int64; integral floats are accepted.
+
+    With ``core_checks_range`` (the labels go straight to ``_core``, which checks every label
+    before any work and names the first bad one), signed-integer labels skip the range check
+    here: it is two reductions, measurable on a 2-sample call.
+    """
     arr = _as_real_array("y", y)
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"y must have shape ({n},) to match X, got shape {arr.shape}")
@@ -126,7 +140,8 @@ def as_labels(y: Any, n: int, classes: int) -> np.ndarray:
         if not np.isfinite(arr).all() or np.any(arr != np.round(arr)):
             raise ValueError("y must hold integer class labels, got non-integer values")
     # check the range on the values as given, before any cast (no wrap-around, no warning)
-    if arr.size and (arr.min() < 0 or arr.max() >= classes):
+    checked_later = core_checks_range and arr.dtype.kind == "i"
+    if arr.size and not checked_later and (arr.min() < 0 or arr.max() >= classes):
         bad = arr[(arr < 0) | (arr >= classes)][0]
         shown = int(bad) if arr.dtype.kind in "iu" else bad
         raise ValueError(f"y must hold labels in [0, {classes}), got {shown}")

@@ -164,8 +164,8 @@ class _Model:
         return as_features(X, self.dim, self.dtype)
 
     def _targets(self, y: Any, n: int) -> np.ndarray:
-        if self.loss == "cross_entropy":
-            return as_labels(y, n, self.classes)
+        if self.loss == "cross_entropy":  # for _core, which checks the label range itself
+            return as_labels(y, n, self.classes, core_checks_range=True)
         t = as_float_array("y", y, self.dtype)
         if t.shape != (n, self.classes):
             raise ValueError(

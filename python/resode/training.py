@@ -31,6 +31,7 @@ from typing import Any, Union
 import numpy as np
 
 from . import _core
+from ._validation import as_labels
 from .models import NeuralODE, ResNet, field_param_names
 from .optim import Adam, Optimizer, from_config
 
@@ -351,6 +352,8 @@ def _data(model: Model, X: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarr
         yc = model._targets(y, Xc.shape[0])
         # The core checks each batch; checking the whole set here refuses bad data before the
         # first step, so the model is never partly trained on it.
+        if model.loss == "cross_entropy":
+            yc = as_labels(yc, Xc.shape[0], model.classes)  # the label range too
         if not np.isfinite(Xc).all():
             raise ValueError("X contains NaN or Inf")
         if yc.dtype.kind == "f" and not np.isfinite(yc).all():
