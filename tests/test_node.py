@@ -284,7 +284,7 @@ def test_several_sample_blocks_match_reference(gradient):
 
 
 @pytest.mark.parametrize("gradient", ["discrete", "adjoint"])
-@pytest.mark.parametrize("N", [1, 3, 15, 17, 255, 257])
+@pytest.mark.parametrize("N", [1, 3, 15, 17, 240, 241, 255, 257, 481])
 def test_sample_counts_around_vector_and_block_edges(N, gradient):
     model, X, y = make_node(
         "outside", "tanh", "rk4", N=N, classes=2, turnpike=True, gradient=gradient, seed=N
