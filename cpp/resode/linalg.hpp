@@ -76,6 +76,18 @@ RESODE_INLINE Vec<T, Bytes / 2> high_half(Vec<T, Bytes> v, std::index_sequence<I
   return __builtin_shufflevector(v, v, int(I + sizeof...(I))...);
 }
 
+// v itself, pinned to a register in short tiles: GCC otherwise folds a B vector into each of
+// the MR FMAs that use it as a memory operand, loading it MR times (measured: 15 loads per 12
+// FMAs in a 3-row tile, and half the speed). Full 8-row tiles were measured faster unpinned.
+// Only for the AVX-512 instance: in the baseline x86-64 clone a 32-byte vector is no register.
+template <int Bytes, int MR, class V>
+RESODE_INLINE V in_register(V v) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  if constexpr (Bytes == 64 && MR <= 4) asm("" : "+v"(v));
+#endif
+  return v;
+}
+
 // Sum of the lanes by halving: 64 -> 32 -> 16 bytes with vector adds, then the last lanes.
 template <class T, int Bytes>
 RESODE_INLINE T horizontal_sum(Vec<T, Bytes> v) {
@@ -113,22 +125,22 @@ RESODE_INLINE void gemm_tile(index_t k, T alpha, const T* A, index_t rsa, index_
   V acc[MR][NV];
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[i][v] = V{};
   for (index_t p = 0; p < k; ++p) {
     V b[NV];
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) b[v] = load<T, Bytes>(B + p * ldb + v * L);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = in_register<Bytes, MR>(load<T, Bytes>(B + p * ldb + v * L));
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const T a = A[i * rsa + p * csa];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
     }
   }
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
       T* c = C + i * ldc + v * L;
       V value = alpha * acc[i][v];
@@ -154,22 +166,32 @@ RESODE_INLINE void gemm_edge(index_t rows, index_t cols, index_t k, T alpha, con
     }
 }
 
-// Rows [0, rows) (rows <= MR) of C over columns [0, n2), then one single-vector strip at n2
-// when `one`.
+// Rows [0, rows) (rows <= MR) of C over the columns [0, n - n % lanes): strips of NV vectors,
+// NV = 2 for full-height tiles, 4 for short ones (rows <= 4: D = 3 in W^T G has 3 rows, and
+// 3 x 2 accumulators would leave the FMA units waiting on their latency), then 2, then 1.
 template <class T, int Bytes, int MR>
-RESODE_INLINE void gemm_row_tiles(index_t rows, index_t n2, bool one, index_t k, T alpha,
-                                  const T* A, index_t rsa, index_t csa, const T* B, index_t ldb,
-                                  T* C, index_t ldc, bool accumulate, const T* bias) {
+RESODE_INLINE void gemm_row_tiles(index_t rows, index_t n, index_t k, T alpha, const T* A,
+                                  index_t rsa, index_t csa, const T* B, index_t ldb, T* C,
+                                  index_t ldc, bool accumulate, const T* bias) {
   constexpr index_t L = lanes<T, Bytes>;
   if (rows == MR) {
-    for (index_t j = 0; j < n2; j += 2 * L)
-      gemm_tile<T, Bytes, MR, 2>(k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate, bias);
-    if (one)
-      gemm_tile<T, Bytes, MR, 1>(k, alpha, A, rsa, csa, B + n2, ldb, C + n2, ldc, accumulate,
+    constexpr int wide = MR <= 4 ? 4 : 2;
+    index_t j = 0;
+    for (; j + wide * L <= n; j += wide * L)
+      gemm_tile<T, Bytes, MR, wide>(k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate,
+                                    bias);
+    if constexpr (wide == 4)
+      if (j + 2 * L <= n) {
+        gemm_tile<T, Bytes, MR, 2>(k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate,
+                                   bias);
+        j += 2 * L;
+      }
+    if (j + L <= n)
+      gemm_tile<T, Bytes, MR, 1>(k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate,
                                  bias);
   } else if constexpr (MR > 1) {
-    gemm_row_tiles<T, Bytes, MR - 1>(rows, n2, one, k, alpha, A, rsa, csa, B, ldb, C, ldc,
-                                     accumulate, bias);
+    gemm_row_tiles<T, Bytes, MR - 1>(rows, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate,
+                                     bias);
   }
 }
 
@@ -179,18 +201,14 @@ RESODE_INLINE void gemm_impl(index_t r, index_t n, index_t k, T alpha, const T* 
                              bool accumulate, const T* bias) {
   constexpr int MR = Bytes == 64 ? 8 : 4;  // AVX-512 has 32 registers: taller tiles
   constexpr index_t L = lanes<T, Bytes>;
-  // Row tiles outer, column strips inner (measured faster than the other order: C and B rows
-  // are 2 KiB apart and compete for the same L1 sets). Strips of two vectors, then one single
-  // vector (blocks are padded to 64 bytes, so an AVX-512 instance meets strips of 8 doubles).
-  const index_t n2 = n - n % (2 * L);
-  const bool one = n - n2 >= L;
+  // Row tiles outer, column strips inner (measured faster than the other order).
   for (index_t i = 0; i < r; i += MR)
-    gemm_row_tiles<T, Bytes, MR>(std::min<index_t>(MR, r - i), n2, one, k, alpha, A + i * rsa,
-                                 rsa, csa, B, ldb, C + i * ldc, ldc, accumulate,
+    gemm_row_tiles<T, Bytes, MR>(std::min<index_t>(MR, r - i), n, k, alpha, A + i * rsa, rsa,
+                                 csa, B, ldb, C + i * ldc, ldc, accumulate,
                                  bias ? bias + i : nullptr);
-  const index_t j = n2 + (one ? L : 0);
+  const index_t j = n - n % L;
   if (j == n) return;
-  // The last columns: half-width vectors, then plain loops.
+  // The last n % lanes columns: half-width vectors, then plain loops.
   if constexpr (Bytes > 16)
     gemm_impl<T, Bytes / 2>(r, n - j, k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate,
                             bias);
@@ -214,9 +232,9 @@ RESODE_INLINE void dot_tile(index_t n, const T* A, index_t lda, const T* B, inde
   for (; s + L <= n; s += L) {
     V a[RA], b[RB];
 #pragma GCC unroll 4
-    for (int i = 0; i < RA; ++i) a[i] = load<T, Bytes>(A + i * lda + s);
+    for (int i = 0; i < RA; ++i) a[i] = in_register<Bytes, 1>(load<T, Bytes>(A + i * lda + s));
 #pragma GCC unroll 4
-    for (int j = 0; j < RB; ++j) b[j] = load<T, Bytes>(B + j * ldb + s);
+    for (int j = 0; j < RB; ++j) b[j] = in_register<Bytes, 1>(load<T, Bytes>(B + j * ldb + s));
 #pragma GCC unroll 4
     for (int i = 0; i < RA; ++i)
 #pragma GCC unroll 4
