@@ -15,6 +15,7 @@
 // AVX-512 (x86-64-v4). Which one runs is decided once, at first use, from the CPU.
 #pragma once
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -102,10 +103,13 @@ RESODE_INLINE T horizontal_sum(Vec<T, Bytes> v) {
   }
 }
 
-// Does this CPU (and OS) run AVX-512F/VL/BW/DQ? Asked once.
+// Does this CPU (and OS) run AVX-512F/VL/BW/DQ? Asked once. The environment variable
+// RESODE_DISABLE_AVX512=1 says no (so the 32-byte kernels can be tested on any machine).
 inline bool has_avx512() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(RESODE_NO_CLONES)
   static const bool yes = [] {
+    const char* off = std::getenv("RESODE_DISABLE_AVX512");
+    if (off && *off && std::strcmp(off, "0") != 0) return false;
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
