@@ -44,33 +44,81 @@ bool with_narrow_width(index_t K, F&& f) {
 template <class T>
 constexpr index_t narrow_chunk = 64 / sizeof(T);
 
+namespace detail {
+// Rows [i, i + R) of affine_activate below. R rows share each load of X (R = 4: 3 loads of X
+// per 4 outputs instead of 3 per output at K = 3).
+template <class Act, int K, int R, class T>
+RESODE_INLINE void affine_activate_rows(index_t i, index_t n, const T* W, const T* b,
+                                        const T* __restrict X, T* __restrict out) {
+  constexpr index_t C = narrow_chunk<T>;
+  T w[R][K], bias[R];
+  for (int r = 0; r < R; ++r) {
+    for (int p = 0; p < K; ++p) w[r][p] = W[(i + r) * K + p];
+    bias[r] = b[i + r];
+  }
+  T* __restrict o = out + i * n;
+  auto one = [&](index_t s) __attribute__((always_inline)) {
+    T x[K];
+#pragma GCC unroll 8
+    for (int p = 0; p < K; ++p) x[p] = X[p * n + s];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      T z = T(0);
+#pragma GCC unroll 8
+      for (int p = 0; p < K; ++p) z += w[r][p] * x[p];
+      o[r * n + s] = Act::piecewise_linear ? Act::value(z + bias[r]) : z + bias[r];
+    }
+  };
+  index_t s = 0;
+  for (; s + C <= n; s += C)
+#pragma GCC unroll 16
+    for (index_t l = 0; l < C; ++l) one(s + l);
+  for (; s < n; ++s) one(s);
+  // tanh and sigmoid in a second loop over the rows, still in L1: one loop holding both the
+  // K-term product and their long dependency chains was measured slower (W1 with tanh: 10%)
+  // than two short ones; relu in the same loop was 10% faster.
+  if constexpr (!Act::piecewise_linear)
+    for (index_t e = 0; e < R * n; ++e) o[e] = Act::value(o[e]);
+}
+
+// Rows [i, i + R) of transpose_affine_slope below, sharing the loads of G.
+template <class Act, int K, int R, class T>
+RESODE_INLINE void transpose_affine_slope_rows(index_t i, index_t rows, index_t n, const T* W,
+                                               const T* __restrict G, const T* __restrict a,
+                                               T* __restrict out) {
+  constexpr index_t C = narrow_chunk<T>;
+  T w[R][K];
+  for (int r = 0; r < R; ++r)
+    for (int p = 0; p < K; ++p) w[r][p] = W[p * rows + i + r];
+  const T* __restrict ai = a + i * n;
+  T* __restrict o = out + i * n;
+  auto one = [&](index_t s) __attribute__((always_inline)) {
+    T g[K];
+#pragma GCC unroll 8
+    for (int p = 0; p < K; ++p) g[p] = G[p * n + s];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      T z = T(0);
+#pragma GCC unroll 8
+      for (int p = 0; p < K; ++p) z += w[r][p] * g[p];
+      o[r * n + s] = z * Act::deriv_of_value(ai[r * n + s]);
+    }
+  };
+  index_t s = 0;
+  for (; s + C <= n; s += C)
+#pragma GCC unroll 16
+    for (index_t l = 0; l < C; ++l) one(s + l);
+  for (; s < n; ++s) one(s);
+}
+}  // namespace detail
+
 // out[i][s] = sigma(b[i] + sum_{p<K} W[i][p] X[p][s]), rows x n.
 template <class Act, int K, class T>
 RESODE_CLONES void affine_activate(index_t rows, index_t n, const T* W, const T* b,
                                    const T* __restrict X, T* __restrict out) {
-  constexpr index_t C = narrow_chunk<T>;
-  for (index_t i = 0; i < rows; ++i) {
-    T w[K];
-    for (int p = 0; p < K; ++p) w[p] = W[i * K + p];
-    const T bias = b[i];
-    T* __restrict o = out + i * n;
-    auto one = [&](index_t s) __attribute__((always_inline)) {
-      T z = T(0);
-#pragma GCC unroll 8
-      for (int p = 0; p < K; ++p) z += w[p] * X[p * n + s];
-      o[s] = Act::piecewise_linear ? Act::value(z + bias) : z + bias;
-    };
-    index_t s = 0;
-    for (; s + C <= n; s += C)
-#pragma GCC unroll 16
-      for (index_t l = 0; l < C; ++l) one(s + l);
-    for (; s < n; ++s) one(s);
-    // tanh and sigmoid in a second loop over the row, still in L1: one loop holding both the
-    // K-term product and their long dependency chains was measured slower (W1 with tanh: 10%)
-    // than two short ones; relu in the same loop was 10% faster.
-    if constexpr (!Act::piecewise_linear)
-      for (index_t e = 0; e < n; ++e) o[e] = Act::value(o[e]);
-  }
+  index_t i = 0;
+  for (; i + 4 <= rows; i += 4) detail::affine_activate_rows<Act, K, 4>(i, n, W, b, X, out);
+  for (; i < rows; ++i) detail::affine_activate_rows<Act, K, 1>(i, n, W, b, X, out);
 }
 
 // out[i][s] = sigma'(a[i][s]) * sum_{p<K} W[p][i] G[p][s], rows x n (a = sigma(.) per element).
@@ -78,24 +126,10 @@ template <class Act, int K, class T>
 RESODE_CLONES void transpose_affine_slope(index_t rows, index_t n, const T* W,
                                           const T* __restrict G, const T* __restrict a,
                                           T* __restrict out) {
-  constexpr index_t C = narrow_chunk<T>;
-  for (index_t i = 0; i < rows; ++i) {
-    T w[K];
-    for (int p = 0; p < K; ++p) w[p] = W[p * rows + i];
-    const T* __restrict ai = a + i * n;
-    T* __restrict o = out + i * n;
-    auto one = [&](index_t s) __attribute__((always_inline)) {
-      T z = T(0);
-#pragma GCC unroll 8
-      for (int p = 0; p < K; ++p) z += w[p] * G[p * n + s];
-      o[s] = z * Act::deriv_of_value(ai[s]);
-    };
-    index_t s = 0;
-    for (; s + C <= n; s += C)
-#pragma GCC unroll 16
-      for (index_t l = 0; l < C; ++l) one(s + l);
-    for (; s < n; ++s) one(s);
-  }
+  index_t i = 0;
+  for (; i + 4 <= rows; i += 4)
+    detail::transpose_affine_slope_rows<Act, K, 4>(i, rows, n, W, G, a, out);
+  for (; i < rows; ++i) detail::transpose_affine_slope_rows<Act, K, 1>(i, rows, n, W, G, a, out);
 }
 
 }  // namespace resode
