@@ -1,5 +1,5 @@
-"""Benchmarks run single-threaded unless a test asks otherwise: resode's OpenMP pool and
-NumPy's BLAS pool are both limited to one thread, so ratios compare like with like."""
+"""Benchmarks run single-threaded unless a test asks otherwise (the `threads` fixture): resode
+at one thread and NumPy's BLAS pool limited to one, so ratios compare like with like."""
 
 from __future__ import annotations
 
@@ -12,9 +12,16 @@ from threadpoolctl import threadpool_limits
 def _one_thread():
     before = resode.get_num_threads()
     resode.set_num_threads(1)
-    with threadpool_limits(limits=1):
+    # BLAS only: a limit on every pool would also cap resode's OpenMP runtime at one thread
+    with threadpool_limits(limits=1, user_api="blas"):
         yield
     resode.set_num_threads(before)
+
+
+@pytest.fixture
+def threads():
+    """threads(n): resode at n threads for the rest of this test (NumPy's BLAS stays at 1)."""
+    return resode.set_num_threads
 
 
 @pytest.fixture

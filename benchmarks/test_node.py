@@ -38,30 +38,32 @@ def _reference_kwargs(model):
     }
 
 
-@pytest.mark.parametrize("impl", ["resode", "reference"])
+@pytest.mark.parametrize("impl", ["resode", "resode-2-threads", "reference"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("gradient", ["discrete", "adjoint"])
 @pytest.mark.parametrize("N", [2, 150, 1000])
-def test_seed_node_step(benchmark, run, N, gradient, dtype, impl):
+def test_seed_node_step(benchmark, run, threads, N, gradient, dtype, impl):
     benchmark.group = f"seed NODE N={N} {gradient} {dtype}"
     model = resode.NeuralODE(2, **SEED, gradient=gradient, dtype=dtype, seed=0)
     X, y = _data(N, 2, dtype)
-    if impl == "resode":
+    if impl.startswith("resode"):
+        threads(2 if impl.endswith("threads") else 1)
         run(lambda: model.loss_and_grad(X, y))
     else:
         kw = _reference_kwargs(model)
         run(lambda: ref.node_loss_and_grad(model.params, X, y, **kw))
 
 
-@pytest.mark.parametrize("impl", ["resode", "reference"])
+@pytest.mark.parametrize("impl", ["resode", "resode-2-threads", "reference"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_wide_node_step(benchmark, run, dtype, impl):
+def test_wide_node_step(benchmark, run, threads, dtype, impl):
     D, N = 256, 1024
     benchmark.group = f"wide NODE D={D} N={N} 20 rk4 steps {dtype}"
     benchmark.extra_info["gflop"] = 3 * 2 * N * D * D * 20 * 4 / 1e9
     model = resode.NeuralODE(D, **WIDE, dtype=dtype, seed=0)
     X, y = _data(N, D, dtype)
-    if impl == "resode":
+    if impl.startswith("resode"):
+        threads(2 if impl.endswith("threads") else 1)
         run(lambda: model.loss_and_grad(X, y), slow=True)
     else:
         kw = _reference_kwargs(model)

@@ -10,8 +10,14 @@ import resode
 
 torch = pytest.importorskip("torch")
 
-SEED = {"T": 5.0, "pieces": 16, "field": "bottleneck", "hidden": 50, "augment": 1,
-        "activation": "relu"}
+SEED = {
+    "T": 5.0,
+    "pieces": 16,
+    "field": "bottleneck",
+    "hidden": 50,
+    "augment": 1,
+    "activation": "relu",
+}
 
 
 @pytest.fixture(autouse=True)

@@ -64,7 +64,7 @@ def _threads(n: int) -> Iterator[None]:
     except ImportError:  # pragma: no cover - threadpoolctl is in the test extra
         limits: Any = contextlib.nullcontext()
     else:
-        limits = threadpool_limits(limits=1)
+        limits = threadpool_limits(limits=1, user_api="blas")  # not resode's OpenMP pool
     try:
         with limits:
             yield

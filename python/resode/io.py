@@ -259,8 +259,9 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
 def _read_member(zf: zipfile.ZipFile, member: str, limit: int) -> np.ndarray:
     size = zf.getinfo(member).file_size
     if size > limit:
-        raise ValueError(f"array {member[:-4]!r} declares {size} bytes, more than the {limit} "
-                         "its model can have")
+        raise ValueError(
+            f"array {member[:-4]!r} declares {size} bytes, more than the {limit} its model can have"
+        )
     return _read_npy(zf.read(member), member[:-4])
 
 

@@ -411,8 +411,9 @@ class NeuralODE(_Model):
         self.turnpike = bool(turnpike)
         self.checkpoints = None if checkpoints is None else check_int("checkpoints", checkpoints, 1)
         if self.checkpoints is not None and self.gradient != "discrete":
-            raise ValueError("checkpoints applies to gradient='discrete' only (the adjoint "
-                             "stores no trajectory)")
+            raise ValueError(
+                "checkpoints applies to gradient='discrete' only (the adjoint stores no trajectory)"
+            )
         if not self.T / (self.pieces * self.substeps) > 0:
             raise ValueError(f"T must be large enough that T / (pieces * substeps) > 0, got T={T}")
         super().__init__(
