@@ -26,3 +26,19 @@ def test_run_prints_a_table_of_every_workload(monkeypatch):
 
 def test_gemm_rate_is_positive():
     assert bench.gemm_rate(n=64, budget=0.01) > 0
+
+
+def test_two_thread_rows_run_resode_on_two_threads():
+    # NumPy's BLAS is held to one thread there, resode's own pool is not: the "threads = 2"
+    # rows of the table must measure two threads wherever the machine has them.
+    before = resode.get_num_threads()
+    resode.set_num_threads(2)
+    available = resode.get_num_threads()  # 2, or 1 without OpenMP or with one core
+    resode.set_num_threads(before)
+    seen = []
+    with bench._threads(2):
+        seen.append(resode.get_num_threads())
+    with bench._threads(1):
+        seen.append(resode.get_num_threads())
+    assert seen == [available, 1]
+    assert resode.get_num_threads() == before
