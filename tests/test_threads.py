@@ -273,3 +273,20 @@ def test_main_thread_runs_python_while_a_worker_is_in_the_core(entry):
         f"in {state['loops']} loops"
     )
     assert state["seen"] > 0, "the main thread never ran while the worker was in the core"
+
+
+def test_recycled_workspaces_give_bitwise_equal_results():
+    # The core recycles workspace memory between calls (uninitialised, never zero-filled):
+    # calls of other sizes, dtypes and gradients in between must not change a result.
+    rng = np.random.default_rng(3)
+    wide = resode.NeuralODE(5, pieces=3, substeps=4, hidden=30, field="bottleneck", seed=1)
+    X, y = rng.standard_normal((300, 5)), rng.integers(0, 2, 300)
+    first = wide.loss_and_grad(X, y)
+    small = resode.ResNet(2, 7, seed=2, dtype="float32")
+    small.loss_and_grad(rng.standard_normal((3, 2)), np.array([0, 1, 1]))
+    resode.NeuralODE(5, pieces=2, gradient="adjoint", seed=4).loss_and_grad(X, y)
+    resode.ResNet(40, 3, seed=5).loss_and_grad(rng.standard_normal((500, 40)), np.zeros(500, int))
+    again = wide.loss_and_grad(X, y)
+    assert first[0] == again[0]
+    for key in first[1]:
+        np.testing.assert_array_equal(first[1][key], again[1][key])
