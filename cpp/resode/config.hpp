@@ -16,9 +16,11 @@ using index_t = std::ptrdiff_t;
     !defined(RESODE_NO_CLONES) && !defined(__SANITIZE_ADDRESS__)
 #define RESODE_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
 #define RESODE_AVX512 __attribute__((target("arch=x86-64-v4")))
+#define RESODE_DISPATCH 1  // RESODE_AVX512 kernels really are compiled for AVX-512
 #else
 #define RESODE_CLONES
 #define RESODE_AVX512
+#define RESODE_DISPATCH 0
 #endif
 
 // Helpers of a RESODE_CLONES kernel must be inlined into it, so they are compiled once per

@@ -80,10 +80,11 @@ RESODE_INLINE Vec<T, Bytes / 2> high_half(Vec<T, Bytes> v, std::index_sequence<I
 // v itself, pinned to a register in short tiles: GCC otherwise folds a B vector into each of
 // the MR FMAs that use it as a memory operand, loading it MR times (measured: 15 loads per 12
 // FMAs in a 3-row tile, and half the speed). Full 8-row tiles were measured faster unpinned.
-// Only for the AVX-512 instance: in the baseline x86-64 clone a 32-byte vector is no register.
+// Only for the AVX-512 instance: in the baseline x86-64 clone a 32-byte vector is no register
+// (nor is a 64-byte one in a build without CPU dispatch, such as the sanitized one).
 template <int Bytes, int MR, class V>
 RESODE_INLINE V in_register(V v) {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if RESODE_DISPATCH
   if constexpr (Bytes == 64 && MR <= 4) asm("" : "+v"(v));
 #endif
   return v;
