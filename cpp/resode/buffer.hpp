@@ -33,8 +33,10 @@ class WorkspacePool {
   static constexpr std::size_t pool_bytes = std::size_t(128) << 20;  // 128 MiB
 
   static WorkspacePool& instance() {
-    static WorkspacePool pool;  // lives until exit; blocks still pooled then are freed
-    return pool;
+    // Never destroyed: a thread still inside a sweep at interpreter exit may release its
+    // workspaces after static destructors have run. The pooled blocks go with the process.
+    static WorkspacePool* pool = new WorkspacePool;
+    return *pool;
   }
 
   // A block of at least `bytes` bytes (its true size in `bytes` on return).
@@ -70,9 +72,8 @@ class WorkspacePool {
     ::operator delete(p);
   }
 
-  ~WorkspacePool() {
-    for (auto& block : blocks_) ::operator delete(block.first);
-  }
+  // give() runs in destructors: its emplace_back must never need to allocate.
+  WorkspacePool() { blocks_.reserve(pool_blocks); }
 
  private:
   std::mutex mutex_;

@@ -60,8 +60,9 @@ constexpr index_t max_groups = 8;
 // that, starting and joining threads costs more than it saves.
 constexpr double min_work_per_thread = 2.0e6;
 
-// Largest block: about 128 KiB per (width x block) buffer of doubles, so a step's buffers
-// stay in L2; a multiple of 16 (a 64-byte vector of floats), between 32 and 240.
+// Target block size: about 128 KiB per (width x block) buffer of doubles, so a step's buffers
+// stay in L2; a multiple of 16 (a 64-byte vector of floats), between 32 and 240. (block_rows
+// may round it up by 16; every buffer is sized from the plan's rows.)
 inline index_t block_size(index_t width) {
   index_t b = 16384 / std::max<index_t>(width, 1);
   b = std::clamp<index_t>(b, 32, 240);
