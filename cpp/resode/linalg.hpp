@@ -339,6 +339,11 @@ T* transpose_buffer(index_t size) {
 template <class T>
 RESODE_CLONES void transpose(index_t c, index_t n, const T* B, index_t ldb, T* Bt) {
   constexpr index_t tile = 8;
+  if (n < tile) {  // a few samples (gemm_abt_short): one pass per sample, writes contiguous
+    for (index_t s = 0; s < n; ++s)
+      for (index_t j = 0; j < c; ++j) Bt[s * c + j] = B[j * ldb + s];
+    return;
+  }
   for (index_t j0 = 0; j0 < c; j0 += tile)
     for (index_t s0 = 0; s0 < n; s0 += tile) {
       const index_t j1 = std::min(c, j0 + tile), s1 = std::min(n, s0 + tile);
@@ -425,7 +430,7 @@ RESODE_CLONES void row_sums(index_t r, index_t n, T alpha, const T* A, index_t l
       acc0 += detail::load<T, 32>(A + i * lda + s);
       acc1 += detail::load<T, 32>(A + i * lda + s + L);
     }
-    T sum = detail::horizontal_sum<T, 32>(acc0 + acc1);
+    T sum = s > 0 ? detail::horizontal_sum<T, 32>(acc0 + acc1) : T(0);  // n < 2 vectors
     for (; s < n; ++s) sum += A[i * lda + s];
     out[i] += alpha * sum;
   }
