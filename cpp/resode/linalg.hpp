@@ -10,9 +10,9 @@
 // keeps RA x RB dot products of SIMD vectors over samples (or transposes B and calls gemm when
 // both sides of C are wide).
 //
-// CPU dispatch: every kernel is a template on the SIMD width in bytes. The 32-byte instances
-// are compiled for baseline x86-64 and AVX2+FMA (RESODE_CLONES); the 64-byte instances for
-// AVX-512 (x86-64-v4). Which one runs is decided once, at first use, from the CPU.
+// CPU dispatch: every kernel is a template on the SIMD width in bytes, compiled three times:
+// 32-byte vectors for baseline x86-64 and for AVX2+FMA (RESODE_AVX2), 64-byte vectors for
+// AVX-512 (RESODE_AVX512). Which one runs is decided once, at first use, from the CPU.
 #pragma once
 #include <algorithm>
 #include <cstdlib>
@@ -77,15 +77,20 @@ RESODE_INLINE Vec<T, Bytes / 2> high_half(Vec<T, Bytes> v, std::index_sequence<I
   return __builtin_shufflevector(v, v, int(I + sizeof...(I))...);
 }
 
-// v itself, pinned to a register in short tiles: GCC otherwise folds a B vector into each of
-// the MR FMAs that use it as a memory operand, loading it MR times (measured: 15 loads per 12
-// FMAs in a 3-row tile, and half the speed). Full 8-row tiles were measured faster unpinned.
-// Only for the AVX-512 instance: in the baseline x86-64 clone a 32-byte vector is no register
-// (nor is a 64-byte one in a build without CPU dispatch, such as the sanitized one).
-template <int Bytes, int MR, class V>
+// v itself, pinned to a register in tiles of up to 4 rows: GCC otherwise folds a B vector into
+// each of the MR FMAs that use it as a memory operand, loading it MR times (measured: 15 loads
+// per 12 FMAs in a 3-row tile, half the speed; W1 16% faster with AVX2). Full 8-row AVX-512
+// tiles were measured faster unpinned. Pin is set only by the kernels compiled for AVX2 or
+// AVX-512 (in the baseline x86-64 build a 32-byte vector is no register).
+template <int Bytes, int MR, bool Pin, class V>
 RESODE_INLINE V in_register(V v) {
 #if RESODE_DISPATCH
-  if constexpr (Bytes == 64 && MR <= 4) asm("" : "+v"(v));
+  if constexpr (Pin && MR <= 4) {
+    if constexpr (Bytes == 64)
+      asm("" : "+v"(v));
+    else
+      asm("" : "+x"(v));
+  }
 #endif
   return v;
 }
@@ -121,8 +126,21 @@ inline bool has_avx512() {
 #endif
 }
 
+// Does this CPU run AVX2 and FMA (x86-64-v3)? Asked once.
+inline bool has_avx2() {
+#if RESODE_DISPATCH
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return yes;
+#else
+  return false;
+#endif
+}
+
 // Rows [0, MR) of C, columns [0, NV * lanes): C = alpha * A * B (+ C) (+ bias).
-template <class T, int Bytes, int MR, int NV>
+template <class T, int Bytes, bool Pin, int MR, int NV>
 RESODE_INLINE void gemm_tile(index_t k, T alpha, const T* A, index_t rsa, index_t csa, const T* B,
                              index_t ldb, T* C, index_t ldc, bool accumulate, const T* bias) {
   constexpr int L = lanes<T, Bytes>;
@@ -135,7 +153,7 @@ RESODE_INLINE void gemm_tile(index_t k, T alpha, const T* A, index_t rsa, index_
   for (index_t p = 0; p < k; ++p) {
     V b[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) b[v] = in_register<Bytes, MR>(load<T, Bytes>(B + p * ldb + v * L));
+    for (int v = 0; v < NV; ++v) b[v] = in_register<Bytes, MR, Pin>(load<T, Bytes>(B + p * ldb + v * L));
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const T a = A[i * rsa + p * csa];
@@ -174,33 +192,34 @@ RESODE_INLINE void gemm_edge(index_t rows, index_t cols, index_t k, T alpha, con
 // Rows [0, rows) (rows <= MR) of C over the columns [0, n - n % lanes): strips of NV vectors,
 // NV = 2 for full-height tiles, 4 for short ones (rows <= 4: D = 3 in W^T G has 3 rows, and
 // 3 x 2 accumulators would leave the FMA units waiting on their latency), then 2, then 1.
-template <class T, int Bytes, int MR>
+template <class T, int Bytes, bool Pin, int MR>
 RESODE_INLINE void gemm_row_tiles(index_t rows, index_t n, index_t k, T alpha, const T* A,
                                   index_t rsa, index_t csa, const T* B, index_t ldb, T* C,
                                   index_t ldc, bool accumulate, const T* bias) {
   constexpr index_t L = lanes<T, Bytes>;
   if (rows == MR) {
-    constexpr int wide = MR <= 4 ? 4 : 2;
+    // accumulators MR x wide within half the registers (32 with AVX-512, 16 with AVX2)
+    constexpr int wide = (Bytes == 64 ? MR <= 4 : MR <= 2) ? 4 : 2;
     index_t j = 0;
     for (; j + wide * L <= n; j += wide * L)
-      gemm_tile<T, Bytes, MR, wide>(k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate,
+      gemm_tile<T, Bytes, Pin, MR, wide>(k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate,
                                     bias);
     if constexpr (wide == 4)
       if (j + 2 * L <= n) {
-        gemm_tile<T, Bytes, MR, 2>(k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate,
+        gemm_tile<T, Bytes, Pin, MR, 2>(k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate,
                                    bias);
         j += 2 * L;
       }
     if (j + L <= n)
-      gemm_tile<T, Bytes, MR, 1>(k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate,
+      gemm_tile<T, Bytes, Pin, MR, 1>(k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate,
                                  bias);
   } else if constexpr (MR > 1) {
-    gemm_row_tiles<T, Bytes, MR - 1>(rows, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate,
+    gemm_row_tiles<T, Bytes, Pin, MR - 1>(rows, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate,
                                      bias);
   }
 }
 
-template <class T, int Bytes>
+template <class T, int Bytes, bool Pin>
 RESODE_INLINE void gemm_impl(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa,
                              index_t csa, const T* B, index_t ldb, T* C, index_t ldc,
                              bool accumulate, const T* bias) {
@@ -208,14 +227,14 @@ RESODE_INLINE void gemm_impl(index_t r, index_t n, index_t k, T alpha, const T* 
   constexpr index_t L = lanes<T, Bytes>;
   // Row tiles outer, column strips inner (measured faster than the other order).
   for (index_t i = 0; i < r; i += MR)
-    gemm_row_tiles<T, Bytes, MR>(std::min<index_t>(MR, r - i), n, k, alpha, A + i * rsa, rsa,
+    gemm_row_tiles<T, Bytes, Pin, MR>(std::min<index_t>(MR, r - i), n, k, alpha, A + i * rsa, rsa,
                                  csa, B, ldb, C + i * ldc, ldc, accumulate,
                                  bias ? bias + i : nullptr);
   const index_t j = n - n % L;
   if (j == n) return;
   // The last n % lanes columns: half-width vectors, then plain loops.
   if constexpr (Bytes > 16)
-    gemm_impl<T, Bytes / 2>(r, n - j, k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate,
+    gemm_impl<T, Bytes / 2, Pin>(r, n - j, k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate,
                             bias);
   else
     gemm_edge(r, n - j, k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate, bias);
@@ -223,7 +242,7 @@ RESODE_INLINE void gemm_impl(index_t r, index_t n, index_t k, T alpha, const T* 
 
 // RA x RB dot products over n samples: out[i][j] = sum_s A[i*lda + s] * B[j*ldb + s].
 // (All loops over i and j are fully unrolled so the accumulators live in registers.)
-template <class T, int Bytes, int RA, int RB>
+template <class T, int Bytes, bool Pin, int RA, int RB>
 RESODE_INLINE void dot_tile(index_t n, const T* A, index_t lda, const T* B, index_t ldb,
                             T out[4][4]) {
   constexpr int L = lanes<T, Bytes>;
@@ -237,9 +256,9 @@ RESODE_INLINE void dot_tile(index_t n, const T* A, index_t lda, const T* B, inde
   for (; s + L <= n; s += L) {
     V a[RA], b[RB];
 #pragma GCC unroll 4
-    for (int i = 0; i < RA; ++i) a[i] = in_register<Bytes, 1>(load<T, Bytes>(A + i * lda + s));
+    for (int i = 0; i < RA; ++i) a[i] = in_register<Bytes, 1, Pin>(load<T, Bytes>(A + i * lda + s));
 #pragma GCC unroll 4
-    for (int j = 0; j < RB; ++j) b[j] = in_register<Bytes, 1>(load<T, Bytes>(B + j * ldb + s));
+    for (int j = 0; j < RB; ++j) b[j] = in_register<Bytes, 1, Pin>(load<T, Bytes>(B + j * ldb + s));
 #pragma GCC unroll 4
     for (int i = 0; i < RA; ++i)
 #pragma GCC unroll 4
@@ -255,25 +274,25 @@ RESODE_INLINE void dot_tile(index_t n, const T* A, index_t lda, const T* B, inde
     }
 }
 
-template <class T, int Bytes, int RA>
+template <class T, int Bytes, bool Pin, int RA>
 RESODE_INLINE void dot_row(index_t n, const T* A, index_t lda, const T* B, index_t ldb, int rb,
                            T out[4][4]) {
   switch (rb) {
-    case 4: return dot_tile<T, Bytes, RA, 4>(n, A, lda, B, ldb, out);
-    case 3: return dot_tile<T, Bytes, RA, 3>(n, A, lda, B, ldb, out);
-    case 2: return dot_tile<T, Bytes, RA, 2>(n, A, lda, B, ldb, out);
-    default: return dot_tile<T, Bytes, RA, 1>(n, A, lda, B, ldb, out);
+    case 4: return dot_tile<T, Bytes, Pin, RA, 4>(n, A, lda, B, ldb, out);
+    case 3: return dot_tile<T, Bytes, Pin, RA, 3>(n, A, lda, B, ldb, out);
+    case 2: return dot_tile<T, Bytes, Pin, RA, 2>(n, A, lda, B, ldb, out);
+    default: return dot_tile<T, Bytes, Pin, RA, 1>(n, A, lda, B, ldb, out);
   }
 }
 
-template <class T, int Bytes>
+template <class T, int Bytes, bool Pin>
 RESODE_INLINE void dot_block(index_t n, const T* A, index_t lda, const T* B, index_t ldb, int ra,
                              int rb, T out[4][4]) {
   switch (ra) {
-    case 4: return dot_row<T, Bytes, 4>(n, A, lda, B, ldb, rb, out);
-    case 3: return dot_row<T, Bytes, 3>(n, A, lda, B, ldb, rb, out);
-    case 2: return dot_row<T, Bytes, 2>(n, A, lda, B, ldb, rb, out);
-    default: return dot_row<T, Bytes, 1>(n, A, lda, B, ldb, rb, out);
+    case 4: return dot_row<T, Bytes, Pin, 4>(n, A, lda, B, ldb, rb, out);
+    case 3: return dot_row<T, Bytes, Pin, 3>(n, A, lda, B, ldb, rb, out);
+    case 2: return dot_row<T, Bytes, Pin, 2>(n, A, lda, B, ldb, rb, out);
+    default: return dot_row<T, Bytes, Pin, 1>(n, A, lda, B, ldb, rb, out);
   }
 }
 
@@ -281,7 +300,7 @@ RESODE_INLINE void dot_block(index_t n, const T* A, index_t lda, const T* B, ind
 // goes to C[j*ldc + i] (so C^T += B A^T can be computed as A B^T with the wide side in A).
 // Tiles of RA x 4 dot products: RA = 2 with AVX2 (8 accumulators of 16 registers), RA = 4 with
 // AVX-512 (16 of 32).
-template <class T, int Bytes>
+template <class T, int Bytes, bool Pin>
 RESODE_INLINE void gemm_abt_dots_impl(index_t r, index_t c, index_t n, T alpha, const T* A,
                                       index_t lda, const T* B, index_t ldb, T* C, index_t ldc,
                                       bool transposed) {
@@ -291,7 +310,7 @@ RESODE_INLINE void gemm_abt_dots_impl(index_t r, index_t c, index_t n, T alpha, 
     const int ra = int(std::min<index_t>(RA, r - i));
     for (index_t j = 0; j < c; j += 4) {
       const int rb = int(std::min<index_t>(4, c - j));
-      dot_block<T, Bytes>(n, A + i * lda, lda, B + j * ldb, ldb, ra, rb, out);
+      dot_block<T, Bytes, Pin>(n, A + i * lda, lda, B + j * ldb, ldb, ra, rb, out);
       for (int a = 0; a < ra; ++a)
         for (int b = 0; b < rb; ++b)
           (transposed ? C[(j + b) * ldc + i + a] : C[(i + a) * ldc + j + b]) += alpha * out[a][b];
@@ -299,31 +318,41 @@ RESODE_INLINE void gemm_abt_dots_impl(index_t r, index_t c, index_t n, T alpha, 
   }
 }
 
-// The compiled instances: 32-byte vectors in the baseline and AVX2 clones, 64-byte vectors
-// for AVX-512.
+// The compiled instances: 32-byte vectors for baseline x86-64 and (pinned) for AVX2+FMA,
+// 64-byte vectors for AVX-512.
 template <class T>
-RESODE_CLONES void gemm_v32(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa,
-                            index_t csa, const T* B, index_t ldb, T* C, index_t ldc,
-                            bool accumulate, const T* bias) {
-  gemm_impl<T, 32>(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+void gemm_v32(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa, index_t csa,
+              const T* B, index_t ldb, T* C, index_t ldc, bool accumulate, const T* bias) {
+  gemm_impl<T, 32, false>(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+}
+template <class T>
+RESODE_AVX2 void gemm_v32_avx2(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa,
+                               index_t csa, const T* B, index_t ldb, T* C, index_t ldc,
+                               bool accumulate, const T* bias) {
+  gemm_impl<T, 32, true>(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
 }
 template <class T>
 RESODE_AVX512 void gemm_v64(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa,
                             index_t csa, const T* B, index_t ldb, T* C, index_t ldc,
                             bool accumulate, const T* bias) {
-  gemm_impl<T, 64>(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+  gemm_impl<T, 64, true>(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
 }
 template <class T>
-RESODE_CLONES void gemm_abt_dots_v32(index_t r, index_t c, index_t n, T alpha, const T* A,
-                                     index_t lda, const T* B, index_t ldb, T* C, index_t ldc,
-                                     bool transposed) {
-  gemm_abt_dots_impl<T, 32>(r, c, n, alpha, A, lda, B, ldb, C, ldc, transposed);
+void gemm_abt_dots_v32(index_t r, index_t c, index_t n, T alpha, const T* A, index_t lda,
+                       const T* B, index_t ldb, T* C, index_t ldc, bool transposed) {
+  gemm_abt_dots_impl<T, 32, false>(r, c, n, alpha, A, lda, B, ldb, C, ldc, transposed);
+}
+template <class T>
+RESODE_AVX2 void gemm_abt_dots_v32_avx2(index_t r, index_t c, index_t n, T alpha, const T* A,
+                                        index_t lda, const T* B, index_t ldb, T* C, index_t ldc,
+                                        bool transposed) {
+  gemm_abt_dots_impl<T, 32, true>(r, c, n, alpha, A, lda, B, ldb, C, ldc, transposed);
 }
 template <class T>
 RESODE_AVX512 void gemm_abt_dots_v64(index_t r, index_t c, index_t n, T alpha, const T* A,
                                      index_t lda, const T* B, index_t ldb, T* C, index_t ldc,
                                      bool transposed) {
-  gemm_abt_dots_impl<T, 64>(r, c, n, alpha, A, lda, B, ldb, C, ldc, transposed);
+  gemm_abt_dots_impl<T, 64, true>(r, c, n, alpha, A, lda, B, ldb, C, ldc, transposed);
 }
 
 // Per-thread scratch for transposing a block; grows to the largest block seen, never shrinks.
@@ -369,6 +398,8 @@ void gemm(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa, ind
           const T* B, index_t ldb, T* C, index_t ldc, bool accumulate, const T* bias = nullptr) {
   if (detail::has_avx512())
     detail::gemm_v64(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+  else if (detail::has_avx2())
+    detail::gemm_v32_avx2(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
   else
     detail::gemm_v32(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
 }
@@ -381,9 +412,10 @@ void gemm_abt(index_t r, index_t c, index_t n, T alpha, const T* A, index_t lda,
   // Measured: dot products win while one side of C is narrow (<= 16); when both are wide, B
   // is transposed once (cheap next to the r*c*n products) and the register-tiled gemm runs.
   // The dot kernel pairs rows of A, so the wide side goes there.
-  const bool avx512 = detail::has_avx512();
   if (n < detail::lanes<T, 32>) return detail::gemm_abt_short(r, c, n, alpha, A, lda, B, ldb, C, ldc);
-  auto dots = avx512 ? detail::gemm_abt_dots_v64<T> : detail::gemm_abt_dots_v32<T>;
+  auto dots = detail::has_avx512() ? detail::gemm_abt_dots_v64<T>
+              : detail::has_avx2()   ? detail::gemm_abt_dots_v32_avx2<T>
+                                     : detail::gemm_abt_dots_v32<T>;
   if (c <= 16 && c <= r) return dots(r, c, n, alpha, A, lda, B, ldb, C, ldc, false);
   if (r <= 16) return dots(c, r, n, alpha, B, ldb, A, lda, C, ldc, true);
   T* Bt = detail::transpose_buffer<T>(n * c);
