@@ -223,7 +223,9 @@ template <class T, int Bytes, bool Pin>
 RESODE_INLINE void gemm_impl(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa,
                              index_t csa, const T* B, index_t ldb, T* C, index_t ldc,
                              bool accumulate, const T* bias) {
-  constexpr int MR = Bytes == 64 ? 8 : 4;  // AVX-512 has 32 registers: taller tiles
+  // rows per tile: 8 x 2 accumulators of AVX-512's 32 registers, 6 x 2 of AVX2's 16 (6 rows
+  // measured 6% faster than 4 at D = 64)
+  constexpr int MR = Bytes == 64 ? 8 : 6;
   constexpr index_t L = lanes<T, Bytes>;
   // Row tiles outer, column strips inner (measured faster than the other order).
   for (index_t i = 0; i < r; i += MR)
