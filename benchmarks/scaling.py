@@ -35,19 +35,10 @@ def main() -> int:
 
     gemm = bench.gemm_rate()
     print(f"NumPy float64 matmul 512x512, 1 thread: {gemm:.1f} GFLOP/s")
-    seed = {
-        "T": 5.0,
-        "pieces": 16,
-        "field": "bottleneck",
-        "hidden": 50,
-        "augment": 1,
-        "activation": "relu",
-        "seed": 0,
-    }
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
 
     Ns = [10**2, 10**3, 10**4, 10**5, 10**6]
-    model = resode.NeuralODE(2, **seed)
+    model = resode.NeuralODE(2, **bench.SEED_NODE, seed=0)
     rows = [(N, *_time(model, N, reference=N <= 10**5)) for N in Ns]
     for N, ours, ref in rows:
         print(

@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 import resode
 from resode import reference as ref
+from resode.bench import SEED_NODE
 
-SEED = {
-    "T": 5.0,
-    "pieces": 16,
-    "field": "bottleneck",
-    "hidden": 50,
-    "augment": 1,
-    "activation": "relu",
-}
+SEED = SEED_NODE  # the seed experiment (dim 2), as in `resode bench`
 WIDE = {"T": 1.0, "pieces": 4, "substeps": 5, "field": "outside", "activation": "tanh"}
 
 

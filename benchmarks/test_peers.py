@@ -7,17 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import resode
+from resode.bench import SEED_NODE
 
 torch = pytest.importorskip("torch")
 
-SEED = {
-    "T": 5.0,
-    "pieces": 16,
-    "field": "bottleneck",
-    "hidden": 50,
-    "augment": 1,
-    "activation": "relu",
-}
+SEED = SEED_NODE  # the seed experiment (dim 2), as in `resode bench`
 
 
 @pytest.fixture(autouse=True)

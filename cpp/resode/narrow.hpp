@@ -45,12 +45,22 @@ template <class T>
 constexpr index_t narrow_chunk = 64 / sizeof(T);
 
 namespace detail {
+// one(s) for every sample s in [0, n): whole chunks, then the rest.
+template <class T, class F>
+RESODE_INLINE void for_each_sample(index_t n, F&& one) {
+  constexpr index_t C = narrow_chunk<T>;
+  index_t s = 0;
+  for (; s + C <= n; s += C)
+#pragma GCC unroll 16
+    for (index_t l = 0; l < C; ++l) one(s + l);
+  for (; s < n; ++s) one(s);
+}
+
 // Rows [i, i + R) of affine_activate below. R rows share each load of X (R = 4: 3 loads of X
 // per 4 outputs instead of 3 per output at K = 3).
 template <class Act, int K, int R, class T>
 RESODE_INLINE void affine_activate_rows(index_t i, index_t n, const T* W, const T* b,
                                         const T* __restrict X, T* __restrict out) {
-  constexpr index_t C = narrow_chunk<T>;
   T w[R][K], bias[R];
   for (int r = 0; r < R; ++r) {
     for (int p = 0; p < K; ++p) w[r][p] = W[(i + r) * K + p];
@@ -69,11 +79,7 @@ RESODE_INLINE void affine_activate_rows(index_t i, index_t n, const T* W, const 
       o[r * n + s] = Act::piecewise_linear ? Act::value(z + bias[r]) : z + bias[r];
     }
   };
-  index_t s = 0;
-  for (; s + C <= n; s += C)
-#pragma GCC unroll 16
-    for (index_t l = 0; l < C; ++l) one(s + l);
-  for (; s < n; ++s) one(s);
+  for_each_sample<T>(n, one);
   // tanh and sigmoid in a second loop over the rows, still in L1: one loop holding both the
   // K-term product and their long dependency chains was measured slower (W1 with tanh: 10%)
   // than two short ones; relu in the same loop was 10% faster.
@@ -86,7 +92,6 @@ template <class Act, int K, int R, class T>
 RESODE_INLINE void transpose_affine_slope_rows(index_t i, index_t rows, index_t n, const T* W,
                                                const T* __restrict G, const T* __restrict a,
                                                T* __restrict out) {
-  constexpr index_t C = narrow_chunk<T>;
   T w[R][K];
   for (int r = 0; r < R; ++r)
     for (int p = 0; p < K; ++p) w[r][p] = W[p * rows + i + r];
@@ -104,11 +109,7 @@ RESODE_INLINE void transpose_affine_slope_rows(index_t i, index_t rows, index_t 
       o[r * n + s] = z * Act::deriv_of_value(ai[r * n + s]);
     }
   };
-  index_t s = 0;
-  for (; s + C <= n; s += C)
-#pragma GCC unroll 16
-    for (index_t l = 0; l < C; ++l) one(s + l);
-  for (; s < n; ++s) one(s);
+  for_each_sample<T>(n, one);
 }
 }  // namespace detail
 
