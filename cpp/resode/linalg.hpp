@@ -190,8 +190,8 @@ RESODE_INLINE void gemm_edge(index_t rows, index_t cols, index_t k, T alpha, con
 }
 
 // Rows [0, rows) (rows <= MR) of C over the columns [0, n - n % lanes): strips of NV vectors,
-// NV = 2 for full-height tiles, 4 for short ones (rows <= 4: D = 3 in W^T G has 3 rows, and
-// 3 x 2 accumulators would leave the FMA units waiting on their latency), then 2, then 1.
+// NV = 4 for short tiles where the registers allow (AVX-512: rows <= 4, AVX2: rows <= 2; W^T G
+// at D = 3 has 3 rows, and 3 x 2 accumulators measured slower), otherwise 2; then 2, then 1.
 template <class T, int Bytes, bool Pin, int MR>
 RESODE_INLINE void gemm_row_tiles(index_t rows, index_t n, index_t k, T alpha, const T* A,
                                   index_t rsa, index_t csa, const T* B, index_t ldb, T* C,
