@@ -108,12 +108,12 @@ void rk_step(const Dynamics<T>& dyn, index_t j, index_t n, const T* x, T* x_next
 }
 
 // Reverse of rk_step j from its stages `s` (as rk_step left them). On entry xbar is the
-// cotangent of x_{j+1}; on exit, of x_j. Columns [m, n) are padding with a zero cotangent
+// cotangent of x_{j+1}; on exit, of x_j. Columns [real, n) are padding with a zero cotangent
 // (left out of the parameter sums, see field_vjp):
 //   kbar_i = dt b_i xbar + sum_{m>i} dt a_mi Y_m,   Y_i = J_i^T kbar_i,   grads += (df/dtheta)^T kbar_i
 //   xbar_j = xbar + sum_i Y_i
 template <class Act, class T>
-void rk_step_vjp(const Dynamics<T>& dyn, index_t j, index_t n, index_t m,
+void rk_step_vjp(const Dynamics<T>& dyn, index_t j, index_t n, index_t real,
                  const StepStages<T>& s, T* xbar, T* grads, ReverseWork<T>& w) {
   const index_t len = dyn.field.D * n, k = dyn.piece(j);
   const int stages = dyn.tab.stages;
@@ -121,8 +121,8 @@ void rk_step_vjp(const Dynamics<T>& dyn, index_t j, index_t n, index_t m,
     Terms<T> later;
     for (int m = i + 1; m < stages; ++m) later.add(double(dyn.dt) * dyn.tab.a[m][i], w.Y[m]);
     combine(len, T(dyn.dt * dyn.tab.b[i]), xbar, later.count, later.coef, later.vec, w.kbar);
-    field_vjp<Act>(dyn.field, k, n, m, s.X[i], s.K[i], s.cache[i], w.kbar, w.Y[i], grads, T(1),
-                   w.scratch);
+    field_vjp<Act>(dyn.field, k, n, real, s.X[i], s.K[i], s.cache[i], w.kbar, w.Y[i], grads,
+                   T(1), w.scratch);
   }
   Terms<T> all;
   for (int i = 0; i < stages; ++i) all.add(1.0, w.Y[i]);
@@ -140,11 +140,11 @@ struct NoSource {
 //   x' = f(x),   a' = -(df/dx)^T a - dl/dx,   g_theta' = -(df/dtheta)^T a
 // x and a are updated in place. The theta-gradient is accumulated straight into `grads`
 // (g_j = g_{j+1} + dt sum_i b_i (df/dtheta)^T A_i), exact because g never feeds back.
-// Columns [m, n) are padding whose adjoint stays zero (left out of the parameter sums).
+// Columns [real, n) are padding whose adjoint stays zero (left out of the parameter sums).
 // source(n, X_i, Ka_i, weight) subtracts dl/dx(X_i) from Ka_i and accumulates weight times the
 // readout gradient (the running cost of the turnpike loss); NoSource for a terminal loss.
 template <class Act, class T, class Source>
-void backsolve_step(const Dynamics<T>& dyn, index_t j, index_t n, index_t m, T* x, T* a,
+void backsolve_step(const Dynamics<T>& dyn, index_t j, index_t n, index_t real, T* x, T* a,
                     T* grads, StepStages<T>& s, ReverseWork<T>& w, const Source& source) {
   const index_t len = dyn.field.D * n, k = dyn.piece(j);
   const int stages = dyn.tab.stages;
@@ -165,7 +165,7 @@ void backsolve_step(const Dynamics<T>& dyn, index_t j, index_t n, index_t m, T* 
     }
     const double weight = double(dyn.dt) * dyn.tab.b[i];
     field_eval<Act>(dyn.field, k, n, Xi, Kx[i], s.cache[i]);
-    field_vjp<Act>(dyn.field, k, n, m, Xi, Kx[i], s.cache[i], Ai, Ka[i], grads, T(weight),
+    field_vjp<Act>(dyn.field, k, n, real, Xi, Kx[i], s.cache[i], Ai, Ka[i], grads, T(weight),
                    w.scratch);
     scaled_copy(len, T(-1), Ka[i], Ka[i]);  // Ka_i = -(df/dx)^T A_i
     source(n, Xi, Ka[i], weight);
