@@ -249,6 +249,33 @@ def test_wide_state_matches_reference(dtype, gradient):
 
 @pytest.mark.parametrize("gradient", ["discrete", "adjoint"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("width", [1, 2, 3, 4, 5])
+def test_fused_narrow_bottleneck_matches_reference(width, activation, dtype, gradient):
+    # States of width D <= 4 take the fused bottleneck kernels (bottleneck_narrow.hpp: the
+    # forward pass for piecewise-linear activations, the VJP for all), passes of 1..8 hidden
+    # units by width and SIMD width: hidden = 11 leaves a remainder at every pass size.
+    # D = 5 is the generic path. N = 37 is one padded block; 250 is two blocks.
+    for N in (37, 250):
+        model, X, y = make_node(
+            "bottleneck",
+            activation,
+            "rk4",
+            dim=width - 1 if width > 1 else 1,
+            augment=1 if width > 1 else 0,
+            hidden=11,
+            N=N,
+            scale=1.0,
+            dtype=dtype,
+            gradient=gradient,
+            turnpike=N == 37,
+            seed=width,
+        )
+        compare_with_reference(model, X, y, dtype)
+
+
+@pytest.mark.parametrize("gradient", ["discrete", "adjoint"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("N", [1, 2, 3, 5, 9])
 @pytest.mark.parametrize(
     "shape",

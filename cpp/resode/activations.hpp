@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 #include "config.hpp"
 #include "errors.hpp"
@@ -137,41 +139,61 @@ inline float sigmoid(float x) {
 
 }  // namespace detail
 
+// c as a T: a scalar, or every lane of a SIMD vector type (GCC vector extension), so the
+// piecewise-linear activations and every deriv_of_value also run on whole vectors
+// (bottleneck_narrow.hpp); T(c) does not compile for a vector type.
+template <class T>
+RESODE_INLINE T splat(double c) {
+  if constexpr (std::is_arithmetic_v<T>) {
+    return T(c);
+  } else {
+    using Lane = std::remove_cv_t<std::remove_reference_t<decltype(std::declval<T&>()[0])>>;
+    return T{} + Lane(c);
+  }
+}
+
 // Each activation: value(x) = sigma(x), deriv(x) = sigma'(x), and deriv_of_value(a) = sigma'(x)
 // computed from a = sigma(x) alone (tanh' = 1 - a^2, sigmoid' = a (1 - a); the piecewise-linear
 // ones have a > 0 exactly when x > 0), so backward sweeps never evaluate exp/tanh again.
 // Kinks take the derivative from the left: relu'(0) = 0, leaky_relu'(0) = 0.01.
 // piecewise_linear: a compare and a select, no exp (cheap enough to fuse into other loops).
+// slope_on_side(v): the slope on the side of the kink where v (x, or a = sigma(x)) lies.
 struct Tanh {
   static constexpr bool piecewise_linear = false;
   template <class T> static T value(T x) { return detail::tanh(x); }
   template <class T> static T deriv(T x) { return deriv_of_value(value(x)); }
-  template <class T> static T deriv_of_value(T a) { return T(1) - a * a; }
+  template <class T> static T deriv_of_value(T a) { return splat<T>(1) - a * a; }
 };
 struct Sigmoid {
   static constexpr bool piecewise_linear = false;
   template <class T> static T value(T x) { return detail::sigmoid(x); }
   template <class T> static T deriv(T x) { return deriv_of_value(value(x)); }
-  template <class T> static T deriv_of_value(T a) { return a * (T(1) - a); }
+  template <class T> static T deriv_of_value(T a) { return a * (splat<T>(1) - a); }
 };
 struct Relu {
   static constexpr bool piecewise_linear = true;
-  template <class T> static T value(T x) { return x > T(0) ? x : T(0); }
-  template <class T> static T deriv(T x) { return x > T(0) ? T(1) : T(0); }
-  template <class T> static T deriv_of_value(T a) { return a > T(0) ? T(1) : T(0); }
+  template <class T> static T value(T x) { return x > splat<T>(0) ? x : splat<T>(0); }
+  template <class T> static T deriv(T x) { return slope_on_side(x); }
+  template <class T> static T deriv_of_value(T a) { return slope_on_side(a); }
+  template <class T> static T slope_on_side(T v) {
+    return v > splat<T>(0) ? splat<T>(1) : splat<T>(0);
+  }
 };
 struct LeakyRelu {
   static constexpr bool piecewise_linear = true;
   static constexpr double slope = 0.01;
-  template <class T> static T value(T x) { return x > T(0) ? x : T(slope) * x; }
-  template <class T> static T deriv(T x) { return x > T(0) ? T(1) : T(slope); }
-  template <class T> static T deriv_of_value(T a) { return a > T(0) ? T(1) : T(slope); }
+  template <class T> static T value(T x) { return x > splat<T>(0) ? x : splat<T>(slope) * x; }
+  template <class T> static T deriv(T x) { return slope_on_side(x); }
+  template <class T> static T deriv_of_value(T a) { return slope_on_side(a); }
+  template <class T> static T slope_on_side(T v) {
+    return v > splat<T>(0) ? splat<T>(1) : splat<T>(slope);
+  }
 };
 struct Identity {
   static constexpr bool piecewise_linear = true;
   template <class T> static T value(T x) { return x; }
-  template <class T> static T deriv(T) { return T(1); }
-  template <class T> static T deriv_of_value(T) { return T(1); }
+  template <class T> static T deriv(T) { return splat<T>(1); }
+  template <class T> static T deriv_of_value(T) { return splat<T>(1); }
 };
 
 // Calls f(ActivationType{}) for the runtime choice, so every kernel below is compiled per

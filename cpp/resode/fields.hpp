@@ -15,6 +15,7 @@
 #include <string>
 
 #include "activations.hpp"
+#include "bottleneck_narrow.hpp"
 #include "errors.hpp"
 #include "linalg.hpp"
 #include "narrow.hpp"
@@ -108,10 +109,22 @@ void field_eval(const FieldParams<T>& p, index_t k, index_t n, const T* x, T* f,
       activate<Act>(D * n, x, cache);
       detail::affine(D, D, n, W1, b1, cache, f);
       return;
-    case FieldKind::bottleneck:  // a = sigma(W1 x + b1), f = W2 a + b2
+    case FieldKind::bottleneck: {  // a = sigma(W1 x + b1), f = W2 a + b2
+      const T* W2 = p.W2 + k * p.w2_size();
+      const T* b2 = p.b2 + k * p.b2_size();
+      if constexpr (Act::piecewise_linear) {
+        if (fused_bottleneck_fits<T>(D, n)) {
+          with_narrow_width(D, [&](auto K) {
+            if constexpr (decltype(K)::value <= max_fused_bottleneck_width)
+              bottleneck_eval<Act, decltype(K)::value>(H, n, W1, b1, W2, b2, x, cache, f);
+          });
+          return;
+        }
+      }
       affine_then_activate(H, cache);
-      detail::affine(D, H, n, p.W2 + k * p.w2_size(), p.b2 + k * p.b2_size(), cache, f);
+      detail::affine(D, H, n, W2, b2, cache, f);
       return;
+    }
   }
 }
 
@@ -162,11 +175,22 @@ void field_vjp(const FieldParams<T>& p, index_t k, index_t n, index_t m, const T
       // xbar = W1^T g
       T* g = scratch;
       const T* a = cache;
-      if (want_theta)
-        detail::affine_param_grads(D, H, m, n, theta_scale, fbar, a,
-                                   grads + p.w2_offset() + k * p.w2_size(),
-                                   grads + p.b2_offset() + k * p.b2_size());
-      detail::transpose_affine_then_slope<Act>(D, H, n, p.W2 + k * p.w2_size(), fbar, a, g);
+      const T* W2 = p.W2 + k * p.w2_size();
+      T* dW2 = grads + p.w2_offset() + k * p.w2_size();
+      T* db2 = grads + p.b2_offset() + k * p.b2_size();
+      if (fused_bottleneck_fits<T>(D, n)) {  // one pass per few hidden units
+        const detail::BottleneckVjp<T> q{H,   n,    W1,          W2,
+                                         x,   a,    fbar,        xbar,
+                                         theta_scale, want_theta ? dW1 : nullptr, db1, dW2};
+        with_narrow_width(D, [&](auto K) {
+          if constexpr (decltype(K)::value <= max_fused_bottleneck_width)
+            bottleneck_vjp<Act, decltype(K)::value>(q);
+        });
+        if (want_theta) row_sums(D, m, theta_scale, fbar, n, db2);
+        return;
+      }
+      if (want_theta) detail::affine_param_grads(D, H, m, n, theta_scale, fbar, a, dW2, db2);
+      detail::transpose_affine_then_slope<Act>(D, H, n, W2, fbar, a, g);
       if (want_theta) detail::affine_param_grads(H, D, m, n, theta_scale, g, x, dW1, db1);
       detail::affine_transpose(H, D, n, W1, g, xbar);
       return;

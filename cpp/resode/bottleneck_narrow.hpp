@@ -1,0 +1,263 @@
+// The bottleneck field f = W2 sigma(W1 x + b1) + b2 and its vector-jacobian product, fused
+// into single passes over a block when the state is narrow (D = K <= 4, the seed's D = 3 with
+// H = 50 hidden units).
+//
+// Why. Through the generic path (fields.hpp) one VJP is six kernels: dW2 += fbar a^T (dots),
+// db2, g = (W2^T fbar) * sigma' (stored, H x n), dW1 += g x^T (dots), db1 += g 1 (row sums),
+// xbar = W1^T g (gemm). With K = 3 each is a few flops per load and store, and g makes three
+// round trips through L1. Here each hidden unit j costs, per SIMD vector of samples,
+//   t = W2[:, j]^T fbar,  g = t * sigma'(a_j),  dW2[:, j] += fbar a_j,  dW1[j, :] += g x,
+//   db1[j] += g,          xbar += W1[j, :]^T g
+// with fbar, x and xbar in registers and the parameter sums in vector accumulators (one lane
+// per sample, summed across lanes once per pass): 4K + 2 vector operations, one load (a_j),
+// no stores. The forward pass likewise keeps f's accumulators in registers and stores only
+// a = sigma(W1 x + b1), which the VJP needs; that fusion needs an activation cheap enough to
+// compute on whole vectors (piecewise linear: relu, leaky relu, identity).
+//
+// Layout (feature-major blocks, see linalg.hpp): x, f, fbar, xbar are K x n, a is H x n;
+// W1 (H x K), W2 (K x H) row-major. n is a multiple of 64 bytes of samples (sweep.hpp pads
+// blocks so), i.e. of every SIMD width used here: there is no remainder loop.
+// Padding columns carry fbar = 0 and finite a (they repeat a real sample), so their terms in
+// the parameter sums are exact zeros.
+#pragma once
+#include "activations.hpp"
+#include "linalg.hpp"
+
+namespace resode {
+
+// State widths with the fused kernels.
+constexpr index_t max_fused_bottleneck_width = 4;
+
+// Can a block of n samples take the fused kernels (width K, n whole 64-byte chunks)?
+template <class T>
+bool fused_bottleneck_fits(index_t K, index_t n) {
+  return K >= 1 && K <= max_fused_bottleneck_width && n % (64 / index_t(sizeof(T))) == 0;
+}
+
+namespace detail {
+
+// SIMD registers the kernels plan with: 32 with AVX-512, 16 with AVX2 (and baseline SSE).
+template <int Bytes>
+constexpr int simd_registers = Bytes == 64 ? 32 : 16;
+
+// Hidden units per VJP pass: each holds 2K + 1 accumulators, next to fbar, x, xbar (3K) and
+// about 3 temporaries. At least one (K = 3, AVX2 spills a few; measured still faster).
+template <int K, int Bytes>
+constexpr int vjp_units_per_pass() {
+  constexpr int r = (simd_registers<Bytes> - 3 * K - 3) / (2 * K + 1);
+  return r < 1 ? 1 : r;
+}
+
+// Sample vectors per forward pass: each holds x and f's accumulators (2K); 2 to 4 of them keep
+// enough independent FMA chains (f sums H terms) in flight.
+template <int K, int Bytes>
+constexpr int eval_vectors_per_pass() {
+  constexpr int s = (simd_registers<Bytes> - 4) / (2 * K);
+  return s < 1 ? 1 : s > 4 ? 4 : s;
+}
+
+// Vector sample columns [s, s + S L) of the forward pass: a = sigma(W1 x + b1) (stored),
+// f = W2 a + b2. (restrict: the stores to a must not force reloads of the weights.)
+template <class Act, int K, int S, class T, int Bytes>
+RESODE_INLINE void bottleneck_eval_columns(index_t s, index_t H, index_t n,
+                                           const T* __restrict W1, const T* __restrict b1,
+                                           const T* __restrict W2, const T* __restrict b2,
+                                           const T* __restrict x, T* __restrict a,
+                                           T* __restrict f) {
+  constexpr int L = lanes<T, Bytes>;
+  using V = Vec<T, Bytes>;
+  V xv[S][K], acc[S][K];
+#pragma GCC unroll 4
+  for (int q = 0; q < S; ++q)
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) {
+      xv[q][p] = load<T, Bytes>(x + p * n + s + q * L);
+      acc[q][p] = splat<V>(0);
+    }
+  for (index_t j = 0; j < H; ++j) {
+    T w1[K], w2[K];
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) {
+      w1[p] = W1[j * K + p];
+      w2[p] = W2[p * H + j];
+    }
+    const T bias = b1[j];
+#pragma GCC unroll 4
+    for (int q = 0; q < S; ++q) {
+      V z = w1[0] * xv[q][0];
+#pragma GCC unroll 4
+      for (int p = 1; p < K; ++p) z += w1[p] * xv[q][p];
+      const V av = Act::value(z + bias);
+      store<T, Bytes>(a + j * n + s + q * L, av);
+#pragma GCC unroll 4
+      for (int p = 0; p < K; ++p) acc[q][p] += w2[p] * av;
+    }
+  }
+#pragma GCC unroll 4
+  for (int q = 0; q < S; ++q)
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) store<T, Bytes>(f + p * n + s + q * L, acc[q][p] + b2[p]);
+}
+
+template <class Act, int K, class T, int Bytes>
+RESODE_INLINE void bottleneck_eval_impl(index_t H, index_t n, const T* W1, const T* b1,
+                                        const T* W2, const T* b2, const T* x, T* a, T* f) {
+  constexpr int L = lanes<T, Bytes>, S = eval_vectors_per_pass<K, Bytes>();
+  index_t s = 0;
+  for (; s + S * L <= n; s += S * L)
+    bottleneck_eval_columns<Act, K, S, T, Bytes>(s, H, n, W1, b1, W2, b2, x, a, f);
+  for (; s < n; s += L)
+    bottleneck_eval_columns<Act, K, 1, T, Bytes>(s, H, n, W1, b1, W2, b2, x, a, f);
+}
+
+// What the VJP reads and writes (see bottleneck_vjp below).
+template <class T>
+struct BottleneckVjp {
+  index_t H, n;
+  const T *W1, *W2, *x, *a, *fbar;
+  T* xbar;
+  T alpha;               // scale of the parameter gradients
+  T *dW1, *db1, *dW2;    // H x K, H, K x H: accumulated
+};
+
+// Hidden units [j, j + R) of the VJP over the whole block; the first pass (j = 0) writes
+// xbar, the others add to it (so xbar sums over units in a fixed order). The struct is
+// unpacked into restrict-qualified locals and the units' weights into local arrays: stores to
+// xbar could otherwise alias them and force reloads every iteration.
+template <class Act, int K, int R, bool Theta, class T, int Bytes>
+RESODE_INLINE void bottleneck_vjp_units(index_t j, const BottleneckVjp<T>& q) {
+  constexpr int L = lanes<T, Bytes>;
+  using V = Vec<T, Bytes>;
+  const index_t n = q.n;
+  const T* __restrict x = q.x;
+  const T* __restrict fbar = q.fbar;
+  const T* __restrict a = q.a + j * n;
+  T* __restrict xbar = q.xbar;
+  T w1[R][K], w2[R][K];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) {
+      w1[r][p] = q.W1[(j + r) * K + p];
+      w2[r][p] = q.W2[p * q.H + j + r];
+    }
+  V dW2[R][K], dW1[R][K], db1[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    db1[r] = splat<V>(0);
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) dW2[r][p] = dW1[r][p] = splat<V>(0);
+  }
+  const bool first = j == 0;
+  for (index_t s = 0; s < n; s += L) {
+    V fb[K], xv[K], xb[K];
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) {
+      fb[p] = load<T, Bytes>(fbar + p * n + s);
+      xv[p] = load<T, Bytes>(x + p * n + s);
+      xb[p] = first ? splat<V>(0) : load<T, Bytes>(xbar + p * n + s);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const V av = load<T, Bytes>(a + r * n + s);
+      V t = w2[r][0] * fb[0];
+#pragma GCC unroll 4
+      for (int p = 1; p < K; ++p) t += w2[r][p] * fb[p];
+      const V g = t * Act::deriv_of_value(av);
+      if constexpr (Theta) {
+        db1[r] += g;
+#pragma GCC unroll 4
+        for (int p = 0; p < K; ++p) {
+          dW2[r][p] += fb[p] * av;
+          dW1[r][p] += g * xv[p];
+        }
+      }
+#pragma GCC unroll 4
+      for (int p = 0; p < K; ++p) xb[p] += w1[r][p] * g;
+    }
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) store<T, Bytes>(xbar + p * n + s, xb[p]);
+  }
+  if constexpr (Theta)
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const index_t u = j + r;
+      q.db1[u] += q.alpha * horizontal_sum<T, Bytes>(db1[r]);
+#pragma GCC unroll 4
+      for (int p = 0; p < K; ++p) {
+        q.dW2[p * q.H + u] += q.alpha * horizontal_sum<T, Bytes>(dW2[r][p]);
+        q.dW1[u * K + p] += q.alpha * horizontal_sum<T, Bytes>(dW1[r][p]);
+      }
+    }
+}
+
+template <class Act, int K, bool Theta, class T, int Bytes>
+RESODE_INLINE void bottleneck_vjp_impl(const BottleneckVjp<T>& q) {
+  constexpr int R = vjp_units_per_pass<K, Bytes>();
+  index_t j = 0;
+  for (; j + R <= q.H; j += R) bottleneck_vjp_units<Act, K, R, Theta, T, Bytes>(j, q);
+  for (; j < q.H; ++j) bottleneck_vjp_units<Act, K, 1, Theta, T, Bytes>(j, q);
+}
+
+// The compiled instances (as in linalg.hpp): 32-byte vectors for baseline x86-64 and for
+// AVX2+FMA, 64-byte vectors for AVX-512.
+template <class Act, int K, class T>
+void bottleneck_eval_v32(index_t H, index_t n, const T* W1, const T* b1, const T* W2,
+                         const T* b2, const T* x, T* a, T* f) {
+  bottleneck_eval_impl<Act, K, T, 32>(H, n, W1, b1, W2, b2, x, a, f);
+}
+template <class Act, int K, class T>
+RESODE_AVX2 void bottleneck_eval_v32_avx2(index_t H, index_t n, const T* W1, const T* b1,
+                                          const T* W2, const T* b2, const T* x, T* a, T* f) {
+  bottleneck_eval_impl<Act, K, T, 32>(H, n, W1, b1, W2, b2, x, a, f);
+}
+template <class Act, int K, class T>
+RESODE_AVX512 void bottleneck_eval_v64(index_t H, index_t n, const T* W1, const T* b1,
+                                       const T* W2, const T* b2, const T* x, T* a, T* f) {
+  bottleneck_eval_impl<Act, K, T, 64>(H, n, W1, b1, W2, b2, x, a, f);
+}
+template <class Act, int K, bool Theta, class T>
+void bottleneck_vjp_v32(const BottleneckVjp<T>& q) {
+  bottleneck_vjp_impl<Act, K, Theta, T, 32>(q);
+}
+template <class Act, int K, bool Theta, class T>
+RESODE_AVX2 void bottleneck_vjp_v32_avx2(const BottleneckVjp<T>& q) {
+  bottleneck_vjp_impl<Act, K, Theta, T, 32>(q);
+}
+template <class Act, int K, bool Theta, class T>
+RESODE_AVX512 void bottleneck_vjp_v64(const BottleneckVjp<T>& q) {
+  bottleneck_vjp_impl<Act, K, Theta, T, 64>(q);
+}
+}  // namespace detail
+
+// a (H x n) = sigma(W1 x + b1), f (K x n) = W2 a + b2, for a piecewise-linear sigma and
+// fused_bottleneck_fits(K, n).
+template <class Act, int K, class T>
+void bottleneck_eval(index_t H, index_t n, const T* W1, const T* b1, const T* W2, const T* b2,
+                     const T* x, T* a, T* f) {
+  static_assert(Act::piecewise_linear, "the fused forward pass computes sigma on vectors");
+  if (detail::has_avx512())
+    detail::bottleneck_eval_v64<Act, K>(H, n, W1, b1, W2, b2, x, a, f);
+  else if (detail::has_avx2())
+    detail::bottleneck_eval_v32_avx2<Act, K>(H, n, W1, b1, W2, b2, x, a, f);
+  else
+    detail::bottleneck_eval_v32<Act, K>(H, n, W1, b1, W2, b2, x, a, f);
+}
+
+// At the point of a = sigma(W1 x + b1), with g = (W2^T fbar) * sigma'(a) (H x n):
+//   xbar (K x n) = W1^T g                                      (overwritten)
+//   if q.dW1: dW2 += alpha fbar a^T, dW1 += alpha g x^T, db1 += alpha g 1   (summed over n)
+// (db2 += alpha fbar 1 is the caller's: it needs no hidden unit). fused_bottleneck_fits(K, n).
+template <class Act, int K, class T>
+void bottleneck_vjp(const detail::BottleneckVjp<T>& q) {
+  const bool theta = q.dW1 != nullptr;
+  if (detail::has_avx512())
+    (theta ? detail::bottleneck_vjp_v64<Act, K, true, T> : detail::bottleneck_vjp_v64<Act, K, false, T>)(q);
+  else if (detail::has_avx2())
+    (theta ? detail::bottleneck_vjp_v32_avx2<Act, K, true, T>
+           : detail::bottleneck_vjp_v32_avx2<Act, K, false, T>)(q);
+  else
+    (theta ? detail::bottleneck_vjp_v32<Act, K, true, T> : detail::bottleneck_vjp_v32<Act, K, false, T>)(q);
+}
+
+}  // namespace resode
