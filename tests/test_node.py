@@ -254,7 +254,8 @@ def test_wide_state_matches_reference(dtype, gradient):
 def test_fused_narrow_bottleneck_matches_reference(width, activation, dtype, gradient):
     # States of width D <= 4 take the fused bottleneck kernels (bottleneck_narrow.hpp: the
     # forward pass for piecewise-linear activations, the VJP for all), passes of 1..8 hidden
-    # units by width and SIMD width: hidden = 11 leaves a remainder at every pass size.
+    # units by width: hidden = 11 leaves a remainder at every pass size (AVX-512 CPUs only;
+    # elsewhere, and under RESODE_DISABLE_AVX512=1, this checks the generic path).
     # D = 5 is the generic path. N = 37 is one padded block; 250 is two blocks.
     for N in (37, 250):
         model, X, y = make_node(

@@ -160,40 +160,42 @@ RESODE_INLINE T splat(double c) {
 // slope_on_side(v): the slope on the side of the kink where v (x, or a = sigma(x)) lies.
 struct Tanh {
   static constexpr bool piecewise_linear = false;
-  template <class T> static T value(T x) { return detail::tanh(x); }
-  template <class T> static T deriv(T x) { return deriv_of_value(value(x)); }
-  template <class T> static T deriv_of_value(T a) { return splat<T>(1) - a * a; }
+  template <class T> RESODE_INLINE static T value(T x) { return detail::tanh(x); }
+  template <class T> RESODE_INLINE static T deriv(T x) { return deriv_of_value(value(x)); }
+  template <class T> RESODE_INLINE static T deriv_of_value(T a) { return splat<T>(1) - a * a; }
 };
 struct Sigmoid {
   static constexpr bool piecewise_linear = false;
-  template <class T> static T value(T x) { return detail::sigmoid(x); }
-  template <class T> static T deriv(T x) { return deriv_of_value(value(x)); }
-  template <class T> static T deriv_of_value(T a) { return a * (splat<T>(1) - a); }
+  template <class T> RESODE_INLINE static T value(T x) { return detail::sigmoid(x); }
+  template <class T> RESODE_INLINE static T deriv(T x) { return deriv_of_value(value(x)); }
+  template <class T> RESODE_INLINE static T deriv_of_value(T a) { return a * (splat<T>(1) - a); }
 };
 struct Relu {
   static constexpr bool piecewise_linear = true;
-  template <class T> static T value(T x) { return x > splat<T>(0) ? x : splat<T>(0); }
-  template <class T> static T deriv(T x) { return slope_on_side(x); }
-  template <class T> static T deriv_of_value(T a) { return slope_on_side(a); }
-  template <class T> static T slope_on_side(T v) {
+  template <class T> RESODE_INLINE static T value(T x) { return x > splat<T>(0) ? x : splat<T>(0); }
+  template <class T> RESODE_INLINE static T deriv(T x) { return slope_on_side(x); }
+  template <class T> RESODE_INLINE static T deriv_of_value(T a) { return slope_on_side(a); }
+  template <class T> RESODE_INLINE static T slope_on_side(T v) {
     return v > splat<T>(0) ? splat<T>(1) : splat<T>(0);
   }
 };
 struct LeakyRelu {
   static constexpr bool piecewise_linear = true;
   static constexpr double slope = 0.01;
-  template <class T> static T value(T x) { return x > splat<T>(0) ? x : splat<T>(slope) * x; }
-  template <class T> static T deriv(T x) { return slope_on_side(x); }
-  template <class T> static T deriv_of_value(T a) { return slope_on_side(a); }
-  template <class T> static T slope_on_side(T v) {
+  template <class T> RESODE_INLINE static T value(T x) {
+    return x > splat<T>(0) ? x : splat<T>(slope) * x;
+  }
+  template <class T> RESODE_INLINE static T deriv(T x) { return slope_on_side(x); }
+  template <class T> RESODE_INLINE static T deriv_of_value(T a) { return slope_on_side(a); }
+  template <class T> RESODE_INLINE static T slope_on_side(T v) {
     return v > splat<T>(0) ? splat<T>(1) : splat<T>(slope);
   }
 };
 struct Identity {
   static constexpr bool piecewise_linear = true;
-  template <class T> static T value(T x) { return x; }
-  template <class T> static T deriv(T) { return splat<T>(1); }
-  template <class T> static T deriv_of_value(T) { return splat<T>(1); }
+  template <class T> RESODE_INLINE static T value(T x) { return x; }
+  template <class T> RESODE_INLINE static T deriv(T) { return splat<T>(1); }
+  template <class T> RESODE_INLINE static T deriv_of_value(T) { return splat<T>(1); }
 };
 
 // Calls f(ActivationType{}) for the runtime choice, so every kernel below is compiled per

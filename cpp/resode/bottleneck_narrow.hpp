@@ -19,6 +19,11 @@
 // blocks so), i.e. of every SIMD width used here: there is no remainder loop.
 // Padding columns carry fbar = 0 and finite a (they repeat a real sample), so their terms in
 // the parameter sums are exact zeros.
+//
+// AVX-512 only. A VJP pass holds 2K + 1 accumulators per hidden unit next to 3K vectors of
+// samples: with K = 3 two units fit AVX-512's 32 registers, and not even one fits AVX2's 16
+// without spills. Measured (W1, 1 thread, float64): AVX-512 2.0 -> 1.4 ms, but AVX2
+// 2.8 -> 3.8 ms, so without AVX-512 the generic kernels of fields.hpp run.
 #pragma once
 #include "activations.hpp"
 #include "linalg.hpp"
@@ -28,32 +33,33 @@ namespace resode {
 // State widths with the fused kernels.
 constexpr index_t max_fused_bottleneck_width = 4;
 
-// Can a block of n samples take the fused kernels (width K, n whole 64-byte chunks)?
+// Can a block of n samples take the fused kernels (width K, n whole 64-byte chunks, and a CPU
+// with AVX-512)?
 template <class T>
 bool fused_bottleneck_fits(index_t K, index_t n) {
-  return K >= 1 && K <= max_fused_bottleneck_width && n % (64 / index_t(sizeof(T))) == 0;
+  return K >= 1 && K <= max_fused_bottleneck_width && n % (64 / index_t(sizeof(T))) == 0 &&
+         detail::has_avx512();
 }
 
 namespace detail {
 
-// SIMD registers the kernels plan with: 32 with AVX-512, 16 with AVX2 (and baseline SSE).
-template <int Bytes>
-constexpr int simd_registers = Bytes == 64 ? 32 : 16;
+// AVX-512's 32 vector registers.
+constexpr int simd_registers = 32;
 
 // Hidden units per VJP pass: each holds 2K + 1 accumulators, next to fbar, x, xbar (3K) and
-// about 3 temporaries. At least one (K = 3, AVX2 spills a few; measured still faster).
-template <int K, int Bytes>
+// about 3 temporaries (K = 1: 8, K = 2: 4, K = 3: 2, K = 4: 1).
+template <int K>
 constexpr int vjp_units_per_pass() {
-  constexpr int r = (simd_registers<Bytes> - 3 * K - 3) / (2 * K + 1);
+  constexpr int r = (simd_registers - 3 * K - 3) / (2 * K + 1);
   return r < 1 ? 1 : r;
 }
 
-// Sample vectors per forward pass: each holds x and f's accumulators (2K); 2 to 4 of them keep
+// Sample vectors per forward pass: each holds x and f's accumulators (2K); up to 4 of them keep
 // enough independent FMA chains (f sums H terms) in flight.
-template <int K, int Bytes>
+template <int K>
 constexpr int eval_vectors_per_pass() {
-  constexpr int s = (simd_registers<Bytes> - 4) / (2 * K);
-  return s < 1 ? 1 : s > 4 ? 4 : s;
+  constexpr int s = (simd_registers - 4) / (2 * K);
+  return s > 4 ? 4 : s;
 }
 
 // Vector sample columns [s, s + S L) of the forward pass: a = sigma(W1 x + b1) (stored),
@@ -102,7 +108,7 @@ RESODE_INLINE void bottleneck_eval_columns(index_t s, index_t H, index_t n,
 template <class Act, int K, class T, int Bytes>
 RESODE_INLINE void bottleneck_eval_impl(index_t H, index_t n, const T* W1, const T* b1,
                                         const T* W2, const T* b2, const T* x, T* a, T* f) {
-  constexpr int L = lanes<T, Bytes>, S = eval_vectors_per_pass<K, Bytes>();
+  constexpr int L = lanes<T, Bytes>, S = eval_vectors_per_pass<K>();
   index_t s = 0;
   for (; s + S * L <= n; s += S * L)
     bottleneck_eval_columns<Act, K, S, T, Bytes>(s, H, n, W1, b1, W2, b2, x, a, f);
@@ -193,36 +199,17 @@ RESODE_INLINE void bottleneck_vjp_units(index_t j, const BottleneckVjp<T>& q) {
 
 template <class Act, int K, bool Theta, class T, int Bytes>
 RESODE_INLINE void bottleneck_vjp_impl(const BottleneckVjp<T>& q) {
-  constexpr int R = vjp_units_per_pass<K, Bytes>();
+  constexpr int R = vjp_units_per_pass<K>();
   index_t j = 0;
   for (; j + R <= q.H; j += R) bottleneck_vjp_units<Act, K, R, Theta, T, Bytes>(j, q);
   for (; j < q.H; ++j) bottleneck_vjp_units<Act, K, 1, Theta, T, Bytes>(j, q);
 }
 
-// The compiled instances (as in linalg.hpp): 32-byte vectors for baseline x86-64 and for
-// AVX2+FMA, 64-byte vectors for AVX-512.
-template <class Act, int K, class T>
-void bottleneck_eval_v32(index_t H, index_t n, const T* W1, const T* b1, const T* W2,
-                         const T* b2, const T* x, T* a, T* f) {
-  bottleneck_eval_impl<Act, K, T, 32>(H, n, W1, b1, W2, b2, x, a, f);
-}
-template <class Act, int K, class T>
-RESODE_AVX2 void bottleneck_eval_v32_avx2(index_t H, index_t n, const T* W1, const T* b1,
-                                          const T* W2, const T* b2, const T* x, T* a, T* f) {
-  bottleneck_eval_impl<Act, K, T, 32>(H, n, W1, b1, W2, b2, x, a, f);
-}
+// The compiled instances: 64-byte vectors for AVX-512 (see the top of this file).
 template <class Act, int K, class T>
 RESODE_AVX512 void bottleneck_eval_v64(index_t H, index_t n, const T* W1, const T* b1,
                                        const T* W2, const T* b2, const T* x, T* a, T* f) {
   bottleneck_eval_impl<Act, K, T, 64>(H, n, W1, b1, W2, b2, x, a, f);
-}
-template <class Act, int K, bool Theta, class T>
-void bottleneck_vjp_v32(const BottleneckVjp<T>& q) {
-  bottleneck_vjp_impl<Act, K, Theta, T, 32>(q);
-}
-template <class Act, int K, bool Theta, class T>
-RESODE_AVX2 void bottleneck_vjp_v32_avx2(const BottleneckVjp<T>& q) {
-  bottleneck_vjp_impl<Act, K, Theta, T, 32>(q);
 }
 template <class Act, int K, bool Theta, class T>
 RESODE_AVX512 void bottleneck_vjp_v64(const BottleneckVjp<T>& q) {
@@ -236,12 +223,7 @@ template <class Act, int K, class T>
 void bottleneck_eval(index_t H, index_t n, const T* W1, const T* b1, const T* W2, const T* b2,
                      const T* x, T* a, T* f) {
   static_assert(Act::piecewise_linear, "the fused forward pass computes sigma on vectors");
-  if (detail::has_avx512())
-    detail::bottleneck_eval_v64<Act, K>(H, n, W1, b1, W2, b2, x, a, f);
-  else if (detail::has_avx2())
-    detail::bottleneck_eval_v32_avx2<Act, K>(H, n, W1, b1, W2, b2, x, a, f);
-  else
-    detail::bottleneck_eval_v32<Act, K>(H, n, W1, b1, W2, b2, x, a, f);
+  detail::bottleneck_eval_v64<Act, K>(H, n, W1, b1, W2, b2, x, a, f);
 }
 
 // At the point of a = sigma(W1 x + b1), with g = (W2^T fbar) * sigma'(a) (H x n):
@@ -250,14 +232,10 @@ void bottleneck_eval(index_t H, index_t n, const T* W1, const T* b1, const T* W2
 // (db2 += alpha fbar 1 is the caller's: it needs no hidden unit). fused_bottleneck_fits(K, n).
 template <class Act, int K, class T>
 void bottleneck_vjp(const detail::BottleneckVjp<T>& q) {
-  const bool theta = q.dW1 != nullptr;
-  if (detail::has_avx512())
-    (theta ? detail::bottleneck_vjp_v64<Act, K, true, T> : detail::bottleneck_vjp_v64<Act, K, false, T>)(q);
-  else if (detail::has_avx2())
-    (theta ? detail::bottleneck_vjp_v32_avx2<Act, K, true, T>
-           : detail::bottleneck_vjp_v32_avx2<Act, K, false, T>)(q);
+  if (q.dW1)
+    detail::bottleneck_vjp_v64<Act, K, true>(q);
   else
-    (theta ? detail::bottleneck_vjp_v32<Act, K, true, T> : detail::bottleneck_vjp_v32<Act, K, false, T>)(q);
+    detail::bottleneck_vjp_v64<Act, K, false>(q);
 }
 
 }  // namespace resode
