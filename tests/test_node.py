@@ -251,15 +251,17 @@ def test_wide_state_matches_reference(dtype, gradient):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("width", [1, 2, 3, 4, 5])
-def test_fused_narrow_bottleneck_matches_reference(width, activation, dtype, gradient):
-    # States of width D <= 4 take the fused bottleneck kernels (bottleneck_narrow.hpp: the
-    # forward pass for piecewise-linear activations, the VJP for all), passes of 1..8 hidden
-    # units by width: hidden = 11 leaves a remainder at every pass size (AVX-512 CPUs only;
-    # elsewhere, and under RESODE_DISABLE_AVX512=1, this checks the generic path).
-    # D = 5 is the generic path. N = 37 is one padded block; 250 is two blocks.
+@pytest.mark.parametrize("field", ["bottleneck", "outside"])
+def test_fused_narrow_fields_match_reference(field, width, activation, dtype, gradient):
+    # Narrow states take the fused kernels of fused_fields.hpp on AVX-512 CPUs (elsewhere, and
+    # under RESODE_DISABLE_AVX512=1, this checks the generic path): the bottleneck field for
+    # D <= 4 (forward pass for piecewise-linear activations, VJP for all) in passes of 1..8
+    # hidden units by width, where hidden = 11 leaves a remainder at every pass size; the
+    # outside field's VJP for D <= 3. Wider states are the generic path.
+    # N = 37 is one padded block; 250 is two blocks.
     for N in (37, 250):
         model, X, y = make_node(
-            "bottleneck",
+            field,
             activation,
             "rk4",
             dim=width - 1 if width > 1 else 1,

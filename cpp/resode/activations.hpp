@@ -141,7 +141,7 @@ inline float sigmoid(float x) {
 
 // c as a T: a scalar, or every lane of a SIMD vector type (GCC vector extension), so the
 // piecewise-linear activations and every deriv_of_value also run on whole vectors
-// (bottleneck_narrow.hpp); T(c) does not compile for a vector type.
+// (fused_fields.hpp); T(c) does not compile for a vector type.
 template <class T>
 RESODE_INLINE T splat(double c) {
   if constexpr (std::is_arithmetic_v<T>) {

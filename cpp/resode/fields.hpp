@@ -15,7 +15,7 @@
 #include <string>
 
 #include "activations.hpp"
-#include "bottleneck_narrow.hpp"
+#include "fused_fields.hpp"
 #include "errors.hpp"
 #include "linalg.hpp"
 #include "narrow.hpp"
@@ -113,7 +113,7 @@ void field_eval(const FieldParams<T>& p, index_t k, index_t n, const T* x, T* f,
       const T* W2 = p.W2 + k * p.w2_size();
       const T* b2 = p.b2 + k * p.b2_size();
       if constexpr (Act::piecewise_linear) {
-        if (fused_bottleneck_fits<T>(D, n)) {
+        if (fused_kernels_fit<T>(D, max_fused_bottleneck_width, n)) {
           with_narrow_width(D, [&](auto K) {
             if constexpr (decltype(K)::value <= max_fused_bottleneck_width)
               bottleneck_eval<Act, decltype(K)::value>(H, n, W1, b1, W2, b2, x, cache, f);
@@ -159,6 +159,15 @@ void field_vjp(const FieldParams<T>& p, index_t k, index_t n, index_t m, const T
   T* db1 = grads + p.b1_offset() + k * p.b1_size();
   switch (p.kind) {
     case FieldKind::outside: {  // g = fbar * sigma'; dW += g x^T; db += g 1; xbar = W^T g
+      if (fused_kernels_fit<T>(D, max_fused_outside_width, n)) {  // one pass
+        const detail::OutsideVjp<T> q{n,    W1,  x, f, fbar, xbar, theta_scale,
+                                      want_theta ? dW1 : nullptr, db1};
+        with_narrow_width(D, [&](auto K) {
+          if constexpr (decltype(K)::value <= max_fused_outside_width)
+            outside_vjp<Act, decltype(K)::value>(q);
+        });
+        return;
+      }
       T* g = scratch;
       multiply_by_slope<Act>(D * n, f, fbar, g);
       detail::affine_transpose(D, D, n, W1, g, xbar);
@@ -178,9 +187,9 @@ void field_vjp(const FieldParams<T>& p, index_t k, index_t n, index_t m, const T
       const T* W2 = p.W2 + k * p.w2_size();
       T* dW2 = grads + p.w2_offset() + k * p.w2_size();
       T* db2 = grads + p.b2_offset() + k * p.b2_size();
-      if (fused_bottleneck_fits<T>(D, n)) {  // one pass per few hidden units
-        const detail::BottleneckVjp<T> q{H,   n,    W1,          W2,
-                                         x,   a,    fbar,        xbar,
+      if (fused_kernels_fit<T>(D, max_fused_bottleneck_width, n)) {  // a pass per few units
+        const detail::BottleneckVjp<T> q{H,    n,    W1,          W2,
+                                         x,    a,    fbar,        xbar,
                                          theta_scale, want_theta ? dW1 : nullptr, db1, dW2};
         with_narrow_width(D, [&](auto K) {
           if constexpr (decltype(K)::value <= max_fused_bottleneck_width)

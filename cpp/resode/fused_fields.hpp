@@ -1,11 +1,12 @@
-// The bottleneck field f = W2 sigma(W1 x + b1) + b2 and its vector-jacobian product, fused
-// into single passes over a block when the state is narrow (D = K <= 4, the seed's D = 3 with
-// H = 50 hidden units).
+// Fields and their vector-Jacobian products fused into single passes over a block when the
+// state is narrow: the bottleneck field for D = K <= 4 (the seed's D = 3 with H = 50 hidden
+// units) and the outside field's VJP for D <= 3 (the D = 2 ResNets of the toy problems).
 //
-// Why. Through the generic path (fields.hpp) one VJP is six kernels: dW2 += fbar a^T (dots),
-// db2, g = (W2^T fbar) * sigma' (stored, H x n), dW1 += g x^T (dots), db1 += g 1 (row sums),
-// xbar = W1^T g (gemm). With K = 3 each is a few flops per load and store, and g makes three
-// round trips through L1. Here each hidden unit j costs, per SIMD vector of samples,
+// Bottleneck f = W2 sigma(W1 x + b1) + b2. Through the generic path (fields.hpp) one VJP is
+// six kernels: dW2 += fbar a^T (dots), db2, g = (W2^T fbar) * sigma' (stored, H x n),
+// dW1 += g x^T (dots), db1 += g 1 (row sums), xbar = W1^T g (gemm). With K = 3 each is a few
+// flops per load and store, and g makes three round trips through L1. Here each hidden unit
+// j costs, per SIMD vector of samples,
 //   t = W2[:, j]^T fbar,  g = t * sigma'(a_j),  dW2[:, j] += fbar a_j,  dW1[j, :] += g x,
 //   db1[j] += g,          xbar += W1[j, :]^T g
 // with fbar, x and xbar in registers and the parameter sums in vector accumulators (one lane
@@ -14,15 +15,19 @@
 // a = sigma(W1 x + b1), which the VJP needs; that fusion needs an activation cheap enough to
 // compute on whole vectors (piecewise linear: relu, leaky relu, identity).
 //
-// Layout (feature-major blocks, see linalg.hpp): x, f, fbar, xbar are K x n, a is H x n;
-// W1 (H x K), W2 (K x H) row-major. n is a multiple of 64 bytes of samples (sweep.hpp pads
-// blocks so), i.e. of every SIMD width used here: there is no remainder loop.
-// Padding columns carry fbar = 0 and finite a (they repeat a real sample), so their terms in
-// the parameter sums are exact zeros.
+// Outside f = sigma(W x + b): per SIMD vector of samples
+//   g = fbar * sigma'(f),  xbar = W^T g,  dW += g x^T,  db += g
+// in one pass (four kernels and a stored g in the generic path), K^2 + K accumulators.
 //
-// AVX-512 only. A VJP pass holds 2K + 1 accumulators per hidden unit next to 3K vectors of
-// samples: with K = 3 two units fit AVX-512's 32 registers, and not even one fits AVX2's 16
-// without spills. Measured (W1, 1 thread, float64): AVX-512 2.0 -> 1.4 ms, but AVX2
+// Layout (feature-major blocks, see linalg.hpp): x, f, fbar, xbar are K x n, a is H x n;
+// W1 (H x K), W2 (K x H), W (K x K) row-major. n is a multiple of 64 bytes of samples
+// (sweep.hpp pads blocks so): there is no remainder loop.
+// Padding columns carry fbar = 0 and finite x, f, a (they repeat a real sample), so their
+// terms in the parameter sums are exact zeros.
+//
+// AVX-512 only. A bottleneck VJP pass holds 2K + 1 accumulators per hidden unit next to 3K
+// vectors of samples: with K = 3 two units fit AVX-512's 32 registers, and not even one fits
+// AVX2's 16 without spills. Measured (W1, 1 thread, float64): AVX-512 2.0 -> 1.4 ms, but AVX2
 // 2.8 -> 3.8 ms, so without AVX-512 the generic kernels of fields.hpp run.
 #pragma once
 #include "activations.hpp"
@@ -30,15 +35,16 @@
 
 namespace resode {
 
-// State widths with the fused kernels.
+// State widths with fused kernels: up to 4 for the bottleneck field, up to 3 for the outside
+// field (K = 4 needs 20 accumulators next to 12 loaded vectors: spills).
 constexpr index_t max_fused_bottleneck_width = 4;
+constexpr index_t max_fused_outside_width = 3;
 
-// Can a block of n samples take the fused kernels (width K, n whole 64-byte chunks, and a CPU
-// with AVX-512)?
+// Can a block of n samples of width K take the fused kernels of widths up to max_width
+// (n whole 64-byte chunks, and a CPU with AVX-512)?
 template <class T>
-bool fused_bottleneck_fits(index_t K, index_t n) {
-  return K >= 1 && K <= max_fused_bottleneck_width && n % (64 / index_t(sizeof(T))) == 0 &&
-         detail::has_avx512();
+bool fused_kernels_fit(index_t K, index_t max_width, index_t n) {
+  return K >= 1 && K <= max_width && n % (64 / index_t(sizeof(T))) == 0 && detail::has_avx512();
 }
 
 namespace detail {
@@ -205,6 +211,68 @@ RESODE_INLINE void bottleneck_vjp_impl(const BottleneckVjp<T>& q) {
   for (; j < q.H; ++j) bottleneck_vjp_units<Act, K, 1, Theta, T, Bytes>(j, q);
 }
 
+// What the outside field's VJP reads and writes (see outside_vjp below).
+template <class T>
+struct OutsideVjp {
+  index_t n;
+  const T *W, *x, *f, *fbar;
+  T* xbar;
+  T alpha;      // scale of the parameter gradients
+  T *dW, *db;   // K x K, K: accumulated; dW == nullptr: no parameter gradients
+};
+
+template <class Act, int K, bool Theta, class T, int Bytes>
+RESODE_INLINE void outside_vjp_impl(const OutsideVjp<T>& q) {
+  constexpr int L = lanes<T, Bytes>;
+  using V = Vec<T, Bytes>;
+  const index_t n = q.n;
+  const T* __restrict x = q.x;
+  const T* __restrict f = q.f;
+  const T* __restrict fbar = q.fbar;
+  T* __restrict xbar = q.xbar;
+  T w[K][K];
+#pragma GCC unroll 4
+  for (int p = 0; p < K; ++p)
+#pragma GCC unroll 4
+    for (int r = 0; r < K; ++r) w[p][r] = q.W[p * K + r];
+  V dW[K][K], db[K];
+#pragma GCC unroll 4
+  for (int p = 0; p < K; ++p) {
+    db[p] = splat<V>(0);
+#pragma GCC unroll 4
+    for (int r = 0; r < K; ++r) dW[p][r] = splat<V>(0);
+  }
+  for (index_t s = 0; s < n; s += L) {
+    V g[K], xv[K];
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) {
+      g[p] = load<T, Bytes>(fbar + p * n + s) * Act::deriv_of_value(load<T, Bytes>(f + p * n + s));
+      xv[p] = load<T, Bytes>(x + p * n + s);
+    }
+    if constexpr (Theta)
+#pragma GCC unroll 4
+      for (int p = 0; p < K; ++p) {
+        db[p] += g[p];
+#pragma GCC unroll 4
+        for (int r = 0; r < K; ++r) dW[p][r] += g[p] * xv[r];
+      }
+#pragma GCC unroll 4
+    for (int r = 0; r < K; ++r) {  // xbar_r = sum_p W[p][r] g_p
+      V xb = w[0][r] * g[0];
+#pragma GCC unroll 4
+      for (int p = 1; p < K; ++p) xb += w[p][r] * g[p];
+      store<T, Bytes>(xbar + r * n + s, xb);
+    }
+  }
+  if constexpr (Theta)
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) {
+      q.db[p] += q.alpha * horizontal_sum<T, Bytes>(db[p]);
+#pragma GCC unroll 4
+      for (int r = 0; r < K; ++r) q.dW[p * K + r] += q.alpha * horizontal_sum<T, Bytes>(dW[p][r]);
+    }
+}
+
 // The compiled instances: 64-byte vectors for AVX-512 (see the top of this file).
 template <class Act, int K, class T>
 RESODE_AVX512 void bottleneck_eval_v64(index_t H, index_t n, const T* W1, const T* b1,
@@ -215,10 +283,14 @@ template <class Act, int K, bool Theta, class T>
 RESODE_AVX512 void bottleneck_vjp_v64(const BottleneckVjp<T>& q) {
   bottleneck_vjp_impl<Act, K, Theta, T, 64>(q);
 }
+template <class Act, int K, bool Theta, class T>
+RESODE_AVX512 void outside_vjp_v64(const OutsideVjp<T>& q) {
+  outside_vjp_impl<Act, K, Theta, T, 64>(q);
+}
 }  // namespace detail
 
 // a (H x n) = sigma(W1 x + b1), f (K x n) = W2 a + b2, for a piecewise-linear sigma and
-// fused_bottleneck_fits(K, n).
+// fused_kernels_fit(K, max_fused_bottleneck_width, n).
 template <class Act, int K, class T>
 void bottleneck_eval(index_t H, index_t n, const T* W1, const T* b1, const T* W2, const T* b2,
                      const T* x, T* a, T* f) {
@@ -229,13 +301,26 @@ void bottleneck_eval(index_t H, index_t n, const T* W1, const T* b1, const T* W2
 // At the point of a = sigma(W1 x + b1), with g = (W2^T fbar) * sigma'(a) (H x n):
 //   xbar (K x n) = W1^T g                                      (overwritten)
 //   if q.dW1: dW2 += alpha fbar a^T, dW1 += alpha g x^T, db1 += alpha g 1   (summed over n)
-// (db2 += alpha fbar 1 is the caller's: it needs no hidden unit). fused_bottleneck_fits(K, n).
+// (db2 += alpha fbar 1 is the caller's: it needs no hidden unit).
+// fused_kernels_fit(K, max_fused_bottleneck_width, n).
 template <class Act, int K, class T>
 void bottleneck_vjp(const detail::BottleneckVjp<T>& q) {
   if (q.dW1)
     detail::bottleneck_vjp_v64<Act, K, true>(q);
   else
     detail::bottleneck_vjp_v64<Act, K, false>(q);
+}
+
+// At the point of f = sigma(W x + b) (K x n), with g = fbar * sigma'(f):
+//   xbar (K x n) = W^T g                                           (overwritten)
+//   if q.dW: dW += alpha g x^T, db += alpha g 1                    (summed over n)
+// fused_kernels_fit(K, max_fused_outside_width, n).
+template <class Act, int K, class T>
+void outside_vjp(const detail::OutsideVjp<T>& q) {
+  if (q.dW)
+    detail::outside_vjp_v64<Act, K, true>(q);
+  else
+    detail::outside_vjp_v64<Act, K, false>(q);
 }
 
 }  // namespace resode
