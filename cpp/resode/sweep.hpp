@@ -70,9 +70,10 @@ inline index_t block_size(index_t width) {
 }
 
 // Samples per block for N samples: one block when N fits (rounded up to `pad`, one 64-byte
-// vector); otherwise blocks of nearly equal size, an even number of them (two threads get
-// equal shares; the plan must not depend on the thread count, see above), each a multiple of
-// pad but not of 4 pad. That keeps a block's rows (n samples apart) off strides of a multiple
+// vector); otherwise blocks of nearly equal size, aiming at an even number of them (two
+// threads get equal shares; the plan must not depend on the thread count, see above; the
+// rounding below can still leave an odd count, which matters little beyond a few blocks),
+// each a multiple of pad but not of 4 pad. That keeps a block's rows (n samples apart) off strides of a multiple
 // of 4 cache lines: rows 2 KiB apart all fall into 2 of the 64 L1 sets, and a 50-row product
 // then runs from L2 (measured: 256-sample blocks 10% slower than 240). The fine rounding keeps
 // the two threads' shares even: N = 1000 in float64 is 5 x 168 + 160 (504 and 496 samples),
