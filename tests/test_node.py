@@ -253,11 +253,12 @@ def test_wide_state_matches_reference(dtype, gradient):
 @pytest.mark.parametrize("width", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("field", ["bottleneck", "outside"])
 def test_fused_narrow_fields_match_reference(field, width, activation, dtype, gradient):
-    # Narrow states take the fused kernels of fused_fields.hpp on AVX-512 CPUs (elsewhere, and
-    # under RESODE_DISABLE_AVX512=1, this checks the generic path): the bottleneck field for
-    # D <= 4 (forward pass for piecewise-linear activations, VJP for all) in passes of 1..8
-    # hidden units by width, where hidden = 11 leaves a remainder at every pass size; the
-    # outside field's VJP for D <= 3. Wider states are the generic path.
+    # Narrow states take the fused kernels of fused_fields.hpp: on AVX-512 CPUs the bottleneck
+    # field for D <= 4 (forward pass for piecewise-linear activations, VJP for all) in passes
+    # of 1..8 hidden units by width, and the outside field's VJP for D <= 3; on AVX2 CPUs (and
+    # under RESODE_DISABLE_AVX512=1, as CI runs it) the two-pass bottleneck VJP, passes of 1..12
+    # units. hidden = 11 leaves a remainder at every pass size. Wider states, and everything
+    # else on AVX2, are the generic path.
     # N = 37 is one padded block; 250 is two blocks.
     for N in (37, 250):
         model, X, y = make_node(

@@ -187,8 +187,8 @@ void field_vjp(const FieldParams<T>& p, index_t k, index_t n, index_t m, const T
       const T* W2 = p.W2 + k * p.w2_size();
       T* dW2 = grads + p.w2_offset() + k * p.w2_size();
       T* db2 = grads + p.b2_offset() + k * p.b2_size();
-      if (fused_kernels_fit<T>(D, max_fused_bottleneck_width, n)) {  // a pass per few units
-        const detail::BottleneckVjp<T> q{H,    n,    W1,          W2,
+      if (fused_bottleneck_vjp_fits<T>(D, n)) {  // a pass per few units
+        const detail::BottleneckVjp<T> q{H,    n, g,   W1,          W2,
                                          x,    a,    fbar,        xbar,
                                          theta_scale, want_theta ? dW1 : nullptr, db1, dW2};
         with_narrow_width(D, [&](auto K) {

@@ -25,10 +25,13 @@
 // Padding columns carry fbar = 0 and finite x, f, a (they repeat a real sample), so their
 // terms in the parameter sums are exact zeros.
 //
-// AVX-512 only. A bottleneck VJP pass holds 2K + 1 accumulators per hidden unit next to 3K
-// vectors of samples: with K = 3 two units fit AVX-512's 32 registers, and not even one fits
-// AVX2's 16 without spills. Measured (W1, 1 thread, float64): AVX-512 2.0 -> 1.4 ms, but AVX2
-// 2.8 -> 3.8 ms, so without AVX-512 the generic kernels of fields.hpp run.
+// Instruction sets. A bottleneck VJP pass holds 2K + 1 accumulators per hidden unit next to
+// 3K vectors of samples: with K = 3 two units fit AVX-512's 32 registers, and not even one
+// fits AVX2's 16 without spills (measured, W1, 1 thread, float64: AVX-512 2.0 -> 1.4 ms, but
+// AVX2 2.8 -> 3.8 ms). So AVX2 runs the VJP in two passes per group of units, g through a
+// scratch row (2.8 -> 2.5 ms), and the generic forward pass (fusing it was no faster there);
+// the outside VJP and the fused forward pass are AVX-512 only, and CPUs without AVX2 run the
+// generic kernels of fields.hpp throughout.
 #pragma once
 #include "activations.hpp"
 #include "linalg.hpp"
@@ -45,6 +48,12 @@ constexpr index_t max_fused_outside_width = 3;
 template <class T>
 bool fused_kernels_fit(index_t K, index_t max_width, index_t n) {
   return K >= 1 && K <= max_width && n % (64 / index_t(sizeof(T))) == 0 && detail::has_avx512();
+}
+// The bottleneck VJP also has an AVX2 form (two passes).
+template <class T>
+bool fused_bottleneck_vjp_fits(index_t K, index_t n) {
+  return K >= 1 && K <= max_fused_bottleneck_width && n % (64 / index_t(sizeof(T))) == 0 &&
+         (detail::has_avx512() || detail::has_avx2());
 }
 
 namespace detail {
@@ -126,6 +135,7 @@ RESODE_INLINE void bottleneck_eval_impl(index_t H, index_t n, const T* W1, const
 template <class T>
 struct BottleneckVjp {
   index_t H, n;
+  T* g;  // H x n scratch for the two-pass (AVX2) kernel
   const T *W1, *W2, *x, *a, *fbar;
   T* xbar;
   T alpha;               // scale of the parameter gradients
@@ -211,6 +221,115 @@ RESODE_INLINE void bottleneck_vjp_impl(const BottleneckVjp<T>& q) {
   for (; j < q.H; ++j) bottleneck_vjp_units<Act, K, 1, Theta, T, Bytes>(j, q);
 }
 
+// AVX2 (16 registers): the VJP in two passes per group of hidden units, g through scratch.
+// A: g = (W2^T fbar) * sigma'(a) (stored), dW2 += fbar a^T; B: dW1 += g x^T, db1 += g 1,
+// xbar += W1^T g. Each pass holds at most about 15 vectors.
+template <class Act, int K, int R, bool Theta, class T, int Bytes>
+RESODE_INLINE void bottleneck_vjp_pass_a(index_t j, const BottleneckVjp<T>& q) {
+  constexpr int L = lanes<T, Bytes>;
+  using V = Vec<T, Bytes>;
+  const index_t n = q.n;
+  const T* __restrict fbar = q.fbar;
+  const T* __restrict a = q.a + j * n;
+  T* __restrict g = q.g + j * n;
+  T w2[R][K];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) w2[r][p] = q.W2[p * q.H + j + r];
+  V dW2[R][K];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) dW2[r][p] = splat<V>(0);
+  for (index_t s = 0; s < n; s += L) {
+    V fb[K];
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) fb[p] = load<T, Bytes>(fbar + p * n + s);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const V av = load<T, Bytes>(a + r * n + s);
+      V t = w2[r][0] * fb[0];
+#pragma GCC unroll 4
+      for (int p = 1; p < K; ++p) t += w2[r][p] * fb[p];
+      store<T, Bytes>(g + r * n + s, t * Act::deriv_of_value(av));
+      if constexpr (Theta)
+#pragma GCC unroll 4
+        for (int p = 0; p < K; ++p) dW2[r][p] += fb[p] * av;
+    }
+  }
+  if constexpr (Theta)
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int p = 0; p < K; ++p)
+        q.dW2[p * q.H + j + r] += q.alpha * horizontal_sum<T, Bytes>(dW2[r][p]);
+}
+
+template <class Act, int K, int R, bool Theta, class T, int Bytes>
+RESODE_INLINE void bottleneck_vjp_pass_b(index_t j, const BottleneckVjp<T>& q) {
+  constexpr int L = lanes<T, Bytes>;
+  using V = Vec<T, Bytes>;
+  const index_t n = q.n;
+  const T* __restrict x = q.x;
+  const T* __restrict g = q.g + j * n;
+  T* __restrict xbar = q.xbar;
+  T w1[R][K];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) w1[r][p] = q.W1[(j + r) * K + p];
+  V dW1[R][K], db1[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    db1[r] = splat<V>(0);
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) dW1[r][p] = splat<V>(0);
+  }
+  const bool first = j == 0;
+  for (index_t s = 0; s < n; s += L) {
+    V xv[K], xb[K];
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) {
+      if constexpr (Theta) xv[p] = load<T, Bytes>(x + p * n + s);
+      xb[p] = first ? splat<V>(0) : load<T, Bytes>(xbar + p * n + s);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const V gv = load<T, Bytes>(g + r * n + s);
+      if constexpr (Theta) {
+        db1[r] += gv;
+#pragma GCC unroll 4
+        for (int p = 0; p < K; ++p) dW1[r][p] += gv * xv[p];
+      }
+#pragma GCC unroll 4
+      for (int p = 0; p < K; ++p) xb[p] += w1[r][p] * gv;
+    }
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) store<T, Bytes>(xbar + p * n + s, xb[p]);
+  }
+  if constexpr (Theta)
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      q.db1[j + r] += q.alpha * horizontal_sum<T, Bytes>(db1[r]);
+#pragma GCC unroll 4
+      for (int p = 0; p < K; ++p)
+        q.dW1[(j + r) * K + p] += q.alpha * horizontal_sum<T, Bytes>(dW1[r][p]);
+    }
+}
+
+template <class Act, int K, bool Theta, class T, int Bytes>
+RESODE_INLINE void bottleneck_vjp_two_pass(const BottleneckVjp<T>& q) {
+  constexpr int RA = (16 - K - 3) / K < 1 ? 1 : (16 - K - 3) / K;            // K = 3: 3
+  constexpr int RB = (16 - 2 * K - 1) / (K + 1) < 1 ? 1 : (16 - 2 * K - 1) / (K + 1);  // 2
+  index_t j = 0;
+  for (; j + RA <= q.H; j += RA) bottleneck_vjp_pass_a<Act, K, RA, Theta, T, Bytes>(j, q);
+  for (; j < q.H; ++j) bottleneck_vjp_pass_a<Act, K, 1, Theta, T, Bytes>(j, q);
+  j = 0;
+  for (; j + RB <= q.H; j += RB) bottleneck_vjp_pass_b<Act, K, RB, Theta, T, Bytes>(j, q);
+  for (; j < q.H; ++j) bottleneck_vjp_pass_b<Act, K, 1, Theta, T, Bytes>(j, q);
+}
+
 // What the outside field's VJP reads and writes (see outside_vjp below).
 template <class T>
 struct OutsideVjp {
@@ -284,6 +403,10 @@ RESODE_AVX512 void bottleneck_vjp_v64(const BottleneckVjp<T>& q) {
   bottleneck_vjp_impl<Act, K, Theta, T, 64>(q);
 }
 template <class Act, int K, bool Theta, class T>
+RESODE_AVX2 void bottleneck_vjp_v32_avx2(const BottleneckVjp<T>& q) {
+  bottleneck_vjp_two_pass<Act, K, Theta, T, 32>(q);
+}
+template <class Act, int K, bool Theta, class T>
 RESODE_AVX512 void outside_vjp_v64(const OutsideVjp<T>& q) {
   outside_vjp_impl<Act, K, Theta, T, 64>(q);
 }
@@ -305,10 +428,17 @@ void bottleneck_eval(index_t H, index_t n, const T* W1, const T* b1, const T* W2
 // fused_kernels_fit(K, max_fused_bottleneck_width, n).
 template <class Act, int K, class T>
 void bottleneck_vjp(const detail::BottleneckVjp<T>& q) {
-  if (q.dW1)
-    detail::bottleneck_vjp_v64<Act, K, true>(q);
-  else
-    detail::bottleneck_vjp_v64<Act, K, false>(q);
+  if (detail::has_avx512()) {
+    if (q.dW1)
+      detail::bottleneck_vjp_v64<Act, K, true>(q);
+    else
+      detail::bottleneck_vjp_v64<Act, K, false>(q);
+  } else {
+    if (q.dW1)
+      detail::bottleneck_vjp_v32_avx2<Act, K, true>(q);
+    else
+      detail::bottleneck_vjp_v32_avx2<Act, K, false>(q);
+  }
 }
 
 // At the point of f = sigma(W x + b) (K x n), with g = fbar * sigma'(f):
