@@ -142,6 +142,30 @@ struct BottleneckVjp {
   T *dW1, *db1, *dW2;    // H x K, H, K x H: accumulated
 };
 
+// Hidden unit u's terms that need only its g: db1 += g, dW1[u, :] += g x (with Theta), and
+// xbar += W1[u, :]^T g, for one vector of samples.
+template <int K, bool Theta, class V, class T>
+RESODE_INLINE void add_unit_terms(V g, const V (&xv)[K], const T (&w1)[K], V (&dW1)[K], V& db1,
+                                  V (&xb)[K]) {
+  if constexpr (Theta) {
+    db1 += g;
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) dW1[p] += g * xv[p];
+  }
+#pragma GCC unroll 4
+  for (int p = 0; p < K; ++p) xb[p] += w1[p] * g;
+}
+
+// Unit u's dW1 row and db1, summed over lanes and scaled by alpha, into the gradients.
+template <int K, class T, class V>
+RESODE_INLINE void store_unit_sums(index_t u, const BottleneckVjp<T>& q, const V (&dW1)[K],
+                                   V db1) {
+  constexpr int Bytes = int(sizeof(V));
+  q.db1[u] += q.alpha * horizontal_sum<T, Bytes>(db1);
+#pragma GCC unroll 4
+  for (int p = 0; p < K; ++p) q.dW1[u * K + p] += q.alpha * horizontal_sum<T, Bytes>(dW1[p]);
+}
+
 // Hidden units [j, j + R) of the VJP over the whole block; the first pass (j = 0) writes
 // xbar, the others add to it (so xbar sums over units in a fixed order). The struct is
 // unpacked into restrict-qualified locals and the units' weights into local arrays: stores to
@@ -186,16 +210,10 @@ RESODE_INLINE void bottleneck_vjp_units(index_t j, const BottleneckVjp<T>& q) {
 #pragma GCC unroll 4
       for (int p = 1; p < K; ++p) t += w2[r][p] * fb[p];
       const V g = t * Act::deriv_of_value(av);
-      if constexpr (Theta) {
-        db1[r] += g;
+      if constexpr (Theta)
 #pragma GCC unroll 4
-        for (int p = 0; p < K; ++p) {
-          dW2[r][p] += fb[p] * av;
-          dW1[r][p] += g * xv[p];
-        }
-      }
-#pragma GCC unroll 4
-      for (int p = 0; p < K; ++p) xb[p] += w1[r][p] * g;
+        for (int p = 0; p < K; ++p) dW2[r][p] += fb[p] * av;
+      add_unit_terms<K, Theta>(g, xv, w1[r], dW1[r], db1[r], xb);
     }
 #pragma GCC unroll 4
     for (int p = 0; p < K; ++p) store<T, Bytes>(xbar + p * n + s, xb[p]);
@@ -203,13 +221,10 @@ RESODE_INLINE void bottleneck_vjp_units(index_t j, const BottleneckVjp<T>& q) {
   if constexpr (Theta)
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const index_t u = j + r;
-      q.db1[u] += q.alpha * horizontal_sum<T, Bytes>(db1[r]);
+      store_unit_sums<K>(j + r, q, dW1[r], db1[r]);
 #pragma GCC unroll 4
-      for (int p = 0; p < K; ++p) {
-        q.dW2[p * q.H + u] += q.alpha * horizontal_sum<T, Bytes>(dW2[r][p]);
-        q.dW1[u * K + p] += q.alpha * horizontal_sum<T, Bytes>(dW1[r][p]);
-      }
+      for (int p = 0; p < K; ++p)
+        q.dW2[p * q.H + j + r] += q.alpha * horizontal_sum<T, Bytes>(dW2[r][p]);
     }
 }
 
@@ -295,27 +310,14 @@ RESODE_INLINE void bottleneck_vjp_pass_b(index_t j, const BottleneckVjp<T>& q) {
       xb[p] = first ? splat<V>(0) : load<T, Bytes>(xbar + p * n + s);
     }
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const V gv = load<T, Bytes>(g + r * n + s);
-      if constexpr (Theta) {
-        db1[r] += gv;
-#pragma GCC unroll 4
-        for (int p = 0; p < K; ++p) dW1[r][p] += gv * xv[p];
-      }
-#pragma GCC unroll 4
-      for (int p = 0; p < K; ++p) xb[p] += w1[r][p] * gv;
-    }
+    for (int r = 0; r < R; ++r)
+      add_unit_terms<K, Theta>(load<T, Bytes>(g + r * n + s), xv, w1[r], dW1[r], db1[r], xb);
 #pragma GCC unroll 4
     for (int p = 0; p < K; ++p) store<T, Bytes>(xbar + p * n + s, xb[p]);
   }
   if constexpr (Theta)
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      q.db1[j + r] += q.alpha * horizontal_sum<T, Bytes>(db1[r]);
-#pragma GCC unroll 4
-      for (int p = 0; p < K; ++p)
-        q.dW1[(j + r) * K + p] += q.alpha * horizontal_sum<T, Bytes>(dW1[r][p]);
-    }
+    for (int r = 0; r < R; ++r) store_unit_sums<K>(j + r, q, dW1[r], db1[r]);
 }
 
 template <class Act, int K, bool Theta, class T, int Bytes>
