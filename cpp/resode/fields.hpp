@@ -114,9 +114,8 @@ void field_eval(const FieldParams<T>& p, index_t k, index_t n, const T* x, T* f,
       const T* b2 = p.b2 + k * p.b2_size();
       if constexpr (Act::piecewise_linear) {
         if (fused_kernels_fit<T>(D, max_fused_bottleneck_width, n)) {
-          with_narrow_width(D, [&](auto K) {
-            if constexpr (decltype(K)::value <= max_fused_bottleneck_width)
-              bottleneck_eval<Act, decltype(K)::value>(H, n, W1, b1, W2, b2, x, cache, f);
+          with_fused_width<max_fused_bottleneck_width>(D, [&](auto K) {
+            bottleneck_eval<Act, decltype(K)::value>(H, n, W1, b1, W2, b2, x, cache, f);
           });
           return;
         }
@@ -160,12 +159,10 @@ void field_vjp(const FieldParams<T>& p, index_t k, index_t n, index_t m, const T
   switch (p.kind) {
     case FieldKind::outside: {  // g = fbar * sigma'; dW += g x^T; db += g 1; xbar = W^T g
       if (fused_kernels_fit<T>(D, max_fused_outside_width, n)) {  // one pass
-        const detail::OutsideVjp<T> q{n,    W1,  x, f, fbar, xbar, theta_scale,
-                                      want_theta ? dW1 : nullptr, db1};
-        with_narrow_width(D, [&](auto K) {
-          if constexpr (decltype(K)::value <= max_fused_outside_width)
-            outside_vjp<Act, decltype(K)::value>(q);
-        });
+        const detail::OutsideVjp<T> q{n,           W1, x, f, fbar, xbar,
+                                      theta_scale, want_theta ? dW1 : nullptr, db1};
+        with_fused_width<max_fused_outside_width>(
+            D, [&](auto K) { outside_vjp<Act, decltype(K)::value>(q); });
         return;
       }
       T* g = scratch;
@@ -188,13 +185,11 @@ void field_vjp(const FieldParams<T>& p, index_t k, index_t n, index_t m, const T
       T* dW2 = grads + p.w2_offset() + k * p.w2_size();
       T* db2 = grads + p.b2_offset() + k * p.b2_size();
       if (fused_bottleneck_vjp_fits<T>(D, n)) {  // a pass per few units
-        const detail::BottleneckVjp<T> q{H,    n, g,   W1,          W2,
-                                         x,    a,    fbar,        xbar,
-                                         theta_scale, want_theta ? dW1 : nullptr, db1, dW2};
-        with_narrow_width(D, [&](auto K) {
-          if constexpr (decltype(K)::value <= max_fused_bottleneck_width)
-            bottleneck_vjp<Act, decltype(K)::value>(q);
-        });
+        const detail::BottleneckVjp<T> q{H,           n,    g,    W1,   W2,   x,  a,
+                                         fbar,        xbar, theta_scale,
+                                         want_theta ? dW1 : nullptr, db1, dW2};
+        with_fused_width<max_fused_bottleneck_width>(
+            D, [&](auto K) { bottleneck_vjp<Act, decltype(K)::value>(q); });
         if (want_theta) row_sums(D, m, theta_scale, fbar, n, db2);
         return;
       }

@@ -35,6 +35,7 @@
 #pragma once
 #include "activations.hpp"
 #include "linalg.hpp"
+#include "narrow.hpp"
 
 namespace resode {
 
@@ -43,17 +44,31 @@ namespace resode {
 constexpr index_t max_fused_bottleneck_width = 4;
 constexpr index_t max_fused_outside_width = 3;
 
-// Can a block of n samples of width K take the fused kernels of widths up to max_width
-// (n whole 64-byte chunks, and a CPU with AVX-512)?
+// Is a block of n samples of width K a shape the fused kernels of widths up to max_width
+// take (n whole 64-byte chunks)?
+template <class T>
+bool fused_shape(index_t K, index_t max_width, index_t n) {
+  return K >= 1 && K <= max_width && n % (64 / index_t(sizeof(T))) == 0;
+}
+// ... and does this CPU run them (AVX-512)?
 template <class T>
 bool fused_kernels_fit(index_t K, index_t max_width, index_t n) {
-  return K >= 1 && K <= max_width && n % (64 / index_t(sizeof(T))) == 0 && detail::has_avx512();
+  return fused_shape<T>(K, max_width, n) && detail::has_avx512();
 }
 // The bottleneck VJP also has an AVX2 form (two passes).
 template <class T>
 bool fused_bottleneck_vjp_fits(index_t K, index_t n) {
-  return K >= 1 && K <= max_fused_bottleneck_width && n % (64 / index_t(sizeof(T))) == 0 &&
+  return fused_shape<T>(K, max_fused_bottleneck_width, n) &&
          (detail::has_avx512() || detail::has_avx2());
+}
+
+// Calls f(std::integral_constant<int, K>{}) for a runtime width 1 <= K <= Max (checked by the
+// fits functions above), so each fused kernel is compiled only for the widths it serves.
+template <int Max, class F>
+void with_fused_width(index_t K, F&& f) {
+  with_narrow_width(K, [&](auto width) {
+    if constexpr (decltype(width)::value <= Max) f(width);
+  });
 }
 
 namespace detail {
@@ -142,6 +157,23 @@ struct BottleneckVjp {
   T *dW1, *db1, *dW2;    // H x K, H, K x H: accumulated
 };
 
+// The weights of hidden units [j, j + R) as local arrays: rows of W1 (H x K) and columns of
+// W2 (K x H).
+template <int K, int R, class T>
+RESODE_INLINE void unit_w1(const T* W1, index_t j, T (&w1)[R][K]) {
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) w1[r][p] = W1[(j + r) * K + p];
+}
+template <int K, int R, class T>
+RESODE_INLINE void unit_w2(const T* W2, index_t H, index_t j, T (&w2)[R][K]) {
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int p = 0; p < K; ++p) w2[r][p] = W2[p * H + j + r];
+}
+
 // Hidden unit u's terms that need only its g: db1 += g, dW1[u, :] += g x (with Theta), and
 // xbar += W1[u, :]^T g, for one vector of samples.
 template <int K, bool Theta, class V, class T>
@@ -180,13 +212,8 @@ RESODE_INLINE void bottleneck_vjp_units(index_t j, const BottleneckVjp<T>& q) {
   const T* __restrict a = q.a + j * n;
   T* __restrict xbar = q.xbar;
   T w1[R][K], w2[R][K];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int p = 0; p < K; ++p) {
-      w1[r][p] = q.W1[(j + r) * K + p];
-      w2[r][p] = q.W2[p * q.H + j + r];
-    }
+  unit_w1(q.W1, j, w1);
+  unit_w2(q.W2, q.H, j, w2);
   V dW2[R][K], dW1[R][K], db1[R];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
@@ -248,10 +275,7 @@ RESODE_INLINE void bottleneck_vjp_pass_a(index_t j, const BottleneckVjp<T>& q) {
   const T* __restrict a = q.a + j * n;
   T* __restrict g = q.g + j * n;
   T w2[R][K];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int p = 0; p < K; ++p) w2[r][p] = q.W2[p * q.H + j + r];
+  unit_w2(q.W2, q.H, j, w2);
   V dW2[R][K];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
@@ -290,10 +314,7 @@ RESODE_INLINE void bottleneck_vjp_pass_b(index_t j, const BottleneckVjp<T>& q) {
   const T* __restrict g = q.g + j * n;
   T* __restrict xbar = q.xbar;
   T w1[R][K];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int p = 0; p < K; ++p) w1[r][p] = q.W1[(j + r) * K + p];
+  unit_w1(q.W1, j, w1);
   V dW1[R][K], db1[R];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
@@ -427,7 +448,7 @@ void bottleneck_eval(index_t H, index_t n, const T* W1, const T* b1, const T* W2
 //   xbar (K x n) = W1^T g                                      (overwritten)
 //   if q.dW1: dW2 += alpha fbar a^T, dW1 += alpha g x^T, db1 += alpha g 1   (summed over n)
 // (db2 += alpha fbar 1 is the caller's: it needs no hidden unit).
-// fused_kernels_fit(K, max_fused_bottleneck_width, n).
+// fused_bottleneck_vjp_fits(K, n); q.g: H x n scratch (used by the AVX2 form).
 template <class Act, int K, class T>
 void bottleneck_vjp(const detail::BottleneckVjp<T>& q) {
   if (detail::has_avx512()) {
