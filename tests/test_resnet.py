@@ -163,6 +163,28 @@ def test_sample_counts_around_vector_and_block_edges(N, dtype):
     assert_grads_close(grads, rgrads, dtype)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("D", [128, 136, 256])
+@pytest.mark.parametrize("field", FIELDS)
+def test_wide_states_match_reference(field, D, dtype):
+    """Wide states take the large-D product paths: dW += G X^T through a transposed copy of X
+    whose row stride is padded off multiples of 1 KiB (D = 128 in float64, 256 in both);
+    D = 136 is the unpadded case. N = 70 is two blocks at these widths."""
+    model = resode.ResNet(D - 2, 2, classes=3, field=field, activation="tanh", augment=2,
+                          hidden=D if field == "bottleneck" else None, h=0.5, dtype=dtype,
+                          seed=D)
+    rng = np.random.default_rng(D)
+    X = rng.standard_normal((70, D - 2)).astype(dtype)
+    y = rng.integers(0, 3, 70)
+    p64, X64, kw = as64(model.params), X.astype(np.float64), ref_kwargs(model)
+    loss, grads = model.loss_and_grad(X, y)
+    rloss, rgrads = ref.resnet_loss_and_grad(
+        p64, X64, y, loss="cross_entropy", weight_decay=model.weight_decay, **kw
+    )
+    assert abs(loss - rloss) <= RTOL[dtype] * abs(rloss)
+    assert_grads_close(grads, rgrads, dtype)
+
+
 # --------------------------------------------------------------------------- finite differences
 
 
