@@ -104,6 +104,32 @@ def test_thread_counts_agree_and_repeat_bitwise(entry_id):
             assert err <= 1e-12 * scale, f"{key}: {n} threads differ from 1 by {err:.2e}"
 
 
+def test_large_models_use_fewer_gradient_groups_and_stay_exact():
+    """10.5 MB of parameters: the blocks form 3 gradient groups instead of 8 (a memory cap
+    that depends on the model, never on the thread count). Results match the reference and
+    are bitwise equal at 1, 2 and 3 threads."""
+    from resode import reference as ref
+
+    rng = np.random.default_rng(7)
+    model = resode.ResNet(256, 20, classes=3, h=0.2, seed=7)
+    X = rng.standard_normal((400, 256))
+    y = rng.integers(0, 3, 400)
+    results = {}
+    for n in (1, 2, 3):
+        resode.set_num_threads(n)
+        results[n] = outputs(model, X, y, "loss_and_grad")
+    for n in (2, 3):
+        for key, value in results[1].items():
+            np.testing.assert_array_equal(results[n][key], value, err_msg=f"{key} at {n}")
+    loss, grads = ref.resnet_loss_and_grad(
+        model.params, X, y, field="outside", activation="tanh", h=0.2, augment=0
+    )
+    assert abs(results[1]["loss"] - loss) <= 1e-12 * abs(loss)
+    for key, g in grads.items():
+        err = float(np.max(np.abs(results[1][key] - g)))
+        assert err <= 1e-12 * float(np.max(np.abs(g))), key
+
+
 def test_more_threads_than_blocks():
     model, X, y = make_problem("node", 5)
     resode.set_num_threads(1)

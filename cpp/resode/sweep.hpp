@@ -54,8 +54,11 @@ struct GradientOptions {
 
 // Per-thread cap of the discrete sweep's tape (see the top of this file).
 constexpr double tape_budget_bytes = 256.0 * 1024 * 1024;
-// At most this many gradient accumulators (groups of blocks) per call.
+// At most this many gradient accumulators (groups of blocks) per call, and beyond two of them
+// at most this many bytes: a D = 512 ResNet of 20 layers has 42 MB of parameters, and eight
+// accumulators to fill and add on every call took a quarter of its time.
 constexpr index_t max_groups = 8;
+constexpr double group_budget_bytes = 32.0 * 1024 * 1024;
 // Multiply-adds a thread must get before a second one starts (about 0.1 ms of work): below
 // that, starting and joining threads costs more than it saves.
 constexpr double min_work_per_thread = 2.0e6;
@@ -112,7 +115,7 @@ struct BlockPlan {
   explicit BlockPlan(const Problem<T>& pb)
       : rows(block_rows(pb.N, std::max(pb.dyn.field.D, pb.dyn.field.H), pad)),
         count((pb.N + rows - 1) / rows),
-        groups(std::min(count, max_groups)),
+        groups(group_count(pb, count)),
         first_bad(std::size_t(count), pb.dyn.steps() + 1) {
     // Multiply-adds of one forward sweep (the backward costs about twice as much).
     const auto& f = pb.dyn.field;
@@ -122,6 +125,16 @@ struct BlockPlan {
     const auto by_work = index_t(work / min_work_per_thread) + 1;
     threads = int(std::clamp<index_t>(std::min<index_t>(get_num_threads(), by_work), 1,
                                       std::max<index_t>(count, 1)));
+  }
+  // Parameters, readout included: the size of one group's gradient accumulator.
+  static index_t gradient_size(const Problem<T>& pb) {
+    const index_t C = pb.readout.classes;
+    return pb.dyn.field.size() + C * pb.dyn.field.D + C;
+  }
+  static index_t group_count(const Problem<T>& pb, index_t count) {
+    const double bytes = double(gradient_size(pb)) * double(sizeof(T));
+    const auto affordable = std::max<index_t>(2, index_t(group_budget_bytes / bytes));
+    return std::min({count, max_groups, affordable});
   }
   Block block(const Problem<T>& pb, index_t b) const {
     const index_t real = std::min(rows, pb.N - b * rows);
@@ -159,10 +172,6 @@ struct SweepState {
     this->len = len;
   }
   // Elements of one gradient accumulator: field parameters, then P, then c.
-  static index_t gradient_size(const Problem<T>& pb) {
-    const index_t C = pb.readout.classes;
-    return pb.dyn.field.size() + C * pb.dyn.field.D + C;
-  }
   // Slot j of the tape: the state x_j, then the stages of step j.
   T* slot_state(index_t j) { return tape_memory + j * tape_plan.slot; }
   StepStages<T> slot_stages(const Problem<T>& pb, index_t j, index_t capacity) {
@@ -461,14 +470,15 @@ double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* 
   const TapePlan tape = plan_tape(pb, plan.rows, opt.checkpoints, discrete);
   std::vector<std::unique_ptr<SweepState<T>>> states(std::size_t(plan.threads));
   std::vector<double> block_losses(std::size_t(plan.count), 0.0);
-  const index_t gsize = SweepState<T>::gradient_size(pb);
-  std::vector<T> group_grads(std::size_t(plan.groups * gsize), T(0));
+  const index_t gsize = BlockPlan<T>::gradient_size(pb);
+  Buffer<T> group_grads(plan.groups * gsize);  // each zeroed by the thread that fills it
   with_activation(pb.dyn.activation, [&](auto act) {
     using Act = decltype(act);
     parallel_for(plan.groups, plan.threads, [&](int t, index_t g) {
       if (!states[t]) states[t] = std::make_unique<SweepState<T>>(pb, plan.rows, tape);
       auto& st = *states[t];
       st.grads = group_grads.data() + g * gsize;
+      std::fill(st.grads, st.grads + gsize, T(0));
       for (index_t b = plan.group_begin(g); b < plan.group_begin(g + 1); ++b) {
         const Block blk = plan.block(pb, b);
         index_t& bad = plan.first_bad[b];
@@ -484,15 +494,15 @@ double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* 
   raise_if_non_finite(pb, plan);
   // Reduce in group order: the same sums in the same order for any thread count.
   const index_t nf = pb.dyn.field.size(), C = pb.readout.classes, D = pb.dyn.field.D;
-  std::fill(dfield, dfield + nf, T(0));
-  if (dP) std::fill(dP, dP + C * D, T(0)), std::fill(dc, dc + C, T(0));
   for (index_t g = 0; g < plan.groups; ++g) {
     const T* acc = group_grads.data() + g * gsize;
-    for (index_t i = 0; i < nf; ++i) dfield[i] += acc[i];
-    if (dP) {
-      for (index_t i = 0; i < C * D; ++i) dP[i] += acc[nf + i];
-      for (index_t i = 0; i < C; ++i) dc[i] += acc[nf + C * D + i];
-    }
+    // The first group is copied: no pass that fills the outputs with zeros first.
+    auto reduce = [&](index_t len, const T* from, T* to) {
+      if (g == 0) std::copy(from, from + len, to);
+      else for (index_t i = 0; i < len; ++i) to[i] += from[i];
+    };
+    reduce(nf, acc, dfield);
+    if (dP) reduce(C * D, acc + nf, dP), reduce(C, acc + nf + C * D, dc);
   }
   double loss = 0.0;
   for (double l : block_losses) loss += l;
