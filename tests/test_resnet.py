@@ -170,9 +170,18 @@ def test_wide_states_match_reference(field, D, dtype):
     """Wide states take the large-D product paths: dW += G X^T through a transposed copy of X
     whose row stride is padded off multiples of 1 KiB (D = 128 in float64, 256 in both);
     D = 136 is the unpadded case. N = 70 is two blocks at these widths."""
-    model = resode.ResNet(D - 2, 2, classes=3, field=field, activation="tanh", augment=2,
-                          hidden=D if field == "bottleneck" else None, h=0.5, dtype=dtype,
-                          seed=D)
+    model = resode.ResNet(
+        D - 2,
+        2,
+        classes=3,
+        field=field,
+        activation="tanh",
+        augment=2,
+        hidden=D if field == "bottleneck" else None,
+        h=0.5,
+        dtype=dtype,
+        seed=D,
+    )
     rng = np.random.default_rng(D)
     X = rng.standard_normal((70, D - 2)).astype(dtype)
     y = rng.integers(0, 3, 70)
