@@ -30,6 +30,9 @@ PYBIND11_MODULE(_core, m) {
     }
   });
 
+  // Whether wide products go through scipy-openblas32 (CMake -DRESODE_BLAS=ON; blas.hpp).
+  m.attr("blas") = resode::blas::compiled;
+
   register_activations(m);
   register_sweeps(m);
   register_threads(m);

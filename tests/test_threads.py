@@ -130,6 +130,27 @@ def test_large_models_use_fewer_gradient_groups_and_stay_exact():
         assert err <= 1e-12 * float(np.max(np.abs(g))), key
 
 
+def test_blas_build_runs_its_openblas_on_one_thread():
+    """``_core.blas`` says whether this build routes wide products through scipy-openblas32
+    (RESODE_BLAS=1; CI builds both). In a BLAS build that library is loaded and, after a wide
+    call, runs one thread per caller: resode's own threads are the parallelism."""
+    from resode import _build_options
+
+    assert isinstance(_core.blas, bool)
+    assert _core.blas is _build_options.BLAS
+    if not _core.blas:
+        return
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    resode.set_num_threads(2)
+    wide = resode.ResNet(96, 2, seed=0)
+    wide.loss_and_grad(np.ones((300, 96)), np.zeros(300, dtype=int))
+    ours = [
+        info for info in threadpoolctl.threadpool_info() if "scipy_openblas32" in info["filepath"]
+    ]
+    assert len(ours) == 1, threadpoolctl.threadpool_info()
+    assert ours[0]["num_threads"] == 1
+
+
 def test_more_threads_than_blocks():
     model, X, y = make_problem("node", 5)
     resode.set_num_threads(1)

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "blas.hpp"
 #include "config.hpp"
 
 namespace resode {
@@ -412,6 +413,15 @@ void gemm_abt_short(index_t r, index_t c, index_t n, T alpha, const T* A, index_
 template <class T>
 void gemm(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa, index_t csa,
           const T* B, index_t ldb, T* C, index_t ldc, bool accumulate, const T* bias = nullptr) {
+  if (blas::takes(r, k) && (csa == 1 || rsa == 1)) {  // A or A^T row-major: a CBLAS operand
+    if (bias)
+      for (index_t i = 0; i < r; ++i)
+        for (index_t s = 0; s < n; ++s)
+          C[i * ldc + s] = (accumulate ? C[i * ldc + s] : T(0)) + bias[i];
+    const T beta = accumulate || bias ? T(1) : T(0);
+    return blas::gemm(csa != 1, false, r, n, k, alpha, A, csa == 1 ? rsa : csa, B, ldb, beta, C,
+                      ldc);
+  }
   if (detail::has_avx512())
     detail::gemm_v64(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
   else if (detail::has_avx2())
@@ -428,6 +438,8 @@ void gemm_abt(index_t r, index_t c, index_t n, T alpha, const T* A, index_t lda,
   // Measured: dot products win while one side of C is narrow (<= 16); when both are wide, B
   // is transposed once (cheap next to the r*c*n products) and the register-tiled gemm runs.
   // The dot kernel pairs rows of A, so the wide side goes there.
+  if (blas::takes(r, c))
+    return blas::gemm(false, true, r, c, n, alpha, A, lda, B, ldb, T(1), C, ldc);
   if (n < detail::lanes<T, 32>) return detail::gemm_abt_short(r, c, n, alpha, A, lda, B, ldb, C, ldc);
   auto dots = detail::has_avx512() ? detail::gemm_abt_dots_v64<T>
               : detail::has_avx2()   ? detail::gemm_abt_dots_v32_avx2<T>

@@ -5,7 +5,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-openmp: bool
+openmp: bool  # built with OpenMP (RESODE_OPENMP=ON)
+blas: bool  # built with RESODE_BLAS=ON: wide products through scipy-openblas32
 
 class NonFiniteError(ValueError, FloatingPointError):
     """A state, loss or gradient became NaN or Inf (the message names the step and time)."""
