@@ -15,8 +15,9 @@
 #include <string>
 
 #include "activations.hpp"
-#include "fused_fields.hpp"
+#include "elementwise.hpp"
 #include "errors.hpp"
+#include "fused_fields.hpp"
 #include "linalg.hpp"
 #include "narrow.hpp"
 
@@ -70,10 +71,11 @@ void affine(index_t rows, index_t k, index_t n, const T* W, const T* bias, const
   gemm(rows, n, k, T(1), W, k, index_t(1), X, n, M, n, false, bias);
 }
 
-// Xbar (k x n) = W^T (W: rows x k) G (rows x n).
+// Xbar (k x n) = W^T (W: rows x k) G (rows x n); with accumulate, Xbar += alpha W^T G.
 template <class T>
-void affine_transpose(index_t rows, index_t k, index_t n, const T* W, const T* G, T* Xbar) {
-  gemm(k, n, rows, T(1), W, index_t(1), k, G, n, Xbar, n, false);
+void affine_transpose(index_t rows, index_t k, index_t n, const T* W, const T* G, T* Xbar,
+                      T alpha = T(1), bool accumulate = false) {
+  gemm(k, n, rows, alpha, W, index_t(1), k, G, n, Xbar, n, accumulate);
 }
 
 // dW (rows x k) += alpha G X^T, db (rows) += alpha G 1, summed over the first m of the n
@@ -141,8 +143,24 @@ void transpose_affine_then_slope(index_t K, index_t rows, index_t n, const T* W,
 }
 }  // namespace detail
 
+// How field_vjp writes xbar: overwritten with (df/dx)^T fbar (the default), or, for the
+// reverse of an Euler step x + h f(x) done in place, xbar += scale (df/dx)^T fbar where fbar
+// may be xbar itself (one pass fewer each way than kbar = h xbar, Y = J^T kbar, xbar += Y).
+template <class T>
+struct XbarUpdate {
+  bool add = false;
+  T scale = T(1);
+};
+
+// Whether field_vjp can add into xbar in place for this field and block: everywhere but the
+// fused narrow bottleneck, whose passes over the hidden units read fbar after writing xbar.
+template <class T>
+bool vjp_adds_in_place(const FieldParams<T>& p, index_t n) {
+  return !(p.bottleneck() && fused_bottleneck_vjp_fits<T>(p.D, n));
+}
+
 // Vector-Jacobian product at the point of the last field_eval(x) (its f and cache):
-//   xbar  = (df/dx)^T fbar                       (D x n, overwritten)
+//   xbar  = (df/dx)^T fbar                       (D x n, overwritten; see XbarUpdate)
 //   grads += theta_scale * (df/dtheta_k)^T fbar  (flat buffer; skipped when theta_scale == 0)
 // The parameter gradients sum over the first m <= n columns only: the block's real samples.
 // Its padding columns (see sweep.hpp) carry a zero cotangent, so their terms are exact zeros;
@@ -150,7 +168,8 @@ void transpose_affine_then_slope(index_t K, index_t rows, index_t n, const T* W,
 // `scratch` holds scratch_size(n) elements.
 template <class Act, class T>
 void field_vjp(const FieldParams<T>& p, index_t k, index_t n, index_t m, const T* x, const T* f,
-               const T* cache, const T* fbar, T* xbar, T* grads, T theta_scale, T* scratch) {
+               const T* cache, const T* fbar, T* xbar, T* grads, T theta_scale, T* scratch,
+               XbarUpdate<T> update = {}) {
   const index_t D = p.D, H = p.H;
   const T* W1 = p.W1 + k * p.w1_size();
   const bool want_theta = theta_scale != T(0);
@@ -160,20 +179,23 @@ void field_vjp(const FieldParams<T>& p, index_t k, index_t n, index_t m, const T
     case FieldKind::outside: {  // g = fbar * sigma'; dW += g x^T; db += g 1; xbar = W^T g
       if (fused_kernels_fit<T>(D, max_fused_outside_width, n)) {  // one pass
         const detail::OutsideVjp<T> q{n,           W1, x, f, fbar, xbar,
-                                      theta_scale, want_theta ? dW1 : nullptr, db1};
+                                      theta_scale, want_theta ? dW1 : nullptr, db1,
+                                      update.add,  update.scale};
         with_fused_width<max_fused_outside_width>(
             D, [&](auto K) { outside_vjp<Act, decltype(K)::value>(q); });
         return;
       }
       T* g = scratch;
       multiply_by_slope<Act>(D * n, f, fbar, g);
-      detail::affine_transpose(D, D, n, W1, g, xbar);
+      detail::affine_transpose(D, D, n, W1, g, xbar, update.scale, update.add);
       if (want_theta) detail::affine_param_grads(D, D, m, n, theta_scale, g, x, dW1, db1);
       return;
     }
     case FieldKind::inside: {  // dW += fbar s^T; db += fbar 1; xbar = (W^T fbar) * sigma'(x)
       if (want_theta) detail::affine_param_grads(D, D, m, n, theta_scale, fbar, cache, dW1, db1);
-      detail::transpose_affine_then_slope<Act>(D, D, n, W1, fbar, cache, xbar);
+      T* out = update.add ? scratch : xbar;  // W^T fbar must not be written over fbar
+      detail::transpose_affine_then_slope<Act>(D, D, n, W1, fbar, cache, out);
+      if (update.add) axpy(D * n, update.scale, out, xbar);
       return;
     }
     case FieldKind::bottleneck: {
@@ -184,7 +206,7 @@ void field_vjp(const FieldParams<T>& p, index_t k, index_t n, index_t m, const T
       const T* W2 = p.W2 + k * p.w2_size();
       T* dW2 = grads + p.w2_offset() + k * p.w2_size();
       T* db2 = grads + p.b2_offset() + k * p.b2_size();
-      if (fused_bottleneck_vjp_fits<T>(D, n)) {  // a pass per few units
+      if (fused_bottleneck_vjp_fits<T>(D, n)) {  // a pass per few units (never update.add)
         const detail::BottleneckVjp<T> q{H,           n,    g,    W1,   W2,   x,  a,
                                          fbar,        xbar, theta_scale,
                                          want_theta ? dW1 : nullptr, db1, dW2};
@@ -196,7 +218,7 @@ void field_vjp(const FieldParams<T>& p, index_t k, index_t n, index_t m, const T
       if (want_theta) detail::affine_param_grads(D, H, m, n, theta_scale, fbar, a, dW2, db2);
       detail::transpose_affine_then_slope<Act>(D, H, n, W2, fbar, a, g);
       if (want_theta) detail::affine_param_grads(H, D, m, n, theta_scale, g, x, dW1, db1);
-      detail::affine_transpose(H, D, n, W1, g, xbar);
+      detail::affine_transpose(H, D, n, W1, g, xbar, update.scale, update.add);  // fbar: done
       return;
     }
   }

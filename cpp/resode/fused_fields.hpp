@@ -33,6 +33,8 @@
 // the outside VJP and the fused forward pass are AVX-512 only, and CPUs without AVX2 run the
 // generic kernels of fields.hpp throughout.
 #pragma once
+#include <type_traits>
+
 #include "activations.hpp"
 #include "linalg.hpp"
 #include "narrow.hpp"
@@ -361,22 +363,26 @@ struct OutsideVjp {
   T* xbar;
   T alpha;      // scale of the parameter gradients
   T *dW, *db;   // K x K, K: accumulated; dW == nullptr: no parameter gradients
+  bool add = false;  // xbar += xbar_scale W^T g instead of xbar = W^T g (fbar may be xbar)
+  T xbar_scale = T(1);
 };
 
-template <class Act, int K, bool Theta, class T, int Bytes>
+// With Add (the reverse of an Euler step in place) fbar is read through xbar: each column's
+// fbar is loaded before its xbar is stored, so the two may be one array.
+template <class Act, int K, bool Theta, bool Add, class T, int Bytes>
 RESODE_INLINE void outside_vjp_impl(const OutsideVjp<T>& q) {
   constexpr int L = lanes<T, Bytes>;
   using V = Vec<T, Bytes>;
   const index_t n = q.n;
   const T* __restrict x = q.x;
   const T* __restrict f = q.f;
-  const T* __restrict fbar = q.fbar;
-  T* __restrict xbar = q.xbar;
-  T w[K][K];
+  T* xbar = q.xbar;  // no __restrict on these two: with Add they are one array
+  const T* fbar = Add ? xbar : q.fbar;
+  T w[K][K];  // xbar_scale W with Add
 #pragma GCC unroll 4
   for (int p = 0; p < K; ++p)
 #pragma GCC unroll 4
-    for (int r = 0; r < K; ++r) w[p][r] = q.W[p * K + r];
+    for (int r = 0; r < K; ++r) w[p][r] = (Add ? q.xbar_scale : T(1)) * q.W[p * K + r];
   V dW[K][K], db[K];
 #pragma GCC unroll 4
   for (int p = 0; p < K; ++p) {
@@ -385,10 +391,11 @@ RESODE_INLINE void outside_vjp_impl(const OutsideVjp<T>& q) {
     for (int r = 0; r < K; ++r) dW[p][r] = splat<V>(0);
   }
   for (index_t s = 0; s < n; s += L) {
-    V g[K], xv[K];
+    V g[K], xv[K], fb[K];
 #pragma GCC unroll 4
     for (int p = 0; p < K; ++p) {
-      g[p] = load<T, Bytes>(fbar + p * n + s) * Act::deriv_of_value(load<T, Bytes>(f + p * n + s));
+      fb[p] = load<T, Bytes>(fbar + p * n + s);
+      g[p] = fb[p] * Act::deriv_of_value(load<T, Bytes>(f + p * n + s));
       xv[p] = load<T, Bytes>(x + p * n + s);
     }
     if constexpr (Theta)
@@ -399,8 +406,8 @@ RESODE_INLINE void outside_vjp_impl(const OutsideVjp<T>& q) {
         for (int r = 0; r < K; ++r) dW[p][r] += g[p] * xv[r];
       }
 #pragma GCC unroll 4
-    for (int r = 0; r < K; ++r) {  // xbar_r = sum_p W[p][r] g_p
-      V xb = w[0][r] * g[0];
+    for (int r = 0; r < K; ++r) {  // xbar_r (+)= sum_p W[p][r] g_p
+      V xb = Add ? fb[r] + w[0][r] * g[0] : w[0][r] * g[0];
 #pragma GCC unroll 4
       for (int p = 1; p < K; ++p) xb += w[p][r] * g[p];
       store<T, Bytes>(xbar + r * n + s, xb);
@@ -429,9 +436,9 @@ template <class Act, int K, bool Theta, class T>
 RESODE_AVX2 void bottleneck_vjp_v32_avx2(const BottleneckVjp<T>& q) {
   bottleneck_vjp_two_pass<Act, K, Theta, T, 32>(q);
 }
-template <class Act, int K, bool Theta, class T>
+template <class Act, int K, bool Theta, bool Add, class T>
 RESODE_AVX512 void outside_vjp_v64(const OutsideVjp<T>& q) {
-  outside_vjp_impl<Act, K, Theta, T, 64>(q);
+  outside_vjp_impl<Act, K, Theta, Add, T, 64>(q);
 }
 }  // namespace detail
 
@@ -465,15 +472,22 @@ void bottleneck_vjp(const detail::BottleneckVjp<T>& q) {
 }
 
 // At the point of f = sigma(W x + b) (K x n), with g = fbar * sigma'(f):
-//   xbar (K x n) = W^T g                                           (overwritten)
+//   xbar (K x n) = W^T g                   (overwritten; q.add: xbar += q.xbar_scale W^T g,
+//                                           and q.fbar may be q.xbar)
 //   if q.dW: dW += alpha g x^T, db += alpha g 1                    (summed over n)
 // fused_kernels_fit(K, max_fused_outside_width, n).
 template <class Act, int K, class T>
 void outside_vjp(const detail::OutsideVjp<T>& q) {
-  if (q.dW)
-    detail::outside_vjp_v64<Act, K, true>(q);
+  auto run = [&](auto add) {
+    if (q.dW)
+      detail::outside_vjp_v64<Act, K, true, decltype(add)::value>(q);
+    else
+      detail::outside_vjp_v64<Act, K, false, decltype(add)::value>(q);
+  };
+  if (q.add)
+    run(std::true_type{});
   else
-    detail::outside_vjp_v64<Act, K, false>(q);
+    run(std::false_type{});
 }
 
 }  // namespace resode

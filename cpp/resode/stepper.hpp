@@ -117,6 +117,14 @@ void rk_step_vjp(const Dynamics<T>& dyn, index_t j, index_t n, index_t real,
                  const StepStages<T>& s, T* xbar, T* grads, ReverseWork<T>& w) {
   const index_t len = dyn.field.D * n, k = dyn.piece(j);
   const int stages = dyn.tab.stages;
+  if (stages == 1 && vjp_adds_in_place(dyn.field, n)) {
+    // Euler (every ResNet layer): kbar = h xbar, so xbar_j = xbar + h J^T xbar and
+    // grads += h (df/dtheta)^T xbar, in place: no kbar and no Y passes over the block.
+    const T h = T(dyn.dt * dyn.tab.b[0]);
+    field_vjp<Act>(dyn.field, k, n, real, s.X[0], s.K[0], s.cache[0], xbar, xbar, grads, h,
+                   w.scratch, XbarUpdate<T>{true, h});
+    return;
+  }
   for (int i = stages - 1; i >= 0; --i) {
     Terms<T> later;
     for (int m = i + 1; m < stages; ++m) later.add(double(dyn.dt) * dyn.tab.a[m][i], w.Y[m]);
