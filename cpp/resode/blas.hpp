@@ -36,7 +36,9 @@ inline bool takes(index_t rows, index_t cols) {
 }
 
 #if defined(RESODE_BLAS) && RESODE_BLAS
-// One thread for the library, set once (it is resode's private copy: see above).
+// One thread for the library, set once. The setting is process-wide for this library: NumPy
+// and SciPy wheels carry their own OpenBLAS copies and are not affected, but another package
+// that loads the same scipy-openblas32 library is.
 inline void single_threaded() {
   static const bool done = [] {
     scipy_openblas_set_num_threads(1);

@@ -152,8 +152,9 @@ struct XbarUpdate {
   T scale = T(1);
 };
 
-// Whether field_vjp can add into xbar in place for this field and block: everywhere but the
-// fused narrow bottleneck, whose passes over the hidden units read fbar after writing xbar.
+// Whether field_vjp's in-place add (XbarUpdate) runs as fast as its plain form for this field
+// and block: everywhere but the fused narrow bottleneck, whose passes over the hidden units
+// read fbar after writing xbar, so that with update.add field_vjp takes the generic kernels.
 template <class T>
 bool vjp_adds_in_place(const FieldParams<T>& p, index_t n) {
   return !(p.bottleneck() && fused_bottleneck_vjp_fits<T>(p.D, n));
@@ -206,7 +207,9 @@ void field_vjp(const FieldParams<T>& p, index_t k, index_t n, index_t m, const T
       const T* W2 = p.W2 + k * p.w2_size();
       T* dW2 = grads + p.w2_offset() + k * p.w2_size();
       T* db2 = grads + p.b2_offset() + k * p.b2_size();
-      if (fused_bottleneck_vjp_fits<T>(D, n)) {  // a pass per few units (never update.add)
+      // A pass per few units; not with update.add, which its passes cannot do in place (the
+      // callers ask vjp_adds_in_place first: the generic path below is slower here).
+      if (fused_bottleneck_vjp_fits<T>(D, n) && !update.add) {
         const detail::BottleneckVjp<T> q{H,           n,    g,    W1,   W2,   x,  a,
                                          fbar,        xbar, theta_scale,
                                          want_theta ? dW1 : nullptr, db1, dW2};

@@ -367,8 +367,8 @@ struct OutsideVjp {
   T xbar_scale = T(1);
 };
 
-// With Add (the reverse of an Euler step in place) fbar is read through xbar: each column's
-// fbar is loaded before its xbar is stored, so the two may be one array.
+// With Add (the reverse of an Euler step in place) fbar may be xbar itself: each column's fbar
+// is loaded before its xbar is stored.
 template <class Act, int K, bool Theta, bool Add, class T, int Bytes>
 RESODE_INLINE void outside_vjp_impl(const OutsideVjp<T>& q) {
   constexpr int L = lanes<T, Bytes>;
@@ -377,7 +377,7 @@ RESODE_INLINE void outside_vjp_impl(const OutsideVjp<T>& q) {
   const T* __restrict x = q.x;
   const T* __restrict f = q.f;
   T* xbar = q.xbar;  // no __restrict on these two: with Add they are one array
-  const T* fbar = Add ? xbar : q.fbar;
+  const T* fbar = q.fbar;
   T w[K][K];  // xbar_scale W with Add
 #pragma GCC unroll 4
   for (int p = 0; p < K; ++p)

@@ -406,10 +406,25 @@ template <class T>
 void gemm_abt_short(index_t r, index_t c, index_t n, T alpha, const T* A, index_t lda,
                     const T* B, index_t ldb, T* C, index_t ldc);
 
+// gemm (below) on the hand kernels, for this CPU's vector width. gemm_abt calls it directly:
+// its inner dimension there is the samples, not a layer side, so it is no case for BLAS.
+template <class T>
+void gemm_kernels(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa,
+                  index_t csa, const T* B, index_t ldb, T* C, index_t ldc, bool accumulate,
+                  const T* bias = nullptr) {
+  if (has_avx512())
+    gemm_v64(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+  else if (has_avx2())
+    gemm_v32_avx2(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+  else
+    gemm_v32(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+}
+
 }  // namespace detail
 
 // C (r x n, row stride ldc) = alpha * A * B (+ C if accumulate) (+ bias[i] on row i if bias),
-// with A(i, p) = A[i*rsa + p*csa] (r x k) and B (k x n, row stride ldb).
+// with A(i, p) = A[i*rsa + p*csa] (r x k) and B (k x n, row stride ldb). r and k are layer
+// sides (blas::takes), n the samples.
 template <class T>
 void gemm(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa, index_t csa,
           const T* B, index_t ldb, T* C, index_t ldc, bool accumulate, const T* bias = nullptr) {
@@ -422,12 +437,7 @@ void gemm(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa, ind
     return blas::gemm(csa != 1, false, r, n, k, alpha, A, csa == 1 ? rsa : csa, B, ldb, beta, C,
                       ldc);
   }
-  if (detail::has_avx512())
-    detail::gemm_v64(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
-  else if (detail::has_avx2())
-    detail::gemm_v32_avx2(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
-  else
-    detail::gemm_v32(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+  detail::gemm_kernels(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
 }
 
 // C (r x c, row stride ldc) += alpha * A (r x n, row stride lda) * B^T (B: c x n, row stride
@@ -449,7 +459,7 @@ void gemm_abt(index_t r, index_t c, index_t n, T alpha, const T* A, index_t lda,
   const index_t ldt = detail::unaliased_stride<T>(c);
   T* Bt = detail::transpose_buffer<T>(n * ldt);
   detail::transpose(c, n, B, ldb, Bt, ldt);
-  gemm(r, c, n, alpha, A, lda, index_t(1), Bt, ldt, C, ldc, true);
+  detail::gemm_kernels(r, c, n, alpha, A, lda, index_t(1), Bt, ldt, C, ldc, true);
 }
 
 namespace detail {
@@ -460,13 +470,13 @@ void gemm_abt_short(index_t r, index_t c, index_t n, T alpha, const T* A, index_
   if (c >= wide) {  // C (r x c) += alpha A (r x n) Bt (n x c)
     T* Bt = transpose_buffer<T>(n * c);
     transpose(c, n, B, ldb, Bt, c);
-    return gemm(r, c, n, alpha, A, lda, index_t(1), Bt, c, C, ldc, true);
+    return gemm_kernels(r, c, n, alpha, A, lda, index_t(1), Bt, c, C, ldc, true);
   }
   if (r >= wide) {  // Ct (c x r) = alpha B (c x n) At (n x r), then C += Ct^T
     T* At = transpose_buffer<T>(n * r + c * r);
     T* Ct = At + n * r;
     transpose(r, n, A, lda, At, r);
-    gemm(c, r, n, alpha, B, ldb, index_t(1), At, r, Ct, r, false);
+    gemm_kernels(c, r, n, alpha, B, ldb, index_t(1), At, r, Ct, r, false);
     for (index_t i = 0; i < r; ++i)
       for (index_t j = 0; j < c; ++j) C[i * ldc + j] += Ct[j * r + i];
     return;

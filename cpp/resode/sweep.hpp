@@ -8,8 +8,8 @@
 // and out). Consecutive blocks form at most max_groups groups; each group accumulates its
 // parameter gradients in its own buffer, in block order, whichever thread runs it (threads take
 // groups dynamically), and the group buffers are added in group order at the end. Blocks and
-// groups depend only on N and the widths, never on the thread count or the timing, so results
-// are bitwise identical for any number of threads. Small problems run on one thread (see
+// groups depend only on the problem (N, the widths, the parameter count), never on the thread
+// count or the timing, so results are bitwise identical for any number of threads. Small problems run on one thread (see
 // min_work_per_thread).
 //
 // Memory of the discrete gradient, per thread, for blocks of B samples of width D:
@@ -126,7 +126,7 @@ struct BlockPlan {
     threads = int(std::clamp<index_t>(std::min<index_t>(get_num_threads(), by_work), 1,
                                       std::max<index_t>(count, 1)));
   }
-  // Parameters, readout included: the size of one group's gradient accumulator.
+  // Elements of one group's gradient accumulator: field parameters, then P, then c.
   static index_t gradient_size(const Problem<T>& pb) {
     const index_t C = pb.readout.classes;
     return pb.dyn.field.size() + C * pb.dyn.field.D + C;
@@ -171,7 +171,6 @@ struct SweepState {
     scratch_stages = StepStages<T>::carve(f, pb.dyn.tab.stages, capacity, p);
     this->len = len;
   }
-  // Elements of one gradient accumulator: field parameters, then P, then c.
   // Slot j of the tape: the state x_j, then the stages of step j.
   T* slot_state(index_t j) { return tape_memory + j * tape_plan.slot; }
   StepStages<T> slot_stages(const Problem<T>& pb, index_t j, index_t capacity) {
