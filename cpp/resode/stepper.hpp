@@ -159,17 +159,17 @@ void backsolve_step(const Dynamics<T>& dyn, index_t j, index_t n, index_t real, 
   T** Kx = s.K;
   T** Ka = w.Y;
   for (int i = 0; i < stages; ++i) {
-    // X_i = x - dt sum_{l<i} a_il Kx_l,  A_i = a - dt sum_{l<i} a_il Ka_l
+    // X_i = x - dt sum_{l<i} a_il Kx_l,  A_i = a - dt sum_{l<i} a_il Ka_l (one pass each)
     T* Xi = i == 0 ? x : s.X[i];
     T* Ai = i == 0 ? a : w.adjoint_stage;
     if (i > 0) {
-      std::copy(x, x + len, Xi);
-      std::copy(a, a + len, Ai);
+      Terms<T> state, adjoint;
       for (int l = 0; l < i; ++l) {
-        if (dyn.tab.a[i][l] == 0.0) continue;
-        axpy(len, T(-dyn.dt * dyn.tab.a[i][l]), Kx[l], Xi);
-        axpy(len, T(-dyn.dt * dyn.tab.a[i][l]), Ka[l], Ai);
+        state.add(-double(dyn.dt) * dyn.tab.a[i][l], Kx[l]);
+        adjoint.add(-double(dyn.dt) * dyn.tab.a[i][l], Ka[l]);
       }
+      combine(len, T(1), x, state.count, state.coef, state.vec, Xi);
+      combine(len, T(1), a, adjoint.count, adjoint.coef, adjoint.vec, Ai);
     }
     const double weight = double(dyn.dt) * dyn.tab.b[i];
     field_eval<Act>(dyn.field, k, n, Xi, Kx[i], s.cache[i]);
@@ -178,11 +178,13 @@ void backsolve_step(const Dynamics<T>& dyn, index_t j, index_t n, index_t real, 
     scaled_copy(len, T(-1), Ka[i], Ka[i]);  // Ka_i = -(df/dx)^T A_i
     source(n, Xi, Ka[i], weight);
   }
+  Terms<T> state, adjoint;  // x -= dt sum_i b_i Kx_i,  a -= dt sum_i b_i Ka_i
   for (int i = 0; i < stages; ++i) {
-    if (dyn.tab.b[i] == 0.0) continue;
-    axpy(len, T(-dyn.dt * dyn.tab.b[i]), Kx[i], x);
-    axpy(len, T(-dyn.dt * dyn.tab.b[i]), Ka[i], a);
+    state.add(-double(dyn.dt) * dyn.tab.b[i], Kx[i]);
+    adjoint.add(-double(dyn.dt) * dyn.tab.b[i], Ka[i]);
   }
+  combine(len, T(1), x, state.count, state.coef, state.vec, x);
+  combine(len, T(1), a, adjoint.count, adjoint.coef, adjoint.vec, a);
 }
 
 }  // namespace resode
