@@ -854,6 +854,36 @@ def test_non_finite_float32_overflows_earlier():
     assert_names_step_and_time(str(info.value), step=2)
 
 
+@pytest.mark.parametrize("checkpoints", [None, 2])
+def test_non_finite_step_is_exact_in_the_discrete_gradient(checkpoints):
+    """With every state on its tape (checkpoints=None) the discrete gradient checks the last state
+    once and looks the first non-finite one up; with checkpoints it checks every step. Both
+    name the step that forward() names (float32 overflow at step 2, see above)."""
+    model = resode.NeuralODE(
+        1,
+        T=1.0,
+        pieces=5,
+        substeps=2,
+        method="euler",
+        field="inside",
+        activation="identity",
+        dtype="float32",
+        checkpoints=checkpoints,
+    )
+    model.params["W"][...] = 1e18
+    model.params["b"][...] = 0.0
+    X = np.ones((3, 1), dtype=np.float32)
+    with pytest.raises(resode.NonFiniteError) as info:
+        model.loss_and_grad(X, np.zeros(3, dtype=int))
+    assert_names_step_and_time(str(info.value), step=2)
+    net = resode.ResNet(2, 5, h=1e200, field="outside", activation="identity", seed=0)
+    net.params["W"][...] = np.eye(2)
+    net.params["b"][...] = 0.0
+    with pytest.raises(resode.NonFiniteError) as info:
+        net.loss_and_grad(np.ones((3, 2)), np.zeros(3, dtype=int))
+    assert_names_step_and_time(str(info.value), step=1, dt=1e200)
+
+
 @pytest.mark.parametrize("method", ["midpoint", "rk4"])
 def test_non_finite_state_raises_for_every_method(method):
     model = _blowup_node()
