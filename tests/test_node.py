@@ -828,7 +828,9 @@ def test_non_finite_state_in_one_late_sample_is_found(entry, threads):
     assert_names_step_and_time(str(info.value))
 
 
-def test_non_finite_float32_overflows_earlier():
+def _float32_overflow_node(**kw):
+    """A float32 NODE whose state overflows at step 2: f = W x with W = 1e18 gives x_1 = 1e17,
+    x_2 = 1e34, W x_2 = 1e52 > float32 max (3.4e38), all finite in float64."""
     model = resode.NeuralODE(
         1,
         T=1.0,
@@ -838,11 +840,23 @@ def test_non_finite_float32_overflows_earlier():
         field="inside",
         activation="identity",
         dtype="float32",
+        **kw,
     )
-    # f = W x overflows first: x_1 = 1e17, x_2 = 1e34, W x_2 = 1e52 > float32 max (3.4e38),
-    # all finite in float64.
     model.params["W"][...] = 1e18
     model.params["b"][...] = 0.0
+    return model
+
+
+def _huge_step_resnet():
+    """A ResNet whose state overflows at layer 1: h = 1e200, f = W x with W = I."""
+    net = resode.ResNet(2, 5, h=1e200, field="outside", activation="identity", seed=0)
+    net.params["W"][...] = np.eye(2)
+    net.params["b"][...] = 0.0
+    return net
+
+
+def test_non_finite_float32_overflows_earlier():
+    model = _float32_overflow_node()
     X = np.ones((3, 1), dtype=np.float32)
     twin = resode.NeuralODE(
         1, T=1.0, pieces=5, substeps=2, method="euler", field="inside", activation="identity"
@@ -859,26 +873,12 @@ def test_non_finite_step_is_exact_in_the_discrete_gradient(checkpoints):
     """With every state on its tape (checkpoints=None) the discrete gradient checks the last state
     once and looks the first non-finite one up; with checkpoints it checks every step. Both
     name the step that forward() names (float32 overflow at step 2, see above)."""
-    model = resode.NeuralODE(
-        1,
-        T=1.0,
-        pieces=5,
-        substeps=2,
-        method="euler",
-        field="inside",
-        activation="identity",
-        dtype="float32",
-        checkpoints=checkpoints,
-    )
-    model.params["W"][...] = 1e18
-    model.params["b"][...] = 0.0
+    model = _float32_overflow_node(checkpoints=checkpoints)
     X = np.ones((3, 1), dtype=np.float32)
     with pytest.raises(resode.NonFiniteError) as info:
         model.loss_and_grad(X, np.zeros(3, dtype=int))
     assert_names_step_and_time(str(info.value), step=2)
-    net = resode.ResNet(2, 5, h=1e200, field="outside", activation="identity", seed=0)
-    net.params["W"][...] = np.eye(2)
-    net.params["b"][...] = 0.0
+    net = _huge_step_resnet()
     with pytest.raises(resode.NonFiniteError) as info:
         net.loss_and_grad(np.ones((3, 2)), np.zeros(3, dtype=int))
     assert_names_step_and_time(str(info.value), step=1, dt=1e200)
@@ -904,9 +904,7 @@ def test_non_finite_resnet_raises_naming_layer(entry):
 
 
 def test_non_finite_resnet_with_huge_step_size():
-    net = resode.ResNet(2, 5, h=1e200, field="outside", activation="identity", seed=0)
-    net.params["W"][...] = np.eye(2)
-    net.params["b"][...] = 0.0
+    net = _huge_step_resnet()
     with pytest.raises(resode.NonFiniteError) as info:
         net.forward(np.ones((3, 2)))
     assert_names_step_and_time(str(info.value), step=1, dt=1e200)
