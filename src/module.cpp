@@ -30,6 +30,10 @@ PYBIND11_MODULE(_core, m) {
     }
   });
 
+  // The kernel set the sweeps run with: "avx512", "avx2" or "baseline" (isa.hpp; RESODE_ISA
+  // forces a lower one).
+  m.attr("isa") = resode::isa_name(resode::active_isa());
+
   // Whether wide products go through scipy-openblas32 (CMake -DRESODE_BLAS=ON; blas.hpp).
   m.attr("blas") = resode::blas::compiled;
 

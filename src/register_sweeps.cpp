@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "bindings.hpp"
+#include "sweep_instances.hpp"
 
 namespace {
 

@@ -11,6 +11,7 @@
 
 #include "config.hpp"
 #include "errors.hpp"
+#include "isa.hpp"
 
 namespace resode {
 
@@ -214,27 +215,27 @@ decltype(auto) with_activation(Activation a, F&& f) {
 
 // out[i] = sigma(z[i]), i < n (out may alias z).
 template <class Act, class T>
-RESODE_CLONES void activate(index_t n, const T* z, T* out) {
-  for (index_t i = 0; i < n; ++i) out[i] = Act::value(z[i]);
+void activate(index_t n, const T* z, T* out) {
+  dispatch([&]() RESODE_KERNEL {
+    for (index_t i = 0; i < n; ++i) out[i] = Act::value(z[i]);
+  });
 }
 
 // out[i] = g[i] * sigma'(x[i]) given a[i] = sigma(x[i]): the chain rule through an elementwise
 // activation (out may alias g).
 template <class Act, class T>
-RESODE_CLONES void multiply_by_slope(index_t n, const T* a, const T* g, T* out) {
-  for (index_t i = 0; i < n; ++i) out[i] = g[i] * Act::deriv_of_value(a[i]);
-}
-
-// out[i] = alpha * g[i] * sigma'(x[i]) given a[i] = sigma(x[i]).
-template <class Act, class T>
-RESODE_CLONES void scaled_slope(index_t n, T alpha, const T* a, const T* g, T* out) {
-  for (index_t i = 0; i < n; ++i) out[i] = alpha * g[i] * Act::deriv_of_value(a[i]);
+void multiply_by_slope(index_t n, const T* a, const T* g, T* out) {
+  dispatch([&]() RESODE_KERNEL {
+    for (index_t i = 0; i < n; ++i) out[i] = g[i] * Act::deriv_of_value(a[i]);
+  });
 }
 
 // out[i] = sigma'(z[i]).
 template <class Act, class T>
-RESODE_CLONES void derivative(index_t n, const T* z, T* out) {
-  for (index_t i = 0; i < n; ++i) out[i] = Act::deriv(z[i]);
+void derivative(index_t n, const T* z, T* out) {
+  dispatch([&]() RESODE_KERNEL {
+    for (index_t i = 0; i < n; ++i) out[i] = Act::deriv(z[i]);
+  });
 }
 
 }  // namespace resode

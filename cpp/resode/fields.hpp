@@ -96,7 +96,7 @@ void field_eval(const FieldParams<T>& p, index_t k, index_t n, const T* x, T* f,
   const T* b1 = p.b1 + k * p.b1_size();
   // sigma(W x + b) for rows x n: one fused pass when D is narrow (narrow.hpp).
   auto affine_then_activate = [&](index_t rows, T* out) {
-    const bool fused = with_narrow_width(D, [&](auto K) {
+    const bool fused = simd_kernels_run() && with_narrow_width(D, [&](auto K) {
       affine_activate<Act, decltype(K)::value>(rows, n, W1, b1, x, out);
     });
     if (fused) return;
@@ -134,7 +134,7 @@ namespace detail {
 template <class Act, class T>
 void transpose_affine_then_slope(index_t K, index_t rows, index_t n, const T* W, const T* G,
                                  const T* a, T* out) {
-  const bool fused = with_narrow_width(K, [&](auto k) {
+  const bool fused = simd_kernels_run() && with_narrow_width(K, [&](auto k) {
     transpose_affine_slope<Act, decltype(k)::value>(rows, n, W, G, a, out);
   });
   if (fused) return;

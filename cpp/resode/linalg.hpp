@@ -12,7 +12,7 @@
 //
 // CPU dispatch: every kernel is a template on the SIMD width in bytes, compiled three times:
 // 32-byte vectors for baseline x86-64 and for AVX2+FMA (RESODE_AVX2), 64-byte vectors for
-// AVX-512 (RESODE_AVX512). Which one runs is decided once, at first use, from the CPU.
+// AVX-512 (RESODE_AVX512). Which one runs is the active instruction set (isa.hpp).
 #pragma once
 #include <algorithm>
 #include <cstdlib>
@@ -22,6 +22,7 @@
 
 #include "blas.hpp"
 #include "config.hpp"
+#include "isa.hpp"
 
 namespace resode {
 namespace detail {
@@ -110,35 +111,9 @@ RESODE_INLINE T horizontal_sum(Vec<T, Bytes> v) {
   }
 }
 
-// Does this CPU (and OS) run AVX-512F/VL/BW/DQ? Asked once. The environment variable
-// RESODE_DISABLE_AVX512=1 says no (so the 32-byte kernels can be tested on any machine).
-inline bool has_avx512() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(RESODE_NO_CLONES)
-  static const bool yes = [] {
-    const char* off = std::getenv("RESODE_DISABLE_AVX512");
-    if (off && *off && std::strcmp(off, "0") != 0) return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
-  }();
-  return yes;
-#else
-  return false;
-#endif
-}
-
-// Does this CPU run AVX2 and FMA (x86-64-v3)? Asked once.
-inline bool has_avx2() {
-#if RESODE_DISPATCH
-  static const bool yes = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return yes;
-#else
-  return false;
-#endif
-}
+// Do the active kernels have AVX-512 (64-byte vectors), or AVX2+FMA? (isa.hpp)
+inline bool has_avx512() { return isa_at_least(Isa::avx512); }
+inline bool has_avx2() { return isa_at_least(Isa::avx2); }
 
 // Rows [0, MR) of C, columns [0, NV * lanes): C = alpha * A * B (+ C) (+ bias).
 template <class T, int Bytes, bool Pin, int MR, int NV>
@@ -379,23 +354,25 @@ T* transpose_buffer(index_t size) {
 // Bt (n x c, row stride ldt) = B^T for B (c x n, row stride ldb), in 8 x 8 tiles so reads
 // and writes both stay within a few cache lines.
 template <class T>
-RESODE_CLONES void transpose(index_t c, index_t n, const T* B, index_t ldb, T* Bt, index_t ldt) {
-  constexpr index_t tile = 8;
-  if (n < tile) {  // a few samples (gemm_abt_short): one pass per sample, writes contiguous
-    for (index_t s = 0; s < n; ++s)
-      for (index_t j = 0; j < c; ++j) Bt[s * ldt + j] = B[j * ldb + s];
-    return;
-  }
-  for (index_t j0 = 0; j0 < c; j0 += tile)
-    for (index_t s0 = 0; s0 < n; s0 += tile) {
-      const index_t j1 = std::min(c, j0 + tile), s1 = std::min(n, s0 + tile);
-      for (index_t j = j0; j < j1; ++j) {
-        // B is usually a state on the discrete sweep's tape, back from DRAM; eight interleaved
-        // row streams defeat the hardware prefetcher (ResNet D = 64: transposes 17% -> 10%).
-        __builtin_prefetch(B + j * ldb + s0 + 4 * tile);
-        for (index_t s = s0; s < s1; ++s) Bt[s * ldt + j] = B[j * ldb + s];
-      }
+void transpose(index_t c, index_t n, const T* B, index_t ldb, T* Bt, index_t ldt) {
+  dispatch([&]() RESODE_KERNEL {
+    constexpr index_t tile = 8;
+    if (n < tile) {  // a few samples (gemm_abt_short): one pass per sample, writes contiguous
+      for (index_t s = 0; s < n; ++s)
+        for (index_t j = 0; j < c; ++j) Bt[s * ldt + j] = B[j * ldb + s];
+      return;
     }
+    for (index_t j0 = 0; j0 < c; j0 += tile)
+      for (index_t s0 = 0; s0 < n; s0 += tile) {
+        const index_t j1 = std::min(c, j0 + tile), s1 = std::min(n, s0 + tile);
+        for (index_t j = j0; j < j1; ++j) {
+          // B is usually a state on the discrete sweep's tape, back from DRAM; eight interleaved
+          // row streams defeat the hardware prefetcher (ResNet D = 64: transposes 17% -> 10%).
+          __builtin_prefetch(B + j * ldb + s0 + 4 * tile);
+          for (index_t s = s0; s < s1; ++s) Bt[s * ldt + j] = B[j * ldb + s];
+        }
+      }
+  });
 }
 
 // gemm_abt for sums over fewer samples than a SIMD vector holds (N = 1..3 in the last block):
@@ -492,19 +469,21 @@ void gemm_abt_short(index_t r, index_t c, index_t n, T alpha, const T* A, index_
 
 // out[i] += alpha * sum_s A[i*lda + s], i < r: the bias gradient.
 template <class T>
-RESODE_CLONES void row_sums(index_t r, index_t n, T alpha, const T* A, index_t lda, T* out) {
-  constexpr int L = detail::lanes<T, 32>;
-  for (index_t i = 0; i < r; ++i) {
-    index_t s = 0;
-    detail::Vec<T, 32> acc0 = {}, acc1 = {};
-    for (; s + 2 * L <= n; s += 2 * L) {
-      acc0 += detail::load<T, 32>(A + i * lda + s);
-      acc1 += detail::load<T, 32>(A + i * lda + s + L);
+void row_sums(index_t r, index_t n, T alpha, const T* A, index_t lda, T* out) {
+  dispatch([&]() RESODE_KERNEL {
+    constexpr int L = detail::lanes<T, 32>;
+    for (index_t i = 0; i < r; ++i) {
+      index_t s = 0;
+      detail::Vec<T, 32> acc0 = {}, acc1 = {};
+      for (; s + 2 * L <= n; s += 2 * L) {
+        acc0 += detail::load<T, 32>(A + i * lda + s);
+        acc1 += detail::load<T, 32>(A + i * lda + s + L);
+      }
+      T sum = s > 0 ? detail::horizontal_sum<T, 32>(acc0 + acc1) : T(0);  // n < 2 vectors
+      for (; s < n; ++s) sum += A[i * lda + s];
+      out[i] += alpha * sum;
     }
-    T sum = s > 0 ? detail::horizontal_sum<T, 32>(acc0 + acc1) : T(0);  // n < 2 vectors
-    for (; s < n; ++s) sum += A[i * lda + s];
-    out[i] += alpha * sum;
-  }
+  });
 }
 
 }  // namespace resode

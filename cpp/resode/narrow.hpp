@@ -1,4 +1,4 @@
-// Fused kernels for products whose inner dimension K is tiny (the state width D = 1..8 of the
+// Fused kernels for products whose inner dimension K is tiny (the state width D = 1..4 of the
 // toy problems): the product, the activation (or its slope) and the store happen in one pass
 // over the block, K fixed at compile time so the inner loops unroll and the loop over samples
 // vectorises (feature-major blocks, see linalg.hpp). With K this small a GEMM tile is all
@@ -15,14 +15,19 @@
 
 #include "activations.hpp"
 #include "config.hpp"
+#include "isa.hpp"
 
 namespace resode {
 
 // The widths that get fused kernels.
-constexpr index_t max_narrow_width = 8;
+// (Widths 5..8 had kernels too; the generic products measured as fast there, with AVX2, and
+// their instances were a third of the build.)
+constexpr index_t max_narrow_width = 4;
 
 // Calls f(std::integral_constant<int, K>{}) and returns true when 1 <= K <= max_narrow_width;
-// returns false (and calls nothing) otherwise.
+// returns false (and calls nothing) otherwise. The kernels below exist for AVX2 and AVX-512
+// only (dispatch_simd): a baseline copy of each width and activation cost a third of the build
+// for CPUs without AVX2; check simd_kernels_run() before calling them.
 template <class F>
 bool with_narrow_width(index_t K, F&& f) {
   switch (K) {
@@ -30,17 +35,14 @@ bool with_narrow_width(index_t K, F&& f) {
     case 2: return f(std::integral_constant<int, 2>{}), true;
     case 3: return f(std::integral_constant<int, 3>{}), true;
     case 4: return f(std::integral_constant<int, 4>{}), true;
-    case 5: return f(std::integral_constant<int, 5>{}), true;
-    case 6: return f(std::integral_constant<int, 6>{}), true;
-    case 7: return f(std::integral_constant<int, 7>{}), true;
-    case 8: return f(std::integral_constant<int, 8>{}), true;
     default: return false;
   }
 }
 
 // Samples per inner chunk: 64 bytes, a whole block padding unit (sweep.hpp), so the chunk
 // loops below have a constant trip count and vectorise with no runtime checks or remainder
-// handling; at n = 8 (N = 2) a runtime-length loop per row was mostly that overhead.
+// handling; at n = 8 (N = 2) a runtime-length loop per row was mostly that overhead. (The
+// chunk loop is left to the loop vectoriser: unrolling it by hand first tripled the build.)
 template <class T>
 constexpr index_t narrow_chunk = 64 / sizeof(T);
 
@@ -51,7 +53,6 @@ RESODE_INLINE void for_each_sample(index_t n, F&& one) {
   constexpr index_t C = narrow_chunk<T>;
   index_t s = 0;
   for (; s + C <= n; s += C)
-#pragma GCC unroll 16
     for (index_t l = 0; l < C; ++l) one(s + l);
   for (; s < n; ++s) one(s);
 }
@@ -115,22 +116,26 @@ RESODE_INLINE void transpose_affine_slope_rows(index_t i, index_t rows, index_t 
 
 // out[i][s] = sigma(b[i] + sum_{p<K} W[i][p] X[p][s]), rows x n.
 template <class Act, int K, class T>
-RESODE_CLONES void affine_activate(index_t rows, index_t n, const T* W, const T* b,
-                                   const T* __restrict X, T* __restrict out) {
-  index_t i = 0;
-  for (; i + 4 <= rows; i += 4) detail::affine_activate_rows<Act, K, 4>(i, n, W, b, X, out);
-  for (; i < rows; ++i) detail::affine_activate_rows<Act, K, 1>(i, n, W, b, X, out);
+void affine_activate(index_t rows, index_t n, const T* W, const T* b, const T* __restrict X,
+                     T* __restrict out) {
+  dispatch_simd([&]() RESODE_KERNEL {
+    index_t i = 0;
+    for (; i + 4 <= rows; i += 4) detail::affine_activate_rows<Act, K, 4>(i, n, W, b, X, out);
+    for (; i < rows; ++i) detail::affine_activate_rows<Act, K, 1>(i, n, W, b, X, out);
+  });
 }
 
 // out[i][s] = sigma'(a[i][s]) * sum_{p<K} W[p][i] G[p][s], rows x n (a = sigma(.) per element).
 template <class Act, int K, class T>
-RESODE_CLONES void transpose_affine_slope(index_t rows, index_t n, const T* W,
-                                          const T* __restrict G, const T* __restrict a,
-                                          T* __restrict out) {
-  index_t i = 0;
-  for (; i + 4 <= rows; i += 4)
-    detail::transpose_affine_slope_rows<Act, K, 4>(i, rows, n, W, G, a, out);
-  for (; i < rows; ++i) detail::transpose_affine_slope_rows<Act, K, 1>(i, rows, n, W, G, a, out);
+void transpose_affine_slope(index_t rows, index_t n, const T* W, const T* __restrict G,
+                            const T* __restrict a, T* __restrict out) {
+  dispatch_simd([&]() RESODE_KERNEL {
+    index_t i = 0;
+    for (; i + 4 <= rows; i += 4)
+      detail::transpose_affine_slope_rows<Act, K, 4>(i, rows, n, W, G, a, out);
+    for (; i < rows; ++i)
+      detail::transpose_affine_slope_rows<Act, K, 1>(i, rows, n, W, G, a, out);
+  });
 }
 
 }  // namespace resode

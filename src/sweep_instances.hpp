@@ -1,0 +1,18 @@
+// The core's sweeps (resode/sweep.hpp) are compiled once per dtype, each in its own file
+// (sweeps_float64.cpp, sweeps_float32.cpp), so a 2-core build compiles the two at once; the
+// binding files see only these declarations and instantiate nothing of the sweeps themselves.
+#pragma once
+#include "resode/resode.hpp"
+
+// RESODE_SWEEP_INSTANCES(extern, double) declares the instances, (, double) defines them.
+#define RESODE_SWEEP_INSTANCES(EXTERN, T)                                                    \
+  EXTERN template void resode::trajectory<T>(const resode::Problem<T>&, T*);                \
+  EXTERN template void resode::logits<T>(const resode::Problem<T>&, T*);                    \
+  EXTERN template double resode::loss_and_grad<T>(const resode::Problem<T>&,                \
+                                                  const resode::Targets<T>&,                \
+                                                  const resode::GradientOptions&, T*, T*, T*); \
+  EXTERN template void resode::vjp<T>(const resode::Problem<T>&, const T*,                  \
+                                      const resode::GradientOptions&, T*, T*);
+
+RESODE_SWEEP_INSTANCES(extern, double)
+RESODE_SWEEP_INSTANCES(extern, float)

@@ -1,0 +1,4 @@
+// The float32 instances of the core's sweeps (see sweep_instances.hpp).
+#include "sweep_instances.hpp"
+
+RESODE_SWEEP_INSTANCES(, float)
