@@ -256,7 +256,7 @@ def test_fused_narrow_fields_match_reference(field, width, activation, dtype, gr
     # Narrow states take the fused kernels of fused_fields.hpp: on AVX-512 CPUs the bottleneck
     # field for D <= 4 (forward pass for piecewise-linear activations, VJP for all) in passes
     # of 1..8 hidden units by width, and the outside field's VJP for D <= 3; on AVX2 CPUs (and
-    # under RESODE_DISABLE_AVX512=1, as CI runs it) the two-pass bottleneck VJP, passes of 1..12
+    # under RESODE_ISA=avx2, as CI runs it) the two-pass bottleneck VJP, passes of 1..12
     # units. hidden = 11 leaves a remainder at every pass size. Wider states, and everything
     # else on AVX2, are the generic path.
     # N = 37 is one padded block; 250 is two blocks.

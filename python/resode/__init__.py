@@ -18,12 +18,31 @@ if _BLAS:  # built with RESODE_BLAS=ON: _core links scipy-openblas32's library, 
         ) from error
     _openblas.get_openblas_config()  # loads libscipy_openblas (RTLD_GLOBAL) for _core
 
-from . import _core, datasets, io, optim, reference, training  # noqa: F401  (_core: the core)
+from . import _core, datasets, io, optim, reference, training
 from ._core import NonFiniteError, get_num_threads, set_num_threads
 from .io import load
 from .models import NeuralODE, ResNet
 from .odeint import odeint, odeint_vjp
 from .training import EarlyStopping, History, TrainingDiverged, fit
+
+
+def _warn_if_isa_request_unknown() -> None:
+    """Warn about a RESODE_ISA that the core ignores (it reads the variable itself)."""
+    import os
+
+    requested = os.environ.get("RESODE_ISA")
+    if requested not in (None, "", "avx512", "avx2", "baseline"):
+        import warnings
+
+        warnings.warn(
+            f"RESODE_ISA={requested!r} is not one of 'avx512', 'avx2', 'baseline': ignored "
+            f"(the core runs its {_core.isa} kernels)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+_warn_if_isa_request_unknown()
 
 # `plot`, `sklearn` (optional dependencies matplotlib / scikit-learn) and `cli` are imported
 # on first access, so that `import resode` needs only NumPy.

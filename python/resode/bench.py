@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
 from . import reference as ref
 from ._core import get_num_threads, set_num_threads
 from .models import NeuralODE, ResNet, _Model
@@ -224,7 +225,7 @@ def run(quick: bool = True) -> str:
     threads = (1,) if quick else (1, 2)
     rows = measure(quick, dtypes, threads)
     header = (
-        f"machine: {cpu_name()}, {os.cpu_count()} cores; "
+        f"machine: {cpu_name()}, {os.cpu_count()} cores; resode kernels: {_core.isa}; "
         f"NumPy float64 matmul 512x512 on 1 thread: {gemm:.1f} GFLOP/s"
     )
     return header + "\n\n" + table(rows, gemm)
