@@ -594,3 +594,25 @@ def test_errors_leave_the_model_usable():
     assert again[0] == good[0]
     for key in good[1]:
         np.testing.assert_array_equal(again[1][key], good[1][key])
+
+
+def test_params_that_are_not_a_dict_are_named() -> None:
+    model = resode.NeuralODE(2, seed=0)
+    X, y = np.zeros((3, 2)), np.array([0, 1, 0])
+    model.params = None
+    for call in (lambda: model.forward(X), lambda: model.loss_and_grad(X, y)):
+        with pytest.raises(TypeError, match=r"^params must be a dict of arrays .* got NoneType"):
+            call()
+    with pytest.raises(TypeError, match=r"^model.params must be a dict of arrays"):
+        resode.fit(model, X, y, epochs=1, progress=False)
+    with pytest.raises(TypeError, match=r"^model.params must be a dict of arrays"):
+        model.save("unused.npz")
+
+
+def test_save_into_a_missing_folder_names_the_users_path(tmp_path) -> None:
+    target = tmp_path / "missing" / "model.npz"
+    with pytest.raises(
+        FileNotFoundError, match=r"cannot write .*missing/model.npz: no such folder"
+    ):
+        resode.NeuralODE(2, seed=0).save(target)
+    assert not (tmp_path / "missing").exists()

@@ -15,9 +15,8 @@ import pytest
 import resode
 from resode.cli import main
 
-TINY = [
-    "--n-samples", "60", "--epochs", "3", "--pieces", "3", "--hidden", "4", "--no-progress",
-]  # fmt: skip
+SMALL = ["--n-samples", "60", "--epochs", "3", "--no-progress"]
+TINY = [*SMALL, "--pieces", "3", "--hidden", "4"]  # the default model: a bottleneck neural ODE
 
 PLOTS = ["trajectories.gif", "decision_boundary.png", "history.png", "controls.png",
          "state_norm.png"]  # fmt: skip
@@ -63,7 +62,7 @@ def test_train_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_resnet_mse_float32_3d_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib")
     out = tmp_path / "r"
-    argv = ["train", *TINY, "--model", "resnet", "--layers", "3", "--field", "inside",
+    argv = ["train", *SMALL, "--model", "resnet", "--layers", "3", "--field", "inside",
             "--loss", "mse", "--dtype", "float32", "--dim", "3", "--optimizer", "sgd",
             "--momentum", "0.9", "--lr", "0.1", "--schedule", "cosine", "--bound", "2",
             "--fixed-projection", "--threads", "1", "--out", str(out)]  # fmt: skip
@@ -173,7 +172,7 @@ def test_divergence_exits_1_and_keeps_the_finite_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "div"
-    argv = ["train", *TINY, "--model", "resnet", "--activation", "relu", "--field", "outside",
+    argv = ["train", *SMALL, "--model", "resnet", "--activation", "relu", "--field", "outside",
             "--optimizer", "sgd", "--lr", "1e30", "--epochs", "50", "--out", str(out)]  # fmt: skip
     assert main(argv) == 1
     captured = capsys.readouterr()
@@ -229,3 +228,259 @@ def test_help_version_and_python_m(
         runpy.run_module("resode", run_name="__main__")
     assert info.value.code == 0
     capsys.readouterr()
+
+
+# --------------------------------------------------------------------------- your own data
+
+
+def _write_data(tmp_path: Path) -> dict[str, Path]:
+    """A classification .npz, a regression .csv with a header, and a labelled .csv."""
+    X, y = resode.datasets.moons(80, noise=0.1, seed=0)
+    np.savez(tmp_path / "moons.npz", X=X, y=y)
+    Xs, ys = resode.datasets.sine(80, seed=0)
+    rows = np.column_stack([ys, Xs[:, 0], np.zeros(80)])  # target first, then 2 features
+    np.savetxt(tmp_path / "sine.csv", rows, delimiter=",", header="y,x,zero", comments="")
+    np.savetxt(tmp_path / "moons.csv", np.column_stack([X, y]), delimiter=",")  # no header
+    return {
+        "npz": tmp_path / "moons.npz",
+        "sine": tmp_path / "sine.csv",
+        "csv": tmp_path / "moons.csv",
+    }
+
+
+def test_train_on_npz_and_csv_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = _write_data(tmp_path)
+    for source in (files["npz"], files["csv"]):
+        out = tmp_path / f"run-{source.suffix[1:]}"
+        argv = ["train", "--data", str(source), "--epochs", "3", "--no-progress", "--no-plots",
+                "--hidden", "4", "--out", str(out)]  # fmt: skip
+        assert main(argv) == 0
+        stdout = capsys.readouterr().out
+        assert f"on {source}" in stdout and "(64 train / 16 test samples, 2-D, 2 classes)" in stdout
+        assert resode.load(out / "model.npz").dim == 2
+
+
+def test_regression_on_a_csv_with_target_and_features(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = _write_data(tmp_path)
+    out = tmp_path / "reg"
+    argv = ["train", "--data", str(files["sine"]), "--target", "y", "--features", "x",
+            "--loss", "mse", "--epochs", "150", "--hidden", "16", "--no-progress", "--no-plots",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "1 outputs" in stdout and "R^2: train 0.9" in stdout
+    model = resode.load(out / "model.npz")
+    assert model.task == "regression" and model.classes == 1 and model.dim == 1
+    history = json.loads((out / "history.json").read_text())
+    assert "r2" in history and "val_r2" in history and "accuracy" not in history
+    assert history["r2"][-1] >= 0.9
+    # --target by index and --validation instead of a split
+    val = tmp_path / "val.csv"
+    val.write_text((files["sine"]).read_text())
+    argv = ["train", "--data", str(files["sine"]), "--target", "0", "--features", "1",
+            "--validation", str(val), "--loss", "mse", "--epochs", "2", "--hidden", "4",
+            "--no-progress", "--no-plots", "--out", str(tmp_path / "reg2")]  # fmt: skip
+    assert main(argv) == 0
+    assert "(80 train / 80 test samples, 1-D, 1 outputs)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (None, "no such file"),
+        ("a,b,c\n1,2,0\n3,4\n", "line 3: 2 columns, expected 3"),
+        ("a,b,c\n1,x,0\n3,4,1\n", "line 2, column 2 ('b'): 'x' is not a number"),
+        ("a,b,c\n1,nan,0\n3,4,1\n", "line 2, column 2: 'nan' is not finite"),
+        ("a,b,c\n1,2,0\n3,4,0\n", "a single class (0)"),
+        ("a,b,c\n1,2,0.5\n3,4,1\n", "integer labels >= 0"),
+        ("a,b,c\n", "no samples (only a header)"),
+        ("", "the file is empty"),
+    ],
+    ids=["missing", "ragged", "non-numeric", "nan", "one-class", "real-labels", "header", "empty"],
+)
+def test_malformed_data_files_exit_2_and_create_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, needle: str
+) -> None:
+    path = tmp_path / "data.csv"
+    if content is not None:
+        path.write_text(content)
+    out = tmp_path / "out"
+    assert main(["train", "--data", str(path), "--no-progress", "--out", str(out)]) == 2
+    _one_line_error(capsys, "resode train: error: --data", needle)
+    assert not out.exists()
+
+
+def test_bad_npz_and_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    np.savez(tmp_path / "noy.npz", X=np.zeros((5, 2)))
+    files = _write_data(tmp_path)
+    cases = [
+        (["--data", str(tmp_path / "noy.npz")], "needs an array 'y'"),
+        (["--data", str(files["sine"]), "--target", "nope"], "no column 'nope'"),
+        (["--data", str(files["csv"]), "--target", "label"], "given by name, but the file has no"),
+        (["--data", str(files["csv"]), "--target", "7"], "column index 7 out of range"),
+        (["--data", str(files["npz"]), "--target", "0"], "target applies to .csv files"),
+        (["--data", str(tmp_path / "x.txt")], "no such file"),
+    ]
+    for extra, needle in cases:
+        assert main(["train", *extra, "--no-progress", "--out", str(tmp_path / "o")]) == 2
+        _one_line_error(capsys, needle)
+        assert not (tmp_path / "o").exists()
+
+
+def test_predict_writes_labels_probabilities_and_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = _write_data(tmp_path)
+    clf, reg = tmp_path / "clf", tmp_path / "reg"
+    base = ["--no-progress", "--no-plots", "--hidden", "4", "--epochs", "20"]
+    assert main(["train", "--data", str(files["npz"]), *base, "--out", str(clf)]) == 0
+    assert main(["train", "--data", str(files["sine"]), "--target", "y", "--features", "x",
+                 "--loss", "mse", *base, "--out", str(reg)]) == 0  # fmt: skip
+    capsys.readouterr()
+    out = tmp_path / "p.csv"
+    argv = ["predict", "--model", str(clf / "model.npz"), "--data", str(files["npz"])]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert "accuracy on" in capsys.readouterr().err  # the file has labels: scored too
+    with out.open(newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["label", "p0", "p1"] and len(rows) == 81
+    model = resode.load(clf / "model.npz")
+    X = np.load(files["npz"])["X"]
+    assert [int(r[0]) for r in rows[1:]] == model.predict(X).tolist()
+    np.testing.assert_allclose(np.array(rows[1:], float)[:, 1:], model.predict_proba(X))
+    assert main(["predict", "--model", str(reg / "model.npz"), "--data", str(files["sine"]),
+                 "--target", "y", "--features", "x"]) == 0  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "prediction" and len(lines) == 81
+    # a file with the wrong number of features
+    assert main(["predict", "--model", str(reg / "model.npz"), "--data", str(files["npz"])]) == 2
+    _one_line_error(capsys, "has 2 feature columns, the model takes 1")
+    assert (
+        main(["predict", "--model", str(tmp_path / "none.npz"), "--data", str(files["npz"])]) == 2
+    )
+    _one_line_error(capsys, "resode predict: error: --model")
+
+
+# ------------------------------------------------------------------- options that do not apply
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--model", "resnet", "--pieces", "3"], "--pieces applies to --model node only"),
+        (["--model", "resnet", "--turnpike"], "--turnpike applies to --model node only"),
+        (["--layers", "4"], "--layers applies to --model resnet only"),
+        (["--field", "outside", "--hidden", "4"], "--hidden applies to --field bottleneck only"),
+        (["--optimizer", "sgd", "--beta1", "0.8"], "--beta1 applies to --optimizer adam only"),
+        (["--momentum", "0.9"], "--momentum applies to --optimizer sgd only"),
+        (["--gamma", "0.5"], "--gamma applies to --schedule step only"),
+        (["--target", "y"], "--target applies with --data only"),
+        (["--dataset", "moons", "--dim", "3"], "--dim applies to --dataset spheres only"),
+        (["--noise", "0.1"], "--noise applies to moons and spirals only"),
+    ],
+)
+def test_options_that_do_not_apply_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], needle: str
+) -> None:
+    out = tmp_path / "o"
+    assert main(["train", *extra, "--out", str(out)]) == 2
+    _one_line_error(capsys, needle)
+    assert not out.exists()
+
+
+def test_data_options_refuse_generated_data_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = _write_data(tmp_path)
+    for extra, needle in (
+        (["--dataset", "moons"], "--dataset applies to the generated data sets"),
+        (["--n-samples", "50"], "--n-samples applies to the generated data sets"),
+        (["--validation", str(files["npz"]), "--test-size", "0.3"], "--test-size does not"),
+    ):
+        assert main(["train", "--data", str(files["npz"]), *extra, "--out", str(tmp_path)]) == 2
+        _one_line_error(capsys, needle)
+
+
+def test_config_written_for_one_model_refuses_nothing_and_reports_its_origin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r"
+    assert main(["train", *SMALL, "--model", "resnet", "--field", "inside", "--layers", "3",
+                 "--no-plots", "--out", str(out)]) == 0  # fmt: skip
+    text = (out / "config.toml").read_text()
+    assert "pieces" not in text and "hidden" not in text and "beta1" in text
+    again = ["train", "--config", str(out / "config.toml"), "--no-plots", "--out"]
+    assert main([*again, str(tmp_path / "again")]) == 0
+    capsys.readouterr()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('model = "resnet"\npieces = 4\n')
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "x")]) == 2
+    _one_line_error(capsys, f"--pieces (from --config {bad}) applies to --model node only")
+
+
+def test_hidden_with_a_field_that_has_none_is_refused_in_python() -> None:
+    with pytest.raises(ValueError, match=r"hidden applies to field='bottleneck' only"):
+        resode.NeuralODE(2, field="outside", hidden=8)
+    with pytest.raises(ValueError, match=r"hidden applies to field='bottleneck' only"):
+        resode.ResNet(2, 3, field="inside", hidden=8)
+
+
+# ------------------------------------------------------------------- resume, divergence, logs
+
+
+def test_resume_with_another_models_checkpoint_exits_2_and_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = tmp_path / "a"
+    assert main(["train", *TINY, "--no-plots", "--checkpoint-every", "1", "--out", str(a)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "b"
+    argv = ["train", *SMALL, "--model", "resnet", "--resume", str(a / "checkpoint.npz"),
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    _one_line_error(capsys, "--resume", "does not match the model")
+    assert not out.exists()
+    (tmp_path / "junk.npz").write_bytes(b"not a checkpoint")
+    argv = ["train", *TINY, "--resume", str(tmp_path / "junk.npz"), "--out", str(out)]
+    assert main(argv) == 2
+    _one_line_error(capsys, "--resume")
+    assert not out.exists()
+
+
+def test_resumed_summary_counts_this_runs_epochs_and_lists_the_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r"
+    base = ["train", *TINY, "--no-plots", "--checkpoint-every", "1", "--out", str(out)]
+    assert main([*base, "--epochs", "2"]) == 0
+    first = capsys.readouterr().out
+    assert "trained 2 epochs in" in first and "checkpoint.npz" in first.splitlines()[-1]
+    assert main([*base, "--epochs", "5", "--resume", str(out / "checkpoint.npz")]) == 0
+    stdout = capsys.readouterr().out
+    assert "trained 3 epochs (resumed at epoch 2, 5 in all)" in stdout
+    assert json.loads((out / "run.json").read_text())["results"]["epochs_this_run"] == 3
+
+
+def test_overflowing_epoch_loss_is_a_divergence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "big"
+    assert main(["train", *TINY, "--T", "1e308", "--no-plots", "--out", str(out)]) == 1
+    assert "training diverged at epoch 1" in capsys.readouterr().err
+
+
+def test_log_lines_when_stderr_is_not_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", "--n-samples", "60", "--epochs", "6", "--pieces", "3", "--hidden", "4",
+            "--no-plots", "--out", str(tmp_path / "o")]  # fmt: skip
+    assert main([*argv, "--log-every", "2"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch")]
+    assert [line.split()[1] for line in lines] == ["2/6", "4/6", "6/6"]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+        assert f"  {key} " in lines[-1]
+    assert lines[-1].endswith(" s")
+    assert main([*argv, "--overwrite", "--no-progress"]) == 0
+    assert "epoch" not in capsys.readouterr().err

@@ -8,7 +8,12 @@ import pytest
 pytest.importorskip("sklearn")
 
 import resode
-from resode.sklearn import NeuralODEClassifier, ResNetClassifier
+from resode.sklearn import (
+    NeuralODEClassifier,
+    NeuralODERegressor,
+    ResNetClassifier,
+    ResNetRegressor,
+)
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -18,6 +23,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 _ESTIMATORS = [
     NeuralODEClassifier(pieces=4, hidden=8, epochs=60, lr=3e-2),
     ResNetClassifier(layers=4, h=0.25, hidden=8, epochs=60, lr=3e-2),
+    NeuralODERegressor(pieces=4, hidden=8, epochs=60, lr=3e-2),
+    ResNetRegressor(layers=4, h=0.25, hidden=8, epochs=60, lr=3e-2),
 ]
 
 
@@ -64,3 +71,21 @@ def test_bad_hyperparameters_fail_at_fit() -> None:
         clf.fit(X, y)
     with pytest.raises(ValueError, match="optimizer"):
         ResNetClassifier(optimizer="lbfgs").fit(X, y)
+
+
+@pytest.mark.parametrize("Regressor", [NeuralODERegressor, ResNetRegressor])
+def test_regressors_fit_a_sine(Regressor) -> None:
+    X, y = resode.datasets.sine(300, seed=0)
+    reg = Regressor(epochs=300, lr=2e-2, random_state=0).fit(X, y)
+    assert reg.predict(X).shape == (300,)
+    assert reg.score(X, y) >= 0.99
+    assert reg.history_.r2[-1] == pytest.approx(reg.score(X, y), rel=1e-9)
+    two = np.column_stack([y, -y])  # two outputs keep their shape
+    assert reg.fit(X, two).predict(X).shape == (300, 2)
+
+
+def test_regressor_in_a_grid_search() -> None:
+    X, y = resode.datasets.sine(120, noise=0.05, seed=1)
+    grid = GridSearchCV(ResNetRegressor(epochs=40), {"lr": [1e-2, 3e-2]}, cv=2).fit(X, y)
+    assert grid.best_params_["lr"] in (1e-2, 3e-2)
+    assert np.isfinite(grid.best_score_)

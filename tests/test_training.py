@@ -53,12 +53,15 @@ def test_fit_moons_resnet_reaches_95_percent() -> None:
 
 
 def test_fit_mse_targets_and_float32() -> None:
+    # loss="mse" is a regression: one-hot targets are fitted as real outputs, scored by R^2
     X, y = resode.datasets.concentric_spheres(200, seed=2)
     model = _spheres_node(loss="mse", dtype="float32")
     targets = np.eye(2)[y]
     h = resode.fit(model, X, targets, optimizer=Adam(lr=1e-2), epochs=60, seed=0, progress=False)
     assert model.params["W1"].dtype == np.float32
-    assert h.accuracy[-1] >= 0.95
+    assert "accuracy" not in h and h.r2[-1] >= 0.8
+    assert h.r2[-1] == pytest.approx(model.score(X, targets), rel=1e-6)
+    assert np.mean(np.argmax(model.predict(X), axis=1) == y) >= 0.95
 
 
 # --------------------------------------------------------------------------- history
@@ -414,15 +417,15 @@ def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(sys, "stderr", fake)
     resode.fit(resode.ResNet(2, 2, seed=0), X, y, epochs=3, progress=True)
     out = fake.getvalue()
-    assert "3/3" in out and "loss=" in out and "acc=" in out
+    assert "3/3" in out and "loss=" in out and "accuracy=" in out
     fake2 = _FakeTTY()
     monkeypatch.setattr(sys, "stderr", fake2)
     resode.fit(resode.ResNet(2, 2, seed=0), X, y, epochs=3, progress=False)
     assert fake2.getvalue() == ""
-    plain = io.StringIO()
+    plain = io.StringIO()  # not a terminal: plain log lines instead of a bar
     monkeypatch.setattr(sys, "stderr", plain)
     resode.fit(resode.ResNet(2, 2, seed=0), X, y, epochs=3, progress=True)
-    assert plain.getvalue() == ""
+    assert "\r" not in plain.getvalue() and "epoch 3/3  loss " in plain.getvalue()
 
 
 # --------------------------------------------------------------------------- optional deps
@@ -465,3 +468,55 @@ def test_training_diverged_pickles_with_its_attributes() -> None:
     h.append({"epoch": 1, "loss": 0.5})
     err = pickle.loads(pickle.dumps(TrainingDiverged("boom", epoch=2, batch=3, history=h)))
     assert (str(err), err.epoch, err.batch, err.history.loss) == ("boom", 2, 3, [0.5])
+
+
+# --------------------------------------------------------------------------- regression
+
+
+def test_regression_fits_a_sine_with_r2_history() -> None:
+    X, y = resode.datasets.sine(300, seed=0)
+    Xv, yv = resode.datasets.sine(100, seed=1)
+    model = resode.NeuralODE(
+        1, T=2.0, pieces=8, classes=1, loss="mse", field="bottleneck", hidden=16, augment=1, seed=0
+    )
+    h = resode.fit(
+        model, X, y, optimizer=Adam(lr=2e-2), epochs=300, seed=0, validation_data=(Xv, yv),
+        progress=False,
+    )  # fmt: skip
+    assert "accuracy" not in h and "val_accuracy" not in h
+    assert h.r2[-1] >= 0.99 and h.val_r2[-1] >= 0.99
+    assert model.score(Xv, yv) == pytest.approx(h.val_r2[-1], rel=1e-12)
+    assert model.predict(X).shape == (300,)  # 1-D targets in, 1-D predictions out
+    np.testing.assert_array_equal(model.predict(X), model.forward(X)[:, 0])
+    # R^2 as scikit-learn defines it
+    z = model.forward(Xv)[:, 0]
+    expected = 1 - np.sum((yv - z) ** 2) / np.sum((yv - yv.mean()) ** 2)
+    assert model.score(Xv, yv) == pytest.approx(expected, rel=1e-12)
+    resode.fit(model, X, y[:, None], epochs=1, progress=False)
+    assert model.predict(X).shape == (300, 1)  # (N, 1) targets: (N, 1) predictions
+
+
+def test_r2_of_several_outputs_is_their_mean() -> None:
+    from resode.models import r2_score
+
+    y = np.array([[1.0, 2.0], [2.0, 2.0], [3.0, 2.0]])
+    z = np.array([[1.0, 2.0], [2.5, 2.0], [2.5, 2.0]])
+    assert r2_score(y, z) == pytest.approx((1 - 0.5 / 2.0 + 1.0) / 2)  # constant column: 1
+
+
+def test_mse_y_shape_errors_name_both_shapes() -> None:
+    model = resode.ResNet(2, 2, classes=1, loss="mse", seed=0)
+    X = np.zeros((4, 2))
+    with pytest.raises(ValueError, match=r"y must have shape \(4, 1\) or \(4,\)"):
+        model.loss_and_grad(X, np.zeros(3))
+    z = model.forward(X)[:, 0]
+    assert model.score(X, z) == 1.0  # constant targets predicted exactly: 1, as scikit-learn
+    assert model.score(X, z + 1.0) == 0.0  # and missed: 0
+
+
+def test_epoch_mean_loss_overflow_is_a_divergence() -> None:
+    # each batch loss is finite (about 1e308) but their sample-weighted sum overflows
+    model = resode.ResNet(1, 1, classes=1, loss="mse", seed=0)
+    X, y = np.zeros((10, 1)), np.full(10, 1e154)
+    with pytest.raises(resode.TrainingDiverged, match="the epoch's mean loss is not finite"):
+        resode.fit(model, X, y, epochs=2, batch_size=5, progress=False)

@@ -44,6 +44,10 @@ PROG = "resode"
 TRAIN_DEFAULTS: dict[str, Any] = {
     # data
     "dataset": "spheres",
+    "data": None,
+    "target": None,
+    "features": None,
+    "validation": None,
     "n_samples": 1000,
     "dim": None,
     "noise": None,
@@ -92,6 +96,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "overwrite": False,
     "no_plots": False,
     "no_progress": False,
+    "log_every": None,
 }
 """Defaults of ``resode train`` (``out=None``: ``runs/<dataset>-<model>``)."""
 
@@ -102,11 +107,13 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "weight_decay": 1e-3,
     "epochs": 120,
     "batch_size": 200,
+    "schedule": "cosine",
     "out": "runs/demo",
     "overwrite": True,
 }
 """Defaults of ``resode demo``: concentric spheres, neural ODE with a bottleneck field (32
-hidden units, ReLU), one augmented dimension, ``T = 5``, 10 pieces, RK4, Adam."""
+hidden units, ReLU), one augmented dimension, ``T = 5``, 10 pieces, RK4, Adam with a cosine
+learning-rate schedule (the loss falls smoothly to the end)."""
 
 _DATASET_CHOICES = ("spheres", "chess", "chess3", "tricolor", "moons", "spirals", "digits")
 
@@ -171,6 +178,27 @@ def _add_run_options(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) ->
     )
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=_DATASET_CHOICES, help="data set (default %(default)s)")
+    g.add_argument(
+        "--data",
+        metavar="PATH",
+        help="train on your own file instead of --dataset: .npz with X (N, dim) and y, or .csv",
+    )
+    g.add_argument(
+        "--target",
+        metavar="NAME|INDEX",
+        help="the target column of a --data .csv file (default: the last)",
+    )
+    g.add_argument(
+        "--features",
+        metavar="COLUMNS",
+        help="comma-separated feature columns of --data (names or 0-based indices; default: "
+        "all but the target)",
+    )
+    g.add_argument(
+        "--validation",
+        metavar="PATH",
+        help="a test file like --data (instead of splitting off --test-size)",
+    )
     g.add_argument(
         "--n-samples",
         type=_int(4),
@@ -249,7 +277,15 @@ def _add_run_options(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) ->
         help="replace a model already in --out (train refuses to, so no trained model is lost)",
     )
     g.add_argument("--no-plots", action="store_true", default=None, help="skip the plots")
-    g.add_argument("--no-progress", action="store_true", default=None, help="no progress bar")
+    g.add_argument(
+        "--no-progress", action="store_true", default=None, help="no progress bar or log lines"
+    )
+    g.add_argument(
+        "--log-every",
+        type=_int(1),
+        metavar="N",
+        help="when stderr is not a terminal: a log line every N epochs (default: ~20 per run)",
+    )
     p.set_defaults(**defaults)
 
 
@@ -279,6 +315,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(demo, DEMO_DEFAULTS)
     bench = sub.add_parser("bench", help="run the benchmark suite and print the table")
     bench.add_argument("--full", action="store_true", help="the full suite (slow)")
+    predict = sub.add_parser(
+        "predict",
+        help="predict with a trained model on a data file",
+        description="Write the predictions of a trained model for the samples of a .npz or "
+        ".csv file: labels and class probabilities, or values for regression.",
+    )
+    predict.add_argument("--model", required=True, metavar="MODEL.npz", help="a saved model")
+    predict.add_argument("--data", required=True, metavar="PATH", help=".npz (X) or .csv file")
+    predict.add_argument(
+        "--target",
+        metavar="NAME|INDEX",
+        help="a target column in the .csv to leave out of the features (and score against)",
+    )
+    predict.add_argument(
+        "--features", metavar="COLUMNS", help="comma-separated feature columns (as for train)"
+    )
+    predict.add_argument(
+        "--out", metavar="FILE.csv", help="where to write the predictions (default: stdout)"
+    )
     return parser
 
 
@@ -345,8 +400,11 @@ def _config_defaults(parser: argparse.ArgumentParser, path: str) -> dict[str, An
 
 def _to_toml(options: Mapping[str, Any]) -> str:
     lines = ["# resode train options; rerun with: resode train --config config.toml"]
+    unused = set(_not_applicable(argparse.Namespace(**options)))
     for key, value in options.items():
         if value is None or key in ("config", "command", "resume", "out", "overwrite"):
+            continue
+        if key in unused:
             continue
         name = key.replace("_", "-")
         if isinstance(value, bool):
@@ -359,24 +417,115 @@ def _to_toml(options: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --------------------------------------------------------------------------- applicability
+
+
+def _not_applicable(args: argparse.Namespace) -> dict[str, str]:
+    """Options that mean nothing for this run, each with the reason (``dest -> reason``)."""
+    out: dict[str, str] = {}
+    if args.model == "resnet":
+        for dest in ("pieces", "substeps", "method", "turnpike", "gradient", "checkpoints"):
+            out[dest] = "applies to --model node only"
+    else:
+        for dest in ("layers", "h"):
+            out[dest] = "applies to --model resnet only"
+    if args.field != "bottleneck":
+        out["hidden"] = f"applies to --field bottleneck only (not {args.field})"
+    if args.optimizer == "adam":
+        for dest in ("momentum", "nesterov"):
+            out[dest] = "applies to --optimizer sgd only"
+    else:
+        for dest in ("beta1", "beta2", "eps"):
+            out[dest] = "applies to --optimizer adam only"
+    if args.schedule != "step":
+        for dest in ("step_size", "gamma"):
+            out[dest] = "applies to --schedule step only"
+    if getattr(args, "data", None) is not None:
+        for dest in ("dataset", "n_samples", "dim", "noise"):
+            out[dest] = "applies to the generated data sets, not --data"
+    else:
+        for dest in ("target", "features", "validation"):
+            out[dest] = "applies with --data only"
+        if args.dataset != "spheres":
+            out["dim"] = f"applies to --dataset spheres only, not {args.dataset}"
+        if args.dataset not in ("moons", "spirals"):
+            out["noise"] = f"applies to moons and spirals only, not {args.dataset}"
+    if getattr(args, "validation", None) is not None:
+        out["test_size"] = "does not apply with --validation (the test data are given)"
+    return out
+
+
+_UNSET = object()
+
+
+def _explicit(argv: Sequence[str], command: str) -> set[str]:
+    """The options that ``argv`` gives on the command line (as ``dest`` names)."""
+    parser = build_parser()
+    sub = _subparser(parser, command)
+    sub.set_defaults(**{a.dest: _UNSET for a in sub._actions if a.option_strings})
+    args = parser.parse_args(argv)
+    return {k for k, v in vars(args).items() if v is not _UNSET and k != "command"}
+
+
+def _refuse_unused(args: argparse.Namespace, given: set[str], from_config: set[str]) -> None:
+    """A usage error for the first given option that does not apply to this run."""
+    parser = _subparser(build_parser(), args.command)
+    flags = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
+    for dest, reason in _not_applicable(args).items():
+        if dest in given or dest in from_config:
+            where = f" (from --config {args.config})" if dest not in given else ""
+            raise _UsageError(f"{flags[dest]}{where} {reason}")
+
+
 # --------------------------------------------------------------------------- the run
 
 
-def _dataset(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
-    from . import datasets
+def _columns(text: str | None) -> list[str] | None:
+    return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
 
-    if args.dim is not None and args.dataset != "spheres":
-        raise _UsageError(f"--dim applies to --dataset spheres only, not {args.dataset}")
-    if args.noise is not None and args.dataset not in ("moons", "spirals"):
-        raise _UsageError(f"--noise applies to moons and spirals only, not {args.dataset}")
-    if args.dataset == "digits":
-        return datasets.digits()
-    kwargs: dict[str, Any] = {"seed": args.seed}
-    if args.dim is not None:
-        kwargs["dim"] = args.dim
-    if args.noise is not None:
-        kwargs["noise"] = args.noise
-    return datasets.DATASETS[args.dataset](args.n_samples, **kwargs)
+
+def _task(args: argparse.Namespace) -> str:
+    return "regression" if args.loss == "mse" else "classification"
+
+
+def _read_data(args: argparse.Namespace, path: str, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) of a --data / --validation file; every problem is a usage error."""
+    from .data_files import load
+
+    try:
+        X, y = load(path, target=args.target, features=_columns(args.features), task=_task(args))
+    except (OSError, ValueError) as exc:
+        raise _UsageError(f"{what} {exc}") from None
+    assert y is not None
+    return X, y
+
+
+def _dataset(args: argparse.Namespace) -> tuple[np.ndarray, ...]:
+    """(X_train, X_test, y_train, y_test) from --data / --validation or a generated set."""
+    from . import datasets
+    from .datasets import train_test_split
+
+    if args.data is not None:
+        X, y = _read_data(args, args.data, "--data")
+        if args.validation is not None:
+            X_te, y_te = _read_data(args, args.validation, "--validation")
+            if X_te.shape[1] != X.shape[1]:
+                raise _UsageError(
+                    f"--validation {args.validation} has {X_te.shape[1]} features, --data "
+                    f"{args.data} has {X.shape[1]}"
+                )
+            return X, X_te, y, y_te
+    elif args.dataset == "digits":
+        X, y = datasets.digits()
+    else:
+        kwargs: dict[str, Any] = {"seed": args.seed}
+        if args.dim is not None:
+            kwargs["dim"] = args.dim
+        if args.noise is not None:
+            kwargs["noise"] = args.noise
+        X, y = datasets.DATASETS[args.dataset](args.n_samples, **kwargs)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, args.test_size, seed=args.seed)
+    return X_tr, X_te, y_tr, y_te
 
 
 def _build_model(args: argparse.Namespace, dim: int, classes: int) -> Any:
@@ -441,26 +590,36 @@ def _describe(model: Any) -> str:
 
 
 def _plots(
-    model: Any, data: tuple[np.ndarray, ...], history: Any, out: Path
+    model: Any,
+    data: tuple[np.ndarray, np.ndarray],
+    labels: tuple[np.ndarray, np.ndarray] | None,
+    history: Any,
+    out: Path,
 ) -> tuple[list[str], list[str]]:
-    """Write every plot; returns (files written, notices)."""
+    """Write every plot; returns (files written, notices). ``labels`` is None for a
+    regression on real values (no classes to colour or separate)."""
     try:
         from . import plot
-    except ImportError:  # pragma: no cover - plot itself imports matplotlib lazily
-        return [], ["plots skipped: matplotlib is not installed (pip install resode[plot])"]
-    try:
+
         plot._require_matplotlib()
     except ImportError:
         return [], ["plots skipped: matplotlib is not installed (pip install resode[plot])"]
-    X_tr, X_te, y_tr, y_te = data
+    X_tr, X_te = data
     written, notes = [], []
-    plot.trajectories(model, X_tr, y_tr, out / "trajectories.gif")
-    written.append("trajectories.gif")
-    if model.dim == 2:
-        plot.decision_boundary(model, X_tr, y_tr, X_te, y_te, path=out / "decision_boundary.png")
-        written.append("decision_boundary.png")
+    if labels is not None:
+        y_tr, y_te = labels
+        plot.trajectories(model, X_tr, y_tr, out / "trajectories.gif")
+        written.append("trajectories.gif")
+        if model.dim == 2:
+            plot.decision_boundary(
+                model, X_tr, y_tr, X_te, y_te, path=out / "decision_boundary.png"
+            )
+            written.append("decision_boundary.png")
+        else:
+            notes.append(f"decision_boundary.png skipped: the inputs are {model.dim}-D, not 2-D")
     else:
-        notes.append(f"decision_boundary.png skipped: the inputs are {model.dim}-D, not 2-D")
+        y_tr = None
+        notes.append("trajectories.gif and decision_boundary.png skipped: no classes (regression)")
     plot.history(history, out / "history.png")
     plot.controls(model, out / "controls.png")
     plot.state_norm(model, X_tr, out / "state_norm.png", y=y_tr)
@@ -469,40 +628,72 @@ def _plots(
 
 
 def _setup(args: argparse.Namespace) -> dict[str, Any]:
-    """Data, model, optimiser and output folder; every problem here is a usage error."""
+    """Data, model, optimiser and output folder; every problem here is a usage error, found
+    before anything is written."""
     from . import set_num_threads
-    from .datasets import train_test_split
+    from .training import check_resumable, load_checkpoint
 
     if args.threads is not None:
         set_num_threads(args.threads)
-    X, y = _dataset(args)
-    inferred = int(y.max()) + 1
+    X_tr, X_te, y_tr, y_te = _dataset(args)
+    values = args.data is not None and _task(args) == "regression"  # y: real numbers
+    if values:
+        inferred = 1
+    else:
+        inferred = int(max(y_tr.max(), y_te.max())) + 1
     classes = inferred if args.classes is None else args.classes
+    if values and classes != 1:
+        raise _UsageError(f"--classes {classes}: a regression on --data has one output")
     if classes < inferred:
         raise _UsageError(f"--classes {classes} is too small: the data have {inferred} classes")
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, args.test_size, seed=args.seed)
-    model = _build_model(args, X.shape[1], classes)
+    model = _build_model(args, X_tr.shape[1], classes)
     optimizer = _build_optimizer(args)
-    out = Path(args.out if args.out is not None else f"runs/{args.dataset}-{args.model}")
+
+    def targets(y: np.ndarray) -> np.ndarray:
+        """Labels, real values, or one-hot rows (mse on a classification data set)."""
+        if _task(args) == "classification" or values:
+            return y
+        return np.eye(classes)[y]
+
+    out = Path(args.out if args.out is not None else _default_out(args))
     if (out / "model.npz").exists() and not args.overwrite and args.resume is None:
         raise _UsageError(
             f"--out {out} already holds a trained model (model.npz): choose another --out or "
             "pass --overwrite"
         )
+    resumed_epochs = 0
+    if args.resume is not None:
+        if not Path(args.resume).is_file():
+            raise _UsageError(f"--resume {args.resume}: no such file")
+        try:
+            state = load_checkpoint(args.resume)
+            check_resumable(model, state, fixed_projection=bool(args.fixed_projection))
+        except ValueError as exc:
+            raise _UsageError(f"--resume {args.resume}: {exc}") from None
+        resumed_epochs = int(state["epoch"])
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _UsageError(f"cannot create --out {out}: {exc.strerror or exc}") from None
-    if args.resume is not None and not Path(args.resume).is_file():
-        raise _UsageError(f"--resume {args.resume}: no such file")
     return {
-        "data": (X_tr, X_te, y_tr, y_te),
-        "dim": X.shape[1],
+        "data": (X_tr, X_te, targets(y_tr), targets(y_te)),
+        "labels": None if values else (y_tr, y_te),  # classes to colour and separate
+        "dim": X_tr.shape[1],
         "classes": classes,
         "model": model,
         "optimizer": optimizer,
         "out": out,
+        "resumed_epochs": resumed_epochs,
     }
+
+
+def _default_out(args: argparse.Namespace) -> str:
+    source = Path(args.data).stem if args.data is not None else args.dataset
+    return f"runs/{source}-{args.model}"
+
+
+def _source(args: argparse.Namespace) -> str:
+    return args.data if args.data is not None else args.dataset
 
 
 def _run(args: argparse.Namespace, command: str, setup: Mapping[str, Any]) -> int:
@@ -510,40 +701,40 @@ def _run(args: argparse.Namespace, command: str, setup: Mapping[str, Any]) -> in
     from . import NonFiniteError, __version__
     from .training import TrainingDiverged, fit
 
-    X_tr, X_te, y_tr, y_te = setup["data"]
+    X_tr, X_te, t_tr, t_te = setup["data"]
     model, optimizer, out, classes = (
         setup["model"],
         setup["optimizer"],
         setup["out"],
         setup["classes"],
     )
-
-    def targets(labels: np.ndarray) -> np.ndarray:
-        return np.eye(classes)[labels] if model.loss == "mse" else labels
-
+    regression = model.task == "regression"
+    kind = "outputs" if regression else "classes"
     print(
-        f"{PROG} {command}: {_describe(model)} on {args.dataset} "
-        f"({len(X_tr)} train / {len(X_te)} test samples, {setup['dim']}-D, {classes} classes)",
+        f"{PROG} {command}: {_describe(model)} on {_source(args)} "
+        f"({len(X_tr)} train / {len(X_te)} test samples, {setup['dim']}-D, {classes} {kind})",
         flush=True,
     )
     # -- training -------------------------------------------------------------------------
     t0 = time.perf_counter()
     status, error = 0, ""
+    checkpoint = out / "checkpoint.npz" if args.checkpoint_every else None
     try:
         history = fit(
             model,
             X_tr,
-            targets(y_tr),
+            t_tr,
             optimizer=optimizer,
             epochs=args.epochs,
             batch_size=args.batch_size,
             shuffle=not args.no_shuffle,
             seed=args.seed,
-            validation_data=(X_te, targets(y_te)),
+            validation_data=(X_te, t_te),
             bound=args.bound,
             fixed_projection=bool(args.fixed_projection),
             progress=not args.no_progress,
-            checkpoint=out / "checkpoint.npz" if args.checkpoint_every else None,
+            log_every=args.log_every,
+            checkpoint=checkpoint,
             checkpoint_every=args.checkpoint_every or 100,
             resume=args.resume,
         )
@@ -552,14 +743,16 @@ def _run(args: argparse.Namespace, command: str, setup: Mapping[str, Any]) -> in
     seconds = time.perf_counter() - t0
     # -- outputs --------------------------------------------------------------------------
     try:
-        train_acc, test_acc = model.score(X_tr, y_tr), model.score(X_te, y_te)
+        train_score, test_score = model.score(X_tr, t_tr), model.score(X_te, t_te)
     except NonFiniteError:  # after a divergence the finite parameters may still overflow
-        train_acc = test_acc = None
+        train_score = test_score = None
     model.save(out / "model.npz")
     history.to_csv(out / "history.csv")
     history.to_json(out / "history.json")
     options = {k: v for k, v in vars(args).items() if k not in ("config", "command")}
     (out / "config.toml").write_text(_to_toml(options), encoding="utf-8")
+    ran = max(len(history) - setup["resumed_epochs"], 0)
+    metric = "r2" if regression else "accuracy"
     run = {
         "resode": __version__,
         "command": command,
@@ -569,32 +762,96 @@ def _run(args: argparse.Namespace, command: str, setup: Mapping[str, Any]) -> in
         "optimizer": optimizer.config(),
         "results": {
             "epochs": len(history),
+            "epochs_this_run": ran,
             "seconds": seconds,
             "final_loss": history.to_jsonable()["loss"][-1] if len(history) else None,
-            "train_accuracy": train_acc,
-            "test_accuracy": test_acc,
+            f"train_{metric}": train_score,
+            f"test_{metric}": test_score,
             "diverged": error or None,
         },
     }
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
     files = ["model.npz", "history.csv", "history.json", "config.toml", "run.json"]
+    if checkpoint is not None and checkpoint.is_file():
+        files.append("checkpoint.npz")
     notes: list[str] = []
     if status == 0 and not args.no_plots:
-        written, notes = _plots(model, (X_tr, X_te, y_tr, y_te), history, out)
+        written, notes = _plots(model, (X_tr, X_te), setup["labels"], history, out)
         files += written
     loss = f", final loss {history.loss[-1]:.4g}" if len(history) else ""
-    epochs = f"{len(history)} epoch{'s' if len(history) != 1 else ''}"
+    epochs = f"{ran} epoch{'s' if ran != 1 else ''}"
+    if setup["resumed_epochs"]:
+        epochs += f" (resumed at epoch {setup['resumed_epochs']}, {len(history)} in all)"
     print(f"trained {epochs} in {seconds:.1f} s{loss}")
-    if train_acc is None or test_acc is None:
-        print("accuracy: not available (the model's states overflow)")
+    name = "R^2" if regression else "accuracy"
+    if train_score is None or test_score is None:
+        print(f"{name}: not available (the model's states overflow)")
+    elif regression:
+        print(f"{name}: train {train_score:.4f}, test {test_score:.4f}")
     else:
-        print(f"accuracy: train {100 * train_acc:.2f}%, test {100 * test_acc:.2f}%")
+        print(f"{name}: train {100 * train_score:.2f}%, test {100 * test_score:.2f}%")
     for note in notes:
         print(note)
     print(f"wrote {out}{os.sep}: {' '.join(files)}")
     if error:
         print(f"{PROG} {command}: error: {error}", file=sys.stderr)
     return status
+
+
+def _predict(args: argparse.Namespace) -> int:
+    """``resode predict``: predictions of a saved model for the samples of a data file."""
+    from .data_files import load as load_data
+    from .io import load as load_model
+
+    try:
+        model = load_model(args.model)
+    except (OSError, ValueError) as exc:
+        raise _UsageError(f"--model {args.model}: {exc}") from None
+    try:
+        X, y = load_data(
+            args.data,
+            target=args.target,
+            features=_columns(args.features),
+            task=model.task,
+            require_target=False,
+        )
+        if y is None and X.shape[1] == model.dim + 1 and args.features is None:
+            # the training file's layout (features and the target last): score against it
+            X, y = load_data(args.data, task=model.task)
+    except (OSError, ValueError) as exc:
+        raise _UsageError(f"--data {exc}") from None
+    if X.shape[1] != model.dim:
+        raise _UsageError(
+            f"--data {args.data} has {X.shape[1]} feature columns, the model takes {model.dim}"
+        )
+    if model.task == "regression":
+        outputs = model.forward(X)
+        names = ["prediction"] if model.classes == 1 else [f"y{k}" for k in range(model.classes)]
+        table = outputs
+    else:
+        proba = model.predict_proba(X)
+        names = ["label"] + [f"p{k}" for k in range(model.classes)]
+        table = np.column_stack([np.argmax(proba, axis=1), proba])
+    lines = [",".join(names)]
+    for row in table:
+        cells = [repr(float(v)) for v in row]
+        if model.task == "classification":
+            cells[0] = str(int(row[0]))
+        lines.append(",".join(cells))
+    text = "\n".join(lines) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            Path(args.out).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise _UsageError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
+        print(f"wrote {args.out}: {len(X)} predictions", file=sys.stderr)
+    if y is not None:
+        name = "R^2" if model.task == "regression" else "accuracy"
+        targets = y if model.task == "regression" else y.astype(np.int64)
+        print(f"{name} on {args.data}: {model.score(X, targets):.4f}", file=sys.stderr)
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -633,13 +890,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    from_config: set[str] = set()
     try:
         # a first pass finds the sub-command and --config; TOML values become defaults
         args, _ = parser.parse_known_args(argv)
         if getattr(args, "config", None):
             subparser = _subparser(parser, args.command)
-            subparser.set_defaults(**_config_defaults(subparser, args.config))
+            config = _config_defaults(subparser, args.config)
+            from_config = set(config)
+            subparser.set_defaults(**config)
         args = parser.parse_args(argv)
+        if args.command in ("train", "demo"):
+            _refuse_unused(args, _explicit(argv, args.command), from_config)
     except SystemExit as exc:  # --help, --version and argparse's usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except _UsageError as exc:
@@ -647,6 +909,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "bench":
         return _bench(args)
+    if args.command == "predict":
+        try:
+            return _predict(args)
+        except _UsageError as exc:
+            print(f"{PROG} predict: error: {exc}", file=sys.stderr)
+            return 2
     try:
         setup = _setup(args)
     except (_UsageError, ValueError, TypeError) as exc:

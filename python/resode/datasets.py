@@ -1,4 +1,4 @@
-"""Toy classification data sets for ResNet / neural-ODE experiments.
+"""Toy data sets for ResNet / neural-ODE experiments, and :func:`load` for users' own files.
 
 Every generator is pure NumPy and seeded through :func:`numpy.random.default_rng`:
 ``seed=None`` gives fresh randomness, the same integer seed gives bitwise identical
@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._validation import int_at_least
+from .data_files import load
 
 __all__ = [
     "DATASETS",
@@ -37,7 +38,9 @@ __all__ = [
     "chess3",
     "concentric_spheres",
     "digits",
+    "load",
     "moons",
+    "sine",
     "spirals",
     "train_test_split",
     "tricolor",
@@ -483,6 +486,38 @@ def digits(seed: SeedLike = None) -> tuple[NDArray[np.float64], NDArray[np.int64
         order = np.random.default_rng(seed).permutation(len(y))
         X, y = X[order], y[order]
     return np.ascontiguousarray(X), np.ascontiguousarray(y)
+
+
+def sine(
+    n: int, noise: float = 0.0, seed: SeedLike = None
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """A 1-D regression problem: ``y = sin(x) + noise * N(0, 1)``, ``x`` uniform in ``[-pi, pi]``.
+
+    Parameters
+    ----------
+    n : int
+        Number of samples, >= 1.
+    noise : float, default 0.0
+        Standard deviation of the Gaussian noise added to ``y``.
+    seed : int, numpy.random.Generator or None
+
+    Returns
+    -------
+    X : numpy.ndarray of float64, shape (n, 1)
+    y : numpy.ndarray of float64, shape (n,)
+
+    Examples
+    --------
+    >>> X, y = sine(100, seed=0)
+    >>> X.shape, y.shape, bool(abs(y - np.sin(X[:, 0])).max() == 0)
+    ((100, 1), (100,), True)
+    """
+    n = int_at_least("n", n, 1)
+    noise = _check_noise(noise)
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-math.pi, math.pi, size=(n, 1))
+    y = np.sin(X[:, 0]) + (noise * rng.standard_normal(n) if noise > 0 else 0.0)
+    return np.ascontiguousarray(X), np.ascontiguousarray(y, dtype=np.float64)
 
 
 def train_test_split(

@@ -66,6 +66,8 @@ _OPTIMIZER_PREFIX = "optimizer/"
 def _atomic_write(path: Path, write: Any) -> None:
     """Call ``write(fileobj)`` on a temporary file next to ``path``, fsync it, rename it."""
     directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():  # name the user's path, not the temporary file's
+        raise FileNotFoundError(f"cannot write {path}: no such folder {directory}")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -170,6 +172,8 @@ def model_payload(model: ResNet | NeuralODE) -> tuple[dict[str, Any], dict[str, 
         raise TypeError(f"model must be a resode.ResNet or resode.NeuralODE, got {type(model)!r}")
     expected = _expected_shapes(model.config)
     arrays: dict[str, np.ndarray] = {}
+    if not isinstance(model.params, Mapping):
+        raise TypeError(f"model.params must be a dict of arrays, got {type(model.params).__name__}")
     for name, shape in expected.items():
         if name not in model.params:
             raise ValueError(f"model.params is missing {name!r}")

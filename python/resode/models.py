@@ -61,6 +61,18 @@ def init_params(
     return params
 
 
+def r2_score(y: np.ndarray, z: np.ndarray) -> float:
+    """Coefficient of determination of predictions ``z`` for targets ``y``, both ``(N, C)``:
+    ``1 - SS_res / SS_tot`` per column, averaged over the columns (a constant column counts
+    1 when predicted exactly and 0 otherwise, as scikit-learn's ``r2_score``)."""
+    y64, z64 = np.asarray(y, dtype=np.float64), np.asarray(z, dtype=np.float64)
+    ss_res = np.sum((y64 - z64) ** 2, axis=0)
+    ss_tot = np.sum((y64 - y64.mean(axis=0)) ** 2, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
+    return float(np.mean(r2))
+
+
 class _Model:
     """What ResNet and NeuralODE share: parameters, configuration, prediction and training API."""
 
@@ -96,10 +108,18 @@ class _Model:
             if hidden is None:
                 raise ValueError("hidden must be given (an int >= 1) for field='bottleneck'")
             self.hidden: int | None = check_int("hidden", hidden, 1)
+        elif hidden is not None:
+            raise ValueError(
+                f"hidden applies to field='bottleneck' only (field={self.field!r} has no hidden "
+                f"layer); got hidden={hidden!r}"
+            )
         else:
-            self.hidden = None if hidden is None else check_int("hidden", hidden, 1)
+            self.hidden = None
         self.D = self.dim + self.augment
         self._pieces = pieces
+        # Regression with classes == 1: whether the last fit saw targets (N,) rather than
+        # (N, 1), so that predict returns the same shape.
+        self._flat_targets = False
         H = self.hidden if self.field == "bottleneck" else self.D
         sizes = field_param_shapes(self.field, pieces, self.D, H).values()
         count = sum(int(np.prod(shape, dtype=np.float64)) for shape in sizes)
@@ -152,6 +172,11 @@ class _Model:
         return shapes
 
     def _param(self, name: str) -> np.ndarray:
+        if not isinstance(self.params, dict):
+            raise TypeError(
+                f"params must be a dict of arrays {sorted(self._shapes)}, got "
+                f"{type(self.params).__name__}"
+            )
         if name not in self.params:
             raise ValueError(f"params is missing '{name}'")
         value = as_float_array(f"params['{name}']", self.params[name], self.dtype)
@@ -167,9 +192,12 @@ class _Model:
         if self.loss == "cross_entropy":  # for _core, which checks the label range itself
             return as_labels(y, n, self.classes, core_checks_range=True)
         t = as_float_array("y", y, self.dtype)
+        if self.classes == 1 and t.shape == (n,):
+            return t.reshape(n, 1)
         if t.shape != (n, self.classes):
+            flat = f" or ({n},)" if self.classes == 1 else ""
             raise ValueError(
-                f"y must have shape ({n}, {self.classes}) for loss 'mse', got shape {t.shape}"
+                f"y must have shape ({n}, {self.classes}){flat} for loss 'mse', got shape {t.shape}"
             )
         return t
 
@@ -184,6 +212,11 @@ class _Model:
         """All states on the layer/step grid, shape ``(steps + 1, N, D)``, ``D = dim + augment``."""
         return _core.trajectory(self._X(X), self._theta(), **self._sweep_args())
 
+    @property
+    def task(self) -> str:
+        """``"regression"`` for ``loss="mse"``, ``"classification"`` for cross-entropy."""
+        return "regression" if self.loss == "mse" else "classification"
+
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities ``softmax(logits)`` of shape ``(N, classes)``."""
         z = self.forward(X)
@@ -191,12 +224,29 @@ class _Model:
         return z / z.sum(axis=1, keepdims=True)
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted labels ``argmax(logits)``, int64 of shape ``(N,)``."""
-        return np.argmax(self.forward(X), axis=1).astype(np.int64)
+        """Predictions for ``X`` ``(N, dim)``.
+
+        Classification (cross-entropy): labels ``argmax(logits)``, int64 ``(N,)``.
+        Regression (``loss="mse"``): the outputs ``z = x_final P^T + c`` ``(N, classes)``, or
+        ``(N,)`` when ``classes == 1`` and the model was fitted on targets of shape ``(N,)``.
+        """
+        z = self.forward(X)
+        if self.task == "regression":
+            return z[:, 0] if self.classes == 1 and self._flat_targets else z
+        return np.argmax(z, axis=1).astype(np.int64)
 
     def score(self, X: Any, y: Any) -> float:
-        """Accuracy: the fraction of samples whose predicted label equals ``y`` (labels ``(N,)``,
-        or one-hot/float targets ``(N, classes)``, compared by argmax)."""
+        """Accuracy for classification, the coefficient of determination R^2 for regression.
+
+        Classification: the fraction of samples whose predicted label equals ``y`` (labels
+        ``(N,)``, or one-hot/float targets ``(N, classes)``, compared by argmax).
+        Regression: ``R^2 = 1 - sum (y - z)^2 / sum (y - mean(y))^2`` per output, averaged
+        over the outputs (scikit-learn's ``r2_score``); ``y`` of shape ``(N, classes)``, or
+        ``(N,)`` when ``classes == 1``.
+        """
+        if self.task == "regression":
+            z = self.forward(X)
+            return r2_score(self._targets(y, z.shape[0]), z)
         pred = self.predict(X)
         y = np.asarray(y)
         if y.ndim == 2 and y.shape == (pred.shape[0], self.classes) and self.classes > 1:

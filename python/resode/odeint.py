@@ -11,27 +11,86 @@ import numpy as np
 
 from . import _core
 from ._validation import as_features, as_float_array, check_choice, check_int, check_positive
-from .models import ACTIVATIONS, FIELDS, GRADIENTS, METHODS, field_param_names
+from .models import (
+    ACTIVATIONS,
+    FIELDS,
+    GRADIENTS,
+    METHODS,
+    NeuralODE,
+    ResNet,
+    field_param_names,
+)
 
 __all__ = ["odeint", "odeint_vjp"]
 
 
+_OPTIONS = ("T", "substeps", "method", "field", "activation", "augment")
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _infer_field(params: Mapping[str, Any]) -> str:
+    """``bottleneck`` for W1, b1, W2, b2; ``outside`` (the default field) for W, b."""
+    if all(n in params for n in field_param_names("bottleneck")):
+        return "bottleneck"
+    if all(n in params for n in field_param_names("outside")):
+        return "outside"
+    raise ValueError(
+        f"params must hold W, b (field 'outside' or 'inside') or W1, b1, W2, b2 (field "
+        f"'bottleneck'); got keys {sorted(params)}"
+    )
+
+
+def _from_model(model: Any, options: Mapping[str, Any]) -> tuple[Any, dict[str, Any], float]:
+    """(params, the sweep options, dt) of a resode.NeuralODE or resode.ResNet: the step is
+    the model's own (``h`` for a ResNet), so the states equal ``model.trajectory``'s."""
+    given = sorted(k for k, v in options.items() if v is not None)
+    if given:
+        raise ValueError(
+            f"{', '.join(given)}: taken from the model when a model is passed; build a model "
+            "with other settings, or pass model.params with the options"
+        )
+    if isinstance(model, NeuralODE):
+        T, substeps, method, dt = model.T, model.substeps, model.method, model.dt
+    else:  # a ResNet: one explicit Euler step of size h per layer
+        T, substeps, method, dt = model.layers * model.h, 1, "euler", model.h
+    return (
+        model.params,
+        {
+            "T": T,
+            "substeps": substeps,
+            "method": method,
+            "field": model.field,
+            "activation": model.activation,
+            "augment": model.augment,
+        },
+        dt,
+    )
+
+
 def _prepare(
-    params: Mapping[str, Any],
-    X: Any,
-    T: float,
-    substeps: int,
-    method: str,
-    field: str,
-    activation: str,
-    augment: int,
+    params: Any, X: Any, options: Mapping[str, Any]
 ) -> tuple[np.ndarray, list[np.ndarray], dict[str, Any], tuple[str, ...]]:
+    dt = None
+    if isinstance(params, (NeuralODE, ResNet)):
+        params, options, dt = _from_model(params, options)
+    else:
+        if not isinstance(params, Mapping):
+            raise TypeError(
+                "params must be a dict of field parameters or a resode.NeuralODE / ResNet, got "
+                f"{type(params).__name__}"
+            )
+        if options["T"] is None:
+            raise TypeError("T is required with a params dict (the final time)")
+    field = options["field"] if options["field"] is not None else _infer_field(params)
     check_choice("field", field, FIELDS)
-    check_choice("activation", activation, ACTIVATIONS)
-    check_choice("method", method, METHODS)
-    T = check_positive("T", T)
-    substeps = check_int("substeps", substeps, 1)
-    augment = check_int("augment", augment, 0)
+    activation = check_choice("activation", _or(options["activation"], "tanh"), ACTIVATIONS)
+    method = check_choice("method", _or(options["method"], "rk4"), METHODS)
+    T = check_positive("T", options["T"])
+    substeps = check_int("substeps", _or(options["substeps"], 1), 1)
+    augment = check_int("augment", _or(options["augment"], 0), 0)
     names = field_param_names(field)
     missing = [n for n in names if n not in params]
     if missing:
@@ -45,6 +104,13 @@ def _prepare(
     pieces, D = W1.shape[0], W1.shape[2]
     if augment >= D:
         raise ValueError(f"augment must be < D = {D} (the width of params['{names[0]}'])")
+    X_shape = np.shape(X)
+    if len(X_shape) == 2 and X_shape[1] != D - augment and X_shape[1] < D:
+        raise ValueError(
+            f"X has {X_shape[1]} columns but the parameters' width is D = {D} with augment = "
+            f"{augment}: X must have {D - augment} columns (or pass augment={D - X_shape[1]} "
+            "to add the missing zero columns)"
+        )
     Xc = as_features(X, D - augment, dtype)
     steps = max(pieces, 1) * substeps
     if not T / steps > 0:
@@ -53,7 +119,7 @@ def _prepare(
         "field": field,
         "activation": activation,
         "method": method,
-        "dt": T / steps,
+        "dt": dt if dt is not None else T / steps,
         "substeps": substeps,
         "augment": augment,
     }
@@ -61,28 +127,34 @@ def _prepare(
 
 
 def odeint(
-    params: Mapping[str, Any],
+    params: Mapping[str, Any] | NeuralODE | ResNet,
     X: Any,
     *,
-    T: float,
-    substeps: int = 1,
-    method: str = "rk4",
-    field: str = "outside",
-    activation: str = "tanh",
-    augment: int = 0,
+    T: float | None = None,
+    substeps: int | None = None,
+    method: str | None = None,
+    field: str | None = None,
+    activation: str | None = None,
+    augment: int | None = None,
 ) -> np.ndarray:
     """Integrate ``x' = f(theta(t), x)`` from ``x(0) = [X, 0]`` over ``[0, T]``.
 
     Parameters
     ----------
-    params : mapping
+    params : mapping, resode.NeuralODE or resode.ResNet
         Field parameters as in :class:`resode.NeuralODE` (``W``, ``b`` or ``W1``, ``b1``,
         ``W2``, ``b2``; leading axis = pieces); other keys (``P``, ``c``) are ignored. Their
-        dtype (float32 or float64) is the dtype of the computation.
+        dtype (float32 or float64) is the dtype of the computation. Or a model: its
+        parameters and its ``T``, ``substeps``, ``method``, ``field``, ``activation`` and
+        ``augment`` (a ResNet: ``layers`` explicit Euler steps of size ``h``); the options
+        below must then be left out.
     X : array_like, shape (N, dim)
         Initial states, augmented with ``augment`` zero columns to ``D = dim + augment``.
     T, substeps, method, field, activation, augment
         As for :class:`resode.NeuralODE`: ``steps = pieces * substeps``, ``dt = T / steps``.
+        ``T`` is required with a params dict; the others default to ``substeps=1``,
+        ``method="rk4"``, ``activation="tanh"``, ``augment=0`` and, for ``field``, the field
+        the keys name (``bottleneck`` for W1, b1, W2, b2; ``outside`` for W, b).
 
     Returns
     -------
@@ -95,23 +167,28 @@ def odeint(
     >>> params = resode.NeuralODE(2, pieces=4, seed=0).params
     >>> resode.odeint(params, np.ones((3, 2)), T=1.0, substeps=2).shape
     (9, 3, 2)
+    >>> model = resode.NeuralODE(2, T=2.0, pieces=4, augment=1, seed=0)
+    >>> resode.odeint(model, np.ones((3, 2))).shape
+    (5, 3, 3)
     """
-    Xc, theta, sweep, _ = _prepare(params, X, T, substeps, method, field, activation, augment)
+    options = {"T": T, "substeps": substeps, "method": method, "field": field,
+               "activation": activation, "augment": augment}  # fmt: skip
+    Xc, theta, sweep, _ = _prepare(params, X, options)
     return _core.trajectory(Xc, theta, **sweep)
 
 
 def odeint_vjp(
-    params: Mapping[str, Any],
+    params: Mapping[str, Any] | NeuralODE | ResNet,
     X: Any,
     cotangent: Any,
     *,
-    T: float,
-    substeps: int = 1,
-    method: str = "rk4",
-    field: str = "outside",
-    activation: str = "tanh",
-    augment: int = 0,
-    gradient: str = "discrete",
+    T: float | None = None,
+    substeps: int | None = None,
+    method: str | None = None,
+    field: str | None = None,
+    activation: str | None = None,
+    augment: int | None = None,
+    gradient: str | None = None,
     checkpoints: int | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Vector-Jacobian product of the flow map ``X -> x(T)`` (the last state of :func:`odeint`).
@@ -123,10 +200,11 @@ def odeint_vjp(
     cotangent : array_like, shape (N, D)
         ``v``, a cotangent on the final state ``x(T)`` (``D = dim + augment``).
     gradient : {"discrete", "adjoint"}
-        Exact reverse sweep of the integrator, or the continuous backsolve adjoint
-        (see :class:`resode.NeuralODE`).
+        Exact reverse sweep of the integrator (the default), or the continuous backsolve
+        adjoint (see :class:`resode.NeuralODE`). With a model: the model's.
     checkpoints : int or None
         Discrete gradient only: number of stored step states (see :class:`resode.NeuralODE`).
+        With a model: the model's.
 
     Returns
     -------
@@ -143,7 +221,15 @@ def odeint_vjp(
     >>> grads["W"].shape, dX.shape
     ((4, 2, 2), (3, 2))
     """
-    Xc, theta, sweep, names = _prepare(params, X, T, substeps, method, field, activation, augment)
+    options = {"T": T, "substeps": substeps, "method": method, "field": field,
+               "activation": activation, "augment": augment}  # fmt: skip
+    if isinstance(params, (NeuralODE, ResNet)):
+        if gradient is not None or checkpoints is not None:
+            raise ValueError("gradient and checkpoints come from the model when a model is passed")
+        gradient = getattr(params, "gradient", "discrete")
+        checkpoints = getattr(params, "checkpoints", None)
+    Xc, theta, sweep, names = _prepare(params, X, options)
+    gradient = "discrete" if gradient is None else gradient
     check_choice("gradient", gradient, GRADIENTS)
     K = 0 if checkpoints is None else check_int("checkpoints", checkpoints, 1)
     if K and gradient != "discrete":

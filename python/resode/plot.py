@@ -98,6 +98,19 @@ def _check_model(model: Any) -> Model:
     return model
 
 
+def _legend_outside(ax: Any) -> None:
+    """The legend right of the axes, in columns of at most 12 rows, so that it never covers
+    a curve or the title however many entries it has."""
+    entries = len(ax.get_legend_handles_labels()[0])
+    ax.legend(
+        fontsize=8,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0.0,
+        ncol=max(1, -(-entries // 12)),
+    )
+
+
 def _time_grid(model: Model) -> tuple[np.ndarray, str]:
     """Times of the trajectory states and the axis label."""
     if isinstance(model, NeuralODE):
@@ -133,9 +146,10 @@ def trajectories(
     """Animate the points flowing through the layers / time, coloured by class.
 
     The states come from ``model.trajectory(X)``, shape ``(steps + 1, N, D)``. With ``D == 2``
-    the plane is drawn, with ``D == 3`` 3-D axes, with ``D > 3`` the first two coordinates
-    (``D == 1``: the line). Each point leaves a faint trail; for two classes in 2-D the last
-    frame also shows the classifier's decision line ``(P_1 - P_0) x + c_1 - c_0 = 0``.
+    the plane is drawn, with ``D == 3`` 3-D axes, with ``D > 3`` the projection on the first
+    two principal components of the final states (``D == 1``: the line). Each point leaves a
+    faint trail; for two classes the last frame also shows what the flow was trained for: the
+    readout's separating line (2-D) or plane (3-D) ``(P_1 - P_0) x + c_1 - c_0 = 0``.
 
     Parameters
     ----------
@@ -205,6 +219,10 @@ def trajectories(
         Xa, labels = Xa[idx], labels[idx]
     traj = np.asarray(model.trajectory(Xa), dtype=np.float64)  # (steps + 1, n, D)
     steps, D = traj.shape[0] - 1, traj.shape[2]
+    if not np.isfinite(traj).all():
+        raise ValueError("the trajectory is not finite")
+    if D > 3:
+        traj = _principal_plane(traj)
     if D == 1:
         traj = np.concatenate([traj, np.zeros_like(traj)], axis=2)
     times, tlabel = _time_grid(model)
@@ -241,21 +259,26 @@ def trajectories(
     if three_d:
         dots.set_depthshade(False)
     axis_names = ["x1", "x2", "x3"] if D > 1 else ["x", ""]
+    if D > 3:
+        axis_names = ["PC 1", "PC 2"]
     for k, setter in enumerate((ax.set_xlabel, ax.set_ylabel, getattr(ax, "set_zlabel", None))):
         if k < dims and setter is not None:
             setter(axis_names[k])
-    sub = "" if D <= 3 else f" (first 2 of {D} coordinates)"
+    sub = "" if D <= 3 else f" (PCA of the final states, D = {D})"
     # The camera zooms out as the points spread: limits enclose all states up to the frame.
     lo = np.minimum.accumulate(traj[..., :dims].min(axis=1), axis=0)
     hi = np.maximum.accumulate(traj[..., :dims].max(axis=1), axis=0)
     if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
         raise ValueError("the trajectory is not finite")
-    pad = np.maximum(0.05 * (hi - lo), 1e-3 * np.maximum(np.abs(hi), 1.0))
+    # An axis on which the points have not spread yet (the augmented zeros at t = 0) gets a
+    # tenth of the largest extent the flow reaches, not a degenerate range.
+    floor = 0.1 * max(float((hi - lo).max()), 1e-12)
+    pad = np.maximum(0.05 * (hi - lo), np.maximum(floor - 0.5 * (hi - lo), 0.0))
     lo, hi = lo - pad, hi + pad
     if D == 1:  # the points move on the line y = 0
         lo[:, 1], hi[:, 1] = -1.0, 1.0
         ax.set_yticks([])
-    draw_line = model.classes == 2 and D == 2
+    draw_readout = model.classes == 2 and D in (2, 3)
 
     images: list[Any] = []
     writer = FFMpegWriter(fps=int(fps)) if suffix == ".mp4" else None
@@ -289,8 +312,12 @@ def trajectories(
                 dots.set_offsets(state[:, :2])
             ax.set_xlim(low[0], high[0])
             ax.set_ylim(low[1], high[1])
-            if draw_line and j == steps:
-                _readout_line(ax, model, [(low[0], high[0]), (low[1], high[1])])
+            if draw_readout and j == steps:
+                limits = [(low[k], high[k]) for k in range(dims)]
+                if three_d:
+                    _readout_plane(ax, model, limits)
+                else:
+                    _readout_line(ax, model, limits)
             t = (1.0 - w) * times[j] + w * times[nxt]
             when = f"t = {t:.2f}" if tlabel == "time t" else f"layer {round(s, 2):g}"
             ax.set_title(f"{type(model).__name__}: {when}{sub}")
@@ -305,6 +332,35 @@ def trajectories(
             p, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0
         )
     return p
+
+
+def _principal_plane(traj: np.ndarray) -> np.ndarray:
+    """States ``(steps + 1, n, D)`` projected on the first two principal components of the
+    final states (centred at their mean), ``(steps + 1, n, 2)``."""
+    final = traj[-1]
+    centre = final.mean(axis=0)
+    _, _, vt = np.linalg.svd(final - centre, full_matrices=False)
+    return (traj - centre) @ vt[:2].T
+
+
+def _readout_plane(ax: Any, model: Model, lims: Sequence[tuple[float, float]]) -> Any:
+    """Draw the plane ``w . x + b = 0`` (``w = P_1 - P_0``, ``b = c_1 - c_0``) in 3-D axes,
+    solved for its steepest coordinate so that it spans the box."""
+    P, c = np.asarray(model.params["P"], np.float64), np.asarray(model.params["c"], np.float64)
+    w, b = P[1] - P[0], c[1] - c[0]
+    k = int(np.argmax(np.abs(w)))
+    if w[k] == 0:
+        return None
+    u, v = (i for i in range(3) if i != k)
+    gu, gv = np.meshgrid(np.linspace(*lims[u], 12), np.linspace(*lims[v], 12))
+    gk = -(b + w[u] * gu + w[v] * gv) / w[k]
+    gk = np.where((gk >= lims[k][0]) & (gk <= lims[k][1]), gk, np.nan)  # clip to the box
+    grid: list[Any] = [None, None, None]
+    grid[u], grid[v], grid[k] = gu, gv, gk
+    surface = ax.plot_surface(*grid, color="0.3", alpha=0.25, linewidth=0, shade=False)
+    for axis, (a, z) in zip("xyz", lims):
+        getattr(ax, f"set_{axis}lim")(a, z)
+    return surface
 
 
 def _readout_line(ax: Any, model: Model, lims: Sequence[tuple[float, float]]) -> Any:
@@ -420,7 +476,7 @@ def decision_boundary(
         ax.imshow(image, origin="lower", extent=(x0, x1, y0, y1), aspect="auto", alpha=0.8)
     markers = {"train": "o", "test": "^"}
     for pts, lab, name in sets:
-        acc = float(np.mean(model.predict(pts) == lab)) if len(pts) else float("nan")
+        acc = float(np.mean(model.forward(pts).argmax(axis=1) == lab)) if len(pts) else float("nan")
         ax.scatter(
             pts[:, 0],
             pts[:, 1],
@@ -445,13 +501,13 @@ def decision_boundary(
 
 
 def history(history: Any, path: PathLike = "history.png", *, dpi: int = 120) -> Path:
-    """Training curves: loss (log scale when positive) and accuracy per epoch.
+    """Training curves: loss (log scale when positive) and accuracy (or R^2) per epoch.
 
     Parameters
     ----------
     history : resode.History or mapping
-        ``History`` or its ``to_dict()``; ``val_loss`` / ``val_accuracy`` are drawn too
-        when present.
+        ``History`` or its ``to_dict()``; ``val_loss`` / ``val_accuracy`` (``val_r2``) are
+        drawn too when present. A history with an ``r2`` column (regression) shows R^2.
     path : str or os.PathLike, default "history.png"
     dpi : int, default 120
 
@@ -469,17 +525,18 @@ def history(history: Any, path: PathLike = "history.png", *, dpi: int = 120) -> 
     data: Mapping[str, Sequence[float]] = (
         history.to_dict() if hasattr(history, "to_dict") else dict(history)
     )
-    for key in ("loss", "accuracy"):
+    metric = "r2" if "r2" in data else "accuracy"  # regression histories score R^2
+    for key in ("loss", metric):
         if key not in data:
             raise ValueError(f"history has no {key!r} column")
     epochs = np.asarray(data.get("epoch", np.arange(1, len(data["loss"]) + 1)))
     fig = _figure((8.0, 3.4))
-    ax_loss, ax_acc = fig.subplots(1, 2)
+    ax_loss, ax_metric = fig.subplots(1, 2)
     for key, ax, style in (
         ("loss", ax_loss, "-"),
         ("val_loss", ax_loss, "--"),
-        ("accuracy", ax_acc, "-"),
-        ("val_accuracy", ax_acc, "--"),
+        (metric, ax_metric, "-"),
+        ("val_" + metric, ax_metric, "--"),
     ):
         if key in data and len(data[key]):
             label = "validation" if key.startswith("val_") else "train"
@@ -488,9 +545,15 @@ def history(history: Any, path: PathLike = "history.png", *, dpi: int = 120) -> 
     if losses.size and np.all(losses > 0):
         ax_loss.set_yscale("log")
     ax_loss.set_title("loss")
-    ax_acc.set_title("accuracy")
-    ax_acc.set_ylim(-0.02, 1.02)
-    for ax in (ax_loss, ax_acc):
+    if metric == "accuracy":
+        ax_metric.set_title("accuracy")
+        ax_metric.set_ylim(-0.02, 1.02)
+    else:
+        ax_metric.set_title("$R^2$")
+        ax_metric.set_ylim(
+            max(-0.02, min(np.nanmin(np.asarray(data[metric], float)), 1.0) - 0.05), 1.02
+        )
+    for ax in (ax_loss, ax_metric):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -545,7 +608,7 @@ def controls(model: Model, path: PathLike = "controls.png", *, dpi: int = 120) -
         edges, xlabel = np.linspace(0.0, model.T, pieces + 1), "time t"
     else:
         edges, xlabel = np.arange(pieces + 1, dtype=np.float64), "layer"
-    fig = _figure((6.0, 3.6))
+    fig = _figure((7.2, 3.6))
     ax = fig.add_subplot()
     ax.stairs(total, edges, baseline=None, lw=2.0, color="k", label="|theta(t)|")
     for n, v in per.items():
@@ -555,7 +618,7 @@ def controls(model: Model, path: PathLike = "controls.png", *, dpi: int = 120) -
     ax.set_ylim(bottom=0)
     ax.set_title(f"{type(model).__name__}: controls per piece")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     fig.tight_layout()
     return _save(fig, path, dpi)
 
@@ -611,11 +674,11 @@ def state_norm(
         labels = _labels(y, norms.shape[1])
         colors = _class_colors(max(model.classes, int(labels.max(initial=0)) + 1))
         groups = [(labels == c, colors[c], f"class {c}") for c in np.unique(labels)]
-    fig = _figure((6.0, 3.6))
+    fig = _figure((7.2, 3.6))
     ax = fig.add_subplot()
     for mask, color, label in groups:
         sel = norms[:, mask]
-        ax.plot(times, sel.mean(axis=1), color=color, lw=1.8, label=f"{label}: mean")
+        ax.plot(times, sel.mean(axis=1), color=color, lw=1.8, label=label)
         ax.fill_between(
             times,
             np.quantile(sel, lo_q, axis=1),
@@ -623,12 +686,13 @@ def state_norm(
             color=color,
             alpha=0.2,
             lw=0,
-            label=f"{label}: {100 * lo_q:.0f}-{100 * hi_q:.0f}% band",
         )
     ax.set_xlabel(xlabel)
     ax.set_ylabel("|x(t)|")
-    ax.set_title(f"{type(model).__name__}: state norm")
+    ax.set_title(
+        f"{type(model).__name__}: state norm, mean and {100 * lo_q:.0f}-{100 * hi_q:.0f}% band"
+    )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     fig.tight_layout()
     return _save(fig, path, dpi)

@@ -1,10 +1,13 @@
-"""scikit-learn estimators: :class:`NeuralODEClassifier` and :class:`ResNetClassifier`.
+"""scikit-learn estimators: :class:`NeuralODEClassifier`, :class:`ResNetClassifier`,
+:class:`NeuralODERegressor` and :class:`ResNetRegressor`.
 
 They wrap :class:`resode.NeuralODE` / :class:`resode.ResNet` and :func:`resode.fit` behind the
-scikit-learn API (``fit``, ``predict``, ``predict_proba``, ``score``, ``get_params``,
-``set_params``), so they work in ``Pipeline``, ``GridSearchCV`` and ``cross_val_score``. Labels
-may be any sortable values (ints, strings, ...); they are mapped to ``0..n_classes-1`` through
-``classes_``. Needs scikit-learn (``pip install resode[sklearn]``).
+scikit-learn API (``fit``, ``predict``, ``predict_proba`` for classifiers, ``score``,
+``get_params``, ``set_params``), so they work in ``Pipeline``, ``GridSearchCV`` and
+``cross_val_score``. Classifier labels may be any sortable values (ints, strings, ...); they
+are mapped to ``0..n_classes-1`` through ``classes_``. Regressors fit real targets ``(n,)`` or
+``(n, n_outputs)`` with the mean squared error and score R^2. Needs scikit-learn
+(``pip install resode[sklearn]``).
 
 Examples
 --------
@@ -23,7 +26,7 @@ from typing import Any
 import numpy as np
 
 try:
-    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted
@@ -45,21 +48,49 @@ from .models import NeuralODE, ResNet
 from .optim import SGD, Adam, Optimizer
 from .training import History, fit
 
-__all__ = ["NeuralODEClassifier", "ResNetClassifier"]
+__all__ = ["NeuralODEClassifier", "NeuralODERegressor", "ResNetClassifier", "ResNetRegressor"]
 
 
-class _ResodeClassifier(ClassifierMixin, BaseEstimator):
-    """What both estimators share: data validation, label mapping, training, prediction."""
+def _store(estimator: BaseEstimator, arguments: dict[str, Any]) -> None:
+    """Set every constructor argument as an attribute of the same name, unchanged (as
+    scikit-learn requires: validation happens in fit)."""
+    for name, value in arguments.items():
+        if name not in ("self", "__class__"):
+            setattr(estimator, name, value)
+
+
+class _ResodeEstimator(BaseEstimator):
+    """What all four estimators share: the optimiser and one training run."""
 
     # attributes set by fit
     model_: ResNet | NeuralODE
     history_: History
-    classes_: np.ndarray
     n_features_in_: int
     n_iter_: int
 
-    def _make_model(self, dim: int, classes: int, seed: int) -> ResNet | NeuralODE:
+    def _make_model(self, dim: int, outputs: int, seed: int, loss: str) -> ResNet | NeuralODE:
         raise NotImplementedError
+
+    def _train(self, X: np.ndarray, targets: np.ndarray, outputs: int, loss: str) -> None:
+        """Build a new model with ``outputs`` outputs and train it on ``(X, targets)``."""
+        rng = check_random_state(self.random_state)
+        model_seed, fit_seed = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
+        model = self._make_model(X.shape[1], outputs, model_seed, loss)
+        history = fit(
+            model,
+            X,
+            targets,
+            optimizer=self._make_optimizer(),
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            seed=fit_seed,
+            bound=self.bound,
+            fixed_projection=self.fixed_projection,
+            progress=bool(self.verbose),
+        )
+        self.model_ = model
+        self.history_ = history
+        self.n_iter_ = len(history)
 
     def _make_optimizer(self) -> Optimizer:
         name = self.optimizer
@@ -68,6 +99,12 @@ class _ResodeClassifier(ClassifierMixin, BaseEstimator):
         if name == "sgd":
             return SGD(lr=self.lr, momentum=self.momentum)
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")
+
+
+class _ResodeClassifier(ClassifierMixin, _ResodeEstimator):
+    """Classification: label mapping, cross-entropy (or MSE on one-hot rows) training."""
+
+    classes_: np.ndarray
 
     def fit(self, X: Any, y: Any) -> _ResodeClassifier:
         """Build a new model and train it on ``(X, y)``.
@@ -90,33 +127,16 @@ class _ResodeClassifier(ClassifierMixin, BaseEstimator):
                 f"{type(self).__name__} needs samples of at least 2 classes in y; "
                 f"got 1 class ({classes[0]!r})"
             )
-        rng = check_random_state(self.random_state)
-        model_seed, fit_seed = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
-        model = self._make_model(X.shape[1], len(classes), model_seed)
         targets: np.ndarray = y_idx.astype(np.int64)
-        if model.loss == "mse":
-            targets = np.eye(len(classes), dtype=model.dtype)[y_idx]
-        history = fit(
-            model,
-            X,
-            targets,
-            optimizer=self._make_optimizer(),
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            seed=fit_seed,
-            bound=self.bound,
-            fixed_projection=self.fixed_projection,
-            progress=bool(self.verbose),
-        )
+        if self.loss == "mse":  # regression on one-hot rows, predicted by the largest output
+            targets = np.eye(len(classes), dtype=np.float64)[y_idx]
+        self._train(X, targets, len(classes), self.loss)
         self.classes_ = classes
-        self.model_ = model
-        self.history_ = history
-        self.n_iter_ = len(history)
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities, float array of shape ``(n_samples, n_classes)`` in the order
-        of ``classes_``."""
+        """Class probabilities (softmax of the outputs), float array of shape
+        ``(n_samples, n_classes)`` in the order of ``classes_``."""
         check_is_fitted(self, "model_")
         X = _validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
         return self.model_.predict_proba(X)
@@ -125,10 +145,100 @@ class _ResodeClassifier(ClassifierMixin, BaseEstimator):
         """Predicted labels (values of ``classes_``), shape ``(n_samples,)``."""
         check_is_fitted(self, "model_")
         X = _validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        return self.classes_[self.model_.predict(X)]
+        return self.classes_[np.argmax(self.model_.forward(X), axis=1)]
 
 
-class NeuralODEClassifier(_ResodeClassifier):
+class _ResodeRegressor(RegressorMixin, _ResodeEstimator):
+    """Regression: the mean squared error on real targets, one output per target column."""
+
+    def fit(self, X: Any, y: Any) -> _ResodeRegressor:
+        """Build a new model and train it on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features)
+        y : array_like, shape (n_samples,) or (n_samples, n_outputs)
+            Real targets.
+
+        Returns
+        -------
+        self
+        """
+        X, y = _validate_data(
+            self, X, y, dtype=(np.float64, np.float32), y_numeric=True, multi_output=True
+        )
+        targets = np.asarray(y, dtype=np.float64)
+        self._single_output = targets.ndim == 1
+        targets = targets.reshape(len(targets), -1)
+        self._train(X, targets, targets.shape[1], "mse")
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted values: ``(n_samples,)`` for a 1-D ``y`` in fit, else
+        ``(n_samples, n_outputs)``."""
+        check_is_fitted(self, "model_")
+        X = _validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        z = self.model_.forward(X)
+        return z[:, 0] if self._single_output else z
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
+        return {"multioutput": True}
+
+
+class _NeuralODEParams:
+    """The model half of the neural ODE estimators."""
+
+    def _make_model(self, dim: int, outputs: int, seed: int, loss: str) -> NeuralODE:
+        p: Any = self
+        return NeuralODE(
+            dim,
+            T=p.T,
+            pieces=p.pieces,
+            substeps=p.substeps,
+            method=p.method,
+            classes=outputs,
+            field=p.field,
+            activation=p.activation,
+            hidden=p.hidden if p.field == "bottleneck" else None,
+            augment=p.augment,
+            loss=loss,
+            weight_decay=p.weight_decay,
+            turnpike=p.turnpike,
+            gradient=p.gradient,
+            checkpoints=p.checkpoints,
+            dtype=p.dtype,
+            seed=seed,
+        )
+
+
+class _ResNetParams:
+    """The model half of the ResNet estimators."""
+
+    def _make_model(self, dim: int, outputs: int, seed: int, loss: str) -> ResNet:
+        p: Any = self
+        return ResNet(
+            dim,
+            p.layers,
+            classes=outputs,
+            field=p.field,
+            activation=p.activation,
+            hidden=p.hidden if p.field == "bottleneck" else None,
+            augment=p.augment,
+            h=p.h,
+            loss=loss,
+            weight_decay=p.weight_decay,
+            dtype=p.dtype,
+            seed=seed,
+        )
+
+
+class NeuralODEClassifier(_NeuralODEParams, _ResodeClassifier):
     """Neural ODE classifier (:class:`resode.NeuralODE` trained by :func:`resode.fit`).
 
     Parameters
@@ -200,53 +310,10 @@ class NeuralODEClassifier(_ResodeClassifier):
         random_state: Any = None,
         verbose: bool = False,
     ) -> None:
-        self.T = T
-        self.pieces = pieces
-        self.substeps = substeps
-        self.method = method
-        self.field = field
-        self.activation = activation
-        self.hidden = hidden
-        self.augment = augment
-        self.loss = loss
-        self.weight_decay = weight_decay
-        self.turnpike = turnpike
-        self.gradient = gradient
-        self.checkpoints = checkpoints
-        self.dtype = dtype
-        self.optimizer = optimizer
-        self.lr = lr
-        self.momentum = momentum
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.bound = bound
-        self.fixed_projection = fixed_projection
-        self.random_state = random_state
-        self.verbose = verbose
-
-    def _make_model(self, dim: int, classes: int, seed: int) -> NeuralODE:
-        return NeuralODE(
-            dim,
-            T=self.T,
-            pieces=self.pieces,
-            substeps=self.substeps,
-            method=self.method,
-            classes=classes,
-            field=self.field,
-            activation=self.activation,
-            hidden=self.hidden if self.field == "bottleneck" else None,
-            augment=self.augment,
-            loss=self.loss,
-            weight_decay=self.weight_decay,
-            turnpike=self.turnpike,
-            gradient=self.gradient,
-            checkpoints=self.checkpoints,
-            dtype=self.dtype,
-            seed=seed,
-        )
+        _store(self, locals())
 
 
-class ResNetClassifier(_ResodeClassifier):
+class ResNetClassifier(_ResNetParams, _ResodeClassifier):
     """Residual network classifier (:class:`resode.ResNet` trained by :func:`resode.fit`).
 
     Parameters
@@ -293,37 +360,110 @@ class ResNetClassifier(_ResodeClassifier):
         random_state: Any = None,
         verbose: bool = False,
     ) -> None:
-        self.layers = layers
-        self.h = h
-        self.field = field
-        self.activation = activation
-        self.hidden = hidden
-        self.augment = augment
-        self.loss = loss
-        self.weight_decay = weight_decay
-        self.dtype = dtype
-        self.optimizer = optimizer
-        self.lr = lr
-        self.momentum = momentum
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.bound = bound
-        self.fixed_projection = fixed_projection
-        self.random_state = random_state
-        self.verbose = verbose
+        _store(self, locals())
 
-    def _make_model(self, dim: int, classes: int, seed: int) -> ResNet:
-        return ResNet(
-            dim,
-            self.layers,
-            classes=classes,
-            field=self.field,
-            activation=self.activation,
-            hidden=self.hidden if self.field == "bottleneck" else None,
-            augment=self.augment,
-            h=self.h,
-            loss=self.loss,
-            weight_decay=self.weight_decay,
-            dtype=self.dtype,
-            seed=seed,
-        )
+
+class NeuralODERegressor(_NeuralODEParams, _ResodeRegressor):
+    """Neural ODE regressor: :class:`resode.NeuralODE` with ``loss="mse"`` trained by
+    :func:`resode.fit` on real targets ``(n,)`` or ``(n, n_outputs)``; ``score`` is R^2.
+
+    Parameters
+    ----------
+    T, pieces, substeps, method, field, activation, hidden, augment, weight_decay, turnpike,
+    gradient, checkpoints, dtype
+        Model arguments, see :class:`resode.NeuralODE` (the loss is the mean squared error).
+    optimizer, lr, momentum, epochs, batch_size, bound, fixed_projection, random_state, verbose
+        As for :class:`NeuralODEClassifier`.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    model_ : resode.NeuralODE
+    history_ : resode.History
+        With an ``r2`` column.
+    n_iter_ : int
+
+    Examples
+    --------
+    >>> import resode
+    >>> X, y = resode.datasets.sine(200, seed=0)
+    >>> reg = NeuralODERegressor(epochs=200, lr=2e-2, random_state=0).fit(X, y)
+    >>> reg.predict(X).shape, reg.score(X, y) > 0.9
+    ((200,), True)
+    """
+
+    def __init__(
+        self,
+        *,
+        T: float = 1.0,
+        pieces: int = 10,
+        substeps: int = 1,
+        method: str = "rk4",
+        field: str = "bottleneck",
+        activation: str = "tanh",
+        hidden: int | None = 16,
+        augment: int = 1,
+        weight_decay: float = 0.0,
+        turnpike: bool = False,
+        gradient: str = "discrete",
+        checkpoints: int | None = None,
+        dtype: str = "float64",
+        optimizer: str = "adam",
+        lr: float = 1e-2,
+        momentum: float = 0.0,
+        epochs: int = 100,
+        batch_size: int | None = None,
+        bound: float | None = None,
+        fixed_projection: bool = False,
+        random_state: Any = None,
+        verbose: bool = False,
+    ) -> None:
+        _store(self, locals())
+
+
+class ResNetRegressor(_ResNetParams, _ResodeRegressor):
+    """Residual network regressor: :class:`resode.ResNet` with ``loss="mse"`` trained by
+    :func:`resode.fit` on real targets ``(n,)`` or ``(n, n_outputs)``; ``score`` is R^2.
+
+    Parameters
+    ----------
+    layers, h, field, activation, hidden, augment, weight_decay, dtype
+        Model arguments, see :class:`resode.ResNet` (the loss is the mean squared error).
+    optimizer, lr, momentum, epochs, batch_size, bound, fixed_projection, random_state, verbose
+        As for :class:`NeuralODEClassifier`.
+
+    Attributes
+    ----------
+    n_features_in_, model_, history_, n_iter_
+        As for :class:`NeuralODERegressor` (``model_`` is a :class:`resode.ResNet`).
+
+    Examples
+    --------
+    >>> import resode
+    >>> X, y = resode.datasets.sine(200, seed=0)
+    >>> ResNetRegressor(epochs=200, lr=2e-2, random_state=0).fit(X, y).score(X, y) > 0.9
+    True
+    """
+
+    def __init__(
+        self,
+        *,
+        layers: int = 10,
+        h: float = 0.1,
+        field: str = "bottleneck",
+        activation: str = "tanh",
+        hidden: int | None = 16,
+        augment: int = 1,
+        weight_decay: float = 0.0,
+        dtype: str = "float64",
+        optimizer: str = "adam",
+        lr: float = 1e-2,
+        momentum: float = 0.0,
+        epochs: int = 100,
+        batch_size: int | None = None,
+        bound: float | None = None,
+        fixed_projection: bool = False,
+        random_state: Any = None,
+        verbose: bool = False,
+    ) -> None:
+        _store(self, locals())

@@ -41,6 +41,7 @@ __all__ = [
     "EarlyStopping",
     "History",
     "TrainingDiverged",
+    "check_resumable",
     "constrain",
     "fit",
     "load_checkpoint",
@@ -55,13 +56,16 @@ HISTORY_KEYS = (
     "epoch",
     "loss",
     "accuracy",
+    "r2",
     "val_loss",
     "val_accuracy",
+    "val_r2",
     "grad_norm",
     "lr",
     "time",
 )
-"""Columns of a :class:`History`, in CSV order (``val_*`` only with validation data)."""
+"""Columns of a :class:`History`, in CSV order (``accuracy`` for classification, ``r2`` for
+regression; ``val_*`` only with validation data)."""
 
 _CHECKPOINT_FORMAT = 1
 
@@ -110,10 +114,11 @@ class History:
         Mean training loss over the epoch's mini-batches, weighted by batch size, as the
         optimiser saw it (before each step; includes weight decay, and is the turnpike loss
         when the model uses ``turnpike``).
-    ``accuracy``
-        Training accuracy of the parameters at the end of the epoch (one extra forward sweep).
-    ``val_loss``, ``val_accuracy``
-        Loss and accuracy on ``validation_data`` at the end of the epoch (only when given).
+    ``accuracy`` (classification) or ``r2`` (regression, ``loss="mse"``)
+        The model's :meth:`score` on the training data with the parameters at the end of the
+        epoch (one extra forward sweep): accuracy, or the coefficient of determination R^2.
+    ``val_loss``, ``val_accuracy`` / ``val_r2``
+        Loss and score on ``validation_data`` at the end of the epoch (only when given).
     ``grad_norm``
         Mean over the epoch's mini-batches of the Euclidean norm of the gradient of the
         trained parameters (all arrays together; without ``P``, ``c`` under
@@ -246,7 +251,7 @@ class EarlyStopping:
     min_delta : float, default 0.0
         Smallest change that counts as an improvement.
     mode : {"min", "max"} or None
-        Whether smaller or larger is better; ``None`` picks ``"max"`` for accuracies.
+        Whether smaller or larger is better; ``None`` picks ``"max"`` for accuracies and R^2.
 
     Examples
     --------
@@ -263,7 +268,7 @@ class EarlyStopping:
         mode: str | None = None,
     ) -> None:
         if mode is None:
-            mode = "max" if "accuracy" in monitor else "min"
+            mode = "max" if "accuracy" in monitor or "r2" in monitor else "min"
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         self.monitor, self.patience, self.min_delta, self.mode = monitor, patience, min_delta, mode
@@ -335,6 +340,11 @@ def _check_model(model: Any) -> Model:
     if not isinstance(model, (ResNet, NeuralODE)):
         raise TypeError(f"model must be a resode.ResNet or resode.NeuralODE, got {type(model)!r}")
     expected = set(model._shapes)
+    if not isinstance(model.params, dict):
+        raise TypeError(
+            f"model.params must be a dict of arrays {sorted(expected)}, got "
+            f"{type(model.params).__name__}"
+        )
     if set(model.params) != expected:
         extra, missing = sorted(set(model.params) - expected), sorted(expected - set(model.params))
         raise ValueError(
@@ -363,18 +373,33 @@ def _data(model: Model, X: Any, y: Any, what: str) -> tuple[np.ndarray, np.ndarr
     return Xc, yc
 
 
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty is not None and isatty())
+
+
 def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
-    """A tqdm bar on stderr, or None (disabled, stderr not a terminal, or tqdm missing)."""
-    if not enabled:
+    """A tqdm bar on stderr when it is a terminal, else None."""
+    if not enabled or not _is_terminal(sys.stderr):
         return None
-    isatty = getattr(sys.stderr, "isatty", None)
-    if isatty is None or not isatty():
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
+    from tqdm import tqdm
+
     return tqdm(total=total, initial=initial, desc="epochs", unit="epoch", file=sys.stderr)
+
+
+def _default_log_every(epochs: int) -> int:
+    """About 20 log lines per run."""
+    return max(1, math.ceil(epochs / 20))
+
+
+def _log_line(row: Mapping[str, float], epochs: int) -> str:
+    """One plain progress line: epoch, loss, score, validation, lr and elapsed time."""
+    parts = [f"epoch {int(row['epoch'])}/{epochs}", f"loss {row['loss']:.4g}"]
+    for key in ("accuracy", "r2", "val_loss", "val_accuracy", "val_r2"):
+        if key in row:
+            parts.append(f"{key} {row[key]:.4g}")
+    parts += [f"lr {row['lr']:.3g}", f"{row['time']:.1f} s"]
+    return "  ".join(parts)
 
 
 def _grad_norm(grads: Mapping[str, np.ndarray]) -> float:
@@ -502,6 +527,23 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
     }
 
 
+def check_resumable(model: Model, state: Mapping[str, Any], *, fixed_projection: bool) -> None:
+    """Raise ``ValueError`` unless ``model`` can continue from the checkpoint ``state`` (from
+    :func:`load_checkpoint`): the same kind of model with the same configuration (the seed
+    aside) and the same ``fixed_projection``."""
+    saved = state["model"]
+    ignore = ("seed",)  # only the initialisation depends on it
+    same = type(saved) is type(model) and all(
+        saved.config[k] == v for k, v in model.config.items() if k not in ignore
+    )
+    if not same:
+        raise ValueError(
+            f"resume: the checkpoint's model {saved!r} does not match the model {model!r}"
+        )
+    if bool(state["settings"].get("fixed_projection")) != bool(fixed_projection):
+        raise ValueError("resume: fixed_projection differs from the checkpoint's")
+
+
 # --------------------------------------------------------------------------- fit
 
 
@@ -520,6 +562,7 @@ def fit(
     fixed_projection: bool = False,
     callbacks: Iterable[Callback] = (),
     progress: bool = True,
+    log_every: int | None = None,
     checkpoint: PathLike | None = None,
     checkpoint_every: int = 100,
     resume: PathLike | None = None,
@@ -540,7 +583,7 @@ def fit(
         Converted once to ``model.dtype``.
     y : array_like
         Integer labels ``(N,)`` in ``[0, classes)`` (``loss="cross_entropy"``), or float
-        targets ``(N, classes)`` (``loss="mse"``).
+        targets ``(N, classes)`` (``loss="mse"``, regression; ``(N,)`` when ``classes == 1``).
     optimizer : resode.optim.Optimizer, optional
         Default ``resode.optim.Adam(lr=1e-3)`` (PyTorch's default). Its state carries over if
         you call ``fit`` again with the same optimiser.
@@ -557,7 +600,7 @@ def fit(
         (the core sums over fixed groups of samples in a fixed order). ``None``: a
         fresh random seed (stored in checkpoints, so resuming still replays the same order).
     validation_data : tuple (X_val, y_val), optional
-        Evaluated at the end of every epoch (``val_loss``, ``val_accuracy``).
+        Evaluated at the end of every epoch (``val_loss``, ``val_accuracy`` or ``val_r2``).
     bound : float or None
         After every step, rescale each piece's field parameters so that
         ``sum|W_k| + sum|b_k| <= bound`` (bottleneck: ``W1_k, b1_k, W2_k, b2_k`` together);
@@ -571,8 +614,13 @@ def fit(
         row (a dict). Returning ``True`` or raising ``StopIteration`` stops training after
         this epoch (see also :class:`EarlyStopping`).
     progress : bool, default True
-        Show a tqdm progress bar (epoch, loss, accuracy) on stderr; silent when False, when
-        stderr is not a terminal, or when tqdm is not installed.
+        Report progress on stderr: a tqdm bar (epoch, loss, score) when stderr is a terminal,
+        otherwise (batch jobs, captured output, ``2> log``) one plain line every
+        ``log_every`` epochs with epoch, loss, score, validation loss and score, learning rate
+        and elapsed time. ``False``: silent.
+    log_every : int or None
+        Epochs between plain log lines (default: about 20 lines per run); the last epoch is
+        always logged.
     checkpoint : str or os.PathLike, optional
         Write a checkpoint there (atomically, one ``.npz``: model, optimiser state, history,
         shuffling seed and epoch) every ``checkpoint_every`` epochs and when training ends.
@@ -615,6 +663,7 @@ def fit(
     epochs = int(epochs)
     Xc, yc = _data(model, X, y, "training data")
     n = Xc.shape[0]
+    flat_targets = model.task == "regression" and np.ndim(y) == 1
     if batch_size is None:
         batch = n
     elif isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
@@ -633,6 +682,12 @@ def fit(
         raise TypeError(f"checkpoint_every must be an int, got {checkpoint_every!r}")
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    if log_every is None:
+        log_every = _default_log_every(epochs)
+    elif isinstance(log_every, bool) or not isinstance(log_every, (int, np.integer)):
+        raise TypeError(f"log_every must be an int or None, got {log_every!r}")
+    elif log_every < 1:
+        raise ValueError(f"log_every must be >= 1, got {log_every}")
     if optimizer is not None and not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a resode.optim.Optimizer, got {optimizer!r}")
     if validation_data is not None:
@@ -651,17 +706,7 @@ def fit(
     elapsed0 = 0.0
     if resume is not None:
         state = load_checkpoint(resume)
-        saved = state["model"]
-        ignore = ("seed",)  # only the initialisation depends on it
-        same = type(saved) is type(model) and all(
-            saved.config[k] == v for k, v in model.config.items() if k not in ignore
-        )
-        if not same:
-            raise ValueError(
-                f"resume: the checkpoint's model {saved!r} does not match the model {model!r}"
-            )
-        if bool(state["settings"].get("fixed_projection")) != bool(fixed_projection):
-            raise ValueError("resume: fixed_projection differs from the checkpoint's")
+        check_resumable(model, state, fixed_projection=fixed_projection)
         for name in model.params:
             model.params[name] = state["model"].params[name]
         if optimizer is None:
@@ -686,7 +731,10 @@ def fit(
         "fixed_projection": bool(fixed_projection),
     }
 
+    model._flat_targets = flat_targets
     bar = _progress_bar(bool(progress), epochs, min(start, epochs))
+    log = bool(progress) and bar is None
+    metric = "r2" if model.task == "regression" else "accuracy"
     t0 = time.perf_counter() - elapsed0
     stop = False
     try:
@@ -738,16 +786,25 @@ def fit(
                 loss_sum += loss * len(idx)
                 norm_sum += _grad_norm(g)
                 batches += 1
-            row: dict[str, float] = {"epoch": epoch + 1, "loss": loss_sum / n}
+            epoch_loss = loss_sum / n
+            if not math.isfinite(epoch_loss):  # finite batch losses whose mean overflows
+                raise TrainingDiverged(
+                    f"training diverged at epoch {epoch + 1}: the epoch's mean loss is not "
+                    f"finite ({epoch_loss}) although each batch loss was",
+                    epoch=epoch + 1,
+                    batch=batches,
+                    history=history,
+                )
+            row: dict[str, float] = {"epoch": epoch + 1, "loss": epoch_loss}
             try:
-                row["accuracy"] = model.score(Xc, yc)
+                row[metric] = model.score(Xc, yc)
                 if validation_data is not None:
                     row["val_loss"] = model.loss_and_grad(Xv, yv)[0]
-                    row["val_accuracy"] = model.score(Xv, yv)
+                    row["val_" + metric] = model.score(Xv, yv)
             except _core.NonFiniteError as exc:
                 raise TrainingDiverged(
                     f"training diverged at epoch {epoch + 1}, batch {batches} (evaluating the "
-                    f"epoch's accuracy): {exc}",
+                    f"epoch's {metric}): {exc}",
                     epoch=epoch + 1,
                     batch=batches,
                     history=history,
@@ -760,11 +817,13 @@ def fit(
             for cb in callbacks:
                 stop = _call_callback(cb, epoch + 1, row, model) or stop
             if bar is not None:
-                postfix = {"loss": f"{row['loss']:.4g}", "acc": f"{row['accuracy']:.3f}"}
-                if "val_accuracy" in row:
-                    postfix["val_acc"] = f"{row['val_accuracy']:.3f}"
+                postfix = {"loss": f"{row['loss']:.4g}", metric: f"{row[metric]:.3f}"}
+                if "val_" + metric in row:
+                    postfix["val_" + metric] = f"{row['val_' + metric]:.3f}"
                 bar.set_postfix(postfix, refresh=False)
                 bar.update(1)
+            elif log and ((epoch + 1) % log_every == 0 or epoch + 1 == epochs or stop):
+                print(_log_line(row, epochs), file=sys.stderr, flush=True)
             done = epoch + 1
             last = stop or done == epochs
             if checkpoint is not None and (done % checkpoint_every == 0 or last):

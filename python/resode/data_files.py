@@ -1,0 +1,245 @@
+"""Users' own data: read ``.npz`` and ``.csv`` files into ``(X, y)``.
+
+:func:`load` (also :func:`resode.datasets.load`) is what ``resode train --data`` and
+``resode predict --data`` read. Every problem with a file raises ``ValueError`` (or
+``FileNotFoundError``) with one line that names the file and, for CSV, the line and column.
+
+Formats
+-------
+``.npz``
+    Arrays ``X`` of shape ``(N, dim)`` and ``y`` of shape ``(N,)`` (``y`` may be absent when
+    only features are needed, e.g. for prediction).
+``.csv``
+    One sample per row, comma-separated numbers. The first row is a header when any of its
+    cells is not a number. The target is the last column unless ``target`` names another
+    (by header name or by 0-based index, negative from the end); ``features`` chooses the
+    feature columns (default: all others).
+
+Examples
+--------
+>>> import numpy as np, tempfile, os
+>>> from resode.data_files import load
+>>> path = os.path.join(tempfile.mkdtemp(), "data.csv")
+>>> with open(path, "w") as f:
+...     _ = f.write("x1,x2,label\\n0.5,1.0,0\\n-0.2,0.3,1\\n")
+>>> X, y = load(path)
+>>> X.shape, y.tolist()
+((2, 2), [0, 1])
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+__all__ = ["TASKS", "load"]
+
+TASKS = ("classification", "regression")
+
+PathLike = Union[str, "os.PathLike[str]"]
+Column = Union[int, str]
+
+
+def load(
+    path: PathLike,
+    *,
+    target: Column | None = None,
+    features: Sequence[Column] | None = None,
+    task: str = "classification",
+    require_target: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read ``(X, y)`` from a ``.npz`` or ``.csv`` file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    target : str or int, optional
+        CSV only: the target column, by header name or 0-based index (negative counts from
+        the end). Default: the last column.
+    features : sequence of str or int, optional
+        The feature columns (CSV: names or indices; ``.npz``: indices into ``X``'s columns).
+        Default: every column but the target.
+    task : {"classification", "regression"}
+        Classification targets must be integer labels ``>= 0`` with at least 2 classes;
+        regression targets any finite numbers.
+    require_target : bool, default True
+        ``False``: a file without targets is accepted and ``y`` is ``None`` (CSV: all columns
+        are features unless ``target`` is given).
+
+    Returns
+    -------
+    X : numpy.ndarray of float64, shape (N, dim)
+    y : numpy.ndarray, shape (N,), or None
+        int64 labels (classification) or float64 values (regression).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        For an unknown extension, ragged rows, non-numeric or non-finite values, unknown
+        columns, an empty file, or classification labels that are not integers ``>= 0`` in
+        at least 2 classes.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    p = Path(os.fspath(path))
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file")
+    suffix = p.suffix.lower()
+    if suffix == ".npz":
+        if target is not None:
+            raise ValueError(f"{p}: target applies to .csv files (a .npz file has its array y)")
+        X, y = _read_npz(p, features, require_target)
+    elif suffix == ".csv":
+        X, y = _read_csv(p, target, features, require_target)
+    else:
+        raise ValueError(
+            f"{p}: unknown data format {suffix or '(no extension)'!r}; use .npz or .csv"
+        )
+    if X.shape[0] == 0:
+        raise ValueError(f"{p}: no samples")
+    if X.shape[1] == 0:
+        raise ValueError(f"{p}: no feature columns")
+    if not np.isfinite(X).all():
+        row, col = np.argwhere(~np.isfinite(X))[0]
+        raise ValueError(
+            f"{p}: feature value {X[row, col]} (sample {row}, feature {col}) is not finite"
+        )
+    if y is None:
+        return X, None
+    return X, _check_targets(p, y, task)
+
+
+def _check_targets(p: Path, y: np.ndarray, task: str) -> np.ndarray:
+    if not np.isfinite(y).all():
+        row = int(np.argwhere(~np.isfinite(y))[0][0])
+        raise ValueError(f"{p}: target {y[row]} (sample {row}) is not finite")
+    if task == "regression":
+        return np.ascontiguousarray(y, dtype=np.float64)
+    if not np.array_equal(y, np.round(y)) or (y < 0).any():
+        raise ValueError(
+            f"{p}: classification needs integer labels >= 0 in the target column "
+            "(use --loss mse for a regression target)"
+        )
+    labels = y.astype(np.int64)
+    if len(np.unique(labels)) < 2:
+        raise ValueError(f"{p}: the target column holds a single class ({labels[0]}); need >= 2")
+    return labels
+
+
+def _read_npz(
+    p: Path, features: Sequence[Column] | None, require_target: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            names = set(data.files)
+            if "X" not in names:
+                raise ValueError(f"{p}: a .npz data file needs an array 'X' (N, dim)")
+            X = np.asarray(data["X"])
+            y = np.asarray(data["y"]) if "y" in names else None
+    except ValueError as exc:
+        if str(exc).startswith(str(p)):
+            raise
+        raise ValueError(f"{p}: not a readable .npz file ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{p}: not a readable .npz file ({exc})") from None
+    if X.dtype.kind not in "biuf" or (y is not None and y.dtype.kind not in "biuf"):
+        raise ValueError(f"{p}: X and y must be numeric arrays")
+    if X.ndim != 2:
+        raise ValueError(f"{p}: X must have shape (N, dim), got {X.shape}")
+    if features is not None:
+        columns = [_column_index(p, c, None, X.shape[1]) for c in features]
+        X = X[:, columns]
+    if y is None:
+        if require_target:
+            raise ValueError(f"{p}: a .npz data file needs an array 'y' (N,) of targets")
+        return np.ascontiguousarray(X, dtype=np.float64), None
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"{p}: y must have shape ({X.shape[0]},) like X's rows, got {y.shape}")
+    return np.ascontiguousarray(X, dtype=np.float64), y.astype(np.float64)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _column_index(p: Path, column: Column, header: list[str] | None, width: int) -> int:
+    """0-based index of a column given by name or index; ValueError naming it otherwise."""
+    if isinstance(column, str) and not _is_int(column):
+        if header is None:
+            raise ValueError(f"{p}: column {column!r} given by name, but the file has no header")
+        if column not in header:
+            raise ValueError(f"{p}: no column {column!r} (columns: {', '.join(header)})")
+        return header.index(column)
+    index = int(column)
+    if not -width <= index < width:
+        raise ValueError(f"{p}: column index {index} out of range for {width} columns")
+    return index % width
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv(
+    p: Path, target: Column | None, features: Sequence[Column] | None, require_target: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        with p.open(newline="", encoding="utf-8") as f:
+            rows = [(i + 1, row) for i, row in enumerate(csv.reader(f)) if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{p}: not a readable CSV file ({exc})") from None
+    if not rows:
+        raise ValueError(f"{p}: the file is empty")
+    header: list[str] | None = None
+    if not all(_is_number(cell) for cell in rows[0][1]):
+        header = [cell.strip() for cell in rows[0][1]]
+        rows = rows[1:]
+    if not rows:
+        raise ValueError(f"{p}: no samples (only a header)")
+    width = len(header) if header is not None else len(rows[0][1])
+    values = np.empty((len(rows), width), dtype=np.float64)
+    for r, (line, row) in enumerate(rows):
+        if len(row) != width:
+            raise ValueError(f"{p}, line {line}: {len(row)} columns, expected {width}")
+        for c, cell in enumerate(row):
+            try:
+                values[r, c] = float(cell)
+            except ValueError:
+                name = f" ({header[c]!r})" if header else ""
+                raise ValueError(
+                    f"{p}, line {line}, column {c + 1}{name}: {cell.strip()!r} is not a number"
+                ) from None
+            if not math.isfinite(values[r, c]):
+                raise ValueError(
+                    f"{p}, line {line}, column {c + 1}: {cell.strip()!r} is not finite"
+                )
+    has_target = require_target or target is not None
+    t = (
+        _column_index(p, target if target is not None else -1, header, width)
+        if has_target
+        else None
+    )
+    if features is not None:
+        columns = [_column_index(p, c, header, width) for c in features]
+        if t is not None and t in columns:
+            raise ValueError(f"{p}: the target column is also a feature")
+    else:
+        columns = [c for c in range(width) if c != t]
+    X = np.ascontiguousarray(values[:, columns])
+    return X, (values[:, t].copy() if t is not None else None)
