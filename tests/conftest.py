@@ -5,6 +5,8 @@ Helpers live in each test module (``--import-mode=importlib`` makes conftest hel
 import); here only what must wrap every test.
 """
 
+import os
+
 import pytest
 import resode
 
@@ -15,3 +17,28 @@ def _restore_num_threads():
     before = resode.get_num_threads()
     yield
     resode.set_num_threads(before)
+
+
+# Under CI (the CI environment variable set) every optional test dependency is installed: a
+# test or test module skipped because one failed to import is a failure, never a silent skip.
+_IMPORT_SKIP = "could not import"
+
+
+def _fail_import_skips(report) -> None:
+    if os.environ.get("CI") and report.skipped:
+        text = str(report.longrepr)
+        if _IMPORT_SKIP in text:
+            report.outcome = "failed"
+            report.longrepr = f"CI: an optional test dependency is missing: {text}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_import_skips(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_import_skips(outcome.get_result())

@@ -391,3 +391,49 @@ def test_train_test_split_length_mismatch() -> None:
 def test_train_test_split_too_few_samples() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         datasets.train_test_split(np.zeros((1, 2)), np.zeros(1))
+
+
+# --------------------------------------------------------------------------- sine, load
+
+
+def test_sine_is_a_seeded_regression_problem() -> None:
+    X, y = datasets.sine(50, seed=3)
+    assert X.shape == (50, 1) and y.shape == (50,) and y.dtype == np.float64
+    assert np.all(np.abs(X) <= np.pi)
+    np.testing.assert_array_equal(y, np.sin(X[:, 0]))
+    Xn, yn = datasets.sine(50, noise=0.1, seed=3)
+    np.testing.assert_array_equal(Xn, X)
+    assert 0.0 < np.std(yn - y) < 0.2
+    with pytest.raises(ValueError):
+        datasets.sine(0)
+
+
+def test_load_csv_and_npz(tmp_path) -> None:
+    X, y = datasets.moons(20, seed=0)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    Xl, yl = datasets.load(tmp_path / "d.npz")
+    np.testing.assert_array_equal(Xl, X)
+    assert yl.dtype == np.int64 and np.array_equal(yl, y)
+    Xf, _ = datasets.load(tmp_path / "d.npz", features=[1])
+    np.testing.assert_array_equal(Xf, X[:, 1:])
+    rows = np.column_stack([X, y])
+    np.savetxt(tmp_path / "plain.csv", rows, delimiter=",")
+    Xc, yc = datasets.load(tmp_path / "plain.csv")  # no header: the last column is the target
+    np.testing.assert_allclose(Xc, X, rtol=1e-15)
+    assert np.array_equal(yc, y)
+    np.savetxt(tmp_path / "h.csv", rows, delimiter=",", header="a,b,label", comments="")
+    for target in ("label", 2, -1, "2"):
+        Xh, yh = datasets.load(tmp_path / "h.csv", target=target)
+        assert Xh.shape == (20, 2) and np.array_equal(yh, y)
+    Xa, ya = datasets.load(tmp_path / "h.csv", target="a", features=["b"], task="regression")
+    np.testing.assert_allclose(ya, X[:, 0], rtol=1e-15)
+    np.testing.assert_allclose(Xa[:, 0], X[:, 1], rtol=1e-15)
+    Xo, yo = datasets.load(tmp_path / "h.csv", require_target=False)
+    assert Xo.shape == (20, 3) and yo is None
+    with pytest.raises(ValueError, match="the target column is also a feature"):
+        datasets.load(tmp_path / "h.csv", features=["a", "label"])
+    with pytest.raises(ValueError, match="task must be one of"):
+        datasets.load(tmp_path / "h.csv", task="ranking")
+    with pytest.raises(ValueError, match=r"unknown data format '\.txt'"):
+        (tmp_path / "d.txt").write_text("1,2\n")
+        datasets.load(tmp_path / "d.txt")

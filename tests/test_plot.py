@@ -144,3 +144,56 @@ def test_missing_matplotlib_gives_install_hint(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r"pip install resode\[plot\]"):
         rplot.controls(resode.ResNet(2, 2, seed=0), "never.png")
+
+
+def test_frame_limits_never_degenerate() -> None:
+    # two spread coordinates and an augmented one that is 0 at t = 0 and spreads later
+    rng = np.random.default_rng(0)
+    traj = np.zeros((3, 50, 3))
+    traj[:, :, :2] = rng.normal(size=(50, 2))
+    traj[1, :, 2], traj[2, :, 2] = 0.5 * rng.normal(size=50), 2.0 * rng.normal(size=50)
+    lo, hi = rplot._frame_limits(traj)
+    extent = (traj.max(axis=(0, 1)) - traj.min(axis=(0, 1))).max()
+    assert hi[0, 2] - lo[0, 2] >= 0.1 * extent * 0.999  # frame 0: not +-0.001
+    assert np.all(lo <= traj.min(axis=1)) and np.all(hi >= traj.max(axis=1))
+    assert np.all(np.diff(hi - lo, axis=0) >= -1e-12)  # the camera only zooms out
+
+
+def test_principal_plane_projects_on_the_largest_spread() -> None:
+    rng = np.random.default_rng(1)
+    final = rng.normal(size=(200, 5)) * np.array([0.1, 5.0, 0.2, 2.0, 0.1])
+    traj = np.stack([0.5 * final, final])
+    proj = rplot._principal_plane(traj)
+    assert proj.shape == (2, 200, 2)
+    spread = proj[-1].std(axis=0)
+    assert spread[0] == pytest.approx(final[:, 1].std(), rel=0.05)
+    assert spread[1] == pytest.approx(final[:, 3].std(), rel=0.05)
+
+
+def test_readout_plane_last_frame_of_a_3d_flow(tmp_path: Path, trained: Any) -> None:
+    model = trained[0]
+    grid = rplot._readout_plane_grid(model, [(-2.0, 2.0), (-2.0, 2.0), (-2.0, 2.0)])
+    assert grid is not None
+    points = np.stack([g.ravel() for g in grid], axis=1)
+    points = points[np.isfinite(points).all(axis=1)]
+    w = model.params["P"][1] - model.params["P"][0]
+    b = model.params["c"][1] - model.params["c"][0]
+    assert len(points) > 10 and np.abs(points).max() <= 2.0
+    np.testing.assert_allclose(points @ w + b, 0.0, atol=1e-12)  # on the separating plane
+    _check_image(rplot.trajectories(model, *trained[1:3], tmp_path / "t.gif"), frames=2)
+
+
+def test_legends_sit_outside_the_axes(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    for k in range(10):
+        ax.plot([0, 1], [k, k], label=f"class {k}")
+    rplot._legend_outside(ax)
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1  # right of the axes, covering nothing
+    plt.close(fig)
+    X, y = resode.datasets.tricolor(60, seed=0)
+    model = resode.NeuralODE(2, T=1.0, pieces=3, classes=10, seed=0)
+    _check_image(rplot.state_norm(model, X, tmp_path / "n.png", y=y))

@@ -265,16 +265,7 @@ def trajectories(
         if k < dims and setter is not None:
             setter(axis_names[k])
     sub = "" if D <= 3 else f" (PCA of the final states, D = {D})"
-    # The camera zooms out as the points spread: limits enclose all states up to the frame.
-    lo = np.minimum.accumulate(traj[..., :dims].min(axis=1), axis=0)
-    hi = np.maximum.accumulate(traj[..., :dims].max(axis=1), axis=0)
-    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
-        raise ValueError("the trajectory is not finite")
-    # An axis on which the points have not spread yet (the augmented zeros at t = 0) gets a
-    # tenth of the largest extent the flow reaches, not a degenerate range.
-    floor = 0.1 * max(float((hi - lo).max()), 1e-12)
-    pad = np.maximum(0.05 * (hi - lo), np.maximum(floor - 0.5 * (hi - lo), 0.0))
-    lo, hi = lo - pad, hi + pad
+    lo, hi = _frame_limits(traj[..., :dims])
     if D == 1:  # the points move on the line y = 0
         lo[:, 1], hi[:, 1] = -1.0, 1.0
         ax.set_yticks([])
@@ -334,6 +325,19 @@ def trajectories(
     return p
 
 
+def _frame_limits(traj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Axis limits ``(lo, hi)``, each ``(steps + 1, dims)``, of the frames of ``traj``
+    ``(steps + 1, n, dims)``: the camera zooms out as the points spread, each frame enclosing
+    all states up to it with a 5% margin. An axis on which the points have not spread yet
+    (the augmented zeros at t = 0) spans at least a tenth of the largest extent the flow
+    reaches, never a degenerate range."""
+    lo = np.minimum.accumulate(traj.min(axis=1), axis=0)
+    hi = np.maximum.accumulate(traj.max(axis=1), axis=0)
+    floor = 0.1 * max(float((hi - lo).max()), 1e-12)
+    pad = np.maximum(0.05 * (hi - lo), np.maximum(0.5 * (floor - (hi - lo)), 0.0))
+    return lo - pad, hi + pad
+
+
 def _principal_plane(traj: np.ndarray) -> np.ndarray:
     """States ``(steps + 1, n, D)`` projected on the first two principal components of the
     final states (centred at their mean), ``(steps + 1, n, 2)``."""
@@ -343,20 +347,31 @@ def _principal_plane(traj: np.ndarray) -> np.ndarray:
     return (traj - centre) @ vt[:2].T
 
 
-def _readout_plane(ax: Any, model: Model, lims: Sequence[tuple[float, float]]) -> Any:
-    """Draw the plane ``w . x + b = 0`` (``w = P_1 - P_0``, ``b = c_1 - c_0``) in 3-D axes,
-    solved for its steepest coordinate so that it spans the box."""
+def _readout_plane_grid(
+    model: Model, lims: Sequence[tuple[float, float]], points: int = 12
+) -> list[np.ndarray] | None:
+    """Grid ``[x1, x2, x3]`` (each ``points x points``) of the plane ``w . x + b = 0``
+    (``w = P_1 - P_0``, ``b = c_1 - c_0``) in the box ``lims``, solved for its steepest
+    coordinate; points outside the box are NaN. None when ``w = 0``."""
     P, c = np.asarray(model.params["P"], np.float64), np.asarray(model.params["c"], np.float64)
     w, b = P[1] - P[0], c[1] - c[0]
     k = int(np.argmax(np.abs(w)))
     if w[k] == 0:
         return None
     u, v = (i for i in range(3) if i != k)
-    gu, gv = np.meshgrid(np.linspace(*lims[u], 12), np.linspace(*lims[v], 12))
+    gu, gv = np.meshgrid(np.linspace(*lims[u], points), np.linspace(*lims[v], points))
     gk = -(b + w[u] * gu + w[v] * gv) / w[k]
-    gk = np.where((gk >= lims[k][0]) & (gk <= lims[k][1]), gk, np.nan)  # clip to the box
-    grid: list[Any] = [None, None, None]
+    gk = np.where((gk >= lims[k][0]) & (gk <= lims[k][1]), gk, np.nan)
+    grid = [gu, gu, gu]
     grid[u], grid[v], grid[k] = gu, gv, gk
+    return grid
+
+
+def _readout_plane(ax: Any, model: Model, lims: Sequence[tuple[float, float]]) -> Any:
+    """Draw the readout's separating plane (see _readout_plane_grid) in 3-D axes."""
+    grid = _readout_plane_grid(model, lims)
+    if grid is None:
+        return None
     surface = ax.plot_surface(*grid, color="0.3", alpha=0.25, linewidth=0, shade=False)
     for axis, (a, z) in zip("xyz", lims):
         getattr(ax, f"set_{axis}lim")(a, z)
@@ -553,11 +568,12 @@ def history(history: Any, path: PathLike = "history.png", *, dpi: int = 120) -> 
         ax_metric.set_ylim(
             max(-0.02, min(np.nanmin(np.asarray(data[metric], float)), 1.0) - 0.05), 1.02
         )
-    for ax in (ax_loss, ax_metric):
+    # the loss falls and the score rises: each legend where its curves are not, at the end
+    for ax, where in ((ax_loss, "upper right"), (ax_metric, "lower right")):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, loc=where)
     fig.tight_layout()
     return _save(fig, path, dpi)
 
