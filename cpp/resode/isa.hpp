@@ -30,7 +30,8 @@ inline const char* isa_name(Isa isa) {
   return "baseline";
 }
 
-// The best set this CPU (and OS) runs.
+// The best set this CPU (and OS) runs; in a build without dispatch, the set the whole build
+// targets (e.g. -march=native).
 inline Isa detected_isa() {
 #if RESODE_DISPATCH
   static const Isa best = [] {
@@ -42,6 +43,11 @@ inline Isa detected_isa() {
     return Isa::baseline;
   }();
   return best;
+#elif defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512BW__) && \
+    defined(__AVX512DQ__)
+  return Isa::avx512;  // one copy of every kernel, compiled for the target's AVX-512
+#elif defined(__AVX2__) && defined(__FMA__)
+  return Isa::avx2;
 #else
   return Isa::baseline;
 #endif

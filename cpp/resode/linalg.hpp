@@ -11,8 +11,8 @@
 // both sides of C are wide).
 //
 // CPU dispatch: every kernel is a template on the SIMD width in bytes, compiled three times:
-// 32-byte vectors for baseline x86-64 and for AVX2+FMA (RESODE_AVX2), 64-byte vectors for
-// AVX-512 (RESODE_AVX512). Which one runs is the active instruction set (isa.hpp).
+// 16-byte vectors for baseline x86-64, 32-byte ones for AVX2+FMA (RESODE_AVX2), 64-byte ones
+// for AVX-512 (RESODE_AVX512). Which one runs is the active instruction set (isa.hpp).
 #pragma once
 #include <algorithm>
 #include <cstdlib>
@@ -296,12 +296,13 @@ RESODE_INLINE void gemm_abt_dots_impl(index_t r, index_t c, index_t n, T alpha, 
   }
 }
 
-// The compiled instances: 32-byte vectors for baseline x86-64 and (pinned) for AVX2+FMA,
-// 64-byte vectors for AVX-512.
+// The compiled instances: 16-byte vectors for baseline x86-64 (SSE2's registers: 32-byte
+// vectors there were split by the compiler and ran the D = 64 ResNet at 1 GFLOP/s), pinned
+// 32-byte vectors for AVX2+FMA, 64-byte vectors for AVX-512.
 template <class T>
-void gemm_v32(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa, index_t csa,
+void gemm_v16(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa, index_t csa,
               const T* B, index_t ldb, T* C, index_t ldc, bool accumulate, const T* bias) {
-  gemm_impl<T, 32, false>(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+  gemm_impl<T, 16, false>(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
 }
 template <class T>
 RESODE_AVX2 void gemm_v32_avx2(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa,
@@ -316,9 +317,9 @@ RESODE_AVX512 void gemm_v64(index_t r, index_t n, index_t k, T alpha, const T* A
   gemm_impl<T, 64, true>(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
 }
 template <class T>
-void gemm_abt_dots_v32(index_t r, index_t c, index_t n, T alpha, const T* A, index_t lda,
+void gemm_abt_dots_v16(index_t r, index_t c, index_t n, T alpha, const T* A, index_t lda,
                        const T* B, index_t ldb, T* C, index_t ldc, bool transposed) {
-  gemm_abt_dots_impl<T, 32, false>(r, c, n, alpha, A, lda, B, ldb, C, ldc, transposed);
+  gemm_abt_dots_impl<T, 16, false>(r, c, n, alpha, A, lda, B, ldb, C, ldc, transposed);
 }
 template <class T>
 RESODE_AVX2 void gemm_abt_dots_v32_avx2(index_t r, index_t c, index_t n, T alpha, const T* A,
@@ -394,7 +395,7 @@ void gemm_kernels(index_t r, index_t n, index_t k, T alpha, const T* A, index_t 
   else if (has_avx2())
     gemm_v32_avx2(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
   else
-    gemm_v32(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+    gemm_v16(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
 }
 
 }  // namespace detail
@@ -430,7 +431,7 @@ void gemm_abt(index_t r, index_t c, index_t n, T alpha, const T* A, index_t lda,
   if (n < detail::lanes<T, 32>) return detail::gemm_abt_short(r, c, n, alpha, A, lda, B, ldb, C, ldc);
   auto dots = detail::has_avx512() ? detail::gemm_abt_dots_v64<T>
               : detail::has_avx2()   ? detail::gemm_abt_dots_v32_avx2<T>
-                                     : detail::gemm_abt_dots_v32<T>;
+                                     : detail::gemm_abt_dots_v16<T>;
   if (c <= 16 && c <= r) return dots(r, c, n, alpha, A, lda, B, ldb, C, ldc, false);
   if (r <= 16) return dots(c, r, n, alpha, B, ldb, A, lda, C, ldc, true);
   const index_t ldt = detail::unaliased_stride<T>(c);
