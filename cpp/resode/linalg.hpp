@@ -69,14 +69,27 @@ template <class T, int Bytes>
 RESODE_INLINE void store(T* p, Vec<T, Bytes> v) {
   std::memcpy(p, &v, sizeof v);
 }
-// The low and high halves of a vector, as register shuffles (no trip through memory).
+// The low and high halves of a vector, as register shuffles (no trip through memory; GCC < 12
+// has no __builtin_shufflevector: copies there, which it also turns into register moves).
 template <class T, int Bytes, std::size_t... I>
 RESODE_INLINE Vec<T, Bytes / 2> low_half(Vec<T, Bytes> v, std::index_sequence<I...>) {
+#if defined(__has_builtin) && __has_builtin(__builtin_shufflevector)
   return __builtin_shufflevector(v, v, int(I)...);
+#else
+  Vec<T, Bytes / 2> half;
+  std::memcpy(&half, &v, sizeof half);
+  return half;
+#endif
 }
 template <class T, int Bytes, std::size_t... I>
 RESODE_INLINE Vec<T, Bytes / 2> high_half(Vec<T, Bytes> v, std::index_sequence<I...>) {
+#if defined(__has_builtin) && __has_builtin(__builtin_shufflevector)
   return __builtin_shufflevector(v, v, int(I + sizeof...(I))...);
+#else
+  Vec<T, Bytes / 2> half;
+  std::memcpy(&half, reinterpret_cast<const char*>(&v) + sizeof half, sizeof half);
+  return half;
+#endif
 }
 
 // v itself, pinned to a register in tiles of up to 4 rows: GCC otherwise folds a B vector into
