@@ -40,19 +40,26 @@ print(json.dumps(out))
 """
 
 
-def _run_child(**env: str) -> dict:
-    environment = {k: v for k, v in os.environ.items() if k not in ("RESODE_ISA",)}
-    environment.pop("RESODE_DISABLE_AVX512", None)
+def _python(code: str, **env: str) -> str:
+    """stdout of ``python -c code`` in a child with RESODE_ISA / RESODE_DISABLE_AVX512 unset,
+    then ``env`` set."""
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("RESODE_ISA", "RESODE_DISABLE_AVX512")
+    }
     environment.update(env)
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD],
+        [sys.executable, "-c", code],
         env=environment,
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
     )
-    return json.loads(done.stdout)
+    return done.stdout
+
+
+def _run_child(**env: str) -> dict:
+    return json.loads(_python(_CHILD, **env))
 
 
 @pytest.fixture(scope="module")
@@ -112,15 +119,6 @@ def test_unknown_isa_is_ignored_with_a_warning(native: dict) -> None:
         "print(resode._core.isa)\n"
         "print([str(w.message) for w in caught])\n"
     )
-    environment = dict(os.environ, RESODE_ISA="sse9")
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    isa, messages = done.stdout.splitlines()
+    isa, messages = _python(code, RESODE_ISA="sse9").splitlines()
     assert isa == native["isa"]
     assert "RESODE_ISA='sse9' is not one of" in messages
