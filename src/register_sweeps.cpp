@@ -42,18 +42,19 @@ Bound<T> bind_problem(const py::array& X, const std::vector<py::array>& theta, c
   const std::vector<std::string> names =
       bottleneck ? std::vector<std::string>{"W1", "b1", "W2", "b2"}
                  : std::vector<std::string>{"W", "b"};
-  resode::require(theta.size() == names.size(),
-                  "theta must hold " + std::to_string(names.size()) + " arrays for field '" +
-                      cfg.field + "', got " + std::to_string(theta.size()));
+  resode::require(theta.size() == names.size(), [&] {
+    return "theta must hold " + std::to_string(names.size()) + " arrays for field '" + cfg.field +
+           "', got " + std::to_string(theta.size());
+  });
   // W1 fixes K (pieces or layers), H and D; everything else must agree with it.
   b.theta.push_back(checked<T>(theta[0], names[0].c_str(), {-1, -1, -1}));
   f.pieces = b.theta[0].shape(0), f.H = b.theta[0].shape(1), f.D = b.theta[0].shape(2);
+  auto first_shape = [&] { return resode::bind::shape_string(resode::bind::shape_of(theta[0])); };
   resode::require(f.pieces >= 1 && f.H >= 1 && f.D >= 1,
-                  names[0] + " must have non-zero extents, got " +
-                      resode::bind::shape_string(resode::bind::shape_of(theta[0])));
+                  [&] { return names[0] + " must have non-zero extents, got " + first_shape(); });
   if (!bottleneck)
-    resode::require(f.H == f.D, "W must have shape (K, D, D), got " +
-                                    resode::bind::shape_string(resode::bind::shape_of(theta[0])));
+    resode::require(f.H == f.D,
+                    [&] { return "W must have shape (K, D, D), got " + first_shape(); });
   std::vector<Shape> shapes{{f.pieces, f.H, f.D}, {f.pieces, f.H}};
   if (bottleneck) shapes.insert(shapes.end(), {{f.pieces, f.D, f.H}, {f.pieces, f.D}});
   for (std::size_t i = 1; i < names.size(); ++i)
@@ -65,7 +66,7 @@ Bound<T> bind_problem(const py::array& X, const std::vector<py::array>& theta, c
   resode::require(std::isfinite(cfg.dt) && cfg.dt > 0, "dt must be finite and > 0");
   resode::require(cfg.substeps >= 1, "substeps must be >= 1");
   resode::require(cfg.augment >= 0 && cfg.augment < f.D,
-                  "augment must be in [0, D) with D = " + std::to_string(f.D));
+                  [&] { return "augment must be in [0, D) with D = " + std::to_string(f.D); });
   b.pb.dyn.activation = resode::parse_activation(cfg.activation);
   b.pb.dyn.tab = resode::tableau(resode::parse_method(cfg.method));
   b.pb.dyn.substeps = cfg.substeps;
@@ -159,13 +160,17 @@ py::tuple loss_and_grad(const py::array& X, const py::array& y,
                            std::string(py::str(y.dtype())));
     labels = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(y);
     if (!labels) throw py::error_already_set();
-    resode::require(labels.ndim() == 1 && labels.shape(0) == N,
-                    "y must have shape (" + std::to_string(N) + ",) like X's first axis, got " +
-                        resode::bind::shape_string(resode::bind::shape_of(y)));
-    for (index_t i = 0; i < N; ++i)
-      resode::require(labels.data()[i] >= 0 && labels.data()[i] < C,
-                      "y must hold labels in [0, " + std::to_string(C) + "), got " +
-                          std::to_string(labels.data()[i]) + " at index " + std::to_string(i));
+    resode::require(labels.ndim() == 1 && labels.shape(0) == N, [&] {
+      return "y must have shape (" + std::to_string(N) + ",) like X's first axis, got " +
+             resode::bind::shape_string(resode::bind::shape_of(y));
+    });
+    const std::int64_t* label = labels.data();
+    index_t bad = 0;  // the first label out of range (N: none); one compare per label
+    while (bad < N && label[bad] >= 0 && label[bad] < C) ++bad;
+    resode::require(bad == N, [&] {
+      return "y must hold labels in [0, " + std::to_string(C) + "), got " +
+             std::to_string(label[bad]) + " at index " + std::to_string(bad);
+    });
     targets.labels = labels.data();
   } else {
     values = checked<T>(y, "y", {N, C});

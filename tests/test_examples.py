@@ -29,7 +29,7 @@ def test_example_runs(script: Path, tmp_path: Path) -> None:
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # generous: CI also runs them under AddressSanitizer
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip(), "an example prints what it did"

@@ -12,9 +12,9 @@ using index_t = std::ptrdiff_t;
 
 // RESODE_AVX512 marks a function compiled for AVX-512 (x86-64-v4), RESODE_AVX2 one compiled for
 // AVX2+FMA (x86-64-v3); isa.hpp calls each only on a CPU that has the set. Without GCC/Clang on
-// x86-64 (and in sanitizer builds) everything is compiled once, for the target's baseline.
+// x86-64 (or with RESODE_NO_DISPATCH) everything is compiled once, for the build's target.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
-    !defined(RESODE_NO_DISPATCH) && !defined(__SANITIZE_ADDRESS__)
+    !defined(RESODE_NO_DISPATCH)
 #define RESODE_AVX512 __attribute__((target("arch=x86-64-v4")))
 #define RESODE_AVX2 __attribute__((target("arch=x86-64-v3")))
 #define RESODE_DISPATCH 1  // RESODE_AVX512 / RESODE_AVX2 functions really get those instructions
