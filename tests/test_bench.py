@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import resode
 from resode import bench
 
@@ -24,8 +25,10 @@ def test_run_prints_a_table_of_every_workload(monkeypatch):
     assert "1.0x" in rows[0] and "| - |" in rows[-1]  # reference measured / not measured
 
 
-def test_gemm_rate_is_positive():
-    assert bench.gemm_rate(n=64, budget=0.01) > 0
+def test_gemm_rate_counts_two_flops_per_multiply_add(monkeypatch):
+    # 2 n^3 FLOPs of an n x n product over the best time, in GFLOP/s
+    monkeypatch.setattr(bench, "_best", lambda fn, budget, min_repeats=3: (fn(), 0.004)[1])
+    assert bench.gemm_rate(n=64, budget=0.01) == pytest.approx(2 * 64**3 / 0.004 / 1e9)
 
 
 def test_two_thread_rows_run_resode_on_two_threads():

@@ -493,7 +493,10 @@ double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* 
                                                          st, plan.rows, blk, bad)
                                    : backsolve_block<Act>(pb, targets, cotangent, opt.turnpike,
                                                           st, blk, bad);
-        if (bad <= pb.dyn.steps()) return;
+        // A block that went non-finite ends its own sweep, not its group's: a later block may
+        // go bad at an earlier step, and the error names the first step over all blocks, as
+        // the forward sweeps do.
+        if (bad <= pb.dyn.steps()) continue;
         if (dX) store_rows(blk, pb.dim(), st.xbar, dX);
       }
     });
