@@ -176,7 +176,7 @@ def test_bad_X(bad_x, exc, fragment, kind, entry):
 
 
 def test_empty_X_message_names_the_expected_shape():
-    with pytest.raises(ValueError, match="X") as info:
+    with pytest.raises(ValueError, match=r"^X must have shape \(N, 2\) with N >= 1") as info:
         resnet().forward(np.zeros((0, 2)))
     assert "{" not in str(info.value), f"unformatted message: {info.value}"
     assert "(0, 2)" in str(info.value)
@@ -359,7 +359,7 @@ def test_nan_param_set_in_place_as_the_issue_describes():
         lambda: model.trajectory(X),
         lambda: model.predict(X),
     ):
-        with pytest.raises(ValueError, match="W"):
+        with pytest.raises(ValueError, match=r"^W contains NaN or Inf"):
             call()
 
 
@@ -564,9 +564,9 @@ def test_core_activation_rejects(name):
         _core.activation("swish", np.ones(3))
     with pytest.raises(ValueError, match="activation"):
         _core.activation_grad("", np.ones(3))
-    with pytest.raises(TypeError, match="x"):
+    with pytest.raises(TypeError, match=r"^x must be a float32 or float64 array, got dtype int"):
         _core.activation(name, np.ones(3, dtype=int))
-    with pytest.raises(TypeError, match="x"):
+    with pytest.raises(TypeError, match=r"^x must be a float32 or float64 array, got dtype compl"):
         _core.activation_grad(name, np.ones(3, dtype=complex))
 
 

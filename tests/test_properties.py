@@ -639,8 +639,12 @@ def test_model_calls_match_reference_or_refuse():
             assert_close(got, want, dtype, entry)
 
     run()
-    assert tally["compared"] >= 50, tally
+    # Near 80% of what the derandomised profile compares (872 of 1500 cases) and a ceiling on
+    # refusals (566 there): a generator that drifts into refusals fails here, not silently.
+    cases = tally["cases"]
+    assert tally["compared"] >= 0.46 * cases, tally
     assert tally["ValueError"] >= 10 and tally["TypeError"] >= 20, tally
+    assert tally["ValueError"] + tally["TypeError"] <= 0.47 * cases, tally
 
 
 # --------------------------------------------------------------------------- odeint, odeint_vjp
@@ -764,8 +768,11 @@ def test_odeint_and_vjp_match_reference_or_refuse():
             assert_close(dX, want[1], dtype, "dX")
 
     run()
-    assert tally["compared"] >= 40, tally
+    # 379 of 1200 compared and 780 refused in the derandomised profile (see above)
+    cases = tally["cases"]
+    assert tally["compared"] >= 0.25 * cases, tally
     assert tally["ValueError"] >= 20 and tally["TypeError"] >= 10, tally
+    assert tally["ValueError"] + tally["TypeError"] <= 0.81 * cases, tally
 
 
 # --------------------------------------------------------------------------- fit
@@ -885,7 +892,9 @@ def test_fit_matches_replayed_sgd_or_refuses():
             assert err <= rtol * scale, f"param {k}: error {err:.3e} vs scale {scale:.3e}"
 
     run()
-    assert tally["compared"] >= 15, tally
+    # 158 of 300 compared and 134 refused in the derandomised profile (see above)
+    assert tally["compared"] >= 0.42 * tally["cases"], tally
+    assert tally["ValueError"] + tally["TypeError"] <= 0.56 * tally["cases"], tally
 
 
 # --------------------------------------------------------------------------- load
