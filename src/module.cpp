@@ -34,9 +34,6 @@ PYBIND11_MODULE(_core, m) {
   // forces a lower one).
   m.attr("isa") = resode::isa_name(resode::active_isa());
 
-  // Whether wide products go through scipy-openblas32 (CMake -DRESODE_BLAS=ON; blas.hpp).
-  m.attr("blas") = resode::blas::compiled;
-
   register_activations(m);
   register_sweeps(m);
   register_threads(m);

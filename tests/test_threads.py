@@ -128,29 +128,6 @@ def test_large_models_use_fewer_gradient_groups_and_stay_exact():
         assert err <= 1e-12 * float(np.max(np.abs(g))), key
 
 
-def test_blas_flag_matches_the_build_options():
-    from resode import _build_options
-
-    assert isinstance(_core.blas, bool)
-    assert _core.blas is _build_options.BLAS
-
-
-@pytest.mark.skipif(not _core.blas, reason="not a RESODE_BLAS=1 build (CI builds and tests one)")
-def test_blas_build_runs_its_openblas_on_one_thread():
-    """In a BLAS build (RESODE_BLAS=1) scipy-openblas32 is loaded and, after a wide call, runs
-    one thread per caller: resode's own threads are the parallelism."""
-    import threadpoolctl
-
-    resode.set_num_threads(2)
-    wide = resode.ResNet(96, 2, seed=0)
-    wide.loss_and_grad(np.ones((300, 96)), np.zeros(300, dtype=int))
-    ours = [
-        info for info in threadpoolctl.threadpool_info() if "scipy_openblas32" in info["filepath"]
-    ]
-    assert len(ours) == 1, threadpoolctl.threadpool_info()
-    assert ours[0]["num_threads"] == 1
-
-
 def test_more_threads_than_blocks():
     model, X, y = make_problem("node", 5)
     resode.set_num_threads(1)

@@ -20,7 +20,6 @@
 #include <utility>
 #include <vector>
 
-#include "blas.hpp"
 #include "config.hpp"
 #include "isa.hpp"
 
@@ -397,8 +396,7 @@ template <class T>
 void gemm_abt_short(index_t r, index_t c, index_t n, T alpha, const T* A, index_t lda,
                     const T* B, index_t ldb, T* C, index_t ldc);
 
-// gemm (below) on the hand kernels, for this CPU's vector width. gemm_abt calls it directly:
-// its inner dimension there is the samples, not a layer side, so it is no case for BLAS.
+// gemm (below) for the active kernel set's vector width.
 template <class T>
 void gemm_kernels(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa,
                   index_t csa, const T* B, index_t ldb, T* C, index_t ldc, bool accumulate,
@@ -415,19 +413,11 @@ void gemm_kernels(index_t r, index_t n, index_t k, T alpha, const T* A, index_t 
 
 // C (r x n, row stride ldc) = alpha * A * B (+ C if accumulate) (+ bias[i] on row i if bias),
 // with A(i, p) = A[i*rsa + p*csa] (r x k) and B (k x n, row stride ldb). r and k are layer
-// sides (blas::takes), n the samples.
+// sides, n the samples. (A BLAS for the wide layers was built and measured slower than these
+// kernels at every shape the sweeps issue, with AVX2 and AVX-512: CHANGELOG.md.)
 template <class T>
 void gemm(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa, index_t csa,
           const T* B, index_t ldb, T* C, index_t ldc, bool accumulate, const T* bias = nullptr) {
-  if (blas::takes(r, k) && (csa == 1 || rsa == 1)) {  // A or A^T row-major: a CBLAS operand
-    if (bias)
-      for (index_t i = 0; i < r; ++i)
-        for (index_t s = 0; s < n; ++s)
-          C[i * ldc + s] = (accumulate ? C[i * ldc + s] : T(0)) + bias[i];
-    const T beta = accumulate || bias ? T(1) : T(0);
-    return blas::gemm(csa != 1, false, r, n, k, alpha, A, csa == 1 ? rsa : csa, B, ldb, beta, C,
-                      ldc);
-  }
   detail::gemm_kernels(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
 }
 
@@ -439,8 +429,6 @@ void gemm_abt(index_t r, index_t c, index_t n, T alpha, const T* A, index_t lda,
   // Measured: dot products win while one side of C is narrow (<= 16); when both are wide, B
   // is transposed once (cheap next to the r*c*n products) and the register-tiled gemm runs.
   // The dot kernel pairs rows of A, so the wide side goes there.
-  if (blas::takes(r, c))
-    return blas::gemm(false, true, r, c, n, alpha, A, lda, B, ldb, T(1), C, ldc);
   if (n < detail::lanes<T, 32>) return detail::gemm_abt_short(r, c, n, alpha, A, lda, B, ldb, C, ldc);
   auto dots = detail::has_avx512() ? detail::gemm_abt_dots_v64<T>
               : detail::has_avx2()   ? detail::gemm_abt_dots_v32_avx2<T>

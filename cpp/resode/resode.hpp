@@ -4,7 +4,6 @@
 #include "fields.hpp"
 #include "linalg.hpp"
 #include "losses.hpp"
-#include "resnet.hpp"
 #include "stepper.hpp"
 #include "sweep.hpp"
 #include "tableau.hpp"

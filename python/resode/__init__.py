@@ -6,18 +6,6 @@ NumPy API on top of it. ``resode.reference`` is the same mathematics in plain Nu
 
 from __future__ import annotations
 
-from ._build_options import BLAS as _BLAS
-
-if _BLAS:  # built with RESODE_BLAS=ON: _core links scipy-openblas32's library, load it first
-    try:
-        import scipy_openblas32 as _openblas
-    except ImportError as error:
-        raise ImportError(
-            "this build of resode was compiled with RESODE_BLAS=ON and needs the "
-            "scipy-openblas32 package: pip install scipy-openblas32"
-        ) from error
-    _openblas.get_openblas_config()  # loads libscipy_openblas (RTLD_GLOBAL) for _core
-
 from . import _core, datasets, io, optim, reference, training
 from ._core import NonFiniteError, get_num_threads, set_num_threads
 from .io import load

@@ -6,7 +6,6 @@ import numpy as np
 import numpy.typing as npt
 
 openmp: bool  # built with OpenMP (RESODE_OPENMP=ON)
-blas: bool  # built with RESODE_BLAS=ON: wide products through scipy-openblas32
 isa: str  # the kernel set the sweeps run with: "avx512", "avx2" or "baseline" (RESODE_ISA)
 
 class NonFiniteError(ValueError, FloatingPointError):
