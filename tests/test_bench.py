@@ -45,3 +45,11 @@ def test_two_thread_rows_run_resode_on_two_threads():
         seen.append(resode.get_num_threads())
     assert seen == [available, 1]
     assert resode.get_num_threads() == before
+
+
+def test_header_names_the_kernel_sets(monkeypatch):
+    monkeypatch.setattr(bench, "workloads", lambda quick=True: [])
+    monkeypatch.setattr(bench, "gemm_rate", lambda: 10.0)
+    header = bench.run().splitlines()[0]
+    assert f"resode kernels: {resode._core.isa};" in header
+    assert f"NumPy's BLAS: {bench.numpy_blas()};" in header

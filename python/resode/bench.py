@@ -23,7 +23,7 @@ from . import reference as ref
 from ._core import get_num_threads, set_num_threads
 from .models import NeuralODE, ResNet, _Model
 
-__all__ = ["Row", "gemm_rate", "run", "workloads"]
+__all__ = ["Row", "gemm_rate", "numpy_blas", "run", "workloads"]
 
 
 @dataclass
@@ -218,6 +218,25 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def numpy_blas() -> str:
+    """NumPy's BLAS and the kernel set it runs (threadpoolctl), e.g. ``"openblas 0.3.31
+    (Haswell kernels)"``, and whether ``OPENBLAS_CORETYPE`` chose that set."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - threadpoolctl is in the test extra
+        return "unknown (install threadpoolctl)"
+    for info in threadpool_info():
+        if info.get("user_api") == "blas":
+            kernels = info.get("architecture")
+            text = f"{info.get('internal_api')} {info.get('version')}"
+            if kernels:
+                text += f" ({kernels} kernels"
+                forced = os.environ.get("OPENBLAS_CORETYPE")
+                text += f", set by OPENBLAS_CORETYPE={forced})" if forced else ")"
+            return text
+    return "unknown"
+
+
 def run(quick: bool = True) -> str:
     """Measure and return the table (``resode bench``; ``--full`` for quick=False)."""
     gemm = gemm_rate()
@@ -226,6 +245,7 @@ def run(quick: bool = True) -> str:
     rows = measure(quick, dtypes, threads)
     header = (
         f"machine: {cpu_name()}, {os.cpu_count()} cores; resode kernels: {_core.isa}; "
+        f"NumPy's BLAS: {numpy_blas()}; "
         f"NumPy float64 matmul 512x512 on 1 thread: {gemm:.1f} GFLOP/s"
     )
     return header + "\n\n" + table(rows, gemm)
