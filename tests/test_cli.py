@@ -292,13 +292,26 @@ def test_regression_on_a_csv_with_target_and_features(
         (None, "no such file"),
         ("a,b,c\n1,2,0\n3,4\n", "line 3: 2 columns, expected 3"),
         ("a,b,c\n1,x,0\n3,4,1\n", "line 2, column 2 ('b'): 'x' is not a number"),
-        ("a,b,c\n1,nan,0\n3,4,1\n", "line 2, column 2: 'nan' is not finite"),
-        ("a,b,c\n1,2,0\n3,4,0\n", "a single class (0)"),
+        ("a,b,c\n1,nan,0\n3,4,1\n", "line 2, column 2 ('b'): 'nan' is not finite"),
+        ("a,b,c\n1,2,0\n3,4,0\n", "holds 1 class (0); need >= 2"),
+        ("1,,0\n3,4,1\n", "line 1, column 2: '' is not a number"),
+        ("a,b,c\n1,2,0\n3,4,1e13\n", "label 10000000000000 is far beyond the 2 distinct labels"),
         ("a,b,c\n1,2,0.5\n3,4,1\n", "integer labels >= 0"),
         ("a,b,c\n", "no samples (only a header)"),
         ("", "the file is empty"),
     ],
-    ids=["missing", "ragged", "non-numeric", "nan", "one-class", "real-labels", "header", "empty"],
+    ids=[
+        "missing",
+        "ragged",
+        "non-numeric",
+        "nan",
+        "one-class",
+        "empty-cell",
+        "huge-label",
+        "real-labels",
+        "header",
+        "empty",
+    ],
 )
 def test_malformed_data_files_exit_2_and_create_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, needle: str
@@ -484,3 +497,99 @@ def test_log_lines_when_stderr_is_not_a_terminal(
     assert lines[-1].endswith(" s")
     assert main([*argv, "--overwrite", "--no-progress"]) == 0
     assert "epoch" not in capsys.readouterr().err
+
+
+def test_data_files_of_other_tools(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = "".join(f"{x},{-x},{int(x > 0)}\n" for x in np.linspace(-1, 1, 40))
+    (tmp_path / "bom.csv").write_text("\ufeffx1,x2,label\n" + rows, encoding="utf-8")
+    X, y = resode.datasets.load(tmp_path / "bom.csv", target="label", features=["x1", "x2"])
+    assert X.shape == (40, 2) and y.shape == (40,)  # Excel's byte-order mark is no text
+    (tmp_path / "year.csv").write_text("x,2020,label\n" + rows)
+    _, y20 = resode.datasets.load(tmp_path / "year.csv", target="2020", task="regression")
+    np.testing.assert_allclose(y20, -np.linspace(-1, 1, 40))  # a header name that is a number
+    np.save(tmp_path / "plain.npy", np.zeros((3, 2)))
+    (tmp_path / "plain.npy").rename(tmp_path / "fake.npz")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "fake.npz").read_bytes()[:40])
+    for bad in ("fake.npz", "cut.npz"):
+        assert main(["train", "--data", str(tmp_path / bad), "--out", str(tmp_path / "o")]) == 2
+        _one_line_error(capsys, "not a readable .npz archive")
+        assert (
+            main(["predict", "--model", str(tmp_path / "m.npz"), "--data", str(tmp_path / bad)])
+            == 2
+        )
+        capsys.readouterr()
+
+
+def test_a_test_file_may_hold_one_class(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    files = _write_data(tmp_path)
+    X, y = np.load(files["npz"])["X"], np.load(files["npz"])["y"]
+    np.savez(tmp_path / "ones.npz", X=X[y == 1], y=y[y == 1])
+    out = tmp_path / "r"
+    argv = ["train", "--data", str(files["npz"]), "--validation", str(tmp_path / "ones.npz"),
+            "--hidden", "4", "--epochs", "2", "--no-plots", "--no-progress",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert (
+        main(["predict", "--model", str(out / "model.npz"), "--data", str(tmp_path / "ones.npz")])
+        == 0
+    )
+    assert "accuracy on" in capsys.readouterr().err
+    # a CSV with one column too many: the target must be named, never guessed
+    assert main(["predict", "--model", str(out / "model.npz"), "--data", str(files["csv"])]) == 2
+    _one_line_error(capsys, "if one column is the target, name it with --target")
+
+
+def test_resume_guards_other_models_and_the_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, other = tmp_path / "a", tmp_path / "other"
+    assert main(["train", *TINY, "--no-plots", "--checkpoint-every", "1", "--out", str(a)]) == 0
+    assert main(["train", *TINY, "--no-plots", "--seed", "3", "--out", str(other)]) == 0
+    capsys.readouterr()
+    before = (other / "model.npz").read_bytes()
+    resume = ["train", *TINY, "--no-plots", "--resume", str(a / "checkpoint.npz")]
+    assert main([*resume, "--out", str(other)]) == 2  # another run's model: --overwrite needed
+    _one_line_error(capsys, "already holds a trained model")
+    assert (other / "model.npz").read_bytes() == before
+    assert main([*resume, "--seed", "5", "--out", str(a)]) == 2  # another train/test split
+    _one_line_error(capsys, "trained with --seed 0 (it chose the train/test split), not 5")
+
+
+def test_more_options_that_do_not_apply(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = [
+        (["--model", "resnet", "--h", "0.5", "--T", "3"], "--T does not apply with --h"),
+        (["--no-progress", "--log-every", "3"], "--log-every does not apply with --no-progress"),
+    ]
+    for extra, needle in cases:
+        assert main(["train", *extra, "--out", str(tmp_path / "o")]) == 2
+        _one_line_error(capsys, needle)
+
+
+def test_config_stores_absolute_data_paths(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_data(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--data", "moons.npz", "--hidden", "4", "--epochs", "1", "--no-plots",
+            "--no-progress", "--out", "r"]  # fmt: skip
+    assert main(argv) == 0
+    assert f'data = "{tmp_path / "moons.npz"}"' in (tmp_path / "r" / "config.toml").read_text()
+    monkeypatch.chdir(tmp_path / "r")  # rerun from another folder, as config.toml says
+    assert main(["train", "--config", "config.toml", "--no-progress", "--out", "again"]) == 0
+    capsys.readouterr()
+
+
+def test_zero_epochs_write_no_history_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "z"
+    assert (
+        main(
+            ["train", *SMALL, "--pieces", "3", "--hidden", "4", "--epochs", "0", "--out", str(out)]
+        )
+        == 0
+    )
+    assert "history.png skipped: no epoch ran" in capsys.readouterr().out
+    assert not (out / "history.png").exists() and (out / "controls.png").is_file()

@@ -256,3 +256,25 @@ def test_read_file_returns_header_and_extra(tmp_path: Path, saved: tuple[Any, by
     path.write_bytes(saved[1])
     _, header, extra = read_file(path)
     assert header["kind"] == "node" and header["config"] == saved[0].config and extra == {}
+
+
+def test_files_with_hidden_on_a_field_without_one_still_load(tmp_path) -> None:
+    # written before hidden was refused for fields other than bottleneck: it had no effect
+    model = resode.NeuralODE(2, field="outside", seed=0)
+    model.hidden = 16
+    model.save(tmp_path / "old.npz")
+    loaded = resode.load(tmp_path / "old.npz")
+    assert loaded.hidden is None
+    for k, v in model.params.items():
+        np.testing.assert_array_equal(loaded.params[k], v)
+
+
+def test_a_regressor_on_flat_targets_predicts_flat_after_loading(tmp_path) -> None:
+    X, y = resode.datasets.sine(40, seed=0)
+    model = resode.ResNet(1, 2, classes=1, loss="mse", seed=0)
+    resode.fit(model, X, y, epochs=2, progress=False)
+    model.save(tmp_path / "r.npz")
+    assert resode.load(tmp_path / "r.npz").predict(X).shape == (40,)
+    resode.fit(model, X, y[:, None], epochs=1, progress=False)
+    model.save(tmp_path / "r2.npz")
+    assert resode.load(tmp_path / "r2.npz").predict(X).shape == (40, 1)

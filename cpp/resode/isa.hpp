@@ -34,13 +34,26 @@ inline const char* isa_name(Isa isa) {
 // targets (e.g. -march=native).
 inline Isa detected_isa() {
 #if RESODE_DISPATCH
+  // The kernels are compiled for the whole x86-64-v3 / -v4 levels (BMI1/2, LZCNT, MOVBE and
+  // F16C come with AVX2 there), so a CPU (or a VM's masked CPUID) must report every feature.
   static const Isa best = [] {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
-      return Isa::avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
-    return Isa::baseline;
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+    const bool v3 = __builtin_cpu_supports("x86-64-v3");
+    const bool v4 = v3 && __builtin_cpu_supports("x86-64-v4");
+#else
+    bool v3 = __builtin_cpu_supports("avx") && __builtin_cpu_supports("avx2") &&
+              __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi") &&
+              __builtin_cpu_supports("bmi2");
+#if !defined(__clang__)  // names Clang 14 does not know
+    v3 = v3 && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("movbe") &&
+         __builtin_cpu_supports("lzcnt");
+#endif
+    const bool v4 = v3 && __builtin_cpu_supports("avx512f") &&
+                    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+                    __builtin_cpu_supports("avx512dq");
+#endif
+    return v4 ? Isa::avx512 : v3 ? Isa::avx2 : Isa::baseline;
   }();
   return best;
 #elif defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512BW__) && \

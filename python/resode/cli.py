@@ -407,6 +407,8 @@ def _to_toml(options: Mapping[str, Any]) -> str:
         if key in unused:
             continue
         name = key.replace("_", "-")
+        if key in ("data", "validation"):  # rerunnable from any folder
+            value = str(Path(value).resolve())
         if isinstance(value, bool):
             text = "true" if value else "false"
         elif isinstance(value, (int, float)):
@@ -426,6 +428,8 @@ def _not_applicable(args: argparse.Namespace) -> dict[str, str]:
     if args.model == "resnet":
         for dest in ("pieces", "substeps", "method", "turnpike", "gradient", "checkpoints"):
             out[dest] = "applies to --model node only"
+        if args.h is not None:
+            out["T"] = "does not apply with --h (a ResNet's h is T / layers otherwise)"
     else:
         for dest in ("layers", "h"):
             out[dest] = "applies to --model resnet only"
@@ -452,6 +456,8 @@ def _not_applicable(args: argparse.Namespace) -> dict[str, str]:
             out["noise"] = f"applies to moons and spirals only, not {args.dataset}"
     if getattr(args, "validation", None) is not None:
         out["test_size"] = "does not apply with --validation (the test data are given)"
+    if args.no_progress:
+        out["log_every"] = "does not apply with --no-progress"
     return out
 
 
@@ -488,12 +494,20 @@ def _task(args: argparse.Namespace) -> str:
     return "regression" if args.loss == "mse" else "classification"
 
 
-def _read_data(args: argparse.Namespace, path: str, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_data(
+    args: argparse.Namespace, path: str, what: str, min_classes: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) of a --data / --validation file; every problem is a usage error."""
     from .data_files import load
 
     try:
-        X, y = load(path, target=args.target, features=_columns(args.features), task=_task(args))
+        X, y = load(
+            path,
+            target=args.target,
+            features=_columns(args.features),
+            task=_task(args),
+            min_classes=min_classes,
+        )
     except (OSError, ValueError) as exc:
         raise _UsageError(f"{what} {exc}") from None
     assert y is not None
@@ -508,7 +522,7 @@ def _dataset(args: argparse.Namespace) -> tuple[np.ndarray, ...]:
     if args.data is not None:
         X, y = _read_data(args, args.data, "--data")
         if args.validation is not None:
-            X_te, y_te = _read_data(args, args.validation, "--validation")
+            X_te, y_te = _read_data(args, args.validation, "--validation", min_classes=1)
             if X_te.shape[1] != X.shape[1]:
                 raise _UsageError(
                     f"--validation {args.validation} has {X_te.shape[1]} features, --data "
@@ -620,10 +634,14 @@ def _plots(
     else:
         y_tr = None
         notes.append("trajectories.gif and decision_boundary.png skipped: no classes (regression)")
-    plot.history(history, out / "history.png")
+    if len(history):
+        plot.history(history, out / "history.png")
+        written.append("history.png")
+    else:
+        notes.append("history.png skipped: no epoch ran")
     plot.controls(model, out / "controls.png")
     plot.state_norm(model, X_tr, out / "state_norm.png", y=y_tr)
-    written += ["history.png", "controls.png", "state_norm.png"]
+    written += ["controls.png", "state_norm.png"]
     return written, notes
 
 
@@ -656,7 +674,10 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
         return np.eye(classes)[y]
 
     out = Path(args.out if args.out is not None else _default_out(args))
-    if (out / "model.npz").exists() and not args.overwrite and args.resume is None:
+    # a run that resumes its own checkpoint continues the model in --out; any other run must
+    # not replace a trained model there without --overwrite
+    own = args.resume is not None and Path(args.resume).resolve().parent == out.resolve()
+    if (out / "model.npz").exists() and not args.overwrite and not own:
         raise _UsageError(
             f"--out {out} already holds a trained model (model.npz): choose another --out or "
             "pass --overwrite"
@@ -670,6 +691,11 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
             check_resumable(model, state, fixed_projection=bool(args.fixed_projection))
         except ValueError as exc:
             raise _UsageError(f"--resume {args.resume}: {exc}") from None
+        if state["seed"] != args.seed:  # the seed also split the data: keep the test set apart
+            raise _UsageError(
+                f"--resume {args.resume}: the checkpoint was trained with --seed {state['seed']} "
+                f"(it chose the train/test split), not {args.seed}"
+            )
         resumed_epochs = int(state["epoch"])
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -814,15 +840,17 @@ def _predict(args: argparse.Namespace) -> int:
             features=_columns(args.features),
             task=model.task,
             require_target=False,
+            min_classes=1,
         )
-        if y is None and X.shape[1] == model.dim + 1 and args.features is None:
-            # the training file's layout (features and the target last): score against it
-            X, y = load_data(args.data, task=model.task)
     except (OSError, ValueError) as exc:
         raise _UsageError(f"--data {exc}") from None
     if X.shape[1] != model.dim:
+        hint = ""
+        if X.shape[1] == model.dim + 1 and args.target is None and args.features is None:
+            hint = " (if one column is the target, name it with --target)"
         raise _UsageError(
             f"--data {args.data} has {X.shape[1]} feature columns, the model takes {model.dim}"
+            + hint
         )
     if model.task == "regression":
         outputs = model.forward(X)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Union
@@ -53,6 +54,7 @@ def load(
     features: Sequence[Column] | None = None,
     task: str = "classification",
     require_target: bool = True,
+    min_classes: int = 2,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read ``(X, y)`` from a ``.npz`` or ``.csv`` file.
 
@@ -71,6 +73,9 @@ def load(
     require_target : bool, default True
         ``False``: a file without targets is accepted and ``y`` is ``None`` (CSV: all columns
         are features unless ``target`` is given).
+    min_classes : int, default 2
+        Classification: the fewest distinct labels the file must hold (a training file needs
+        two; a test file may hold one).
 
     Returns
     -------
@@ -114,24 +119,34 @@ def load(
         )
     if y is None:
         return X, None
-    return X, _check_targets(p, y, task)
+    return X, _check_targets(p, y, task, min_classes)
 
 
-def _check_targets(p: Path, y: np.ndarray, task: str) -> np.ndarray:
+def _check_targets(p: Path, y: np.ndarray, task: str, min_classes: int) -> np.ndarray:
     if not np.isfinite(y).all():
         row = int(np.argwhere(~np.isfinite(y))[0][0])
         raise ValueError(f"{p}: target {y[row]} (sample {row}) is not finite")
     if task == "regression":
         return np.ascontiguousarray(y, dtype=np.float64)
-    if not np.array_equal(y, np.round(y)) or (y < 0).any():
+    bad = np.flatnonzero((y != np.round(y)) | (y < 0))
+    if bad.size:
         raise ValueError(
-            f"{p}: classification needs integer labels >= 0 in the target column "
-            "(use --loss mse for a regression target)"
+            f"{p}: classification needs integer labels >= 0 in the target column, got "
+            f"{y[bad[0]]!r} (sample {bad[0]}); use --loss mse for a regression target"
         )
-    labels = y.astype(np.int64)
-    if len(np.unique(labels)) < 2:
-        raise ValueError(f"{p}: the target column holds a single class ({labels[0]}); need >= 2")
-    return labels
+    distinct = np.unique(y)
+    # labels name classes 0..K-1: a huge label would make a model with that many outputs
+    if distinct[-1] >= max(1000, 10 * len(distinct)):
+        raise ValueError(
+            f"{p}: label {distinct[-1]:.0f} is far beyond the {len(distinct)} distinct labels: "
+            "classes must be numbered 0..K-1 (remap them, or use --loss mse for a regression)"
+        )
+    if len(distinct) < min_classes:
+        raise ValueError(
+            f"{p}: the target column holds {len(distinct)} class ({distinct[0]:.0f}); "
+            f"need >= {min_classes}"
+        )
+    return y.astype(np.int64)
 
 
 def _read_npz(
@@ -147,9 +162,10 @@ def _read_npz(
     except ValueError as exc:
         if str(exc).startswith(str(p)):
             raise
-        raise ValueError(f"{p}: not a readable .npz file ({exc})") from None
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"{p}: not a readable .npz file ({exc})") from None
+        raise ValueError(f"{p}: not a readable .npz archive ({exc})") from None
+    except (OSError, EOFError, TypeError, zipfile.BadZipFile) as exc:
+        # TypeError: np.load gave a plain array (a .npy file named .npz), no archive
+        raise ValueError(f"{p}: not a readable .npz archive ({exc})") from None
     if X.dtype.kind not in "biuf" or (y is not None and y.dtype.kind not in "biuf"):
         raise ValueError(f"{p}: X and y must be numeric arrays")
     if X.ndim != 2:
@@ -175,13 +191,14 @@ def _is_number(text: str) -> bool:
 
 
 def _column_index(p: Path, column: Column, header: list[str] | None, width: int) -> int:
-    """0-based index of a column given by name or index; ValueError naming it otherwise."""
+    """0-based index of a column given by name (a header name wins, even one like "2020") or
+    index (negative from the end); ValueError naming it otherwise."""
+    if isinstance(column, str) and header is not None and column in header:
+        return header.index(column)
     if isinstance(column, str) and not _is_int(column):
         if header is None:
             raise ValueError(f"{p}: column {column!r} given by name, but the file has no header")
-        if column not in header:
-            raise ValueError(f"{p}: no column {column!r} (columns: {', '.join(header)})")
-        return header.index(column)
+        raise ValueError(f"{p}: no column {column!r} (columns: {', '.join(header)})")
     index = int(column)
     if not -width <= index < width:
         raise ValueError(f"{p}: column index {index} out of range for {width} columns")
@@ -200,14 +217,15 @@ def _read_csv(
     p: Path, target: Column | None, features: Sequence[Column] | None, require_target: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
     try:
-        with p.open(newline="", encoding="utf-8") as f:
+        with p.open(newline="", encoding="utf-8-sig") as f:  # -sig: a BOM (Excel) is no text
             rows = [(i + 1, row) for i, row in enumerate(csv.reader(f)) if row]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ValueError(f"{p}: not a readable CSV file ({exc})") from None
     if not rows:
         raise ValueError(f"{p}: the file is empty")
     header: list[str] | None = None
-    if not all(_is_number(cell) for cell in rows[0][1]):
+    # a header has a cell that is text (an empty cell in a first data row is an error below)
+    if any(cell.strip() and not _is_number(cell) for cell in rows[0][1]):
         header = [cell.strip() for cell in rows[0][1]]
         rows = rows[1:]
     if not rows:
@@ -226,8 +244,9 @@ def _read_csv(
                     f"{p}, line {line}, column {c + 1}{name}: {cell.strip()!r} is not a number"
                 ) from None
             if not math.isfinite(values[r, c]):
+                name = f" ({header[c]!r})" if header else ""
                 raise ValueError(
-                    f"{p}, line {line}, column {c + 1}: {cell.strip()!r} is not finite"
+                    f"{p}, line {line}, column {c + 1}{name}: {cell.strip()!r} is not finite"
                 )
     has_target = require_target or target is not None
     t = (
@@ -237,8 +256,11 @@ def _read_csv(
     )
     if features is not None:
         columns = [_column_index(p, c, header, width) for c in features]
+        if len(set(columns)) != len(columns):
+            raise ValueError(f"{p}: a feature column is given twice: {list(features)}")
         if t is not None and t in columns:
-            raise ValueError(f"{p}: the target column is also a feature")
+            name = header[t] if header else str(t)
+            raise ValueError(f"{p}: the target column ({name}) is also a feature")
     else:
         columns = [c for c in range(width) if c != t]
     X = np.ascontiguousarray(values[:, columns])

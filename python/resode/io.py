@@ -190,6 +190,8 @@ def model_payload(model: ResNet | NeuralODE) -> tuple[dict[str, Any], dict[str, 
     if extra:
         raise ValueError(f"model.params has unexpected entries {extra}")
     header = {"format": "resode", "version": FORMAT_VERSION, "kind": kind, "config": model.config}
+    if getattr(model, "_flat_targets", False):  # a regressor fitted on y (N,) predicts (N,)
+        header["flat_targets"] = True
     return header, arrays
 
 
@@ -311,7 +313,7 @@ def _parse_header(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
             f"unsupported format version {header.get('version')!r} (this resode reads version "
             f"{FORMAT_VERSION})"
         )
-    allowed = {"format", "version", "kind", "config", "checkpoint"}
+    allowed = {"format", "version", "kind", "config", "checkpoint", "flat_targets"}
     extra = sorted(set(header) - allowed)
     if extra:
         raise ValueError(f"unknown header keys {extra}")
@@ -344,6 +346,9 @@ def _check_config(kind: Any, config: Any) -> tuple[type, dict[str, Any]]:
         raise ValueError(f"config 'hidden' must be null or a non-negative integer, got {hidden!r}")
     if config["field"] == "bottleneck" and hidden is None:
         raise ValueError("config 'hidden' must be an integer for field 'bottleneck'")
+    if config["field"] != "bottleneck" and hidden is not None:
+        # files written before `hidden` was refused for other fields: it never had an effect
+        config = {**config, "hidden": None}
     return cls, config
 
 
@@ -375,6 +380,10 @@ def _build(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Any:
     if model.config != config:
         raise ValueError(f"config does not round-trip through {cls.__name__}: {config}")
     model.params = params
+    flat = header.get("flat_targets", False)
+    if not isinstance(flat, bool):
+        raise ValueError(f"header 'flat_targets' must be true or false, got {flat!r}")
+    model._flat_targets = flat
     return model
 
 
