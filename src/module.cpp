@@ -37,4 +37,5 @@ PYBIND11_MODULE(_core, m) {
   register_activations(m);
   register_sweeps(m);
   register_threads(m);
+  register_training(m);
 }

@@ -1,118 +1,15 @@
-// Bindings of the sweeps (trajectory, logits, loss_and_grad, vjp): validate every array against
-// the shapes the field implies, build a resode::Problem over the NumPy buffers, release the GIL
-// and run the core. X's dtype (float32 or float64) selects the template instance; every other
-// float array must have the same dtype (no silent casts, no hidden copies).
+// Bindings of the sweeps (trajectory, logits, loss_and_grad, vjp): bind the problem
+// (problem_binding.hpp), release the GIL and run the core.
 #include <cmath>
 #include <cstdint>
 
-#include "bindings.hpp"
+#include "problem_binding.hpp"
 #include "sweep_instances.hpp"
 
 namespace {
 
+using namespace resode::bind;
 using resode::index_t;
-using resode::bind::checked;
-using resode::bind::Shape;
-template <class T>
-using carray = py::array_t<T, py::array::c_style>;
-
-// The keyword arguments every sweep shares.
-struct Config {
-  std::string field, activation, method;
-  double dt;
-  index_t substeps, augment;
-};
-
-// Validated arrays (kept alive here) and the Problem pointing into them.
-template <class T>
-struct Bound {
-  std::vector<carray<T>> theta;
-  std::vector<std::pair<std::string, Shape>> theta_shapes;  // names and shapes, flat order
-  carray<T> X, P, c;
-  resode::Problem<T> pb;
-};
-
-template <class T>
-Bound<T> bind_problem(const py::array& X, const std::vector<py::array>& theta, const Config& cfg,
-                      const py::array* P, const py::array* c) {
-  Bound<T> b;
-  auto& f = b.pb.dyn.field;
-  f.kind = resode::parse_field(cfg.field);
-  const bool bottleneck = f.kind == resode::FieldKind::bottleneck;
-  const std::vector<std::string> names =
-      bottleneck ? std::vector<std::string>{"W1", "b1", "W2", "b2"}
-                 : std::vector<std::string>{"W", "b"};
-  resode::require(theta.size() == names.size(), [&] {
-    return "theta must hold " + std::to_string(names.size()) + " arrays for field '" + cfg.field +
-           "', got " + std::to_string(theta.size());
-  });
-  // W1 fixes K (pieces or layers), H and D; everything else must agree with it.
-  b.theta.push_back(checked<T>(theta[0], names[0].c_str(), {-1, -1, -1}));
-  f.pieces = b.theta[0].shape(0), f.H = b.theta[0].shape(1), f.D = b.theta[0].shape(2);
-  auto first_shape = [&] { return resode::bind::shape_string(resode::bind::shape_of(theta[0])); };
-  resode::require(f.pieces >= 1 && f.H >= 1 && f.D >= 1,
-                  [&] { return names[0] + " must have non-zero extents, got " + first_shape(); });
-  if (!bottleneck)
-    resode::require(f.H == f.D,
-                    [&] { return "W must have shape (K, D, D), got " + first_shape(); });
-  std::vector<Shape> shapes{{f.pieces, f.H, f.D}, {f.pieces, f.H}};
-  if (bottleneck) shapes.insert(shapes.end(), {{f.pieces, f.D, f.H}, {f.pieces, f.D}});
-  for (std::size_t i = 1; i < names.size(); ++i)
-    b.theta.push_back(checked<T>(theta[i], names[i].c_str(), shapes[i]));
-  for (std::size_t i = 0; i < names.size(); ++i) b.theta_shapes.emplace_back(names[i], shapes[i]);
-  f.W1 = b.theta[0].data(), f.b1 = b.theta[1].data();
-  if (bottleneck) f.W2 = b.theta[2].data(), f.b2 = b.theta[3].data();
-
-  resode::require(std::isfinite(cfg.dt) && cfg.dt > 0, "dt must be finite and > 0");
-  resode::require(cfg.substeps >= 1, "substeps must be >= 1");
-  resode::require(cfg.augment >= 0 && cfg.augment < f.D,
-                  [&] { return "augment must be in [0, D) with D = " + std::to_string(f.D); });
-  b.pb.dyn.activation = resode::parse_activation(cfg.activation);
-  b.pb.dyn.tab = resode::tableau(resode::parse_method(cfg.method));
-  b.pb.dyn.substeps = cfg.substeps;
-  b.pb.dyn.dt = T(cfg.dt);
-  b.pb.augment = cfg.augment;
-
-  b.X = checked<T>(X, "X", {-1, f.D - cfg.augment});
-  b.pb.N = b.X.shape(0);
-  resode::require(b.pb.N >= 1, "X must hold at least one sample");
-  b.pb.X = b.X.data();
-  if (P) {
-    b.P = checked<T>(*P, "P", {-1, f.D});
-    const index_t C = b.P.shape(0);
-    resode::require(C >= 1, "P must have at least one row (class)");
-    b.c = checked<T>(*c, "c", {C});
-    b.pb.readout = {C, b.P.data(), b.c.data()};
-  }
-  return b;
-}
-
-// Splits the flat gradient buffer into arrays shaped like theta.
-template <class T>
-py::list split(py::array_t<T>& flat, const Bound<T>& b) {
-  py::list out;
-  index_t offset = 0;
-  for (const auto& [name, shape] : b.theta_shapes) {
-    out.append(resode::bind::view(flat, offset, shape));
-    index_t size = 1;
-    for (index_t e : shape) size *= e;
-    offset += size;
-  }
-  return out;
-}
-
-resode::GradientOptions gradient_options(const std::string& gradient, index_t checkpoints) {
-  resode::GradientOptions opt;
-  if (gradient == "discrete")
-    opt.gradient = resode::Gradient::discrete;
-  else if (gradient == "adjoint")
-    opt.gradient = resode::Gradient::adjoint;
-  else
-    throw std::invalid_argument("gradient must be 'discrete' or 'adjoint'; got '" + gradient + "'");
-  resode::require(checkpoints >= 0, "checkpoints must be >= 0 (0: store every step)");
-  opt.checkpoints = checkpoints;
-  return opt;
-}
 
 template <class T>
 py::array trajectory(const py::array& X, const std::vector<py::array>& theta, const Config& cfg) {
@@ -154,23 +51,7 @@ py::tuple loss_and_grad(const py::array& X, const py::array& y,
   py::array_t<std::int64_t, py::array::c_style> labels;
   carray<T> values;
   if (targets.kind == resode::LossKind::cross_entropy) {
-    const char kind = y.dtype().kind();
-    if (kind != 'i' && kind != 'u')
-      throw py::type_error("y must hold integer class labels for loss 'cross_entropy', got dtype " +
-                           std::string(py::str(y.dtype())));
-    labels = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(y);
-    if (!labels) throw py::error_already_set();
-    resode::require(labels.ndim() == 1 && labels.shape(0) == N, [&] {
-      return "y must have shape (" + std::to_string(N) + ",) like X's first axis, got " +
-             resode::bind::shape_string(resode::bind::shape_of(y));
-    });
-    const std::int64_t* label = labels.data();
-    index_t bad = 0;  // the first label out of range (N: none); one compare per label
-    while (bad < N && label[bad] >= 0 && label[bad] < C) ++bad;
-    resode::require(bad == N, [&] {
-      return "y must hold labels in [0, " + std::to_string(C) + "), got " +
-             std::to_string(label[bad]) + " at index " + std::to_string(bad);
-    });
+    labels = checked_labels(y, N, C);
     targets.labels = labels.data();
   } else {
     values = checked<T>(y, "y", {N, C});
@@ -205,11 +86,6 @@ py::tuple vjp(const py::array& X, const py::array& cotangent, const std::vector<
     resode::vjp(b.pb, cot.data(), opt, gf, gX);
   }
   return py::make_tuple(split(dfield, b), dX);
-}
-
-Config config(std::string field, std::string activation, std::string method, double dt,
-              index_t substeps, index_t augment) {
-  return Config{std::move(field), std::move(activation), std::move(method), dt, substeps, augment};
 }
 
 }  // namespace

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import math
-import pathlib
 from collections.abc import Callable
 
 import numpy as np
 import pytest
-
-try:
-    from resode import optim
-except ImportError:  # compiled part not built: load the pure-Python module by path
-    _p = pathlib.Path(__file__).resolve().parents[1] / "python" / "resode" / "optim.py"
-    _s = importlib.util.spec_from_file_location("resode_optim", _p)
-    assert _s is not None
-    assert _s.loader is not None
-    optim = importlib.util.module_from_spec(_s)
-    _s.loader.exec_module(optim)
+from resode import optim
 
 Params = dict[str, np.ndarray]
 
@@ -551,3 +540,24 @@ def test_step_keys_must_match_existing_state(make: Callable[[], optim.Optimizer]
     r = {"W": np.zeros((3, 2)), "b": p["b"]}
     with pytest.raises(ValueError, match="'W'"):
         opt.step(r, _noisy_grads(r, 1))
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_strided_params_are_updated_like_contiguous_ones(name: str) -> None:
+    base = np.arange(24.0).reshape(4, 6) / 7.0
+    strided = {"W": base.copy()[:, ::2], "b": np.asfortranarray(base[:3, :3])}
+    contiguous = {k: np.ascontiguousarray(v) for k, v in strided.items()}
+    views = dict(strided)
+    opt_a, opt_b = OPTIMIZERS[name](), OPTIMIZERS[name]()
+    for i in range(3):
+        opt_a.step(strided, _noisy_grads(contiguous, i))
+        opt_b.step(contiguous, _noisy_grads(contiguous, i))
+    for k in strided:
+        assert strided[k] is views[k]  # updated in place
+        np.testing.assert_array_equal(strided[k], contiguous[k])
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble])
+def test_params_of_other_float_dtypes_are_refused(dtype: type) -> None:
+    with pytest.raises(TypeError, match=r"^params\['w'\] must be float32 or float64, got "):
+        optim.Adam().step({"w": np.zeros(2, dtype=dtype)}, {"w": np.ones(2)})

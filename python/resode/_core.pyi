@@ -1,6 +1,7 @@
 """Type stubs of resode._core, the compiled core (see src/)."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -75,3 +76,53 @@ def vjp(
     gradient: str = "discrete",
     checkpoints: int = 0,
 ) -> tuple[list[np.ndarray], np.ndarray]: ...
+def optimizer_step(
+    param: np.ndarray,
+    grad: np.ndarray,
+    state: Sequence[np.ndarray],
+    *,
+    optimizer: str,
+    lr: float,
+    step: int,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    first: bool = False,
+) -> None: ...
+def bound_l1(arrays: Sequence[np.ndarray], bound: float) -> None: ...
+def grad_norm(arrays: Sequence[np.ndarray]) -> float: ...
+def train_epoch(
+    X: np.ndarray,
+    y: np.ndarray,
+    theta: Sequence[np.ndarray],
+    P: np.ndarray,
+    c: np.ndarray,
+    order: np.ndarray,
+    *,
+    batch: int,
+    field: str,
+    activation: str,
+    method: str,
+    dt: float,
+    substeps: int = 1,
+    augment: int = 0,
+    loss: str = "cross_entropy",
+    weight_decay: float = 0.0,
+    turnpike: bool = False,
+    gradient: str = "discrete",
+    checkpoints: int = 0,
+    optimizer: str,
+    lr: float,
+    step: int,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    first: bool = False,
+    state: Sequence[Sequence[np.ndarray]],
+    bound: float = 0.0,
+    fixed_projection: bool = False,
+) -> dict[str, Any]: ...

@@ -3,8 +3,10 @@
 The optimisers follow PyTorch's update rules (``torch.optim.SGD`` without dampening and
 weight decay, ``torch.optim.Adam`` without weight decay / amsgrad). Parameters and
 gradients are dicts ``name -> numpy.ndarray`` with the same keys and shapes; ``step``
-updates the parameter arrays **in place** and keeps their dtype (the update is computed
-in the parameter's dtype, gradients are cast to it, optimiser state has it too).
+updates the parameter arrays **in place** and keeps their dtype (float32 or float64: the
+update is computed in the parameter's dtype, gradients are cast to it, optimiser state has
+it too). The update rules live in the compiled core (``resode/optimizers.hpp``), shared with
+the whole-epoch loop of :func:`resode.fit`: one Adam, one SGD.
 
 The learning rate is ``base_lr * schedule(epoch)``; the training loop calls
 :meth:`Optimizer.epoch_end` once per epoch. Everything needed to resume is in
@@ -39,6 +41,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike
 
+from . import _core
 from ._validation import int_at_least
 
 __all__ = [
@@ -318,6 +321,8 @@ class Optimizer(ABC):
         for k, p in params.items():
             if not isinstance(p, np.ndarray) or not np.issubdtype(p.dtype, np.floating):
                 raise ValueError(f"params[{k!r}] must be a floating-point numpy.ndarray")
+            if p.dtype not in (np.float32, np.float64):
+                raise TypeError(f"params[{k!r}] must be float32 or float64, got {p.dtype}")
             if not p.flags.writeable:
                 raise ValueError(f"params[{k!r}] is read-only; it is updated in place")
             g = np.asarray(grads[k])
@@ -354,14 +359,52 @@ class Optimizer(ABC):
             non-float or read-only parameters.
         """
         g = self._check(params, grads)
-        self.step_count += 1
         lr = self.lr
         for k, p in params.items():
-            self._update(k, p, g[k], lr)
+            state, first = self._slot_arrays(k, p)
+            target = p if p.flags.c_contiguous else np.ascontiguousarray(p)
+            _core.optimizer_step(
+                target, g[k], state, lr=lr, step=self.step_count, first=first, **self._core_args()
+            )
+            if target is not p:
+                p[...] = target
+        self.step_count += 1
+
+    def _core_state(self, params: Mapping[str, np.ndarray]) -> tuple[list[list[np.ndarray]], bool]:
+        """The state arrays of every key of ``params`` (in its order) for a run of steps in
+        the core (``_core.train_epoch``), and whether they were just created; call
+        :meth:`_advance` with the number of steps taken afterwards."""
+        self._check(params, params)
+        arrays, created = [], []
+        for k, p in params.items():
+            state, first = self._slot_arrays(k, p)
+            arrays.append(state)
+            created.append(first)
+        return arrays, any(created)
+
+    def _advance(self, steps: int, first: bool) -> None:
+        """Count ``steps`` steps taken in the core; forget state created for none."""
+        self.step_count += steps
+        if first and steps == 0:
+            self._state = {s: {} for s in self._slots}
+
+    def _slot_arrays(self, key: str, p: np.ndarray) -> tuple[list[np.ndarray], bool]:
+        """The state arrays of ``key`` in slot order (created as zeros, C-ordered, in ``p``'s
+        dtype on first use) and whether they were just created (no step has used them)."""
+        slots = self._active_slots()
+        first = any(key not in self._state[s] for s in slots)
+        if first:
+            for s in slots:
+                self._state[s][key] = np.zeros(p.shape, dtype=p.dtype)
+        return [self._state[s][key] for s in slots], first
+
+    def _active_slots(self) -> tuple[str, ...]:
+        """The slots this configuration keeps (SGD without momentum keeps none)."""
+        return self._slots
 
     @abstractmethod
-    def _update(self, key: str, p: np.ndarray, g: np.ndarray, lr: float) -> None:
-        """Update one parameter array in place (``step_count`` already incremented)."""
+    def _core_args(self) -> dict[str, Any]:
+        """The update rule's name and constants for ``_core.optimizer_step``."""
 
     # -- serialisation ------------------------------------------------------------------
 
@@ -523,21 +566,11 @@ class SGD(Optimizer):
         if self.nesterov and self.momentum == 0.0:
             raise ValueError("nesterov=True requires momentum > 0")
 
-    def _update(self, key: str, p: np.ndarray, g: np.ndarray, lr: float) -> None:
-        if self.momentum == 0.0:
-            p -= lr * g
-            return
-        bufs = self._state["buf"]
-        buf = bufs.get(key)
-        if buf is None:
-            buf = bufs[key] = np.array(g, dtype=p.dtype, copy=True, order="C")
-        else:
-            buf *= self.momentum
-            buf += g
-        if self.nesterov:
-            p -= lr * (g + self.momentum * buf)
-        else:
-            p -= lr * buf
+    def _active_slots(self) -> tuple[str, ...]:
+        return self._slots if self.momentum != 0.0 else ()
+
+    def _core_args(self) -> dict[str, Any]:
+        return {"optimizer": "sgd", "momentum": self.momentum, "nesterov": self.nesterov}
 
     def _validate_slots(self, slots: dict[str, dict[str, np.ndarray]]) -> None:
         if self.momentum == 0.0 and slots["buf"]:
@@ -618,25 +651,9 @@ class Adam(Optimizer):
         if self.eps <= 0.0:
             raise ValueError(f"eps must be > 0, got {eps!r}")
 
-    def _update(self, key: str, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+    def _core_args(self) -> dict[str, Any]:
         beta1, beta2 = self.betas
-        m = self._state["m"].get(key)
-        v = self._state["v"].get(key)
-        if m is None or v is None:
-            m = self._state["m"][key] = np.zeros_like(p, order="C")
-            v = self._state["v"][key] = np.zeros_like(p, order="C")
-        m *= beta1
-        m += (1.0 - beta1) * g
-        v *= beta2
-        v += (1.0 - beta2) * (g * g)
-        t = self.step_count
-        bias_correction1 = 1.0 - beta1**t
-        bias_correction2_sqrt = math.sqrt(1.0 - beta2**t)
-        step_size = lr / bias_correction1
-        denom = np.sqrt(v)
-        denom /= bias_correction2_sqrt
-        denom += self.eps
-        p -= step_size * (m / denom)
+        return {"optimizer": "adam", "beta1": beta1, "beta2": beta2, "eps": self.eps}
 
     def config(self) -> dict[str, Any]:
         """Return ``{"name": "Adam", "lr", "betas", "eps", "schedule"}`` (betas as a list).

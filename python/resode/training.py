@@ -320,20 +320,7 @@ def constrain(model: Model, bound: float) -> None:
     >>> bool((s <= 0.5).all())
     True
     """
-    names = field_param_names(model.field)
-    arrays = [model.params[n] for n in names]
-    pieces = arrays[0].shape[0]
-    sums = np.zeros(pieces, dtype=np.float64)
-    for a in arrays:
-        sums += np.abs(a).reshape(pieces, -1).sum(axis=1, dtype=np.float64)
-    over = sums > bound
-    if not over.any():
-        return
-    eps = float(np.finfo(arrays[0].dtype).eps)
-    factor = np.ones(pieces, dtype=np.float64)
-    factor[over] = bound / sums[over] * (1.0 - 8.0 * eps)
-    for a in arrays:
-        a *= factor.reshape((pieces,) + (1,) * (a.ndim - 1)).astype(a.dtype)
+    _core.bound_l1([model.params[n] for n in field_param_names(model.field)], float(bound))
 
 
 def _check_model(model: Any) -> Model:
@@ -404,16 +391,87 @@ def _log_line(row: Mapping[str, float], epochs: int) -> str:
 
 def _grad_norm(grads: Mapping[str, np.ndarray]) -> float:
     """Euclidean norm of all arrays together, scaled so that huge finite entries don't
-    overflow in the squares."""
-    scale = max((float(np.max(np.abs(g))) for g in grads.values() if g.size), default=0.0)
-    if scale == 0.0:
-        return 0.0
-    total = sum(float(np.sum(np.square(g / scale, dtype=np.float64))) for g in grads.values())
-    return scale * math.sqrt(total)
+    overflow in the squares (the core's, as in the whole-epoch loop)."""
+    return _core.grad_norm(list(grads.values()))
 
 
-def _finite(arrays: Iterable[np.ndarray]) -> bool:
-    return all(bool(np.isfinite(a).all()) for a in arrays)
+def _own_params(model: Model) -> None:
+    """Make every ``model.params`` array one the core may update in place: C-ordered, writable,
+    of the model's dtype (arrays that already are stay the same objects)."""
+    for name, p in model.params.items():
+        ok = (
+            isinstance(p, np.ndarray)
+            and p.dtype == model.dtype
+            and p.flags.c_contiguous
+            and p.flags.writeable
+        )
+        if not ok:
+            model.params[name] = np.array(p, dtype=model.dtype, order="C", copy=True)
+
+
+def _run_epoch(
+    model: Model,
+    X: np.ndarray,
+    y: np.ndarray,
+    order: np.ndarray,
+    batch: int,
+    optimizer: Optimizer,
+    bound: float | None,
+    fixed_projection: bool,
+) -> dict[str, Any]:
+    """One epoch in one core call (``_core.train_epoch``): per batch of ``order``,
+    ``loss_and_grad``, the optimiser's update, ``bound`` and the divergence check, exactly as
+    a loop of :meth:`loss_and_grad`, :meth:`Optimizer.step` and :func:`constrain` would."""
+    names = field_param_names(model.field)
+    trained = names if fixed_projection else [*names, "P", "c"]
+    state, first = optimizer._core_state({k: model.params[k] for k in trained})
+    steps = 0
+    try:
+        outcome = _core.train_epoch(
+            X,
+            y,
+            [model.params[k] for k in names],
+            model.params["P"],
+            model.params["c"],
+            order,
+            batch=batch,
+            **model._sweep_args(),
+            loss=model.loss,
+            weight_decay=model.weight_decay,
+            **model._gradient_args(),
+            lr=optimizer.lr,
+            step=optimizer.step_count,
+            first=first,
+            state=state,
+            bound=0.0 if bound is None else bound,
+            fixed_projection=fixed_projection,
+            **optimizer._core_args(),
+        )
+        steps = outcome["steps"]
+    finally:
+        optimizer._advance(steps, first)
+    return outcome
+
+
+def _diverged(
+    outcome: Mapping[str, Any], epoch: int, lr: float, history: History
+) -> TrainingDiverged:
+    """The :class:`TrainingDiverged` for a failed ``_core.train_epoch`` outcome."""
+    batch = outcome["batches"] + 1
+    where = f"at epoch {epoch + 1}, batch {batch}"
+    if outcome["failure"] == "sweep":
+        cause = _core.NonFiniteError(outcome["message"])
+        cause.step, cause.t = outcome["step"], outcome["time"]
+        message = f"training diverged {where}: {cause}"
+    else:
+        cause = None
+        message = (
+            f"training diverged {where}: the optimiser step made the parameters non-finite "
+            f"(lr={lr:g}); parameters restored to before the step"
+        )
+    error = TrainingDiverged(message, epoch=epoch + 1, batch=batch, history=history)
+    error.__cause__ = cause
+    return error
 
 
 def _call_callback(cb: Any, epoch: int, logs: dict[str, float], model: Model) -> bool:
@@ -722,7 +780,7 @@ def fit(
     seed = _check_seed(seed)
     if optimizer is None:
         optimizer = Adam(lr=1e-3)
-    trained = [k for k in model.params if not (fixed_projection and k in ("P", "c"))]
+    _own_params(model)
     settings = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -742,50 +800,14 @@ def fit(
             lr = optimizer.lr
             # Full batch: every epoch sees all samples at once, no need to permute them.
             order = _epoch_order(n, seed, epoch, shuffle and batch < n)
-            loss_sum = 0.0
-            norm_sum = 0.0
-            batches = 0
-            for b, lo in enumerate(range(0, n, batch)):
-                idx = order[lo : lo + batch]
-                Xb, yb = (Xc, yc) if batch >= n else (Xc[idx], yc[idx])
-                backup = {k: model.params[k].copy() for k in trained}
-                where = f"at epoch {epoch + 1}, batch {b + 1}"
-                try:
-                    loss, grads = model.loss_and_grad(Xb, yb)
-                except _core.NonFiniteError as exc:
-                    raise TrainingDiverged(
-                        f"training diverged {where}: {exc}",
-                        epoch=epoch + 1,
-                        batch=b + 1,
-                        history=history,
-                    ) from exc
-                g = {k: grads[k] for k in trained}
-                if not math.isfinite(loss) or not _finite(g.values()):
-                    what = "loss" if not math.isfinite(loss) else "gradient"
-                    raise TrainingDiverged(
-                        f"training diverged {where}: non-finite {what} (loss={loss})",
-                        epoch=epoch + 1,
-                        batch=b + 1,
-                        history=history,
-                    )
-                # Overflow is detected just below (and rolled back), not warned about.
-                with np.errstate(over="ignore", invalid="ignore"):
-                    optimizer.step({k: model.params[k] for k in trained}, g)
-                    if bound is not None:
-                        constrain(model, bound)
-                if not _finite(model.params[k] for k in trained):
-                    for k, v in backup.items():
-                        model.params[k][...] = v
-                    raise TrainingDiverged(
-                        f"training diverged {where}: the optimiser step made the parameters "
-                        f"non-finite (lr={lr:g}); parameters restored to before the step",
-                        epoch=epoch + 1,
-                        batch=b + 1,
-                        history=history,
-                    )
-                loss_sum += loss * len(idx)
-                norm_sum += _grad_norm(g)
-                batches += 1
+            outcome = _run_epoch(model, Xc, yc, order, batch, optimizer, bound, fixed_projection)
+            if outcome["failure"] is not None:
+                raise _diverged(outcome, epoch, lr, history)
+            loss_sum, norm_sum, batches = (
+                outcome["loss_sum"],
+                outcome["norm_sum"],
+                outcome["batches"],
+            )
             epoch_loss = loss_sum / n
             if not math.isfinite(epoch_loss):  # finite batch losses whose mean overflows
                 raise TrainingDiverged(
