@@ -20,8 +20,17 @@ def _one_thread():
 
 @pytest.fixture
 def threads():
-    """threads(n): resode at n threads for the rest of this test (NumPy's BLAS stays at 1)."""
-    return resode.set_num_threads
+    """threads(n): resode and NumPy's BLAS at n threads for the rest of this test, so a
+    2-thread resode row compares with the reference at 2 BLAS threads."""
+    limits = []
+
+    def _set(n: int) -> None:
+        resode.set_num_threads(n)
+        limits.append(threadpool_limits(limits=n, user_api="blas"))
+
+    yield _set
+    for limit in reversed(limits):
+        limit.restore_original_limits()
 
 
 @pytest.fixture

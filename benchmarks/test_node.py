@@ -32,7 +32,7 @@ def _reference_kwargs(model):
     }
 
 
-@pytest.mark.parametrize("impl", ["resode", "resode-2-threads", "reference"])
+@pytest.mark.parametrize("impl", ["resode", "resode-2-threads", "reference", "reference-2-threads"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("gradient", ["discrete", "adjoint"])
 @pytest.mark.parametrize("N", [2, 150, 1000])
@@ -44,11 +44,12 @@ def test_seed_node_step(benchmark, run, threads, N, gradient, dtype, impl):
         threads(2 if impl.endswith("threads") else 1)
         run(lambda: model.loss_and_grad(X, y))
     else:
+        threads(2 if impl.endswith("threads") else 1)
         kw = _reference_kwargs(model)
         run(lambda: ref.node_loss_and_grad(model.params, X, y, **kw))
 
 
-@pytest.mark.parametrize("impl", ["resode", "resode-2-threads", "reference"])
+@pytest.mark.parametrize("impl", ["resode", "resode-2-threads", "reference", "reference-2-threads"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_wide_node_step(benchmark, run, threads, dtype, impl):
     D, N = 256, 1024
@@ -60,5 +61,6 @@ def test_wide_node_step(benchmark, run, threads, dtype, impl):
         threads(2 if impl.endswith("threads") else 1)
         run(lambda: model.loss_and_grad(X, y), slow=True)
     else:
+        threads(2 if impl.endswith("threads") else 1)
         kw = _reference_kwargs(model)
         run(lambda: ref.node_loss_and_grad(model.params, X, y, **kw), slow=True)

@@ -11,7 +11,7 @@ from resode import reference as ref
 LAYERS, N = 100, 1000
 
 
-@pytest.mark.parametrize("impl", ["resode", "resode-2-threads", "reference"])
+@pytest.mark.parametrize("impl", ["resode", "resode-2-threads", "reference", "reference-2-threads"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("D", [2, 16, 64])
 def test_resnet_step(benchmark, run, threads, D, dtype, impl):
@@ -25,5 +25,6 @@ def test_resnet_step(benchmark, run, threads, D, dtype, impl):
         threads(2 if impl.endswith("threads") else 1)
         run(lambda: model.loss_and_grad(X, y))
     else:
+        threads(2 if impl.endswith("threads") else 1)
         kw = {"field": "outside", "activation": "tanh", "h": 0.1}
         run(lambda: ref.resnet_loss_and_grad(model.params, X, y, **kw), slow=D >= 16)

@@ -1,6 +1,12 @@
 """Quick benchmarks behind ``resode bench``: one training step (``loss_and_grad``) of each
 workload of ``benchmarks/``, resode against the NumPy reference in the same run, with the
-machine's single-thread GEMM rate (NumPy matmul, 512 x 512) for scale.
+machine's GEMM rate (NumPy matmul, 512 x 512) for scale.
+
+Like against like: a row at n threads compares with the reference at n BLAS threads and with
+the GEMM rate of the same dtype at n threads. When the machine sets ``OPENBLAS_CORETYPE``
+(which pins NumPy's OpenBLAS to a lower kernel set than the CPU has), the table is measured in
+a child process without it, so both sides run the best kernels of the CPU; the header names
+the kernel set that ran.
 
 The pytest-benchmark suite in ``benchmarks/`` is the full, statistically careful version; this
 module answers "how fast is it here?" in well under a minute.
@@ -11,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,7 +45,7 @@ class Row:
     reference: float | None
     gflop: float | None  # multiply-add FLOPs (2 per multiply-add) of the matrix products
 
-    def cells(self, gemm: float) -> list[str]:
+    def cells(self, gemm: float | None) -> list[str]:
         ratio = f"{self.reference / self.resode:.1f}x" if self.reference else "-"
         ref_ms = f"{self.reference * 1e3:.2f}" if self.reference else "-"
         rate = self.gflop / self.resode if self.gflop else None
@@ -57,7 +65,7 @@ class Row:
 
 @contextlib.contextmanager
 def _threads(n: int) -> Iterator[None]:
-    """resode at n threads, NumPy's BLAS at 1 (threadpoolctl, when installed)."""
+    """resode and NumPy's BLAS at n threads (threadpoolctl, when installed)."""
     before = get_num_threads()
     set_num_threads(n)
     try:
@@ -65,7 +73,7 @@ def _threads(n: int) -> Iterator[None]:
     except ImportError:  # pragma: no cover - threadpoolctl is in the test extra
         limits: Any = contextlib.nullcontext()
     else:
-        limits = threadpool_limits(limits=1, user_api="blas")  # not resode's OpenMP pool
+        limits = threadpool_limits(limits=n, user_api="blas")  # not resode's OpenMP pool
     try:
         with limits:
             yield
@@ -87,11 +95,11 @@ def _best(fn: Callable[[], Any], budget: float, min_repeats: int = 3) -> float:
     return best
 
 
-def gemm_rate(n: int = 512, budget: float = 0.5) -> float:
-    """GFLOP/s of NumPy's float64 matmul of two n x n matrices on one thread."""
+def gemm_rate(n: int = 512, budget: float = 0.5, dtype: str = "float64", threads: int = 1) -> float:
+    """GFLOP/s of NumPy's matmul of two n x n matrices of ``dtype`` on ``threads`` threads."""
     rng = np.random.default_rng(0)
-    a, b = rng.normal(size=(n, n)), rng.normal(size=(n, n))
-    with _threads(1):
+    a, b = rng.normal(size=(n, n)).astype(dtype), rng.normal(size=(n, n)).astype(dtype)
+    with _threads(threads):
         seconds = _best(lambda: a @ b, budget)
     return 2.0 * n**3 / seconds / 1e9
 
@@ -179,18 +187,18 @@ def measure(
             rng = np.random.default_rng(0)
             X = rng.normal(size=(N, model.dim)).astype(dtype)
             y = (np.linalg.norm(X, axis=1) > np.sqrt(model.dim)).astype(np.int64)
-            reference = None
             for t in threads:
-                with _threads(t):
+                with _threads(t):  # the reference at as many BLAS threads
                     seconds = _best(lambda m=model, X=X, y=y: m.loss_and_grad(X, y), budget)
-                    if with_reference and reference is None:
-                        reference = _best(_reference_call(model, X, y), budget)
+                    reference = (
+                        _best(_reference_call(model, X, y), budget) if with_reference else None
+                    )
                 rows.append(Row(name, dtype, t, seconds, reference, _matmul_gflop(model, N)))
     return rows
 
 
-def table(rows: list[Row], gemm: float) -> str:
-    """A Markdown table of the rows."""
+def table(rows: list[Row], gemm: dict[tuple[str, int], float]) -> str:
+    """A Markdown table of the rows; ``gemm[(dtype, threads)]`` is the GEMM rate of each."""
     head = [
         "workload",
         "dtype",
@@ -202,7 +210,7 @@ def table(rows: list[Row], gemm: float) -> str:
         "of GEMM",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r.cells(gemm)) + " |" for r in rows]
+    lines += ["| " + " | ".join(r.cells(gemm.get((r.dtype, r.threads)))) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -239,13 +247,28 @@ def numpy_blas() -> str:
 
 def run(quick: bool = True) -> str:
     """Measure and return the table (``resode bench``; ``--full`` for quick=False)."""
-    gemm = gemm_rate()
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    if forced:
+        return _run_without_coretype(quick, forced)
     dtypes = ("float64",) if quick else ("float64", "float32")
     threads = (1,) if quick else (1, 2)
+    gemm = {(d, t): gemm_rate(dtype=d, threads=t) for d in dtypes for t in threads}
     rows = measure(quick, dtypes, threads)
+    rates = ", ".join(f"{d} {t} thread{'s' * (t > 1)} {r:.1f}" for (d, t), r in gemm.items())
     header = (
         f"machine: {cpu_name()}, {os.cpu_count()} cores; resode kernels: {_core.isa}; "
-        f"NumPy's BLAS: {numpy_blas()}; "
-        f"NumPy float64 matmul 512x512 on 1 thread: {gemm:.1f} GFLOP/s"
+        f"NumPy's BLAS: {numpy_blas()}; NumPy matmul 512x512, GFLOP/s: {rates}"
     )
     return header + "\n\n" + table(rows, gemm)
+
+
+def _run_without_coretype(quick: bool, forced: str) -> str:
+    """The table measured by a child process without ``OPENBLAS_CORETYPE``."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    cmd = [sys.executable, "-m", "resode", "bench", *([] if quick else ["--full"])]
+    child = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    note = (
+        f"OPENBLAS_CORETYPE={forced} is set here; measured in a child process without it, so "
+        "NumPy's OpenBLAS runs the kernels it picks for this CPU, as resode does"
+    )
+    return note + "\n" + child.stdout.rstrip("\n")
