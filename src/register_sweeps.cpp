@@ -12,8 +12,16 @@ using namespace resode::bind;
 using resode::index_t;
 
 template <class T>
-py::array trajectory(const py::array& X, const std::vector<py::array>& theta, const Config& cfg) {
+py::array trajectory(const py::array& X, const std::vector<py::array>& theta, const Config& cfg,
+                     bool final_only) {
   auto b = bind_problem<T>(X, theta, cfg, nullptr, nullptr);
+  if (final_only) {
+    py::array_t<T> out({b.pb.N, b.pb.dyn.field.D});
+    T* dst = out.mutable_data();
+    py::gil_scoped_release release;  // the core touches only the buffers held by b and out
+    resode::final_state(b.pb, dst);
+    return out;
+  }
   const index_t steps = b.pb.dyn.steps();
   resode::bind::check_output_size(
       double(steps + 1) * double(b.pb.N) * double(b.pb.dyn.field.D), sizeof(T),
@@ -77,8 +85,13 @@ template <class T>
 py::tuple vjp(const py::array& X, const py::array& cotangent, const std::vector<py::array>& theta,
               const Config& cfg, const std::string& gradient, index_t checkpoints) {
   auto b = bind_problem<T>(X, theta, cfg, nullptr, nullptr);
-  const auto cot = checked<T>(cotangent, "cotangent", {b.pb.N, b.pb.dyn.field.D});
-  const auto opt = gradient_options(gradient, checkpoints);
+  const index_t N = b.pb.N, D = b.pb.dyn.field.D, states = b.pb.dyn.steps() + 1;
+  // (N, D) on the final state, or (steps + 1, N, D) on every state of the step grid
+  const bool every_state = cotangent.ndim() == 3;
+  const auto cot = every_state ? checked<T>(cotangent, "cotangent", {states, N, D})
+                               : checked<T>(cotangent, "cotangent", {N, D});
+  auto opt = gradient_options(gradient, checkpoints);
+  opt.cotangent_every_state = every_state;
   py::array_t<T> dfield(b.pb.dyn.field.size()), dX({b.pb.N, b.pb.dim()});
   T *gf = dfield.mutable_data(), *gX = dX.mutable_data();
   {
@@ -96,14 +109,15 @@ void register_sweeps(py::module_& m) {
       "trajectory",
       [](const py::array& X, const std::vector<py::array>& theta, std::string field,
          std::string activation, std::string method, double dt, index_t substeps,
-         index_t augment) {
+         index_t augment, bool final_only) {
         const Config cfg = config(field, activation, method, dt, substeps, augment);
-        return is_float64(X, "X") ? trajectory<double>(X, theta, cfg)
-                                  : trajectory<float>(X, theta, cfg);
+        return is_float64(X, "X") ? trajectory<double>(X, theta, cfg, final_only)
+                                  : trajectory<float>(X, theta, cfg, final_only);
       },
       py::arg("X"), py::arg("theta"), py::kw_only(), py::arg("field"), py::arg("activation"),
       py::arg("method"), py::arg("dt"), py::arg("substeps") = 1, py::arg("augment") = 0,
-      "All states on the step grid, shape (steps + 1, N, D).");
+      py::arg("final_only") = false,
+      "All states on the step grid, shape (steps + 1, N, D); with final_only the last, (N, D).");
   m.def(
       "logits",
       [](const py::array& X, const std::vector<py::array>& theta, const py::array& P,
@@ -148,5 +162,6 @@ void register_sweeps(py::module_& m) {
       py::arg("X"), py::arg("cotangent"), py::arg("theta"), py::kw_only(), py::arg("field"),
       py::arg("activation"), py::arg("method"), py::arg("dt"), py::arg("substeps") = 1,
       py::arg("augment") = 0, py::arg("gradient") = "discrete", py::arg("checkpoints") = 0,
-      "([field grads], dX): vector-Jacobian product of X -> x_S for a cotangent (N, D) on x_S.");
+      "([field grads], dX): vector-Jacobian product of X -> x_S for a cotangent (N, D) on x_S, "
+      "or of X -> (x_0, ..., x_S) for a cotangent (steps + 1, N, D) on every state.");
 }

@@ -7,6 +7,7 @@
 // RESODE_SWEEP_INSTANCES(extern, double) declares the instances, (, double) defines them.
 #define RESODE_SWEEP_INSTANCES(EXTERN, T)                                                    \
   EXTERN template void resode::trajectory<T>(const resode::Problem<T>&, T*);                \
+  EXTERN template void resode::final_state<T>(const resode::Problem<T>&, T*);               \
   EXTERN template void resode::logits<T>(const resode::Problem<T>&, T*);                    \
   EXTERN template double resode::loss_and_grad<T>(const resode::Problem<T>&,                \
                                                   const resode::Targets<T>&,                \

@@ -50,6 +50,9 @@ struct GradientOptions {
   bool turnpike = false;    // loss = trapezoid rule of the data loss over the step grid
   index_t checkpoints = 0;  // discrete only: 0 stores every step
   double weight_decay = 0.0;
+  // vjp: the cotangent is (steps + 1, N, D), one row per state of the step grid, instead of
+  // (N, D) on the final state only.
+  bool cotangent_every_state = false;
 };
 
 // Per-thread cap of the discrete sweep's tape (see the top of this file).
@@ -215,6 +218,27 @@ void load_rows(const Block& blk, index_t D, const T* in, T* x) {
       x[d * blk.n + s] = s < blk.real ? in[(blk.first + s) * D + d] : T(0);
 }
 
+// x (D x n) += the block's rows of a row-major (N, D) array (a cotangent on a state).
+template <class T>
+void add_rows(const Block& blk, index_t D, const T* in, T* x) {
+  for (index_t d = 0; d < D; ++d)
+    for (index_t s = 0; s < blk.real; ++s) x[d * blk.n + s] += in[(blk.first + s) * D + d];
+}
+
+// The cotangent of a vjp: on the final state x_S only (N, D), or on every state x_0..x_S
+// (steps + 1, N, D), whose row j the reverse sweeps add when they reach x_j.
+template <class T>
+struct StateCotangent {
+  const T* data = nullptr;
+  bool every_state = false;
+  index_t slice = 0;  // N * D
+  const T* final(index_t steps) const { return every_state ? data + steps * slice : data; }
+  // Adds row j (j < steps) to the block's xbar when there is one.
+  void add(const Block& blk, index_t D, index_t j, T* xbar) const {
+    if (every_state) add_rows(blk, D, data + j * slice, xbar);
+  }
+};
+
 // Throws non_finite_error naming the first step (over all blocks) whose state was not finite.
 template <class T>
 void raise_if_non_finite(const Problem<T>& pb, const BlockPlan<T>& plan) {
@@ -252,9 +276,10 @@ double trapezoid_weight(const Problem<T>& pb, index_t j) {
 }
 
 // Discrete forward and reverse sweep of one block. With targets: returns the block's loss and
-// leaves d loss/d x0 in st.xbar; with a cotangent (N, D) on x_S instead: returns 0.
+// leaves d loss/d x0 in st.xbar; with a cotangent on the states instead: returns 0.
 template <class Act, class T>
-double discrete_block(const Problem<T>& pb, const Targets<T>* targets, const T* cotangent,
+double discrete_block(const Problem<T>& pb, const Targets<T>* targets,
+                      const StateCotangent<T>& cotangent,
                       bool turnpike, SweepState<T>& st, index_t cap, const Block& blk,
                       index_t& bad) {
   const index_t n = blk.n, len = pb.dyn.field.D * n, steps = pb.dyn.steps();
@@ -292,7 +317,7 @@ double discrete_block(const Problem<T>& pb, const Targets<T>* targets, const T* 
     const double w = turnpike ? trapezoid_weight(pb, steps) : 1.0;
     loss += state_loss(pb, *targets, st, blk, x, w, true, false);
   } else {
-    load_rows(blk, pb.dyn.field.D, cotangent, st.xbar);
+    load_rows(blk, pb.dyn.field.D, cotangent.final(steps), st.xbar);
   }
   // Reverse sweep, segment by segment from the end.
   for (index_t s = (steps - 1) / segment; s >= 0; --s) {
@@ -311,6 +336,7 @@ double discrete_block(const Problem<T>& pb, const Targets<T>* targets, const T* 
       rk_step_vjp<Act>(pb.dyn, j, n, blk.real, stages, st.xbar, st.dfield(), st.reverse);
       if (turnpike)
         state_loss(pb, *targets, st, blk, stages.X[0], trapezoid_weight(pb, j), true, true);
+      cotangent.add(blk, pb.dyn.field.D, j, st.xbar);
     }
   }
   return loss;
@@ -336,7 +362,8 @@ struct RunningCost {
 // Continuous (backsolve) adjoint of one block: forward to x_S without storing, then integrate
 // (x, a, g) back to t = 0. Leaves a(0) = d loss/d x0 in st.xbar.
 template <class Act, class T>
-double backsolve_block(const Problem<T>& pb, const Targets<T>* targets, const T* cotangent,
+double backsolve_block(const Problem<T>& pb, const Targets<T>* targets,
+                       const StateCotangent<T>& cotangent,
                        bool turnpike, SweepState<T>& st, const Block& blk, index_t& bad) {
   const index_t n = blk.n, len = pb.dyn.field.D * n, steps = pb.dyn.steps();
   StepStages<T>& stages = st.scratch_stages;
@@ -360,8 +387,9 @@ double backsolve_block(const Problem<T>& pb, const Targets<T>* targets, const T*
   } else if (targets) {
     loss += state_loss(pb, *targets, st, blk, st.cur, 1.0, true, false);
   } else {
-    load_rows(blk, pb.dyn.field.D, cotangent, st.xbar);
+    load_rows(blk, pb.dyn.field.D, cotangent.final(steps), st.xbar);
   }
+  // The cotangent on x_j (every_state) is a jump of the adjoint at t_j: a(t_j) += v_j.
   for (index_t j = steps - 1; j >= 0; --j) {
     if (targets && turnpike)
       backsolve_step<Act>(pb.dyn, j, n, blk.real, st.cur, st.xbar, st.dfield(), stages, st.reverse,
@@ -369,6 +397,7 @@ double backsolve_block(const Problem<T>& pb, const Targets<T>* targets, const T*
     else
       backsolve_step<Act>(pb.dyn, j, n, blk.real, st.cur, st.xbar, st.dfield(), stages, st.reverse,
                           NoSource{});
+    cotangent.add(blk, pb.dyn.field.D, j, st.xbar);
   }
   return loss;
 }
@@ -444,6 +473,18 @@ void trajectory(const Problem<T>& pb, T* out) {
       [](auto&, const detail::Block&) {});
 }
 
+// The final states x_S only: out (N, D), row-major (the last slice of trajectory's output).
+template <class T>
+void final_state(const Problem<T>& pb, T* out) {
+  detail::BlockPlan<T> plan(pb);
+  const index_t D = pb.dyn.field.D;
+  detail::forward_sweep(
+      pb, plan, [](index_t, const T*, const detail::Block&) {},
+      [&](detail::SweepState<T>& st, const detail::Block& blk) {
+        detail::store_rows(blk, D, st.cur, out);
+      });
+}
+
 // Logits of the final states: out (N, classes), row-major.
 template <class T>
 void logits(const Problem<T>& pb, T* out) {
@@ -479,6 +520,7 @@ double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* 
   std::vector<double> block_losses(std::size_t(plan.count), 0.0);
   const index_t gsize = BlockPlan<T>::gradient_size(pb);
   Buffer<T> group_grads(plan.groups * gsize);  // each zeroed by the thread that fills it
+  const StateCotangent<T> cot{cotangent, opt.cotangent_every_state, pb.N * pb.dyn.field.D};
   with_activation(pb.dyn.activation, [&](auto act) {
     using Act = decltype(act);
     parallel_for(plan.groups, plan.threads, [&](int t, index_t g) {
@@ -489,10 +531,10 @@ double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* 
       for (index_t b = plan.group_begin(g); b < plan.group_begin(g + 1); ++b) {
         const Block blk = plan.block(pb, b);
         index_t& bad = plan.first_bad[b];
-        block_losses[b] = discrete ? discrete_block<Act>(pb, targets, cotangent, opt.turnpike,
-                                                         st, plan.rows, blk, bad)
-                                   : backsolve_block<Act>(pb, targets, cotangent, opt.turnpike,
-                                                          st, blk, bad);
+        block_losses[b] = discrete ? discrete_block<Act>(pb, targets, cot, opt.turnpike, st,
+                                                         plan.rows, blk, bad)
+                                   : backsolve_block<Act>(pb, targets, cot, opt.turnpike, st,
+                                                          blk, bad);
         // A block that went non-finite ends its own sweep, not its group's: a later block may
         // go bad at an earlier step, and the error names the first step over all blocks, as
         // the forward sweeps do.
@@ -557,6 +599,8 @@ double loss_and_grad(const Problem<T>& pb, const Targets<T>& targets, const Grad
 
 // Vector-Jacobian product of the flow map X -> x_S for a cotangent (N, D) on x_S:
 // dfield = (d x_S / d theta)^T cotangent (flat buffer), dX (N, dim) = (d x_S / d X)^T cotangent.
+// With opt.cotangent_every_state the cotangent is (steps + 1, N, D), v_j on each state x_j, and
+// the products are sum_j (d x_j / d theta)^T v_j and sum_j (d x_j / d X)^T v_j.
 template <class T>
 void vjp(const Problem<T>& pb, const T* cotangent, const GradientOptions& opt, T* dfield, T* dX) {
   Targets<T>* none = nullptr;

@@ -29,6 +29,7 @@ def trajectory(
     dt: float,
     substeps: int = 1,
     augment: int = 0,
+    final_only: bool = False,
 ) -> np.ndarray: ...
 def logits(
     X: np.ndarray,

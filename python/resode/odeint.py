@@ -191,14 +191,18 @@ def odeint_vjp(
     gradient: str | None = None,
     checkpoints: int | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Vector-Jacobian product of the flow map ``X -> x(T)`` (the last state of :func:`odeint`).
+    """Vector-Jacobian product of the flow map ``X -> x(T)`` (the last state of :func:`odeint`),
+    or of ``X -> (x_0, ..., x_steps)`` (every state :func:`odeint` returns).
 
     Parameters
     ----------
     params, X, T, substeps, method, field, activation, augment
         As for :func:`odeint`.
-    cotangent : array_like, shape (N, D)
-        ``v``, a cotangent on the final state ``x(T)`` (``D = dim + augment``).
+    cotangent : array_like, shape (N, D) or (steps + 1, N, D)
+        ``v``, a cotangent on the final state ``x(T)`` (``D = dim + augment``), or ``v_j`` on
+        every state ``x_j`` of the step grid (a loss on the whole trajectory: several times,
+        a turnpike term). The discrete reverse sweep adds ``v_j`` when it reaches ``x_j``; the
+        continuous adjoint takes it as a jump ``a(t_j) += v_j``.
     gradient : {"discrete", "adjoint"}
         Exact reverse sweep of the integrator (the default), or the continuous backsolve
         adjoint (see :class:`resode.NeuralODE`). With a model: the model's.
@@ -209,9 +213,11 @@ def odeint_vjp(
     Returns
     -------
     grads : dict
-        ``v^T d x(T) / d theta`` for each field parameter (same keys, shapes, dtype).
+        ``v^T d x(T) / d theta`` (or ``sum_j v_j^T d x_j / d theta``) for each field
+        parameter (same keys, shapes, dtype).
     dX : numpy.ndarray, shape (N, dim)
-        ``v^T d x(T) / d X`` (the augmented zero columns are not inputs and are dropped).
+        ``v^T d x(T) / d X`` (or ``sum_j v_j^T d x_j / d X``); the augmented zero columns are
+        not inputs and are dropped.
 
     Examples
     --------
@@ -220,6 +226,9 @@ def odeint_vjp(
     >>> grads, dX = resode.odeint_vjp(params, np.ones((3, 2)), np.ones((3, 2)), T=1.0)
     >>> grads["W"].shape, dX.shape
     ((4, 2, 2), (3, 2))
+    >>> every = np.ones((5, 3, 2))  # a cotangent on each of the 4 + 1 states
+    >>> resode.odeint_vjp(params, np.ones((3, 2)), every, T=1.0)[1].shape
+    (3, 2)
     """
     options = {"T": T, "substeps": substeps, "method": method, "field": field,
                "activation": activation, "augment": augment}  # fmt: skip
@@ -234,9 +243,13 @@ def odeint_vjp(
     K = 0 if checkpoints is None else check_int("checkpoints", checkpoints, 1)
     if K and gradient != "discrete":
         raise ValueError("checkpoints applies to gradient='discrete' only")
-    D = theta[0].shape[2]
+    N, D = Xc.shape[0], theta[0].shape[2]
+    states = theta[0].shape[0] * sweep["substeps"] + 1
     v = as_float_array("cotangent", cotangent, Xc.dtype)
-    if v.shape != (Xc.shape[0], D):
-        raise ValueError(f"cotangent must have shape ({Xc.shape[0]}, {D}), got shape {v.shape}")
+    if v.shape not in ((N, D), (states, N, D)):
+        raise ValueError(
+            f"cotangent must have shape ({N}, {D}) (the final state) or ({states}, {N}, {D}) "
+            f"(every state of the step grid), got shape {v.shape}"
+        )
     dtheta, dX = _core.vjp(Xc, v, theta, **sweep, gradient=gradient, checkpoints=K)
     return dict(zip(names, dtheta)), dX

@@ -478,11 +478,14 @@ def _adjoint_backward(
     loss: str | None = None,
     gP: np.ndarray | None = None,
     gc: np.ndarray | None = None,
+    jumps: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Backsolve the augmented adjoint system from ``t = T`` to 0 with steps of ``-h``.
 
     Field grads accumulate into ``grads`` (one slot per piece). With ``loss`` given (turnpike)
-    ``gP``, ``gc`` are integrated as well. Returns ``(a(0) (N, D), gP, gc)``.
+    ``gP``, ``gc`` are integrated as well. ``jumps`` (steps + 1, N, D): ``a(t_j) += jumps[j]``
+    after the step that reaches ``t_j`` (a cotangent on every state). Returns
+    ``(a(0) (N, D), gP, gc)``.
     """
     keys = _field_keys(field)
     steps = _num_pieces(params, field) * int(substeps)
@@ -494,6 +497,8 @@ def _adjoint_backward(
             state = (*state, gP, gc)
         new = _rk_step(_adjoint_rhs(params, k, field, act, y, loss), state, -h, tableau, n_in=2)
         x, a = new[0], new[1]
+        if jumps is not None:
+            a = a + jumps[j]
         for key, g in zip(keys, new[2 : 2 + len(keys)]):
             grads[key][k] = g
         if loss is not None:
@@ -764,9 +769,10 @@ def odeint_vjp(
     gradient: str = "discrete",
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Vector-Jacobian product of the final state ``x_steps`` (N, D) of :func:`odeint` with
-    ``cotangent`` (N, D). Returns ``(grads, dX)``: grads of the field params only (their keys,
-    shapes, dtypes) and ``dX = xbar_0[:, :dim]`` of shape (N, dim). ``gradient="adjoint"``
-    uses the backsolve adjoint with ``a(T) = cotangent`` and no loss terms."""
+    ``cotangent`` (N, D), or of all states with ``cotangent`` (steps + 1, N, D) (``v_j`` on
+    ``x_j``). Returns ``(grads, dX)``: grads of the field params only (their keys, shapes,
+    dtypes) and ``dX = xbar_0[:, :dim]`` of shape (N, dim). ``gradient="adjoint"`` uses the
+    backsolve adjoint with ``a(T) = v_steps``, the jumps ``a(t_j) += v_j`` and no loss terms."""
     _check("gradient", gradient, ("discrete", "adjoint"))
     keys = _field_keys(field)
     x0 = _augment(params, X, augment, field)
@@ -774,17 +780,21 @@ def odeint_vjp(
     dt = float(T) / (_num_pieces(params, field) * substeps)
     tableau = _tableau(method)
     grads = _zero_grads(params, keys, x0.dtype)
-    xbar = np.asarray(cotangent).astype(x0.dtype, copy=False)
+    v = np.asarray(cotangent).astype(x0.dtype, copy=False)
+    every = v.ndim == 3  # (steps + 1, N, D): v_j on every state x_j
+    xbar = v[-1] if every else v
     if gradient == "discrete":
         traj = _solve(params, x0, dt, substeps, tableau, field, activation, store=True)
         xbar0 = _discrete_backward(
-            params, traj, xbar, dt, substeps, tableau, field, activation, grads
-        )
+            params, traj, xbar, dt, substeps, tableau, field, activation, grads,
+            (lambda j, x: v[j]) if every else None,
+        )  # fmt: skip
     else:
         xT = _solve(params, x0, dt, substeps, tableau, field, activation, store=False)
         xbar0, _, _ = _adjoint_backward(
-            params, xT, xbar, dt, substeps, tableau, field, activation, grads
-        )
+            params, xT, xbar, dt, substeps, tableau, field, activation, grads,
+            jumps=v if every else None,
+        )  # fmt: skip
     dX = np.ascontiguousarray(xbar0[:, : np.shape(X)[1]])
     field_params = {key: params[key] for key in keys}
     return _finish_grads(field_params, grads, keys, 0.0), dX

@@ -1,0 +1,119 @@
+"""What the PyTorch and JAX bridges (``resode.torch``, ``resode.jax``) share: the checks of
+``odeint``'s options against the parameters' shapes, done on shapes and dtypes only (so they
+also run on the symbolic tensors of ``torch.compile`` and on JAX tracers), and the calls into
+the core on NumPy views of the framework's buffers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._validation import check_choice, check_int, check_positive
+from .models import ACTIVATIONS, FIELDS, GRADIENTS, METHODS, field_param_names, field_param_shapes
+
+
+@dataclass(frozen=True)
+class Flow:
+    """The resolved options of one flow: what the core's sweeps take, hashable (JAX uses it as
+    a static argument)."""
+
+    field: str
+    activation: str
+    method: str
+    dt: float
+    substeps: int
+    augment: int
+    gradient: str
+    checkpoints: int
+    trajectory: bool
+
+    def sweep(self) -> dict[str, Any]:
+        """Keyword arguments of ``_core.trajectory`` / ``_core.vjp``."""
+        return {"field": self.field, "activation": self.activation, "method": self.method,
+                "dt": self.dt, "substeps": self.substeps, "augment": self.augment}  # fmt: skip
+
+    def output_shape(self, X_shape: Sequence[int], W_shape: Sequence[int]) -> tuple[int, ...]:
+        """(N, D), or (steps + 1, N, D) for the trajectory."""
+        N, D = int(X_shape[0]), int(W_shape[2])
+        return (int(W_shape[0]) * self.substeps + 1, N, D) if self.trajectory else (N, D)
+
+
+def flow(
+    params: Mapping[str, Any],
+    X_shape: Sequence[int],
+    *,
+    T: Any,
+    substeps: Any,
+    method: Any,
+    field: Any,
+    activation: Any,
+    augment: Any,
+    gradient: Any,
+    checkpoints: Any,
+    trajectory: Any,
+) -> tuple[Flow, list[str]]:
+    """Check the options against the shapes of ``params`` (a mapping of array-likes with
+    ``.shape``) and of X; returns the Flow and the field parameters' names in core order."""
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a dict of field parameters, got {type(params).__name__}")
+    field = check_choice("field", field, FIELDS)
+    names = field_param_names(field)
+    missing = [n for n in names if n not in params]
+    if missing:
+        raise ValueError(f"params is missing {missing} for field '{field}'")
+    W_shape = tuple(params[names[0]].shape)
+    if len(W_shape) != 3:
+        raise ValueError(f"params['{names[0]}'] must be 3-D (pieces, *, D), got shape {W_shape}")
+    pieces, H, D = W_shape
+    expected = field_param_shapes(field, pieces, D, H)
+    for n in names:
+        if tuple(params[n].shape) != expected[n]:
+            raise ValueError(
+                f"params['{n}'] must have shape {expected[n]}, got {tuple(params[n].shape)}"
+            )
+    augment = check_int("augment", augment, 0)
+    if augment >= D:
+        raise ValueError(f"augment must be < D = {D} (the width of params['{names[0]}'])")
+    if len(X_shape) != 2 or X_shape[1] != D - augment:
+        raise ValueError(
+            f"X must have shape (N, {D - augment}) (D = {D} minus augment = {augment}), got "
+            f"shape {tuple(X_shape)}"
+        )
+    substeps = check_int("substeps", substeps, 1)
+    T = check_positive("T", T)
+    gradient = check_choice("gradient", gradient, GRADIENTS)
+    K = 0 if checkpoints is None else check_int("checkpoints", checkpoints, 1)
+    if K and gradient != "discrete":
+        raise ValueError("checkpoints applies to gradient='discrete' only")
+    if not isinstance(trajectory, (bool, np.bool_)):
+        raise TypeError(f"trajectory must be a bool, got {type(trajectory).__name__}")
+    resolved = Flow(
+        field=field,
+        activation=check_choice("activation", activation, ACTIVATIONS),
+        method=check_choice("method", method, METHODS),
+        dt=T / (pieces * substeps),
+        substeps=substeps,
+        augment=augment,
+        gradient=gradient,
+        checkpoints=K,
+        trajectory=bool(trajectory),
+    )
+    return resolved, names
+
+
+def forward(flow: Flow, X: np.ndarray, theta: list[np.ndarray]) -> np.ndarray:
+    """The final states (N, D), or every state (steps + 1, N, D)."""
+    return _core.trajectory(X, theta, **flow.sweep(), final_only=not flow.trajectory)
+
+
+def vjp(
+    flow: Flow, X: np.ndarray, theta: list[np.ndarray], cotangent: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """(field parameter cotangents in core order, dX) for a cotangent shaped like forward's."""
+    return _core.vjp(
+        X, cotangent, theta, **flow.sweep(), gradient=flow.gradient, checkpoints=flow.checkpoints
+    )

@@ -1,0 +1,394 @@
+"""resode as a PyTorch layer: the flow of a neural ODE or ResNet inside a ``torch.nn.Module``,
+differentiable with ``.backward()``, exact (the core's discrete or adjoint gradient) and
+compiled-graph safe.
+
+:func:`odeint` is built from two operators of ``torch.library.custom_op``, ``resode::odeint``
+(the states) and ``resode::odeint_vjp`` (its vector-Jacobian product, the backward), each with
+a fake (meta) implementation, so ``torch.library.opcheck`` passes and ``torch.compile(...,
+fullgraph=True)`` traces models that use them without graph breaks. Tensors are handed to the
+core as NumPy views of their memory (no copy for contiguous CPU tensors of the right dtype) and
+the core's outputs come back as tensors over NumPy's memory (no copy either).
+
+Threads: the core releases the GIL and runs its own OpenMP threads
+(:func:`resode.set_num_threads`) while torch waits for the operator; torch's intra-op threads
+are idle meanwhile, so the two pools do not compete. Two Python threads may train two models
+at once.
+
+Requires ``pip install "resode[torch]"`` (CPU PyTorch); ``import resode`` never imports torch.
+
+Examples
+--------
+>>> import torch, resode.torch
+>>> layer = resode.torch.NeuralODE(2, T=1.0, pieces=4, augment=1, seed=0)
+>>> model = torch.nn.Sequential(layer, torch.nn.Linear(3, 2, dtype=torch.float64))
+>>> X = torch.randn(8, 2, dtype=torch.float64)
+>>> loss = torch.nn.functional.cross_entropy(model(X), torch.zeros(8, dtype=torch.long))
+>>> loss.backward()
+>>> layer.W.grad.shape
+torch.Size([4, 3, 3])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import _bridge
+from .models import NeuralODE as _NeuralODE
+from .models import ResNet as _ResNet
+from .models import field_param_names
+
+__all__ = ["NeuralODE", "ResNet", "odeint"]
+
+_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
+
+
+# --------------------------------------------------------------------------- the operators
+
+
+def _numpy(t: Tensor) -> np.ndarray:
+    """A NumPy view of a CPU tensor (a copy only when it is not contiguous)."""
+    return t.detach().contiguous().numpy()
+
+
+def _flow(field: str, activation: str, method: str, dt: float, substeps: int, augment: int,
+          gradient: str, checkpoints: int, trajectory: bool) -> _bridge.Flow:  # fmt: skip
+    return _bridge.Flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
+                        trajectory)  # fmt: skip
+
+
+@torch.library.custom_op("resode::odeint", mutates_args=())
+def _odeint_op(
+    X: Tensor,
+    theta: list[Tensor],
+    field: str,
+    activation: str,
+    method: str,
+    dt: float,
+    substeps: int,
+    augment: int,
+    gradient: str,
+    checkpoints: int,
+    trajectory: bool,
+) -> Tensor:
+    flow = _flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
+                 trajectory)  # fmt: skip
+    return torch.from_numpy(_bridge.forward(flow, _numpy(X), [_numpy(t) for t in theta]))
+
+
+@_odeint_op.register_fake
+def _odeint_fake(X, theta, field, activation, method, dt, substeps, augment, gradient,
+                 checkpoints, trajectory):  # fmt: skip
+    flow = _flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
+                 trajectory)  # fmt: skip
+    return X.new_empty(flow.output_shape(X.shape, theta[0].shape))
+
+
+@torch.library.custom_op("resode::odeint_vjp", mutates_args=())
+def _odeint_vjp_op(
+    X: Tensor,
+    theta: list[Tensor],
+    cotangent: Tensor,
+    field: str,
+    activation: str,
+    method: str,
+    dt: float,
+    substeps: int,
+    augment: int,
+    gradient: str,
+    checkpoints: int,
+) -> list[Tensor]:
+    flow = _flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
+                 cotangent.dim() == 3)  # fmt: skip
+    dtheta, dX = _bridge.vjp(flow, _numpy(X), [_numpy(t) for t in theta], _numpy(cotangent))
+    return [torch.from_numpy(dX), *(torch.from_numpy(g) for g in dtheta)]
+
+
+@_odeint_vjp_op.register_fake
+def _odeint_vjp_fake(X, theta, cotangent, *options):
+    return [X.new_empty(X.shape), *(t.new_empty(t.shape) for t in theta)]
+
+
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    X, theta, *options = inputs
+    ctx.save_for_backward(X, *theta)
+    ctx.options = options[:-1]  # all but `trajectory`: the cotangent's shape says which
+
+
+def _backward(ctx: Any, grad: Tensor) -> tuple[Any, ...]:
+    X, *theta = ctx.saved_tensors
+    grads = _odeint_vjp_op(X, theta, grad.contiguous(), *ctx.options)
+    return (grads[0], grads[1:], *([None] * (len(ctx.options) + 1)))
+
+
+_odeint_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# --------------------------------------------------------------------------- the function
+
+
+def _check_tensors(params: Mapping[str, Any], names: list[str], X: Any) -> torch.dtype:
+    """One float dtype, CPU tensors only; returns the dtype."""
+    tensors = {"X": X, **{f"params['{n}']": params[n] for n in names}}
+    for name, t in tensors.items():
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.device.type != "cpu":
+            raise ValueError(
+                f"{name} is on device '{t.device}': resode runs on the CPU; move it with .cpu()"
+            )
+        if t.dtype not in _DTYPES:
+            raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
+    dtypes = {name: t.dtype for name, t in tensors.items()}
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{n}: {d}" for n, d in dtypes.items())
+        raise TypeError(f"X and params must have one dtype (no silent casts), got {listed}")
+    return X.dtype
+
+
+def odeint(
+    params: Mapping[str, Tensor],
+    X: Tensor,
+    *,
+    T: float,
+    substeps: int = 1,
+    method: str = "rk4",
+    field: str = "outside",
+    activation: str = "tanh",
+    augment: int = 0,
+    gradient: str = "discrete",
+    checkpoints: int | None = None,
+    trajectory: bool = False,
+) -> Tensor:
+    """The flow of ``x' = f(theta(t), x)`` from ``x(0) = [X, 0]`` over ``[0, T]``, differentiable
+    with respect to every tensor of ``params`` and ``X``.
+
+    Parameters
+    ----------
+    params : dict of str to torch.Tensor
+        Field parameters named and shaped as :func:`resode.odeint`'s (``W`` ``(pieces, D, D)``,
+        ``b`` ``(pieces, D)``, or ``W1``, ``b1``, ``W2``, ``b2`` for the bottleneck field);
+        other keys are ignored.
+    X : torch.Tensor, shape (N, dim)
+        Initial states; ``dim = D - augment``. The same dtype as ``params``: float32 or
+        float64, on the CPU.
+    T, substeps, method, field, activation, augment
+        As for :class:`resode.NeuralODE`: ``steps = pieces * substeps``, ``dt = T / steps``.
+        A ResNet of ``L`` layers and step ``h`` is ``method="euler"``, ``T = L * h``.
+    gradient : {"discrete", "adjoint"}
+        The backward pass: the exact reverse sweep of the integrator, or the continuous
+        backsolve adjoint. ``checkpoints`` as for :class:`resode.NeuralODE` (discrete only).
+    trajectory : bool, default False
+        Return every state of the step grid instead of the final one.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, D)`` final states, or ``(steps + 1, N, D)`` with ``trajectory=True``.
+
+    Raises
+    ------
+    TypeError
+        On non-tensors, non-float dtypes or mixed dtypes.
+    ValueError
+        On a CUDA tensor (resode runs on the CPU: ``.cpu()``), shapes that disagree, bad
+        options; :class:`resode.NonFiniteError` when the flow overflows.
+
+    Examples
+    --------
+    >>> import torch, resode.torch
+    >>> W = torch.zeros(4, 2, 2, dtype=torch.float64, requires_grad=True)
+    >>> b = torch.ones(4, 2, dtype=torch.float64, requires_grad=True)
+    >>> x = resode.torch.odeint({"W": W, "b": b}, torch.zeros(3, 2, dtype=torch.float64), T=1.0)
+    >>> x.sum().backward()
+    >>> x.shape, b.grad.shape
+    (torch.Size([3, 2]), torch.Size([4, 2]))
+    """
+    flow, names = _bridge.flow(
+        params, tuple(getattr(X, "shape", ())), T=T, substeps=substeps, method=method,
+        field=field, activation=activation, augment=augment, gradient=gradient,
+        checkpoints=checkpoints, trajectory=trajectory,
+    )  # fmt: skip
+    _check_tensors(params, names, X)
+    return _odeint_op(
+        X, [params[n] for n in names], flow.field, flow.activation, flow.method, flow.dt,
+        flow.substeps, flow.augment, flow.gradient, flow.checkpoints, flow.trajectory,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the modules
+
+
+def _numpy_dtype(dtype: torch.dtype) -> str:
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    return _DTYPES[dtype]
+
+
+class _Flow(torch.nn.Module):
+    """Field parameters as ``nn.Parameter``s with resode's names and shapes."""
+
+    _resode: _NeuralODE | _ResNet  # the configuration (and initial values)
+
+    def _adopt(self, model: _NeuralODE | _ResNet) -> None:
+        self._resode = model
+        self.field, self.augment = model.field, model.augment
+        for name in field_param_names(model.field):
+            value = torch.from_numpy(np.array(model.params[name], copy=True))
+            self.register_parameter(name, torch.nn.Parameter(value))
+
+    def field_params(self) -> dict[str, Tensor]:
+        """The field parameters by name: ``W``, ``b`` or ``W1``, ``b1``, ``W2``, ``b2``."""
+        return {n: getattr(self, n) for n in field_param_names(self.field)}
+
+    def _options(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def forward(self, X: Tensor) -> Tensor:
+        """Final states ``(N, D)`` for ``X`` ``(N, dim)``; the readout is the user's own layer."""
+        return odeint(self.field_params(), X, **self._options())
+
+    def trajectory(self, X: Tensor) -> Tensor:
+        """Every state of the step grid, ``(steps + 1, N, D)``."""
+        return odeint(self.field_params(), X, **self._options(), trajectory=True)
+
+    def to_resode(self, P: Any = None, c: Any = None) -> _NeuralODE | _ResNet:
+        """A resode model with this module's field parameters and the readout ``P``
+        ``(classes, D)``, ``c`` ``(classes,)`` (``c`` defaults to zeros; without ``P`` the
+        model's own seeded readout with 2 classes)."""
+        config = dict(self._resode.config)
+        P_np = None if P is None else np.array(_to_numpy(P), dtype=config["dtype"])
+        if P_np is not None:
+            if P_np.ndim != 2 or P_np.shape[1] != self._resode.D:
+                raise ValueError(f"P must have shape (classes, {self._resode.D}), got {P_np.shape}")
+            config["classes"] = P_np.shape[0]
+        config.pop("dim")
+        kind = type(self._resode)
+        model = kind(self._resode.dim, **config)
+        for name, p in self.field_params().items():
+            model.params[name] = p.detach().numpy().astype(config["dtype"], copy=True)
+        if P_np is not None:
+            model.params["P"] = P_np
+            c_np = np.zeros(P_np.shape[0]) if c is None else np.array(_to_numpy(c))
+            model.params["c"] = c_np.astype(config["dtype"])
+        return model
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
+
+
+class NeuralODE(_Flow):
+    """A neural ODE flow as a ``torch.nn.Module``: ``forward(X)`` ``(N, dim) -> (N, D)``.
+
+    Parameters as :class:`resode.NeuralODE` (no readout, no loss: compose with your own
+    layers); ``dtype`` a torch float dtype. With the same ``seed`` the parameters equal
+    ``resode.NeuralODE(...)``'s bitwise.
+
+    Examples
+    --------
+    >>> import torch, resode.torch
+    >>> node = resode.torch.NeuralODE(2, T=2.0, pieces=8, field="bottleneck", hidden=16,
+    ...                               augment=1, activation="relu", seed=0)
+    >>> node(torch.zeros(5, 2, dtype=torch.float64)).shape
+    torch.Size([5, 3])
+    >>> sorted(name for name, _ in node.named_parameters())
+    ['W1', 'W2', 'b1', 'b2']
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        T: float = 1.0,
+        pieces: int = 10,
+        substeps: int = 1,
+        method: str = "rk4",
+        field: str = "outside",
+        activation: str = "tanh",
+        hidden: int | None = None,
+        augment: int = 0,
+        gradient: str = "discrete",
+        checkpoints: int | None = None,
+        dtype: torch.dtype = torch.float64,
+        seed: Any = None,
+    ) -> None:
+        super().__init__()
+        model = _NeuralODE(
+            dim, T=T, pieces=pieces, substeps=substeps, method=method, field=field,
+            activation=activation, hidden=hidden, augment=augment, gradient=gradient,
+            checkpoints=checkpoints, dtype=_numpy_dtype(dtype), seed=seed,
+        )  # fmt: skip
+        self._adopt(model)
+
+    @classmethod
+    def from_resode(cls, model: _NeuralODE) -> NeuralODE:
+        """The module of a :class:`resode.NeuralODE` (its field parameters, copied)."""
+        if not isinstance(model, _NeuralODE):
+            raise TypeError(f"model must be a resode.NeuralODE, got {type(model).__name__}")
+        module = cls.__new__(cls)
+        torch.nn.Module.__init__(module)
+        module._adopt(model)
+        return module
+
+    def _options(self) -> dict[str, Any]:
+        m = self._resode
+        assert isinstance(m, _NeuralODE)
+        return {"T": m.T, "substeps": m.substeps, "method": m.method, "field": m.field,
+                "activation": m.activation, "augment": m.augment, "gradient": m.gradient,
+                "checkpoints": m.checkpoints}  # fmt: skip
+
+
+class ResNet(_Flow):
+    """A residual network ``x^{k+1} = x^k + h f_k(x^k)`` as a ``torch.nn.Module``.
+
+    Parameters as :class:`resode.ResNet` (no readout, no loss); ``dtype`` a torch float dtype.
+    With the same ``seed`` the parameters equal ``resode.ResNet(...)``'s bitwise.
+
+    Examples
+    --------
+    >>> import torch, resode.torch
+    >>> net = resode.torch.ResNet(4, layers=6, h=0.5, seed=0)
+    >>> net(torch.ones(3, 4, dtype=torch.float64)).shape
+    torch.Size([3, 4])
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        layers: int,
+        *,
+        h: float = 1.0,
+        field: str = "outside",
+        activation: str = "tanh",
+        hidden: int | None = None,
+        augment: int = 0,
+        dtype: torch.dtype = torch.float64,
+        seed: Any = None,
+    ) -> None:
+        super().__init__()
+        model = _ResNet(
+            dim, layers, h=h, field=field, activation=activation, hidden=hidden,
+            augment=augment, dtype=_numpy_dtype(dtype), seed=seed,
+        )  # fmt: skip
+        self._adopt(model)
+
+    @classmethod
+    def from_resode(cls, model: _ResNet) -> ResNet:
+        """The module of a :class:`resode.ResNet` (its field parameters, copied)."""
+        if not isinstance(model, _ResNet):
+            raise TypeError(f"model must be a resode.ResNet, got {type(model).__name__}")
+        module = cls.__new__(cls)
+        torch.nn.Module.__init__(module)
+        module._adopt(model)
+        return module
+
+    def _options(self) -> dict[str, Any]:
+        m = self._resode
+        assert isinstance(m, _ResNet)
+        return {"T": m.layers * m.h, "method": "euler", "field": m.field,
+                "activation": m.activation, "augment": m.augment}  # fmt: skip

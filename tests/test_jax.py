@@ -1,0 +1,118 @@
+"""resode.jax: gradients (jax.test_util.check_grads and resode.odeint_vjp), jit, vmap over
+samples and over parameters, float32/float64, and the dtype errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import resode
+
+jax = pytest.importorskip("jax")
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp  # noqa: E402
+import resode.jax as rj  # noqa: E402
+from jax.test_util import check_grads  # noqa: E402
+from resode import _bridge  # noqa: E402
+
+FIELDS = {"outside": None, "inside": None, "bottleneck": 3}
+OPTS: dict[str, Any] = dict(T=0.8, substeps=2, method="rk4", activation="tanh", augment=1)
+
+
+def _np_params(field: str, dtype: str = "float64") -> dict[str, np.ndarray]:
+    model = resode.NeuralODE(2, pieces=2, field=field, hidden=FIELDS[field], augment=1,
+                             dtype=dtype, seed=4)  # fmt: skip
+    return {n: model.params[n] for n in resode.models.field_param_names(field)}
+
+
+def _X(N: int = 4, dtype: Any = np.float64) -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(N, 2)).astype(dtype)
+
+
+@pytest.mark.parametrize("field", sorted(FIELDS))
+@pytest.mark.parametrize("trajectory", [False, True])
+def test_check_grads(field: str, trajectory: bool) -> None:
+    params = {k: jnp.asarray(v) for k, v in _np_params(field).items()}
+
+    def f(p: Any, X: Any) -> Any:
+        return rj.odeint(p, X, field=field, trajectory=trajectory, **OPTS)
+
+    check_grads(f, (params, jnp.asarray(_X())), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("gradient", ["discrete", "adjoint"])
+def test_grad_and_jit_equal_the_numpy_api_bitwise(gradient: str) -> None:
+    params, X = _np_params("bottleneck"), _X()
+    v = np.random.default_rng(1).normal(size=(5, 4, 3))  # every state: 2 pieces x 2 + 1
+
+    def f(p: Any, x: Any) -> Any:
+        traj = rj.odeint(p, x, field="bottleneck", gradient=gradient, trajectory=True, **OPTS)
+        return jnp.sum(traj * v)
+
+    jp = {k: jnp.asarray(a) for k, a in params.items()}
+    value, (gp, gX) = jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(jp, jnp.asarray(X))
+    traj = resode.odeint(params, X, field="bottleneck", **OPTS)
+    assert float(value) == pytest.approx(float(np.sum(traj * v)), rel=1e-14)
+    grads, dX = resode.odeint_vjp(params, X, v, field="bottleneck", gradient=gradient, **OPTS)
+    for k in grads:
+        np.testing.assert_array_equal(np.asarray(gp[k]), grads[k])
+    np.testing.assert_array_equal(np.asarray(gX), dX)
+
+
+def test_vmap_over_samples_is_one_core_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = _bridge.forward
+
+    def counting(flow: Any, X: np.ndarray, theta: Any) -> np.ndarray:
+        calls.append(X.shape)
+        return real(flow, X, theta)
+
+    monkeypatch.setattr(_bridge, "forward", counting)
+    params = {k: jnp.asarray(v) for k, v in _np_params("outside").items()}
+    batch = jnp.asarray(np.random.default_rng(2).normal(size=(5, 4, 2)))
+    for trajectory in (False, True):
+        calls.clear()
+        f = jax.jit(jax.vmap(lambda x, t=trajectory: rj.odeint(params, x, field="outside",
+                                                               trajectory=t, **OPTS)))  # fmt: skip
+        out = f(batch)
+        assert calls == [(20, 2)]  # 5 x 4 samples in one call
+        for i in range(5):
+            alone = resode.odeint(_np_params("outside"), np.asarray(batch[i]), field="outside",
+                                  **OPTS)  # fmt: skip
+            np.testing.assert_array_equal(np.asarray(out[i]), alone if trajectory else alone[-1])
+
+
+def test_vmap_over_parameters_and_per_example_gradients() -> None:
+    base = _np_params("inside")
+    stacked = {k: jnp.stack([jnp.asarray(v), jnp.asarray(v) * 0.5]) for k, v in base.items()}
+    X = jnp.asarray(_X())
+    out = jax.vmap(lambda p: rj.odeint(p, X, field="inside", **OPTS))(stacked)
+    half = {k: v * 0.5 for k, v in base.items()}
+    np.testing.assert_array_equal(
+        np.asarray(out[1]), resode.odeint(half, np.asarray(X), field="inside", **OPTS)[-1]
+    )
+    # per-sample gradients of the shared parameters: one VJP per batch element
+    p = {k: jnp.asarray(v) for k, v in base.items()}
+    per_sample = jax.vmap(
+        jax.grad(lambda p, x: jnp.sum(rj.odeint(p, x[None], field="inside", **OPTS) ** 2)),
+        in_axes=(None, 0),
+    )(p, X)
+    for i in range(4):
+        x = np.asarray(X[i : i + 1])
+        final = resode.odeint(base, x, field="inside", **OPTS)[-1]
+        grads, _ = resode.odeint_vjp(base, x, 2 * final, field="inside", **OPTS)
+        np.testing.assert_allclose(np.asarray(per_sample["W"][i]), grads["W"], rtol=1e-13)
+
+
+def test_float32_and_dtype_errors() -> None:
+    params = {k: jnp.asarray(v) for k, v in _np_params("outside", "float32").items()}
+    X32 = jnp.asarray(_X(dtype=np.float32))
+    out = rj.odeint(params, X32, field="outside", **OPTS)
+    assert out.dtype == jnp.float32
+    g = jax.grad(lambda p: rj.odeint(p, X32, field="outside", **OPTS).sum())(params)
+    assert g["W"].dtype == jnp.float32
+    with pytest.raises(TypeError, match=r"^X and params must have one dtype \(no silent casts\)"):
+        rj.odeint(params, jnp.asarray(_X()), field="outside", **OPTS)
+    with pytest.raises(ValueError, match=r"^X must have shape \(N, 2\)"):
+        rj.odeint(params, jnp.zeros((3, 3), jnp.float32), field="outside", **OPTS)

@@ -1,0 +1,287 @@
+"""resode.torch: the custom operators (gradcheck, opcheck, torch.compile), the modules, zero
+copies, dtype/device errors, threads, and a model trained end to end with torch.optim."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+import resode
+
+torch = pytest.importorskip("torch")
+import resode.torch as rt  # noqa: E402
+from resode import _bridge  # noqa: E402
+
+F64 = torch.float64
+FIELDS = {"outside": None, "inside": None, "bottleneck": 3}
+
+
+def _params(field: str, dtype: Any = F64, pieces: int = 2, D: int = 3) -> dict[str, Any]:
+    model = resode.NeuralODE(D - 1, pieces=pieces, field=field, hidden=FIELDS[field], augment=1,
+                             dtype=str(dtype).split(".")[-1], seed=4)  # fmt: skip
+    names = resode.models.field_param_names(field)
+    return {n: torch.tensor(model.params[n], requires_grad=True) for n in names}
+
+
+def _X(N: int = 4, dim: int = 2, dtype: Any = F64) -> Any:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(N, dim, dtype=dtype, generator=g, requires_grad=True)
+
+
+OPTS: dict[str, Any] = dict(T=0.8, substeps=2, activation="tanh", augment=1)
+
+
+@pytest.mark.parametrize("field", sorted(FIELDS))
+@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
+@pytest.mark.parametrize("trajectory", [False, True])
+def test_gradcheck_discrete(field: str, method: str, trajectory: bool) -> None:
+    params = _params(field)
+    names = list(params)
+
+    def f(X: Any, *theta: Any) -> Any:
+        return rt.odeint(dict(zip(names, theta)), X, field=field, method=method,
+                         trajectory=trajectory, **OPTS)  # fmt: skip
+
+    assert torch.autograd.gradcheck(f, (_X(), *params.values()), eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+@pytest.mark.parametrize("trajectory", [False, True])
+def test_adjoint_gradient_approaches_the_discrete_one(trajectory: bool) -> None:
+    """The continuous adjoint is the ODE's gradient: within O(dt^4) of the exact discrete
+    gradient of rk4, so the gap shrinks about 16x per halving of dt."""
+    gaps = []
+    for substeps in (2, 4):
+        grads = {}
+        for gradient in ("discrete", "adjoint"):
+            params, X = _params("bottleneck"), _X()
+            opts = dict(OPTS, substeps=substeps)
+            out = rt.odeint(params, X, field="bottleneck", gradient=gradient,
+                            trajectory=trajectory, **opts)  # fmt: skip
+            (out**2).sum().backward()
+            grads[gradient] = torch.cat([p.grad.flatten() for p in params.values()] + [X.grad[0]])
+        gaps.append(float((grads["adjoint"] - grads["discrete"]).abs().max()))
+    assert gaps[1] < gaps[0] / 8
+    assert gaps[1] < 1e-4
+
+
+def test_opcheck() -> None:
+    params, X = _params("bottleneck"), _X()
+    theta = list(params.values())
+    args = (X, theta, "bottleneck", "tanh", "rk4", 0.2, 2, 1, "discrete", 0, False)
+    torch.library.opcheck(rt._odeint_op, args)
+    traj = (X, theta, "bottleneck", "relu", "midpoint", 0.2, 1, 1, "adjoint", 0, True)
+    torch.library.opcheck(rt._odeint_op, traj)
+    cot = torch.randn(4, 3, dtype=F64)
+    vjp_args = (X.detach(), [t.detach() for t in theta], cot, "bottleneck", "tanh", "rk4", 0.2,
+                2, 1, "discrete", 0)  # fmt: skip
+    torch.library.opcheck(rt._odeint_vjp_op, vjp_args)
+
+
+class _Classifier(torch.nn.Module):
+    def __init__(self, dim: int, classes: int, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.encoder = torch.nn.Linear(dim, 6, dtype=F64)
+        self.flow = rt.NeuralODE(6, T=1.0, pieces=4, field="bottleneck", hidden=12,
+                                 activation="tanh", seed=seed)  # fmt: skip
+        self.head = torch.nn.Linear(6, classes, dtype=F64)
+
+    def forward(self, X: Any) -> Any:
+        return self.head(self.flow(self.encoder(X)))
+
+
+def test_torch_compile_fullgraph_gives_the_eager_result() -> None:
+    model = _Classifier(4, 3)
+    X = torch.randn(10, 4, dtype=F64)
+    y = torch.arange(10) % 3
+
+    def loss_and_grads(m: Any) -> tuple[Any, list[Any]]:
+        m.zero_grad()
+        loss = torch.nn.functional.cross_entropy(m(X), y)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    eager_loss, eager_grads = loss_and_grads(model)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    loss, grads = loss_and_grads(compiled)
+    assert torch.equal(loss, eager_loss)
+    for g, e in zip(grads, eager_grads):
+        assert torch.equal(g, e)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside torch's inductor
+def test_torch_compile_with_inductor() -> None:
+    model = _Classifier(4, 3)
+    X = torch.randn(10, 4, dtype=F64)
+    eager = model(X)
+    compiled = torch.compile(model, fullgraph=True)
+    torch.testing.assert_close(compiled(X), eager, rtol=1e-12, atol=1e-12)
+
+
+def test_train_a_torch_model_on_digits_to_90_percent() -> None:
+    pytest.importorskip("sklearn")
+    X, y = resode.datasets.digits(seed=0)
+    Xtr, Xte, ytr, yte = resode.datasets.train_test_split(X, y, test_size=0.25, seed=0)
+    Xtr, Xte = torch.tensor(Xtr), torch.tensor(Xte)
+    ytr, yte = torch.tensor(ytr), torch.tensor(yte)
+    model = _Classifier(64, 10)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(30):
+        for idx in torch.randperm(len(Xtr), generator=torch.Generator().manual_seed(1)).split(128):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(Xtr[idx]), ytr[idx]).backward()
+            opt.step()
+    with torch.no_grad():
+        accuracy = float((model(Xte).argmax(1) == yte).double().mean())
+    assert accuracy >= 0.90
+
+
+# --------------------------------------------------------------------------- modules
+
+
+def test_modules_start_from_resode_parameters_bitwise() -> None:
+    node = rt.NeuralODE(2, T=2.0, pieces=5, field="bottleneck", hidden=7, augment=1, seed=3)
+    ref = resode.NeuralODE(2, T=2.0, pieces=5, field="bottleneck", hidden=7, augment=1, seed=3)
+    for name, p in node.field_params().items():
+        np.testing.assert_array_equal(p.detach().numpy(), ref.params[name])
+    net = rt.ResNet(3, 4, h=0.5, field="inside", dtype=torch.float32, seed=1)
+    ref_net = resode.ResNet(3, 4, h=0.5, field="inside", dtype="float32", seed=1)
+    for name, p in net.field_params().items():
+        assert p.dtype == torch.float32
+        np.testing.assert_array_equal(p.detach().numpy(), ref_net.params[name])
+
+
+def test_module_forward_and_trajectory_equal_resode() -> None:
+    ref = resode.NeuralODE(2, T=1.5, pieces=3, substeps=2, method="midpoint", augment=1,
+                           activation="relu", seed=0)  # fmt: skip
+    node = rt.NeuralODE.from_resode(ref)
+    X = np.random.default_rng(0).normal(size=(6, 2))
+    traj = node.trajectory(torch.tensor(X)).detach().numpy()
+    np.testing.assert_array_equal(traj, ref.trajectory(X))
+    np.testing.assert_array_equal(node(torch.tensor(X)).detach().numpy(), traj[-1])
+    resnet = resode.ResNet(2, 5, h=0.3, seed=2)
+    np.testing.assert_array_equal(
+        rt.ResNet.from_resode(resnet).trajectory(torch.tensor(X)).detach().numpy(),
+        resnet.trajectory(X),
+    )
+
+
+def test_to_resode_carries_the_field_and_the_given_readout() -> None:
+    node = rt.NeuralODE(2, pieces=3, augment=1, seed=0)
+    with torch.no_grad():
+        node.W.mul_(2.0)
+    P = torch.ones(4, 3, dtype=F64)
+    model = node.to_resode(P=P)
+    assert model.classes == 4 and model.pieces == 3
+    np.testing.assert_array_equal(model.params["W"], node.W.detach().numpy())
+    np.testing.assert_array_equal(model.params["P"], np.ones((4, 3)))
+    np.testing.assert_array_equal(model.params["c"], np.zeros(4))
+    X = np.ones((2, 2))
+    np.testing.assert_array_equal(model.trajectory(X)[-1], node(torch.tensor(X)).detach().numpy())
+    with pytest.raises(ValueError, match=r"^P must have shape \(classes, 3\)"):
+        node.to_resode(P=torch.ones(4, 2))
+
+
+# --------------------------------------------------------------------------- boundary
+
+
+def test_tensors_reach_the_core_without_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+    real_forward, real_vjp = _bridge.forward, _bridge.vjp
+
+    def forward(flow: Any, X: np.ndarray, theta: list[np.ndarray]) -> np.ndarray:
+        seen["X"], seen["theta"] = X, theta
+        seen["out"] = real_forward(flow, X, theta)
+        return seen["out"]
+
+    def vjp(flow: Any, X: np.ndarray, theta: list[np.ndarray], cot: np.ndarray) -> Any:
+        seen["grads"] = real_vjp(flow, X, theta, cot)
+        return seen["grads"]
+
+    monkeypatch.setattr(_bridge, "forward", forward)
+    monkeypatch.setattr(_bridge, "vjp", vjp)
+    params, X = _params("outside"), _X()
+    out = rt.odeint(params, X, field="outside", **OPTS)
+    assert np.shares_memory(seen["X"], X.detach().numpy())
+    for t, a in zip(params.values(), seen["theta"]):
+        assert np.shares_memory(a, t.detach().numpy())
+    assert out.data_ptr() == seen["out"].ctypes.data  # the core's output, not a copy
+    out.sum().backward()
+    _, dX = seen["grads"]
+    assert X.grad.data_ptr() == dX.ctypes.data
+
+
+def test_mixed_dtypes_and_devices_are_refused() -> None:
+    params = _params("outside")
+    with pytest.raises(TypeError, match=r"^X and params must have one dtype \(no silent casts\)"):
+        rt.odeint(params, _X(dtype=torch.float32), field="outside", **OPTS)
+    with pytest.raises(TypeError, match=r"^X must be float32 or float64, got torch.int64"):
+        rt.odeint(params, torch.zeros(4, 2, dtype=torch.int64), field="outside", **OPTS)
+    with pytest.raises(ValueError, match=r"^X is on device 'meta': .*\.cpu\(\)$"):
+        rt.odeint(params, torch.zeros(4, 2, dtype=F64, device="meta"), field="outside", **OPTS)
+    with pytest.raises(ValueError, match=r"^X must have shape \(N, 2\)"):
+        rt.odeint(params, torch.zeros(4, 3, dtype=F64), field="outside", **OPTS)
+    with pytest.raises(TypeError, match=r"^X must be a torch.Tensor, got ndarray$"):
+        rt.odeint(params, np.zeros((4, 2)), field="outside", **OPTS)
+
+
+def test_float32_follows_the_tensors() -> None:
+    params, X = _params("inside", dtype=torch.float32), _X(dtype=torch.float32)
+    out = rt.odeint(params, X, field="inside", **OPTS)
+    assert out.dtype == torch.float32
+    out.sum().backward()
+    assert X.grad.dtype == torch.float32 and params["W"].grad.dtype == torch.float32
+    p64 = {k: v.detach().double().requires_grad_() for k, v in params.items()}
+    X64 = X.detach().double().requires_grad_()
+    rt.odeint(p64, X64, field="inside", **OPTS).sum().backward()
+    torch.testing.assert_close(params["W"].grad.double(), p64["W"].grad, rtol=1e-4, atol=1e-5)
+
+
+def test_two_threads_train_two_models_like_one_after_the_other() -> None:
+    X = torch.randn(64, 4, dtype=F64, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(64) % 3
+
+    def train(seed: int) -> list[Any]:
+        model = _Classifier(4, 3, seed=seed)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(15):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(X), y).backward()
+            opt.step()
+        return [p.detach().clone() for p in model.flow.parameters()]
+
+    # construct models serially (torch.manual_seed is global), train concurrently
+    serial = [train(1), train(2)]
+    results: dict[int, list[Any]] = {}
+    models = {}
+    for seed in (1, 2):
+        models[seed] = _Classifier(4, 3, seed=seed)
+
+    def worker(seed: int) -> None:
+        model = models[seed]
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(15):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(X), y).backward()
+            opt.step()
+        results[seed] = [p.detach().clone() for p in model.flow.parameters()]
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for seed, expected in zip((1, 2), serial):
+        for got, want in zip(results[seed], expected):
+            assert torch.equal(got, want)
+
+
+def test_import_resode_imports_neither_torch_nor_jax() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, resode; print('torch' in sys.modules, 'jax' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
