@@ -5,6 +5,7 @@ the core on NumPy views of the framework's buffers."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,22 @@ class Flow:
         """(N, D), or (steps + 1, N, D) for the trajectory."""
         N, D = int(X_shape[0]), int(W_shape[2])
         return (int(W_shape[0]) * self.substeps + 1, N, D) if self.trajectory else (N, D)
+
+
+class _Shaped:
+    """Stands for an array in the cached check: only its shape matters."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+
+@functools.lru_cache(maxsize=1024)
+def cached_flow(
+    shapes: tuple[tuple[str, tuple[int, ...]], ...], X_shape: tuple[int, ...], **options: Any
+) -> tuple[Flow, list[str]]:
+    """:func:`flow` from the parameters' names and shapes, remembered: a training loop checks
+    the same options and shapes on every call (hashable options only)."""
+    return flow({n: _Shaped(s) for n, s in shapes}, X_shape, **options)
 
 
 def flow(
