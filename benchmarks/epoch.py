@@ -43,9 +43,10 @@ def main() -> None:
 
     k = best(kernels)
     score = best(lambda: model.score(X, y))
-    print(f"kernels {resode._core.isa}, {resode.get_num_threads()} threads: fit epoch {fit * 1e3:.2f} ms; loss_and_grad sum "
-          f"{k * 1e3:.2f} ms; accuracy pass {score * 1e3:.2f} ms; fit / kernels {fit / k:.3f}; "
-          f"(fit - accuracy pass) / kernels {(fit - score) / k:.3f}")  # fmt: skip
+    print(f"kernels {resode._core.isa}, {resode.get_num_threads()} threads: fit epoch "
+          f"{fit * 1e3:.2f} ms; loss_and_grad sum {k * 1e3:.2f} ms; accuracy pass "
+          f"{score * 1e3:.2f} ms; fit / kernels {fit / k:.3f}; (fit - accuracy pass) / kernels "
+          f"{(fit - score) / k:.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ void register_activations(py::module_& m);
 void register_sweeps(py::module_& m);
 void register_threads(py::module_& m);
 void register_training(py::module_& m);
+void register_xla(py::module_& m);
 
 namespace resode::bind {
 

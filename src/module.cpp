@@ -38,4 +38,5 @@ PYBIND11_MODULE(_core, m) {
   register_sweeps(m);
   register_threads(m);
   register_training(m);
+  register_xla(m);
 }

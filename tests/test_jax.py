@@ -14,7 +14,6 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import resode.jax as rj  # noqa: E402
 from jax.test_util import check_grads  # noqa: E402
-from resode import _bridge  # noqa: E402
 
 FIELDS = {"outside": None, "inside": None, "bottleneck": 3}
 OPTS: dict[str, Any] = dict(T=0.8, substeps=2, method="rk4", activation="tanh", augment=1)
@@ -60,27 +59,23 @@ def test_grad_and_jit_equal_the_numpy_api_bitwise(gradient: str) -> None:
     np.testing.assert_array_equal(np.asarray(gX), dX)
 
 
-def test_vmap_over_samples_is_one_core_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    real = _bridge.forward
-
-    def counting(flow: Any, X: np.ndarray, theta: Any) -> np.ndarray:
-        calls.append(X.shape)
-        return real(flow, X, theta)
-
-    monkeypatch.setattr(_bridge, "forward", counting)
-    params = {k: jnp.asarray(v) for k, v in _np_params("outside").items()}
+@pytest.mark.parametrize("trajectory", [False, True])
+def test_vmap_over_samples_is_one_custom_call(trajectory: bool) -> None:
+    """expand_dims: the batch reaches the core as one call over 5 x 4 samples (the handler
+    merges a batch with shared parameters), and equals the elements run alone."""
+    np_params = _np_params("outside")
+    params = {k: jnp.asarray(v) for k, v in np_params.items()}
     batch = jnp.asarray(np.random.default_rng(2).normal(size=(5, 4, 2)))
-    for trajectory in (False, True):
-        calls.clear()
-        f = jax.jit(jax.vmap(lambda x, t=trajectory: rj.odeint(params, x, field="outside",
-                                                               trajectory=t, **OPTS)))  # fmt: skip
-        out = f(batch)
-        assert calls == [(20, 2)]  # 5 x 4 samples in one call
-        for i in range(5):
-            alone = resode.odeint(_np_params("outside"), np.asarray(batch[i]), field="outside",
-                                  **OPTS)  # fmt: skip
-            np.testing.assert_array_equal(np.asarray(out[i]), alone if trajectory else alone[-1])
+
+    def f(x: Any) -> Any:
+        return rj.odeint(params, x, field="outside", trajectory=trajectory, **OPTS)
+
+    text = str(jax.make_jaxpr(jax.vmap(f))(batch))
+    assert text.count("ffi_call") == 1 and "f64[5,4,2]" in text
+    out = jax.jit(jax.vmap(f))(batch)
+    for i in range(5):
+        alone = resode.odeint(np_params, np.asarray(batch[i]), field="outside", **OPTS)
+        np.testing.assert_array_equal(np.asarray(out[i]), alone if trajectory else alone[-1])
 
 
 def test_vmap_over_parameters_and_per_example_gradients() -> None:

@@ -1,14 +1,17 @@
 """resode as a JAX function: the flow of a neural ODE or ResNet, differentiable with
 ``jax.grad`` / ``jax.vjp`` and usable inside ``jax.jit`` and ``jax.vmap``.
 
-:func:`odeint` is a ``jax.custom_vjp`` whose forward and backward passes are
-``jax.pure_callback`` calls into the core (the states, and the core's discrete or adjoint
-vector-Jacobian product). The callbacks use ``vmap_method="expand_dims"``: under ``jax.vmap``
-the core receives the batch as a leading axis (unbatched arguments with a leading 1), so
-vmapping over a batch axis of ``X`` with shared parameters becomes **one** core call over all
-the samples; vmapping over the parameters, and the backward pass of a vmapped call (each batch
-element has its own parameter cotangent), run one core call per batch element. float32 always;
-float64 with ``jax.config.update("jax_enable_x64", True)``; no silent casts.
+:func:`odeint` is a ``jax.custom_vjp`` whose forward and backward passes are XLA custom calls
+(``jax.ffi.ffi_call``) into the core's C++ entry points (``src/register_xla.cpp``): the states,
+and the core's discrete or adjoint vector-Jacobian product, on XLA's own buffers with no Python
+callback in between. The calls use ``vmap_method="expand_dims"``: under ``jax.vmap`` the core
+receives the batch as leading axes (unbatched arguments with leading 1s), so vmapping over a
+batch axis of ``X`` with shared parameters becomes **one** core call over all the samples;
+vmapping over the parameters, and the backward pass of a vmapped call (each batch element has
+its own parameter cotangent), run one core call per batch element. Nested vmaps over different
+arguments are refused. float32 always; float64 with ``jax.config.update("jax_enable_x64",
+True)``; no silent casts. Errors of the core (a non-finite state, say) surface as JAX's runtime
+error with resode's message.
 
 Requires ``pip install "resode[jax]"``; ``import resode`` never imports JAX.
 
@@ -25,7 +28,6 @@ Examples
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -33,81 +35,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _bridge
+from . import _bridge, _core
 
 __all__ = ["odeint"]
 
 
-# --------------------------------------------------------------------------- host side
+# --------------------------------------------------------------------------- the custom calls
+
+for _name, _capsule in _core.xla_handlers().items():
+    jax.ffi.register_ffi_target(_name, _capsule, platform="cpu")
 
 
-def _split_batch(arrays: list[np.ndarray], base_ndims: list[int]) -> tuple[tuple[int, ...], bool]:
-    """The broadcast batch shape of arrays with leading batch axes (vmap's expand_dims), and
-    whether only the first array (X) is batched."""
-    batches = [a.shape[: a.ndim - nd] for a, nd in zip(arrays, base_ndims)]
-    shape = np.broadcast_shapes(*batches)
-    shared = all(math.prod(b) == 1 for b in batches[1:])
-    return shape, shared
-
-
-def _base_ndims(theta: list[np.ndarray]) -> list[int]:
-    return [2] + [3 if i % 2 == 0 else 2 for i in range(len(theta))]  # X; W (3-D), b (2-D)
-
-
-def _host_forward(flow: _bridge.Flow, X: Any, *theta: Any) -> np.ndarray:
-    arrays = [np.asarray(X), *(np.asarray(t) for t in theta)]
-    ndims = _base_ndims(list(theta))
-    batch, shared = _split_batch(arrays, ndims)
-    if not batch:
-        return _bridge.forward(flow, arrays[0], arrays[1:])
-    if shared:  # one core call over every sample of the batch
-        theta0 = [a.reshape(a.shape[a.ndim - nd :]) for a, nd in zip(arrays[1:], ndims[1:])]
-        Xb = np.broadcast_to(arrays[0], (*batch, *arrays[0].shape[-2:]))
-        N = Xb.shape[-2]
-        out = _bridge.forward(flow, np.ascontiguousarray(Xb.reshape(-1, Xb.shape[-1])), theta0)
-        if not flow.trajectory:
-            return out.reshape(*batch, N, out.shape[-1])
-        out = out.reshape(out.shape[0], *batch, N, out.shape[-1])
-        return np.moveaxis(out, 0, len(batch))
-    return np.stack(
-        [_bridge.forward(flow, *_element(arrays, ndims, batch, idx)) for idx in np.ndindex(*batch)]
-    ).reshape(*batch, *flow.output_shape(arrays[0].shape[-2:], arrays[1].shape[-3:]))
-
-
-def _element(
-    arrays: list[np.ndarray], ndims: list[int], batch: tuple[int, ...], idx: tuple[int, ...]
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Batch element idx of each array (broadcast), as (X, theta)."""
-    out = []
-    for a, nd in zip(arrays, ndims):
-        full = np.broadcast_to(a, (*batch, *a.shape[a.ndim - nd :]))
-        out.append(np.ascontiguousarray(full[idx]))
-    return out[0], out[1:]
-
-
-def _host_vjp(flow: _bridge.Flow, X: Any, *rest: Any) -> tuple[np.ndarray, ...]:
-    *theta, cotangent = rest
-    arrays = [np.asarray(X), *(np.asarray(t) for t in theta)]
-    ndims = _base_ndims(list(theta))
-    g = np.asarray(cotangent)
-    g_nd = 3 if flow.trajectory else 2
-    batch, _ = _split_batch([*arrays, g], [*ndims, g_nd])
-    if not batch:
-        dtheta, dX = _bridge.vjp(flow, arrays[0], arrays[1:], np.ascontiguousarray(g))
-        return (dX, *dtheta)
-    results = []
-    for idx in np.ndindex(*batch):
-        Xe, te = _element(arrays, ndims, batch, idx)
-        ge = np.ascontiguousarray(np.broadcast_to(g, (*batch, *g.shape[g.ndim - g_nd :]))[idx])
-        dtheta, dX = _bridge.vjp(flow, Xe, te, ge)
-        results.append((dX, *dtheta))
-    return tuple(
-        np.stack([r[i] for r in results]).reshape(*batch, *results[0][i].shape)
-        for i in range(len(results[0]))
-    )
-
-
-# --------------------------------------------------------------------------- the function
+def _attrs(flow: _bridge.Flow) -> dict[str, Any]:
+    """The options as typed XLA attributes."""
+    return {
+        "field": flow.field,
+        "activation": flow.activation,
+        "method": flow.method,
+        "dt": np.float64(flow.dt),
+        "substeps": np.int64(flow.substeps),
+        "augment": np.int64(flow.augment),
+    }
 
 
 @functools.lru_cache(maxsize=256)
@@ -115,10 +63,9 @@ def _flow_function(flow: _bridge.Flow) -> Callable[..., Any]:
     """The custom_vjp flow for one set of options (built once per options, like a jit)."""
 
     def forward(X: jax.Array, theta: tuple[jax.Array, ...]) -> jax.Array:
-        shape = flow.output_shape(X.shape, theta[0].shape)
-        out = jax.ShapeDtypeStruct(shape, X.dtype)
-        host = functools.partial(_host_forward, flow)
-        return jax.pure_callback(host, out, X, *theta, vmap_method="expand_dims")
+        out = jax.ShapeDtypeStruct(flow.output_shape(X.shape, theta[0].shape), X.dtype)
+        call = jax.ffi.ffi_call("resode_odeint", out, vmap_method="expand_dims")
+        return call(X, *theta, **_attrs(flow), trajectory=np.int64(flow.trajectory))
 
     @jax.custom_vjp
     def f(X: jax.Array, theta: tuple[jax.Array, ...]) -> jax.Array:
@@ -129,9 +76,10 @@ def _flow_function(flow: _bridge.Flow) -> Callable[..., Any]:
 
     def f_bwd(res: Any, g: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:
         X, theta = res
-        shapes = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (X, *theta)]
-        host = functools.partial(_host_vjp, flow)
-        grads = jax.pure_callback(host, tuple(shapes), X, *theta, g, vmap_method="expand_dims")
+        shapes = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (X, *theta))
+        call = jax.ffi.ffi_call("resode_odeint_vjp", shapes, vmap_method="expand_dims")
+        grads = call(X, g, *theta, **_attrs(flow), gradient=flow.gradient,
+                     checkpoints=np.int64(flow.checkpoints))  # fmt: skip
         return grads[0], tuple(grads[1:])
 
     f.defvjp(f_fwd, f_bwd)

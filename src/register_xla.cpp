@@ -1,0 +1,283 @@
+// The XLA FFI handlers of resode.jax (jax.ffi.ffi_call): the flow (final states or every state)
+// and its vector-Jacobian product, called by XLA on raw buffers inside a jitted computation,
+// with no Python in between. Exposed to Python as PyCapsules (_core.xla_handlers()), which
+// resode.jax registers with jax.ffi.register_ffi_target.
+//
+// Batching (vmap_method="expand_dims"): every argument comes with the same number k of leading
+// batch axes, each either the batch extent or 1 (an unbatched argument). X batched and the
+// parameters not: the samples of all batch elements go through one core call. Otherwise one
+// core call per batch element.
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bindings.hpp"
+#include "sweep_instances.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+using resode::index_t;
+
+struct FlowAttrs {
+  std::string_view field, activation, method;
+  double dt;
+  std::int64_t substeps, augment;
+};
+
+// The leading batch axes of a buffer whose own rank is `base`: their product (1 if none) and
+// whether any is larger than 1.
+struct Batch {
+  index_t count = 1;
+  bool batched = false;
+};
+
+Batch batch_of(const ffi::AnyBuffer& b, std::size_t base) {
+  Batch out;
+  const auto dims = b.dimensions();
+  for (std::size_t i = 0; i + base < dims.size(); ++i) {
+    out.count *= dims[i];
+    out.batched = out.batched || dims[i] > 1;
+  }
+  return out;
+}
+
+// The number of batch elements, or -1 when two arguments are batched differently (nested vmaps
+// over different arguments: their batch axes would need broadcasting, not supported).
+index_t batch_count(const std::vector<Batch>& batches) {
+  index_t count = 1;
+  for (const auto& b : batches) count = std::max(count, b.count);
+  for (const auto& b : batches)
+    if (b.batched && b.count != count) return -1;
+  return count;
+}
+
+ffi::Error nested_vmap_error() {
+  return ffi::Error::InvalidArgument(
+      "resode: nested jax.vmap over different arguments of resode.jax.odeint is not supported");
+}
+
+// One element's view of a batched buffer: element e of `count` (or the only one).
+template <class T>
+T* element(const ffi::AnyBuffer& b, const Batch& batch, index_t e) {
+  const index_t size = index_t(b.element_count()) / batch.count;
+  return static_cast<T*>(b.untyped_data()) + (batch.batched ? e * size : 0);
+}
+
+// The problem of one batch element: X (N, dim) and the field parameters in core order.
+template <class T>
+resode::Problem<T> problem(const FlowAttrs& a, const T* X, index_t N,
+                           const std::vector<const T*>& theta, const ffi::AnyBuffer& W1) {
+  resode::Problem<T> pb;
+  auto& f = pb.dyn.field;
+  f.kind = resode::parse_field(std::string(a.field));
+  const auto dims = W1.dimensions();
+  const std::size_t r = dims.size();
+  f.pieces = dims[r - 3], f.H = dims[r - 2], f.D = dims[r - 1];
+  f.W1 = theta[0], f.b1 = theta[1];
+  if (f.bottleneck()) f.W2 = theta[2], f.b2 = theta[3];
+  pb.dyn.activation = resode::parse_activation(std::string(a.activation));
+  pb.dyn.tab = resode::tableau(resode::parse_method(std::string(a.method)));
+  pb.dyn.substeps = index_t(a.substeps);
+  pb.dyn.dt = T(a.dt);
+  pb.augment = index_t(a.augment);
+  pb.N = N;
+  pb.X = X;
+  return pb;
+}
+
+// Runs fn() and turns the core's exceptions into XLA errors (jax raises them with the message).
+template <class Fn>
+ffi::Error guarded(Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return ffi::Error::InvalidArgument(std::string("resode: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+bool is_float(const ffi::AnyBuffer& b, ffi::DataType t) { return b.element_type() == t; }
+
+template <class T>
+ffi::Error forward(const FlowAttrs& a, bool trajectory, ffi::AnyBuffer X,
+                   const ffi::RemainingArgs& rest, ffi::AnyBuffer out) {
+  std::vector<ffi::AnyBuffer> theta;
+  for (std::size_t i = 0; i < rest.size(); ++i) {
+    auto t = rest.get<ffi::AnyBuffer>(i);
+    if (t.has_error()) return t.error();
+    theta.push_back(*t);
+  }
+  const Batch xb = batch_of(X, 2);
+  bool shared = true;  // the parameters carry no batch
+  std::vector<Batch> tb;
+  for (std::size_t i = 0; i < theta.size(); ++i) {
+    tb.push_back(batch_of(theta[i], i % 2 == 0 ? 3 : 2));
+    shared = shared && !tb.back().batched;
+  }
+  std::vector<Batch> all = tb;
+  all.push_back(xb);
+  const index_t count = batch_count(all);
+  if (count < 0) return nested_vmap_error();
+  const auto xd = X.dimensions();
+  const index_t N = xd[xd.size() - 2];
+  return guarded([&] {
+    auto params = [&](index_t e) {
+      std::vector<const T*> p;
+      for (std::size_t i = 0; i < theta.size(); ++i) p.push_back(element<T>(theta[i], tb[i], e));
+      return p;
+    };
+    if (shared) {  // every sample of the batch in one call: X (count * N, dim) in memory order
+      auto pb = problem<T>(a, element<T>(X, xb, 0), N * xb.count, params(0), theta[0]);
+      T* dst = static_cast<T*>(out.untyped_data());
+      if (!trajectory) return resode::final_state(pb, dst);  // (count * N, D): out's order
+      // (steps + 1, count * N, D) -> out (count, steps + 1, N, D)
+      const index_t states = pb.dyn.steps() + 1, slice = N * pb.dyn.field.D;
+      std::vector<T> all(std::size_t(states * count * slice));
+      resode::trajectory(pb, all.data());
+      for (index_t e = 0; e < count; ++e)
+        for (index_t j = 0; j < states; ++j)
+          std::memcpy(dst + (e * states + j) * slice, all.data() + (j * count + e) * slice,
+                      sizeof(T) * std::size_t(slice));
+      return;
+    }
+    for (index_t e = 0; e < count; ++e) {
+      auto pb = problem<T>(a, element<T>(X, xb, e), N, params(e), theta[0]);
+      const index_t per = index_t(out.element_count()) / count;
+      T* dst = static_cast<T*>(out.untyped_data()) + e * per;
+      if (trajectory)
+        resode::trajectory(pb, dst);
+      else
+        resode::final_state(pb, dst);
+    }
+  });
+}
+
+template <class T>
+ffi::Error vjp(const FlowAttrs& a, std::string_view gradient, std::int64_t checkpoints,
+               ffi::AnyBuffer X, ffi::AnyBuffer cotangent, const ffi::RemainingArgs& rest,
+               ffi::Result<ffi::AnyBuffer> dX, const ffi::RemainingRets& dtheta_rets) {
+  std::vector<ffi::AnyBuffer> theta, dtheta;
+  for (std::size_t i = 0; i < rest.size(); ++i) {
+    auto t = rest.get<ffi::AnyBuffer>(i);
+    if (t.has_error()) return t.error();
+    theta.push_back(*t);
+    auto r = dtheta_rets.get<ffi::AnyBuffer>(i);
+    if (r.has_error()) return r.error();
+    dtheta.push_back(**r);
+  }
+  const Batch xb = batch_of(X, 2);
+  std::vector<Batch> tb;
+  for (std::size_t i = 0; i < theta.size(); ++i) tb.push_back(batch_of(theta[i], i % 2 == 0 ? 3 : 2));
+  const auto xd = X.dimensions();
+  const index_t N = xd[xd.size() - 2];
+  // (N, D) on the final state or (steps + 1, N, D) on every state, after the k batch axes
+  const bool every_state = cotangent.dimensions().size() - (xd.size() - 2) == 3;
+  const Batch cb = batch_of(cotangent, every_state ? 3 : 2);
+  std::vector<Batch> all = tb;
+  all.push_back(xb), all.push_back(cb);
+  const index_t count = batch_count(all);
+  if (count < 0) return nested_vmap_error();
+  return guarded([&] {
+    resode::GradientOptions opt;
+    if (gradient == "discrete")
+      opt.gradient = resode::Gradient::discrete;
+    else if (gradient == "adjoint")
+      opt.gradient = resode::Gradient::adjoint;
+    else
+      throw std::invalid_argument("gradient must be 'discrete' or 'adjoint'");
+    opt.checkpoints = index_t(checkpoints);
+    opt.cotangent_every_state = every_state;
+    // Every output has the batch axes (expand_dims): one slice per element.
+    const Batch out_batch{count, count > 1};
+    for (index_t e = 0; e < count; ++e) {
+      std::vector<const T*> p;
+      for (std::size_t i = 0; i < theta.size(); ++i) p.push_back(element<T>(theta[i], tb[i], e));
+      auto pb = problem<T>(a, element<T>(X, xb, e), N, p, theta[0]);
+      // The flat field gradient of the core, split into the output tensors afterwards.
+      std::vector<T> flat(std::size_t(pb.dyn.field.size()));
+      resode::vjp(pb, element<T>(cotangent, cb, e), opt, flat.data(), element<T>(*dX, out_batch, e));
+      index_t offset = 0;
+      for (auto& d : dtheta) {
+        const index_t size = index_t(d.element_count()) / count;
+        std::memcpy(element<T>(d, out_batch, e), flat.data() + offset, sizeof(T) * std::size_t(size));
+        offset += size;
+      }
+    }
+  });
+}
+
+FlowAttrs attrs(std::string_view field, std::string_view activation, std::string_view method,
+                double dt, std::int64_t substeps, std::int64_t augment) {
+  return {field, activation, method, dt, substeps, augment};
+}
+
+ffi::Error forward_any(ffi::AnyBuffer X, ffi::RemainingArgs theta, ffi::Result<ffi::AnyBuffer> out,
+                       std::string_view field, std::string_view activation,
+                       std::string_view method, double dt, std::int64_t substeps,
+                       std::int64_t augment, std::int64_t trajectory) {
+  const auto a = attrs(field, activation, method, dt, substeps, augment);
+  if (is_float(X, ffi::DataType::F64)) return forward<double>(a, trajectory != 0, X, theta, *out);
+  if (is_float(X, ffi::DataType::F32)) return forward<float>(a, trajectory != 0, X, theta, *out);
+  return ffi::Error::InvalidArgument("resode: X must be float32 or float64");
+}
+
+ffi::Error vjp_any(ffi::AnyBuffer X, ffi::AnyBuffer cotangent, ffi::RemainingArgs theta,
+                   ffi::Result<ffi::AnyBuffer> dX, ffi::RemainingRets dtheta,
+                   std::string_view field, std::string_view activation, std::string_view method,
+                   double dt, std::int64_t substeps, std::int64_t augment,
+                   std::string_view gradient, std::int64_t checkpoints) {
+  const auto a = attrs(field, activation, method, dt, substeps, augment);
+  if (is_float(X, ffi::DataType::F64))
+    return vjp<double>(a, gradient, checkpoints, X, cotangent, theta, dX, dtheta);
+  if (is_float(X, ffi::DataType::F32))
+    return vjp<float>(a, gradient, checkpoints, X, cotangent, theta, dX, dtheta);
+  return ffi::Error::InvalidArgument("resode: X must be float32 or float64");
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(resode_xla_odeint, forward_any,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .RemainingArgs()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<std::string_view>("field")
+                                  .Attr<std::string_view>("activation")
+                                  .Attr<std::string_view>("method")
+                                  .Attr<double>("dt")
+                                  .Attr<std::int64_t>("substeps")
+                                  .Attr<std::int64_t>("augment")
+                                  .Attr<std::int64_t>("trajectory"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(resode_xla_odeint_vjp, vjp_any,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .RemainingArgs()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .RemainingRets()
+                                  .Attr<std::string_view>("field")
+                                  .Attr<std::string_view>("activation")
+                                  .Attr<std::string_view>("method")
+                                  .Attr<double>("dt")
+                                  .Attr<std::int64_t>("substeps")
+                                  .Attr<std::int64_t>("augment")
+                                  .Attr<std::string_view>("gradient")
+                                  .Attr<std::int64_t>("checkpoints"));
+
+void register_xla(py::module_& m) {
+  m.def(
+      "xla_handlers",
+      [] {
+        py::dict out;
+        out["resode_odeint"] = py::capsule(reinterpret_cast<void*>(&resode_xla_odeint));
+        out["resode_odeint_vjp"] = py::capsule(reinterpret_cast<void*>(&resode_xla_odeint_vjp));
+        return out;
+      },
+      "The XLA FFI handlers of resode.jax, as PyCapsules for jax.ffi.register_ffi_target.");
+}
