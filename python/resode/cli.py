@@ -1,4 +1,5 @@
-"""The ``resode`` command: ``resode train``, ``resode demo`` and ``resode bench``.
+"""The ``resode`` command: ``resode train``, ``resode demo``, ``resode sweep``, ``resode predict``
+and ``resode bench``.
 
 ``resode train`` generates a data set, builds a model, trains it with :func:`resode.fit` and
 writes into ``--out``: ``model.npz`` (:func:`resode.load` reads it), ``history.csv``,
@@ -37,7 +38,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-__all__ = ["DEMO_DEFAULTS", "TRAIN_DEFAULTS", "build_parser", "main"]
+__all__ = ["DEMO_DEFAULTS", "TRAIN_DEFAULTS", "build_parser", "check_train", "main"]
 
 PROG = "resode"
 
@@ -313,6 +314,28 @@ def build_parser() -> argparse.ArgumentParser:
         "written to runs/demo; every `train` option can change it.",
     )
     _add_run_options(demo, DEMO_DEFAULTS)
+    sweep = sub.add_parser(
+        "sweep",
+        help="run a grid of train runs on Dask (a LocalCluster or a scheduler)",
+        description="Run every run of a sweep spec (a TOML file: [base] train options, "
+        "[grid] lists, seeds, [[repeat]] zipped lists) on Dask; rerunning skips finished runs.",
+    )
+    sweep.add_argument("spec", nargs="?", metavar="SPEC.toml", help="the sweep's spec")
+    sweep.add_argument(
+        "--experiment", choices=sorted(_EXPERIMENTS), help="a built-in spec instead of SPEC"
+    )
+    sweep.add_argument("--print-spec", action="store_true", help="print the spec and exit")
+    sweep.add_argument("--out", metavar="DIR", help="the sweep's folder (required to run)")
+    sweep.add_argument(
+        "--scheduler", metavar="ADDRESS", help="a running Dask scheduler (tcp://host:8786)"
+    )
+    sweep.add_argument(
+        "--workers", type=_int(1), help="LocalCluster worker processes (default: one per core)"
+    )
+    sweep.add_argument(
+        "--retries", type=_int(0), default=2, help="reruns of a task whose worker died"
+    )
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench = sub.add_parser("bench", help="run the benchmark suite and print the table")
     bench.add_argument("--full", action="store_true", help="the full suite (slow)")
     predict = sub.add_parser(
@@ -645,14 +668,9 @@ def _plots(
     return written, notes
 
 
-def _setup(args: argparse.Namespace) -> dict[str, Any]:
-    """Data, model, optimiser and output folder; every problem here is a usage error, found
-    before anything is written."""
-    from . import set_num_threads
-    from .training import check_resumable, load_checkpoint
-
-    if args.threads is not None:
-        set_num_threads(args.threads)
+def _data_and_model(args: argparse.Namespace) -> dict[str, Any]:
+    """Data, model and optimiser of a run (nothing touches the file system); every problem
+    here is a usage error or a ValueError of the library."""
     X_tr, X_te, y_tr, y_te = _dataset(args)
     values = args.data is not None and _task(args) == "regression"  # y: real numbers
     if values:
@@ -673,6 +691,51 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
             return y
         return np.eye(classes)[y]
 
+    return {
+        "data": (X_tr, X_te, targets(y_tr), targets(y_te)),
+        "labels": None if values else (y_tr, y_te),  # classes to colour and separate
+        "dim": X_tr.shape[1],
+        "classes": classes,
+        "model": model,
+        "optimizer": optimizer,
+    }
+
+
+def check_train(argv: Sequence[str]) -> dict[str, Any]:
+    """Check ``resode train`` arguments as the command would, without training or writing:
+    the parse, the options that do not apply, the data, the model and the optimiser.
+
+    Returns the resolved options (``dest -> value``, defaults included); raises ``ValueError``
+    with the command's one-line message otherwise. ``resode sweep`` checks every run with it
+    before any work starts.
+    """
+    import contextlib
+    import io
+
+    parser = build_parser()
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            args = parser.parse_args(["train", *argv])
+        _refuse_unused(args, _explicit(["train", *argv], "train"), set())
+        _data_and_model(args)
+    except SystemExit:
+        raise ValueError(errors.getvalue().strip().removeprefix(f"{PROG}: error: ")) from None
+    except (_UsageError, TypeError) as exc:
+        raise ValueError(str(exc)) from None
+    return {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+
+
+def _setup(args: argparse.Namespace) -> dict[str, Any]:
+    """Data, model, optimiser and output folder; every problem here is a usage error, found
+    before anything is written."""
+    from . import set_num_threads
+    from .training import check_resumable, load_checkpoint
+
+    if args.threads is not None:
+        set_num_threads(args.threads)
+    setup = _data_and_model(args)
+    model = setup["model"]
     out = Path(args.out if args.out is not None else _default_out(args))
     # a run that resumes its own checkpoint continues the model in --out; any other run must
     # not replace a trained model there without --overwrite
@@ -701,16 +764,7 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _UsageError(f"cannot create --out {out}: {exc.strerror or exc}") from None
-    return {
-        "data": (X_tr, X_te, targets(y_tr), targets(y_te)),
-        "labels": None if values else (y_tr, y_te),  # classes to colour and separate
-        "dim": X_tr.shape[1],
-        "classes": classes,
-        "model": model,
-        "optimizer": optimizer,
-        "out": out,
-        "resumed_epochs": resumed_epochs,
-    }
+    return {**setup, "out": out, "resumed_epochs": resumed_epochs}
 
 
 def _default_out(args: argparse.Namespace) -> str:
@@ -882,6 +936,45 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+_EXPERIMENTS = {"large-time": "large_time.toml"}
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """``resode sweep``: a grid of ``resode train`` runs on Dask."""
+    if args.experiment is not None and args.spec is not None:
+        raise _UsageError("give SPEC.toml or --experiment, not both")
+    if args.experiment is not None:
+        spec = Path(__file__).parent / "experiments" / _EXPERIMENTS[args.experiment]
+    elif args.spec is not None:
+        spec = Path(args.spec)
+    else:
+        raise _UsageError("give a SPEC.toml or --experiment NAME")
+    if args.print_spec:
+        try:
+            print(spec.read_text(encoding="utf-8"), end="")
+        except OSError as exc:
+            raise _UsageError(f"cannot read {spec}: {exc.strerror or exc}") from None
+        return 0
+    if args.out is None:
+        raise _UsageError("--out DIR is required to run a sweep")
+    from . import sweep as sweeps
+
+    try:
+        runs = sweeps.expand(spec)  # every run checked before any work
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    try:
+        import dask.distributed  # noqa: F401
+    except ImportError:
+        raise _UsageError("resode sweep needs Dask: pip install 'resode[sweep]'") from None
+    print(f"{PROG} sweep: {len(runs)} runs of {spec} into {args.out}", flush=True)
+    result = sweeps.run(spec, args.out, client=args.scheduler, workers=args.workers,
+                        retries=args.retries, progress=not args.no_progress)  # fmt: skip
+    print(result.summary)
+    print(f"wrote {Path(args.out) / 'results.csv'}")
+    return 1 if result.count("failed") else 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     try:
         from . import bench  # type: ignore[attr-defined]
@@ -937,6 +1030,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "bench":
         return _bench(args)
+    if args.command == "sweep":
+        try:
+            return _sweep(args)
+        except _UsageError as exc:
+            print(f"{PROG} sweep: error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "predict":
         try:
             return _predict(args)

@@ -1,0 +1,243 @@
+"""resode.sweep and ``resode sweep``: specs, a real LocalCluster (2 worker processes), resume
+after the driver is killed, a worker killed mid-run, failed and diverged runs, equality with
+``resode train``, and a scheduler started from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import resode
+from resode import cli
+
+dd = pytest.importorskip("dask.distributed")
+from resode import sweep  # noqa: E402
+
+BASE = {"dataset": "moons", "model": "resnet", "layers": 3, "epochs": 4, "n-samples": 80,
+        "no-plots": True}  # fmt: skip
+
+
+def _spec(**grid: Any) -> dict[str, Any]:
+    return {"base": dict(BASE), "grid": grid or {"lr": [0.01, 0.05]}, "seeds": 2}
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = dd.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None, silence_logs=40,
+    )  # fmt: skip
+    c = dd.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+# --------------------------------------------------------------------------- specs
+
+
+def test_expand_products_zips_and_seeds() -> None:
+    spec = {"base": dict(BASE), "grid": {"lr": [0.01, 0.1]}, "seeds": [3, 4],
+            "repeat": [{"layers": [2, 5], "h": [0.5, 0.2]}]}  # fmt: skip
+    runs = sweep.expand(spec)
+    assert [(r.grid["lr"], r.grid["layers"], r.grid["h"], r.grid["seed"]) for r in runs] == [
+        (lr, layers, h, seed)
+        for lr in (0.01, 0.1)
+        for layers, h in ((2, 0.5), (5, 0.2))
+        for seed in (3, 4)
+    ]
+    assert len({r.id for r in runs}) == 8
+
+
+def test_seeds_under_the_grid_table_of_a_toml_file(tmp_path: Path) -> None:
+    path = tmp_path / "spec.toml"
+    path.write_text('[base]\ndataset = "moons"\nmodel = "resnet"\nepochs = 1\n'
+                    '[grid]\nlayers = [2, 3]\nseeds = 3\n')  # fmt: skip
+    assert len(sweep.expand(path)) == 6
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"base": BASE, "grid": {"lr": []}}, r"^grid entry 'lr' must be a non-empty list"),
+        ({"base": BASE, "grid": {"colour": [1]}}, r"^grid point colour=1: unknown option"),
+        ({"base": BASE, "grid": {"out": ["x"]}}, r"^grid point out='x': option 'out' is set by"),
+        (
+            {"base": {"dataset": "moons"}, "grid": {"hidden": [4], "field": ["inside"]}},
+            r"^grid point hidden=4, field='inside': --hidden applies to --field bottleneck only",
+        ),
+        ({"base": BASE, "grid": {"lr": [-1.0]}}, r"^grid point lr=-1.0: .*--lr"),
+        ({"base": BASE, "griddle": {}}, r"^unknown spec key 'griddle'"),
+    ],
+)
+def test_bad_specs_are_refused_before_any_work(spec: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        sweep.expand(spec)
+
+
+def test_bad_spec_on_the_command_line_exits_2_with_nothing_written(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[base]\ndataset = "moons"\n[grid]\nlayers = [0]\nmodel = ["resnet"]\n')
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "resode", "sweep", str(path), "--out", str(out)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("resode sweep: error: grid point layers=0, model='resnet': ")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_the_built_in_study_prints_and_expands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["sweep", "--experiment", "large-time", "--print-spec"]) == 0
+    text = capsys.readouterr().out
+    assert "[grid]" in text and "turnpike" in text
+    path = Path(resode.__file__).parent / "experiments" / "large_time.toml"
+    assert len(sweep.expand(path)) == 140
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _params(folder: Path) -> dict[str, np.ndarray]:
+    return resode.load(folder / "model.npz").params
+
+
+def test_a_sweep_equals_resode_train_runs_and_resumes(client: Any, tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    result = sweep.run(_spec(), out, client=client, progress=False)
+    assert len(result.rows) == 4 and result.count("ok") == 4 and result.skipped == 0
+    table = (out / "results.csv").read_text().splitlines()
+    assert table[0].startswith("lr,seed,status,")
+    assert len(table) == 5
+    # each run equals resode train with the same options, run on its own
+    for r in sweep.expand(_spec()):
+        alone = tmp_path / f"alone-{r.id}"
+        assert cli.main(["train", *r.argv, "--out", str(alone), "--no-progress"]) == 0
+        got, want = _params(out / "runs" / r.id), _params(alone)
+        for k in want:
+            np.testing.assert_array_equal(got[k], want[k])
+        res = json.loads((out / "runs" / r.id / "result.json").read_text())
+        assert res["status"] == "ok" and res["epochs"] == 4 and res["grid"] == r.grid
+    # a second invocation computes nothing and leaves every file alone
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")}
+    again = sweep.run(_spec(), out, client=client, progress=False)
+    assert again.skipped == 4 and again.count("ok") == 4
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")} == stamps
+
+
+def test_divergence_is_a_result(client: Any, tmp_path: Path) -> None:
+    spec = {"base": {**BASE, "optimizer": "sgd", "epochs": 30}, "grid": {"lr": [0.05, 1e30]}}
+    result = sweep.run(spec, tmp_path / "s", client=client, progress=False)
+    by_lr = {row["lr"]: row for row in result.rows}
+    assert by_lr[0.05]["status"] == "ok"
+    assert by_lr[1e30]["status"] == "diverged"
+    assert by_lr[1e30]["diverged_epoch"] >= 1
+    assert "diverged" in by_lr[1e30]["message"]
+
+
+def test_a_run_that_raises_is_recorded_as_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (run,) = sweep.expand({"base": BASE})
+
+    def broken(argv: Any) -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "main", broken)
+    result = sweep._execute(run, tmp_path)
+    assert result["status"] == "failed" and result["message"] == "RuntimeError: a bug"
+    saved = json.loads((tmp_path / "runs" / run.id / "result.json").read_text())
+    assert saved["status"] == "failed"
+    monkeypatch.undo()  # a failed run is not finished: the next attempt replaces it
+    assert sweep._execute(run, tmp_path)["status"] == "ok"
+
+
+def test_a_killed_worker_is_retried_and_the_sweep_completes(client: Any, tmp_path: Path) -> None:
+    spec = {"base": {**BASE, "epochs": 300, "n-samples": 400}, "grid": {"lr": [0.01, 0.02]},
+            "seeds": 2}  # fmt: skip
+    box: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: box.update(result=sweep.run(spec, tmp_path / "s", client=client,
+                                                   progress=False, runs_per_task=1))
+    )  # fmt: skip
+    thread.start()
+    deadline = time.time() + 30
+    while time.time() < deadline and not client.processing().get(
+        next(iter(client.scheduler_info()["workers"]), None)
+    ):
+        time.sleep(0.05)
+    pids = client.run(os.getpid)
+    os.kill(next(iter(pids.values())), signal.SIGKILL)  # the nanny starts a new worker
+    thread.join(timeout=180)
+    result = box["result"]
+    assert result.count("ok") == 4, result.rows
+
+
+def test_the_driver_killed_mid_sweep_loses_only_the_runs_in_flight(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[base]\ndataset = "moons"\nmodel = "resnet"\nlayers = 3\nepochs = 150\n'
+                    'n-samples = 300\nno-plots = true\n[grid]\nlr = [0.01, 0.02, 0.03, 0.04]\n'
+                    'seeds = 2\n')  # fmt: skip
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "resode", "sweep", str(spec), "--out", str(out), "--workers",
+           "2", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("runs/*/result.json"))) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its LocalCluster
+    proc.wait()
+    finished = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/result.json")}
+    assert 2 <= len(finished) < 8
+    for p in out.glob("runs/*"):  # every run folder is complete
+        assert (p / "result.json").is_file() and (p / "model.npz").is_file()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"skipped (done before) {len(finished)}" in done.stdout
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # not recomputed
+    assert len(list(out.glob("runs/*/result.json"))) == 8
+
+
+def test_a_scheduler_and_workers_started_from_the_command_line(tmp_path: Path) -> None:
+    file = tmp_path / "scheduler.json"
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    scheduler = subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", "0",
+                                  "--no-dashboard", "--scheduler-file", str(file)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    workers = []
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not file.exists():
+            time.sleep(0.1)
+        address = json.loads(file.read_text())["address"]
+        for _ in range(2):
+            workers.append(subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads",
+                 "1", "--host", "127.0.0.1", "--no-dashboard"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))  # fmt: skip
+        spec = tmp_path / "spec.toml"
+        spec.write_text('[base]\ndataset = "moons"\nmodel = "resnet"\nepochs = 3\n'
+                        'n-samples = 60\n[grid]\nlayers = [2, 3]\n')  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "resode", "sweep", str(spec), "--out", str(tmp_path / "o"),
+             "--scheduler", address, "--no-progress"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "runs 2: ok 2" in proc.stdout
+    finally:
+        for p in [*workers, scheduler]:
+            p.terminate()
+        for p in [*workers, scheduler]:
+            p.wait(timeout=30)
