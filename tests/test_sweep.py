@@ -241,3 +241,36 @@ def test_a_scheduler_and_workers_started_from_the_command_line(tmp_path: Path) -
             p.terminate()
         for p in [*workers, scheduler]:
             p.wait(timeout=30)
+
+
+# --------------------------------------------------------------------------- scikit-learn
+
+
+def test_grid_search_on_dask_equals_the_serial_search(client: Any) -> None:
+    pytest.importorskip("sklearn")
+    import joblib
+    from resode.sklearn import NeuralODEClassifier
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = resode.datasets.concentric_spheres(120, seed=0)
+    est = NeuralODEClassifier(T=2.0, pieces=4, hidden=6, epochs=15, random_state=0)
+    grid = {"T": [1.0, 2.0], "hidden": [4, 6]}
+    serial = GridSearchCV(est, grid, cv=2, n_jobs=1).fit(X, y)
+    with joblib.parallel_config(backend="dask"):
+        on_dask = GridSearchCV(est, grid, cv=2, n_jobs=-1).fit(X, y)
+    assert on_dask.best_params_ == serial.best_params_
+    np.testing.assert_array_equal(on_dask.cv_results_["mean_test_score"],
+                                  serial.cv_results_["mean_test_score"])  # fmt: skip
+
+
+def test_estimators_use_one_core_thread_inside_parallel_workers(client: Any) -> None:
+    pytest.importorskip("sklearn")
+    from resode.sklearn import in_parallel_worker
+
+    assert in_parallel_worker() is False
+    assert client.submit(in_parallel_worker, pure=False).result() is True
+    seen: list[bool] = []
+    thread = threading.Thread(target=lambda: seen.append(in_parallel_worker()))
+    thread.start()
+    thread.join()
+    assert seen == [True]

@@ -21,6 +21,11 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -44,6 +49,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
         return estimator._validate_data(*args, **kwargs)
 
 
+from ._core import get_num_threads, set_num_threads
 from .models import NeuralODE, ResNet
 from .optim import SGD, Adam, Optimizer
 from .training import History, fit
@@ -57,6 +63,37 @@ def _store(estimator: BaseEstimator, arguments: dict[str, Any]) -> None:
     for name, value in arguments.items():
         if name not in ("self", "__class__"):
             setattr(estimator, name, value)
+
+
+def in_parallel_worker() -> bool:
+    """Is this fit one of several running at once: in a Dask worker, in a joblib/loky or
+    multiprocessing worker process, or on a thread other than the main one (joblib's threading
+    backend)? There the core runs on one thread: the parallelism is over the fits, and a
+    second level of threads would only compete for the same cores."""
+    if "distributed" in sys.modules:
+        from distributed import get_worker
+
+        with contextlib.suppress(ValueError):
+            get_worker()
+            return True
+    name = multiprocessing.current_process().name
+    if name.startswith(("LokyProcess", "ForkPoolWorker", "SpawnPoolWorker", "ForkServer")):
+        return True
+    return threading.current_thread() is not threading.main_thread()
+
+
+@contextlib.contextmanager
+def _core_threads(n: int | None) -> Iterator[None]:
+    """The core on ``n`` threads for the block (None: unchanged)."""
+    if n is None:
+        yield
+        return
+    before = get_num_threads()
+    set_num_threads(n)
+    try:
+        yield
+    finally:
+        set_num_threads(before)
 
 
 class _ResodeEstimator(BaseEstimator):
@@ -76,18 +113,19 @@ class _ResodeEstimator(BaseEstimator):
         rng = check_random_state(self.random_state)
         model_seed, fit_seed = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
         model = self._make_model(X.shape[1], outputs, model_seed, loss)
-        history = fit(
-            model,
-            X,
-            targets,
-            optimizer=self._make_optimizer(),
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            seed=fit_seed,
-            bound=self.bound,
-            fixed_projection=self.fixed_projection,
-            progress=bool(self.verbose),
-        )
+        with _core_threads(1 if in_parallel_worker() else None):
+            history = fit(
+                model,
+                X,
+                targets,
+                optimizer=self._make_optimizer(),
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                seed=fit_seed,
+                bound=self.bound,
+                fixed_projection=self.fixed_projection,
+                progress=bool(self.verbose),
+            )
         self.model_ = model
         self.history_ = history
         self.n_iter_ = len(history)
