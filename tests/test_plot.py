@@ -197,3 +197,53 @@ def test_legends_sit_outside_the_axes(tmp_path: Path) -> None:
     X, y = resode.datasets.tricolor(60, seed=0)
     model = resode.NeuralODE(2, T=1.0, pieces=3, classes=10, seed=0)
     _check_image(rplot.state_norm(model, X, tmp_path / "n.png", y=y))
+
+
+# --------------------------------------------------------------------------- studies
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        return img.size
+
+
+def test_loss_along_time_draws_several_models(tmp_path: Path) -> None:
+    X, y = resode.datasets.concentric_spheres(60, seed=0)
+    models = {
+        "T = 1": resode.NeuralODE(2, T=1.0, pieces=4, augment=1, seed=0),
+        "T = 4": resode.NeuralODE(2, T=4.0, pieces=8, augment=1, seed=1),
+        "resnet": resode.ResNet(2, 5, augment=1, seed=2),
+    }
+    path = rplot.loss_along_time(models, X, y, tmp_path / "l.png")
+    width, height = _png_size(path)
+    assert width > 300 and height > 200
+    with pytest.raises(ValueError, match="at least one model"):
+        rplot.loss_along_time({}, X, y, tmp_path / "none.png")
+
+
+def test_sweep_plot_reads_a_results_table(tmp_path: Path) -> None:
+    table = tmp_path / "results.csv"
+    lines = ["T,turnpike,seed,status,train_loss"]
+    for T in (1.0, 2.0, 4.0):
+        for turnpike in (False, True):
+            for seed in range(3):
+                loss = (1.0 / T if not turnpike else np.exp(-2 * T)) * (1 + 0.1 * seed)
+                lines.append(f"{T},{turnpike},{seed},ok,{loss}")
+    lines.append("8.0,True,0,diverged,")
+    lines.append("8.0,False,0,ok,0.0")  # an underflow to 0 is drawn at a floor
+    table.write_text("\n".join(lines) + "\n")
+    path = rplot.sweep(table, tmp_path / "s.png", x="T", y="train_loss", hue="turnpike")
+    assert _png_size(path)[0] > 300
+    with pytest.raises(ValueError, match=r"columns 'T' and 'nothing'"):
+        rplot.sweep(table, tmp_path / "bad.png", y="nothing")
+
+
+def test_sweep_fits_the_power_law_and_the_rate() -> None:
+    _fit_line = rplot._fit_line
+
+    T = np.array([1.0, 2.0, 4.0, 8.0])
+    assert _fit_line(np.log(T), np.log(3.0 / T)) == pytest.approx(-1.0)
+    assert -_fit_line(T, np.log(np.exp(-0.5 * T))) == pytest.approx(0.5)

@@ -101,7 +101,7 @@ def test_the_built_in_study_prints_and_expands(capsys: pytest.CaptureFixture[str
     text = capsys.readouterr().out
     assert "[grid]" in text and "turnpike" in text
     path = Path(resode.__file__).parent / "experiments" / "large_time.toml"
-    assert len(sweep.expand(path)) == 140
+    assert len(sweep.expand(path)) == 120
 
 
 # --------------------------------------------------------------------------- running

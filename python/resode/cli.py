@@ -824,8 +824,9 @@ def _run(args: argparse.Namespace, command: str, setup: Mapping[str, Any]) -> in
     # -- outputs --------------------------------------------------------------------------
     try:
         train_score, test_score = model.score(X_tr, t_tr), model.score(X_te, t_te)
+        train_loss = _terminal_loss(model, X_tr, t_tr)
     except NonFiniteError:  # after a divergence the finite parameters may still overflow
-        train_score = test_score = None
+        train_score = test_score = train_loss = None
     model.save(out / "model.npz")
     history.to_csv(out / "history.csv")
     history.to_json(out / "history.json")
@@ -845,6 +846,7 @@ def _run(args: argparse.Namespace, command: str, setup: Mapping[str, Any]) -> in
             "epochs_this_run": ran,
             "seconds": seconds,
             "final_loss": history.to_jsonable()["loss"][-1] if len(history) else None,
+            "train_loss": train_loss,
             f"train_{metric}": train_score,
             f"test_{metric}": test_score,
             "diverged": error or None,
@@ -876,6 +878,15 @@ def _run(args: argparse.Namespace, command: str, setup: Mapping[str, Any]) -> in
     if error:
         print(f"{PROG} {command}: error: {error}", file=sys.stderr)
     return status
+
+
+def _terminal_loss(model: Any, X: np.ndarray, targets: np.ndarray) -> float | None:
+    """The data loss of the final states on the training data: no weight decay, no turnpike
+    integral (the training error a large-time study compares across T)."""
+    from .reference import data_loss
+
+    loss = data_loss(model.forward(X).astype(np.float64), targets, model.loss)
+    return float(loss) if math.isfinite(loss) else None
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -33,7 +33,15 @@ import numpy as np
 
 from .models import NeuralODE, ResNet, field_param_names
 
-__all__ = ["controls", "decision_boundary", "history", "state_norm", "trajectories"]
+__all__ = [
+    "controls",
+    "decision_boundary",
+    "history",
+    "loss_along_time",
+    "state_norm",
+    "sweep",
+    "trajectories",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 Model = Union[ResNet, NeuralODE]
@@ -710,5 +718,177 @@ def state_norm(
     )
     ax.grid(alpha=0.3)
     _legend_outside(ax)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+# --------------------------------------------------------------------------- studies
+
+
+def loss_along_time(
+    models: Model | Mapping[str, Model],
+    X: Any,
+    y: Any,
+    path: PathLike = "loss_along_time.png",
+    *,
+    dpi: int = 120,
+) -> Path:
+    """The training error along the flow: the data loss of the readout ``P x(t_k) + c``
+    applied to the state at every step ``t_k``, on a log scale (the picture of the turnpike:
+    the loss falls early and stays low when the model has learnt to reach and hold a good
+    state).
+
+    Parameters
+    ----------
+    models : ResNet, NeuralODE, or a mapping of labels to models
+        Several models (e.g. trained with different ``T``, or with and without the turnpike
+        loss) share the axes; times are each model's own.
+    X : array_like, shape (N, dim)
+    y : array_like
+        Labels ``(N,)`` (cross-entropy) or targets (``loss="mse"``).
+    path : str or os.PathLike, default "loss_along_time.png"
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import resode, resode.plot, tempfile, os
+    >>> X, y = resode.datasets.concentric_spheres(100, seed=0)
+    >>> m = resode.NeuralODE(2, T=2.0, pieces=4, augment=1, seed=0)
+    >>> resode.plot.loss_along_time({"T = 2": m}, X, y,
+    ...                             os.path.join(tempfile.mkdtemp(), "l.png")).name
+    'l.png'
+    """
+    from .reference import data_loss
+
+    if isinstance(models, (ResNet, NeuralODE)):
+        models = {type(models).__name__: models}
+    if not models:
+        raise ValueError("models must hold at least one model")
+    fig = _figure((7.2, 3.8))
+    ax = fig.add_subplot()
+    for label, model in models.items():
+        model = _check_model(model)
+        traj = np.asarray(model.trajectory(X), dtype=np.float64)  # (steps + 1, N, D)
+        P, c = (np.asarray(model.params[k], dtype=np.float64) for k in ("P", "c"))
+        targets = model._targets(y, traj.shape[1]).astype(
+            np.int64 if model.loss == "cross_entropy" else np.float64
+        )
+        losses = [data_loss(x @ P.T + c, targets, model.loss) for x in traj]
+        times, xlabel = _time_grid(model)
+        # a loss that underflows to exactly 0 is drawn at 1e-16 (a log axis has no 0)
+        ax.plot(times, np.maximum(losses, 1e-16), lw=1.8, label=str(label))
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("training loss of P x(t) + c")
+    ax.set_title("training error along the flow")
+    ax.grid(alpha=0.3, which="both")
+    _legend_outside(ax)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def _sweep_rows(result: Any) -> list[dict[str, Any]]:
+    """Rows of a SweepResult, or of a results.csv file (numbers parsed)."""
+    rows = getattr(result, "rows", None)
+    if rows is not None:
+        return list(rows)
+    import csv
+
+    def parse(v: str) -> Any:
+        if v in ("True", "False"):
+            return v == "True"
+        try:
+            return float(v) if any(ch in v for ch in ".eEn") else int(v)
+        except ValueError:
+            return v if v != "" else None
+
+    with open(os.fspath(result), newline="", encoding="utf-8") as f:
+        return [{k: parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of y against x (nan with fewer than two points)."""
+    if len(x) < 2:
+        return float("nan")
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def sweep(
+    result: Any,
+    path: PathLike = "sweep.png",
+    *,
+    x: str = "T",
+    y: str = "final_loss",
+    hue: str | None = None,
+    col: str | None = None,
+    dpi: int = 120,
+) -> Path:
+    """A study over one option: ``y`` against ``x`` on log-log axes, the median over seeds
+    (and any other option) with the interquartile band, one curve per value of ``hue`` and
+    one panel per value of ``col``. Each curve's legend gives its fitted power-law slope (of
+    ``log y`` against ``log x``; O(1/T) is slope -1) and its exponential decay rate (of
+    ``log y`` against ``x``; both fitted on the medians above 0). Diverged and failed runs are
+    marked with crosses at the top; a median of exactly 0 is drawn at a floor below the
+    smallest positive one.
+
+    Parameters
+    ----------
+    result : resode.sweep.SweepResult or path of a results.csv
+    path : str or os.PathLike, default "sweep.png"
+    x, y : str
+        Result columns: a grid option (``"T"``) and a result (``"final_loss"``).
+    hue, col : str or None
+        Grid options that split the runs into curves and panels.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    rows = _sweep_rows(result)
+    if not rows or x not in rows[0] or y not in rows[0]:
+        raise ValueError(f"the sweep's rows need the columns {x!r} and {y!r}")
+    panels = sorted({r.get(col) for r in rows}, key=str) if col else [None]
+    fig = _figure((5.2 * len(panels) + 1.6, 4.0))
+    colors = _class_colors(10)
+    for p, panel in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), p + 1)
+        chosen = [r for r in rows if col is None or r.get(col) == panel]
+        hues = sorted({r.get(hue) for r in chosen}, key=str) if hue else [None]
+        top = max((r[y] for r in chosen if r.get("status") == "ok" and r.get(y)), default=1.0)
+        for h, value in enumerate(hues):
+            group = [r for r in chosen if hue is None or r.get(hue) == value]
+            ok = [r for r in group if r.get("status") == "ok" and r.get(y) is not None]
+            xs = np.array(sorted({float(r[x]) for r in ok}))
+            if len(xs) == 0:
+                continue
+            by_x = [np.array([float(r[y]) for r in ok if float(r[x]) == v]) for v in xs]
+            med = np.array([np.median(v) for v in by_x])
+            positive = med > 0
+            # a loss of exactly 0 (underflow) has no place on a log axis: drawn at the floor
+            floor = min(float(np.min(med[positive])) if positive.any() else 1.0, 1e-12) / 10
+            q1 = np.maximum([np.quantile(v, 0.25) for v in by_x], floor)
+            q3 = np.maximum([np.quantile(v, 0.75) for v in by_x], floor)
+            shown = np.maximum(med, floor)
+            slope = _fit_line(np.log(xs[positive]), np.log(med[positive]))
+            rate = -_fit_line(xs[positive], np.log(med[positive]))
+            name = f"{hue}={value}: " if hue else ""
+            color = colors[h % len(colors)]
+            ax.plot(xs, shown, "o-", color=color, lw=1.8,
+                    label=f"{name}slope {slope:.2f}, rate {rate:.2f}")  # fmt: skip
+            ax.fill_between(xs, q1, q3, color=color, alpha=0.2, lw=0)
+            bad = [float(r[x]) for r in group if r.get("status") in ("diverged", "failed")]
+            if bad:
+                ax.plot(bad, [top * 2.0] * len(bad), "x", color=color, ms=8,
+                        label=f"{name}diverged or failed ({len(bad)})")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(x)
+        ax.set_ylabel(f"{y} (median, IQR over seeds)")
+        ax.set_title(f"{col} = {panel}" if col else f"{y} against {x}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return _save(fig, path, dpi)

@@ -311,6 +311,7 @@ def _summary(run: Run, folder: Path, status: str, message: str, seconds: float) 
         "epochs": epochs,
         "diverged_epoch": (epochs or 0) + 1 if status == "diverged" else None,
         "final_loss": results.get("final_loss"),
+        "train_loss": results.get("train_loss"),
         "min_loss": min(losses) if losses else None,
         f"train_{metric}": results.get(f"train_{metric}"),
         f"test_{metric}": results.get(f"test_{metric}"),
@@ -327,7 +328,7 @@ def _execute_all(runs: Sequence[Run], out: str) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- the table
 
 
-_RESULT_COLUMNS = ("status", "epochs", "final_loss", "min_loss", "train_accuracy",
+_RESULT_COLUMNS = ("status", "epochs", "final_loss", "min_loss", "train_loss", "train_accuracy",
                    "test_accuracy", "train_r2", "test_r2", "diverged_epoch", "seconds",
                    "host", "id", "message")  # fmt: skip
 
