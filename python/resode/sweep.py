@@ -184,6 +184,17 @@ def _identity(options: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def check_train_seed(seed: Any) -> int:
+    """The resolved ``--seed`` (resode train's default 0 when not given)."""
+    from .cli import TRAIN_DEFAULTS
+
+    if seed is None:
+        return int(TRAIN_DEFAULTS["seed"])
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"--seed: expected an integer >= 0, got {seed!r}")
+    return seed
+
+
 def expand(spec: Mapping[str, Any] | PathLike) -> list[Run]:
     """Every run of ``spec``, each checked as ``resode train`` checks its arguments.
 
@@ -209,12 +220,16 @@ def expand(spec: Mapping[str, Any] | PathLike) -> list[Run]:
     base = {_dest(k): v for k, v in base.items()}
     runs: list[Run] = []
     seen: set[str] = set()
+    checked: dict[str, dict[str, Any]] = {}  # the checks do not depend on the seed: once each
     for point in _points(data):
         where = ", ".join(f"{k}={v!r}" for k, v in point.items()) or "the base"
         options = {**base, **point}
         try:
             argv = _argv(options)
-            resolved = check_train(argv)
+            key = json.dumps(_argv({k: v for k, v in options.items() if k != "seed"}))
+            if key not in checked:
+                checked[key] = check_train(argv)
+            resolved = {**checked[key], "seed": check_train_seed(options.get("seed"))}
         except ValueError as exc:
             raise ValueError(f"grid point {where}: {exc}") from None
         run_id = _identity(resolved)
