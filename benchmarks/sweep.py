@@ -1,7 +1,7 @@
 """Runs per minute of a sweep against a serial loop: `python benchmarks/sweep.py [runs]`.
 
 A grid of `runs` (default 100) runs of the demo experiment, shortened to about a second a run
-(concentric spheres, the augmented bottleneck neural ODE, 30 epochs), once as a serial loop of
+(concentric spheres, the augmented bottleneck neural ODE, 270 epochs), once as a serial loop of
 `resode train` calls in this process and once with `resode.sweep.run` on a LocalCluster of 2
 single-threaded workers. Both run the core on one thread. Prints each rate, their ratio, and
 the sweep machinery's cost per run: (workers x wall time - the runs' own time) / runs.
@@ -26,7 +26,7 @@ def spec(runs: int) -> dict:
     return {
         "base": {"dataset": "spheres", "model": "node", "field": "bottleneck", "hidden": 32,
                  "augment": 1, "activation": "relu", "weight-decay": 1e-3, "batch-size": 200,
-                 "schedule": "cosine", "epochs": 30, "no-plots": True},
+                 "schedule": "cosine", "epochs": 270, "no-plots": True},
         "grid": {"lr": lrs},
         "seeds": seeds,
     }  # fmt: skip
