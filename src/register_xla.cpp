@@ -34,6 +34,7 @@ struct FlowAttrs {
 struct Batch {
   index_t count = 1;
   bool batched = false;
+  std::vector<std::int64_t> axes;  // the extents of the leading batch axes
 };
 
 Batch batch_of(const ffi::AnyBuffer& b, std::size_t base) {
@@ -42,17 +43,25 @@ Batch batch_of(const ffi::AnyBuffer& b, std::size_t base) {
   for (std::size_t i = 0; i + base < dims.size(); ++i) {
     out.count *= dims[i];
     out.batched = out.batched || dims[i] > 1;
+    out.axes.push_back(dims[i]);
   }
   return out;
 }
 
-// The number of batch elements, or -1 when two arguments are batched differently (nested vmaps
-// over different arguments: their batch axes would need broadcasting, not supported).
+// The number of batch elements, or -1 unless every batched argument has the whole batch shape
+// (an unbatched one has only 1s). Nested vmaps over different arguments give, for example, X
+// batch axes (1, B) and W (B, 1): they would need broadcasting, which the handlers refuse
+// rather than read one element where the output expects B x B.
 index_t batch_count(const std::vector<Batch>& batches) {
+  std::vector<std::int64_t> shape;
+  for (const auto& b : batches) {
+    if (shape.size() < b.axes.size()) shape.resize(b.axes.size(), 1);
+    for (std::size_t i = 0; i < b.axes.size(); ++i) shape[i] = std::max(shape[i], b.axes[i]);
+  }
   index_t count = 1;
-  for (const auto& b : batches) count = std::max(count, b.count);
+  for (auto e : shape) count *= e;
   for (const auto& b : batches)
-    if (b.batched && b.count != count) return -1;
+    if (b.batched && b.axes != shape) return -1;
   return count;
 }
 

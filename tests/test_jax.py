@@ -111,3 +111,22 @@ def test_float32_and_dtype_errors() -> None:
         rj.odeint(params, jnp.asarray(_X()), field="outside", **OPTS)
     with pytest.raises(ValueError, match=r"^X must have shape \(N, 2\)"):
         rj.odeint(params, jnp.zeros((3, 3), jnp.float32), field="outside", **OPTS)
+
+
+def test_nested_vmaps_over_different_arguments_are_refused() -> None:
+    params = {k: jnp.asarray(v) for k, v in _np_params("outside").items()}
+    stacked = {k: jnp.stack([v, v * 0.5, v * 0.25]) for k, v in params.items()}
+    X3 = jnp.asarray(np.random.default_rng(0).normal(size=(3, 4, 2)))
+
+    def f(p: Any, x: Any) -> Any:
+        return rj.odeint(p, x, field="outside", **OPTS)
+
+    nested = jax.vmap(jax.vmap(f, in_axes=(None, 0)), in_axes=(0, None))  # 3 x 3 pairs
+    with pytest.raises(Exception, match=r"nested jax\.vmap over different arguments"):
+        jax.block_until_ready(nested(stacked, X3))
+    # the same batch for both (zipped, not nested) is fine
+    zipped = jax.vmap(f)(stacked, X3)
+    for i in range(3):
+        one = {k: np.asarray(v[i]) for k, v in stacked.items()}
+        alone = resode.odeint(one, np.asarray(X3[i]), field="outside", **OPTS)[-1]
+        np.testing.assert_array_equal(np.asarray(zipped[i]), alone)

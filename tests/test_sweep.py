@@ -274,3 +274,18 @@ def test_estimators_use_one_core_thread_inside_parallel_workers(client: Any) -> 
     thread.start()
     thread.join()
     assert seen == [True]
+
+
+def test_tasks_keep_every_worker_busy() -> None:
+    runs = sweep.expand({"base": BASE, "seeds": 8})  # seeds only: one grid point
+    tasks = sweep._tasks(runs, None, workers=2)
+    assert len(tasks) == 4 and sorted(len(t) for t in tasks) == [2, 2, 2, 2]
+    grid = sweep.expand({"base": BASE, "grid": {"lr": [0.1, 0.2, 0.3, 0.4]}, "seeds": 3})
+    assert [len(t) for t in sweep._tasks(grid, None, workers=2)] == [3, 3, 3, 3]
+    assert [len(t) for t in sweep._tasks(grid, 5, workers=2)] == [5, 5, 2]
+
+
+def test_a_result_named_like_a_grid_option_keeps_both() -> None:
+    (run,) = sweep.expand({"base": BASE, "grid": {"epochs": [7]}})
+    rows = sweep._rows([run], {run.id: {"id": run.id, "status": "diverged", "epochs": 3}})
+    assert rows[0]["epochs"] == 7 and rows[0]["epochs_run"] == 3

@@ -285,3 +285,12 @@ def test_import_resode_imports_neither_torch_nor_jax() -> None:
     code = "import sys, resode; print('torch' in sys.modules, 'jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_resnet_module_steps_with_h_itself() -> None:
+    """T / layers is not always h to the last bit (3 x 0.1 / 3): the module uses h, as
+    resode.ResNet does, so the states agree bitwise."""
+    ref = resode.ResNet(2, 3, h=0.1, field="inside", seed=1)
+    X = np.random.default_rng(1).normal(size=(4, 2))
+    got = rt.ResNet.from_resode(ref).trajectory(torch.tensor(X)).detach().numpy()
+    np.testing.assert_array_equal(got, ref.trajectory(X))

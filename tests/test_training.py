@@ -484,3 +484,12 @@ def test_epoch_mean_loss_overflow_is_a_divergence() -> None:
     X, y = np.zeros((10, 1)), np.full(10, 1e154)
     with pytest.raises(resode.TrainingDiverged, match="the epoch's mean loss is not finite"):
         resode.fit(model, X, y, epochs=2, batch_size=5, progress=False)
+
+
+def test_constrain_accepts_strided_parameters() -> None:
+    model, reference = resode.ResNet(2, 3, seed=0), resode.ResNet(2, 3, seed=0)
+    model.params["W"] = np.asfortranarray(model.params["W"] * 5)
+    reference.params["W"] = reference.params["W"] * 5
+    constrain(model, 0.5)
+    constrain(reference, 0.5)
+    np.testing.assert_array_equal(model.params["W"], reference.params["W"])

@@ -979,8 +979,12 @@ def _sweep(args: argparse.Namespace) -> int:
     except ImportError:
         raise _UsageError("resode sweep needs Dask: pip install 'resode[sweep]'") from None
     print(f"{PROG} sweep: {len(runs)} runs of {spec} into {args.out}", flush=True)
-    result = sweeps.run(spec, args.out, client=args.scheduler, workers=args.workers,
-                        retries=args.retries, progress=not args.no_progress)  # fmt: skip
+    try:
+        result = sweeps.run(spec, args.out, client=args.scheduler, workers=args.workers,
+                            retries=args.retries, progress=not args.no_progress)  # fmt: skip
+    except (OSError, TimeoutError) as exc:  # e.g. no scheduler at --scheduler
+        where = f" at --scheduler {args.scheduler}" if args.scheduler else ""
+        raise _UsageError(f"cannot run the sweep on Dask{where}: {exc}") from None
     print(result.summary)
     print(f"wrote {Path(args.out) / 'results.csv'}")
     return 1 if result.count("failed") else 0

@@ -42,6 +42,7 @@ import os
 import shutil
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -257,8 +258,19 @@ def _read_result(out: Path, run_id: str) -> dict[str, Any] | None:
         return None
 
 
+# One run at a time per process: a run redirects the process's stdout/stderr and sets the
+# core's thread count, so runs on several threads of one worker would mix their logs. (The
+# LocalCluster's workers have one thread; a worker with more runs its runs one by one.)
+_RUN_LOCK = threading.Lock()
+
+
 def _execute(run: Run, out: Path) -> dict[str, Any]:
     """Train one run into a temporary folder and move it into place (worker side)."""
+    with _RUN_LOCK:
+        return _execute_locked(run, out)
+
+
+def _execute_locked(run: Run, out: Path) -> dict[str, Any]:
     from . import get_num_threads, set_num_threads
     from .cli import main
 
@@ -336,8 +348,15 @@ def _summary(run: Run, folder: Path, status: str, message: str, seconds: float) 
 
 
 def _execute_all(runs: Sequence[Run], out: str) -> list[dict[str, Any]]:
-    """One Dask task: several runs (the seeds of a grid point, say) one after the other."""
-    return [_execute(r, Path(out)) for r in runs]
+    """One Dask task: several runs (the seeds of a grid point, say) one after the other; a
+    run whose bookkeeping fails (a file system error) is reported failed, alone."""
+    results = []
+    for r in runs:
+        try:
+            results.append(_execute(r, Path(out)))
+        except Exception as exc:
+            results.append(_lost(r, f"{type(exc).__name__}: {exc}"))
+    return results
 
 
 # --------------------------------------------------------------------------- the table
@@ -356,7 +375,9 @@ def _rows(runs: Sequence[Run], results: Mapping[str, dict[str, Any]]) -> list[di
         if res is None:
             continue
         row = {k: r.grid.get(k) for k in grid_keys}
-        row.update({k: res.get(k) for k in _RESULT_COLUMNS if k in res or k == "status"})
+        for k in _RESULT_COLUMNS:  # a result named like a grid option (epochs): "<name>_run"
+            if k in res or k == "status":
+                row[f"{k}_run" if k in grid_keys else k] = res.get(k)
         rows.append(row)
     return rows
 
@@ -446,8 +467,9 @@ def _client(client: Any, workers: int | None) -> tuple[Any, list[Any]]:
     return client, []
 
 
-def _tasks(runs: Sequence[Run], runs_per_task: int | None) -> list[list[Run]]:
-    """Runs grouped into tasks: all the seeds of one grid point by default."""
+def _tasks(runs: Sequence[Run], runs_per_task: int | None, workers: int) -> list[list[Run]]:
+    """Runs grouped into tasks: all the seeds of one grid point by default, split further
+    when that leaves fewer than two tasks per worker (a sweep over seeds only, say)."""
     if runs_per_task is not None:
         return [list(runs[i : i + runs_per_task]) for i in range(0, len(runs), runs_per_task)]
     groups: dict[str, list[Run]] = {}
@@ -455,7 +477,10 @@ def _tasks(runs: Sequence[Run], runs_per_task: int | None) -> list[list[Run]]:
         key = json.dumps({k: v for k, v in r.grid.items() if k != "seed"}, sort_keys=True,
                          default=str)  # fmt: skip
         groups.setdefault(key, []).append(r)
-    return list(groups.values())
+    if len(groups) >= 2 * workers:
+        return list(groups.values())
+    size = max(1, -(-len(runs) // (2 * workers)))
+    return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
 
 def run(
@@ -541,7 +566,8 @@ def _submit(
         bar = tqdm(total=len(pending), desc="runs", unit="run")
     try:
         futures = {}
-        for task in _tasks(pending, runs_per_task):
+        workers_now = max(1, len(c.scheduler_info().get("workers", {})))
+        for task in _tasks(pending, runs_per_task, workers_now):
             fut = c.submit(_execute_all, task, str(out.resolve()), retries=retries, pure=False)
             futures[fut] = task
         last_write = 0.0

@@ -32,6 +32,7 @@ torch.Size([4, 3, 3])
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -238,15 +239,27 @@ def odeint(
     options = dict(T=T, substeps=substeps, method=method, field=field, activation=activation,
                    augment=augment, gradient=gradient, checkpoints=checkpoints,
                    trajectory=trajectory)  # fmt: skip
+    flow, names = _resolve(params, X, options)
+    return _apply(flow, names, params, X)
+
+
+def _resolve(
+    params: Mapping[str, Any], X: Any, options: Mapping[str, Any]
+) -> tuple[_bridge.Flow, list[str]]:
+    """The checked options (remembered per shapes and options outside torch.compile)."""
     X_shape = tuple(getattr(X, "shape", ()))
     if torch.compiler.is_compiling():
-        flow, names = _bridge.flow(params, X_shape, **options)
-    else:  # the same checks, remembered for these shapes and options
-        shapes = tuple((k, tuple(v.shape)) for k, v in params.items() if hasattr(v, "shape"))
-        try:
-            flow, names = _bridge.cached_flow(shapes, X_shape, **options)
-        except TypeError:  # an unhashable option: check without the cache (and say why)
-            flow, names = _bridge.flow(params, X_shape, **options)
+        return _bridge.flow(params, X_shape, **options)
+    shapes = tuple((k, tuple(v.shape)) for k, v in params.items() if hasattr(v, "shape"))
+    try:
+        return _bridge.cached_flow(shapes, X_shape, **options)
+    except TypeError:  # an unhashable option: checked without the cache
+        return _bridge.flow(params, X_shape, **options)
+
+
+def _apply(flow: _bridge.Flow, names: list[str], params: Mapping[str, Any], X: Any) -> Tensor:
+    """The flow on the tensors: an autograd.Function in eager mode, the operators when
+    compiling."""
     _check_tensors(params, names, X)
     theta = [params[n] for n in names]
     if not torch.compiler.is_compiling():
@@ -285,13 +298,16 @@ class _Flow(torch.nn.Module):
     def _options(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def _flow(self, X: Tensor, trajectory: bool) -> Tensor:
+        return odeint(self.field_params(), X, **self._options(), trajectory=trajectory)
+
     def forward(self, X: Tensor) -> Tensor:
         """Final states ``(N, D)`` for ``X`` ``(N, dim)``; the readout is the user's own layer."""
-        return odeint(self.field_params(), X, **self._options())
+        return self._flow(X, False)
 
     def trajectory(self, X: Tensor) -> Tensor:
         """Every state of the step grid, ``(steps + 1, N, D)``."""
-        return odeint(self.field_params(), X, **self._options(), trajectory=True)
+        return self._flow(X, True)
 
     def to_resode(self, P: Any = None, c: Any = None) -> _NeuralODE | _ResNet:
         """A resode model with this module's field parameters and the readout ``P``
@@ -429,3 +445,11 @@ class ResNet(_Flow):
         assert isinstance(m, _ResNet)
         return {"T": m.layers * m.h, "method": "euler", "field": m.field,
                 "activation": m.activation, "augment": m.augment}  # fmt: skip
+
+    def _flow(self, X: Tensor, trajectory: bool) -> Tensor:
+        # the step is h itself, as resode.ResNet takes it (T / layers may differ in the last bit)
+        options = {**self._options(), "substeps": 1, "gradient": "discrete",
+                   "checkpoints": None, "trajectory": trajectory}  # fmt: skip
+        flow, names = _resolve(self.field_params(), X, options)
+        flow = dataclasses.replace(flow, dt=float(self._resode.h))
+        return _apply(flow, names, self.field_params(), X)

@@ -320,7 +320,12 @@ def constrain(model: Model, bound: float) -> None:
     >>> bool((s <= 0.5).all())
     True
     """
-    _core.bound_l1([model.params[n] for n in field_param_names(model.field)], float(bound))
+    names = field_param_names(model.field)
+    arrays = [np.ascontiguousarray(model.params[n], dtype=model.dtype) for n in names]
+    _core.bound_l1(arrays, float(bound))  # in place (on copies where the params are not usable)
+    for name, a in zip(names, arrays):
+        if a is not model.params[name]:
+            model.params[name][...] = a
 
 
 def _check_model(model: Any) -> Model:
