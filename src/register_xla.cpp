@@ -202,7 +202,7 @@ ffi::Error vjp(const FlowAttrs& a, std::string_view gradient, std::int64_t check
     opt.checkpoints = index_t(checkpoints);
     opt.cotangent_every_state = every_state;
     // Every output has the batch axes (expand_dims): one slice per element.
-    const Batch out_batch{count, count > 1};
+    const Batch out_batch{count, count > 1, {}};
     for (index_t e = 0; e < count; ++e) {
       std::vector<const T*> p;
       for (std::size_t i = 0; i < theta.size(); ++i) p.push_back(element<T>(theta[i], tb[i], e));
