@@ -885,7 +885,8 @@ def _terminal_loss(model: Any, X: np.ndarray, targets: np.ndarray) -> float | No
     integral (the training error a large-time study compares across T)."""
     from .reference import data_loss
 
-    loss = data_loss(model.forward(X).astype(np.float64), targets, model.loss)
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverged model: None, no warning
+        loss = data_loss(model.forward(X).astype(np.float64), targets, model.loss)
     return float(loss) if math.isfinite(loss) else None
 
 
