@@ -283,6 +283,20 @@ class _Flow(torch.nn.Module):
     """Field parameters as ``nn.Parameter``s with resode's names and shapes."""
 
     _resode: _NeuralODE | _ResNet  # the configuration (and initial values)
+    _model_type: type[_NeuralODE] | type[_ResNet]  # the resode model the module mirrors
+
+    @classmethod
+    def from_resode(cls, model: Any) -> Any:
+        """The module of a resode model of the matching kind (its field parameters, copied):
+        ``resode.torch.NeuralODE.from_resode(resode.NeuralODE(...))``."""
+        if not isinstance(model, cls._model_type):
+            raise TypeError(
+                f"model must be a resode.{cls._model_type.__name__}, got {type(model).__name__}"
+            )
+        module = cls.__new__(cls)
+        torch.nn.Module.__init__(module)
+        module._adopt(model)
+        return module
 
     def _adopt(self, model: _NeuralODE | _ResNet) -> None:
         self._resode = model
@@ -353,6 +367,8 @@ class NeuralODE(_Flow):
     ['W1', 'W2', 'b1', 'b2']
     """
 
+    _model_type = _NeuralODE
+
     def __init__(
         self,
         dim: int,
@@ -378,16 +394,6 @@ class NeuralODE(_Flow):
         )  # fmt: skip
         self._adopt(model)
 
-    @classmethod
-    def from_resode(cls, model: _NeuralODE) -> NeuralODE:
-        """The module of a :class:`resode.NeuralODE` (its field parameters, copied)."""
-        if not isinstance(model, _NeuralODE):
-            raise TypeError(f"model must be a resode.NeuralODE, got {type(model).__name__}")
-        module = cls.__new__(cls)
-        torch.nn.Module.__init__(module)
-        module._adopt(model)
-        return module
-
     def _options(self) -> dict[str, Any]:
         m = self._resode
         assert isinstance(m, _NeuralODE)
@@ -410,6 +416,8 @@ class ResNet(_Flow):
     torch.Size([3, 4])
     """
 
+    _model_type = _ResNet
+
     def __init__(
         self,
         dim: int,
@@ -429,16 +437,6 @@ class ResNet(_Flow):
             augment=augment, dtype=_numpy_dtype(dtype), seed=seed,
         )  # fmt: skip
         self._adopt(model)
-
-    @classmethod
-    def from_resode(cls, model: _ResNet) -> ResNet:
-        """The module of a :class:`resode.ResNet` (its field parameters, copied)."""
-        if not isinstance(model, _ResNet):
-            raise TypeError(f"model must be a resode.ResNet, got {type(model).__name__}")
-        module = cls.__new__(cls)
-        torch.nn.Module.__init__(module)
-        module._adopt(model)
-        return module
 
     def _options(self) -> dict[str, Any]:
         m = self._resode
