@@ -18,6 +18,16 @@ PYBIND11_MODULE(_core, m) {
       namespace_);
   m.attr("NonFiniteError") = non_finite;
   static PyObject* non_finite_type = non_finite.inc_ref().ptr();  // lives as long as the process
+  // StepSizeError: an adaptive integration could not reach T (a ValueError).
+  py::dict step_namespace;
+  step_namespace["__module__"] = "resode";
+  step_namespace["__doc__"] =
+      "An adaptive step-size failure: max_steps reached or a step below the resolution of t "
+      "(attributes sample, t, dt, error).";
+  py::object step_size = py::module_::import("builtins").attr("type")(
+      "StepSizeError", py::make_tuple(py::handle(PyExc_ValueError)), step_namespace);
+  m.attr("StepSizeError") = step_size;
+  static PyObject* step_size_type = step_size.inc_ref().ptr();
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -27,6 +37,13 @@ PYBIND11_MODULE(_core, m) {
       error.attr("step") = e.step();
       error.attr("t") = e.time();
       PyErr_SetObject(non_finite_type, error.ptr());
+    } catch (const resode::step_size_error& e) {
+      py::object error = py::handle(step_size_type)(e.what());
+      error.attr("sample") = e.sample;
+      error.attr("t") = e.t;
+      error.attr("dt") = e.dt;
+      error.attr("error") = e.error;
+      PyErr_SetObject(step_size_type, error.ptr());
     }
   });
 
@@ -35,6 +52,7 @@ PYBIND11_MODULE(_core, m) {
   m.attr("isa") = resode::isa_name(resode::active_isa());
 
   register_activations(m);
+  register_adaptive(m);
   register_sweeps(m);
   register_threads(m);
   register_training(m);

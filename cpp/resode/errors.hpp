@@ -21,6 +21,16 @@ class non_finite_error : public std::runtime_error {
   double time_;
 };
 
+// An adaptive step-size failure (adaptive.hpp): max_steps reached, or a step below the
+// resolution of t. Mapped to resode.StepSizeError (a ValueError).
+class step_size_error : public std::invalid_argument {
+ public:
+  step_size_error(const std::string& what, long sample, double t, double dt, double error)
+      : std::invalid_argument(what), sample(sample), t(t), dt(dt), error(error) {}
+  long sample;
+  double t, dt, error;
+};
+
 // Throws std::invalid_argument(message) unless ok.
 inline void require(bool ok, const char* message) {
   if (!ok) throw std::invalid_argument(message);

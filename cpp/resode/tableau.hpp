@@ -11,7 +11,7 @@ namespace resode {
 enum class Method { euler, midpoint, rk4 };
 
 struct Tableau {
-  static constexpr int max_stages = 4;
+  static constexpr int max_stages = 8;  // room for the adaptive tableaux (embedded_tableau.hpp)
   int stages = 1;
   double a[max_stages][max_stages] = {};
   double b[max_stages] = {};

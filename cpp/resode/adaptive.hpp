@@ -1,0 +1,784 @@
+// Adaptive embedded Runge-Kutta integration with per-sample step control, dense output and the
+// discrete gradient of the computed solution. The algorithm (norm, PI controller, first step,
+// piece boundaries, failures, interpolants) is fixed in docs/adaptive.md; resode.reference
+// implements the same one in NumPy.
+//
+// Blocks and columns. Samples run in the blocks of sweep.hpp (feature-major D x n). Within a
+// block every column has its own time t, step size and acceptance: a step is computed for the
+// whole block with a per-column step size dt_s (dt_s = 0 for a column that idles), so a sample's
+// arithmetic never depends on the other columns and its result is the same in any batch. The
+// block runs piece by piece: a column that reaches the piece's end idles until every column
+// has, because the field (the GEMM's weights) is the piece's for the whole block.
+// Step control "batch" runs all samples as one block with one error (the max over samples).
+//
+// Gradients: the forward run yields each sample's grid of accepted times. A replay steps the
+// blocks again on those grids (the accepted step sizes held constant: the controller is not
+// differentiated), storing states and stages on a tape (or checkpoints), and the reverse sweep
+// runs the exact reverse of each replayed step with per-column step sizes. Replaying a grid
+// reproduces the forward run bitwise (the same operations on the same values).
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <sstream>
+#include <vector>
+
+#include "embedded_tableau.hpp"
+#include "sweep.hpp"
+
+namespace resode {
+
+enum class StepControl { sample, batch };
+
+// T in a parameter that must not take part in template deduction (a nullptr argument).
+template <class T>
+struct SameType {
+  using type = T;
+};
+template <class T>
+using Same = typename SameType<T>::type;
+
+// Controller constants (docs/adaptive.md): a PI controller with alpha = 0.7 / k, beta = 0.4 / k.
+struct ControllerConstants {
+  static constexpr double safety = 0.9, min_factor = 0.2, max_factor = 10.0;
+};
+
+struct AdaptiveOptions {
+  double rtol = 1e-7, atol = 1e-9;
+  double first_step = 0.0;  // 0: Hairer's heuristic
+  index_t max_steps = 100000;
+  StepControl control = StepControl::sample;
+};
+
+// What an adaptive run reports per sample.
+struct SampleRecord {
+  long nfev = 0, accepted = 0, rejected = 0;
+  std::vector<double> grid;  // accepted times from 0 to T, every piece boundary included
+};
+
+// An adaptive (or replayed) integration problem: the Problem's field, data and readout, the
+// method's tableau and T. Output times (sorted, in [0, T]) for dense output, if any.
+template <class T>
+struct AdaptiveProblem {
+  const Problem<T>* pb = nullptr;
+  EmbeddedTableau tab;
+  double T_end = 1.0;
+  AdaptiveOptions opt;
+  const double* times = nullptr;
+  index_t n_times = 0;
+  index_t pieces() const { return pb->dyn.field.pieces; }
+  double boundary(index_t k) const { return (T_end * double(k)) / double(pieces()); }
+};
+
+namespace detail {
+
+// out[:, s] = (scale_base ? T(dt_s w_base) : 1) base[:, s] + sum_c T(dt_s w_c) vec_c[:, s] for
+// the nonzero w_c, summed in increasing c (D x n blocks; out may alias base).
+template <class T>
+void column_combine(index_t D, index_t n, const double* dt, bool scale_base, double w_base,
+                    const T* base, int count, const double* w, const T* const* vec,
+                    std::vector<T>& coef, T* out) {
+  const T* used[EmbeddedTableau::max_stages + 1];
+  int m = 0;
+  coef.resize(std::size_t((count + 1) * n));
+  for (int c = 0; c < count; ++c) {
+    if (w[c] == 0.0) continue;
+    for (index_t s = 0; s < n; ++s) coef[std::size_t(m * n + s)] = T(dt[s] * w[c]);
+    used[m++] = vec[c];
+  }
+  T* base_coef = coef.data() + m * n;
+  if (scale_base)
+    for (index_t s = 0; s < n; ++s) base_coef[s] = T(dt[s] * w_base);
+  for (index_t d = 0; d < D; ++d) {
+    T* o = out + d * n;
+    const T* b = base + d * n;
+    if (scale_base)
+      for (index_t s = 0; s < n; ++s) o[s] = base_coef[s] * b[s];
+    else if (o != b)
+      std::copy(b, b + n, o);
+    for (int c = 0; c < m; ++c) {
+      const T* v = used[c] + d * n;
+      const T* cf = coef.data() + c * n;
+      for (index_t s = 0; s < n; ++s) o[s] += cf[s] * v[s];
+    }
+  }
+}
+
+// The interpolant of column s: out (D) = x + sum_i T(dt bt_i(theta)) K_i (docs/adaptive.md).
+template <class T>
+void interpolate_column(const EmbeddedTableau& tab, int stages, index_t D, index_t n, index_t s,
+                        const T* x, const T* const* K, double dt, double theta, T* out) {
+  T c[EmbeddedTableau::max_stages];
+  for (int i = 0; i < stages; ++i) c[i] = T(dt * tab.interpolant(i, theta));
+  for (index_t d = 0; d < D; ++d) {
+    T acc = x[d * n + s];
+    for (int i = 0; i < stages; ++i) acc += c[i] * K[i][d * n + s];
+    out[d] = acc;
+  }
+}
+
+// E_s = rms_d( err_d / (atol + rtol max(|x_d|, |x_new_d|)) ),  err = dt_s sum_i e_i K_i.
+template <class T>
+void error_norms(const EmbeddedTableau& tab, index_t D, index_t n, const T* x, const T* xnew,
+                 const T* const* K, const double* dt, double rtol, double atol, double* E) {
+  std::fill(E, E + n, 0.0);
+  for (index_t d = 0; d < D; ++d)
+    for (index_t s = 0; s < n; ++s) {
+      double err = 0.0;
+      for (int i = 0; i < tab.stages; ++i)
+        if (tab.e[i] != 0.0) err += tab.e[i] * double(K[i][d * n + s]);
+      err *= dt[s];
+      const double a = std::abs(double(x[d * n + s])), b = std::abs(double(xnew[d * n + s]));
+      const double r = err / (atol + rtol * std::max(a, b));
+      E[s] += r * r;
+    }
+  for (index_t s = 0; s < n; ++s) E[s] = std::sqrt(E[s] / double(D));
+}
+
+// rms over the D components of column s of v / sc.
+template <class T>
+double scaled_rms(index_t D, index_t n, index_t s, const T* v, const double* sc) {
+  double sum = 0.0;
+  for (index_t d = 0; d < D; ++d) {
+    const double r = double(v[d * n + s]) / sc[d];
+    sum += r * r;
+  }
+  return std::sqrt(sum / double(D));
+}
+
+// One block's buffers for the adaptive forward run: the state x, the stages (X_0 aliases x,
+// X_{s-1} is the trial state x_new) and the per-column controller state.
+template <class T>
+struct AdaptiveWork {
+  AdaptiveWork(const FieldParams<T>& f, int stages, index_t capacity)
+      : memory(f.D * capacity + StepStages<T>::size(f, stages, capacity)) {
+    x = memory.data();
+    st = StepStages<T>::carve(f, stages, capacity, x + f.D * capacity);
+    for (auto* v : {&t, &t_new, &h, &dt, &E, &E_prev, &E_last})
+      v->assign(std::size_t(capacity), 0.0);
+    active.assign(std::size_t(capacity), 0);
+    bad_trial.assign(std::size_t(capacity), 0);
+    attempts.assign(std::size_t(capacity), 0);
+  }
+  Buffer<T> memory;
+  T* x;
+  StepStages<T> st;
+  std::vector<double> t, t_new, h, dt, E, E_prev, E_last;
+  std::vector<char> active, bad_trial;
+  std::vector<index_t> attempts;
+  std::vector<T> coef;
+};
+
+// The first failure of a block (sample < 0: none).
+struct Failure {
+  long sample = -1;
+  bool non_finite = false, max_steps = false;
+  double t = 0, dt = 0, error = 0;
+};
+
+// The stages of a step of every column with its dt (K_0 = f_k(x) on entry): X_i, K_i, i >= 1.
+template <class Act, class T>
+void adaptive_stages(const AdaptiveProblem<T>& ap, index_t k, index_t n, AdaptiveWork<T>& w) {
+  const auto& f = ap.pb->dyn.field;
+  const auto& tab = ap.tab;
+  for (int i = 1; i < tab.stages; ++i) {
+    column_combine(f.D, n, w.dt.data(), false, 1.0, w.x, i, tab.a[i], w.st.K, w.coef, w.st.X[i]);
+    field_eval<Act>(f, k, n, w.st.X[i], w.st.K[i], w.st.cache[i]);
+  }
+}
+
+// Hairer's starting step for every column (docs/adaptive.md); K_0 = f_0(x_0) on exit.
+template <class Act, class T>
+void starting_steps(const AdaptiveProblem<T>& ap, index_t n, AdaptiveWork<T>& w) {
+  const auto& f = ap.pb->dyn.field;
+  const index_t D = f.D;
+  field_eval<Act>(f, 0, n, w.x, w.st.K[0], w.st.cache[0]);
+  std::vector<double> sc(static_cast<std::size_t>(D)), h0(static_cast<std::size_t>(n)), d1s(static_cast<std::size_t>(n));
+  for (index_t s = 0; s < n; ++s) {
+    for (index_t d = 0; d < D; ++d)
+      sc[d] = ap.opt.atol + ap.opt.rtol * std::abs(double(w.x[d * n + s]));
+    const double d0 = scaled_rms(D, n, s, w.x, sc.data());
+    const double d1 = scaled_rms(D, n, s, w.st.K[0], sc.data());
+    h0[s] = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1;
+    d1s[s] = d1;
+  }
+  // x1 = x0 + h0 f0 (in X_1), f(x1) (in K_1)
+  const double one = 1.0;
+  const T* f0[1] = {w.st.K[0]};
+  column_combine(D, n, h0.data(), false, 1.0, w.x, 1, &one, f0, w.coef, w.st.X[1]);
+  field_eval<Act>(f, 0, n, w.st.X[1], w.st.K[1], w.st.cache[1]);
+  std::vector<double> diff(static_cast<std::size_t>(D));
+  for (index_t s = 0; s < n; ++s) {
+    double sum = 0.0;
+    for (index_t d = 0; d < D; ++d) {
+      const double scd = ap.opt.atol + ap.opt.rtol * std::abs(double(w.x[d * n + s]));
+      const double r = (double(w.st.K[1][d * n + s]) - double(w.st.K[0][d * n + s])) / scd;
+      sum += r * r;
+    }
+    const double d2 = std::sqrt(sum / double(D)) / h0[s];
+    const double dmax = std::max(d1s[s], d2);
+    const double h1 = dmax <= 1e-15 ? std::max(1e-6, h0[s] * 1e-3)
+                                    : std::pow(0.01 / dmax, 1.0 / ap.tab.error_order_k);
+    w.h[s] = std::min(100.0 * h0[s], h1);
+  }
+}
+
+// Copies column s of a D x n block into row `row` of a row-major (rows, D) array.
+template <class T>
+void column_to_row(index_t D, index_t n, index_t s, const T* x, T* row) {
+  for (index_t d = 0; d < D; ++d) row[d] = x[d * n + s];
+}
+
+// The adaptive forward run of one block (with `batch`, one step sequence for all its columns).
+// Writes the final states (rows of final_out, if not null), dense outputs at ap.times into
+// dense_out (n_times, N, D), and each real column's record.
+template <class Act, class T>
+Failure adaptive_block(const AdaptiveProblem<T>& ap, const Block& blk, bool batch,
+                       AdaptiveWork<T>& w, SampleRecord* records, T* final_out, T* dense_out) {
+  const Problem<T>& pb = *ap.pb;
+  const auto& f = pb.dyn.field;
+  const auto& tab = ap.tab;
+  const index_t D = f.D, n = blk.n, real = blk.real, N = pb.N;
+  const int s_last = tab.stages - 1;
+  const double k = tab.error_order_k, alpha = 0.7 / k, beta = 0.4 / k;
+  using C = ControllerConstants;
+  constexpr double eps = std::numeric_limits<double>::epsilon();
+  Failure fail;
+  load_initial_state(pb, blk, w.x);
+  std::vector<index_t> next_out(std::size_t(n), 0);
+  for (index_t s = 0; s < real; ++s) {
+    auto& r = records[blk.first + s];
+    r = SampleRecord{};
+    r.grid.push_back(0.0);
+    w.t[s] = 0.0, w.E_prev[s] = 1.0, w.E_last[s] = 0.0, w.attempts[s] = 0, w.bad_trial[s] = 0;
+    while (next_out[s] < ap.n_times && ap.times[next_out[s]] <= 0.0) {  // x(0) = x_0
+      column_to_row(D, n, s, w.x, dense_out + (next_out[s] * N + blk.first + s) * D);
+      ++next_out[s];
+    }
+  }
+  const bool heuristic = ap.opt.first_step <= 0.0;
+  if (heuristic) {
+    starting_steps<Act>(ap, n, w);
+    for (index_t s = 0; s < real; ++s) records[blk.first + s].nfev += 2;
+    if (batch) {
+      const double h = *std::min_element(w.h.begin(), w.h.begin() + real);
+      std::fill(w.h.begin(), w.h.end(), h);
+    }
+  } else {
+    std::fill(w.h.begin(), w.h.end(), ap.opt.first_step);
+  }
+  auto fail_at = [&](index_t s, bool max_steps) {
+    fail.sample = long(blk.first + s);
+    fail.non_finite = !max_steps && w.bad_trial[s];
+    fail.max_steps = max_steps;
+    fail.t = w.t[s], fail.dt = w.dt[s], fail.error = w.E_last[s];
+    return fail;
+  };
+  for (index_t piece = 0; piece < ap.pieces(); ++piece) {
+    const double t_end = ap.boundary(piece + 1);
+    if (piece > 0 || !heuristic) {  // the field changed: a new first stage (no FSAL)
+      field_eval<Act>(f, piece, n, w.x, w.st.K[0], w.st.cache[0]);
+      for (index_t s = 0; s < real; ++s) records[blk.first + s].nfev += 1;
+    }
+    std::fill(w.active.begin(), w.active.begin() + real, 1);
+    std::fill(w.active.begin() + real, w.active.end(), 0);
+    index_t running = real;
+    while (running > 0) {
+      for (index_t s = 0; s < n; ++s) {
+        w.dt[s] = 0.0;
+        if (!w.active[s]) continue;
+        if (w.attempts[s] >= ap.opt.max_steps) return fail_at(s, true);
+        w.t_new[s] = std::min(w.t[s] + w.h[s], t_end);
+        w.dt[s] = w.t_new[s] - w.t[s];
+        if (!(w.dt[s] > 4.0 * eps * std::abs(w.t_new[s]))) return fail_at(s, false);
+      }
+      adaptive_stages<Act>(ap, piece, n, w);
+      const T* xnew = w.st.X[s_last];
+      error_norms(tab, D, n, w.x, xnew, w.st.K, w.dt.data(), ap.opt.rtol, ap.opt.atol,
+                  w.E.data());
+      if (batch) {  // one error for all: the max over the samples (NaN wins)
+        double worst = 0.0;
+        for (index_t s = 0; s < real; ++s)
+          worst = std::isnan(w.E[s]) || std::isnan(worst) ? NAN : std::max(worst, w.E[s]);
+        std::fill(w.E.begin(), w.E.begin() + real, worst);
+      }
+      for (index_t s = 0; s < real; ++s) {
+        if (!w.active[s]) continue;
+        auto& rec = records[blk.first + s];
+        ++w.attempts[s];
+        rec.nfev += tab.stages - 1;
+        const double E = w.E[s];
+        w.E_last[s] = E;
+        if (std::isfinite(E) && E <= 1.0) {  // accept
+          while (next_out[s] < ap.n_times && ap.times[next_out[s]] <= w.t_new[s]) {
+            T* row = dense_out + (next_out[s] * N + blk.first + s) * D;
+            const double tau = ap.times[next_out[s]];
+            if (tau == w.t_new[s])
+              column_to_row(D, n, s, xnew, row);
+            else
+              interpolate_column(tab, tab.stages, D, n, s, w.x, w.st.K, w.dt[s],
+                                 (tau - w.t[s]) / w.dt[s], row);
+            ++next_out[s];
+          }
+          for (index_t d = 0; d < D; ++d) {
+            w.x[d * n + s] = xnew[d * n + s];
+            w.st.K[0][d * n + s] = w.st.K[s_last][d * n + s];  // FSAL
+          }
+          double factor = C::max_factor;
+          if (E > 0.0)
+            factor = std::clamp(C::safety * std::pow(std::max(E, 1e-10), -alpha) *
+                                    std::pow(w.E_prev[s], beta),
+                                C::min_factor, C::max_factor);
+          w.E_prev[s] = std::max(E, 1e-4);
+          w.h[s] = w.dt[s] * factor;
+          w.t[s] = w.t_new[s];
+          w.bad_trial[s] = 0;
+          ++rec.accepted;
+          rec.grid.push_back(w.t[s]);
+          if (w.t[s] == t_end) w.active[s] = 0, --running;
+        } else {  // reject
+          const double factor =
+              std::isfinite(E)
+                  ? std::min(1.0, std::max(C::min_factor, C::safety * std::pow(E, -1.0 / k)))
+                  : C::min_factor;
+          w.bad_trial[s] = !std::isfinite(E);
+          w.h[s] = w.dt[s] * factor;
+          ++rec.rejected;
+        }
+      }
+    }
+  }
+  if (final_out) store_rows(blk, D, w.x, final_out);
+  return fail;
+}
+
+// Throws the failure of the lowest sample index, if any.
+inline void raise_failure(const std::vector<Failure>& failures) {
+  const Failure* first = nullptr;
+  for (const auto& f : failures)
+    if (f.sample >= 0 && (!first || f.sample < first->sample)) first = &f;
+  if (!first) return;
+  std::ostringstream msg;
+  msg.precision(17);
+  if (first->non_finite) {
+    msg << "the state of sample " << first->sample << " became non-finite (NaN or Inf) at t = "
+        << first->t << ": every trial step down to dt = " << first->dt
+        << " overflowed; reduce the weights or the inputs";
+    throw non_finite_error(msg.str(), -1, first->t);
+  }
+  msg << "the adaptive step size failed for sample " << first->sample << " at t = " << first->t
+      << ": "
+      << (first->max_steps ? "max_steps steps (accepted and rejected) did not reach T"
+                           : "the step fell below the floating-point resolution of t")
+      << "; last step size dt = " << first->dt << ", its error estimate " << first->error
+      << " (1 = the tolerance); loosen rtol/atol, raise max_steps, or check the field for "
+         "stiffness";
+  throw step_size_error(msg.str(), first->sample, first->t, first->dt, first->error);
+}
+
+// The per-column steps of a block on given grids, piece by piece (see the top of this file):
+// iteration j of the block runs in piece[j]; column s steps from t0 to t1 with dt (0: idles).
+struct Schedule {
+  index_t n = 0, iterations = 0;
+  std::vector<index_t> piece;
+  std::vector<double> dt, t0, t1;  // iterations x n
+  double* dt_of(index_t j) { return dt.data() + j * n; }
+  const double* dt_of(index_t j) const { return dt.data() + j * n; }
+};
+
+// The schedule of a block's real columns on their accepted grids (grids[sample]).
+template <class T>
+Schedule grid_schedule(const AdaptiveProblem<T>& ap, const Block& blk,
+                       const std::vector<std::vector<double>>& grids) {
+  Schedule sc;
+  sc.n = blk.n;
+  std::vector<std::size_t> at(std::size_t(blk.n), 0);
+  for (index_t piece = 0; piece < ap.pieces(); ++piece) {
+    const double t_end = ap.boundary(piece + 1);
+    std::vector<index_t> count(std::size_t(blk.n), 0);
+    index_t most = 0;
+    for (index_t s = 0; s < blk.real; ++s) {
+      const auto& g = grids[std::size_t(blk.first + s)];
+      while (at[s] + count[s] + 1 < g.size() && g[at[s] + count[s] + 1] <= t_end) ++count[s];
+      most = std::max(most, count[s]);
+    }
+    for (index_t i = 0; i < most; ++i) {
+      sc.piece.push_back(piece);
+      for (index_t s = 0; s < blk.n; ++s) {
+        double t0 = 0, t1 = 0;
+        if (s < blk.real && i < count[s]) {
+          const auto& g = grids[std::size_t(blk.first + s)];
+          t0 = g[at[s] + i], t1 = g[at[s] + i + 1];
+        }
+        sc.t0.push_back(t0), sc.t1.push_back(t1), sc.dt.push_back(t1 - t0);
+      }
+    }
+    for (index_t s = 0; s < blk.real; ++s) at[s] += count[s];
+    sc.iterations += most;
+  }
+  return sc;
+}
+
+// The fixed-step schedule (steps = pieces * substeps of size dt, t_j = (T j) / steps).
+template <class T>
+Schedule fixed_schedule(const AdaptiveProblem<T>& ap, const Block& blk) {
+  Schedule sc;
+  sc.n = blk.n;
+  const auto& dyn = ap.pb->dyn;
+  const index_t steps = dyn.steps();
+  sc.iterations = steps;
+  for (index_t j = 0; j < steps; ++j) {
+    sc.piece.push_back(dyn.piece(j));
+    const double t0 = (ap.T_end * double(j)) / double(steps);
+    const double t1 = j + 1 == steps ? ap.T_end : (ap.T_end * double(j + 1)) / double(steps);
+    for (index_t s = 0; s < blk.n; ++s) {
+      const bool real = s < blk.real;
+      sc.t0.push_back(t0), sc.t1.push_back(t1), sc.dt.push_back(real ? double(dyn.dt) : 0.0);
+    }
+  }
+  return sc;
+}
+
+// A dense output of a block: output q of column s at step `iteration` (-1: x_0), either the
+// step's end state (at_end) or its interpolant at theta.
+struct OutputEvent {
+  index_t iteration, column, q;
+  bool at_end;
+  double theta;
+};
+
+// The outputs of the block's real columns, ordered by iteration.
+template <class T>
+std::vector<OutputEvent> output_events(const AdaptiveProblem<T>& ap, const Block& blk,
+                                       const Schedule& sc) {
+  std::vector<OutputEvent> events;
+  for (index_t s = 0; s < blk.real; ++s) {
+    index_t q = 0;
+    while (q < ap.n_times && ap.times[q] <= 0.0) events.push_back({-1, s, q++, true, 0.0});
+    for (index_t j = 0; j < sc.iterations && q < ap.n_times; ++j) {
+      const index_t i = j * sc.n + s;
+      if (sc.dt[i] == 0.0) continue;
+      while (q < ap.n_times && ap.times[q] <= sc.t1[i]) {
+        const double tau = ap.times[q];
+        events.push_back({j, s, q++, tau == sc.t1[i], (tau - sc.t0[i]) / sc.dt[i]});
+      }
+    }
+  }
+  std::stable_sort(events.begin(), events.end(),
+                   [](const OutputEvent& a, const OutputEvent& b) {
+                     return a.iteration < b.iteration;
+                   });
+  return events;
+}
+
+// The tape of a replay: (segment + 1) slots of (state, stages) and checkpoint states.
+template <class T>
+struct ReplayWork {
+  ReplayWork(const FieldParams<T>& f, int stages, index_t capacity, index_t classes)
+      : reverse(f, stages, capacity), stages(stages), capacity(capacity),
+        len(f.D * capacity), slot(len + StepStages<T>::size(f, stages, capacity)) {
+    const index_t zlen = std::max<index_t>(classes, 1) * capacity;
+    small = Buffer<T>(3 * len + 2 * zlen + index_t(stages) * len);
+    T* p = small.data();
+    cur = p, p += len;
+    xbar = p, p += len;
+    tmp = p, p += len;
+    z = p, p += zlen;
+    zbar = p, p += zlen;
+    for (int i = 0; i < stages; ++i) extra[i] = p, p += len;
+  }
+  // Sizes the tape for `slots` slots and `checkpoints` checkpoint states.
+  void reserve(const FieldParams<T>& f, index_t slots, index_t checkpoints) {
+    const std::size_t need = std::size_t(slots * slot + checkpoints * len);
+    if (tape.size() < need) tape.resize(need);
+    checkpoint_states = tape.data() + slots * slot;
+    field = &f;
+  }
+  T* slot_state(index_t j) { return tape.data() + j * slot; }
+  StepStages<T> slot_stages(index_t j) {
+    return StepStages<T>::carve(*field, stages, capacity, slot_state(j) + len);
+  }
+  ReverseWork<T> reverse;
+  int stages;
+  index_t capacity, len, slot;
+  const FieldParams<T>* field = nullptr;
+  std::vector<T> tape;
+  T* checkpoint_states = nullptr;
+  Buffer<T> small;
+  T *cur, *xbar, *tmp, *z, *zbar;
+  T* extra[EmbeddedTableau::max_stages] = {};
+  std::vector<T> coef;
+};
+
+// One replayed step j: stages from x (used stages only) and x_next = x + sum_i T(dt b_i) K_i.
+template <class Act, class T>
+void replay_step(const AdaptiveProblem<T>& ap, const Schedule& sc, index_t j, int used,
+                 const T* x, T* x_next, StepStages<T>& st, std::vector<T>& coef) {
+  const auto& f = ap.pb->dyn.field;
+  const auto& tab = ap.tab;
+  const index_t n = sc.n, k = sc.piece[std::size_t(j)];
+  const double* dt = sc.dt_of(j);
+  st.X[0] = const_cast<T*>(x);  // read-only alias of the state
+  for (int i = 0; i < used; ++i) {
+    if (i > 0) column_combine(f.D, n, dt, false, 1.0, x, i, tab.a[i], st.K, coef, st.X[i]);
+    field_eval<Act>(f, k, n, st.X[i], st.K[i], st.cache[i]);
+  }
+  column_combine(f.D, n, dt, false, 1.0, x, tab.solution_stages(), tab.b, st.K, coef, x_next);
+}
+
+// Reverse of replay_step j: xbar (cotangent of x_{j+1}) becomes that of x_j; `extra` holds
+// cotangents added to the stage derivatives by dense outputs (when has_extra).
+//   kbar_i = T(dt b_i) xbar + sum_{m>i} T(dt a_mi) Y_m (+ extra_i),  Y_i = J_i^T kbar_i,
+//   grads += (df/dtheta)_i^T kbar_i,  xbar_j = xbar + sum_i Y_i
+template <class Act, class T>
+void replay_step_vjp(const AdaptiveProblem<T>& ap, const Schedule& sc, index_t j, int used,
+                     index_t real, const StepStages<T>& st, bool has_extra, T* xbar, T* grads,
+                     ReplayWork<T>& w) {
+  const auto& f = ap.pb->dyn.field;
+  const auto& tab = ap.tab;
+  const index_t n = sc.n, k = sc.piece[std::size_t(j)];
+  const double* dt = sc.dt_of(j);
+  ReverseWork<T>& rw = w.reverse;
+  for (int i = used - 1; i >= 0; --i) {
+    double a_later[EmbeddedTableau::max_stages];
+    const T* Y_later[EmbeddedTableau::max_stages];
+    int count = 0;
+    for (int m = i + 1; m < used; ++m) a_later[count] = tab.a[m][i], Y_later[count++] = rw.Y[m];
+    column_combine(f.D, n, dt, true, tab.b[i], xbar, count, a_later, Y_later, w.coef, rw.kbar);
+    if (has_extra)
+      for (index_t e = 0; e < f.D * n; ++e) rw.kbar[e] += w.extra[i][e];
+    field_vjp<Act>(f, k, n, real, st.X[i], st.K[i], st.cache[i], rw.kbar, rw.Y[i], grads, T(1),
+                   rw.scratch);
+  }
+  for (int i = 0; i < used; ++i)
+    for (index_t e = 0; e < f.D * n; ++e) xbar[e] += rw.Y[i][e];
+}
+
+}  // namespace detail
+
+// The adaptive forward run over all samples: final states (N, D) into final_out (if not null),
+// dense outputs (n_times, N, D) into dense_out, and a record per sample.
+template <class T>
+void adaptive_solve(const AdaptiveProblem<T>& ap, Same<T>* final_out, Same<T>* dense_out,
+                    std::vector<SampleRecord>& records) {
+  const Problem<T>& pb = *ap.pb;
+  records.assign(std::size_t(pb.N), SampleRecord{});
+  const bool batch = ap.opt.control == StepControl::batch;
+  detail::BlockPlan<T> plan(pb);
+  // Batch control: one block of every sample (its error is the max over all of them).
+  const index_t count = batch ? 1 : plan.count;
+  const index_t capacity = batch ? detail::BlockPlan<T>::round_up(pb.N) : plan.rows;
+  const int threads = batch ? 1 : plan.threads;
+  std::vector<std::unique_ptr<detail::AdaptiveWork<T>>> work(static_cast<std::size_t>(threads));
+  std::vector<detail::Failure> failures(static_cast<std::size_t>(count));
+  with_activation(pb.dyn.activation, [&](auto act) {
+    using Act = decltype(act);
+    parallel_for(count, threads, [&](int t, index_t b) {
+      if (!work[t])
+        work[t] = std::make_unique<detail::AdaptiveWork<T>>(pb.dyn.field, ap.tab.stages, capacity);
+      const detail::Block blk =
+          batch ? detail::Block{0, pb.N, capacity} : plan.block(pb, b);
+      failures[b] = detail::adaptive_block<Act>(ap, blk, batch, *work[t], records.data(),
+                                                final_out, dense_out);
+    });
+  });
+  detail::raise_failure(failures);
+}
+
+// A replay on given grids (grids[sample]; empty: the fixed-step grid of pb.dyn) with gradient:
+// with targets, the terminal loss and its gradient (dfield, dP, dc); otherwise the vjp of the
+// states at ap.times (cotangent (n_times, N, D)) or of the final state (cotangent (N, D)).
+// Writes d/dX (N, dim) into dX if not null; dense outputs into dense_out when the cotangent is
+// null and no targets (a forward replay). Returns the loss.
+template <class T>
+double replay_sweep(const AdaptiveProblem<T>& ap, const std::vector<std::vector<double>>& grids,
+                    const Targets<T>* targets, const Same<T>* cotangent, index_t checkpoints,
+                    Same<T>* dfield, Same<T>* dP, Same<T>* dc, Same<T>* dX, Same<T>* final_out,
+                    Same<T>* dense_out) {
+  const Problem<T>& pb = *ap.pb;
+  const auto& f = pb.dyn.field;
+  const index_t D = f.D, N = pb.N, C = pb.readout.classes;
+  const bool backward = targets || cotangent;
+  const bool outputs = ap.n_times > 0;
+  const int used = outputs ? ap.tab.stages : ap.tab.solution_stages();
+  detail::BlockPlan<T> plan(pb);
+  const index_t gsize = detail::BlockPlan<T>::gradient_size(pb);
+  Buffer<T> block_grads(backward ? plan.count * gsize : 1);
+  std::vector<double> block_losses(std::size_t(plan.count), 0.0);
+  std::vector<char> block_bad(std::size_t(plan.count), 0);
+  std::vector<std::unique_ptr<detail::ReplayWork<T>>> work(static_cast<std::size_t>(plan.threads));
+  with_activation(pb.dyn.activation, [&](auto act) {
+    using Act = decltype(act);
+    parallel_for(plan.count, plan.threads, [&](int t, index_t b) {
+      if (!work[t])
+        work[t] = std::make_unique<detail::ReplayWork<T>>(f, ap.tab.stages, plan.rows, C);
+      auto& w = *work[t];
+      const detail::Block blk = plan.block(pb, b);
+      const index_t n = blk.n, len = D * n;
+      const detail::Schedule sc = grids.empty() ? detail::fixed_schedule(ap, blk)
+                                                : detail::grid_schedule(ap, blk, grids);
+      const auto events = detail::output_events(ap, blk, sc);
+      const index_t M = sc.iterations;
+      // Tape plan: every step, or segments of ceil(M / checkpoints) steps, capped by the budget.
+      index_t segment = std::max<index_t>(M, 1);
+      if (backward) {
+        if (checkpoints > 0 && checkpoints < M) segment = (M + checkpoints - 1) / checkpoints;
+        const auto affordable =
+            index_t(std::max(1.0, tape_budget_bytes / (double(w.slot) * sizeof(T)) - 1));
+        segment = std::min(segment, affordable);
+      } else {
+        segment = 1;
+      }
+      const bool single = backward && segment >= M;
+      const index_t n_ckpt = single ? 0 : (M + segment - 1) / segment;
+      w.reserve(f, backward ? segment + 1 : 2, backward ? n_ckpt : 0);
+      // Forward.
+      T* x = w.slot_state(0);
+      detail::load_initial_state(pb, blk, x);
+      std::size_t ev = 0;
+      auto emit = [&](index_t j, const T* x_now, const T* x_next, StepStages<T>* st) {
+        for (; ev < events.size() && events[ev].iteration == j; ++ev) {
+          const auto& e = events[ev];
+          T* row = dense_out + (e.q * N + blk.first + e.column) * D;
+          if (e.at_end)
+            detail::column_to_row(D, n, e.column, j < 0 ? x_now : x_next, row);
+          else
+            detail::interpolate_column(ap.tab, used, D, n, e.column, x_now, st->K,
+                                       sc.dt_of(j)[e.column], e.theta, row);
+        }
+      };
+      if (!backward && dense_out) emit(-1, x, x, nullptr);
+      for (index_t j = 0; j < M; ++j) {
+        if (backward && !single && j % segment == 0)
+          std::copy(x, x + len, w.checkpoint_states + (j / segment) * len);
+        const index_t slot = single ? j : 0;
+        // single: x_j in slot j; otherwise two states alternate (slot 0's state and cur)
+        T* x_next = single ? w.slot_state(j + 1) : (x == w.slot_state(0) ? w.cur : w.slot_state(0));
+        StepStages<T> st = w.slot_stages(slot);
+        detail::replay_step<Act>(ap, sc, j, used, x, x_next, st, w.coef);
+        if (!backward && dense_out) emit(j, x, x_next, &st);
+        x = x_next;
+      }
+      if (!all_finite(len, x)) {
+        block_bad[b] = 1;
+        return;
+      }
+      if (final_out) detail::store_rows(blk, D, x, final_out);
+      if (!backward) return;
+      T* grads = block_grads.data() + b * gsize;
+      std::fill(grads, grads + gsize, T(0));
+      // Cotangent of the final state.
+      if (targets) {
+        readout(pb.readout, n, D, x, w.z);
+        block_losses[b] = block_loss(*targets, C, blk.first, blk.real, n, w.z, w.zbar, 1.0);
+        readout_vjp(pb.readout, n, blk.real, D, x, w.zbar, w.xbar, false, grads + f.size(),
+                    grads + f.size() + C * D);
+      } else if (!outputs) {
+        detail::load_rows(blk, D, cotangent, w.xbar);
+      } else {
+        std::fill(w.xbar, w.xbar + len, T(0));
+      }
+      // Reverse, segment by segment from the end; dense-output cotangents on the way.
+      auto cot_row = [&](const detail::OutputEvent& e) {
+        return cotangent + (e.q * N + blk.first + e.column) * D;
+      };
+      std::ptrdiff_t ev_back = std::ptrdiff_t(events.size()) - 1;
+      for (index_t seg = (M - 1) / segment; M > 0 && seg >= 0; --seg) {
+        const index_t j0 = seg * segment, j1 = std::min(M, j0 + segment);
+        if (!single) {  // recompute the segment's states and stages from its checkpoint
+          std::copy(w.checkpoint_states + seg * len, w.checkpoint_states + (seg + 1) * len,
+                    w.slot_state(0));
+          for (index_t j = j0; j < j1; ++j) {
+            StepStages<T> st = w.slot_stages(j - j0);
+            detail::replay_step<Act>(ap, sc, j, used, w.slot_state(j - j0),
+                                     w.slot_state(j - j0 + 1), st, w.coef);
+          }
+        }
+        for (index_t j = j1 - 1; j >= j0; --j) {
+          StepStages<T> st = w.slot_stages(j - j0);
+          st.X[0] = w.slot_state(j - j0);
+          bool has_extra = false;
+          std::ptrdiff_t first_ev = ev_back;
+          while (first_ev >= 0 && events[std::size_t(first_ev)].iteration == j) --first_ev;
+          for (std::ptrdiff_t e = ev_back; e > first_ev; --e) {  // outputs of step j
+            const auto& oe = events[std::size_t(e)];
+            const T* ybar = cot_row(oe);
+            if (oe.at_end) {  // a cotangent on x_{j+1}
+              for (index_t d = 0; d < D; ++d) w.xbar[d * n + oe.column] += ybar[d];
+              continue;
+            }
+            if (!has_extra) {
+              for (int i = 0; i < used; ++i) std::fill(w.extra[i], w.extra[i] + len, T(0));
+              has_extra = true;
+            }
+            const double h = sc.dt_of(j)[oe.column];
+            for (int i = 0; i < used; ++i) {
+              const T c = T(h * ap.tab.interpolant(i, oe.theta));
+              for (index_t d = 0; d < D; ++d) w.extra[i][d * n + oe.column] += c * ybar[d];
+            }
+          }
+          detail::replay_step_vjp<Act>(ap, sc, j, used, blk.real, st, has_extra, w.xbar, grads,
+                                       w);
+          for (std::ptrdiff_t e = ev_back; e > first_ev; --e) {  // x_j's part of the interpolant
+            const auto& oe = events[std::size_t(e)];
+            if (oe.at_end) continue;
+            const T* ybar = cot_row(oe);
+            for (index_t d = 0; d < D; ++d) w.xbar[d * n + oe.column] += ybar[d];
+          }
+          ev_back = first_ev;
+        }
+      }
+      for (; ev_back >= 0; --ev_back) {  // outputs at t = 0: cotangents on x_0
+        const auto& oe = events[std::size_t(ev_back)];
+        const T* ybar = cot_row(oe);
+        for (index_t d = 0; d < D; ++d) w.xbar[d * n + oe.column] += ybar[d];
+      }
+      if (dX) detail::store_rows(blk, pb.dim(), w.xbar, dX);
+    });
+  });
+  if (std::find(block_bad.begin(), block_bad.end(), 1) != block_bad.end())
+    throw non_finite_error("the state became non-finite (NaN or Inf) on the replayed grid", -1,
+                           ap.T_end);
+  if (!backward) return 0.0;
+  const index_t nf = f.size();
+  for (index_t b = 0; b < plan.count; ++b) {  // reduce in block order
+    const T* acc = block_grads.data() + b * gsize;
+    auto reduce = [&](index_t size, const T* from, T* to) {
+      if (b == 0) std::copy(from, from + size, to);
+      else for (index_t i = 0; i < size; ++i) to[i] += from[i];
+    };
+    reduce(nf, acc, dfield);
+    if (dP) reduce(C * D, acc + nf, dP), reduce(C, acc + nf + C * D, dc);
+  }
+  double loss = 0.0;
+  for (double l : block_losses) loss += l;
+  return loss;
+}
+
+// Checks a grid given back for a replay: strictly increasing from 0 to T, with every piece
+// boundary (T k) / pieces on it exactly.
+template <class T>
+void check_grid(const AdaptiveProblem<T>& ap, const std::vector<double>& g, index_t sample) {
+  auto fail = [&](const std::string& what) {
+    throw std::invalid_argument("grid of sample " + std::to_string(sample) + " " + what);
+  };
+  if (g.size() < 2 || g.front() != 0.0 || g.back() != ap.T_end)
+    fail("must run from 0 to T = " + std::to_string(ap.T_end) + " (at least 2 times)");
+  for (std::size_t i = 1; i < g.size(); ++i)
+    if (!(g[i] > g[i - 1])) fail("must be strictly increasing (and finite)");
+  for (index_t k = 1; k < ap.pieces(); ++k)
+    if (!std::binary_search(g.begin(), g.end(), ap.boundary(k)))
+      fail("must contain every piece boundary (T k) / pieces, exactly; missing k = " +
+           std::to_string(k));
+}
+
+// The grids of an adaptive run, as replay_sweep takes them.
+inline std::vector<std::vector<double>> grids_of(const std::vector<SampleRecord>& records) {
+  std::vector<std::vector<double>> grids;
+  grids.reserve(records.size());
+  for (const auto& r : records) grids.push_back(r.grid);
+  return grids;
+}
+
+}  // namespace resode
