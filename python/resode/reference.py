@@ -55,6 +55,19 @@ cotangent ``xbar`` on ``x_{j+1}``, stages ``i = s..1``::
 integrated back with the same RK method and step ``-dt``, using the parameters of piece
 ``j // substeps`` in step ``j``; ``g_theta`` goes to that piece's slot. Then
 ``dtheta = g_theta(0) + 2 weight_decay theta``, ``dP = g_P(0)``, ``dc = g_c(0)``.
+
+Adaptive methods (``dopri5``, ``tsit5``, ``bosh3``): embedded pairs with error weights
+``e = b - bhat``, the float64-time PI controller, Hairer's first step, steps that land on
+every piece boundary, per-sample or batch step control, dense output and replay of a given
+grid, exactly as fixed in ``docs/adaptive.md`` (the C++ core follows the same text). A step::
+
+    K_i = f_k(x_j + sum_{l<i} (dt a_il) K_l),  x_{j+1} = x_j + sum_i (dt b_i) K_i,
+    err = sum_i (dt e_i) K_i
+
+with each ``dt a_il`` formed in float64 and cast to the state dtype, sums in increasing
+index order. Their discrete gradient differentiates the computed solution with the accepted
+grid frozen: the reverse of each accepted step as above (with the dense-output
+interpolant's cotangents ``kbar_i += dt bt_i(theta) ybar``, ``xbar_j += ybar``).
 """
 
 from __future__ import annotations
@@ -853,14 +866,14 @@ def _combine(
     dtype: np.dtype,
     base: np.ndarray | None = None,
 ) -> np.ndarray | None:
-    """``base + sum_l cast(dt * a_l) K_l`` (``dt * a_l`` formed in float64, cast to ``dtype``;
-    terms added in increasing ``l``, zero coefficients skipped, then added to ``base``).
-    ``dt`` may be a float or an (N, 1) float64 array (per-row coefficients)."""
+    """``base + sum_l cast(dt * a_l) K_l``: ``dt * a_l`` formed in float64 and cast to
+    ``dtype``; the terms summed in increasing ``l`` (zero coefficients skipped), the sum then
+    added to ``base`` (None: the sum alone)."""
     acc = None
     for a, k in zip(coeffs, ks):
         if a == 0.0:
             continue
-        term = np.asarray(dt * a).astype(dtype) * k
+        term = dtype.type(dt * a) * k
         acc = term if acc is None else acc + term
     if base is None:
         return acc
@@ -1260,7 +1273,7 @@ def _fixed_steps(
     return _Steps(ts, traj, np.full(steps, dt), pieces, ks, s * steps, steps, 0)
 
 
-Groups = list[tuple[np.ndarray, _Steps]]
+_Groups = list[tuple[np.ndarray, _Steps]]
 
 
 def _run(
@@ -1278,7 +1291,7 @@ def _run(
     max_steps: int,
     step_control: str,
     grid: np.ndarray | list[np.ndarray] | None,
-) -> Groups:
+) -> _Groups:
     """Forward pass as groups ``(rows, steps)``: samples ``rows`` share the accepted steps."""
     _check("method", method, METHODS + ADAPTIVE_METHODS)
     tab = _EMBEDDED[method]
@@ -1315,7 +1328,7 @@ def _run(
         ]
 
 
-def _final(groups: Groups, x0: np.ndarray) -> np.ndarray:
+def _final(groups: _Groups, x0: np.ndarray) -> np.ndarray:
     out = np.empty_like(x0)
     for rows, steps in groups:
         out[rows] = steps.xs[-1]
@@ -1323,7 +1336,7 @@ def _final(groups: Groups, x0: np.ndarray) -> np.ndarray:
 
 
 def _dense(
-    groups: Groups, x0: np.ndarray, tau: np.ndarray, method: str, params: Params, field: str,
+    groups: _Groups, x0: np.ndarray, tau: np.ndarray, method: str, params: Params, field: str,
     act: str,
 ) -> np.ndarray:  # fmt: skip
     out = np.empty((len(tau), *x0.shape), dtype=x0.dtype)
@@ -1333,7 +1346,7 @@ def _dense(
     return out
 
 
-def _stats(groups: Groups, n: int) -> dict[str, object]:
+def _stats(groups: _Groups, n: int) -> dict[str, object]:
     nfev, accepted, rejected = (np.zeros(n, dtype=np.int64) for _ in range(3))
     grid: list[np.ndarray | None] = [None] * n
     for rows, steps in groups:
@@ -1400,7 +1413,7 @@ def odeint(
 
 def _adaptive_vjp(
     params: Params,
-    groups: Groups,
+    groups: _Groups,
     method: str,
     field: str,
     act: str,
