@@ -161,7 +161,7 @@ def test_accuracy_follows_tolerance(method, exact):
         errors.append(np.abs(x - xT).max())
     errors = np.array(errors)
     assert 0.75 < slope(tols, errors) < 1.25, errors
-    assert np.all(errors < 30 * np.array(tols)), errors
+    assert np.all(errors < 5 * np.array(tols)), errors  # measured 0.09..2.0 x tol
 
 
 def test_dopri5_steps_like_scipy_rk45():
@@ -291,6 +291,18 @@ def test_grid_invariants(method):
         )
         assert np.array_equal(dense, groups[0][1].xs)
     assert np.array_equal(solve(params, X, method=method, grid=st["grid"]), x)
+
+
+def test_float32_states():
+    """float32 states stay float32 (time and stats float64) and meet a loose tolerance."""
+    params, X = make_params(), make_X()
+    p32 = {key: v.astype(np.float32) for key, v in params.items()}
+    x64 = solve(params, X, method="dopri5", rtol=1e-10, atol=1e-10)
+    x32, st = solve(p32, X.astype(np.float32), method="dopri5", rtol=1e-4, atol=1e-6, stats=True)
+    assert x32.dtype == np.float32 and st["grid"][0].dtype == np.float64
+    assert np.abs(x32 - x64).max() < 1e-4
+    dense = solve(p32, X.astype(np.float32), method="tsit5", rtol=1e-4, atol=1e-6, t=[0.3, T])
+    assert dense.dtype == np.float32
 
 
 def test_batch_control_shares_one_grid():
