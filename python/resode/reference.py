@@ -55,11 +55,25 @@ cotangent ``xbar`` on ``x_{j+1}``, stages ``i = s..1``::
 integrated back with the same RK method and step ``-dt``, using the parameters of piece
 ``j // substeps`` in step ``j``; ``g_theta`` goes to that piece's slot. Then
 ``dtheta = g_theta(0) + 2 weight_decay theta``, ``dP = g_P(0)``, ``dc = g_c(0)``.
+
+Adaptive methods (``dopri5``, ``tsit5``, ``bosh3``): embedded pairs with error weights
+``e = b - bhat``, the float64-time PI controller, Hairer's first step, steps that land on
+every piece boundary, per-sample or batch step control, dense output and replay of a given
+grid, exactly as fixed in ``docs/adaptive.md`` (the C++ core follows the same text). A step::
+
+    K_i = f_k(x_j + sum_{l<i} (dt a_il) K_l),  x_{j+1} = x_j + sum_i (dt b_i) K_i,
+    err = sum_i (dt e_i) K_i
+
+with each ``dt a_il`` formed in float64 and cast to the state dtype, sums in increasing
+index order. Their discrete gradient differentiates the computed solution with the accepted
+grid frozen: the reverse of each accepted step as above (with the dense-output
+interpolant's cotangents ``kbar_i += dt bt_i(theta) ybar``, ``xbar_j += ybar``).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -676,6 +690,672 @@ def resnet_loss_and_grad(
     )
 
 
+# --------------------------------------------------------------------------- adaptive RK
+#
+# Everything below follows docs/adaptive.md literally (the C++ core is checked against it):
+# float64 time, coefficients ``dt * a`` formed in float64 and cast to the state dtype, sums
+# in increasing index order, FSAL, the PI controller and Hairer's first step.
+
+ADAPTIVE_METHODS: tuple[str, ...] = ("dopri5", "tsit5", "bosh3")
+
+_EPS = float(np.finfo(np.float64).eps)
+_SAFETY, _MIN_FACTOR, _MAX_FACTOR = 0.9, 0.2, 10.0
+
+
+class StepSizeError(ValueError):
+    """The adaptive controller failed for ``sample`` at time ``t``: ``max_steps`` attempts,
+    or a next step below the resolution of ``t``. ``dt``, ``error``: the last attempted step
+    size and its error norm ``E`` (NaN before the first attempt)."""
+
+    def __init__(self, sample: int, t: float, dt: float, error: float, reason: str) -> None:
+        super().__init__(
+            f"adaptive step size control failed for sample {sample} at t = {t!r}: {reason} "
+            f"(last step dt = {dt!r}, error estimate {error!r})"
+        )
+        self.sample, self.t, self.dt, self.error = sample, t, dt, error
+
+
+class NonFiniteError(StepSizeError, FloatingPointError):
+    """A :class:`StepSizeError` whose sample's last trial state was not finite."""
+
+
+class _Embedded(NamedTuple):
+    """Explicit RK tableau with optional error weights and dense output.
+
+    ``A``: rows of the strictly lower-triangular matrix (row i has i entries); ``b``: weights;
+    ``e = b - bhat`` (None: no estimator); ``q``: the estimator's order; ``fsal``: the last
+    row of ``A`` is ``b`` (so ``K_s = f(x_{j+1})``); ``P``: dense-output polynomials,
+    ``bt_i(theta) = sum_r P[i][r] theta^(r+1)`` (None: cubic Hermite).
+    """
+
+    A: tuple[tuple[float, ...], ...]
+    b: tuple[float, ...]
+    e: tuple[float, ...] | None
+    q: int
+    fsal: bool
+    P: tuple[tuple[float, ...], ...] | None
+
+
+# Dormand-Prince 5(4): SciPy's RK45 (A, B; e = -E, P).
+_DOPRI5_B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84)
+_DOPRI5 = _Embedded(
+    A=(
+        (),
+        (1 / 5,),
+        (3 / 40, 9 / 40),
+        (44 / 45, -56 / 15, 32 / 9),
+        (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+        (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+        _DOPRI5_B,
+    ),
+    b=(*_DOPRI5_B, 0.0),
+    e=(71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40),
+    q=4,
+    fsal=True,
+    P=(
+        (1.0, -8048581381 / 2820520608, 8663915743 / 2820520608, -12715105075 / 11282082432),
+        (0.0, 0.0, 0.0, 0.0),
+        (0.0, 131558114200 / 32700410799, -68118460800 / 10900136933, 87487479700 / 32700410799),
+        (0.0, -1754552775 / 470086768, 14199869525 / 1410260304, -10690763975 / 1880347072),
+        (
+            0.0,
+            127303824393 / 49829197408,
+            -318862633887 / 49829197408,
+            701980252875 / 199316789632,
+        ),
+        (0.0, -282668133 / 205662961, 2019193451 / 616988883, -1453857185 / 822651844),
+        (0.0, 40617522 / 29380423, -110615467 / 29380423, 69997945 / 29380423),
+    ),
+)
+
+# Tsitouras 5(4) (Tsitouras 2011), float64 coefficients of OrdinaryDiffEq's tsit_tableaus.jl
+# (Tsit5ConstantCacheActual, Tsit5Interp); e = b - bhat = -btilde.
+_TSIT5_B = (
+    0.09646076681806523,
+    0.01,
+    0.4798896504144996,
+    1.379008574103742,
+    -3.290069515436081,
+    2.324710524099774,
+)
+_TSIT5 = _Embedded(
+    A=(
+        (),
+        (0.161,),
+        (-0.008480655492356989, 0.335480655492357),
+        (2.8971530571054935, -6.359448489975075, 4.3622954328695815),
+        (5.325864828439257, -11.748883564062828, 7.4955393428898365, -0.09249506636175525),
+        (
+            5.86145544294642,
+            -12.92096931784711,
+            8.159367898576159,
+            -0.071584973281401,
+            -0.028269050394068383,
+        ),
+        _TSIT5_B,
+    ),
+    b=(*_TSIT5_B, 0.0),
+    e=(
+        0.00178001105222577714,
+        0.0008164344596567469,
+        -0.007880878010261995,
+        0.1447110071732629,
+        -0.5823571654525552,
+        0.45808210592918697,
+        -0.015151515151515152,
+    ),
+    q=4,
+    fsal=True,
+    P=(
+        (1.0, -2.763706197274826, 2.9132554618219126, -1.0530884977290216),
+        (0.0, 0.13169999999999998, -0.2234, 0.1017),
+        (0.0, 3.9302962368947516, -5.941033872131505, 2.490627285651253),
+        (0.0, -12.411077166933676, 30.33818863028232, -16.548102889244902),
+        (0.0, 37.50931341651104, -88.1789048947664, 47.37952196281928),
+        (0.0, -27.896526289197286, 65.09189467479366, -34.87065786149661),
+        (0.0, 1.5, -4.0, 2.5),
+    ),
+)
+
+# Bogacki-Shampine 3(2): bhat = (7/24, 1/4, 1/3, 1/8), e = b - bhat.
+_BOSH3 = _Embedded(
+    A=((), (1 / 2,), (0.0, 3 / 4), (2 / 9, 1 / 3, 4 / 9)),
+    b=(2 / 9, 1 / 3, 4 / 9, 0.0),
+    e=(-5 / 72, 1 / 12, 1 / 9, -1 / 8),
+    q=2,
+    fsal=True,
+    P=None,
+)
+
+_EMBEDDED: dict[str, _Embedded] = {
+    "dopri5": _DOPRI5,
+    "tsit5": _TSIT5,
+    "bosh3": _BOSH3,
+    **{name: _Embedded(A, b, None, 0, False, None) for name, (A, b) in _TABLEAUX.items()},
+}
+
+
+class _Steps(NamedTuple):
+    """Accepted steps of one group of samples sharing a grid (one sample, or the batch).
+
+    ``ts`` (n+1,) float64 accepted times; ``xs`` (n+1, N, D) states; ``dts`` (n,) step sizes;
+    ``pieces`` (n,) pieces; ``ks[j]`` the stages of step j.
+    """
+
+    ts: np.ndarray
+    xs: np.ndarray
+    dts: np.ndarray
+    pieces: np.ndarray
+    ks: list[list[np.ndarray]]
+    nfev: int
+    accepted: int
+    rejected: int
+
+
+def _bounds(T: float, pieces: int) -> np.ndarray:
+    """Piece boundaries ``t_k = (T * k) / pieces`` (float64), the last one ``T`` itself."""
+    out = np.array([(float(T) * k) / pieces for k in range(pieces + 1)], dtype=np.float64)
+    out[-1] = float(T)
+    return out
+
+
+def _combine(
+    coeffs: tuple[float, ...],
+    ks: list[np.ndarray],
+    dt: float,
+    dtype: np.dtype,
+    base: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """``base + sum_l cast(dt * a_l) K_l``: ``dt * a_l`` formed in float64 and cast to
+    ``dtype``; the terms summed in increasing ``l`` (zero coefficients skipped), the sum then
+    added to ``base`` (None: the sum alone)."""
+    acc = None
+    for a, k in zip(coeffs, ks):
+        if a == 0.0:
+            continue
+        term = dtype.type(dt * a) * k
+        acc = term if acc is None else acc + term
+    if base is None:
+        return acc
+    return base if acc is None else base + acc
+
+
+def _rms(r: np.ndarray) -> np.ndarray:
+    """Per-row ``sqrt(sum_d r_d^2 / D)`` of float64 ``r`` (N, D), summed in increasing d."""
+    acc = r[:, 0] * r[:, 0]
+    for d in range(1, r.shape[1]):
+        acc = acc + r[:, d] * r[:, d]
+    return np.sqrt(acc / r.shape[1])
+
+
+def _error_norm(
+    err: np.ndarray, x: np.ndarray, x_new: np.ndarray, rtol: float, atol: float
+) -> np.ndarray:
+    """``E`` per row: rms of ``err / (atol + rtol max(|x|, |x_new|))`` in float64 -> (N,)."""
+    f64 = np.float64
+    scale = atol + rtol * np.maximum(np.abs(x.astype(f64)), np.abs(x_new.astype(f64)))
+    return _rms(err.astype(f64) / scale)
+
+
+def _first_step(
+    f: Callable[[np.ndarray], np.ndarray], x0: np.ndarray, q: int, rtol: float, atol: float
+) -> np.ndarray:
+    """Hairer's initial step per row of ``x0`` (N, D) -> (N,) float64 (two evaluations)."""
+    f64 = np.float64
+    scale = atol + rtol * np.abs(x0.astype(f64))
+    f0 = f(x0)
+    d0 = _rms(x0.astype(f64) / scale)
+    d1 = _rms(f0.astype(f64) / scale)
+    h0 = np.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / d1)
+    x1 = x0 + h0[:, None].astype(x0.dtype) * f0  # x1 = x0 + h0 f0 in the state dtype
+    d2 = _rms((f(x1) - f0).astype(f64) / scale) / h0
+    dmax = np.maximum(d1, d2)
+    with np.errstate(divide="ignore"):
+        h1 = np.where(dmax <= 1e-15, np.maximum(1e-6, 1e-3 * h0), (0.01 / dmax) ** (1 / (q + 1)))
+    return np.minimum(100 * h0, h1)
+
+
+def _embedded_step(
+    f: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    dt: float,
+    tab: _Embedded,
+    k1: np.ndarray | None,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Stages ``K_i = f(x + sum_{l<i} cast(dt a_il) K_l)`` and ``x_new = x + sum_i cast(dt b_i)
+    K_i``; ``k1 = f(x)`` when already known. FSAL: ``x_new`` is the last stage input."""
+    dtype = x.dtype
+    ks = [f(x) if k1 is None else k1]
+    y = x
+    for row in tab.A[1:]:
+        y = _combine(row, ks, dt, dtype, x)
+        ks.append(f(y))
+    x_new = y if tab.fsal else _combine(tab.b, ks, dt, dtype, x)
+    return ks, x_new
+
+
+def _piece_rhs(params: Params, field: str, act: str) -> Callable[[int], Callable]:
+    def make(k: int) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda x: _field_fwd(params, k, x, field, act, False)[0]
+
+    return make
+
+
+def _fail(
+    rows: np.ndarray,
+    norms: np.ndarray | None,
+    trial: np.ndarray | None,
+    t: float,
+    dt: float,
+    error: float,
+    reason: str,
+) -> StepSizeError:
+    """The error to raise: NonFiniteError if a row's last trial state is not finite (the
+    first such row), else StepSizeError naming the row of the largest error norm."""
+    if trial is not None:
+        bad = ~np.isfinite(trial).all(axis=1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            return NonFiniteError(
+                int(rows[i]), t, dt, error, reason + "; the trial state is not finite"
+            )
+    i = 0 if norms is None or not np.isfinite(norms).any() else int(np.nanargmax(norms))
+    return StepSizeError(int(rows[i]), t, dt, error, reason)
+
+
+def _adaptive_group(
+    params: Params,
+    x0: np.ndarray,
+    rows: np.ndarray,
+    bounds: np.ndarray,
+    tab: _Embedded,
+    field: str,
+    act: str,
+    rtol: float,
+    atol: float,
+    first_step: float | None,
+    max_steps: int,
+) -> _Steps:
+    """Adaptive integration of the rows ``x0`` (N, D) on one shared grid: the controller of
+    docs/adaptive.md with ``E`` the maximum of the rows' norms (one row: per-sample control).
+    ``rows``: the samples' indices (for error messages)."""
+    rhs = _piece_rhs(params, field, act)
+    n_pieces = len(bounds) - 1
+    k = 0
+    nfev = 0
+    if first_step is None:
+        h = float(np.min(_first_step(rhs(0), x0, tab.q, rtol, atol)))
+        nfev += 2
+    else:
+        h = float(first_step)
+    alpha, beta, order = 0.7 / (tab.q + 1), 0.4 / (tab.q + 1), tab.q + 1
+    t, x, k1, e_prev = 0.0, x0, None, 1.0
+    ts, xs, dts, pcs, kss = [0.0], [x0], [], [], []
+    accepted = rejected = 0
+    last_dt, last_e, norms, trial = float("nan"), float("nan"), None, None
+    while t != bounds[-1]:
+        if accepted + rejected >= max_steps:
+            raise _fail(rows, norms, trial, t, last_dt, last_e, f"{max_steps} steps attempted")
+        t_new = min(t + h, float(bounds[k + 1]))
+        dt = t_new - t
+        if dt <= 4 * _EPS * abs(t_new):
+            raise _fail(rows, norms, trial, t, last_dt, last_e, f"step size {dt!r} too small")
+        nfev += len(tab.b) - (k1 is not None)
+        ks, trial = _embedded_step(rhs(k), x, dt, tab, k1)
+        k1 = ks[0]  # a retry from x reuses f_k(x)
+        err = _combine(tab.e, ks, dt, x.dtype)
+        norms = _error_norm(err, x, trial, rtol, atol)
+        E = float(np.max(norms))  # NaN if any norm is NaN
+        last_dt, last_e = dt, E
+        if E <= 1:  # accepted (False for NaN)
+            if E == 0:
+                factor = _MAX_FACTOR
+            else:
+                factor = _SAFETY * max(E, 1e-10) ** -alpha * e_prev**beta
+                factor = min(max(factor, _MIN_FACTOR), _MAX_FACTOR)
+            e_prev = max(E, 1e-4)
+            accepted += 1
+            ts.append(t_new)
+            xs.append(trial)
+            dts.append(dt)
+            pcs.append(k)
+            kss.append(ks)
+            t, x = t_new, trial
+            if t == bounds[k + 1] and k + 1 < n_pieces:
+                k, k1 = k + 1, None  # a new piece: the field changed
+            else:
+                k1 = ks[-1] if tab.fsal else None
+        else:
+            rejected += 1
+            if np.isfinite(E):
+                factor = min(1.0, max(_MIN_FACTOR, _SAFETY * E ** (-1 / order)))
+            else:
+                factor = _MIN_FACTOR
+        h = dt * factor
+    return _Steps(
+        np.array(ts), np.stack(xs), np.array(dts), np.array(pcs, dtype=np.intp), kss,
+        nfev, accepted, rejected,
+    )  # fmt: skip
+
+
+def _check_grid(grid: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    g = np.asarray(grid, dtype=np.float64)
+    if g.ndim != 1 or g.size < 2 or g[0] != 0.0 or g[-1] != bounds[-1] or np.any(np.diff(g) <= 0):
+        raise ValueError(
+            "a replay grid must be a strictly increasing 1-D array from 0.0 to T "
+            f"(= {bounds[-1]!r})"
+        )
+    return g
+
+
+def _replay_group(
+    params: Params, x0: np.ndarray, grid: np.ndarray, bounds: np.ndarray, tab: _Embedded,
+    field: str, act: str,
+) -> _Steps:  # fmt: skip
+    """Step the rows ``x0`` (N, D) exactly on ``grid`` (``dt = t_{j+1} - t_j``, the piece of
+    a step the one containing ``t_j``), without error control."""
+    rhs = _piece_rhs(params, field, act)
+    n_pieces = len(bounds) - 1
+    pcs = np.clip(np.searchsorted(bounds, grid[:-1], side="right") - 1, 0, n_pieces - 1)
+    x, k1, nfev = x0, None, 0
+    xs, dts, kss = [x0], [], []
+    for j in range(len(grid) - 1):
+        dt = float(grid[j + 1] - grid[j])
+        if j > 0 and pcs[j] != pcs[j - 1]:
+            k1 = None
+        nfev += len(tab.b) - (k1 is not None)
+        ks, x = _embedded_step(rhs(int(pcs[j])), x, dt, tab, k1)
+        k1 = ks[-1] if tab.fsal else None
+        xs.append(x)
+        dts.append(dt)
+        kss.append(ks)
+    n = len(grid) - 1
+    return _Steps(grid, np.stack(xs), np.array(dts), pcs.astype(np.intp), kss, nfev, n, 0)
+
+
+def _dense_weights(tab: _Embedded, theta: float) -> list[float]:
+    """``bt_i(theta)`` by Horner's rule (float64)."""
+    out = []
+    for row in tab.P:
+        acc = 0.0
+        for c in reversed(row):
+            acc = acc * theta + c
+        out.append(acc * theta)
+    return out
+
+
+def _hermite(
+    x0: np.ndarray, x1: np.ndarray, f0: np.ndarray, f1: np.ndarray, theta: float, dt: float
+) -> np.ndarray:
+    """Cubic Hermite ``(1-θ) x0 + θ x1 + θ(θ-1) ((1-2θ)(x1-x0) + (θ-1) dt f0 + θ dt f1)``;
+    each float64 coefficient cast to the state dtype, terms added left to right."""
+    c = x0.dtype.type
+    inner = c(1 - 2 * theta) * (x1 - x0) + c((theta - 1) * dt) * f0 + c(theta * dt) * f1
+    return c(1 - theta) * x0 + c(theta) * x1 + c(theta * (theta - 1)) * inner
+
+
+def _check_times(t: np.ndarray, T: float) -> np.ndarray:
+    tau = np.asarray(t, dtype=np.float64)
+    if tau.ndim != 1 or np.any(np.diff(tau) < 0) or np.any(tau < 0) or np.any(tau > T):
+        raise ValueError(f"output times t must be a sorted 1-D array within [0, T] (T = {T!r})")
+    return tau
+
+
+def _locate(ts: np.ndarray, tau: float) -> tuple[int, bool]:
+    """``(m, False)`` if ``tau == ts[m]`` (the output is that state), else ``(j, True)`` for
+    the first accepted step with ``t_j < tau <= t_{j+1}``."""
+    i = int(np.searchsorted(ts, tau, side="left"))
+    if ts[i] == tau:
+        return i, False
+    return i - 1, True
+
+
+def _dense_group(
+    steps: _Steps, tau: np.ndarray, tab: _Embedded, params: Params, field: str, act: str
+) -> np.ndarray:
+    """Dense output of one group at times ``tau`` -> (len(tau), N, D)."""
+    rhs = _piece_rhs(params, field, act)
+    out = np.empty((len(tau), *steps.xs.shape[1:]), dtype=steps.xs.dtype)
+    f_end: dict[int, np.ndarray] = {}
+    for m, s in enumerate(tau):
+        j, inside = _locate(steps.ts, float(s))
+        if not inside:
+            out[m] = steps.xs[j]
+            continue
+        dt = float(steps.dts[j])
+        theta = (float(s) - float(steps.ts[j])) / dt
+        ks = steps.ks[j]
+        if tab.P is not None:
+            out[m] = _combine(tuple(_dense_weights(tab, theta)), ks, dt, out.dtype, steps.xs[j])
+            continue
+        if tab.fsal:
+            f1 = ks[-1]
+        else:  # f_k(x_{j+1}): an extra evaluation (not counted in nfev)
+            if j not in f_end:
+                f_end[j] = rhs(int(steps.pieces[j]))(steps.xs[j + 1])
+            f1 = f_end[j]
+        out[m] = _hermite(steps.xs[j], steps.xs[j + 1], ks[0], f1, theta, dt)
+    return out
+
+
+def _embedded_step_vjp(
+    params: Params,
+    k: int,
+    x: np.ndarray,
+    xbar: np.ndarray,
+    dt: float,
+    tab: _Embedded,
+    field: str,
+    act: str,
+    grads: dict[str, np.ndarray],
+    kbar_extra: list[np.ndarray | None],
+) -> np.ndarray:
+    """Reverse of one step of :func:`_embedded_step` of ``f_k`` from ``x`` (N, D): ``xbar`` on
+    ``x_new``, ``kbar_extra[i]`` extra cotangents on the stages (dense output). Returns the
+    cotangent on ``x``; parameter cotangents are added into ``grads[key][k]``::
+
+        kbar_i = dt b_i xbar + kbar_extra_i + sum_{m>i} dt a_mi ybar_m,  ybar_i = J_i^T kbar_i
+    """
+    A, b = tab.A, tab.b
+    dtype = x.dtype
+    caches: list[FieldCache] = []
+
+    def f(y: np.ndarray) -> np.ndarray:
+        val, cache = _field_fwd(params, k, y, field, act, True)
+        caches.append(cache)
+        return val
+
+    _embedded_step(f, x, dt, tab, None)  # recompute the stages, keeping their caches
+    ybars: list[np.ndarray | None] = [None] * len(b)
+    for i in reversed(range(len(b))):
+        terms = [kbar_extra[i]] if kbar_extra[i] is not None else []
+        if b[i] != 0.0:
+            terms.insert(0, dtype.type(dt * b[i]) * xbar)
+        terms += [
+            dtype.type(dt * A[m][i]) * ybars[m]
+            for m in range(i + 1, len(b))
+            if A[m][i] != 0.0 and ybars[m] is not None
+        ]
+        if not terms:
+            continue  # stage i does not influence the outputs
+        ybars[i], pgrads = _field_vjp(params, k, caches[i], sum(terms[1:], terms[0]), field)
+        for key, g in pgrads.items():
+            grads[key][k] += g
+    out = xbar
+    for ybar in ybars:
+        if ybar is not None:
+            out = out + ybar
+    return out
+
+
+def _add(acc: np.ndarray | None, term: np.ndarray) -> np.ndarray:
+    return term if acc is None else acc + term
+
+
+def _group_vjp(
+    params: Params,
+    steps: _Steps,
+    tab: _Embedded,
+    field: str,
+    act: str,
+    xbar: np.ndarray,
+    tau: np.ndarray | None,
+    vbar: np.ndarray | None,
+    grads: dict[str, np.ndarray],
+) -> np.ndarray:
+    """Discrete reverse sweep of one group on its frozen grid: ``xbar`` (N, D) on the final
+    state, ``vbar`` (len(tau), N, D) on the dense outputs at ``tau``. Returns ``xbar_0``.
+
+    A dense output ``y = x_j + sum_i cast(dt bt_i) K_i`` adds ``ybar`` to ``xbar_j`` and
+    ``dt bt_i ybar`` to ``kbar_i``; the Hermite one adds its coefficients' multiples of ``ybar``
+    to ``x_j``, ``x_{j+1}``, ``K_1 = f_k(x_j)`` and ``f_k(x_{j+1})`` (``K_s`` with FSAL, else
+    an extra field evaluation pulled back here)."""
+    n, s = len(steps.dts), len(tab.b)
+    dtype = steps.xs.dtype
+    at_state: list[np.ndarray | None] = [None] * (n + 1)
+    in_step: list[list[tuple[float, np.ndarray]]] = [[] for _ in range(n)]
+    for m in range(0 if tau is None else len(tau)):
+        j, inside = _locate(steps.ts, float(tau[m]))
+        if inside:
+            theta = (float(tau[m]) - float(steps.ts[j])) / float(steps.dts[j])
+            in_step[j].append((theta, vbar[m]))
+        else:
+            at_state[j] = _add(at_state[j], vbar[m])
+    if at_state[n] is not None:
+        xbar = xbar + at_state[n]
+    for j in reversed(range(n)):
+        dt, k = float(steps.dts[j]), int(steps.pieces[j])
+        kbar: list[np.ndarray | None] = [None] * s
+        xbar_j = at_state[j]
+        f1bar = None
+        for theta, ybar in in_step[j]:
+            if tab.P is not None:
+                for i, w in enumerate(_dense_weights(tab, theta)):
+                    if w != 0.0:
+                        kbar[i] = _add(kbar[i], dtype.type(dt * w) * ybar)
+                xbar_j = _add(xbar_j, ybar)
+                continue
+            c = theta * (theta - 1)
+            xbar_j = _add(xbar_j, dtype.type((1 - theta) - c * (1 - 2 * theta)) * ybar)
+            xbar = xbar + dtype.type(theta + c * (1 - 2 * theta)) * ybar
+            kbar[0] = _add(kbar[0], dtype.type(c * (theta - 1) * dt) * ybar)
+            g1 = dtype.type(c * theta * dt) * ybar
+            if tab.fsal:
+                kbar[-1] = _add(kbar[-1], g1)
+            else:
+                f1bar = _add(f1bar, g1)
+        if f1bar is not None:  # the extra evaluation f_k(x_{j+1}) of the Hermite interpolant
+            _, cache = _field_fwd(params, k, steps.xs[j + 1], field, act, True)
+            jt, pgrads = _field_vjp(params, k, cache, f1bar, field)
+            xbar = xbar + jt
+            for key, g in pgrads.items():
+                grads[key][k] += g
+        xbar = _embedded_step_vjp(params, k, steps.xs[j], xbar, dt, tab, field, act, grads, kbar)
+        if xbar_j is not None:
+            xbar = xbar + xbar_j
+    return xbar
+
+
+def _fixed_steps(
+    params: Params, x0: np.ndarray, T: float, substeps: int, method: str, field: str, act: str
+) -> _Steps:
+    """The fixed-step trajectory of :func:`odeint` as accepted steps: times
+    ``t_j = (T * j) / steps`` (the last ``T``), step size ``T / steps``, ``K_1 = f_k(x_j)``."""
+    steps = _num_pieces(params, field) * substeps
+    dt = float(T) / steps
+    traj = _solve(params, x0, dt, substeps, _tableau(method), field, act, True)
+    ts = np.array([(float(T) * j) / steps for j in range(steps + 1)])
+    ts[-1] = float(T)
+    pieces = np.arange(steps, dtype=np.intp) // substeps
+    rhs = _piece_rhs(params, field, act)
+    ks = [[rhs(int(pieces[j]))(traj[j])] for j in range(steps)]
+    s = len(_tableau(method)[1])
+    return _Steps(ts, traj, np.full(steps, dt), pieces, ks, s * steps, steps, 0)
+
+
+_Groups = list[tuple[np.ndarray, _Steps]]
+
+
+def _run(
+    params: Params,
+    x0: np.ndarray,
+    *,
+    T: float,
+    substeps: int,
+    method: str,
+    field: str,
+    act: str,
+    rtol: float,
+    atol: float,
+    first_step: float | None,
+    max_steps: int,
+    step_control: str,
+    grid: np.ndarray | list[np.ndarray] | None,
+) -> _Groups:
+    """Forward pass as groups ``(rows, steps)``: samples ``rows`` share the accepted steps."""
+    _check("method", method, METHODS + ADAPTIVE_METHODS)
+    tab = _EMBEDDED[method]
+    bounds = _bounds(T, _num_pieces(params, field))
+    n = x0.shape[0]
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if grid is not None:
+            if isinstance(grid, (list, tuple)) or np.ndim(grid) == 2:
+                if len(grid) != n:
+                    raise ValueError(f"grid: expected one array per sample ({n}), got {len(grid)}")
+                return [
+                    (np.array([i]), _replay_group(
+                        params, x0[i : i + 1], _check_grid(grid[i], bounds), bounds, tab, field, act
+                    ))
+                    for i in range(n)
+                ]  # fmt: skip
+            g = _check_grid(grid, bounds)
+            return [(np.arange(n), _replay_group(params, x0, g, bounds, tab, field, act))]
+        if method in METHODS:
+            return [(np.arange(n), _fixed_steps(params, x0, T, substeps, method, field, act))]
+        _check("step_control", step_control, ("sample", "batch"))
+        if not (rtol >= 0 and atol >= 0 and rtol + atol > 0):
+            raise ValueError(f"rtol and atol must be >= 0, not both 0 (got {rtol}, {atol})")
+        if first_step is not None and not first_step > 0:
+            raise ValueError(f"first_step must be positive, got {first_step}")
+        if int(max_steps) < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        args = (bounds, tab, field, act, float(rtol), float(atol), first_step, int(max_steps))
+        if step_control == "batch":
+            return [(np.arange(n), _adaptive_group(params, x0, np.arange(n), *args))]
+        return [
+            (np.array([i]), _adaptive_group(params, x0[i : i + 1], np.array([i]), *args))
+            for i in range(n)
+        ]
+
+
+def _final(groups: _Groups, x0: np.ndarray) -> np.ndarray:
+    out = np.empty_like(x0)
+    for rows, steps in groups:
+        out[rows] = steps.xs[-1]
+    return out
+
+
+def _dense(
+    groups: _Groups, x0: np.ndarray, tau: np.ndarray, method: str, params: Params, field: str,
+    act: str,
+) -> np.ndarray:  # fmt: skip
+    out = np.empty((len(tau), *x0.shape), dtype=x0.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for rows, steps in groups:
+            out[:, rows] = _dense_group(steps, tau, _EMBEDDED[method], params, field, act)
+    return out
+
+
+def _stats(groups: _Groups, n: int) -> dict[str, object]:
+    nfev, accepted, rejected = (np.zeros(n, dtype=np.int64) for _ in range(3))
+    grid: list[np.ndarray | None] = [None] * n
+    for rows, steps in groups:
+        nfev[rows], accepted[rows], rejected[rows] = steps.nfev, steps.accepted, steps.rejected
+        for i in rows:
+            grid[int(i)] = steps.ts.copy()
+    return {"nfev": nfev, "accepted": accepted, "rejected": rejected, "grid": grid}
+
+
 # --------------------------------------------------------------------------- neural ODE
 
 
@@ -689,13 +1369,71 @@ def odeint(
     field: str,
     activation: str,
     augment: int = 0,
-) -> np.ndarray:
-    """RK solution of ``x' = f_{theta(t)}(x)`` on the step grid; X (N, dim) ->
-    (steps+1, N, D), ``steps = pieces * substeps`` (pieces = leading axis of the field
-    params), ``x_0 = [X, 0]``."""
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100_000,
+    step_control: str = "sample",
+    t: np.ndarray | None = None,
+    grid: np.ndarray | list[np.ndarray] | None = None,
+    stats: bool = False,
+) -> np.ndarray | tuple[np.ndarray, dict[str, object]]:
+    """Solution of ``x' = f_{theta(t)}(x)`` on ``[0, T]``, ``x_0 = [X, 0]``; X (N, dim).
+
+    Fixed-step methods (``euler``, ``midpoint``, ``rk4``; ``steps = pieces * substeps``, pieces
+    = leading axis of the field params): the states on the step grid (steps+1, N, D).
+    Adaptive methods (``dopri5``, ``tsit5``, ``bosh3``; docs/adaptive.md, ``substeps``
+    unused): the final states (N, D), with tolerances ``rtol``, ``atol``, ``first_step`` (None:
+    Hairer's heuristic), ``max_steps`` attempts and ``step_control`` ``"sample"`` or
+    ``"batch"``. ``grid`` (one float64 array, or one per sample, from 0.0 to T) replays that
+    grid with the method's tableau, no error control; the result is then the final states.
+    ``t`` (sorted, in [0, T]): the dense output at those times instead, (len(t), N, D).
+    ``stats=True`` also returns ``{"nfev", "accepted", "rejected"}`` ((N,) int arrays) and
+    ``"grid"`` (a list of N float64 arrays of accepted times, 0.0 .. T). Raises
+    :class:`StepSizeError` (a ``ValueError``) or :class:`NonFiniteError` when a step fails.
+    """
     x0 = _augment(params, X, augment, field)
-    dt = float(T) / (_num_pieces(params, field) * int(substeps))
-    return _solve(params, x0, dt, int(substeps), _tableau(method), field, activation, True)
+    tau = None if t is None else _check_times(t, float(T))
+    if method in METHODS and grid is None and tau is None and not stats:
+        dt = float(T) / (_num_pieces(params, field) * int(substeps))
+        return _solve(params, x0, dt, int(substeps), _tableau(method), field, activation, True)
+    groups = _run(
+        params, x0, T=float(T), substeps=int(substeps), method=method, field=field,
+        act=activation, rtol=rtol, atol=atol, first_step=first_step, max_steps=max_steps,
+        step_control=step_control, grid=grid,
+    )  # fmt: skip
+    if tau is not None:
+        result = _dense(groups, x0, tau, method, params, field, activation)
+    elif method in METHODS and grid is None:
+        result = groups[0][1].xs
+    else:
+        result = _final(groups, x0)
+    return (result, _stats(groups, x0.shape[0])) if stats else result
+
+
+def _adaptive_vjp(
+    params: Params,
+    groups: _Groups,
+    method: str,
+    field: str,
+    act: str,
+    x0: np.ndarray,
+    cotangent: np.ndarray,
+    tau: np.ndarray | None,
+    grads: dict[str, np.ndarray],
+) -> np.ndarray:
+    """Discrete reverse sweep of every group on its frozen grid; ``cotangent`` (N, D) on the
+    final states, or (len(tau), N, D) on the dense outputs. Returns ``xbar_0`` (N, D)."""
+    v = np.asarray(cotangent).astype(x0.dtype, copy=False)
+    xbar0 = np.empty_like(x0)
+    zero = np.zeros_like(x0)
+    for rows, steps in groups:
+        xbar_T = zero[rows] if tau is not None else v[rows]
+        vbar = v[:, rows] if tau is not None else None
+        xbar0[rows] = _group_vjp(
+            params, steps, _EMBEDDED[method], field, act, xbar_T, tau, vbar, grads
+        )
+    return xbar0
 
 
 def node_forward(
@@ -708,8 +1446,21 @@ def node_forward(
     field: str,
     activation: str,
     augment: int = 0,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100_000,
+    step_control: str = "sample",
 ) -> np.ndarray:
-    """Logits ``x_steps P^T + c`` of the neural ODE; X (N, dim) -> (N, classes)."""
+    """Logits ``x_T P^T + c`` of the neural ODE; X (N, dim) -> (N, classes). Adaptive methods
+    take the options of :func:`odeint`."""
+    if method in ADAPTIVE_METHODS:
+        xT = odeint(
+            params, X, T=T, method=method, field=field, activation=activation, augment=augment,
+            rtol=rtol, atol=atol, first_step=first_step, max_steps=max_steps,
+            step_control=step_control,
+        )  # fmt: skip
+        return xT @ params["P"].T + params["c"]
     x0 = _augment(params, X, augment, field)
     dt = float(T) / (_num_pieces(params, field) * int(substeps))
     xT = _solve(params, x0, dt, int(substeps), _tableau(method), field, activation, False)
@@ -731,12 +1482,39 @@ def node_loss_and_grad(
     weight_decay: float = 0.0,
     turnpike: bool = False,
     gradient: str = "discrete",
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100_000,
+    step_control: str = "sample",
 ) -> tuple[float, dict[str, np.ndarray]]:
     """Discretised neural-ODE loss (terminal, or trapezoid running loss if ``turnpike``) plus
     weight decay, and its gradient: exact (``gradient="discrete"``) or by the continuous
     backsolve adjoint (``"adjoint"``; the loss value is the same discretised one).
     X (N, dim); y (N,) int labels or (N, classes) targets. Returns ``(loss, grads)`` with the
-    same keys / shapes / dtypes as ``params``."""
+    same keys / shapes / dtypes as ``params``. Adaptive methods (options of :func:`odeint`):
+    terminal loss only (``turnpike`` raises ``ValueError``) and the discrete gradient on the
+    frozen accepted grid (``"adjoint"`` raises ``NotImplementedError``)."""
+    if method in ADAPTIVE_METHODS:
+        if turnpike:
+            raise ValueError("turnpike losses need a fixed-step method (euler, midpoint, rk4)")
+        _check("gradient", gradient, ("discrete", "adjoint"))
+        if gradient == "adjoint":
+            raise NotImplementedError("the adjoint gradient of adaptive methods")
+        _check("loss", loss, LOSSES)
+        keys = _field_keys(field)
+        x0 = _augment(params, X, augment, field)
+        groups = _run(
+            params, x0, T=float(T), substeps=1, method=method, field=field, act=activation,
+            rtol=rtol, atol=atol, first_step=first_step, max_steps=max_steps,
+            step_control=step_control, grid=None,
+        )  # fmt: skip
+        value, xbar, gP, gc = _state_loss(params, _final(groups, x0), y, loss)
+        grads = _zero_grads(params, keys, x0.dtype)
+        _adaptive_vjp(params, groups, method, field, activation, x0, xbar, None, grads)
+        grads["P"], grads["c"] = gP, gc
+        value += _regulariser(params, keys, weight_decay)
+        return value, _finish_grads(params, grads, keys, weight_decay)
     dt = float(T) / (_num_pieces(params, field) * int(substeps))
     return _loss_and_grad(
         params,
@@ -767,19 +1545,46 @@ def odeint_vjp(
     activation: str,
     augment: int = 0,
     gradient: str = "discrete",
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100_000,
+    step_control: str = "sample",
+    t: np.ndarray | None = None,
+    grid: np.ndarray | list[np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Vector-Jacobian product of the final state ``x_steps`` (N, D) of :func:`odeint` with
-    ``cotangent`` (N, D), or of all states with ``cotangent`` (steps + 1, N, D) (``v_j`` on
-    ``x_j``). Returns ``(grads, dX)``: grads of the field params only (their keys, shapes,
-    dtypes) and ``dX = xbar_0[:, :dim]`` of shape (N, dim). ``gradient="adjoint"`` uses the
-    backsolve adjoint with ``a(T) = v_steps``, the jumps ``a(t_j) += v_j`` and no loss terms."""
+    """Vector-Jacobian product of :func:`odeint`. Returns ``(grads, dX)``: grads of the field
+    params only (their keys, shapes, dtypes) and ``dX = xbar_0[:, :dim]`` of shape (N, dim).
+
+    Fixed-step methods without ``t`` / ``grid``: ``cotangent`` (N, D) on the final state
+    ``x_steps``, or (steps + 1, N, D) on all states (``v_j`` on ``x_j``);
+    ``gradient="adjoint"`` uses the backsolve adjoint with ``a(T) = v_steps``, the jumps
+    ``a(t_j) += v_j`` and no loss terms. Otherwise (adaptive methods, ``grid`` replays,
+    dense output at ``t``): the discrete gradient of the computed solution with the accepted
+    grid frozen, ``cotangent`` (N, D) on the final states or (len(t), N, D) on the dense
+    outputs at ``t`` (the interpolant is differentiated too)."""
     _check("gradient", gradient, ("discrete", "adjoint"))
     keys = _field_keys(field)
     x0 = _augment(params, X, augment, field)
+    grads = _zero_grads(params, keys, x0.dtype)
+    field_params = {key: params[key] for key in keys}
+    if method in ADAPTIVE_METHODS or grid is not None or t is not None:
+        if gradient == "adjoint":
+            raise NotImplementedError(
+                "the adjoint gradient of adaptive methods, replays, dense output"
+            )
+        tau = None if t is None else _check_times(t, float(T))
+        groups = _run(
+            params, x0, T=float(T), substeps=int(substeps), method=method, field=field,
+            act=activation, rtol=rtol, atol=atol, first_step=first_step, max_steps=max_steps,
+            step_control=step_control, grid=grid,
+        )  # fmt: skip
+        xbar0 = _adaptive_vjp(params, groups, method, field, activation, x0, cotangent, tau, grads)
+        dX = np.ascontiguousarray(xbar0[:, : np.shape(X)[1]])
+        return _finish_grads(field_params, grads, keys, 0.0), dX
     substeps = int(substeps)
     dt = float(T) / (_num_pieces(params, field) * substeps)
     tableau = _tableau(method)
-    grads = _zero_grads(params, keys, x0.dtype)
     v = np.asarray(cotangent).astype(x0.dtype, copy=False)
     every = v.ndim == 3  # (steps + 1, N, D): v_j on every state x_j
     xbar = v[-1] if every else v
@@ -796,5 +1601,4 @@ def odeint_vjp(
             jumps=v if every else None,
         )  # fmt: skip
     dX = np.ascontiguousarray(xbar0[:, : np.shape(X)[1]])
-    field_params = {key: params[key] for key in keys}
     return _finish_grads(field_params, grads, keys, 0.0), dX
