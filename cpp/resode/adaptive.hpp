@@ -68,7 +68,10 @@ struct AdaptiveProblem {
   const double* times = nullptr;
   index_t n_times = 0;
   index_t pieces() const { return pb->dyn.field.pieces; }
-  double boundary(index_t k) const { return (T_end * double(k)) / double(pieces()); }
+  // t_k = (T k) / pieces, and T itself for k = pieces ((T K) / K is not always T).
+  double boundary(index_t k) const {
+    return k == pieces() ? T_end : (T_end * double(k)) / double(pieces());
+  }
 };
 
 namespace detail {
@@ -118,17 +121,18 @@ void interpolate_column(const EmbeddedTableau& tab, int stages, index_t D, index
   }
 }
 
-// E_s = rms_d( err_d / (atol + rtol max(|x_d|, |x_new_d|)) ),  err = dt_s sum_i e_i K_i.
+// E_s = rms_d( err_d / (atol + rtol max(|x_d|, |x_new_d|)) ),  err = sum_i T(dt_s e_i) K_i
+// (in the state's dtype, like the stages; the norm in float64).
 template <class T>
 void error_norms(const EmbeddedTableau& tab, index_t D, index_t n, const T* x, const T* xnew,
                  const T* const* K, const double* dt, double rtol, double atol, double* E) {
   std::fill(E, E + n, 0.0);
   for (index_t d = 0; d < D; ++d)
     for (index_t s = 0; s < n; ++s) {
-      double err = 0.0;
+      T acc = T(0);
       for (int i = 0; i < tab.stages; ++i)
-        if (tab.e[i] != 0.0) err += tab.e[i] * double(K[i][d * n + s]);
-      err *= dt[s];
+        if (tab.e[i] != 0.0) acc += T(dt[s] * tab.e[i]) * K[i][d * n + s];
+      const double err = double(acc);
       const double a = std::abs(double(x[d * n + s])), b = std::abs(double(xnew[d * n + s]));
       const double r = err / (atol + rtol * std::max(a, b));
       E[s] += r * r;

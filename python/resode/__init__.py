@@ -7,7 +7,7 @@ NumPy API on top of it. ``resode.reference`` is the same mathematics in plain Nu
 from __future__ import annotations
 
 from . import _core, datasets, io, optim, reference, training
-from ._core import NonFiniteError, get_num_threads, set_num_threads
+from ._core import NonFiniteError, StepSizeError, get_num_threads, set_num_threads
 from .io import load
 from .models import NeuralODE, ResNet
 from .odeint import odeint, odeint_vjp
@@ -51,6 +51,7 @@ __all__ = [
     "History",
     "NeuralODE",
     "NonFiniteError",
+    "StepSizeError",
     "ResNet",
     "TrainingDiverged",
     "__version__",

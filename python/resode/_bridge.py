@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _core
 from ._validation import check_choice, check_int, check_positive
-from .models import ACTIVATIONS, FIELDS, GRADIENTS, METHODS, field_param_names, field_param_shapes
+from .models import ACTIVATIONS, FIELDS, FIXED_METHODS, GRADIENTS, field_param_names, field_param_shapes
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def flow(
     resolved = Flow(
         field=field,
         activation=check_choice("activation", activation, ACTIVATIONS),
-        method=check_choice("method", method, METHODS),
+        method=check_choice("method", method, FIXED_METHODS),
         dt=T / (pieces * substeps),
         substeps=substeps,
         augment=augment,

@@ -127,3 +127,72 @@ def train_epoch(
     bound: float = 0.0,
     fixed_projection: bool = False,
 ) -> dict[str, Any]: ...
+
+class StepSizeError(ValueError):
+    """An adaptive step-size failure: max_steps reached or a step below the resolution of t."""
+
+    sample: int
+    t: float
+    dt: float
+    error: float
+
+def adaptive_solve(
+    X: np.ndarray,
+    theta: Sequence[np.ndarray],
+    *,
+    field: str,
+    activation: str,
+    method: str,
+    T: float,
+    substeps: int = 1,
+    augment: int = 0,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
+    step_control: str = "sample",
+    t: np.ndarray | None = None,
+    grid: Any = None,
+) -> tuple[np.ndarray, dict[str, Any] | None]: ...
+def adaptive_vjp(
+    X: np.ndarray,
+    cotangent: np.ndarray,
+    theta: Sequence[np.ndarray],
+    *,
+    field: str,
+    activation: str,
+    method: str,
+    T: float,
+    substeps: int = 1,
+    augment: int = 0,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
+    step_control: str = "sample",
+    t: np.ndarray | None = None,
+    grid: Any = None,
+    checkpoints: int = 0,
+) -> tuple[list[np.ndarray], np.ndarray, dict[str, Any] | None]: ...
+def adaptive_loss_and_grad(
+    X: np.ndarray,
+    y: np.ndarray,
+    theta: Sequence[np.ndarray],
+    P: np.ndarray,
+    c: np.ndarray,
+    *,
+    field: str,
+    activation: str,
+    method: str,
+    T: float,
+    augment: int = 0,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
+    step_control: str = "sample",
+    loss: str = "cross_entropy",
+    weight_decay: float = 0.0,
+    grid: Any = None,
+    checkpoints: int = 0,
+) -> tuple[float, list[np.ndarray], np.ndarray, np.ndarray, dict[str, Any] | None]: ...

@@ -72,6 +72,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "turnpike": False,
     "gradient": "discrete",
     "checkpoints": None,
+    "rtol": None,
+    "atol": None,
+    "step_control": None,
     "dtype": "float64",
     # training
     "epochs": 300,
@@ -234,6 +237,9 @@ def _add_run_options(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) ->
     g.add_argument("--turnpike", action="store_true", default=None, help="integrated loss")
     g.add_argument("--gradient", choices=GRADIENTS, help="default %(default)s")
     g.add_argument("--checkpoints", type=_int(1), help="stored states (discrete gradient)")
+    g.add_argument("--rtol", type=_float(), help="adaptive methods' relative tolerance (1e-7)")
+    g.add_argument("--atol", type=_float(), help="adaptive methods' absolute tolerance (1e-9)")
+    g.add_argument("--step-control", choices=("sample", "batch"), help="adaptive (sample)")
     g.add_argument("--dtype", choices=("float64", "float32"), help="default %(default)s")
 
     g = p.add_argument_group("training")
@@ -449,13 +455,17 @@ def _not_applicable(args: argparse.Namespace) -> dict[str, str]:
     """Options that mean nothing for this run, each with the reason (``dest -> reason``)."""
     out: dict[str, str] = {}
     if args.model == "resnet":
-        for dest in ("pieces", "substeps", "method", "turnpike", "gradient", "checkpoints"):
+        for dest in ("pieces", "substeps", "method", "turnpike", "gradient", "checkpoints",
+                     "rtol", "atol", "step_control"):  # fmt: skip
             out[dest] = "applies to --model node only"
         if args.h is not None:
             out["T"] = "does not apply with --h (a ResNet's h is T / layers otherwise)"
     else:
         for dest in ("layers", "h"):
             out[dest] = "applies to --model resnet only"
+        if args.method not in ("dopri5", "tsit5", "bosh3"):
+            for dest in ("rtol", "atol", "step_control"):
+                out[dest] = f"applies to the adaptive methods only (not --method {args.method})"
     if args.field != "bottleneck":
         out["hidden"] = f"applies to --field bottleneck only (not {args.field})"
     if args.optimizer == "adam":
@@ -592,6 +602,9 @@ def _build_model(args: argparse.Namespace, dim: int, classes: int) -> Any:
         turnpike=bool(args.turnpike),
         gradient=args.gradient,
         checkpoints=args.checkpoints,
+        rtol=args.rtol,
+        atol=args.atol,
+        step_control=args.step_control,
         **common,
     )
 

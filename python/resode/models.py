@@ -4,6 +4,7 @@ with piecewise-constant controls). Both hold their parameters in a plain dict of
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -19,12 +20,34 @@ from ._validation import (
     resolve_dtype,
 )
 
-__all__ = ["ACTIVATIONS", "FIELDS", "GRADIENTS", "LOSSES", "METHODS", "NeuralODE", "ResNet"]
+__all__ = [
+    "ACTIVATIONS",
+    "ADAPTIVE_METHODS",
+    "FIELDS",
+    "GRADIENTS",
+    "LOSSES",
+    "METHODS",
+    "NeuralODE",
+    "ResNet",
+    "adaptive_options",
+    "summarize_stats",
+]
 
 FIELDS = ("outside", "inside", "bottleneck")
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "leaky_relu", "identity")
 LOSSES = ("cross_entropy", "mse")
-METHODS = ("euler", "midpoint", "rk4")
+FIXED_METHODS = ("euler", "midpoint", "rk4")
+ADAPTIVE_METHODS = ("dopri5", "tsit5", "bosh3")
+METHODS = FIXED_METHODS + ADAPTIVE_METHODS
+STEP_CONTROLS = ("sample", "batch")
+# The adaptive options and their defaults (docs/adaptive.md).
+ADAPTIVE_DEFAULTS: dict[str, Any] = {
+    "rtol": 1e-7,
+    "atol": 1e-9,
+    "first_step": None,
+    "max_steps": 100_000,
+    "step_control": "sample",
+}
 GRADIENTS = ("discrete", "adjoint")
 
 
@@ -71,6 +94,46 @@ def r2_score(y: np.ndarray, z: np.ndarray) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):
         r2 = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
     return float(np.mean(r2))
+
+
+def adaptive_options(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The checked adaptive options (``rtol``, ``atol``, ``first_step``, ``max_steps``,
+    ``step_control``; ``None`` = the default) for ``method``: their defaults filled in for an
+    adaptive method, an error naming them when given with a fixed-step method (``{}``)."""
+    set_ = sorted(k for k, v in given.items() if v is not None)
+    if method not in ADAPTIVE_METHODS:
+        if set_:
+            raise ValueError(
+                f"{', '.join(set_)} apply to the adaptive methods {ADAPTIVE_METHODS} only, not "
+                f"to method={method!r} (a fixed step dt = T / (pieces * substeps))"
+            )
+        return {}
+    out = {k: (ADAPTIVE_DEFAULTS[k] if given.get(k) is None else given[k]) for k in ADAPTIVE_DEFAULTS}
+    out["rtol"] = check_positive("rtol", out["rtol"], allow_zero=True)
+    out["atol"] = check_positive("atol", out["atol"], allow_zero=True)
+    if out["rtol"] == 0 and out["atol"] == 0:
+        raise ValueError("rtol and atol must not both be 0")
+    if out["first_step"] is not None:
+        out["first_step"] = check_positive("first_step", out["first_step"])
+    out["max_steps"] = check_int("max_steps", out["max_steps"], 1)
+    out["step_control"] = check_choice("step_control", out["step_control"], STEP_CONTROLS)
+    return out
+
+
+def summarize_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """Totals and min/median/max over samples of an adaptive run's per-sample counts
+    (``nfev``, ``accepted``, ``rejected``, each ``(N,)`` int64), plus the arrays themselves and
+    each sample's accepted ``grid``."""
+    out: dict[str, Any] = {}
+    for key in ("nfev", "accepted", "rejected"):
+        counts = np.asarray(stats[key])
+        out[key] = int(counts.sum())
+        out[f"{key}_per_sample"] = counts
+        out[f"{key}_min"] = int(counts.min())
+        out[f"{key}_median"] = float(np.median(counts))
+        out[f"{key}_max"] = int(counts.max())
+    out["grid"] = list(stats["grid"])
+    return out
 
 
 class _Model:
@@ -397,7 +460,17 @@ class NeuralODE(_Model):
         Number of constant pieces of the controls (leading axis of the field parameters).
     substeps : int
         Integrator steps per piece.
-    method : {"euler", "midpoint", "rk4"}
+    method : {"euler", "midpoint", "rk4", "dopri5", "tsit5", "bosh3"}
+        Fixed-step methods (orders 1, 2, 4) or the adaptive embedded pairs Dormand-Prince
+        5(4), Tsitouras 5(4) and Bogacki-Shampine 3(2) (docs/adaptive.md): every sample gets
+        its own accepted step sequence, steps land on each piece boundary ``k T / pieces``, and
+        ``model.stats`` holds the function evaluations and steps of the last run.
+    rtol, atol, first_step, max_steps, step_control
+        Adaptive methods only (a ValueError with a fixed-step method): the error norm's
+        tolerances (default ``1e-7``, ``1e-9``), the first step (``None``: Hairer's
+        heuristic), the attempted steps allowed per sample (default ``100_000``, then
+        :class:`resode.StepSizeError`), and ``"sample"`` (default: per-sample step sequences)
+        or ``"batch"`` (one sequence from the max error over the batch, as torchdiffeq).
     turnpike : bool
         Replace the terminal data loss by its time integral, by the trapezoid rule on the step
         grid: ``dt * (l_0/2 + l_1 + ... + l_{steps-1} + l_steps/2)``.
@@ -450,6 +523,11 @@ class NeuralODE(_Model):
         checkpoints: int | None = None,
         dtype: Any = "float64",
         seed: Any = None,
+        rtol: float | None = None,
+        atol: float | None = None,
+        first_step: float | None = None,
+        max_steps: int | None = None,
+        step_control: str | None = None,
     ) -> None:
         self.T = check_positive("T", T)
         self.pieces = check_int("pieces", pieces, 1)
@@ -459,6 +537,21 @@ class NeuralODE(_Model):
         if not isinstance(turnpike, (bool, np.bool_)):
             raise TypeError(f"turnpike must be a bool, got {type(turnpike).__name__}")
         self.turnpike = bool(turnpike)
+        adaptive = adaptive_options(
+            self.method,
+            {"rtol": rtol, "atol": atol, "first_step": first_step, "max_steps": max_steps,
+             "step_control": step_control},
+        )  # fmt: skip
+        #: The adaptive options (None with a fixed-step method).
+        self.rtol: float | None = adaptive.get("rtol")
+        self.atol: float | None = adaptive.get("atol")
+        self.first_step: float | None = adaptive.get("first_step")
+        self.max_steps: int | None = adaptive.get("max_steps")
+        self.step_control: str | None = adaptive.get("step_control")
+        #: Statistics of the last adaptive run (see :func:`summarize_stats`); None before one.
+        self.stats: dict[str, Any] | None = None
+        if self.adaptive:
+            self._check_adaptive_options()
         self.checkpoints = None if checkpoints is None else check_int("checkpoints", checkpoints, 1)
         if self.checkpoints is not None and self.gradient != "discrete":
             raise ValueError(
@@ -479,6 +572,28 @@ class NeuralODE(_Model):
             dtype=dtype,
             seed=seed,
         )
+
+    def _check_adaptive_options(self) -> None:
+        if self.substeps != 1:
+            raise ValueError(
+                f"substeps applies to the fixed-step methods; method={self.method!r} chooses its "
+                "own steps (use rtol/atol)"
+            )
+        if self.turnpike:
+            raise ValueError(
+                "turnpike=True is defined by the trapezoid rule on a fixed step grid; use a "
+                "fixed-step method (euler, midpoint, rk4) for turnpike losses"
+            )
+        if self.gradient != "discrete":
+            raise ValueError(
+                "gradient='adjoint' is not available with the adaptive methods yet; use "
+                "gradient='discrete' (the exact gradient on the accepted steps)"
+            )
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether ``method`` is an adaptive embedded pair (dopri5, tsit5, bosh3)."""
+        return self.method in ADAPTIVE_METHODS
 
     @property
     def steps(self) -> int:
@@ -502,7 +617,96 @@ class NeuralODE(_Model):
             "gradient": self.gradient,
             "checkpoints": self.checkpoints,
             **self._shared_config(),
+            **self._adaptive_options(),
         }
+
+    def _adaptive_options(self) -> dict[str, Any]:
+        """``rtol``, ``atol``, ``first_step``, ``max_steps``, ``step_control``: adaptive only."""
+        return {k: getattr(self, k) for k in ADAPTIVE_DEFAULTS} if self.adaptive else {}
+
+    def _adaptive_args(self) -> dict[str, Any]:
+        return {
+            "field": self.field,
+            "activation": self.activation,
+            "method": self.method,
+            "T": self.T,
+            "augment": self.augment,
+            **self._adaptive_options(),
+        }
+
+    def _record(self, stats: Mapping[str, Any] | None) -> None:
+        if stats is not None:
+            self.stats = summarize_stats(stats)
+
+    def forward(self, X: Any) -> np.ndarray:
+        if not self.adaptive:
+            return super().forward(X)
+        final, stats = _core.adaptive_solve(self._X(X), self._theta(), **self._adaptive_args())
+        self._record(stats)
+        logits = final @ self._param("P").T + self._param("c")
+        if not np.all(np.isfinite(logits)):
+            raise _core.NonFiniteError(
+                "the logits x P^T + c are not finite: the readout overflowed (the final states "
+                "or P, c are too large)"
+            )
+        return logits
+
+    def trajectory(self, X: Any, t: Any = None) -> np.ndarray:
+        """The states, shape ``(len(t), N, D)``, ``D = dim + augment``.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, dim)
+        t : array_like of float, shape (Q,), optional
+            Output times, sorted, in ``[0, T]``: the dense output of each method's continuous
+            extension (cubic Hermite for euler, midpoint, rk4 and bosh3, the methods' own
+            interpolants for dopri5 and tsit5), computed in the same sweep. Default: the step
+            grid ``t_j = j dt`` for a fixed-step method, the piece boundaries ``k T / pieces``
+            for an adaptive one (where every sample has an accepted step).
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> model = resode.NeuralODE(2, T=1.0, pieces=4, method="dopri5", seed=0)
+        >>> model.trajectory(np.ones((3, 2)), t=[0.0, 0.1, 0.5]).shape
+        (3, 3, 2)
+        """
+        if t is None and not self.adaptive:
+            return super().trajectory(X)
+        if t is None:
+            t = (self.T * np.arange(self.pieces + 1)) / self.pieces
+        times = as_float_array("t", t, np.dtype(np.float64))
+        if times.ndim != 1:
+            raise ValueError(f"t must be a 1-d array of times, got shape {times.shape}")
+        args = self._adaptive_args()
+        if not self.adaptive:
+            args["substeps"] = self.substeps
+        states, stats = _core.adaptive_solve(self._X(X), self._theta(), **args, t=times)
+        self._record(stats)
+        return states
+
+    def loss_and_grad(self, X: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
+        if not self.adaptive:
+            return super().loss_and_grad(X, y)
+        Xc = self._X(X)
+        targets = self._targets(y, Xc.shape[0])
+        loss, dtheta, dP, dc, stats = _core.adaptive_loss_and_grad(
+            Xc,
+            targets,
+            self._theta(),
+            self._param("P"),
+            self._param("c"),
+            **self._adaptive_args(),
+            loss=self.loss,
+            weight_decay=self.weight_decay,
+            checkpoints=self.checkpoints or 0,
+        )
+        self._record(stats)
+        grads = dict(zip(field_param_names(self.field), dtheta))
+        grads.update(P=dP, c=dc)
+        return float(loss), grads
+
+    loss_and_grad.__doc__ = _Model.loss_and_grad.__doc__
 
     def _sweep_args(self) -> dict[str, Any]:
         return {

@@ -13,18 +13,49 @@ from . import _core
 from ._validation import as_features, as_float_array, check_choice, check_int, check_positive
 from .models import (
     ACTIVATIONS,
+    ADAPTIVE_METHODS,
     FIELDS,
     GRADIENTS,
     METHODS,
     NeuralODE,
     ResNet,
+    adaptive_options,
     field_param_names,
+    summarize_stats,
 )
 
 __all__ = ["odeint", "odeint_vjp"]
 
 
 _OPTIONS = ("T", "substeps", "method", "field", "activation", "augment")
+_ADAPTIVE = ("rtol", "atol", "first_step", "max_steps", "step_control")
+
+
+def _dense_args(
+    params: Any, sweep: Mapping[str, Any], T: float, given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The keyword arguments of ``_core.adaptive_solve`` / ``adaptive_vjp``: the sweep's
+    options, ``T`` and the adaptive options (a model's own when a model is passed)."""
+    if isinstance(params, NeuralODE):
+        set_ = sorted(k for k, v in given.items() if v is not None)
+        if set_:
+            raise ValueError(f"{', '.join(set_)}: taken from the model when a model is passed")
+        adaptive = params._adaptive_options()
+    else:
+        adaptive = adaptive_options(sweep["method"], given)
+    args = {k: sweep[k] for k in ("field", "activation", "method", "substeps", "augment")}
+    return {**args, "T": T, **adaptive}
+
+
+def _times(t: Any, T: float, pieces: int, method: str) -> np.ndarray | None:
+    """Output times as float64 (1-d), or None for the fixed-step grid; an adaptive method's
+    default is the piece boundaries k T / pieces."""
+    if t is None:
+        return (T * np.arange(pieces + 1)) / pieces if method in ADAPTIVE_METHODS else None
+    times = as_float_array("t", t, np.dtype(np.float64))
+    if times.ndim != 1:
+        raise ValueError(f"t must be a 1-d array of times, got shape {times.shape}")
+    return times
 
 
 def _or(value: Any, default: Any) -> Any:
@@ -72,7 +103,7 @@ def _from_model(model: Any, options: Mapping[str, Any]) -> tuple[Any, dict[str, 
 
 def _prepare(
     params: Any, X: Any, options: Mapping[str, Any]
-) -> tuple[np.ndarray, list[np.ndarray], dict[str, Any], tuple[str, ...]]:
+) -> tuple[np.ndarray, list[np.ndarray], dict[str, Any], tuple[str, ...], float]:
     dt = None
     if isinstance(params, (NeuralODE, ResNet)):
         params, options, dt = _from_model(params, options)
@@ -123,7 +154,7 @@ def _prepare(
         "substeps": substeps,
         "augment": augment,
     }
-    return Xc, theta, sweep, names
+    return Xc, theta, sweep, names, T
 
 
 def odeint(
@@ -136,7 +167,15 @@ def odeint(
     field: str | None = None,
     activation: str | None = None,
     augment: int | None = None,
-) -> np.ndarray:
+    t: Any = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    first_step: float | None = None,
+    max_steps: int | None = None,
+    step_control: str | None = None,
+    grid: Any = None,
+    stats: bool = False,
+) -> Any:
     """Integrate ``x' = f(theta(t), x)`` from ``x(0) = [X, 0]`` over ``[0, T]``.
 
     Parameters
@@ -156,10 +195,29 @@ def odeint(
         ``method="rk4"``, ``activation="tanh"``, ``augment=0`` and, for ``field``, the field
         the keys name (``bottleneck`` for W1, b1, W2, b2; ``outside`` for W, b).
 
+        ``method`` may also be an adaptive pair, ``"dopri5"``, ``"tsit5"`` or ``"bosh3"``
+        (docs/adaptive.md).
+    t : array_like of float, shape (Q,), optional
+        Output times, sorted, in ``[0, T]``: the dense output of the method's continuous
+        extension, computed in the same sweep. Default: the step grid for a fixed-step method,
+        the piece boundaries ``k T / pieces`` for an adaptive one.
+    rtol, atol, first_step, max_steps, step_control
+        The adaptive methods' options, as for :class:`resode.NeuralODE` (a ValueError with a
+        fixed-step method).
+    grid : list of N arrays, or one array, optional
+        Replay: step exactly on these accepted times (each from 0 to T, with every piece
+        boundary), without error control, e.g. ``stats["grid"]`` of an earlier run. The map
+        :func:`odeint_vjp` differentiates.
+    stats : bool
+        Also return the statistics of an adaptive run (see :func:`resode.models.summarize_stats`:
+        ``nfev``, ``accepted``, ``rejected`` totals and per-sample min/median/max, ``grid``).
+
     Returns
     -------
-    numpy.ndarray, shape (steps + 1, N, D)
-        The states on the step grid ``t_j = j dt``.
+    numpy.ndarray, shape (steps + 1, N, D) or (Q, N, D)
+        The states on the step grid ``t_j = j dt`` or at the times ``t`` (adaptive methods: at
+        ``t``, default the ``pieces + 1`` piece boundaries). With ``stats``: ``(states,
+        stats)`` (``stats`` None for a fixed-step method or a replay).
 
     Examples
     --------
@@ -170,11 +228,27 @@ def odeint(
     >>> model = resode.NeuralODE(2, T=2.0, pieces=4, augment=1, seed=0)
     >>> resode.odeint(model, np.ones((3, 2))).shape
     (5, 3, 3)
+    >>> x, st = resode.odeint(params, np.ones((3, 2)), T=1.0, method="dopri5", rtol=1e-6,
+    ...                       t=[0.25, 1.0], stats=True)
+    >>> x.shape, st["accepted"] > 0
+    ((2, 3, 2), True)
     """
     options = {"T": T, "substeps": substeps, "method": method, "field": field,
                "activation": activation, "augment": augment}  # fmt: skip
-    Xc, theta, sweep, _ = _prepare(params, X, options)
-    return _core.trajectory(Xc, theta, **sweep)
+    given = {"rtol": rtol, "atol": atol, "first_step": first_step, "max_steps": max_steps,
+             "step_control": step_control}  # fmt: skip
+    Xc, theta, sweep, _, T_end = _prepare(params, X, options)
+    args = _dense_args(params, sweep, T_end, given)
+    times = _times(t, T_end, theta[0].shape[0], sweep["method"])
+    if times is None and grid is None:
+        states, run = _core.trajectory(Xc, theta, **sweep), None
+    else:
+        states, run = _core.adaptive_solve(
+            Xc, theta, **args, t=times if times is not None else [T_end], grid=grid
+        )
+    if not stats:
+        return states
+    return states, None if run is None else summarize_stats(run)
 
 
 def odeint_vjp(
@@ -190,6 +264,13 @@ def odeint_vjp(
     augment: int | None = None,
     gradient: str | None = None,
     checkpoints: int | None = None,
+    t: Any = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    first_step: float | None = None,
+    max_steps: int | None = None,
+    step_control: str | None = None,
+    grid: Any = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Vector-Jacobian product of the flow map ``X -> x(T)`` (the last state of :func:`odeint`),
     or of ``X -> (x_0, ..., x_steps)`` (every state :func:`odeint` returns).
@@ -209,6 +290,13 @@ def odeint_vjp(
     checkpoints : int or None
         Discrete gradient only: number of stored step states (see :class:`resode.NeuralODE`).
         With a model: the model's.
+    t, rtol, atol, first_step, max_steps, step_control, grid
+        As for :func:`odeint`. With ``t`` the cotangent is ``(len(t), N, D)``, one ``v_q`` on
+        each dense output ``x(t_q)`` (the interpolant is part of the differentiated map). An
+        adaptive method's gradient is the exact gradient of the computed solution with its
+        accepted steps held constant (the step-size controller is not differentiated); the
+        cotangent is ``(N, D)`` on ``x(T)``, or on the states at ``t`` (default: the
+        ``pieces + 1`` piece boundaries, as :func:`odeint` returns them).
 
     Returns
     -------
@@ -237,13 +325,34 @@ def odeint_vjp(
             raise ValueError("gradient and checkpoints come from the model when a model is passed")
         gradient = getattr(params, "gradient", "discrete")
         checkpoints = getattr(params, "checkpoints", None)
-    Xc, theta, sweep, names = _prepare(params, X, options)
+    Xc, theta, sweep, names, T_end = _prepare(params, X, options)
     gradient = "discrete" if gradient is None else gradient
     check_choice("gradient", gradient, GRADIENTS)
     K = 0 if checkpoints is None else check_int("checkpoints", checkpoints, 1)
     if K and gradient != "discrete":
         raise ValueError("checkpoints applies to gradient='discrete' only")
     N, D = Xc.shape[0], theta[0].shape[2]
+    given = {"rtol": rtol, "atol": atol, "first_step": first_step, "max_steps": max_steps,
+             "step_control": step_control}  # fmt: skip
+    args = _dense_args(params, sweep, T_end, given)
+    if sweep["method"] in ADAPTIVE_METHODS or t is not None or grid is not None:
+        if gradient != "discrete":
+            raise ValueError(
+                "gradient='adjoint' is not available with adaptive methods, dense output (t) "
+                "or a replayed grid; use gradient='discrete'"
+            )
+        v = as_float_array("cotangent", cotangent, Xc.dtype)
+        times = _times(t, T_end, theta[0].shape[0], sweep["method"])
+        if t is None and v.shape == (N, D):
+            times = None  # a cotangent on the final state
+        Q = None if times is None else len(times)
+        if v.shape != ((N, D) if Q is None else (Q, N, D)):
+            expected = f"({N}, {D})" if Q is None else f"({Q}, {N}, {D}) (one per time of t)"
+            raise ValueError(f"cotangent must have shape {expected}, got shape {v.shape}")
+        dtheta, dX, _ = _core.adaptive_vjp(
+            Xc, v, theta, **args, t=times, grid=grid, checkpoints=K
+        )
+        return dict(zip(names, dtheta)), dX
     states = theta[0].shape[0] * sweep["substeps"] + 1
     v = as_float_array("cotangent", cotangent, Xc.dtype)
     if v.shape not in ((N, D), (states, N, D)):

@@ -252,6 +252,9 @@ class _NeuralODEParams:
             checkpoints=p.checkpoints,
             dtype=p.dtype,
             seed=seed,
+            rtol=p.rtol,
+            atol=p.atol,
+            step_control=p.step_control,
         )
 
 
@@ -282,8 +285,9 @@ class NeuralODEClassifier(_NeuralODEParams, _ResodeClassifier):
     Parameters
     ----------
     T, pieces, substeps, method, field, activation, hidden, augment, loss, weight_decay,
-    turnpike, gradient, checkpoints, dtype
-        Model arguments, see :class:`resode.NeuralODE`. The defaults (bottleneck field with 16
+    turnpike, gradient, checkpoints, rtol, atol, step_control, dtype
+        Model arguments, see :class:`resode.NeuralODE` (``rtol``, ``atol``, ``step_control``:
+        adaptive methods only, ``None`` for their defaults). The defaults (bottleneck field with 16
         hidden units, one augmented dimension, ``T = 1``, 10 pieces, RK4) suit low-dimensional
         data.
     optimizer : {"adam", "sgd"}, default "adam"
@@ -337,6 +341,9 @@ class NeuralODEClassifier(_NeuralODEParams, _ResodeClassifier):
         turnpike: bool = False,
         gradient: str = "discrete",
         checkpoints: int | None = None,
+        rtol: float | None = None,
+        atol: float | None = None,
+        step_control: str | None = None,
         dtype: str = "float64",
         optimizer: str = "adam",
         lr: float = 1e-2,
@@ -445,6 +452,9 @@ class NeuralODERegressor(_NeuralODEParams, _ResodeRegressor):
         turnpike: bool = False,
         gradient: str = "discrete",
         checkpoints: int | None = None,
+        rtol: float | None = None,
+        atol: float | None = None,
+        step_control: str | None = None,
         dtype: str = "float64",
         optimizer: str = "adam",
         lr: float = 1e-2,

@@ -427,6 +427,8 @@ def _run_epoch(
     """One epoch in one core call (``_core.train_epoch``): per batch of ``order``,
     ``loss_and_grad``, the optimiser's update, ``bound`` and the divergence check, exactly as
     a loop of :meth:`loss_and_grad`, :meth:`Optimizer.step` and :func:`constrain` would."""
+    if getattr(model, "adaptive", False):
+        return _run_adaptive_epoch(model, X, y, order, batch, optimizer, bound, fixed_projection)
     names = field_param_names(model.field)
     trained = names if fixed_projection else [*names, "P", "c"]
     state, first = optimizer._core_state({k: model.params[k] for k in trained})
@@ -455,6 +457,46 @@ def _run_epoch(
         steps = outcome["steps"]
     finally:
         optimizer._advance(steps, first)
+    return outcome
+
+
+def _run_adaptive_epoch(
+    model: Model,
+    X: np.ndarray,
+    y: np.ndarray,
+    order: np.ndarray,
+    batch: int,
+    optimizer: Optimizer,
+    bound: float | None,
+    fixed_projection: bool,
+) -> dict[str, Any]:
+    """The epoch of an adaptive-step model: the loop :func:`_run_epoch` describes, one
+    :meth:`NeuralODE.loss_and_grad` per batch (the adaptive sweep; the update in the core
+    through :meth:`Optimizer.step`), with the same outcome dict."""
+    outcome: dict[str, Any] = {"failure": None, "loss_sum": 0.0, "norm_sum": 0.0, "batches": 0}
+    names = field_param_names(model.field)
+    trained = names if fixed_projection else (*names, "P", "c")
+    for start in range(0, len(order), batch):
+        rows = order[start : start + batch]
+        try:
+            loss, grads = model.loss_and_grad(X[rows], y[rows])
+        except (_core.NonFiniteError, _core.StepSizeError) as exc:
+            step, t = getattr(exc, "step", -1), getattr(exc, "t", 0.0)
+            outcome.update(failure="sweep", message=str(exc), step=step, time=t)
+            return outcome
+        grads = {k: grads[k] for k in trained}
+        before = {k: model.params[k].copy() for k in trained}
+        optimizer.step({k: model.params[k] for k in trained}, grads)
+        if bound is not None:
+            constrain(model, bound)
+        if not all(np.all(np.isfinite(model.params[k])) for k in trained):
+            for k in trained:
+                model.params[k][...] = before[k]
+            outcome.update(failure="update")
+            return outcome
+        outcome["loss_sum"] += loss * len(rows)
+        outcome["norm_sum"] += _grad_norm(grads)
+        outcome["batches"] += 1
     return outcome
 
 

@@ -1,0 +1,345 @@
+"""The adaptive Runge-Kutta methods of the core (dopri5, tsit5, bosh3; docs/adaptive.md) against
+the NumPy reference, which implements the same algorithm: accepted grids, counts, final
+states, dense output and discrete gradients agree to round-off. Plus the core's own
+guarantees: per-sample independence (bitwise), replay = the run (bitwise), checkpoints change
+nothing (bitwise), the errors, and the models, fit, CLI and scikit-learn front ends."""
+
+import numpy as np
+import pytest
+
+import resode
+from resode import _core
+from resode import reference as ref
+
+ADAPTIVE = ("dopri5", "tsit5", "bosh3")
+T, K, DIM, AUG = 2.0, 4, 2, 1
+D = DIM + AUG
+FIELD_KEYS = {"bottleneck": ("W1", "b1", "W2", "b2"), "outside": ("W", "b"), "inside": ("W", "b")}
+
+
+def make_params(field="bottleneck", H=6, seed=0, dtype=np.float64):
+    """Random parameters of scale ~1: dynamics with steps of very different sizes."""
+    rng = np.random.default_rng(seed)
+    if field == "bottleneck":
+        shapes = {"W1": (K, H, D), "b1": (K, H), "W2": (K, D, H), "b2": (K, D)}
+    else:
+        shapes = {"W": (K, D, D), "b": (K, D)}
+    params = {key: rng.standard_normal(shape) for key, shape in shapes.items()}
+    params["P"] = rng.standard_normal((2, D))
+    params["c"] = rng.standard_normal(2)
+    return {key: v.astype(dtype) for key, v in params.items()}
+
+
+def make_X(N=7, seed=1, dtype=np.float64):
+    return np.random.default_rng(seed).standard_normal((N, DIM)).astype(dtype)
+
+
+def core_kw(field, method, **kw):
+    return {"T": T, "augment": AUG, "activation": "tanh", "field": field, "method": method, **kw}
+
+
+def field_params(params, field):
+    return {k: params[k] for k in FIELD_KEYS[field]}
+
+
+def rel(a, b):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+# --------------------------------------------------------------------------- the forward run
+
+
+@pytest.mark.parametrize("field", ["bottleneck", "outside", "inside"])
+@pytest.mark.parametrize("method", ADAPTIVE)
+@pytest.mark.parametrize("control", ["sample", "batch"])
+def test_run_matches_reference(method, field, control):
+    params, X = make_params(field), make_X()
+    opts = {"rtol": 1e-6, "atol": 1e-8, "step_control": control}
+    x, st = resode.odeint(field_params(params, field), X, **core_kw(field, method, **opts),
+                          t=[T], stats=True)  # fmt: skip
+    xr, str_ = ref.odeint(params, X, **core_kw(field, method, **opts), stats=True)
+    assert rel(x[0], xr) < 1e-9
+    np.testing.assert_array_equal(st["accepted_per_sample"], str_["accepted"])
+    np.testing.assert_array_equal(st["rejected_per_sample"], str_["rejected"])
+    for g, gr in zip(st["grid"], str_["grid"]):
+        # the controller amplifies the round-off of the error estimate (a difference of
+        # nearly equal stage sums): the grids agree to about 1e-9 relative, not 1e-16
+        assert g.shape == gr.shape and np.max(np.abs(g - gr)) < 1e-6 * T
+
+
+def test_float32_matches_reference():
+    params, X = make_params(dtype=np.float32), make_X(dtype=np.float32)
+    kw = core_kw("bottleneck", "dopri5", rtol=1e-4, atol=1e-6)
+    x = resode.odeint(field_params(params, "bottleneck"), X, **kw, t=[T])[0]
+    xr = ref.odeint(params, X, **kw)
+    assert x.dtype == np.float32 and rel(x, xr) < 1e-5
+
+
+def test_accuracy_against_fine_rk4():
+    """The global error falls with the tolerance (an independent fixed-step oracle)."""
+    params, X = make_params(), make_X()
+    fine = resode.odeint(field_params(params, "bottleneck"), X, **core_kw("bottleneck", "rk4"),
+                         substeps=400)[-1]  # fmt: skip
+    for method in ADAPTIVE:
+        errors = []
+        for tol in (1e-4, 1e-6, 1e-8):
+            kw = core_kw("bottleneck", method, rtol=tol, atol=tol)
+            x = resode.odeint(field_params(params, "bottleneck"), X, **kw)[-1]
+            errors.append(np.max(np.abs(x - fine)))
+            assert errors[-1] < 20 * tol, (method, tol, errors)
+        assert errors[0] > errors[1] > errors[2]
+
+
+def test_every_sample_its_own_steps_bitwise():
+    model = resode.NeuralODE(DIM, T=T, pieces=K, method="dopri5", field="bottleneck", hidden=6,
+                             augment=AUG, seed=0, rtol=1e-6)  # fmt: skip
+    model.params.update(make_params())
+    X = make_X(40)
+    z = model.forward(X)
+    for i in range(0, 40, 7):
+        np.testing.assert_array_equal(model.forward(X[i : i + 1])[0], z[i])
+    states = model.trajectory(X)
+    for i in (0, 39):
+        np.testing.assert_array_equal(model.trajectory(X[i : i + 1])[:, 0], states[:, i])
+
+
+def test_grids_land_on_every_piece_boundary():
+    params, X = make_params(), make_X()
+    _, st = resode.odeint(field_params(params, "bottleneck"), X,
+                          **core_kw("bottleneck", "tsit5", rtol=1e-5), stats=True)  # fmt: skip
+    bounds = [(T * k) / K for k in range(K)] + [T]
+    for g in st["grid"]:
+        assert g[0] == 0.0 and g[-1] == T and np.all(np.diff(g) > 0)
+        assert all(b in g for b in bounds)
+    assert st["accepted"] == sum(len(g) - 1 for g in st["grid"])
+    assert st["accepted_min"] <= st["accepted_median"] <= st["accepted_max"]
+    assert st["nfev"] > 6 * st["accepted"]
+
+
+def test_batch_control_shares_one_grid():
+    params, X = make_params(), make_X()
+    _, st = resode.odeint(field_params(params, "bottleneck"), X,
+                          **core_kw("bottleneck", "dopri5", step_control="batch"), stats=True)  # fmt: skip
+    for g in st["grid"]:
+        np.testing.assert_array_equal(g, st["grid"][0])
+
+
+def test_replay_reproduces_the_run_bitwise():
+    params, X = make_params(), make_X(30)
+    theta = field_params(params, "bottleneck")
+    kw = core_kw("bottleneck", "dopri5", rtol=1e-5)
+    x, st = resode.odeint(theta, X, **kw, stats=True)
+    replay = resode.odeint(theta, X, **core_kw("bottleneck", "dopri5"), grid=st["grid"])
+    np.testing.assert_array_equal(replay, x)
+
+
+# --------------------------------------------------------------------------- dense output
+
+
+@pytest.mark.parametrize("method", [*ADAPTIVE, "rk4", "midpoint"])
+def test_dense_output_matches_reference(method):
+    params, X = make_params(), make_X()
+    times = np.array([0.0, 0.1, 0.5, 0.77, 1.3, 2.0])
+    extra = {} if method in ADAPTIVE else {"substeps": 3}
+    kw = core_kw("bottleneck", method, **extra)
+    x = resode.odeint(field_params(params, "bottleneck"), X, **kw, t=times)
+    xr = ref.odeint(params, X, **kw, t=times)
+    assert x.shape == (len(times), len(X), D)
+    assert rel(x, xr) < 1e-12
+
+
+def test_dense_output_at_grid_points_is_the_grid_state():
+    params, X = make_params(), make_X(1)
+    theta = field_params(params, "bottleneck")
+    kw = core_kw("bottleneck", "bosh3", rtol=1e-4)
+    _, st = resode.odeint(theta, X, **kw, stats=True)
+    grid = st["grid"][0]
+    dense = resode.odeint(theta, X, **kw, t=grid)
+    replay_final = resode.odeint(theta, X, **core_kw("bottleneck", "bosh3"), grid=[grid])
+    np.testing.assert_array_equal(dense[-1], replay_final[-1])
+    np.testing.assert_array_equal(dense[0, :, :DIM], X)
+    fixed = resode.odeint(theta, X, **core_kw("bottleneck", "rk4"), substeps=2)
+    step_times = (T * np.arange(2 * K + 1)) / (2 * K)
+    assert rel(resode.odeint(theta, X, **core_kw("bottleneck", "rk4"), substeps=2,
+                             t=step_times), fixed) < 1e-14  # fmt: skip
+
+
+def test_dense_output_of_the_model():
+    model = resode.NeuralODE(DIM, T=T, pieces=K, method="tsit5", augment=AUG, seed=0)
+    X = make_X()
+    times = np.linspace(0, T, 11)
+    states = model.trajectory(X, t=times)
+    assert states.shape == (11, len(X), D)
+    assert model.stats["accepted"] > 0
+    np.testing.assert_array_equal(states[-1], model.trajectory(X)[-1])
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+@pytest.mark.parametrize("field", ["bottleneck", "outside", "inside"])
+@pytest.mark.parametrize("method", ADAPTIVE)
+@pytest.mark.parametrize("dense", [False, True])
+def test_vjp_matches_reference(method, field, dense):
+    params, X = make_params(field), make_X()
+    theta = field_params(params, field)
+    kw = core_kw(field, method, rtol=1e-5, atol=1e-7)
+    times = np.array([0.0, 0.3, 0.5, 1.2, 2.0]) if dense else None
+    shape = (len(times), len(X), D) if dense else (len(X), D)
+    v = np.random.default_rng(5).standard_normal(shape)
+    grads, dX = resode.odeint_vjp(theta, X, v, **kw, t=times)
+    grads_r, dX_r = ref.odeint_vjp(params, X, v, **kw, t=times)
+    assert rel(dX, dX_r) < 1e-10
+    for key in theta:
+        assert rel(grads[key], grads_r[key]) < 1e-10, key
+
+
+@pytest.mark.parametrize("method", [*ADAPTIVE, "rk4"])
+def test_vjp_against_finite_differences_of_the_replay(method):
+    """The discrete gradient is the exact gradient of the map on the frozen grid."""
+    params, X = make_params(), make_X(4)
+    theta = field_params(params, "bottleneck")
+    adaptive = method in ADAPTIVE
+    kw = core_kw("bottleneck", method, **({"rtol": 1e-5} if adaptive else {"substeps": 2}))
+    times = np.array([0.2, 1.0, 1.9])
+    _, st = resode.odeint(theta, X, **kw, t=times, stats=True)
+    replay_kw = core_kw("bottleneck", method, **({} if adaptive else {"substeps": 2}))
+    grid = st["grid"] if adaptive else None
+    rng = np.random.default_rng(2)
+    v = rng.standard_normal((len(times), len(X), D))
+    grads, dX = resode.odeint_vjp(theta, X, v, **replay_kw, t=times, grid=grid)
+    direction = {k: rng.standard_normal(a.shape) for k, a in theta.items()}
+    dXdir = rng.standard_normal(X.shape)
+
+    def value(eps):
+        th = {k: a + eps * direction[k] for k, a in theta.items()}
+        x = resode.odeint(th, X + eps * dXdir, **replay_kw, t=times, grid=grid)
+        return float(np.sum(x * v))
+
+    eps = 1e-6
+    fd = (value(eps) - value(-eps)) / (2 * eps)
+    exact = sum(float(np.sum(grads[k] * direction[k])) for k in theta) + float(np.sum(dX * dXdir))
+    assert abs(fd - exact) < 1e-7 * max(abs(exact), 1.0)
+
+
+def test_checkpoints_change_nothing_bitwise():
+    params, X = make_params(), make_X(20)
+    theta = field_params(params, "bottleneck")
+    kw = core_kw("bottleneck", "dopri5", rtol=1e-6)
+    v = np.random.default_rng(0).standard_normal((len(X), D))
+    g0, dX0 = resode.odeint_vjp(theta, X, v, **kw)
+    for checkpoints in (1, 3, 7):
+        g, dX = resode.odeint_vjp(theta, X, v, **kw, checkpoints=checkpoints)
+        np.testing.assert_array_equal(dX, dX0)
+        for key in g0:
+            np.testing.assert_array_equal(g[key], g0[key])
+
+
+def test_loss_and_grad_matches_reference_and_converges_to_fine_rk4():
+    params, X = make_params(), make_X(12)
+    y = np.arange(12) % 2
+    model = resode.NeuralODE(DIM, T=T, pieces=K, method="dopri5", field="bottleneck", hidden=6,
+                             augment=AUG, seed=0, rtol=1e-8, atol=1e-10, weight_decay=1e-3)  # fmt: skip
+    model.params.update(params)
+    loss, grads = model.loss_and_grad(X, y)
+    loss_r, grads_r = ref.node_loss_and_grad(params, X, y, field="bottleneck", activation="tanh",
+                                             T=T, augment=AUG, method="dopri5", rtol=1e-8,
+                                             atol=1e-10, weight_decay=1e-3)  # fmt: skip
+    assert abs(loss - loss_r) < 1e-12 * abs(loss_r)
+    for key in grads:
+        assert rel(grads[key], grads_r[key]) < 1e-10, key
+    fine = resode.NeuralODE(DIM, T=T, pieces=K, substeps=300, field="bottleneck", hidden=6,
+                            augment=AUG, seed=0, weight_decay=1e-3)  # fmt: skip
+    fine.params.update(params)
+    _, grads_f = fine.loss_and_grad(X, y)
+    for key in grads:
+        assert rel(grads[key], grads_f[key]) < 1e-6, key
+    assert model.stats["accepted"] > 0
+
+
+def test_fit_with_an_adaptive_method():
+    X, y = resode.datasets.concentric_spheres(120, seed=0)
+    model = resode.NeuralODE(2, T=2.0, pieces=4, method="bosh3", rtol=1e-4, atol=1e-6,
+                             field="bottleneck", hidden=8, augment=1, seed=0)  # fmt: skip
+    history = resode.fit(model, X, y, optimizer=resode.optim.Adam(lr=2e-2), epochs=15,
+                         batch_size=40, seed=0, progress=False)  # fmt: skip
+    assert history.loss[-1] < history.loss[0]
+    assert model.stats["nfev"] > 0
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_step_size_error_names_sample_time_step_and_error():
+    params, X = make_params(), make_X()
+    theta = field_params(params, "bottleneck")
+    with pytest.raises(resode.StepSizeError, match=r"sample 0 at t = .*dt = .*error estimate"):
+        resode.odeint(theta, X, **core_kw("bottleneck", "dopri5", max_steps=3))
+    try:
+        resode.odeint(theta[:1] if False else theta, X[3:4] * 1.0,
+                      **core_kw("bottleneck", "dopri5", max_steps=3))  # fmt: skip
+    except resode.StepSizeError as exc:
+        assert isinstance(exc, ValueError) and exc.sample == 0 and exc.dt > 0
+    p32 = {k: v.astype(np.float32) for k, v in theta.items()}
+    with pytest.raises(resode.StepSizeError, match="resolution of t"):
+        resode.odeint(p32, X.astype(np.float32), **core_kw("bottleneck", "dopri5", rtol=1e-14,
+                                                           atol=1e-14))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "rk4", "rtol": 1e-3}, "rtol apply to the adaptive methods"),
+        ({"method": "dopri5", "turnpike": True}, "turnpike"),
+        ({"method": "dopri5", "gradient": "adjoint"}, "adjoint"),
+        ({"method": "dopri5", "substeps": 2}, "substeps"),
+        ({"method": "dopri5", "step_control": "every"}, "step_control"),
+        ({"method": "dopri5", "rtol": -1.0}, "rtol"),
+    ],
+)
+def test_model_refuses_options_that_do_not_apply(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        resode.NeuralODE(2, **kwargs)
+
+
+def test_bad_times_and_grids():
+    params, X = make_params(), make_X()
+    theta = field_params(params, "bottleneck")
+    kw = core_kw("bottleneck", "dopri5")
+    with pytest.raises(ValueError, match="sorted"):
+        resode.odeint(theta, X, **kw, t=[1.0, 0.5])
+    with pytest.raises(ValueError, match=r"in \[0, T\]"):
+        resode.odeint(theta, X, **kw, t=[0.5, 2.5])
+    with pytest.raises(ValueError, match="piece boundary"):
+        resode.odeint(theta, X, **kw, grid=np.array([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match="from 0 to T"):
+        resode.odeint(theta, X, **kw, grid=np.array([0.0, 0.5, 1.0, 1.5]))
+    with pytest.raises(ValueError, match="cotangent must have shape"):
+        resode.odeint_vjp(theta, X, np.ones((2, len(X), D)), **kw, t=[0.5, 1.0, 2.0])
+
+
+# --------------------------------------------------------------------------- front ends
+
+
+def test_cli_trains_with_an_adaptive_method(tmp_path):
+    from resode.cli import main
+
+    code = main(["train", "--dataset", "concentric_spheres", "--n", "100", "--epochs", "3",
+                 "--method", "dopri5", "--rtol", "1e-5", "--atol", "1e-7", "--pieces", "4",
+                 "--hidden", "8", "--out", str(tmp_path / "run"), "--no-progress"])  # fmt: skip
+    assert code in (0, None)
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", "concentric_spheres", "--n", "100", "--epochs", "1",
+              "--method", "rk4", "--rtol", "1e-5", "--out", str(tmp_path / "r2"),
+              "--no-progress"])  # fmt: skip
+
+
+def test_sklearn_estimator_with_an_adaptive_method():
+    from resode.sklearn import NeuralODEClassifier
+
+    X, y = resode.datasets.concentric_spheres(80, seed=1)
+    clf = NeuralODEClassifier(method="tsit5", rtol=1e-5, pieces=4, epochs=5, random_state=0)
+    clf.fit(X, y)
+    assert clf.model_.method == "tsit5" and clf.model_.rtol == 1e-5
+    assert clf.predict(X).shape == (80,)
