@@ -1,7 +1,8 @@
-"""Regenerate the README's pictures in docs/images/: the quick start's run (`resode demo`) and
-the large-time study (`resode sweep --experiment large-time`, about a minute on 2 cores).
+"""Regenerate the README's pictures in docs/images/: the quick start's run (`resode demo`),
+the large-time study (`resode sweep --experiment large-time`, about a minute on 2 cores) and
+leia's experiment (`examples/leia_chess3.py`, about 20 s).
 
-Run from the repository root: python docs/make_images.py
+Run from the repository root: python docs/make_images.py [demo] [study] [leia] (default: all)
 """
 
 from __future__ import annotations
@@ -55,11 +56,32 @@ def study(target: Path, scratch: Path) -> None:
     print(f"wrote {path}")
 
 
+LEIA_IMAGES = (
+    "decision_regions.png",
+    "decision_regions.gif",
+    "loss_along_time.png",
+    "features.png",
+    "feature_history.gif",
+)
+
+
+def leia(target: Path, scratch: Path) -> None:
+    """examples/leia_chess3.py's figures, as leia_<name>."""
+    run = scratch / "leia"
+    script = Path(__file__).resolve().parents[1] / "examples" / "leia_chess3.py"
+    subprocess.run([sys.executable, str(script), str(run)], check=True)
+    for name in LEIA_IMAGES:
+        shutil.copyfile(run / name, target / f"leia_{name}")
+        print(f"wrote {target / f'leia_{name}'}")
+
+
 def main() -> None:
     target = Path(__file__).resolve().parent / "images"
+    parts = {"demo": demo, "study": study, "leia": leia}
+    chosen = sys.argv[1:] or list(parts)
     with tempfile.TemporaryDirectory() as scratch:
-        demo(target, Path(scratch))
-        study(target, Path(scratch))
+        for name in chosen:
+            parts[name](target, Path(scratch))
 
 
 if __name__ == "__main__":

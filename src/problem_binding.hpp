@@ -114,6 +114,28 @@ inline resode::GradientOptions gradient_options(const std::string& gradient, ind
   return opt;
 }
 
+// The loss terms loss_and_grad and train_epoch share, validated: the readout's clamp, the
+// penalties beside the data loss and the turnpike weight.
+struct LossTerms {
+  std::string readout = "linear";
+  double weight_decay = 0.0, l1 = 0.0, turnpike_weight = 1.0;
+  bool turnpike = false, decay_readout = false;
+};
+
+template <class T>
+void apply_loss_terms(const LossTerms& t, Bound<T>& b, resode::GradientOptions& opt) {
+  b.pb.readout.kind = resode::parse_readout(t.readout);
+  resode::require(std::isfinite(t.weight_decay) && t.weight_decay >= 0,
+                  "weight_decay must be finite and >= 0");
+  resode::require(std::isfinite(t.l1) && t.l1 >= 0, "l1 must be finite and >= 0");
+  resode::require(std::isfinite(t.turnpike_weight) && t.turnpike_weight > 0,
+                  "turnpike_weight must be finite and > 0");
+  resode::require(t.turnpike || t.turnpike_weight == 1.0,
+                  "turnpike_weight applies to turnpike=True only");
+  opt.weight_decay = t.weight_decay, opt.l1 = t.l1, opt.turnpike_weight = t.turnpike_weight;
+  opt.turnpike = t.turnpike, opt.decay_readout = t.decay_readout;
+}
+
 // Integer class labels (N,) in [0, C) as int64 (converted once when of another integer type);
 // TypeError for non-integer dtypes, ValueError naming the first label out of range.
 inline py::array_t<std::int64_t, py::array::c_style> checked_labels(const py::array& y, index_t N,

@@ -36,8 +36,9 @@ py::array trajectory(const py::array& X, const std::vector<py::array>& theta, co
 
 template <class T>
 py::array logits(const py::array& X, const std::vector<py::array>& theta, const py::array& P,
-                 const py::array& c, const Config& cfg) {
+                 const py::array& c, const Config& cfg, const std::string& readout) {
   auto b = bind_problem<T>(X, theta, cfg, &P, &c);
+  b.pb.readout.kind = resode::parse_readout(readout);
   py::array_t<T> out({b.pb.N, b.pb.readout.classes});
   T* dst = out.mutable_data();
   py::gil_scoped_release release;  // the core touches only the buffers held by b and out
@@ -49,7 +50,7 @@ template <class T>
 py::tuple loss_and_grad(const py::array& X, const py::array& y,
                         const std::vector<py::array>& theta, const py::array& P,
                         const py::array& c, const Config& cfg, const std::string& loss,
-                        double weight_decay, bool turnpike, const std::string& gradient,
+                        const LossTerms& terms, const std::string& gradient,
                         index_t checkpoints) {
   auto b = bind_problem<T>(X, theta, cfg, &P, &c);
   const index_t N = b.pb.N, C = b.pb.readout.classes, D = b.pb.dyn.field.D;
@@ -66,10 +67,7 @@ py::tuple loss_and_grad(const py::array& X, const py::array& y,
     targets.values = values.data();
   }
   auto opt = gradient_options(gradient, checkpoints);
-  resode::require(std::isfinite(weight_decay) && weight_decay >= 0,
-                  "weight_decay must be finite and >= 0");
-  opt.weight_decay = weight_decay;
-  opt.turnpike = turnpike;
+  apply_loss_terms(terms, b, opt);
 
   py::array_t<T> dfield(b.pb.dyn.field.size()), dP({C, D}), dc(C);
   T *gf = dfield.mutable_data(), *gP = dP.mutable_data(), *gc = dc.mutable_data();
@@ -122,33 +120,37 @@ void register_sweeps(py::module_& m) {
       "logits",
       [](const py::array& X, const std::vector<py::array>& theta, const py::array& P,
          const py::array& c, std::string field, std::string activation, std::string method,
-         double dt, index_t substeps, index_t augment) {
+         double dt, index_t substeps, index_t augment, std::string readout) {
         const Config cfg = config(field, activation, method, dt, substeps, augment);
-        return is_float64(X, "X") ? logits<double>(X, theta, P, c, cfg)
-                                  : logits<float>(X, theta, P, c, cfg);
+        return is_float64(X, "X") ? logits<double>(X, theta, P, c, cfg, readout)
+                                  : logits<float>(X, theta, P, c, cfg, readout);
       },
       py::arg("X"), py::arg("theta"), py::arg("P"), py::arg("c"), py::kw_only(),
       py::arg("field"), py::arg("activation"), py::arg("method"), py::arg("dt"),
-      py::arg("substeps") = 1, py::arg("augment") = 0,
-      "Logits x_S P^T + c of the final states, shape (N, classes).");
+      py::arg("substeps") = 1, py::arg("augment") = 0, py::arg("readout") = "linear",
+      "Logits x_S P^T + c of the final states (clamped to [-1, 1] for readout 'hardtanh'), "
+      "shape (N, classes).");
   m.def(
       "loss_and_grad",
       [](const py::array& X, const py::array& y, const std::vector<py::array>& theta,
          const py::array& P, const py::array& c, std::string field, std::string activation,
          std::string method, double dt, index_t substeps, index_t augment, std::string loss,
-         double weight_decay, bool turnpike, std::string gradient, index_t checkpoints) {
+         double weight_decay, bool turnpike, std::string gradient, index_t checkpoints,
+         std::string readout, double l1, bool decay_readout, double turnpike_weight) {
         const Config cfg = config(field, activation, method, dt, substeps, augment);
+        const LossTerms terms{readout, weight_decay, l1, turnpike_weight, turnpike, decay_readout};
         return is_float64(X, "X")
-                   ? loss_and_grad<double>(X, y, theta, P, c, cfg, loss, weight_decay, turnpike,
-                                           gradient, checkpoints)
-                   : loss_and_grad<float>(X, y, theta, P, c, cfg, loss, weight_decay, turnpike,
-                                          gradient, checkpoints);
+                   ? loss_and_grad<double>(X, y, theta, P, c, cfg, loss, terms, gradient,
+                                           checkpoints)
+                   : loss_and_grad<float>(X, y, theta, P, c, cfg, loss, terms, gradient,
+                                          checkpoints);
       },
       py::arg("X"), py::arg("y"), py::arg("theta"), py::arg("P"), py::arg("c"), py::kw_only(),
       py::arg("field"), py::arg("activation"), py::arg("method"), py::arg("dt"),
       py::arg("substeps") = 1, py::arg("augment") = 0, py::arg("loss") = "cross_entropy",
       py::arg("weight_decay") = 0.0, py::arg("turnpike") = false,
-      py::arg("gradient") = "discrete", py::arg("checkpoints") = 0,
+      py::arg("gradient") = "discrete", py::arg("checkpoints") = 0, py::arg("readout") = "linear",
+      py::arg("l1") = 0.0, py::arg("decay_readout") = false, py::arg("turnpike_weight") = 1.0,
       "(loss, [field grads], dP, dc): forward sweep, loss and backward sweep in one call.");
   m.def(
       "vjp",

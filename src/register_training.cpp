@@ -105,8 +105,8 @@ double grad_norm(const std::vector<py::array>& arrays) {
 template <class T>
 py::dict train_epoch(const py::array& X, const py::array& y, const std::vector<py::array>& theta,
                      const py::array& P, const py::array& c, const py::array& order, index_t batch,
-                     const Config& cfg, const std::string& loss, double weight_decay,
-                     bool turnpike, const std::string& gradient, index_t checkpoints,
+                     const Config& cfg, const std::string& loss, const LossTerms& terms,
+                     const std::string& gradient, index_t checkpoints,
                      const OptimizerArgs& o, const std::vector<std::vector<py::array>>& state,
                      double bound, bool fixed_projection) {
   // Parameters are updated in place: check that before bind_problem could copy them.
@@ -142,10 +142,7 @@ py::dict train_epoch(const py::array& X, const py::array& y, const std::vector<p
   plan.bound = bound;
 
   auto opt = gradient_options(gradient, checkpoints);
-  resode::require(std::isfinite(weight_decay) && weight_decay >= 0,
-                  "weight_decay must be finite and >= 0");
-  opt.weight_decay = weight_decay;
-  opt.turnpike = turnpike;
+  apply_loss_terms(terms, b, opt);
 
   // The trained arrays: the field tensors (flat gradient order), then P and c unless fixed.
   using Grad = typename resode::TrainedArray<T>::Grad;
@@ -234,17 +231,17 @@ void register_training(py::module_& m) {
          std::string gradient, index_t checkpoints, const std::string& optimizer, double lr,
          std::int64_t step, double momentum, bool nesterov, double beta1, double beta2,
          double eps, bool first, const std::vector<std::vector<py::array>>& state, double bound,
-         bool fixed_projection) {
+         bool fixed_projection, std::string readout, double l1, bool decay_readout,
+         double turnpike_weight) {
         const Config cfg = config(field, activation, method, dt, substeps, augment);
         const auto o =
             optimizer_args(optimizer, lr, step, momentum, nesterov, beta1, beta2, eps, first);
+        const LossTerms terms{readout, weight_decay, l1, turnpike_weight, turnpike, decay_readout};
         return is_float64(X, "X")
-                   ? train_epoch<double>(X, y, theta, P, c, order, batch, cfg, loss, weight_decay,
-                                         turnpike, gradient, checkpoints, o, state, bound,
-                                         fixed_projection)
-                   : train_epoch<float>(X, y, theta, P, c, order, batch, cfg, loss, weight_decay,
-                                        turnpike, gradient, checkpoints, o, state, bound,
-                                        fixed_projection);
+                   ? train_epoch<double>(X, y, theta, P, c, order, batch, cfg, loss, terms,
+                                         gradient, checkpoints, o, state, bound, fixed_projection)
+                   : train_epoch<float>(X, y, theta, P, c, order, batch, cfg, loss, terms,
+                                        gradient, checkpoints, o, state, bound, fixed_projection);
       },
       py::arg("X"), py::arg("y"), py::arg("theta"), py::arg("P"), py::arg("c"), py::arg("order"),
       py::kw_only(), py::arg("batch"), py::arg("field"), py::arg("activation"), py::arg("method"),
@@ -254,7 +251,8 @@ void register_training(py::module_& m) {
       py::arg("optimizer"), py::arg("lr"), py::arg("step"), py::arg("momentum") = 0.0,
       py::arg("nesterov") = false, py::arg("beta1") = 0.9, py::arg("beta2") = 0.999,
       py::arg("eps") = 1e-8, py::arg("first") = false, py::arg("state"), py::arg("bound") = 0.0,
-      py::arg("fixed_projection") = false,
+      py::arg("fixed_projection") = false, py::arg("readout") = "linear", py::arg("l1") = 0.0,
+      py::arg("decay_readout") = false, py::arg("turnpike_weight") = 1.0,
       "One epoch of mini-batch training in place: a dict with batches, steps, loss_sum, "
       "norm_sum and failure (None, 'sweep' or 'update') with message, step and time.");
 }

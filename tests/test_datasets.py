@@ -437,3 +437,43 @@ def test_load_csv_and_npz(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"unknown data format '\.txt'"):
         (tmp_path / "d.txt").write_text("1,2\n")
         datasets.load(tmp_path / "d.txt")
+
+
+# --------------------------------------------------------------------------- leia's data laws
+
+
+@pytest.mark.parametrize("name", ["concentric_spheres", "tricolor"])
+def test_noise_zero_is_the_noiseless_data_and_noise_adds_gaussian_jitter(name: str) -> None:
+    make = getattr(datasets, name)
+    X0, y0 = make(4000, seed=3)
+    Xz, yz = make(4000, seed=3, noise=0.0)
+    np.testing.assert_array_equal(X0, Xz)
+    np.testing.assert_array_equal(y0, yz)
+    Xn, yn = make(4000, seed=3, noise=0.15)
+    np.testing.assert_array_equal(yn, y0)  # the same points, labels and order, then jitter
+    assert np.std(Xn - X0) == pytest.approx(0.15, rel=0.05)
+    with pytest.raises(ValueError, match="noise"):
+        make(10, noise=-0.1)
+
+
+def test_tricolor_leia_style_has_leias_radii_and_radius_law() -> None:
+    X, y = datasets.tricolor(30000, seed=1, style="leia")
+    _check_xy(X, y, 30000, 2, 3)
+    r = np.hypot(X[:, 0], X[:, 1])
+    for c, (lo, hi) in enumerate([(0.0, 0.5), (0.75, 1.25), (1.5, 2.0)]):
+        rc = r[y == c]
+        assert rc.min() >= lo - 1e-12 and rc.max() <= hi + 1e-12
+        # r = lo + (hi - lo) sqrt(u): P(r <= lo + (hi - lo) / 2) = 1/4.
+        assert abs(np.mean(rc <= lo + (hi - lo) / 2) - 0.25) < 0.02
+    with pytest.raises(ValueError, match="style"):
+        datasets.tricolor(10, style="torch")
+
+
+def test_chess3_leia_style_puts_the_same_number_of_points_in_every_cell() -> None:
+    X, y = datasets.chess3(905, seed=2, style="leia")
+    _check_xy(X, y, 905, 2, 2)
+    i, j = _chess3_cells(X)
+    np.testing.assert_array_equal(y, (i + j) % 2)
+    counts = np.bincount(3 * i + j, minlength=9)
+    assert counts.max() - counts.min() <= 1 and counts.sum() == 905
+    assert int(np.sum(y == 0)) == 5 * 100 + 1  # five cells of class 0, remainder to the last

@@ -17,6 +17,7 @@ def test_there_are_examples() -> None:
         "seed_turnpike.py",
         "regression_csv.py",
         "sklearn_grid_search.py",
+        "leia_chess3.py",
     }
 
 

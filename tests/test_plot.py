@@ -247,3 +247,112 @@ def test_sweep_fits_the_power_law_and_the_rate() -> None:
     T = np.array([1.0, 2.0, 4.0, 8.0])
     assert _fit_line(np.log(T), np.log(3.0 / T)) == pytest.approx(-1.0)
     assert -_fit_line(T, np.log(np.exp(-0.5 * T))) == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------- issue 16
+
+
+def _frames(path: Path) -> int:
+    _check_image(path)
+    with Image.open(path) as im:
+        return int(getattr(im, "n_frames", 1))
+
+
+def test_decision_regions_gif_has_a_frame_per_step_and_png_the_chosen_times(
+    tmp_path: Path, trained: Any
+) -> None:
+    model, X, y, _ = trained
+    gif = rplot.decision_regions(model, X, y, tmp_path / "r.gif", resolution=24)
+    assert _frames(gif) == model.steps + 1
+    png = rplot.decision_regions(model, X, y, tmp_path / "r.png", times=[0.0, 1.5, 3.0])
+    width, height = _check_image(png)
+    assert width > 2 * height  # three panels side by side
+    part = rplot.decision_regions(model, X, y, tmp_path / "p.gif", times=[0, 3], resolution=8)
+    assert _frames(part) == 2
+    with pytest.raises(ValueError, match="times"):
+        rplot.decision_regions(model, X, y, tmp_path / "x.png", times=[5.0])
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        resode.NeuralODE(2, T=1.0, pieces=3, classes=1, loss="mse", readout="hardtanh", seed=0),
+        resode.ResNet(2, 3, classes=3, augment=1, seed=0),
+    ],
+    ids=["one_output_hardtanh", "three_classes_resnet"],
+)
+def test_decision_regions_and_features_for_other_readouts(tmp_path: Path, model: Any) -> None:
+    X, labels = resode.datasets.tricolor(30, seed=0)
+    y = np.where(labels > 0, 1.0, -1.0) if model.classes == 1 else labels
+    assert _frames(rplot.decision_regions(model, X, y, tmp_path / "r.gif", resolution=10)) == 4
+    _check_image(rplot.features(model, X, y, tmp_path / "f.png"))
+
+
+def test_features_draws_the_separating_plane_in_3d(tmp_path: Path, trained: Any) -> None:
+    model, X, y, _ = trained
+    _check_image(rplot.features(model, X, y, tmp_path / "f.png"))
+
+
+def test_fit_records_features_and_feature_history_animates_them(tmp_path: Path) -> None:
+    X, y = resode.datasets.chess3(60, seed=0)
+    model = resode.NeuralODE(2, T=1.0, pieces=3, augment=1, seed=0)
+    h = resode.fit(model, X, y, epochs=5, record=20, record_every=2, seed=1, progress=False)
+    record = h.features
+    assert record["epoch"] == [0, 2, 4, 5]
+    assert len(record["states"]) == 4 and record["states"][0].shape == (20, 3)
+    np.testing.assert_array_equal(record["states"][-1], model.trajectory(record["X"])[-1])
+    assert _frames(rplot.feature_history(h, tmp_path / "f.gif")) == 4
+    rows = resode.fit(
+        resode.NeuralODE(2, pieces=2, seed=0), X, y, epochs=1, record=[0, 5], progress=False
+    ).features
+    np.testing.assert_array_equal(rows["X"], X[[0, 5]])
+    with pytest.raises(ValueError, match="record"):
+        resode.fit(model, X, y, epochs=1, record=0, progress=False)
+    with pytest.raises(ValueError, match="no recorded features"):
+        rplot.feature_history(resode.History(), tmp_path / "g.gif")
+
+
+def test_history_of_several_runs_draws_mean_and_std_bands(tmp_path: Path) -> None:
+    runs = [
+        {
+            "epoch": [1, 2, 3],
+            "loss": [0.9 - 0.1 * s, 0.5, 0.2 + 0.01 * s],
+            "accuracy": [0.5, 0.7, 0.9],
+        }
+        for s in range(3)
+    ]
+    runs[2] = {k: [*v, v[-1]] for k, v in runs[2].items()}  # a longer run: cut to 3 epochs
+    _check_image(rplot.history(runs, tmp_path / "h.png"))
+    with pytest.raises(ValueError, match="at least one"):
+        rplot.history([], tmp_path / "e.png")
+
+
+@pytest.mark.parametrize("field", ["outside", "inside", "bottleneck"])
+@pytest.mark.parametrize("kind", ["node", "resnet"])
+def test_controls_and_state_norm_for_every_field(tmp_path: Path, field: str, kind: str) -> None:
+    hidden = 3 if field == "bottleneck" else None
+    model = (
+        resode.NeuralODE(2, T=1.0, pieces=3, field=field, hidden=hidden, seed=0)
+        if kind == "node"
+        else resode.ResNet(2, 3, field=field, hidden=hidden, seed=0)
+    )
+    _check_image(rplot.controls(model, tmp_path / "c.png"))
+    _check_image(rplot.state_norm(model, np.ones((4, 2)), tmp_path / "n.png"))
+
+
+def test_image_flow_png_and_gif_for_digit_sized_states(tmp_path: Path) -> None:
+    X = np.random.default_rng(0).random((5, 64))
+    model = resode.NeuralODE(64, T=1.0, pieces=4, classes=10, seed=0)
+    _check_image(rplot.image_flow(model, X, tmp_path / "i.png", max_images=3))
+    assert _frames(rplot.image_flow(model, X, tmp_path / "i.gif", max_images=2)) == 5
+    with pytest.raises(ValueError, match="square"):
+        rplot.image_flow(resode.NeuralODE(3, seed=0), X[:, :3], tmp_path / "x.png")
+
+
+def test_loss_along_time_uses_the_clamped_readout(tmp_path: Path) -> None:
+    X, labels = resode.datasets.chess3(40, seed=0)
+    model = resode.NeuralODE(2, T=1.0, pieces=2, classes=1, loss="mse", readout="hardtanh", seed=0)
+    model.params["P"][...] = 50.0  # unclamped outputs would be far from the +-1 targets
+    _check_image(
+        rplot.loss_along_time(model, X, np.where(labels > 0, 1.0, -1.0), tmp_path / "l.png")
+    )

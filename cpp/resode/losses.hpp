@@ -2,6 +2,7 @@
 //   cross_entropy: (1/N) sum_i [ logsumexp(z_i) - z_{i, y_i} ],   dl/dz_i = (softmax(z_i) - e_{y_i})/N
 //   mse:           (1/(N C)) sum_{i,j} (z_ij - y_ij)^2,            dl/dz_ij = 2 (z_ij - y_ij)/(N C)
 // The 1/N (or 1/(N C)) makes per-block contributions add up to the mean over the whole data set.
+// The readout may be clamped (ReadoutKind::hardtanh, leia's MSE model): z = clamp(x P^T + c, -1, 1).
 #pragma once
 #include <cmath>
 #include <algorithm>
@@ -22,11 +23,20 @@ inline LossKind parse_loss(const std::string& name) {
   throw std::invalid_argument("loss must be 'cross_entropy' or 'mse'; got '" + name + "'");
 }
 
+enum class ReadoutKind { linear, hardtanh };
+
+inline ReadoutKind parse_readout(const std::string& name) {
+  if (name == "linear") return ReadoutKind::linear;
+  if (name == "hardtanh") return ReadoutKind::hardtanh;
+  throw std::invalid_argument("readout must be 'linear' or 'hardtanh'; got '" + name + "'");
+}
+
 template <class T>
 struct Readout {
   index_t classes = 0;
   const T* P = nullptr;  // (classes, D)
   const T* c = nullptr;  // (classes,)
+  ReadoutKind kind = ReadoutKind::linear;
 };
 
 // Targets of the whole data set: integer labels (N,) for cross_entropy, values (N, C) for mse.
@@ -38,10 +48,22 @@ struct Targets {
   const T* values = nullptr;
 };
 
-// z (C x n) = P x + c 1^T for a feature-major block x (D x n).
+// z (C x n) = P x + c 1^T for a feature-major block x (D x n), clamped to [-1, 1] for hardtanh.
 template <class T>
 void readout(const Readout<T>& r, index_t n, index_t D, const T* x, T* z) {
   detail::affine(r.classes, D, n, r.P, r.c, x, z);
+  if (r.kind == ReadoutKind::hardtanh)
+    for (index_t i = 0; i < r.classes * n; ++i) z[i] = std::clamp(z[i], T(-1), T(1));
+}
+
+// Back through the clamp of a hardtanh readout: zbar = 0 where the clamp is flat. Its derivative
+// is [-1 < u < 1] for u = P x + c (PyTorch's hardtanh backward, 0 at u = +-1 too), and the
+// clamped z (C x n) is +-1 exactly where it is 0, so the mask is read off z: no copy of u.
+template <class T>
+void readout_clamp_vjp(const Readout<T>& r, index_t n, const T* z, T* zbar) {
+  if (r.kind != ReadoutKind::hardtanh) return;
+  for (index_t i = 0; i < r.classes * n; ++i)
+    if (!(std::abs(z[i]) < T(1))) zbar[i] = T(0);
 }
 
 // Loss contribution of samples [first, first + n) with logits z (C x ld, the first n columns

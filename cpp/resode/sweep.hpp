@@ -50,6 +50,9 @@ struct GradientOptions {
   bool turnpike = false;    // loss = trapezoid rule of the data loss over the step grid
   index_t checkpoints = 0;  // discrete only: 0 stores every step
   double weight_decay = 0.0;
+  bool decay_readout = false;    // weight_decay on P too (leia's Adam(weight_decay) convention)
+  double l1 = 0.0;               // + l1 * sum |theta| over the field parameters
+  double turnpike_weight = 1.0;  // turnpike: the trapezoid integral times this weight
   // vjp: the cotangent is (steps + 1, N, D), one row per state of the step grid, instead of
   // (N, D) on the final state only.
   bool cotangent_every_state = false;
@@ -262,6 +265,7 @@ double state_loss(const Problem<T>& pb, const Targets<T>& targets, SweepState<T>
   readout(pb.readout, n, D, x, st.z);
   const double l =
       block_loss(targets, C, blk.first, blk.real, n, st.z, grad ? st.zbar : nullptr, weight);
+  if (grad) readout_clamp_vjp(pb.readout, n, st.z, st.zbar);
   if (grad)
     readout_vjp(pb.readout, n, blk.real, D, x, st.zbar, st.xbar, accumulate, st.dP(pb),
                 st.dc(pb));
@@ -354,6 +358,7 @@ struct RunningCost {
     const index_t D = pb.dyn.field.D, C = pb.readout.classes;
     readout(pb.readout, n, D, X, st.z);
     block_loss(targets, C, blk.first, blk.real, n, st.z, st.zbar, 1.0);
+    readout_clamp_vjp(pb.readout, n, st.z, st.zbar);
     gemm(D, n, C, T(-1), pb.readout.P, 1, D, st.zbar, n, Ka, n, true);  // Ka -= P^T zbar
     detail::affine_param_grads(C, D, blk.real, n, T(weight), st.zbar, X, st.dP(pb), st.dc(pb));
   }
@@ -571,26 +576,59 @@ void raise_if_gradient_non_finite(index_t n, const T* g, const char* what) {
 
 }  // namespace detail
 
+namespace detail {
+
+// loss += wd |w|^2, g += 2 wd w for one tensor of `size` values.
+template <class T>
+double add_weight_decay(double wd, const T* w, index_t size, T* g) {
+  double loss = 0.0;
+  for (index_t i = 0; i < size; ++i) {
+    loss += wd * double(w[i]) * double(w[i]);
+    g[i] += T(2.0 * wd) * w[i];
+  }
+  return loss;
+}
+
+// loss += l1 |w|_1, g += l1 sign(w): the subgradient 0 at w = 0 (a weight at exactly 0 stays
+// there only if the data gradient is 0 too; no proximal step, see the README).
+template <class T>
+double add_l1(double l1, const T* w, index_t size, T* g) {
+  double loss = 0.0;
+  for (index_t i = 0; i < size; ++i) {
+    loss += l1 * std::abs(double(w[i]));
+    g[i] += w[i] > T(0) ? T(l1) : w[i] < T(0) ? T(-l1) : T(0);
+  }
+  return loss;
+}
+
+}  // namespace detail
+
 // Loss and gradient. dfield: flat [W1 | b1 | W2 | b2] (FieldParams::size()), dP (C, D), dc (C).
-// loss = data loss (terminal, or the trapezoid rule over the step grid when turnpike)
-//        + weight_decay * sum(theta^2) over the field parameters.
+// loss = data loss (terminal, or turnpike_weight * the trapezoid rule over the step grid when
+//        turnpike) + weight_decay * sum(theta^2) over the field parameters (and P when
+//        decay_readout) + l1 * sum |theta| over the field parameters.
 template <class T>
 double loss_and_grad(const Problem<T>& pb, const Targets<T>& targets, const GradientOptions& opt,
                      T* dfield, T* dP, T* dc) {
   double loss = detail::gradient_sweep(pb, &targets, static_cast<const T*>(nullptr), opt, dfield,
                                        dP, dc, static_cast<T*>(nullptr));
-  if (opt.weight_decay != 0.0) {  // + wd * |theta|^2, gradient 2 wd theta
-    T* g = dfield;
-    for (auto [w, size] : detail::field_tensors(pb.dyn.field)) {
-      for (index_t i = 0; i < size; ++i) {
-        loss += opt.weight_decay * double(w[i]) * double(w[i]);
-        g[i] += T(2.0 * opt.weight_decay) * w[i];
-      }
-      g += size;
-    }
-  }
-  if (!std::isfinite(loss)) throw non_finite_error("the loss is not finite", -1, 0.0);
   const index_t C = pb.readout.classes, D = pb.dyn.field.D;
+  if (opt.turnpike && opt.turnpike_weight != 1.0) {  // d(w L)/dtheta = w dL/dtheta
+    const T w = T(opt.turnpike_weight);
+    loss *= opt.turnpike_weight;
+    for (index_t i = 0; i < pb.dyn.field.size(); ++i) dfield[i] *= w;
+    for (index_t i = 0; i < C * D; ++i) dP[i] *= w;
+    for (index_t i = 0; i < C; ++i) dc[i] *= w;
+  }
+  T* g = dfield;
+  for (auto [w, size] : detail::field_tensors(pb.dyn.field)) {
+    if (opt.weight_decay != 0.0) loss += detail::add_weight_decay(opt.weight_decay, w, size, g);
+    if (opt.l1 != 0.0) loss += detail::add_l1(opt.l1, w, size, g);
+    g += size;
+  }
+  if (opt.decay_readout && opt.weight_decay != 0.0)
+    loss += detail::add_weight_decay(opt.weight_decay, pb.readout.P, C * D, dP);
+  if (!std::isfinite(loss)) throw non_finite_error("the loss is not finite", -1, 0.0);
   detail::raise_if_gradient_non_finite(pb.dyn.field.size(), dfield, "field parameters");
   detail::raise_if_gradient_non_finite(C * D, dP, "P");
   detail::raise_if_gradient_non_finite(C, dc, "c");

@@ -43,6 +43,7 @@ def logits(
     dt: float,
     substeps: int = 1,
     augment: int = 0,
+    readout: str = "linear",
 ) -> np.ndarray: ...
 def loss_and_grad(
     X: np.ndarray,
@@ -62,6 +63,10 @@ def loss_and_grad(
     turnpike: bool = False,
     gradient: str = "discrete",
     checkpoints: int = 0,
+    readout: str = "linear",
+    l1: float = 0.0,
+    decay_readout: bool = False,
+    turnpike_weight: float = 1.0,
 ) -> tuple[float, list[np.ndarray], np.ndarray, np.ndarray]: ...
 def vjp(
     X: np.ndarray,
@@ -126,6 +131,10 @@ def train_epoch(
     state: Sequence[Sequence[np.ndarray]],
     bound: float = 0.0,
     fixed_projection: bool = False,
+    readout: str = "linear",
+    l1: float = 0.0,
+    decay_readout: bool = False,
+    turnpike_weight: float = 1.0,
 ) -> dict[str, Any]: ...
 
 class StepSizeError(ValueError):

@@ -33,6 +33,7 @@ from .data_files import load
 
 __all__ = [
     "DATASETS",
+    "STYLES",
     "SeedLike",
     "chess",
     "chess3",
@@ -61,6 +62,10 @@ _SPIRAL_R_MAX = 1.5
 
 # Tricolor: radii of the three concentric regions (class 0, 1, 2).
 _TRICOLOR_RADII = ((0.0, 0.5), (0.7, 1.0), (1.2, 1.5))
+# leia's Tricolor (style="leia"): its radii, and its radius law r_min + (r_max - r_min) u^(1/dim).
+_LEIA_TRICOLOR_RADII = ((0.0, 0.5), (0.75, 1.25), (1.5, 2.0))
+
+STYLES = ("resode", "leia")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -88,6 +93,23 @@ def _check_radii(name: str, radii: object) -> tuple[float, float]:
     return r_min, r_max
 
 
+def _check_style(style: object) -> str:
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {list(STYLES)}, got {style!r}")
+    return str(style)
+
+
+def _add_noise(
+    rng: np.random.Generator, data: tuple[NDArray[np.float64], NDArray[np.int64]], noise: float
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Gaussian noise of standard deviation ``noise`` on every coordinate (none when 0, so
+    ``noise=0`` draws exactly the data of earlier versions)."""
+    X, y = data
+    if noise > 0.0:
+        X += rng.normal(scale=noise, size=X.shape)
+    return X, y
+
+
 def _class_counts(n: int, classes: int) -> list[int]:
     """Split ``n`` into ``classes`` counts; the remainder goes to the last classes."""
     base, rem = divmod(n, classes)
@@ -106,6 +128,17 @@ def _sample_shell(
     u = rng.random((m, 1))
     radius = (r_min**dim + u * (r_max**dim - r_min**dim)) ** (1.0 / dim)
     return direction * radius
+
+
+def _sample_shell_leia(
+    rng: np.random.Generator, m: int, dim: int, r_min: float, r_max: float
+) -> NDArray[np.float64]:
+    """leia's law: radius ``r_min + (r_max - r_min) u^(1/dim)``: uniform in volume for a ball
+    (``r_min = 0``) only; in a shell the density of r is 0 at r_min and grows outwards."""
+    direction = rng.standard_normal((m, dim))
+    norm = np.linalg.norm(direction, axis=1, keepdims=True)
+    norm[norm == 0.0] = 1.0
+    return direction / norm * (r_min + (r_max - r_min) * rng.random((m, 1)) ** (1.0 / dim))
 
 
 def _sample_rects(
@@ -142,8 +175,11 @@ def _checkerboard_intervals(k: int) -> list[tuple[float, float]]:
     return intervals
 
 
-def _checkerboard(n: int, k: int, seed: SeedLike) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """Balanced ``k x k`` checkerboard, label ``(i + j) % 2`` for cell ``(i, j)``."""
+def _checkerboard(
+    n: int, k: int, seed: SeedLike, style: str = "resode"
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """``k x k`` checkerboard, label ``(i + j) % 2`` for cell ``(i, j)``: balanced classes, or
+    (style "leia") the same number of points in every cell."""
     n = int_at_least("n", n, 1)
     rng = np.random.default_rng(seed)
     intervals = _checkerboard_intervals(k)
@@ -151,6 +187,16 @@ def _checkerboard(n: int, k: int, seed: SeedLike) -> tuple[NDArray[np.float64], 
     for i, (x0, x1) in enumerate(intervals):
         for j, (y0, y1) in enumerate(intervals):
             rects[(i + j) % 2].append((x0, x1, y0, y1))
+    if _check_style(style) == "leia":
+        cells = [(c, rect) for c in range(2) for rect in rects[c]]
+        per_cell = [
+            _sample_rects(rng, [rect], m) for (_, rect), m in zip(cells, _class_counts(n, k * k))
+        ]
+        parts = [
+            np.concatenate([p for (c, _), p in zip(cells, per_cell) if c == cls])
+            for cls in range(2)
+        ]
+        return _finish(rng, parts)
     counts = _class_counts(n, 2)
     parts = [_sample_rects(rng, rects[c], counts[c]) for c in range(2)]
     return _finish(rng, parts)
@@ -165,6 +211,7 @@ def concentric_spheres(
     inner: tuple[float, float] = (0.0, 0.5),
     outer: tuple[float, float] = (1.0, 1.5),
     seed: SeedLike = None,
+    noise: float = 0.0,
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """Two concentric classes: a ball (or shell) inside a shell, in ``dim`` dimensions.
 
@@ -185,6 +232,9 @@ def concentric_spheres(
         must lie inside the outer one (``inner[1] <= outer[0]``).
     seed : int, numpy.random.Generator or None
         Seed for :func:`numpy.random.default_rng`; ``None`` gives fresh randomness.
+    noise : float, default 0.0
+        Standard deviation of Gaussian noise added to every coordinate after sampling (leia
+        uses 0.15); 0 draws exactly the noiseless data.
 
     Returns
     -------
@@ -196,7 +246,8 @@ def concentric_spheres(
     Raises
     ------
     ValueError
-        On ``n < 1``, ``dim < 1``, or invalid / overlapping ``inner`` / ``outer``.
+        On ``n < 1``, ``dim < 1``, ``noise < 0``, or invalid / overlapping ``inner`` /
+        ``outer``.
 
     Examples
     --------
@@ -206,6 +257,7 @@ def concentric_spheres(
     """
     n = int_at_least("n", n, 1)
     dim = int_at_least("dim", dim, 1)
+    noise = _check_noise(noise)
     inner_r = _check_radii("inner", inner)
     outer_r = _check_radii("outer", outer)
     if inner_r[1] > outer_r[0]:
@@ -219,7 +271,7 @@ def concentric_spheres(
         _sample_shell(rng, counts[0], dim, *inner_r),
         _sample_shell(rng, counts[1], dim, *outer_r),
     ]
-    return _finish(rng, parts)
+    return _add_noise(rng, _finish(rng, parts), noise)
 
 
 def chess(n: int, seed: SeedLike = None) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
@@ -258,7 +310,9 @@ def chess(n: int, seed: SeedLike = None) -> tuple[NDArray[np.float64], NDArray[n
     return _checkerboard(n, 2, seed)
 
 
-def chess3(n: int, seed: SeedLike = None) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+def chess3(
+    n: int, seed: SeedLike = None, *, style: str = "resode"
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """3 x 3 checkerboard on ``[-1.4, 1.4]^2`` with gaps around the internal boundaries.
 
     Cells have width ``2.8 / 3``; bands of half-width 0.1 around the internal cell
@@ -267,12 +321,19 @@ def chess3(n: int, seed: SeedLike = None) -> tuple[NDArray[np.float64], NDArray[
     uniform over its own cells (five cells for class 0, four for class 1) and classes
     are exactly balanced: ``n // 2`` points of class 0, the rest class 1.
 
+    ``style="leia"`` follows the sampling law of leia's ``Chess`` data set (which is 2 x 2:
+    ``n // 4`` points uniform in each cell, the cells ``[0.1, 1.4]`` away from the axes) on
+    the same 3 x 3 board: every cell gets ``n // 9`` points (the remainder to the last
+    cells), so class 0 holds about 5/9 of the points.
+
     Parameters
     ----------
     n : int
         Number of samples, ``n >= 1``.
     seed : int, numpy.random.Generator or None
         Seed for :func:`numpy.random.default_rng`; ``None`` gives fresh randomness.
+    style : {"resode", "leia"}, default "resode"
+        Balanced classes, or the same number of points per cell.
 
     Returns
     -------
@@ -292,15 +353,22 @@ def chess3(n: int, seed: SeedLike = None) -> tuple[NDArray[np.float64], NDArray[
     >>> X.shape, sorted(set(y.tolist()))
     ((300, 2), [0, 1])
     """
-    return _checkerboard(n, 3, seed)
+    return _checkerboard(n, 3, seed, style)
 
 
-def tricolor(n: int, seed: SeedLike = None) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+def tricolor(
+    n: int, seed: SeedLike = None, *, noise: float = 0.0, style: str = "resode"
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """Three concentric classes in the plane.
 
     Class 0 is the disc ``|x| < 0.5``, class 1 the annulus ``0.7 <= |x| <= 1.0`` and
     class 2 the annulus ``1.2 <= |x| <= 1.5``; each uniform in area. Class ``c`` gets
     ``n // 3`` points plus one if ``c >= 3 - n % 3``.
+
+    ``style="leia"`` draws leia's ``Tricolor``: the disc ``|x| <= 0.5`` and the annuli
+    ``0.75 <= |x| <= 1.25`` and ``1.5 <= |x| <= 2``, with leia's radius law
+    ``r = r_min + (r_max - r_min) sqrt(u)`` (uniform in area for the disc; in an annulus the
+    density is 0 at the inner radius and grows outwards).
 
     Parameters
     ----------
@@ -308,6 +376,10 @@ def tricolor(n: int, seed: SeedLike = None) -> tuple[NDArray[np.float64], NDArra
         Number of samples, ``n >= 1``.
     seed : int, numpy.random.Generator or None
         Seed for :func:`numpy.random.default_rng`; ``None`` gives fresh randomness.
+    noise : float, default 0.0
+        Standard deviation of Gaussian noise added to every coordinate (leia uses 0.15).
+    style : {"resode", "leia"}, default "resode"
+        resode's radii and area law, or leia's.
 
     Returns
     -------
@@ -328,10 +400,14 @@ def tricolor(n: int, seed: SeedLike = None) -> tuple[NDArray[np.float64], NDArra
     [100, 100, 100]
     """
     n = int_at_least("n", n, 1)
+    noise = _check_noise(noise)
+    leia = _check_style(style) == "leia"
     rng = np.random.default_rng(seed)
     counts = _class_counts(n, 3)
-    parts = [_sample_shell(rng, m, 2, *radii) for m, radii in zip(counts, _TRICOLOR_RADII)]
-    return _finish(rng, parts)
+    radii = _LEIA_TRICOLOR_RADII if leia else _TRICOLOR_RADII
+    sample = _sample_shell_leia if leia else _sample_shell
+    parts = [sample(rng, m, 2, *r) for m, r in zip(counts, radii)]
+    return _add_noise(rng, _finish(rng, parts), noise)
 
 
 def moons(

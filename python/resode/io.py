@@ -320,6 +320,9 @@ def _parse_header(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
     return header
 
 
+_LATER_OPTIONS = ("readout", "l1", "decay_readout", "turnpike_weight")
+
+
 def _check_config(kind: Any, config: Any) -> tuple[type, dict[str, Any]]:
     if kind not in _KINDS:
         raise ValueError(f"header 'kind' must be one of {sorted(_KINDS)}, got {kind!r}")
@@ -328,6 +331,10 @@ def _check_config(kind: Any, config: Any) -> tuple[type, dict[str, Any]]:
         raise ValueError("header 'config' must be a JSON object")
     sig = inspect.signature(cls.__init__)
     names = {p for p in sig.parameters if p != "self"}
+    # Options added after format version 1 was fixed: files written before them lack the keys
+    # and mean the defaults.
+    later = {k: sig.parameters[k].default for k in _LATER_OPTIONS if k in names}
+    config = {**{k: v for k, v in later.items() if k not in config}, **config}
     missing, extra = sorted(names - set(config)), sorted(set(config) - names)
     if missing or extra:
         raise ValueError(

@@ -27,6 +27,7 @@ __all__ = [
     "GRADIENTS",
     "LOSSES",
     "METHODS",
+    "READOUTS",
     "NeuralODE",
     "ResNet",
     "adaptive_options",
@@ -49,6 +50,7 @@ ADAPTIVE_DEFAULTS: dict[str, Any] = {
     "step_control": "sample",
 }
 GRADIENTS = ("discrete", "adjoint")
+READOUTS = ("linear", "hardtanh")
 
 
 def field_param_names(field: str) -> tuple[str, ...]:
@@ -82,6 +84,12 @@ def init_params(
         bound = 1.0 / np.sqrt(fan_in[name])
         params[name] = rng.uniform(-bound, bound, size=shape).astype(dtype)
     return params
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
 
 
 def r2_score(y: np.ndarray, z: np.ndarray) -> float:
@@ -153,6 +161,9 @@ class _Model:
         augment: int,
         loss: str,
         weight_decay: float,
+        readout: str,
+        l1: float,
+        decay_readout: bool,
         dtype: Any,
         seed: Any,
     ) -> None:
@@ -165,6 +176,9 @@ class _Model:
         if self.loss == "cross_entropy" and self.classes < 2:
             raise ValueError(f"classes must be >= 2 for loss 'cross_entropy', got {classes}")
         self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
+        self.readout = check_choice("readout", readout, READOUTS)
+        self.l1 = check_positive("l1", l1, allow_zero=True)
+        self.decay_readout = _check_bool("decay_readout", decay_readout)
         self.dtype = resolve_dtype(dtype)
         self.seed = seed
         if self.field == "bottleneck":
@@ -216,12 +230,25 @@ class _Model:
             "augment": self.augment,
             "loss": self.loss,
             "weight_decay": self.weight_decay,
+            "readout": self.readout,
+            "l1": self.l1,
+            "decay_readout": self.decay_readout,
             "dtype": self.dtype.name,
             "seed": int(seed) if isinstance(seed, (int, np.integer)) else None,
         }
 
     def _gradient_args(self) -> dict[str, Any]:
         raise NotImplementedError
+
+    def _loss_args(self) -> dict[str, Any]:
+        """The loss terms of the core's loss_and_grad and train_epoch."""
+        return {
+            "loss": self.loss,
+            "weight_decay": self.weight_decay,
+            "readout": self.readout,
+            "l1": self.l1,
+            "decay_readout": self.decay_readout,
+        }
 
     # -- boundary conversion ------------------------------------------------------------------
     def _theta(self) -> list[np.ndarray]:
@@ -266,9 +293,15 @@ class _Model:
 
     # -- public API ----------------------------------------------------------------------------
     def forward(self, X: Any) -> np.ndarray:
-        """Logits ``z = x_final P^T + c``, shape ``(N, classes)``, for ``X`` ``(N, dim)``."""
+        """Logits ``z = x_final P^T + c``, shape ``(N, classes)``, for ``X`` ``(N, dim)``;
+        clamped to ``[-1, 1]`` with ``readout="hardtanh"``."""
         return _core.logits(
-            self._X(X), self._theta(), self._param("P"), self._param("c"), **self._sweep_args()
+            self._X(X),
+            self._theta(),
+            self._param("P"),
+            self._param("c"),
+            **self._sweep_args(),
+            readout=self.readout,
         )
 
     def trajectory(self, X: Any) -> np.ndarray:
@@ -335,7 +368,8 @@ class _Model:
         Returns
         -------
         loss : float
-            data loss + ``weight_decay * sum(theta**2)`` over the field parameters.
+            data loss + ``weight_decay * sum(theta**2)`` over the field parameters (and ``P``
+            with ``decay_readout``) + ``l1 * sum(|theta|)`` over the field parameters.
         grads : dict
             Same keys, shapes and dtype as ``params``.
         """
@@ -348,8 +382,7 @@ class _Model:
             self._param("P"),
             self._param("c"),
             **self._sweep_args(),
-            loss=self.loss,
-            weight_decay=self.weight_decay,
+            **self._loss_args(),
             **self._gradient_args(),
         )
         grads = dict(zip(field_param_names(self.field), dtheta))
@@ -377,8 +410,12 @@ class ResNet(_Model):
         Input features; inputs are augmented with ``augment`` zero columns to ``D = dim + augment``.
     layers : int
         L >= 1.
-    classes, field, activation, hidden, augment, h, loss, weight_decay, dtype, seed
-        See the README; ``field`` in ``outside`` ``sigma(W x + b)``, ``inside``
+    classes, field, activation, hidden, augment, h, loss, weight_decay, readout, l1, decay_readout,
+    dtype, seed
+        See the README; ``readout`` ``"linear"`` (``z = x P^T + c``) or ``"hardtanh"`` (``z``
+        clipped to ``[-1, 1]``, leia's MSE model); ``l1`` adds ``l1 * sum |theta|`` over the
+        field parameters (subgradient 0 at 0); ``decay_readout`` puts ``P`` under
+        ``weight_decay`` too. ``field`` in ``outside`` ``sigma(W x + b)``, ``inside``
         ``W sigma(x) + b``, ``bottleneck`` ``W2 sigma(W1 x + b1) + b2`` (needs ``hidden``).
 
     Examples
@@ -406,6 +443,9 @@ class ResNet(_Model):
         h: float = 1.0,
         loss: str = "cross_entropy",
         weight_decay: float = 0.0,
+        readout: str = "linear",
+        l1: float = 0.0,
+        decay_readout: bool = False,
         dtype: Any = "float64",
         seed: Any = None,
     ) -> None:
@@ -421,6 +461,9 @@ class ResNet(_Model):
             augment=augment,
             loss=loss,
             weight_decay=weight_decay,
+            readout=readout,
+            l1=l1,
+            decay_readout=decay_readout,
             dtype=dtype,
             seed=seed,
         )
@@ -474,6 +517,9 @@ class NeuralODE(_Model):
     turnpike : bool
         Replace the terminal data loss by its time integral, by the trapezoid rule on the step
         grid: ``dt * (l_0/2 + l_1 + ... + l_{steps-1} + l_steps/2)``.
+    turnpike_weight : float
+        ``turnpike=True`` only: the integral times this weight (> 0, default 1); see the
+        README for leia's ``1.75 * sum`` form.
     gradient : {"discrete", "adjoint"}
         ``"discrete"`` (default) is the exact gradient of the discretised loss: a reverse sweep
         through the Runge-Kutta stages (discretise-then-optimise). Prefer it whenever the
@@ -488,7 +534,8 @@ class NeuralODE(_Model):
         Discrete gradient only: store ``K`` step states and recompute each segment of
         ``ceil(steps/K)`` steps on the way back; memory ``(K + steps/K + 1) x B x D`` per block
         of ``B`` samples, one extra forward sweep, same gradient to round-off.
-    classes, field, activation, hidden, augment, loss, weight_decay, dtype, seed
+    classes, field, activation, hidden, augment, loss, weight_decay, readout, l1,
+    decay_readout, dtype, seed
         As for :class:`ResNet`.
 
     Examples
@@ -518,7 +565,11 @@ class NeuralODE(_Model):
         augment: int = 0,
         loss: str = "cross_entropy",
         weight_decay: float = 0.0,
+        readout: str = "linear",
+        l1: float = 0.0,
+        decay_readout: bool = False,
         turnpike: bool = False,
+        turnpike_weight: float = 1.0,
         gradient: str = "discrete",
         checkpoints: int | None = None,
         dtype: Any = "float64",
@@ -552,6 +603,9 @@ class NeuralODE(_Model):
         self.stats: dict[str, Any] | None = None
         if self.adaptive:
             self._check_adaptive_options()
+        self.turnpike_weight = check_positive("turnpike_weight", turnpike_weight)
+        if self.turnpike_weight != 1.0 and not self.turnpike:
+            raise ValueError("turnpike_weight applies to turnpike=True only")
         self.checkpoints = None if checkpoints is None else check_int("checkpoints", checkpoints, 1)
         if self.checkpoints is not None and self.gradient != "discrete":
             raise ValueError(
@@ -569,9 +623,17 @@ class NeuralODE(_Model):
             augment=augment,
             loss=loss,
             weight_decay=weight_decay,
+            readout=readout,
+            l1=l1,
+            decay_readout=decay_readout,
             dtype=dtype,
             seed=seed,
         )
+        if self.adaptive and (self.readout != "linear" or self.l1 or self.decay_readout):
+            raise ValueError(
+                "readout='hardtanh', l1 and decay_readout are not available with the adaptive "
+                "methods yet; use a fixed-step method (euler, midpoint, rk4)"
+            )
 
     def _check_adaptive_options(self) -> None:
         if self.substeps != 1:
@@ -614,6 +676,7 @@ class NeuralODE(_Model):
             "substeps": self.substeps,
             "method": self.method,
             "turnpike": self.turnpike,
+            "turnpike_weight": self.turnpike_weight,
             "gradient": self.gradient,
             "checkpoints": self.checkpoints,
             **self._shared_config(),
@@ -721,6 +784,7 @@ class NeuralODE(_Model):
     def _gradient_args(self) -> dict[str, Any]:
         return {
             "turnpike": self.turnpike,
+            "turnpike_weight": self.turnpike_weight,
             "gradient": self.gradient,
             "checkpoints": self.checkpoints or 0,
         }

@@ -24,7 +24,7 @@ Examples
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext as _nullcontext
 from pathlib import Path
 from typing import Any, Union
@@ -36,7 +36,11 @@ from .models import NeuralODE, ResNet, field_param_names
 __all__ = [
     "controls",
     "decision_boundary",
+    "decision_regions",
+    "feature_history",
+    "features",
     "history",
+    "image_flow",
     "loss_along_time",
     "state_norm",
     "sweep",
@@ -355,14 +359,28 @@ def _principal_plane(traj: np.ndarray) -> np.ndarray:
     return (traj - centre) @ vt[:2].T
 
 
+def _separator(model: Model) -> tuple[np.ndarray, float] | None:
+    """``(w, b)`` of the readout's decision boundary ``w . x + b = 0``: ``w = P_1 - P_0``,
+    ``b = c_1 - c_0`` for two classes, ``w = P_0``, ``b = c_0`` for one output (the sign of
+    ``z``, e.g. leia's +-1 targets); None otherwise."""
+    P, c = np.asarray(model.params["P"], np.float64), np.asarray(model.params["c"], np.float64)
+    if model.classes == 2:
+        return P[1] - P[0], float(c[1] - c[0])
+    if model.classes == 1:
+        return P[0], float(c[0])
+    return None
+
+
 def _readout_plane_grid(
     model: Model, lims: Sequence[tuple[float, float]], points: int = 12
 ) -> list[np.ndarray] | None:
     """Grid ``[x1, x2, x3]`` (each ``points x points``) of the plane ``w . x + b = 0``
     (``w = P_1 - P_0``, ``b = c_1 - c_0``) in the box ``lims``, solved for its steepest
     coordinate; points outside the box are NaN. None when ``w = 0``."""
-    P, c = np.asarray(model.params["P"], np.float64), np.asarray(model.params["c"], np.float64)
-    w, b = P[1] - P[0], c[1] - c[0]
+    sep = _separator(model)
+    if sep is None:
+        return None
+    w, b = sep
     k = int(np.argmax(np.abs(w)))
     if w[k] == 0:
         return None
@@ -387,9 +405,11 @@ def _readout_plane(ax: Any, model: Model, lims: Sequence[tuple[float, float]]) -
 
 
 def _readout_line(ax: Any, model: Model, lims: Sequence[tuple[float, float]]) -> Any:
-    """Draw ``w . x + b = 0`` with ``w = P_1 - P_0``, ``b = c_1 - c_0`` (2-D, two classes)."""
-    P, c = np.asarray(model.params["P"], np.float64), np.asarray(model.params["c"], np.float64)
-    w, b = P[1] - P[0], c[1] - c[0]
+    """Draw ``w . x + b = 0`` (see _separator) in 2-D axes."""
+    sep = _separator(model)
+    if sep is None:
+        return None
+    w, b = sep
     if abs(w[1]) >= abs(w[0]) and w[1] != 0:
         xs = np.array(lims[0])
         ys = -(b + w[0] * xs) / w[1]
@@ -528,9 +548,11 @@ def history(history: Any, path: PathLike = "history.png", *, dpi: int = 120) -> 
 
     Parameters
     ----------
-    history : resode.History or mapping
+    history : resode.History or mapping, or a list of them
         ``History`` or its ``to_dict()``; ``val_loss`` / ``val_accuracy`` (``val_r2``) are
         drawn too when present. A history with an ``r2`` column (regression) shows R^2.
+        Several histories (repeated runs, e.g. other seeds): each curve is their mean per
+        epoch with a band of +- one standard deviation (over the epochs all runs have).
     path : str or os.PathLike, default "history.png"
     dpi : int, default 120
 
@@ -545,26 +567,45 @@ def history(history: Any, path: PathLike = "history.png", *, dpi: int = 120) -> 
     >>> resode.plot.history(h, os.path.join(tempfile.mkdtemp(), "h.png")).name
     'h.png'
     """
-    data: Mapping[str, Sequence[float]] = (
-        history.to_dict() if hasattr(history, "to_dict") else dict(history)
-    )
+    runs = list(history) if isinstance(history, (list, tuple)) else [history]
+    if not runs:
+        raise ValueError("history must hold at least one history")
+    datas: list[Mapping[str, Sequence[float]]] = [
+        h.to_dict() if hasattr(h, "to_dict") else dict(h) for h in runs
+    ]
+    data = datas[0]
     metric = "r2" if "r2" in data else "accuracy"  # regression histories score R^2
-    for key in ("loss", metric):
-        if key not in data:
-            raise ValueError(f"history has no {key!r} column")
-    epochs = np.asarray(data.get("epoch", np.arange(1, len(data["loss"]) + 1)))
+    for d in datas:
+        for key in ("loss", metric):
+            if key not in d:
+                raise ValueError(f"history has no {key!r} column")
+    m = min(len(d["loss"]) for d in datas)  # the epochs every run has
+    epochs = np.asarray(data.get("epoch", np.arange(1, len(data["loss"]) + 1)))[:m]
     fig = _figure((8.0, 3.4))
     ax_loss, ax_metric = fig.subplots(1, 2)
+    curves: dict[str, np.ndarray] = {}
     for key, ax, style in (
         ("loss", ax_loss, "-"),
         ("val_loss", ax_loss, "--"),
         (metric, ax_metric, "-"),
         ("val_" + metric, ax_metric, "--"),
     ):
-        if key in data and len(data[key]):
+        if all(key in d and len(d[key]) >= m for d in datas) and m:
+            values = np.array([np.asarray(d[key], float)[:m] for d in datas])
+            mean, std = values.mean(axis=0), values.std(axis=0)
+            curves[key] = values
             label = "validation" if key.startswith("val_") else "train"
-            ax.plot(epochs, data[key], style, label=label, lw=1.4)
-    losses = np.concatenate([np.asarray(data[k], float) for k in ("loss", "val_loss") if k in data])
+            if len(datas) > 1:
+                label += f" (mean +- std, {len(datas)} runs)"
+            (line,) = ax.plot(epochs, mean, style, label=label, lw=1.4)
+            if len(datas) > 1:
+                low = mean - std
+                if key.endswith("loss"):  # a log axis: the band stops at a tenth of the mean
+                    low = np.where(low > 0, low, 0.1 * mean)
+                ax.fill_between(epochs, low, mean + std, color=line.get_color(), alpha=0.25, lw=0)
+    losses = np.concatenate(
+        [curves[k].ravel() for k in ("loss", "val_loss") if k in curves] or [np.zeros(0)]
+    )
     if losses.size and np.all(losses > 0):
         ax_loss.set_yscale("log")
     ax_loss.set_title("loss")
@@ -573,9 +614,7 @@ def history(history: Any, path: PathLike = "history.png", *, dpi: int = 120) -> 
         ax_metric.set_ylim(-0.02, 1.02)
     else:
         ax_metric.set_title("$R^2$")
-        ax_metric.set_ylim(
-            max(-0.02, min(np.nanmin(np.asarray(data[metric], float)), 1.0) - 0.05), 1.02
-        )
+        ax_metric.set_ylim(max(-0.02, min(np.nanmin(curves[metric]), 1.0) - 0.05), 1.02)
     # the loss falls and the score rises: each legend where its curves are not, at the end
     for ax, where in ((ax_loss, "upper right"), (ax_metric, "lower right")):
         ax.set_xlabel("epoch")
@@ -734,9 +773,9 @@ def loss_along_time(
     dpi: int = 120,
 ) -> Path:
     """The training error along the flow: the data loss of the readout ``P x(t_k) + c``
-    applied to the state at every step ``t_k``, on a log scale (the picture of the turnpike:
-    the loss falls early and stays low when the model has learnt to reach and hold a good
-    state).
+    (clamped for ``readout="hardtanh"``) applied to the state at every step ``t_k``, on a log
+    scale (the picture of the turnpike: the loss falls early and stays low when the model has
+    learnt to reach and hold a good state).
 
     Parameters
     ----------
@@ -761,7 +800,7 @@ def loss_along_time(
     ...                             os.path.join(tempfile.mkdtemp(), "l.png")).name
     'l.png'
     """
-    from .reference import data_loss
+    from .reference import data_loss, readout_logits
 
     if isinstance(models, (ResNet, NeuralODE)):
         models = {type(models).__name__: models}
@@ -772,11 +811,13 @@ def loss_along_time(
     for label, model in models.items():
         model = _check_model(model)
         traj = np.asarray(model.trajectory(X), dtype=np.float64)  # (steps + 1, N, D)
-        P, c = (np.asarray(model.params[k], dtype=np.float64) for k in ("P", "c"))
+        params = {k: np.asarray(model.params[k], dtype=np.float64) for k in ("P", "c")}
         targets = model._targets(y, traj.shape[1]).astype(
             np.int64 if model.loss == "cross_entropy" else np.float64
         )
-        losses = [data_loss(x @ P.T + c, targets, model.loss) for x in traj]
+        losses = [
+            data_loss(readout_logits(params, x, model.readout), targets, model.loss) for x in traj
+        ]
         times, xlabel = _time_grid(model)
         # a loss that underflows to exactly 0 is drawn at 1e-16 (a log axis has no 0)
         ax.plot(times, np.maximum(losses, 1e-16), lw=1.8, label=str(label))
@@ -892,3 +933,463 @@ def sweep(
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return _save(fig, path, dpi)
+
+
+# --------------------------------------------------------------------------- dynamics
+
+
+def _check_count(name: str, value: Any, least: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    return int(value)
+
+
+def _any_labels(y: Any, n: int, classes: int) -> np.ndarray:
+    """Integer labels for colours from labels ``(n,)``, one-hot / float targets ``(n, C)``, or
+    the +-1 targets of one output (``classes == 1``: label ``[y > 0]``)."""
+    arr = np.asarray(y)
+    if classes == 1:
+        if arr.size != n:
+            raise ValueError(f"y must have {n} entries, got shape {arr.shape}")
+        return (arr.reshape(n) > 0).astype(np.int64)
+    return _labels(arr, n)
+
+
+def _predicted(z: np.ndarray) -> np.ndarray:
+    """Predicted labels of readouts ``z`` ``(n, C)``: ``[z > 0]`` for one output, else argmax."""
+    return (z[:, 0] > 0).astype(np.int64) if z.shape[1] == 1 else np.argmax(z, axis=1)
+
+
+def _region_image(model: Model, z: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """RGB colours ``(n, 3)`` of the readouts ``z`` ``(n, C)`` and, for a binary decision, the
+    score in ``[0, 1]`` whose 0.5 level is the boundary: ``P(class 1)`` (cross-entropy) or
+    ``(clip(z_1 - z_0 or z_0, -1, 1) + 1) / 2`` (mse)."""
+    _require_matplotlib()
+    import matplotlib
+    from matplotlib.colors import to_rgb
+
+    C = z.shape[1]
+    soft = None
+    if model.loss == "cross_entropy":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        soft = e / e.sum(axis=1, keepdims=True)
+    if C <= 2:
+        if soft is not None:
+            score = soft[:, 1]
+        else:
+            margin = z[:, 0] if C == 1 else z[:, 1] - z[:, 0]
+            score = (np.clip(margin, -1.0, 1.0) + 1.0) / 2.0
+        return np.asarray(matplotlib.colormaps["RdBu_r"](score))[:, :3], score
+    rgb = np.array([to_rgb(c) for c in _class_colors(C)])
+    pred = np.argmax(z, axis=1)
+    conf = np.ones(len(z)) if soft is None else (soft.max(axis=1) - 1.0 / C) / (1.0 - 1.0 / C)
+    return conf[:, None] * rgb[pred] + (1.0 - conf[:, None]), None
+
+
+def _step_indices(model: Model, times: Any, steps: int, default: int) -> list[int]:
+    """Step indices of the requested times (nearest step; a ResNet's times are layers), or
+    ``default`` evenly spaced ones from 0 to ``steps``."""
+    if times is None:
+        return sorted({int(np.rint(v)) for v in np.linspace(0, steps, min(default, steps + 1))})
+    grid, _ = _time_grid(model)
+    out = []
+    for t in np.atleast_1d(np.asarray(times, dtype=np.float64)):
+        if not (np.isfinite(t) and grid[0] - 1e-9 <= t <= grid[-1] + 1e-9):
+            raise ValueError(f"times must lie in [{grid[0]:g}, {grid[-1]:g}], got {t!r}")
+        out.append(int(np.argmin(np.abs(grid - t))))
+    return out
+
+
+def _animate(
+    fig: Any, path: Path, frames: int, draw: Callable[[int], None], fps: int, hold: float, dpi: int
+) -> Path:
+    """Write the frames ``draw(0), ..., draw(frames - 1)`` of ``fig`` to a ``.gif`` (Pillow,
+    one GIF frame each, the last held ``hold`` seconds longer) or ``.mp4`` (ffmpeg)."""
+    from matplotlib.animation import FFMpegWriter
+
+    if path.suffix.lower() == ".mp4":
+        if not FFMpegWriter.isAvailable():
+            raise RuntimeError("writing .mp4 needs ffmpeg on the PATH; use a .gif path instead")
+        writer = FFMpegWriter(fps=int(fps))
+        with writer.saving(fig, str(path), dpi):
+            for k in range(frames):
+                draw(k)
+                writer.grab_frame()
+            for _ in range(max(round(hold * fps), 1) - 1):
+                writer.grab_frame()
+        return path
+    from PIL import Image
+
+    fig.set_dpi(dpi)
+    images = []
+    for k in range(frames):
+        draw(k)
+        fig.canvas.draw()
+        rgba = np.asarray(fig.canvas.buffer_rgba())
+        images.append(Image.fromarray(np.ascontiguousarray(rgba[..., :3])))
+    durations = [round(1000 / fps)] * len(images)
+    durations[-1] += round(1000 * max(hold, 0.0))
+    images[0].save(
+        path, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0
+    )
+    return path
+
+
+def decision_regions(
+    model: Model,
+    X: Any,
+    y: Any,
+    path: PathLike = "decision_regions.gif",
+    times: Any = None,
+    *,
+    resolution: int = 100,
+    fps: int = 4,
+    hold: float = 1.0,
+    dpi: int = 80,
+) -> Path:
+    """The classifier applied to the flow at every time: how the partition of the input plane
+    forms along the flow (leia's "generalization" animation).
+
+    Each point ``x0`` of a grid over the input plane is coloured by the readout of its state at
+    time ``t_k``, ``z = P x(t_k) + c`` (clamped for ``readout="hardtanh"``): two classes (or
+    one output) by the score of class 1 (``RdBu``, the boundary in black), more classes by the
+    predicted class. The training points are drawn on top, with the accuracy of the readout
+    at ``t_k`` in the title.
+
+    Parameters
+    ----------
+    model : ResNet or NeuralODE
+        With ``model.dim == 2``.
+    X, y : array_like, shapes (N, 2) and (N,) or (N, classes)
+        Points and labels (or targets; for one output the label is ``y > 0``).
+    path : str or os.PathLike, default "decision_regions.gif"
+        ``.gif`` / ``.mp4``: one frame per state ``t_0 .. t_steps`` (or per requested time);
+        a still format (``.png``, ``.pdf``, ...): one panel per requested time.
+    times : sequence of float, optional
+        Times (layers for a ResNet) to draw, each at its nearest step; default: every step in
+        an animation, four evenly spaced ones in a still image.
+    resolution : int, default 100
+        Grid points per axis (``resolution**2`` trajectories are computed).
+    fps, hold, dpi
+        Frames per second, seconds the last frame is held, resolution of the frames.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import resode, resode.plot, tempfile, os
+    >>> X, y = resode.datasets.moons(50, seed=0)
+    >>> model = resode.NeuralODE(2, T=1.0, pieces=4, seed=0)
+    >>> out = os.path.join(tempfile.mkdtemp(), "r.png")
+    >>> resode.plot.decision_regions(model, X, y, out, times=[0.0, 1.0], resolution=30).name
+    'r.png'
+    """
+    from .reference import readout_logits
+
+    model = _check_model(model)
+    if model.dim != 2:
+        raise ValueError(f"decision_regions needs 2-D inputs, the model has dim={model.dim}")
+    resolution = _check_count("resolution", resolution, 2)
+    fps = _check_count("fps", fps)
+    p = Path(os.fspath(path))
+    animated = p.suffix.lower() in (".gif", ".mp4")
+    Xa = np.asarray(X, dtype=np.float64)
+    labels = _any_labels(y, Xa.shape[0], model.classes)
+    (x0, x1), (y0, y1) = (_limits(Xa[:, k]) for k in range(2))
+    gx, gy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
+    grid = np.column_stack([gx.ravel(), gy.ravel()])
+    params = {k: np.asarray(model.params[k], np.float64) for k in ("P", "c")}
+    grid_traj = np.asarray(model.trajectory(grid), dtype=np.float64)
+    data_traj = np.asarray(model.trajectory(Xa), dtype=np.float64)
+    steps = grid_traj.shape[0] - 1
+    frames = _step_indices(model, times, steps, steps + 1 if animated else 4)
+    tgrid, tlabel = _time_grid(model)
+    colors = _class_colors(max(model.classes, 2, int(labels.max(initial=0)) + 1))
+
+    def panel(ax: Any, j: int) -> None:
+        ax.clear()
+        rgb, score = _region_image(model, readout_logits(params, grid_traj[j], model.readout))
+        ax.imshow(
+            rgb.reshape(resolution, resolution, 3),
+            origin="lower",
+            extent=(x0, x1, y0, y1),
+            aspect="auto",
+            alpha=0.85,
+        )
+        if score is not None and score.min() < 0.5 < score.max():
+            ax.contour(gx, gy, score.reshape(gx.shape), levels=[0.5], colors="k", linewidths=1)
+        ax.scatter(
+            Xa[:, 0], Xa[:, 1], c=[colors[k] for k in labels], s=8, edgecolors="k", linewidths=0.3
+        )
+        z = readout_logits(params, data_traj[j], model.readout)
+        acc = float(np.mean(_predicted(z) == labels))
+        when = f"t = {tgrid[j]:.2f}" if tlabel == "time t" else f"layer {j}"
+        ax.set_title(f"{when}: accuracy {100 * acc:.0f}%", fontsize=9)
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+    if animated:
+        fig = _figure((4.0, 4.0))
+        ax = fig.add_subplot()
+        fig.subplots_adjust(left=0.03, right=0.97, bottom=0.03, top=0.92)
+        return _animate(fig, p, len(frames), lambda k: panel(ax, frames[k]), fps, hold, dpi)
+    fig = _figure((3.0 * len(frames), 3.2))
+    axes = np.atleast_1d(fig.subplots(1, len(frames)))
+    for ax, j in zip(axes, frames):
+        panel(ax, j)
+    fig.suptitle(f"{type(model).__name__}: the readout applied along the flow", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, p, dpi)
+
+
+def _state_axes(fig: Any, D: int) -> tuple[Any, int]:
+    """Axes for states of width D: 3-D axes for D == 3, a plane otherwise."""
+    if D == 3:
+        import mpl_toolkits.mplot3d  # noqa: F401  (registers the 3-D projection)
+
+        return fig.add_subplot(projection="3d"), 3
+    return fig.add_subplot(), 2
+
+
+def _planar(states: np.ndarray, D: int) -> np.ndarray:
+    """States ``(..., n, D)`` for drawing: as they are for D in (2, 3), the line y = 0 for
+    D == 1, the first two principal components of the last slice for D > 3."""
+    if D == 1:
+        return np.concatenate([states, np.zeros_like(states)], axis=-1)
+    if D > 3:
+        return _principal_plane(states.reshape(-1, *states.shape[-2:]))
+    return states
+
+
+def features(
+    model: Model,
+    X: Any,
+    y: Any,
+    path: PathLike = "features.png",
+    *,
+    dpi: int = 120,
+) -> Path:
+    """The final states ``x(T)`` (the features the readout sees), coloured by class, with the
+    readout's separating line (``D == 2``) or plane (``D == 3``) for two classes or one output
+    (``w . x + b = 0``, ``w = P_1 - P_0`` or ``P_0``). ``D > 3``: the first two principal
+    components, without the separator.
+
+    Parameters
+    ----------
+    model : ResNet or NeuralODE
+    X : array_like, shape (N, dim)
+    y : array_like
+        Labels ``(N,)``, targets ``(N, classes)``, or +-1 targets of one output.
+    path : str or os.PathLike, default "features.png"
+    dpi : int, default 120
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import resode, resode.plot, tempfile, os
+    >>> X, y = resode.datasets.moons(50, seed=0)
+    >>> model = resode.NeuralODE(2, T=1.0, pieces=4, augment=1, seed=0)
+    >>> resode.plot.features(model, X, y, os.path.join(tempfile.mkdtemp(), "f.png")).name
+    'f.png'
+    """
+    model = _check_model(model)
+    final = np.asarray(model.trajectory(X)[-1], dtype=np.float64)
+    if not np.isfinite(final).all():
+        raise ValueError("the final states are not finite")
+    D = final.shape[1]
+    labels = _any_labels(y, final.shape[0], model.classes)
+    colors = _class_colors(max(model.classes, 2, int(labels.max(initial=0)) + 1))
+    pts = _planar(final[None], D)[0]
+    fig = _figure((5.0, 4.6))
+    ax, dims = _state_axes(fig, D)
+    ax.scatter(*pts[:, :dims].T, c=[colors[k] for k in labels], s=12, edgecolors="k", lw=0.3)
+    lims = [_limits(pts[:, k]) for k in range(dims)]
+    if D == 3:
+        _readout_plane(ax, model, lims)
+    elif D == 2:
+        _readout_line(ax, model, lims)
+    names = ["x1", "x2", "x3"] if D <= 3 else ["PC 1", "PC 2"]
+    for k, setter in enumerate((ax.set_xlabel, ax.set_ylabel, getattr(ax, "set_zlabel", None))):
+        if k < dims and setter is not None:
+            setter(names[k])
+    when = f"t = {model.T:g}" if isinstance(model, NeuralODE) else f"layer {model.layers}"
+    ax.set_title(f"{type(model).__name__}: features x({when}) and the readout")
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def feature_history(
+    history: Any,
+    path: PathLike = "feature_history.gif",
+    *,
+    classes: int | None = None,
+    fps: int = 4,
+    hold: float = 1.0,
+    dpi: int = 80,
+) -> Path:
+    """Animate the final states of the points recorded by ``fit(..., record=...)`` over the
+    epochs: how training moves the features the readout separates. One frame per record
+    (the first is the untrained model), on fixed axes that hold every record.
+
+    Parameters
+    ----------
+    history : resode.History or mapping
+        A history from ``fit(..., record=...)`` (its ``features``), or that dict itself.
+    path : str or os.PathLike, default "feature_history.gif"
+        ``.gif`` or ``.mp4``.
+    classes : int, optional
+        1 when the recorded targets are the +-1 targets of one output (colours by sign);
+        by default read off the targets.
+    fps, hold, dpi
+        Frames per second, seconds the last frame is held, resolution.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import resode, resode.plot, tempfile, os
+    >>> X, y = resode.datasets.moons(60, seed=0)
+    >>> model = resode.NeuralODE(2, T=1.0, pieces=4, augment=1, seed=0)
+    >>> h = resode.fit(model, X, y, epochs=4, record=30, record_every=2, progress=False)
+    >>> h.features["epoch"]
+    [0, 2, 4]
+    >>> resode.plot.feature_history(h, os.path.join(tempfile.mkdtemp(), "f.gif")).name
+    'f.gif'
+    """
+    record = getattr(history, "features", history)
+    if not isinstance(record, Mapping) or not record.get("states"):
+        raise ValueError("history holds no recorded features: train with fit(..., record=...)")
+    p = Path(os.fspath(path))
+    if p.suffix.lower() not in (".gif", ".mp4"):
+        raise ValueError(f"path must end in .gif or .mp4, got {p.name!r}")
+    fps = _check_count("fps", fps)
+    states = np.asarray(np.stack(record["states"]), dtype=np.float64)  # (R, M, D)
+    if not np.isfinite(states).all():
+        raise ValueError("the recorded states are not finite")
+    D = states.shape[2]
+    targets = np.asarray(record["y"])
+    if classes is None:
+        classes = 1 if targets.dtype.kind == "f" and targets.ndim == 1 else 2
+    labels = _any_labels(targets, states.shape[1], classes)
+    colors = _class_colors(max(2, int(labels.max(initial=0)) + 1))
+    pts = _planar(states, D)
+    fig = _figure((4.6, 4.4))
+    ax, dims = _state_axes(fig, D)
+    lims = [_limits(pts[..., k]) for k in range(dims)]
+    point_colors = [colors[k] for k in labels]
+
+    def draw(k: int) -> None:
+        ax.clear()
+        ax.scatter(*pts[k, :, :dims].T, c=point_colors, s=12, edgecolors="k", linewidths=0.3)
+        for axis, (lo, hi) in zip("xyz", lims):
+            getattr(ax, f"set_{axis}lim")(lo, hi)
+        ax.set_title(f"features x(T) after epoch {record['epoch'][k]}")
+
+    return _animate(fig, p, len(pts), draw, fps, hold, dpi)
+
+
+def image_flow(
+    model: Model,
+    X_images: Any,
+    path: PathLike = "image_flow.png",
+    *,
+    shape: tuple[int, int] | None = None,
+    times: Any = None,
+    max_images: int = 6,
+    fps: int = 6,
+    hold: float = 1.0,
+    dpi: int = 100,
+) -> Path:
+    """Image data along the flow: the state ``x(t)`` of each image, reshaped to the image, at
+    several times, when the state width ``D`` is the image size (e.g. digits 8 x 8 with
+    ``augment=0``: ``D = 64``).
+
+    Parameters
+    ----------
+    model : ResNet or NeuralODE
+    X_images : array_like, shape (N, dim)
+        Flattened images; the first ``max_images`` are drawn.
+    path : str or os.PathLike, default "image_flow.png"
+        A still format: one row per image, one column per time. ``.gif`` / ``.mp4``: one frame
+        per step (or requested time), the images side by side.
+    shape : tuple of int, optional
+        ``(height, width)`` with ``height * width == D``; default a square.
+    times : sequence of float, optional
+        Times (layers for a ResNet) to draw; default six evenly spaced steps in a still
+        image, every step in an animation.
+    max_images : int, default 6
+    fps, hold, dpi
+        As for :func:`decision_regions`.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import numpy as np, resode, resode.plot, tempfile, os
+    >>> X = np.random.default_rng(0).random((3, 16))
+    >>> model = resode.NeuralODE(16, T=1.0, pieces=3, classes=10, seed=0)
+    >>> resode.plot.image_flow(model, X, os.path.join(tempfile.mkdtemp(), "i.png")).name
+    'i.png'
+    """
+    model = _check_model(model)
+    D = model.D
+    if shape is None:
+        side = int(np.rint(np.sqrt(D)))
+        if side * side != D:
+            raise ValueError(f"the state width D = {D} is not a square: give shape=(h, w)")
+        shape = (side, side)
+    h, w = (int(v) for v in shape)
+    if h * w != D:
+        raise ValueError(f"shape {shape!r} does not hold the state width D = {D}")
+    max_images = _check_count("max_images", max_images)
+    fps = _check_count("fps", fps)
+    p = Path(os.fspath(path))
+    animated = p.suffix.lower() in (".gif", ".mp4")
+    images = np.asarray(X_images)[:max_images]
+    traj = np.asarray(model.trajectory(images), dtype=np.float64)  # (steps + 1, n, D)
+    steps, n = traj.shape[0] - 1, traj.shape[1]
+    frames = _step_indices(model, times, steps, steps + 1 if animated else 6)
+    tgrid, tlabel = _time_grid(model)
+    # one colour scale per image over all times, so that its change along the flow shows
+    scale = np.abs(traj).max(axis=(0, 2))
+
+    def label(j: int) -> str:
+        return f"t = {tgrid[j]:.2f}" if tlabel == "time t" else f"layer {j}"
+
+    def show(ax: Any, i: int, j: int) -> None:
+        ax.imshow(traj[j, i].reshape(h, w), cmap="gray_r", vmin=-scale[i], vmax=scale[i])
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+    if animated:
+        fig = _figure((1.6 * n, 1.9))
+        axes = np.atleast_1d(fig.subplots(1, n))
+
+        def draw(k: int) -> None:
+            for i, ax in enumerate(axes):
+                ax.clear()
+                show(ax, i, frames[k])
+            fig.suptitle(f"{type(model).__name__}: {label(frames[k])}", fontsize=9)
+
+        return _animate(fig, p, len(frames), draw, fps, hold, dpi)
+    fig = _figure((1.3 * len(frames) + 0.4, 1.3 * n + 0.5))
+    axes = np.asarray(fig.subplots(n, len(frames), squeeze=False))
+    for i in range(n):
+        for c, j in enumerate(frames):
+            show(axes[i, c], i, j)
+            if i == 0:
+                axes[i, c].set_title(label(j), fontsize=8)
+    fig.suptitle(f"{type(model).__name__}: the state along the flow", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, p, dpi)

@@ -19,11 +19,15 @@ Fields ``f_k`` for layer / piece ``k`` (keys of ``params``; ``K`` layers or piec
     bottleneck  f = W2[k] sigma(W1[k] x + b1[k]) + b2[k]   W1 (K, H, D), b1 (K, H),
                                                            W2 (K, D, H), b2 (K, D)
 
-plus the classifier ``P`` (classes, D), ``c`` (classes,): logits ``z = x P^T + c``.
+plus the classifier ``P`` (classes, D), ``c`` (classes,): logits ``z = x P^T + c``, or with
+``readout="hardtanh"`` ``z = clip(x P^T + c, -1, 1)``, whose derivative is
+``[-1 < x P^T + c < 1]`` (0 at the corners, as PyTorch's ``hardtanh``).
 
 Data losses: ``cross_entropy`` = mean over samples of softmax cross-entropy with integer
 labels ``y`` (N,); ``mse`` = mean over all ``N * classes`` entries of ``(z - y)^2``.
-Regulariser: ``weight_decay * sum(theta^2)`` over the FIELD parameters only (not P, c).
+Regulariser: ``weight_decay * sum(theta^2)`` over the FIELD parameters (and ``P``, never
+``c``, with ``decay_readout``) plus ``l1 * sum |theta|`` over the field parameters, whose
+gradient is taken as ``l1 * sign(theta)`` (the subgradient 0 at 0).
 
 ResNet (``K = L`` layers): ``x^{k+1} = x^k + h f_k(x^k)``, loss from the logits of ``x^L``.
 
@@ -36,7 +40,7 @@ Neural ODE (``K`` pieces): ``x'(t) = f_{theta(t)}(x)`` on ``[0, T]``, solved wit
 
 (``euler``, ``midpoint``, classic ``rk4``). Loss: terminal ``data_loss(x_steps)`` or, with
 ``turnpike``, the trapezoid rule ``dt * (l_0/2 + l_1 + ... + l_{steps-1} + l_steps/2)`` of
-``l_j = data_loss(x_j)``; plus the regulariser.
+``l_j = data_loss(x_j)``, times ``turnpike_weight``; plus the regulariser.
 
 Gradients. ``discrete``: exact gradient of the discretised loss. For one step with
 cotangent ``xbar`` on ``x_{j+1}``, stages ``i = s..1``::
@@ -81,6 +85,7 @@ ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "sigmoid", "leaky_relu", "identi
 FIELDS: tuple[str, ...] = ("outside", "inside", "bottleneck")
 LOSSES: tuple[str, ...] = ("cross_entropy", "mse")
 METHODS: tuple[str, ...] = ("euler", "midpoint", "rk4")
+READOUTS: tuple[str, ...] = ("linear", "hardtanh")
 
 Params = dict[str, np.ndarray]
 State = tuple[np.ndarray, ...]
@@ -258,19 +263,38 @@ def data_loss_grad(logits: np.ndarray, y: np.ndarray, loss: str) -> np.ndarray:
     return _data_loss_and_grad(logits, y, loss, True)[1]
 
 
+def readout_logits(params: Params, x: np.ndarray, readout: str = "linear") -> np.ndarray:
+    """Logits ``x P^T + c`` of states x (N, D), clipped to ``[-1, 1]`` for ``"hardtanh"``."""
+    _check("readout", readout, READOUTS)
+    z = x @ params["P"].T + params["c"]
+    return np.clip(z, -1.0, 1.0) if readout == "hardtanh" else z
+
+
 def _state_loss(
-    params: Params, x: np.ndarray, y: np.ndarray, loss: str
+    params: Params, x: np.ndarray, y: np.ndarray, loss: str, kind: str = "linear"
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    """``l(x) = data_loss(x P^T + c, y)`` and its gradients wrt x (N, D), P, c."""
+    """``l(x) = data_loss(readout(x), y)`` and its gradients wrt x (N, D), P, c."""
     P = params["P"]
-    value, g = _data_loss_and_grad(x @ P.T + params["c"], y, loss, True)
+    u = x @ P.T + params["c"]
+    z = readout_logits(params, x, kind)
+    value, g = _data_loss_and_grad(z, y, loss, True)
+    if kind == "hardtanh":  # d clip(u)/du = [-1 < u < 1]
+        g = g * ((u > -1) & (u < 1))
     return value, g @ P, g.T @ x, g.sum(axis=0)
 
 
-def _regulariser(params: Params, keys: tuple[str, ...], weight_decay: float) -> float:
-    if weight_decay == 0:
-        return 0.0
-    return float(weight_decay) * sum(float(np.sum(np.square(params[key]))) for key in keys)
+def _regulariser(
+    params: Params,
+    keys: tuple[str, ...],
+    weight_decay: float,
+    l1: float = 0.0,
+    decay_readout: bool = False,
+) -> float:
+    """``weight_decay * |theta|^2`` over keys (and P with decay_readout) + ``l1 * |theta|_1``
+    over keys."""
+    decayed = (*keys, "P") if decay_readout else keys
+    value = float(weight_decay) * sum(float(np.sum(np.square(params[k]))) for k in decayed)
+    return value + float(l1) * sum(float(np.sum(np.abs(params[k]))) for k in keys)
 
 
 def _trapezoid(values: list[float], dt: float) -> float:
@@ -460,6 +484,7 @@ def _adjoint_rhs(
     act: str,
     y: np.ndarray | None,
     loss: str | None,
+    kind: str = "linear",
 ) -> _Rhs:
     """Dynamics ``F(x, a) = (f, -J^T a [- dl/dx], -(df/dtheta)^T a [, -dl/dP, -dl/dc])``;
     the bracketed loss terms are present iff ``loss`` is given (turnpike)."""
@@ -472,7 +497,7 @@ def _adjoint_rhs(
         dg = tuple(-pgrads[key] for key in keys)
         if loss is None:
             return (f, -abar, *dg)
-        _, gx, gP, gc = _state_loss(params, x, y, loss)
+        _, gx, gP, gc = _state_loss(params, x, y, loss, kind)
         return (f, -abar - gx, *dg, -gP, -gc)
 
     return rhs
@@ -493,6 +518,7 @@ def _adjoint_backward(
     gP: np.ndarray | None = None,
     gc: np.ndarray | None = None,
     jumps: np.ndarray | None = None,
+    kind: str = "linear",
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Backsolve the augmented adjoint system from ``t = T`` to 0 with steps of ``-h``.
 
@@ -509,7 +535,8 @@ def _adjoint_backward(
         state = (x, a, *(grads[key][k] for key in keys))
         if loss is not None:
             state = (*state, gP, gc)
-        new = _rk_step(_adjoint_rhs(params, k, field, act, y, loss), state, -h, tableau, n_in=2)
+        rhs = _adjoint_rhs(params, k, field, act, y, loss, kind)
+        new = _rk_step(rhs, state, -h, tableau, n_in=2)
         x, a = new[0], new[1]
         if jumps is not None:
             a = a + jumps[j]
@@ -528,18 +555,27 @@ def _zero_grads(params: Params, keys: tuple[str, ...], dtype: np.dtype) -> dict[
 
 
 def _finish_grads(
-    params: Params, grads: dict[str, np.ndarray], keys: tuple[str, ...], weight_decay: float
+    params: Params,
+    grads: dict[str, np.ndarray],
+    keys: tuple[str, ...],
+    weight_decay: float,
+    l1: float = 0.0,
+    decay_readout: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Add the weight-decay gradient to the field grads and cast every grad to the dtype of
-    its parameter; returns a dict with exactly the keys of ``params`` (zeros elsewhere)."""
+    """Add the regulariser's gradient (``2 weight_decay theta + l1 sign(theta)``) and cast every
+    grad to the dtype of its parameter; returns a dict with exactly the keys of ``params``
+    (zeros elsewhere)."""
+    decayed = (*keys, "P") if decay_readout else keys
     out = {}
     for key, p in params.items():
         p = np.asarray(p)
         g = grads.get(key)
         if g is None:
             g = np.zeros_like(p)
-        elif key in keys and weight_decay != 0:
+        if key in decayed and weight_decay != 0:
             g = g + (2 * float(weight_decay)) * p
+        if key in keys and l1 != 0:
+            g = g + float(l1) * np.sign(p)
         out[key] = np.asarray(g).astype(p.dtype, copy=False).reshape(p.shape)
     return out
 
@@ -559,9 +595,14 @@ def _loss_and_grad(
     weight_decay: float,
     turnpike: bool,
     gradient: str,
+    kind: str = "linear",
+    l1: float = 0.0,
+    decay_readout: bool = False,
+    turnpike_weight: float = 1.0,
 ) -> tuple[float, dict[str, np.ndarray]]:
     """Shared loss-and-gradient driver for the ResNet (Euler, h) and the neural ODE."""
     _check("loss", loss, LOSSES)
+    _check("readout", kind, READOUTS)
     _check("gradient", gradient, ("discrete", "adjoint"))
     keys = _field_keys(field)
     x0 = _augment(params, X, augment, field)
@@ -578,7 +619,7 @@ def _loss_and_grad(
 
         def state_cotangent(j: int, x: np.ndarray) -> np.ndarray:
             nonlocal gP, gc
-            losses[j], gx, dP, dc = _state_loss(params, x, y, loss)
+            losses[j], gx, dP, dc = _state_loss(params, x, y, loss, kind)
             w = h * weights[j]
             gP = gP + w * dP
             gc = gc + w * dc
@@ -591,13 +632,13 @@ def _loss_and_grad(
             )
             value = _trapezoid(losses, h)
         else:
-            value, xbar, gP, gc = _state_loss(params, traj[steps], y, loss)
+            value, xbar, gP, gc = _state_loss(params, traj[steps], y, loss, kind)
             _discrete_backward(params, traj, xbar, h, substeps, tableau, field, act, grads)
     else:
         if turnpike:
 
             def visit(j: int, x: np.ndarray) -> None:
-                losses[j] = _data_loss_and_grad(x @ P.T + c, y, loss, False)[0]
+                losses[j] = _data_loss_and_grad(readout_logits(params, x, kind), y, loss, False)[0]
 
             xT = _solve(params, x0, h, substeps, tableau, field, act, store=False, visit=visit)
             value = _trapezoid(losses, h)
@@ -615,15 +656,19 @@ def _loss_and_grad(
                 loss=loss,
                 gP=gP,
                 gc=gc,
+                kind=kind,
             )
         else:
             xT = _solve(params, x0, h, substeps, tableau, field, act, store=False)
-            value, aT, gP, gc = _state_loss(params, xT, y, loss)
+            value, aT, gP, gc = _state_loss(params, xT, y, loss, kind)
             _adjoint_backward(params, xT, aT, h, substeps, tableau, field, act, grads)
 
     grads["P"], grads["c"] = gP, gc
-    value += _regulariser(params, keys, weight_decay)
-    return value, _finish_grads(params, grads, keys, weight_decay)
+    if turnpike and turnpike_weight != 1.0:  # d(w L)/dtheta = w dL/dtheta
+        value *= float(turnpike_weight)
+        grads = {key: float(turnpike_weight) * g for key, g in grads.items()}
+    value += _regulariser(params, keys, weight_decay, l1, decay_readout)
+    return value, _finish_grads(params, grads, keys, weight_decay, l1, decay_readout)
 
 
 # --------------------------------------------------------------------------- ResNet
@@ -651,11 +696,13 @@ def resnet_forward(
     activation: str,
     h: float = 1.0,
     augment: int = 0,
+    readout: str = "linear",
 ) -> np.ndarray:
-    """Logits ``x^L P^T + c`` of the ResNet; X (N, dim) -> (N, classes)."""
+    """Logits ``x^L P^T + c`` of the ResNet (clipped for ``readout="hardtanh"``);
+    X (N, dim) -> (N, classes)."""
     x0 = _augment(params, X, augment, field)
     xL = _solve(params, x0, float(h), 1, _TABLEAUX["euler"], field, activation, store=False)
-    return xL @ params["P"].T + params["c"]
+    return readout_logits(params, xL, readout)
 
 
 def resnet_loss_and_grad(
@@ -669,6 +716,9 @@ def resnet_loss_and_grad(
     augment: int = 0,
     loss: str = "cross_entropy",
     weight_decay: float = 0.0,
+    readout: str = "linear",
+    l1: float = 0.0,
+    decay_readout: bool = False,
 ) -> tuple[float, dict[str, np.ndarray]]:
     """ResNet loss ``data_loss(x^L P^T + c, y) + weight_decay * |theta|^2`` and its exact
     gradient (backpropagation). X (N, dim); y (N,) int labels or (N, classes) targets.
@@ -687,6 +737,9 @@ def resnet_loss_and_grad(
         weight_decay=weight_decay,
         turnpike=False,
         gradient="discrete",
+        kind=readout,
+        l1=l1,
+        decay_readout=decay_readout,
     )
 
 
@@ -1446,6 +1499,7 @@ def node_forward(
     field: str,
     activation: str,
     augment: int = 0,
+    readout: str = "linear",
     rtol: float = 1e-7,
     atol: float = 1e-9,
     first_step: float | None = None,
@@ -1460,11 +1514,11 @@ def node_forward(
             rtol=rtol, atol=atol, first_step=first_step, max_steps=max_steps,
             step_control=step_control,
         )  # fmt: skip
-        return xT @ params["P"].T + params["c"]
+        return readout_logits(params, xT, readout)
     x0 = _augment(params, X, augment, field)
     dt = float(T) / (_num_pieces(params, field) * int(substeps))
     xT = _solve(params, x0, dt, int(substeps), _tableau(method), field, activation, False)
-    return xT @ params["P"].T + params["c"]
+    return readout_logits(params, xT, readout)
 
 
 def node_loss_and_grad(
@@ -1487,6 +1541,10 @@ def node_loss_and_grad(
     first_step: float | None = None,
     max_steps: int = 100_000,
     step_control: str = "sample",
+    readout: str = "linear",
+    l1: float = 0.0,
+    decay_readout: bool = False,
+    turnpike_weight: float = 1.0,
 ) -> tuple[float, dict[str, np.ndarray]]:
     """Discretised neural-ODE loss (terminal, or trapezoid running loss if ``turnpike``) plus
     weight decay, and its gradient: exact (``gradient="discrete"``) or by the continuous
@@ -1530,6 +1588,10 @@ def node_loss_and_grad(
         weight_decay=weight_decay,
         turnpike=bool(turnpike),
         gradient=gradient,
+        kind=readout,
+        l1=l1,
+        decay_readout=decay_readout,
+        turnpike_weight=turnpike_weight,
     )
 
 

@@ -145,6 +145,9 @@ class History:
 
     def __init__(self) -> None:
         self._data: dict[str, list[float]] = {}
+        # fit(record=...): {"epoch": [e, ...], "states": [(M, D) arrays], "X": (M, dim),
+        # "y": the M labels or targets}; not part of the table (to_dict, JSON, CSV).
+        self.features: dict[str, Any] | None = None
 
     # -- building -------------------------------------------------------------------------
     def append(self, row: Mapping[str, float]) -> None:
@@ -443,8 +446,7 @@ def _run_epoch(
             order,
             batch=batch,
             **model._sweep_args(),
-            loss=model.loss,
-            weight_decay=model.weight_decay,
+            **model._loss_args(),
             **model._gradient_args(),
             lr=optimizer.lr,
             step=optimizer.step_count,
@@ -532,6 +534,39 @@ def _call_callback(cb: Any, epoch: int, logs: dict[str, float], model: Model) ->
         return fn(epoch, dict(logs), model) is True
     except StopIteration:
         return True
+
+
+class _FeatureRecorder:
+    """fit's record option: the final states of a fixed subset of the training points."""
+
+    def __init__(self, model: Model, X: np.ndarray, y: np.ndarray, every: int) -> None:
+        self.model, self.X, self.every = model, X, every
+        self.features: dict[str, Any] = {"epoch": [], "states": [], "X": X, "y": y}
+
+    @classmethod
+    def create(
+        cls, model: Model, X: np.ndarray, y: np.ndarray, record: Any, every: Any, seed: int
+    ) -> _FeatureRecorder | None:
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+            raise ValueError(f"record_every must be an integer >= 1, got {every!r}")
+        if record is None:
+            return None
+        n = X.shape[0]
+        if isinstance(record, (int, np.integer)) and not isinstance(record, bool):
+            if not 1 <= record <= n:
+                raise ValueError(f"record must be in [1, {n}] (points of X), got {record}")
+            rows = np.sort(np.random.default_rng(seed).permutation(n)[: int(record)])
+        else:
+            rows = np.asarray(record)
+            if rows.ndim != 1 or rows.size == 0 or rows.dtype.kind not in "iu":
+                raise ValueError("record must be an int or a non-empty sequence of row indices")
+            if rows.min() < 0 or rows.max() >= n:
+                raise ValueError(f"record indices must be in [0, {n})")
+        return cls(model, X[rows], y[rows], int(every))
+
+    def take(self, epoch: int) -> None:
+        self.features["epoch"].append(epoch)
+        self.features["states"].append(np.asarray(self.model.trajectory(self.X)[-1]))
 
 
 def _check_seed(seed: Any) -> int:
@@ -671,6 +706,8 @@ def fit(
     checkpoint: PathLike | None = None,
     checkpoint_every: int = 100,
     resume: PathLike | None = None,
+    record: int | Sequence[int] | None = None,
+    record_every: int = 1,
 ) -> History:
     """Train ``model`` in place on ``(X, y)`` with mini-batch first-order optimisation.
 
@@ -737,6 +774,15 @@ def fit(
         optimiser when ``optimizer`` is None), its history is extended, and with ``seed=None``
         its shuffling seed is used. With the same arguments the final parameters are bitwise
         those of an uninterrupted run.
+    record : int or sequence of int, optional
+        Keep the final states ``x(T)`` of a fixed subset of the training points: that many
+        points drawn with ``seed``, or these row indices of ``X``. They are recorded before the
+        first epoch, every ``record_every`` epochs and after the last, into
+        ``history.features`` (``{"epoch", "states", "X", "y"}``; epoch 0 is the start) for
+        :func:`resode.plot.feature_history`. One forward sweep of the subset per record; kept
+        in memory only (not in checkpoints, JSON or CSV).
+    record_every : int, default 1
+        Epochs between records.
 
     Returns
     -------
@@ -825,6 +871,7 @@ def fit(
         if len(history):
             elapsed0 = history.time[-1]
     seed = _check_seed(seed)
+    recorder = _FeatureRecorder.create(model, Xc, yc, record, record_every, seed)
     if optimizer is None:
         optimizer = Adam(lr=1e-3)
     _own_params(model)
@@ -842,6 +889,9 @@ def fit(
     metric = "r2" if model.task == "regression" else "accuracy"
     t0 = time.perf_counter() - elapsed0
     stop = False
+    if recorder is not None:
+        history.features = recorder.features
+        recorder.take(start)
     try:
         for epoch in range(start, epochs):
             lr = optimizer.lr
@@ -895,6 +945,8 @@ def fit(
                 print(_log_line(row, epochs), file=sys.stderr, flush=True)
             done = epoch + 1
             last = stop or done == epochs
+            if recorder is not None and (done % recorder.every == 0 or last):
+                recorder.take(done)
             if checkpoint is not None and (done % checkpoint_every == 0 or last):
                 _save_checkpoint(
                     checkpoint,

@@ -1,0 +1,116 @@
+"""leia's generate_fig.py experiment, with resode: a turnpike-trained neural ODE on chess3.
+
+leia (the PyTorch + torchdiffeq toolbox of Geshkovski and co-authors) trains
+x' = W2 relu(W1 x + b1) + b2 on [0, T] with constant controls per step, a hardtanh readout of
+one output against +-1 targets, the MSE integrated along the trajectory (its "turnpike" loss
+1.75 * sum_k [l(t_k) + l(t_{k+1})]) and Adam(weight_decay=dt * 0.01) on every parameter. Here:
+
+- data: chess3 with leia's law (the same number of points in every cell), labels -> +-1;
+- model: NeuralODE(2, T=5, pieces=16, method="midpoint", field="bottleneck", hidden=50,
+  augment=1, activation="relu", classes=1, loss="mse", readout="hardtanh");
+- loss: turnpike=True with turnpike_weight = 2 * 1.75 * 15 / T = 10.5 (leia's sum over its
+  16 trajectory points is 2 / dt' times their trapezoid rule, dt' = T / 15; see the README);
+- weight decay: leia's Adam(weight_decay=lam) adds lam * theta to the gradient, resode's
+  weight_decay * |theta|^2 adds 2 * weight_decay * theta: weight_decay = lam / 2 with
+  decay_readout=True (P decayed too, c not);
+- Adam, batches of 150.
+
+Prints the time and accuracy per epoch and writes the figures (decision regions along the flow,
+training error along time with and without the turnpike, features and their history over the
+epochs, training curves, controls, state norm). Run:
+python examples/leia_chess3.py [OUT_FOLDER] [EPOCHS]
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import resode
+import resode.plot as rplot
+from resode import datasets, optim
+
+out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/leia-chess3")
+epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 300
+out.mkdir(parents=True, exist_ok=True)
+
+X, labels = datasets.chess3(1200, seed=0, style="leia")
+y = np.where(labels == 1, 1.0, -1.0)  # leia's MSE targets: one output, +-1
+T, steps = 5.0, 16
+lam = T / steps * 0.01  # leia: Adam(weight_decay=dt * 0.01)
+
+
+def make_model(turnpike: bool) -> resode.NeuralODE:
+    return resode.NeuralODE(
+        2,
+        T=T,
+        pieces=steps,
+        method="midpoint",
+        field="bottleneck",
+        hidden=50,
+        augment=1,
+        activation="relu",
+        classes=1,
+        loss="mse",
+        readout="hardtanh",
+        turnpike=turnpike,
+        turnpike_weight=2 * 1.75 * (steps - 1) / T if turnpike else 1.0,
+        weight_decay=lam / 2,
+        decay_readout=True,
+        seed=0,
+    )
+
+
+class PerEpoch:
+    """Prints each epoch's wall time and training accuracy (sign of the output)."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+
+    def __call__(self, epoch: int, logs: dict, model: resode.NeuralODE) -> None:
+        now = time.perf_counter()
+        accuracy = np.mean((model.forward(X)[:, 0] > 0) == (labels == 1))
+        if epoch % 25 == 0 or epoch == 1:
+            print(
+                f"epoch {epoch:3d}: {1000 * (now - self.last):6.1f} ms, loss "
+                f"{logs['loss']:.4f}, accuracy {accuracy:.3f}"
+            )
+        self.last = now
+
+
+models, histories = {}, {}
+start = time.perf_counter()
+for turnpike in (True, False):
+    model = make_model(turnpike)
+    name = "turnpike" if turnpike else "terminal loss"
+    print(f"--- {name}")
+    histories[name] = resode.fit(
+        model,
+        X,
+        y,
+        optimizer=optim.Adam(lr=2e-3),
+        epochs=epochs,
+        batch_size=150,
+        seed=0,
+        progress=False,
+        callbacks=[PerEpoch()],
+        record=300 if turnpike else None,
+        record_every=max(epochs // 20, 1),
+    )
+    models[name] = model
+elapsed = time.perf_counter() - start
+print(
+    f"trained 2 x {epochs} epochs in {elapsed:.1f} s ({1000 * elapsed / (2 * epochs):.1f} ms "
+    "per epoch)"
+)
+
+model, history = models["turnpike"], histories["turnpike"]
+rplot.decision_regions(model, X, labels, out / "decision_regions.gif", resolution=80)
+rplot.decision_regions(model, X, labels, out / "decision_regions.png", times=[0, 1, 2.5, 5])
+rplot.loss_along_time(models, X, y, out / "loss_along_time.png")
+rplot.features(model, X, y, out / "features.png")
+rplot.feature_history(history, out / "feature_history.gif")
+rplot.history(history, out / "history.png")
+rplot.controls(model, out / "controls.png")
+rplot.state_norm(model, X, out / "state_norm.png", y=labels)
+print(f"wrote the figures to {out}/")
