@@ -290,9 +290,11 @@ Failure adaptive_block(const AdaptiveProblem<T>& ap, const Block& blk, bool batc
     index_t running = real;
     while (running > 0) {
       for (index_t s = 0; s < n; ++s) {
-        w.dt[s] = 0.0;
-        if (!w.active[s]) continue;
-        if (w.attempts[s] >= ap.opt.max_steps) return fail_at(s, true);
+        if (!w.active[s]) {
+          w.dt[s] = 0.0;  // idles in this step
+          continue;
+        }
+        if (w.attempts[s] >= ap.opt.max_steps) return fail_at(s, true);  // dt: the last one
         w.t_new[s] = std::min(w.t[s] + w.h[s], t_end);
         w.dt[s] = w.t_new[s] - w.t[s];
         if (!(w.dt[s] > 4.0 * eps * std::abs(w.t_new[s]))) return fail_at(s, false);

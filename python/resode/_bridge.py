@@ -14,7 +14,14 @@ import numpy as np
 
 from . import _core
 from ._validation import check_choice, check_int, check_positive
-from .models import ACTIVATIONS, FIELDS, FIXED_METHODS, GRADIENTS, field_param_names, field_param_shapes
+from .models import (
+    ACTIVATIONS,
+    FIELDS,
+    FIXED_METHODS,
+    GRADIENTS,
+    field_param_names,
+    field_param_shapes,
+)
 
 
 @dataclass(frozen=True)

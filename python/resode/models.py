@@ -116,7 +116,9 @@ def adaptive_options(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
                 f"to method={method!r} (a fixed step dt = T / (pieces * substeps))"
             )
         return {}
-    out = {k: (ADAPTIVE_DEFAULTS[k] if given.get(k) is None else given[k]) for k in ADAPTIVE_DEFAULTS}
+    out = {
+        k: (ADAPTIVE_DEFAULTS[k] if given.get(k) is None else given[k]) for k in ADAPTIVE_DEFAULTS
+    }
     out["rtol"] = check_positive("rtol", out["rtol"], allow_zero=True)
     out["atol"] = check_positive("atol", out["atol"], allow_zero=True)
     if out["rtol"] == 0 and out["atol"] == 0:
@@ -706,7 +708,9 @@ class NeuralODE(_Model):
             return super().forward(X)
         final, stats = _core.adaptive_solve(self._X(X), self._theta(), **self._adaptive_args())
         self._record(stats)
-        logits = final @ self._param("P").T + self._param("c")
+        # x P^T + c row by row (not a BLAS product, whose rounding depends on N): a sample's
+        # logits do not depend on the batch, as its states do not
+        logits = (final[:, None, :] * self._param("P")[None]).sum(axis=2) + self._param("c")
         if not np.all(np.isfinite(logits)):
             raise _core.NonFiniteError(
                 "the logits x P^T + c are not finite: the readout overflowed (the final states "

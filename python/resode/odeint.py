@@ -349,9 +349,7 @@ def odeint_vjp(
         if v.shape != ((N, D) if Q is None else (Q, N, D)):
             expected = f"({N}, {D})" if Q is None else f"({Q}, {N}, {D}) (one per time of t)"
             raise ValueError(f"cotangent must have shape {expected}, got shape {v.shape}")
-        dtheta, dX, _ = _core.adaptive_vjp(
-            Xc, v, theta, **args, t=times, grid=grid, checkpoints=K
-        )
+        dtheta, dX, _ = _core.adaptive_vjp(Xc, v, theta, **args, t=times, grid=grid, checkpoints=K)
         return dict(zip(names, dtheta)), dX
     states = theta[0].shape[0] * sweep["substeps"] + 1
     v = as_float_array("cotangent", cotangent, Xc.dtype)
