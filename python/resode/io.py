@@ -320,7 +320,9 @@ def _parse_header(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
     return header
 
 
-_LATER_OPTIONS = ("readout", "l1", "decay_readout", "turnpike_weight")
+# (the adaptive options are in the config of adaptive-method models only)
+_LATER_OPTIONS = ("readout", "l1", "decay_readout", "turnpike_weight", "rtol", "atol", "first_step",
+                  "max_steps", "step_control")  # fmt: skip
 
 
 def _check_config(kind: Any, config: Any) -> tuple[type, dict[str, Any]]:
@@ -384,7 +386,10 @@ def _build(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Any:
         model = cls(**config)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid config for {cls.__name__}: {exc}") from None
-    if model.config != config:
+    # a fixed-step model's config leaves the adaptive options out (they are None)
+    unset = {k for k in ("rtol", "atol", "first_step", "max_steps", "step_control")
+             if config.get(k, 0) is None}  # fmt: skip
+    if model.config != {k: v for k, v in config.items() if k not in unset}:
         raise ValueError(f"config does not round-trip through {cls.__name__}: {config}")
     model.params = params
     flat = header.get("flat_targets", False)
