@@ -145,6 +145,24 @@ std::vector<std::vector<double>> replay_grids(const resode::AdaptiveProblem<T>& 
   return resode::grids_of(records);
 }
 
+// (logits (N, classes), stats) of an adaptive run.
+template <class T>
+py::tuple logits(const py::array& X, const std::vector<py::array>& theta, const py::array& P,
+                 const py::array& c, const std::string& field, const std::string& activation,
+                 index_t augment, const AdaptiveArgs& a) {
+  auto ab = bind_adaptive<T>(X, theta, field, activation, augment, a, std::nullopt, &P, &c);
+  resode::require(ab->ap.tab.adaptive, "adaptive_logits takes an adaptive method");
+  py::array_t<T> out({ab->b.pb.N, ab->b.pb.readout.classes});
+  T* dst = out.mutable_data();
+  std::vector<resode::SampleRecord> records;
+  {
+    py::gil_scoped_release release;
+    resode::adaptive_solve(ab->ap, static_cast<T*>(nullptr), static_cast<T*>(nullptr), records,
+                           dst);
+  }
+  return py::make_tuple(out, stats_dict(records));
+}
+
 template <class T>
 py::tuple solve(const py::array& X, const std::vector<py::array>& theta, const std::string& field,
                 const std::string& activation, index_t augment, const AdaptiveArgs& a,
@@ -224,22 +242,13 @@ py::tuple loss_and_grad(const py::array& X, const py::array& y,
   const auto g = replay_grids(ab->ap, grids, records);
   py::array_t<T> dfield(pb.dyn.field.size()), dP({C, D}), dc(C);
   T *gf = dfield.mutable_data(), *gP = dP.mutable_data(), *gc = dc.mutable_data();
+  resode::GradientOptions opt;  // the penalties of loss_and_grad
+  opt.weight_decay = weight_decay;
   double value;
   {
     py::gil_scoped_release release;
-    value = resode::replay_sweep(ab->ap, g, &targets, static_cast<const T*>(nullptr),
-                                 checkpoints, gf, gP, gc, nullptr, nullptr, nullptr);
-    // + weight_decay |theta|^2 over the field parameters, as the fixed-step loss_and_grad
-    T* grad = gf;
-    for (auto [w, size] : resode::detail::field_tensors(pb.dyn.field)) {
-      for (index_t i = 0; i < size; ++i) {
-        value += weight_decay * double(w[i]) * double(w[i]);
-        grad[i] += T(2.0 * weight_decay) * w[i];
-      }
-      grad += size;
-    }
+    value = resode::adaptive_loss_and_grad(ab->ap, g, targets, opt, checkpoints, gf, gP, gc);
   }
-  if (!std::isfinite(value)) throw resode::non_finite_error("the loss is not finite", -1, 0.0);
   return py::make_tuple(value, split(dfield, ab->b), dP, dc,
                         records.empty() ? py::object(py::none()) : stats_dict(records));
 }
@@ -274,6 +283,25 @@ void register_adaptive(py::module_& m) {
       "(states, stats): the final states (N, D), or the dense output (len(t), N, D) at times t; "
       "stats (adaptive runs): nfev, accepted, rejected (N,) and each sample's accepted grid. "
       "With grid (or a fixed-step method): a replay on that grid, stats None.");
+  m.def(
+      "adaptive_logits",
+      [adaptive_args](const py::array& X, const std::vector<py::array>& theta, const py::array& P,
+                      const py::array& c, std::string field, std::string activation,
+                      std::string method, double T, index_t augment, double rtol, double atol,
+                      std::optional<double> first_step, index_t max_steps,
+                      std::string step_control) {
+        const auto a =
+            adaptive_args(method, T, 1, rtol, atol, first_step, max_steps, step_control);
+        return is_float64(X, "X")
+                   ? logits<double>(X, theta, P, c, field, activation, augment, a)
+                   : logits<float>(X, theta, P, c, field, activation, augment, a);
+      },
+      py::arg("X"), py::arg("theta"), py::arg("P"), py::arg("c"), py::kw_only(),
+      py::arg("field"), py::arg("activation"), py::arg("method"), py::arg("T"),
+      py::arg("augment") = 0, py::arg("rtol") = 1e-7, py::arg("atol") = 1e-9,
+      py::arg("first_step") = py::none(), py::arg("max_steps") = 100000,
+      py::arg("step_control") = "sample",
+      "(logits, stats): the logits x(T) P^T + c (N, classes) of an adaptive run, and its stats.");
   m.def(
       "adaptive_vjp",
       [adaptive_args](const py::array& X, const py::array& cotangent,

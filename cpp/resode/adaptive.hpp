@@ -171,7 +171,7 @@ struct AdaptiveWork {
   std::vector<double> t, t_new, h, dt, E, E_prev, E_last;
   std::vector<char> active, bad_trial;
   std::vector<index_t> attempts;
-  std::vector<T> coef;
+  std::vector<T> coef, z;  // z: the block's logits (classes x capacity), when asked for
 };
 
 // The first failure of a block (sample < 0: none).
@@ -564,10 +564,11 @@ void replay_step_vjp(const AdaptiveProblem<T>& ap, const Schedule& sc, index_t j
 }  // namespace detail
 
 // The adaptive forward run over all samples: final states (N, D) into final_out (if not null),
-// dense outputs (n_times, N, D) into dense_out, and a record per sample.
+// dense outputs (n_times, N, D) into dense_out, the logits of the final states (N, classes)
+// into logits_out (if not null), and a record per sample.
 template <class T>
 void adaptive_solve(const AdaptiveProblem<T>& ap, Same<T>* final_out, Same<T>* dense_out,
-                    std::vector<SampleRecord>& records) {
+                    std::vector<SampleRecord>& records, Same<T>* logits_out = nullptr) {
   const Problem<T>& pb = *ap.pb;
   records.assign(std::size_t(pb.N), SampleRecord{});
   const bool batch = ap.opt.control == StepControl::batch;
@@ -578,6 +579,7 @@ void adaptive_solve(const AdaptiveProblem<T>& ap, Same<T>* final_out, Same<T>* d
   const int threads = batch ? 1 : plan.threads;
   std::vector<std::unique_ptr<detail::AdaptiveWork<T>>> work(static_cast<std::size_t>(threads));
   std::vector<detail::Failure> failures(static_cast<std::size_t>(count));
+  std::vector<char> overflow(static_cast<std::size_t>(count), 0);  // per block: logits not finite
   with_activation(pb.dyn.activation, [&](auto act) {
     using Act = decltype(act);
     parallel_for(count, threads, [&](int t, index_t b) {
@@ -585,11 +587,19 @@ void adaptive_solve(const AdaptiveProblem<T>& ap, Same<T>* final_out, Same<T>* d
         work[t] = std::make_unique<detail::AdaptiveWork<T>>(pb.dyn.field, ap.tab.stages, capacity);
       const detail::Block blk =
           batch ? detail::Block{0, pb.N, capacity} : plan.block(pb, b);
-      failures[b] = detail::adaptive_block<Act>(ap, blk, batch, *work[t], records.data(),
-                                                final_out, dense_out);
+      auto& w = *work[t];
+      failures[b] = detail::adaptive_block<Act>(ap, blk, batch, w, records.data(), final_out,
+                                                dense_out);
+      if (!logits_out || failures[b].sample >= 0) return;
+      const index_t C = pb.readout.classes;
+      w.z.resize(std::size_t(C * blk.n));
+      readout(pb.readout, blk.n, pb.dyn.field.D, w.x, w.z.data());
+      overflow[std::size_t(b)] = !all_finite(C * blk.n, w.z.data());
+      detail::store_rows(blk, C, w.z.data(), logits_out);
     });
   });
   detail::raise_failure(failures);
+  detail::raise_if_readout_overflowed(pb, overflow);
 }
 
 // A replay on given grids (grids[sample]; empty: the fixed-step grid of pb.dyn) with gradient:
@@ -678,6 +688,7 @@ double replay_sweep(const AdaptiveProblem<T>& ap, const std::vector<std::vector<
       if (targets) {
         readout(pb.readout, n, D, x, w.z);
         block_losses[b] = block_loss(*targets, C, blk.first, blk.real, n, w.z, w.zbar, 1.0);
+        readout_clamp_vjp(pb.readout, n, w.z, w.zbar);
         readout_vjp(pb.readout, n, blk.real, D, x, w.zbar, w.xbar, false, grads + f.size(),
                     grads + f.size() + C * D);
       } else if (!outputs) {
@@ -747,16 +758,7 @@ double replay_sweep(const AdaptiveProblem<T>& ap, const std::vector<std::vector<
     throw non_finite_error("the state became non-finite (NaN or Inf) on the replayed grid", -1,
                            ap.T_end);
   if (!backward) return 0.0;
-  const index_t nf = f.size();
-  for (index_t b = 0; b < plan.count; ++b) {  // reduce in block order
-    const T* acc = block_grads.data() + b * gsize;
-    auto reduce = [&](index_t size, const T* from, T* to) {
-      if (b == 0) std::copy(from, from + size, to);
-      else for (index_t i = 0; i < size; ++i) to[i] += from[i];
-    };
-    reduce(nf, acc, dfield);
-    if (dP) reduce(C * D, acc + nf, dP), reduce(C, acc + nf + C * D, dc);
-  }
+  detail::reduce_gradients(pb, plan.count, block_grads.data(), dfield, dP, dc);
   double loss = 0.0;
   for (double l : block_losses) loss += l;
   return loss;
@@ -777,6 +779,20 @@ void check_grid(const AdaptiveProblem<T>& ap, const std::vector<double>& g, inde
     if (!std::binary_search(g.begin(), g.end(), ap.boundary(k)))
       fail("must contain every piece boundary (T k) / pieces, exactly; missing k = " +
            std::to_string(k));
+}
+
+// The terminal loss on the given grids and its discrete gradient, with the penalties of
+// loss_and_grad (opt: weight decay, L1; no turnpike): dfield (flat), dP (C, D), dc (C).
+template <class T>
+double adaptive_loss_and_grad(const AdaptiveProblem<T>& ap,
+                              const std::vector<std::vector<double>>& grids,
+                              const Targets<T>& targets, const GradientOptions& opt,
+                              index_t checkpoints, T* dfield, T* dP, T* dc) {
+  require(!opt.turnpike, "turnpike losses are defined on the fixed step grid");
+  const double data = replay_sweep(ap, grids, &targets, static_cast<const T*>(nullptr),
+                                   checkpoints, dfield, dP, dc, static_cast<T*>(nullptr),
+                                   static_cast<T*>(nullptr), static_cast<T*>(nullptr));
+  return detail::finish_loss(*ap.pb, opt, data, dfield, dP, dc);
 }
 
 // The grids of an adaptive run, as replay_sweep takes them.

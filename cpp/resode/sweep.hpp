@@ -490,6 +490,18 @@ void final_state(const Problem<T>& pb, T* out) {
       });
 }
 
+namespace detail {
+// Throws non_finite_error when a block's logits (overflow: one flag per block) were not finite.
+template <class T>
+void raise_if_readout_overflowed(const Problem<T>& pb, const std::vector<char>& overflow) {
+  if (std::find(overflow.begin(), overflow.end(), 1) != overflow.end())
+    throw non_finite_error(
+        "the logits x P^T + c are not finite: the readout overflowed (the final states or P, c "
+        "are too large)",
+        long(pb.dyn.steps()), double(pb.dyn.steps()) * double(pb.dyn.dt));
+}
+}  // namespace detail
+
 // Logits of the final states: out (N, classes), row-major.
 template <class T>
 void logits(const Problem<T>& pb, T* out) {
@@ -503,14 +515,29 @@ void logits(const Problem<T>& pb, T* out) {
         overflow[std::size_t(blk.first / plan.rows)] = !all_finite(C * blk.n, st.z);
         detail::store_rows(blk, C, st.z, out);
       });
-  if (std::find(overflow.begin(), overflow.end(), 1) != overflow.end())
-    throw non_finite_error(
-        "the logits x P^T + c are not finite: the readout overflowed (the final states or P, c "
-        "are too large)",
-        long(pb.dyn.steps()), double(pb.dyn.steps()) * double(pb.dyn.dt));
+  detail::raise_if_readout_overflowed(pb, overflow);
 }
 
 namespace detail {
+
+// Adds `count` gradient accumulators (gradient_size each: field, P, c) into dfield (and dP, dc
+// when dP is not null) in accumulator order: the same sums in the same order for any thread
+// count. The first is copied: no pass that fills the outputs with zeros first.
+template <class T>
+void reduce_gradients(const Problem<T>& pb, index_t count, const T* accumulators, T* dfield,
+                      T* dP, T* dc) {
+  const index_t nf = pb.dyn.field.size(), C = pb.readout.classes, D = pb.dyn.field.D;
+  const index_t gsize = BlockPlan<T>::gradient_size(pb);
+  for (index_t g = 0; g < count; ++g) {
+    const T* acc = accumulators + g * gsize;
+    auto reduce = [&](index_t len, const T* from, T* to) {
+      if (g == 0) std::copy(from, from + len, to);
+      else for (index_t i = 0; i < len; ++i) to[i] += from[i];
+    };
+    reduce(nf, acc, dfield);
+    if (dP) reduce(C * D, acc + nf, dP), reduce(C, acc + nf + C * D, dc);
+  }
+}
 
 // Shared driver of loss_and_grad and vjp: runs the chosen block sweep on every block, reduces
 // the group gradients in group order into `dfield` (and dP, dc), writes dX (N, dim) if asked,
@@ -549,18 +576,7 @@ double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* 
     });
   });
   raise_if_non_finite(pb, plan);
-  // Reduce in group order: the same sums in the same order for any thread count.
-  const index_t nf = pb.dyn.field.size(), C = pb.readout.classes, D = pb.dyn.field.D;
-  for (index_t g = 0; g < plan.groups; ++g) {
-    const T* acc = group_grads.data() + g * gsize;
-    // The first group is copied: no pass that fills the outputs with zeros first.
-    auto reduce = [&](index_t len, const T* from, T* to) {
-      if (g == 0) std::copy(from, from + len, to);
-      else for (index_t i = 0; i < len; ++i) to[i] += from[i];
-    };
-    reduce(nf, acc, dfield);
-    if (dP) reduce(C * D, acc + nf, dP), reduce(C, acc + nf + C * D, dc);
-  }
+  reduce_gradients(pb, plan.groups, group_grads.data(), dfield, dP, dc);
   double loss = 0.0;
   for (double l : block_losses) loss += l;
   return loss;
@@ -601,17 +617,11 @@ double add_l1(double l1, const T* w, index_t size, T* g) {
   return loss;
 }
 
-}  // namespace detail
-
-// Loss and gradient. dfield: flat [W1 | b1 | W2 | b2] (FieldParams::size()), dP (C, D), dc (C).
-// loss = data loss (terminal, or turnpike_weight * the trapezoid rule over the step grid when
-//        turnpike) + weight_decay * sum(theta^2) over the field parameters (and P when
-//        decay_readout) + l1 * sum |theta| over the field parameters.
+// The terms of loss_and_grad beyond the data loss of the sweep, and its finiteness checks:
+// the turnpike weight, weight decay, L1; shared by the fixed-step and adaptive sweeps.
 template <class T>
-double loss_and_grad(const Problem<T>& pb, const Targets<T>& targets, const GradientOptions& opt,
-                     T* dfield, T* dP, T* dc) {
-  double loss = detail::gradient_sweep(pb, &targets, static_cast<const T*>(nullptr), opt, dfield,
-                                       dP, dc, static_cast<T*>(nullptr));
+double finish_loss(const Problem<T>& pb, const GradientOptions& opt, double loss, T* dfield,
+                   T* dP, T* dc) {
   const index_t C = pb.readout.classes, D = pb.dyn.field.D;
   if (opt.turnpike && opt.turnpike_weight != 1.0) {  // d(w L)/dtheta = w dL/dtheta
     const T w = T(opt.turnpike_weight);
@@ -633,6 +643,19 @@ double loss_and_grad(const Problem<T>& pb, const Targets<T>& targets, const Grad
   detail::raise_if_gradient_non_finite(C * D, dP, "P");
   detail::raise_if_gradient_non_finite(C, dc, "c");
   return loss;
+}
+}  // namespace detail
+
+// Loss and gradient. dfield: flat [W1 | b1 | W2 | b2] (FieldParams::size()), dP (C, D), dc (C).
+// loss = data loss (terminal, or turnpike_weight * the trapezoid rule over the step grid when
+//        turnpike) + weight_decay * sum(theta^2) over the field parameters (and P when
+//        decay_readout) + l1 * sum |theta| over the field parameters.
+template <class T>
+double loss_and_grad(const Problem<T>& pb, const Targets<T>& targets, const GradientOptions& opt,
+                     T* dfield, T* dP, T* dc) {
+  const double data = detail::gradient_sweep(pb, &targets, static_cast<const T*>(nullptr), opt,
+                                             dfield, dP, dc, static_cast<T*>(nullptr));
+  return detail::finish_loss(pb, opt, data, dfield, dP, dc);
 }
 
 // Vector-Jacobian product of the flow map X -> x_S for a cotangent (N, D) on x_S:

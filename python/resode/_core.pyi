@@ -163,6 +163,23 @@ def adaptive_solve(
     t: np.ndarray | None = None,
     grid: Any = None,
 ) -> tuple[np.ndarray, dict[str, Any] | None]: ...
+def adaptive_logits(
+    X: np.ndarray,
+    theta: Sequence[np.ndarray],
+    P: np.ndarray,
+    c: np.ndarray,
+    *,
+    field: str,
+    activation: str,
+    method: str,
+    T: float,
+    augment: int = 0,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
+    step_control: str = "sample",
+) -> tuple[np.ndarray, dict[str, Any]]: ...
 def adaptive_vjp(
     X: np.ndarray,
     cotangent: np.ndarray,

@@ -706,16 +706,14 @@ class NeuralODE(_Model):
     def forward(self, X: Any) -> np.ndarray:
         if not self.adaptive:
             return super().forward(X)
-        final, stats = _core.adaptive_solve(self._X(X), self._theta(), **self._adaptive_args())
+        logits, stats = _core.adaptive_logits(
+            self._X(X),
+            self._theta(),
+            self._param("P"),
+            self._param("c"),
+            **self._adaptive_args(),
+        )
         self._record(stats)
-        # x P^T + c row by row (not a BLAS product, whose rounding depends on N): a sample's
-        # logits do not depend on the batch, as its states do not
-        logits = (final[:, None, :] * self._param("P")[None]).sum(axis=2) + self._param("c")
-        if not np.all(np.isfinite(logits)):
-            raise _core.NonFiniteError(
-                "the logits x P^T + c are not finite: the readout overflowed (the final states "
-                "or P, c are too large)"
-            )
         return logits
 
     def trajectory(self, X: Any, t: Any = None) -> np.ndarray:
