@@ -129,6 +129,21 @@ std::vector<std::vector<double>> checked_grids(const resode::AdaptiveProblem<T>&
   return out;
 }
 
+// The gradient options of a vjp or loss: "adjoint" needs an adaptive method and no replayed grid
+// or checkpoints.
+template <class T>
+resode::GradientOptions checked_gradient(const std::string& gradient, index_t checkpoints,
+                                         const py::object& grids,
+                                         const resode::AdaptiveProblem<T>& ap) {
+  auto opt = gradient_options(gradient, checkpoints);
+  if (opt.gradient == resode::Gradient::adjoint) {
+    resode::require(ap.tab.adaptive, "gradient='adjoint' of dense output needs an adaptive method");
+    resode::require(grids.is_none() && checkpoints == 0,
+                    "gradient='adjoint' takes no grid and no checkpoints (it stores no trajectory)");
+  }
+  return opt;
+}
+
 // The grids to replay: given, the fixed-step grid (empty) or those of an adaptive run now.
 template <class T>
 std::vector<std::vector<double>> replay_grids(const resode::AdaptiveProblem<T>& ap,
@@ -193,18 +208,24 @@ template <class T>
 py::tuple vjp(const py::array& X, const py::array& cotangent, const std::vector<py::array>& theta,
               const std::string& field, const std::string& activation, index_t augment,
               const AdaptiveArgs& a, const std::optional<py::array>& times,
-              const py::object& grids, index_t checkpoints) {
+              const py::object& grids, const std::string& gradient, index_t checkpoints) {
   auto ab = bind_adaptive<T>(X, theta, field, activation, augment, a, times, nullptr, nullptr);
   const auto& pb = ab->b.pb;
   const index_t N = pb.N, D = pb.dyn.field.D, Q = ab->ap.n_times;
   const auto cot = Q ? checked<T>(cotangent, "cotangent", {Q, N, D})
                      : checked<T>(cotangent, "cotangent", {N, D});
-  resode::require(checkpoints >= 0, "checkpoints must be >= 0 (0: store every step)");
+  const auto opt = checked_gradient(gradient, checkpoints, grids, ab->ap);
+  resode::require(opt.gradient == resode::Gradient::discrete || Q == 0,
+                  "gradient='adjoint' takes a cotangent on the final state only (no t)");
   std::vector<resode::SampleRecord> records;
-  const auto g = replay_grids(ab->ap, grids, records);
   py::array_t<T> dfield(pb.dyn.field.size()), dX({N, pb.dim()});
   T *gf = dfield.mutable_data(), *gX = dX.mutable_data();
-  {
+  if (opt.gradient == resode::Gradient::adjoint) {
+    py::gil_scoped_release release;
+    resode::adaptive_adjoint_sweep(ab->ap, static_cast<const resode::Targets<T>*>(nullptr),
+                                   cot.data(), gf, nullptr, nullptr, gX, records);
+  } else {
+    const auto g = replay_grids(ab->ap, grids, records);
     py::gil_scoped_release release;
     resode::replay_sweep(ab->ap, g, static_cast<const resode::Targets<T>*>(nullptr), cot.data(),
                          checkpoints, gf, nullptr, nullptr, gX, nullptr, nullptr);
@@ -219,7 +240,7 @@ py::tuple loss_and_grad(const py::array& X, const py::array& y,
                         const py::array& c, const std::string& field,
                         const std::string& activation, index_t augment, const AdaptiveArgs& a,
                         const std::string& loss, double weight_decay, const py::object& grids,
-                        index_t checkpoints) {
+                        const std::string& gradient, index_t checkpoints) {
   auto ab = bind_adaptive<T>(X, theta, field, activation, augment, a, std::nullopt, &P, &c);
   const auto& pb = ab->b.pb;
   const index_t N = pb.N, C = pb.readout.classes, D = pb.dyn.field.D;
@@ -237,17 +258,18 @@ py::tuple loss_and_grad(const py::array& X, const py::array& y,
   }
   resode::require(std::isfinite(weight_decay) && weight_decay >= 0,
                   "weight_decay must be finite and >= 0");
-  resode::require(checkpoints >= 0, "checkpoints must be >= 0 (0: store every step)");
+  auto opt = checked_gradient(gradient, checkpoints, grids, ab->ap);
+  opt.weight_decay = weight_decay;
   std::vector<resode::SampleRecord> records;
-  const auto g = replay_grids(ab->ap, grids, records);
+  const auto g = opt.gradient == resode::Gradient::adjoint
+                     ? std::vector<std::vector<double>>{}
+                     : replay_grids(ab->ap, grids, records);
   py::array_t<T> dfield(pb.dyn.field.size()), dP({C, D}), dc(C);
   T *gf = dfield.mutable_data(), *gP = dP.mutable_data(), *gc = dc.mutable_data();
-  resode::GradientOptions opt;  // the penalties of loss_and_grad
-  opt.weight_decay = weight_decay;
   double value;
   {
     py::gil_scoped_release release;
-    value = resode::adaptive_loss_and_grad(ab->ap, g, targets, opt, checkpoints, gf, gP, gc);
+    value = resode::adaptive_loss_and_grad(ab->ap, g, records, targets, opt, gf, gP, gc);
   }
   return py::make_tuple(value, split(dfield, ab->b), dP, dc,
                         records.empty() ? py::object(py::none()) : stats_dict(records));
@@ -309,22 +331,23 @@ void register_adaptive(py::module_& m) {
                       std::string activation, std::string method, double T, index_t substeps,
                       index_t augment, double rtol, double atol, std::optional<double> first_step,
                       index_t max_steps, std::string step_control, std::optional<py::array> t,
-                      py::object grid, index_t checkpoints) {
+                      py::object grid, std::string gradient, index_t checkpoints) {
         const auto a = adaptive_args(method, T, substeps, rtol, atol, first_step, max_steps,
                                      step_control);
         return is_float64(X, "X") ? vjp<double>(X, cotangent, theta, field, activation, augment,
-                                                a, t, grid, checkpoints)
+                                                a, t, grid, gradient, checkpoints)
                                   : vjp<float>(X, cotangent, theta, field, activation, augment,
-                                               a, t, grid, checkpoints);
+                                               a, t, grid, gradient, checkpoints);
       },
       py::arg("X"), py::arg("cotangent"), py::arg("theta"), py::kw_only(), py::arg("field"),
       py::arg("activation"), py::arg("method"), py::arg("T"), py::arg("substeps") = 1,
       py::arg("augment") = 0, py::arg("rtol") = 1e-7, py::arg("atol") = 1e-9,
       py::arg("first_step") = py::none(), py::arg("max_steps") = 100000,
       py::arg("step_control") = "sample", py::arg("t") = py::none(),
-      py::arg("grid") = py::none(), py::arg("checkpoints") = 0,
+      py::arg("grid") = py::none(), py::arg("gradient") = "discrete", py::arg("checkpoints") = 0,
       "([field grads], dX, stats): the discrete vjp of the final state (cotangent (N, D)) or of "
-      "the dense output at t (cotangent (len(t), N, D)) with the accepted grid held constant.");
+      "the dense output at t (cotangent (len(t), N, D)) with the accepted grid held constant; "
+      "or the backsolve adjoint of the final state (gradient='adjoint').");
   m.def(
       "adaptive_loss_and_grad",
       [adaptive_args](const py::array& X, const py::array& y, const std::vector<py::array>& theta,
@@ -332,21 +355,23 @@ void register_adaptive(py::module_& m) {
                       std::string activation, std::string method, double T, index_t augment,
                       double rtol, double atol, std::optional<double> first_step,
                       index_t max_steps, std::string step_control, std::string loss,
-                      double weight_decay, py::object grid, index_t checkpoints) {
+                      double weight_decay, py::object grid, std::string gradient,
+                      index_t checkpoints) {
         const auto a =
             adaptive_args(method, T, 1, rtol, atol, first_step, max_steps, step_control);
         return is_float64(X, "X")
                    ? loss_and_grad<double>(X, y, theta, P, c, field, activation, augment, a, loss,
-                                           weight_decay, grid, checkpoints)
+                                           weight_decay, grid, gradient, checkpoints)
                    : loss_and_grad<float>(X, y, theta, P, c, field, activation, augment, a, loss,
-                                          weight_decay, grid, checkpoints);
+                                          weight_decay, grid, gradient, checkpoints);
       },
       py::arg("X"), py::arg("y"), py::arg("theta"), py::arg("P"), py::arg("c"), py::kw_only(),
       py::arg("field"), py::arg("activation"), py::arg("method"), py::arg("T"),
       py::arg("augment") = 0, py::arg("rtol") = 1e-7, py::arg("atol") = 1e-9,
       py::arg("first_step") = py::none(), py::arg("max_steps") = 100000,
       py::arg("step_control") = "sample", py::arg("loss") = "cross_entropy",
-      py::arg("weight_decay") = 0.0, py::arg("grid") = py::none(), py::arg("checkpoints") = 0,
+      py::arg("weight_decay") = 0.0, py::arg("grid") = py::none(),
+      py::arg("gradient") = "discrete", py::arg("checkpoints") = 0,
       "(loss, [field grads], dP, dc, stats): terminal loss and its discrete gradient on the "
-      "accepted grid of an adaptive run (or on a given grid).");
+      "accepted grid of an adaptive run (or on a given grid), or its backsolve adjoint.");
 }

@@ -44,6 +44,32 @@ struct ControllerConstants {
   static constexpr double safety = 0.9, min_factor = 0.2, max_factor = 10.0;
 };
 
+// The PI controller of docs/adaptive.md for one sample: after a step with error E (a
+// non-finite E is a rejection), whether it is accepted and the next step size.
+struct StepController {
+  double k = 5.0;        // error estimator order + 1
+  double E_prev = 1.0;  // the error of the last accepted step
+  // Returns whether the step of size dt with error E is accepted; h = the next step size.
+  bool update(double E, double dt, double& h) {
+    using C = ControllerConstants;
+    if (std::isfinite(E) && E <= 1.0) {
+      double factor = C::max_factor;
+      if (E > 0.0)
+        factor = std::clamp(C::safety * std::pow(std::max(E, 1e-10), -0.7 / k) *
+                                std::pow(E_prev, 0.4 / k),
+                            C::min_factor, C::max_factor);
+      E_prev = std::max(E, 1e-4);
+      h = dt * factor;
+      return true;
+    }
+    const double factor =
+        std::isfinite(E) ? std::min(1.0, std::max(C::min_factor, C::safety * std::pow(E, -1.0 / k)))
+                         : C::min_factor;
+    h = dt * factor;
+    return false;
+  }
+};
+
 struct AdaptiveOptions {
   double rtol = 1e-7, atol = 1e-9;
   double first_step = 0.0;  // 0: Hairer's heuristic
@@ -159,8 +185,9 @@ struct AdaptiveWork {
       : memory(f.D * capacity + StepStages<T>::size(f, stages, capacity)) {
     x = memory.data();
     st = StepStages<T>::carve(f, stages, capacity, x + f.D * capacity);
-    for (auto* v : {&t, &t_new, &h, &dt, &E, &E_prev, &E_last})
+    for (auto* v : {&t, &t_new, &h, &dt, &E, &E_last})
       v->assign(std::size_t(capacity), 0.0);
+    control.assign(std::size_t(capacity), StepController{});
     active.assign(std::size_t(capacity), 0);
     bad_trial.assign(std::size_t(capacity), 0);
     attempts.assign(std::size_t(capacity), 0);
@@ -168,7 +195,8 @@ struct AdaptiveWork {
   Buffer<T> memory;
   T* x;
   StepStages<T> st;
-  std::vector<double> t, t_new, h, dt, E, E_prev, E_last;
+  std::vector<double> t, t_new, h, dt, E, E_last;
+  std::vector<StepController> control;
   std::vector<char> active, bad_trial;
   std::vector<index_t> attempts;
   std::vector<T> coef, z;  // z: the block's logits (classes x capacity), when asked for
@@ -245,8 +273,6 @@ Failure adaptive_block(const AdaptiveProblem<T>& ap, const Block& blk, bool batc
   const auto& tab = ap.tab;
   const index_t D = f.D, n = blk.n, real = blk.real, N = pb.N;
   const int s_last = tab.stages - 1;
-  const double k = tab.error_order_k, alpha = 0.7 / k, beta = 0.4 / k;
-  using C = ControllerConstants;
   constexpr double eps = std::numeric_limits<double>::epsilon();
   Failure fail;
   load_initial_state(pb, blk, w.x);
@@ -255,7 +281,8 @@ Failure adaptive_block(const AdaptiveProblem<T>& ap, const Block& blk, bool batc
     auto& r = records[blk.first + s];
     r = SampleRecord{};
     r.grid.push_back(0.0);
-    w.t[s] = 0.0, w.E_prev[s] = 1.0, w.E_last[s] = 0.0, w.attempts[s] = 0, w.bad_trial[s] = 0;
+    w.t[s] = 0.0, w.E_last[s] = 0.0, w.attempts[s] = 0, w.bad_trial[s] = 0;
+    w.control[s] = StepController{double(tab.error_order_k)};
     while (next_out[s] < ap.n_times && ap.times[next_out[s]] <= 0.0) {  // x(0) = x_0
       column_to_row(D, n, s, w.x, dense_out + (next_out[s] * N + blk.first + s) * D);
       ++next_out[s];
@@ -316,7 +343,7 @@ Failure adaptive_block(const AdaptiveProblem<T>& ap, const Block& blk, bool batc
         rec.nfev += tab.stages - 1;
         const double E = w.E[s];
         w.E_last[s] = E;
-        if (std::isfinite(E) && E <= 1.0) {  // accept
+        if (w.control[s].update(E, w.dt[s], w.h[s])) {  // accepted; h: the next step
           while (next_out[s] < ap.n_times && ap.times[next_out[s]] <= w.t_new[s]) {
             T* row = dense_out + (next_out[s] * N + blk.first + s) * D;
             const double tau = ap.times[next_out[s]];
@@ -331,25 +358,13 @@ Failure adaptive_block(const AdaptiveProblem<T>& ap, const Block& blk, bool batc
             w.x[d * n + s] = xnew[d * n + s];
             w.st.K[0][d * n + s] = w.st.K[s_last][d * n + s];  // FSAL
           }
-          double factor = C::max_factor;
-          if (E > 0.0)
-            factor = std::clamp(C::safety * std::pow(std::max(E, 1e-10), -alpha) *
-                                    std::pow(w.E_prev[s], beta),
-                                C::min_factor, C::max_factor);
-          w.E_prev[s] = std::max(E, 1e-4);
-          w.h[s] = w.dt[s] * factor;
           w.t[s] = w.t_new[s];
           w.bad_trial[s] = 0;
           ++rec.accepted;
           rec.grid.push_back(w.t[s]);
           if (w.t[s] == t_end) w.active[s] = 0, --running;
-        } else {  // reject
-          const double factor =
-              std::isfinite(E)
-                  ? std::min(1.0, std::max(C::min_factor, C::safety * std::pow(E, -1.0 / k)))
-                  : C::min_factor;
+        } else {  // rejected
           w.bad_trial[s] = !std::isfinite(E);
-          w.h[s] = w.dt[s] * factor;
           ++rec.rejected;
         }
       }
@@ -781,17 +796,239 @@ void check_grid(const AdaptiveProblem<T>& ap, const std::vector<double>& g, inde
            std::to_string(k));
 }
 
-// The terminal loss on the given grids and its discrete gradient, with the penalties of
-// loss_and_grad (opt: weight decay, L1; no turnpike): dfield (flat), dP (C, D), dc (C).
+namespace detail {
+
+// One block's buffers for the backward (adjoint) run: the state x and adjoint a, the stages
+// (X_i, Kx_i = f(X_i), caches; A_i; Ka_i = -J_i^T A_i) and the per-column controller state.
+template <class T>
+struct AdjointWork {
+  AdjointWork(const FieldParams<T>& f, int stages, index_t capacity, index_t classes)
+      : reverse(f, stages, capacity), len(f.D * capacity) {
+    const index_t zlen = std::max<index_t>(classes, 1) * capacity;
+    memory = Buffer<T>(2 * len + StepStages<T>::size(f, stages, capacity) +
+                       index_t(stages) * len + 2 * zlen);
+    T* p = memory.data();
+    x = p, p += len;
+    a = p, p += len;
+    st = StepStages<T>::carve(f, stages, capacity, p);
+    p += StepStages<T>::size(f, stages, capacity);
+    A[0] = a;
+    for (int i = 1; i < stages; ++i) A[i] = p, p += len;
+    z = p, p += zlen;
+    zbar = p;
+    for (auto* v : {&t, &t_new, &h, &dt, &minus_dt, &E, &Ea, &E_last})
+      v->assign(std::size_t(capacity), 0.0);
+    control.assign(std::size_t(capacity), StepController{});
+    active.assign(std::size_t(capacity), 0);
+    bad_trial.assign(std::size_t(capacity), 0);
+    attempts.assign(std::size_t(capacity), 0);
+  }
+  ReverseWork<T> reverse;  // Y[i] holds Ka_i; kbar and adjoint_stage: the gradient pass
+  index_t len;
+  Buffer<T> memory;
+  T *x, *a, *z, *zbar;
+  StepStages<T> st;
+  T* A[EmbeddedTableau::max_stages] = {};
+  std::vector<double> t, t_new, h, dt, minus_dt, E, Ea, E_last;
+  std::vector<StepController> control;
+  std::vector<char> active, bad_trial;
+  std::vector<index_t> attempts;
+  std::vector<T> coef;
+};
+
+// The stages of one backward step of every column, from t to t - dt_s (docs/adaptive.md):
+//   X_i = x - dt sum_l a_il Kx_l,  A_i = a - dt sum_l a_il Ka_l,
+//   Kx_i = f(X_i),  Ka_i = -(df/dx)(X_i)^T A_i
+// (x' = f(x), a' = -(df/dx)^T a integrated backwards). The last stage is (x_new, a_new).
+template <class Act, class T>
+void adjoint_stages(const AdaptiveProblem<T>& ap, index_t k, index_t n, index_t real,
+                    AdjointWork<T>& w, T* grads) {
+  const auto& f = ap.pb->dyn.field;
+  const auto& tab = ap.tab;
+  T** Ka = w.reverse.Y;
+  for (int i = 0; i < tab.stages; ++i) {
+    if (i > 0) {
+      column_combine(f.D, n, w.minus_dt.data(), false, 1.0, w.x, i, tab.a[i], w.st.K, w.coef,
+                     w.st.X[i]);
+      column_combine(f.D, n, w.minus_dt.data(), false, 1.0, w.a, i, tab.a[i], Ka, w.coef, w.A[i]);
+    } else {
+      w.st.X[0] = w.x;
+    }
+    field_eval<Act>(f, k, n, w.st.X[i], w.st.K[i], w.st.cache[i]);
+    // J^T A_i only (theta_scale 0): the parameter part waits for the step's acceptance
+    field_vjp<Act>(f, k, n, real, w.st.X[i], w.st.K[i], w.st.cache[i], w.A[i], Ka[i], grads, T(0),
+                   w.reverse.scratch);
+    scaled_copy(f.D * n, T(-1), Ka[i], Ka[i]);
+  }
+}
+
+// grads += sum_i T(dt_s b_i) (df/dtheta)(X_i)^T A_i over the accepted columns (the others get
+// the weight 0): the quadrature of g' = -(df/dtheta)^T a of the accepted steps.
+template <class Act, class T>
+void adjoint_parameter_gradient(const AdaptiveProblem<T>& ap, index_t k, index_t n, index_t real,
+                                const std::vector<char>& accepted, AdjointWork<T>& w, T* grads) {
+  const auto& f = ap.pb->dyn.field;
+  for (int i = 0; i < ap.tab.stages; ++i) {
+    if (ap.tab.b[i] == 0.0) continue;
+    T* weighted = w.reverse.kbar;
+    for (index_t d = 0; d < f.D; ++d)
+      for (index_t s = 0; s < n; ++s)
+        weighted[d * n + s] = accepted[s] ? T(w.dt[s] * ap.tab.b[i]) * w.A[i][d * n + s] : T(0);
+    field_vjp<Act>(f, k, n, real, w.st.X[i], w.st.K[i], w.st.cache[i], weighted,
+                   w.reverse.adjoint_stage, grads, T(1), w.reverse.scratch);
+  }
+}
+
+// The backward run of one block from T to 0 with per-column step control (x, a in w on entry:
+// x(T) and dL/dx(T); on exit a = dL/dx(0)); h0: each column's first step. Returns the failure.
+template <class Act, class T>
+Failure adjoint_block(const AdaptiveProblem<T>& ap, const Block& blk, const double* h0,
+                      AdjointWork<T>& w, T* grads) {
+  const auto& f = ap.pb->dyn.field;
+  const auto& tab = ap.tab;
+  const index_t D = f.D, n = blk.n, real = blk.real;
+  const int s_last = tab.stages - 1;
+  constexpr double eps = std::numeric_limits<double>::epsilon();
+  Failure fail;
+  for (index_t s = 0; s < real; ++s) {
+    w.t[s] = ap.T_end, w.h[s] = h0[s], w.attempts[s] = 0, w.bad_trial[s] = 0, w.E_last[s] = 0;
+    w.control[s] = StepController{double(tab.error_order_k)};
+  }
+  std::vector<char> accepted(std::size_t(n), 0);
+  for (index_t piece = ap.pieces() - 1; piece >= 0; --piece) {
+    const double t_end = ap.boundary(piece);
+    std::fill(w.active.begin(), w.active.begin() + real, 1);
+    std::fill(w.active.begin() + real, w.active.end(), 0);
+    index_t running = real;
+    while (running > 0) {
+      for (index_t s = 0; s < n; ++s) {
+        if (!w.active[s]) {
+          w.dt[s] = w.minus_dt[s] = 0.0;
+          continue;
+        }
+        if (w.attempts[s] >= ap.opt.max_steps) {
+          fail = {long(blk.first + s), false, true, w.t[s], w.dt[s], w.E_last[s]};
+          return fail;
+        }
+        w.t_new[s] = std::max(w.t[s] - w.h[s], t_end);
+        w.dt[s] = w.t[s] - w.t_new[s], w.minus_dt[s] = -w.dt[s];
+        if (!(w.dt[s] > 4.0 * eps * std::abs(w.t_new[s]))) {
+          fail = {long(blk.first + s), bool(w.bad_trial[s]), false, w.t[s], w.dt[s], w.E_last[s]};
+          return fail;
+        }
+      }
+      adjoint_stages<Act>(ap, piece, n, real, w, grads);
+      const T* x_new = w.st.X[s_last];
+      const T* a_new = w.A[s_last];
+      // E over the 2D components of (x, a): sqrt((E_x^2 + E_a^2) / 2)
+      error_norms(tab, D, n, w.x, x_new, w.st.K, w.minus_dt.data(), ap.opt.rtol, ap.opt.atol,
+                  w.E.data());
+      error_norms(tab, D, n, w.a, a_new, w.reverse.Y, w.minus_dt.data(), ap.opt.rtol,
+                  ap.opt.atol, w.Ea.data());
+      bool any = false;
+      for (index_t s = 0; s < n; ++s) {
+        accepted[s] = 0;
+        if (s >= real || !w.active[s]) continue;
+        ++w.attempts[s];
+        const double E = std::sqrt(0.5 * (w.E[s] * w.E[s] + w.Ea[s] * w.Ea[s]));
+        w.E_last[s] = E;
+        accepted[s] = w.control[s].update(E, w.dt[s], w.h[s]);
+        w.bad_trial[s] = !std::isfinite(E);
+        any = any || accepted[s];
+      }
+      if (!any) continue;
+      adjoint_parameter_gradient<Act>(ap, piece, n, real, accepted, w, grads);
+      for (index_t s = 0; s < real; ++s) {
+        if (!accepted[s]) continue;
+        for (index_t d = 0; d < D; ++d) {
+          w.x[d * n + s] = x_new[d * n + s];
+          w.a[d * n + s] = a_new[d * n + s];
+        }
+        w.t[s] = w.t_new[s];
+        if (w.t[s] == t_end) w.active[s] = 0, --running;
+      }
+    }
+  }
+  return fail;
+}
+
+}  // namespace detail
+
+// The continuous (backsolve) adjoint of an adaptive run: forward with per-sample control to
+// x(T), the cotangent there (the terminal loss's gradient with targets, else cotangent (N, D)),
+// then (x, a, g) integrated back to 0 with the same method and tolerances, per sample, pieces
+// in reverse, the error over the 2D components of (x, a); the backward run starts with the
+// forward's last proposed step. dfield (flat), dP, dc (with targets), dX (N, dim) if not null.
+// Returns the data loss.
+template <class T>
+double adaptive_adjoint_sweep(const AdaptiveProblem<T>& ap, const Targets<T>* targets,
+                              const Same<T>* cotangent, Same<T>* dfield, Same<T>* dP,
+                              Same<T>* dc, Same<T>* dX, std::vector<SampleRecord>& records) {
+  const Problem<T>& pb = *ap.pb;
+  require(ap.opt.control == StepControl::sample,
+          "gradient='adjoint' runs with step_control='sample' only");
+  const auto& f = pb.dyn.field;
+  const index_t D = f.D, C = pb.readout.classes;
+  records.assign(std::size_t(pb.N), SampleRecord{});
+  detail::BlockPlan<T> plan(pb);
+  const index_t gsize = detail::BlockPlan<T>::gradient_size(pb);
+  Buffer<T> block_grads(plan.count * gsize);
+  std::vector<double> block_losses(std::size_t(plan.count), 0.0);
+  std::vector<detail::Failure> failures(std::size_t(plan.count));
+  std::vector<std::unique_ptr<detail::AdaptiveWork<T>>> forward(std::size_t(plan.threads));
+  std::vector<std::unique_ptr<detail::AdjointWork<T>>> backward(std::size_t(plan.threads));
+  with_activation(pb.dyn.activation, [&](auto act) {
+    using Act = decltype(act);
+    parallel_for(plan.count, plan.threads, [&](int t, index_t b) {
+      if (!forward[t]) {
+        forward[t] = std::make_unique<detail::AdaptiveWork<T>>(f, ap.tab.stages, plan.rows);
+        backward[t] = std::make_unique<detail::AdjointWork<T>>(f, ap.tab.stages, plan.rows, C);
+      }
+      auto &fw = *forward[t], &bw = *backward[t];
+      const detail::Block blk = plan.block(pb, b);
+      const index_t n = blk.n, len = D * n;
+      T* grads = block_grads.data() + b * gsize;
+      std::fill(grads, grads + gsize, T(0));
+      failures[b] = detail::adaptive_block<Act>(ap, blk, false, fw, records.data(),
+                                                static_cast<T*>(nullptr), static_cast<T*>(nullptr));
+      if (failures[b].sample >= 0) return;
+      std::copy(fw.x, fw.x + len, bw.x);
+      if (targets) {  // a(T) = dL/dx(T); dP, dc
+        readout(pb.readout, n, D, bw.x, bw.z);
+        block_losses[b] = block_loss(*targets, C, blk.first, blk.real, n, bw.z, bw.zbar, 1.0);
+        readout_clamp_vjp(pb.readout, n, bw.z, bw.zbar);
+        readout_vjp(pb.readout, n, blk.real, D, bw.x, bw.zbar, bw.a, false, grads + f.size(),
+                    grads + f.size() + C * D);
+      } else {
+        detail::load_rows(blk, D, cotangent, bw.a);
+      }
+      failures[b] = detail::adjoint_block<Act>(ap, blk, fw.h.data(), bw, grads);
+      if (failures[b].sample < 0 && dX) detail::store_rows(blk, pb.dim(), bw.a, dX);
+    });
+  });
+  detail::raise_failure(failures);
+  detail::reduce_gradients(pb, plan.count, block_grads.data(), dfield, dP, dc);
+  double loss = 0.0;
+  for (double l : block_losses) loss += l;
+  return loss;
+}
+
+// The terminal loss and its gradient, with the penalties of loss_and_grad (opt: weight decay,
+// L1; no turnpike): dfield (flat), dP (C, D), dc (C). Discrete: on the given grids (replayed);
+// adjoint: an adaptive run and its backsolve adjoint (which fills records).
 template <class T>
 double adaptive_loss_and_grad(const AdaptiveProblem<T>& ap,
                               const std::vector<std::vector<double>>& grids,
-                              const Targets<T>& targets, const GradientOptions& opt,
-                              index_t checkpoints, T* dfield, T* dP, T* dc) {
+                              std::vector<SampleRecord>& records, const Targets<T>& targets,
+                              const GradientOptions& opt, T* dfield, T* dP, T* dc) {
   require(!opt.turnpike, "turnpike losses are defined on the fixed step grid");
-  const double data = replay_sweep(ap, grids, &targets, static_cast<const T*>(nullptr),
-                                   checkpoints, dfield, dP, dc, static_cast<T*>(nullptr),
-                                   static_cast<T*>(nullptr), static_cast<T*>(nullptr));
+  const double data =
+      opt.gradient == Gradient::adjoint
+          ? adaptive_adjoint_sweep(ap, &targets, static_cast<const T*>(nullptr), dfield, dP, dc,
+                                   static_cast<T*>(nullptr), records)
+          : replay_sweep(ap, grids, &targets, static_cast<const T*>(nullptr), opt.checkpoints,
+                         dfield, dP, dc, static_cast<T*>(nullptr), static_cast<T*>(nullptr),
+                         static_cast<T*>(nullptr));
   return detail::finish_loss(*ap.pb, opt, data, dfield, dP, dc);
 }
 

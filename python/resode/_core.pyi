@@ -198,6 +198,7 @@ def adaptive_vjp(
     step_control: str = "sample",
     t: np.ndarray | None = None,
     grid: Any = None,
+    gradient: str = "discrete",
     checkpoints: int = 0,
 ) -> tuple[list[np.ndarray], np.ndarray, dict[str, Any] | None]: ...
 def adaptive_loss_and_grad(
@@ -220,5 +221,6 @@ def adaptive_loss_and_grad(
     loss: str = "cross_entropy",
     weight_decay: float = 0.0,
     grid: Any = None,
+    gradient: str = "discrete",
     checkpoints: int = 0,
 ) -> tuple[float, list[np.ndarray], np.ndarray, np.ndarray, dict[str, Any] | None]: ...

@@ -648,10 +648,10 @@ class NeuralODE(_Model):
                 "turnpike=True is defined by the trapezoid rule on a fixed step grid; use a "
                 "fixed-step method (euler, midpoint, rk4) for turnpike losses"
             )
-        if self.gradient != "discrete":
+        if self.gradient == "adjoint" and self.step_control == "batch":
             raise ValueError(
-                "gradient='adjoint' is not available with the adaptive methods yet; use "
-                "gradient='discrete' (the exact gradient on the accepted steps)"
+                "gradient='adjoint' runs with step_control='sample' only (each sample's backward "
+                "run controls its own steps)"
             )
 
     @property
@@ -764,6 +764,7 @@ class NeuralODE(_Model):
             **self._adaptive_args(),
             loss=self.loss,
             weight_decay=self.weight_decay,
+            gradient=self.gradient,
             checkpoints=self.checkpoints or 0,
         )
         self._record(stats)

@@ -336,10 +336,10 @@ def odeint_vjp(
              "step_control": step_control}  # fmt: skip
     args = _dense_args(params, sweep, T_end, given)
     if sweep["method"] in ADAPTIVE_METHODS or t is not None or grid is not None:
-        if gradient != "discrete":
+        if gradient != "discrete" and (t is not None or grid is not None):
             raise ValueError(
-                "gradient='adjoint' is not available with adaptive methods, dense output (t) "
-                "or a replayed grid; use gradient='discrete'"
+                "gradient='adjoint' takes the final state of an adaptive run only (no t, no "
+                "grid); use gradient='discrete' for dense output and replays"
             )
         v = as_float_array("cotangent", cotangent, Xc.dtype)
         times = _times(t, T_end, theta[0].shape[0], sweep["method"])
@@ -349,7 +349,9 @@ def odeint_vjp(
         if v.shape != ((N, D) if Q is None else (Q, N, D)):
             expected = f"({N}, {D})" if Q is None else f"({Q}, {N}, {D}) (one per time of t)"
             raise ValueError(f"cotangent must have shape {expected}, got shape {v.shape}")
-        dtheta, dX, _ = _core.adaptive_vjp(Xc, v, theta, **args, t=times, grid=grid, checkpoints=K)
+        dtheta, dX, _ = _core.adaptive_vjp(
+            Xc, v, theta, **args, t=times, grid=grid, gradient=gradient, checkpoints=K
+        )
         return dict(zip(names, dtheta)), dX
     states = theta[0].shape[0] * sweep["substeps"] + 1
     v = as_float_array("cotangent", cotangent, Xc.dtype)
