@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "problem_binding.hpp"
+#include "sweep_instances.hpp"
 
 namespace {
 

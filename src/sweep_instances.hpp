@@ -1,4 +1,5 @@
-// The core's sweeps (resode/sweep.hpp) are compiled once per dtype, each in its own file
+// The core's sweeps (resode/sweep.hpp, and the adaptive ones of resode/adaptive.hpp, which share
+// their field kernels) are compiled once per dtype, each in its own file
 // (sweeps_float64.cpp, sweeps_float32.cpp), so a 2-core build compiles the two at once; the
 // binding files see only these declarations and instantiate nothing of the sweeps themselves.
 #pragma once
@@ -13,7 +14,19 @@
                                                   const resode::Targets<T>&,                \
                                                   const resode::GradientOptions&, T*, T*, T*); \
   EXTERN template void resode::vjp<T>(const resode::Problem<T>&, const T*,                  \
-                                      const resode::GradientOptions&, T*, T*);
+                                      const resode::GradientOptions&, T*, T*);               \
+  EXTERN template void resode::adaptive_solve<T>(const resode::AdaptiveProblem<T>&, T*, T*,   \
+                                                 std::vector<resode::SampleRecord>&, T*);     \
+  EXTERN template double resode::replay_sweep<T>(                                             \
+      const resode::AdaptiveProblem<T>&, const std::vector<std::vector<double>>&,             \
+      const resode::Targets<T>*, const T*, resode::index_t, T*, T*, T*, T*, T*, T*);          \
+  EXTERN template double resode::adaptive_adjoint_sweep<T>(                                   \
+      const resode::AdaptiveProblem<T>&, const resode::Targets<T>*, const T*, T*, T*, T*, T*, \
+      std::vector<resode::SampleRecord>&);                                                     \
+  EXTERN template double resode::adaptive_loss_and_grad<T>(                                   \
+      const resode::AdaptiveProblem<T>&, const std::vector<std::vector<double>>&,             \
+      std::vector<resode::SampleRecord>&, const resode::Targets<T>&,                          \
+      const resode::GradientOptions&, T*, T*, T*);
 
 RESODE_SWEEP_INSTANCES(extern, double)
 RESODE_SWEEP_INSTANCES(extern, float)
