@@ -5,6 +5,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -158,6 +159,31 @@ inline py::array_t<std::int64_t, py::array::c_style> checked_labels(const py::ar
            std::to_string(label[bad]) + " at index " + std::to_string(bad);
   });
   return labels;
+}
+
+// The targets of a loss (labels for cross-entropy, values (N, C) for MSE), checked, with the
+// arrays they point into kept alive.
+template <class T>
+struct BoundTargets {
+  resode::Targets<T> targets;
+  py::array_t<std::int64_t, py::array::c_style> labels;
+  carray<T> values;
+};
+
+template <class T>
+std::unique_ptr<BoundTargets<T>> checked_targets(const py::array& y, const std::string& loss,
+                                                 index_t N, index_t C) {
+  auto b = std::make_unique<BoundTargets<T>>();
+  b->targets.kind = resode::parse_loss(loss);
+  b->targets.count = N;
+  if (b->targets.kind == resode::LossKind::cross_entropy) {
+    b->labels = checked_labels(y, N, C);
+    b->targets.labels = b->labels.data();
+  } else {
+    b->values = checked<T>(y, "y", {N, C});
+    b->targets.values = b->values.data();
+  }
+  return b;
 }
 
 inline Config config(std::string field, std::string activation, std::string method, double dt,

@@ -245,18 +245,8 @@ py::tuple loss_and_grad(const py::array& X, const py::array& y,
   auto ab = bind_adaptive<T>(X, theta, field, activation, augment, a, std::nullopt, &P, &c);
   const auto& pb = ab->b.pb;
   const index_t N = pb.N, C = pb.readout.classes, D = pb.dyn.field.D;
-  resode::Targets<T> targets;
-  targets.kind = resode::parse_loss(loss);
-  targets.count = N;
-  py::array_t<std::int64_t, py::array::c_style> labels;
-  carray<T> values;
-  if (targets.kind == resode::LossKind::cross_entropy) {
-    labels = checked_labels(y, N, C);
-    targets.labels = labels.data();
-  } else {
-    values = checked<T>(y, "y", {N, C});
-    targets.values = values.data();
-  }
+  const auto bound_targets = checked_targets<T>(y, loss, N, C);
+  const resode::Targets<T>& targets = bound_targets->targets;
   resode::require(std::isfinite(weight_decay) && weight_decay >= 0,
                   "weight_decay must be finite and >= 0");
   auto opt = checked_gradient(gradient, checkpoints, grids, ab->ap);

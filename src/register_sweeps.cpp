@@ -54,18 +54,8 @@ py::tuple loss_and_grad(const py::array& X, const py::array& y,
                         index_t checkpoints) {
   auto b = bind_problem<T>(X, theta, cfg, &P, &c);
   const index_t N = b.pb.N, C = b.pb.readout.classes, D = b.pb.dyn.field.D;
-  resode::Targets<T> targets;
-  targets.kind = resode::parse_loss(loss);
-  targets.count = N;
-  py::array_t<std::int64_t, py::array::c_style> labels;
-  carray<T> values;
-  if (targets.kind == resode::LossKind::cross_entropy) {
-    labels = checked_labels(y, N, C);
-    targets.labels = labels.data();
-  } else {
-    values = checked<T>(y, "y", {N, C});
-    targets.values = values.data();
-  }
+  const auto bound_targets = checked_targets<T>(y, loss, N, C);
+  const resode::Targets<T>& targets = bound_targets->targets;
   auto opt = gradient_options(gradient, checkpoints);
   apply_loss_terms(terms, b, opt);
 

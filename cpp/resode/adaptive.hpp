@@ -39,7 +39,8 @@ struct SameType {
 template <class T>
 using Same = typename SameType<T>::type;
 
-// Controller constants (docs/adaptive.md): a PI controller with alpha = 0.7 / k, beta = 0.4 / k.
+// Controller constants (docs/adaptive.md): Hairer's PI controller (his DOPRI5 code's), with
+// beta = 0.2 / k and alpha = 1 / k - 0.75 beta = 0.85 / k.
 struct ControllerConstants {
   static constexpr double safety = 0.9, min_factor = 0.2, max_factor = 10.0;
 };
@@ -55,8 +56,8 @@ struct StepController {
     if (std::isfinite(E) && E <= 1.0) {
       double factor = C::max_factor;
       if (E > 0.0)
-        factor = std::clamp(C::safety * std::pow(std::max(E, 1e-10), -0.7 / k) *
-                                std::pow(E_prev, 0.4 / k),
+        factor = std::clamp(C::safety * std::pow(std::max(E, 1e-10), -0.85 / k) *
+                                std::pow(E_prev, 0.2 / k),
                             C::min_factor, C::max_factor);
       E_prev = std::max(E, 1e-4);
       h = dt * factor;

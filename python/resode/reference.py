@@ -1041,7 +1041,8 @@ def _adaptive_group(
         nfev += 2
     else:
         h = float(first_step)
-    alpha, beta, order = 0.7 / (tab.q + 1), 0.4 / (tab.q + 1), tab.q + 1
+    # Hairer's PI controller (DOPRI5's): beta = 0.2 / k, alpha = 1 / k - 0.75 beta
+    alpha, beta, order = 0.85 / (tab.q + 1), 0.2 / (tab.q + 1), tab.q + 1
     t, x, k1, e_prev = 0.0, x0, None, 1.0
     ts, xs, dts, pcs, kss = [0.0], [x0], [], [], []
     accepted = rejected = 0
