@@ -250,6 +250,20 @@ def test_vjp_against_finite_differences_of_the_replay(method):
     assert abs(fd - exact) < 1e-7 * max(abs(exact), 1.0)
 
 
+def test_a_sample_s_gradient_does_not_depend_on_the_batch():
+    """dX of a sample is its own (bitwise), whatever the order of the batch (the replay groups
+    the samples by their number of steps)."""
+    params, X = make_params(), make_X(40)
+    theta = field_params(params, "bottleneck")
+    kw = core_kw("bottleneck", "dopri5", rtol=1e-6)
+    v = np.random.default_rng(1).standard_normal((len(X), D))
+    _, dX = resode.odeint_vjp(theta, X, v, **kw)
+    _, dX_reversed = resode.odeint_vjp(theta, X[::-1], v[::-1], **kw)
+    np.testing.assert_array_equal(dX_reversed[::-1], dX)
+    _, dX_one = resode.odeint_vjp(theta, X[7:8], v[7:8], **kw)
+    np.testing.assert_array_equal(dX_one[0], dX[7])
+
+
 def test_checkpoints_change_nothing_bitwise():
     params, X = make_params(), make_X(20)
     theta = field_params(params, "bottleneck")
