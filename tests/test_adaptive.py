@@ -95,6 +95,23 @@ def test_accuracy_against_fine_rk4():
         assert errors[0] > errors[1] > errors[2]
 
 
+@pytest.mark.parametrize(("method", "order"), [("dopri5", 5), ("tsit5", 5), ("bosh3", 3)])
+def test_tableau_order_with_the_controller_off(method, order):
+    """The core's tableaux replayed on uniform grids (the fixed-step mode): the observed order."""
+    params, X = make_params(), make_X(3)
+    theta = field_params(params, "bottleneck")
+    kw = core_kw("bottleneck", method)
+    fine = resode.odeint(theta, X, **core_kw("bottleneck", "rk4"), substeps=1000)[-1]
+    errors = []
+    for m in (4, 8):  # steps per piece
+        grid = (T * np.arange(K * m + 1)) / (K * m)
+        grid[::m] = (T * np.arange(K + 1)) / K  # the boundaries exactly as the core forms them
+        grid[-1] = T
+        errors.append(np.max(np.abs(resode.odeint(theta, X, **kw, grid=grid)[-1] - fine)))
+    observed = np.log2(errors[0] / errors[1])
+    assert order - 0.5 < observed < order + 1.0, (errors, observed)
+
+
 def test_every_sample_its_own_steps_bitwise():
     model = resode.NeuralODE(
         DIM,
