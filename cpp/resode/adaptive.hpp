@@ -1065,7 +1065,8 @@ double adaptive_adjoint_sweep(const AdaptiveProblem<T>& ap, const Targets<T>* ta
         forward[t] = std::make_unique<detail::AdaptiveWork<T>>(f, ap.tab.stages, plan.rows);
         backward[t] = std::make_unique<detail::AdjointWork<T>>(f, ap.tab.stages, plan.rows, C);
       }
-      auto &fw = *forward[t], &bw = *backward[t];
+      auto& fw = *forward[t];
+      auto& bw = *backward[t];
       const detail::Block blk = plan.block(pb, b);
       const index_t n = blk.n, len = D * n;
       T* grads = block_grads.data() + b * gsize;
