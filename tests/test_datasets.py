@@ -440,10 +440,66 @@ def test_load_csv_and_npz(tmp_path) -> None:
 
 
 # --------------------------------------------------------------------------- leia's data laws
+# leia = github.com/borjanG/leia, data/dataloaders.py. Its Chess3 cells, copied from its code
+# (random_point_in_square(x1, y1, x2, y2) and the MSE target of each cell): (x1, y1, x2, y2, t).
+LEIA_CHESS3 = [
+    (-0.9, -0.9, -0.37, -0.37, -1),
+    (-0.28, -0.9, 0.28, -0.37, 1),
+    (0.37, -0.9, 0.9, -0.37, -1),
+    (-0.9, -0.28, -0.35, 0.28, 1),
+    (-0.28, -0.28, 0.28, 0.28, -1),
+    (0.37, -0.28, 0.9, 0.28, 1),
+    (-0.9, 0.37, -0.37, 0.9, -1),
+    (-0.28, 0.37, 0.28, 0.9, 1),
+    (0.37, 0.37, 0.9, 0.9, -1),
+]
+
+
+def _leia_cell(X: np.ndarray) -> np.ndarray:
+    """Index of the leia Chess3 cell holding each point, -1 if none."""
+    cell = np.full(len(X), -1)
+    for k, (x1, y1, x2, y2, _) in enumerate(LEIA_CHESS3):
+        inside = (X[:, 0] >= x1) & (X[:, 0] <= x2) & (X[:, 1] >= y1) & (X[:, 1] <= y2)
+        assert not (inside & (cell >= 0)).any()  # the cells are disjoint
+        cell[inside] = k
+    return cell
+
+
+def test_chess3_leia_style_is_leias_board_cells_and_labels() -> None:
+    n = 9 * 2000 + 4
+    X, y = datasets.chess3(n, seed=2, style="leia")
+    _check_xy(X, y, n, 2, 2)
+    assert np.abs(X).max() <= 0.9
+    cell = _leia_cell(X)
+    assert (cell >= 0).all()
+    targets = np.array([t for *_, t in LEIA_CHESS3])
+    np.testing.assert_array_equal(y, (targets[cell] + 1) // 2)  # -1 -> 0, +1 -> 1
+    counts = np.bincount(cell, minlength=9)
+    np.testing.assert_array_equal(counts, [2000] * 5 + [2001] * 4)  # n // 9, rest to the last
+    # The gap bands 0.28 < |t| < 0.37 hold no point, but for leia's middle-left cell, whose
+    # right edge is x = -0.35.
+    in_band = (np.abs(X) > 0.28) & (np.abs(X) < 0.37)
+    assert not in_band[:, 1].any()
+    assert not (in_band[:, 0] & (cell != 3)).any()
+    assert (X[cell == 3, 0] <= -0.35).all() and (X[cell == 3, 0] > -0.37).any()
+    # Uniform in each cell: the mean is the cell's centre, the variance width^2 / 12.
+    for k, (x1, y1, x2, y2, _) in enumerate(LEIA_CHESS3):
+        pts = X[cell == k]
+        np.testing.assert_allclose(pts.mean(axis=0), [(x1 + x2) / 2, (y1 + y2) / 2], atol=0.01)
+        np.testing.assert_allclose(
+            pts.var(axis=0), [(x2 - x1) ** 2 / 12, (y2 - y1) ** 2 / 12], rtol=0.08
+        )
+
+
+def test_chess3_styles_differ_and_reject_unknown() -> None:
+    X, _ = datasets.chess3(500, seed=0)
+    assert np.abs(X).max() > 1.0  # resode's board is [-1.4, 1.4]^2, not leia's
+    with pytest.raises(ValueError, match="style"):
+        datasets.chess3(10, style="torch")
 
 
 @pytest.mark.parametrize("name", ["concentric_spheres", "tricolor"])
-def test_noise_zero_is_the_noiseless_data_and_noise_adds_gaussian_jitter(name: str) -> None:
+def test_resode_noise_is_independent_jitter_and_zero_is_the_noiseless_data(name: str) -> None:
     make = getattr(datasets, name)
     X0, y0 = make(4000, seed=3)
     Xz, yz = make(4000, seed=3, noise=0.0)
@@ -451,14 +507,32 @@ def test_noise_zero_is_the_noiseless_data_and_noise_adds_gaussian_jitter(name: s
     np.testing.assert_array_equal(y0, yz)
     Xn, yn = make(4000, seed=3, noise=0.15)
     np.testing.assert_array_equal(yn, y0)  # the same points, labels and order, then jitter
-    assert np.std(Xn - X0) == pytest.approx(0.15, rel=0.05)
+    d = Xn - X0
+    assert np.std(d) == pytest.approx(0.15, rel=0.05)
+    assert abs(np.corrcoef(d[:, 0], d[:, 1])[0, 1]) < 0.1  # independent coordinates
     with pytest.raises(ValueError, match="noise"):
         make(10, noise=-0.1)
 
 
+@pytest.mark.parametrize("name", ["concentric_spheres", "tricolor"])
+def test_leia_noise_is_one_gaussian_number_per_point_on_all_coordinates(name: str) -> None:
+    make = getattr(datasets, name)
+    X0, y0 = make(20000, seed=4, noise=0.0, style="leia")
+    X, y = make(20000, seed=4, style="leia")  # leia's default noise, 0.15
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(X, make(20000, seed=4, noise=0.15, style="leia")[0])
+    d = X - X0
+    np.testing.assert_allclose(d[:, 0], d[:, 1], atol=1e-12)  # the same number on both
+    assert abs(d[:, 0].mean()) < 0.01
+    assert d[:, 0].std() == pytest.approx(0.15, rel=0.03)
+    d2 = make(20000, seed=4, noise=0.3, style="leia")[0] - X0
+    assert d2[:, 0].std() == pytest.approx(0.3, rel=0.03)
+
+
 def test_tricolor_leia_style_has_leias_radii_and_radius_law() -> None:
-    X, y = datasets.tricolor(30000, seed=1, style="leia")
+    X, y = datasets.tricolor(30000, seed=1, noise=0.0, style="leia")
     _check_xy(X, y, 30000, 2, 3)
+    np.testing.assert_array_equal(np.bincount(y), [10000] * 3)
     r = np.hypot(X[:, 0], X[:, 1])
     for c, (lo, hi) in enumerate([(0.0, 0.5), (0.75, 1.25), (1.5, 2.0)]):
         rc = r[y == c]
@@ -469,11 +543,12 @@ def test_tricolor_leia_style_has_leias_radii_and_radius_law() -> None:
         datasets.tricolor(10, style="torch")
 
 
-def test_chess3_leia_style_puts_the_same_number_of_points_in_every_cell() -> None:
-    X, y = datasets.chess3(905, seed=2, style="leia")
-    _check_xy(X, y, 905, 2, 2)
-    i, j = _chess3_cells(X)
-    np.testing.assert_array_equal(y, (i + j) % 2)
-    counts = np.bincount(3 * i + j, minlength=9)
-    assert counts.max() - counts.min() <= 1 and counts.sum() == 905
-    assert int(np.sum(y == 0)) == 5 * 100 + 1  # five cells of class 0, remainder to the last
+def test_concentric_spheres_leia_style_has_leias_radius_law() -> None:
+    X, y = datasets.concentric_spheres(40000, dim=3, seed=5, noise=0.0, style="leia")
+    _check_xy(X, y, 40000, 3, 2)
+    r = np.linalg.norm(X, axis=1)
+    for c, (lo, hi) in enumerate([(0.0, 0.5), (1.0, 1.5)]):
+        rc = r[y == c]
+        assert rc.min() >= lo - 1e-12 and rc.max() <= hi + 1e-12
+        # r = lo + (hi - lo) u^(1/3): P(r <= lo + (hi - lo) / 2) = 1/8 (resode's law: more).
+        assert abs(np.mean(rc <= lo + (hi - lo) / 2) - 0.125) < 0.01

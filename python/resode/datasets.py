@@ -62,8 +62,27 @@ _SPIRAL_R_MAX = 1.5
 
 # Tricolor: radii of the three concentric regions (class 0, 1, 2).
 _TRICOLOR_RADII = ((0.0, 0.5), (0.7, 1.0), (1.2, 1.5))
-# leia's Tricolor (style="leia"): its radii, and its radius law r_min + (r_max - r_min) u^(1/dim).
+
+# style="leia": the laws of leia's data/dataloaders.py (github.com/borjanG/leia).
+# Tricolor's radii (classes 0, 1, 2), drawn by random_point_in_sphere.
 _LEIA_TRICOLOR_RADII = ((0.0, 0.5), (0.75, 1.25), (1.5, 2.0))
+# The noise of random_point_in_sphere: one N(0, 0.15) scalar added to every coordinate.
+_LEIA_NOISE = 0.15
+# Chess3's nine cells (x1, y1, x2, y2, label) in leia's order, each drawn by
+# random_point_in_square(x1, y1, x2, y2) (x ~ U[x1, x2], y ~ U[y1, y2]); leia's MSE target -1 is
+# label 0, +1 is label 1. Copied as leia has them, including the middle-left cell's right edge
+# at x = -0.35 where the other cells of that column stop at -0.37.
+_LEIA_CHESS3_CELLS = (
+    (-0.9, -0.9, -0.37, -0.37, 0),
+    (-0.28, -0.9, 0.28, -0.37, 1),
+    (0.37, -0.9, 0.9, -0.37, 0),
+    (-0.9, -0.28, -0.35, 0.28, 1),
+    (-0.28, -0.28, 0.28, 0.28, 0),
+    (0.37, -0.28, 0.9, 0.28, 1),
+    (-0.9, 0.37, -0.37, 0.9, 0),
+    (-0.28, 0.37, 0.28, 0.9, 1),
+    (0.37, 0.37, 0.9, 0.9, 0),
+)
 
 STYLES = ("resode", "leia")
 
@@ -99,14 +118,26 @@ def _check_style(style: object) -> str:
     return str(style)
 
 
+def _noise_for(noise: object, leia: bool) -> float:
+    """``noise`` checked; ``None`` is the style's default (leia 0.15, resode 0)."""
+    if noise is None:
+        return _LEIA_NOISE if leia else 0.0
+    return _check_noise(noise)
+
+
 def _add_noise(
-    rng: np.random.Generator, data: tuple[NDArray[np.float64], NDArray[np.int64]], noise: float
+    rng: np.random.Generator,
+    data: tuple[NDArray[np.float64], NDArray[np.int64]],
+    noise: float,
+    leia: bool = False,
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """Gaussian noise of standard deviation ``noise`` on every coordinate (none when 0, so
-    ``noise=0`` draws exactly the data of earlier versions)."""
+    """Gaussian noise of standard deviation ``noise``: independent on every coordinate, or
+    (leia) one draw per point added to all its coordinates, as leia's random_point_in_sphere
+    adds ``Normal(0, scale).sample()``, a scalar. None when 0, so ``noise=0`` draws exactly
+    the noiseless data."""
     X, y = data
     if noise > 0.0:
-        X += rng.normal(scale=noise, size=X.shape)
+        X += rng.normal(scale=noise, size=(X.shape[0], 1) if leia else X.shape)
     return X, y
 
 
@@ -175,11 +206,8 @@ def _checkerboard_intervals(k: int) -> list[tuple[float, float]]:
     return intervals
 
 
-def _checkerboard(
-    n: int, k: int, seed: SeedLike, style: str = "resode"
-) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """``k x k`` checkerboard, label ``(i + j) % 2`` for cell ``(i, j)``: balanced classes, or
-    (style "leia") the same number of points in every cell."""
+def _checkerboard(n: int, k: int, seed: SeedLike) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """``k x k`` checkerboard, label ``(i + j) % 2`` for cell ``(i, j)``, balanced classes."""
     n = int_at_least("n", n, 1)
     rng = np.random.default_rng(seed)
     intervals = _checkerboard_intervals(k)
@@ -187,19 +215,20 @@ def _checkerboard(
     for i, (x0, x1) in enumerate(intervals):
         for j, (y0, y1) in enumerate(intervals):
             rects[(i + j) % 2].append((x0, x1, y0, y1))
-    if _check_style(style) == "leia":
-        cells = [(c, rect) for c in range(2) for rect in rects[c]]
-        per_cell = [
-            _sample_rects(rng, [rect], m) for (_, rect), m in zip(cells, _class_counts(n, k * k))
-        ]
-        parts = [
-            np.concatenate([p for (c, _), p in zip(cells, per_cell) if c == cls])
-            for cls in range(2)
-        ]
-        return _finish(rng, parts)
     counts = _class_counts(n, 2)
     parts = [_sample_rects(rng, rects[c], counts[c]) for c in range(2)]
     return _finish(rng, parts)
+
+
+def _chess3_leia(n: int, seed: SeedLike) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """leia's Chess3: ``n // 9`` points uniform in each of its nine cells (the remainder to the
+    last cells in leia's order), labelled by the cell."""
+    n = int_at_least("n", n, 1)
+    rng = np.random.default_rng(seed)
+    parts: list[list[NDArray[np.float64]]] = [[], []]
+    for (x1, y1, x2, y2, label), m in zip(_LEIA_CHESS3_CELLS, _class_counts(n, 9)):
+        parts[label].append(_sample_rects(rng, [(x1, x2, y1, y2)], m))
+    return _finish(rng, [np.concatenate(p) for p in parts])
 
 
 # --------------------------------------------------------------------------- data sets
@@ -211,7 +240,9 @@ def concentric_spheres(
     inner: tuple[float, float] = (0.0, 0.5),
     outer: tuple[float, float] = (1.0, 1.5),
     seed: SeedLike = None,
-    noise: float = 0.0,
+    noise: float | None = None,
+    *,
+    style: str = "resode",
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """Two concentric classes: a ball (or shell) inside a shell, in ``dim`` dimensions.
 
@@ -220,6 +251,15 @@ def concentric_spheres(
     direction times the radius ``(r_min**dim + u * (r_max**dim - r_min**dim))**(1/dim)``
     with ``u ~ U[0, 1)``. The classic "not linearly separable and not separable by a
     homeomorphism of the plane" data set for neural ODEs.
+
+    ``style="leia"`` draws as leia's ``ConcentricSphere`` (``data/dataloaders.py``, function
+    ``random_point_in_sphere``): the radius is ``r_min + (r_max - r_min) * u**(1/dim)``
+    (uniform in volume for a ball, ``r_min = 0``, only; in a shell the density of the radius
+    is 0 at ``r_min`` and grows outwards), and the noise is one ``N(0, noise)`` number per
+    point added to all its coordinates (a shift along ``(1, ..., 1)``), ``noise = 0.15`` by
+    default as leia hard-codes it. leia's defaults in ``pickle_dataset.py`` are this
+    function's ``inner`` and ``outer``; the class sizes stay balanced here (leia takes
+    them as arguments).
 
     Parameters
     ----------
@@ -232,9 +272,12 @@ def concentric_spheres(
         must lie inside the outer one (``inner[1] <= outer[0]``).
     seed : int, numpy.random.Generator or None
         Seed for :func:`numpy.random.default_rng`; ``None`` gives fresh randomness.
-    noise : float, default 0.0
-        Standard deviation of Gaussian noise added to every coordinate after sampling (leia
-        uses 0.15); 0 draws exactly the noiseless data.
+    noise : float or None, default None
+        Standard deviation of Gaussian noise added after sampling: independent on every
+        coordinate (style "resode"; default 0, which draws exactly the noiseless data), or
+        leia's law above (style "leia"; default 0.15).
+    style : {"resode", "leia"}, default "resode"
+        resode's radius law and noise, or leia's.
 
     Returns
     -------
@@ -246,8 +289,8 @@ def concentric_spheres(
     Raises
     ------
     ValueError
-        On ``n < 1``, ``dim < 1``, ``noise < 0``, or invalid / overlapping ``inner`` /
-        ``outer``.
+        On ``n < 1``, ``dim < 1``, ``noise < 0``, an unknown ``style``, or invalid /
+        overlapping ``inner`` / ``outer``.
 
     Examples
     --------
@@ -257,7 +300,8 @@ def concentric_spheres(
     """
     n = int_at_least("n", n, 1)
     dim = int_at_least("dim", dim, 1)
-    noise = _check_noise(noise)
+    leia = _check_style(style) == "leia"
+    noise = _noise_for(noise, leia)
     inner_r = _check_radii("inner", inner)
     outer_r = _check_radii("outer", outer)
     if inner_r[1] > outer_r[0]:
@@ -267,11 +311,9 @@ def concentric_spheres(
         )
     rng = np.random.default_rng(seed)
     counts = _class_counts(n, 2)
-    parts = [
-        _sample_shell(rng, counts[0], dim, *inner_r),
-        _sample_shell(rng, counts[1], dim, *outer_r),
-    ]
-    return _add_noise(rng, _finish(rng, parts), noise)
+    sample = _sample_shell_leia if leia else _sample_shell
+    parts = [sample(rng, counts[0], dim, *inner_r), sample(rng, counts[1], dim, *outer_r)]
+    return _add_noise(rng, _finish(rng, parts), noise, leia)
 
 
 def chess(n: int, seed: SeedLike = None) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
@@ -313,18 +355,24 @@ def chess(n: int, seed: SeedLike = None) -> tuple[NDArray[np.float64], NDArray[n
 def chess3(
     n: int, seed: SeedLike = None, *, style: str = "resode"
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """3 x 3 checkerboard on ``[-1.4, 1.4]^2`` with gaps around the internal boundaries.
+    """3 x 3 checkerboard with gaps around the internal cell boundaries.
 
-    Cells have width ``2.8 / 3``; bands of half-width 0.1 around the internal cell
-    boundaries ``x, y = +-1.4 / 3`` are empty. Cell ``(i, j)`` (``i`` along x, ``j``
-    along y, counted from the lower-left corner) has label ``(i + j) % 2``. Each class is
-    uniform over its own cells (five cells for class 0, four for class 1) and classes
-    are exactly balanced: ``n // 2`` points of class 0, the rest class 1.
+    Style "resode": the board ``[-1.4, 1.4]^2``, cells of width ``2.8 / 3``; bands of
+    half-width 0.1 around the internal cell boundaries ``x, y = +-1.4 / 3`` are empty. Cell
+    ``(i, j)`` (``i`` along x, ``j`` along y, counted from the lower-left corner) has label
+    ``(i + j) % 2``. Each class is uniform over its own cells (five cells for class 0, four
+    for class 1) and classes are exactly balanced: ``n // 2`` points of class 0, the rest
+    class 1.
 
-    ``style="leia"`` follows the sampling law of leia's ``Chess`` data set (which is 2 x 2:
-    ``n // 4`` points uniform in each cell, the cells ``[0.1, 1.4]`` away from the axes) on
-    the same 3 x 3 board: every cell gets ``n // 9`` points (the remainder to the last
-    cells), so class 0 holds about 5/9 of the points.
+    Style "leia": leia's ``Chess3`` (``data/dataloaders.py``, class ``Chess3``, each point
+    drawn by ``random_point_in_square``). The board is ``[-0.9, 0.9]^2`` and the cells are
+    ``[-0.9, -0.37]``, ``[-0.28, 0.28]`` and ``[0.37, 0.9]`` along each axis (gaps of 0.09,
+    the open bands ``-0.37 < t < -0.28`` and ``0.28 < t < 0.37``), except that leia's
+    middle-left cell reaches ``x = -0.35`` (``[-0.9, -0.35] x [-0.28, 0.28]``; kept as leia
+    has it). Every cell gets ``n // 9`` points uniform in the cell (leia drops the remainder,
+    ``Chess3(n)`` has ``9 * (n // 9)`` points; here it goes to the last cells in leia's order),
+    so class 0 holds about 5/9 of the points. The label is ``(i + j) % 2`` as above: leia's MSE
+    target -1 (corners and centre) is label 0, +1 is label 1. No noise, as in leia.
 
     Parameters
     ----------
@@ -333,7 +381,7 @@ def chess3(
     seed : int, numpy.random.Generator or None
         Seed for :func:`numpy.random.default_rng`; ``None`` gives fresh randomness.
     style : {"resode", "leia"}, default "resode"
-        Balanced classes, or the same number of points per cell.
+        resode's board with balanced classes, or leia's board and law.
 
     Returns
     -------
@@ -345,30 +393,41 @@ def chess3(
     Raises
     ------
     ValueError
-        On ``n < 1``.
+        On ``n < 1`` or an unknown ``style``.
 
     Examples
     --------
     >>> X, y = chess3(300, seed=2)
     >>> X.shape, sorted(set(y.tolist()))
     ((300, 2), [0, 1])
+    >>> X, y = chess3(900, seed=2, style="leia")
+    >>> bool(abs(X).max() <= 0.9), np.bincount(y).tolist()
+    (True, [500, 400])
     """
-    return _checkerboard(n, 3, seed, style)
+    if _check_style(style) == "leia":
+        return _chess3_leia(n, seed)
+    return _checkerboard(n, 3, seed)
 
 
 def tricolor(
-    n: int, seed: SeedLike = None, *, noise: float = 0.0, style: str = "resode"
+    n: int, seed: SeedLike = None, *, noise: float | None = None, style: str = "resode"
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """Three concentric classes in the plane.
 
-    Class 0 is the disc ``|x| < 0.5``, class 1 the annulus ``0.7 <= |x| <= 1.0`` and
-    class 2 the annulus ``1.2 <= |x| <= 1.5``; each uniform in area. Class ``c`` gets
-    ``n // 3`` points plus one if ``c >= 3 - n % 3``.
+    Style "resode": class 0 is the disc ``|x| < 0.5``, class 1 the annulus
+    ``0.7 <= |x| <= 1.0`` and class 2 the annulus ``1.2 <= |x| <= 1.5``; each uniform in area.
+    ``noise`` adds independent Gaussian jitter to every coordinate (default 0).
 
-    ``style="leia"`` draws leia's ``Tricolor``: the disc ``|x| <= 0.5`` and the annuli
-    ``0.75 <= |x| <= 1.25`` and ``1.5 <= |x| <= 2``, with leia's radius law
+    Style "leia": leia's ``Tricolor`` (``data/dataloaders.py``, class ``Tricolor``, each
+    point drawn by ``random_point_in_sphere(2, r_min, r_max)``): the disc ``|x| <= 0.5`` and
+    the annuli ``0.75 <= |x| <= 1.25`` and ``1.5 <= |x| <= 2``, the radius
     ``r = r_min + (r_max - r_min) sqrt(u)`` (uniform in area for the disc; in an annulus the
-    density is 0 at the inner radius and grows outwards).
+    density is 0 at the inner radius and grows outwards) times a normalised Gaussian
+    direction, plus one ``N(0, noise)`` number per point added to both coordinates (a shift
+    along ``(1, 1)``), ``noise = 0.15`` by default as leia hard-codes it.
+
+    Either style: class ``c`` gets ``n // 3`` points plus one if ``c >= 3 - n % 3`` (leia's
+    ``Tricolor`` takes the three counts as arguments).
 
     Parameters
     ----------
@@ -376,10 +435,11 @@ def tricolor(
         Number of samples, ``n >= 1``.
     seed : int, numpy.random.Generator or None
         Seed for :func:`numpy.random.default_rng`; ``None`` gives fresh randomness.
-    noise : float, default 0.0
-        Standard deviation of Gaussian noise added to every coordinate (leia uses 0.15).
+    noise : float or None, default None
+        Standard deviation of the noise, ``>= 0``; ``None``: 0 (resode) or 0.15 (leia).
+        ``noise=0`` draws exactly the noiseless data.
     style : {"resode", "leia"}, default "resode"
-        resode's radii and area law, or leia's.
+        resode's radii, area law and noise, or leia's.
 
     Returns
     -------
@@ -391,7 +451,7 @@ def tricolor(
     Raises
     ------
     ValueError
-        On ``n < 1``.
+        On ``n < 1``, ``noise < 0`` or an unknown ``style``.
 
     Examples
     --------
@@ -400,14 +460,14 @@ def tricolor(
     [100, 100, 100]
     """
     n = int_at_least("n", n, 1)
-    noise = _check_noise(noise)
     leia = _check_style(style) == "leia"
+    noise = _noise_for(noise, leia)
     rng = np.random.default_rng(seed)
     counts = _class_counts(n, 3)
     radii = _LEIA_TRICOLOR_RADII if leia else _TRICOLOR_RADII
     sample = _sample_shell_leia if leia else _sample_shell
     parts = [sample(rng, m, 2, *r) for m, r in zip(counts, radii)]
-    return _add_noise(rng, _finish(rng, parts), noise)
+    return _add_noise(rng, _finish(rng, parts), noise, leia)
 
 
 def moons(
