@@ -42,3 +42,20 @@ def pytest_runtest_makereport(item, call):
 def pytest_make_collect_report(collector):
     outcome = yield
     _fail_import_skips(outcome.get_result())
+
+
+# The examples' wall times (test_examples.py records them; no test asserts a time): listed at
+# the end of the run so that they show in the CI log.
+def pytest_terminal_summary(terminalreporter) -> None:
+    times = [
+        (report.nodeid, value)
+        for outcome in ("passed", "failed")
+        for report in terminalreporter.stats.get(outcome, [])
+        if report.when == "call"
+        for name, value in report.user_properties
+        if name == "example_seconds"
+    ]
+    if times:
+        terminalreporter.section("examples' wall times")
+        for nodeid, seconds in times:
+            terminalreporter.write_line(f"{seconds:7.2f} s  {nodeid}")
