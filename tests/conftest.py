@@ -19,15 +19,16 @@ def _restore_num_threads():
     resode.set_num_threads(before)
 
 
-# Under CI (the CI environment variable set) every optional test dependency is installed: a
-# test or test module skipped because one failed to import is a failure, never a silent skip.
-_IMPORT_SKIP = "could not import"
+# Under CI (the CI environment variable set) every optional test dependency is installed, and
+# so is ffmpeg (.ci/run): a test or test module skipped because one failed to import, or because
+# ffmpeg was not found, is a failure, never a silent skip.
+_MISSING_IN_CI = ("could not import", "ffmpeg not found")
 
 
 def _fail_import_skips(report) -> None:
     if os.environ.get("CI") and report.skipped:
         text = str(report.longrepr)
-        if _IMPORT_SKIP in text:
+        if any(reason in text for reason in _MISSING_IN_CI):
             report.outcome = "failed"
             report.longrepr = f"CI: an optional test dependency is missing: {text}"
 
