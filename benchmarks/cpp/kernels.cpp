@@ -1,7 +1,7 @@
 // The core's kernels alone, timed in C++ with no Python around them: the products of the
 // sweeps (resode::gemm, resode::gemm_abt of cpp/resode/linalg.hpp) at the shapes the sweeps
 // issue, and the vectorised tanh (cpp/resode/activations.hpp) per element with its accuracy.
-// The tables of benchmarks/README.md marked "kernels driver" come from this program.
+// benchmarks/README.md calls it the "kernels driver" ("Large D", and the tanh of W2 D = 2).
 //
 //   cmake -S . -B build/bench -DRESODE_BENCHMARKS=ON && cmake --build build/bench -j2
 //   build/bench/resode_kernels [repeats]       (RESODE_ISA=avx2|baseline for the lower sets)
