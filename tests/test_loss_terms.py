@@ -1,8 +1,8 @@
 """The loss terms leia has (issue 16): the hardtanh readout, the L1 penalty on the controls, the
 weight decay on P (``decay_readout``) and the turnpike weight. Each against the NumPy oracle
-(float64 rtol 1e-10, float32 1e-4, relative to the largest entry), against central finite
-differences of the loss the core computes, and through ``fit`` (the epoch in the core equals
-the per-batch loop bitwise)."""
+(float64 rtol 1e-10, float32 1e-4, each gradient relative to its own largest entry), against
+central finite differences of the loss the core computes, and through ``fit`` (the epoch in the
+core equals the per-batch loop bitwise)."""
 
 from __future__ import annotations
 
@@ -97,11 +97,23 @@ def _assert_matches_reference(model: Any, X: np.ndarray, y: np.ndarray) -> None:
     loss, grads = model.loss_and_grad(X, y)
     rloss, rgrads = _ref(model, X, y)
     assert abs(loss - rloss) <= rtol * abs(rloss), (loss, rloss)
-    scale = max(float(np.max(np.abs(g))) for g in rgrads.values())
     for key, g in grads.items():
         assert g.dtype == model.dtype
-        err = float(np.max(np.abs(g.astype(np.float64) - rgrads[key])))
+        err, scale = _relative_error(g, rgrads[key])
         assert err <= rtol * scale, f"{key}: {err:.2e} > {rtol:.0e} * {scale:.2e}"
+
+
+# an all-zero reference gradient is compared with this scale instead of its own maximum (0)
+ZERO_GRADIENT_SCALE = 1e-12
+
+
+def _relative_error(g: np.ndarray, g_ref: np.ndarray) -> tuple[float, float]:
+    """The largest deviation of ``g`` from ``g_ref`` and the scale it is measured against:
+    ``g_ref``'s own largest entry (not the largest over all gradients, which would let a small
+    gradient be wrong by its whole size), floored for an all-zero ``g_ref``."""
+    err = float(np.max(np.abs(g.astype(np.float64) - g_ref)))
+    scale = max(float(np.max(np.abs(g_ref))), ZERO_GRADIENT_SCALE)
+    return err, scale
 
 
 @pytest.mark.parametrize("gradient", ["discrete", "adjoint"])
@@ -232,3 +244,16 @@ def test_fit_with_the_terms_equals_the_per_batch_loop(terms: str) -> None:
             opt_b.step(b.params, grads)
     for key in a.params:
         np.testing.assert_array_equal(a.params[key], b.params[key])
+
+
+def test_each_gradient_is_measured_against_its_own_scale() -> None:
+    # a gradient of size 1e-6 that is wrong by its whole size, beside one of size 1: within
+    # 1e-4 of the largest entry over both, but 100% off relative to itself
+    g_ref = {"big": np.array([1.0, -0.5]), "small": np.array([1e-6, 0.0])}
+    wrong = {"big": g_ref["big"].copy(), "small": np.zeros(2)}
+    errors = [_relative_error(wrong[k], g_ref[k]) for k in g_ref]
+    assert [err <= 1e-4 * scale for err, scale in errors] == [True, False]
+    # an all-zero reference: the floor, not 0, so a 0 gradient passes and a visible one fails
+    assert _relative_error(np.zeros(3), np.zeros(3)) == (0.0, ZERO_GRADIENT_SCALE)
+    err, scale = _relative_error(np.full(3, 1e-9), np.zeros(3))
+    assert err > 1e-4 * scale
