@@ -14,6 +14,7 @@ from resode.sklearn import (
     ResNetClassifier,
     ResNetRegressor,
 )
+from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -89,3 +90,26 @@ def test_regressor_in_a_grid_search() -> None:
     grid = GridSearchCV(ResNetRegressor(epochs=40), {"lr": [1e-2, 3e-2]}, cv=2).fit(X, y)
     assert grid.best_params_["lr"] in (1e-2, 3e-2)
     assert np.isfinite(grid.best_score_)
+
+
+@pytest.mark.parametrize("Estimator", [NeuralODEClassifier, NeuralODERegressor])
+def test_first_step_and_max_steps_reach_the_model(Estimator) -> None:
+    """The adaptive error says "raise max_steps": the estimators take it (and first_step),
+    None meaning the model's default, as rtol and atol do."""
+    X, y = resode.datasets.moons(40, seed=0)
+    est = Estimator(method="dopri5", pieces=2, hidden=4, epochs=2, random_state=0)
+    params = est.get_params()
+    assert params["first_step"] is None and params["max_steps"] is None
+    est.fit(X, y)
+    assert est.model_.max_steps == resode.models.ADAPTIVE_DEFAULTS["max_steps"]
+    assert est.model_.first_step is None
+    est.set_params(first_step=1e-3, max_steps=5_000)
+    assert est.get_params()["max_steps"] == 5_000 and clone(est).get_params()["first_step"] == 1e-3
+    est.fit(X, y)
+    assert (est.model_.first_step, est.model_.max_steps) == (1e-3, 5_000)
+    # two attempted steps cannot cross a piece: the fit stops with the model's error, as a
+    # diverging fit does
+    with pytest.raises(resode.TrainingDiverged, match="raise max_steps"):
+        est.set_params(first_step=None, max_steps=2).fit(X, y)
+    with pytest.raises(ValueError, match="max_steps apply to the adaptive methods"):
+        Estimator(max_steps=5, epochs=1).fit(X, y)

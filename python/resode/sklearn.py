@@ -254,6 +254,8 @@ class _NeuralODEParams:
             seed=seed,
             rtol=p.rtol,
             atol=p.atol,
+            first_step=p.first_step,
+            max_steps=p.max_steps,
             step_control=p.step_control,
         )
 
@@ -285,11 +287,12 @@ class NeuralODEClassifier(_NeuralODEParams, _ResodeClassifier):
     Parameters
     ----------
     T, pieces, substeps, method, field, activation, hidden, augment, loss, weight_decay,
-    turnpike, gradient, checkpoints, rtol, atol, step_control, dtype
-        Model arguments, see :class:`resode.NeuralODE` (``rtol``, ``atol``, ``step_control``:
-        adaptive methods only, ``None`` for their defaults). The defaults (bottleneck field with 16
-        hidden units, one augmented dimension, ``T = 1``, 10 pieces, RK4) suit low-dimensional
-        data.
+    turnpike, gradient, checkpoints, rtol, atol, first_step, max_steps, step_control, dtype
+        Model arguments, see :class:`resode.NeuralODE` (``rtol``, ``atol``, ``first_step``,
+        ``max_steps``, ``step_control``: adaptive methods only, ``None`` for the model's
+        defaults; a fit that needs more than ``max_steps`` steps for a sample raises
+        :class:`resode.StepSizeError`). The defaults (bottleneck field with 16 hidden units,
+        one augmented dimension, ``T = 1``, 10 pieces, RK4) suit low-dimensional data.
     optimizer : {"adam", "sgd"}, default "adam"
     lr : float, default 1e-2
     momentum : float, default 0.0
@@ -343,6 +346,8 @@ class NeuralODEClassifier(_NeuralODEParams, _ResodeClassifier):
         checkpoints: int | None = None,
         rtol: float | None = None,
         atol: float | None = None,
+        first_step: float | None = None,
+        max_steps: int | None = None,
         step_control: str | None = None,
         dtype: str = "float64",
         optimizer: str = "adam",
@@ -415,8 +420,9 @@ class NeuralODERegressor(_NeuralODEParams, _ResodeRegressor):
     Parameters
     ----------
     T, pieces, substeps, method, field, activation, hidden, augment, weight_decay, turnpike,
-    gradient, checkpoints, dtype
-        Model arguments, see :class:`resode.NeuralODE` (the loss is the mean squared error).
+    gradient, checkpoints, rtol, atol, first_step, max_steps, step_control, dtype
+        Model arguments, see :class:`resode.NeuralODE` and :class:`NeuralODEClassifier` (the
+        loss is the mean squared error).
     optimizer, lr, momentum, epochs, batch_size, bound, fixed_projection, random_state, verbose
         As for :class:`NeuralODEClassifier`.
 
@@ -454,6 +460,8 @@ class NeuralODERegressor(_NeuralODEParams, _ResodeRegressor):
         checkpoints: int | None = None,
         rtol: float | None = None,
         atol: float | None = None,
+        first_step: float | None = None,
+        max_steps: int | None = None,
         step_control: str | None = None,
         dtype: str = "float64",
         optimizer: str = "adam",
