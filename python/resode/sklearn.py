@@ -35,6 +35,7 @@ try:
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 except ImportError as exc:  # pragma: no cover - exercised only without scikit-learn
     raise ImportError(
         "resode.sklearn needs scikit-learn; install it with `pip install resode[sklearn]` "
@@ -49,7 +50,6 @@ except ImportError:  # pragma: no cover - older scikit-learn
         return estimator._validate_data(*args, **kwargs)
 
 
-from ._core import get_num_threads, set_num_threads
 from .models import NeuralODE, ResNet
 from .optim import SGD, Adam, Optimizer
 from .training import History, fit
@@ -84,16 +84,21 @@ def in_parallel_worker() -> bool:
 
 @contextlib.contextmanager
 def _core_threads(n: int | None) -> Iterator[None]:
-    """The core on ``n`` threads for the block (None: unchanged)."""
+    """The core on at most ``n`` threads for the block, on the calling thread only (None:
+    unchanged).
+
+    The core caps its count by OpenMP's setting of the calling thread
+    (``omp_get_max_threads``), which OpenMP keeps per thread; threadpoolctl sets and restores
+    that setting for this thread alone. Fits on several threads at once (joblib's threading
+    backend) thus never see or restore each other's values, and the process-wide count of
+    :func:`resode.set_num_threads` stays as the user set it (saving and restoring that count
+    instead let interleaved fits restore each other's saved 1 and left the process on one
+    thread)."""
     if n is None:
         yield
         return
-    before = get_num_threads()
-    set_num_threads(n)
-    try:
+    with threadpool_limits(limits=n, user_api="openmp"):
         yield
-    finally:
-        set_num_threads(before)
 
 
 class _ResodeEstimator(BaseEstimator):
