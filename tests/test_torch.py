@@ -111,6 +111,34 @@ def test_torch_compile_fullgraph_gives_the_eager_result() -> None:
         assert torch.equal(g, e)
 
 
+@pytest.mark.parametrize("dynamic", [True, None])
+def test_torch_compile_serves_every_batch_size(dynamic: bool | None) -> None:
+    """The fake keeps the batch size symbolic and the options' checks keep a symbolic T
+    symbolic: dynamic=True compiles one graph, without graph breaks, for every batch size; the
+    default compiles twice (the first size, then torch's automatic dynamic shapes), not once
+    per size. Both give the eager values and gradients."""
+    from torch._dynamo.utils import counters
+
+    layer = rt.NeuralODE(2, T=0.8, pieces=2, substeps=2, field="bottleneck", hidden=3,
+                         augment=1, seed=0)  # fmt: skip
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(layer.trajectory, backend="aot_eager", dynamic=dynamic,
+                             fullgraph=bool(dynamic))  # fmt: skip
+    for n in (8, 5, 3, 7):
+        results = []
+        for flow in (compiled, layer.trajectory):
+            X = torch.randn(n, 2, dtype=F64, generator=torch.Generator().manual_seed(n))
+            X.requires_grad_()
+            layer.zero_grad()
+            out = flow(X)
+            (out**2).sum().backward()
+            results.append([out.detach(), X.grad, *(p.grad for p in layer.parameters())])
+        for got, want in zip(*results):
+            assert torch.equal(got, want)
+    assert counters["stats"]["unique_graphs"] == (1 if dynamic else 2)
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside torch's inductor
 def test_torch_compile_with_inductor() -> None:
     model = _Classifier(4, 3)
