@@ -3,6 +3,7 @@ samples and over parameters, float32/float64, and the dtype errors."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -111,6 +112,25 @@ def test_float32_and_dtype_errors() -> None:
         rj.odeint(params, jnp.asarray(_X()), field="outside", **OPTS)
     with pytest.raises(ValueError, match=r"^X must have shape \(N, 2\)"):
         rj.odeint(params, jnp.zeros((3, 3), jnp.float32), field="outside", **OPTS)
+
+
+def test_float64_inputs_without_x64_are_refused() -> None:
+    """JAX's default 32-bit mode would turn float64 NumPy inputs into float32 silently: resode
+    refuses them and names the switch; float32 still runs. (The module turns x64 on for the
+    other tests: jax.enable_x64(False) restores the default for this block only.)"""
+    np_params = _np_params("outside")
+    params32 = {k: v.astype(np.float32) for k, v in np_params.items()}
+    with jax.enable_x64(False):
+        assert not jax.config.jax_enable_x64
+        cases = [(np_params, _X(), "X"), (params32, _X(), "X"),
+                 (np_params, _X(dtype=np.float32), "params['W']")]  # fmt: skip
+        for params, X, name in cases:
+            with pytest.raises(TypeError, match=rf"^{re.escape(name)} is float64 .*jax_enable_x64"):
+                rj.odeint(params, X, field="outside", **OPTS)
+        out = rj.odeint(params32, _X(dtype=np.float32), field="outside", **OPTS)
+        assert out.dtype == jnp.float32
+    # with x64 on, float64 NumPy inputs compute in float64
+    assert rj.odeint(np_params, _X(), field="outside", **OPTS).dtype == jnp.float64
 
 
 def test_nested_vmaps_over_different_arguments_are_refused() -> None:

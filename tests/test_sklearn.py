@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -14,6 +16,7 @@ from resode.sklearn import (
     ResNetClassifier,
     ResNetRegressor,
 )
+from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -89,3 +92,83 @@ def test_regressor_in_a_grid_search() -> None:
     grid = GridSearchCV(ResNetRegressor(epochs=40), {"lr": [1e-2, 3e-2]}, cv=2).fit(X, y)
     assert grid.best_params_["lr"] in (1e-2, 3e-2)
     assert np.isfinite(grid.best_score_)
+
+
+@pytest.mark.parametrize("Estimator", [NeuralODEClassifier, NeuralODERegressor])
+def test_first_step_and_max_steps_reach_the_model(Estimator) -> None:
+    """The adaptive error says "raise max_steps": the estimators take it (and first_step),
+    None meaning the model's default, as rtol and atol do."""
+    X, y = resode.datasets.moons(40, seed=0)
+    est = Estimator(method="dopri5", pieces=2, hidden=4, epochs=2, random_state=0)
+    params = est.get_params()
+    assert params["first_step"] is None and params["max_steps"] is None
+    est.fit(X, y)
+    assert est.model_.max_steps == resode.models.ADAPTIVE_DEFAULTS["max_steps"]
+    assert est.model_.first_step is None
+    est.set_params(first_step=1e-3, max_steps=5_000)
+    assert est.get_params()["max_steps"] == 5_000 and clone(est).get_params()["first_step"] == 1e-3
+    est.fit(X, y)
+    assert (est.model_.first_step, est.model_.max_steps) == (1e-3, 5_000)
+    # two attempted steps cannot cross a piece: the fit stops with the model's error, as a
+    # diverging fit does
+    with pytest.raises(resode.TrainingDiverged, match="raise max_steps"):
+        est.set_params(first_step=None, max_steps=2).fit(X, y)
+    with pytest.raises(ValueError, match="max_steps apply to the adaptive methods"):
+        Estimator(max_steps=5, epochs=1).fit(X, y)
+
+
+def test_interleaved_fits_on_threads_keep_the_process_thread_count(monkeypatch) -> None:
+    """Fits on worker threads run the core on one thread each, without touching the count
+    of the rest of the process. Fit A starts, fit B starts while A runs, the main thread
+    reads its count, A ends, then B: a
+    saved-and-restored process-wide count left the process on B's saved 1 (then every later
+    call ran on one core)."""
+    import resode.sklearn as rs
+
+    steps = {name: threading.Event() for name in ("a_inside", "b_inside", "main_read", "a_done")}
+    seen: dict[str, int] = {}
+    real_fit = rs.fit
+
+    def fit(*args, **kwargs):
+        name = threading.current_thread().name
+        seen[name] = resode.get_num_threads()
+        if name == "A":
+            steps["a_inside"].set()
+            assert steps["main_read"].wait(60)
+        else:
+            steps["b_inside"].set()
+            assert steps["a_done"].wait(60)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(rs, "fit", fit)
+    X, y = resode.datasets.moons(30, seed=0)
+    errors: list[BaseException] = []
+
+    def run(name: str) -> None:
+        try:
+            if name == "B":
+                assert steps["a_inside"].wait(60)
+            NeuralODEClassifier(pieces=2, hidden=4, epochs=1, random_state=0).fit(X, y)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            if name == "A":
+                steps["a_done"].set()
+
+    before = resode.get_num_threads()
+    resode.set_num_threads(3)  # above the 1 of the workers, whatever the machine's cores
+    try:
+        threads = [threading.Thread(target=run, args=(n,), name=n) for n in ("A", "B")]
+        for t in threads:
+            t.start()
+        assert steps["b_inside"].wait(60)  # both fits are running
+        seen["main during"] = resode.get_num_threads()
+        steps["main_read"].set()
+        for t in threads:
+            t.join()
+        after = resode.get_num_threads()
+    finally:
+        resode.set_num_threads(before)
+    assert not errors, errors
+    assert seen == {"A": 1, "B": 1, "main during": 3}
+    assert after == 3

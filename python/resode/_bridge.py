@@ -6,6 +6,7 @@ the core on NumPy views of the framework's buffers."""
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._validation import check_choice, check_int, check_positive
+from ._validation import check_choice, check_int
 from .models import (
     ACTIVATIONS,
     FIELDS,
@@ -45,8 +46,10 @@ class Flow:
                 "dt": self.dt, "substeps": self.substeps, "augment": self.augment}  # fmt: skip
 
     def output_shape(self, X_shape: Sequence[int], W_shape: Sequence[int]) -> tuple[int, ...]:
-        """(N, D), or (steps + 1, N, D) for the trajectory."""
-        N, D = int(X_shape[0]), int(W_shape[2])
+        """(N, D), or (steps + 1, N, D) for the trajectory. N is kept as given: a symbolic
+        batch size under ``torch.compile`` stays symbolic (``int()`` would specialise the
+        compiled graph to one batch size)."""
+        N, D = X_shape[0], int(W_shape[2])
         return (int(W_shape[0]) * self.substeps + 1, N, D) if self.trajectory else (N, D)
 
 
@@ -108,7 +111,7 @@ def flow(
             f"shape {tuple(X_shape)}"
         )
     substeps = check_int("substeps", substeps, 1)
-    T = check_positive("T", T)
+    T = _check_time(T)
     gradient = check_choice("gradient", gradient, GRADIENTS)
     K = 0 if checkpoints is None else check_int("checkpoints", checkpoints, 1)
     if K and gradient != "discrete":
@@ -127,6 +130,17 @@ def flow(
         trajectory=bool(trajectory),
     )
     return resolved, names
+
+
+def _check_time(T: Any) -> Any:
+    """``T`` if it is a finite real > 0. Compared, not passed to ``math.isfinite``: under
+    ``torch.compile(dynamic=True)`` a float option is a symbolic ``SymFloat``, which
+    comparisons keep symbolic (guards) where ``math.isfinite`` breaks the graph."""
+    if isinstance(T, bool) or not isinstance(T, (int, float, np.integer, np.floating)):
+        raise TypeError(f"T must be a real number, got {type(T).__name__}")
+    if not (0 < T < math.inf):  # False for NaN too
+        raise ValueError(f"T must be finite and > 0, got {T}")
+    return float(T)
 
 
 def forward(flow: Flow, X: np.ndarray, theta: list[np.ndarray]) -> np.ndarray:

@@ -10,7 +10,8 @@ batch axis of ``X`` with shared parameters becomes **one** core call over all th
 vmapping over the parameters, and the backward pass of a vmapped call (each batch element has
 its own parameter cotangent), run one core call per batch element. Nested vmaps over different
 arguments are refused. float32 always; float64 with ``jax.config.update("jax_enable_x64",
-True)``; no silent casts. Errors of the core (a non-finite state, say) surface as JAX's runtime
+True)`` (a float64 input without it is a TypeError, not a silent float32 computation); no
+silent casts. Errors of the core (a non-finite state, say) surface as JAX's runtime
 error with resode's message.
 
 Requires ``pip install "resode[jax]"``; ``import resode`` never imports JAX.
@@ -86,6 +87,20 @@ def _flow_function(flow: _bridge.Flow) -> Callable[..., Any]:
     return f
 
 
+def _refuse_float64_without_x64(X: Any, params: Mapping[str, Any], names: list[str]) -> None:
+    """float64 inputs need JAX's 64-bit mode: without it JAX would turn them into float32
+    (and resode would compute in float32) without a word."""
+    if jax.config.jax_enable_x64:
+        return
+    arrays = {"X": X, **{f"params['{n}']": params[n] for n in names}}
+    for name, a in arrays.items():
+        if getattr(a, "dtype", None) == np.float64:
+            raise TypeError(
+                f"{name} is float64 but JAX's 64-bit mode is off (it would compute in float32); "
+                'enable it with jax.config.update("jax_enable_x64", True), or pass float32'
+            )
+
+
 def odeint(
     params: Mapping[str, Any],
     X: Any,
@@ -112,7 +127,7 @@ def odeint(
         ``b`` ``(pieces, D)``, or ``W1``, ``b1``, ``W2``, ``b2``); other keys are ignored.
     X : jax.Array, shape (N, dim)
         Initial states, ``dim = D - augment``; the same dtype as ``params`` (float32, or
-        float64 with ``jax_enable_x64``).
+        float64 with ``jax_enable_x64``: float64 NumPy arrays without it raise TypeError).
     T, substeps, method, field, activation, augment, gradient, checkpoints, trajectory
         As for :func:`resode.torch.odeint`.
 
@@ -134,6 +149,7 @@ def odeint(
         activation=activation, augment=augment, gradient=gradient, checkpoints=checkpoints,
         trajectory=trajectory,
     )  # fmt: skip
+    _refuse_float64_without_x64(X, params, names)
     X = jnp.asarray(X) if not isinstance(X, jax.Array) else X
     theta = tuple(params[n] for n in names)
     dtypes = {"X": X.dtype, **{f"params['{n}']": jnp.result_type(params[n]) for n in names}}

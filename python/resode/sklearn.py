@@ -35,6 +35,7 @@ try:
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 except ImportError as exc:  # pragma: no cover - exercised only without scikit-learn
     raise ImportError(
         "resode.sklearn needs scikit-learn; install it with `pip install resode[sklearn]` "
@@ -49,7 +50,6 @@ except ImportError:  # pragma: no cover - older scikit-learn
         return estimator._validate_data(*args, **kwargs)
 
 
-from ._core import get_num_threads, set_num_threads
 from .models import NeuralODE, ResNet
 from .optim import SGD, Adam, Optimizer
 from .training import History, fit
@@ -84,16 +84,21 @@ def in_parallel_worker() -> bool:
 
 @contextlib.contextmanager
 def _core_threads(n: int | None) -> Iterator[None]:
-    """The core on ``n`` threads for the block (None: unchanged)."""
+    """The core on at most ``n`` threads for the block, on the calling thread only (None:
+    unchanged).
+
+    The core caps its count by OpenMP's setting of the calling thread
+    (``omp_get_max_threads``), which OpenMP keeps per thread; threadpoolctl sets and restores
+    that setting for this thread alone. Fits on several threads at once (joblib's threading
+    backend) thus never see or restore each other's values, and the process-wide count of
+    :func:`resode.set_num_threads` stays as the user set it (saving and restoring that count
+    instead let interleaved fits restore each other's saved 1 and left the process on one
+    thread)."""
     if n is None:
         yield
         return
-    before = get_num_threads()
-    set_num_threads(n)
-    try:
+    with threadpool_limits(limits=n, user_api="openmp"):
         yield
-    finally:
-        set_num_threads(before)
 
 
 class _ResodeEstimator(BaseEstimator):
@@ -254,6 +259,8 @@ class _NeuralODEParams:
             seed=seed,
             rtol=p.rtol,
             atol=p.atol,
+            first_step=p.first_step,
+            max_steps=p.max_steps,
             step_control=p.step_control,
         )
 
@@ -285,11 +292,12 @@ class NeuralODEClassifier(_NeuralODEParams, _ResodeClassifier):
     Parameters
     ----------
     T, pieces, substeps, method, field, activation, hidden, augment, loss, weight_decay,
-    turnpike, gradient, checkpoints, rtol, atol, step_control, dtype
-        Model arguments, see :class:`resode.NeuralODE` (``rtol``, ``atol``, ``step_control``:
-        adaptive methods only, ``None`` for their defaults). The defaults (bottleneck field with 16
-        hidden units, one augmented dimension, ``T = 1``, 10 pieces, RK4) suit low-dimensional
-        data.
+    turnpike, gradient, checkpoints, rtol, atol, first_step, max_steps, step_control, dtype
+        Model arguments, see :class:`resode.NeuralODE` (``rtol``, ``atol``, ``first_step``,
+        ``max_steps``, ``step_control``: adaptive methods only, ``None`` for the model's
+        defaults; a fit that needs more than ``max_steps`` steps for a sample raises
+        :class:`resode.StepSizeError`). The defaults (bottleneck field with 16 hidden units,
+        one augmented dimension, ``T = 1``, 10 pieces, RK4) suit low-dimensional data.
     optimizer : {"adam", "sgd"}, default "adam"
     lr : float, default 1e-2
     momentum : float, default 0.0
@@ -343,6 +351,8 @@ class NeuralODEClassifier(_NeuralODEParams, _ResodeClassifier):
         checkpoints: int | None = None,
         rtol: float | None = None,
         atol: float | None = None,
+        first_step: float | None = None,
+        max_steps: int | None = None,
         step_control: str | None = None,
         dtype: str = "float64",
         optimizer: str = "adam",
@@ -415,8 +425,9 @@ class NeuralODERegressor(_NeuralODEParams, _ResodeRegressor):
     Parameters
     ----------
     T, pieces, substeps, method, field, activation, hidden, augment, weight_decay, turnpike,
-    gradient, checkpoints, dtype
-        Model arguments, see :class:`resode.NeuralODE` (the loss is the mean squared error).
+    gradient, checkpoints, rtol, atol, first_step, max_steps, step_control, dtype
+        Model arguments, see :class:`resode.NeuralODE` and :class:`NeuralODEClassifier` (the
+        loss is the mean squared error).
     optimizer, lr, momentum, epochs, batch_size, bound, fixed_projection, random_state, verbose
         As for :class:`NeuralODEClassifier`.
 
@@ -454,6 +465,8 @@ class NeuralODERegressor(_NeuralODEParams, _ResodeRegressor):
         checkpoints: int | None = None,
         rtol: float | None = None,
         atol: float | None = None,
+        first_step: float | None = None,
+        max_steps: int | None = None,
         step_control: str | None = None,
         dtype: str = "float64",
         optimizer: str = "adam",

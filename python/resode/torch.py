@@ -5,7 +5,8 @@ compiled-graph safe.
 :func:`odeint` is built from two operators of ``torch.library.custom_op``, ``resode::odeint``
 (the states) and ``resode::odeint_vjp`` (its vector-Jacobian product, the backward), each with
 a fake (meta) implementation, so ``torch.library.opcheck`` passes and ``torch.compile(...,
-fullgraph=True)`` traces models that use them without graph breaks. In eager mode the same two
+fullgraph=True)`` traces models that use them without graph breaks, with a symbolic batch size
+(``dynamic=True``: one graph for every batch size). In eager mode the same two
 computations run through a ``torch.autograd.Function``, which dispatches in a few microseconds
 where the custom-op machinery takes hundreds. Tensors are handed to the
 core as NumPy views of their memory (no copy for contiguous CPU tensors of the right dtype) and
