@@ -55,6 +55,7 @@ def load(
     task: str = "classification",
     require_target: bool = True,
     min_classes: int = 2,
+    any_labels: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read ``(X, y)`` from a ``.npz`` or ``.csv`` file.
 
@@ -76,6 +77,10 @@ def load(
     min_classes : int, default 2
         Classification: the fewest distinct labels the file must hold (a training file needs
         two; a test file may hold one).
+    any_labels : bool, default False
+        Classification: accept any integer labels (negative, or far apart), for a caller that
+        maps the distinct labels to classes ``0 .. K-1`` itself (``resode train --data``).
+        ``False``: the labels must number the classes, integers ``>= 0``.
 
     Returns
     -------
@@ -119,24 +124,27 @@ def load(
         )
     if y is None:
         return X, None
-    return X, _check_targets(p, y, task, min_classes)
+    return X, _check_targets(p, y, task, min_classes, any_labels)
 
 
-def _check_targets(p: Path, y: np.ndarray, task: str, min_classes: int) -> np.ndarray:
+def _check_targets(
+    p: Path, y: np.ndarray, task: str, min_classes: int, any_labels: bool
+) -> np.ndarray:
     if not np.isfinite(y).all():
         row = int(np.argwhere(~np.isfinite(y))[0][0])
         raise ValueError(f"{p}: target {y[row]} (sample {row}) is not finite")
     if task == "regression":
         return np.ascontiguousarray(y, dtype=np.float64)
-    bad = np.flatnonzero((y != np.round(y)) | (y < 0))
+    bad = np.flatnonzero((y != np.round(y)) | (np.abs(y) >= 2.0**53 if any_labels else y < 0))
     if bad.size:
+        which = "integer labels" if any_labels else "integer labels >= 0"
         raise ValueError(
-            f"{p}: classification needs integer labels >= 0 in the target column, got "
-            f"{y[bad[0]]!r} (sample {bad[0]}); use --loss mse for a regression target"
+            f"{p}: classification needs {which} in the target column, got "
+            f"{float(y[bad[0]])!r} (sample {bad[0]}); use --loss mse for a regression target"
         )
     distinct = np.unique(y)
     # labels name classes 0..K-1: a huge label would make a model with that many outputs
-    if distinct[-1] >= max(1000, 10 * len(distinct)):
+    if not any_labels and distinct[-1] >= max(1000, 10 * len(distinct)):
         raise ValueError(
             f"{p}: label {distinct[-1]:.0f} is far beyond the {len(distinct)} distinct labels: "
             "classes must be numbered 0..K-1 (remap them, or use --loss mse for a regression)"
