@@ -450,9 +450,10 @@ def _build(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Any:
         model = cls(**config)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid config for {cls.__name__}: {exc}") from None
-    # a fixed-step model's config leaves the adaptive options out (they are None)
+    # a fixed-step model's config leaves the adaptive options out (they are None); an
+    # adaptive model's keeps first_step None (the solver picks the first step)
     unset = {k for k in ("rtol", "atol", "first_step", "max_steps", "step_control")
-             if config.get(k, 0) is None}  # fmt: skip
+             if config.get(k, 0) is None and k not in model.config}  # fmt: skip
     if model.config != {k: v for k, v in config.items() if k not in unset}:
         raise ValueError(f"config does not round-trip through {cls.__name__}: {config}")
     model.params = params
