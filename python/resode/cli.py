@@ -1,5 +1,5 @@
-"""The ``resode`` command: ``resode train``, ``resode demo``, ``resode sweep``, ``resode predict``
-and ``resode bench``.
+"""The ``resode`` command: ``resode train``, ``resode demo``, ``resode sweep``, ``resode predict``,
+``resode plot`` and ``resode bench``.
 
 ``resode train`` generates a data set, builds a model, trains it with :func:`resode.fit` and
 writes into ``--out``: ``model.npz`` (:func:`resode.load` reads it), ``history.csv``,
@@ -13,8 +13,14 @@ Options may also come from a TOML file (``--config run.toml``): keys are the lon
 names (``n-samples`` or ``n_samples``), optionally grouped in tables (``[model]``,
 ``[training]``: the table names are ignored); options given on the command line win.
 
+``--out``, ``--overwrite`` and ``--resume`` are command-line options only (a config file that
+sets them is refused). Every file is written atomically (a temporary file in the same folder,
+renamed over the target). Ctrl-C during training saves the model, history and a checkpoint of
+the last finished epoch and prints the ``--resume`` command that continues the run;
+``resode plot RUN_DIR`` draws a run's figures again.
+
 Exit codes: 0 success, 1 training diverged (the last finite model and the history so far are
-still written), 2 bad arguments or configuration (one line on stderr).
+still written), 2 bad arguments or configuration (one line on stderr), 130 interrupted (Ctrl-C).
 
 Examples
 --------
@@ -817,9 +823,13 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
     # not replace a trained model there without --overwrite
     own = args.resume is not None and Path(args.resume).resolve().parent == out.resolve()
     if (out / "model.npz").exists() and not args.overwrite and not own:
+        resume = ""
+        if (out / "checkpoint.npz").is_file():  # e.g. a run stopped by Ctrl-C
+            command = _resume_command(args.command, out, str(out / "checkpoint.npz"))
+            resume = f" (to continue its run: {command})"
         raise _UsageError(
             f"--out {out} already holds a trained model (model.npz): choose another --out or "
-            "pass --overwrite"
+            f"pass --overwrite{resume}"
         )
     resumed_epochs, resumed_history = 0, None
     if args.resume is not None:
@@ -1336,6 +1346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (_UsageError, ValueError, TypeError) as exc:
             print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:  # every file is written atomically: none is left partial
+            print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+            return 130
     try:
         setup = _setup(args)
     except (_UsageError, ValueError, TypeError) as exc:
