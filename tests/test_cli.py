@@ -816,3 +816,34 @@ def test_step_size_failure_is_a_divergence(
     )
     assert resode.load(out / "model.npz").max_steps == 3
     assert json.loads((out / "run.json").read_text())["results"]["diverged"]
+
+
+def test_text_labels_are_classes_with_or_without_a_header(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    X, y = resode.datasets.moons(80, noise=0.1, seed=0)
+    names = np.array(["setosa", "virginica, var."])  # a comma: the CSV quotes it
+    body = "".join(f'{a:.17g},{b:.17g},"{names[k]}"\n' for (a, b), k in zip(X, y))
+    (tmp_path / "named.csv").write_text("x1,x2,species\n" + body)
+    (tmp_path / "bare.csv").write_text(body)
+    _, labels = resode.datasets.load(tmp_path / "bare.csv", any_labels=True)
+    assert labels.tolist() == names[y].tolist()  # no first row taken for a header
+    for source in ("named.csv", "bare.csv"):
+        out = tmp_path / source.replace(".csv", "")
+        argv = ["train", "--data", str(tmp_path / source), "--hidden", "4", "--epochs", "30",
+                "--no-plots", "--no-progress", "--out", str(out)]  # fmt: skip
+        assert main(argv) == 0
+        assert "(64 train / 16 test samples, 2-D, 2 classes)" in capsys.readouterr().out
+        assert resode.load(out / "model.npz")._class_labels == names.tolist()
+        predictions = tmp_path / f"p-{source}"
+        argv = ["predict", "--model", str(out / "model.npz"), "--data", str(tmp_path / source),
+                "--target", "-1", "--out", str(predictions)]  # fmt: skip
+        assert main(argv) == 0
+        assert "accuracy on" in capsys.readouterr().err
+        with predictions.open(newline="") as f:
+            table = list(csv.reader(f))
+        assert table[0] == ["label", "psetosa", "pvirginica, var."] and len(table) == 81
+        model = resode.load(out / "model.npz")
+        assert [row[0] for row in table[1:]] == names[model.predict(X)].tolist()
+    with pytest.raises(ValueError, match="'setosa' is not a number"):
+        resode.datasets.load(tmp_path / "bare.csv")  # text labels only where asked for

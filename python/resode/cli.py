@@ -599,6 +599,8 @@ def _dataset(args: argparse.Namespace) -> tuple[np.ndarray, ...]:
                     f"--validation {args.validation} has {X_te.shape[1]} features, --data "
                     f"{args.data} has {X.shape[1]}"
                 )
+            if "U" in (y.dtype.kind, y_te.dtype.kind):  # text labels in one file: compare text
+                y, y_te = _label_texts(y), _label_texts(y_te)
             return X, X_te, y, y_te
     elif args.dataset == "digits":
         X, y = datasets.digits()
@@ -730,6 +732,13 @@ def _class_labels(y_tr: np.ndarray, y_te: np.ndarray) -> np.ndarray | None:
     themselves (None then: the labels are the class numbers, as in files of older models)."""
     labels = np.unique(np.concatenate([y_tr, y_te]))
     return None if np.array_equal(labels, np.arange(len(labels))) else labels
+
+
+def _label_texts(labels: np.ndarray) -> np.ndarray:
+    """Labels as text, integers without a decimal point (1, not 1.0)."""
+    if labels.dtype.kind == "U":
+        return labels
+    return np.array([str(int(v)) for v in labels], dtype=str)
 
 
 def _label_list(labels: Any, limit: int = 6) -> str:
@@ -1119,6 +1128,9 @@ def _terminal_loss(model: Any, X: np.ndarray, targets: np.ndarray) -> float | No
 
 def _predict(args: argparse.Namespace) -> int:
     """``resode predict``: predictions of a saved model for the samples of a data file."""
+    import csv
+    import io
+
     from .data_files import load as load_data
     from .io import load as load_model
     from .io import write_text
@@ -1151,19 +1163,22 @@ def _predict(args: argparse.Namespace) -> int:
         )
     # the data's own labels of the classes (a model trained on labels {1, 2}), or 0..K-1
     labels = np.asarray(getattr(model, "_class_labels", None) or np.arange(model.classes))
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")  # quotes a text label holding a comma
     if model.task == "regression":
         outputs = model.forward(X)
         names = ["prediction"] if model.classes == 1 else [f"y{k}" for k in range(model.classes)]
-        lines = [",".join(repr(float(v)) for v in row) for row in outputs]
+        writer.writerow(names)
+        writer.writerows([repr(float(v)) for v in row] for row in outputs)
     else:
         proba = model.predict_proba(X)
         predicted = labels[np.argmax(proba, axis=1)]
-        names = ["label"] + [f"p{label}" for label in labels]
-        lines = [
-            ",".join([str(label), *(repr(float(v)) for v in row)])
+        writer.writerow(["label"] + [f"p{label}" for label in labels])
+        writer.writerows(
+            [str(label), *(repr(float(v)) for v in row)]
             for label, row in zip(predicted.tolist(), proba)
-        ]
-    text = "\n".join([",".join(names), *lines]) + "\n"
+        )
+    text = table.getvalue()
     if args.out is None:
         sys.stdout.write(text)
     else:
@@ -1176,6 +1191,8 @@ def _predict(args: argparse.Namespace) -> int:
         if model.task == "regression":
             name, score = "R^2", model.score(X, y)
         else:
+            if "U" in (predicted.dtype.kind, y.dtype.kind):
+                predicted, y = _label_texts(predicted), _label_texts(y)
             name, score = "accuracy", float(np.mean(predicted == y))
         print(f"{name} on {args.data}: {score:.4f}", file=sys.stderr)
     return 0
