@@ -751,7 +751,9 @@ def _data_and_model(args: argparse.Namespace) -> dict[str, Any]:
     here is a usage error or a ValueError of the library."""
     X_tr, X_te, y_tr, y_te = _dataset(args)
     values = args.data is not None and _task(args) == "regression"  # y: real numbers
-    class_labels = None if values else _class_labels(y_tr, y_te)
+    # a file's own labels; a generated set numbers its classes (a tiny one may miss a class)
+    own_labels = args.data is not None and not values
+    class_labels = _class_labels(y_tr, y_te) if own_labels else None
     if values:
         inferred = 1
     elif class_labels is not None:  # e.g. labels {1, 2}: two classes, none invented
