@@ -295,8 +295,7 @@ def test_regression_on_a_csv_with_target_and_features(
         ("a,b,c\n1,nan,0\n3,4,1\n", "line 2, column 2 ('b'): 'nan' is not finite"),
         ("a,b,c\n1,2,0\n3,4,0\n", "holds 1 class (0); need >= 2"),
         ("1,,0\n3,4,1\n", "line 1, column 2: '' is not a number"),
-        ("a,b,c\n1,2,0\n3,4,1e13\n", "label 10000000000000 is far beyond the 2 distinct labels"),
-        ("a,b,c\n1,2,0.5\n3,4,1\n", "integer labels >= 0"),
+        ("a,b,c\n1,2,0.5\n3,4,1\n", "integer labels in the target column, got 0.5 "),
         ("a,b,c\n", "no samples (only a header)"),
         ("", "the file is empty"),
     ],
@@ -307,7 +306,6 @@ def test_regression_on_a_csv_with_target_and_features(
         "nan",
         "one-class",
         "empty-cell",
-        "huge-label",
         "real-labels",
         "header",
         "empty",
@@ -392,6 +390,9 @@ def test_predict_writes_labels_probabilities_and_values(
         (["--target", "y"], "--target applies with --data only"),
         (["--dataset", "moons", "--dim", "3"], "--dim applies to --dataset spheres only"),
         (["--noise", "0.1"], "--noise applies to moons and spirals only"),
+        (["--max-steps", "50"], "--max-steps applies to the adaptive methods only"),
+        (["--first-step", "0.1"], "--first-step applies to the adaptive methods only"),
+        (["--model", "resnet", "--max-steps", "5"], "--max-steps applies to --model node only"),
     ],
 )
 def test_options_that_do_not_apply_are_refused(
@@ -593,3 +594,256 @@ def test_zero_epochs_write_no_history_plot(
     )
     assert "history.png skipped: no epoch ran" in capsys.readouterr().out
     assert not (out / "history.png").exists() and (out / "controls.png").is_file()
+
+
+# ------------------------------------------------------------------- files never replaced
+
+
+def test_predict_refuses_an_existing_out_and_never_writes_over_its_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = _write_data(tmp_path)
+    run = tmp_path / "clf"
+    argv = ["train", "--data", str(files["csv"]), "--no-progress", "--no-plots", "--hidden", "4",
+            "--epochs", "2", "--out", str(run)]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    predict = ["predict", "--model", str(run / "model.npz"), "--data", str(files["csv"]),
+               "--target", "-1"]  # fmt: skip
+    kept = tmp_path / "kept.csv"
+    kept.write_text("mine\n")
+    assert main([*predict, "--out", str(kept)]) == 2
+    _one_line_error(capsys, f"--out {kept} already exists", "--overwrite")
+    assert kept.read_text() == "mine\n"
+    data = files["csv"].read_bytes()
+    same = tmp_path / "." / files["csv"].name  # the --data file, spelt another way
+    for extra in ([], ["--overwrite"]):
+        assert main([*predict, "--out", str(same), *extra]) == 2
+        _one_line_error(capsys, "is the --data file")
+        assert files["csv"].read_bytes() == data
+    assert main([*predict, "--out", str(run / "model.npz"), "--overwrite"]) == 2
+    _one_line_error(capsys, "is the --model file")
+    assert main([*predict, "--out", str(kept), "--overwrite"]) == 0
+    assert kept.read_text().startswith("label,p0,p1\n") and len(kept.read_text().split()) == 81
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("line", "flag"),
+    [
+        ('out = "elsewhere"', "--out"),
+        ("overwrite = true", "--overwrite"),
+        ('resume = "elsewhere/checkpoint.npz"', "--resume"),
+    ],
+)
+def test_a_config_file_cannot_choose_where_files_are_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    line: str, flag: str
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "shared.toml").write_text(f"epochs = 1\n[output]\n{line}\n")
+    assert main(["train", "--config", "shared.toml", *TINY, "--no-plots"]) == 2
+    _one_line_error(capsys, "--config shared.toml:", "command-line option only", flag)
+    assert list((tmp_path / "elsewhere").iterdir()) == [] and not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------- Ctrl-C and resode plot
+
+
+def test_interrupted_training_saves_its_last_epoch_and_resumes_bit_for_bit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shlex
+
+    base = ["train", *TINY, "--epochs", "5", "--batch-size", "16", "--no-plots"]
+    full = tmp_path / "full"
+    assert main([*base, "--out", str(full)]) == 0
+    epochs = resode.training._run_epoch
+    calls = []
+
+    def ctrl_c_in_epoch_3(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:  # part of the epoch's steps done, as a real Ctrl-C finds it
+            epochs(*args, **kwargs)
+            raise KeyboardInterrupt
+        return epochs(*args, **kwargs)
+
+    monkeypatch.setattr(resode.training, "_run_epoch", ctrl_c_in_epoch_3)
+    out = tmp_path / "cut"
+    capsys.readouterr()
+    assert main([*base, "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted after epoch 2 of 5" in err and "Traceback" not in err
+    assert resode.training.load_checkpoint(out / "checkpoint.npz")["epoch"] == 2
+    assert json.loads((out / "history.json").read_text())["epoch"] == [1, 2]
+    assert json.loads((out / "run.json").read_text())["results"]["interrupted"] is True
+    resode.load(out / "model.npz")
+    monkeypatch.setattr(resode.training, "_run_epoch", epochs)
+    command = shlex.split(err.split("continue with: ")[1])
+    assert command[:2] == ["resode", "train"]
+    assert main(command[1:]) == 0  # the printed command continues to the 5 epochs asked for
+    assert json.loads((out / "history.json").read_text())["epoch"] == [1, 2, 3, 4, 5]
+    done, resumed = resode.load(full / "model.npz"), resode.load(out / "model.npz")
+    assert all(np.array_equal(done.params[k], resumed.params[k]) for k in done.params)
+    capsys.readouterr()
+
+
+def test_interrupt_before_the_first_epoch_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def ctrl_c(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(resode.training, "_run_epoch", ctrl_c)
+    out = tmp_path / "o"
+    assert main(["train", *TINY, "--out", str(out)]) == 130
+    assert "before the first epoch finished: nothing was written" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+
+
+def test_interrupted_plots_leave_no_partial_figure_and_resode_plot_draws_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("matplotlib")
+    Image = pytest.importorskip("PIL.Image")
+    save = Image.Image.save
+
+    def ctrl_c_while_writing(self: Any, fp: Any, *args: Any, **kwargs: Any) -> None:
+        Path(fp).write_bytes(b"GIF89a")  # the start of the file, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", ctrl_c_while_writing)
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert f"draw the figures with: resode plot {out}" in err and "--overwrite" not in err
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["model.npz", "history.csv", "history.json", "config.toml", "run.json"]
+    )  # no trajectories.gif at all, empty or partial, and no temporary file
+    monkeypatch.setattr(Image.Image, "save", save)
+    assert main(["train", *TINY, "--out", str(out)]) == 2  # the model is kept: never replaced
+    _one_line_error(capsys, "already holds a trained model")
+    assert main(["plot", str(out)]) == 0
+    for name in PLOTS:
+        with Image.open(out / name) as im:
+            im.verify()
+    before = (out / "history.png").read_bytes()
+    assert main(["plot", str(out)]) == 2
+    _one_line_error(capsys, "resode plot: error:", "already holds trajectories.gif", "--overwrite")
+    assert (out / "history.png").read_bytes() == before
+    assert main(["plot", str(out), "--overwrite"]) == 0
+    assert main(["plot", str(tmp_path)]) == 2
+    _one_line_error(capsys, "has no model.npz")
+
+
+# ------------------------------------------------------------------- labels, adaptive options
+
+
+def test_labels_that_are_not_0_to_k_minus_1_are_mapped_never_invented(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    X, y = resode.datasets.moons(80, noise=0.1, seed=0)
+    for labels in ([1, 2], [-1, 1], [3, 70000]):
+        data = tmp_path / f"labels{labels[0]}.csv"
+        rows = np.column_stack([X, np.array(labels)[y]])
+        np.savetxt(data, rows, delimiter=",", header="x1,x2,label", comments="", fmt="%.17g")
+        out = tmp_path / f"run{labels[0]}"
+        argv = ["train", "--data", str(data), "--hidden", "4", "--epochs", "30", "--no-plots",
+                "--no-progress", "--out", str(out)]  # fmt: skip
+        assert main(argv) == 0
+        assert "2-D, 2 classes)" in capsys.readouterr().out
+        model = resode.load(out / "model.npz")
+        assert model.classes == 2 and model._class_labels == labels
+        assert json.loads((out / "run.json").read_text())["class_labels"] == labels
+        predictions = tmp_path / f"p{labels[0]}.csv"
+        argv = ["predict", "--model", str(out / "model.npz"), "--data", str(data),
+                "--target", "label", "--out", str(predictions)]  # fmt: skip
+        assert main(argv) == 0
+        assert "accuracy on" in capsys.readouterr().err
+        with predictions.open(newline="") as f:
+            table = list(csv.reader(f))
+        assert table[0] == ["label", f"p{labels[0]}", f"p{labels[1]}"]
+        predicted = [int(row[0]) for row in table[1:]]
+        assert set(predicted) <= set(labels)
+        expected = np.array(labels)[model.predict(X)]
+        assert predicted == expected.tolist()
+    # --classes cannot add a class that no label names
+    argv = ["train", "--data", str(tmp_path / "labels1.csv"), "--classes", "3", "--out",
+            str(tmp_path / "x")]  # fmt: skip
+    assert main(argv) == 2
+    _one_line_error(capsys, "--classes 3: the data's 2 labels (1, 2) are 2 classes")
+
+
+def test_load_refuses_labels_that_do_not_number_classes_unless_asked(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("a,b,c\n1,2,0\n3,4,1e13\n5,6,-1\n")
+    with pytest.raises(ValueError, match="integer labels >= 0"):
+        resode.datasets.load(path)
+    _, y = resode.datasets.load(path, any_labels=True)
+    assert y.tolist() == [0, 10**13, -1]
+
+
+def test_adaptive_step_options_reach_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "a"
+    argv = ["train", *TINY, "--epochs", "1", "--method", "dopri5", "--max-steps", "5000",
+            "--first-step", "0.01", "--no-plots", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    model = resode.load(out / "model.npz")
+    assert model.max_steps == 5000 and model.first_step == 0.01
+    text = (out / "config.toml").read_text()
+    assert "max-steps = 5000" in text and "first-step = 0.01" in text
+    assert main(["train", "--config", str(out / "config.toml"), "--out", str(tmp_path / "b")]) == 0
+    assert resode.load(tmp_path / "b" / "model.npz").config == model.config
+    # unset, they are left out of check_train's options: sweeps keep their runs' ids
+    assert "max_steps" not in resode.cli.check_train(["--n-samples", "60"])
+    capsys.readouterr()
+
+
+def test_step_size_failure_is_a_divergence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "s"
+    argv = ["train", *TINY, "--method", "dopri5", "--max-steps", "3", "--out", str(out)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert (
+        err.startswith("resode train: error: training diverged at epoch 1") and "max_steps" in err
+    )
+    assert resode.load(out / "model.npz").max_steps == 3
+    assert json.loads((out / "run.json").read_text())["results"]["diverged"]
+
+
+def test_text_labels_are_classes_with_or_without_a_header(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    X, y = resode.datasets.moons(80, noise=0.1, seed=0)
+    names = np.array(["setosa", "virginica, var."])  # a comma: the CSV quotes it
+    body = "".join(f'{a:.17g},{b:.17g},"{names[k]}"\n' for (a, b), k in zip(X, y))
+    (tmp_path / "named.csv").write_text("x1,x2,species\n" + body)
+    (tmp_path / "bare.csv").write_text(body)
+    _, labels = resode.datasets.load(tmp_path / "bare.csv", any_labels=True)
+    assert labels.tolist() == names[y].tolist()  # no first row taken for a header
+    for source in ("named.csv", "bare.csv"):
+        out = tmp_path / source.replace(".csv", "")
+        argv = ["train", "--data", str(tmp_path / source), "--hidden", "4", "--epochs", "30",
+                "--no-plots", "--no-progress", "--out", str(out)]  # fmt: skip
+        assert main(argv) == 0
+        assert "(64 train / 16 test samples, 2-D, 2 classes)" in capsys.readouterr().out
+        assert resode.load(out / "model.npz")._class_labels == names.tolist()
+        predictions = tmp_path / f"p-{source}"
+        argv = ["predict", "--model", str(out / "model.npz"), "--data", str(tmp_path / source),
+                "--target", "-1", "--out", str(predictions)]  # fmt: skip
+        assert main(argv) == 0
+        assert "accuracy on" in capsys.readouterr().err
+        with predictions.open(newline="") as f:
+            table = list(csv.reader(f))
+        assert table[0] == ["label", "psetosa", "pvirginica, var."] and len(table) == 81
+        model = resode.load(out / "model.npz")
+        assert [row[0] for row in table[1:]] == names[model.predict(X)].tolist()
+    with pytest.raises(ValueError, match="'setosa' is not a number"):
+        resode.datasets.load(tmp_path / "bare.csv")  # text labels only where asked for

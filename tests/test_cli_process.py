@@ -3,8 +3,12 @@ exit code, its stderr and what it leaves on disk (the in-process cases are in te
 
 from __future__ import annotations
 
+import json
+import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +85,64 @@ def test_divergence_exits_1_and_keeps_the_model(folder: Path) -> None:
     assert done.returncode == 1
     assert "training diverged at epoch 1" in done.stderr and "Traceback" not in done.stderr
     assert (folder / "big" / "model.npz").is_file()
+
+
+# `python -m resode` with Python's own Ctrl-C handler even when the test runner was started with
+# SIGINT ignored (a background job of a shell), as a user's terminal delivers it
+_WITH_CTRL_C = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('resode', run_name='__main__')"
+)
+
+
+def _wait_until(ready, child: subprocess.Popen[str], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not ready():
+        assert child.poll() is None, "resode train ended before the test could interrupt it"
+        assert time.monotonic() < deadline, "no epoch finished in time"
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
+def test_ctrl_c_saves_the_run_and_the_printed_command_resumes_it(folder: Path) -> None:
+    log = folder / "ctrl-c.log"
+    argv = ["train", "--n-samples", "400", "--pieces", "3", "--hidden", "4", "--epochs",
+            "10000000", "--log-every", "1", "--no-plots", "--out", "cut"]  # fmt: skip
+    with log.open("w") as stderr:
+        child = subprocess.Popen([sys.executable, "-c", _WITH_CTRL_C, *argv], cwd=folder,
+                                 stdout=subprocess.PIPE, stderr=stderr, text=True)  # fmt: skip
+        try:
+            _wait_until(lambda: "epoch 1/" in log.read_text(), child, 120)
+            child.send_signal(signal.SIGINT)  # during a later epoch: 10^7 never end in time
+            stdout, _ = child.communicate(timeout=120)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    err = log.read_text()
+    assert child.returncode == 130, err
+    assert "Traceback" not in err and "checkpoint.npz" in stdout
+    line = err.splitlines()[-1]
+    assert line.startswith("resode train: interrupted after epoch "), err
+    reached = int(line.split("epoch ")[1].split()[0])
+    assert reached >= 1
+    assert resode.training.load_checkpoint(folder / "cut" / "checkpoint.npz")["epoch"] == reached
+    assert len(json.loads((folder / "cut" / "history.json").read_text())["epoch"]) == reached
+    resode.load(folder / "cut" / "model.npz")
+    command = shlex.split(line.split("continue with: ")[1])
+    assert command[:2] == ["resode", "train"] and "--resume" in command
+    done = _resode(*command[1:], "--epochs", str(reached + 2), cwd=folder)
+    assert done.returncode == 0, done.stderr
+    assert f"trained 2 epochs (resumed at epoch {reached}, {reached + 2} in all)" in done.stdout
+    history = json.loads((folder / "cut" / "history.json").read_text())
+    assert history["epoch"] == list(range(1, reached + 3))
+
+
+def test_adaptive_step_failure_is_one_line_and_exit_1(folder: Path) -> None:
+    argv = ["train", "--n-samples", "60", "--pieces", "3", "--hidden", "4", "--method", "dopri5",
+            "--max-steps", "3", "--epochs", "2", "--out", "steps"]  # fmt: skip
+    done = _resode(*argv, cwd=folder)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "training diverged at epoch 1" in done.stderr and "max_steps" in done.stderr
+    assert (folder / "steps" / "model.npz").is_file()

@@ -278,3 +278,40 @@ def test_a_regressor_on_flat_targets_predicts_flat_after_loading(tmp_path) -> No
     resode.fit(model, X, y[:, None], epochs=1, progress=False)
     model.save(tmp_path / "r2.npz")
     assert resode.load(tmp_path / "r2.npz").predict(X).shape == (40, 1)
+
+
+def test_an_adaptive_model_with_the_default_first_step_loads(tmp_path) -> None:
+    model = resode.NeuralODE(2, pieces=3, method="dopri5", seed=0)  # first_step None: automatic
+    model.save(tmp_path / "a.npz")
+    assert resode.load(tmp_path / "a.npz").config == model.config
+
+
+def test_class_labels_round_trip_and_files_without_them_load_as_before(tmp_path) -> None:
+    model = resode.NeuralODE(2, pieces=3, classes=3, seed=0)
+    model.save(tmp_path / "old.npz")  # as resode wrote every model before class labels
+    assert resode.load(tmp_path / "old.npz")._class_labels is None
+    assert "class_labels" not in read_file(tmp_path / "old.npz")[1]
+    model._class_labels = [-1, 7, 2]
+    model.save(tmp_path / "new.npz")
+    loaded = resode.load(tmp_path / "new.npz")
+    assert loaded._class_labels == [-1, 7, 2]
+    for k, v in model.params.items():
+        np.testing.assert_array_equal(loaded.params[k], v)
+    header, arrays = _header(model), _arrays(model)
+    for bad in ([1, 2], [1, 1, 2], [1.5, 2, 3], "abc", [True, 2, 3]):
+        path = write_file(tmp_path / "bad.npz", {**header, "class_labels": bad}, arrays)
+        with pytest.raises(ValueError, match="class labels must be"):
+            resode.load(path)
+
+
+def test_atomic_path_leaves_the_old_file_when_interrupted(tmp_path) -> None:
+    target = tmp_path / "figure.png"
+    target.write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt), resode.io.atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise KeyboardInterrupt
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == [target.name]
+    with resode.io.atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == ".png"
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == [target.name]

@@ -1,5 +1,5 @@
-"""The ``resode`` command: ``resode train``, ``resode demo``, ``resode sweep``, ``resode predict``
-and ``resode bench``.
+"""The ``resode`` command: ``resode train``, ``resode demo``, ``resode sweep``, ``resode predict``,
+``resode plot`` and ``resode bench``.
 
 ``resode train`` generates a data set, builds a model, trains it with :func:`resode.fit` and
 writes into ``--out``: ``model.npz`` (:func:`resode.load` reads it), ``history.csv``,
@@ -13,8 +13,14 @@ Options may also come from a TOML file (``--config run.toml``): keys are the lon
 names (``n-samples`` or ``n_samples``), optionally grouped in tables (``[model]``,
 ``[training]``: the table names are ignored); options given on the command line win.
 
+``--out``, ``--overwrite`` and ``--resume`` are command-line options only (a config file that
+sets them is refused). Every file is written atomically (a temporary file in the same folder,
+renamed over the target). Ctrl-C during training saves the model, history and a checkpoint of
+the last finished epoch and prints the ``--resume`` command that continues the run;
+``resode plot RUN_DIR`` draws a run's figures again.
+
 Exit codes: 0 success, 1 training diverged (the last finite model and the history so far are
-still written), 2 bad arguments or configuration (one line on stderr).
+still written), 2 bad arguments or configuration (one line on stderr), 130 interrupted (Ctrl-C).
 
 Examples
 --------
@@ -75,6 +81,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "rtol": None,
     "atol": None,
     "step_control": None,
+    "first_step": None,
+    "max_steps": None,
     "dtype": "float64",
     # training
     "epochs": 300,
@@ -240,6 +248,12 @@ def _add_run_options(p: argparse.ArgumentParser, defaults: Mapping[str, Any]) ->
     g.add_argument("--rtol", type=_float(), help="adaptive methods' relative tolerance (1e-7)")
     g.add_argument("--atol", type=_float(), help="adaptive methods' absolute tolerance (1e-9)")
     g.add_argument("--step-control", choices=("sample", "batch"), help="adaptive (sample)")
+    g.add_argument(
+        "--first-step", type=_float(positive=True), help="adaptive methods' first step (auto)"
+    )
+    g.add_argument(
+        "--max-steps", type=_int(1), help="adaptive methods' steps per sample and piece (100000)"
+    )
     g.add_argument("--dtype", choices=("float64", "float32"), help="default %(default)s")
 
     g = p.add_argument_group("training")
@@ -363,6 +377,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--out", metavar="FILE.csv", help="where to write the predictions (default: stdout)"
     )
+    predict.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out (never --data)"
+    )
+    plot = sub.add_parser(
+        "plot",
+        help="draw the figures of a trained run again",
+        description="Draw the figures of a run folder written by `resode train` from its "
+        "model.npz, history.json and config.toml (its data are generated or read again).",
+    )
+    plot.add_argument("run", metavar="RUN_DIR", help="the --out folder of a resode train run")
+    plot.add_argument("--overwrite", action="store_true", help="replace figures already there")
     return parser
 
 
@@ -398,6 +423,9 @@ def _read_toml(path: str) -> dict[str, Any]:
     return flat
 
 
+_COMMAND_LINE_ONLY = ("out", "overwrite", "resume")
+
+
 def _config_defaults(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
     """Convert and check the TOML values like command-line values, keyed by ``dest``."""
     actions = {a.dest: a for a in parser._actions if a.option_strings}
@@ -407,6 +435,12 @@ def _config_defaults(parser: argparse.ArgumentParser, path: str) -> dict[str, An
         action = actions.get(dest)
         if action is None or dest in ("config", "help"):
             raise _UsageError(f"--config {path}: unknown option {key!r}")
+        if dest in _COMMAND_LINE_ONLY:  # a shared file must not choose what gets replaced
+            flag = action.option_strings[0]
+            raise _UsageError(
+                f"--config {path}: {key!r} is a command-line option only (files are written, "
+                f"replaced or resumed where the command line says); give {flag} there"
+            )
         flag = action.option_strings[0]
         if action.nargs == 0:  # store_true flags
             if not isinstance(value, bool):
@@ -451,12 +485,15 @@ def _to_toml(options: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- applicability
 
 
+_ADAPTIVE_OPTIONS = ("rtol", "atol", "step_control", "first_step", "max_steps")
+
+
 def _not_applicable(args: argparse.Namespace) -> dict[str, str]:
     """Options that mean nothing for this run, each with the reason (``dest -> reason``)."""
     out: dict[str, str] = {}
     if args.model == "resnet":
         for dest in ("pieces", "substeps", "method", "turnpike", "gradient", "checkpoints",
-                     "rtol", "atol", "step_control"):  # fmt: skip
+                     *_ADAPTIVE_OPTIONS):  # fmt: skip
             out[dest] = "applies to --model node only"
         if args.h is not None:
             out["T"] = "does not apply with --h (a ResNet's h is T / layers otherwise)"
@@ -464,7 +501,7 @@ def _not_applicable(args: argparse.Namespace) -> dict[str, str]:
         for dest in ("layers", "h"):
             out[dest] = "applies to --model resnet only"
         if args.method not in ("dopri5", "tsit5", "bosh3"):
-            for dest in ("rtol", "atol", "step_control"):
+            for dest in _ADAPTIVE_OPTIONS:
                 out[dest] = f"applies to the adaptive methods only (not --method {args.method})"
     if args.field != "bottleneck":
         out["hidden"] = f"applies to --field bottleneck only (not {args.field})"
@@ -540,6 +577,7 @@ def _read_data(
             features=_columns(args.features),
             task=_task(args),
             min_classes=min_classes,
+            any_labels=True,  # mapped to classes 0..K-1 by _data_and_model
         )
     except (OSError, ValueError) as exc:
         raise _UsageError(f"{what} {exc}") from None
@@ -561,6 +599,8 @@ def _dataset(args: argparse.Namespace) -> tuple[np.ndarray, ...]:
                     f"--validation {args.validation} has {X_te.shape[1]} features, --data "
                     f"{args.data} has {X.shape[1]}"
                 )
+            if "U" in (y.dtype.kind, y_te.dtype.kind):  # text labels in one file: compare text
+                y, y_te = _label_texts(y), _label_texts(y_te)
             return X, X_te, y, y_te
     elif args.dataset == "digits":
         X, y = datasets.digits()
@@ -605,6 +645,8 @@ def _build_model(args: argparse.Namespace, dim: int, classes: int) -> Any:
         rtol=args.rtol,
         atol=args.atol,
         step_control=args.step_control,
+        first_step=args.first_step,
+        max_steps=args.max_steps,
         **common,
     )
 
@@ -637,6 +679,10 @@ def _describe(model: Any) -> str:
     else:
         parts += [f"{model.layers} layers", f"h={model.h:g}"]
     return f"{type(model).__name__} ({', '.join(parts)})"
+
+
+_FIGURES = ("trajectories.gif", "decision_boundary.png", "history.png", "controls.png",
+            "state_norm.png")  # fmt: skip
 
 
 def _plots(
@@ -681,13 +727,38 @@ def _plots(
     return written, notes
 
 
+def _class_labels(y_tr: np.ndarray, y_te: np.ndarray) -> np.ndarray | None:
+    """The distinct labels of the data, sorted, when they are not the classes ``0 .. K-1``
+    themselves (None then: the labels are the class numbers, as in files of older models)."""
+    labels = np.unique(np.concatenate([y_tr, y_te]))
+    return None if np.array_equal(labels, np.arange(len(labels))) else labels
+
+
+def _label_texts(labels: np.ndarray) -> np.ndarray:
+    """Labels as text, integers without a decimal point (1, not 1.0)."""
+    if labels.dtype.kind == "U":
+        return labels
+    return np.array([str(int(v)) for v in labels], dtype=str)
+
+
+def _label_list(labels: Any, limit: int = 6) -> str:
+    shown = ", ".join(str(v) for v in list(labels)[:limit])
+    return shown + (", ..." if len(labels) > limit else "")
+
+
 def _data_and_model(args: argparse.Namespace) -> dict[str, Any]:
     """Data, model and optimiser of a run (nothing touches the file system); every problem
     here is a usage error or a ValueError of the library."""
     X_tr, X_te, y_tr, y_te = _dataset(args)
     values = args.data is not None and _task(args) == "regression"  # y: real numbers
+    # a file's own labels; a generated set numbers its classes (a tiny one may miss a class)
+    own_labels = args.data is not None and not values
+    class_labels = _class_labels(y_tr, y_te) if own_labels else None
     if values:
         inferred = 1
+    elif class_labels is not None:  # e.g. labels {1, 2}: two classes, none invented
+        inferred = len(class_labels)
+        y_tr, y_te = np.searchsorted(class_labels, y_tr), np.searchsorted(class_labels, y_te)
     else:
         inferred = int(max(y_tr.max(), y_te.max())) + 1
     classes = inferred if args.classes is None else args.classes
@@ -695,7 +766,13 @@ def _data_and_model(args: argparse.Namespace) -> dict[str, Any]:
         raise _UsageError(f"--classes {classes}: a regression on --data has one output")
     if classes < inferred:
         raise _UsageError(f"--classes {classes} is too small: the data have {inferred} classes")
+    if class_labels is not None and classes != inferred:
+        raise _UsageError(
+            f"--classes {classes}: the data's {inferred} labels ({_label_list(class_labels)}) "
+            f"are {inferred} classes"
+        )
     model = _build_model(args, X_tr.shape[1], classes)
+    model._class_labels = None if class_labels is None else class_labels.tolist()
     optimizer = _build_optimizer(args)
 
     def targets(y: np.ndarray) -> np.ndarray:
@@ -736,7 +813,10 @@ def check_train(argv: Sequence[str]) -> dict[str, Any]:
         raise ValueError(errors.getvalue().strip().removeprefix(f"{PROG}: error: ")) from None
     except (_UsageError, TypeError) as exc:
         raise ValueError(str(exc)) from None
-    return {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    # options added after sweeps hashed their runs' options are left out while unset, so
+    # that a sweep's finished runs keep their ids
+    unset_later = {k for k in ("first_step", "max_steps") if getattr(args, k) is None}
+    return {k: v for k, v in vars(args).items() if k not in ("command", "config", *unset_later)}
 
 
 def _setup(args: argparse.Namespace) -> dict[str, Any]:
@@ -754,11 +834,15 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
     # not replace a trained model there without --overwrite
     own = args.resume is not None and Path(args.resume).resolve().parent == out.resolve()
     if (out / "model.npz").exists() and not args.overwrite and not own:
+        resume = ""
+        if (out / "checkpoint.npz").is_file():  # e.g. a run stopped by Ctrl-C
+            command = _resume_command(args.command, out, str(out / "checkpoint.npz"))
+            resume = f" (to continue its run: {command})"
         raise _UsageError(
             f"--out {out} already holds a trained model (model.npz): choose another --out or "
-            "pass --overwrite"
+            f"pass --overwrite{resume}"
         )
-    resumed_epochs = 0
+    resumed_epochs, resumed_history = 0, None
     if args.resume is not None:
         if not Path(args.resume).is_file():
             raise _UsageError(f"--resume {args.resume}: no such file")
@@ -772,12 +856,16 @@ def _setup(args: argparse.Namespace) -> dict[str, Any]:
                 f"--resume {args.resume}: the checkpoint was trained with --seed {state['seed']} "
                 f"(it chose the train/test split), not {args.seed}"
             )
-        resumed_epochs = int(state["epoch"])
+        if getattr(state["model"], "_class_labels", None) != model._class_labels:
+            raise _UsageError(
+                f"--resume {args.resume}: the checkpoint's class labels differ from the data's"
+            )
+        resumed_epochs, resumed_history = int(state["epoch"]), state["history"]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _UsageError(f"cannot create --out {out}: {exc.strerror or exc}") from None
-    return {**setup, "out": out, "resumed_epochs": resumed_epochs}
+    return {**setup, "out": out, "resumed_epochs": resumed_epochs, "resumed": resumed_history}
 
 
 def _default_out(args: argparse.Namespace) -> str:
@@ -789,10 +877,118 @@ def _source(args: argparse.Namespace) -> str:
     return args.data if args.data is not None else args.dataset
 
 
+class _EpochRecorder:
+    """A :func:`resode.fit` callback that keeps the parameters, optimiser state and history
+    at the end of the last finished epoch: fit's own history and checkpoint are lost with a
+    Ctrl-C (KeyboardInterrupt), and the parameters in the model may be half-way through an
+    epoch, so an interrupted run saves this instead."""
+
+    def __init__(self, model: Any, optimizer: Any, resumed: Any) -> None:
+        self.model, self.optimizer = model, optimizer
+        self.rows: list[dict[str, float]] = []
+        self.start = 0
+        if resumed is not None:
+            self.rows = [{k: resumed[k][i] for k in resumed.keys()} for i in range(len(resumed))]
+            self.start = len(resumed)
+        self.state: tuple[int, dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
+
+    def __call__(self, epoch: int, logs: Mapping[str, float], model: Any) -> None:
+        params = {k: np.array(v, copy=True) for k, v in model.params.items()}
+        optimizer = self.optimizer.state_dict()  # copies
+        self.rows.append(dict(logs))
+        self.state = (epoch, params, optimizer)  # one assignment: all of the epoch or none
+
+    @property
+    def epoch(self) -> int:
+        """Epochs finished (counting those of a resumed checkpoint)."""
+        return self.start if self.state is None else self.state[0]
+
+    def history(self) -> Any:
+        from .training import History
+
+        history = History()
+        for row in self.rows[: self.epoch]:
+            history.append(row)
+        return history
+
+    def restore(self) -> None:
+        """Put the state of the last finished epoch back into the model and optimiser."""
+        if self.state is not None:
+            _, params, optimizer = self.state
+            for name, value in params.items():
+                self.model.params[name] = value
+            self.optimizer.load_state_dict(optimizer)
+
+
+def _train(
+    args: argparse.Namespace, setup: Mapping[str, Any], recorder: _EpochRecorder
+) -> tuple[Any, str, bool]:
+    """Run :func:`resode.fit`: (history, divergence message or "", interrupted)."""
+    from . import StepSizeError
+    from .training import TrainingDiverged, fit
+
+    X_tr, X_te, t_tr, t_te = setup["data"]
+    try:
+        history = fit(
+            setup["model"],
+            X_tr,
+            t_tr,
+            optimizer=setup["optimizer"],
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            shuffle=not args.no_shuffle,
+            seed=args.seed,
+            validation_data=(X_te, t_te),
+            bound=args.bound,
+            fixed_projection=bool(args.fixed_projection),
+            progress=not args.no_progress,
+            log_every=args.log_every,
+            checkpoint=_checkpoint(args, setup["out"]),
+            checkpoint_every=args.checkpoint_every or 100,
+            resume=args.resume,
+            callbacks=[recorder],
+        )
+    except TrainingDiverged as exc:
+        return exc.history, str(exc), False
+    except StepSizeError as exc:  # an adaptive solve that failed while scoring an epoch
+        message = f"training diverged after epoch {recorder.epoch} (scoring it): {exc}"
+        return recorder.history(), message, False
+    except KeyboardInterrupt:
+        recorder.restore()
+        return recorder.history(), "", True
+    return history, "", False
+
+
+def _checkpoint(args: argparse.Namespace, out: Path) -> Path | None:
+    return out / "checkpoint.npz" if args.checkpoint_every else None
+
+
+def _save_interrupted(args: argparse.Namespace, setup: Mapping[str, Any], history: Any) -> None:
+    """The checkpoint of an interrupted run, as fit would have written it at its last epoch."""
+    from .training import _save_checkpoint
+
+    settings = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "shuffle": not args.no_shuffle,
+        "bound": args.bound,
+        "fixed_projection": bool(args.fixed_projection),
+    }
+    _save_checkpoint(setup["out"] / "checkpoint.npz", setup["model"], setup["optimizer"],
+                     history, epoch=len(history), seed=args.seed, settings=settings)  # fmt: skip
+
+
+def _resume_command(command: str, out: Path, checkpoint: str) -> str:
+    import shlex
+
+    config, where = shlex.quote(str(out / "config.toml")), shlex.quote(str(out))
+    return f"{PROG} {command} --config {config} --out {where} --resume {shlex.quote(checkpoint)}"
+
+
 def _run(args: argparse.Namespace, command: str, setup: Mapping[str, Any]) -> int:
     """Train, write the outputs and print the summary (``resode train`` / ``demo``)."""
-    from . import NonFiniteError, __version__
-    from .training import TrainingDiverged, fit
+    from . import NonFiniteError, StepSizeError, __version__
+    from .io import write_text
 
     X_tr, X_te, t_tr, t_te = setup["data"]
     model, optimizer, out, classes = (
@@ -810,41 +1006,25 @@ def _run(args: argparse.Namespace, command: str, setup: Mapping[str, Any]) -> in
     )
     # -- training -------------------------------------------------------------------------
     t0 = time.perf_counter()
-    status, error = 0, ""
-    checkpoint = out / "checkpoint.npz" if args.checkpoint_every else None
-    try:
-        history = fit(
-            model,
-            X_tr,
-            t_tr,
-            optimizer=optimizer,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            shuffle=not args.no_shuffle,
-            seed=args.seed,
-            validation_data=(X_te, t_te),
-            bound=args.bound,
-            fixed_projection=bool(args.fixed_projection),
-            progress=not args.no_progress,
-            log_every=args.log_every,
-            checkpoint=checkpoint,
-            checkpoint_every=args.checkpoint_every or 100,
-            resume=args.resume,
-        )
-    except TrainingDiverged as exc:
-        history, status, error = exc.history, 1, str(exc)
+    recorder = _EpochRecorder(model, optimizer, setup["resumed"])
+    history, error, interrupted = _train(args, setup, recorder)
     seconds = time.perf_counter() - t0
-    # -- outputs --------------------------------------------------------------------------
+    status = 1 if error else 0
+    if interrupted and len(history) == setup["resumed_epochs"]:
+        _interrupted_before_an_epoch(args, command, out)
+        return 130
+    # -- outputs (each written atomically: a Ctrl-C leaves the old file or the new one) -----
     try:
         train_score, test_score = model.score(X_tr, t_tr), model.score(X_te, t_te)
         train_loss = _terminal_loss(model, X_tr, t_tr)
-    except NonFiniteError:  # after a divergence the finite parameters may still overflow
+    except (NonFiniteError, StepSizeError):  # after a divergence the model may not solve
         train_score = test_score = train_loss = None
+    if interrupted:
+        _save_interrupted(args, setup, history)
     model.save(out / "model.npz")
-    history.to_csv(out / "history.csv")
-    history.to_json(out / "history.json")
+    _write_history(history, out)
     options = {k: v for k, v in vars(args).items() if k not in ("config", "command")}
-    (out / "config.toml").write_text(_to_toml(options), encoding="utf-8")
+    write_text(out / "config.toml", _to_toml(options))
     ran = max(len(history) - setup["resumed_epochs"], 0)
     metric = "r2" if regression else "accuracy"
     run = {
@@ -854,6 +1034,7 @@ def _run(args: argparse.Namespace, command: str, setup: Mapping[str, Any]) -> in
         "kind": model._kind,
         "model": model.config,
         "optimizer": optimizer.config(),
+        "class_labels": model._class_labels,
         "results": {
             "epochs": len(history),
             "epochs_this_run": ran,
@@ -863,15 +1044,20 @@ def _run(args: argparse.Namespace, command: str, setup: Mapping[str, Any]) -> in
             f"train_{metric}": train_score,
             f"test_{metric}": test_score,
             "diverged": error or None,
+            "interrupted": interrupted,
         },
     }
-    (out / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+    write_text(out / "run.json", json.dumps(run, indent=2) + "\n")
     files = ["model.npz", "history.csv", "history.json", "config.toml", "run.json"]
-    if checkpoint is not None and checkpoint.is_file():
+    if (out / "checkpoint.npz").is_file() and (interrupted or _checkpoint(args, out)):
         files.append("checkpoint.npz")
     notes: list[str] = []
-    if status == 0 and not args.no_plots:
-        written, notes = _plots(model, (X_tr, X_te), setup["labels"], history, out)
+    if status == 0 and not interrupted and not args.no_plots:
+        try:
+            written, notes = _plots(model, (X_tr, X_te), setup["labels"], history, out)
+        except KeyboardInterrupt:
+            _interrupted_while_plotting(command, out, files)
+            return 130
         files += written
     loss = f", final loss {history.loss[-1]:.4g}" if len(history) else ""
     epochs = f"{ran} epoch{'s' if ran != 1 else ''}"
@@ -887,10 +1073,49 @@ def _run(args: argparse.Namespace, command: str, setup: Mapping[str, Any]) -> in
         print(f"{name}: train {100 * train_score:.2f}%, test {100 * test_score:.2f}%")
     for note in notes:
         print(note)
-    print(f"wrote {out}{os.sep}: {' '.join(files)}")
+    print(f"wrote {out}{os.sep}: {' '.join(files)}", flush=True)
     if error:
         print(f"{PROG} {command}: error: {error}", file=sys.stderr)
+    if interrupted:
+        resume = _resume_command(command, out, str(out / "checkpoint.npz"))
+        print(
+            f"{PROG} {command}: interrupted after epoch {len(history)} of {args.epochs}; the "
+            f"model, history and checkpoint are in {out}{os.sep}; continue with: {resume}",
+            file=sys.stderr,
+        )
+        return 130
     return status
+
+
+def _write_history(history: Any, out: Path) -> None:
+    from .io import atomic_path
+
+    with atomic_path(out / "history.csv") as tmp:
+        history.to_csv(tmp)
+    with atomic_path(out / "history.json") as tmp:
+        history.to_json(tmp)
+
+
+def _interrupted_before_an_epoch(args: argparse.Namespace, command: str, out: Path) -> None:
+    if args.resume is None:
+        message = "interrupted before the first epoch finished: nothing was written"
+    else:
+        resume = _resume_command(command, out, args.resume)
+        message = f"interrupted before an epoch finished; continue with: {resume}"
+    print(f"{PROG} {command}: {message}", file=sys.stderr)
+
+
+def _interrupted_while_plotting(command: str, out: Path, files: list[str]) -> None:
+    import shlex
+
+    drawn = [name for name in _FIGURES if (out / name).is_file()]
+    again = f"{PROG} plot {shlex.quote(str(out))}" + (" --overwrite" if drawn else "")
+    print(f"wrote {out}{os.sep}: {' '.join(files + drawn)}", flush=True)
+    print(
+        f"{PROG} {command}: interrupted while drawing the figures; the model and history are "
+        f"saved; draw the figures with: {again}",
+        file=sys.stderr,
+    )
 
 
 def _terminal_loss(model: Any, X: np.ndarray, targets: np.ndarray) -> float | None:
@@ -905,9 +1130,15 @@ def _terminal_loss(model: Any, X: np.ndarray, targets: np.ndarray) -> float | No
 
 def _predict(args: argparse.Namespace) -> int:
     """``resode predict``: predictions of a saved model for the samples of a data file."""
+    import csv
+    import io
+
     from .data_files import load as load_data
     from .io import load as load_model
+    from .io import write_text
 
+    if args.out is not None:
+        _check_predict_out(args)
     try:
         model = load_model(args.model)
     except (OSError, ValueError) as exc:
@@ -920,6 +1151,7 @@ def _predict(args: argparse.Namespace) -> int:
             task=model.task,
             require_target=False,
             min_classes=1,
+            any_labels=True,
         )
     except (OSError, ValueError) as exc:
         raise _UsageError(f"--data {exc}") from None
@@ -931,34 +1163,96 @@ def _predict(args: argparse.Namespace) -> int:
             f"--data {args.data} has {X.shape[1]} feature columns, the model takes {model.dim}"
             + hint
         )
+    # the data's own labels of the classes (a model trained on labels {1, 2}), or 0..K-1
+    labels = np.asarray(getattr(model, "_class_labels", None) or np.arange(model.classes))
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")  # quotes a text label holding a comma
     if model.task == "regression":
         outputs = model.forward(X)
         names = ["prediction"] if model.classes == 1 else [f"y{k}" for k in range(model.classes)]
-        table = outputs
+        writer.writerow(names)
+        writer.writerows([repr(float(v)) for v in row] for row in outputs)
     else:
         proba = model.predict_proba(X)
-        names = ["label"] + [f"p{k}" for k in range(model.classes)]
-        table = np.column_stack([np.argmax(proba, axis=1), proba])
-    lines = [",".join(names)]
-    for row in table:
-        cells = [repr(float(v)) for v in row]
-        if model.task == "classification":
-            cells[0] = str(int(row[0]))
-        lines.append(",".join(cells))
-    text = "\n".join(lines) + "\n"
+        predicted = labels[np.argmax(proba, axis=1)]
+        writer.writerow(["label"] + [f"p{label}" for label in labels])
+        writer.writerows(
+            [str(label), *(repr(float(v)) for v in row)]
+            for label, row in zip(predicted.tolist(), proba)
+        )
+    text = table.getvalue()
     if args.out is None:
         sys.stdout.write(text)
     else:
         try:
-            Path(args.out).write_text(text, encoding="utf-8")
+            write_text(args.out, text)
         except OSError as exc:
             raise _UsageError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
         print(f"wrote {args.out}: {len(X)} predictions", file=sys.stderr)
     if y is not None:
-        name = "R^2" if model.task == "regression" else "accuracy"
-        targets = y if model.task == "regression" else y.astype(np.int64)
-        print(f"{name} on {args.data}: {model.score(X, targets):.4f}", file=sys.stderr)
+        if model.task == "regression":
+            name, score = "R^2", model.score(X, y)
+        else:
+            if "U" in (predicted.dtype.kind, y.dtype.kind):
+                predicted, y = _label_texts(predicted), _label_texts(y)
+            name, score = "accuracy", float(np.mean(predicted == y))
+        print(f"{name} on {args.data}: {score:.4f}", file=sys.stderr)
     return 0
+
+
+def _check_predict_out(args: argparse.Namespace) -> None:
+    """``--out`` may replace a file only with ``--overwrite``, and never an input file."""
+    out = Path(args.out)
+    if not out.exists():
+        return
+    for option, path in (("--data", args.data), ("--model", args.model)):
+        if Path(path).exists() and os.path.samefile(out, path):
+            raise _UsageError(f"--out {args.out} is the {option} file: choose another --out")
+    if out.is_dir():
+        raise _UsageError(f"--out {args.out} is a folder: give a file name")
+    if not args.overwrite:
+        raise _UsageError(
+            f"--out {args.out} already exists: choose another --out or pass --overwrite"
+        )
+
+
+def _plot(args: argparse.Namespace) -> int:
+    """``resode plot RUN_DIR``: the figures of a trained run, drawn again from its files."""
+    from .io import load as load_model
+    from .training import History
+
+    run = Path(args.run)
+    for name in ("model.npz", "config.toml", "history.json"):
+        if not (run / name).is_file():
+            raise _UsageError(f"{run} has no {name}: not the --out folder of a resode train run")
+    existing = [name for name in _FIGURES if (run / name).exists()]
+    if existing and not args.overwrite:
+        raise _UsageError(
+            f"{run} already holds {', '.join(existing)}: pass --overwrite to draw them again"
+        )
+    try:
+        model = load_model(run / "model.npz")
+        history = History.from_dict(json.loads((run / "history.json").read_text("utf-8")))
+    except (OSError, ValueError, TypeError) as exc:
+        raise _UsageError(f"{run}: {exc}") from None
+    options = _run_options(run / "config.toml")
+    setup = _data_and_model(options)
+    if setup["dim"] != model.dim or setup["model"]._class_labels != model._class_labels:
+        raise _UsageError(f"{run}: the data of its config.toml do not match its model.npz")
+    X_tr, X_te = setup["data"][:2]
+    written, notes = _plots(model, (X_tr, X_te), setup["labels"], history, run)
+    for note in notes:
+        print(note)
+    print(f"wrote {run}{os.sep}: {' '.join(written)}")
+    return 0
+
+
+def _run_options(config: Path) -> argparse.Namespace:
+    """The ``resode train`` options of a run's config.toml."""
+    parser = build_parser()
+    subparser = _subparser(parser, "train")
+    subparser.set_defaults(**_config_defaults(subparser, str(config)))
+    return parser.parse_args(["train", "--config", str(config)])
 
 
 _EXPERIMENTS = {"large-time": "large_time.toml"}
@@ -1065,12 +1359,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except _UsageError as exc:
             print(f"{PROG} sweep: error: {exc}", file=sys.stderr)
             return 2
-    if args.command == "predict":
+    if args.command in ("predict", "plot"):
         try:
-            return _predict(args)
-        except _UsageError as exc:
-            print(f"{PROG} predict: error: {exc}", file=sys.stderr)
+            return _predict(args) if args.command == "predict" else _plot(args)
+        except (_UsageError, ValueError, TypeError) as exc:
+            print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:  # every file is written atomically: none is left partial
+            print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+            return 130
     try:
         setup = _setup(args)
     except (_UsageError, ValueError, TypeError) as exc:

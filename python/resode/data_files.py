@@ -55,6 +55,7 @@ def load(
     task: str = "classification",
     require_target: bool = True,
     min_classes: int = 2,
+    any_labels: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read ``(X, y)`` from a ``.npz`` or ``.csv`` file.
 
@@ -76,12 +77,19 @@ def load(
     min_classes : int, default 2
         Classification: the fewest distinct labels the file must hold (a training file needs
         two; a test file may hold one).
+    any_labels : bool, default False
+        Classification: accept any integer labels (negative, or far apart) and, in a CSV
+        file, text labels (then ``y`` holds str; a first row is a header only if one of its
+        text cells stands above a number), for a caller that maps the distinct labels to
+        classes ``0 .. K-1`` itself (``resode train --data``). ``False``: the labels must
+        number the classes, integers ``>= 0``.
 
     Returns
     -------
     X : numpy.ndarray of float64, shape (N, dim)
     y : numpy.ndarray, shape (N,), or None
-        int64 labels (classification) or float64 values (regression).
+        int64 labels (classification; str for text labels with ``any_labels``) or float64
+        values (regression).
 
     Raises
     ------
@@ -103,7 +111,8 @@ def load(
             raise ValueError(f"{p}: target applies to .csv files (a .npz file has its array y)")
         X, y = _read_npz(p, features, require_target)
     elif suffix == ".csv":
-        X, y = _read_csv(p, target, features, require_target)
+        text_labels = any_labels and task == "classification"
+        X, y = _read_csv(p, target, features, require_target, text_labels)
     else:
         raise ValueError(
             f"{p}: unknown data format {suffix or '(no extension)'!r}; use .npz or .csv"
@@ -119,34 +128,44 @@ def load(
         )
     if y is None:
         return X, None
-    return X, _check_targets(p, y, task, min_classes)
+    return X, _check_targets(p, y, task, min_classes, any_labels)
 
 
-def _check_targets(p: Path, y: np.ndarray, task: str, min_classes: int) -> np.ndarray:
+def _check_targets(
+    p: Path, y: np.ndarray, task: str, min_classes: int, any_labels: bool
+) -> np.ndarray:
+    if y.dtype.kind == "U":  # text labels of a CSV file (any_labels): no numeric checks
+        _check_class_count(p, np.unique(y), min_classes)
+        return y
     if not np.isfinite(y).all():
         row = int(np.argwhere(~np.isfinite(y))[0][0])
         raise ValueError(f"{p}: target {y[row]} (sample {row}) is not finite")
     if task == "regression":
         return np.ascontiguousarray(y, dtype=np.float64)
-    bad = np.flatnonzero((y != np.round(y)) | (y < 0))
+    bad = np.flatnonzero((y != np.round(y)) | (np.abs(y) >= 2.0**53 if any_labels else y < 0))
     if bad.size:
+        which = "integer labels" if any_labels else "integer labels >= 0"
         raise ValueError(
-            f"{p}: classification needs integer labels >= 0 in the target column, got "
-            f"{y[bad[0]]!r} (sample {bad[0]}); use --loss mse for a regression target"
+            f"{p}: classification needs {which} in the target column, got "
+            f"{float(y[bad[0]])!r} (sample {bad[0]}); use --loss mse for a regression target"
         )
     distinct = np.unique(y)
     # labels name classes 0..K-1: a huge label would make a model with that many outputs
-    if distinct[-1] >= max(1000, 10 * len(distinct)):
+    if not any_labels and distinct[-1] >= max(1000, 10 * len(distinct)):
         raise ValueError(
             f"{p}: label {distinct[-1]:.0f} is far beyond the {len(distinct)} distinct labels: "
             "classes must be numbered 0..K-1 (remap them, or use --loss mse for a regression)"
         )
-    if len(distinct) < min_classes:
-        raise ValueError(
-            f"{p}: the target column holds {len(distinct)} class ({distinct[0]:.0f}); "
-            f"need >= {min_classes}"
-        )
+    _check_class_count(p, distinct, min_classes)
     return y.astype(np.int64)
+
+
+def _check_class_count(p: Path, distinct: np.ndarray, min_classes: int) -> None:
+    if len(distinct) < min_classes:
+        label = f"{distinct[0]:.0f}" if distinct.dtype.kind == "f" else str(distinct[0])
+        raise ValueError(
+            f"{p}: the target column holds {len(distinct)} class ({label}); need >= {min_classes}"
+        )
 
 
 def _read_npz(
@@ -214,7 +233,11 @@ def _is_int(text: str) -> bool:
 
 
 def _read_csv(
-    p: Path, target: Column | None, features: Sequence[Column] | None, require_target: bool
+    p: Path,
+    target: Column | None,
+    features: Sequence[Column] | None,
+    require_target: bool,
+    text_labels: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     try:
         with p.open(newline="", encoding="utf-8-sig") as f:  # -sig: a BOM (Excel) is no text
@@ -224,36 +247,31 @@ def _read_csv(
     if not rows:
         raise ValueError(f"{p}: the file is empty")
     header: list[str] | None = None
-    # a header has a cell that is text (an empty cell in a first data row is an error below)
-    if any(cell.strip() and not _is_number(cell) for cell in rows[0][1]):
+    if _is_header(rows, text_labels):
         header = [cell.strip() for cell in rows[0][1]]
         rows = rows[1:]
     if not rows:
         raise ValueError(f"{p}: no samples (only a header)")
     width = len(header) if header is not None else len(rows[0][1])
-    values = np.empty((len(rows), width), dtype=np.float64)
-    for r, (line, row) in enumerate(rows):
-        if len(row) != width:
-            raise ValueError(f"{p}, line {line}: {len(row)} columns, expected {width}")
-        for c, cell in enumerate(row):
-            try:
-                values[r, c] = float(cell)
-            except ValueError:
-                name = f" ({header[c]!r})" if header else ""
-                raise ValueError(
-                    f"{p}, line {line}, column {c + 1}{name}: {cell.strip()!r} is not a number"
-                ) from None
-            if not math.isfinite(values[r, c]):
-                name = f" ({header[c]!r})" if header else ""
-                raise ValueError(
-                    f"{p}, line {line}, column {c + 1}{name}: {cell.strip()!r} is not finite"
-                )
     has_target = require_target or target is not None
     t = (
         _column_index(p, target if target is not None else -1, header, width)
         if has_target
         else None
     )
+    text_column = t if text_labels else None  # parsed below, once all its cells are known
+    values = np.zeros((len(rows), width), dtype=np.float64)
+    for r, (line, row) in enumerate(rows):
+        if len(row) != width:
+            raise ValueError(f"{p}, line {line}: {len(row)} columns, expected {width}")
+        for c, cell in enumerate(row):
+            if c != text_column:
+                values[r, c] = _cell_value(p, line, c, cell, header)
+    y: np.ndarray | None = None
+    if t is not None:
+        y = values[:, t].copy()
+        if text_column is not None:
+            y = _label_column(p, rows, t, header)
     if features is not None:
         columns = [_column_index(p, c, header, width) for c in features]
         if len(set(columns)) != len(columns):
@@ -264,4 +282,44 @@ def _read_csv(
     else:
         columns = [c for c in range(width) if c != t]
     X = np.ascontiguousarray(values[:, columns])
-    return X, (values[:, t].copy() if t is not None else None)
+    return X, y
+
+
+def _is_header(rows: list[tuple[int, list[str]]], text_labels: bool) -> bool:
+    """Whether the first row names the columns: one of its cells is text (an empty cell in a
+    first data row is an error later). Where labels may be text, a text cell counts only
+    above a number (every row of a file without a header has text in its label column)."""
+    first = rows[0][1]
+    texts = [c for c, cell in enumerate(first) if cell.strip() and not _is_number(cell)]
+    if not text_labels or len(rows) < 2:
+        return bool(texts)
+    second = rows[1][1]
+    return any(c < len(second) and _is_number(second[c]) for c in texts)
+
+
+def _cell_value(p: Path, line: int, c: int, cell: str, header: list[str] | None) -> float:
+    """The number in a cell; ValueError naming the line and column otherwise."""
+    name = f" ({header[c]!r})" if header else ""
+    try:
+        value = float(cell)
+    except ValueError:
+        raise ValueError(
+            f"{p}, line {line}, column {c + 1}{name}: {cell.strip()!r} is not a number"
+        ) from None
+    if not math.isfinite(value):
+        raise ValueError(f"{p}, line {line}, column {c + 1}{name}: {cell.strip()!r} is not finite")
+    return value
+
+
+def _label_column(
+    p: Path, rows: list[tuple[int, list[str]]], t: int, header: list[str] | None
+) -> np.ndarray:
+    """The labels of column ``t``: numbers if every cell is one, else text labels (str)."""
+    cells = [row[t].strip() for _, row in rows]
+    if all(_is_number(cell) for cell in cells):
+        return np.array([_cell_value(p, line, t, row[t], header) for line, row in rows])
+    for (line, _), cell in zip(rows, cells):
+        if not cell:
+            name = f" ({header[t]!r})" if header else ""
+            raise ValueError(f"{p}, line {line}, column {t + 1}{name}: the label is empty")
+    return np.array(cells, dtype=str)

@@ -9,6 +9,9 @@ A ZIP archive as written by :func:`numpy.savez` (uncompressed) holding
   where ``config`` is ``model.config`` (the constructor arguments);
 * one array per model parameter, named ``params/<name>`` (``params/W``, ``params/b`` or
   ``params/W1`` ... ``params/b2``, then ``params/P``, ``params/c``), of the model's dtype;
+* a model trained by ``resode train --data`` on labels other than ``0 .. K-1`` adds
+  ``"class_labels"`` to the header: the data's label of each class (``resode predict``
+  writes them back); files without it are models of classes ``0 .. K-1``;
 * training checkpoints (written by :func:`resode.fit` with ``checkpoint=``) add a
   ``"checkpoint"`` object to the header and the optimiser state as ``optimizer/<key>``
   arrays (see :meth:`resode.optim.Optimizer.state_dict`).
@@ -39,7 +42,7 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -47,7 +50,7 @@ import numpy as np
 
 from .models import FIELDS, NeuralODE, ResNet, field_param_shapes
 
-__all__ = ["FORMAT_VERSION", "load", "read_file", "save", "write_file"]
+__all__ = ["FORMAT_VERSION", "atomic_path", "load", "read_file", "save", "write_file", "write_text"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -63,30 +66,63 @@ _OPTIMIZER_PREFIX = "optimizer/"
 # --------------------------------------------------------------------------- writing
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(fileobj)`` on a temporary file next to ``path``, fsync it, rename it."""
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():  # name the user's path, not the temporary file's
-        raise FileNotFoundError(f"cannot write {path}: no such folder {directory}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+def _new_file_mode(path: Path) -> int:
+    """The mode a plain ``open(path, "w")`` would give (mkstemp makes files private, 0600)."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file private (0600); give it the mode a plain open() would
-        try:
-            mode = path.stat().st_mode & 0o777
-        except OSError:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """A temporary path next to ``path`` that replaces ``path`` when the block succeeds.
+
+    The block writes the temporary file (its name ends with ``path``'s suffix, so writers
+    that choose a format by suffix still do); on a normal exit it is renamed over ``path``
+    (:func:`os.replace`, atomic), on any exception (Ctrl-C included) it is removed. A reader
+    of ``path`` therefore sees the old file or the complete new one, never a partial or
+    empty one.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from resode.io import atomic_path
+    >>> target = os.path.join(tempfile.mkdtemp(), "notes.txt")
+    >>> with atomic_path(target) as tmp:
+    ...     _ = tmp.write_text("done")
+    >>> open(target).read()
+    'done'
+    """
+    target = Path(os.fspath(path))
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():  # name the user's path, not the temporary file's
+        raise FileNotFoundError(f"cannot write {target}: no such folder {directory}")
+    fd, name = tempfile.mkstemp(
+        prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=directory
+    )
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, _new_file_mode(target))
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(fileobj)`` on a temporary file next to ``path``, fsync it, rename it."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    directory = path.parent if str(path.parent) else Path(".")
     # Make the rename itself durable (POSIX; not possible on every platform/file system).
     with contextlib.suppress(OSError, AttributeError):
         dir_fd = os.open(directory, os.O_RDONLY)
@@ -94,6 +130,14 @@ def _atomic_write(path: Path, write: Any) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def write_text(path: PathLike, text: str) -> Path:
+    """Atomically write ``text`` (UTF-8) to ``path`` (see :func:`atomic_path`); returns it."""
+    target = Path(os.fspath(path))
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return target
 
 
 def write_file(
@@ -192,7 +236,27 @@ def model_payload(model: ResNet | NeuralODE) -> tuple[dict[str, Any], dict[str, 
     header = {"format": "resode", "version": FORMAT_VERSION, "kind": kind, "config": model.config}
     if getattr(model, "_flat_targets", False):  # a regressor fitted on y (N,) predicts (N,)
         header["flat_targets"] = True
+    labels = getattr(model, "_class_labels", None)
+    if labels is not None:  # the data's own labels of classes 0..K-1 (resode train --data)
+        header["class_labels"] = _check_class_labels(labels, model.classes)
     return header, arrays
+
+
+def _check_class_labels(labels: Any, classes: int) -> list[int | str]:
+    """``labels`` as a list of ``classes`` distinct ints or strings; ValueError otherwise."""
+    if not isinstance(labels, Sequence) or isinstance(labels, (str, bytes)):
+        raise ValueError(f"class labels must be a list, got {labels!r}")
+    out: list[int | str] = []
+    for label in labels:
+        if isinstance(label, (int, np.integer)) and not isinstance(label, (bool, np.bool_)):
+            out.append(int(label))
+        elif isinstance(label, str):
+            out.append(label)
+        else:
+            raise ValueError(f"class labels must be integers or strings, got {label!r}")
+    if len(out) != classes or len(set(out)) != len(out):
+        raise ValueError(f"class labels must be {classes} distinct labels, got {out!r}")
+    return out
 
 
 # --------------------------------------------------------------------------- reading
@@ -313,7 +377,7 @@ def _parse_header(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
             f"unsupported format version {header.get('version')!r} (this resode reads version "
             f"{FORMAT_VERSION})"
         )
-    allowed = {"format", "version", "kind", "config", "checkpoint", "flat_targets"}
+    allowed = {"format", "version", "kind", "config", "checkpoint", "flat_targets", "class_labels"}
     extra = sorted(set(header) - allowed)
     if extra:
         raise ValueError(f"unknown header keys {extra}")
@@ -386,9 +450,10 @@ def _build(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Any:
         model = cls(**config)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid config for {cls.__name__}: {exc}") from None
-    # a fixed-step model's config leaves the adaptive options out (they are None)
+    # a fixed-step model's config leaves the adaptive options out (they are None); an
+    # adaptive model's keeps first_step None (the solver picks the first step)
     unset = {k for k in ("rtol", "atol", "first_step", "max_steps", "step_control")
-             if config.get(k, 0) is None}  # fmt: skip
+             if config.get(k, 0) is None and k not in model.config}  # fmt: skip
     if model.config != {k: v for k, v in config.items() if k not in unset}:
         raise ValueError(f"config does not round-trip through {cls.__name__}: {config}")
     model.params = params
@@ -396,6 +461,8 @@ def _build(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Any:
     if not isinstance(flat, bool):
         raise ValueError(f"header 'flat_targets' must be true or false, got {flat!r}")
     model._flat_targets = flat
+    labels = header.get("class_labels")  # absent from files of models trained on 0..K-1
+    model._class_labels = None if labels is None else _check_class_labels(labels, model.classes)
     return model
 
 

@@ -31,6 +31,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from .io import atomic_path
 from .models import NeuralODE, ResNet, field_param_names
 
 __all__ = [
@@ -79,9 +80,19 @@ def _figure(figsize: tuple[float, float], **kwargs: Any) -> Any:
 
 
 def _save(fig: Any, path: PathLike, dpi: int) -> Path:
+    """``fig.savefig`` atomically (an interrupted save leaves no partial or empty file)."""
     p = Path(os.fspath(path))
-    fig.savefig(p, dpi=dpi)
+    with atomic_path(p) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=p.suffix[1:] or "png")  # tmp has the suffix too
     return p
+
+
+def _save_gif(path: Path, images: Sequence[Any], durations: Sequence[int]) -> None:
+    """The frames ``images`` (Pillow) as an animated GIF at ``path``, atomically."""
+    with atomic_path(path) as tmp:
+        images[0].save(
+            tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0
+        )
 
 
 def _class_colors(classes: int) -> list[Any]:
@@ -296,7 +307,9 @@ def trajectories(
         rgba = np.asarray(fig.canvas.buffer_rgba())
         images.append(Image.fromarray(np.ascontiguousarray(rgba[..., :3])))
 
-    with writer.saving(fig, str(p), dpi) if writer is not None else _nullcontext():
+    # an .mp4 goes to a temporary file that replaces p once complete (a .gif: _save_gif)
+    target = atomic_path(p) if writer is not None else _nullcontext(p)
+    with target as out, writer.saving(fig, str(out), dpi) if writer else _nullcontext():
         if writer is None:
             fig.set_dpi(dpi)
         for s in positions:
@@ -331,9 +344,7 @@ def trajectories(
     if writer is None:
         durations = [round(1000 / fps)] * len(images)
         durations[-1] += round(1000 * max(hold, 0.0))
-        images[0].save(
-            p, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0
-        )
+        _save_gif(p, images, durations)
     return p
 
 
@@ -1011,7 +1022,7 @@ def _animate(
         if not FFMpegWriter.isAvailable():
             raise RuntimeError("writing .mp4 needs ffmpeg on the PATH; use a .gif path instead")
         writer = FFMpegWriter(fps=int(fps))
-        with writer.saving(fig, str(path), dpi):
+        with atomic_path(path) as tmp, writer.saving(fig, str(tmp), dpi):
             for k in range(frames):
                 draw(k)
                 writer.grab_frame()
@@ -1029,9 +1040,7 @@ def _animate(
         images.append(Image.fromarray(np.ascontiguousarray(rgba[..., :3])))
     durations = [round(1000 / fps)] * len(images)
     durations[-1] += round(1000 * max(hold, 0.0))
-    images[0].save(
-        path, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0
-    )
+    _save_gif(path, images, durations)
     return path
 
 
