@@ -59,9 +59,11 @@ def _scratch(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def client():
+    # the scheduler's HTTP server on a free port: 8787 may be taken by another cluster, and
+    # distributed's warning about it is an error here
     cluster = dd.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, silence_logs=40,
+        dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}, silence_logs=40,
     )  # fmt: skip
     c = dd.Client(cluster)
     yield c

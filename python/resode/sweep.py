@@ -803,7 +803,9 @@ def run(
     spec : dict or path of a TOML file
         See the module docstring.
     out : path
-        The sweep's folder: ``runs/<id>/`` per run, ``results.csv``.
+        The sweep's folder: new, empty, or the sweep folder of this same spec (which the sweep
+        continues). It gets ``sweep.json``, ``runs/<id>/`` per run and ``results.csv``; while
+        the sweep runs, ``sweep.lock`` and the scratch folder ``.resode-tmp/<driver>/``.
     client : dask.distributed.Client, str or None
         A client, a scheduler address (``"tcp://host:8786"``), or None: a ``LocalCluster`` on
         127.0.0.1 with ``workers`` single-threaded worker processes (default: one per core).
