@@ -1,12 +1,17 @@
 """resode.sweep and ``resode sweep``: specs, a real LocalCluster (2 worker processes), resume
 after the driver is killed, a worker killed mid-run, failed and diverged runs, equality with
-``resode train``, and a scheduler started from the command line."""
+``resode train``, a scheduler started from the command line, the sweep folder (marker, lock,
+private scratch, refusals), data files in a run's identity, and Ctrl-C."""
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,15 +31,39 @@ BASE = {"dataset": "moons", "model": "resnet", "layers": 3, "epochs": 4, "n-samp
         "no-plots": True}  # fmt: skip
 
 
+#: One short run.
+ONE = {"base": {**BASE, "epochs": 2}}
+
+
 def _spec(**grid: Any) -> dict[str, Any]:
     return {"base": dict(BASE), "grid": grid or {"lr": [0.01, 0.05]}, "seeds": 2}
 
 
+def _tree(folder: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and folder (None) under ``folder``."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
+            for p in sorted(folder.rglob("*"))}  # fmt: skip
+
+
+def _table(out: Path) -> list[dict[str, str]]:
+    with (out / "results.csv").open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _scratch(folder: Path) -> Path:
+    """A driver's scratch folder, for runs executed directly."""
+    scratch = folder / ".resode-tmp" / "test"
+    scratch.mkdir(parents=True, exist_ok=True)
+    return scratch
+
+
 @pytest.fixture(scope="module")
 def client():
+    # the scheduler's HTTP server on a free port: 8787 may be taken by another cluster, and
+    # distributed's warning about it is an error here
     cluster = dd.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, silence_logs=40,
+        dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}, silence_logs=40,
     )  # fmt: skip
     c = dd.Client(cluster)
     yield c
@@ -153,12 +182,38 @@ def test_a_run_that_raises_is_recorded_as_failed(
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(cli, "main", broken)
-    result = sweep._execute(run, tmp_path)
+    result = sweep._execute(run, tmp_path, _scratch(tmp_path))
     assert result["status"] == "failed" and result["message"] == "RuntimeError: a bug"
     saved = json.loads((tmp_path / "runs" / run.id / "result.json").read_text())
     assert saved["status"] == "failed"
     monkeypatch.undo()  # a failed run is not finished: the next attempt replaces it
-    assert sweep._execute(run, tmp_path)["status"] == "ok"
+    assert sweep._execute(run, tmp_path, _scratch(tmp_path))["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        resode.StepSizeError("step size 1e-14 below the minimum at t = 0.5"),
+        resode.NonFiniteError("the state is not finite at t = 0.25"),
+        resode.TrainingDiverged("non-finite loss in epoch 3, batch 1", epoch=3, batch=1),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_a_run_whose_training_raises_a_divergence_is_diverged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    (run,) = sweep.expand({"base": BASE})
+
+    def diverging(argv: Any) -> int:
+        raise error
+
+    monkeypatch.setattr(cli, "main", diverging)
+    result = sweep._execute(run, tmp_path, _scratch(tmp_path))
+    assert result["status"] == "diverged"
+    assert result["message"] == f"{type(error).__name__}: {error}"
+    assert result["diverged_epoch"] == getattr(error, "epoch", None)
+    monkeypatch.undo()  # a divergence is a result: never run again
+    assert sweep._execute(run, tmp_path, _scratch(tmp_path)) == result
 
 
 def test_a_killed_worker_is_retried_and_the_sweep_completes(client: Any, tmp_path: Path) -> None:
@@ -201,11 +256,14 @@ def test_the_driver_killed_mid_sweep_loses_only_the_runs_in_flight(tmp_path: Pat
     assert 2 <= len(finished) < 8
     for p in out.glob("runs/*"):  # every run folder is complete
         assert (p / "result.json").is_file() and (p / "model.npz").is_file()
+    assert (out / "sweep.lock").is_file()  # the killed driver's: taken over (pid dead)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert f"skipped (done before) {len(finished)}" in done.stdout
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # not recomputed
     assert len(list(out.glob("runs/*/result.json"))) == 8
+    # the dead driver's scratch folder (its runs in flight) went with its lock
+    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "runs", "sweep.json"]
 
 
 def test_a_scheduler_and_workers_started_from_the_command_line(tmp_path: Path) -> None:
@@ -289,3 +347,241 @@ def test_a_result_named_like_a_grid_option_keeps_both() -> None:
     (run,) = sweep.expand({"base": BASE, "grid": {"epochs": [7]}})
     rows = sweep._rows([run], {run.id: {"id": run.id, "status": "diverged", "epochs": 3}})
     assert rows[0]["epochs"] == 7 and rows[0]["epochs_run"] == 3
+
+
+# --------------------------------------------------------------------------- the sweep folder
+
+
+@pytest.mark.parametrize("mine", ["tmp/notes.txt", "results.csv", "runs/x/result.json"])
+def test_a_folder_that_is_not_a_sweep_folder_is_refused_untouched(
+    client: Any, tmp_path: Path, mine: str
+) -> None:
+    out = tmp_path / "project"  # `--out .` in a project, say
+    (out / mine).parent.mkdir(parents=True)
+    (out / mine).write_text("mine\n")
+    before = _tree(out)
+    message = rf"^out {re.escape(str(out))} is not empty and is not a resode sweep folder"
+    with pytest.raises(ValueError, match=message):
+        sweep.run(ONE, out, client=client, progress=False)
+    assert _tree(out) == before
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match=r"^out .*file is a file, not a folder$"):
+        sweep.run(ONE, tmp_path / "file", client=client, progress=False)
+
+
+def test_the_command_refuses_a_folder_that_is_not_a_sweep_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[base]\ndataset = "moons"\nmodel = "resnet"\nepochs = 2\nno-plots = true\n')
+    out = tmp_path / "project"
+    (out / "tmp").mkdir(parents=True)
+    (out / "tmp" / "keep.txt").write_text("mine\n")
+    code = cli.main(["sweep", str(spec), "--out", str(out), "--workers", "1", "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"resode sweep: error: --out {out} is not empty and is not a resode sweep folder (no "
+        "sweep.json): give a new or empty folder"
+    ]
+    assert _tree(out) == {"tmp": None, "tmp/keep.txt": b"mine\n"}
+
+
+def test_a_sweep_folder_holds_its_spec_and_refuses_another(client: Any, tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    sweep.run(ONE, out, client=client, progress=False)
+    marker = json.loads((out / "sweep.json").read_text())
+    assert marker["spec"] == ONE and re.fullmatch(r"[0-9a-f]{64}", marker["spec_sha256"])
+    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "runs", "sweep.json"]
+    before = _tree(out)
+    other = {"base": {**BASE, "epochs": 3}}
+    with pytest.raises(ValueError, match=r"^out .* is the sweep folder of another spec"):
+        sweep.run(other, out, client=client, progress=False)
+    assert _tree(out) == before
+    again = sweep.run(ONE, out, client=client, progress=False)  # its own spec: resumed
+    assert again.skipped == 1 and again.count("ok") == 1
+
+
+def test_a_live_driver_keeps_the_folder_and_its_scratch(client: Any, tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    sweep.run(ONE, out, client=client, progress=False)
+    in_flight = out / ".resode-tmp" / "0123abcd" / "a-run"
+    in_flight.mkdir(parents=True)
+    (in_flight / "log.txt").write_text("training\n")
+    host, pid = socket.gethostname(), os.getpid()  # this live process holds the lock
+    live = {"host": host, "pid": pid, "started": sweep._process_started(pid), "driver": "0123abcd"}
+    for holder in (live, {**live, "host": "elsewhere", "pid": 1}):  # elsewhere: cannot tell
+        (out / "sweep.lock").write_text(json.dumps(holder))
+        before = _tree(out)
+        message = rf"in use by another resode sweep \(host {holder['host']}, pid {holder['pid']};"
+        with pytest.raises(ValueError, match=message):
+            sweep.run(ONE, out, client=client, progress=False)
+        assert _tree(out) == before
+    (out / "sweep.lock").unlink()
+    sweep.run(ONE, out, client=client, progress=False)
+    assert (in_flight / "log.txt").read_text() == "training\n"  # another driver's: left alone
+    assert [p.name for p in (out / ".resode-tmp").iterdir()] == ["0123abcd"]
+    assert not (out / "sweep.lock").exists()
+
+
+@pytest.mark.parametrize("gone", ["pid dead", "pid reused"])
+def test_the_lock_of_a_dead_driver_is_taken_over(client: Any, tmp_path: Path, gone: str) -> None:
+    out = tmp_path / "s"
+    sweep.run(ONE, out, client=client, progress=False)
+    if gone == "pid dead":
+        ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                               capture_output=True, text=True, check=True)  # fmt: skip
+        pid, started = int(ended.stdout), None
+    else:  # a live process that started after the driver did: not the driver
+        pid, started = os.getpid(), 1.0
+    stale = {"host": socket.gethostname(), "pid": pid, "started": started, "driver": "dead0001"}
+    (out / "sweep.lock").write_text(json.dumps(stale))
+    (out / ".resode-tmp" / "dead0001" / "half-a-run").mkdir(parents=True)
+    result = sweep.run(ONE, out, client=client, progress=False)
+    assert result.skipped == 1
+    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "runs", "sweep.json"]
+
+
+def test_an_interrupted_table_write_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (run,) = sweep.expand(ONE)
+    rows = sweep._rows([run], {run.id: {"id": run.id, "status": "ok"}})
+    sweep._write_table(tmp_path, rows)
+    table = (tmp_path / "results.csv").read_bytes()
+
+    def interrupted(self: Any, rows: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sweep._write_table(tmp_path, rows)
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
+    assert (tmp_path / "results.csv").read_bytes() == table
+
+
+# --------------------------------------------------------------------------- data files
+
+
+def test_a_changed_data_file_is_another_run(client: Any, tmp_path: Path) -> None:
+    X, y = resode.datasets.moons(120, seed=0)
+    data, validation = tmp_path / "data.csv", tmp_path / "val.csv"
+    np.savetxt(data, np.column_stack([X[:80], y[:80]]), delimiter=",")
+    np.savetxt(validation, np.column_stack([X[80:], y[80:]]), delimiter=",")
+    spec = {"base": {"data": str(data), "validation": str(validation), "model": "resnet",
+                     "layers": 2, "epochs": 2, "no-plots": True}}  # fmt: skip
+    out = tmp_path / "s"
+
+    def recorded() -> dict[str, Any]:
+        (run,) = sweep.expand(spec)
+        assert [row["id"] for row in _table(out)] == [run.id]
+        return json.loads((out / "runs" / run.id / "result.json").read_text())
+
+    assert sweep.run(spec, out, client=client, progress=False).count("ok") == 1
+    first = recorded()
+    assert first["resode"] == resode.__version__
+    assert first["data_sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert first["validation_sha256"] == hashlib.sha256(validation.read_bytes()).hexdigest()
+    np.savetxt(data, np.column_stack([X[:80], 1 - y[:80]]), delimiter=",")  # the data fixed
+    again = sweep.run(spec, out, client=client, progress=False)
+    assert again.skipped == 0 and again.count("ok") == 1  # trained on the new data
+    second = recorded()
+    assert second["id"] != first["id"]
+    assert second["data_sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert second["validation_sha256"] == first["validation_sha256"]
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+
+
+def test_ctrl_c_rewrites_the_table_from_the_finished_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = {"base": {**BASE, "epochs": 2}, "grid": {"lr": [0.01, 0.05, 0.1]}}
+
+    def interrupted(pending: Any, out: Path, scratch: Path, *rest: Any) -> None:
+        for r in pending[:2]:  # two runs finish (the driver has not seen them yet), then ^C
+            sweep._execute(r, out, scratch)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "_submit", interrupted)
+    out = tmp_path / "s"
+    with pytest.raises(sweep.SweepInterrupted, match=r"^interrupted: 2 of 3 runs finished") as info:
+        sweep.run(spec, out, progress=False)
+    assert isinstance(info.value, KeyboardInterrupt)
+    assert (info.value.finished, info.value.total) == (2, 3)
+    assert [row["lr"] for row in _table(out)] == ["0.01", "0.05"]
+    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "runs", "sweep.json"]
+
+
+_DRIVER = """import signal, sys
+
+if __name__ == "__main__":  # the LocalCluster's worker processes import this file again
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    from resode.cli import main
+
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_on_the_command_closes_the_cluster_in_one_line(tmp_path: Path) -> None:
+    # two runs finish at once, two would take hours: Ctrl-C comes after the first finished
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[base]\ndataset = "moons"\nmodel = "resnet"\nlayers = 3\nn-samples = 1000\n'
+                    'no-plots = true\n[grid]\nepochs = [1, 2, 1000000, 1000001]\n')  # fmt: skip
+    # `python -m resode` would do, but a shell's background job starts with SIGINT ignored:
+    # the driver script restores Python's handler
+    driver = tmp_path / "driver.py"
+    driver.write_text(_DRIVER)
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(driver), "sweep", str(spec), "--out", str(out), "--workers", "2",
+           "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not list(out.glob("runs/*/result.json")):
+            time.sleep(0.05)
+        assert list(out.glob("runs/*/result.json")), "no run finished within 180 s"
+        with pytest.raises(ValueError, match=rf"in use by another resode sweep \(host .*, pid "
+                           rf"{proc.pid};"):  # fmt: skip
+            sweep.run(spec, out, progress=False)  # a second driver, while the first runs
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: the driver and its workers
+        _, stderr = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    finished = len(list(out.glob("runs/*/result.json")))
+    assert stderr.splitlines() == [
+        f"resode sweep: interrupted: {finished} of 4 runs finished; rerun the same command to "
+        "continue"
+    ]
+    table = _table(out)
+    assert len(table) == finished and {row["epochs"] for row in table} <= {"1", "2"}
+    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "runs", "sweep.json"]
+
+
+# --------------------------------------------------------------------------- TOML, packaging
+
+
+def test_a_toml_spec_without_a_toml_reader_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[base]\ndataset = "moons"\n')
+    monkeypatch.setitem(sys.modules, "tomllib", None)  # Python < 3.11 without tomli
+    monkeypatch.setitem(sys.modules, "tomli", None)
+    message = "a TOML spec needs Python >= 3.11 or the tomli package (pip install tomli)"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        sweep.load_spec(spec)
+    assert cli.main(["sweep", str(spec), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"resode sweep: error: {message}"]
+    assert not (tmp_path / "o").exists()
+
+
+def test_tomli_is_a_dependency_before_python_3_11() -> None:
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    project = sweep._toml().loads(pyproject.read_text(encoding="utf-8"))["project"]
+    assert 'tomli>=1.1; python_version < "3.11"' in project["dependencies"]

@@ -1279,20 +1279,30 @@ def _sweep(args: argparse.Namespace) -> int:
     from . import sweep as sweeps
 
     try:
-        runs = sweeps.expand(spec)  # every run checked before any work
-    except ValueError as exc:
-        raise _UsageError(str(exc)) from None
-    try:
-        import dask.distributed  # noqa: F401
-    except ImportError:
-        raise _UsageError("resode sweep needs Dask: pip install 'resode[sweep]'") from None
-    print(f"{PROG} sweep: {len(runs)} runs of {spec} into {args.out}", flush=True)
-    try:
+        try:
+            runs = sweeps.expand(spec)  # every run checked before any work
+        except ValueError as exc:
+            raise _UsageError(str(exc)) from None
+        try:
+            import dask.distributed  # noqa: F401
+        except ImportError:
+            raise _UsageError("resode sweep needs Dask: pip install 'resode[sweep]'") from None
+        print(f"{PROG} sweep: {len(runs)} runs of {spec} into {args.out}", flush=True)
         result = sweeps.run(spec, args.out, client=args.scheduler, workers=args.workers,
                             retries=args.retries, progress=not args.no_progress)  # fmt: skip
+    except ValueError as exc:  # --out refused: not a sweep folder, another spec's, in use
+        message = str(exc)
+        raise _UsageError(f"--{message}" if message.startswith("out ") else message) from None
     except (OSError, TimeoutError) as exc:  # e.g. no scheduler at --scheduler
         where = f" at --scheduler {args.scheduler}" if args.scheduler else ""
         raise _UsageError(f"cannot run the sweep on Dask{where}: {exc}") from None
+    except sweeps.SweepInterrupted as exc:  # the cluster is closed, the table rewritten
+        print(f"{PROG} sweep: interrupted: {exc.finished} of {exc.total} runs finished; rerun "
+              "the same command to continue", file=sys.stderr)  # fmt: skip
+        return 130
+    except KeyboardInterrupt:  # before the sweep started: nothing written
+        print(f"{PROG} sweep: interrupted", file=sys.stderr)
+        return 130
     print(result.summary)
     print(f"wrote {Path(args.out) / 'results.csv'}")
     return 1 if result.count("failed") else 0

@@ -15,12 +15,19 @@ for seeds ``0..N-1``, or a list) and optional ``[[repeat]]`` blocks whose lists 
     seeds = 5
 
 Every run is checked as ``resode train`` would check it before any work starts. A run's
-identity is a hash of its full resolved configuration; its results go to ``OUT/runs/<id>/``
-(``result.json``, ``history.csv``, ``model.npz``, ``run.json``, ``log.txt``), written into a
-temporary folder and renamed into place, so a run either has a complete ``result.json`` or no
-folder at all. Running the same sweep again skips the finished runs (status ``ok`` or
-``diverged``) and runs the rest. ``OUT/results.csv`` (and ``results.parquet`` with pyarrow) has
-one row per run, the grid columns first.
+identity is a hash of its full resolved configuration, the sha256 of its ``--data`` and
+``--validation`` files and the resode version; its results go to ``OUT/runs/<id>/``
+(``result.json``, ``history.csv``, ``model.npz``, ``run.json``, ``log.txt``), written into the
+driver's private scratch folder ``OUT/.resode-tmp/<driver>/`` and renamed into place, so a run
+either has a complete ``result.json`` or no folder at all. Running the same sweep again skips
+the finished runs (status ``ok`` or ``diverged``) and runs the rest. ``OUT/results.csv`` (and
+``results.parquet`` with pyarrow) has one row per run, the grid columns first.
+
+``OUT`` is a sweep folder: ``OUT/sweep.json`` (the spec and its hash) is written before anything
+else, and a folder that is neither new, empty, nor the sweep folder of the same spec is refused.
+One driver at a time works on a folder (``OUT/sweep.lock`` holds its host and pid; the lock of a
+dead driver on this host is taken over). Ctrl-C closes the cluster, rewrites the table from the
+finished runs and raises :class:`SweepInterrupted`.
 
 Each run is ``resode.cli.main(["train", ...])`` in a worker process with the core on one
 thread: its results are bitwise those of ``resode train`` with the same options, whatever the
@@ -40,17 +47,18 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-__all__ = ["Run", "SweepResult", "expand", "load_spec", "run"]
+__all__ = ["Run", "SweepInterrupted", "SweepResult", "expand", "load_spec", "run"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -59,7 +67,11 @@ _MANAGED = ("out", "overwrite", "resume", "config", "threads", "no_progress", "l
             "checkpoint_every")  # fmt: skip
 #: Resolved options that do not change a run's results (left out of its identity).
 _NOT_RESULTS = ("out", "overwrite", "no_plots", "no_progress", "log_every", "threads")
+#: Options naming files a run reads: their content's sha256 is part of the run's identity.
+_INPUT_FILES = ("data", "validation")
 _FINISHED = ("ok", "diverged")
+#: The files of a sweep folder (see the module docstring).
+_MARKER, _LOCK, _SCRATCH = "sweep.json", "sweep.lock", ".resode-tmp"
 
 
 # --------------------------------------------------------------------------- the spec
@@ -77,10 +89,7 @@ def load_spec(spec: Mapping[str, Any] | PathLike) -> dict[str, Any]:
         data = dict(spec)
     else:
         path = Path(os.fspath(spec))
-        try:
-            import tomllib  # type: ignore[import-not-found]
-        except ImportError:  # Python < 3.11
-            import tomli as tomllib  # type: ignore[no-redef]
+        tomllib = _toml()
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
@@ -95,14 +104,35 @@ def load_spec(spec: Mapping[str, Any] | PathLike) -> dict[str, Any]:
     return data
 
 
+def _toml() -> Any:
+    """tomllib, or tomli before Python 3.11 (a dependency there); as ``resode train --config``,
+    one line when neither is there."""
+    try:
+        import tomllib  # type: ignore[import-not-found]
+    except ImportError:  # Python < 3.11
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise ValueError(
+                "a TOML spec needs Python >= 3.11 or the tomli package (pip install tomli)"
+            ) from None
+    return tomllib
+
+
 @dataclass(frozen=True)
 class Run:
-    """One run of a sweep: its grid values, the ``resode train`` arguments and its identity."""
+    """One run of a sweep: its grid values, the ``resode train`` arguments and its identity.
+
+    ``inputs`` holds what the run reads besides its options (the resode version, the sha256 of
+    its ``--data`` and ``--validation`` files); it is part of the identity and of
+    ``result.json``.
+    """
 
     id: str
     grid: dict[str, Any]
     argv: tuple[str, ...]
     options: dict[str, Any] = field(compare=False)
+    inputs: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 def _dest(name: str) -> str:
@@ -185,6 +215,31 @@ def _identity(options: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _inputs(options: Mapping[str, Any], hashes: dict[str, str]) -> dict[str, Any]:
+    """The resode version and the sha256 of each input file (``hashes`` caches them by path):
+    a run on a changed data file, or with another resode, is another run."""
+    from . import __version__
+
+    inputs: dict[str, Any] = {"resode": __version__}
+    for name in _INPUT_FILES:
+        path = options.get(name)
+        if path is not None and path not in hashes:
+            try:
+                hashes[path] = _file_sha256(path)
+            except OSError as exc:
+                raise ValueError(f"cannot read --{name} {path}: {exc.strerror or exc}") from None
+        inputs[f"{name}_sha256"] = None if path is None else hashes[path]
+    return inputs
+
+
 def check_train_seed(seed: Any) -> int:
     """The resolved ``--seed`` (resode train's default 0 when not given)."""
     from .cli import TRAIN_DEFAULTS
@@ -222,6 +277,7 @@ def expand(spec: Mapping[str, Any] | PathLike) -> list[Run]:
     runs: list[Run] = []
     seen: set[str] = set()
     checked: dict[str, dict[str, Any]] = {}  # the checks do not depend on the seed: once each
+    hashes: dict[str, str] = {}
     for point in _points(data):
         where = ", ".join(f"{k}={v!r}" for k, v in point.items()) or "the base"
         options = {**base, **point}
@@ -231,13 +287,14 @@ def expand(spec: Mapping[str, Any] | PathLike) -> list[Run]:
             if key not in checked:
                 checked[key] = check_train(argv)
             resolved = {**checked[key], "seed": check_train_seed(options.get("seed"))}
+            inputs = _inputs(resolved, hashes)
         except ValueError as exc:
             raise ValueError(f"grid point {where}: {exc}") from None
-        run_id = _identity(resolved)
+        run_id = _identity({**resolved, **inputs})
         if run_id in seen:
             raise ValueError(f"grid point {where} repeats an earlier run exactly")
         seen.add(run_id)
-        runs.append(Run(run_id, dict(point), tuple(argv), resolved))
+        runs.append(Run(run_id, dict(point), tuple(argv), resolved, inputs))
     if not runs:
         raise ValueError("the spec has no runs")
     return runs
@@ -264,13 +321,22 @@ def _read_result(out: Path, run_id: str) -> dict[str, Any] | None:
 _RUN_LOCK = threading.Lock()
 
 
-def _execute(run: Run, out: Path) -> dict[str, Any]:
-    """Train one run into a temporary folder and move it into place (worker side)."""
+def _execute(run: Run, out: Path, scratch: Path) -> dict[str, Any]:
+    """Train one run in the driver's scratch folder and move it into place (worker side)."""
     with _RUN_LOCK:
-        return _execute_locked(run, out)
+        return _execute_locked(run, out, scratch)
 
 
-def _execute_locked(run: Run, out: Path) -> dict[str, Any]:
+def _diverged_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the run diverged, a result like any other (not a failure, which
+    runs again): whether ``resode train`` reports them with exit status 1 or raises them."""
+    from . import NonFiniteError, StepSizeError
+    from .training import TrainingDiverged
+
+    return (TrainingDiverged, NonFiniteError, StepSizeError)
+
+
+def _execute_locked(run: Run, out: Path, scratch: Path) -> dict[str, Any]:
     from . import get_num_threads, set_num_threads
     from .cli import main
 
@@ -278,26 +344,31 @@ def _execute_locked(run: Run, out: Path) -> dict[str, Any]:
     done = _read_result(out, run.id)
     if done is not None and done.get("status") in _FINISHED:
         return done
-    tmp = out / "tmp" / f"{run.id}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
+    # not parents=True: once its driver has ended (and removed its scratch folder) a late task
+    # fails here instead of writing into the sweep folder
+    tmp = scratch / f"{run.id}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
     argv = ["train", *run.argv, "--out", str(tmp), "--overwrite", "--no-progress",
             "--threads", "1"]  # fmt: skip
     log = io.StringIO()
     start = time.perf_counter()
-    status, message = "failed", ""
+    status, message, epoch = "failed", "", None
     try:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             code = main(argv)
         status = {0: "ok", 1: "diverged"}.get(code, "failed")
         if code not in (0, 1):
             message = log.getvalue().strip().splitlines()[-1] if log.getvalue().strip() else ""
+    except _diverged_errors() as exc:
+        status, message = "diverged", f"{type(exc).__name__}: {exc}"
+        epoch = getattr(exc, "epoch", None)
     except Exception as exc:  # a bug: recorded, never dropped
         message = f"{type(exc).__name__}: {exc}"
     finally:
         set_num_threads(threads)
     seconds = time.perf_counter() - start
     (tmp / "log.txt").write_text(log.getvalue(), encoding="utf-8")
-    result = _summary(run, tmp, status, message, seconds)
+    result = _summary(run, tmp, status, message, seconds, epoch)
     (tmp / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     final = out / "runs" / run.id
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -311,8 +382,11 @@ def _execute_locked(run: Run, out: Path) -> dict[str, Any]:
     return result
 
 
-def _summary(run: Run, folder: Path, status: str, message: str, seconds: float) -> dict[str, Any]:
-    """result.json: the run's configuration, status and results."""
+def _summary(
+    run: Run, folder: Path, status: str, message: str, seconds: float, epoch: int | None = None
+) -> dict[str, Any]:
+    """result.json: the run's configuration, inputs, status and results (``epoch``: the epoch
+    of a divergence that ``resode train`` raised instead of reporting)."""
     results: dict[str, Any] = {}
     try:
         results = json.loads((folder / "run.json").read_text(encoding="utf-8"))["results"]
@@ -326,17 +400,20 @@ def _summary(run: Run, folder: Path, status: str, message: str, seconds: float) 
         pass
     metric = "r2" if run.options.get("loss") == "mse" else "accuracy"
     epochs = results.get("epochs")
+    diverged_epoch = None
     if status == "diverged":
         message = results.get("diverged") or message
+        diverged_epoch = epochs + 1 if epochs is not None else epoch
     return {
         "id": run.id,
         "grid": run.grid,
         "config": run.options,
+        **run.inputs,
         "argv": list(run.argv),
         "status": status,
         "message": message or None,
         "epochs": epochs,
-        "diverged_epoch": (epochs or 0) + 1 if status == "diverged" else None,
+        "diverged_epoch": diverged_epoch,
         "final_loss": results.get("final_loss"),
         "train_loss": results.get("train_loss"),
         "min_loss": min(losses) if losses else None,
@@ -347,13 +424,13 @@ def _summary(run: Run, folder: Path, status: str, message: str, seconds: float) 
     }
 
 
-def _execute_all(runs: Sequence[Run], out: str) -> list[dict[str, Any]]:
+def _execute_all(runs: Sequence[Run], out: str, scratch: str) -> list[dict[str, Any]]:
     """One Dask task: several runs (the seeds of a grid point, say) one after the other; a
     run whose bookkeeping fails (a file system error) is reported failed, alone."""
     results = []
     for r in runs:
         try:
-            results.append(_execute(r, Path(out)))
+            results.append(_execute(r, Path(out), Path(scratch)))
         except Exception as exc:
             results.append(_lost(r, f"{type(exc).__name__}: {exc}"))
     return results
@@ -382,26 +459,231 @@ def _rows(runs: Sequence[Run], results: Mapping[str, dict[str, Any]]) -> list[di
     return rows
 
 
+def _replace(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` atomically: ``write`` fills a temporary file beside it, which replaces
+    ``path``; the temporary file is removed if anything fails (Ctrl-C included)."""
+    tmp = path.with_name(f".{path.stem}-{uuid.uuid4().hex[:8]}{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 def _write_table(out: Path, rows: list[dict[str, Any]]) -> None:
     """results.csv (and results.parquet with pyarrow), each written atomically."""
     if not rows:
         return
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    tmp = out / f".results-{uuid.uuid4().hex[:8]}.csv"
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, out / "results.csv")
+
+    def write_csv(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    _replace(out / "results.csv", write_csv)
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         return
     table = pa.Table.from_pylist([{k: row.get(k) for k in columns} for row in rows])
-    tmp = out / f".results-{uuid.uuid4().hex[:8]}.parquet"
-    pq.write_table(table, tmp)
-    os.replace(tmp, out / "results.parquet")
+    _replace(out / "results.parquet", lambda tmp: pq.write_table(table, tmp))
+
+
+# --------------------------------------------------------------------------- the sweep folder
+
+
+def _spec_hash(spec: Mapping[str, Any]) -> str:
+    return hashlib.sha256(_spec_text(spec).encode()).hexdigest()
+
+
+def _spec_text(spec: Mapping[str, Any]) -> str:
+    return json.dumps(spec, sort_keys=True, default=str)
+
+
+def _create_exclusive(path: Path, text: str) -> bool:
+    """Create ``path`` holding ``text``, complete or not at all, unless it exists (False).
+
+    The text goes to a temporary file that is hard-linked to ``path``: the link fails if
+    ``path`` exists, so of two processes creating it at once exactly one succeeds, and a
+    reader never sees a partial file. (File systems without hard links: an exclusive open.)
+    """
+    tmp = path.with_name(f".resode-new-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:
+            try:
+                with path.open("x", encoding="utf-8") as f:
+                    f.write(text)
+            except FileExistsError:
+                return False
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _mark(out: Path, spec: Mapping[str, Any]) -> None:
+    """Make ``out`` the sweep folder of ``spec`` (its ``sweep.json`` first of all), or check
+    that it is one; refuse any other folder, touching nothing in it."""
+    marker = out / _MARKER
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out {out} is a file, not a folder")
+    if not marker.exists():
+        if out.is_dir() and any(not p.name.startswith(".resode-new-") for p in out.iterdir()):
+            raise ValueError(
+                f"out {out} is not empty and is not a resode sweep folder (no {_MARKER}): give a "
+                "new or empty folder"
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        from . import __version__
+
+        record = {"resode": __version__, "spec_sha256": _spec_hash(spec),
+                  "spec": json.loads(_spec_text(spec))}  # fmt: skip
+        _create_exclusive(marker, json.dumps(record, indent=2) + "\n")  # False: a twin did
+    recorded = _read_json(marker)
+    if recorded is None or "spec_sha256" not in recorded:
+        raise ValueError(f"out {out}: {marker} is not a resode sweep marker")
+    if recorded["spec_sha256"] != _spec_hash(spec):
+        raise ValueError(
+            f"out {out} is the sweep folder of another spec (see its {_MARKER}): give another "
+            "folder for this spec"
+        )
+
+
+def _process_started(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), None if unknown: with the pid,
+    it tells a live driver from a new process that reuses a dead driver's pid."""
+    try:
+        import psutil  # a dependency of distributed
+
+        return float(psutil.Process(pid).create_time())
+    except Exception:
+        return None
+
+
+def _alive(pid: int, started: Any) -> bool:
+    """Whether the process ``pid`` that started at ``started`` runs (on this host)."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - distributed requires psutil
+        if os.name == "nt":
+            return True  # unknown: keep the lock
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True
+        return True
+    if not psutil.pid_exists(pid):
+        return False
+    now = _process_started(pid)
+    return now is None or not isinstance(started, (int, float)) or abs(now - started) < 1.0
+
+
+def _lock(out: Path, driver: str) -> None:
+    """Take ``OUT/sweep.lock`` for this driver; refuse while another live driver holds it, and
+    take over the lock of a dead driver on this host (removing its scratch folder)."""
+    lock = out / _LOCK
+    me = {"host": socket.gethostname(), "pid": os.getpid(),
+          "started": _process_started(os.getpid()), "driver": driver}  # fmt: skip
+    for _ in range(3):
+        if _create_exclusive(lock, json.dumps(me) + "\n"):
+            return
+        holder = _read_json(lock)
+        if holder is None:  # removed since, or not a lock resode wrote
+            if lock.exists():
+                raise ValueError(f"out {out}: {lock} is not a lock resode can read; remove it")
+            continue
+        same_host = holder.get("host") == me["host"] and isinstance(holder.get("pid"), int)
+        if not same_host or _alive(holder["pid"], holder.get("started")):
+            raise ValueError(
+                f"out {out} is in use by another resode sweep (host {holder.get('host')}, pid "
+                f"{holder.get('pid')}; {_LOCK}): wait for it to end, or remove {lock} if that "
+                "process is gone"
+            )
+        _take_over(lock, holder, out)
+    raise ValueError(f"out {out}: could not take {lock}; another driver is starting")
+
+
+def _take_over(lock: Path, holder: Mapping[str, Any], out: Path) -> None:
+    """Remove the stale lock ``holder``: renamed aside first, so that of two drivers taking it
+    over at once one removes it; a live lock renamed by mistake is put back."""
+    aside = lock.with_name(f".resode-stale-{uuid.uuid4().hex[:8]}")
+    try:
+        os.replace(lock, aside)
+    except FileNotFoundError:  # the other driver took it over first
+        return
+    if _read_json(aside) == dict(holder):
+        aside.unlink()
+        driver = str(holder.get("driver", ""))
+        if driver.isalnum():  # a name resode gave, not a path
+            shutil.rmtree(out / _SCRATCH / driver, ignore_errors=True)  # the dead one's
+    else:  # a new driver's lock: back in place unless yet another one exists
+        with contextlib.suppress(OSError):
+            os.link(aside, lock)
+        with contextlib.suppress(OSError):
+            aside.unlink()
+
+
+def _unlock(out: Path, driver: str) -> None:
+    lock = out / _LOCK
+    holder = _read_json(lock)
+    if holder is not None and holder.get("driver") == driver:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ctrl-C ignored for a while (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _claimed(out: Path, spec: Mapping[str, Any]) -> Iterator[Path]:
+    """``out`` as the locked sweep folder of ``spec``; yields this driver's scratch folder,
+    removed at the end with the lock (a Ctrl-C then does not cut that short)."""
+    driver = uuid.uuid4().hex[:12]
+    scratch = out / _SCRATCH / driver
+    try:
+        _mark(out, spec)
+        _lock(out, driver)
+    except OSError as exc:  # cannot create or read the folder
+        raise ValueError(f"out {out}: {exc.strerror or exc}") from None
+    try:
+        scratch.mkdir(parents=True)
+        (out / "runs").mkdir(exist_ok=True)
+        yield scratch
+    finally:
+        with _sigint_ignored():
+            shutil.rmtree(scratch, ignore_errors=True)
+            with contextlib.suppress(OSError):  # only when no other scratch folder is left
+                (out / _SCRATCH).rmdir()
+            _unlock(out, driver)
 
 
 # --------------------------------------------------------------------------- the driver
@@ -433,6 +715,20 @@ class SweepResult:
         return f"SweepResult({self.out}, {self.summary})"
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Raised by :func:`run` on Ctrl-C, once the cluster is closed and ``results.csv`` is
+    rewritten from the runs finished so far; ``result`` holds their rows. Running the same
+    sweep again continues it."""
+
+    def __init__(self, result: SweepResult, total: int) -> None:
+        self.result, self.total = result, total
+        self.finished = result.count("ok") + result.count("diverged")
+        super().__init__(
+            f"interrupted: {self.finished} of {total} runs finished; run the same sweep again "
+            "to continue"
+        )
+
+
 def _local_cluster(workers: int | None) -> Any:
     """A LocalCluster on 127.0.0.1: one single-threaded worker process per core."""
     from dask.distributed import LocalCluster
@@ -440,17 +736,24 @@ def _local_cluster(workers: int | None) -> Any:
     try:
         import bokeh  # noqa: F401  (the dashboard needs it)
 
-        dashboard: str | None = "127.0.0.1:0"
+        dashboard = True
     except ImportError:
-        dashboard = None
-    return LocalCluster(
-        n_workers=workers or os.cpu_count() or 1,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=dashboard,
-        silence_logs=40,  # errors only
-    )
+        dashboard = False
+    # The worker processes inherit an ignored SIGINT: Ctrl-C in a terminal, sent to the whole
+    # process group, then reaches the driver alone, which closes the cluster in order (workers
+    # that die of it themselves make the nannies print tracebacks).
+    with _sigint_ignored():
+        return LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            # the scheduler's HTTP server (the dashboard with bokeh) on a free port: no warning
+            # that port 8787 is taken when another cluster runs
+            dashboard_address="127.0.0.1:0",
+            scheduler_kwargs={"dashboard": dashboard},
+            silence_logs=40,  # errors only
+        )
 
 
 def _client(client: Any, workers: int | None) -> tuple[Any, list[Any]]:
@@ -500,7 +803,9 @@ def run(
     spec : dict or path of a TOML file
         See the module docstring.
     out : path
-        The sweep's folder: ``runs/<id>/`` per run, ``results.csv``.
+        The sweep's folder: new, empty, or the sweep folder of this same spec (which the sweep
+        continues). It gets ``sweep.json``, ``runs/<id>/`` per run and ``results.csv``; while
+        the sweep runs, ``sweep.lock`` and the scratch folder ``.resode-tmp/<driver>/``.
     client : dask.distributed.Client, str or None
         A client, a scheduler address (``"tcp://host:8786"``), or None: a ``LocalCluster`` on
         127.0.0.1 with ``workers`` single-threaded worker processes (default: one per core).
@@ -520,30 +825,46 @@ def run(
     Raises
     ------
     ValueError
-        On a bad spec, before any work.
+        On a bad spec, before any work; when ``out`` is a non-empty folder that is not a sweep
+        folder, the sweep folder of another spec, or in use by another live driver (nothing
+        in it touched).
+    SweepInterrupted
+        On Ctrl-C (a ``KeyboardInterrupt``), after closing the cluster and rewriting
+        ``results.csv`` from the finished runs.
     """
     started = time.perf_counter()
-    runs = expand(spec)
+    data = load_spec(spec)
+    runs = expand(data)
     out_path = Path(os.fspath(out))
-    out_path.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict[str, Any]] = {}
-    for r in runs:
-        done = _read_result(out_path, r.id)
-        if done is not None and done.get("status") in _FINISHED:
-            results[r.id] = done
-    skipped = len(results)
-    pending = [r for r in runs if r.id not in results]
-    if pending:
-        _submit(pending, out_path, results, runs, client, workers, retries, progress,
-                runs_per_task)  # fmt: skip
-    _write_table(out_path, _rows(runs, results))
-    shutil.rmtree(out_path / "tmp", ignore_errors=True)
+    with _claimed(out_path, data) as scratch:
+        results = {r.id: res for r, res in _on_disk(out_path, runs) if res["status"] in _FINISHED}
+        skipped = len(results)
+        pending = [r for r in runs if r.id not in results]
+        try:
+            if pending:
+                _submit(pending, out_path, scratch, results, runs, client, workers, retries,
+                        progress, runs_per_task)  # fmt: skip
+        except KeyboardInterrupt:
+            with _sigint_ignored():  # a second Ctrl-C does not cut the table short
+                results = {r.id: res for r, res in _on_disk(out_path, runs)}
+                _write_table(out_path, _rows(runs, results))
+            done = SweepResult(out_path, _rows(runs, results), skipped,
+                               time.perf_counter() - started)  # fmt: skip
+            raise SweepInterrupted(done, len(runs)) from None
+        _write_table(out_path, _rows(runs, results))
     return SweepResult(out_path, _rows(runs, results), skipped, time.perf_counter() - started)
+
+
+def _on_disk(out: Path, runs: Sequence[Run]) -> list[tuple[Run, dict[str, Any]]]:
+    """The runs of ``runs`` that have a ``result.json`` in ``out``, with it."""
+    found = ((r, _read_result(out, r.id)) for r in runs)
+    return [(r, res) for r, res in found if res is not None]
 
 
 def _submit(
     pending: Sequence[Run],
     out: Path,
+    scratch: Path,
     results: dict[str, dict[str, Any]],
     runs: Sequence[Run],
     client: Any,
@@ -556,19 +877,19 @@ def _submit(
 
     c, owned = _client(client, workers)
     bar = None
-    if progress:
-        from tqdm import tqdm
-
-        link = getattr(c, "dashboard_link", None)
-        if link:
-            print(f"dask dashboard: {link}", file=sys.stderr, flush=True)
-
-        bar = tqdm(total=len(pending), desc="runs", unit="run")
+    futures: dict[Any, list[Run]] = {}
     try:
-        futures = {}
+        if progress:
+            from tqdm import tqdm
+
+            link = getattr(c, "dashboard_link", None)
+            if link:
+                print(f"dask dashboard: {link}", file=sys.stderr, flush=True)
+            bar = tqdm(total=len(pending), desc="runs", unit="run")
         workers_now = max(1, len(c.scheduler_info().get("workers", {})))
+        where = (str(out.resolve()), str(scratch.resolve()))
         for task in _tasks(pending, runs_per_task, workers_now):
-            fut = c.submit(_execute_all, task, str(out.resolve()), retries=retries, pure=False)
+            fut = c.submit(_execute_all, task, *where, retries=retries, pure=False)
             futures[fut] = task
         last_write = 0.0
         for fut in as_completed(futures):
@@ -584,11 +905,17 @@ def _submit(
             if time.perf_counter() - last_write > 2.0:  # the table, now and then
                 _write_table(out, _rows(runs, results))
                 last_write = time.perf_counter()
+    except BaseException:  # Ctrl-C, say: a cluster of our own goes; on another, the tasks
+        with _sigint_ignored(), contextlib.suppress(Exception):
+            c.cancel(list(futures))
+        raise
     finally:
         if bar is not None:
             bar.close()
-        for thing in owned:
-            thing.close()
+        with _sigint_ignored():
+            for thing in owned:
+                with contextlib.suppress(Exception):
+                    thing.close()
 
 
 def _lost(run: Run, message: str) -> dict[str, Any]:
