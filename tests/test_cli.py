@@ -685,6 +685,8 @@ def test_interrupted_training_saves_its_last_epoch_and_resumes_bit_for_bit(
     assert command[:2] == ["resode", "train"]
     assert main(command[1:]) == 0  # the printed command continues to the 5 epochs asked for
     assert json.loads((out / "history.json").read_text())["epoch"] == [1, 2, 3, 4, 5]
+    # the checkpoint it resumed from moved on with the model (a later --resume is not stale)
+    assert resode.training.load_checkpoint(out / "checkpoint.npz")["epoch"] == 5
     done, resumed = resode.load(full / "model.npz"), resode.load(out / "model.npz")
     assert all(np.array_equal(done.params[k], resumed.params[k]) for k in done.params)
     capsys.readouterr()

@@ -960,7 +960,13 @@ def _train(
 
 
 def _checkpoint(args: argparse.Namespace, out: Path) -> Path | None:
-    return out / "checkpoint.npz" if args.checkpoint_every else None
+    """Where fit checkpoints: OUT/checkpoint.npz with --checkpoint-every, and in a run that
+    resumes that file (so it ends at the epoch reached, never stale behind the model)."""
+    own = (
+        args.resume is not None
+        and Path(args.resume).resolve() == (out / "checkpoint.npz").resolve()
+    )
+    return out / "checkpoint.npz" if args.checkpoint_every or own else None
 
 
 def _save_interrupted(args: argparse.Namespace, setup: Mapping[str, Any], history: Any) -> None:
