@@ -493,3 +493,28 @@ def test_constrain_accepts_strided_parameters() -> None:
     constrain(model, 0.5)
     constrain(reference, 0.5)
     np.testing.assert_array_equal(model.params["W"], reference.params["W"])
+
+
+@pytest.mark.parametrize("writer", ["to_csv", "to_json"])
+def test_history_files_are_replaced_atomically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str
+) -> None:
+    """An interrupted write leaves the previous file whole and no temporary file behind."""
+    import os
+
+    history = resode.History()
+    history.append({"epoch": 1, "loss": 0.5})
+    path = tmp_path / f"history.{writer[3:]}"
+    path.write_text("previous\n")
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        getattr(history, writer)(path)
+    assert path.read_text() == "previous\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    monkeypatch.undo()
+    getattr(history, writer)(path)
+    assert path.read_text() != "previous\n"

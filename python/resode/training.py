@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -225,20 +226,24 @@ class History:
 
     def to_json(self, path: PathLike) -> Path:
         """Write :meth:`to_jsonable` as a JSON object to ``path``; returns the path."""
+        from .io import write_text
+
         path = Path(os.fspath(path))
-        text = json.dumps(self.to_jsonable(), allow_nan=False)
-        path.write_text(text + "\n", encoding="utf-8")
+        write_text(path, json.dumps(self.to_jsonable(), allow_nan=False) + "\n")
         return path
 
     def to_csv(self, path: PathLike) -> Path:
         """Write one header row (column names) and one row per epoch to ``path``."""
+        from .io import write_text
+
         path = Path(os.fspath(path))
         keys = self.keys()
-        with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(keys)
-            for i in range(len(self)):
-                writer.writerow([repr(self._data[k][i]) for k in keys])
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(keys)
+        for i in range(len(self)):
+            writer.writerow([repr(self._data[k][i]) for k in keys])
+        write_text(path, text.getvalue())  # atomic: a reader never sees a partial table
         return path
 
 
