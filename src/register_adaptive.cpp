@@ -102,6 +102,16 @@ py::dict stats_dict(const std::vector<resode::SampleRecord>& records) {
   }
   py::dict d;
   d["nfev"] = nfev, d["accepted"] = accepted, d["rejected"] = rejected, d["grid"] = grids;
+  if (N > 0 && records[0].backward) {  // gradient='adjoint': the backward run's counts too
+    py::array_t<std::int64_t> b_nfev(N), b_accepted(N), b_rejected(N);
+    for (py::ssize_t s = 0; s < N; ++s) {
+      b_nfev.mutable_at(s) = records[s].backward_nfev;
+      b_accepted.mutable_at(s) = records[s].backward_accepted;
+      b_rejected.mutable_at(s) = records[s].backward_rejected;
+    }
+    d["backward_nfev"] = b_nfev, d["backward_accepted"] = b_accepted;
+    d["backward_rejected"] = b_rejected;
+  }
   return d;
 }
 
@@ -231,6 +241,8 @@ py::tuple vjp(const py::array& X, const py::array& cotangent, const std::vector<
     resode::replay_sweep(ab->ap, g, static_cast<const resode::Targets<T>*>(nullptr), cot.data(),
                          checkpoints, gf, nullptr, nullptr, gX, nullptr, nullptr);
   }
+  resode::detail::raise_if_gradient_non_finite(pb.dyn.field.size(), gf, "field parameters");
+  resode::detail::raise_if_gradient_non_finite(N * pb.dim(), gX, "X");
   return py::make_tuple(split(dfield, ab->b), dX,
                         records.empty() ? py::object(py::none()) : stats_dict(records));
 }
@@ -338,7 +350,8 @@ void register_adaptive(py::module_& m) {
       py::arg("grid") = py::none(), py::arg("gradient") = "discrete", py::arg("checkpoints") = 0,
       "([field grads], dX, stats): the discrete vjp of the final state (cotangent (N, D)) or of "
       "the dense output at t (cotangent (len(t), N, D)) with the accepted grid held constant; "
-      "or the backsolve adjoint of the final state (gradient='adjoint').");
+      "or the backsolve adjoint of the final state (gradient='adjoint'; its stats add "
+      "backward_nfev, backward_accepted, backward_rejected (N,)).");
   m.def(
       "adaptive_loss_and_grad",
       [adaptive_args](const py::array& X, const py::array& y, const std::vector<py::array>& theta,
@@ -364,5 +377,6 @@ void register_adaptive(py::module_& m) {
       py::arg("weight_decay") = 0.0, py::arg("grid") = py::none(),
       py::arg("gradient") = "discrete", py::arg("checkpoints") = 0,
       "(loss, [field grads], dP, dc, stats): terminal loss and its discrete gradient on the "
-      "accepted grid of an adaptive run (or on a given grid), or its backsolve adjoint.");
+      "accepted grid of an adaptive run (or on a given grid), or its backsolve adjoint (whose "
+      "stats add backward_nfev, backward_accepted, backward_rejected (N,)).");
 }

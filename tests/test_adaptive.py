@@ -198,14 +198,30 @@ def test_dense_output_at_grid_points_is_the_grid_state():
     replay_final = resode.odeint(theta, X, **core_kw("bottleneck", "bosh3"), grid=[grid])
     np.testing.assert_array_equal(dense[-1], replay_final[-1])
     np.testing.assert_array_equal(dense[0, :, :DIM], X)
-    fixed = resode.odeint(theta, X, **core_kw("bottleneck", "rk4"), substeps=2)
-    step_times = (T * np.arange(2 * K + 1)) / (2 * K)
-    assert (
-        rel(
-            resode.odeint(theta, X, **core_kw("bottleneck", "rk4"), substeps=2, t=step_times), fixed
-        )
-        < 1e-14
-    )
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
+def test_fixed_step_dense_output_at_every_step_time_is_the_trajectory_state(method, dtype):
+    """At every step time t_j = (T j) / steps, interior ones included, the dense output is the
+    trajectory's state x_j bitwise (the replay steps with the trajectory's own kernels), also
+    between interpolated times and through the model."""
+    params, X = make_params(dtype=dtype), make_X(30, dtype=dtype)
+    theta = field_params(params, "bottleneck")
+    kw = core_kw("bottleneck", method, substeps=3)
+    states = resode.odeint(theta, X, **kw)
+    steps = 3 * K
+    step_times = (T * np.arange(steps + 1)) / steps
+    np.testing.assert_array_equal(resode.odeint(theta, X, **kw, t=step_times), states)
+    mixed = np.sort(np.concatenate([step_times, step_times[:-1] + 0.3 * T / steps]))
+    dense = resode.odeint(theta, X, **kw, t=mixed)
+    np.testing.assert_array_equal(dense[np.isin(mixed, step_times)], states)
+    model = resode.NeuralODE(
+        DIM, T=T, pieces=K, substeps=3, method=method, field="bottleneck", hidden=6,
+        augment=AUG, dtype=dtype,
+    )  # fmt: skip
+    model.params.update(params)
+    np.testing.assert_array_equal(model.trajectory(X, t=step_times), model.trajectory(X))
 
 
 def test_dense_output_of_the_model():
@@ -422,12 +438,155 @@ def test_step_size_error_names_sample_time_step_and_error():
     with pytest.raises(resode.StepSizeError) as info:  # the sample's index in the batch
         resode.odeint(theta, X, **core_kw("bottleneck", "dopri5", max_steps=3))
     assert isinstance(info.value, ValueError) and info.value.sample == 0 and info.value.dt > 0
-    # a first step 1 ulp short of the piece boundary: the next step is below the resolution
+
+
+@pytest.mark.parametrize("method", ADAPTIVE)
+def test_a_step_below_the_resolution_of_t_is_a_step_size_error(method):
+    """Piece 0 has f = 0 (E = 0, the steps grow to its end); in piece 1 rtol = 1e-40 leaves the
+    round-off of the error estimate above the tolerance down to the floor 4 eps |t|."""
+    rng = np.random.default_rng(0)
+    W, b = np.zeros((2, 2, 2)), np.zeros((2, 2))
+    W[1], b[1] = rng.standard_normal((2, 2)), rng.standard_normal(2)
+    kw = {"T": 2.0, "field": "inside", "method": method, "rtol": 1e-40, "atol": 1e-300}
+    with pytest.raises(resode.StepSizeError, match="resolution of t") as info:
+        resode.odeint({"W": W, "b": b}, np.ones((3, 2)), **kw)
+    assert info.value.sample == 0 and 1.0 <= info.value.t < 1.0 + 1e-6
+    with pytest.raises(ref.StepSizeError, match="too small"):
+        ref.odeint({"W": W, "b": b}, np.ones((3, 2)), **kw, activation="tanh")
+
+
+def overflowing_field():
+    """float32 x' = b = 3e38 (field inside, W = 0): x(1) = 3e38, and x(2) overflows. The stages
+    f = b stay finite, so an overflowing trial state escapes its own error term (err / inf)."""
+    theta = {"W": np.zeros((2, 2, 2), np.float32), "b": np.full((2, 2), 3e38, np.float32)}
+    return theta, np.zeros((3, 2), np.float32), {"field": "inside"}
+
+
+@pytest.mark.parametrize("method", ADAPTIVE)
+def test_an_overflowing_trial_state_is_rejected(method):
+    """A trial state that overflows is a rejection (E = NaN), so an adaptive float32 solve
+    whose solution overflows raises NonFiniteError like rk4 instead of returning Inf; up to
+    the overflow the solve is unaffected."""
+    theta, X, kw = overflowing_field()
+    with pytest.raises(resode.NonFiniteError):
+        resode.odeint(theta, X, **kw, T=2.0, method="rk4")
+    kw["max_steps"] = 300
+    for t in (None, [0.5, 2.0]):
+        with pytest.raises(resode.NonFiniteError, match="sample 0"):
+            resode.odeint(theta, X, **kw, T=2.0, method=method, t=t)
+    model = resode.NeuralODE(
+        2, T=2.0, pieces=2, method=method, field="inside", dtype="float32", max_steps=300
+    )
+    model.params.update(theta)
+    with pytest.raises(resode.NonFiniteError):
+        model.trajectory(X, t=[1.0, 1.5, 2.0])
+    with pytest.raises(ref.NonFiniteError):
+        ref.odeint(theta, X, **kw, T=2.0, method=method, activation="tanh")
+    x = resode.odeint(theta, X, **kw, T=1.0, method=method)[-1]
+    assert np.all(np.isfinite(x)) and rel(x, np.full_like(x, 3e38)) < 1e-5
+
+
+def test_max_steps_on_overflowing_trials_is_a_non_finite_error():
+    """f(x_0) of sample 1 overflows float32: every trial is rejected until max_steps, and the
+    error is NonFiniteError naming sample 1 (per-sample and batch control, as the reference);
+    the same for the adjoint's backward run, whose adjoint overflows at once."""
+    W = np.tile(50 * np.eye(2, dtype=np.float32), (K, 1, 1))
+    theta = {"W": W, "b": np.zeros((K, 2), np.float32)}
+    X = np.array([[0.0, 0.0], [1e37, 0.0]], np.float32)  # sample 0: f = 0, E = 0
+    kw = {"T": T, "field": "inside", "activation": "identity", "method": "dopri5"}
+    for control in ("sample", "batch"):
+        opts = {**kw, "first_step": 0.1, "max_steps": 20, "step_control": control}
+        with pytest.raises(resode.NonFiniteError, match=r"sample 1 .*max_steps") as info:
+            resode.odeint(theta, X, **opts)
+        assert isinstance(info.value, FloatingPointError) and info.value.t == 0.0
+        with pytest.raises(ref.NonFiniteError, match="sample 1"):
+            ref.odeint(theta, X, **opts)
+    v = np.array([[0.0, 0.0], [1e37, 0.0]], np.float32)  # a(T) of sample 1: -J^T a overflows
+    opts = {**kw, "first_step": 0.1, "max_steps": 20, "gradient": "adjoint"}
+    with pytest.raises(resode.NonFiniteError, match=r"sample 1 .*max_steps"):
+        resode.odeint_vjp(theta, np.zeros((2, 2), np.float32), v, **opts)
+
+
+def test_batch_control_names_the_sample_that_forced_the_rejections():
+    """Sample 0 sits at a fixed point (E = 0): the StepSizeError of the batch names sample 1,
+    whose error forced the rejections, as the reference does."""
+    rng = np.random.default_rng(3)
+    theta = {"W": rng.standard_normal((K, 2, 2)), "b": np.zeros((K, 2))}
+    X = np.array([[0.0, 0.0], [3.0, 1.0], [0.0, 0.0]])
+    kw = {"T": T, "field": "inside", "activation": "identity", "method": "dopri5"}
+    opts = {**kw, "rtol": 1e-10, "atol": 1e-12, "first_step": 1.0, "max_steps": K}
+    for control in ("sample", "batch"):
+        with pytest.raises(resode.StepSizeError) as info:
+            resode.odeint(theta, X, **opts, step_control=control)
+        assert info.value.sample == 1, control
+        with pytest.raises(ref.StepSizeError) as info:
+            ref.odeint(theta, X, **opts, step_control=control)
+        assert info.value.sample == 1, control
+
+
+# T = 3, 2 pieces, x' = b (E ~ 1e-16: every step grows 10x): the forward grid is
+# 0, 0.1240909..., 1.365, 1.5, 2.85, 3 and the backward run's first step, 10 (3 - 2.85), lands
+# 4 ulps above the boundary 1.5, a sliver below the resolution of t unless snapped.
+SLIVER_FIRST_STEP = 0.1240909090909091
+
+
+@pytest.mark.parametrize("method", ADAPTIVE)
+def test_steps_landing_ulps_from_a_boundary_are_snapped_onto_it(method):
+    """Forward: a first step 1 ulp short of the boundary; replay (discrete gradient) and
+    adjoint (a backward step 4 ulps past the boundary): each snaps onto the boundary instead
+    of leaving a sliver below the resolution of t (a StepSizeError before)."""
+    params, X = make_params(), make_X()
+    theta = field_params(params, "bottleneck")
     sliver = float(np.nextafter(T / K, 0.0))
-    with pytest.raises(resode.StepSizeError, match="resolution of t"):
-        resode.odeint(
-            theta, X, **core_kw("bottleneck", "dopri5", rtol=1.0, atol=1.0, first_step=sliver)
-        )
+    kw = core_kw("bottleneck", method, rtol=1.0, atol=1.0, first_step=sliver)
+    x, st = resode.odeint(theta, X, **kw, stats=True)
+    for g in st["grid"]:
+        assert g[1] == T / K and np.min(np.diff(g)) > 1e-3
+    _, st_ref = ref.odeint(params, X, **kw, stats=True)
+    np.testing.assert_array_equal(st["accepted_per_sample"], st_ref["accepted"])
+    replay = resode.odeint(theta, X, **core_kw("bottleneck", method), grid=st["grid"])
+    np.testing.assert_array_equal(replay, x)  # the replay is the run, bitwise
+    v = np.random.default_rng(5).standard_normal((len(X), D))
+    grads, dX = resode.odeint_vjp(theta, X, v, **kw)
+    assert np.all(np.isfinite(dX)) and all(np.all(np.isfinite(g)) for g in grads.values())
+
+    b = np.array([[0.5, -1.0], [2.0, 0.25]])
+    constant = {"W": np.zeros((2, 2, 2)), "b": b}
+    kw = {"T": 3.0, "field": "inside", "method": method, "rtol": 1.0, "atol": 1.0}
+    X2, v2 = np.ones((3, 2)), np.arange(6.0).reshape(3, 2)
+    _, st = resode.odeint(constant, X2, **kw, first_step=SLIVER_FIRST_STEP, stats=True)
+    np.testing.assert_array_equal(st["grid"][0], [0.0, SLIVER_FIRST_STEP, 1.365, 1.5, 2.85, 3.0])
+    assert 1.5 < 3.0 - 10 * (3.0 - 2.85) <= 1.5 + 4 * np.finfo(float).eps * 1.5
+    grads, dX = resode.odeint_vjp(
+        constant, X2, v2, **kw, first_step=SLIVER_FIRST_STEP, gradient="adjoint"
+    )
+    np.testing.assert_array_equal(dX, v2)  # a' = -J^T a = 0
+    np.testing.assert_allclose(grads["b"], np.tile(1.5 * v2.sum(axis=0), (2, 1)), rtol=1e-14)
+
+
+@pytest.mark.parametrize("method", ADAPTIVE)
+def test_stats_count_the_adjoint_s_backward_run(method):
+    params, X = make_params(), make_X()
+    y = np.arange(len(X)) % 2
+    model = resode.NeuralODE(
+        DIM, T=T, pieces=K, method=method, field="bottleneck", hidden=6, augment=AUG,
+        gradient="adjoint", rtol=1e-6,
+    )  # fmt: skip
+    model.params.update(params)
+    model.loss_and_grad(X, y)
+    st = model.stats
+    stages = {"dopri5": 7, "tsit5": 7, "bosh3": 4}[method]
+    backward = st["backward_accepted_per_sample"] + st["backward_rejected_per_sample"]
+    np.testing.assert_array_equal(st["backward_nfev_per_sample"], stages * backward)
+    assert st["backward_accepted_min"] >= K and st["backward_accepted"] > 0
+    assert st["backward_nfev"] == int(st["backward_nfev_per_sample"].sum())
+    forward = model.stats["accepted_per_sample"].copy()
+    model.forward(X)  # a forward run only: its counts, no backward ones
+    np.testing.assert_array_equal(model.stats["accepted_per_sample"], forward)
+    assert not any(key.startswith("backward") for key in model.stats)
+    model.gradient = "discrete"
+    model.loss_and_grad(X, y)
+    assert not any(key.startswith("backward") for key in model.stats)
 
 
 @pytest.mark.parametrize(

@@ -249,6 +249,50 @@ def test_divergence_raises_and_keeps_last_finite_params() -> None:
     assert all(np.isfinite(v).all() for v in model.params.values())
 
 
+def test_an_adaptive_step_size_failure_is_a_divergence_caused_by_it() -> None:
+    """A StepSizeError in a training batch stops fit as a divergence whose __cause__ is the
+    StepSizeError itself (with its sample), not a NonFiniteError made from its message."""
+    X, y = resode.datasets.concentric_spheres(60, seed=0)
+    model = resode.NeuralODE(2, T=2.0, pieces=4, method="dopri5", max_steps=3, seed=0)
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, batch 1: .*max_steps") as info:
+        resode.fit(model, X, y, epochs=2, batch_size=30, seed=0, progress=False)
+    cause = info.value.__cause__
+    assert type(cause) is resode.StepSizeError and cause.sample >= 0
+    assert info.value.epoch == 1 and info.value.batch == 1
+
+
+@pytest.mark.parametrize("where", ["score", "validation"])
+@pytest.mark.parametrize("error", ["StepSizeError", "NonFiniteError"])
+def test_a_failure_scoring_the_epoch_is_a_divergence_caused_by_it(
+    monkeypatch: pytest.MonkeyPatch, where: str, error: str
+) -> None:
+    """The end-of-epoch scoring and validation treat both failures of a sweep as a divergence
+    (a StepSizeError escaped as a bare ValueError), with the original as __cause__."""
+    X, y = resode.datasets.concentric_spheres(60, seed=0)
+    model = resode.NeuralODE(2, T=2.0, pieces=4, method="bosh3", rtol=1e-4, seed=0)
+    failure = getattr(resode, error)("the sweep failed")
+    loss_and_grad = model.loss_and_grad
+
+    def fail(*args: Any) -> Any:
+        raise failure
+
+    def fail_on_validation(X: Any, y: Any) -> Any:
+        if len(X) == 7:
+            raise failure
+        return loss_and_grad(X, y)
+
+    if where == "score":
+        monkeypatch.setattr(model, "score", fail)
+    else:
+        monkeypatch.setattr(model, "loss_and_grad", fail_on_validation)
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, batch 2 \(evaluating") as info:
+        resode.fit(
+            model, X, y, epochs=2, batch_size=30, seed=0, progress=False,
+            validation_data=(X[:7], y[:7]),
+        )  # fmt: skip
+    assert info.value.__cause__ is failure and info.value.epoch == 1
+
+
 def test_divergence_from_nan_parameters_is_refused_up_front() -> None:
     X, y = resode.datasets.moons(20, seed=0)
     model = resode.ResNet(2, 2, seed=0)

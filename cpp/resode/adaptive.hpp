@@ -82,6 +82,10 @@ struct AdaptiveOptions {
 struct SampleRecord {
   long nfev = 0, accepted = 0, rejected = 0;
   std::vector<double> grid;  // accepted times from 0 to T, every piece boundary included
+  // The backward run of gradient='adjoint' (backward: whether one ran): its evaluations of f
+  // (each with its vector-Jacobian product) and its accepted and rejected steps.
+  bool backward = false;
+  long backward_nfev = 0, backward_accepted = 0, backward_rejected = 0;
 };
 
 // An adaptive (or replayed) integration problem: the Problem's field, data and readout, the
@@ -102,6 +106,17 @@ struct AdaptiveProblem {
 };
 
 namespace detail {
+
+// Where a step of proposed size h from t lands in a piece that ends at t_end (forward: t_end >
+// t, h > 0; backward: t_end < t, h < 0): t + h, clipped to t_end, and snapped to t_end when it
+// would land within 100 eps |t_end| of it (docs/adaptive.md): the sliver left otherwise would
+// be a step at or below the resolution of t (a StepSizeError) or a needlessly tiny step.
+inline double landing(double t, double h, double t_end) {
+  constexpr double eps = std::numeric_limits<double>::epsilon();
+  const double t_new = t + h, snap = 100.0 * eps * std::abs(t_end);
+  if (t_end > t ? t_new >= t_end - snap : t_new <= t_end + snap) return t_end;
+  return t_new;
+}
 
 // out[:, s] = (scale_base ? T(dt_s w_base) : 1) base[:, s] + sum_c T(dt_s w_c) vec_c[:, s] for
 // the nonzero w_c, summed in increasing c (D x n blocks; out may alias base).
@@ -149,7 +164,9 @@ void interpolate_column(const EmbeddedTableau& tab, int stages, index_t D, index
 }
 
 // E_s = rms_d( err_d / (atol + rtol max(|x_d|, |x_new_d|)) ),  err = sum_i T(dt_s e_i) K_i
-// (in the state's dtype, like the stages; the norm in float64).
+// (in the state's dtype, like the stages; the norm in float64). A trial state x_new with a
+// component that is not finite gives E = NaN (a rejection): its own term would be 0 (err over
+// an infinite scale) and the overflow would be accepted.
 template <class T>
 void error_norms(const EmbeddedTableau& tab, index_t D, index_t n, const T* x, const T* xnew,
                  const T* const* K, const double* dt, double rtol, double atol, double* E) {
@@ -161,7 +178,7 @@ void error_norms(const EmbeddedTableau& tab, index_t D, index_t n, const T* x, c
         if (tab.e[i] != 0.0) acc += T(dt[s] * tab.e[i]) * K[i][d * n + s];
       const double err = double(acc);
       const double a = std::abs(double(x[d * n + s])), b = std::abs(double(xnew[d * n + s]));
-      const double r = err / (atol + rtol * std::max(a, b));
+      const double r = std::isfinite(b) ? err / (atol + rtol * std::max(a, b)) : NAN;
       E[s] += r * r;
     }
   for (index_t s = 0; s < n; ++s) E[s] = std::sqrt(E[s] / double(D));
@@ -186,7 +203,7 @@ struct AdaptiveWork {
       : memory(f.D * capacity + StepStages<T>::size(f, stages, capacity)) {
     x = memory.data();
     st = StepStages<T>::carve(f, stages, capacity, x + f.D * capacity);
-    for (auto* v : {&t, &t_new, &h, &dt, &E, &E_last})
+    for (auto* v : {&t, &t_new, &h, &dt, &E, &E_own, &E_rejected, &E_last})
       v->assign(std::size_t(capacity), 0.0);
     control.assign(std::size_t(capacity), StepController{});
     active.assign(std::size_t(capacity), 0);
@@ -196,19 +213,37 @@ struct AdaptiveWork {
   Buffer<T> memory;
   T* x;
   StepStages<T> st;
-  std::vector<double> t, t_new, h, dt, E, E_last;
+  // E: the norm the controller sees (batch control: the max over the samples); E_own: each
+  // sample's own norm of the last attempt, E_rejected: of the last rejected one (it names the
+  // sample of a batch failure). bad_trial: the last rejected attempt's E_own was not finite.
+  std::vector<double> t, t_new, h, dt, E, E_own, E_rejected, E_last;
   std::vector<StepController> control;
   std::vector<char> active, bad_trial;
   std::vector<index_t> attempts;
   std::vector<T> coef, z;  // z: the block's logits (classes x capacity), when asked for
 };
 
-// The first failure of a block (sample < 0: none).
+// The first failure of a block (sample < 0: none). non_finite: the sample's last rejected
+// trial step had a non-finite error (its trial state or error estimate overflowed).
 struct Failure {
   long sample = -1;
   bool non_finite = false, max_steps = false;
   double t = 0, dt = 0, error = 0;
+  bool backward = false;  // in the backward run of the adjoint (t runs from T to 0)
 };
+
+// The column a batch failure names: the first whose last rejected trial overflowed, else the
+// one of the largest own error norm in the last rejected attempt (the one that forced the
+// rejections), else `fallback`.
+inline index_t blamed_column(index_t real, const std::vector<char>& bad_trial,
+                             const std::vector<double>& E_rejected, index_t fallback) {
+  for (index_t s = 0; s < real; ++s)
+    if (bad_trial[std::size_t(s)]) return s;
+  index_t worst = fallback;
+  for (index_t s = 0; s < real; ++s)
+    if (E_rejected[std::size_t(s)] > E_rejected[std::size_t(worst)]) worst = s;
+  return worst;
+}
 
 // The stages of a step of every column with its dt (K_0 = f_k(x) on entry): X_i, K_i, i >= 1.
 template <class Act, class T>
@@ -282,7 +317,8 @@ Failure adaptive_block(const AdaptiveProblem<T>& ap, const Block& blk, bool batc
     auto& r = records[blk.first + s];
     r = SampleRecord{};
     r.grid.push_back(0.0);
-    w.t[s] = 0.0, w.E_last[s] = 0.0, w.attempts[s] = 0, w.bad_trial[s] = 0;
+    w.t[s] = 0.0, w.E_last[s] = 0.0, w.E_own[s] = 0.0, w.E_rejected[s] = 0.0;
+    w.attempts[s] = 0, w.bad_trial[s] = 0;
     w.control[s] = StepController{double(tab.error_order_k)};
     while (next_out[s] < ap.n_times && ap.times[next_out[s]] <= 0.0) {  // x(0) = x_0
       column_to_row(D, n, s, w.x, dense_out + (next_out[s] * N + blk.first + s) * D);
@@ -301,8 +337,9 @@ Failure adaptive_block(const AdaptiveProblem<T>& ap, const Block& blk, bool batc
     std::fill(w.h.begin(), w.h.end(), ap.opt.first_step);
   }
   auto fail_at = [&](index_t s, bool max_steps) {
+    if (batch) s = blamed_column(real, w.bad_trial, w.E_rejected, s);
     fail.sample = long(blk.first + s);
-    fail.non_finite = !max_steps && w.bad_trial[s];
+    fail.non_finite = w.bad_trial[s];
     fail.max_steps = max_steps;
     fail.t = w.t[s], fail.dt = w.dt[s], fail.error = w.E_last[s];
     return fail;
@@ -323,7 +360,7 @@ Failure adaptive_block(const AdaptiveProblem<T>& ap, const Block& blk, bool batc
           continue;
         }
         if (w.attempts[s] >= ap.opt.max_steps) return fail_at(s, true);  // dt: the last one
-        w.t_new[s] = std::min(w.t[s] + w.h[s], t_end);
+        w.t_new[s] = landing(w.t[s], w.h[s], t_end);
         w.dt[s] = w.t_new[s] - w.t[s];
         if (!(w.dt[s] > 4.0 * eps * std::abs(w.t_new[s]))) return fail_at(s, false);
       }
@@ -331,6 +368,7 @@ Failure adaptive_block(const AdaptiveProblem<T>& ap, const Block& blk, bool batc
       const T* xnew = w.st.X[s_last];
       error_norms(tab, D, n, w.x, xnew, w.st.K, w.dt.data(), ap.opt.rtol, ap.opt.atol,
                   w.E.data());
+      std::copy(w.E.begin(), w.E.begin() + real, w.E_own.begin());
       if (batch) {  // one error for all: the max over the samples (NaN wins)
         double worst = 0.0;
         for (index_t s = 0; s < real; ++s)
@@ -360,12 +398,12 @@ Failure adaptive_block(const AdaptiveProblem<T>& ap, const Block& blk, bool batc
             w.st.K[0][d * n + s] = w.st.K[s_last][d * n + s];  // FSAL
           }
           w.t[s] = w.t_new[s];
-          w.bad_trial[s] = 0;
           ++rec.accepted;
           rec.grid.push_back(w.t[s]);
           if (w.t[s] == t_end) w.active[s] = 0, --running;
         } else {  // rejected
-          w.bad_trial[s] = !std::isfinite(E);
+          w.E_rejected[s] = w.E_own[s];
+          w.bad_trial[s] = !std::isfinite(w.E_own[s]);
           ++rec.rejected;
         }
       }
@@ -375,7 +413,8 @@ Failure adaptive_block(const AdaptiveProblem<T>& ap, const Block& blk, bool batc
   return fail;
 }
 
-// Throws the failure of the lowest sample index, if any.
+// Throws the failure of the lowest sample index, if any: NonFiniteError when that sample's
+// last rejected trial step overflowed (docs/adaptive.md, Failures), else StepSizeError.
 inline void raise_failure(const std::vector<Failure>& failures) {
   const Failure* first = nullptr;
   for (const auto& f : failures)
@@ -383,26 +422,50 @@ inline void raise_failure(const std::vector<Failure>& failures) {
   if (!first) return;
   std::ostringstream msg;
   msg.precision(17);
+  const char* run = first->backward ? " (in the adjoint's backward run)" : "";
+  const char* reason =
+      first->max_steps
+          ? (first->backward ? "max_steps steps (accepted and rejected) did not reach 0"
+                             : "max_steps steps (accepted and rejected) did not reach T")
+          : "the step fell below the floating-point resolution of t";
   if (first->non_finite) {
     msg << "the state of sample " << first->sample << " became non-finite (NaN or Inf) at t = "
-        << first->t << ": every trial step down to dt = " << first->dt
-        << " overflowed; reduce the weights or the inputs";
+        << first->t << run << ": " << reason
+        << ", its last rejected trial step overflowed (last step size dt = " << first->dt
+        << "); reduce the step size, the weights or the inputs";
     throw non_finite_error(msg.str(), -1, first->t);
   }
   msg << "the adaptive step size failed for sample " << first->sample << " at t = " << first->t
-      << ": "
-      << (first->max_steps ? "max_steps steps (accepted and rejected) did not reach T"
-                           : "the step fell below the floating-point resolution of t")
+      << run << ": " << reason
       << "; last step size dt = " << first->dt << ", its error estimate " << first->error
       << " (1 = the tolerance); loosen rtol/atol, raise max_steps, or check the field for "
          "stiffness";
   throw step_size_error(msg.str(), first->sample, first->t, first->dt, first->error);
 }
 
+// Throws NonFiniteError if an output is not finite: the final states (N, D) or the dense
+// outputs (n_times, N, D) at ap.times (an interpolant may overflow between finite states).
+template <class T>
+void raise_if_outputs_non_finite(const AdaptiveProblem<T>& ap, const T* final_out,
+                                 const T* dense_out) {
+  const index_t slice = ap.pb->N * ap.pb->dyn.field.D;
+  if (final_out && !all_finite(slice, final_out))
+    throw non_finite_error("the final state is not finite (NaN or Inf)", -1, ap.T_end);
+  for (index_t q = 0; dense_out && q < ap.n_times; ++q)
+    if (!all_finite(slice, dense_out + q * slice)) {
+      std::ostringstream msg;
+      msg.precision(17);
+      msg << "the dense output at t = " << ap.times[q]
+          << " is not finite (NaN or Inf): the interpolant overflowed";
+      throw non_finite_error(msg.str(), -1, ap.times[q]);
+    }
+}
+
 // The per-column steps of a block on given grids, piece by piece (see the top of this file):
 // iteration j of the block runs in piece[j]; column s steps from t0 to t1 with dt (0: idles).
 struct Schedule {
   index_t n = 0, iterations = 0;
+  bool fixed = false;  // the fixed-step grid: every real column steps with the Dynamics' dt
   std::vector<index_t> piece;
   std::vector<double> dt, t0, t1;  // iterations x n
   double* dt_of(index_t j) { return dt.data() + j * n; }
@@ -447,6 +510,7 @@ template <class T>
 Schedule fixed_schedule(const AdaptiveProblem<T>& ap, const Block& blk) {
   Schedule sc;
   sc.n = blk.n;
+  sc.fixed = true;
   const auto& dyn = ap.pb->dyn;
   const index_t steps = dyn.steps();
   sc.iterations = steps;
@@ -538,6 +602,9 @@ struct ReplayWork {
 };
 
 // One replayed step j: stages from x (used stages only) and x_next = x + sum_i T(dt b_i) K_i.
+// On the fixed-step grid the step is the sweeps' rk_step, so that the states (and the dense
+// output at the step times) are bitwise those of the trajectory; the appended stage of the
+// Hermite interpolant is then f_k(x_next) itself.
 template <class Act, class T>
 void replay_step(const AdaptiveProblem<T>& ap, const Schedule& sc, index_t j, int used,
                  const T* x, T* x_next, StepStages<T>& st, std::vector<T>& coef) {
@@ -545,6 +612,15 @@ void replay_step(const AdaptiveProblem<T>& ap, const Schedule& sc, index_t j, in
   const auto& tab = ap.tab;
   const index_t n = sc.n, k = sc.piece[std::size_t(j)];
   const double* dt = sc.dt_of(j);
+  if (sc.fixed) {
+    rk_step<Act>(ap.pb->dyn, j, n, x, x_next, st);
+    const int last = ap.pb->dyn.tab.stages;  // the appended stage, when used
+    if (used > last) {
+      std::copy(x_next, x_next + f.D * n, st.X[last]);
+      field_eval<Act>(f, k, n, st.X[last], st.K[last], st.cache[last]);
+    }
+    return;
+  }
   st.X[0] = const_cast<T*>(x);  // read-only alias of the state
   for (int i = 0; i < used; ++i) {
     if (i > 0) column_combine(f.D, n, dt, false, 1.0, x, i, tab.a[i], st.K, coef, st.X[i]);
@@ -619,6 +695,8 @@ void adaptive_solve(const AdaptiveProblem<T>& ap, Same<T>* final_out, Same<T>* d
     });
   });
   detail::raise_failure(failures);
+  detail::raise_if_outputs_non_finite(ap, static_cast<const T*>(final_out),
+                                      static_cast<const T*>(dense_out));
   detail::raise_if_readout_overflowed(pb, overflow);
 }
 
@@ -807,9 +885,13 @@ double replay_sweep(const AdaptiveProblem<T>& ap, const std::vector<std::vector<
     std::stable_sort(order.begin(), order.end(), [&](index_t a, index_t b) {
       return grids[std::size_t(a)].size() < grids[std::size_t(b)].size();
     });
-  if (std::is_sorted(order.begin(), order.end()))
-    return detail::replay_in_order(ap, grids, targets, cotangent, checkpoints, dfield, dP, dc,
-                                   dX, final_out, dense_out);
+  if (std::is_sorted(order.begin(), order.end())) {
+    const double loss = detail::replay_in_order(ap, grids, targets, cotangent, checkpoints,
+                                                dfield, dP, dc, dX, final_out, dense_out);
+    if (dense_out && !targets && !cotangent)
+      detail::raise_if_outputs_non_finite(ap, static_cast<const T*>(nullptr), dense_out);
+    return loss;
+  }
   // Row i of every permuted array is row order[i] of the caller's.
   auto gather = [&](const T* from, index_t slices, index_t width) {
     std::vector<T> to(std::size_t(slices * N * width));
@@ -857,6 +939,8 @@ double replay_sweep(const AdaptiveProblem<T>& ap, const std::vector<std::vector<
   if (dX) scatter(dX_s, 1, dim, dX);
   if (final_out) scatter(final_s, 1, D, final_out);
   if (dense_out) scatter(dense_s, Q, D, dense_out);
+  if (dense_out && !targets && !cotangent)
+    detail::raise_if_outputs_non_finite(ap, static_cast<const T*>(nullptr), dense_out);
   return loss;
 }
 
@@ -964,7 +1048,7 @@ void adjoint_parameter_gradient(const AdaptiveProblem<T>& ap, index_t k, index_t
 // x(T) and dL/dx(T); on exit a = dL/dx(0)); h0: each column's first step. Returns the failure.
 template <class Act, class T>
 Failure adjoint_block(const AdaptiveProblem<T>& ap, const Block& blk, const double* h0,
-                      AdjointWork<T>& w, T* grads) {
+                      AdjointWork<T>& w, T* grads, SampleRecord* records) {
   const auto& f = ap.pb->dyn.field;
   const auto& tab = ap.tab;
   const index_t D = f.D, n = blk.n, real = blk.real;
@@ -974,6 +1058,7 @@ Failure adjoint_block(const AdaptiveProblem<T>& ap, const Block& blk, const doub
   for (index_t s = 0; s < real; ++s) {
     w.t[s] = ap.T_end, w.h[s] = h0[s], w.attempts[s] = 0, w.bad_trial[s] = 0, w.E_last[s] = 0;
     w.control[s] = StepController{double(tab.error_order_k)};
+    records[blk.first + s].backward = true;
   }
   std::vector<char> accepted(std::size_t(n), 0);
   for (index_t piece = ap.pieces() - 1; piece >= 0; --piece) {
@@ -988,13 +1073,15 @@ Failure adjoint_block(const AdaptiveProblem<T>& ap, const Block& blk, const doub
           continue;
         }
         if (w.attempts[s] >= ap.opt.max_steps) {
-          fail = {long(blk.first + s), false, true, w.t[s], w.dt[s], w.E_last[s]};
+          const bool overflowed = w.bad_trial[s];
+          fail = {long(blk.first + s), overflowed, true, w.t[s], w.dt[s], w.E_last[s], true};
           return fail;
         }
-        w.t_new[s] = std::max(w.t[s] - w.h[s], t_end);
+        w.t_new[s] = landing(w.t[s], -w.h[s], t_end);
         w.dt[s] = w.t[s] - w.t_new[s], w.minus_dt[s] = -w.dt[s];
         if (!(w.dt[s] > 4.0 * eps * std::abs(w.t_new[s]))) {
-          fail = {long(blk.first + s), bool(w.bad_trial[s]), false, w.t[s], w.dt[s], w.E_last[s]};
+          const bool overflowed = w.bad_trial[s];
+          fail = {long(blk.first + s), overflowed, false, w.t[s], w.dt[s], w.E_last[s], true};
           return fail;
         }
       }
@@ -1014,7 +1101,10 @@ Failure adjoint_block(const AdaptiveProblem<T>& ap, const Block& blk, const doub
         const double E = std::sqrt(0.5 * (w.E[s] * w.E[s] + w.Ea[s] * w.Ea[s]));
         w.E_last[s] = E;
         accepted[s] = w.control[s].update(E, w.dt[s], w.h[s]);
-        w.bad_trial[s] = !std::isfinite(E);
+        if (!accepted[s]) w.bad_trial[s] = !std::isfinite(E);
+        auto& rec = records[blk.first + s];
+        rec.backward_nfev += tab.stages;
+        ++(accepted[s] ? rec.backward_accepted : rec.backward_rejected);
         any = any || accepted[s];
       }
       if (!any) continue;
@@ -1084,7 +1174,7 @@ double adaptive_adjoint_sweep(const AdaptiveProblem<T>& ap, const Targets<T>* ta
       } else {
         detail::load_rows(blk, D, cotangent, bw.a);
       }
-      failures[b] = detail::adjoint_block<Act>(ap, blk, fw.h.data(), bw, grads);
+      failures[b] = detail::adjoint_block<Act>(ap, blk, fw.h.data(), bw, grads, records.data());
       if (failures[b].sample < 0 && dX) detail::store_rows(blk, pb.dim(), bw.a, dX);
     });
   });

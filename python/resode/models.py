@@ -130,12 +130,22 @@ def adaptive_options(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_BACKWARD_COUNTS = ("backward_nfev", "backward_accepted", "backward_rejected")
+
+
 def summarize_stats(stats: Mapping[str, Any]) -> dict[str, Any]:
     """Totals and min/median/max over samples of an adaptive run's per-sample counts
     (``nfev``, ``accepted``, ``rejected``, each ``(N,)`` int64), plus the arrays themselves and
-    each sample's accepted ``grid``."""
+    each sample's accepted ``grid``: ``stats["nfev"]`` (the total), ``stats["nfev_per_sample"]``,
+    ``stats["nfev_min"]``, ``..._median``, ``..._max``, and so on.
+
+    These count the forward run. After a ``gradient="adjoint"`` gradient the backward run's
+    counts come with them under the same scheme: ``backward_nfev`` (evaluations of the field,
+    each with its vector-Jacobian product), ``backward_accepted`` and ``backward_rejected``
+    (absent for other runs: the discrete gradient replays the forward grid)."""
     out: dict[str, Any] = {}
-    for key in ("nfev", "accepted", "rejected"):
+    keys = ("nfev", "accepted", "rejected", *(k for k in _BACKWARD_COUNTS if k in stats))
+    for key in keys:
         counts = np.asarray(stats[key])
         out[key] = int(counts.sum())
         out[f"{key}_per_sample"] = counts
@@ -509,7 +519,9 @@ class NeuralODE(_Model):
         Fixed-step methods (orders 1, 2, 4) or the adaptive embedded pairs Dormand-Prince
         5(4), Tsitouras 5(4) and Bogacki-Shampine 3(2) (docs/adaptive.md): every sample gets
         its own accepted step sequence, steps land on each piece boundary ``k T / pieces``, and
-        ``model.stats`` holds the function evaluations and steps of the last run.
+        ``model.stats`` holds the function evaluations and steps of the last run (with
+        ``gradient="adjoint"`` also those of its backward run: ``backward_nfev``,
+        ``backward_accepted``, ``backward_rejected``; see :func:`summarize_stats`).
     rtol, atol, first_step, max_steps, step_control
         Adaptive methods only (a ValueError with a fixed-step method): the error norm's
         tolerances (default ``1e-7``, ``1e-9``), the first step (``None``: Hairer's

@@ -944,10 +944,12 @@ def _rms(r: np.ndarray) -> np.ndarray:
 def _error_norm(
     err: np.ndarray, x: np.ndarray, x_new: np.ndarray, rtol: float, atol: float
 ) -> np.ndarray:
-    """``E`` per row: rms of ``err / (atol + rtol max(|x|, |x_new|))`` in float64 -> (N,)."""
+    """``E`` per row: rms of ``err / (atol + rtol max(|x|, |x_new|))`` in float64 -> (N,); NaN
+    for a row whose trial state ``x_new`` is not finite (its own term would be 0)."""
     f64 = np.float64
     scale = atol + rtol * np.maximum(np.abs(x.astype(f64)), np.abs(x_new.astype(f64)))
-    return _rms(err.astype(f64) / scale)
+    ratio = np.where(np.isfinite(x_new), err.astype(f64) / scale, np.nan)
+    return _rms(ratio)
 
 
 def _first_step(
@@ -987,6 +989,17 @@ def _embedded_step(
     return ks, x_new
 
 
+def _landing(t: float, h: float, t_end: float) -> float:
+    """Where a step of proposed size ``h`` from ``t`` lands in a piece ending at ``t_end``
+    (forward: ``h > 0``; backward: ``h < 0``): ``t + h`` clipped to ``t_end``, and snapped to
+    ``t_end`` within ``100 eps |t_end|`` of it (the sliver left would be below the resolution
+    of ``t``)."""
+    t_new, snap = t + h, 100 * _EPS * abs(t_end)
+    if (t_new >= t_end - snap) if t_end > t else (t_new <= t_end + snap):
+        return t_end
+    return t_new
+
+
 def _piece_rhs(params: Params, field: str, act: str) -> Callable[[int], Callable]:
     def make(k: int) -> Callable[[np.ndarray], np.ndarray]:
         return lambda x: _field_fwd(params, k, x, field, act, False)[0]
@@ -995,24 +1008,20 @@ def _piece_rhs(params: Params, field: str, act: str) -> Callable[[int], Callable
 
 
 def _fail(
-    rows: np.ndarray,
-    norms: np.ndarray | None,
-    trial: np.ndarray | None,
-    t: float,
-    dt: float,
-    error: float,
-    reason: str,
+    rows: np.ndarray, rejected: np.ndarray | None, t: float, dt: float, error: float, reason: str
 ) -> StepSizeError:
-    """The error to raise: NonFiniteError if a row's last trial state is not finite (the
-    first such row), else StepSizeError naming the row of the largest error norm."""
-    if trial is not None:
-        bad = ~np.isfinite(trial).all(axis=1)
+    """The error to raise, from the rows' error norms of the last rejected attempt
+    (``rejected``; None: none yet): NonFiniteError if a row's norm was not finite (its trial
+    state or error estimate overflowed; the first such row), else StepSizeError naming the
+    row of the largest norm (the one that forced the rejections; the first row if none)."""
+    if rejected is not None:
+        bad = ~np.isfinite(rejected)
         if bad.any():
             i = int(np.argmax(bad))
             return NonFiniteError(
-                int(rows[i]), t, dt, error, reason + "; the trial state is not finite"
+                int(rows[i]), t, dt, error, reason + "; the last rejected trial step overflowed"
             )
-    i = 0 if norms is None or not np.isfinite(norms).any() else int(np.nanargmax(norms))
+    i = 0 if rejected is None else int(np.argmax(rejected))
     return StepSizeError(int(rows[i]), t, dt, error, reason)
 
 
@@ -1046,14 +1055,16 @@ def _adaptive_group(
     t, x, k1, e_prev = 0.0, x0, None, 1.0
     ts, xs, dts, pcs, kss = [0.0], [x0], [], [], []
     accepted = rejected = 0
-    last_dt, last_e, norms, trial = float("nan"), float("nan"), None, None
+    last_dt, last_e, rejected_norms = float("nan"), float("nan"), None
     while t != bounds[-1]:
         if accepted + rejected >= max_steps:
-            raise _fail(rows, norms, trial, t, last_dt, last_e, f"{max_steps} steps attempted")
-        t_new = min(t + h, float(bounds[k + 1]))
+            reason = f"{max_steps} steps attempted"
+            raise _fail(rows, rejected_norms, t, last_dt, last_e, reason)
+        t_new = _landing(t, h, float(bounds[k + 1]))
         dt = t_new - t
         if dt <= 4 * _EPS * abs(t_new):
-            raise _fail(rows, norms, trial, t, last_dt, last_e, f"step size {dt!r} too small")
+            reason = f"step size {dt!r} too small"
+            raise _fail(rows, rejected_norms, t, last_dt, last_e, reason)
         nfev += len(tab.b) - (k1 is not None)
         ks, trial = _embedded_step(rhs(k), x, dt, tab, k1)
         k1 = ks[0]  # a retry from x reuses f_k(x)
@@ -1081,6 +1092,7 @@ def _adaptive_group(
                 k1 = ks[-1] if tab.fsal else None
         else:
             rejected += 1
+            rejected_norms = norms
             if np.isfinite(E):
                 factor = min(1.0, max(_MIN_FACTOR, _SAFETY * E ** (-1 / order)))
             else:

@@ -467,6 +467,11 @@ def _run_epoch(
     return outcome
 
 
+# What fit treats as a divergence of a sweep: a non-finite state, loss or gradient, or an
+# adaptive step size that collapsed (the dynamics the training made overflowing or stiff).
+_DIVERGENCES = (_core.NonFiniteError, _core.StepSizeError)
+
+
 def _run_adaptive_epoch(
     model: Model,
     X: np.ndarray,
@@ -487,9 +492,9 @@ def _run_adaptive_epoch(
         rows = order[start : start + batch]
         try:
             loss, grads = model.loss_and_grad(X[rows], y[rows])
-        except (_core.NonFiniteError, _core.StepSizeError) as exc:
+        except _DIVERGENCES as exc:
             step, t = getattr(exc, "step", -1), getattr(exc, "t", 0.0)
-            outcome.update(failure="sweep", message=str(exc), step=step, time=t)
+            outcome.update(failure="sweep", message=str(exc), step=step, time=t, error=exc)
             return outcome
         grads = {k: grads[k] for k in trained}
         before = {k: model.params[k].copy() for k in trained}
@@ -514,8 +519,10 @@ def _diverged(
     batch = outcome["batches"] + 1
     where = f"at epoch {epoch + 1}, batch {batch}"
     if outcome["failure"] == "sweep":
-        cause = _core.NonFiniteError(outcome["message"])
-        cause.step, cause.t = outcome["step"], outcome["time"]
+        cause = outcome.get("error")  # the exception itself (adaptive epochs: either kind)
+        if cause is None:  # the core's train_epoch reports the failure as data
+            cause = _core.NonFiniteError(outcome["message"])
+            cause.step, cause.t = outcome["step"], outcome["time"]
         message = f"training diverged {where}: {cause}"
     else:
         cause = None
@@ -526,6 +533,19 @@ def _diverged(
     error = TrainingDiverged(message, epoch=epoch + 1, batch=batch, history=history)
     error.__cause__ = cause
     return error
+
+
+def _evaluation_diverged(
+    exc: BaseException, epoch: int, batches: int, what: str, history: History
+) -> TrainingDiverged:
+    """The :class:`TrainingDiverged` for a sweep that failed with ``exc`` after the epoch's
+    updates (scoring, validation, recording); raise it ``from exc``."""
+    return TrainingDiverged(
+        f"training diverged at epoch {epoch + 1}, batch {batches} (evaluating {what}): {exc}",
+        epoch=epoch + 1,
+        batch=batches,
+        history=history,
+    )
 
 
 def _call_callback(cb: Any, epoch: int, logs: dict[str, float], model: Model) -> bool:
@@ -797,9 +817,11 @@ def fit(
     Raises
     ------
     TrainingDiverged
-        On a non-finite loss, gradient or updated parameter (also when the core raises
-        :class:`resode.NonFiniteError`); the message names the epoch and batch, and
-        ``model.params`` are the last finite parameters.
+        On a non-finite loss, gradient or updated parameter, when the core raises
+        :class:`resode.NonFiniteError`, or when an adaptive method's step size fails
+        (:class:`resode.StepSizeError`), in a training batch or in the end-of-epoch scoring,
+        validation or record; the original exception is its ``__cause__``. The message names
+        the epoch and batch, and ``model.params`` are the last finite parameters.
     ValueError, TypeError
         On bad arguments or data.
 
@@ -925,14 +947,9 @@ def fit(
                 if validation_data is not None:
                     row["val_loss"] = model.loss_and_grad(Xv, yv)[0]
                     row["val_" + metric] = model.score(Xv, yv)
-            except _core.NonFiniteError as exc:
-                raise TrainingDiverged(
-                    f"training diverged at epoch {epoch + 1}, batch {batches} (evaluating the "
-                    f"epoch's {metric}): {exc}",
-                    epoch=epoch + 1,
-                    batch=batches,
-                    history=history,
-                ) from exc
+            except _DIVERGENCES as exc:
+                what = f"the epoch's {metric}"
+                raise _evaluation_diverged(exc, epoch, batches, what, history) from exc
             row["grad_norm"] = norm_sum / max(batches, 1)
             row["lr"] = lr
             row["time"] = time.perf_counter() - t0
@@ -951,7 +968,11 @@ def fit(
             done = epoch + 1
             last = stop or done == epochs
             if recorder is not None and (done % recorder.every == 0 or last):
-                recorder.take(done)
+                try:
+                    recorder.take(done)
+                except _DIVERGENCES as exc:
+                    what = "the record"
+                    raise _evaluation_diverged(exc, epoch, batches, what, history) from exc
             if checkpoint is not None and (done % checkpoint_every == 0 or last):
                 _save_checkpoint(
                     checkpoint,
