@@ -29,7 +29,7 @@ import numpy as np
 from . import _core
 from . import reference as ref
 from ._core import get_num_threads, set_num_threads
-from .models import NeuralODE, ResNet, _Model
+from .models import Model, NeuralODE, ResNet
 
 __all__ = ["Row", "gemm_rate", "numpy_blas", "run", "workloads"]
 
@@ -104,7 +104,7 @@ def gemm_rate(n: int = 512, budget: float = 0.5, dtype: str = "float64", threads
     return 2.0 * n**3 / seconds / 1e9
 
 
-def _reference_call(model: _Model, X: np.ndarray, y: np.ndarray) -> Callable[[], Any]:
+def _reference_call(model: Model, X: np.ndarray, y: np.ndarray) -> Callable[[], Any]:
     common = {"field": model.field, "activation": model.activation, "augment": model.augment}
     if isinstance(model, ResNet):
         return lambda: ref.resnet_loss_and_grad(model.params, X, y, h=model.h, **common)
@@ -122,10 +122,10 @@ def _reference_call(model: _Model, X: np.ndarray, y: np.ndarray) -> Callable[[],
     )
 
 
-def _matmul_gflop(model: _Model, N: int) -> float:
+def _matmul_gflop(model: Model, N: int) -> float:
     """FLOPs of the matrix products of one loss_and_grad (forward + twice for backward)."""
-    stages = {"euler": 1, "midpoint": 2, "rk4": 4}[getattr(model, "method", "euler")]
-    steps = model.steps if isinstance(model, NeuralODE) else model.layers
+    stages = {"euler": 1, "midpoint": 2, "rk4": 4}[model.method]
+    steps = model.steps
     width = 2 * model.D * model.hidden if model.field == "bottleneck" else model.D**2
     return 3 * 2.0 * N * width * steps * stages / 1e9
 
@@ -141,9 +141,9 @@ SEED_NODE: dict[str, Any] = {
 }
 
 
-def workloads(quick: bool = True) -> list[tuple[str, Callable[[str], _Model], int, bool]]:
+def workloads(quick: bool = True) -> list[tuple[str, Callable[[str], Model], int, bool]]:
     """(name, model factory taking a dtype, N, measure the reference) for each workload."""
-    out: list[tuple[str, Callable[[str], _Model], int, bool]] = []
+    out: list[tuple[str, Callable[[str], Model], int, bool]] = []
     for N in (2, 150, 1000) if quick else (2, 150, 1000, 100_000):
         for gradient in ("discrete", "adjoint"):
             out.append(

@@ -9,12 +9,15 @@ A ZIP archive as written by :func:`numpy.savez` (uncompressed) holding
   where ``config`` is ``model.config`` (the constructor arguments);
 * one array per model parameter, named ``params/<name>`` (``params/W``, ``params/b`` or
   ``params/W1`` ... ``params/b2``, then ``params/P``, ``params/c``), of the model's dtype;
-* a model trained by ``resode train --data`` on labels other than ``0 .. K-1`` adds
-  ``"class_labels"`` to the header: the data's label of each class (``resode predict``
-  writes them back); files without it are models of classes ``0 .. K-1``;
+* what the model records about its data, when set (files without them load with None):
+  ``"class_labels"`` (the data's label of each class ``0 .. K-1``, e.g. from
+  ``resode train --data``; ``resode predict`` writes them back), ``"feature_names"``,
+  ``"target_name"`` and ``"scaling"`` (see :class:`resode.models.Model`), and
+  ``"flat_targets": true`` for a 1-output regressor fitted on targets ``(N,)``;
 * training checkpoints (written by :func:`resode.fit` with ``checkpoint=``) add a
   ``"checkpoint"`` object to the header and the optimiser state as ``optimizer/<key>``
-  arrays (see :meth:`resode.optim.Optimizer.state_dict`).
+  arrays (see :meth:`resode.optim.Optimizer.state_dict`); under early stopping with
+  ``restore_best`` also the best epoch's parameters as ``best/<name>`` arrays.
 
 Loading never unpickles (``allow_pickle=False``), reads every member with its CRC checked,
 validates the header and the config (the model is rebuilt through its constructor), the name,
@@ -42,13 +45,19 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 
-from .models import FIELDS, NeuralODE, ResNet, field_param_shapes
+from .models import FIELDS, KINDS, Model, field_param_shapes, set_file_writer
+from .models.metadata import (
+    check_class_labels,
+    check_feature_names,
+    check_scaling,
+    check_target_name,
+)
 
 __all__ = ["FORMAT_VERSION", "atomic_path", "load", "read_file", "save", "write_file", "write_text"]
 
@@ -57,10 +66,13 @@ PathLike = Union[str, "os.PathLike[str]"]
 FORMAT_VERSION = 1
 """Version of the file format written by :func:`save`."""
 
-_KINDS: dict[str, type] = {"node": NeuralODE, "resnet": ResNet}
+_KINDS = KINDS
 _HEADER = "header"
 _PARAM_PREFIX = "params/"
 _OPTIMIZER_PREFIX = "optimizer/"
+_BEST_PREFIX = "best/"
+# What a model records about its data, in the header when set (see resode.models.Model).
+_METADATA = ("class_labels", "feature_names", "target_name", "scaling")
 
 
 # --------------------------------------------------------------------------- writing
@@ -178,7 +190,7 @@ def write_file(
     return path
 
 
-def save(model: ResNet | NeuralODE, path: PathLike) -> Path:
+def save(model: Model, path: PathLike) -> Path:
     """Save a model's config and parameters to one ``.npz`` file, atomically.
 
     Parameters
@@ -209,9 +221,12 @@ def save(model: ResNet | NeuralODE, path: PathLike) -> Path:
     return write_file(path, header, arrays)
 
 
-def model_payload(model: ResNet | NeuralODE) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+set_file_writer(save)  # Model.save writes through it (the models do not import io)
+
+
+def model_payload(model: Model) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The header and the ``params/<name>`` arrays that :func:`save` writes for ``model``."""
-    kind = getattr(model, "_kind", "")
+    kind = getattr(model, "kind", "")
     if kind not in _KINDS or not isinstance(model, _KINDS[kind]):
         raise TypeError(f"model must be a resode.ResNet or resode.NeuralODE, got {type(model)!r}")
     expected = _expected_shapes(model.config)
@@ -234,29 +249,22 @@ def model_payload(model: ResNet | NeuralODE) -> tuple[dict[str, Any], dict[str, 
     if extra:
         raise ValueError(f"model.params has unexpected entries {extra}")
     header = {"format": "resode", "version": FORMAT_VERSION, "kind": kind, "config": model.config}
-    if getattr(model, "_flat_targets", False):  # a regressor fitted on y (N,) predicts (N,)
+    if model.flat_targets:  # a regressor fitted on y (N,) predicts (N,)
         header["flat_targets"] = True
-    labels = getattr(model, "_class_labels", None)
-    if labels is not None:  # the data's own labels of classes 0..K-1 (resode train --data)
-        header["class_labels"] = _check_class_labels(labels, model.classes)
+    header.update(_metadata(model))
     return header, arrays
 
 
-def _check_class_labels(labels: Any, classes: int) -> list[int | str]:
-    """``labels`` as a list of ``classes`` distinct ints or strings; ValueError otherwise."""
-    if not isinstance(labels, Sequence) or isinstance(labels, (str, bytes)):
-        raise ValueError(f"class labels must be a list, got {labels!r}")
-    out: list[int | str] = []
-    for label in labels:
-        if isinstance(label, (int, np.integer)) and not isinstance(label, (bool, np.bool_)):
-            out.append(int(label))
-        elif isinstance(label, str):
-            out.append(label)
-        else:
-            raise ValueError(f"class labels must be integers or strings, got {label!r}")
-    if len(out) != classes or len(set(out)) != len(out):
-        raise ValueError(f"class labels must be {classes} distinct labels, got {out!r}")
-    return out
+def _metadata(model: Model) -> dict[str, Any]:
+    """The set ones of ``class_labels``, ``feature_names``, ``target_name``, ``scaling``
+    (absent keys keep the file readable by resode versions without them)."""
+    values = {
+        "class_labels": check_class_labels(model.class_labels, model.classes),
+        "feature_names": check_feature_names(model.feature_names, model.dim),
+        "target_name": check_target_name(model.target_name),
+        "scaling": check_scaling(model.scaling, model.dim, model.classes),
+    }
+    return {k: v for k, v in values.items() if v is not None}
 
 
 # --------------------------------------------------------------------------- reading
@@ -377,7 +385,7 @@ def _parse_header(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
             f"unsupported format version {header.get('version')!r} (this resode reads version "
             f"{FORMAT_VERSION})"
         )
-    allowed = {"format", "version", "kind", "config", "checkpoint", "flat_targets", "class_labels"}
+    allowed = {"format", "version", "kind", "config", "checkpoint", "flat_targets", *_METADATA}
     extra = sorted(set(header) - allowed)
     if extra:
         raise ValueError(f"unknown header keys {extra}")
@@ -460,9 +468,9 @@ def _build(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Any:
     flat = header.get("flat_targets", False)
     if not isinstance(flat, bool):
         raise ValueError(f"header 'flat_targets' must be true or false, got {flat!r}")
-    model._flat_targets = flat
-    labels = header.get("class_labels")  # absent from files of models trained on 0..K-1
-    model._class_labels = None if labels is None else _check_class_labels(labels, model.classes)
+    model.flat_targets = flat
+    for key in _METADATA:  # each absent from files that do not set it (None)
+        setattr(model, key, header.get(key))
     return model
 
 
@@ -480,7 +488,8 @@ def read_file(path: PathLike) -> tuple[Any, dict[str, Any], dict[str, np.ndarray
     header : dict
         The parsed JSON header (``"checkpoint"`` present for training checkpoints).
     extra : dict of str to numpy.ndarray
-        The ``optimizer/<key>`` arrays (prefix removed) of a checkpoint; empty for a model.
+        The ``optimizer/<key>`` arrays (prefix removed) of a checkpoint, and its
+        ``best/<name>`` arrays (under their full name); empty for a model.
 
     Raises
     ------
@@ -502,6 +511,8 @@ def read_file(path: PathLike) -> tuple[Any, dict[str, Any], dict[str, np.ndarray
                 continue
             if "checkpoint" in header and name.startswith(_OPTIMIZER_PREFIX):
                 extra[name[len(_OPTIMIZER_PREFIX) :]] = a
+            elif "checkpoint" in header and name.startswith(_BEST_PREFIX):
+                extra[name] = a
             else:
                 raise ValueError(f"unexpected array {name!r}")
         if "checkpoint" in header and not isinstance(header["checkpoint"], dict):
@@ -515,7 +526,7 @@ def read_file(path: PathLike) -> tuple[Any, dict[str, Any], dict[str, np.ndarray
     return model, header, extra
 
 
-def load(path: PathLike) -> ResNet | NeuralODE:
+def load(path: PathLike) -> Model:
     """Load a model written by :meth:`ResNet.save` / :meth:`NeuralODE.save` (or the model in a
     training checkpoint written by :func:`resode.fit`).
 

@@ -1,0 +1,97 @@
+"""What a model records about its data besides its parameters: the original class labels,
+the feature and target names, and the scaling a front end standardised the data with. Each is
+``None`` by default, saved in the model file when set, and checked here on assignment and on
+loading."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SCALING_KEYS",
+    "check_class_labels",
+    "check_feature_names",
+    "check_scaling",
+    "check_target_name",
+]
+
+SCALING_KEYS = ("X_mean", "X_scale", "y_mean", "y_scale")
+
+
+def _as_list(name: str, value: Any) -> list[Any]:
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+        if not isinstance(value, np.ndarray) or value.ndim != 1:
+            raise ValueError(f"{name} must be a list, got {value!r}")
+    return list(value)
+
+
+def check_class_labels(labels: Any, classes: int) -> list[int | str] | None:
+    """``labels`` as a list of ``classes`` distinct ints or strings (None stays None)."""
+    if labels is None:
+        return None
+    out: list[int | str] = []
+    for label in _as_list("class labels", labels):
+        if isinstance(label, (int, np.integer)) and not isinstance(label, (bool, np.bool_)):
+            out.append(int(label))
+        elif isinstance(label, str):
+            out.append(label)
+        else:
+            raise ValueError(f"class labels must be integers or strings, got {label!r}")
+    if len(out) != classes or len(set(out)) != len(out):
+        raise ValueError(f"class labels must be {classes} distinct labels, got {out!r}")
+    return out
+
+
+def check_feature_names(names: Any, dim: int) -> list[str] | None:
+    """``names`` as a list of ``dim`` distinct strings (None stays None)."""
+    if names is None:
+        return None
+    out = _as_list("feature_names", names)
+    if not all(isinstance(n, str) for n in out):
+        raise ValueError(f"feature_names must be strings, got {out!r}")
+    if len(out) != dim or len(set(out)) != len(out):
+        raise ValueError(f"feature_names must be {dim} distinct names (one per input), got {out!r}")
+    return out
+
+
+def check_target_name(name: Any) -> str | None:
+    """``name`` as a string (None stays None)."""
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"target_name must be a string or None, got {name!r}")
+    return name
+
+
+def _floats(key: str, value: Any, size: int, positive: bool) -> list[float]:
+    values = _as_list(f"scaling[{key!r}]", value)
+    ok = all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values)
+    if not ok or len(values) != size:
+        raise ValueError(f"scaling[{key!r}] must be a list of {size} numbers, got {value!r}")
+    out = [float(v) for v in values]
+    if not all(math.isfinite(v) and (v > 0 or not positive) for v in out):
+        kind = "finite numbers > 0" if positive else "finite numbers"
+        raise ValueError(f"scaling[{key!r}] must hold {kind}, got {out!r}")
+    return out
+
+
+def check_scaling(scaling: Any, dim: int, outputs: int) -> dict[str, list[float] | None] | None:
+    """``scaling`` as ``{"X_mean", "X_scale": dim floats, "y_mean", "y_scale": outputs floats
+    or None}`` (None stays None): the statistics a front end standardised the data with,
+    ``x_scaled = (x - X_mean) / X_scale``."""
+    if scaling is None:
+        return None
+    if not isinstance(scaling, Mapping) or set(scaling) - set(SCALING_KEYS):
+        raise ValueError(f"scaling must be a dict with keys {list(SCALING_KEYS)}, got {scaling!r}")
+    out: dict[str, list[float] | None] = {
+        "X_mean": _floats("X_mean", scaling.get("X_mean"), dim, False),
+        "X_scale": _floats("X_scale", scaling.get("X_scale"), dim, True),
+    }
+    for key, positive in (("y_mean", False), ("y_scale", True)):
+        value = scaling.get(key)
+        out[key] = None if value is None else _floats(key, value, outputs, positive)
+    if (out["y_mean"] is None) != (out["y_scale"] is None):
+        raise ValueError("scaling['y_mean'] and scaling['y_scale'] must both be given or both None")
+    return out

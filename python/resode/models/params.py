@@ -1,0 +1,53 @@
+"""The parameters of a model: their names, shapes and initialisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["field_param_names", "field_param_shapes", "init_params", "param_shapes"]
+
+
+def field_param_names(field: str) -> tuple[str, ...]:
+    """Names of the field parameters, in the order the core expects them."""
+    return ("W1", "b1", "W2", "b2") if field == "bottleneck" else ("W", "b")
+
+
+def field_param_shapes(field: str, pieces: int, D: int, H: int) -> dict[str, tuple[int, ...]]:
+    """Shapes of the field parameters with leading axis `pieces` (layers or control pieces)."""
+    if field == "bottleneck":
+        return {"W1": (pieces, H, D), "b1": (pieces, H), "W2": (pieces, D, H), "b2": (pieces, D)}
+    return {"W": (pieces, D, D), "b": (pieces, D)}
+
+
+def param_shapes(
+    field: str, pieces: int, D: int, hidden: int | None, classes: int
+) -> dict[str, tuple[int, ...]]:
+    """Shapes of every parameter (the field's, then ``P`` and ``c``) of a model with state
+    dimension ``D`` (``hidden`` is used by the bottleneck field only)."""
+    H = hidden if field == "bottleneck" and hidden is not None else D
+    shapes = field_param_shapes(field, pieces, D, H)
+    shapes.update({"P": (classes, D), "c": (classes,)})
+    return shapes
+
+
+def init_params(
+    field: str, pieces: int, D: int, H: int, classes: int, dtype: np.dtype, seed: Any
+) -> dict[str, np.ndarray]:
+    """Initial parameters, as ``torch.nn.Linear`` does it: every weight and bias of a linear map
+    with fan-in ``m`` is drawn uniformly from ``[-1/sqrt(m), 1/sqrt(m)]``; drawn in the order
+    W, b (or W1, b1, W2, b2), P, c from ``np.random.default_rng(seed)``."""
+    if isinstance(seed, bool) or (seed is not None and not isinstance(seed, (int, np.integer))):
+        raise TypeError(f"seed must be None or a non-negative integer, got {seed!r}")
+    if seed is not None and seed < 0:
+        raise ValueError(f"seed must be None or a non-negative integer, got {seed}")
+    rng = np.random.default_rng(seed)
+    shapes = field_param_shapes(field, pieces, D, H)
+    shapes.update({"P": (classes, D), "c": (classes,)})
+    fan_in = {"W": D, "b": D, "W1": D, "b1": D, "W2": H, "b2": H, "P": D, "c": D}
+    params = {}
+    for name, shape in shapes.items():
+        bound = 1.0 / np.sqrt(fan_in[name])
+        params[name] = rng.uniform(-bound, bound, size=shape).astype(dtype)
+    return params

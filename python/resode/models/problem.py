@@ -1,0 +1,39 @@
+"""The arguments of one call into the core, as a model prepares them for its data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Problem"]
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """What :meth:`resode.models.Model.problem` returns: the data of one call into the core,
+    checked and converted, and the keyword arguments the core's sweeps take for the model.
+
+    Attributes
+    ----------
+    X : numpy.ndarray
+        The features, ``(N, dim)``, C-contiguous, of the model's dtype.
+    targets : numpy.ndarray or None
+        What the core's losses take: int64 labels ``(N,)`` for cross-entropy, float targets
+        ``(N, classes)`` of the model's dtype otherwise; None when no ``y`` was given.
+    flat_targets : bool
+        Whether ``y`` was a regression target of shape ``(N,)`` (the model then predicts
+        ``(N,)``).
+    core_args : dict
+        The keyword arguments of the core's sweep, loss and gradient for this model
+        (``field``, ``activation``, ``method``, ``dt``, ``substeps``, ``augment``, the loss
+        terms and the gradient options).
+
+    Compared by identity (its arrays have no single truth value).
+    """
+
+    X: np.ndarray
+    targets: np.ndarray | None
+    flat_targets: bool
+    core_args: dict[str, Any] = field(default_factory=dict)
