@@ -30,7 +30,7 @@ Examples
 >>> import os, tempfile, numpy as np, resode
 >>> model = resode.NeuralODE(2, T=1.0, pieces=4, seed=0)
 >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
->>> model.save(path)
+>>> _ = model.save(path)
 >>> again = resode.load(path)
 >>> bool(np.array_equal(again.params["W"], model.params["W"]))
 True
@@ -553,7 +553,7 @@ def load(path: PathLike) -> Model:
     --------
     >>> import os, tempfile, resode
     >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
-    >>> resode.ResNet(2, layers=4, seed=1).save(path)
+    >>> _ = resode.ResNet(2, layers=4, seed=1).save(path)
     >>> model = resode.load(path)
     >>> type(model).__name__, model.layers, model.dtype.name
     ('ResNet', 4, 'float64')

@@ -1,0 +1,173 @@
+"""One epoch of training (in one call into the core, or batch by batch for an adaptive
+model), the parameter constraint and the order of the samples."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .. import _core
+from ..models import Model, Problem, field_param_names
+from ..optim import Optimizer
+from .divergence import DIVERGENCES
+
+__all__ = [
+    "check_seed",
+    "constrain",
+    "epoch_order",
+    "grad_norm",
+    "own_params",
+    "run_adaptive_epoch",
+    "run_epoch",
+]
+
+
+def constrain(model: Model, bound: float) -> None:
+    """Rescale each piece's field parameters in place so that their L1 norm is <= ``bound``.
+
+    For each piece (layer) ``k``, ``s_k = sum|W_k| + sum|b_k|`` (for the bottleneck field
+    ``sum|W1_k| + sum|b1_k| + sum|W2_k| + sum|b2_k|``); if ``s_k > bound``, all of piece ``k``'s
+    field parameters are multiplied by ``bound / s_k`` (a hair less, so the bound holds after
+    rounding). This is the L1 (within a piece) + L-infinity (over pieces/time) constraint on
+    the controls; ``P`` and ``c`` are not constrained.
+
+    Parameters
+    ----------
+    model : ResNet or NeuralODE
+    bound : float
+        > 0.
+
+    Examples
+    --------
+    >>> import numpy as np, resode
+    >>> model = resode.ResNet(2, layers=3, seed=0)
+    >>> constrain(model, 0.5)
+    >>> s = np.abs(model.params["W"]).sum(axis=(1, 2)) + np.abs(model.params["b"]).sum(axis=1)
+    >>> bool((s <= 0.5).all())
+    True
+    """
+    names = field_param_names(model.field)
+    arrays = [np.ascontiguousarray(model.params[n], dtype=model.dtype) for n in names]
+    _core.bound_l1(arrays, float(bound))  # in place (on copies where the params are not usable)
+    for name, a in zip(names, arrays):
+        if a is not model.params[name]:
+            model.params[name][...] = a
+
+
+def grad_norm(grads: Mapping[str, np.ndarray]) -> float:
+    """Euclidean norm of all arrays together, scaled so that huge finite entries don't
+    overflow in the squares (the core's, as in the whole-epoch loop)."""
+    return _core.grad_norm(list(grads.values()))
+
+
+def own_params(model: Model) -> None:
+    """Make every ``model.params`` array one the core may update in place: C-ordered, writable,
+    of the model's dtype (arrays that already are stay the same objects)."""
+    for name, p in model.params.items():
+        ok = (
+            isinstance(p, np.ndarray)
+            and p.dtype == model.dtype
+            and p.flags.c_contiguous
+            and p.flags.writeable
+        )
+        if not ok:
+            model.params[name] = np.array(p, dtype=model.dtype, order="C", copy=True)
+
+
+def run_epoch(
+    model: Model,
+    data: Problem,
+    order: np.ndarray,
+    batch: int,
+    optimizer: Optimizer,
+    bound: float | None,
+    fixed_projection: bool,
+) -> dict[str, Any]:
+    """One epoch in one core call (``_core.train_epoch``): per batch of ``order``,
+    ``loss_and_grad``, the optimiser's update, ``bound`` and the divergence check, exactly as
+    a loop of :meth:`loss_and_grad`, :meth:`Optimizer.step` and :func:`constrain` would."""
+    if model.adaptive:
+        return run_adaptive_epoch(model, data, order, batch, optimizer, bound, fixed_projection)
+    names = field_param_names(model.field)
+    trained = names if fixed_projection else [*names, "P", "c"]
+    state, first = optimizer._core_state({k: model.params[k] for k in trained})
+    steps = 0
+    try:
+        outcome = _core.train_epoch(
+            data.X,
+            data.targets,
+            [model.params[k] for k in names],
+            model.params["P"],
+            model.params["c"],
+            order,
+            batch=batch,
+            **data.core_args,
+            lr=optimizer.lr,
+            step=optimizer.step_count,
+            first=first,
+            state=state,
+            bound=0.0 if bound is None else bound,
+            fixed_projection=fixed_projection,
+            **optimizer._core_args(),
+        )
+        steps = outcome["steps"]
+    finally:
+        optimizer._advance(steps, first)
+    return outcome
+
+
+def run_epoch(
+    model: Model,
+    data: Problem,
+    order: np.ndarray,
+    batch: int,
+    optimizer: Optimizer,
+    bound: float | None,
+    fixed_projection: bool,
+) -> dict[str, Any]:
+    """The epoch of an adaptive-step model: the loop :func:`run_epoch` describes, one
+    :meth:`NeuralODE.loss_and_grad` per batch (the adaptive sweep; the update in the core
+    through :meth:`Optimizer.step`), with the same outcome dict."""
+    outcome: dict[str, Any] = {"failure": None, "loss_sum": 0.0, "norm_sum": 0.0, "batches": 0}
+    names = field_param_names(model.field)
+    trained = names if fixed_projection else (*names, "P", "c")
+    for start in range(0, len(order), batch):
+        rows = order[start : start + batch]
+        try:
+            loss, grads = model.loss_and_grad(data.X[rows], data.targets[rows])
+        except DIVERGENCES as exc:
+            step, t = getattr(exc, "step", -1), getattr(exc, "t", 0.0)
+            outcome.update(failure="sweep", message=str(exc), step=step, time=t, error=exc)
+            return outcome
+        grads = {k: grads[k] for k in trained}
+        before = {k: model.params[k].copy() for k in trained}
+        optimizer.step({k: model.params[k] for k in trained}, grads)
+        if bound is not None:
+            constrain(model, bound)
+        if not all(np.all(np.isfinite(model.params[k])) for k in trained):
+            for k in trained:
+                model.params[k][...] = before[k]
+            outcome.update(failure="update")
+            return outcome
+        outcome["loss_sum"] += loss * len(rows)
+        outcome["norm_sum"] += grad_norm(grads)
+        outcome["batches"] += 1
+    return outcome
+
+
+def check_seed(seed: Any) -> int:
+    if seed is None:
+        return int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TypeError(f"seed must be a non-negative int or None, got {seed!r}")
+    return int(seed)
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> np.ndarray:
+    """Sample order of ``epoch`` (0-based): a permutation drawn from ``default_rng([seed,
+    epoch])``, so any epoch can be replayed without stored RNG state."""
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, epoch]).permutation(n)
