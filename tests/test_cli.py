@@ -660,7 +660,7 @@ def test_interrupted_training_saves_its_last_epoch_and_resumes_bit_for_bit(
     base = ["train", *TINY, "--epochs", "5", "--batch-size", "16", "--no-plots"]
     full = tmp_path / "full"
     assert main([*base, "--out", str(full)]) == 0
-    epochs = resode.training._run_epoch
+    epochs = resode.training.loop.run_epoch
     calls = []
 
     def ctrl_c_in_epoch_3(*args: Any, **kwargs: Any) -> Any:
@@ -670,7 +670,7 @@ def test_interrupted_training_saves_its_last_epoch_and_resumes_bit_for_bit(
             raise KeyboardInterrupt
         return epochs(*args, **kwargs)
 
-    monkeypatch.setattr(resode.training, "_run_epoch", ctrl_c_in_epoch_3)
+    monkeypatch.setattr(resode.training.loop, "run_epoch", ctrl_c_in_epoch_3)
     out = tmp_path / "cut"
     capsys.readouterr()
     assert main([*base, "--out", str(out)]) == 130
@@ -680,7 +680,7 @@ def test_interrupted_training_saves_its_last_epoch_and_resumes_bit_for_bit(
     assert json.loads((out / "history.json").read_text())["epoch"] == [1, 2]
     assert json.loads((out / "run.json").read_text())["results"]["interrupted"] is True
     resode.load(out / "model.npz")
-    monkeypatch.setattr(resode.training, "_run_epoch", epochs)
+    monkeypatch.setattr(resode.training.loop, "run_epoch", epochs)
     command = shlex.split(err.split("continue with: ")[1])
     assert command[:2] == ["resode", "train"]
     assert main(command[1:]) == 0  # the printed command continues to the 5 epochs asked for
@@ -698,7 +698,7 @@ def test_interrupt_before_the_first_epoch_writes_nothing(
     def ctrl_c(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(resode.training, "_run_epoch", ctrl_c)
+    monkeypatch.setattr(resode.training.loop, "run_epoch", ctrl_c)
     out = tmp_path / "o"
     assert main(["train", *TINY, "--out", str(out)]) == 130
     assert "before the first epoch finished: nothing was written" in capsys.readouterr().err

@@ -562,3 +562,192 @@ def test_history_files_are_replaced_atomically(
     monkeypatch.undo()
     getattr(history, writer)(path)
     assert path.read_text() != "previous\n"
+
+
+# --------------------------------------------------------------------------- early stopping
+
+
+def _overfitting_regression() -> tuple[np.ndarray, ...]:
+    """24 noisy training points of a smooth law and 200 held out: a wide model fits the noise
+    (the held-out R^2 peaks near epoch 11 and falls below half of it by epoch 300)."""
+    rng = np.random.default_rng(0)
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        X = rng.uniform(-2, 2, size=(n, 3))
+        return X, np.sin(X[:, 0]) + 0.5 * rng.normal(size=n)
+
+    return (*draw(24), *draw(200))
+
+
+def _wide_regressor() -> resode.ResNet:
+    return resode.ResNet(3, layers=4, h=0.5, field="bottleneck", hidden=32, augment=2,
+                         classes=1, loss="mse", seed=0)  # fmt: skip
+
+
+def _fit_overfitting(model: resode.ResNet, epochs: int = 300, **kw: Any) -> History:
+    X, y, Xv, yv = _overfitting_regression()
+    return resode.fit(model, X, y, optimizer=Adam(lr=1e-2), epochs=epochs, seed=0,
+                      validation_data=(Xv, yv), progress=False, **kw)  # fmt: skip
+
+
+def test_early_stopping_keeps_the_best_epoch_of_an_overfitting_regressor() -> None:
+    _, _, Xv, yv = _overfitting_regression()
+    overfit = _wide_regressor()
+    h_all = _fit_overfitting(overfit)
+    best = int(np.argmin(h_all.val_loss)) + 1
+    assert h_all.best_epoch is None and overfit.score(Xv, yv) < 0.5 * max(h_all.val_r2)
+
+    model = _wide_regressor()
+    h = _fit_overfitting(model, early_stopping=EarlyStopping("val_loss", patience=20))
+    assert h.best_epoch == best and len(h) == best + 20
+    # the held-out R^2 is the best epoch's, not the last one's
+    assert model.score(Xv, yv) == h.val_r2[best - 1] > h.val_r2[-1]
+    # and the parameters are bitwise those of a run that ended at the best epoch
+    at_best = _wide_regressor()
+    _fit_overfitting(at_best, epochs=best)
+    assert _same_params(model.params, at_best.params)
+
+
+def test_early_stopping_without_restore_keeps_the_last_epoch() -> None:
+    model = _wide_regressor()
+    stop = EarlyStopping("val_loss", patience=20, restore_best=False)
+    h = _fit_overfitting(model, early_stopping=stop)
+    last = _wide_regressor()
+    _fit_overfitting(last, epochs=len(h))
+    assert h.best_epoch == stop.best_epoch < len(h) and _same_params(model.params, last.params)
+
+
+def test_early_stopping_restores_the_best_epoch_when_all_epochs_ran() -> None:
+    model = _wide_regressor()
+    h = _fit_overfitting(model, epochs=40, early_stopping=EarlyStopping(patience=1000))
+    assert len(h) == 40 and h.best_epoch < 40
+    at_best = _wide_regressor()
+    _fit_overfitting(at_best, epochs=h.best_epoch)
+    assert _same_params(model.params, at_best.params)
+
+
+def test_early_stopping_in_callbacks_acts_as_early_stopping() -> None:
+    a, b = _wide_regressor(), _wide_regressor()
+    ha = _fit_overfitting(a, early_stopping=EarlyStopping(patience=5))
+    hb = _fit_overfitting(b, callbacks=[EarlyStopping(patience=5)])
+    assert ha.to_dict().keys() == hb.to_dict().keys() and ha.best_epoch == hb.best_epoch
+    assert ha.val_loss == hb.val_loss and _same_params(a.params, b.params)
+
+
+def test_early_stopping_resumes_with_its_best_epoch_and_weights(tmp_path: Path) -> None:
+    stop = {"monitor": "val_loss", "patience": 20}
+    full = _wide_regressor()
+    h_full = _fit_overfitting(full, early_stopping=EarlyStopping(**stop))
+    assert h_full.best_epoch < 15  # so that the checkpoint at epoch 15 must carry its weights
+
+    path = tmp_path / "ckpt.npz"
+    cut = _wide_regressor()
+    _fit_overfitting(cut, epochs=15, early_stopping=EarlyStopping(**stop), checkpoint=path)
+    state = load_checkpoint(path)
+    assert state["epoch"] == 15 and state["history"].best_epoch == h_full.best_epoch
+    assert state["best_params"] is not None
+    assert state["settings"]["early_stopping"]["patience"] == 20
+
+    resumed = _wide_regressor()
+    h = _fit_overfitting(resumed, early_stopping=EarlyStopping(**stop), resume=path)
+    assert h.best_epoch == h_full.best_epoch and h.val_loss == h_full.val_loss
+    assert _same_params(resumed.params, full.params)
+
+    # a checkpoint written when early stopping stopped: resuming trains no further epoch
+    end = tmp_path / "end.npz"
+    _fit_overfitting(_wide_regressor(), early_stopping=EarlyStopping(**stop), checkpoint=end)
+    again = _wide_regressor()
+    h = _fit_overfitting(again, early_stopping=EarlyStopping(**stop), resume=end)
+    assert len(h) == len(h_full) and _same_params(again.params, full.params)
+
+
+def test_resuming_with_early_stopping_needs_the_best_weights(tmp_path: Path) -> None:
+    path = tmp_path / "plain.npz"
+    _fit_overfitting(_wide_regressor(), epochs=15, checkpoint=path)
+    with pytest.raises(ValueError, match="no parameters of that epoch"):
+        _fit_overfitting(_wide_regressor(), early_stopping=EarlyStopping(), resume=path)
+
+
+def test_best_epoch_is_saved_in_history_json(tmp_path: Path) -> None:
+    h = _fit_overfitting(_wide_regressor(), epochs=30, early_stopping=EarlyStopping(patience=5))
+    data = json.loads(h.to_json(tmp_path / "h.json").read_text())
+    assert data["best_epoch"] == h.best_epoch and "best_epoch" not in h.to_dict()
+    again = History.from_dict(data)
+    assert again.best_epoch == h.best_epoch and again.to_dict() == h.to_dict()
+    with pytest.raises(ValueError, match="best_epoch"):
+        History.from_dict({"epoch": [1], "best_epoch": 0})
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"early_stopping": EarlyStopping("val_loss")}, "needs validation_data|val_\\* columns"),
+        ({"early_stopping": EarlyStopping("r2")}, "does not record"),
+        ({"early_stopping": EarlyStopping("loss"), "callbacks": [EarlyStopping("loss")]}, "one"),
+        ({"early_stopping": "loss"}, "EarlyStopping"),
+    ],
+)
+def test_bad_early_stopping_is_refused_up_front(kw: dict[str, Any], match: str) -> None:
+    X, y = resode.datasets.moons(20, seed=0)
+    model = resode.ResNet(2, 2, seed=0)
+    before = {k: v.copy() for k, v in model.params.items()}
+    with pytest.raises((ValueError, TypeError), match=match):
+        resode.fit(model, X, y, epochs=2, progress=False, **kw)
+    assert _same_params(model.params, before)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{"patience": -1}, {"patience": 1.5}, {"min_delta": -0.1}, {"restore_best": 1}, {"mode": "up"}],
+)
+def test_bad_early_stopping_arguments(kw: dict[str, Any]) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        EarlyStopping(**kw)
+
+
+# --------------------------------------------------------------------------- sign accuracy
+
+
+def test_history_reports_sign_accuracy_beside_r2_for_plus_minus_one_targets() -> None:
+    X, labels = resode.datasets.moons(60, seed=0)
+    y = np.where(labels == 1, 1.0, -1.0)
+    model = resode.ResNet(2, 3, classes=1, loss="mse", readout="hardtanh", seed=0)
+    h = resode.fit(model, X, y, optimizer=Adam(lr=1e-2), epochs=5, seed=0, progress=False,
+                   validation_data=(X[:20], y[:20]))  # fmt: skip
+    assert {"r2", "accuracy", "val_r2", "val_accuracy"} <= set(h.keys())
+    assert h.accuracy[-1] == model.sign_accuracy(X, y) and h.r2[-1] == model.score(X, y)
+    assert h.val_accuracy[-1] == model.sign_accuracy(X[:20], y[:20])
+    # other regression targets: R^2 only (validation targets not +-1: no val_accuracy)
+    h = resode.fit(model, X, y, epochs=1, progress=False, validation_data=(X[:20], y[:20] * 2))
+    assert "accuracy" in h and "val_accuracy" not in h and "val_r2" in h
+    h = resode.fit(model, X, y * 0.5, epochs=1, progress=False)
+    assert "accuracy" not in h and "r2" in h
+
+
+def test_early_stopping_can_monitor_the_sign_accuracy() -> None:
+    X, labels = resode.datasets.moons(60, seed=0)
+    y = np.where(labels == 1, 1.0, -1.0)
+    model = resode.ResNet(2, 3, classes=1, loss="mse", readout="hardtanh", seed=0)
+    stop = EarlyStopping("val_accuracy", patience=3)
+    h = resode.fit(model, X, y, optimizer=Adam(lr=1e-2), epochs=200, seed=0, progress=False,
+                   validation_data=(X, y), early_stopping=stop)  # fmt: skip
+    assert stop.mode == "max" and h.val_accuracy[h.best_epoch - 1] == max(h.val_accuracy)
+    assert model.sign_accuracy(X, y) == max(h.val_accuracy)
+
+
+def test_a_fixed_step_epoch_is_one_call_into_the_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    train_epoch = resode._core.train_epoch
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(resode._core, "train_epoch", counted)
+    X, y = resode.datasets.moons(40, seed=0)
+    resode.fit(resode.ResNet(2, 2, seed=0), X, y, epochs=3, batch_size=8, progress=False)
+    resode.fit(resode.NeuralODE(2, pieces=2, seed=0), X, y, epochs=2, progress=False)
+    assert len(calls) == 5
+    resode.fit(resode.NeuralODE(2, pieces=2, method="bosh3", seed=0), X, y, epochs=2,
+               batch_size=20, progress=False)  # fmt: skip
+    assert len(calls) == 5  # the adaptive epoch steps batch by batch in Python

@@ -10,8 +10,14 @@ import numpy as np
 from .. import _core
 from .._validation import as_float_array, check_choice, check_int, check_positive
 from .base import Model
-from .options import ADAPTIVE_DEFAULTS, ADAPTIVE_METHODS, GRADIENTS, METHODS, adaptive_options
-from .options import summarize_stats
+from .options import (
+    ADAPTIVE_DEFAULTS,
+    ADAPTIVE_METHODS,
+    GRADIENTS,
+    METHODS,
+    adaptive_options,
+    summarize_stats,
+)
 from .params import field_param_names
 
 __all__ = ["NeuralODE"]

@@ -152,9 +152,7 @@ def _check_best_params(best: Mapping[str, np.ndarray], model: Model) -> None:
             raise ValueError(f"best parameter {name!r} contains NaN or Inf")
 
 
-def resume_early_stopping(
-    stopper: EarlyStopping, state: Mapping[str, Any], model: Model
-) -> None:
+def resume_early_stopping(stopper: EarlyStopping, state: Mapping[str, Any], model: Model) -> None:
     """Bring ``stopper`` to where an uninterrupted run had it at the checkpoint ``state``
     (from :func:`load_checkpoint`, whose parameters ``model`` now holds): its history's
     monitored column replayed, and the best epoch's parameters from the checkpoint."""

@@ -118,7 +118,7 @@ def run_epoch(
     return outcome
 
 
-def run_epoch(
+def run_adaptive_epoch(
     model: Model,
     data: Problem,
     order: np.ndarray,
