@@ -145,7 +145,8 @@ def fit(
         ``min_delta`` for ``patience`` epochs, and (``restore_best``, the default) end with
         the parameters of the best epoch, also when all ``epochs`` ran. The best epoch is
         ``history.best_epoch``; checkpoints keep it and its parameters, so a resumed run ends
-        as an uninterrupted one. A ``val_*`` monitor needs ``validation_data``.
+        as an uninterrupted one. A ``val_*`` monitor needs ``validation_data``. (After a
+        :class:`TrainingDiverged` the model holds the last finite parameters, as without.)
     progress : bool, default True
         Report progress on stderr: a tqdm bar (epoch, loss, score) when stderr is a terminal,
         otherwise (batch jobs, captured output, ``2> log``) one plain line every
@@ -246,7 +247,7 @@ def _start(
     recorder = FeatureRecorder.create(model, data.X, data.targets, record, record_every, seed)
     own_params(model)
     model.flat_targets = data.flat_targets
-    settings = {
+    settings = {  # what a checkpoint records of the run
         "epochs": epochs, "batch_size": batch_size, "shuffle": bool(shuffle), "bound": bound,
         "fixed_projection": bool(fixed_projection),
         **({"early_stopping": stopper.config()} if stopper is not None else {}),
@@ -287,6 +288,7 @@ def _resume(
         optimizer.load_state_dict(state["optimizer"].state_dict())
     if stopper is not None:
         resume_early_stopping(stopper, state, model)
+        state["history"].best_epoch = stopper.best_epoch
     return optimizer, state["history"], state["epoch"], state["seed"] if seed is None else seed
 
 
