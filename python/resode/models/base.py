@@ -75,6 +75,13 @@ class Model:
     kind: ClassVar[str] = ""
     #: Whether the model integrates with an adaptive step (NeuralODE's dopri5, tsit5, bosh3).
     adaptive: bool = False
+    # what the model records about its data, unset (class defaults: a model pickled before
+    # these existed still answers)
+    _flat = False
+    _class_labels_: list[int | str] | None = None
+    _feature_names: list[str] | None = None
+    _target_name: str | None = None
+    _scaling: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -112,10 +119,6 @@ class Model:
         self.D = self.dim + self.augment
         self._pieces = pieces
         self.flat_targets = False
-        self._class_labels_: list[int | str] | None = None
-        self._feature_names: list[str] | None = None
-        self._target_name: str | None = None
-        self._scaling: dict[str, Any] | None = None
         H = self.hidden if self.field == "bottleneck" else self.D
         sizes = field_param_shapes(self.field, pieces, self.D, H).values()
         count = sum(int(np.prod(shape, dtype=np.float64)) for shape in sizes)
