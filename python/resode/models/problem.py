@@ -28,7 +28,9 @@ class Problem:
     core_args : dict
         The keyword arguments of the core's sweep, loss and gradient for this model
         (``field``, ``activation``, ``method``, ``dt``, ``substeps``, ``augment``, the loss
-        terms and the gradient options).
+        terms and the gradient options) for the fixed-step sweeps (``_core.logits``,
+        ``trajectory``, ``loss_and_grad``, ``train_epoch``); an adaptive NeuralODE runs its
+        own sweeps (its ``forward``, ``trajectory`` and ``loss_and_grad``).
 
     Compared by identity (its arrays have no single truth value).
     """
