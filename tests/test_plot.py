@@ -16,6 +16,7 @@ Image = pytest.importorskip("PIL.Image")
 
 import resode  # noqa: E402
 import resode.plot as rplot  # noqa: E402
+from resode.plot import _common, _geometry, curves  # noqa: E402
 
 
 def _check_image(path: Path, *, frames: int | None = None) -> tuple[int, int]:
@@ -171,7 +172,7 @@ def test_frame_limits_never_degenerate() -> None:
     traj = np.zeros((3, 50, 3))
     traj[:, :, :2] = rng.normal(size=(50, 2))
     traj[1, :, 2], traj[2, :, 2] = 0.5 * rng.normal(size=50), 2.0 * rng.normal(size=50)
-    lo, hi = rplot._frame_limits(traj)
+    lo, hi = _geometry.frame_limits(traj)
     extent = (traj.max(axis=(0, 1)) - traj.min(axis=(0, 1))).max()
     assert hi[0, 2] - lo[0, 2] >= 0.1 * extent * 0.999  # frame 0: not +-0.001
     assert np.all(lo <= traj.min(axis=1)) and np.all(hi >= traj.max(axis=1))
@@ -182,7 +183,7 @@ def test_principal_plane_projects_on_the_largest_spread() -> None:
     rng = np.random.default_rng(1)
     final = rng.normal(size=(200, 5)) * np.array([0.1, 5.0, 0.2, 2.0, 0.1])
     traj = np.stack([0.5 * final, final])
-    proj = rplot._principal_plane(traj)
+    proj = _geometry.principal_plane(traj)
     assert proj.shape == (2, 200, 2)
     spread = proj[-1].std(axis=0)
     assert spread[0] == pytest.approx(final[:, 1].std(), rel=0.05)
@@ -191,7 +192,7 @@ def test_principal_plane_projects_on_the_largest_spread() -> None:
 
 def test_readout_plane_last_frame_of_a_3d_flow(tmp_path: Path, trained: Any) -> None:
     model = trained[0]
-    grid = rplot._readout_plane_grid(model, [(-2.0, 2.0), (-2.0, 2.0), (-2.0, 2.0)])
+    grid = _geometry.readout_plane_grid(model, [(-2.0, 2.0), (-2.0, 2.0), (-2.0, 2.0)])
     assert grid is not None
     points = np.stack([g.ravel() for g in grid], axis=1)
     points = points[np.isfinite(points).all(axis=1)]
@@ -208,7 +209,7 @@ def test_legends_sit_outside_the_axes(tmp_path: Path) -> None:
     fig, ax = plt.subplots()
     for k in range(10):
         ax.plot([0, 1], [k, k], label=f"class {k}")
-    rplot._legend_outside(ax)
+    _common.legend_outside(ax)
     fig.canvas.draw()
     legend = ax.get_legend().get_window_extent()
     assert legend.x0 >= ax.get_window_extent().x1  # right of the axes, covering nothing
@@ -261,7 +262,7 @@ def test_sweep_plot_reads_a_results_table(tmp_path: Path) -> None:
 
 
 def test_sweep_fits_the_power_law_and_the_rate() -> None:
-    _fit_line = rplot._fit_line
+    _fit_line = curves._fit_line
 
     T = np.array([1.0, 2.0, 4.0, 8.0])
     assert _fit_line(np.log(T), np.log(3.0 / T)) == pytest.approx(-1.0)
