@@ -16,6 +16,7 @@ Image = pytest.importorskip("PIL.Image")
 
 import resode  # noqa: E402
 import resode.plot as rplot  # noqa: E402
+from resode.plot import _common, _geometry, curves  # noqa: E402
 
 
 def _check_image(path: Path, *, frames: int | None = None) -> tuple[int, int]:
@@ -171,7 +172,7 @@ def test_frame_limits_never_degenerate() -> None:
     traj = np.zeros((3, 50, 3))
     traj[:, :, :2] = rng.normal(size=(50, 2))
     traj[1, :, 2], traj[2, :, 2] = 0.5 * rng.normal(size=50), 2.0 * rng.normal(size=50)
-    lo, hi = rplot._frame_limits(traj)
+    lo, hi = _geometry.frame_limits(traj)
     extent = (traj.max(axis=(0, 1)) - traj.min(axis=(0, 1))).max()
     assert hi[0, 2] - lo[0, 2] >= 0.1 * extent * 0.999  # frame 0: not +-0.001
     assert np.all(lo <= traj.min(axis=1)) and np.all(hi >= traj.max(axis=1))
@@ -182,7 +183,7 @@ def test_principal_plane_projects_on_the_largest_spread() -> None:
     rng = np.random.default_rng(1)
     final = rng.normal(size=(200, 5)) * np.array([0.1, 5.0, 0.2, 2.0, 0.1])
     traj = np.stack([0.5 * final, final])
-    proj = rplot._principal_plane(traj)
+    proj = _geometry.principal_plane(traj)
     assert proj.shape == (2, 200, 2)
     spread = proj[-1].std(axis=0)
     assert spread[0] == pytest.approx(final[:, 1].std(), rel=0.05)
@@ -191,7 +192,7 @@ def test_principal_plane_projects_on_the_largest_spread() -> None:
 
 def test_readout_plane_last_frame_of_a_3d_flow(tmp_path: Path, trained: Any) -> None:
     model = trained[0]
-    grid = rplot._readout_plane_grid(model, [(-2.0, 2.0), (-2.0, 2.0), (-2.0, 2.0)])
+    grid = _geometry.readout_plane_grid(model, [(-2.0, 2.0), (-2.0, 2.0), (-2.0, 2.0)])
     assert grid is not None
     points = np.stack([g.ravel() for g in grid], axis=1)
     points = points[np.isfinite(points).all(axis=1)]
@@ -208,7 +209,7 @@ def test_legends_sit_outside_the_axes(tmp_path: Path) -> None:
     fig, ax = plt.subplots()
     for k in range(10):
         ax.plot([0, 1], [k, k], label=f"class {k}")
-    rplot._legend_outside(ax)
+    _common.legend_outside(ax)
     fig.canvas.draw()
     legend = ax.get_legend().get_window_extent()
     assert legend.x0 >= ax.get_window_extent().x1  # right of the axes, covering nothing
@@ -261,7 +262,7 @@ def test_sweep_plot_reads_a_results_table(tmp_path: Path) -> None:
 
 
 def test_sweep_fits_the_power_law_and_the_rate() -> None:
-    _fit_line = rplot._fit_line
+    _fit_line = curves._fit_line
 
     T = np.array([1.0, 2.0, 4.0, 8.0])
     assert _fit_line(np.log(T), np.log(3.0 / T)) == pytest.approx(-1.0)
@@ -375,3 +376,103 @@ def test_loss_along_time_uses_the_clamped_readout(tmp_path: Path) -> None:
     _check_image(
         rplot.loss_along_time(model, X, np.where(labels > 0, 1.0, -1.0), tmp_path / "l.png")
     )
+
+
+# --------------------------------------------------------------------------- issue 23
+
+
+def _svg_text(draw: Any) -> str:
+    """The SVG ``draw()`` writes, its text kept as text (not paths) so that it can be read."""
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        return Path(draw()).read_text(encoding="utf-8")
+
+
+def _sign_classifier() -> resode.NeuralODE:
+    """leia's setup (one output, hardtanh readout, mse on +-1 targets) with a known decision:
+    a zero field (the flow is the identity) and the readout z = clip(4 x1, -1, 1)."""
+    model = resode.NeuralODE(
+        2, T=1.0, pieces=2, classes=1, loss="mse", readout="hardtanh", augment=1, seed=0
+    )
+    for name in ("W", "b", "c"):
+        model.params[name][...] = 0.0
+    model.params["P"][...] = [[4.0, 0.0, 0.0]]
+    return model
+
+
+def test_decision_boundary_of_a_one_output_sign_classifier(tmp_path: Path) -> None:
+    """The decision is the sign of the output, the points are coloured by the sign of their
+    targets and the accuracy is the sign agreement (it drew a blank plane, "train (0.0%)")."""
+    model = _sign_classifier()
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    y = np.where(X[:, 0] > 0, 1.0, -1.0)
+    y[:20] *= -1.0  # 20 of 200 on the wrong side: 90% sign agreement
+    y_test = np.where(X[:50, 0] > 0, 1.0, -1.0)  # all right: 100%
+    svg = _svg_text(
+        lambda: rplot.decision_boundary(
+            model, X, y, X[:50], y_test, path=tmp_path / "b.svg", resolution=40
+        )
+    )
+    assert "train (90.0%)" in svg and "test (100.0%)" in svg
+    assert "sign of the output" in svg
+    png = rplot.decision_boundary(model, X, y, path=tmp_path / "b.png", resolution=60)
+    import matplotlib.image
+
+    rgb = matplotlib.image.imread(png)[..., :3]
+    h, w = rgb.shape[:2]
+    plane = rgb[h // 4 : 3 * h // 4, w // 5 : 3 * w // 5]  # inside the axes, left of the bar
+    red = np.mean(plane[..., 0] > plane[..., 2] + 0.2)
+    blue = np.mean(plane[..., 2] > plane[..., 0] + 0.2)
+    assert red > 0.2 and blue > 0.2, (red, blue)  # both sides of x1 = 0 coloured
+    assert len(np.unique(plane.reshape(-1, 3), axis=0)) > 10
+
+
+def test_one_output_points_are_coloured_by_the_sign_of_their_targets(tmp_path: Path) -> None:
+    """+-1 targets are labels [y > 0] in every figure (they were cast to -1 and 1, both drawn
+    in the same colour)."""
+    model = _sign_classifier()
+    X = np.random.default_rng(1).normal(size=(40, 2))
+    y = np.where(X[:, 0] > 0, 1.0, -1.0)
+    svg = _svg_text(lambda: rplot.state_norm(model, X, tmp_path / "n.svg", y=y))
+    assert "y &lt;= 0" in svg and "y &gt; 0" in svg and "class -1" not in svg
+    _check_image(rplot.trajectories(model, X, y, tmp_path / "t.gif", max_frames=3), frames=2)
+
+
+def test_history_of_a_sign_classifier_shows_its_accuracy(tmp_path: Path) -> None:
+    both = {"loss": [0.5, 0.2], "r2": [-3.0, 0.4], "accuracy": [0.6, 0.95]}
+    svg = _svg_text(lambda: rplot.history(both, tmp_path / "h.svg"))
+    assert ">accuracy<" in svg and "R^2" not in svg
+    svg = _svg_text(lambda: rplot.history({"loss": [0.5], "r2": [0.1]}, tmp_path / "r.svg"))
+    assert "R^2" in svg
+
+
+def test_plot_reads_targets_through_the_model_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
+    """resode.plot reads no private model state: the core's targets come from
+    model.problem(X, y).targets when the model has it."""
+    model = resode.NeuralODE(2, T=1.0, pieces=2, classes=2, seed=0)
+    X, y = np.zeros((3, 2)), np.array([0, 1, 1])
+    seen = []
+
+    class Problem:
+        targets = np.array([1, 0, 0])
+
+    def problem(X_: Any, y_: Any = None) -> Problem:
+        seen.append((X_, y_))
+        return Problem()
+
+    monkeypatch.setattr(model, "problem", problem, raising=False)
+    np.testing.assert_array_equal(_common.targets(model, X, y), [1, 0, 0])
+    assert seen and seen[0][1] is y
+
+
+def test_import_resode_plot_does_not_import_matplotlib() -> None:
+    code = (
+        "import sys, resode; assert 'matplotlib' not in sys.modules; "
+        "import resode.plot; assert 'matplotlib' not in sys.modules; "
+        "assert callable(resode.plot.decision_boundary)"
+    )
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -1,0 +1,61 @@
+"""Pictures of a trained model: the flow of the points, the decision boundary, training curves,
+the controls and the state norm. Needs matplotlib (``pip install resode[plot]``).
+
+Every function draws on its own :class:`matplotlib.figure.Figure` with the Agg canvas (no
+``pyplot``, no global backend change, safe in scripts, servers and notebooks), writes ``path``
+atomically and returns it as a :class:`pathlib.Path`. The file format follows the suffix
+(``.png``, ``.pdf``, ``.svg``, ... for still images; ``.gif`` or ``.mp4`` for the animations).
+``import resode.plot`` does not import matplotlib; drawing does.
+
+The figures, one module per family:
+
+- :mod:`resode.plot.flows`: :func:`trajectories` (the points flowing through the layers/time).
+- :mod:`resode.plot.regions`: :func:`decision_boundary`, :func:`decision_regions`.
+- :mod:`resode.plot.curves`: :func:`history` (training curves), :func:`sweep` (a study).
+- :mod:`resode.plot.dynamics`: :func:`controls`, :func:`state_norm`, :func:`loss_along_time`.
+- :mod:`resode.plot.feature_space`: :func:`features`, :func:`feature_history`.
+- :mod:`resode.plot.images`: :func:`image_flow`.
+
+Examples
+--------
+>>> import resode, resode.plot, tempfile, os
+>>> X, y = resode.datasets.concentric_spheres(200, seed=0)
+>>> model = resode.NeuralODE(2, T=5.0, pieces=10, field="bottleneck", hidden=16, augment=1,
+...                          activation="relu", seed=0)
+>>> h = resode.fit(model, X, y, optimizer=resode.optim.Adam(lr=1e-2), epochs=100,
+...                seed=0, progress=False)
+>>> out = tempfile.mkdtemp()
+>>> resode.plot.trajectories(model, X, y, os.path.join(out, "flow.gif")).name
+'flow.gif'
+>>> resode.plot.decision_boundary(model, X, y, path=os.path.join(out, "boundary.png")).name
+'boundary.png'
+"""
+
+from __future__ import annotations
+
+from ._common import require_matplotlib
+from .curves import history, sweep
+from .dynamics import controls, loss_along_time, state_norm
+from .feature_space import feature_history, features
+from .flows import trajectories
+from .images import image_flow
+from .regions import decision_boundary, decision_regions
+
+# The name front ends called before require_matplotlib was public; kept for them until they
+# call the public name.
+_require_matplotlib = require_matplotlib
+
+__all__ = [
+    "controls",
+    "decision_boundary",
+    "decision_regions",
+    "feature_history",
+    "features",
+    "history",
+    "image_flow",
+    "loss_along_time",
+    "require_matplotlib",
+    "state_norm",
+    "sweep",
+    "trajectories",
+]
