@@ -501,17 +501,19 @@ class RunConfig:
         return "\n".join(lines) + "\n"
 
     def argv(self) -> list[str]:
-        """The ``resode train`` arguments of this run (data paths made absolute)."""
+        """The ``resode train`` arguments of this run: the options that differ from the
+        defaults (data paths made absolute)."""
         out: list[str] = []
         defaults = _defaults()
         for key, value in self.options().items():
+            if value == defaults[key] and type(value) is type(defaults[key]):
+                continue
             if isinstance(value, bool):
-                if value != defaults[key]:
-                    out.append(flag(key) if value else "--no-" + key)
+                out.append(flag(key) if value else "--no-" + key.replace("_", "-"))
                 continue
             if key in ("data", "validation"):
                 value = str(Path(value).resolve())
-            out += [flag(key), str(value) if not isinstance(value, float) else repr(value)]
+            out += [flag(key), repr(value) if isinstance(value, float) else str(value)]
         return out
 
     def input_files(self) -> dict[str, str]:

@@ -53,6 +53,7 @@ class RunResult:
     history: Any = None
     model: Any = None
     files: dict[str, bytes] = field(default_factory=dict)
+    folder: str | None = None  # with out=None: the temporary folder the report names
 
     @property
     def exit_code(self) -> int:
@@ -241,7 +242,9 @@ def resume_command(command: str, out: Path, checkpoint: str | os.PathLike[str]) 
     import shlex
 
     config, where = shlex.quote(str(out / "config.toml")), shlex.quote(str(out))
-    return f"{PROG} {command} --config {config} --out {where} --resume {shlex.quote(str(checkpoint))}"
+    return (
+        f"{PROG} {command} --config {config} --out {where} --resume {shlex.quote(str(checkpoint))}"
+    )
 
 
 def _claim(config: RunConfig, out: Path, resume: Path | None, overwrite: bool, command: str,
@@ -462,7 +465,7 @@ def _in_memory(config: RunConfig, setup: Mapping[str, Any], progress: bool,
     try:
         result = _train(config, setup, folder, None, (0, None), progress, command)
         result.files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
-        result.out = None
+        result.out, result.folder = None, str(folder)
         return result
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -32,7 +32,9 @@ def add_parser(sub: Any) -> None:
         "--scheduler", metavar="ADDRESS", help="a running Dask scheduler (tcp://host:8786)"
     )
     sweep.add_argument(
-        "--workers", type=int_at_least(1), help="LocalCluster worker processes (default: one per core)"
+        "--workers",
+        type=int_at_least(1),
+        help="LocalCluster worker processes (default: one per core)",
     )
     sweep.add_argument(
         "--retries", type=int_at_least(0), default=2, help="reruns of a task whose worker died"

@@ -20,9 +20,16 @@ from typing import Any
 
 from .. import config as run_config
 from ..config import RunConfig
-from .common import PROG, Parser, UsageError
+from .common import PROG, UsageError
 
-__all__ = ["TRAIN_DEFAULTS", "add_parser", "add_run_options", "check_train", "resolve", "run_command"]
+__all__ = [
+    "TRAIN_DEFAULTS",
+    "add_parser",
+    "add_run_options",
+    "check_train",
+    "resolve",
+    "run_command",
+]
 
 #: Options of the command that are not part of the run (never read from a config file but
 #: no-progress, a display setting).
@@ -119,7 +126,9 @@ def _file_options(path: str) -> tuple[dict[str, Any], bool | None]:
     except ValueError as exc:
         message = str(exc)
         if message.startswith("cannot read "):
-            raise UsageError(f"cannot read --config {message.removeprefix('cannot read ')}") from None
+            raise UsageError(
+                f"cannot read --config {message.removeprefix('cannot read ')}"
+            ) from None
         if message.startswith(f"{path} "):
             raise UsageError(f"--config {message}") from None
         raise UsageError(f"--config {path}: {message}") from None
