@@ -27,14 +27,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
-import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from . import _options as opt
+from ._options import Option, OptionError
 
 __all__ = [
     "DataConfig",
@@ -47,198 +48,8 @@ __all__ = [
     "read_toml",
 ]
 
-DATASETS = ("spheres", "chess", "chess3", "tricolor", "moons", "spirals", "digits")
-ADAPTIVE = ("dopri5", "tsit5", "bosh3")
 #: Keys of older files and specs: ``key -> field`` whose value is the negation.
 NEGATED = {"no_shuffle": "shuffle", "no_plots": "plots"}
-
-
-class OptionError(ValueError):
-    """A bad option value; ``str()`` is one line naming the option (front ends reword it)."""
-
-    def __init__(self, key: str, message: str, joined: bool = True) -> None:
-        self.key, self.message, self.joined = key, message, joined
-        super().__init__(self.render(key))
-
-    def render(self, name: str) -> str:
-        """The message with the option called ``name`` (a flag, a key)."""
-        return f"{name}: {self.message}" if self.joined else f"{name} {self.message}"
-
-
-@dataclass(frozen=True)
-class Option:
-    """What a field of the configuration says about itself (its ``metadata["option"]``).
-
-    ``check`` converts and checks a value (text from a command line, or a TOML value) and
-    raises ``ValueError`` with a message that does not name the option. ``applies`` returns,
-    for the resolved flat options of a run, why the option means nothing there (None: it
-    applies). ``results`` is False for options that do not change a run's results (left out
-    of its identity); ``sweep`` is False for options a sweep sets itself.
-    """
-
-    help: str
-    check: Callable[[Any], Any]
-    applies: Callable[[Mapping[str, Any]], str | None] | None = None
-    choices: tuple[str, ...] | None = None
-    metavar: str | None = None
-    results: bool = True
-    sweep: bool = True
-
-    @property
-    def is_flag(self) -> bool:
-        return self.check is _bool
-
-
-def _option(default: Any, help: str, check: Callable[[Any], Any], **kwargs: Any) -> Any:
-    return field(default=default, metadata={"option": Option(help, check, **kwargs)})
-
-
-# --------------------------------------------------------------------------- checks
-
-
-def _number(value: Any, kind: type) -> Any:
-    if isinstance(value, bool) or isinstance(value, (list, dict)):
-        raise OptionError("", "must be a string or a number", joined=False)
-    word = "an integer" if kind is int else "a number"
-    try:
-        return kind(str(value).strip())
-    except (TypeError, ValueError):
-        raise ValueError(f"expected {word}, got {str(value)!r}") from None
-
-
-def _int(minimum: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        number = _number(value, int)
-        if number < minimum:
-            raise ValueError(f"must be >= {minimum}, got {number}")
-        return int(number)
-
-    check.__name__ = "integer"
-    return check
-
-
-def _float(*, positive: bool = False, unit: bool = False) -> Callable[[Any], float]:
-    def check(value: Any) -> float:
-        number = _number(value, float)
-        if not math.isfinite(number):
-            raise ValueError(f"must be finite, got {str(value)!r}")
-        if positive and number <= 0:
-            raise ValueError(f"must be > 0, got {number:g}")
-        if not positive and number < 0:
-            raise ValueError(f"must be >= 0, got {number:g}")
-        if unit and not 0 < number < 1:
-            raise ValueError(f"must be in (0, 1), got {number:g}")
-        return number
-
-    check.__name__ = "number"
-    return check
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise OptionError("", "must be true or false", joined=False)
-    return value
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, (bool, list, dict)) or value is None:
-        raise OptionError("", "must be a string or a number", joined=False)
-    return str(value)
-
-
-def _choice(*choices: str) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if value not in choices:
-            raise OptionError(
-                "", f"must be one of {', '.join(choices)}; got {value!r}", joined=False
-            )
-        return str(value)
-
-    return check
-
-
-# --------------------------------------------------------------------------- applicability
-
-
-def _node_only(o: Mapping[str, Any]) -> str | None:
-    return "applies to --model node only" if o["model"] == "resnet" else None
-
-
-def _resnet_only(o: Mapping[str, Any]) -> str | None:
-    return "applies to --model resnet only" if o["model"] != "resnet" else None
-
-
-def _adaptive_only(o: Mapping[str, Any]) -> str | None:
-    if o["model"] == "resnet":
-        return "applies to --model node only"
-    if o["method"] not in ADAPTIVE:
-        return f"applies to the adaptive methods only (not --method {o['method']})"
-    return None
-
-
-def _bottleneck_only(o: Mapping[str, Any]) -> str | None:
-    field_ = o["field"]
-    return f"applies to --field bottleneck only (not {field_})" if field_ != "bottleneck" else None
-
-
-def _T(o: Mapping[str, Any]) -> str | None:
-    if o["model"] == "resnet" and o.get("h") is not None:
-        return "does not apply with --h (a ResNet's h is T / layers otherwise)"
-    return None
-
-
-def _turnpike_weight(o: Mapping[str, Any]) -> str | None:
-    if o["model"] == "resnet":
-        return "applies to --model node only"
-    return None if o.get("turnpike") else "applies with --turnpike only"
-
-
-def _sgd_only(o: Mapping[str, Any]) -> str | None:
-    return "applies to --optimizer sgd only" if o["optimizer"] != "sgd" else None
-
-
-def _adam_only(o: Mapping[str, Any]) -> str | None:
-    return "applies to --optimizer adam only" if o["optimizer"] != "adam" else None
-
-
-def _step_schedule_only(o: Mapping[str, Any]) -> str | None:
-    return "applies to --schedule step only" if o["schedule"] != "step" else None
-
-
-def _generated_only(o: Mapping[str, Any]) -> str | None:
-    return "applies to the generated data sets, not --data" if o.get("data") else None
-
-
-def _data_only(o: Mapping[str, Any]) -> str | None:
-    return None if o.get("data") else "applies with --data only"
-
-
-def _takes(dataset: str) -> set[str]:
-    """The keyword arguments of a generated data set's function (digits: none)."""
-    from . import datasets
-
-    function = datasets.DATASETS.get(dataset)
-    return set() if function is None else set(inspect.signature(function).parameters)
-
-
-def _dataset_argument(name: str, text: str) -> Callable[[Mapping[str, Any]], str | None]:
-    """The rule of an option passed to the data set's function when it takes it."""
-
-    def applies(o: Mapping[str, Any]) -> str | None:
-        if o.get("data"):
-            return "applies to the generated data sets, not --data"
-        if name not in _takes(o["dataset"]):
-            users = [d for d in DATASETS if name in _takes(d)]
-            return f"applies to {text} {', '.join(users)} only, not {o['dataset']}"
-        return None
-
-    return applies
-
-
-def _test_size(o: Mapping[str, Any]) -> str | None:
-    if o.get("validation"):
-        return "does not apply with --validation (the test data are given)"
-    return None
 
 
 # --------------------------------------------------------------------------- the sections
@@ -248,60 +59,75 @@ def _test_size(o: Mapping[str, Any]) -> str | None:
 class DataConfig:
     """Where the data come from: a generated data set, or a file (``data``)."""
 
-    dataset: str = _option(
-        "spheres", "data set", _choice(*DATASETS), applies=_generated_only, choices=DATASETS
+    dataset: str = opt.option(
+        "spheres",
+        "data set",
+        opt.choice(*opt.DATASETS),
+        applies=opt.generated_only,
+        choices=opt.DATASETS,
     )
-    data: str | None = _option(
+    data: str | None = opt.option(
         None,
         "train on your own file instead of --dataset: .npz with X (N, dim) and y, or .csv",
-        _text,
+        opt.text,
         metavar="PATH",
     )
-    target: str | None = _option(
+    target: str | None = opt.option(
         None,
         "the target column of a --data .csv file (default: the last)",
-        _text,
-        applies=_data_only,
+        opt.text,
+        applies=opt.data_only,
         metavar="NAME|INDEX",
     )
-    features: str | None = _option(
+    features: str | None = opt.option(
         None,
         "comma-separated feature columns of --data (names or 0-based indices; default: all but "
         "the target)",
-        _text,
-        applies=_data_only,
+        opt.text,
+        applies=opt.data_only,
         metavar="COLUMNS",
     )
-    validation: str | None = _option(
+    validation: str | None = opt.option(
         None,
         "a test file like --data (instead of splitting off --test-size)",
-        _text,
-        applies=_data_only,
+        opt.text,
+        applies=opt.data_only,
         metavar="PATH",
     )
-    n_samples: int = _option(
-        1000, "samples in all (digits: all 1797)", _int(4), applies=_generated_only, metavar="N"
+    n_samples: int = opt.option(
+        1000,
+        "samples in all (digits: all 1797)",
+        opt.int_at_least(4),
+        applies=opt.generated_only,
+        metavar="N",
     )
-    dim: int | None = _option(
-        None, "dimension of the spheres data set (default 2)", _int(1),
-        applies=_dataset_argument("dim", "--dataset"),
-    )  # fmt: skip
-    noise: float | None = _option(
-        None, "noise of the data set (its function's default otherwise)", _float(),
-        applies=_dataset_argument("noise", "the data sets"),
-    )  # fmt: skip
-    style: str = _option(
-        "resode", "the data laws: resode's or leia's", _choice("resode", "leia"),
-        applies=_dataset_argument("style", "the data sets"), choices=("resode", "leia"),
-    )  # fmt: skip
-    test_size: float = _option(
+    dim: int | None = opt.option(
+        None,
+        "dimension of the spheres data set (default 2)",
+        opt.int_at_least(1),
+        applies=opt.dataset_argument("dim", "--dataset"),
+    )
+    noise: float | None = opt.option(
+        None,
+        "noise of the data set (its function's default otherwise)",
+        opt.number_in(),
+        applies=opt.dataset_argument("noise", "the data sets"),
+    )
+    style: str = opt.option(
+        "resode",
+        "the data laws: resode's or leia's",
+        opt.choice("resode", "leia"),
+        applies=opt.dataset_argument("style", "the data sets"),
+        choices=("resode", "leia"),
+    )
+    test_size: float = opt.option(
         0.2,
         "held-out fraction",
-        _float(positive=True, unit=True),
-        applies=_test_size,
+        opt.number_in(positive=True, unit=True),
+        applies=opt.test_size,
         metavar="FRACTION",
     )
-    seed: int = _option(0, "seed of data, init and batches", _int(0))
+    seed: int = opt.option(0, "seed of data, init and batches", opt.int_at_least(0))
 
 
 def _choices(name: str) -> tuple[str, ...]:
@@ -319,82 +145,122 @@ _LOSSES, _READOUTS = _choices("LOSSES"), _choices("READOUTS")
 class ModelConfig:
     """The model: a neural ODE (``model = "node"``) or a ResNet, and its loss terms."""
 
-    model: str = _option("node", "model", _choice("node", "resnet"), choices=("node", "resnet"))
-    field: str = _option("bottleneck", "vector field", _choice(*_FIELDS), choices=_FIELDS)
-    hidden: int = _option(32, "bottleneck width", _int(1), applies=_bottleneck_only)
-    augment: int = _option(1, "zero dimensions added", _int(0))
-    activation: str = _option("tanh", "activation", _choice(*_ACTIVATIONS), choices=_ACTIVATIONS)
-    T: float = _option(5.0, "final time", _float(positive=True), applies=_T)
-    pieces: int = _option(10, "control pieces", _int(1), applies=_node_only)
-    substeps: int = _option(1, "steps per piece", _int(1), applies=_node_only)
-    method: str = _option(
-        "rk4", "integrator", _choice(*_METHODS), applies=_node_only, choices=_METHODS
+    model: str = opt.option(
+        "node", "model", opt.choice("node", "resnet"), choices=("node", "resnet")
     )
-    layers: int = _option(10, "ResNet layers", _int(1), applies=_resnet_only)
-    h: float | None = _option(
-        None, "ResNet step size (default T / layers)", _float(positive=True), applies=_resnet_only
+    field: str = opt.option("bottleneck", "vector field", opt.choice(*_FIELDS), choices=_FIELDS)
+    hidden: int = opt.option(
+        32, "bottleneck width", opt.int_at_least(1), applies=opt.bottleneck_only
     )
-    classes: int | None = _option(None, "outputs (default: inferred from the data)", _int(1))
-    loss: str = _option("cross_entropy", "loss", _choice(*_LOSSES), choices=_LOSSES)
-    weight_decay: float = _option(0.0, "weight decay on theta", _float())
-    readout: str = _option(
-        "linear", "the readout of the final state", _choice(*_READOUTS), choices=_READOUTS
+    augment: int = opt.option(1, "zero dimensions added", opt.int_at_least(0))
+    activation: str = opt.option(
+        "tanh", "activation", opt.choice(*_ACTIVATIONS), choices=_ACTIVATIONS
     )
-    l1: float = _option(0.0, "L1 penalty on the controls", _float())
-    decay_readout: bool = _option(False, "weight decay on P and c too", _bool)
-    turnpike: bool = _option(False, "integrated (turnpike) loss", _bool, applies=_node_only)
-    turnpike_weight: float = _option(
-        1.0, "weight of the integrated loss", _float(positive=True), applies=_turnpike_weight
+    T: float = opt.option(5.0, "final time", opt.number_in(positive=True), applies=opt.final_time)
+    pieces: int = opt.option(10, "control pieces", opt.int_at_least(1), applies=opt.node_only)
+    substeps: int = opt.option(1, "steps per piece", opt.int_at_least(1), applies=opt.node_only)
+    method: str = opt.option(
+        "rk4", "integrator", opt.choice(*_METHODS), applies=opt.node_only, choices=_METHODS
     )
-    gradient: str = _option(
-        "discrete", "gradient", _choice(*_GRADIENTS), applies=_node_only, choices=_GRADIENTS
+    layers: int = opt.option(10, "ResNet layers", opt.int_at_least(1), applies=opt.resnet_only)
+    h: float | None = opt.option(
+        None,
+        "ResNet step size (default T / layers)",
+        opt.number_in(positive=True),
+        applies=opt.resnet_only,
     )
-    checkpoints: int | None = _option(
-        None, "stored states (discrete gradient)", _int(1), applies=_node_only
+    classes: int | None = opt.option(
+        None, "outputs (default: inferred from the data)", opt.int_at_least(1)
     )
-    rtol: float | None = _option(
-        None, "adaptive methods' relative tolerance (1e-7)", _float(), applies=_adaptive_only
+    loss: str = opt.option("cross_entropy", "loss", opt.choice(*_LOSSES), choices=_LOSSES)
+    weight_decay: float = opt.option(0.0, "weight decay on theta", opt.number_in())
+    readout: str = opt.option(
+        "linear", "the readout of the final state", opt.choice(*_READOUTS), choices=_READOUTS
     )
-    atol: float | None = _option(
-        None, "adaptive methods' absolute tolerance (1e-9)", _float(), applies=_adaptive_only
+    l1: float = opt.option(0.0, "L1 penalty on the controls", opt.number_in())
+    decay_readout: bool = opt.option(False, "weight decay on P and c too", opt.boolean)
+    turnpike: bool = opt.option(
+        False, "integrated (turnpike) loss", opt.boolean, applies=opt.node_only
     )
-    step_control: str | None = _option(
-        None, "adaptive step control (sample)", _choice("sample", "batch"),
-        applies=_adaptive_only, choices=("sample", "batch"),
-    )  # fmt: skip
-    first_step: float | None = _option(
-        None, "adaptive methods' first step (auto)", _float(positive=True), applies=_adaptive_only
+    turnpike_weight: float = opt.option(
+        1.0,
+        "weight of the integrated loss",
+        opt.number_in(positive=True),
+        applies=opt.turnpike_weight,
     )
-    max_steps: int | None = _option(
-        None, "adaptive methods' steps per sample and piece (100000)", _int(1),
-        applies=_adaptive_only,
-    )  # fmt: skip
-    dtype: str = _option(
-        "float64", "dtype", _choice("float64", "float32"), choices=("float64", "float32")
+    gradient: str = opt.option(
+        "discrete", "gradient", opt.choice(*_GRADIENTS), applies=opt.node_only, choices=_GRADIENTS
     )
-    fixed_projection: bool = _option(False, "freeze P and c", _bool)
+    checkpoints: int | None = opt.option(
+        None, "stored states (discrete gradient)", opt.int_at_least(1), applies=opt.node_only
+    )
+    rtol: float | None = opt.option(
+        None,
+        "adaptive methods' relative tolerance (1e-7)",
+        opt.number_in(),
+        applies=opt.adaptive_only,
+    )
+    atol: float | None = opt.option(
+        None,
+        "adaptive methods' absolute tolerance (1e-9)",
+        opt.number_in(),
+        applies=opt.adaptive_only,
+    )
+    step_control: str | None = opt.option(
+        None,
+        "adaptive step control (sample)",
+        opt.choice("sample", "batch"),
+        applies=opt.adaptive_only,
+        choices=("sample", "batch"),
+    )
+    first_step: float | None = opt.option(
+        None,
+        "adaptive methods' first step (auto)",
+        opt.number_in(positive=True),
+        applies=opt.adaptive_only,
+    )
+    max_steps: int | None = opt.option(
+        None,
+        "adaptive methods' steps per sample and piece (100000)",
+        opt.int_at_least(1),
+        applies=opt.adaptive_only,
+    )
+    dtype: str = opt.option(
+        "float64", "dtype", opt.choice("float64", "float32"), choices=("float64", "float32")
+    )
+    fixed_projection: bool = opt.option(False, "freeze P and c", opt.boolean)
 
 
 @dataclass(frozen=True)
 class OptimizerConfig:
     """The optimiser and its learning-rate schedule."""
 
-    optimizer: str = _option("adam", "optimiser", _choice("adam", "sgd"), choices=("adam", "sgd"))
-    lr: float = _option(1e-2, "learning rate", _float(positive=True))
-    momentum: float = _option(0.0, "SGD momentum", _float(), applies=_sgd_only)
-    nesterov: bool = _option(False, "SGD Nesterov momentum", _bool, applies=_sgd_only)
-    beta1: float = _option(0.9, "Adam beta1", _float(), applies=_adam_only)
-    beta2: float = _option(0.999, "Adam beta2", _float(), applies=_adam_only)
-    eps: float = _option(1e-8, "Adam eps", _float(positive=True), applies=_adam_only)
-    schedule: str = _option(
-        "none", "lr schedule: cosine over the epochs, or step (times --gamma every --step-size)",
-        _choice("none", "cosine", "step"), choices=("none", "cosine", "step"),
-    )  # fmt: skip
-    step_size: int = _option(
-        100, "epochs per step of --schedule step", _int(1), applies=_step_schedule_only
+    optimizer: str = opt.option(
+        "adam", "optimiser", opt.choice("adam", "sgd"), choices=("adam", "sgd")
     )
-    gamma: float = _option(
-        0.1, "factor of --schedule step", _float(positive=True), applies=_step_schedule_only
+    lr: float = opt.option(1e-2, "learning rate", opt.number_in(positive=True))
+    momentum: float = opt.option(0.0, "SGD momentum", opt.number_in(), applies=opt.sgd_only)
+    nesterov: bool = opt.option(False, "SGD Nesterov momentum", opt.boolean, applies=opt.sgd_only)
+    beta1: float = opt.option(0.9, "Adam beta1", opt.number_in(), applies=opt.adam_only)
+    beta2: float = opt.option(0.999, "Adam beta2", opt.number_in(), applies=opt.adam_only)
+    eps: float = opt.option(1e-8, "Adam eps", opt.number_in(positive=True), applies=opt.adam_only)
+    schedule: str = opt.option(
+        "none",
+        "lr schedule: cosine over the epochs, or step (times --gamma every --step-size)",
+        opt.choice("none", "cosine", "step"),
+        choices=("none", "cosine", "step"),
+    )
+    step_size: int = opt.option(
+        100,
+        "epochs per step of --schedule step",
+        opt.int_at_least(1),
+        applies=opt.step_schedule_only,
+    )
+    gamma: float = opt.option(
+        0.1,
+        "factor of --schedule step",
+        opt.number_in(positive=True),
+        applies=opt.step_schedule_only,
     )
 
 
@@ -402,30 +268,49 @@ class OptimizerConfig:
 class TrainingConfig:
     """The training loop and what a run writes besides its model."""
 
-    epochs: int = _option(300, "epochs", _int(0))
-    batch_size: int | None = _option(None, "samples per step (default: full batch)", _int(1))
-    shuffle: bool = _option(True, "shuffle the data each epoch", _bool)
-    bound: float | None = _option(None, "L1+Linf bound on the controls", _float(positive=True))
-    early_stopping: int = _option(
-        0, "stop after PATIENCE epochs without a better validation loss and keep the best "
-        "epoch's model (0: off)", _int(0), metavar="PATIENCE",
-    )  # fmt: skip
-    threads: int | None = _option(
-        None, "threads of the core (default: all)", _int(1), results=False, sweep=False
+    epochs: int = opt.option(300, "epochs", opt.int_at_least(0))
+    batch_size: int | None = opt.option(
+        None, "samples per step (default: full batch)", opt.int_at_least(1)
     )
-    checkpoint_every: int | None = _option(
-        None, "write OUT/checkpoint.npz every K epochs", _int(1), metavar="K", results=False,
+    shuffle: bool = opt.option(True, "shuffle the data each epoch", opt.boolean)
+    bound: float | None = opt.option(
+        None, "L1+Linf bound on the controls", opt.number_in(positive=True)
+    )
+    early_stopping: int = opt.option(
+        0,
+        "stop after PATIENCE epochs without a better validation loss and keep the best "
+        "epoch's model (0: off)",
+        opt.int_at_least(0),
+        metavar="PATIENCE",
+    )
+    threads: int | None = opt.option(
+        None, "threads of the core (default: all)", opt.int_at_least(1), results=False, sweep=False
+    )
+    checkpoint_every: int | None = opt.option(
+        None,
+        "write OUT/checkpoint.npz every K epochs",
+        opt.int_at_least(1),
+        metavar="K",
+        results=False,
         sweep=False,
-    )  # fmt: skip
-    log_every: int | None = _option(
-        None, "when stderr is not a terminal: a log line every N epochs (default: ~20 per run)",
-        _int(1), metavar="N", results=False, sweep=False,
-    )  # fmt: skip
-    plots: bool = _option(True, "draw the figures", _bool, results=False)
+    )
+    log_every: int | None = opt.option(
+        None,
+        "when stderr is not a terminal: a log line every N epochs (default: ~20 per run)",
+        opt.int_at_least(1),
+        metavar="N",
+        results=False,
+        sweep=False,
+    )
+    plots: bool = opt.option(True, "draw the figures", opt.boolean, results=False)
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "optimizer": OptimizerConfig,
-            "training": TrainingConfig}  # fmt: skip
+SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "optimizer": OptimizerConfig,
+    "training": TrainingConfig,
+}
 
 
 def fields() -> Iterator[tuple[str, dataclasses.Field[Any], Option]]:
@@ -555,7 +440,7 @@ def normalise(options: Mapping[str, Any], name: Callable[[str], str] = str) -> d
         key = str(key).replace("-", "_")
         if key in NEGATED:
             try:
-                value = not _bool(value)
+                value = not opt.boolean(value)
             except OptionError as exc:
                 raise ValueError(exc.render(name(key))) from None
             key = NEGATED[key]
