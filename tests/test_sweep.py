@@ -169,6 +169,54 @@ def test_a_sweep_equals_resode_train_runs_and_resumes(client: Any, tmp_path: Pat
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")} == stamps
 
 
+def _watch_writes(folder: str) -> None:
+    """On a worker: record every file or folder created, written or renamed under
+    ``folder`` (an audit hook, which stays for the worker's life)."""
+    import builtins
+
+    seen: list[str] = []
+    builtins._resode_writes = seen  # type: ignore[attr-defined]
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        paths: list[Any] = []
+        if event == "open" and args[1] is not None and set(str(args[1])) & set("wax+"):
+            paths = [args[0]]
+        elif event == "open" and isinstance(args[2], int) and args[2] & (os.O_WRONLY | os.O_RDWR):
+            paths = [args[0]]
+        elif event in ("os.mkdir", "os.rename", "os.replace", "os.remove", "os.link"):
+            paths = list(args[:2])
+        for p in paths:
+            if isinstance(p, (str, bytes, os.PathLike)) and os.fsdecode(p).startswith(folder):
+                seen.append(f"{event} {os.fsdecode(p)}")
+
+    sys.addaudithook(hook)
+
+
+def _writes() -> list[str]:
+    import builtins
+
+    return list(getattr(builtins, "_resode_writes", []))
+
+
+def test_workers_write_nothing_under_out(client: Any, tmp_path: Path) -> None:
+    """The workers return each run's files through Dask; the driver alone writes OUT (a
+    cluster without a shared file system works)."""
+    out = tmp_path / "sweep"
+    client.run(_watch_writes, str(tmp_path))
+    result = sweep.run(_spec(lr=[0.02]), out, client=client, progress=False)
+    assert result.count("ok") == 2
+    assert all(writes == [] for writes in client.run(_writes).values())
+    for r in sweep.expand(_spec(lr=[0.02])):
+        folder = out / "runs" / r.id
+        names = {"result.json", "model.npz", "history.csv", "history.json", "run.json",
+                 "config.toml", "log.txt"}  # fmt: skip
+        assert {p.name for p in folder.iterdir()} == names
+        assert f"wrote {folder}{os.sep}: model.npz" in (folder / "log.txt").read_text()
+    # the hook sees what a worker writes there: the test can fail
+    client.run(lambda: (tmp_path / "probe").write_text("x"))
+    assert all(writes for writes in client.run(_writes).values())
+
+
 def test_divergence_is_a_result(client: Any, tmp_path: Path) -> None:
     spec = {"base": {**BASE, "optimizer": "sgd", "epochs": 30}, "grid": {"lr": [0.05, 1e30]}}
     result = sweep.run(spec, tmp_path / "s", client=client, progress=False)

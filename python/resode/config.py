@@ -354,7 +354,8 @@ class RunConfig:
     def from_toml(cls, path: str | os.PathLike[str]) -> RunConfig:
         """The run of a ``config.toml`` (tables one level deep, their names ignored)."""
         options = read_toml(path)
-        options.pop("no_progress", None)  # a display setting of the command in older files
+        for key in ("no_progress", "no-progress"):  # the command's display, in older files
+            options.pop(key, None)
         return cls.from_options(options)
 
     def flat(self) -> dict[str, Any]:
