@@ -275,3 +275,94 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     for name, default, _ in _every_field():
         flag = ("--no-" + name.replace("_", "-")) if default is True else run_config.flag(name)
         assert flag in text, flag
+
+
+# --------------------------------------------------------------------------- data files
+
+
+def _table_file(path: Path, columns: dict[str, Any], delimiter: str = ",") -> Path:
+    names = list(columns)
+    rows = zip(*columns.values())
+    lines = [delimiter.join(names)] + [delimiter.join(str(v) for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _regression_columns(n: int = 60) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(100.0, 20.0, n), rng.normal(0.0, 0.01, n)
+    return {"id": [f"row{i}" for i in range(n)], "a": a.tolist(), "b": b.tolist(),
+            "y": (3.0 * a + 500.0 * b + 7.0).tolist()}  # fmt: skip
+
+
+def _in_memory_load(monkeypatch: pytest.MonkeyPatch, model: Any) -> None:
+    """predict reads this model (with the attributes set by train_run) whatever the file:
+    the model file keeps feature_names, target_name and scaling once the models branch of
+    issue 23 is merged (resode.io saves them)."""
+    monkeypatch.setattr(resode.io, "load", lambda path: model)
+
+
+def test_data_files_are_standardised_and_predict_applies_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _table_file(tmp_path / "train.csv", _regression_columns())
+    options = {"data": str(data), "target": "y", "features": "a,b", "loss": "mse",
+               "model": "resnet", "layers": 2, "epochs": 5, "plots": False}  # fmt: skip
+    result = train_run(RunConfig.from_options(options), None)
+    model = result.model
+    X = np.loadtxt(data, delimiter=",", skiprows=1, usecols=(1, 2))
+    y = np.loadtxt(data, delimiter=",", skiprows=1, usecols=3)
+    X_tr = resode.datasets.train_test_split(X, y, 0.2, seed=0)[0]
+    np.testing.assert_allclose(model.scaling["X_mean"], X_tr.mean(axis=0))
+    np.testing.assert_allclose(model.scaling["X_scale"], X_tr.std(axis=0))
+    assert model.scaling["y_mean"] is not None
+    assert (model.feature_names, model.target_name) == (["a", "b"], "y")
+    unscaled = train_run(RunConfig.from_options({**options, "scale": "none"}), None).model
+    assert unscaled.scaling is None
+    capsys.readouterr()
+    _in_memory_load(monkeypatch, model)
+    assert main(["predict", "--model", "m.npz", "--data", str(data)]) == 0
+    captured = capsys.readouterr()
+    predicted = np.array([float(v) for v in captured.out.split()[1:]])
+    scaled = (X - model.scaling["X_mean"]) / model.scaling["X_scale"]
+    want = model.forward(scaled)[:, 0] * model.scaling["y_scale"][0] + model.scaling["y_mean"][0]
+    np.testing.assert_allclose(predicted, want, rtol=1e-12)
+    assert f"R^2 on {data}: " in captured.err  # the target column found by its name
+
+
+def test_predict_selects_the_features_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    columns = _regression_columns()
+    data = _table_file(tmp_path / "train.csv", columns)
+    options = {"data": str(data), "target": "y", "features": "a,b", "loss": "mse",
+               "model": "resnet", "layers": 2, "epochs": 3, "plots": False}  # fmt: skip
+    model = train_run(RunConfig.from_options(options), None).model
+    capsys.readouterr()
+    _in_memory_load(monkeypatch, model)
+    assert main(["predict", "--model", "m.npz", "--data", str(data)]) == 0
+    first = capsys.readouterr().out
+    shuffled = {k: columns[k] for k in ("b", "id", "a")}  # another order, no target
+    other = _table_file(tmp_path / "other.csv", shuffled, delimiter=";")
+    assert main(["predict", "--model", "m.npz", "--data", str(other)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == first and "R^2" not in captured.err
+    missing = _table_file(tmp_path / "missing.csv", {k: columns[k] for k in ("id", "a")})
+    assert main(["predict", "--model", "m.npz", "--data", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lacks the model's feature column b" in err
+
+
+def test_columns_left_out_are_not_parsed_and_the_delimiter_is_detected(tmp_path: Path) -> None:
+    from resode.data_files import read
+
+    columns = {"id": ["x", "y", "z", "w"], "a": [1, 2, 3, 4], "label": [0, 1, 0, 1]}
+    comma = read(_table_file(tmp_path / "c.csv", columns), features=["a"], target="label")
+    for delimiter in (";", "\t", "|"):
+        other = read(_table_file(tmp_path / "o.csv", columns, delimiter), features=["a"],
+                     target="label")  # fmt: skip
+        np.testing.assert_array_equal(other.X, comma.X)
+        np.testing.assert_array_equal(other.y, comma.y)
+    assert (comma.feature_names, comma.target_name) == (["a"], "label")
+    with pytest.raises(ValueError, match="'x' is not a number"):
+        read(tmp_path / "c.csv", target="label")  # the id column is a feature then

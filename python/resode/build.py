@@ -9,7 +9,8 @@ import numpy as np
 
 from .config import RunConfig
 
-__all__ = ["build_model", "build_optimizer", "label_texts", "load_data", "prepare"]
+__all__ = ["build_model", "build_optimizer", "label_texts", "load_data", "prepare",
+           "scale_inputs", "scale_targets", "standardisation", "unscale_outputs"]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- data
@@ -30,30 +31,37 @@ def label_texts(labels: np.ndarray) -> np.ndarray:
     return np.array([str(int(v)) for v in labels], dtype=str)
 
 
-def _read(config: RunConfig, path: str, what: str, min_classes: int = 2) -> tuple[Any, Any]:
-    """(X, y) of a data / validation file; every problem is a ValueError naming it."""
-    from .data_files import load
+def _read(config: RunConfig, path: str, what: str, min_classes: int = 2) -> Any:
+    """The DataFile of a data / validation file; every problem is a ValueError naming it."""
+    from .data_files import read
 
     d = config.data
     try:
-        X, y = load(path, target=d.target, features=_columns(d.features), task=_task(config),
+        data = read(path, target=d.target, features=_columns(d.features), task=_task(config),
                     min_classes=min_classes, any_labels=True)  # fmt: skip
     except (OSError, ValueError) as exc:
         raise ValueError(f"{what} {exc}") from None
-    assert y is not None
-    return X, y
+    assert data.y is not None
+    return data
 
 
 def load_data(config: RunConfig) -> tuple[np.ndarray, ...]:
     """(X_train, X_test, y_train, y_test): the files of ``config.data`` or a generated set."""
+    return _load(config)[0]
+
+
+def _load(config: RunConfig) -> tuple[tuple[np.ndarray, ...], tuple[Any, Any]]:
+    """:func:`load_data` and the names of the features and the target (None unknown)."""
     from . import datasets
     from .datasets import train_test_split
 
     d = config.data
+    names: tuple[Any, Any] = (None, None)
     if d.data is not None:
-        X, y = _read(config, d.data, "--data")
+        data = _read(config, d.data, "--data")
+        X, y, names = data.X, data.y, (data.feature_names, data.target_name)
         if d.validation is not None:
-            X_te, y_te = _read(config, d.validation, "--validation", min_classes=1)
+            X_te, y_te = _read(config, d.validation, "--validation", min_classes=1)[:2]
             if X_te.shape[1] != X.shape[1]:
                 raise ValueError(
                     f"--validation {d.validation} has {X_te.shape[1]} features, --data "
@@ -61,7 +69,7 @@ def load_data(config: RunConfig) -> tuple[np.ndarray, ...]:
                 )
             if "U" in (y.dtype.kind, y_te.dtype.kind):  # text labels in one file: compare text
                 y, y_te = label_texts(y), label_texts(y_te)
-            return X, X_te, y, y_te
+            return (X, X_te, y, y_te), names
     elif d.dataset == "digits":
         X, y = datasets.digits()
     else:
@@ -73,7 +81,7 @@ def load_data(config: RunConfig) -> tuple[np.ndarray, ...]:
         if d.style != "resode":
             kwargs["style"] = d.style
         X, y = datasets.DATASETS[d.dataset](d.n_samples, **kwargs)
-    return tuple(train_test_split(X, y, d.test_size, seed=d.seed))
+    return tuple(train_test_split(X, y, d.test_size, seed=d.seed)), names
 
 
 def _class_labels(y_tr: np.ndarray, y_te: np.ndarray) -> np.ndarray | None:
@@ -135,12 +143,58 @@ def build_optimizer(config: RunConfig) -> Any:
     return Adam(lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, schedule=schedule)
 
 
+# --------------------------------------------------------------------------- scaling
+
+
+def standardisation(X: np.ndarray, y: np.ndarray | None = None) -> dict[str, Any]:
+    """The statistics that standardise ``X`` (and real targets ``y``): ``model.scaling``.
+    A constant column keeps scale 1 (it is only centred)."""
+
+    def stats(a: np.ndarray) -> tuple[list[float], list[float]]:
+        scale = a.std(axis=0)
+        return a.mean(axis=0).tolist(), np.where(scale > 0, scale, 1.0).tolist()
+
+    X_mean, X_scale = stats(np.asarray(X, dtype=np.float64))
+    y_mean = y_scale = None
+    if y is not None:
+        y_mean, y_scale = stats(np.asarray(y, dtype=np.float64).reshape(len(y), -1))
+    return {"X_mean": X_mean, "X_scale": X_scale, "y_mean": y_mean, "y_scale": y_scale}
+
+
+def scale_inputs(scaling: dict[str, Any] | None, X: np.ndarray) -> np.ndarray:
+    """``(X - X_mean) / X_scale`` (``X`` itself without scaling)."""
+    if scaling is None:
+        return X
+    return (X - np.asarray(scaling["X_mean"])) / np.asarray(scaling["X_scale"])
+
+
+def scale_targets(scaling: dict[str, Any] | None, y: np.ndarray) -> np.ndarray:
+    """Real targets standardised like the training targets (unchanged without)."""
+    if scaling is None or scaling.get("y_mean") is None:
+        return y
+    mean, scale = np.asarray(scaling["y_mean"]), np.asarray(scaling["y_scale"])
+    return ((y.reshape(len(y), -1) - mean) / scale).reshape(y.shape)
+
+
+def unscale_outputs(scaling: dict[str, Any] | None, outputs: np.ndarray) -> np.ndarray:
+    """A regression model's outputs in the units of the training targets."""
+    if scaling is None or scaling.get("y_mean") is None:
+        return outputs
+    return outputs * np.asarray(scaling["y_scale"]) + np.asarray(scaling["y_mean"])
+
+
 def prepare(config: RunConfig) -> dict[str, Any]:
     """Data, model and optimiser of a run (nothing touches the file system); every problem
     is a ``ValueError`` (or a ``TypeError`` of the library)."""
-    X_tr, X_te, y_tr, y_te = load_data(config)
+    (X_tr, X_te, y_tr, y_te), names = _load(config)
     task = _task(config)
     values = config.data.data is not None and task == "regression"  # y: real numbers
+    scaling = None
+    if config.data.data is not None and config.data.scale == "standard":
+        scaling = standardisation(X_tr, y_tr if values else None)
+        X_tr, X_te = scale_inputs(scaling, X_tr), scale_inputs(scaling, X_te)
+        if values:
+            y_tr, y_te = scale_targets(scaling, y_tr), scale_targets(scaling, y_te)
     # a file's own labels; a generated set numbers its classes (a tiny one may miss a class)
     own_labels = config.data.data is not None and not values
     class_labels = _class_labels(y_tr, y_te) if own_labels else None
@@ -163,6 +217,8 @@ def prepare(config: RunConfig) -> dict[str, Any]:
         )
     model = build_model(config, X_tr.shape[1], classes)
     model.class_labels = None if class_labels is None else class_labels.tolist()
+    model.feature_names, model.target_name = names
+    model.scaling = scaling
 
     def targets(y: np.ndarray) -> np.ndarray:
         """Labels, real values, or one-hot rows (mse on a classification data set)."""

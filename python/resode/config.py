@@ -120,6 +120,14 @@ class DataConfig:
         applies=opt.dataset_argument("style", "the data sets"),
         choices=("resode", "leia"),
     )
+    scale: str = opt.option(
+        "standard",
+        "standardise the features (and real targets) of --data; the statistics go into the "
+        "model file and predict applies them",
+        opt.choice("standard", "none"),
+        applies=opt.data_only,
+        choices=("standard", "none"),
+    )
     test_size: float = opt.option(
         0.2,
         "held-out fraction",

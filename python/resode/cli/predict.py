@@ -47,6 +47,27 @@ def _columns(text: str | None) -> list[str] | None:
     return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
 
 
+def _by_name(args: argparse.Namespace, model: Any) -> tuple[list[str] | None, str | None]:
+    """The feature and target columns to read: ``--features`` / ``--target``, or the model's
+    own feature names when the file's header has them (any order; the target's column
+    too when present, to score against)."""
+    from ..data_files import header
+
+    if args.features is not None or args.target is not None or not model.feature_names:
+        return _columns(args.features), args.target
+    names = header(args.data)
+    if names is None:
+        return None, None
+    missing = [n for n in model.feature_names if n not in names]
+    if missing:
+        raise ValueError(
+            f"{args.data} lacks the model's feature column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)} (its columns: {', '.join(names)})"
+        )
+    target = model.target_name if model.target_name in names else None
+    return list(model.feature_names), target
+
+
 def _model_file(path: str) -> Path:
     """``--model``: a model file, or a run folder holding ``model.npz``."""
     model = Path(path)
@@ -60,10 +81,10 @@ def _model_file(path: str) -> Path:
 def run_command(args: argparse.Namespace) -> int:
     """Write the predictions (stdout or ``--out``) and score them when the data have labels."""
     from .. import _shims  # noqa: F401  (public model protocol names until part A is merged)
+    from ..build import label_texts, scale_inputs, scale_targets
     from ..data_files import load as load_data
     from ..io import load as load_model
     from ..io import write_text
-    from ..run import label_texts
 
     if args.out is not None:
         _check_out(args)
@@ -72,9 +93,9 @@ def run_command(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise UsageError(f"--model {args.model}: {exc}") from None
     try:
-        X, y = load_data(args.data, target=args.target, features=_columns(args.features),
-                         task=model.task, require_target=False, min_classes=1,
-                         any_labels=True)  # fmt: skip
+        features, target = _by_name(args, model)
+        X, y = load_data(args.data, target=target, features=features, task=model.task,
+                         require_target=False, min_classes=1, any_labels=True)  # fmt: skip
     except (OSError, ValueError) as exc:
         raise UsageError(f"--data {exc}") from None
     if X.shape[1] != model.dim:
@@ -85,6 +106,7 @@ def run_command(args: argparse.Namespace) -> int:
             f"--data {args.data} has {X.shape[1]} feature columns, the model takes {model.dim}"
             + hint
         )
+    X = scale_inputs(model.scaling, X)  # the statistics of the training data
     text, predicted = _table(model, X)
     if args.out is None:
         sys.stdout.write(text)
@@ -96,7 +118,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}: {len(X)} predictions", file=sys.stderr)
     if y is not None:
         if model.task == "regression":
-            name, score = "R^2", model.score(X, y)
+            name, score = "R^2", model.score(X, scale_targets(model.scaling, y))
         else:
             if "U" in (predicted.dtype.kind, y.dtype.kind):
                 predicted, y = label_texts(predicted), label_texts(y)
@@ -110,10 +132,12 @@ def _table(model: Any, X: np.ndarray) -> tuple[str, Any]:
     import csv
     import io
 
+    from ..build import unscale_outputs
+
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")  # quotes a text label holding a comma
     if model.task == "regression":
-        outputs = model.forward(X)
+        outputs = unscale_outputs(model.scaling, model.forward(X))
         names = ["prediction"] if model.classes == 1 else [f"y{k}" for k in range(model.classes)]
         writer.writerow(names)
         writer.writerows([repr(float(v)) for v in row] for row in outputs)
