@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import resode
+import resode.build
 from resode.cli import main
 
 SMALL = ["--n-samples", "60", "--epochs", "3", "--no-progress"]
@@ -358,7 +359,8 @@ def test_predict_writes_labels_probabilities_and_values(
         rows = list(csv.reader(f))
     assert rows[0] == ["label", "p0", "p1"] and len(rows) == 81
     model = resode.load(clf / "model.npz")
-    X = np.load(files["npz"])["X"]
+    # --data features are standardised by default; predict applies the model's statistics
+    X = resode.build.scale_inputs(model.scaling, np.load(files["npz"])["X"])
     assert [int(r[0]) for r in rows[1:]] == model.predict(X).tolist()
     np.testing.assert_allclose(np.array(rows[1:], float)[:, 1:], model.predict_proba(X))
     assert main(["predict", "--model", str(reg / "model.npz"), "--data", str(files["sine"]),
