@@ -771,7 +771,7 @@ def test_labels_that_are_not_0_to_k_minus_1_are_mapped_never_invented(
         assert table[0] == ["label", f"p{labels[0]}", f"p{labels[1]}"]
         predicted = [int(row[0]) for row in table[1:]]
         assert set(predicted) <= set(labels)
-        expected = np.array(labels)[model.predict(X)]
+        expected = np.array(labels)[model.predict(resode.build.scale_inputs(model.scaling, X))]
         assert predicted == expected.tolist()
     # --classes cannot add a class that no label names
     argv = ["train", "--data", str(tmp_path / "labels1.csv"), "--classes", "3", "--out",
@@ -848,6 +848,7 @@ def test_text_labels_are_classes_with_or_without_a_header(
             table = list(csv.reader(f))
         assert table[0] == ["label", "psetosa", "pvirginica, var."] and len(table) == 81
         model = resode.load(out / "model.npz")
-        assert [row[0] for row in table[1:]] == names[model.predict(X)].tolist()
+        scaled = resode.build.scale_inputs(model.scaling, X)  # --scale standard by default
+        assert [row[0] for row in table[1:]] == names[model.predict(scaled)].tolist()
     with pytest.raises(ValueError, match="'setosa' is not a number"):
         resode.datasets.load(tmp_path / "bare.csv")  # text labels only where asked for
