@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -215,6 +216,23 @@ def test_workers_write_nothing_under_out(client: Any, tmp_path: Path) -> None:
     # the hook sees what a worker writes there: the test can fail
     client.run(lambda: (tmp_path / "probe").write_text("x"))
     assert all(writes for writes in client.run(_writes).values())
+
+
+def test_progress_lines_off_a_terminal_and_no_rate_without_runs(
+    client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "s"
+    first = sweep.run(_spec(lr=[0.03]), out, client=client, progress=True)
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["runs 1/2", "runs 2/2"] or err.splitlines() == ["runs 2/2"]
+    if importlib.util.find_spec("bokeh") is None:  # no dashboard page: no link to it
+        assert "dashboard" not in err
+    assert "runs/min" in first.summary
+    again = sweep.run(_spec(lr=[0.03]), out, client=client, progress=True)
+    assert again.skipped == 2 and "runs/min" not in again.summary
+    assert again.summary.endswith(" s") and capsys.readouterr().err == ""
+    for r in sweep.expand(_spec(lr=[0.03])):  # no figures unless the spec asks
+        assert not list((out / "runs" / r.id).glob("*.png"))
 
 
 def test_divergence_is_a_result(client: Any, tmp_path: Path) -> None:
