@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import resode
+import resode.build
 from resode.cli import main
 
 SMALL = ["--n-samples", "60", "--epochs", "3", "--no-progress"]
@@ -137,7 +138,7 @@ def test_bad_config_files(
         (["train", "--T", "nan"], "must be finite"),
         (["train", "--unknown-flag"], "unrecognized arguments"),
         (["train", "--dim", "3", "--dataset", "moons"], "--dim applies to --dataset spheres"),
-        (["train", "--noise", "0.1"], "--noise applies to moons and spirals"),
+        (["train", "--dataset", "chess", "--noise", "0.1"], "--noise applies to the data sets"),
         (["train", "--classes", "1"], "--classes 1 is too small"),
         (["train", "--momentum", "0.9"], "--momentum applies to --optimizer sgd"),
         (["train", "--config", "/nonexistent/run.toml"], "cannot read --config"),
@@ -358,7 +359,8 @@ def test_predict_writes_labels_probabilities_and_values(
         rows = list(csv.reader(f))
     assert rows[0] == ["label", "p0", "p1"] and len(rows) == 81
     model = resode.load(clf / "model.npz")
-    X = np.load(files["npz"])["X"]
+    # --data features are standardised by default; predict applies the model's statistics
+    X = resode.build.scale_inputs(model.scaling, np.load(files["npz"])["X"])
     assert [int(r[0]) for r in rows[1:]] == model.predict(X).tolist()
     np.testing.assert_allclose(np.array(rows[1:], float)[:, 1:], model.predict_proba(X))
     assert main(["predict", "--model", str(reg / "model.npz"), "--data", str(files["sine"]),
@@ -389,7 +391,7 @@ def test_predict_writes_labels_probabilities_and_values(
         (["--gamma", "0.5"], "--gamma applies to --schedule step only"),
         (["--target", "y"], "--target applies with --data only"),
         (["--dataset", "moons", "--dim", "3"], "--dim applies to --dataset spheres only"),
-        (["--noise", "0.1"], "--noise applies to moons and spirals only"),
+        (["--dataset", "chess", "--noise", "0.1"], "--noise applies to the data sets"),
         (["--max-steps", "50"], "--max-steps applies to the adaptive methods only"),
         (["--first-step", "0.1"], "--first-step applies to the adaptive methods only"),
         (["--model", "resnet", "--max-steps", "5"], "--max-steps applies to --model node only"),
@@ -769,7 +771,7 @@ def test_labels_that_are_not_0_to_k_minus_1_are_mapped_never_invented(
         assert table[0] == ["label", f"p{labels[0]}", f"p{labels[1]}"]
         predicted = [int(row[0]) for row in table[1:]]
         assert set(predicted) <= set(labels)
-        expected = np.array(labels)[model.predict(X)]
+        expected = np.array(labels)[model.predict(resode.build.scale_inputs(model.scaling, X))]
         assert predicted == expected.tolist()
     # --classes cannot add a class that no label names
     argv = ["train", "--data", str(tmp_path / "labels1.csv"), "--classes", "3", "--out",
@@ -846,6 +848,7 @@ def test_text_labels_are_classes_with_or_without_a_header(
             table = list(csv.reader(f))
         assert table[0] == ["label", "psetosa", "pvirginica, var."] and len(table) == 81
         model = resode.load(out / "model.npz")
-        assert [row[0] for row in table[1:]] == names[model.predict(X)].tolist()
+        scaled = resode.build.scale_inputs(model.scaling, X)  # --scale standard by default
+        assert [row[0] for row in table[1:]] == names[model.predict(scaled)].tolist()
     with pytest.raises(ValueError, match="'setosa' is not a number"):
         resode.datasets.load(tmp_path / "bare.csv")  # text labels only where asked for

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import resode
 from resode import cli
 
 dd = pytest.importorskip("dask.distributed")
+import resode.run  # noqa: E402
 from resode import sweep  # noqa: E402
 
 BASE = {"dataset": "moons", "model": "resnet", "layers": 3, "epochs": 4, "n-samples": 80,
@@ -48,6 +50,11 @@ def _tree(folder: Path) -> dict[str, bytes | None]:
 def _table(out: Path) -> list[dict[str, str]]:
     with (out / "results.csv").open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
+
+
+def _execute(run: Any, out: Path, scratch: Path) -> dict[str, Any]:
+    """One run as a worker trains it and the driver writes it."""
+    return sweep.driver.save(out, scratch, sweep.worker.execute(run))
 
 
 def _scratch(folder: Path) -> Path:
@@ -163,6 +170,71 @@ def test_a_sweep_equals_resode_train_runs_and_resumes(client: Any, tmp_path: Pat
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/result.json")} == stamps
 
 
+def _watch_writes(folder: str) -> None:
+    """On a worker: record every file or folder created, written or renamed under
+    ``folder`` (an audit hook, which stays for the worker's life)."""
+    import builtins
+
+    seen: list[str] = []
+    builtins._resode_writes = seen  # type: ignore[attr-defined]
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        paths: list[Any] = []
+        if event == "open" and args[1] is not None and set(str(args[1])) & set("wax+"):
+            paths = [args[0]]
+        elif event == "open" and isinstance(args[2], int) and args[2] & (os.O_WRONLY | os.O_RDWR):
+            paths = [args[0]]
+        elif event in ("os.mkdir", "os.rename", "os.replace", "os.remove", "os.link"):
+            paths = list(args[:2])
+        for p in paths:
+            if isinstance(p, (str, bytes, os.PathLike)) and os.fsdecode(p).startswith(folder):
+                seen.append(f"{event} {os.fsdecode(p)}")
+
+    sys.addaudithook(hook)
+
+
+def _writes() -> list[str]:
+    import builtins
+
+    return list(getattr(builtins, "_resode_writes", []))
+
+
+def test_workers_write_nothing_under_out(client: Any, tmp_path: Path) -> None:
+    """The workers return each run's files through Dask; the driver alone writes OUT (a
+    cluster without a shared file system works)."""
+    out = tmp_path / "sweep"
+    client.run(_watch_writes, str(tmp_path))
+    result = sweep.run(_spec(lr=[0.02]), out, client=client, progress=False)
+    assert result.count("ok") == 2
+    assert all(writes == [] for writes in client.run(_writes).values())
+    for r in sweep.expand(_spec(lr=[0.02])):
+        folder = out / "runs" / r.id
+        names = {"result.json", "model.npz", "history.csv", "history.json", "run.json",
+                 "config.toml", "log.txt"}  # fmt: skip
+        assert {p.name for p in folder.iterdir()} == names
+        assert f"wrote {folder}{os.sep}: model.npz" in (folder / "log.txt").read_text()
+    # the hook sees what a worker writes there: the test can fail
+    client.run(lambda: (tmp_path / "probe").write_text("x"))
+    assert all(writes for writes in client.run(_writes).values())
+
+
+def test_progress_lines_off_a_terminal_and_no_rate_without_runs(
+    client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "s"
+    first = sweep.run(_spec(lr=[0.03]), out, client=client, progress=True)
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["runs 1/2", "runs 2/2"] or err.splitlines() == ["runs 2/2"]
+    if importlib.util.find_spec("bokeh") is None:  # no dashboard page: no link to it
+        assert "dashboard" not in err
+    assert "runs/min" in first.summary
+    again = sweep.run(_spec(lr=[0.03]), out, client=client, progress=True)
+    assert again.skipped == 2 and "runs/min" not in again.summary
+    assert again.summary.endswith(" s") and capsys.readouterr().err == ""
+    for r in sweep.expand(_spec(lr=[0.03])):  # no figures unless the spec asks
+        assert not list((out / "runs" / r.id).glob("*.png"))
+
+
 def test_divergence_is_a_result(client: Any, tmp_path: Path) -> None:
     spec = {"base": {**BASE, "optimizer": "sgd", "epochs": 30}, "grid": {"lr": [0.05, 1e30]}}
     result = sweep.run(spec, tmp_path / "s", client=client, progress=False)
@@ -178,16 +250,16 @@ def test_a_run_that_raises_is_recorded_as_failed(
 ) -> None:
     (run,) = sweep.expand({"base": BASE})
 
-    def broken(argv: Any) -> int:
+    def broken(config: Any, out: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(cli, "main", broken)
-    result = sweep._execute(run, tmp_path, _scratch(tmp_path))
+    monkeypatch.setattr(resode.run, "train_run", broken)
+    result = _execute(run, tmp_path, _scratch(tmp_path))
     assert result["status"] == "failed" and result["message"] == "RuntimeError: a bug"
     saved = json.loads((tmp_path / "runs" / run.id / "result.json").read_text())
     assert saved["status"] == "failed"
     monkeypatch.undo()  # a failed run is not finished: the next attempt replaces it
-    assert sweep._execute(run, tmp_path, _scratch(tmp_path))["status"] == "ok"
+    assert _execute(run, tmp_path, _scratch(tmp_path))["status"] == "ok"
 
 
 @pytest.mark.parametrize(
@@ -204,16 +276,16 @@ def test_a_run_whose_training_raises_a_divergence_is_diverged(
 ) -> None:
     (run,) = sweep.expand({"base": BASE})
 
-    def diverging(argv: Any) -> int:
+    def diverging(config: Any, out: Any, **kwargs: Any) -> Any:
         raise error
 
-    monkeypatch.setattr(cli, "main", diverging)
-    result = sweep._execute(run, tmp_path, _scratch(tmp_path))
+    monkeypatch.setattr(resode.run, "train_run", diverging)
+    result = _execute(run, tmp_path, _scratch(tmp_path))
     assert result["status"] == "diverged"
     assert result["message"] == f"{type(error).__name__}: {error}"
     assert result["diverged_epoch"] == getattr(error, "epoch", None)
     monkeypatch.undo()  # a divergence is a result: never run again
-    assert sweep._execute(run, tmp_path, _scratch(tmp_path)) == result
+    assert _execute(run, tmp_path, _scratch(tmp_path)) == result
 
 
 def test_a_killed_worker_is_retried_and_the_sweep_completes(client: Any, tmp_path: Path) -> None:
@@ -336,16 +408,16 @@ def test_estimators_use_one_core_thread_inside_parallel_workers(client: Any) -> 
 
 def test_tasks_keep_every_worker_busy() -> None:
     runs = sweep.expand({"base": BASE, "seeds": 8})  # seeds only: one grid point
-    tasks = sweep._tasks(runs, None, workers=2)
+    tasks = sweep.driver.tasks(runs, None, workers=2)
     assert len(tasks) == 4 and sorted(len(t) for t in tasks) == [2, 2, 2, 2]
     grid = sweep.expand({"base": BASE, "grid": {"lr": [0.1, 0.2, 0.3, 0.4]}, "seeds": 3})
-    assert [len(t) for t in sweep._tasks(grid, None, workers=2)] == [3, 3, 3, 3]
-    assert [len(t) for t in sweep._tasks(grid, 5, workers=2)] == [5, 5, 2]
+    assert [len(t) for t in sweep.driver.tasks(grid, None, workers=2)] == [3, 3, 3, 3]
+    assert [len(t) for t in sweep.driver.tasks(grid, 5, workers=2)] == [5, 5, 2]
 
 
 def test_a_result_named_like_a_grid_option_keeps_both() -> None:
     (run,) = sweep.expand({"base": BASE, "grid": {"epochs": [7]}})
-    rows = sweep._rows([run], {run.id: {"id": run.id, "status": "diverged", "epochs": 3}})
+    rows = sweep.results.rows([run], {run.id: {"id": run.id, "status": "diverged", "epochs": 3}})
     assert rows[0]["epochs"] == 7 and rows[0]["epochs_run"] == 3
 
 
@@ -409,7 +481,12 @@ def test_a_live_driver_keeps_the_folder_and_its_scratch(client: Any, tmp_path: P
     in_flight.mkdir(parents=True)
     (in_flight / "log.txt").write_text("training\n")
     host, pid = socket.gethostname(), os.getpid()  # this live process holds the lock
-    live = {"host": host, "pid": pid, "started": sweep._process_started(pid), "driver": "0123abcd"}
+    live = {
+        "host": host,
+        "pid": pid,
+        "started": sweep.folder.process_started(pid),
+        "driver": "0123abcd",
+    }
     for holder in (live, {**live, "host": "elsewhere", "pid": 1}):  # elsewhere: cannot tell
         (out / "sweep.lock").write_text(json.dumps(holder))
         before = _tree(out)
@@ -446,8 +523,8 @@ def test_an_interrupted_table_write_leaves_no_temporary_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (run,) = sweep.expand(ONE)
-    rows = sweep._rows([run], {run.id: {"id": run.id, "status": "ok"}})
-    sweep._write_table(tmp_path, rows)
+    rows = sweep.results.rows([run], {run.id: {"id": run.id, "status": "ok"}})
+    sweep.results.write_table(tmp_path, rows)
     table = (tmp_path / "results.csv").read_bytes()
 
     def interrupted(self: Any, rows: Any) -> None:
@@ -455,7 +532,7 @@ def test_an_interrupted_table_write_leaves_no_temporary_file(
 
     monkeypatch.setattr(csv.DictWriter, "writerows", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        sweep._write_table(tmp_path, rows)
+        sweep.results.write_table(tmp_path, rows)
     assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
     assert (tmp_path / "results.csv").read_bytes() == table
 
@@ -501,10 +578,10 @@ def test_ctrl_c_rewrites_the_table_from_the_finished_runs(
 
     def interrupted(pending: Any, out: Path, scratch: Path, *rest: Any) -> None:
         for r in pending[:2]:  # two runs finish (the driver has not seen them yet), then ^C
-            sweep._execute(r, out, scratch)
+            _execute(r, out, scratch)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sweep, "_submit", interrupted)
+    monkeypatch.setattr(sweep.driver, "submit", interrupted)
     out = tmp_path / "s"
     with pytest.raises(sweep.SweepInterrupted, match=r"^interrupted: 2 of 3 runs finished") as info:
         sweep.run(spec, out, progress=False)
@@ -583,5 +660,5 @@ def test_a_toml_spec_without_a_toml_reader_is_one_line(
 
 def test_tomli_is_a_dependency_before_python_3_11() -> None:
     pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
-    project = sweep._toml().loads(pyproject.read_text(encoding="utf-8"))["project"]
+    project = sweep.spec.toml().loads(pyproject.read_text(encoding="utf-8"))["project"]
     assert 'tomli>=1.1; python_version < "3.11"' in project["dependencies"]

@@ -35,16 +35,29 @@ import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
+from typing import NamedTuple, Union
 
 import numpy as np
 
-__all__ = ["TASKS", "load"]
+__all__ = ["TASKS", "DataFile", "header", "load", "read"]
 
 TASKS = ("classification", "regression")
 
 PathLike = Union[str, "os.PathLike[str]"]
 Column = Union[int, str]
+
+#: The delimiters a CSV file may use, tried on its first line.
+DELIMITERS = (",", ";", "\t", "|")
+
+
+class DataFile(NamedTuple):
+    """What :func:`read` returns: the arrays and the names of their columns (None for a
+    ``.npz`` file or a CSV file without a header)."""
+
+    X: np.ndarray
+    y: np.ndarray | None
+    feature_names: list[str] | None
+    target_name: str | None
 
 
 def load(
@@ -57,7 +70,29 @@ def load(
     min_classes: int = 2,
     any_labels: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read ``(X, y)`` from a ``.npz`` or ``.csv`` file.
+    """Read ``(X, y)`` from a ``.npz`` or ``.csv`` file (:func:`read` without the names).
+    See :func:`read` for the parameters."""
+    data = read(path, target=target, features=features, task=task,
+                require_target=require_target, min_classes=min_classes,
+                any_labels=any_labels)  # fmt: skip
+    return data.X, data.y
+
+
+def read(
+    path: PathLike,
+    *,
+    target: Column | None = None,
+    features: Sequence[Column] | None = None,
+    task: str = "classification",
+    require_target: bool = True,
+    min_classes: int = 2,
+    any_labels: bool = False,
+) -> DataFile:
+    """Read ``X``, ``y`` and the names of their columns from a ``.npz`` or ``.csv`` file.
+
+    A CSV file's delimiter is the one of ``,``, ``;``, tab and ``|`` that its first line
+    holds most often (``,`` when it holds none); only the feature and target columns are
+    parsed (a text column left out of ``features`` is no error).
 
     Parameters
     ----------
@@ -86,10 +121,11 @@ def load(
 
     Returns
     -------
-    X : numpy.ndarray of float64, shape (N, dim)
-    y : numpy.ndarray, shape (N,), or None
-        int64 labels (classification; str for text labels with ``any_labels``) or float64
-        values (regression).
+    DataFile
+        ``X``: float64, shape (N, dim); ``y``: shape (N,) or None, int64 labels
+        (classification; str for text labels with ``any_labels``) or float64 values
+        (regression); ``feature_names`` and ``target_name``: the CSV header's names of the
+        columns read (None without a header, and for ``.npz`` files).
 
     Raises
     ------
@@ -110,9 +146,10 @@ def load(
         if target is not None:
             raise ValueError(f"{p}: target applies to .csv files (a .npz file has its array y)")
         X, y = _read_npz(p, features, require_target)
+        names: tuple[list[str] | None, str | None] = (None, None)
     elif suffix == ".csv":
         text_labels = any_labels and task == "classification"
-        X, y = _read_csv(p, target, features, require_target, text_labels)
+        X, y, names = _read_csv(p, target, features, require_target, text_labels)
     else:
         raise ValueError(
             f"{p}: unknown data format {suffix or '(no extension)'!r}; use .npz or .csv"
@@ -127,8 +164,38 @@ def load(
             f"{p}: feature value {X[row, col]} (sample {row}, feature {col}) is not finite"
         )
     if y is None:
-        return X, None
-    return X, _check_targets(p, y, task, min_classes, any_labels)
+        return DataFile(X, None, names[0], None)
+    return DataFile(X, _check_targets(p, y, task, min_classes, any_labels), *names)
+
+
+def header(path: PathLike) -> list[str] | None:
+    """The column names of a CSV file's header (None: no header, or not a CSV file)."""
+    p = Path(os.fspath(path))
+    if p.suffix.lower() != ".csv":
+        return None
+    rows = _rows(p)
+    return [cell.strip() for cell in rows[0][1]] if _is_header(rows, True) else None
+
+
+def _delimiter(first_line: str) -> str:
+    counts = [(first_line.count(d), -i, d) for i, d in enumerate(DELIMITERS)]
+    count, _, delimiter = max(counts)
+    return delimiter if count else ","
+
+
+def _rows(p: Path) -> list[tuple[int, list[str]]]:
+    """The non-empty rows of a CSV file (1-based line numbers), split at its delimiter."""
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as f:  # -sig: a BOM (Excel) is no text
+            text = f.read()
+        first = next((line for line in text.splitlines() if line.strip()), "")
+        reader = csv.reader(text.splitlines(), delimiter=_delimiter(first))
+        rows = [(i + 1, row) for i, row in enumerate(reader) if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{p}: not a readable CSV file ({exc})") from None
+    if not rows:
+        raise ValueError(f"{p}: the file is empty")
+    return rows
 
 
 def _check_targets(
@@ -238,14 +305,8 @@ def _read_csv(
     features: Sequence[Column] | None,
     require_target: bool,
     text_labels: bool = False,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    try:
-        with p.open(newline="", encoding="utf-8-sig") as f:  # -sig: a BOM (Excel) is no text
-            rows = [(i + 1, row) for i, row in enumerate(csv.reader(f)) if row]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ValueError(f"{p}: not a readable CSV file ({exc})") from None
-    if not rows:
-        raise ValueError(f"{p}: the file is empty")
+) -> tuple[np.ndarray, np.ndarray | None, tuple[list[str] | None, str | None]]:
+    rows = _rows(p)
     header: list[str] | None = None
     if _is_header(rows, text_labels):
         header = [cell.strip() for cell in rows[0][1]]
@@ -260,18 +321,6 @@ def _read_csv(
         else None
     )
     text_column = t if text_labels else None  # parsed below, once all its cells are known
-    values = np.zeros((len(rows), width), dtype=np.float64)
-    for r, (line, row) in enumerate(rows):
-        if len(row) != width:
-            raise ValueError(f"{p}, line {line}: {len(row)} columns, expected {width}")
-        for c, cell in enumerate(row):
-            if c != text_column:
-                values[r, c] = _cell_value(p, line, c, cell, header)
-    y: np.ndarray | None = None
-    if t is not None:
-        y = values[:, t].copy()
-        if text_column is not None:
-            y = _label_column(p, rows, t, header)
     if features is not None:
         columns = [_column_index(p, c, header, width) for c in features]
         if len(set(columns)) != len(columns):
@@ -281,8 +330,25 @@ def _read_csv(
             raise ValueError(f"{p}: the target column ({name}) is also a feature")
     else:
         columns = [c for c in range(width) if c != t]
+    parsed = sorted({*columns, *([] if t is None or t == text_column else [t])})
+    values = np.zeros((len(rows), width), dtype=np.float64)
+    for r, (line, row) in enumerate(rows):
+        if len(row) != width:
+            raise ValueError(f"{p}, line {line}: {len(row)} columns, expected {width}")
+        for c in parsed:  # columns left out are not parsed: an id column may hold text
+            values[r, c] = _cell_value(p, line, c, row[c], header)
+    y: np.ndarray | None = None
+    if t is not None:
+        y = values[:, t].copy()
+        if text_column is not None:
+            y = _label_column(p, rows, t, header)
     X = np.ascontiguousarray(values[:, columns])
-    return X, y
+    names = (
+        (None, None)
+        if header is None
+        else ([header[c] for c in columns], None if t is None else header[t])
+    )
+    return X, y, names
 
 
 def _is_header(rows: list[tuple[int, list[str]]], text_labels: bool) -> bool:

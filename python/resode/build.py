@@ -1,0 +1,234 @@
+"""The data, model and optimiser of a :class:`~resode.config.RunConfig` (nothing here
+touches the file system but the data files it reads)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .config import RunConfig
+
+__all__ = ["build_model", "build_optimizer", "label_texts", "load_data", "prepare",
+           "scale_inputs", "scale_targets", "standardisation", "unscale_outputs"]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _columns(text: str | None) -> list[str] | None:
+    return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _task(config: RunConfig) -> str:
+    return "regression" if config.model.loss == "mse" else "classification"
+
+
+def label_texts(labels: np.ndarray) -> np.ndarray:
+    """Labels as text, integers without a decimal point (1, not 1.0)."""
+    if labels.dtype.kind == "U":
+        return labels
+    return np.array([str(int(v)) for v in labels], dtype=str)
+
+
+def _read(config: RunConfig, path: str, what: str, min_classes: int = 2) -> Any:
+    """The DataFile of a data / validation file; every problem is a ValueError naming it."""
+    from .data_files import read
+
+    d = config.data
+    try:
+        data = read(path, target=d.target, features=_columns(d.features), task=_task(config),
+                    min_classes=min_classes, any_labels=True)  # fmt: skip
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{what} {exc}") from None
+    assert data.y is not None
+    return data
+
+
+def load_data(config: RunConfig) -> tuple[np.ndarray, ...]:
+    """(X_train, X_test, y_train, y_test): the files of ``config.data`` or a generated set."""
+    return _load(config)[0]
+
+
+def _load(config: RunConfig) -> tuple[tuple[np.ndarray, ...], tuple[Any, Any]]:
+    """:func:`load_data` and the names of the features and the target (None unknown)."""
+    from . import datasets
+    from .datasets import train_test_split
+
+    d = config.data
+    names: tuple[Any, Any] = (None, None)
+    if d.data is not None:
+        data = _read(config, d.data, "--data")
+        X, y, names = data.X, data.y, (data.feature_names, data.target_name)
+        if d.validation is not None:
+            X_te, y_te = _read(config, d.validation, "--validation", min_classes=1)[:2]
+            if X_te.shape[1] != X.shape[1]:
+                raise ValueError(
+                    f"--validation {d.validation} has {X_te.shape[1]} features, --data "
+                    f"{d.data} has {X.shape[1]}"
+                )
+            if "U" in (y.dtype.kind, y_te.dtype.kind):  # text labels in one file: compare text
+                y, y_te = label_texts(y), label_texts(y_te)
+            return (X, X_te, y, y_te), names
+    elif d.dataset == "digits":
+        X, y = datasets.digits()
+    else:
+        kwargs: dict[str, Any] = {"seed": d.seed}
+        if d.dim is not None:
+            kwargs["dim"] = d.dim
+        if d.noise is not None:
+            kwargs["noise"] = d.noise
+        if d.style != "resode":
+            kwargs["style"] = d.style
+        X, y = datasets.DATASETS[d.dataset](d.n_samples, **kwargs)
+    return tuple(train_test_split(X, y, d.test_size, seed=d.seed)), names
+
+
+def _class_labels(y_tr: np.ndarray, y_te: np.ndarray) -> np.ndarray | None:
+    """The distinct labels of the data, sorted, when they are not the classes ``0 .. K-1``
+    themselves (None then: the labels are the class numbers, as in files of older models)."""
+    labels = np.unique(np.concatenate([y_tr, y_te]))
+    return None if np.array_equal(labels, np.arange(len(labels))) else labels
+
+
+def _label_list(labels: Any, limit: int = 6) -> str:
+    shown = ", ".join(str(v) for v in list(labels)[:limit])
+    return shown + (", ..." if len(labels) > limit else "")
+
+
+# --------------------------------------------------------------------------- model, optimiser
+
+
+def build_model(config: RunConfig, dim: int, classes: int) -> Any:
+    """The untrained model of ``config`` for ``dim`` inputs and ``classes`` outputs."""
+    from .models import NeuralODE, ResNet
+
+    m = config.model
+    common = {
+        "classes": classes,
+        "field": m.field,
+        "activation": m.activation,
+        "hidden": m.hidden if m.field == "bottleneck" else None,
+        "augment": m.augment,
+        "loss": m.loss,
+        "weight_decay": m.weight_decay,
+        "readout": m.readout,
+        "l1": m.l1,
+        "decay_readout": m.decay_readout,
+        "dtype": m.dtype,
+        "seed": config.data.seed,
+    }
+    if m.model == "resnet":
+        h = m.h if m.h is not None else m.T / m.layers
+        return ResNet(dim, m.layers, h=h, **common)
+    return NeuralODE(dim, T=m.T, pieces=m.pieces, substeps=m.substeps, method=m.method,
+                     turnpike=m.turnpike, turnpike_weight=m.turnpike_weight,
+                     gradient=m.gradient, checkpoints=m.checkpoints, rtol=m.rtol, atol=m.atol,
+                     step_control=m.step_control, first_step=m.first_step,
+                     max_steps=m.max_steps, **common)  # fmt: skip
+
+
+def build_optimizer(config: RunConfig) -> Any:
+    """The optimiser of ``config`` with its learning-rate schedule."""
+    from .optim import SGD, Adam, CosineLR, StepLR
+
+    o = config.optimizer
+    schedule: Any = None
+    if o.schedule == "cosine":
+        schedule = CosineLR(total_epochs=max(config.training.epochs, 1))
+    elif o.schedule == "step":
+        schedule = StepLR(step_size=o.step_size, gamma=o.gamma)
+    if o.optimizer == "sgd":
+        return SGD(lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, schedule=schedule)
+    return Adam(lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, schedule=schedule)
+
+
+# --------------------------------------------------------------------------- scaling
+
+
+def standardisation(X: np.ndarray, y: np.ndarray | None = None) -> dict[str, Any]:
+    """The statistics that standardise ``X`` (and real targets ``y``): ``model.scaling``.
+    A constant column keeps scale 1 (it is only centred)."""
+
+    def stats(a: np.ndarray) -> tuple[list[float], list[float]]:
+        scale = a.std(axis=0)
+        return a.mean(axis=0).tolist(), np.where(scale > 0, scale, 1.0).tolist()
+
+    X_mean, X_scale = stats(np.asarray(X, dtype=np.float64))
+    y_mean = y_scale = None
+    if y is not None:
+        y_mean, y_scale = stats(np.asarray(y, dtype=np.float64).reshape(len(y), -1))
+    return {"X_mean": X_mean, "X_scale": X_scale, "y_mean": y_mean, "y_scale": y_scale}
+
+
+def scale_inputs(scaling: dict[str, Any] | None, X: np.ndarray) -> np.ndarray:
+    """``(X - X_mean) / X_scale`` (``X`` itself without scaling)."""
+    if scaling is None:
+        return X
+    return (X - np.asarray(scaling["X_mean"])) / np.asarray(scaling["X_scale"])
+
+
+def scale_targets(scaling: dict[str, Any] | None, y: np.ndarray) -> np.ndarray:
+    """Real targets standardised like the training targets (unchanged without)."""
+    if scaling is None or scaling.get("y_mean") is None:
+        return y
+    mean, scale = np.asarray(scaling["y_mean"]), np.asarray(scaling["y_scale"])
+    return ((y.reshape(len(y), -1) - mean) / scale).reshape(y.shape)
+
+
+def unscale_outputs(scaling: dict[str, Any] | None, outputs: np.ndarray) -> np.ndarray:
+    """A regression model's outputs in the units of the training targets."""
+    if scaling is None or scaling.get("y_mean") is None:
+        return outputs
+    return outputs * np.asarray(scaling["y_scale"]) + np.asarray(scaling["y_mean"])
+
+
+def prepare(config: RunConfig) -> dict[str, Any]:
+    """Data, model and optimiser of a run (nothing touches the file system); every problem
+    is a ``ValueError`` (or a ``TypeError`` of the library)."""
+    (X_tr, X_te, y_tr, y_te), names = _load(config)
+    task = _task(config)
+    values = config.data.data is not None and task == "regression"  # y: real numbers
+    scaling = None
+    if config.data.data is not None and config.data.scale == "standard":
+        scaling = standardisation(X_tr, y_tr if values else None)
+        X_tr, X_te = scale_inputs(scaling, X_tr), scale_inputs(scaling, X_te)
+        if values:
+            y_tr, y_te = scale_targets(scaling, y_tr), scale_targets(scaling, y_te)
+    # a file's own labels; a generated set numbers its classes (a tiny one may miss a class)
+    own_labels = config.data.data is not None and not values
+    class_labels = _class_labels(y_tr, y_te) if own_labels else None
+    if values:
+        inferred = 1
+    elif class_labels is not None:  # e.g. labels {1, 2}: two classes, none invented
+        inferred = len(class_labels)
+        y_tr, y_te = np.searchsorted(class_labels, y_tr), np.searchsorted(class_labels, y_te)
+    else:
+        inferred = int(max(y_tr.max(), y_te.max())) + 1
+    classes = inferred if config.model.classes is None else config.model.classes
+    if values and classes != 1:
+        raise ValueError(f"--classes {classes}: a regression on --data has one output")
+    if classes < inferred:
+        raise ValueError(f"--classes {classes} is too small: the data have {inferred} classes")
+    if class_labels is not None and classes != inferred:
+        raise ValueError(
+            f"--classes {classes}: the data's {inferred} labels ({_label_list(class_labels)}) "
+            f"are {inferred} classes"
+        )
+    model = build_model(config, X_tr.shape[1], classes)
+    model.class_labels = None if class_labels is None else class_labels.tolist()
+    model.feature_names, model.target_name = names
+    model.scaling = scaling
+
+    def targets(y: np.ndarray) -> np.ndarray:
+        """Labels, real values, or one-hot rows (mse on a classification data set)."""
+        return y if task == "classification" or values else np.eye(classes)[y]
+
+    return {
+        "data": (X_tr, X_te, targets(y_tr), targets(y_te)),
+        "labels": None if values else (y_tr, y_te),  # classes to colour and separate
+        "dim": X_tr.shape[1],
+        "classes": classes,
+        "model": model,
+        "optimizer": build_optimizer(config),
+    }

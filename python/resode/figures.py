@@ -1,0 +1,57 @@
+"""The figures of a run folder (``resode train``, ``resode plot``): which ones, drawn with
+:mod:`resode.plot` when matplotlib is installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FIGURES", "draw"]
+
+FIGURES = ("trajectories.gif", "decision_boundary.png", "history.png", "controls.png",
+           "state_norm.png")  # fmt: skip
+"""Every figure a run folder may hold."""
+
+
+def draw(
+    model: Any,
+    data: tuple[np.ndarray, np.ndarray],
+    labels: tuple[np.ndarray, np.ndarray] | None,
+    history: Any,
+    out: Path,
+) -> tuple[list[str], list[str]]:
+    """Write every figure into ``out``; returns (files written, notices). ``labels`` is None
+    for a regression on real values (no classes to colour or separate)."""
+    try:
+        import matplotlib  # noqa: F401
+
+        from . import plot
+    except ImportError:
+        return [], ["plots skipped: matplotlib is not installed (pip install resode[plot])"]
+    X_tr, X_te = data
+    written, notes = [], []
+    if labels is not None:
+        y_tr, y_te = labels
+        plot.trajectories(model, X_tr, y_tr, out / "trajectories.gif")
+        written.append("trajectories.gif")
+        if model.dim == 2:
+            plot.decision_boundary(
+                model, X_tr, y_tr, X_te, y_te, path=out / "decision_boundary.png"
+            )
+            written.append("decision_boundary.png")
+        else:
+            notes.append(f"decision_boundary.png skipped: the inputs are {model.dim}-D, not 2-D")
+    else:
+        y_tr = None
+        notes.append("trajectories.gif and decision_boundary.png skipped: no classes (regression)")
+    if len(history):
+        plot.history(history, out / "history.png")
+        written.append("history.png")
+    else:
+        notes.append("history.png skipped: no epoch ran")
+    plot.controls(model, out / "controls.png")
+    plot.state_norm(model, X_tr, out / "state_norm.png", y=y_tr)
+    written += ["controls.png", "state_norm.png"]
+    return written, notes
