@@ -123,7 +123,7 @@ def test_interleaved_fits_on_threads_keep_the_process_thread_count(monkeypatch) 
     reads its count, A ends, then B: a
     saved-and-restored process-wide count left the process on B's saved 1 (then every later
     call ran on one core)."""
-    import resode.sklearn as rs
+    import resode.sklearn._base as rs  # where the estimators call fit
 
     steps = {name: threading.Event() for name in ("a_inside", "b_inside", "main_read", "a_done")}
     seen: dict[str, int] = {}
