@@ -343,7 +343,7 @@ def test_bad_values_are_named_by_their_parameter(param, value) -> None:
 
 def test_a_validation_split_too_small_names_validation_fraction() -> None:
     X, y = resode.datasets.moons(20, seed=0)
-    with pytest.raises(ValueError, match="validation_fraction=0.05 of 20 samples"):
+    with pytest.raises(ValueError, match=r"validation_fraction=0\.05 of 20 samples"):
         ResNetClassifier(epochs=2, early_stopping=True, validation_fraction=0.05).fit(X, y)
 
 
@@ -410,3 +410,34 @@ def test_early_stopping_of_a_classifier_is_stratified_and_scores_accuracy(monkey
         # accuracies of 20 samples (multiples of 1/20), with either loss
         np.testing.assert_allclose(scores * 20, np.round(scores * 20), atol=1e-9)
         assert clf.best_validation_score_ == scores.max()
+
+
+# --------------------------------------------------------------------------- DataFrames
+
+
+@pytest.mark.parametrize("Estimator", [NeuralODEClassifier, ResNetRegressor])
+def test_dataframes_record_their_feature_names(Estimator) -> None:
+    """A DataFrame's column names become feature_names_in_ (and the model's feature_names);
+    predict checks them as scikit-learn does: a reordered frame is refused, an array after a
+    frame (or a frame after an array) warns."""
+    pd = pytest.importorskip("pandas")  # in the test extra; not a dependency of resode
+    X, y = resode.datasets.moons(60, seed=0)
+    frame = pd.DataFrame(X, columns=["width", "height"])
+    target = pd.Series(np.where(y == 1, "up", "down"), name="side")
+    if Estimator is ResNetRegressor:
+        target = pd.Series(y.astype(float), name="height_gain")
+    est = Estimator(hidden=4, epochs=2, random_state=0).fit(frame, target)
+    assert list(est.feature_names_in_) == ["width", "height"]
+    assert est.model_.feature_names == ["width", "height"]
+    assert est.model_.target_name == target.name
+    with pytest.raises(ValueError, match="feature names should match"):
+        est.predict(frame[["height", "width"]])
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        from_array = est.predict(X)
+    np.testing.assert_array_equal(from_array, est.predict(frame))
+
+    plain = Estimator(hidden=4, epochs=2, random_state=0).fit(X, np.asarray(target))
+    assert not hasattr(plain, "feature_names_in_") and plain.model_.feature_names is None
+    assert plain.model_.target_name is None
+    with pytest.warns(UserWarning, match="fitted without feature names"):
+        plain.predict(frame)
