@@ -182,24 +182,11 @@ class ResodeEstimator(BaseEstimator):
         model = self._make_model(X.shape[1], outputs, model_seed, self._loss())
         names = getattr(self, "feature_names_in_", None)
         model.feature_names = None if names is None else [str(n) for n in names]
-        callbacks, keep = [], None
-        validation = None
+        validation, keep = None, None
         if self.early_stopping:
-            split_seed = int(rng.randint(0, 2**31 - 1))
-            try:
-                X, X_val, targets, t_val = train_test_split(
-                    X, targets, test_size=self.validation_fraction,
-                    random_state=split_seed, stratify=stratify,
-                )  # fmt: skip
-            except ValueError as exc:  # too few samples for a (stratified) validation split
-                raise ValueError(
-                    f"validation_fraction={self.validation_fraction!r} of {len(X)} samples "
-                    f"leaves no usable validation split for early_stopping: {exc}"
-                ) from None
-            validation = (X_val, t_val)
-            keep = BestWeights(self._validation_score(X_val, t_val), self.n_iter_no_change,
+            X, targets, validation = self._hold_out(X, targets, rng, stratify)
+            keep = BestWeights(self._validation_score(*validation), self.n_iter_no_change,
                                self.tol)  # fmt: skip
-            callbacks.append(keep)
         with _core_threads(1 if in_parallel_worker() else None):
             history = fit(
                 model,
@@ -213,10 +200,29 @@ class ResodeEstimator(BaseEstimator):
                 validation_data=validation,
                 bound=self.bound,
                 fixed_projection=self.fixed_projection,
-                callbacks=callbacks,
+                callbacks=[] if keep is None else [keep],
                 progress=bool(self.verbose),
             )
         self._record(model, history, keep)
+
+    def _hold_out(
+        self, X: np.ndarray, targets: np.ndarray, rng: np.random.RandomState, stratify: Any
+    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """``(X, targets)`` less ``validation_fraction`` of it, and that part (stratified by
+        ``stratify``), as scikit-learn's MLP does. The split's seed is drawn after the model's
+        and fit's, so fits without early stopping draw as they always did."""
+        split_seed = int(rng.randint(0, 2**31 - 1))
+        try:
+            X, X_val, targets, t_val = train_test_split(
+                X, targets, test_size=self.validation_fraction,
+                random_state=split_seed, stratify=stratify,
+            )  # fmt: skip
+        except ValueError as exc:  # too few samples for a (stratified) validation split
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction!r} of {len(X)} samples "
+                f"leaves no usable validation split for early_stopping: {exc}"
+            ) from None
+        return X, targets, (X_val, t_val)
 
     def _record(self, model: Any, history: History, keep: BestWeights | None) -> None:
         if keep is not None:
