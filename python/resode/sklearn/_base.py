@@ -1,0 +1,419 @@
+"""What the four estimators share: data checks, the optimiser, early stopping and one
+training run (the public classes are in :mod:`resode.sklearn`)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # pragma: no cover - older scikit-learn
+
+    def _validate_data(estimator: Any, *args: Any, **kwargs: Any) -> Any:
+        return estimator._validate_data(*args, **kwargs)
+
+
+from ..models import NeuralODE, ResNet
+from ..optim import SGD, Adam, CosineLR, Optimizer, Schedule, StepLR
+from ..training import History, fit
+
+_FLOATS = (np.float64, np.float32)
+
+
+def store(estimator: BaseEstimator, arguments: dict[str, Any]) -> None:
+    """Set every constructor argument as an attribute of the same name, unchanged (as
+    scikit-learn requires: validation happens in fit)."""
+    for name, value in arguments.items():
+        if name not in ("self", "__class__"):
+            setattr(estimator, name, value)
+
+
+def in_parallel_worker() -> bool:
+    """Is this fit one of several running at once: in a Dask worker, in a joblib/loky or
+    multiprocessing worker process, or on a thread other than the main one (joblib's threading
+    backend)? There the core runs on one thread: the parallelism is over the fits, and a
+    second level of threads would only compete for the same cores."""
+    if "distributed" in sys.modules:
+        from distributed import get_worker
+
+        with contextlib.suppress(ValueError):
+            get_worker()
+            return True
+    name = multiprocessing.current_process().name
+    if name.startswith(("LokyProcess", "ForkPoolWorker", "SpawnPoolWorker", "ForkServer")):
+        return True
+    return threading.current_thread() is not threading.main_thread()
+
+
+@contextlib.contextmanager
+def _core_threads(n: int | None) -> Iterator[None]:
+    """The core on at most ``n`` threads for the block, on the calling thread only (None:
+    unchanged).
+
+    The core caps its count by OpenMP's setting of the calling thread
+    (``omp_get_max_threads``), which OpenMP keeps per thread; threadpoolctl sets and restores
+    that setting for this thread alone. Fits on several threads at once (joblib's threading
+    backend) thus never see or restore each other's values, and the process-wide count of
+    :func:`resode.set_num_threads` stays as the user set it (saving and restoring that count
+    instead let interleaved fits restore each other's saved 1 and left the process on one
+    thread)."""
+    if n is None:
+        yield
+        return
+    with threadpool_limits(limits=n, user_api="openmp"):
+        yield
+
+
+class BestWeights:
+    """Callback: scikit-learn's early stopping (``MLPRegressor(early_stopping=True)``).
+
+    ``score(logs, model)`` is the estimator's score on the held-out validation split after
+    each epoch. An epoch whose score is not above the best so far plus ``tol`` counts as no
+    improvement; training stops when more than ``n_iter_no_change`` epochs in a row did not
+    improve, as in scikit-learn. The parameters of the best-scoring epoch are kept and
+    :meth:`restore` puts them back.
+    """
+
+    def __init__(
+        self,
+        score: Callable[[Mapping[str, float], Any], float],
+        n_iter_no_change: int,
+        tol: float,
+    ) -> None:
+        self.score, self.n_iter_no_change, self.tol = score, n_iter_no_change, tol
+        self.scores: list[float] = []
+        self.best_score = -math.inf
+        self.best_epoch: int | None = None
+        self.best_params: dict[str, np.ndarray] | None = None
+        self.no_improvement = 0
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float], model: Any) -> bool:
+        score = float(self.score(logs, model))
+        self.scores.append(score)
+        if score < self.best_score + self.tol:
+            self.no_improvement += 1
+        else:
+            self.no_improvement = 0
+        if score > self.best_score:
+            self.best_score, self.best_epoch = score, epoch
+            self.best_params = {k: np.array(v, copy=True) for k, v in model.params.items()}
+        return self.no_improvement > self.n_iter_no_change
+
+    def restore(self, model: Any) -> None:
+        """Put the best epoch's parameters back into ``model`` (in place)."""
+        if self.best_params is not None:
+            for name, value in self.best_params.items():
+                np.copyto(model.params[name], value)
+
+
+def _check_early_stopping(est: Any) -> None:
+    """One-line errors that name the estimator's parameters."""
+    if not isinstance(est.early_stopping, (bool, np.bool_)):
+        raise TypeError(f"early_stopping must be True or False, got {est.early_stopping!r}")
+    if not est.early_stopping:
+        return
+    vf = est.validation_fraction
+    if not isinstance(vf, Real) or not 0.0 < vf < 1.0:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {vf!r}")
+    n = est.n_iter_no_change
+    if not isinstance(n, Integral) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n_iter_no_change must be an integer >= 1, got {n!r}")
+    if not isinstance(est.tol, Real) or not est.tol >= 0.0:
+        raise ValueError(f"tol must be >= 0, got {est.tol!r}")
+
+
+def _schedule(est: Any) -> Schedule | None:
+    if est.schedule == "none":
+        return None
+    if est.schedule == "cosine":
+        return CosineLR(total_epochs=max(int(est.epochs), 1))
+    if est.schedule == "step":
+        return StepLR(step_size=est.step_size, gamma=est.gamma)
+    raise ValueError(f"schedule must be 'none', 'cosine' or 'step', got {est.schedule!r}")
+
+
+class ResodeEstimator(BaseEstimator):
+    """The optimiser, early stopping and one training run, for all four estimators."""
+
+    # attributes set by fit
+    model_: ResNet | NeuralODE
+    history_: History
+    n_features_in_: int
+    n_iter_: int
+    loss_curve_: list[float]
+    validation_scores_: list[float] | None
+    best_validation_score_: float | None
+    best_epoch_: int | None
+
+    def _make_model(self, dim: int, outputs: int, seed: int, loss: str) -> ResNet | NeuralODE:
+        raise NotImplementedError
+
+    def _validation_score(self, X_val: np.ndarray, y_val: np.ndarray) -> Callable[..., float]:
+        """``score(logs, model)`` on the validation split: the column of fit's history."""
+        column = "val_r2" if self._loss() == "mse" else "val_accuracy"
+        return lambda logs, model: logs[column]
+
+    def _loss(self) -> str:
+        return "mse"
+
+    def _train(
+        self, X: np.ndarray, targets: np.ndarray, outputs: int, *, stratify: Any = None
+    ) -> None:
+        """Build a new model with ``outputs`` outputs and train it on ``(X, targets)``; with
+        ``early_stopping``, on all but a held-out ``validation_fraction`` of it."""
+        _check_early_stopping(self)
+        rng = check_random_state(self.random_state)
+        model_seed, fit_seed = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
+        model = self._make_model(X.shape[1], outputs, model_seed, self._loss())
+        names = getattr(self, "feature_names_in_", None)
+        model.feature_names = None if names is None else [str(n) for n in names]
+        validation, keep = None, None
+        if self.early_stopping:
+            X, targets, validation = self._hold_out(X, targets, rng, stratify)
+            keep = BestWeights(self._validation_score(*validation), self.n_iter_no_change,
+                               self.tol)  # fmt: skip
+        with _core_threads(1 if in_parallel_worker() else None):
+            history = fit(
+                model,
+                X,
+                targets,
+                optimizer=self._make_optimizer(),
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                shuffle=self.shuffle,
+                seed=fit_seed,
+                validation_data=validation,
+                bound=self.bound,
+                fixed_projection=self.fixed_projection,
+                callbacks=[] if keep is None else [keep],
+                progress=bool(self.verbose),
+            )
+        self._record(model, history, keep)
+
+    def _hold_out(
+        self, X: np.ndarray, targets: np.ndarray, rng: np.random.RandomState, stratify: Any
+    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """``(X, targets)`` less ``validation_fraction`` of it, and that part (stratified by
+        ``stratify``), as scikit-learn's MLP does. The split's seed is drawn after the model's
+        and fit's, so fits without early stopping draw as they always did."""
+        split_seed = int(rng.randint(0, 2**31 - 1))
+        try:
+            X, X_val, targets, t_val = train_test_split(
+                X, targets, test_size=self.validation_fraction,
+                random_state=split_seed, stratify=stratify,
+            )  # fmt: skip
+        except ValueError as exc:  # too few samples for a (stratified) validation split
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction!r} of {len(X)} samples "
+                f"leaves no usable validation split for early_stopping: {exc}"
+            ) from None
+        return X, targets, (X_val, t_val)
+
+    def _record(self, model: Any, history: History, keep: BestWeights | None) -> None:
+        if keep is not None:
+            keep.restore(model)
+        self.model_ = model
+        self.history_ = history
+        self.n_iter_ = len(history)
+        self.loss_curve_ = list(history.loss)
+        self.validation_scores_ = None if keep is None else keep.scores
+        self.best_validation_score_ = None if keep is None else keep.best_score
+        self.best_epoch_ = None if keep is None else keep.best_epoch
+
+    def _make_optimizer(self) -> Optimizer:
+        name, schedule = self.optimizer, _schedule(self)
+        if name == "adam":
+            for key in ("beta1", "beta2"):  # checked here: Adam names them betas[0], betas[1]
+                value = getattr(self, key)
+                if not isinstance(value, Real) or not 0.0 <= value < 1.0:
+                    raise ValueError(f"{key} must be in [0, 1), got {value!r}")
+            return Adam(lr=self.lr, betas=(self.beta1, self.beta2), eps=self.eps,
+                        schedule=schedule)  # fmt: skip
+        if name == "sgd":
+            return SGD(lr=self.lr, momentum=self.momentum, nesterov=self.nesterov,
+                       schedule=schedule)  # fmt: skip
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")
+
+
+def _target_name(y: Any) -> str | None:
+    """The name of a pandas Series target (None for arrays and unnamed Series)."""
+    name = getattr(y, "name", None)
+    return None if name is None or not hasattr(y, "iloc") else str(name)
+
+
+class ResodeClassifier(ClassifierMixin, ResodeEstimator):
+    """Classification: label mapping, cross-entropy (or MSE on one-hot rows) training."""
+
+    classes_: np.ndarray
+
+    def fit(self, X: Any, y: Any) -> ResodeClassifier:
+        """Build a new model and train it on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array_like or pandas DataFrame, shape (n_samples, n_features)
+            A DataFrame's column names are recorded in ``feature_names_in_``.
+        y : array_like, shape (n_samples,)
+            Class labels (any sortable values); at least two classes.
+
+        Returns
+        -------
+        self
+        """
+        target_name = _target_name(y)
+        X, y = _validate_data(self, X, y, dtype=_FLOATS, y_numeric=False)
+        check_classification_targets(y)
+        classes, y_idx = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes in y; "
+                f"got 1 class ({classes[0]!r})"
+            )
+        targets: np.ndarray = y_idx.astype(np.int64)
+        if self.loss == "mse":  # regression on one-hot rows, predicted by the largest output
+            targets = np.eye(len(classes), dtype=np.float64)[y_idx]
+        self._train(X, targets, len(classes), stratify=y_idx)
+        self.model_.target_name = target_name
+        self.classes_ = classes
+        return self
+
+    def _loss(self) -> str:
+        return self.loss
+
+    def _validation_score(self, X_val: np.ndarray, y_val: np.ndarray) -> Callable[..., float]:
+        if self.loss != "mse":
+            return super()._validation_score(y_val, X_val)
+        # one-hot rows: fit's history has R^2; the classifier's score is the accuracy
+        labels = np.argmax(y_val, axis=1)
+        return lambda logs, model: float(np.mean(np.argmax(model.forward(X_val), 1) == labels))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (softmax of the outputs), float array of shape
+        ``(n_samples, n_classes)`` in the order of ``classes_``."""
+        check_is_fitted(self, "model_")
+        X = _validate_data(self, X, reset=False, dtype=_FLOATS)
+        return self.model_.predict_proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels (values of ``classes_``), shape ``(n_samples,)``."""
+        check_is_fitted(self, "model_")
+        X = _validate_data(self, X, reset=False, dtype=_FLOATS)
+        return self.classes_[np.argmax(self.model_.forward(X), axis=1)]
+
+
+class ResodeRegressor(RegressorMixin, ResodeEstimator):
+    """Regression: the mean squared error on real targets, one output per target column."""
+
+    def fit(self, X: Any, y: Any) -> ResodeRegressor:
+        """Build a new model and train it on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array_like or pandas DataFrame, shape (n_samples, n_features)
+            A DataFrame's column names are recorded in ``feature_names_in_``.
+        y : array_like, shape (n_samples,) or (n_samples, n_outputs)
+            Real targets.
+
+        Returns
+        -------
+        self
+        """
+        target_name = _target_name(y)
+        X, y = _validate_data(self, X, y, dtype=_FLOATS, y_numeric=True, multi_output=True)
+        targets = np.asarray(y, dtype=np.float64)
+        self._single_output = targets.ndim == 1
+        targets = targets.reshape(len(targets), -1)
+        self._train(X, targets, targets.shape[1])
+        self.model_.target_name = target_name
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted values: ``(n_samples,)`` for a 1-D ``y`` in fit, else
+        ``(n_samples, n_outputs)``."""
+        check_is_fitted(self, "model_")
+        X = _validate_data(self, X, reset=False, dtype=_FLOATS)
+        z = self.model_.forward(X)
+        return z[:, 0] if self._single_output else z
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
+        return {"multioutput": True}
+
+
+class NeuralODEParams:
+    """The model half of the neural ODE estimators."""
+
+    def _make_model(self, dim: int, outputs: int, seed: int, loss: str) -> NeuralODE:
+        p: Any = self
+        return NeuralODE(
+            dim,
+            T=p.T,
+            pieces=p.pieces,
+            substeps=p.substeps,
+            method=p.method,
+            classes=outputs,
+            field=p.field,
+            activation=p.activation,
+            hidden=p.hidden if p.field == "bottleneck" else None,
+            augment=p.augment,
+            loss=loss,
+            weight_decay=p.weight_decay,
+            readout=p.readout,
+            l1=p.l1,
+            decay_readout=p.decay_readout,
+            turnpike=p.turnpike,
+            turnpike_weight=p.turnpike_weight,
+            gradient=p.gradient,
+            checkpoints=p.checkpoints,
+            dtype=p.dtype,
+            seed=seed,
+            rtol=p.rtol,
+            atol=p.atol,
+            first_step=p.first_step,
+            max_steps=p.max_steps,
+            step_control=p.step_control,
+        )
+
+
+class ResNetParams:
+    """The model half of the ResNet estimators."""
+
+    def _make_model(self, dim: int, outputs: int, seed: int, loss: str) -> ResNet:
+        p: Any = self
+        return ResNet(
+            dim,
+            p.layers,
+            classes=outputs,
+            field=p.field,
+            activation=p.activation,
+            hidden=p.hidden if p.field == "bottleneck" else None,
+            augment=p.augment,
+            h=p.h,
+            loss=loss,
+            weight_decay=p.weight_decay,
+            readout=p.readout,
+            l1=p.l1,
+            decay_readout=p.decay_readout,
+            dtype=p.dtype,
+            seed=seed,
+        )
