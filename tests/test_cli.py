@@ -759,7 +759,7 @@ def test_labels_that_are_not_0_to_k_minus_1_are_mapped_never_invented(
         assert main(argv) == 0
         assert "2-D, 2 classes)" in capsys.readouterr().out
         model = resode.load(out / "model.npz")
-        assert model.classes == 2 and model._class_labels == labels
+        assert model.classes == 2 and model.class_labels == labels
         assert json.loads((out / "run.json").read_text())["class_labels"] == labels
         predictions = tmp_path / f"p{labels[0]}.csv"
         argv = ["predict", "--model", str(out / "model.npz"), "--data", str(data),
@@ -838,7 +838,7 @@ def test_text_labels_are_classes_with_or_without_a_header(
                 "--no-plots", "--no-progress", "--out", str(out)]  # fmt: skip
         assert main(argv) == 0
         assert "(64 train / 16 test samples, 2-D, 2 classes)" in capsys.readouterr().out
-        assert resode.load(out / "model.npz")._class_labels == names.tolist()
+        assert resode.load(out / "model.npz").class_labels == names.tolist()
         predictions = tmp_path / f"p-{source}"
         argv = ["predict", "--model", str(out / "model.npz"), "--data", str(tmp_path / source),
                 "--target", "-1", "--out", str(predictions)]  # fmt: skip

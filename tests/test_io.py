@@ -39,14 +39,14 @@ def _models() -> list[Any]:
 
 
 def _header(model: Any) -> dict[str, Any]:
-    return {"format": "resode", "version": 1, "kind": model._kind, "config": model.config}
+    return {"format": "resode", "version": 1, "kind": model.kind, "config": model.config}
 
 
 def _arrays(model: Any) -> dict[str, np.ndarray]:
     return {f"params/{k}": v for k, v in model.params.items()}
 
 
-@pytest.mark.parametrize("model", _models(), ids=lambda m: f"{m._kind}-{m.dtype}-{m.field}")
+@pytest.mark.parametrize("model", _models(), ids=lambda m: f"{m.kind}-{m.dtype}-{m.field}")
 def test_round_trip_is_exact(tmp_path: Path, model: Any) -> None:
     rng = np.random.default_rng(0)
     for v in model.params.values():  # make the parameters unlike a fresh initialisation
@@ -289,12 +289,12 @@ def test_an_adaptive_model_with_the_default_first_step_loads(tmp_path) -> None:
 def test_class_labels_round_trip_and_files_without_them_load_as_before(tmp_path) -> None:
     model = resode.NeuralODE(2, pieces=3, classes=3, seed=0)
     model.save(tmp_path / "old.npz")  # as resode wrote every model before class labels
-    assert resode.load(tmp_path / "old.npz")._class_labels is None
+    assert resode.load(tmp_path / "old.npz").class_labels is None
     assert "class_labels" not in read_file(tmp_path / "old.npz")[1]
-    model._class_labels = [-1, 7, 2]
+    model.class_labels = [-1, 7, 2]
     model.save(tmp_path / "new.npz")
     loaded = resode.load(tmp_path / "new.npz")
-    assert loaded._class_labels == [-1, 7, 2]
+    assert loaded.class_labels == [-1, 7, 2]
     for k, v in model.params.items():
         np.testing.assert_array_equal(loaded.params[k], v)
     header, arrays = _header(model), _arrays(model)

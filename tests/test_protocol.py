@@ -69,10 +69,9 @@ def test_problem_of_flat_regression_targets() -> None:
 
 @pytest.mark.parametrize("model", _models(), ids=lambda m: f"{m.kind}-{m.method}")
 def test_kind_and_param_shapes_are_the_old_private_names(model: Model) -> None:
-    assert model.kind == model._kind and KINDS[model.kind] is type(model)
-    assert model.param_shapes == model._shapes
+    assert KINDS[model.kind] is type(model)
     assert model.param_shapes == {k: v.shape for k, v in model.params.items()}
-    assert isinstance(model, resode.models._Model)  # the old name, an alias until removed
+    assert isinstance(model, resode.models.Model)
 
 
 def test_resnet_has_steps_dt_method_and_trajectory_times() -> None:
@@ -126,7 +125,6 @@ def test_metadata_round_trips_through_the_model_file(tmp_path: Path, model: Mode
     again = resode.load(tmp_path / "m.npz")
     for key in ("class_labels", "feature_names", "target_name", "scaling"):
         assert getattr(again, key) == getattr(model, key), key
-    assert again.class_labels == again._class_labels  # the old name, an alias until removed
 
 
 def test_metadata_round_trips_through_a_checkpoint(tmp_path: Path) -> None:

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from . import _shims  # noqa: F401  (public model protocol names until part A is merged)
 from .build import build_model, build_optimizer, label_texts, load_data, prepare
 from .config import RunConfig
 from .figures import FIGURES, draw
@@ -167,19 +166,14 @@ class EpochRecorder:
 
 
 def _early_stopping(patience: int) -> dict[str, Any]:
-    """fit's keyword arguments for early stopping on the validation loss: its
-    ``early_stopping=`` parameter where it has one (the best epoch's model kept), else the
-    callback."""
-    import inspect
-
-    from .training import EarlyStopping, fit
+    """fit's keyword arguments for early stopping on the validation loss, the best epoch's
+    model kept (0: none)."""
+    from .training import EarlyStopping
 
     if not patience:
         return {}
-    if "early_stopping" in inspect.signature(fit).parameters:  # the lead simplifies after merge
-        return {"early_stopping": EarlyStopping(monitor="val_loss", patience=patience,
-                                                restore_best=True)}  # fmt: skip
-    return {"callbacks": [EarlyStopping("val_loss", patience=patience)]}
+    return {"early_stopping": EarlyStopping(monitor="val_loss", patience=patience,
+                                            restore_best=True)}  # fmt: skip
 
 
 def _checkpoint_path(config: RunConfig, out: Path, resume: Path | None) -> Path | None:
@@ -435,7 +429,7 @@ def _report(result: RunResult, resumed_epochs: int, ran: int, seconds: float,
 
 def _save_interrupted(config: RunConfig, setup: Mapping[str, Any], out: Path, history: Any) -> None:
     """The checkpoint of an interrupted run, as fit would have written it at its last epoch."""
-    from ._shims import save_checkpoint
+    from .training import save_checkpoint
 
     t = config.training
     settings = {"epochs": t.epochs, "batch_size": t.batch_size, "shuffle": t.shuffle,

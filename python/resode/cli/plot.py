@@ -25,7 +25,6 @@ def add_parser(sub: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from .. import _shims  # noqa: F401  (public model protocol names until part A is merged)
     from ..figures import FIGURES, draw
     from ..io import load as load_model
     from ..run import prepare

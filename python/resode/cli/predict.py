@@ -80,7 +80,6 @@ def _model_file(path: str) -> Path:
 
 def run_command(args: argparse.Namespace) -> int:
     """Write the predictions (stdout or ``--out``) and score them when the data have labels."""
-    from .. import _shims  # noqa: F401  (public model protocol names until part A is merged)
     from ..build import label_texts, scale_inputs, scale_targets
     from ..data_files import load as load_data
     from ..io import load as load_model

@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import config as run_config
 from ..config import RunConfig
-from .common import PROG, UsageError
+from .common import PROG, Parser, UsageError
 
 __all__ = [
     "TRAIN_DEFAULTS",
@@ -116,6 +116,13 @@ def add_parser(sub: Any) -> None:
     add_run_options(train, TRAIN_DEFAULTS)
 
 
+def _train_parser() -> argparse.ArgumentParser:
+    """``resode`` with the ``train`` sub-command alone (its messages read as the command's)."""
+    parser = Parser(prog=PROG)
+    add_parser(parser.add_subparsers(dest="command"))
+    return parser
+
+
 # --------------------------------------------------------------------------- options -> run
 
 
@@ -192,12 +199,11 @@ def check_train(argv: Sequence[str]) -> dict[str, Any]:
     command's one-line message otherwise.
     """
     from ..run import prepare
-    from . import build_parser
 
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):
-            args = build_parser().parse_args(["train", *argv])
+            args = _train_parser().parse_args(["train", *argv])
         config, _ = resolve(args)
         prepare(config)
     except SystemExit:
@@ -236,7 +242,5 @@ def run_command(args: argparse.Namespace) -> int:
 
 def run_options(config_toml: str | os.PathLike[str]) -> RunConfig:
     """The run of a run folder's ``config.toml`` (as ``resode train --config`` reads it)."""
-    from . import build_parser
-
-    args = build_parser().parse_args(["train", "--config", str(config_toml)])
+    args = _train_parser().parse_args(["train", "--config", str(config_toml)])
     return resolve(args)[0]

@@ -62,5 +62,3 @@ __all__ = [
 
 #: The model classes by their ``kind`` (the ``"kind"`` of a model file's header).
 KINDS: dict[str, type[Model]] = {cls.kind: cls for cls in (ResNet, NeuralODE)}
-
-_Model = Model  # the name before issue 23 (bench used it; the lead removes it)

@@ -208,8 +208,6 @@ class Model:
     def class_labels(self, labels: Any) -> None:
         self._class_labels_ = check_class_labels(labels, self.classes)
 
-    _class_labels = class_labels  # the name before issue 23 (the lead removes it)
-
     @property
     def feature_names(self) -> list[str] | None:
         """The names of the ``dim`` inputs, in order (set by front ends; None by default)."""
@@ -249,15 +247,11 @@ class Model:
     def flat_targets(self, flat: bool) -> None:
         self._flat = check_bool("flat_targets", flat)
 
-    _flat_targets = flat_targets  # the name before issue 23 (the lead removes it)
-
     # -- the core's arguments -----------------------------------------------------------------
     @property
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """The shape every entry of ``params`` must have, from the configuration."""
         return param_shapes(self.field, self._pieces, self.D, self.hidden, self.classes)
-
-    _shapes = param_shapes  # the name before issue 23 (the lead removes it)
 
     def problem(self, X: Any, y: Any = None) -> Problem:
         """The checked data and the core's keyword arguments for ``(X, y)``: see

@@ -88,7 +88,6 @@ class NeuralODE(Model):
     """
 
     kind = "node"
-    _kind = kind  # the name before issue 23 (the lead removes it)
 
     def __init__(
         self,

@@ -40,7 +40,6 @@ class ResNet(Model):
     """
 
     kind = "resnet"
-    _kind = kind  # the name before issue 23 (the lead removes it)
 
     def __init__(
         self,

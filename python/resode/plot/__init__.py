@@ -41,10 +41,6 @@ from .flows import trajectories
 from .images import image_flow
 from .regions import decision_boundary, decision_regions
 
-# The name front ends called before require_matplotlib was public; kept for them until they
-# call the public name.
-_require_matplotlib = require_matplotlib
-
 __all__ = [
     "controls",
     "decision_boundary",

@@ -227,35 +227,11 @@ def limits(values: np.ndarray) -> tuple[float, float]:
 # --------------------------------------------------------------------------- the model protocol
 
 
-def model_kind(model: Model) -> str:
-    """``"node"`` or ``"resnet"``: ``model.kind``. The fallback serves models without the
-    public name (before the models package has it); delete it once every model has ``kind``."""
-    kind = getattr(model, "kind", None)
-    if kind is None:
-        kind = "node" if isinstance(model, NeuralODE) else "resnet"
-    return str(kind)
-
-
-def model_steps(model: Model) -> int:
-    """Steps of the trajectory grid (a ResNet's layers): ``model.steps``. The fallback serves a
-    ResNet without it (``layers``); delete it once every model has ``steps``."""
-    steps = getattr(model, "steps", None)
-    return int(model.layers if steps is None else steps)
-
-
-def targets(model: Model, X: Any, y: Any) -> np.ndarray:
-    """The core's targets of ``y`` for ``X``: ``model.problem(X, y).targets``. The fallback
-    serves models without ``problem``; delete it once every model has it."""
-    if hasattr(model, "problem"):
-        return np.asarray(model.problem(X, y).targets)
-    return model._targets(y, np.shape(X)[0])  # the private name, until then
-
-
 def time_grid(model: Model) -> tuple[np.ndarray, str]:
     """Times of the trajectory states and the axis label: ``k dt`` for a neural ODE, the layer
     index ``k`` for a ResNet (whose figures count layers)."""
-    steps = model_steps(model)
-    if model_kind(model) == "node":
+    steps = model.steps
+    if model.kind == "node":
         return np.arange(steps + 1) * model.dt, "time t"
     return np.arange(steps + 1, dtype=np.float64), "layer"
 

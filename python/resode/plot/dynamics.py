@@ -17,10 +17,8 @@ from ._common import (
     check_model,
     class_colors,
     legend_outside,
-    model_kind,
     new_figure,
     save_figure,
-    targets,
     time_grid,
 )
 
@@ -66,7 +64,7 @@ def controls(model: Model, path: PathLike = "controls.png", *, dpi: int = 120) -
     }
     total = np.sqrt(sum(v**2 for v in per.values()))
     pieces = total.shape[0]
-    if model_kind(model) == "node":
+    if model.kind == "node":
         edges, xlabel = np.linspace(0.0, model.T, pieces + 1), "time t"
     else:
         edges, xlabel = np.arange(pieces + 1, dtype=np.float64), "layer"
@@ -215,7 +213,7 @@ def loss_along_time(
         model = check_model(model)
         traj = np.asarray(model.trajectory(X), dtype=np.float64)  # (steps + 1, N, D)
         params = {k: np.asarray(model.params[k], dtype=np.float64) for k in ("P", "c")}
-        goal = targets(model, X, y).astype(
+        goal = model.problem(X, y).targets.astype(
             np.int64 if model.loss == "cross_entropy" else np.float64
         )
         losses = [

@@ -20,8 +20,6 @@ from ._common import (
     check_model,
     class_colors,
     limits,
-    model_kind,
-    model_steps,
     new_figure,
     save_figure,
 )
@@ -84,7 +82,7 @@ def features(
     for k, setter in enumerate((ax.set_xlabel, ax.set_ylabel, getattr(ax, "set_zlabel", None))):
         if k < dims and setter is not None:
             setter(names[k])
-    when = f"t = {model.T:g}" if model_kind(model) == "node" else f"layer {model_steps(model)}"
+    when = f"t = {model.T:g}" if model.kind == "node" else f"layer {model.steps}"
     ax.set_title(f"{type(model).__name__}: features x({when}) and the readout")
     fig.tight_layout()
     return save_figure(fig, path, dpi)

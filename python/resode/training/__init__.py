@@ -30,7 +30,7 @@ from ..models import NeuralODE, ResNet
 from .callbacks import Callback, EarlyStopping
 from .checkpoints import check_resumable, load_checkpoint, save_checkpoint
 from .divergence import TrainingDiverged
-from .epoch import constrain, run_epoch
+from .epoch import constrain
 from .history import HISTORY_KEYS, History
 from .loop import fit
 
@@ -48,7 +48,3 @@ __all__ = [
 ]
 
 Model = Union[ResNet, NeuralODE]
-
-# The names before issue 23 (the CLI and its tests use them; the lead removes them).
-_save_checkpoint = save_checkpoint
-_run_epoch = run_epoch
