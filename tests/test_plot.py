@@ -447,25 +447,6 @@ def test_history_of_a_sign_classifier_shows_its_accuracy(tmp_path: Path) -> None
     assert "R^2" in svg
 
 
-def test_plot_reads_targets_through_the_model_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
-    """resode.plot reads no private model state: the core's targets come from
-    model.problem(X, y).targets when the model has it."""
-    model = resode.NeuralODE(2, T=1.0, pieces=2, classes=2, seed=0)
-    X, y = np.zeros((3, 2)), np.array([0, 1, 1])
-    seen = []
-
-    class Problem:
-        targets = np.array([1, 0, 0])
-
-    def problem(X_: Any, y_: Any = None) -> Problem:
-        seen.append((X_, y_))
-        return Problem()
-
-    monkeypatch.setattr(model, "problem", problem, raising=False)
-    np.testing.assert_array_equal(_common.targets(model, X, y), [1, 0, 0])
-    assert seen and seen[0][1] is y
-
-
 def test_import_resode_plot_does_not_import_matplotlib() -> None:
     code = (
         "import sys, resode; assert 'matplotlib' not in sys.modules; "

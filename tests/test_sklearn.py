@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,7 +194,7 @@ _RENAMED = {
 _EXCLUDED = {
     "dim": "inferred from X (n_features_in_)",
     "classes": "inferred from y (classes_, or the columns of a regressor's y)",
-    "model": "fit's model: the estimator builds it",
+    "model": "fit's model (and resode train's --model): the estimator's class builds it",
     "X": "fit's data",
     "y": "fit's data",
     "validation_data": "early_stopping holds out validation_fraction, as scikit-learn does",
@@ -203,22 +205,35 @@ _EXCLUDED = {
     "resume": "files, as checkpoint",
     "record": "recorded trajectories are for resode.plot, not for scikit-learn",
     "record_every": "as record",
+    # resode.config fields of the command line's run that an estimator has no use for
+    "threads": "set_num_threads (or threadpoolctl) around the estimator",
+    "plots": "resode train's figures; resode.plot draws a fitted model_",
 }
 
 
 def _front_end_options(estimator: type) -> set[str]:
-    """The options every front end must offer, for ``estimator``: the parameters of its model's
-    constructor, of :func:`resode.fit` and of the optimisers. (The one place to switch to
-    ``resode.config``'s fields.)"""
+    """The options every front end must offer, for ``estimator``: the run definition's model,
+    optimiser and training fields (:mod:`resode.config`) that apply to its model kind, and the
+    parameters of its model's constructor, of :func:`resode.fit` and of the optimisers."""
     import inspect
 
-    model = resode.NeuralODE if "NeuralODE" in estimator.__name__ else resode.ResNet
-    sources = (model, resode.fit, resode.optim.Adam, resode.optim.SGD)
+    from resode import config
+
+    node = "NeuralODE" in estimator.__name__
+    model = resode.NeuralODE if node else resode.ResNet
     names: set[str] = set()
-    for source in sources:
+    for source in (model, resode.fit, resode.optim.Adam, resode.optim.SGD):
         names |= set(inspect.signature(source).parameters)
+    # a field applies unless its rule says it means nothing for this kind of model (the
+    # adaptive-only options are judged with an adaptive method, where they apply)
+    run = {**config.RunConfig().flat(), "model": "node" if node else "resnet", "method": "dopri5"}
+    for section, field, option in config.fields():
+        if section != "data" and (option.applies is None or option.applies(run) is None):
+            names.add(field.name)
     if "Regressor" in estimator.__name__:
         names.discard("loss")  # the regressors' loss is the mean squared error
+    if not node:
+        names.discard("T")  # a ResNet estimator takes h itself (resode train's h is T / layers)
     return names
 
 
@@ -237,10 +252,10 @@ def test_estimators_take_every_model_and_training_option(Estimator) -> None:
 
 
 def _cli_defaults() -> dict:
-    """The defaults of resode train (the one place to switch to resode.config)."""
-    from resode.cli import TRAIN_DEFAULTS
+    """The defaults of resode train: the run definition's (:mod:`resode.config`)."""
+    from resode import config
 
-    return dict(TRAIN_DEFAULTS)
+    return {field.name: field.default for _, field, _ in config.fields()}
 
 
 def _api_default(name: str, Estimator: type):
@@ -260,7 +275,6 @@ def test_estimator_defaults_are_resode_train_defaults(Estimator) -> None:
     """One voice: an estimator's default is resode train's (else the model's, fit's or the
     optimiser's where resode train lacks the option), but for the documented exceptions."""
     cli = _cli_defaults()
-    cli["shuffle"] = not cli.pop("no_shuffle")
     cli["h"] = cli["T"] / cli["layers"]  # resode train's --h default: T / layers
     exceptions = {
         # scikit-learn's convention (a new seed each fit); resode train seeds 0
@@ -430,6 +444,9 @@ def test_dataframes_record_their_feature_names(Estimator) -> None:
     assert list(est.feature_names_in_) == ["width", "height"]
     assert est.model_.feature_names == ["width", "height"]
     assert est.model_.target_name == target.name
+    with tempfile.TemporaryDirectory() as folder:  # the model file keeps the names
+        saved = resode.load(est.model_.save(Path(folder) / "model.npz"))
+    assert saved.feature_names == ["width", "height"] and saved.target_name == target.name
     with pytest.raises(ValueError, match="feature names should match"):
         est.predict(frame[["height", "width"]])
     with pytest.warns(UserWarning, match="does not have valid feature names"):
