@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
-
-try:
-    from resode import datasets
-except ImportError:  # compiled part not built: load the pure-Python module by path
-    _p = pathlib.Path(__file__).resolve().parents[1] / "python" / "resode" / "datasets.py"
-    _s = importlib.util.spec_from_file_location("resode_datasets", _p)
-    assert _s is not None
-    assert _s.loader is not None
-    datasets = importlib.util.module_from_spec(_s)
-    _s.loader.exec_module(datasets)
+from resode import datasets
 
 HALF = 1.4
 GAP = 0.1

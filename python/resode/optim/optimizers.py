@@ -1,39 +1,8 @@
-"""First-order optimisers and learning-rate schedules for dicts of NumPy arrays.
-
-The optimisers follow PyTorch's update rules (``torch.optim.SGD`` without dampening and
-weight decay, ``torch.optim.Adam`` without weight decay / amsgrad). Parameters and
-gradients are dicts ``name -> numpy.ndarray`` with the same keys and shapes; ``step``
-updates the parameter arrays **in place** and keeps their dtype (float32 or float64: the
-update is computed in the parameter's dtype, gradients are cast to it, optimiser state has
-it too). The update rules live in the compiled core (``resode/optimizers.hpp``), shared with
-the whole-epoch loop of :func:`resode.fit`: one Adam, one SGD.
-
-The learning rate is ``base_lr * schedule(epoch)``; the training loop calls
-:meth:`Optimizer.epoch_end` once per epoch. Everything needed to resume is in
-:meth:`Optimizer.config` (JSON-serialisable constructor arguments, rebuilt by
-:func:`from_config`) and :meth:`Optimizer.state_dict` (a flat dict of NumPy arrays that
-``numpy.savez`` stores without pickle). Resuming from both gives bitwise the same
-trajectory as an uninterrupted run.
-
-Examples
---------
->>> import numpy as np
->>> from resode.optim import Adam, CosineLR, from_config
->>> params = {"W": np.ones((2, 2)), "b": np.zeros(2)}
->>> opt = Adam(lr=0.1, schedule=CosineLR(total_epochs=10))
->>> opt.step(params, {"W": 2 * params["W"], "b": params["b"] - 1.0})
->>> opt.epoch_end()
->>> state, cfg = opt.state_dict(), opt.config()
->>> resumed = from_config(cfg)
->>> resumed.load_state_dict(state)
->>> resumed.lr == opt.lr
-True
-"""
+"""The optimisers: the base :class:`Optimizer`, :class:`SGD` and :class:`Adam`, and
+:func:`from_config` to rebuild one with its schedule."""
 
 from __future__ import annotations
 
-import math
-import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -41,200 +10,12 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _core
-from ._validation import int_at_least
+from .. import _core
+from .._validation import int_at_least
+from ._common import _as_float
+from .schedules import Schedule, schedule_from_config
 
-__all__ = [
-    "SGD",
-    "Adam",
-    "CosineLR",
-    "Optimizer",
-    "Schedule",
-    "StepLR",
-    "from_config",
-    "schedule_from_config",
-]
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _as_float(name: str, value: object) -> float:
-    """Return ``value`` as a finite ``float`` or raise ``ValueError`` naming ``name``."""
-    is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    out = float(value) if is_real else math.nan  # type: ignore[arg-type]
-    if not math.isfinite(out):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    return out
-
-
-# --------------------------------------------------------------------------- schedules
-
-
-class Schedule(ABC):
-    """Learning-rate schedule: a multiplicative factor as a function of the epoch.
-
-    Subclasses implement :meth:`factor` and :meth:`config`; calling the schedule is the
-    same as calling :meth:`factor`.
-
-    Examples
-    --------
-    >>> sched = StepLR(step_size=2, gamma=0.5)
-    >>> [sched(e) for e in range(5)]
-    [1.0, 1.0, 0.5, 0.5, 0.25]
-    """
-
-    @abstractmethod
-    def factor(self, epoch: int) -> float:
-        """Return the learning-rate factor for ``epoch`` (an integer ``>= 0``)."""
-
-    @abstractmethod
-    def config(self) -> dict[str, Any]:
-        """Return the JSON-serialisable constructor arguments plus ``"name"``."""
-
-    def __call__(self, epoch: int) -> float:
-        """Alias of :meth:`factor`."""
-        return self.factor(epoch)
-
-    def __eq__(self, other: object) -> bool:
-        """Schedules are equal when their configs are."""
-        return isinstance(other, Schedule) and self.config() == other.config()
-
-    def __hash__(self) -> int:
-        """Hash of the config (consistent with ``__eq__``)."""
-        return hash(tuple(sorted(self.config().items())))
-
-    def __repr__(self) -> str:
-        """``Name(arg=value, ...)``."""
-        cfg = self.config()
-        name = cfg.pop("name")
-        return f"{name}({', '.join(f'{k}={v!r}' for k, v in cfg.items())})"
-
-
-class StepLR(Schedule):
-    """Step decay: factor ``gamma ** (epoch // step_size)``.
-
-    Parameters
-    ----------
-    step_size : int
-        Number of epochs between decays, ``>= 1``.
-    gamma : float, default 0.1
-        Multiplicative decay, ``> 0``.
-
-    Raises
-    ------
-    ValueError
-        On ``step_size < 1`` or ``gamma <= 0``.
-
-    Examples
-    --------
-    >>> sched = StepLR(step_size=10, gamma=0.1)
-    >>> sched(0), sched(9), sched(10), round(sched(25), 12)
-    (1.0, 1.0, 0.1, 0.01)
-    >>> sched.config()
-    {'name': 'StepLR', 'step_size': 10, 'gamma': 0.1}
-    """
-
-    def __init__(self, step_size: int, gamma: float = 0.1) -> None:
-        self.step_size = int_at_least("step_size", step_size, 1)
-        self.gamma = _as_float("gamma", gamma)
-        if self.gamma <= 0.0:
-            raise ValueError(f"gamma must be > 0, got {gamma!r}")
-
-    def factor(self, epoch: int) -> float:
-        """Return ``gamma ** (epoch // step_size)``; ``epoch`` must be ``>= 0``."""
-        epoch = int_at_least("epoch", epoch, 0)
-        return float(self.gamma ** (epoch // self.step_size))
-
-    def config(self) -> dict[str, Any]:
-        """Return ``{"name": "StepLR", "step_size": ..., "gamma": ...}``."""
-        return {"name": "StepLR", "step_size": self.step_size, "gamma": self.gamma}
-
-
-class CosineLR(Schedule):
-    """Cosine annealing from 1 to ``min_factor`` over ``total_epochs`` epochs.
-
-    The factor is ``min + (1 - min) * (1 + cos(pi * min(epoch, total) / total)) / 2``:
-    1 at epoch 0, ``min_factor`` from epoch ``total_epochs`` on.
-
-    Parameters
-    ----------
-    total_epochs : int
-        Length of the annealing, ``>= 1``.
-    min_factor : float, default 0.0
-        Final factor, in ``[0, 1]``.
-
-    Raises
-    ------
-    ValueError
-        On ``total_epochs < 1`` or ``min_factor`` outside ``[0, 1]``.
-
-    Examples
-    --------
-    >>> sched = CosineLR(total_epochs=10, min_factor=0.1)
-    >>> sched(0), round(sched(5), 12), round(sched(10), 12), round(sched(99), 12)
-    (1.0, 0.55, 0.1, 0.1)
-    """
-
-    def __init__(self, total_epochs: int, min_factor: float = 0.0) -> None:
-        self.total_epochs = int_at_least("total_epochs", total_epochs, 1)
-        self.min_factor = _as_float("min_factor", min_factor)
-        if not 0.0 <= self.min_factor <= 1.0:
-            raise ValueError(f"min_factor must be in [0, 1], got {min_factor!r}")
-
-    def factor(self, epoch: int) -> float:
-        """Return the cosine factor for ``epoch`` (``>= 0``; clamped at ``total_epochs``)."""
-        epoch = int_at_least("epoch", epoch, 0)
-        t = min(epoch, self.total_epochs) / self.total_epochs
-        return self.min_factor + (1.0 - self.min_factor) * (1.0 + math.cos(math.pi * t)) / 2.0
-
-    def config(self) -> dict[str, Any]:
-        """Return ``{"name": "CosineLR", "total_epochs": ..., "min_factor": ...}``."""
-        return {
-            "name": "CosineLR",
-            "total_epochs": self.total_epochs,
-            "min_factor": self.min_factor,
-        }
-
-
-_SCHEDULES: dict[str, type[Schedule]] = {"StepLR": StepLR, "CosineLR": CosineLR}
-
-
-def schedule_from_config(cfg: Mapping[str, Any] | None) -> Schedule | None:
-    """Rebuild a schedule from :meth:`Schedule.config` output (``None`` -> ``None``).
-
-    Parameters
-    ----------
-    cfg : mapping or None
-        ``{"name": "StepLR" | "CosineLR", **constructor_args}``.
-
-    Returns
-    -------
-    Schedule or None
-
-    Raises
-    ------
-    ValueError
-        On an unknown or missing ``"name"`` or bad constructor arguments.
-
-    Examples
-    --------
-    >>> schedule_from_config({"name": "StepLR", "step_size": 5, "gamma": 0.5})
-    StepLR(step_size=5, gamma=0.5)
-    """
-    if cfg is None:
-        return None
-    args = dict(cfg)
-    name = args.pop("name", None)
-    if name not in _SCHEDULES:
-        raise ValueError(f"schedule name must be one of {sorted(_SCHEDULES)}, got {name!r}")
-    try:
-        return _SCHEDULES[name](**args)
-    except TypeError as exc:
-        raise ValueError(f"bad schedule config {dict(cfg)!r}: {exc}") from None
-
-
-# --------------------------------------------------------------------------- optimisers
+__all__ = ["SGD", "Adam", "Optimizer", "from_config"]
 
 
 class Optimizer(ABC):
@@ -264,6 +45,7 @@ class Optimizer(ABC):
 
     Examples
     --------
+    >>> from resode.optim import StepLR
     >>> opt = SGD(lr=0.5, schedule=StepLR(1, gamma=0.5))
     >>> opt.lr
     0.5
