@@ -102,13 +102,40 @@ def test_no_private_name_is_taken_from_a_public_sibling() -> None:
         for target, taken in _imports(name):
             if target == "resode._core" or _is_private(target.rpartition(".")[2]):
                 continue  # the compiled core, and private modules, are for use
-            same_package = _package_of(name) == _package_of(target)
+            # within one subpackage (its modules share private helpers), never between the
+            # top-level modules, each a public module of its own
+            same_package = _package_of(name) == _package_of(target) != "resode"
             # private modules (resode._core, a package's _common) are for use: names only
             private = [t for t in taken if _is_private(t) and t != "_core"]
             private = [t for t in private if f"{target}.{t}" not in MODULES]
             if private and not same_package:
                 bad.append(f"{name} takes {private} from {target}")
+        bad.extend(_private_attributes_of_imported_modules(name))
     assert not bad, bad
+
+
+def _private_attributes_of_imported_modules(name: str) -> list[str]:
+    """``sibling._name`` where ``sibling`` is a public module of another package imported
+    by name (``from . import cli`` ... ``cli._subparser``)."""
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    aliases = {}
+    for target, taken in _imports(name):
+        for t in taken:
+            module = f"{target}.{t}"
+            if (
+                module in MODULES
+                and not _is_private(t)
+                and _package_of(module) != _package_of(name)
+            ):
+                aliases[t] = module
+    return [
+        f"{name}:{node.lineno} reads {aliases[node.value.id]}.{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and _is_private(node.attr)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in aliases
+    ]
 
 
 def test_no_model_private_state_is_read_outside_the_models_package() -> None:
