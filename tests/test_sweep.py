@@ -218,6 +218,51 @@ def test_workers_write_nothing_under_out(client: Any, tmp_path: Path) -> None:
     assert all(writes for writes in client.run(_writes).values())
 
 
+def _watch_opens(path: str) -> None:
+    """On a worker: record every open of ``path`` (any mode)."""
+    import builtins
+
+    seen: list[str] = []
+    builtins._resode_opens = seen  # type: ignore[attr-defined]
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+            if os.path.abspath(os.fsdecode(args[0])) == path:
+                seen.append(os.fsdecode(args[0]))
+
+    sys.addaudithook(hook)
+
+
+def _opens() -> list[str]:
+    import builtins
+
+    return list(getattr(builtins, "_resode_opens", []))
+
+
+def test_workers_read_the_data_files_the_driver_sends(client: Any, tmp_path: Path) -> None:
+    """A sweep over a --data file: the driver reads it and sends its bytes through Dask, so
+    the workers need not see the driver's disk; the run equals resode train on the file."""
+    X, y = resode.datasets.moons(80, seed=1)
+    data = tmp_path / "points.csv"
+    rows = "".join(f"{float(a)!r},{float(b)!r},{int(c)}\n" for (a, b), c in zip(X, y))
+    data.write_text("a,b,label\n" + rows)
+    client.run(_watch_opens, str(data))
+    base = {k: v for k, v in BASE.items() if k not in ("dataset", "n-samples")}
+    spec = {"base": {**base, "data": str(data)}, "grid": {"lr": [0.02]}}
+    result = sweep.run(spec, tmp_path / "s", client=client, progress=False)
+    assert result.count("ok") == 1
+    assert all(opens == [] for opens in client.run(_opens).values())
+    (run,) = sweep.expand(spec)
+    alone = tmp_path / "alone"
+    assert cli.main(["train", *run.argv, "--out", str(alone)]) == 0
+    swept = resode.load(tmp_path / "s" / "runs" / run.id / "model.npz")
+    trained = resode.load(alone / "model.npz")
+    assert all(np.array_equal(swept.params[k], trained.params[k]) for k in trained.params)
+    # the hook sees a worker's read of the file: the test can fail
+    client.run(lambda: data.read_bytes())
+    assert all(opens for opens in client.run(_opens).values())
+
+
 def test_progress_lines_off_a_terminal_and_no_rate_without_runs(
     client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,6 +3,7 @@ touches the file system but the data files it reads)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -31,13 +32,17 @@ def label_texts(labels: np.ndarray) -> np.ndarray:
     return np.array([str(int(v)) for v in labels], dtype=str)
 
 
-def _read(config: RunConfig, path: str, what: str, min_classes: int = 2) -> Any:
-    """The DataFile of a data / validation file; every problem is a ValueError naming it."""
+def _read(config: RunConfig, path: str, what: str, min_classes: int = 2,
+          sources: Mapping[str, str] | None = None) -> Any:  # fmt: skip
+    """The DataFile of a data / validation file; every problem is a ValueError naming it.
+    ``sources`` maps a file of the configuration to the local copy to read instead (a sweep
+    worker's copy of the driver's file)."""
     from .data_files import read
 
     d = config.data
     try:
-        data = read(path, target=d.target, features=_columns(d.features), task=_task(config),
+        local = (sources or {}).get(path, path)
+        data = read(local, target=d.target, features=_columns(d.features), task=_task(config),
                     min_classes=min_classes, any_labels=True)  # fmt: skip
     except (OSError, ValueError) as exc:
         raise ValueError(f"{what} {exc}") from None
@@ -50,7 +55,9 @@ def load_data(config: RunConfig) -> tuple[np.ndarray, ...]:
     return _load(config)[0]
 
 
-def _load(config: RunConfig) -> tuple[tuple[np.ndarray, ...], tuple[Any, Any]]:
+def _load(
+    config: RunConfig, sources: Mapping[str, str] | None = None
+) -> tuple[tuple[np.ndarray, ...], tuple[Any, Any]]:
     """:func:`load_data` and the names of the features and the target (None unknown)."""
     from . import datasets
     from .datasets import train_test_split
@@ -58,10 +65,10 @@ def _load(config: RunConfig) -> tuple[tuple[np.ndarray, ...], tuple[Any, Any]]:
     d = config.data
     names: tuple[Any, Any] = (None, None)
     if d.data is not None:
-        data = _read(config, d.data, "--data")
+        data = _read(config, d.data, "--data", sources=sources)
         X, y, names = data.X, data.y, (data.feature_names, data.target_name)
         if d.validation is not None:
-            X_te, y_te = _read(config, d.validation, "--validation", min_classes=1)[:2]
+            X_te, y_te = _read(config, d.validation, "--validation", 1, sources)[:2]
             if X_te.shape[1] != X.shape[1]:
                 raise ValueError(
                     f"--validation {d.validation} has {X_te.shape[1]} features, --data "
@@ -183,10 +190,11 @@ def unscale_outputs(scaling: dict[str, Any] | None, outputs: np.ndarray) -> np.n
     return outputs * np.asarray(scaling["y_scale"]) + np.asarray(scaling["y_mean"])
 
 
-def prepare(config: RunConfig) -> dict[str, Any]:
+def prepare(config: RunConfig, sources: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Data, model and optimiser of a run (nothing touches the file system); every problem
-    is a ``ValueError`` (or a ``TypeError`` of the library)."""
-    (X_tr, X_te, y_tr, y_te), names = _load(config)
+    is a ``ValueError`` (or a ``TypeError`` of the library). ``sources``: local copies of the
+    configuration's data files (see :func:`_read`)."""
+    (X_tr, X_te, y_tr, y_te), names = _load(config, sources)
     task = _task(config)
     values = config.data.data is not None and task == "regression"  # y: real numbers
     scaling = None

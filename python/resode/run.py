@@ -245,6 +245,7 @@ def train_run(
     overwrite: bool = False,
     progress: bool = False,
     command: str = "train",
+    sources: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Train the run of ``config`` as ``resode train`` does; write its files into ``out``.
 
@@ -261,6 +262,10 @@ def train_run(
         A progress bar (a terminal) or log lines on stderr.
     command : str
         The command named in the printed report (``train``, ``demo``).
+    sources : mapping of str to path, optional
+        Local copies to read instead of the configuration's ``data`` / ``validation`` files
+        (keyed by the configuration's paths, which the run's files still name): how a sweep
+        worker that cannot see the driver's disk reads the files the driver sent it.
 
     Raises
     ------
@@ -272,7 +277,7 @@ def train_run(
         from . import set_num_threads
 
         set_num_threads(threads)
-    setup = prepare(config)
+    setup = prepare(config, sources)
     if out is None:
         if resume is not None:
             raise ValueError("resume needs an out folder (the run continues there)")

@@ -24,7 +24,8 @@ skips the finished runs (status ``ok`` or ``diverged``) and runs the rest. ``OUT
 
 Each run is :func:`resode.run.train_run` with ``out=None`` in a worker process with the core on
 one thread: the worker returns the run's files through Dask and the driver writes them (the
-workers need not see ``OUT``: a cluster without a shared file system works). The results are
+workers need not see ``OUT``, nor the ``data`` and ``validation`` files, whose bytes the
+driver sends them: a cluster without a shared file system works). The results are
 bitwise those of ``resode train`` with the same options, whatever the number of workers or
 the order in which runs finish. The folder's safety (``sweep.json``, ``sweep.lock``, the
 driver's scratch folder, Ctrl-C) is described in :mod:`resode.sweep.folder`.

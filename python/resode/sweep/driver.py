@@ -194,6 +194,17 @@ class _Progress:
             self.bar.close()
 
 
+def _input_files(client: Any, runs: Sequence[Run]) -> Any:
+    """The bytes of every data / validation file the runs read (path -> bytes), read once on
+    the driver and scattered to the workers once (a future), so the workers need not see the
+    driver's disk; None when the runs read no file."""
+    paths = sorted({p for r in runs for p in r.config.input_files().values() if p})
+    if not paths:
+        return None
+    files = {p: Path(p).read_bytes() for p in paths}
+    return client.scatter([files], broadcast=True)[0]  # one future (a dict would give many)
+
+
 def submit(
     pending: Sequence[Run],
     out: Path,
@@ -216,8 +227,9 @@ def submit(
         if progress:
             bar = _Progress(len(pending), c)
         workers_now = max(1, len(c.scheduler_info().get("workers", {})))
+        inputs = _input_files(c, pending)
         for task in tasks(pending, runs_per_task, workers_now):
-            fut = c.submit(execute_all, task, retries=retries, pure=False)
+            fut = c.submit(execute_all, task, inputs, retries=retries, pure=False)
             futures[fut] = task
         last_write = 0.0
         for fut in as_completed(futures):

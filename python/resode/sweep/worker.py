@@ -7,9 +7,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from .results import lost, record
@@ -32,14 +34,32 @@ def _diverged_errors() -> tuple[type[BaseException], ...]:
     return (TrainingDiverged, NonFiniteError, StepSizeError)
 
 
-def execute(run: Run) -> dict[str, Any]:
+@contextlib.contextmanager
+def _local_copies(inputs: Mapping[str, bytes] | None) -> Iterator[dict[str, str]]:
+    """The driver's input files (path -> bytes) written to a private folder of this worker
+    under their own names (the suffix says the format); yields path -> local copy."""
+    if not inputs:
+        yield {}
+        return
+    with tempfile.TemporaryDirectory(prefix="resode-inputs-") as folder:
+        copies = {}
+        for i, (path, data) in enumerate(sorted(inputs.items())):
+            local = Path(folder) / str(i) / Path(path).name
+            local.parent.mkdir()
+            local.write_bytes(data)
+            copies[path] = str(local)
+        yield copies
+
+
+def execute(run: Run, inputs: Mapping[str, bytes] | None = None) -> dict[str, Any]:
     """Train ``run`` with the core on one thread; returns ``{"id", "result", "files",
     "folder"}``: the ``result.json`` record, every file's bytes (``log.txt`` and
-    ``result.json`` included) and the temporary folder the log names."""
+    ``result.json`` included) and the temporary folder the log names. ``inputs``: the bytes of
+    the run's data files, sent by the driver (the worker need not see its disk)."""
     from .. import get_num_threads, set_num_threads
     from .. import run as runs
 
-    with _RUN_LOCK:
+    with _RUN_LOCK, _local_copies(inputs) as sources:
         threads = get_num_threads()
         set_num_threads(1)
         log = io.StringIO()
@@ -49,7 +69,7 @@ def execute(run: Run) -> dict[str, Any]:
         folder = None
         try:
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-                result = runs.train_run(run.config, None, progress=False)
+                result = runs.train_run(run.config, None, progress=False, sources=sources)
             files, folder = result.files, result.folder
             status = result.status if result.status in ("ok", "diverged") else "failed"
             message = result.message
@@ -67,13 +87,16 @@ def execute(run: Run) -> dict[str, Any]:
         return {"id": run.id, "result": result_record, "files": files, "folder": folder}
 
 
-def execute_all(runs: Sequence[Run]) -> list[dict[str, Any]]:
+def execute_all(
+    runs: Sequence[Run], inputs: Mapping[str, bytes] | None = None
+) -> list[dict[str, Any]]:
     """One Dask task: several runs (the seeds of a grid point, say) one after the other; a
-    run whose bookkeeping fails is reported failed, alone."""
+    run whose bookkeeping fails is reported failed, alone. ``inputs``: the bytes of the data
+    files the runs read (path -> bytes)."""
     out = []
     for r in runs:
         try:
-            out.append(execute(r))
+            out.append(execute(r, inputs))
         except Exception as exc:
             out.append({"id": r.id, "result": lost(r, f"{type(exc).__name__}: {exc}"),
                         "files": {}, "folder": None})  # fmt: skip
