@@ -751,3 +751,19 @@ def test_a_fixed_step_epoch_is_one_call_into_the_core(monkeypatch: pytest.Monkey
     resode.fit(resode.NeuralODE(2, pieces=2, method="bosh3", seed=0), X, y, epochs=2,
                batch_size=20, progress=False)  # fmt: skip
     assert len(calls) == 5  # the adaptive epoch steps batch by batch in Python
+
+
+def test_fit_records_a_dataframe_s_column_names_and_a_series_name(tmp_path: Path) -> None:
+    """The Python API takes pandas objects and records their names in the model (and its
+    file), as scikit-learn's feature_names_in_; plain arrays record nothing."""
+    pd = pytest.importorskip("pandas")  # in the test extra; not a dependency of resode
+    X, y = resode.datasets.moons(60, seed=0)
+    model = resode.ResNet(2, layers=2, seed=0)
+    resode.fit(model, pd.DataFrame(X, columns=["u", "v"]), pd.Series(y, name="side"),
+               epochs=1, progress=False)  # fmt: skip
+    assert model.feature_names == ["u", "v"] and model.target_name == "side"
+    loaded = resode.load(model.save(tmp_path / "m.npz"))
+    assert loaded.feature_names == ["u", "v"] and loaded.target_name == "side"
+    plain = resode.ResNet(2, layers=2, seed=0)
+    resode.fit(plain, X, y, epochs=1, progress=False)
+    assert plain.feature_names is None and plain.target_name is None

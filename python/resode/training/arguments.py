@@ -24,6 +24,7 @@ __all__ = [
     "check_monitor",
     "check_optimizer",
     "prepare_data",
+    "record_names",
     "score_columns",
 ]
 
@@ -74,6 +75,17 @@ def prepare_data(model: Model, X: Any, y: Any, what: str) -> Problem:
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{what}: {exc}") from None
     return dataclasses.replace(data, targets=yc)
+
+
+def record_names(model: Model, X: Any, y: Any) -> None:
+    """A DataFrame's column names (all text) become ``model.feature_names`` and a named
+    Series' name ``model.target_name``, as scikit-learn's ``feature_names_in_`` (duck-typed:
+    pandas is never imported)."""
+    columns = getattr(X, "columns", None)
+    if columns is not None and all(isinstance(c, str) for c in columns):
+        model.feature_names = [str(c) for c in columns]
+    if isinstance(getattr(y, "name", None), str):
+        model.target_name = str(y.name)
 
 
 def check_batch_size(batch_size: Any, n: int) -> int:

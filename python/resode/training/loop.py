@@ -22,6 +22,7 @@ from .arguments import (
     check_optimizer,
     check_validation,
     prepare_data,
+    record_names,
     score_columns,
 )
 from .callbacks import Callback, EarlyStopping, call_callback, split_callbacks
@@ -247,6 +248,7 @@ def _start(
     recorder = FeatureRecorder.create(model, data.X, data.targets, record, record_every, seed)
     own_params(model)
     model.flat_targets = data.flat_targets
+    record_names(model, X, y)
     settings = {  # what a checkpoint records of the run
         "epochs": epochs, "batch_size": batch_size, "shuffle": bool(shuffle), "bound": bound,
         "fixed_projection": bool(fixed_projection),
