@@ -176,6 +176,9 @@ py::dict train_epoch(const py::array& X, const py::array& y, const std::vector<p
   out["steps"] = r.steps;
   out["loss_sum"] = r.loss_sum;
   out["norm_sum"] = r.norm_sum;
+  out["correct"] = r.predictions.correct;
+  out["sse"] = py::array_t<double>(py::ssize_t(r.predictions.sse.size()),
+                                   r.predictions.sse.data());
   using Failure = resode::EpochResult::Failure;
   out["failure"] = r.failure == Failure::none    ? py::object(py::none())
                    : r.failure == Failure::sweep ? py::object(py::str("sweep"))
@@ -254,5 +257,5 @@ void register_training(py::module_& m) {
       py::arg("fixed_projection") = false, py::arg("readout") = "linear", py::arg("l1") = 0.0,
       py::arg("decay_readout") = false, py::arg("turnpike_weight") = 1.0,
       "One epoch of mini-batch training in place: a dict with batches, steps, loss_sum, "
-      "norm_sum and failure (None, 'sweep' or 'update') with message, step and time.");
+      "norm_sum, correct, sse (the kept batches' predictions, see resode/epoch.hpp) and failure (None, 'sweep' or 'update') with message, step and time.");
 }

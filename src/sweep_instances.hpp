@@ -10,9 +10,9 @@
   EXTERN template void resode::trajectory<T>(const resode::Problem<T>&, T*);                \
   EXTERN template void resode::final_state<T>(const resode::Problem<T>&, T*);               \
   EXTERN template void resode::logits<T>(const resode::Problem<T>&, T*);                    \
-  EXTERN template double resode::loss_and_grad<T>(const resode::Problem<T>&,                \
-                                                  const resode::Targets<T>&,                \
-                                                  const resode::GradientOptions&, T*, T*, T*); \
+  EXTERN template double resode::loss_and_grad<T>(                                           \
+      const resode::Problem<T>&, const resode::Targets<T>&, const resode::GradientOptions&,   \
+      T*, T*, T*, resode::PredictionStats*);                                                  \
   EXTERN template void resode::vjp<T>(const resode::Problem<T>&, const T*,                  \
                                       const resode::GradientOptions&, T*, T*);               \
   EXTERN template void resode::adaptive_solve<T>(const resode::AdaptiveProblem<T>&, T*, T*,   \

@@ -2,7 +2,10 @@
 per-batch loop it replaces, written out here in Python: ``loss_and_grad``, ``Optimizer.step``
 and ``constrain`` per mini-batch. Both run the same kernels, so parameters, optimiser state and
 every history column but the wall time must agree bitwise, for every optimiser, the bound,
-a fixed projection, both dtypes, both models, regression, and a resumed run."""
+a fixed projection, both dtypes, both models, regression, and a resumed run. The training
+score: with ``train_metrics="exact"`` the model's score after the epoch (bitwise); with the
+default ``"batches"`` from each batch's own predictions before its update (the accuracy
+exactly, R^2 to 1e-12)."""
 
 from __future__ import annotations
 
@@ -15,8 +18,9 @@ import numpy as np
 import pytest
 import resode
 from resode import _core
+from resode.models import is_sign_target
 from resode.optim import SGD, Adam, CosineLR, Optimizer, StepLR
-from resode.training import TrainingDiverged, constrain
+from resode.training import TrainingDiverged, constrain, load_checkpoint
 
 OPTIMIZERS: dict[str, Callable[[], Optimizer]] = {
     "sgd": lambda: SGD(lr=0.05),
@@ -39,6 +43,7 @@ def per_batch_fit(
     bound: float | None = None,
     fixed_projection: bool = False,
     start: int = 0,
+    train_metrics: str = "batches",
 ) -> list[dict[str, float]]:
     """fit's documented loop, one Python call per batch; returns the history rows."""
     Xc = model._X(X)
@@ -46,6 +51,7 @@ def per_batch_fit(
     batch = min(batch_size, n)
     trained = [k for k in model.params if not (fixed_projection and k in ("P", "c"))]
     metric = "r2" if model.task == "regression" else "accuracy"
+    sign = metric == "r2" and model.classes == 1 and is_sign_target(y)
     rows = []
     for epoch in range(start, epochs):
         lr = optimizer.lr
@@ -53,8 +59,11 @@ def per_batch_fit(
         order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
         loss_sum = norm_sum = 0.0
         batches = 0
+        judged = BatchPredictions(y, n, model.dtype)
         for lo in range(0, n, batch):
             idx = order[lo : lo + batch]
+            if train_metrics == "batches":  # with the parameters this batch runs with
+                judged.add(idx, model.forward(Xc[idx]))
             loss, grads = model.loss_and_grad(Xc[idx], y[idx])
             g = {k: grads[k] for k in trained}
             optimizer.step({k: model.params[k] for k in trained}, g)
@@ -63,22 +72,59 @@ def per_batch_fit(
             loss_sum += loss * len(idx)
             norm_sum += _core.grad_norm(list(g.values()))
             batches += 1
-        rows.append(
-            {
-                "epoch": epoch + 1,
-                "loss": loss_sum / n,
-                metric: model.score(Xc, y),
-                "grad_norm": norm_sum / batches,
-                "lr": lr,
-            }
-        )
+        row = {"epoch": epoch + 1, "loss": loss_sum / n, "grad_norm": norm_sum / batches, "lr": lr}
+        if train_metrics == "batches":
+            row.update(judged.scores(metric, sign))
+        else:
+            row[metric] = model.score(Xc, y)
+            if sign:
+                row["accuracy"] = model.sign_accuracy(Xc, y)
+        rows.append(row)
         optimizer.epoch_end()
     return rows
+
+
+class BatchPredictions:
+    """The epoch's predictions, batch by batch, and the training score they give: accuracy =
+    correct argmax / N (for +-1 targets the sign agreement); ``R^2 = mean_j (1 - SSE_j /
+    SS_tot_j)``, ``SSE_j`` over the batches' predictions, ``SS_tot_j = sum_i (y_ij -
+    mean_j)^2`` over all the training targets (as the model holds them: in its dtype)."""
+
+    def __init__(self, y: np.ndarray, n: int, dtype: Any) -> None:
+        self.y = np.asarray(y)
+        self.values = self.y.astype(dtype).astype(np.float64).reshape(n, -1)
+        self.n, self.correct, self.sse = n, 0, 0.0
+
+    def add(self, idx: np.ndarray, z: np.ndarray) -> None:
+        if self.y.dtype.kind in "iu":  # labels
+            self.correct += int(np.sum(np.argmax(z, axis=1) == self.y[idx]))
+            return
+        self.sse = self.sse + np.sum((z.astype(np.float64) - self.values[idx]) ** 2, axis=0)
+        self.correct += int(np.sum((z[:, 0] > 0) == (self.values[idx, 0] > 0)))
+
+    def scores(self, metric: str, sign: bool) -> dict[str, float]:
+        if metric == "accuracy":
+            return {"accuracy": self.correct / self.n}
+        spread = np.sum((self.values - self.values.mean(axis=0)) ** 2, axis=0)
+        out = {"r2": float(np.mean(1.0 - self.sse / spread))}
+        return {**out, "accuracy": self.correct / self.n} if sign else out
 
 
 def _history_rows(history: resode.History) -> list[dict[str, float]]:
     keys = [k for k in history.keys() if k != "time"]
     return [{k: history[k][i] for k in keys} for i in range(len(history))]
+
+
+def _assert_same_rows(got: list[dict[str, float]], expected: list[dict[str, float]]) -> None:
+    """Every column bitwise, but R^2 from the batches: ``1 - R^2`` (the mean of SSE / SS_tot,
+    well conditioned where R^2 is near 0) to 1e-12 relative, as its sums run in another order
+    in the core."""
+    assert [row.keys() for row in got] == [row.keys() for row in expected]
+    for a, b in zip(got, expected):
+        r2_a, r2_b = a.pop("r2", None), b.pop("r2", None)
+        assert a == b  # bitwise: == on floats
+        if r2_a is not None:
+            assert 1.0 - r2_a == pytest.approx(1.0 - r2_b, rel=1e-12, abs=0.0)
 
 
 def _assert_same(model_a: Any, model_b: Any, opt_a: Optimizer, opt_b: Optimizer) -> None:
@@ -131,7 +177,10 @@ def _compare(
     rows = per_batch_fit(
         looped, X, y, opt_loop, epochs=epochs, batch_size=batch_size, seed=seed, **kw
     )
-    assert _history_rows(history) == rows  # bitwise: == on floats
+    if kw.get("train_metrics", "batches") == "exact":
+        assert _history_rows(history) == rows  # bitwise: == on floats
+    else:
+        _assert_same_rows(_history_rows(history), rows)
     _assert_same(fitted, looped, opt_fit, opt_loop)
 
 
@@ -186,6 +235,62 @@ def test_epoch_equals_per_batch_loop_for_any_batch_size(batch_size: int) -> None
     _compare(lambda: _node(), OPTIMIZERS["momentum"], X, y, batch_size=batch_size, epochs=2)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_exact_train_metrics_are_the_score_after_each_epoch_bitwise(dtype: Any) -> None:
+    # "exact" keeps the end-of-epoch pass bitwise: the score of the epoch's final parameters
+    X, y = resode.datasets.concentric_spheres(90, seed=0)
+    _compare(lambda: _node(dtype), OPTIMIZERS["adam"], X, y, train_metrics="exact")
+    Xs, ys = resode.datasets.sine(60, seed=0)
+    regression = lambda: _node(dtype, dim=1, loss="mse", classes=1)  # noqa: E731
+    _compare(regression, OPTIMIZERS["momentum"], Xs, ys.reshape(-1, 1), train_metrics="exact")
+    three = np.column_stack([X[:, 0], X[:, 1] ** 2, 2.0 * y])
+    _compare(lambda: _node(dtype, classes=3, loss="mse"), OPTIMIZERS["sgd"], X, three,
+             train_metrics="exact", bound=2.0)  # fmt: skip
+
+
+def test_batch_metrics_of_several_outputs_and_sign_targets() -> None:
+    # R^2 averaged over 3 outputs, and the sign agreement of a hardtanh model's +-1 targets,
+    # from the batches' own predictions; and the same with the adjoint, turnpike, float32
+    X, y = resode.datasets.concentric_spheres(90, seed=0)
+    three = np.column_stack([X[:, 0], X[:, 1] ** 2, 2.0 * y])
+    _compare(lambda: _node(classes=3, loss="mse"), OPTIMIZERS["adam"], X, three)
+    signs = np.where(y == 1, 1.0, -1.0)
+    hardtanh = lambda: _node(classes=1, loss="mse", readout="hardtanh")  # noqa: E731
+    _compare(hardtanh, OPTIMIZERS["adam"], X, signs)
+    _compare(hardtanh, OPTIMIZERS["adam"], X, signs, train_metrics="exact")
+    adjoint = lambda: _node(np.float32, turnpike=True, gradient="adjoint")  # noqa: E731
+    _compare(adjoint, OPTIMIZERS["nesterov"], X, y)
+    _compare(lambda: _node(np.float32, classes=3, loss="mse"), OPTIMIZERS["adam"], X, three)
+
+
+def test_batch_metrics_are_not_the_score_after_the_epoch() -> None:
+    # full batch: the epoch's one batch ran with the parameters from before the epoch
+    X, y = resode.datasets.sine(60, seed=0)
+    model, before = _node(dim=1, loss="mse", classes=1), _node(dim=1, loss="mse", classes=1)
+    h = resode.fit(model, X, y, optimizer=Adam(lr=0.05), epochs=1, progress=False)
+    assert h.r2[0] == pytest.approx(before.score(X, y), rel=1e-12)
+    assert h.r2[0] != model.score(X, y)
+    exact = resode.fit(before, X, y, optimizer=Adam(lr=0.05), epochs=1, progress=False,
+                       train_metrics="exact")  # fmt: skip
+    assert exact.r2 == [before.score(X, y)] and exact.loss == h.loss
+
+
+def test_adaptive_models_score_the_training_set_after_the_epoch() -> None:
+    # their per-batch sweeps do not return predictions: the exact pass, also by default
+    X, y = resode.datasets.moons(40, seed=0)
+    model = resode.NeuralODE(2, T=1.0, method="dopri5", seed=1)
+    h = resode.fit(model, X, y, epochs=2, batch_size=10, seed=0, progress=False)
+    assert h.accuracy[-1] == model.score(X, y)
+
+
+@pytest.mark.parametrize("bad", ["Batches", "", None, 1])
+def test_train_metrics_is_checked(bad: Any) -> None:
+    X, y = resode.datasets.moons(20, seed=0)
+    error = ValueError if isinstance(bad, str) else TypeError
+    with pytest.raises(error, match=r"^train_metrics must be 'batches' or 'exact', got "):
+        resode.fit(_node(), X, y, epochs=1, progress=False, train_metrics=bad)
+
+
 def test_resumed_run_equals_per_batch_loop(tmp_path: Path) -> None:
     X, y = resode.datasets.concentric_spheres(60, seed=5)
     fitted, looped = _node(), _node()
@@ -208,7 +313,8 @@ def test_resumed_run_equals_per_batch_loop(tmp_path: Path) -> None:
         resumed, X, y, optimizer=opt_resumed, epochs=4, batch_size=16, resume=ckpt, progress=False
     )
     rows = per_batch_fit(looped, X, y, opt_loop, epochs=4, batch_size=16, seed=1)
-    assert _history_rows(history) == rows
+    _assert_same_rows(_history_rows(history), rows)
+    assert load_checkpoint(ckpt)["settings"]["train_metrics"] == "batches"
     _assert_same(resumed, looped, opt_resumed, opt_loop)
 
 

@@ -69,6 +69,11 @@ struct EpochResult {
   index_t steps = 0;        // optimiser steps taken (a rolled-back update counts)
   double loss_sum = 0.0;    // sum over kept batches of loss * batch size
   double norm_sum = 0.0;    // sum over kept batches of the trained gradient's norm
+  // Over kept batches, each batch's predictions with the parameters it ran with (losses.hpp):
+  // correct predictions (cross_entropy: argmax; one-output mse: sign agreement) and, for mse,
+  // the squared errors per output. The history's training accuracy = correct / N and
+  // R^2_j = 1 - sse_j / sum_i (y_ij - mean_j)^2, averaged over the outputs j.
+  PredictionStats predictions;
   Failure failure = Failure::none;  // why batch `batches + 1` stopped the epoch
   std::string message;      // sweep: the NonFiniteError's message
   long step = -1;           // sweep: the error's step and time
@@ -108,6 +113,8 @@ EpochResult train_epoch(Problem<T> pb, const GradientOptions& opt, const EpochPl
   for (auto [w, size] : detail::field_tensors(field)) bounded.emplace_back(const_cast<T*>(w), size);
 
   EpochResult r;
+  if (plan.values) r.predictions.sse.assign(std::size_t(C), 0.0);
+  PredictionStats batch_predictions;
   for (index_t lo = 0; lo < plan.N; lo += plan.batch) {
     const index_t n = std::min(plan.batch, plan.N - lo);
     const std::int64_t* rows = plan.order + lo;
@@ -125,8 +132,10 @@ EpochResult train_epoch(Problem<T> pb, const GradientOptions& opt, const EpochPl
     pb.X = Xb.data();
     pb.N = n;
     double loss;
+    batch_predictions = PredictionStats{};
     try {
-      loss = loss_and_grad(pb, targets, opt, dfield.data(), dP.data(), dc.data());
+      loss = loss_and_grad(pb, targets, opt, dfield.data(), dP.data(), dc.data(),
+                           &batch_predictions);
     } catch (const non_finite_error& e) {
       r.failure = EpochResult::Failure::sweep;
       r.message = e.what();
@@ -152,6 +161,7 @@ EpochResult train_epoch(Problem<T> pb, const GradientOptions& opt, const EpochPl
       return r;
     }
     r.loss_sum += loss * double(n);
+    r.predictions.add(batch_predictions);
     r.norm_sum += scaled_norm(grads);
     ++r.batches;
   }

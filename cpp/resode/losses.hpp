@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "errors.hpp"
 #include "fields.hpp"
@@ -104,6 +105,49 @@ double block_loss(const Targets<T>& t, index_t C, index_t first, index_t n, inde
       }
   }
   return total;
+}
+
+// What a training history needs of a batch's predictions, read off the logits its loss already
+// computed (no extra sweep), summed over the batch's samples s:
+//   cross_entropy: correct = #{s : argmax_j z_sj = y_s} (the first maximum, as NumPy's argmax)
+//   mse:           sse_j = sum_s (z_sj - y_sj)^2 per output j; with one output also
+//                  correct = #{s : (z_s > 0) = (y_s > 0)} (the sign agreement of +-1 targets)
+// R^2 = 1 - sse_j / sum_s (y_sj - mean_j)^2 needs the targets' spread, which the caller knows
+// (an epoch visits every sample once). Counts are integers and the sums run in block order,
+// so the values do not depend on the thread count.
+struct PredictionStats {
+  std::int64_t correct = 0;
+  std::vector<double> sse;  // (classes,) for mse, empty for cross_entropy
+
+  void add(const PredictionStats& o) {
+    correct += o.correct;
+    if (sse.size() < o.sse.size()) sse.resize(o.sse.size(), 0.0);
+    for (std::size_t j = 0; j < o.sse.size(); ++j) sse[j] += o.sse[j];
+  }
+};
+
+// The statistics of samples [first, first + n) with logits z (C x ld) added to `stats`.
+template <class T>
+void block_prediction_stats(const Targets<T>& t, index_t C, index_t first, index_t n, index_t ld,
+                            const T* z, PredictionStats& stats) {
+  if (t.kind == LossKind::cross_entropy) {
+    for (index_t s = 0; s < n; ++s) {
+      index_t best = 0;
+      for (index_t j = 1; j < C; ++j)
+        if (z[j * ld + s] > z[best * ld + s]) best = j;
+      stats.correct += best == index_t(t.labels[first + s]) ? 1 : 0;
+    }
+    return;
+  }
+  if (stats.sse.size() < std::size_t(C)) stats.sse.resize(std::size_t(C), 0.0);
+  for (index_t j = 0; j < C; ++j)
+    for (index_t s = 0; s < n; ++s) {
+      const double r = double(z[j * ld + s]) - double(t.values[(first + s) * C + j]);
+      stats.sse[std::size_t(j)] += r * r;
+    }
+  if (C == 1)
+    for (index_t s = 0; s < n; ++s)
+      stats.correct += (z[s] > T(0)) == (t.values[first + s] > T(0)) ? 1 : 0;
 }
 
 // Back through the readout: xbar (+)= P^T zbar, dP += zbar x^T, dc += zbar 1, the parameter

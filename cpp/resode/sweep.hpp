@@ -280,12 +280,13 @@ double trapezoid_weight(const Problem<T>& pb, index_t j) {
 }
 
 // Discrete forward and reverse sweep of one block. With targets: returns the block's loss and
-// leaves d loss/d x0 in st.xbar; with a cotangent on the states instead: returns 0.
+// leaves d loss/d x0 in st.xbar (and, with stats, adds the final logits' PredictionStats);
+// with a cotangent on the states instead: returns 0.
 template <class Act, class T>
 double discrete_block(const Problem<T>& pb, const Targets<T>* targets,
                       const StateCotangent<T>& cotangent,
                       bool turnpike, SweepState<T>& st, index_t cap, const Block& blk,
-                      index_t& bad) {
+                      index_t& bad, PredictionStats* stats) {
   const index_t n = blk.n, len = pb.dyn.field.D * n, steps = pb.dyn.steps();
   const index_t segment = st.tape_plan.segment;
   const bool single = segment == steps;  // the forward sweep fills the tape directly
@@ -320,6 +321,9 @@ double discrete_block(const Problem<T>& pb, const Targets<T>* targets,
   if (targets) {
     const double w = turnpike ? trapezoid_weight(pb, steps) : 1.0;
     loss += state_loss(pb, *targets, st, blk, x, w, true, false);
+    if (stats)  // st.z: the final logits, before the turnpike's reverse sweep reuses it
+      block_prediction_stats(*targets, pb.readout.classes, blk.first, blk.real, blk.n, st.z,
+                             *stats);
   } else {
     load_rows(blk, pb.dyn.field.D, cotangent.final(steps), st.xbar);
   }
@@ -365,11 +369,13 @@ struct RunningCost {
 };
 
 // Continuous (backsolve) adjoint of one block: forward to x_S without storing, then integrate
-// (x, a, g) back to t = 0. Leaves a(0) = d loss/d x0 in st.xbar.
+// (x, a, g) back to t = 0. Leaves a(0) = d loss/d x0 in st.xbar (and, with targets and stats,
+// adds the final logits' PredictionStats).
 template <class Act, class T>
 double backsolve_block(const Problem<T>& pb, const Targets<T>* targets,
                        const StateCotangent<T>& cotangent,
-                       bool turnpike, SweepState<T>& st, const Block& blk, index_t& bad) {
+                       bool turnpike, SweepState<T>& st, const Block& blk, index_t& bad,
+                       PredictionStats* stats) {
   const index_t n = blk.n, len = pb.dyn.field.D * n, steps = pb.dyn.steps();
   StepStages<T>& stages = st.scratch_stages;
   double loss = 0.0;
@@ -394,6 +400,9 @@ double backsolve_block(const Problem<T>& pb, const Targets<T>* targets,
   } else {
     load_rows(blk, pb.dyn.field.D, cotangent.final(steps), st.xbar);
   }
+  if (targets && stats)  // st.z: the final logits of either branch above
+    block_prediction_stats(*targets, pb.readout.classes, blk.first, blk.real, blk.n, st.z,
+                           *stats);
   // The cotangent on x_j (every_state) is a jump of the adjoint at t_j: a(t_j) += v_j.
   for (index_t j = steps - 1; j >= 0; --j) {
     if (targets && turnpike)
@@ -541,15 +550,18 @@ void reduce_gradients(const Problem<T>& pb, index_t count, const T* accumulators
 
 // Shared driver of loss_and_grad and vjp: runs the chosen block sweep on every block, reduces
 // the group gradients in group order into `dfield` (and dP, dc), writes dX (N, dim) if asked,
-// and returns the block losses summed in block order.
+// and returns the block losses summed in block order; with targets and `stats`, adds the
+// blocks' PredictionStats to it in block order.
 template <class T>
 double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* cotangent,
-                      const GradientOptions& opt, T* dfield, T* dP, T* dc, T* dX) {
+                      const GradientOptions& opt, T* dfield, T* dP, T* dc, T* dX,
+                      PredictionStats* stats = nullptr) {
   BlockPlan<T> plan(pb);
   const bool discrete = opt.gradient == Gradient::discrete;
   const TapePlan tape = plan_tape(pb, plan.rows, opt.checkpoints, discrete);
   std::vector<std::unique_ptr<SweepState<T>>> states(std::size_t(plan.threads));
   std::vector<double> block_losses(std::size_t(plan.count), 0.0);
+  std::vector<PredictionStats> block_stats(stats && targets ? std::size_t(plan.count) : 0);
   const index_t gsize = BlockPlan<T>::gradient_size(pb);
   Buffer<T> group_grads(plan.groups * gsize);  // each zeroed by the thread that fills it
   const StateCotangent<T> cot{cotangent, opt.cotangent_every_state, pb.N * pb.dyn.field.D};
@@ -563,10 +575,11 @@ double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* 
       for (index_t b = plan.group_begin(g); b < plan.group_begin(g + 1); ++b) {
         const Block blk = plan.block(pb, b);
         index_t& bad = plan.first_bad[b];
+        PredictionStats* own = block_stats.empty() ? nullptr : &block_stats[std::size_t(b)];
         block_losses[b] = discrete ? discrete_block<Act>(pb, targets, cot, opt.turnpike, st,
-                                                         plan.rows, blk, bad)
+                                                         plan.rows, blk, bad, own)
                                    : backsolve_block<Act>(pb, targets, cot, opt.turnpike, st,
-                                                          blk, bad);
+                                                          blk, bad, own);
         // A block that went non-finite ends its own sweep, not its group's: a later block may
         // go bad at an earlier step, and the error names the first step over all blocks, as
         // the forward sweeps do.
@@ -579,6 +592,7 @@ double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* 
   reduce_gradients(pb, plan.groups, group_grads.data(), dfield, dP, dc);
   double loss = 0.0;
   for (double l : block_losses) loss += l;
+  for (const auto& s : block_stats) stats->add(s);
   return loss;
 }
 
@@ -650,11 +664,13 @@ double finish_loss(const Problem<T>& pb, const GradientOptions& opt, double loss
 // loss = data loss (terminal, or turnpike_weight * the trapezoid rule over the step grid when
 //        turnpike) + weight_decay * sum(theta^2) over the field parameters (and P when
 //        decay_readout) + l1 * sum |theta| over the field parameters.
+// stats (optional): receives the PredictionStats of the final logits (losses.hpp), which the
+// forward sweep computes anyway; its values are added to.
 template <class T>
 double loss_and_grad(const Problem<T>& pb, const Targets<T>& targets, const GradientOptions& opt,
-                     T* dfield, T* dP, T* dc) {
+                     T* dfield, T* dP, T* dc, PredictionStats* stats = nullptr) {
   const double data = detail::gradient_sweep(pb, &targets, static_cast<const T*>(nullptr), opt,
-                                             dfield, dP, dc, static_cast<T*>(nullptr));
+                                             dfield, dP, dc, static_cast<T*>(nullptr), stats);
   return detail::finish_loss(pb, opt, data, dfield, dP, dc);
 }
 

@@ -135,7 +135,13 @@ def train_epoch(
     l1: float = 0.0,
     decay_readout: bool = False,
     turnpike_weight: float = 1.0,
-) -> dict[str, Any]: ...
+) -> dict[str, Any]:
+    """One epoch in place. The dict: ``batches``, ``steps``, ``loss_sum`` (sum of batch loss x
+    batch size), ``norm_sum``, ``correct`` (int: correct argmax for cross-entropy, sign
+    agreement for a 1-output mse model, 0 otherwise) and ``sse`` (float64 ``(classes,)``, the
+    squared errors per output for mse, empty for cross-entropy), both over the kept batches'
+    own predictions; ``failure`` (None, "sweep" or "update"), ``message``, ``step``, ``time``."""
+    ...
 
 class StepSizeError(ValueError):
     """An adaptive step-size failure: max_steps reached or a step below the resolution of t."""

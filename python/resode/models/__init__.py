@@ -12,7 +12,15 @@ about its data). :data:`KINDS` maps the ``kind`` of a model file to its class; t
 
 from __future__ import annotations
 
-from .base import Model, is_sign_target, r2_score, set_file_writer, sign_agreement
+from .base import (
+    Model,
+    is_sign_target,
+    r2_from_sums,
+    r2_score,
+    set_file_writer,
+    sign_agreement,
+    target_spread,
+)
 from .neural_ode import NeuralODE
 from .options import (
     ACTIVATIONS,
@@ -54,10 +62,12 @@ __all__ = [
     "init_params",
     "is_sign_target",
     "param_shapes",
+    "r2_from_sums",
     "r2_score",
     "set_file_writer",
     "sign_agreement",
     "summarize_stats",
+    "target_spread",
 ]
 
 #: The model classes by their ``kind`` (the ``"kind"`` of a model file's header).

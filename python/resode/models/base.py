@@ -25,7 +25,15 @@ from .options import ACTIVATIONS, FIELDS, LOSSES, READOUTS, check_bool
 from .params import field_param_names, field_param_shapes, init_params, param_shapes
 from .problem import Problem
 
-__all__ = ["Model", "is_sign_target", "r2_score", "set_file_writer", "sign_agreement"]
+__all__ = [
+    "Model",
+    "is_sign_target",
+    "r2_from_sums",
+    "r2_score",
+    "set_file_writer",
+    "sign_agreement",
+    "target_spread",
+]
 
 # The function that writes a model file: resode.io registers its `save` when it is imported
 # (io imports the models, so the models must not import io).
@@ -43,7 +51,21 @@ def r2_score(y: np.ndarray, z: np.ndarray) -> float:
     1 when predicted exactly and 0 otherwise, as scikit-learn's ``r2_score``)."""
     y64, z64 = np.asarray(y, dtype=np.float64), np.asarray(z, dtype=np.float64)
     ss_res = np.sum((y64 - z64) ** 2, axis=0)
-    ss_tot = np.sum((y64 - y64.mean(axis=0)) ** 2, axis=0)
+    return r2_from_sums(ss_res, target_spread(y64))
+
+
+def target_spread(y: np.ndarray) -> np.ndarray:
+    """``SS_tot = sum_i (y_ij - mean_j)^2`` per column ``j`` of targets ``y`` ``(N, C)``, in
+    float64 (two passes: no cancellation)."""
+    y64 = np.asarray(y, dtype=np.float64)
+    return np.sum((y64 - y64.mean(axis=0)) ** 2, axis=0)
+
+
+def r2_from_sums(ss_res: np.ndarray, ss_tot: np.ndarray) -> float:
+    """``1 - SS_res / SS_tot`` per column, averaged over the columns, from the squared errors
+    and the targets' spread (:func:`target_spread`); a constant column counts 1 when predicted
+    exactly and 0 otherwise, as scikit-learn's ``r2_score``."""
+    ss_res, ss_tot = np.asarray(ss_res, dtype=np.float64), np.asarray(ss_tot, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         r2 = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
     return float(np.mean(r2))

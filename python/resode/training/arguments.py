@@ -23,6 +23,7 @@ __all__ = [
     "check_model",
     "check_monitor",
     "check_optimizer",
+    "check_train_metrics",
     "prepare_data",
     "record_names",
     "score_columns",
@@ -31,6 +32,20 @@ __all__ = [
 
 def _is_int(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+TRAIN_METRICS = ("batches", "exact")
+"""The values of ``fit``'s ``train_metrics``: the training score from the batches' own forward
+sweeps, or from an end-of-epoch pass over the training set."""
+
+
+def check_train_metrics(train_metrics: Any) -> str:
+    """``train_metrics``, one of :data:`TRAIN_METRICS`."""
+    if not isinstance(train_metrics, str):
+        raise TypeError(f"train_metrics must be 'batches' or 'exact', got {train_metrics!r}")
+    if train_metrics not in TRAIN_METRICS:
+        raise ValueError(f"train_metrics must be 'batches' or 'exact', got {train_metrics!r}")
+    return train_metrics
 
 
 def check_model(model: Any) -> Model:

@@ -79,8 +79,8 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
         rebuilt :class:`resode.optim.Optimizer` with its state restored), ``history``
         (:class:`History` up to the checkpoint), ``epoch`` (completed epochs), ``seed`` (the
         shuffling seed), ``settings`` (the ``fit`` arguments: ``batch_size``, ``shuffle``,
-        ``bound``, ``fixed_projection``, ``epochs``, ``early_stopping``) and ``best_params``
-        (the parameters of the best epoch under early stopping, or None).
+        ``bound``, ``fixed_projection``, ``epochs``, ``train_metrics``, ``early_stopping``) and
+        ``best_params`` (the parameters of the best epoch under early stopping, or None).
 
     Raises
     ------

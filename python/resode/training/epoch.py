@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from ..models import Model, Problem, field_param_names
+from ..models import Model, Problem, field_param_names, r2_from_sums
 from ..optim import Optimizer
 from .divergence import DIVERGENCES
 
 __all__ = [
+    "batch_scores",
     "check_seed",
     "constrain",
     "epoch_order",
@@ -87,7 +88,12 @@ def run_epoch(
 ) -> dict[str, Any]:
     """One epoch in one core call (``_core.train_epoch``): per batch of ``order``,
     ``loss_and_grad``, the optimiser's update, ``bound`` and the divergence check, exactly as
-    a loop of :meth:`loss_and_grad`, :meth:`Optimizer.step` and :func:`constrain` would."""
+    a loop of :meth:`loss_and_grad`, :meth:`Optimizer.step` and :func:`constrain` would.
+
+    The outcome dict: ``batches``, ``steps``, ``loss_sum`` (the batch losses times the batch
+    sizes), ``norm_sum``, ``failure`` (None, ``"sweep"`` or ``"update"``) and, from the
+    batches' own forward sweeps, ``correct`` and ``sse`` (see :func:`batch_scores`); an
+    adaptive model's outcome has no ``correct``."""
     if model.adaptive:
         return run_adaptive_epoch(model, data, order, batch, optimizer, bound, fixed_projection)
     names = field_param_names(model.field)
@@ -155,6 +161,27 @@ def run_adaptive_epoch(
         outcome["norm_sum"] += grad_norm(grads)
         outcome["batches"] += 1
     return outcome
+
+
+def batch_scores(
+    outcome: Mapping[str, Any], n: int, columns: list[str], spread: np.ndarray | None
+) -> dict[str, float]:
+    """The training score columns of an epoch from its batches' own predictions (each sample
+    judged with the parameters its batch ran with), as Keras and scikit-learn's
+    ``loss_curve_`` report them:
+
+    - ``accuracy`` (classification): ``correct / n``, the correct argmax over the epoch;
+    - ``r2``: ``1 - SSE_j / SS_tot_j`` averaged over the outputs ``j``, ``SSE_j`` the squared
+      errors of the epoch's batch predictions, ``SS_tot_j`` (``spread``) the squared deviations
+      of the training targets from their mean (:func:`resode.models.r2_score`'s conventions);
+    - ``accuracy`` beside ``r2`` (1 output, targets +-1): the sign agreement ``correct / n``.
+    """
+    out: dict[str, float] = {}
+    if "r2" in columns:
+        out["r2"] = r2_from_sums(outcome["sse"], spread)
+    if "accuracy" in columns:
+        out["accuracy"] = int(outcome["correct"]) / n
+    return out
 
 
 def check_seed(seed: Any) -> int:

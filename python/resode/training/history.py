@@ -43,10 +43,14 @@ class History:
         optimiser saw it (before each step; includes weight decay, and is the turnpike loss
         when the model uses ``turnpike``).
     ``accuracy`` (classification) or ``r2`` (regression, ``loss="mse"``)
-        The model's :meth:`score` on the training data with the parameters at the end of the
-        epoch (one extra forward sweep): accuracy, or the coefficient of determination R^2.
+        Accuracy, or the coefficient of determination R^2, on the training data. By default
+        (``fit(train_metrics="batches")``, as Keras and scikit-learn's ``loss_curve_``) from
+        the predictions of the epoch's batches, each with the parameters its batch ran with
+        (no extra sweep); with ``train_metrics="exact"`` the model's :meth:`score` with the
+        parameters at the end of the epoch (one extra forward sweep). See :func:`fit`.
     ``val_loss``, ``val_accuracy`` / ``val_r2``
-        Loss and score on ``validation_data`` at the end of the epoch (only when given).
+        Loss and score on ``validation_data`` with the parameters at the end of the epoch
+        (only when given).
     ``grad_norm``
         Mean over the epoch's mini-batches of the Euclidean norm of the gradient of the
         trained parameters (all arrays together; without ``P``, ``c`` under

@@ -9,7 +9,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from ..models import Model, Problem
+import numpy as np
+
+from ..models import Model, Problem, target_spread
 from ..optim import Adam, Optimizer
 from .arguments import (
     check_batch_size,
@@ -20,6 +22,7 @@ from .arguments import (
     check_model,
     check_monitor,
     check_optimizer,
+    check_train_metrics,
     check_validation,
     prepare_data,
     record_names,
@@ -28,7 +31,7 @@ from .arguments import (
 from .callbacks import Callback, EarlyStopping, call_callback, split_callbacks
 from .checkpoints import check_resumable, load_checkpoint, resume_early_stopping, save_checkpoint
 from .divergence import DIVERGENCES, check_epoch_loss, epoch_diverged, evaluation_diverged
-from .epoch import check_seed, epoch_order, own_params, run_epoch
+from .epoch import batch_scores, check_seed, epoch_order, own_params, run_epoch
 from .history import History
 from .progress import Progress
 from .recorder import FeatureRecorder
@@ -63,6 +66,8 @@ class _Run:
     checkpoint_every: int
     log_every: int
     settings: dict[str, Any]
+    train_metrics: str = "batches"
+    spread: np.ndarray | None = None  # regression: the training targets' SS_tot per output
     recorder: FeatureRecorder | None = None
     metric: str = field(init=False)
 
@@ -81,6 +86,7 @@ def fit(
     shuffle: bool = True,
     seed: int | None = None,
     validation_data: tuple[Any, Any] | None = None,
+    train_metrics: str = "batches",
     bound: float | None = None,
     fixed_projection: bool = False,
     callbacks: Iterable[Callback] = (),
@@ -126,9 +132,22 @@ def fit(
         (the core sums over fixed groups of samples in a fixed order). ``None``: a
         fresh random seed (stored in checkpoints, so resuming still replays the same order).
     validation_data : tuple (X_val, y_val), optional
-        Evaluated at the end of every epoch (``val_loss``, ``val_accuracy`` or ``val_r2``).
-        A 1-output model whose targets are all -1 or +1 also records the sign agreement
-        (``accuracy``, ``val_accuracy``) beside R^2; see :class:`History`.
+        Evaluated at the end of every epoch (``val_loss``, ``val_accuracy`` or ``val_r2``),
+        exactly, with the epoch's final parameters. A 1-output model whose targets are all -1
+        or +1 also records the sign agreement (``accuracy``, ``val_accuracy``) beside R^2; see
+        :class:`History`.
+    train_metrics : {"batches", "exact"}, default "batches"
+        Where the training ``accuracy`` / ``r2`` of the history come from. ``"batches"`` (the
+        convention of Keras, PyTorch Lightning and scikit-learn's ``loss_curve_``): from the
+        predictions the batches' own forward sweeps made, each sample judged with the
+        parameters its batch ran with, over the epoch's samples: accuracy = correct argmax
+        (sign agreement for +-1 targets) / N; ``R^2 = 1 - SSE_j / SS_tot_j`` averaged over the
+        outputs, ``SSE_j`` the squared errors of those predictions and ``SS_tot_j`` the squared
+        deviations of the training targets from their mean. No extra sweep. ``"exact"``: the
+        model's score on the whole training set with the parameters at the end of the epoch
+        (one more forward sweep over ``X`` per epoch). The ``loss`` column is the batches'
+        mean in both; an adaptive-step model's training score is always ``"exact"``'s (its
+        per-batch sweeps do not return their predictions). The parameters are the same.
     bound : float or None
         After every step, rescale each piece's field parameters so that
         ``sum|W_k| + sum|b_k| <= bound`` (bottleneck: ``W1_k, b1_k, W2_k, b2_k`` together);
@@ -218,7 +237,8 @@ def fit(
 
 def _start(
     model: Any, X: Any, y: Any, *, optimizer: Any, epochs: Any, batch_size: Any, shuffle: Any,
-    seed: Any, validation_data: Any, bound: Any, fixed_projection: Any, callbacks: Any,
+    seed: Any, validation_data: Any, train_metrics: Any, bound: Any, fixed_projection: Any,
+    callbacks: Any,
     early_stopping: Any, progress: Any, log_every: Any, checkpoint: Any, checkpoint_every: Any,
     resume: Any, record: Any, record_every: Any,
 ) -> _Run:  # fmt: skip
@@ -233,6 +253,7 @@ def _start(
     log_every = check_log_every(log_every, epochs)
     optimizer = check_optimizer(optimizer)
     validation = check_validation(model, validation_data)
+    train_metrics = check_train_metrics(train_metrics)
     callbacks, stopper = split_callbacks(callbacks, early_stopping)
     columns = score_columns(model, data, validation)
     check_monitor(stopper, columns)
@@ -251,7 +272,7 @@ def _start(
     record_names(model, X, y)
     settings = {  # what a checkpoint records of the run
         "epochs": epochs, "batch_size": batch_size, "shuffle": bool(shuffle), "bound": bound,
-        "fixed_projection": bool(fixed_projection),
+        "fixed_projection": bool(fixed_projection), "train_metrics": train_metrics,
         **({"early_stopping": stopper.config()} if stopper is not None else {}),
     }  # fmt: skip
     run = _Run(
@@ -262,6 +283,8 @@ def _start(
         end=start if stopper is not None and stopper.stopped else epochs,
         t0=time.perf_counter() - elapsed, checkpoint=checkpoint,
         checkpoint_every=checkpoint_every, log_every=log_every, settings=settings,
+        train_metrics=train_metrics,
+        spread=target_spread(data.targets) if model.task == "regression" else None,
         recorder=recorder,
     )  # fmt: skip
     if recorder is not None:
@@ -309,7 +332,7 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[dict[str, float], int]:
     row: dict[str, float] = {"epoch": epoch + 1, "loss": outcome["loss_sum"] / n}
     check_epoch_loss(row["loss"], epoch, batches, run.history)
     try:
-        row.update(_scores(run))
+        row.update(_scores(run, outcome))
     except DIVERGENCES as exc:
         what = f"the epoch's {run.metric}"
         raise evaluation_diverged(exc, epoch, batches, what, run.history) from exc
@@ -319,12 +342,17 @@ def _train_epoch(run: _Run, epoch: int) -> tuple[dict[str, float], int]:
     return row, batches
 
 
-def _scores(run: _Run) -> dict[str, float]:
-    """The end-of-epoch score columns (training, then validation)."""
+def _scores(run: _Run, outcome: dict[str, Any]) -> dict[str, float]:
+    """The score columns: training (from the batches, or an end-of-epoch pass), then
+    validation (an end-of-epoch pass)."""
     model, data, val = run.model, run.data, run.validation
-    out = {run.metric: model.score(data.X, data.targets)}
-    if "accuracy" in run.columns and run.metric == "r2":  # the sign agreement of +-1 targets
-        out["accuracy"] = model.sign_accuracy(data.X, data.targets)
+    if run.train_metrics == "batches" and "correct" in outcome:  # adaptive models: no counts
+        train = [c for c in run.columns if not c.startswith("val_")]
+        out = batch_scores(outcome, data.X.shape[0], train, run.spread)
+    else:
+        out = {run.metric: model.score(data.X, data.targets)}
+        if "accuracy" in run.columns and run.metric == "r2":  # the sign agreement of +-1 targets
+            out["accuracy"] = model.sign_accuracy(data.X, data.targets)
     if val is not None:
         out["val_loss"] = model.loss_and_grad(val.X, val.targets)[0]
         out["val_" + run.metric] = model.score(val.X, val.targets)
