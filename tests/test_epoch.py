@@ -275,6 +275,26 @@ def test_batch_metrics_are_not_the_score_after_the_epoch() -> None:
     assert exact.r2 == [before.score(X, y)] and exact.loss == h.loss
 
 
+def test_batch_metrics_are_bitwise_the_same_for_any_thread_count() -> None:
+    # batches of 1000 samples: several blocks each, summed in block order, not thread order
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2000, 2))
+    targets = np.column_stack([np.sin(X[:, 0]), X[:, 1] ** 2])
+    labels = (X[:, 0] * X[:, 1] > 0).astype(np.int64)
+    before = resode.get_num_threads()
+    try:
+        for y, loss in ((targets, "mse"), (labels, "cross_entropy")):
+            rows = []
+            for threads in (1, 2, 3):
+                resode.set_num_threads(threads)
+                model = _node(classes=2, loss=loss)
+                h = resode.fit(model, X, y, epochs=2, batch_size=1000, seed=0, progress=False)
+                rows.append(_history_rows(h))
+            assert rows[0] == rows[1] == rows[2]
+    finally:
+        resode.set_num_threads(before)
+
+
 def test_adaptive_models_score_the_training_set_after_the_epoch() -> None:
     # their per-batch sweeps do not return predictions: the exact pass, also by default
     X, y = resode.datasets.moons(40, seed=0)
