@@ -37,8 +37,10 @@ def main() -> None:
     epochs = 20
 
     def fit_epoch(train_metrics: str) -> float:
-        run = lambda: resode.fit(model, X, y, optimizer=opt, epochs=epochs, batch_size=150,  # noqa: E731
-                                 seed=0, progress=False, train_metrics=train_metrics)  # fmt: skip
+        def run() -> None:
+            resode.fit(model, X, y, optimizer=opt, epochs=epochs, batch_size=150, seed=0,
+                       progress=False, train_metrics=train_metrics)  # fmt: skip
+
         return best(run, 3) / epochs
 
     fit = {mode: fit_epoch(mode) for mode in ("batches", "exact")}
