@@ -45,6 +45,22 @@ class Flow:
         return {"field": self.field, "activation": self.activation, "method": self.method,
                 "dt": self.dt, "substeps": self.substeps, "augment": self.augment}  # fmt: skip
 
+    def stride(self, steps: int) -> int:
+        """Steps between the states the forward keeps for the backward: 1 (every state), or
+        ceil(steps / checkpoints) with ``checkpoints`` < steps (at most that many states, as
+        the core's checkpointed gradient keeps)."""
+        K = self.checkpoints
+        return -(-steps // K) if 0 < K < steps else 1
+
+    def kept_rows(self, steps: int) -> int:
+        """Rows of the states :func:`forward_with_states` keeps besides the output: 0 for the
+        adjoint gradient (it needs the final state only) and for a trajectory with every state
+        kept (the output is the states), else ceil(steps / stride)."""
+        stride = self.stride(steps)
+        if self.gradient != "discrete" or (self.trajectory and stride == 1):
+            return 0
+        return -(-steps // stride)
+
     def output_shape(self, X_shape: Sequence[int], W_shape: Sequence[int]) -> tuple[int, ...]:
         """(N, D), or (steps + 1, N, D) for the trajectory. N is kept as given: a symbolic
         batch size under ``torch.compile`` stays symbolic (``int()`` would specialise the
@@ -154,4 +170,37 @@ def vjp(
     """(field parameter cotangents in core order, dX) for a cotangent shaped like forward's."""
     return _core.vjp(
         X, cotangent, theta, **flow.sweep(), gradient=flow.gradient, checkpoints=flow.checkpoints
+    )
+
+
+def forward_with_states(
+    flow: Flow, X: np.ndarray, theta: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The output of :func:`forward` and what the backward needs from this forward sweep:
+    for the discrete gradient the states x_0, x_stride, ... (``(ceil(steps / stride), N, D)``,
+    the output itself for a trajectory with stride 1); None for the adjoint (it needs the final
+    state only, which is the output or its last row)."""
+    if flow.gradient != "discrete":
+        return forward(flow, X, theta), None
+    steps = int(theta[0].shape[0]) * flow.substeps
+    return _core.forward_states(
+        X, theta, **flow.sweep(), stride=flow.stride(steps), trajectory=flow.trajectory
+    )
+
+
+def vjp_from_states(
+    flow: Flow,
+    X: np.ndarray,
+    theta: list[np.ndarray],
+    cotangent: np.ndarray,
+    states: np.ndarray | None,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """:func:`vjp` (bitwise) from what :func:`forward_with_states` kept: the discrete reverse
+    sweep starts from the kept states, without a second forward sweep; the adjoint (states
+    None) runs :func:`vjp`."""
+    if states is None:
+        return vjp(flow, X, theta, cotangent)
+    steps = int(theta[0].shape[0]) * flow.substeps
+    return _core.vjp_from_states(
+        X, states, cotangent, theta, **flow.sweep(), stride=flow.stride(steps)
     )

@@ -68,19 +68,39 @@ def _flow_function(flow: _bridge.Flow) -> Callable[..., Any]:
         call = jax.ffi.ffi_call("resode_odeint", out, vmap_method="expand_dims")
         return call(X, *theta, **_attrs(flow), trajectory=np.int64(flow.trajectory))
 
+    def forward_kept(X: jax.Array, theta: tuple[jax.Array, ...]) -> tuple[jax.Array, Any]:
+        """The output and the states the discrete backward needs, from one forward sweep."""
+        shape = flow.output_shape(X.shape, theta[0].shape)
+        steps = int(theta[0].shape[0]) * flow.substeps
+        kept = (flow.kept_rows(steps), *shape[-2:])
+        outs = (jax.ShapeDtypeStruct(shape, X.dtype), jax.ShapeDtypeStruct(kept, X.dtype))
+        call = jax.ffi.ffi_call("resode_odeint_states", outs, vmap_method="expand_dims")
+        out, states = call(X, *theta, **_attrs(flow), trajectory=np.int64(flow.trajectory),
+                           stride=np.int64(flow.stride(steps)))  # fmt: skip
+        return out, out if kept[0] == 0 else states  # no rows: the trajectory is the states
+
     @jax.custom_vjp
     def f(X: jax.Array, theta: tuple[jax.Array, ...]) -> jax.Array:
         return forward(X, theta)
 
     def f_fwd(X: jax.Array, theta: tuple[jax.Array, ...]) -> tuple[jax.Array, Any]:
-        return forward(X, theta), (X, theta)
+        if flow.gradient != "discrete":  # the adjoint needs no states: it starts from X
+            return forward(X, theta), (X, theta, None)
+        out, states = forward_kept(X, theta)
+        return out, (X, theta, states)
 
     def f_bwd(res: Any, g: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-        X, theta = res
+        X, theta, states = res
         shapes = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (X, *theta))
-        call = jax.ffi.ffi_call("resode_odeint_vjp", shapes, vmap_method="expand_dims")
-        grads = call(X, g, *theta, **_attrs(flow), gradient=flow.gradient,
-                     checkpoints=np.int64(flow.checkpoints))  # fmt: skip
+        if states is None:
+            call = jax.ffi.ffi_call("resode_odeint_vjp", shapes, vmap_method="expand_dims")
+            grads = call(X, g, *theta, **_attrs(flow), gradient=flow.gradient,
+                         checkpoints=np.int64(flow.checkpoints))  # fmt: skip
+        else:
+            steps = int(theta[0].shape[0]) * flow.substeps
+            call = jax.ffi.ffi_call("resode_odeint_vjp_states", shapes, vmap_method="expand_dims")
+            grads = call(X, g, states, *theta, **_attrs(flow),
+                         stride=np.int64(flow.stride(steps)))  # fmt: skip
         return grads[0], tuple(grads[1:])
 
     f.defvjp(f_fwd, f_bwd)

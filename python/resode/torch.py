@@ -78,10 +78,15 @@ def _odeint_op(
     gradient: str,
     checkpoints: int,
     trajectory: bool,
-) -> Tensor:
+) -> tuple[Tensor, Tensor]:
+    """(the states, what the backward keeps from this forward sweep: ``Flow.kept_rows`` rows
+    of (N, D), none when the output itself is kept)."""
     flow = _flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
                  trajectory)  # fmt: skip
-    return torch.from_numpy(_bridge.forward(flow, _numpy(X), [_numpy(t) for t in theta]))
+    out, kept = _bridge.forward_with_states(flow, _numpy(X), [_numpy(t) for t in theta])
+    if kept is None or kept is out:  # an output may not alias another: the backward saves out
+        return torch.from_numpy(out), X.new_empty((0, *out.shape[-2:]))
+    return torch.from_numpy(out), torch.from_numpy(kept)
 
 
 @_odeint_op.register_fake
@@ -89,7 +94,9 @@ def _odeint_fake(X, theta, field, activation, method, dt, substeps, augment, gra
                  checkpoints, trajectory):  # fmt: skip
     flow = _flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
                  trajectory)  # fmt: skip
-    return X.new_empty(flow.output_shape(X.shape, theta[0].shape))
+    out_shape = flow.output_shape(X.shape, theta[0].shape)
+    rows = flow.kept_rows(int(theta[0].shape[0]) * substeps)
+    return X.new_empty(out_shape), X.new_empty((rows, *out_shape[-2:]))
 
 
 @torch.library.custom_op("resode::odeint_vjp", mutates_args=())
@@ -97,6 +104,7 @@ def _odeint_vjp_op(
     X: Tensor,
     theta: list[Tensor],
     cotangent: Tensor,
+    kept: Tensor,
     field: str,
     activation: str,
     method: str,
@@ -106,26 +114,33 @@ def _odeint_vjp_op(
     gradient: str,
     checkpoints: int,
 ) -> list[Tensor]:
+    """(dX, *dtheta) from the states the forward kept (``kept``: the forward's second output,
+    or its trajectory where that is what it kept; ignored by the adjoint)."""
     flow = _flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
                  cotangent.dim() == 3)  # fmt: skip
-    dtheta, dX = _bridge.vjp(flow, _numpy(X), [_numpy(t) for t in theta], _numpy(cotangent))
+    states = _numpy(kept) if gradient == "discrete" else None
+    dtheta, dX = _bridge.vjp_from_states(
+        flow, _numpy(X), [_numpy(t) for t in theta], _numpy(cotangent), states
+    )
     return [torch.from_numpy(dX), *(torch.from_numpy(g) for g in dtheta)]
 
 
 @_odeint_vjp_op.register_fake
-def _odeint_vjp_fake(X, theta, cotangent, *options):
+def _odeint_vjp_fake(X, theta, cotangent, kept, *options):
     return [X.new_empty(X.shape), *(t.new_empty(t.shape) for t in theta)]
 
 
-def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
     X, theta, *options = inputs
-    ctx.save_for_backward(X, *theta)
+    out, kept = output
+    # No rows kept: the adjoint (kept is ignored), or a trajectory that is the states itself.
+    ctx.save_for_backward(X, out if kept.shape[0] == 0 else kept, *theta)
     ctx.options = options[:-1]  # all but `trajectory`: the cotangent's shape says which
 
 
-def _backward(ctx: Any, grad: Tensor) -> tuple[Any, ...]:
-    X, *theta = ctx.saved_tensors
-    grads = _odeint_vjp_op(X, theta, grad.contiguous(), *ctx.options)
+def _backward(ctx: Any, grad: Tensor, _grad_kept: Any) -> tuple[Any, ...]:
+    X, kept, *theta = ctx.saved_tensors
+    grads = _odeint_vjp_op(X, theta, grad.contiguous(), kept, *ctx.options)
     return (grads[0], grads[1:], *([None] * (len(ctx.options) + 1)))
 
 
@@ -135,19 +150,33 @@ _odeint_op.register_autograd(_backward, setup_context=_setup_context)
 class _EagerFlow(torch.autograd.Function):
     """The same forward and backward as the operators, for eager mode: the custom-op
     machinery costs about 0.4 ms per forward and backward (its Python dispatch), more than the
-    core itself on small batches; under torch.compile the operators run instead."""
+    core itself on small batches; under torch.compile the operators run instead. The states
+    the backward needs are saved from the forward (one forward sweep per training step)."""
 
     @staticmethod
     def forward(ctx: Any, X: Tensor, flow: _bridge.Flow, *theta: Tensor) -> Tensor:
-        ctx.save_for_backward(X, *theta)
+        out, kept = _bridge.forward_with_states(flow, _numpy(X), [_numpy(t) for t in theta])
+        out_t = torch.from_numpy(out)
+        kept_t = out_t if kept is out else None if kept is None else torch.from_numpy(kept)
+        if kept_t is None:
+            ctx.save_for_backward(X, *theta)
+        else:
+            ctx.save_for_backward(X, kept_t, *theta)
         ctx.flow = flow
-        return torch.from_numpy(_bridge.forward(flow, _numpy(X), [_numpy(t) for t in theta]))
+        return out_t
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Any, ...]:
+        flow = ctx.flow
         X, *theta = ctx.saved_tensors
-        dtheta, dX = _bridge.vjp(ctx.flow, _numpy(X), [_numpy(t) for t in theta], _numpy(grad))
+        kept = None
+        if flow.gradient == "discrete":
+            kept = _numpy(theta[0])
+            theta = theta[1:]
+        dtheta, dX = _bridge.vjp_from_states(
+            flow, _numpy(X), [_numpy(t) for t in theta], _numpy(grad), kept
+        )
         return (torch.from_numpy(dX), None, *(torch.from_numpy(g) for g in dtheta))
 
 
@@ -265,10 +294,11 @@ def _apply(flow: _bridge.Flow, names: list[str], params: Mapping[str, Any], X: A
     theta = [params[n] for n in names]
     if not torch.compiler.is_compiling():
         return _EagerFlow.apply(X, flow, *theta)
-    return _odeint_op(
+    out, _kept = _odeint_op(
         X, theta, flow.field, flow.activation, flow.method, flow.dt, flow.substeps,
         flow.augment, flow.gradient, flow.checkpoints, flow.trajectory,
     )  # fmt: skip
+    return out
 
 
 # --------------------------------------------------------------------------- the modules
