@@ -4,7 +4,11 @@
 :func:`odeint` is a ``jax.custom_vjp`` whose forward and backward passes are XLA custom calls
 (``jax.ffi.ffi_call``) into the core's C++ entry points (``src/register_xla.cpp``): the states,
 and the core's discrete or adjoint vector-Jacobian product, on XLA's own buffers with no Python
-callback in between. The calls use ``vmap_method="expand_dims"``: under ``jax.vmap`` the core
+callback in between. Under differentiation the forward call also returns the states the
+discrete backward starts from, held as ``custom_vjp`` residuals (one forward sweep per training
+step; memory as for :mod:`resode.torch`: ``(steps, N, D)``, at most ``checkpoints`` states with
+``checkpoints=``, none for the adjoint or a trajectory, which is its own).
+The calls use ``vmap_method="expand_dims"``: under ``jax.vmap`` the core
 receives the batch as leading axes (unbatched arguments with leading 1s), so vmapping over a
 batch axis of ``X`` with shared parameters becomes **one** core call over all the samples;
 vmapping over the parameters, and the backward pass of a vmapped call (each batch element has
