@@ -240,11 +240,13 @@ void regroup(const T* from, index_t rows, index_t count, index_t slice, T* to) {
                   sizeof(T) * std::size_t(slice));
 }
 
-// The forward sweep of a training step: the output and the states the backward needs
-// (resode::forward_states), `kept` (rows, N, D) per batch element; no rows when the output is
-// a trajectory with every state kept (the backward then takes the output).
+// The forward sweep of a training step: the output and what the backward needs, `kept` per
+// batch element: the stage tape (steps, width, N) with `stages` (resode::forward_stage_tape),
+// else the states (rows, N, D) (resode::forward_states), no rows when the output is a
+// trajectory with every state kept (the backward then takes the output).
 template <class T>
-ffi::Error forward_kept(const FlowAttrs& a, bool trajectory, index_t stride, ffi::AnyBuffer X,
+ffi::Error forward_kept(const FlowAttrs& a, bool trajectory, index_t stride, bool stages,
+                        ffi::AnyBuffer X,
                         const ffi::RemainingArgs& rest, ffi::AnyBuffer out, ffi::AnyBuffer kept) {
   std::vector<ffi::AnyBuffer> theta;
   if (auto err = buffers(rest, theta); err.failure()) return err;
@@ -270,7 +272,9 @@ ffi::Error forward_kept(const FlowAttrs& a, bool trajectory, index_t stride, ffi
       return p;
     };
     auto run = [&](const resode::Problem<T>& pb, T* states, T* dst) {
-      if (rows == 0)
+      if (stages)
+        resode::forward_stage_tape(pb, trajectory, states, dst);
+      else if (rows == 0)
         resode::trajectory(pb, dst);
       else
         resode::forward_states(pb, stride, trajectory, states, dst);
@@ -280,10 +284,14 @@ ffi::Error forward_kept(const FlowAttrs& a, bool trajectory, index_t stride, ffi
     if (shared && count > 1) {  // every sample of the batch in one call, then regrouped
       auto pb = problem<T>(a, element<T>(X, xb, 0), N * xb.count, params(0), theta[0]);
       const index_t slice = N * pb.dyn.field.D, S = pb.dyn.steps() + 1;
-      std::vector<T> all_states(std::size_t(rows * count * slice));
+      std::vector<T> all_states(kept.element_count());
       std::vector<T> all_out(trajectory ? std::size_t(S * count * slice) : 0);
       run(pb, all_states.data(), trajectory ? all_out.data() : dst);  // final: out's order
-      regroup(all_states.data(), rows, count, slice, states);
+      // states: rows of (N, D) per element; the stage tape: steps x width rows of N
+      if (stages)
+        regroup(all_states.data(), rows * kd[kd.size() - 2], count, N, states);
+      else
+        regroup(all_states.data(), rows, count, slice, states);
       if (trajectory) regroup(all_out.data(), S, count, slice, dst);
       return;
     }
@@ -298,7 +306,7 @@ ffi::Error forward_kept(const FlowAttrs& a, bool trajectory, index_t stride, ffi
 // vjp's discrete product from the states forward_kept kept (resode::vjp_from_states), one core
 // call per batch element.
 template <class T>
-ffi::Error vjp_kept(const FlowAttrs& a, index_t stride, ffi::AnyBuffer X,
+ffi::Error vjp_kept(const FlowAttrs& a, index_t stride, bool stages, ffi::AnyBuffer X,
                     ffi::AnyBuffer cotangent, ffi::AnyBuffer kept, const ffi::RemainingArgs& rest,
                     ffi::Result<ffi::AnyBuffer> dX, const ffi::RemainingRets& dtheta_rets) {
   std::vector<ffi::AnyBuffer> theta;
@@ -327,8 +335,9 @@ ffi::Error vjp_kept(const FlowAttrs& a, index_t stride, ffi::AnyBuffer X,
       for (std::size_t i = 0; i < theta.size(); ++i) p.push_back(element<T>(theta[i], tb[i], e));
       auto pb = problem<T>(a, element<T>(X, xb, e), N, p, theta[0]);
       std::vector<T> flat(std::size_t(pb.dyn.field.size()));
-      resode::vjp_from_states(pb, element<T>(kept, kb, e), stride, element<T>(cotangent, cb, e),
-                              every_state, flat.data(), element<T>(*dX, out_batch, e));
+      resode::vjp_from_states(pb, element<T>(kept, kb, e), stride, stages,
+                              element<T>(cotangent, cb, e), every_state, flat.data(),
+                              element<T>(*dX, out_batch, e));
       index_t offset = 0;
       for (auto& d : dtheta) {
         const index_t size = index_t(d.element_count()) / count;
@@ -371,12 +380,15 @@ ffi::Error forward_kept_any(ffi::AnyBuffer X, ffi::RemainingArgs theta,
                             ffi::Result<ffi::AnyBuffer> out, ffi::Result<ffi::AnyBuffer> kept,
                             std::string_view field, std::string_view activation,
                             std::string_view method, double dt, std::int64_t substeps,
-                            std::int64_t augment, std::int64_t trajectory, std::int64_t stride) {
+                            std::int64_t augment, std::int64_t trajectory, std::int64_t stride,
+                            std::int64_t stages) {
   const auto a = attrs(field, activation, method, dt, substeps, augment);
   if (is_float(X, ffi::DataType::F64))
-    return forward_kept<double>(a, trajectory != 0, index_t(stride), X, theta, *out, *kept);
+    return forward_kept<double>(a, trajectory != 0, index_t(stride), stages != 0, X, theta,
+                                *out, *kept);
   if (is_float(X, ffi::DataType::F32))
-    return forward_kept<float>(a, trajectory != 0, index_t(stride), X, theta, *out, *kept);
+    return forward_kept<float>(a, trajectory != 0, index_t(stride), stages != 0, X, theta,
+                               *out, *kept);
   return ffi::Error::InvalidArgument("resode: X must be float32 or float64");
 }
 
@@ -384,12 +396,15 @@ ffi::Error vjp_kept_any(ffi::AnyBuffer X, ffi::AnyBuffer cotangent, ffi::AnyBuff
                         ffi::RemainingArgs theta, ffi::Result<ffi::AnyBuffer> dX,
                         ffi::RemainingRets dtheta, std::string_view field,
                         std::string_view activation, std::string_view method, double dt,
-                        std::int64_t substeps, std::int64_t augment, std::int64_t stride) {
+                        std::int64_t substeps, std::int64_t augment, std::int64_t stride,
+                        std::int64_t stages) {
   const auto a = attrs(field, activation, method, dt, substeps, augment);
   if (is_float(X, ffi::DataType::F64))
-    return vjp_kept<double>(a, index_t(stride), X, cotangent, kept, theta, dX, dtheta);
+    return vjp_kept<double>(a, index_t(stride), stages != 0, X, cotangent, kept, theta, dX,
+                            dtheta);
   if (is_float(X, ffi::DataType::F32))
-    return vjp_kept<float>(a, index_t(stride), X, cotangent, kept, theta, dX, dtheta);
+    return vjp_kept<float>(a, index_t(stride), stages != 0, X, cotangent, kept, theta, dX,
+                           dtheta);
   return ffi::Error::InvalidArgument("resode: X must be float32 or float64");
 }
 
@@ -408,7 +423,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(resode_xla_odeint_states, forward_kept_any,
                                   .Attr<std::int64_t>("substeps")
                                   .Attr<std::int64_t>("augment")
                                   .Attr<std::int64_t>("trajectory")
-                                  .Attr<std::int64_t>("stride"));
+                                  .Attr<std::int64_t>("stride")
+                                  .Attr<std::int64_t>("stages"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(resode_xla_odeint_vjp_states, vjp_kept_any,
                               ffi::Ffi::Bind()
@@ -424,7 +440,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(resode_xla_odeint_vjp_states, vjp_kept_any,
                                   .Attr<double>("dt")
                                   .Attr<std::int64_t>("substeps")
                                   .Attr<std::int64_t>("augment")
-                                  .Attr<std::int64_t>("stride"));
+                                  .Attr<std::int64_t>("stride")
+                                  .Attr<std::int64_t>("stages"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(resode_xla_odeint, forward_any,
                               ffi::Ffi::Bind()

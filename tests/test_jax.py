@@ -15,6 +15,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import resode.jax as rj  # noqa: E402
 from jax.test_util import check_grads  # noqa: E402
+from resode import _bridge  # noqa: E402
 
 FIELDS = {"outside": None, "inside": None, "bottleneck": 3}
 OPTS: dict[str, Any] = dict(T=0.8, substeps=2, method="rk4", activation="tanh", augment=1)
@@ -85,9 +86,14 @@ def _targets(fn: Any, *args: Any) -> list[str]:
 
 
 @pytest.mark.parametrize(("checkpoints", "trajectory"), [(None, False), (None, True), (2, False)])
-def test_a_training_step_sweeps_forward_once(checkpoints: int | None, trajectory: bool) -> None:
-    """value_and_grad: one forward call that keeps the states, one reverse call from them (no
-    forward sweep inside the VJP), and the gradients of the former VJP from X, bitwise."""
+@pytest.mark.parametrize("limit", ["STAGE_TAPE_WORK", "STAGE_TAPE_BYTES"])
+def test_a_training_step_sweeps_forward_once(
+    monkeypatch: pytest.MonkeyPatch, checkpoints: int | None, trajectory: bool, limit: str
+) -> None:
+    """value_and_grad: one forward call that keeps the stage tape (limit STAGE_TAPE_WORK 0:
+    for any field) or the states (STAGE_TAPE_BYTES 0), one reverse call from it (no forward
+    sweep inside the VJP), and the gradients of the former VJP from X, bitwise."""
+    monkeypatch.setattr(_bridge, limit, 0)
     params, X = _np_params("bottleneck"), _X(N=37)
     v = np.random.default_rng(1).normal(size=(5, 37, 3) if trajectory else (37, 3))
 
@@ -110,7 +116,11 @@ def test_a_training_step_sweeps_forward_once(checkpoints: int | None, trajectory
 
 
 @pytest.mark.parametrize("trajectory", [False, True])
-def test_vmapped_training_step_keeps_each_elements_states(trajectory: bool) -> None:
+@pytest.mark.parametrize("checkpoints", [None, 3])
+def test_vmapped_training_step_keeps_each_elements_states(
+    monkeypatch: pytest.MonkeyPatch, trajectory: bool, checkpoints: int | None
+) -> None:
+    monkeypatch.setattr(_bridge, "STAGE_TAPE_WORK", 0)  # the stage tape without checkpoints
     """vmap over X with shared parameters: one forward call over the whole batch, its kept
     states regrouped per element; the per-element gradients equal those run alone, bitwise."""
     np_params = _np_params("outside")
@@ -118,7 +128,8 @@ def test_vmapped_training_step_keeps_each_elements_states(trajectory: bool) -> N
     batch = jnp.asarray(np.random.default_rng(2).normal(size=(3, 5, 2)))
 
     def loss(p: Any, x: Any) -> Any:
-        out = rj.odeint(p, x, field="outside", checkpoints=3, trajectory=trajectory, **OPTS)
+        out = rj.odeint(p, x, field="outside", checkpoints=checkpoints, trajectory=trajectory,
+                        **OPTS)  # fmt: skip
         return jnp.sum(out**2)
 
     per = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1)), in_axes=(None, 0)))(params, batch)

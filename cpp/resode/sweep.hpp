@@ -353,8 +353,51 @@ struct StoredStates {
   const T* data = nullptr;
   index_t stride = 1;
   index_t slice = 0;  // N * D
+  bool stages = false;  // data is a stage tape (forward_stage_tape), not states
   const T* row(index_t i) const { return data + i * slice; }
 };
+
+// Calls fn(r, row) for the rows of one step on the stage tape, each n columns of a block: the
+// state x_j (D rows), then per stage X_i (i > 0; D rows), K_i (D rows) and the field's cache.
+template <class T, class Fn>
+void for_each_tape_row(const Dynamics<T>& dyn, index_t n, T* x, StepStages<T>& s, Fn fn) {
+  const index_t D = dyn.field.D, c = dyn.field.cache_size(1);
+  index_t r = 0;
+  auto rows = [&](T* p, index_t count) {
+    for (index_t q = 0; q < count; ++q) fn(r++, p + q * n);
+  };
+  rows(x, D);
+  for (int i = 0; i < dyn.tab.stages; ++i) {
+    if (i > 0) rows(s.X[i], D);
+    rows(s.K[i], D);
+    rows(s.cache[i], c);
+  }
+}
+
+// The discrete reverse sweep of one block from a stage tape (forward_stage_tape): each step's
+// state and stages are read back, not recomputed; the reverse is discrete_block's, so the
+// products equal vjp's bitwise. The padding columns repeat the last real one, as the forward
+// sweep computed them. Leaves d/dx0 in st.xbar; returns 0.
+template <class Act, class T>
+double stage_tape_block(const Problem<T>& pb, const T* tape, const StateCotangent<T>& cotangent,
+                        SweepState<T>& st, index_t cap, const Block& blk) {
+  const index_t n = blk.n, D = pb.dyn.field.D, N = pb.N, steps = pb.dyn.steps();
+  const index_t step_len = (D + StepStages<T>::size(pb.dyn.field, pb.dyn.tab.stages, 1)) * N;
+  load_rows(blk, D, cotangent.final(steps), st.xbar);
+  StepStages<T> stages = st.slot_stages(pb, 0, cap);
+  T* x = st.slot_state(0);
+  for (index_t j = steps - 1; j >= 0; --j) {
+    const T* step = tape + j * step_len + blk.first;
+    for_each_tape_row(pb.dyn, n, x, stages, [&](index_t r, T* row) {
+      std::copy(step + r * N, step + r * N + blk.real, row);
+      std::fill(row + blk.real, row + n, row[blk.real - 1]);
+    });
+    stages.X[0] = x;
+    rk_step_vjp<Act>(pb.dyn, j, n, blk.real, stages, st.xbar, st.dfield(), st.reverse);
+    cotangent.add(blk, D, j, st.xbar);
+  }
+  return 0.0;
+}
 
 // The block x (D x n) = its rows of a row-major (N, D) array of states; the padding columns
 // repeat the last real sample, as load_initial_state and the forward sweep have them.
@@ -590,6 +633,51 @@ void forward_states(const Problem<T>& pb, index_t stride, bool trajectory, T* st
       });
 }
 
+// Elements per sample and step of forward_stage_tape's tape: the state and the step's stages.
+template <class T>
+index_t stage_tape_width(const Dynamics<T>& dyn) {
+  return dyn.field.D + StepStages<T>::size(dyn.field, dyn.tab.stages, 1);
+}
+
+// forward_states keeping the stages too: `tape` (steps, stage_tape_width, N), step j's state
+// and stages, each row over all N samples (the blocks' feature-major rows side by side, so no
+// transposition either way). vjp_from_states with stages reads them back: no stage is
+// evaluated twice in a training step. `out` as forward_states'.
+template <class T>
+void forward_stage_tape(const Problem<T>& pb, bool trajectory, T* tape, T* out) {
+  detail::BlockPlan<T> plan(pb);
+  const index_t D = pb.dyn.field.D, N = pb.N, steps = pb.dyn.steps(), slice = N * D;
+  const index_t step_len = stage_tape_width(pb.dyn) * N;
+  std::vector<std::unique_ptr<detail::SweepState<T>>> states(std::size_t(plan.threads));
+  with_activation(pb.dyn.activation, [&](auto act) {
+    using Act = decltype(act);
+    parallel_for(plan.count, plan.threads, [&](int t, index_t b) {
+      if (!states[t])
+        states[t] = std::make_unique<detail::SweepState<T>>(pb, plan.rows, detail::TapePlan{});
+      auto& st = *states[t];
+      const detail::Block blk = plan.block(pb, b);
+      const index_t n = blk.n;
+      detail::load_initial_state(pb, blk, st.cur);
+      if (trajectory) detail::store_rows(blk, D, st.cur, out);
+      for (index_t j = 0; j < steps; ++j) {
+        rk_step<Act>(pb.dyn, j, n, st.cur, st.next, st.scratch_stages);
+        if (!all_finite(D * n, st.next)) {
+          plan.first_bad[b] = j;
+          return;
+        }
+        T* step = tape + j * step_len + blk.first;
+        detail::for_each_tape_row(pb.dyn, n, st.cur, st.scratch_stages, [&](index_t r, T* row) {
+          std::copy(row, row + blk.real, step + r * N);
+        });
+        std::swap(st.cur, st.next);
+        if (trajectory) detail::store_rows(blk, D, st.cur, out + (j + 1) * slice);
+      }
+      if (!trajectory) detail::store_rows(blk, D, st.cur, out);
+    });
+  });
+  detail::raise_if_non_finite(pb, plan);
+}
+
 namespace detail {
 // Throws non_finite_error when a block's logits (overflow: one flag per block) were not finite.
 template <class T>
@@ -648,7 +736,7 @@ double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* 
                       const StoredStates<T>* stored = nullptr) {
   BlockPlan<T> plan(pb);
   const bool discrete = opt.gradient == Gradient::discrete;
-  const TapePlan tape = stored ? plan_stored_tape(pb, plan.rows, stored->stride)
+  const TapePlan tape = stored ? plan_stored_tape(pb, plan.rows, stored->stages ? 1 : stored->stride)
                                : plan_tape(pb, plan.rows, opt.checkpoints, discrete);
   std::vector<std::unique_ptr<SweepState<T>>> states(std::size_t(plan.threads));
   std::vector<double> block_losses(std::size_t(plan.count), 0.0);
@@ -665,7 +753,10 @@ double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* 
       for (index_t b = plan.group_begin(g); b < plan.group_begin(g + 1); ++b) {
         const Block blk = plan.block(pb, b);
         index_t& bad = plan.first_bad[b];
-        block_losses[b] = stored ? stored_states_block<Act>(pb, *stored, cot, st, plan.rows, blk)
+        block_losses[b] =
+            stored && stored->stages
+                ? stage_tape_block<Act>(pb, stored->data, cot, st, plan.rows, blk)
+            : stored ? stored_states_block<Act>(pb, *stored, cot, st, plan.rows, blk)
                           : discrete ? discrete_block<Act>(pb, targets, cot, opt.turnpike, st,
                                                          plan.rows, blk, bad)
                                    : backsolve_block<Act>(pb, targets, cot, opt.turnpike, st,
@@ -777,12 +868,13 @@ void vjp(const Problem<T>& pb, const T* cotangent, const GradientOptions& opt, T
 // vjp's discrete product (the same values, bitwise) from the states forward_states kept with
 // the same stride (states: ceil(steps / stride) rows of (N, D)), without sweeping forward from
 // X again: each kept segment's stages are recomputed from its first state on the way back.
+// With `stages`, `states` is forward_stage_tape's tape (stride unused): nothing is recomputed.
 template <class T>
-void vjp_from_states(const Problem<T>& pb, const T* states, index_t stride, const T* cotangent,
-                     bool cotangent_every_state, T* dfield, T* dX) {
+void vjp_from_states(const Problem<T>& pb, const T* states, index_t stride, bool stages,
+                     const T* cotangent, bool cotangent_every_state, T* dfield, T* dX) {
   GradientOptions opt;
   opt.cotangent_every_state = cotangent_every_state;
-  const detail::StoredStates<T> stored{states, stride, pb.N * pb.dyn.field.D};
+  const detail::StoredStates<T> stored{states, stride, pb.N * pb.dyn.field.D, stages};
   Targets<T>* none = nullptr;
   detail::gradient_sweep(pb, none, cotangent, opt, dfield, static_cast<T*>(nullptr),
                          static_cast<T*>(nullptr), dX, &stored);

@@ -94,6 +94,7 @@ def forward_states(
     augment: int = 0,
     stride: int = 1,
     trajectory: bool = False,
+    stages: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]: ...
 def vjp_from_states(
     X: np.ndarray,
@@ -108,6 +109,7 @@ def vjp_from_states(
     substeps: int = 1,
     augment: int = 0,
     stride: int = 1,
+    stages: bool = False,
 ) -> tuple[list[np.ndarray], np.ndarray]: ...
 def optimizer_step(
     param: np.ndarray,

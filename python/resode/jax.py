@@ -4,10 +4,10 @@
 :func:`odeint` is a ``jax.custom_vjp`` whose forward and backward passes are XLA custom calls
 (``jax.ffi.ffi_call``) into the core's C++ entry points (``src/register_xla.cpp``): the states,
 and the core's discrete or adjoint vector-Jacobian product, on XLA's own buffers with no Python
-callback in between. Under differentiation the forward call also returns the states the
-discrete backward starts from, held as ``custom_vjp`` residuals (one forward sweep per training
-step; memory as for :mod:`resode.torch`: ``(steps, N, D)``, at most ``checkpoints`` states with
-``checkpoints=``, none for the adjoint or a trajectory, which is its own).
+callback in between. Under differentiation the forward call also returns what the discrete
+backward needs, held as ``custom_vjp`` residuals: the stage tape, or the states (one forward
+sweep per training step; what is kept and its memory as for :mod:`resode.torch`; under
+``vmap`` the budget applies per batch element).
 The calls use ``vmap_method="expand_dims"``: under ``jax.vmap`` the core
 receives the batch as leading axes (unbatched arguments with leading 1s), so vmapping over a
 batch axis of ``X`` with shared parameters becomes **one** core call over all the samples;
@@ -76,11 +76,12 @@ def _flow_function(flow: _bridge.Flow) -> Callable[..., Any]:
         """The output and the states the discrete backward needs, from one forward sweep."""
         shape = flow.output_shape(X.shape, theta[0].shape)
         steps = int(theta[0].shape[0]) * flow.substeps
-        kept = (flow.kept_rows(steps), *shape[-2:])
+        stages, kept = flow.kept(X.shape[0], theta[0].shape, np.dtype(X.dtype).itemsize)
         outs = (jax.ShapeDtypeStruct(shape, X.dtype), jax.ShapeDtypeStruct(kept, X.dtype))
         call = jax.ffi.ffi_call("resode_odeint_states", outs, vmap_method="expand_dims")
+        stride = np.int64(flow.stride(steps))
         out, states = call(X, *theta, **_attrs(flow), trajectory=np.int64(flow.trajectory),
-                           stride=np.int64(flow.stride(steps)))  # fmt: skip
+                           stride=stride, stages=np.int64(stages))  # fmt: skip
         return out, out if kept[0] == 0 else states  # no rows: the trajectory is the states
 
     @jax.custom_vjp
@@ -102,9 +103,10 @@ def _flow_function(flow: _bridge.Flow) -> Callable[..., Any]:
                          checkpoints=np.int64(flow.checkpoints))  # fmt: skip
         else:
             steps = int(theta[0].shape[0]) * flow.substeps
+            stages, _ = flow.kept(X.shape[0], theta[0].shape, np.dtype(X.dtype).itemsize)
             call = jax.ffi.ffi_call("resode_odeint_vjp_states", shapes, vmap_method="expand_dims")
             grads = call(X, g, states, *theta, **_attrs(flow),
-                         stride=np.int64(flow.stride(steps)))  # fmt: skip
+                         stride=np.int64(flow.stride(steps)), stages=np.int64(stages))  # fmt: skip
         return grads[0], tuple(grads[1:])
 
     f.defvjp(f_fwd, f_bwd)

@@ -13,13 +13,17 @@ where the custom-op machinery takes hundreds. Tensors are handed to the
 core as NumPy views of their memory (no copy for contiguous CPU tensors of the right dtype) and
 the core's outputs come back as tensors over NumPy's memory (no copy either).
 
-A training step sweeps forward once: with ``gradient="discrete"`` the forward keeps the states
-the reverse sweep starts from, x_0 ... x_{steps-1} (``(steps, N, D)``: the memory of a
-trajectory; with ``trajectory=True`` the output itself), or with ``checkpoints=K`` only every
-``ceil(steps / K)``-th state (at most K of ``(N, D)``), and the backward recomputes each step's
-stages from its state (within a checkpoint's segment, its states too) on the way back. The
-gradients are bitwise those of the core's :func:`resode.odeint_vjp`. ``gradient="adjoint"``
-keeps nothing (its backward integrates back from the final state).
+A training step sweeps forward once, and evaluates each stage once. With
+``gradient="discrete"`` the forward keeps, as a tensor saved for the backward, every step's
+state and stages (the stage tape, ``(steps, width, N)``, width per sample
+``D + (2 s - 1) D + s c`` for ``s`` stages and the field's cache ``c``: 0 outside, D inside,
+H bottleneck; for example 8 x the state for rk4 outside) while that takes at most
+``resode._bridge.STAGE_TAPE_BYTES`` (256 MiB); beyond it the states only,
+``(steps, N, D)`` (the output itself for ``trajectory=True``), from which the backward
+recomputes each step's stages; with ``checkpoints=K`` every ``ceil(steps / K)``-th state only
+(at most K of ``(N, D)``), the backward recomputing each segment from its first state. The
+gradients are bitwise those of the core's :func:`resode.odeint_vjp` in every case.
+``gradient="adjoint"`` keeps nothing (its backward integrates back from the final state).
 
 Threads: the core releases the GIL and runs its own OpenMP threads
 (:func:`resode.set_num_threads`) while torch waits for the operator; torch's intra-op threads
@@ -88,8 +92,8 @@ def _odeint_op(
     checkpoints: int,
     trajectory: bool,
 ) -> tuple[Tensor, Tensor]:
-    """(the states, what the backward keeps from this forward sweep: ``Flow.kept_rows`` rows
-    of (N, D), none when the output itself is kept)."""
+    """(the states, what the backward keeps from this forward sweep: ``Flow.kept``, no rows
+    where it keeps the output itself or nothing)."""
     flow = _flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
                  trajectory)  # fmt: skip
     out, kept = _bridge.forward_with_states(flow, _numpy(X), [_numpy(t) for t in theta])
@@ -103,9 +107,8 @@ def _odeint_fake(X, theta, field, activation, method, dt, substeps, augment, gra
                  checkpoints, trajectory):  # fmt: skip
     flow = _flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
                  trajectory)  # fmt: skip
-    out_shape = flow.output_shape(X.shape, theta[0].shape)
-    rows = flow.kept_rows(int(theta[0].shape[0]) * substeps)
-    return X.new_empty(out_shape), X.new_empty((rows, *out_shape[-2:]))
+    _, kept = flow.kept(X.shape[0], theta[0].shape, X.dtype.itemsize)
+    return X.new_empty(flow.output_shape(X.shape, theta[0].shape)), X.new_empty(kept)
 
 
 @torch.library.custom_op("resode::odeint_vjp", mutates_args=())
