@@ -255,7 +255,12 @@ def test_bridge_overhead(benchmark, run, N, impl):
         flow, _ = _bridge.flow(init, X.shape, substeps=1, method="rk4", gradient="discrete",
                                checkpoints=None, trajectory=False, **opts)  # fmt: skip
         theta = [init[n] for n in names]
-        run(lambda: (_bridge.forward(flow, X, theta), _bridge.vjp(flow, X, theta, v)))
+
+        def step():  # what a layer's training step runs: one forward sweep, one reverse sweep
+            _, kept = _bridge.forward_with_states(flow, X, theta)
+            _bridge.vjp_from_states(flow, X, theta, v, kept)
+
+        run(step)
     elif impl == "torch":
         layer = rt.NeuralODE(2, **SEED_NODE, seed=0)
         Xt, vt = torch.tensor(X, requires_grad=True), torch.tensor(v)

@@ -79,9 +79,14 @@ constexpr double max_output_elements = 2147483648.0;  // 2**31
 // The memory an output may take: the kernel's estimate of what can be allocated without
 // swapping (MemAvailable of /proc/meminfo on Linux; free pages elsewhere), or the number of
 // bytes in the environment variable RESODE_MEMORY_LIMIT_BYTES when set (the tests' handle).
-inline double available_memory_bytes() {
+// Reading /proc/meminfo costs about 10 us, as much as a whole small-batch flow: for outputs of
+// at most small_output_bytes (`bytes`) it is not read (a failure there is NumPy's MemoryError).
+constexpr double small_output_bytes = 64.0 * 1024 * 1024;
+
+inline double available_memory_bytes(double bytes) {
   if (const char* limit = std::getenv("RESODE_MEMORY_LIMIT_BYTES"); limit && *limit)
     return std::strtod(limit, nullptr);
+  if (bytes <= small_output_bytes) return 1e300;
   if (std::FILE* info = std::fopen("/proc/meminfo", "r")) {
     char line[256];
     double kib = -1;
@@ -104,7 +109,7 @@ inline void check_output_size(double elements, std::size_t itemsize, const std::
     throw std::invalid_argument(what + " would hold " + std::to_string((long long)elements) +
                                 " elements, more than the limit of 2**31; use fewer steps or "
                                 "samples, or resode.odeint on chunks of X");
-  if (bytes > available_memory_bytes())
+  if (bytes > available_memory_bytes(bytes))
     throw std::invalid_argument(what + " would need " +
                                 std::to_string((long long)(bytes / 1048576.0)) +
                                 " MiB, more memory than is available");

@@ -89,6 +89,86 @@ py::tuple vjp(const py::array& X, const py::array& cotangent, const std::vector<
   return py::make_tuple(split(dfield, b), dX);
 }
 
+// Rows of the states forward_states keeps: ceil(steps / stride).
+index_t kept_rows(index_t steps, index_t stride) { return (steps + stride - 1) / stride; }
+
+// The shape of what forward_states keeps: the stage tape (steps, width, N), or the states.
+template <class T>
+Shape kept_shape(const resode::Problem<T>& pb, index_t stride, bool stages) {
+  const index_t steps = pb.dyn.steps();
+  if (stages) return {steps, resode::stage_tape_width(pb.dyn), pb.N};
+  return {kept_rows(steps, stride), pb.N, pb.dyn.field.D};
+}
+
+template <class T>
+py::tuple forward_stage_tape(Bound<T>& b, bool trajectory) {
+  const index_t N = b.pb.N, D = b.pb.dyn.field.D, steps = b.pb.dyn.steps();
+  const Shape shape = kept_shape(b.pb, 1, true);
+  resode::bind::check_output_size(
+      double(shape[0]) * double(shape[1]) * double(N) + double(trajectory ? steps + 1 : 1) *
+      double(N) * double(D), sizeof(T), "the stage tape kept for the backward and the output");
+  py::array_t<T> out = trajectory ? py::array_t<T>({steps + 1, N, D}) : py::array_t<T>({N, D});
+  py::array_t<T> tape(shape);
+  T *dst = out.mutable_data(), *kept = tape.mutable_data();
+  {
+    py::gil_scoped_release release;  // the core touches only the buffers held by b and outputs
+    resode::forward_stage_tape(b.pb, trajectory, kept, dst);
+  }
+  return py::make_tuple(out, tape);
+}
+
+template <class T>
+py::tuple forward_states(const py::array& X, const std::vector<py::array>& theta,
+                         const Config& cfg, index_t stride, bool trajectory, bool stages) {
+  auto b = bind_problem<T>(X, theta, cfg, nullptr, nullptr);
+  if (stages) return forward_stage_tape(b, trajectory);
+  resode::require(stride >= 1, "stride must be >= 1");
+  const index_t N = b.pb.N, D = b.pb.dyn.field.D, steps = b.pb.dyn.steps();
+  const index_t rows = kept_rows(steps, stride);
+  // With every state kept and returned, the trajectory is the states too (no second copy).
+  const bool shared = trajectory && stride == 1;
+  resode::bind::check_output_size(
+      double(rows + (trajectory ? steps + 1 : 1)) * double(N) * double(D), sizeof(T),
+      "the states kept for the backward (" + std::to_string(rows) + " of N = " +
+          std::to_string(N) + ", D = " + std::to_string(D) + ") and the output");
+  py::array_t<T> out = trajectory ? py::array_t<T>({steps + 1, N, D}) : py::array_t<T>({N, D});
+  py::array_t<T> states = shared ? out : py::array_t<T>({rows, N, D});
+  T *dst = out.mutable_data(), *kept = states.mutable_data();
+  {
+    py::gil_scoped_release release;  // the core touches only the buffers held by b and outputs
+    if (shared)
+      resode::trajectory(b.pb, dst);
+    else
+      resode::forward_states(b.pb, stride, trajectory, kept, dst);
+  }
+  return py::make_tuple(out, states);
+}
+
+template <class T>
+py::tuple vjp_from_states(const py::array& X, const py::array& states, const py::array& cotangent,
+                          const std::vector<py::array>& theta, const Config& cfg,
+                          index_t stride, bool stages) {
+  auto b = bind_problem<T>(X, theta, cfg, nullptr, nullptr);
+  resode::require(stride >= 1, "stride must be >= 1");
+  const index_t N = b.pb.N, D = b.pb.dyn.field.D, steps = b.pb.dyn.steps();
+  // the stage tape, kept_rows(steps, stride) states, or a whole trajectory (stride 1)
+  Shape shape = kept_shape(b.pb, stride, stages);
+  if (!stages && stride == 1 && states.ndim() == 3 && states.shape(0) == steps + 1)
+    shape[0] = steps + 1;
+  const auto kept = checked<T>(states, "states", shape);
+  const bool every_state = cotangent.ndim() == 3;
+  const auto cot = every_state ? checked<T>(cotangent, "cotangent", {steps + 1, N, D})
+                               : checked<T>(cotangent, "cotangent", {N, D});
+  py::array_t<T> dfield(b.pb.dyn.field.size()), dX({N, b.pb.dim()});
+  T *gf = dfield.mutable_data(), *gX = dX.mutable_data();
+  {
+    py::gil_scoped_release release;  // the core touches only buffers held here and outputs
+    resode::vjp_from_states(b.pb, kept.data(), stride, stages, cot.data(), every_state, gf,
+                            gX);
+  }
+  return py::make_tuple(split(dfield, b), dX);
+}
+
 }  // namespace
 
 void register_sweeps(py::module_& m) {
@@ -142,6 +222,40 @@ void register_sweeps(py::module_& m) {
       py::arg("gradient") = "discrete", py::arg("checkpoints") = 0, py::arg("readout") = "linear",
       py::arg("l1") = 0.0, py::arg("decay_readout") = false, py::arg("turnpike_weight") = 1.0,
       "(loss, [field grads], dP, dc): forward sweep, loss and backward sweep in one call.");
+  m.def(
+      "forward_states",
+      [](const py::array& X, const std::vector<py::array>& theta, std::string field,
+         std::string activation, std::string method, double dt, index_t substeps,
+         index_t augment, index_t stride, bool trajectory, bool stages) {
+        const Config cfg = config(field, activation, method, dt, substeps, augment);
+        return is_float64(X, "X")
+                   ? forward_states<double>(X, theta, cfg, stride, trajectory, stages)
+                   : forward_states<float>(X, theta, cfg, stride, trajectory, stages);
+      },
+      py::arg("X"), py::arg("theta"), py::kw_only(), py::arg("field"), py::arg("activation"),
+      py::arg("method"), py::arg("dt"), py::arg("substeps") = 1, py::arg("augment") = 0,
+      py::arg("stride") = 1, py::arg("trajectory") = false, py::arg("stages") = false,
+      "(out, states): the final states (N, D), or every state (steps + 1, N, D) with "
+      "trajectory, and the states the backward needs, x_0, x_stride, ...: ceil(steps / stride) "
+      "rows of (N, D) (with trajectory and stride 1, out itself); with stages, the stage tape "
+      "(steps, width, N): every step's state and stages. Bitwise trajectory's states.");
+  m.def(
+      "vjp_from_states",
+      [](const py::array& X, const py::array& states, const py::array& cotangent,
+         const std::vector<py::array>& theta, std::string field, std::string activation,
+         std::string method, double dt, index_t substeps, index_t augment, index_t stride,
+         bool stages) {
+        const Config cfg = config(field, activation, method, dt, substeps, augment);
+        return is_float64(X, "X")
+                   ? vjp_from_states<double>(X, states, cotangent, theta, cfg, stride, stages)
+                   : vjp_from_states<float>(X, states, cotangent, theta, cfg, stride, stages);
+      },
+      py::arg("X"), py::arg("states"), py::arg("cotangent"), py::arg("theta"), py::kw_only(),
+      py::arg("field"), py::arg("activation"), py::arg("method"), py::arg("dt"),
+      py::arg("substeps") = 1, py::arg("augment") = 0, py::arg("stride") = 1,
+      py::arg("stages") = false,
+      "([field grads], dX): vjp's discrete product (bitwise) from the states forward_states "
+      "kept with the same stride, without sweeping forward from X again.");
   m.def(
       "vjp",
       [](const py::array& X, const py::array& cotangent, const std::vector<py::array>& theta,

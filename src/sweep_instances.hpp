@@ -13,6 +13,12 @@
   EXTERN template double resode::loss_and_grad<T>(                                           \
       const resode::Problem<T>&, const resode::Targets<T>&, const resode::GradientOptions&,   \
       T*, T*, T*, resode::PredictionStats*);                                                  \
+  EXTERN template void resode::forward_states<T>(const resode::Problem<T>&, resode::index_t,  \
+                                                 bool, T*, T*);                                \
+  EXTERN template void resode::forward_stage_tape<T>(const resode::Problem<T>&, bool, T*, T*); \
+  EXTERN template void resode::vjp_from_states<T>(const resode::Problem<T>&, const T*,         \
+                                                  resode::index_t, bool, const T*, bool, T*,   \
+                                                  T*);                                         \
   EXTERN template void resode::vjp<T>(const resode::Problem<T>&, const T*,                  \
                                       const resode::GradientOptions&, T*, T*);               \
   EXTERN template void resode::adaptive_solve<T>(const resode::AdaptiveProblem<T>&, T*, T*,   \

@@ -15,6 +15,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import resode.jax as rj  # noqa: E402
 from jax.test_util import check_grads  # noqa: E402
+from resode import _bridge  # noqa: E402
 
 FIELDS = {"outside": None, "inside": None, "bottleneck": 3}
 OPTS: dict[str, Any] = dict(T=0.8, substeps=2, method="rk4", activation="tanh", augment=1)
@@ -77,6 +78,66 @@ def test_vmap_over_samples_is_one_custom_call(trajectory: bool) -> None:
     for i in range(5):
         alone = resode.odeint(np_params, np.asarray(batch[i]), field="outside", **OPTS)
         np.testing.assert_array_equal(np.asarray(out[i]), alone if trajectory else alone[-1])
+
+
+def _targets(fn: Any, *args: Any) -> list[str]:
+    """The XLA custom calls of fn's jaxpr, in order."""
+    return re.findall(r"target_name=(\w+)", str(jax.make_jaxpr(fn)(*args)))
+
+
+@pytest.mark.parametrize(("checkpoints", "trajectory"), [(None, False), (None, True), (2, False)])
+@pytest.mark.parametrize("limit", ["STAGE_TAPE_WORK", "STAGE_TAPE_BYTES"])
+def test_a_training_step_sweeps_forward_once(
+    monkeypatch: pytest.MonkeyPatch, checkpoints: int | None, trajectory: bool, limit: str
+) -> None:
+    """value_and_grad: one forward call that keeps the stage tape (limit STAGE_TAPE_WORK 0:
+    for any field) or the states (STAGE_TAPE_BYTES 0), one reverse call from it (no forward
+    sweep inside the VJP), and the gradients of the former VJP from X, bitwise."""
+    monkeypatch.setattr(_bridge, limit, 0)
+    params, X = _np_params("bottleneck"), _X(N=37)
+    v = np.random.default_rng(1).normal(size=(5, 37, 3) if trajectory else (37, 3))
+
+    def f(p: Any, x: Any) -> Any:
+        out = rj.odeint(p, x, field="bottleneck", checkpoints=checkpoints,
+                        trajectory=trajectory, **OPTS)  # fmt: skip
+        return jnp.sum(out * v)
+
+    jp, jX = {k: jnp.asarray(a) for k, a in params.items()}, jnp.asarray(X)
+    step = jax.value_and_grad(f, argnums=(0, 1))
+    assert _targets(step, jp, jX) == ["resode_odeint_states", "resode_odeint_vjp_states"]
+    _, (gp, gX) = jax.jit(step)(jp, jX)
+    K = 0 if checkpoints is None else checkpoints
+    grads, dX = resode._core.vjp(X, v, list(params.values()), field="bottleneck",
+                                 activation="tanh", method="rk4", dt=0.2, substeps=2, augment=1,
+                                 gradient="discrete", checkpoints=K)  # fmt: skip
+    for k, g in zip(params, grads):
+        np.testing.assert_array_equal(np.asarray(gp[k]), g)
+    np.testing.assert_array_equal(np.asarray(gX), dX)
+
+
+@pytest.mark.parametrize("trajectory", [False, True])
+@pytest.mark.parametrize("checkpoints", [None, 3])
+def test_vmapped_training_step_keeps_each_elements_states(
+    monkeypatch: pytest.MonkeyPatch, trajectory: bool, checkpoints: int | None
+) -> None:
+    monkeypatch.setattr(_bridge, "STAGE_TAPE_WORK", 0)  # the stage tape without checkpoints
+    """vmap over X with shared parameters: one forward call over the whole batch, its kept
+    states regrouped per element; the per-element gradients equal those run alone, bitwise."""
+    np_params = _np_params("outside")
+    params = {k: jnp.asarray(a) for k, a in np_params.items()}
+    batch = jnp.asarray(np.random.default_rng(2).normal(size=(3, 5, 2)))
+
+    def loss(p: Any, x: Any) -> Any:
+        out = rj.odeint(p, x, field="outside", checkpoints=checkpoints, trajectory=trajectory,
+                        **OPTS)  # fmt: skip
+        return jnp.sum(out**2)
+
+    per = jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1)), in_axes=(None, 0)))(params, batch)
+    for i in range(3):
+        alone = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, batch[i])
+        for k in params:
+            np.testing.assert_array_equal(np.asarray(per[0][k][i]), np.asarray(alone[0][k]))
+        np.testing.assert_array_equal(np.asarray(per[1][i]), np.asarray(alone[1]))
 
 
 def test_vmap_over_parameters_and_per_example_gradients() -> None:

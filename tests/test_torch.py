@@ -3,6 +3,7 @@ copies, dtype/device errors, threads, and a model trained end to end with torch.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -119,8 +120,11 @@ def test_opcheck() -> None:
     traj = (X, theta, "bottleneck", "relu", "midpoint", 0.2, 1, 1, "adjoint", 0, True)
     torch.library.opcheck(rt._odeint_op, traj)
     cot = torch.randn(4, 3, dtype=F64)
-    vjp_args = (X.detach(), [t.detach() for t in theta], cot, "bottleneck", "tanh", "rk4", 0.2,
-                2, 1, "discrete", 0)  # fmt: skip
+    detached = [t.detach() for t in theta]
+    _, kept = rt._odeint_op(X.detach(), detached, *args[2:])
+    assert kept.shape == (4, 4, 3)  # a narrow field: the states x_0..x_3 of 4 steps
+    vjp_args = (X.detach(), detached, cot, kept, "bottleneck", "tanh", "rk4", 0.2, 2, 1,
+                "discrete", 0)  # fmt: skip
     torch.library.opcheck(rt._odeint_vjp_op, vjp_args)
 
 
@@ -260,30 +264,190 @@ def test_to_resode_carries_the_field_and_the_given_readout() -> None:
 # --------------------------------------------------------------------------- boundary
 
 
-def test_tensors_reach_the_core_without_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+def _keep(monkeypatch: pytest.MonkeyPatch, kept: str) -> None:
+    """Makes the layers keep the stage tape, or the states, whatever the field's width."""
+    limit = ("STAGE_TAPE_WORK", 0) if kept == "stages" else ("STAGE_TAPE_BYTES", 0)
+    monkeypatch.setattr(_bridge, *limit)
+
+
+@pytest.mark.parametrize("trajectory", [False, True])
+@pytest.mark.parametrize("kept", ["stages", "states"])
+def test_tensors_reach_the_core_without_copies(
+    monkeypatch: pytest.MonkeyPatch, trajectory: bool, kept: str
+) -> None:
+    _keep(monkeypatch, kept)
     seen: dict[str, Any] = {}
-    real_forward, real_vjp = _bridge.forward, _bridge.vjp
+    real_forward, real_vjp = _bridge.forward_with_states, _bridge.vjp_from_states
 
-    def forward(flow: Any, X: np.ndarray, theta: list[np.ndarray]) -> np.ndarray:
+    def forward(flow: Any, X: np.ndarray, theta: list[np.ndarray]) -> Any:
         seen["X"], seen["theta"] = X, theta
-        seen["out"] = real_forward(flow, X, theta)
-        return seen["out"]
+        seen["out"], seen["kept"] = real_forward(flow, X, theta)
+        return seen["out"], seen["kept"]
 
-    def vjp(flow: Any, X: np.ndarray, theta: list[np.ndarray], cot: np.ndarray) -> Any:
-        seen["grads"] = real_vjp(flow, X, theta, cot)
+    def vjp(flow: Any, X: np.ndarray, theta: list[np.ndarray], cot: np.ndarray, kept: Any) -> Any:
+        seen["kept_back"] = kept
+        seen["grads"] = real_vjp(flow, X, theta, cot, kept)
         return seen["grads"]
 
-    monkeypatch.setattr(_bridge, "forward", forward)
-    monkeypatch.setattr(_bridge, "vjp", vjp)
+    monkeypatch.setattr(_bridge, "forward_with_states", forward)
+    monkeypatch.setattr(_bridge, "vjp_from_states", vjp)
     params, X = _params("outside"), _X()
-    out = rt.odeint(params, X, field="outside", **OPTS)
+    out = rt.odeint(params, X, field="outside", trajectory=trajectory, **OPTS)
     assert np.shares_memory(seen["X"], X.detach().numpy())
     for t, a in zip(params.values(), seen["theta"]):
         assert np.shares_memory(a, t.detach().numpy())
     assert out.data_ptr() == seen["out"].ctypes.data  # the core's output, not a copy
     out.sum().backward()
+    # the backward reads the states the forward kept, not a copy (the trajectory: itself)
+    assert seen["kept_back"].ctypes.data == seen["kept"].ctypes.data
+    assert (seen["kept"] is seen["out"]) == (trajectory and kept == "states")
     _, dX = seen["grads"]
     assert X.grad.data_ptr() == dX.ctypes.data
+
+
+def _count_core_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts the calls of the core's sweeps the bridge makes."""
+    calls: dict[str, int] = {}
+    for name in ("trajectory", "vjp", "forward_states", "vjp_from_states"):
+        real = getattr(_bridge._core, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
+            calls[_name] = calls.get(_name, 0) + 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(_bridge._core, name, counted)
+    return calls
+
+
+# (checkpoints, trajectory) of a flow of 4 steps: every state kept, 2 of them (stride 2), one
+# (stride 4: one segment recomputed from x_0), more checkpoints than steps (every state)
+KEPT = [(None, False), (None, True), (2, False), (2, True), (1, False), (9, False)]
+
+
+def _old_gradients(params: dict, X: Any, cot: Any, **options: Any) -> tuple[list, Any]:
+    """The gradients of the layers before issue 24: the core's vjp, which sweeps forward again
+    from X (bitwise what the layers gave: they called exactly this)."""
+    flow, names = _bridge.flow(params, tuple(X.shape), **options)
+    theta = [params[n].detach().numpy() for n in names]
+    return _bridge.vjp(flow, X.detach().numpy(), theta, cot.detach().numpy())
+
+
+@pytest.mark.parametrize("compiled_op", [False, True])
+@pytest.mark.parametrize(("checkpoints", "trajectory"), KEPT)
+@pytest.mark.parametrize("kept", ["stages", "states"])
+def test_a_training_step_sweeps_forward_once(
+    monkeypatch: pytest.MonkeyPatch,
+    checkpoints: int | None,
+    trajectory: bool,
+    compiled_op: bool,
+    kept: str,
+) -> None:
+    """Forward and backward: one forward sweep (which keeps the stage tape or the states) and
+    one reverse sweep from them; no second forward sweep inside the VJP. compiled_op: through
+    the custom operators torch.compile runs (their autograd registration), else the eager
+    Function. kept: the stage tape (where no checkpoints are asked for), or the states."""
+    _keep(monkeypatch, kept)
+    calls = _count_core_calls(monkeypatch)
+    params, X = _params("bottleneck"), _X()
+    options = dict(OPTS, method="rk4", field="bottleneck", gradient="discrete",
+                   checkpoints=checkpoints, trajectory=trajectory)  # fmt: skip
+    if compiled_op:
+        flow, names = _bridge.flow(params, tuple(X.shape), **options)
+        out, _ = rt._odeint_op(X, [params[n] for n in names], flow.field, flow.activation,
+                               flow.method, flow.dt, flow.substeps, flow.augment, flow.gradient,
+                               flow.checkpoints, flow.trajectory)  # fmt: skip
+    else:
+        out = rt.odeint(params, X, **options)
+    assert calls == {"forward_states": 1}
+    cot = torch.randn(out.shape, dtype=F64, generator=torch.Generator().manual_seed(1))
+    out.backward(cot)
+    assert calls == {"forward_states": 1, "vjp_from_states": 1}
+    monkeypatch.undo()
+    grads, dX = _old_gradients(params, X, cot, **options)
+    assert torch.equal(X.grad, torch.from_numpy(dX))
+    for p, g in zip(params.values(), grads):
+        assert torch.equal(p.grad, torch.from_numpy(g))
+
+
+@pytest.mark.parametrize("field", sorted(FIELDS))
+@pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+@pytest.mark.parametrize(("checkpoints", "trajectory"), KEPT)
+@pytest.mark.parametrize("kept", ["stages", "states"])
+def test_gradients_from_the_kept_states_equal_the_former_ones_bitwise(
+    monkeypatch: pytest.MonkeyPatch,
+    field: str,
+    method: str,
+    dtype: Any,
+    checkpoints: int | None,
+    trajectory: bool,
+    kept: str,
+) -> None:
+    _keep(monkeypatch, kept)
+    params, X = _params(field, dtype), _X(N=37, dtype=dtype)  # 37: more than one vector
+    options = dict(OPTS, method=method, field=field, checkpoints=checkpoints,
+                   trajectory=trajectory)  # fmt: skip
+    out = rt.odeint(params, X, **options)
+    cot = torch.randn(out.shape, dtype=dtype, generator=torch.Generator().manual_seed(2))
+    out.backward(cot)
+    grads, dX = _old_gradients(params, X, cot, **options, gradient="discrete")
+    assert torch.equal(X.grad, torch.from_numpy(dX))
+    for p, g in zip(params.values(), grads):
+        assert torch.equal(p.grad, torch.from_numpy(g))
+
+
+@pytest.mark.parametrize("checkpoints", [None, 1])
+def test_kept_states_past_the_tape_budget_give_the_former_gradients(
+    monkeypatch: pytest.MonkeyPatch, checkpoints: int | None
+) -> None:
+    """A segment longer than the core's tape budget (256 MiB per thread; here 200 rk4 steps of
+    a block of 240 samples of width 64, about 1.5 MB a step) is recomputed in pieces, with
+    checkpoints inside it: the same gradients, bitwise (the states kept, not the stages)."""
+    monkeypatch.setattr(_bridge, "STAGE_TAPE_BYTES", 0)
+    model = resode.NeuralODE(64, pieces=200, T=2.0, seed=0)
+    params = {n: torch.tensor(model.params[n], requires_grad=True) for n in ("W", "b")}
+    X = torch.randn(240, 64, dtype=F64, generator=torch.Generator().manual_seed(0))
+    X.requires_grad_(True)
+    options = dict(T=2.0, checkpoints=checkpoints, gradient="discrete", trajectory=False)
+    out = rt.odeint(params, X, **options)
+    cot = torch.randn(out.shape, dtype=F64, generator=torch.Generator().manual_seed(3))
+    out.backward(cot)
+    grads, dX = _old_gradients(params, X, cot, **options, substeps=1, method="rk4",
+                               field="outside", activation="tanh", augment=0)  # fmt: skip
+    assert torch.equal(X.grad, torch.from_numpy(dX))
+    for p, g in zip(params.values(), grads):
+        assert torch.equal(p.grad, torch.from_numpy(g))
+
+
+def test_checkpoints_keep_at_most_that_many_states(monkeypatch: pytest.MonkeyPatch) -> None:
+    params, X = _params("outside", pieces=5), _X()  # 10 steps
+    theta = [t.detach() for t in params.values()]
+    monkeypatch.setattr(_bridge, "STAGE_TAPE_WORK", 0)
+    _, kept = rt._odeint_op(X.detach(), theta, "outside", "tanh", "rk4", 0.1, 2, 1,
+                            "discrete", 0, False)  # fmt: skip
+    assert kept.shape == (10, 3 + 7 * 3, 4)  # the stage tape: the state, X_2..4, K_1..4
+    monkeypatch.setattr(_bridge, "STAGE_TAPE_BYTES", 10 * 24 * 4 * 8 - 1)  # one byte short
+    for checkpoints, rows in [(0, 10), (3, 3), (4, 4), (6, 5), (1, 1), (10, 10), (20, 10)]:
+        _, kept = rt._odeint_op(X.detach(), theta, "outside", "tanh", "rk4", 0.1, 2, 1,
+                                "discrete", checkpoints, False)  # fmt: skip
+        assert kept.shape == (rows, 4, 3), checkpoints
+    _, kept = rt._odeint_op(X.detach(), theta, "outside", "tanh", "rk4", 0.1, 2, 1,
+                            "adjoint", 0, False)  # fmt: skip
+    assert kept.shape == (0, 4, 3)  # the adjoint keeps nothing
+
+
+def test_the_stage_tape_is_kept_for_wide_fields_only() -> None:
+    """Evaluating a narrow field again costs less than storing its stages and reading them
+    back (see _bridge.STAGE_TAPE_WORK); a wide one is kept."""
+    wide = {"W": np.zeros((10, 64, 64)), "b": np.zeros((10, 64))}
+    flow, _ = _bridge.flow(wide, (240, 64), T=1.0, substeps=1, method="rk4", field="outside",
+                           activation="tanh", augment=0, gradient="discrete", checkpoints=None,
+                           trajectory=False)  # fmt: skip
+    assert flow.kept(240, (10, 64, 64), 8) == (True, (10, 8 * 64, 240))
+    assert flow.kept(240, (10, 3, 3), 8) == (False, (10, 240, 3))
+    seed = dataclasses.replace(flow, field="bottleneck")
+    assert seed.kept(2, (16, 50, 3), 8) == (False, (16, 2, 3))  # the seed model
+    assert flow.kept(10**6, (10, 64, 64), 8)[0] is False  # over the 256 MiB budget
 
 
 def test_mixed_dtypes_and_devices_are_refused() -> None:

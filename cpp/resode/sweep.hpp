@@ -350,6 +350,116 @@ double discrete_block(const Problem<T>& pb, const Targets<T>* targets,
   return loss;
 }
 
+// States of the flow kept by a forward sweep (forward_states): row i, (N, D) row-major, is the
+// state x_{i * stride}, for i * stride < steps. stride = 1 keeps every state but the last.
+template <class T>
+struct StoredStates {
+  const T* data = nullptr;
+  index_t stride = 1;
+  index_t slice = 0;  // N * D
+  bool stages = false;  // data is a stage tape (forward_stage_tape), not states
+  const T* row(index_t i) const { return data + i * slice; }
+};
+
+// Calls fn(r, row) for the rows of one step on the stage tape, each n columns of a block: the
+// state x_j (D rows), then per stage X_i (i > 0; D rows), K_i (D rows) and the field's cache.
+template <class T, class Fn>
+void for_each_tape_row(const Dynamics<T>& dyn, index_t n, T* x, StepStages<T>& s, Fn fn) {
+  const index_t D = dyn.field.D, c = dyn.field.cache_size(1);
+  index_t r = 0;
+  auto rows = [&](T* p, index_t count) {
+    for (index_t q = 0; q < count; ++q) fn(r++, p + q * n);
+  };
+  rows(x, D);
+  for (int i = 0; i < dyn.tab.stages; ++i) {
+    if (i > 0) rows(s.X[i], D);
+    rows(s.K[i], D);
+    rows(s.cache[i], c);
+  }
+}
+
+// The discrete reverse sweep of one block from a stage tape (forward_stage_tape): each step's
+// state and stages are read back, not recomputed; the reverse is discrete_block's, so the
+// products equal vjp's bitwise. The padding columns repeat the last real one, as the forward
+// sweep computed them. Leaves d/dx0 in st.xbar; returns 0.
+template <class Act, class T>
+double stage_tape_block(const Problem<T>& pb, const T* tape, const StateCotangent<T>& cotangent,
+                        SweepState<T>& st, index_t cap, const Block& blk) {
+  const index_t n = blk.n, D = pb.dyn.field.D, N = pb.N, steps = pb.dyn.steps();
+  const index_t step_len = (D + StepStages<T>::size(pb.dyn.field, pb.dyn.tab.stages, 1)) * N;
+  load_rows(blk, D, cotangent.final(steps), st.xbar);
+  StepStages<T> stages = st.slot_stages(pb, 0, cap);
+  T* x = st.slot_state(0);
+  for (index_t j = steps - 1; j >= 0; --j) {
+    const T* step = tape + j * step_len + blk.first;
+    for_each_tape_row(pb.dyn, n, x, stages, [&](index_t r, T* row) {
+      std::copy(step + r * N, step + r * N + blk.real, row);
+      std::fill(row + blk.real, row + n, row[blk.real - 1]);
+    });
+    stages.X[0] = x;
+    rk_step_vjp<Act>(pb.dyn, j, n, blk.real, stages, st.xbar, st.dfield(), st.reverse);
+    cotangent.add(blk, D, j, st.xbar);
+  }
+  return 0.0;
+}
+
+// The block x (D x n) = its rows of a row-major (N, D) array of states; the padding columns
+// repeat the last real sample, as load_initial_state and the forward sweep have them.
+template <class T>
+void load_state_rows(const Block& blk, index_t D, const T* in, T* x) {
+  for (index_t d = 0; d < D; ++d)
+    for (index_t s = 0; s < blk.n; ++s)
+      x[d * blk.n + s] = in[(blk.first + std::min(s, blk.real - 1)) * D + d];
+}
+
+// The discrete reverse sweep of one block from states a forward sweep kept: each stored
+// segment [j0, j0 + stride) is recomputed from its first state (its states and stages on the
+// tape, in inner segments of tape_plan.segment steps with inner checkpoints when the tape
+// budget caps it), then swept in reverse. The states and stages recomputed are bitwise those
+// of discrete_block's forward, and the reverse runs the same operations in the same order, so
+// the products equal vjp's bitwise. Leaves d/dx0 in st.xbar; returns 0.
+template <class Act, class T>
+double stored_states_block(const Problem<T>& pb, const StoredStates<T>& stored,
+                           const StateCotangent<T>& cotangent, SweepState<T>& st, index_t cap,
+                           const Block& blk) {
+  const index_t n = blk.n, D = pb.dyn.field.D, len = D * n, steps = pb.dyn.steps();
+  const index_t inner = st.tape_plan.segment;
+  load_rows(blk, D, cotangent.final(steps), st.xbar);
+  for (index_t i = (steps - 1) / stored.stride; i >= 0; --i) {
+    const index_t s0 = i * stored.stride, s1 = std::min(steps, s0 + stored.stride);
+    // Inner checkpoints of the stored segment when the tape cannot hold all of it.
+    if (s1 - s0 > inner) {
+      load_state_rows(blk, D, stored.row(i), st.cur);
+      for (index_t j = s0; j < s1; ++j) {
+        if ((j - s0) % inner == 0)
+          std::copy(st.cur, st.cur + len, st.checkpoint_states + ((j - s0) / inner) * st.len);
+        StepStages<T> scratch = st.slot_stages(pb, 0, cap);
+        rk_step<Act>(pb.dyn, j, n, st.cur, st.next, scratch);
+        std::swap(st.cur, st.next);
+      }
+    }
+    for (index_t k = (s1 - s0 - 1) / inner; k >= 0; --k) {
+      const index_t j0 = s0 + k * inner, j1 = std::min(s1, j0 + inner);
+      if (s1 - s0 > inner)
+        std::copy(st.checkpoint_states + k * st.len, st.checkpoint_states + k * st.len + len,
+                  st.slot_state(0));
+      else
+        load_state_rows(blk, D, stored.row(i), st.slot_state(0));
+      for (index_t j = j0; j < j1; ++j) {
+        StepStages<T> stages = st.slot_stages(pb, j - j0, cap);
+        rk_step<Act>(pb.dyn, j, n, st.slot_state(j - j0), st.slot_state(j - j0 + 1), stages);
+      }
+      for (index_t j = j1 - 1; j >= j0; --j) {
+        StepStages<T> stages = st.slot_stages(pb, j - j0, cap);
+        stages.X[0] = st.slot_state(j - j0);
+        rk_step_vjp<Act>(pb.dyn, j, n, blk.real, stages, st.xbar, st.dfield(), st.reverse);
+        cotangent.add(blk, D, j, st.xbar);
+      }
+    }
+  }
+  return 0.0;
+}
+
 // The running cost of the turnpike loss as a source of the adjoint equation:
 // Ka -= dl/dx(X), dP += weight dl/dP(X), dc += weight dl/dc(X).
 template <class T>
@@ -442,6 +552,19 @@ TapePlan plan_tape(const Problem<T>& pb, index_t cap, index_t checkpoints, bool 
   return t;
 }
 
+// The tape of the reverse sweep from stored states: segments of at most `stride` steps (capped
+// by the budget as plan_tape caps them), with inner checkpoints where the cap splits a stride.
+template <class T>
+TapePlan plan_stored_tape(const Problem<T>& pb, index_t cap, index_t stride) {
+  TapePlan t;
+  t.slot = pb.dyn.field.D * cap + StepStages<T>::size(pb.dyn.field, pb.dyn.tab.stages, cap);
+  const double slot_bytes = double(t.slot) * sizeof(T);
+  const auto affordable = index_t(std::max(1.0, tape_budget_bytes / slot_bytes - 1));
+  t.segment = std::min(std::min(stride, pb.dyn.steps()), affordable);
+  t.checkpoints = t.segment < stride ? (stride + t.segment - 1) / t.segment : 0;
+  return t;
+}
+
 // Forward-only sweep of every block: calls on_state(j, x_j, block) for every state and
 // on_final(state, block) with x_S (D x n) in state.cur.
 template <class T, class OnState, class OnFinal>
@@ -497,6 +620,71 @@ void final_state(const Problem<T>& pb, T* out) {
       [&](detail::SweepState<T>& st, const detail::Block& blk) {
         detail::store_rows(blk, D, st.cur, out);
       });
+}
+
+// The forward sweep of a training step: the states a reverse sweep needs, kept in `states`
+// (row i = x_{i * stride} for i * stride < steps: ceil(steps / stride) rows of (N, D)), and the
+// output: the final states (N, D), or with `trajectory` every state (steps + 1, N, D). The
+// states are trajectory's bitwise; vjp_from_states takes them instead of sweeping forward again.
+template <class T>
+void forward_states(const Problem<T>& pb, index_t stride, bool trajectory, T* states, T* out) {
+  detail::BlockPlan<T> plan(pb);
+  const index_t D = pb.dyn.field.D, slice = pb.N * D, steps = pb.dyn.steps();
+  detail::forward_sweep(
+      pb, plan,
+      [&](index_t j, const T* x, const detail::Block& blk) {
+        if (j < steps && j % stride == 0)
+          detail::store_rows(blk, D, x, states + (j / stride) * slice);
+        if (trajectory) detail::store_rows(blk, D, x, out + j * slice);
+      },
+      [&](detail::SweepState<T>& st, const detail::Block& blk) {
+        if (!trajectory) detail::store_rows(blk, D, st.cur, out);
+      });
+}
+
+// Elements per sample and step of forward_stage_tape's tape: the state and the step's stages.
+template <class T>
+index_t stage_tape_width(const Dynamics<T>& dyn) {
+  return dyn.field.D + StepStages<T>::size(dyn.field, dyn.tab.stages, 1);
+}
+
+// forward_states keeping the stages too: `tape` (steps, stage_tape_width, N), step j's state
+// and stages, each row over all N samples (the blocks' feature-major rows side by side, so no
+// transposition either way). vjp_from_states with stages reads them back: no stage is
+// evaluated twice in a training step. `out` as forward_states'.
+template <class T>
+void forward_stage_tape(const Problem<T>& pb, bool trajectory, T* tape, T* out) {
+  detail::BlockPlan<T> plan(pb);
+  const index_t D = pb.dyn.field.D, N = pb.N, steps = pb.dyn.steps(), slice = N * D;
+  const index_t step_len = stage_tape_width(pb.dyn) * N;
+  std::vector<std::unique_ptr<detail::SweepState<T>>> states(std::size_t(plan.threads));
+  with_activation(pb.dyn.activation, [&](auto act) {
+    using Act = decltype(act);
+    parallel_for(plan.count, plan.threads, [&](int t, index_t b) {
+      if (!states[t])
+        states[t] = std::make_unique<detail::SweepState<T>>(pb, plan.rows, detail::TapePlan{});
+      auto& st = *states[t];
+      const detail::Block blk = plan.block(pb, b);
+      const index_t n = blk.n;
+      detail::load_initial_state(pb, blk, st.cur);
+      if (trajectory) detail::store_rows(blk, D, st.cur, out);
+      for (index_t j = 0; j < steps; ++j) {
+        rk_step<Act>(pb.dyn, j, n, st.cur, st.next, st.scratch_stages);
+        if (!all_finite(D * n, st.next)) {
+          plan.first_bad[b] = j;
+          return;
+        }
+        T* step = tape + j * step_len + blk.first;
+        detail::for_each_tape_row(pb.dyn, n, st.cur, st.scratch_stages, [&](index_t r, T* row) {
+          std::copy(row, row + blk.real, step + r * N);
+        });
+        std::swap(st.cur, st.next);
+        if (trajectory) detail::store_rows(blk, D, st.cur, out + (j + 1) * slice);
+      }
+      if (!trajectory) detail::store_rows(blk, D, st.cur, out);
+    });
+  });
+  detail::raise_if_non_finite(pb, plan);
 }
 
 namespace detail {
@@ -555,10 +743,12 @@ void reduce_gradients(const Problem<T>& pb, index_t count, const T* accumulators
 template <class T>
 double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* cotangent,
                       const GradientOptions& opt, T* dfield, T* dP, T* dc, T* dX,
-                      PredictionStats* stats = nullptr) {
+                      PredictionStats* stats = nullptr,
+                      const StoredStates<T>* stored = nullptr) {
   BlockPlan<T> plan(pb);
   const bool discrete = opt.gradient == Gradient::discrete;
-  const TapePlan tape = plan_tape(pb, plan.rows, opt.checkpoints, discrete);
+  const TapePlan tape = stored ? plan_stored_tape(pb, plan.rows, stored->stages ? 1 : stored->stride)
+                               : plan_tape(pb, plan.rows, opt.checkpoints, discrete);
   std::vector<std::unique_ptr<SweepState<T>>> states(std::size_t(plan.threads));
   std::vector<double> block_losses(std::size_t(plan.count), 0.0);
   std::vector<PredictionStats> block_stats(stats && targets ? std::size_t(plan.count) : 0);
@@ -576,8 +766,12 @@ double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* 
         const Block blk = plan.block(pb, b);
         index_t& bad = plan.first_bad[b];
         PredictionStats* own = block_stats.empty() ? nullptr : &block_stats[std::size_t(b)];
-        block_losses[b] = discrete ? discrete_block<Act>(pb, targets, cot, opt.turnpike, st,
-                                                         plan.rows, blk, bad, own)
+        block_losses[b] =
+            stored && stored->stages
+                ? stage_tape_block<Act>(pb, stored->data, cot, st, plan.rows, blk)
+            : stored ? stored_states_block<Act>(pb, *stored, cot, st, plan.rows, blk)
+            : discrete ? discrete_block<Act>(pb, targets, cot, opt.turnpike, st, plan.rows, blk,
+                                             bad, own)
                                    : backsolve_block<Act>(pb, targets, cot, opt.turnpike, st,
                                                           blk, bad, own);
         // A block that went non-finite ends its own sweep, not its group's: a later block may
@@ -683,6 +877,23 @@ void vjp(const Problem<T>& pb, const T* cotangent, const GradientOptions& opt, T
   Targets<T>* none = nullptr;
   detail::gradient_sweep(pb, none, cotangent, opt, dfield, static_cast<T*>(nullptr),
                          static_cast<T*>(nullptr), dX);
+  detail::raise_if_gradient_non_finite(pb.dyn.field.size(), dfield, "field parameters");
+  detail::raise_if_gradient_non_finite(pb.N * pb.dim(), dX, "X");
+}
+
+// vjp's discrete product (the same values, bitwise) from the states forward_states kept with
+// the same stride (states: ceil(steps / stride) rows of (N, D)), without sweeping forward from
+// X again: each kept segment's stages are recomputed from its first state on the way back.
+// With `stages`, `states` is forward_stage_tape's tape (stride unused): nothing is recomputed.
+template <class T>
+void vjp_from_states(const Problem<T>& pb, const T* states, index_t stride, bool stages,
+                     const T* cotangent, bool cotangent_every_state, T* dfield, T* dX) {
+  GradientOptions opt;
+  opt.cotangent_every_state = cotangent_every_state;
+  const detail::StoredStates<T> stored{states, stride, pb.N * pb.dyn.field.D, stages};
+  Targets<T>* none = nullptr;
+  detail::gradient_sweep(pb, none, cotangent, opt, dfield, static_cast<T*>(nullptr),
+                         static_cast<T*>(nullptr), dX, nullptr, &stored);
   detail::raise_if_gradient_non_finite(pb.dyn.field.size(), dfield, "field parameters");
   detail::raise_if_gradient_non_finite(pb.N * pb.dim(), dX, "X");
 }

@@ -24,6 +24,19 @@ from .models import (
     field_param_shapes,
 )
 
+# The largest stage tape a layer keeps from its forward for its backward (see Flow.kept); a
+# larger one keeps the states only (as does checkpoints=).
+STAGE_TAPE_BYTES = 256 * 2**20
+# The stage tape is kept only where evaluating the stages costs at least this many
+# multiply-adds per number the tape would hold: writing the tape to memory and reading it back
+# costs more than evaluating a narrow field again from the state. Measured (one core, float64,
+# rk4, a training step against the former one): the seed model (D = 3, bottleneck H = 50: 5.4
+# per number) 1.25x (N = 2) to 2.8x (N = 1000) slower with the tape, the states 1.0x;
+# D = 8 inside (2.7) both 1.02-1.04x; D = 32 outside (16) 0.81x with the tape, 0.88x with
+# the states; D = 64 outside (32) 0.69x and 0.83x.
+STAGE_TAPE_WORK = 16
+_STAGES = {"euler": 1, "midpoint": 2, "rk4": 4}
+
 
 @dataclass(frozen=True)
 class Flow:
@@ -44,6 +57,50 @@ class Flow:
         """Keyword arguments of ``_core.trajectory`` / ``_core.vjp``."""
         return {"field": self.field, "activation": self.activation, "method": self.method,
                 "dt": self.dt, "substeps": self.substeps, "augment": self.augment}  # fmt: skip
+
+    def stride(self, steps: int) -> int:
+        """Steps between the states the forward keeps for the backward: 1 (every state), or
+        ceil(steps / checkpoints) with ``checkpoints`` < steps (at most that many states, as
+        the core's checkpointed gradient keeps)."""
+        K = self.checkpoints
+        return -(-steps // K) if 0 < K < steps else 1
+
+    def kept(
+        self,
+        N: Any,
+        W_shape: Sequence[int],
+        itemsize: int,
+        budget: int | None = None,
+        min_work: float | None = None,
+    ) -> tuple[bool, tuple[Any, ...]]:
+        """(stages, shape) of what :func:`forward_with_states` keeps for the backward, for N
+        samples (symbolic under ``torch.compile``) and parameters ``W_shape`` (the first):
+
+        - the stage tape ``(steps, width, N)``, every step's state and stages (width per
+          sample: D + (2 stages - 1) D + stages * the field's cache, 0, D or H), when there
+          are no checkpoints, the stages cost at least :data:`STAGE_TAPE_WORK` multiply-adds
+          per number of the tape (wide fields), and it takes at most ``budget`` bytes (default
+          :data:`STAGE_TAPE_BYTES`): the backward evaluates no stage again;
+        - else the states x_0, x_stride, ... ``(ceil(steps / stride), N, D)`` (no rows for a
+          trajectory with stride 1: the output is the states), from which the backward
+          recomputes each step's stages (and, between checkpoints, the states);
+        - no rows for the adjoint gradient (it integrates back from the final state)."""
+        pieces, H, D = (int(e) for e in W_shape)
+        steps = pieces * self.substeps
+        if self.gradient != "discrete":
+            return False, (0, N, D)
+        if self.checkpoints == 0:
+            stages = _STAGES[self.method]
+            cache = {"outside": 0, "inside": D, "bottleneck": H}[self.field]
+            width = D + (2 * stages - 1) * D + stages * cache
+            work = stages * D * H * (2 if self.field == "bottleneck" else 1)  # per sample-step
+            limit = STAGE_TAPE_BYTES if budget is None else budget
+            min_work = STAGE_TAPE_WORK if min_work is None else min_work
+            if work >= min_work * width and steps * width * N * itemsize <= limit:
+                return True, (steps, width, N)
+        stride = self.stride(steps)
+        rows = 0 if self.trajectory and stride == 1 else -(-steps // stride)
+        return False, (rows, N, D)
 
     def output_shape(self, X_shape: Sequence[int], W_shape: Sequence[int]) -> tuple[int, ...]:
         """(N, D), or (steps + 1, N, D) for the trajectory. N is kept as given: a symbolic
@@ -155,3 +212,49 @@ def vjp(
     return _core.vjp(
         X, cotangent, theta, **flow.sweep(), gradient=flow.gradient, checkpoints=flow.checkpoints
     )
+
+
+def forward_with_states(
+    flow: Flow, X: np.ndarray, theta: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The output of :func:`forward` and what the backward needs from this forward sweep
+    (:meth:`Flow.kept`: the stage tape or the states; the states are the output itself for a
+    trajectory with stride 1); None for the adjoint."""
+    if flow.gradient != "discrete":
+        return forward(flow, X, theta), None
+    stages, stride = _kept(flow, X.shape[0], theta[0].shape, X.itemsize, *_tape_limits())
+    return _core.forward_states(
+        X, theta, **flow.sweep(), stride=stride, trajectory=flow.trajectory, stages=stages
+    )
+
+
+def vjp_from_states(
+    flow: Flow,
+    X: np.ndarray,
+    theta: list[np.ndarray],
+    cotangent: np.ndarray,
+    kept: np.ndarray | None,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """:func:`vjp` (bitwise) from what :func:`forward_with_states` kept: the discrete reverse
+    sweep reads the stage tape back, or starts from the kept states, without a second forward
+    sweep from X; the adjoint (kept None) runs :func:`vjp`."""
+    if kept is None:
+        return vjp(flow, X, theta, cotangent)
+    stages, stride = _kept(flow, X.shape[0], theta[0].shape, X.itemsize, *_tape_limits())
+    return _core.vjp_from_states(
+        X, kept, cotangent, theta, **flow.sweep(), stride=stride, stages=stages
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _kept(
+    flow: Flow, N: int, W_shape: tuple[int, ...], itemsize: int, budget: int, work: float
+) -> tuple[bool, int]:
+    """(whether the stage tape is kept, the stride of the states otherwise), remembered (per
+    limits too: the tests change them)."""
+    stages, _ = flow.kept(N, W_shape, itemsize, budget, work)
+    return stages, flow.stride(int(W_shape[0]) * flow.substeps)
+
+
+def _tape_limits() -> tuple[int, float]:
+    return STAGE_TAPE_BYTES, STAGE_TAPE_WORK

@@ -82,6 +82,35 @@ def vjp(
     gradient: str = "discrete",
     checkpoints: int = 0,
 ) -> tuple[list[np.ndarray], np.ndarray]: ...
+def forward_states(
+    X: np.ndarray,
+    theta: Sequence[np.ndarray],
+    *,
+    field: str,
+    activation: str,
+    method: str,
+    dt: float,
+    substeps: int = 1,
+    augment: int = 0,
+    stride: int = 1,
+    trajectory: bool = False,
+    stages: bool = False,
+) -> tuple[np.ndarray, np.ndarray]: ...
+def vjp_from_states(
+    X: np.ndarray,
+    states: np.ndarray,
+    cotangent: np.ndarray,
+    theta: Sequence[np.ndarray],
+    *,
+    field: str,
+    activation: str,
+    method: str,
+    dt: float,
+    substeps: int = 1,
+    augment: int = 0,
+    stride: int = 1,
+    stages: bool = False,
+) -> tuple[list[np.ndarray], np.ndarray]: ...
 def optimizer_step(
     param: np.ndarray,
     grad: np.ndarray,

@@ -4,7 +4,11 @@
 :func:`odeint` is a ``jax.custom_vjp`` whose forward and backward passes are XLA custom calls
 (``jax.ffi.ffi_call``) into the core's C++ entry points (``src/register_xla.cpp``): the states,
 and the core's discrete or adjoint vector-Jacobian product, on XLA's own buffers with no Python
-callback in between. The calls use ``vmap_method="expand_dims"``: under ``jax.vmap`` the core
+callback in between. Under differentiation the forward call also returns what the discrete
+backward needs, held as ``custom_vjp`` residuals: the stage tape, or the states (one forward
+sweep per training step; what is kept and its memory as for :mod:`resode.torch`; under
+``vmap`` the budget applies per batch element).
+The calls use ``vmap_method="expand_dims"``: under ``jax.vmap`` the core
 receives the batch as leading axes (unbatched arguments with leading 1s), so vmapping over a
 batch axis of ``X`` with shared parameters becomes **one** core call over all the samples;
 vmapping over the parameters, and the backward pass of a vmapped call (each batch element has
@@ -68,19 +72,41 @@ def _flow_function(flow: _bridge.Flow) -> Callable[..., Any]:
         call = jax.ffi.ffi_call("resode_odeint", out, vmap_method="expand_dims")
         return call(X, *theta, **_attrs(flow), trajectory=np.int64(flow.trajectory))
 
+    def forward_kept(X: jax.Array, theta: tuple[jax.Array, ...]) -> tuple[jax.Array, Any]:
+        """The output and the states the discrete backward needs, from one forward sweep."""
+        shape = flow.output_shape(X.shape, theta[0].shape)
+        steps = int(theta[0].shape[0]) * flow.substeps
+        stages, kept = flow.kept(X.shape[0], theta[0].shape, np.dtype(X.dtype).itemsize)
+        outs = (jax.ShapeDtypeStruct(shape, X.dtype), jax.ShapeDtypeStruct(kept, X.dtype))
+        call = jax.ffi.ffi_call("resode_odeint_states", outs, vmap_method="expand_dims")
+        stride = np.int64(flow.stride(steps))
+        out, states = call(X, *theta, **_attrs(flow), trajectory=np.int64(flow.trajectory),
+                           stride=stride, stages=np.int64(stages))  # fmt: skip
+        return out, out if kept[0] == 0 else states  # no rows: the trajectory is the states
+
     @jax.custom_vjp
     def f(X: jax.Array, theta: tuple[jax.Array, ...]) -> jax.Array:
         return forward(X, theta)
 
     def f_fwd(X: jax.Array, theta: tuple[jax.Array, ...]) -> tuple[jax.Array, Any]:
-        return forward(X, theta), (X, theta)
+        if flow.gradient != "discrete":  # the adjoint needs no states: it starts from X
+            return forward(X, theta), (X, theta, None)
+        out, states = forward_kept(X, theta)
+        return out, (X, theta, states)
 
     def f_bwd(res: Any, g: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-        X, theta = res
+        X, theta, states = res
         shapes = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (X, *theta))
-        call = jax.ffi.ffi_call("resode_odeint_vjp", shapes, vmap_method="expand_dims")
-        grads = call(X, g, *theta, **_attrs(flow), gradient=flow.gradient,
-                     checkpoints=np.int64(flow.checkpoints))  # fmt: skip
+        if states is None:
+            call = jax.ffi.ffi_call("resode_odeint_vjp", shapes, vmap_method="expand_dims")
+            grads = call(X, g, *theta, **_attrs(flow), gradient=flow.gradient,
+                         checkpoints=np.int64(flow.checkpoints))  # fmt: skip
+        else:
+            steps = int(theta[0].shape[0]) * flow.substeps
+            stages, _ = flow.kept(X.shape[0], theta[0].shape, np.dtype(X.dtype).itemsize)
+            call = jax.ffi.ffi_call("resode_odeint_vjp_states", shapes, vmap_method="expand_dims")
+            grads = call(X, g, states, *theta, **_attrs(flow),
+                         stride=np.int64(flow.stride(steps)), stages=np.int64(stages))  # fmt: skip
         return grads[0], tuple(grads[1:])
 
     f.defvjp(f_fwd, f_bwd)

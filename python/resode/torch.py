@@ -3,7 +3,8 @@ differentiable with ``.backward()``, exact (the core's discrete or adjoint gradi
 compiled-graph safe.
 
 :func:`odeint` is built from two operators of ``torch.library.custom_op``, ``resode::odeint``
-(the states) and ``resode::odeint_vjp`` (its vector-Jacobian product, the backward), each with
+(the states, and those the backward needs, saved for it) and ``resode::odeint_vjp`` (its
+vector-Jacobian product, the backward, from the saved states), each with
 a fake (meta) implementation, so ``torch.library.opcheck`` passes and ``torch.compile(...,
 fullgraph=True)`` traces models that use them without graph breaks, with a symbolic batch size
 (``dynamic=True``: one graph for every batch size). In eager mode the same two
@@ -11,6 +12,18 @@ computations run through a ``torch.autograd.Function``, which dispatches in a fe
 where the custom-op machinery takes hundreds. Tensors are handed to the
 core as NumPy views of their memory (no copy for contiguous CPU tensors of the right dtype) and
 the core's outputs come back as tensors over NumPy's memory (no copy either).
+
+A training step sweeps forward once, and evaluates each stage once. With
+``gradient="discrete"`` the forward keeps, as a tensor saved for the backward, every step's
+state and stages (the stage tape, ``(steps, width, N)``, width per sample
+``D + (2 s - 1) D + s c`` for ``s`` stages and the field's cache ``c``: 0 outside, D inside,
+H bottleneck; for example 8 x the state for rk4 outside) while that takes at most
+``resode._bridge.STAGE_TAPE_BYTES`` (256 MiB); beyond it the states only,
+``(steps, N, D)`` (the output itself for ``trajectory=True``), from which the backward
+recomputes each step's stages; with ``checkpoints=K`` every ``ceil(steps / K)``-th state only
+(at most K of ``(N, D)``), the backward recomputing each segment from its first state. The
+gradients are bitwise those of the core's :func:`resode.odeint_vjp` in every case.
+``gradient="adjoint"`` keeps nothing (its backward integrates back from the final state).
 
 Threads: the core releases the GIL and runs its own OpenMP threads
 (:func:`resode.set_num_threads`) while torch waits for the operator; torch's intra-op threads
@@ -78,10 +91,15 @@ def _odeint_op(
     gradient: str,
     checkpoints: int,
     trajectory: bool,
-) -> Tensor:
+) -> tuple[Tensor, Tensor]:
+    """(the states, what the backward keeps from this forward sweep: ``Flow.kept``, no rows
+    where it keeps the output itself or nothing)."""
     flow = _flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
                  trajectory)  # fmt: skip
-    return torch.from_numpy(_bridge.forward(flow, _numpy(X), [_numpy(t) for t in theta]))
+    out, kept = _bridge.forward_with_states(flow, _numpy(X), [_numpy(t) for t in theta])
+    if kept is None or kept is out:  # an output may not alias another: the backward saves out
+        return torch.from_numpy(out), X.new_empty((0, *out.shape[-2:]))
+    return torch.from_numpy(out), torch.from_numpy(kept)
 
 
 @_odeint_op.register_fake
@@ -89,7 +107,8 @@ def _odeint_fake(X, theta, field, activation, method, dt, substeps, augment, gra
                  checkpoints, trajectory):  # fmt: skip
     flow = _flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
                  trajectory)  # fmt: skip
-    return X.new_empty(flow.output_shape(X.shape, theta[0].shape))
+    _, kept = flow.kept(X.shape[0], theta[0].shape, X.dtype.itemsize)
+    return X.new_empty(flow.output_shape(X.shape, theta[0].shape)), X.new_empty(kept)
 
 
 @torch.library.custom_op("resode::odeint_vjp", mutates_args=())
@@ -97,6 +116,7 @@ def _odeint_vjp_op(
     X: Tensor,
     theta: list[Tensor],
     cotangent: Tensor,
+    kept: Tensor,
     field: str,
     activation: str,
     method: str,
@@ -106,26 +126,33 @@ def _odeint_vjp_op(
     gradient: str,
     checkpoints: int,
 ) -> list[Tensor]:
+    """(dX, *dtheta) from the states the forward kept (``kept``: the forward's second output,
+    or its trajectory where that is what it kept; ignored by the adjoint)."""
     flow = _flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
                  cotangent.dim() == 3)  # fmt: skip
-    dtheta, dX = _bridge.vjp(flow, _numpy(X), [_numpy(t) for t in theta], _numpy(cotangent))
+    states = _numpy(kept) if gradient == "discrete" else None
+    dtheta, dX = _bridge.vjp_from_states(
+        flow, _numpy(X), [_numpy(t) for t in theta], _numpy(cotangent), states
+    )
     return [torch.from_numpy(dX), *(torch.from_numpy(g) for g in dtheta)]
 
 
 @_odeint_vjp_op.register_fake
-def _odeint_vjp_fake(X, theta, cotangent, *options):
+def _odeint_vjp_fake(X, theta, cotangent, kept, *options):
     return [X.new_empty(X.shape), *(t.new_empty(t.shape) for t in theta)]
 
 
-def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
     X, theta, *options = inputs
-    ctx.save_for_backward(X, *theta)
+    out, kept = output
+    # No rows kept: the adjoint (kept is ignored), or a trajectory that is the states itself.
+    ctx.save_for_backward(X, out if kept.shape[0] == 0 else kept, *theta)
     ctx.options = options[:-1]  # all but `trajectory`: the cotangent's shape says which
 
 
-def _backward(ctx: Any, grad: Tensor) -> tuple[Any, ...]:
-    X, *theta = ctx.saved_tensors
-    grads = _odeint_vjp_op(X, theta, grad.contiguous(), *ctx.options)
+def _backward(ctx: Any, grad: Tensor, _grad_kept: Any) -> tuple[Any, ...]:
+    X, kept, *theta = ctx.saved_tensors
+    grads = _odeint_vjp_op(X, theta, grad.contiguous(), kept, *ctx.options)
     return (grads[0], grads[1:], *([None] * (len(ctx.options) + 1)))
 
 
@@ -135,20 +162,28 @@ _odeint_op.register_autograd(_backward, setup_context=_setup_context)
 class _EagerFlow(torch.autograd.Function):
     """The same forward and backward as the operators, for eager mode: the custom-op
     machinery costs about 0.4 ms per forward and backward (its Python dispatch), more than the
-    core itself on small batches; under torch.compile the operators run instead."""
+    core itself on small batches; under torch.compile the operators run instead. The states
+    the backward needs are kept from the forward (one forward sweep per training step), and so
+    are the NumPy views of the inputs (the backward makes none again)."""
 
     @staticmethod
     def forward(ctx: Any, X: Tensor, flow: _bridge.Flow, *theta: Tensor) -> Tensor:
-        ctx.save_for_backward(X, *theta)
-        ctx.flow = flow
-        return torch.from_numpy(_bridge.forward(flow, _numpy(X), [_numpy(t) for t in theta]))
+        arrays = (_numpy(X), [_numpy(t) for t in theta])
+        out, kept = _bridge.forward_with_states(flow, *arrays)
+        out_t = torch.from_numpy(out)
+        # Saved tensors are checked for in-place changes before the backward reads them: the
+        # inputs, and the output where it is the kept states (a trajectory).
+        ctx.save_for_backward(X, *theta, *((out_t,) if kept is out else ()))
+        ctx.flow, ctx.arrays, ctx.kept = flow, arrays, kept
+        return out_t
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Any, ...]:
-        X, *theta = ctx.saved_tensors
-        dtheta, dX = _bridge.vjp(ctx.flow, _numpy(X), [_numpy(t) for t in theta], _numpy(grad))
-        return (torch.from_numpy(dX), None, *(torch.from_numpy(g) for g in dtheta))
+        ctx.saved_tensors  # noqa: B018  (raises if one was modified in place since the forward)
+        X, theta = ctx.arrays
+        dtheta, dX = _bridge.vjp_from_states(ctx.flow, X, theta, _numpy(grad), ctx.kept)
+        return (torch.from_numpy(dX), None, *map(torch.from_numpy, dtheta))
 
 
 # --------------------------------------------------------------------------- the function
@@ -262,13 +297,14 @@ def _apply(flow: _bridge.Flow, names: list[str], params: Mapping[str, Any], X: A
     """The flow on the tensors: an autograd.Function in eager mode, the operators when
     compiling."""
     _check_tensors(params, names, X)
-    theta = [params[n] for n in names]
     if not torch.compiler.is_compiling():
-        return _EagerFlow.apply(X, flow, *theta)
-    return _odeint_op(
+        return _EagerFlow.apply(X, flow, *[params[n] for n in names])
+    theta = [params[n] for n in names]
+    out, _kept = _odeint_op(
         X, theta, flow.field, flow.activation, flow.method, flow.dt, flow.substeps,
         flow.augment, flow.gradient, flow.checkpoints, flow.trajectory,
     )  # fmt: skip
+    return out
 
 
 # --------------------------------------------------------------------------- the modules
@@ -302,19 +338,40 @@ class _Flow(torch.nn.Module):
     def _adopt(self, model: _NeuralODE | _ResNet) -> None:
         self._resode = model
         self.field, self.augment = model.field, model.augment
-        for name in field_param_names(model.field):
+        self._names = tuple(field_param_names(model.field))
+        # The resolved flows by (trajectory, X's shape, the parameters' shapes): a training
+        # loop resolves its options once, not on every call (eager mode only).
+        self._flows: dict[tuple[Any, ...], tuple[_bridge.Flow, list[str]]] = {}
+        for name in self._names:
             value = torch.from_numpy(np.array(model.params[name], copy=True))
             self.register_parameter(name, torch.nn.Parameter(value))
 
     def field_params(self) -> dict[str, Tensor]:
         """The field parameters by name: ``W``, ``b`` or ``W1``, ``b1``, ``W2``, ``b2``."""
-        return {n: getattr(self, n) for n in field_param_names(self.field)}
+        parameters = self._parameters
+        return {n: parameters[n] for n in self._names}  # type: ignore[misc]
 
     def _options(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def _resolve_flow(
+        self, params: Mapping[str, Any], X: Any, trajectory: bool
+    ) -> tuple[_bridge.Flow, list[str]]:
+        return _resolve(params, X, {**self._options(), "trajectory": trajectory})
+
     def _flow(self, X: Tensor, trajectory: bool) -> Tensor:
-        return odeint(self.field_params(), X, **self._options(), trajectory=trajectory)
+        params = self.field_params()
+        if torch.compiler.is_compiling():
+            flow, names = self._resolve_flow(params, X, trajectory)
+            return _apply(flow, names, params, X)
+        key = (trajectory, getattr(X, "shape", None), *(p.shape for p in params.values()))
+        resolved = self._flows.get(key)
+        if resolved is None:
+            resolved = self._resolve_flow(params, X, trajectory)
+            if len(self._flows) >= 64:  # many batch shapes: start over rather than grow
+                self._flows.clear()
+            self._flows[key] = resolved
+        return _apply(*resolved, params, X)
 
     def forward(self, X: Tensor) -> Tensor:
         """Final states ``(N, D)`` for ``X`` ``(N, dim)``; the readout is the user's own layer."""
@@ -445,10 +502,11 @@ class ResNet(_Flow):
         return {"T": m.layers * m.h, "method": "euler", "field": m.field,
                 "activation": m.activation, "augment": m.augment}  # fmt: skip
 
-    def _flow(self, X: Tensor, trajectory: bool) -> Tensor:
+    def _resolve_flow(
+        self, params: Mapping[str, Any], X: Any, trajectory: bool
+    ) -> tuple[_bridge.Flow, list[str]]:
         # the step is h itself, as resode.ResNet takes it (T / layers may differ in the last bit)
         options = {**self._options(), "substeps": 1, "gradient": "discrete",
                    "checkpoints": None, "trajectory": trajectory}  # fmt: skip
-        flow, names = _resolve(self.field_params(), X, options)
-        flow = dataclasses.replace(flow, dt=float(self._resode.h))
-        return _apply(flow, names, self.field_params(), X)
+        flow, names = _resolve(params, X, options)
+        return dataclasses.replace(flow, dt=float(self._resode.h)), names
