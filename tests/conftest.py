@@ -6,9 +6,15 @@ import); here only what must wrap every test.
 """
 
 import os
+import tempfile
 
 import pytest
 import resode
+
+# torch.compile's inductor keeps compiled graphs in a cache shared by every process of the
+# machine (/tmp/torchinductor_<user>); one compiled against an earlier build of resode's torch
+# ops would be reused. Each test session compiles into a fresh cache of its own.
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="resode-inductor-"))
 
 
 @pytest.fixture(autouse=True)
