@@ -1,10 +1,12 @@
 """Type stubs of resode._core, the compiled core (see src/)."""
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
+
+_FloatArray: TypeAlias = npt.NDArray[np.floating[Any]]  # float32 or float64, as the input
 
 openmp: bool  # built with OpenMP (RESODE_OPENMP=ON)
 isa: str  # the kernel set the sweeps run with: "avx512", "avx2" or "baseline" (RESODE_ISA)
@@ -15,8 +17,8 @@ class NonFiniteError(ValueError, FloatingPointError):
     step: int  # the step (layer) whose update was not finite; -1 when not tied to a step
     t: float  # the end time of that step
 
-def activation(name: str, x: npt.ArrayLike) -> np.ndarray: ...
-def activation_grad(name: str, x: npt.ArrayLike) -> np.ndarray: ...
+def activation(name: str, x: npt.ArrayLike) -> _FloatArray: ...
+def activation_grad(name: str, x: npt.ArrayLike) -> _FloatArray: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 def trajectory(
@@ -30,7 +32,7 @@ def trajectory(
     substeps: int = 1,
     augment: int = 0,
     final_only: bool = False,
-) -> np.ndarray: ...
+) -> _FloatArray: ...
 def logits(
     X: np.ndarray,
     theta: Sequence[np.ndarray],
@@ -44,7 +46,7 @@ def logits(
     substeps: int = 1,
     augment: int = 0,
     readout: str = "linear",
-) -> np.ndarray: ...
+) -> _FloatArray: ...
 def loss_and_grad(
     X: np.ndarray,
     y: np.ndarray,
@@ -67,7 +69,7 @@ def loss_and_grad(
     l1: float = 0.0,
     decay_readout: bool = False,
     turnpike_weight: float = 1.0,
-) -> tuple[float, list[np.ndarray], np.ndarray, np.ndarray]: ...
+) -> tuple[float, list[_FloatArray], _FloatArray, _FloatArray]: ...
 def vjp(
     X: np.ndarray,
     cotangent: np.ndarray,
@@ -81,7 +83,7 @@ def vjp(
     augment: int = 0,
     gradient: str = "discrete",
     checkpoints: int = 0,
-) -> tuple[list[np.ndarray], np.ndarray]: ...
+) -> tuple[list[_FloatArray], _FloatArray]: ...
 def forward_states(
     X: np.ndarray,
     theta: Sequence[np.ndarray],
@@ -95,7 +97,7 @@ def forward_states(
     stride: int = 1,
     trajectory: bool = False,
     stages: bool = False,
-) -> tuple[np.ndarray, np.ndarray]: ...
+) -> tuple[_FloatArray, _FloatArray]: ...
 def vjp_from_states(
     X: np.ndarray,
     states: np.ndarray,
@@ -110,7 +112,7 @@ def vjp_from_states(
     augment: int = 0,
     stride: int = 1,
     stages: bool = False,
-) -> tuple[list[np.ndarray], np.ndarray]: ...
+) -> tuple[list[_FloatArray], _FloatArray]: ...
 def optimizer_step(
     param: np.ndarray,
     grad: np.ndarray,
@@ -172,6 +174,9 @@ def train_epoch(
     own predictions; ``failure`` (None, "sweep" or "update"), ``message``, ``step``, ``time``."""
     ...
 
+def xla_handlers() -> dict[str, Any]:
+    """The XLA FFI handlers of resode.jax, as PyCapsules for jax.ffi.register_ffi_target."""
+
 class StepSizeError(ValueError):
     """An adaptive step-size failure: max_steps reached or a step below the resolution of t."""
 
@@ -195,9 +200,9 @@ def adaptive_solve(
     first_step: float | None = None,
     max_steps: int = 100000,
     step_control: str = "sample",
-    t: np.ndarray | None = None,
+    t: npt.ArrayLike | None = None,
     grid: Any = None,
-) -> tuple[np.ndarray, dict[str, Any] | None]: ...
+) -> tuple[_FloatArray, dict[str, Any] | None]: ...
 def adaptive_logits(
     X: np.ndarray,
     theta: Sequence[np.ndarray],
@@ -214,7 +219,7 @@ def adaptive_logits(
     first_step: float | None = None,
     max_steps: int = 100000,
     step_control: str = "sample",
-) -> tuple[np.ndarray, dict[str, Any]]: ...
+) -> tuple[_FloatArray, dict[str, Any]]: ...
 def adaptive_vjp(
     X: np.ndarray,
     cotangent: np.ndarray,
@@ -231,11 +236,11 @@ def adaptive_vjp(
     first_step: float | None = None,
     max_steps: int = 100000,
     step_control: str = "sample",
-    t: np.ndarray | None = None,
+    t: npt.ArrayLike | None = None,
     grid: Any = None,
     gradient: str = "discrete",
     checkpoints: int = 0,
-) -> tuple[list[np.ndarray], np.ndarray, dict[str, Any] | None]: ...
+) -> tuple[list[_FloatArray], _FloatArray, dict[str, Any] | None]: ...
 def adaptive_loss_and_grad(
     X: np.ndarray,
     y: np.ndarray,
@@ -258,4 +263,4 @@ def adaptive_loss_and_grad(
     grid: Any = None,
     gradient: str = "discrete",
     checkpoints: int = 0,
-) -> tuple[float, list[np.ndarray], np.ndarray, np.ndarray, dict[str, Any] | None]: ...
+) -> tuple[float, list[_FloatArray], _FloatArray, _FloatArray, dict[str, Any] | None]: ...

@@ -7,9 +7,15 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from typing import TypeGuard
+
+    from ._typing import FloatArray
 
 __all__ = [
     "as_features",
@@ -23,10 +29,10 @@ __all__ = [
 ]
 
 
-def resolve_dtype(dtype: Any) -> np.dtype:
+def resolve_dtype(dtype: Any) -> np.dtype[np.floating[Any]]:
     """np.float32 or np.float64 for `dtype` (a name or a NumPy dtype); ValueError otherwise."""
     try:
-        dt = np.dtype(dtype)
+        dt: np.dtype[Any] = np.dtype(dtype)
     except TypeError as exc:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from exc
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
@@ -34,12 +40,15 @@ def resolve_dtype(dtype: Any) -> np.dtype:
     return dt
 
 
-def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+_Choice = TypeVar("_Choice", bound=str)
+
+
+def check_choice(name: str, value: object, choices: Sequence[_Choice]) -> _Choice:
     """Return `value` if it is one of `choices`; ValueError naming the argument otherwise."""
     if not isinstance(value, str) or value not in choices:
         options = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {options}; got {value!r}")
-    return value
+    return cast(_Choice, value)  # `value in choices`: one of the Literal's strings
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:
@@ -74,12 +83,12 @@ def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
     return v
 
 
-def _is_ready(value: Any, dtype: np.dtype) -> bool:
+def _is_ready(value: object, dtype: np.dtype[Any]) -> TypeGuard[FloatArray]:
     """Already a C-contiguous ndarray of exactly `dtype` (nothing to convert or check)."""
     return type(value) is np.ndarray and value.dtype == dtype and value.flags.c_contiguous
 
 
-def _as_real_array(name: str, value: Any) -> np.ndarray:
+def _as_real_array(name: str, value: Any) -> np.ndarray[Any, np.dtype[Any]]:
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError) as exc:  # ragged nested lists and the like
@@ -89,7 +98,9 @@ def _as_real_array(name: str, value: Any) -> np.ndarray:
     return arr
 
 
-def _convert(name: str, arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+def _convert(
+    name: str, arr: np.ndarray[Any, np.dtype[Any]], dtype: np.dtype[np.floating[Any]]
+) -> FloatArray:
     """C-contiguous `arr` in `dtype`; finite values beyond the range of `dtype` (float64 data
     for a float32 model) are refused instead of silently becoming Inf."""
     if arr.dtype.kind != "f" or arr.dtype.itemsize <= dtype.itemsize:
@@ -102,7 +113,9 @@ def _convert(name: str, arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return out
 
 
-def as_float_array(name: str, value: Any, dtype: np.dtype, ndim: int | None = None) -> np.ndarray:
+def as_float_array(
+    name: str, value: Any, dtype: np.dtype[np.floating[Any]], ndim: int | None = None
+) -> FloatArray:
     """Convert to a C-contiguous array of `dtype` (no copy if it already is one).
 
     Refuses complex, object and string data with a TypeError (nothing is truncated silently).
@@ -115,7 +128,7 @@ def as_float_array(name: str, value: Any, dtype: np.dtype, ndim: int | None = No
     return _convert(name, arr, dtype)
 
 
-def as_features(X: Any, dim: int, dtype: np.dtype) -> np.ndarray:
+def as_features(X: Any, dim: int, dtype: np.dtype[np.floating[Any]]) -> FloatArray:
     """`X` as a C-contiguous (N, dim) array of `dtype`, N >= 1 (the core checks finiteness)."""
     if _is_ready(X, dtype) and X.ndim == 2 and X.shape[1] == dim and X.shape[0] >= 1:
         return X
@@ -127,7 +140,9 @@ def as_features(X: Any, dim: int, dtype: np.dtype) -> np.ndarray:
     return _convert("X", arr, dtype)
 
 
-def as_labels(y: Any, n: int, classes: int, *, core_checks_range: bool = False) -> np.ndarray:
+def as_labels(
+    y: Any, n: int, classes: int, *, core_checks_range: bool = False
+) -> npt.NDArray[np.int64]:
     """Integer class labels (n,) in [0, classes) as int64; integral floats are accepted.
 
     With ``core_checks_range`` (the labels go straight to ``_core``, which checks every label

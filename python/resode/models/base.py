@@ -4,13 +4,16 @@ what the model records about its data)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import _core
+from .._typing import ArrayLike, FloatArray, IntArray
 from .._validation import (
     as_features,
     as_float_array,
@@ -21,7 +24,17 @@ from .._validation import (
     resolve_dtype,
 )
 from .metadata import check_class_labels, check_feature_names, check_scaling, check_target_name
-from .options import ACTIVATIONS, FIELDS, LOSSES, READOUTS, check_bool
+from .options import (
+    ACTIVATIONS,
+    FIELDS,
+    LOSSES,
+    READOUTS,
+    Activation,
+    Field,
+    Loss,
+    Readout,
+    check_bool,
+)
 from .params import field_param_names, field_param_shapes, init_params, param_shapes
 from .problem import Problem
 
@@ -54,11 +67,12 @@ def r2_score(y: np.ndarray, z: np.ndarray) -> float:
     return r2_from_sums(ss_res, target_spread(y64))
 
 
-def target_spread(y: np.ndarray) -> np.ndarray:
+def target_spread(y: np.ndarray) -> npt.NDArray[np.float64]:
     """``SS_tot = sum_i (y_ij - mean_j)^2`` per column ``j`` of targets ``y`` ``(N, C)``, in
     float64 (two passes: no cancellation)."""
     y64 = np.asarray(y, dtype=np.float64)
-    return np.sum((y64 - y64.mean(axis=0)) ** 2, axis=0)
+    spread: npt.NDArray[np.float64] = np.sum((y64 - y64.mean(axis=0)) ** 2, axis=0)
+    return spread
 
 
 def r2_from_sums(ss_res: np.ndarray, ss_tot: np.ndarray) -> float:
@@ -95,8 +109,6 @@ class Model:
 
     #: "resnet" or "node": the model's kind in its file.
     kind: ClassVar[str] = ""
-    #: Whether the model integrates with an adaptive step (NeuralODE's dopri5, tsit5, bosh3).
-    adaptive: bool = False
     # what the model records about its data, unset (class defaults: a model pickled before
     # these existed still answers)
     _flat = False
@@ -111,13 +123,13 @@ class Model:
         pieces: int,
         *,
         classes: int,
-        field: str,
-        activation: str,
+        field: Field,
+        activation: Activation,
         hidden: int | None,
         augment: int,
-        loss: str,
+        loss: Loss,
         weight_decay: float,
-        readout: str,
+        readout: Readout,
         l1: float,
         decay_readout: bool,
         dtype: Any,
@@ -141,7 +153,7 @@ class Model:
         self.D = self.dim + self.augment
         self._pieces = pieces
         self.flat_targets = False
-        H = self.hidden if self.field == "bottleneck" else self.D
+        H = self.D if self.hidden is None else self.hidden  # hidden: field='bottleneck' only
         sizes = field_param_shapes(self.field, pieces, self.D, H).values()
         count = sum(int(np.prod(shape, dtype=np.float64)) for shape in sizes)
         if count > 2**31:
@@ -149,7 +161,7 @@ class Model:
                 f"the model would have {count} field parameters, more than the limit of 2**31: "
                 "reduce layers/pieces, dim, augment or hidden"
             )
-        self.params: dict[str, np.ndarray] = init_params(
+        self.params: dict[str, FloatArray] = init_params(
             self.field, pieces, self.D, H, self.classes, self.dtype, seed
         )
 
@@ -167,6 +179,11 @@ class Model:
 
     # -- what subclasses define -------------------------------------------------------------
     @property
+    def adaptive(self) -> bool:
+        """Whether the model integrates with an adaptive step (NeuralODE's dopri5, tsit5, bosh3)."""
+        return False
+
+    @property
     def config(self) -> dict[str, Any]:
         """The constructor arguments (JSON-serialisable) that rebuild this model."""
         raise NotImplementedError
@@ -181,7 +198,7 @@ class Model:
         """Step size (ResNet: h; NeuralODE: T / steps)."""
         raise NotImplementedError
 
-    def trajectory(self, X: Any, t: Any = None) -> np.ndarray:
+    def trajectory(self, X: ArrayLike, t: ArrayLike | None = None) -> FloatArray:
         """The states at the times ``t`` (default: the step grid), ``(len(t), N, D)``."""
         raise NotImplementedError
 
@@ -275,7 +292,7 @@ class Model:
         """The shape every entry of ``params`` must have, from the configuration."""
         return param_shapes(self.field, self._pieces, self.D, self.hidden, self.classes)
 
-    def problem(self, X: Any, y: Any = None) -> Problem:
+    def problem(self, X: ArrayLike, y: ArrayLike | None = None) -> Problem:
         """The checked data and the core's keyword arguments for ``(X, y)``: see
         :class:`resode.models.Problem`. Raises ValueError/TypeError on bad data."""
         Xc = self._X(X)
@@ -284,10 +301,10 @@ class Model:
         args = {**self._sweep_args(), **self._loss_args(), **self._gradient_args()}
         return Problem(X=Xc, targets=targets, flat_targets=flat, core_args=args)
 
-    def _theta(self) -> list[np.ndarray]:
+    def _theta(self) -> list[FloatArray]:
         return [self._param(name) for name in field_param_names(self.field)]
 
-    def _param(self, name: str) -> np.ndarray:
+    def _param(self, name: str) -> FloatArray:
         shapes = self.param_shapes
         if not isinstance(self.params, dict):
             raise TypeError(
@@ -302,10 +319,10 @@ class Model:
             raise ValueError(f"params['{name}'] must have shape {expected}, got {value.shape}")
         return value
 
-    def _X(self, X: Any) -> np.ndarray:
+    def _X(self, X: ArrayLike) -> FloatArray:
         return as_features(X, self.dim, self.dtype)
 
-    def _targets(self, y: Any, n: int) -> np.ndarray:
+    def _targets(self, y: ArrayLike, n: int) -> FloatArray | IntArray:
         if self.loss == "cross_entropy":  # for _core, which checks the label range itself
             return as_labels(y, n, self.classes, core_checks_range=True)
         t = as_float_array("y", y, self.dtype)
@@ -319,7 +336,7 @@ class Model:
         return t
 
     # -- public API ----------------------------------------------------------------------------
-    def forward(self, X: Any) -> np.ndarray:
+    def forward(self, X: ArrayLike) -> FloatArray:
         """Logits ``z = x_final P^T + c``, shape ``(N, classes)``, for ``X`` ``(N, dim)``;
         clamped to ``[-1, 1]`` with ``readout="hardtanh"``."""
         return _core.logits(
@@ -331,7 +348,7 @@ class Model:
             readout=self.readout,
         )
 
-    def _grid_trajectory(self, X: Any) -> np.ndarray:
+    def _grid_trajectory(self, X: ArrayLike) -> FloatArray:
         """All states on the layer/step grid, shape ``(steps + 1, N, D)``, ``D = dim + augment``."""
         return _core.trajectory(self._X(X), self._theta(), **self._sweep_args())
 
@@ -340,13 +357,14 @@ class Model:
         """``"regression"`` for ``loss="mse"``, ``"classification"`` for cross-entropy."""
         return "regression" if self.loss == "mse" else "classification"
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: ArrayLike) -> FloatArray:
         """Class probabilities ``softmax(logits)`` of shape ``(N, classes)``."""
         z = self.forward(X)
         z = np.exp(z - z.max(axis=1, keepdims=True))
-        return z / z.sum(axis=1, keepdims=True)
+        proba: FloatArray = z / z.sum(axis=1, keepdims=True)
+        return proba
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> FloatArray | IntArray:
         """Predictions for ``X`` ``(N, dim)``.
 
         Classification (cross-entropy): labels ``argmax(logits)``, int64 ``(N,)``.
@@ -355,10 +373,12 @@ class Model:
         """
         z = self.forward(X)
         if self.task == "regression":
-            return z[:, 0] if self.classes == 1 and self.flat_targets else z
-        return np.argmax(z, axis=1).astype(np.int64)
+            outputs: FloatArray = z[:, 0] if self.classes == 1 and self.flat_targets else z
+            return outputs
+        labels: IntArray = np.argmax(z, axis=1).astype(np.int64)
+        return labels
 
-    def score(self, X: Any, y: Any) -> float:
+    def score(self, X: ArrayLike, y: ArrayLike) -> float:
         """Accuracy for classification, the coefficient of determination R^2 for regression.
 
         Classification: the fraction of samples whose predicted label equals ``y`` (labels
@@ -371,18 +391,18 @@ class Model:
             z = self.forward(X)
             return r2_score(self._targets(y, z.shape[0]), z)
         pred = self.predict(X)
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape == (pred.shape[0], self.classes) and self.classes > 1:
-            y = np.argmax(y, axis=1)
-        if y.shape != pred.shape:
+        given = np.asarray(y)
+        if given.ndim == 2 and given.shape == (pred.shape[0], self.classes) and self.classes > 1:
+            given = np.argmax(given, axis=1)
+        if given.shape != pred.shape:
             raise ValueError(
                 f"y must have shape {pred.shape} (labels) or {(pred.shape[0], self.classes)} "
-                f"(targets) to match X, got shape {y.shape}"
+                f"(targets) to match X, got shape {given.shape}"
             )
-        labels = as_labels(y, pred.shape[0], self.classes)
+        labels = as_labels(given, pred.shape[0], self.classes)
         return float(np.mean(pred == labels))
 
-    def loss_and_grad(self, X: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
+    def loss_and_grad(self, X: ArrayLike, y: ArrayLike) -> tuple[float, dict[str, FloatArray]]:
         """Loss and its gradient in one call into the core (forward sweep, loss, backward sweep).
 
         Parameters
@@ -416,7 +436,7 @@ class Model:
         grads.update(P=dP, c=dc)
         return float(loss), grads
 
-    def sign_accuracy(self, X: Any, y: Any) -> float:
+    def sign_accuracy(self, X: ArrayLike, y: ArrayLike) -> float:
         """Sign agreement of a 1-output model with targets ``y`` in {-1, +1}, ``(N,)`` or
         ``(N, 1)``: the fraction of samples whose output ``z > 0`` exactly when ``y = +1``
         (the accuracy of a +-1 classifier such as leia's hardtanh model).
@@ -433,7 +453,7 @@ class Model:
         z = self.forward(X)
         return sign_agreement(self._targets(y, z.shape[0]), z)
 
-    def save(self, path: Any) -> Path:
+    def save(self, path: str | os.PathLike[str]) -> Path:
         """Save config and parameters to one ``.npz`` file (atomically); see :func:`resode.load`.
         Returns the path written."""
         if not _file_writer:  # resode.io registers it; `import resode` always imports it

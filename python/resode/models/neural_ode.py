@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
+from .._typing import ArrayLike, FloatArray
 from .._validation import as_float_array, check_choice, check_int, check_positive
 from .base import Model
 from .options import (
@@ -15,6 +16,13 @@ from .options import (
     ADAPTIVE_METHODS,
     GRADIENTS,
     METHODS,
+    Activation,
+    Field,
+    Gradient,
+    Loss,
+    Method,
+    Readout,
+    StepControl,
     adaptive_options,
     summarize_stats,
 )
@@ -96,20 +104,20 @@ class NeuralODE(Model):
         T: float = 1.0,
         pieces: int = 10,
         substeps: int = 1,
-        method: str = "rk4",
+        method: Method = "rk4",
         classes: int = 2,
-        field: str = "outside",
-        activation: str = "tanh",
+        field: Field = "outside",
+        activation: Activation = "tanh",
         hidden: int | None = None,
         augment: int = 0,
-        loss: str = "cross_entropy",
+        loss: Loss = "cross_entropy",
         weight_decay: float = 0.0,
-        readout: str = "linear",
+        readout: Readout = "linear",
         l1: float = 0.0,
         decay_readout: bool = False,
         turnpike: bool = False,
         turnpike_weight: float = 1.0,
-        gradient: str = "discrete",
+        gradient: Gradient = "discrete",
         checkpoints: int | None = None,
         dtype: Any = "float64",
         seed: Any = None,
@@ -117,7 +125,7 @@ class NeuralODE(Model):
         atol: float | None = None,
         first_step: float | None = None,
         max_steps: int | None = None,
-        step_control: str | None = None,
+        step_control: StepControl | None = None,
     ) -> None:
         self.T = check_positive("T", T)
         self.pieces = check_int("pieces", pieces, 1)
@@ -137,7 +145,7 @@ class NeuralODE(Model):
         self.atol: float | None = adaptive.get("atol")
         self.first_step: float | None = adaptive.get("first_step")
         self.max_steps: int | None = adaptive.get("max_steps")
-        self.step_control: str | None = adaptive.get("step_control")
+        self.step_control: StepControl | None = adaptive.get("step_control")
         #: Statistics of the last adaptive run (see :func:`summarize_stats`); None before one.
         self.stats: dict[str, Any] | None = None
         if self.adaptive:
@@ -240,7 +248,7 @@ class NeuralODE(Model):
         if stats is not None:
             self.stats = summarize_stats(stats)
 
-    def forward(self, X: Any) -> np.ndarray:
+    def forward(self, X: ArrayLike) -> FloatArray:
         if not self.adaptive:
             return super().forward(X)
         logits, stats = _core.adaptive_logits(
@@ -253,7 +261,7 @@ class NeuralODE(Model):
         self._record(stats)
         return logits
 
-    def trajectory(self, X: Any, t: Any = None) -> np.ndarray:
+    def trajectory(self, X: ArrayLike, t: ArrayLike | None = None) -> FloatArray:
         """The states, shape ``(len(t), N, D)``, ``D = dim + augment``.
 
         Parameters
@@ -287,7 +295,7 @@ class NeuralODE(Model):
         self._record(stats)
         return states
 
-    def loss_and_grad(self, X: Any, y: Any) -> tuple[float, dict[str, np.ndarray]]:
+    def loss_and_grad(self, X: ArrayLike, y: ArrayLike) -> tuple[float, dict[str, FloatArray]]:
         if not self.adaptive:
             return super().loss_and_grad(X, y)
         Xc = self._X(X)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -20,18 +20,38 @@ __all__ = [
     "METHODS",
     "READOUTS",
     "STEP_CONTROLS",
+    "Activation",
+    "AdaptiveMethod",
+    "Field",
+    "FixedMethod",
+    "Gradient",
+    "Loss",
+    "Method",
+    "Readout",
+    "StepControl",
     "adaptive_options",
     "check_bool",
     "summarize_stats",
 ]
 
-FIELDS = ("outside", "inside", "bottleneck")
-ACTIVATIONS = ("tanh", "relu", "sigmoid", "leaky_relu", "identity")
-LOSSES = ("cross_entropy", "mse")
-FIXED_METHODS = ("euler", "midpoint", "rk4")
-ADAPTIVE_METHODS = ("dopri5", "tsit5", "bosh3")
-METHODS = FIXED_METHODS + ADAPTIVE_METHODS
-STEP_CONTROLS = ("sample", "batch")
+# Each choice once, as a Literal type for signatures; the tuple of its strings for the checks.
+Field = Literal["outside", "inside", "bottleneck"]
+Activation = Literal["tanh", "relu", "sigmoid", "leaky_relu", "identity"]
+Loss = Literal["cross_entropy", "mse"]
+FixedMethod = Literal["euler", "midpoint", "rk4"]
+AdaptiveMethod = Literal["dopri5", "tsit5", "bosh3"]
+Method = Literal[FixedMethod, AdaptiveMethod]
+StepControl = Literal["sample", "batch"]
+Gradient = Literal["discrete", "adjoint"]
+Readout = Literal["linear", "hardtanh"]
+
+FIELDS: tuple[Field, ...] = get_args(Field)
+ACTIVATIONS: tuple[Activation, ...] = get_args(Activation)
+LOSSES: tuple[Loss, ...] = get_args(Loss)
+FIXED_METHODS: tuple[FixedMethod, ...] = get_args(FixedMethod)
+ADAPTIVE_METHODS: tuple[AdaptiveMethod, ...] = get_args(AdaptiveMethod)
+METHODS: tuple[Method, ...] = FIXED_METHODS + ADAPTIVE_METHODS
+STEP_CONTROLS: tuple[StepControl, ...] = get_args(StepControl)
 # The adaptive options and their defaults (docs/adaptive.md).
 ADAPTIVE_DEFAULTS: dict[str, Any] = {
     "rtol": 1e-7,
@@ -40,8 +60,8 @@ ADAPTIVE_DEFAULTS: dict[str, Any] = {
     "max_steps": 100_000,
     "step_control": "sample",
 }
-GRADIENTS = ("discrete", "adjoint")
-READOUTS = ("linear", "hardtanh")
+GRADIENTS: tuple[Gradient, ...] = get_args(Gradient)
+READOUTS: tuple[Readout, ...] = get_args(Readout)
 
 
 def check_bool(name: str, value: Any) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+from .._typing import FloatArray, IntArray
 
 __all__ = ["Problem"]
 
@@ -35,7 +35,24 @@ class Problem:
     Compared by identity (its arrays have no single truth value).
     """
 
-    X: np.ndarray
-    targets: np.ndarray | None
+    X: FloatArray
+    targets: FloatArray | IntArray | None
     flat_targets: bool
     core_args: dict[str, Any] = field(default_factory=dict)
+
+    def require_targets(self) -> FloatArray | IntArray:
+        """The targets of a problem built with ``y``.
+
+        Returns
+        -------
+        numpy.ndarray
+            :attr:`targets`: int64 labels ``(N,)`` or float targets ``(N, classes)``.
+
+        Raises
+        ------
+        ValueError
+            If the problem was built without ``y`` (``targets`` is None).
+        """
+        if self.targets is None:
+            raise ValueError("this problem has no targets (Model.problem was called without y)")
+        return self.targets

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from .._typing import ArrayLike, FloatArray, IntArray
 from .._validation import as_float_array, check_int, check_positive
 from .base import Model
+from .options import Activation, Field, FixedMethod, Loss, Readout
 
 __all__ = ["ResNet"]
 
@@ -47,14 +50,14 @@ class ResNet(Model):
         layers: int,
         *,
         classes: int = 2,
-        field: str = "outside",
-        activation: str = "tanh",
+        field: Field = "outside",
+        activation: Activation = "tanh",
         hidden: int | None = None,
         augment: int = 0,
         h: float = 1.0,
-        loss: str = "cross_entropy",
+        loss: Loss = "cross_entropy",
         weight_decay: float = 0.0,
-        readout: str = "linear",
+        readout: Readout = "linear",
         l1: float = 0.0,
         decay_readout: bool = False,
         dtype: Any = "float64",
@@ -94,11 +97,11 @@ class ResNet(Model):
         return self.h
 
     @property
-    def method(self) -> str:
+    def method(self) -> FixedMethod:
         """``"euler"``: a residual network is the explicit Euler scheme with step ``h``."""
         return "euler"
 
-    def trajectory(self, X: Any, t: Any = None) -> np.ndarray:
+    def trajectory(self, X: ArrayLike, t: ArrayLike | None = None) -> FloatArray:
         """The states ``x^k`` at the layer times ``t_k = k h``, shape ``(len(t), N, D)``,
         ``D = dim + augment``.
 
@@ -122,14 +125,14 @@ class ResNet(Model):
             return states
         return states[self._layer_indices(t)]
 
-    def _layer_indices(self, t: Any) -> np.ndarray:
+    def _layer_indices(self, t: ArrayLike) -> IntArray:
         """The layers ``k`` of the times ``t = k h`` (to round-off); ValueError off the grid."""
         times = as_float_array("t", t, np.dtype(np.float64))
         if times.ndim != 1:
             raise ValueError(f"t must be a 1-d array of times, got shape {times.shape}")
         if np.any(np.diff(times) < 0):
             raise ValueError("t must be sorted (non-decreasing)")
-        k = np.rint(times / self.h)
+        k: npt.NDArray[np.float64] = np.rint(times / self.h)
         end = self.layers * self.h
         off = (k < 0) | (k > self.layers) | (np.abs(times - k * self.h) > 1e-9 * max(end, 1.0))
         if off.any():
