@@ -120,7 +120,7 @@ class _Shaped:
 @functools.lru_cache(maxsize=1024)
 def cached_flow(
     shapes: tuple[tuple[str, tuple[int, ...]], ...], X_shape: tuple[int, ...], **options: Any
-) -> tuple[Flow, list[str]]:
+) -> tuple[Flow, tuple[str, ...]]:
     """:func:`flow` from the parameters' names and shapes, remembered: a training loop checks
     the same options and shapes on every call (hashable options only)."""
     return flow({n: _Shaped(s) for n, s in shapes}, X_shape, **options)
@@ -139,7 +139,7 @@ def flow(
     gradient: Any,
     checkpoints: Any,
     trajectory: Any,
-) -> tuple[Flow, list[str]]:
+) -> tuple[Flow, tuple[str, ...]]:
     """Check the options against the shapes of ``params`` (a mapping of array-likes with
     ``.shape``) and of X; returns the Flow and the field parameters' names in core order."""
     if not isinstance(params, Mapping):

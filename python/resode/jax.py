@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _bridge, _core
+from .models.options import Activation, Field, FixedMethod, Gradient
 
 __all__ = ["odeint"]
 
@@ -113,10 +114,10 @@ def _flow_function(flow: _bridge.Flow) -> Callable[..., Any]:
     return f
 
 
-def _refuse_float64_without_x64(X: Any, params: Mapping[str, Any], names: list[str]) -> None:
+def _refuse_float64_without_x64(X: Any, params: Mapping[str, Any], names: tuple[str, ...]) -> None:
     """float64 inputs need JAX's 64-bit mode: without it JAX would turn them into float32
     (and resode would compute in float32) without a word."""
-    if jax.config.jax_enable_x64:
+    if jax.config.jax_enable_x64:  # type: ignore[attr-defined]  # a flag set at runtime
         return
     arrays = {"X": X, **{f"params['{n}']": params[n] for n in names}}
     for name, a in arrays.items():
@@ -133,11 +134,11 @@ def odeint(
     *,
     T: float,
     substeps: int = 1,
-    method: str = "rk4",
-    field: str = "outside",
-    activation: str = "tanh",
+    method: FixedMethod = "rk4",
+    field: Field = "outside",
+    activation: Activation = "tanh",
     augment: int = 0,
-    gradient: str = "discrete",
+    gradient: Gradient = "discrete",
     checkpoints: int | None = None,
     trajectory: bool = False,
 ) -> jax.Array:
@@ -185,4 +186,5 @@ def odeint(
     if len(set(dtypes.values())) > 1:
         listed = ", ".join(f"{n}: {d}" for n, d in dtypes.items())
         raise TypeError(f"X and params must have one dtype (no silent casts), got {listed}")
-    return _flow_function(flow)(X, theta)
+    out: jax.Array = _flow_function(flow)(X, theta)
+    return out

@@ -5,11 +5,12 @@ and the inputs (a vector-Jacobian product). No model object, no loss."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
 from . import _core
+from ._typing import ArrayLike, FloatArray
 from ._validation import as_features, as_float_array, check_choice, check_int, check_positive
 from .models import (
     ACTIVATIONS,
@@ -23,6 +24,7 @@ from .models import (
     field_param_names,
     summarize_stats,
 )
+from .models.options import Activation, Field, Gradient, Method, StepControl
 
 __all__ = ["odeint", "odeint_vjp"]
 
@@ -157,25 +159,85 @@ def _prepare(
     return Xc, theta, sweep, names, T
 
 
+@overload
 def odeint(
-    params: Mapping[str, Any] | NeuralODE | ResNet,
-    X: Any,
+    params: Mapping[str, ArrayLike] | NeuralODE | ResNet,
+    X: ArrayLike,
     *,
     T: float | None = None,
     substeps: int | None = None,
-    method: str | None = None,
-    field: str | None = None,
-    activation: str | None = None,
+    method: Method | None = None,
+    field: Field | None = None,
+    activation: Activation | None = None,
     augment: int | None = None,
-    t: Any = None,
+    t: ArrayLike | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     first_step: float | None = None,
     max_steps: int | None = None,
-    step_control: str | None = None,
-    grid: Any = None,
+    step_control: StepControl | None = None,
+    grid: ArrayLike | None = None,
+    stats: Literal[False] = False,
+) -> FloatArray: ...
+@overload
+def odeint(
+    params: Mapping[str, ArrayLike] | NeuralODE | ResNet,
+    X: ArrayLike,
+    *,
+    T: float | None = None,
+    substeps: int | None = None,
+    method: Method | None = None,
+    field: Field | None = None,
+    activation: Activation | None = None,
+    augment: int | None = None,
+    t: ArrayLike | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    first_step: float | None = None,
+    max_steps: int | None = None,
+    step_control: StepControl | None = None,
+    grid: ArrayLike | None = None,
+    stats: Literal[True],
+) -> tuple[FloatArray, dict[str, Any] | None]: ...
+@overload
+def odeint(
+    params: Mapping[str, ArrayLike] | NeuralODE | ResNet,
+    X: ArrayLike,
+    *,
+    T: float | None = None,
+    substeps: int | None = None,
+    method: Method | None = None,
+    field: Field | None = None,
+    activation: Activation | None = None,
+    augment: int | None = None,
+    t: ArrayLike | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    first_step: float | None = None,
+    max_steps: int | None = None,
+    step_control: StepControl | None = None,
+    grid: ArrayLike | None = None,
     stats: bool = False,
-) -> Any:
+) -> FloatArray | tuple[FloatArray, dict[str, Any] | None]: ...
+def odeint(
+    params: Mapping[str, ArrayLike] | NeuralODE | ResNet,
+    X: ArrayLike,
+    *,
+    T: float | None = None,
+    substeps: int | None = None,
+    method: Method | None = None,
+    field: Field | None = None,
+    activation: Activation | None = None,
+    augment: int | None = None,
+    t: ArrayLike | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    first_step: float | None = None,
+    max_steps: int | None = None,
+    step_control: StepControl | None = None,
+    grid: ArrayLike | None = None,
+    stats: bool = False,
+) -> FloatArray | tuple[FloatArray, dict[str, Any] | None]:
     """Integrate ``x' = f(theta(t), x)`` from ``x(0) = [X, 0]`` over ``[0, T]``.
 
     Parameters
@@ -252,26 +314,26 @@ def odeint(
 
 
 def odeint_vjp(
-    params: Mapping[str, Any] | NeuralODE | ResNet,
-    X: Any,
-    cotangent: Any,
+    params: Mapping[str, ArrayLike] | NeuralODE | ResNet,
+    X: ArrayLike,
+    cotangent: ArrayLike,
     *,
     T: float | None = None,
     substeps: int | None = None,
-    method: str | None = None,
-    field: str | None = None,
-    activation: str | None = None,
+    method: Method | None = None,
+    field: Field | None = None,
+    activation: Activation | None = None,
     augment: int | None = None,
-    gradient: str | None = None,
+    gradient: Gradient | None = None,
     checkpoints: int | None = None,
-    t: Any = None,
+    t: ArrayLike | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     first_step: float | None = None,
     max_steps: int | None = None,
-    step_control: str | None = None,
-    grid: Any = None,
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    step_control: StepControl | None = None,
+    grid: ArrayLike | None = None,
+) -> tuple[dict[str, FloatArray], FloatArray]:
     """Vector-Jacobian product of the flow map ``X -> x(T)`` (the last state of :func:`odeint`),
     or of ``X -> (x_0, ..., x_steps)`` (every state :func:`odeint` returns).
 

@@ -58,6 +58,7 @@ from . import _bridge
 from .models import NeuralODE as _NeuralODE
 from .models import ResNet as _ResNet
 from .models import field_param_names
+from .models.options import Activation, Field, FixedMethod, Gradient
 
 __all__ = ["NeuralODE", "ResNet", "odeint"]
 
@@ -103,8 +104,10 @@ def _odeint_op(
 
 
 @_odeint_op.register_fake
-def _odeint_fake(X, theta, field, activation, method, dt, substeps, augment, gradient,
-                 checkpoints, trajectory):  # fmt: skip
+def _odeint_fake(
+    X: Tensor, theta: list[Tensor], field: str, activation: str, method: str, dt: float,
+    substeps: int, augment: int, gradient: str, checkpoints: int, trajectory: bool,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
     flow = _flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
                  trajectory)  # fmt: skip
     _, kept = flow.kept(X.shape[0], theta[0].shape, X.dtype.itemsize)
@@ -138,7 +141,9 @@ def _odeint_vjp_op(
 
 
 @_odeint_vjp_op.register_fake
-def _odeint_vjp_fake(X, theta, cotangent, kept, *options):
+def _odeint_vjp_fake(
+    X: Tensor, theta: list[Tensor], cotangent: Tensor, kept: Tensor, *options: object
+) -> list[Tensor]:
     return [X.new_empty(X.shape), *(t.new_empty(t.shape) for t in theta)]
 
 
@@ -189,7 +194,7 @@ class _EagerFlow(torch.autograd.Function):
 # --------------------------------------------------------------------------- the function
 
 
-def _check_tensors(params: Mapping[str, Any], names: list[str], X: Any) -> None:
+def _check_tensors(params: Mapping[str, Any], names: tuple[str, ...], X: Any) -> None:
     """One float dtype, CPU tensors only."""
     dtype = getattr(X, "dtype", None)
     fine = dtype in _DTYPES and all(
@@ -220,11 +225,11 @@ def odeint(
     *,
     T: float,
     substeps: int = 1,
-    method: str = "rk4",
-    field: str = "outside",
-    activation: str = "tanh",
+    method: FixedMethod = "rk4",
+    field: Field = "outside",
+    activation: Activation = "tanh",
     augment: int = 0,
-    gradient: str = "discrete",
+    gradient: Gradient = "discrete",
     checkpoints: int | None = None,
     trajectory: bool = False,
 ) -> Tensor:
@@ -281,7 +286,7 @@ def odeint(
 
 def _resolve(
     params: Mapping[str, Any], X: Any, options: Mapping[str, Any]
-) -> tuple[_bridge.Flow, list[str]]:
+) -> tuple[_bridge.Flow, tuple[str, ...]]:
     """The checked options (remembered per shapes and options outside torch.compile)."""
     X_shape = tuple(getattr(X, "shape", ()))
     if torch.compiler.is_compiling():
@@ -293,18 +298,20 @@ def _resolve(
         return _bridge.flow(params, X_shape, **options)
 
 
-def _apply(flow: _bridge.Flow, names: list[str], params: Mapping[str, Any], X: Any) -> Tensor:
+def _apply(flow: _bridge.Flow, names: tuple[str, ...], params: Mapping[str, Any], X: Any) -> Tensor:
     """The flow on the tensors: an autograd.Function in eager mode, the operators when
     compiling."""
     _check_tensors(params, names, X)
     if not torch.compiler.is_compiling():
-        return _EagerFlow.apply(X, flow, *[params[n] for n in names])
+        # torch's Function.apply is unannotated (it returns what forward returns: a Tensor)
+        out: Tensor = _EagerFlow.apply(X, flow, *[params[n] for n in names])  # type: ignore[no-untyped-call]
+        return out
     theta = [params[n] for n in names]
-    out, _kept = _odeint_op(
+    traced: tuple[Tensor, Tensor] = _odeint_op(
         X, theta, flow.field, flow.activation, flow.method, flow.dt, flow.substeps,
         flow.augment, flow.gradient, flow.checkpoints, flow.trajectory,
     )  # fmt: skip
-    return out
+    return traced[0]  # (the states, those it kept)
 
 
 # --------------------------------------------------------------------------- the modules
@@ -341,7 +348,7 @@ class _Flow(torch.nn.Module):
         self._names = tuple(field_param_names(model.field))
         # The resolved flows by (trajectory, X's shape, the parameters' shapes): a training
         # loop resolves its options once, not on every call (eager mode only).
-        self._flows: dict[tuple[Any, ...], tuple[_bridge.Flow, list[str]]] = {}
+        self._flows: dict[tuple[Any, ...], tuple[_bridge.Flow, tuple[str, ...]]] = {}
         for name in self._names:
             value = torch.from_numpy(np.array(model.params[name], copy=True))
             self.register_parameter(name, torch.nn.Parameter(value))
@@ -356,7 +363,7 @@ class _Flow(torch.nn.Module):
 
     def _resolve_flow(
         self, params: Mapping[str, Any], X: Any, trajectory: bool
-    ) -> tuple[_bridge.Flow, list[str]]:
+    ) -> tuple[_bridge.Flow, tuple[str, ...]]:
         return _resolve(params, X, {**self._options(), "trajectory": trajectory})
 
     def _flow(self, X: Tensor, trajectory: bool) -> Tensor:
@@ -434,12 +441,12 @@ class NeuralODE(_Flow):
         T: float = 1.0,
         pieces: int = 10,
         substeps: int = 1,
-        method: str = "rk4",
-        field: str = "outside",
-        activation: str = "tanh",
+        method: FixedMethod = "rk4",
+        field: Field = "outside",
+        activation: Activation = "tanh",
         hidden: int | None = None,
         augment: int = 0,
-        gradient: str = "discrete",
+        gradient: Gradient = "discrete",
         checkpoints: int | None = None,
         dtype: torch.dtype = torch.float64,
         seed: Any = None,
@@ -482,8 +489,8 @@ class ResNet(_Flow):
         layers: int,
         *,
         h: float = 1.0,
-        field: str = "outside",
-        activation: str = "tanh",
+        field: Field = "outside",
+        activation: Activation = "tanh",
         hidden: int | None = None,
         augment: int = 0,
         dtype: torch.dtype = torch.float64,
@@ -504,9 +511,11 @@ class ResNet(_Flow):
 
     def _resolve_flow(
         self, params: Mapping[str, Any], X: Any, trajectory: bool
-    ) -> tuple[_bridge.Flow, list[str]]:
+    ) -> tuple[_bridge.Flow, tuple[str, ...]]:
         # the step is h itself, as resode.ResNet takes it (T / layers may differ in the last bit)
         options = {**self._options(), "substeps": 1, "gradient": "discrete",
                    "checkpoints": None, "trajectory": trajectory}  # fmt: skip
         flow, names = _resolve(params, X, options)
-        return dataclasses.replace(flow, dt=float(self._resode.h)), names
+        resnet = self._resode
+        assert isinstance(resnet, _ResNet)
+        return dataclasses.replace(flow, dt=float(resnet.h)), names
