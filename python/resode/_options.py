@@ -79,7 +79,7 @@ def int_at_least(minimum: int) -> Callable[[Any], int]:
 
 def number_in(*, positive: bool = False, unit: bool = False) -> Callable[[Any], float]:
     def check(value: Any) -> float:
-        number = to_number(value, float)
+        number: float = to_number(value, float)
         if not math.isfinite(number):
             raise ValueError(f"must be finite, got {str(value)!r}")
         if positive and number <= 0:

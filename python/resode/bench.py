@@ -15,6 +15,7 @@ module answers "how fast is it here?" in well under a minute.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import subprocess
@@ -30,6 +31,7 @@ from . import _core
 from . import reference as ref
 from ._core import get_num_threads, set_num_threads
 from .models import Model, NeuralODE, ResNet
+from .models.options import Gradient
 
 __all__ = ["Row", "gemm_rate", "numpy_blas", "run", "workloads"]
 
@@ -105,7 +107,11 @@ def gemm_rate(n: int = 512, budget: float = 0.5, dtype: str = "float64", threads
 
 
 def _reference_call(model: Model, X: np.ndarray, y: np.ndarray) -> Callable[[], Any]:
-    common = {"field": model.field, "activation": model.activation, "augment": model.augment}
+    common: dict[str, Any] = {
+        "field": model.field,
+        "activation": model.activation,
+        "augment": model.augment,
+    }
     if isinstance(model, ResNet):
         return lambda: ref.resnet_loss_and_grad(model.params, X, y, h=model.h, **common)
     assert isinstance(model, NeuralODE)
@@ -122,11 +128,12 @@ def _reference_call(model: Model, X: np.ndarray, y: np.ndarray) -> Callable[[], 
     )
 
 
-def _matmul_gflop(model: Model, N: int) -> float:
+def _matmul_gflop(model: ResNet | NeuralODE, N: int) -> float:
     """FLOPs of the matrix products of one loss_and_grad (forward + twice for backward)."""
     stages = {"euler": 1, "midpoint": 2, "rk4": 4}[model.method]
     steps = model.steps
-    width = 2 * model.D * model.hidden if model.field == "bottleneck" else model.D**2
+    # hidden: field="bottleneck" only
+    width = 2 * model.D * model.hidden if model.hidden is not None else model.D**2
     return 3 * 2.0 * N * width * steps * stages / 1e9
 
 
@@ -141,15 +148,25 @@ SEED_NODE: dict[str, Any] = {
 }
 
 
-def workloads(quick: bool = True) -> list[tuple[str, Callable[[str], Model], int, bool]]:
+def _seed_node(dtype: str, gradient: Gradient) -> NeuralODE:
+    return NeuralODE(2, **SEED_NODE, gradient=gradient, dtype=dtype, seed=0)
+
+
+def _resnet_w2(D: int, dtype: str) -> ResNet:
+    return ResNet(D, 100, h=0.1, dtype=dtype, seed=0)
+
+
+def workloads(
+    quick: bool = True,
+) -> list[tuple[str, Callable[[str], ResNet | NeuralODE], int, bool]]:
     """(name, model factory taking a dtype, N, measure the reference) for each workload."""
-    out: list[tuple[str, Callable[[str], Model], int, bool]] = []
+    out: list[tuple[str, Callable[[str], ResNet | NeuralODE], int, bool]] = []
     for N in (2, 150, 1000) if quick else (2, 150, 1000, 100_000):
         for gradient in ("discrete", "adjoint"):
             out.append(
                 (
                     f"W1 seed NODE N={N} {gradient}",
-                    lambda dt, g=gradient: NeuralODE(2, **SEED_NODE, gradient=g, dtype=dt, seed=0),
+                    functools.partial(_seed_node, gradient=gradient),
                     N,
                     N <= 1000,
                 )
@@ -158,7 +175,7 @@ def workloads(quick: bool = True) -> list[tuple[str, Callable[[str], Model], int
         out.append(
             (
                 f"W2 ResNet L=100 D={D} N=1000",
-                lambda dt, D=D: ResNet(D, 100, h=0.1, dtype=dt, seed=0),
+                functools.partial(_resnet_w2, D),
                 1000,
                 True,
             )
@@ -189,7 +206,7 @@ def measure(
             y = (np.linalg.norm(X, axis=1) > np.sqrt(model.dim)).astype(np.int64)
             for t in threads:
                 with _threads(t):  # the reference at as many BLAS threads
-                    seconds = _best(lambda m=model, X=X, y=y: m.loss_and_grad(X, y), budget)
+                    seconds = _best(functools.partial(model.loss_and_grad, X, y), budget)
                     reference = (
                         _best(_reference_call(model, X, y), budget) if with_reference else None
                     )

@@ -111,7 +111,7 @@ def build_model(config: RunConfig, dim: int, classes: int) -> Any:
     from .models import NeuralODE, ResNet
 
     m = config.model
-    common = {
+    common: dict[str, Any] = {
         "classes": classes,
         "field": m.field,
         "activation": m.activation,
@@ -172,7 +172,8 @@ def scale_inputs(scaling: dict[str, Any] | None, X: np.ndarray) -> np.ndarray:
     """``(X - X_mean) / X_scale`` (``X`` itself without scaling)."""
     if scaling is None:
         return X
-    return (X - np.asarray(scaling["X_mean"])) / np.asarray(scaling["X_scale"])
+    scaled: np.ndarray = (X - np.asarray(scaling["X_mean"])) / np.asarray(scaling["X_scale"])
+    return scaled
 
 
 def scale_targets(scaling: dict[str, Any] | None, y: np.ndarray) -> np.ndarray:
@@ -180,14 +181,16 @@ def scale_targets(scaling: dict[str, Any] | None, y: np.ndarray) -> np.ndarray:
     if scaling is None or scaling.get("y_mean") is None:
         return y
     mean, scale = np.asarray(scaling["y_mean"]), np.asarray(scaling["y_scale"])
-    return ((y.reshape(len(y), -1) - mean) / scale).reshape(y.shape)
+    scaled: np.ndarray = ((y.reshape(len(y), -1) - mean) / scale).reshape(y.shape)
+    return scaled
 
 
 def unscale_outputs(scaling: dict[str, Any] | None, outputs: np.ndarray) -> np.ndarray:
     """A regression model's outputs in the units of the training targets."""
     if scaling is None or scaling.get("y_mean") is None:
         return outputs
-    return outputs * np.asarray(scaling["y_scale"]) + np.asarray(scaling["y_mean"])
+    unscaled: np.ndarray = outputs * np.asarray(scaling["y_scale"]) + np.asarray(scaling["y_mean"])
+    return unscaled
 
 
 def prepare(config: RunConfig, sources: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -29,13 +29,17 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _options as opt
 from ._options import Option, OptionError
+
+if TYPE_CHECKING:
+    from .models.options import Activation, Field, Gradient, Loss, Method, Readout, StepControl
 
 __all__ = [
     "DataConfig",
@@ -156,18 +160,18 @@ class ModelConfig:
     model: str = opt.option(
         "node", "model", opt.choice("node", "resnet"), choices=("node", "resnet")
     )
-    field: str = opt.option("bottleneck", "vector field", opt.choice(*_FIELDS), choices=_FIELDS)
+    field: Field = opt.option("bottleneck", "vector field", opt.choice(*_FIELDS), choices=_FIELDS)
     hidden: int = opt.option(
         32, "bottleneck width", opt.int_at_least(1), applies=opt.bottleneck_only
     )
     augment: int = opt.option(1, "zero dimensions added", opt.int_at_least(0))
-    activation: str = opt.option(
+    activation: Activation = opt.option(
         "tanh", "activation", opt.choice(*_ACTIVATIONS), choices=_ACTIVATIONS
     )
     T: float = opt.option(5.0, "final time", opt.number_in(positive=True), applies=opt.final_time)
     pieces: int = opt.option(10, "control pieces", opt.int_at_least(1), applies=opt.node_only)
     substeps: int = opt.option(1, "steps per piece", opt.int_at_least(1), applies=opt.node_only)
-    method: str = opt.option(
+    method: Method = opt.option(
         "rk4", "integrator", opt.choice(*_METHODS), applies=opt.node_only, choices=_METHODS
     )
     layers: int = opt.option(10, "ResNet layers", opt.int_at_least(1), applies=opt.resnet_only)
@@ -180,9 +184,9 @@ class ModelConfig:
     classes: int | None = opt.option(
         None, "outputs (default: inferred from the data)", opt.int_at_least(1)
     )
-    loss: str = opt.option("cross_entropy", "loss", opt.choice(*_LOSSES), choices=_LOSSES)
+    loss: Loss = opt.option("cross_entropy", "loss", opt.choice(*_LOSSES), choices=_LOSSES)
     weight_decay: float = opt.option(0.0, "weight decay on theta", opt.number_in())
-    readout: str = opt.option(
+    readout: Readout = opt.option(
         "linear", "the readout of the final state", opt.choice(*_READOUTS), choices=_READOUTS
     )
     l1: float = opt.option(0.0, "L1 penalty on the controls", opt.number_in())
@@ -196,7 +200,7 @@ class ModelConfig:
         opt.number_in(positive=True),
         applies=opt.turnpike_weight,
     )
-    gradient: str = opt.option(
+    gradient: Gradient = opt.option(
         "discrete", "gradient", opt.choice(*_GRADIENTS), applies=opt.node_only, choices=_GRADIENTS
     )
     checkpoints: int | None = opt.option(
@@ -214,7 +218,7 @@ class ModelConfig:
         opt.number_in(),
         applies=opt.adaptive_only,
     )
-    step_control: str | None = opt.option(
+    step_control: StepControl | None = opt.option(
         None,
         "adaptive step control (sample)",
         opt.choice("sample", "batch"),
@@ -511,11 +515,11 @@ def not_applicable(values: Mapping[str, Any]) -> dict[str, str]:
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The flat options of a TOML file (keys as written; tables one level deep, their names
     ignored). ``ValueError`` (one line) on an unreadable or invalid file."""
-    try:
-        import tomllib  # type: ignore[import-not-found]
-    except ImportError:  # Python < 3.11
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # Python < 3.11
         try:
-            import tomli as tomllib  # type: ignore[no-redef]
+            import tomli as tomllib
         except ImportError:
             raise ValueError(
                 "--config needs Python >= 3.11 or the tomli package (pip install tomli)"

@@ -180,7 +180,7 @@ def write_file(
     if _HEADER in arrays:
         raise ValueError(f"array name {_HEADER!r} is reserved")
     text = json.dumps(header, allow_nan=False, sort_keys=True)
-    payload: dict[str, np.ndarray] = {_HEADER: np.frombuffer(text.encode("utf-8"), np.uint8)}
+    payload: dict[str, Any] = {_HEADER: np.frombuffer(text.encode("utf-8"), np.uint8)}
     for name, arr in arrays.items():
         a = np.ascontiguousarray(arr)
         if a.dtype.kind not in "biuf":
@@ -433,7 +433,7 @@ def _check_config(kind: Any, config: Any) -> tuple[type, dict[str, Any]]:
     return cls, config
 
 
-def _build(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Any:
+def _build(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Model:
     """Validate the parameter arrays against the config and rebuild the model."""
     cls, config = _check_config(header.get("kind"), header.get("config"))
     expected = _expected_shapes(config)
@@ -455,7 +455,7 @@ def _build(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Any:
             raise ValueError(f"parameter {name!r} contains NaN or Inf")
         params[name] = a
     try:
-        model = cls(**config)
+        model: Model = cls(**config)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"invalid config for {cls.__name__}: {exc}") from None
     # a fixed-step model's config leaves the adaptive options out (they are None); an
@@ -474,7 +474,7 @@ def _build(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Any:
     return model
 
 
-def read_file(path: PathLike) -> tuple[Any, dict[str, Any], dict[str, np.ndarray]]:
+def read_file(path: PathLike) -> tuple[Model, dict[str, Any], dict[str, np.ndarray]]:
     """Read and validate a model or checkpoint file.
 
     Parameters

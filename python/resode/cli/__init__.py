@@ -88,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("train", "demo"):
         return train.run_command(args)
     try:
-        return _COMMANDS[args.command].run_command(args)
+        status: int = _COMMANDS[args.command].run_command(args)
+        return status
     except (UsageError, ValueError, TypeError) as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 2

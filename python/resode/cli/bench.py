@@ -18,7 +18,7 @@ def add_parser(sub: Any) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     try:
-        from .. import bench  # type: ignore[attr-defined]
+        from .. import bench
     except ImportError:
         print(f"{PROG} bench: benchmarks not available", file=sys.stderr)
         return 1

@@ -41,5 +41,6 @@ def subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentPa
     """The sub-command parser ``name`` of the ``resode`` parser."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return action.choices[name]
+            sub: argparse.ArgumentParser = action.choices[name]
+            return sub
     raise KeyError(name)  # pragma: no cover

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import SupportsFloat
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,10 +25,10 @@ _LEIA_TRICOLOR_RADII = ((0.0, 0.5), (0.75, 1.25), (1.5, 2.0))
 _LEIA_NOISE = 0.15
 
 
-def _check_radii(name: str, radii: object) -> tuple[float, float]:
+def _check_radii(name: str, radii: Iterable[SupportsFloat]) -> tuple[float, float]:
     """Return ``radii`` as ``(r_min, r_max)`` with ``0 <= r_min < r_max < inf``."""
     try:
-        r_min, r_max = (float(r) for r in radii)  # type: ignore[union-attr]
+        r_min, r_max = (float(r) for r in radii)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a pair (r_min, r_max), got {radii!r}") from None
     if not (math.isfinite(r_min) and math.isfinite(r_max) and 0.0 <= r_min < r_max):
@@ -79,7 +81,9 @@ def _sample_shell_leia(
     direction = rng.standard_normal((m, dim))
     norm = np.linalg.norm(direction, axis=1, keepdims=True)
     norm[norm == 0.0] = 1.0
-    return direction / norm * (r_min + (r_max - r_min) * rng.random((m, 1)) ** (1.0 / dim))
+    radius = r_min + (r_max - r_min) * rng.random((m, 1)) ** (1.0 / dim)
+    points: NDArray[np.float64] = direction / norm * radius
+    return points
 
 
 def concentric_spheres(

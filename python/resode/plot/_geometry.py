@@ -33,7 +33,8 @@ def principal_plane(traj: np.ndarray) -> np.ndarray:
     final = traj[-1]
     centre = final.mean(axis=0)
     _, _, vt = np.linalg.svd(final - centre, full_matrices=False)
-    return (traj - centre) @ vt[:2].T
+    projected: np.ndarray = (traj - centre) @ vt[:2].T
+    return projected
 
 
 def planar(states: np.ndarray, D: int) -> np.ndarray:

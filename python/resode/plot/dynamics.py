@@ -64,7 +64,7 @@ def controls(model: Model, path: PathLike = "controls.png", *, dpi: int = 120) -
     }
     total = np.sqrt(sum(v**2 for v in per.values()))
     pieces = total.shape[0]
-    if model.kind == "node":
+    if isinstance(model, NeuralODE):
         edges, xlabel = np.linspace(0.0, model.T, pieces + 1), "time t"
     else:
         edges, xlabel = np.arange(pieces + 1, dtype=np.float64), "layer"
@@ -213,8 +213,10 @@ def loss_along_time(
         model = check_model(model)
         traj = np.asarray(model.trajectory(X), dtype=np.float64)  # (steps + 1, N, D)
         params = {k: np.asarray(model.params[k], dtype=np.float64) for k in ("P", "c")}
-        goal = model.problem(X, y).targets.astype(
-            np.int64 if model.loss == "cross_entropy" else np.float64
+        goal = (
+            model.problem(X, y)
+            .require_targets()
+            .astype(np.int64 if model.loss == "cross_entropy" else np.float64)
         )
         losses = [
             data_loss(readout_logits(params, x, model.readout), goal, model.loss) for x in traj

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..models import NeuralODE
 from ._common import (
     Model,
     PathLike,
@@ -82,7 +83,7 @@ def features(
     for k, setter in enumerate((ax.set_xlabel, ax.set_ylabel, getattr(ax, "set_zlabel", None))):
         if k < dims and setter is not None:
             setter(names[k])
-    when = f"t = {model.T:g}" if model.kind == "node" else f"layer {model.steps}"
+    when = f"t = {model.T:g}" if isinstance(model, NeuralODE) else f"layer {model.steps}"
     ax.set_title(f"{type(model).__name__}: features x({when}) and the readout")
     fig.tight_layout()
     return save_figure(fig, path, dpi)

@@ -28,7 +28,9 @@ except ImportError:  # pragma: no cover - older scikit-learn
         return estimator._validate_data(*args, **kwargs)
 
 
+from .._typing import ArrayLike, FloatArray
 from ..models import NeuralODE, ResNet
+from ..models.options import Loss
 from ..optim import SGD, Adam, CosineLR, Optimizer, Schedule, StepLR
 from ..training import History, fit
 
@@ -128,12 +130,12 @@ def _check_early_stopping(est: Any) -> None:
     if not est.early_stopping:
         return
     vf = est.validation_fraction
-    if not isinstance(vf, Real) or not 0.0 < vf < 1.0:
+    if not isinstance(vf, Real) or not 0.0 < float(vf) < 1.0:
         raise ValueError(f"validation_fraction must be in (0, 1), got {vf!r}")
     n = est.n_iter_no_change
-    if not isinstance(n, Integral) or isinstance(n, bool) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, Integral) or int(n) < 1:
         raise ValueError(f"n_iter_no_change must be an integer >= 1, got {n!r}")
-    if not isinstance(est.tol, Real) or not est.tol >= 0.0:
+    if not isinstance(est.tol, Real) or not float(est.tol) >= 0.0:
         raise ValueError(f"tol must be >= 0, got {est.tol!r}")
 
 
@@ -160,7 +162,7 @@ class ResodeEstimator(BaseEstimator):
     best_validation_score_: float | None
     best_epoch_: int | None
 
-    def _make_model(self, dim: int, outputs: int, seed: int, loss: str) -> ResNet | NeuralODE:
+    def _make_model(self, dim: int, outputs: int, seed: int, loss: Loss) -> ResNet | NeuralODE:
         raise NotImplementedError
 
     def _validation_score(self, X_val: np.ndarray, y_val: np.ndarray) -> Callable[..., float]:
@@ -168,7 +170,7 @@ class ResodeEstimator(BaseEstimator):
         column = "val_r2" if self._loss() == "mse" else "val_accuracy"
         return lambda logs, model: logs[column]
 
-    def _loss(self) -> str:
+    def _loss(self) -> Loss:
         return "mse"
 
     def _train(
@@ -240,7 +242,7 @@ class ResodeEstimator(BaseEstimator):
         if name == "adam":
             for key in ("beta1", "beta2"):  # checked here: Adam names them betas[0], betas[1]
                 value = getattr(self, key)
-                if not isinstance(value, Real) or not 0.0 <= value < 1.0:
+                if not isinstance(value, Real) or not 0.0 <= float(value) < 1.0:
                     raise ValueError(f"{key} must be in [0, 1), got {value!r}")
             return Adam(lr=self.lr, betas=(self.beta1, self.beta2), eps=self.eps,
                         schedule=schedule)  # fmt: skip
@@ -261,7 +263,7 @@ class ResodeClassifier(ClassifierMixin, ResodeEstimator):
 
     classes_: np.ndarray
 
-    def fit(self, X: Any, y: Any) -> ResodeClassifier:
+    def fit(self, X: ArrayLike, y: ArrayLike) -> ResodeClassifier:
         """Build a new model and train it on ``(X, y)``.
 
         Parameters
@@ -276,9 +278,9 @@ class ResodeClassifier(ClassifierMixin, ResodeEstimator):
         self
         """
         target_name = _target_name(y)
-        X, y = _validate_data(self, X, y, dtype=_FLOATS, y_numeric=False)
-        check_classification_targets(y)
-        classes, y_idx = np.unique(y, return_inverse=True)
+        Xc, yc = _validate_data(self, X, y, dtype=_FLOATS, y_numeric=False)
+        check_classification_targets(yc)
+        classes, y_idx = np.unique(yc, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(
                 f"{type(self).__name__} needs samples of at least 2 classes in y; "
@@ -287,13 +289,14 @@ class ResodeClassifier(ClassifierMixin, ResodeEstimator):
         targets: np.ndarray = y_idx.astype(np.int64)
         if self.loss == "mse":  # regression on one-hot rows, predicted by the largest output
             targets = np.eye(len(classes), dtype=np.float64)[y_idx]
-        self._train(X, targets, len(classes), stratify=y_idx)
+        self._train(Xc, targets, len(classes), stratify=y_idx)
         self.model_.target_name = target_name
         self.classes_ = classes
         return self
 
-    def _loss(self) -> str:
-        return self.loss
+    def _loss(self) -> Loss:
+        loss: Loss = self.loss  # checked by the model
+        return loss
 
     def _validation_score(self, X_val: np.ndarray, y_val: np.ndarray) -> Callable[..., float]:
         if self.loss != "mse":
@@ -302,24 +305,27 @@ class ResodeClassifier(ClassifierMixin, ResodeEstimator):
         labels = np.argmax(y_val, axis=1)
         return lambda logs, model: float(np.mean(np.argmax(model.forward(X_val), 1) == labels))
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: ArrayLike) -> FloatArray:
         """Class probabilities (softmax of the outputs), float array of shape
         ``(n_samples, n_classes)`` in the order of ``classes_``."""
         check_is_fitted(self, "model_")
         X = _validate_data(self, X, reset=False, dtype=_FLOATS)
         return self.model_.predict_proba(X)
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray[Any, np.dtype[Any]]:
         """Predicted labels (values of ``classes_``), shape ``(n_samples,)``."""
         check_is_fitted(self, "model_")
         X = _validate_data(self, X, reset=False, dtype=_FLOATS)
-        return self.classes_[np.argmax(self.model_.forward(X), axis=1)]
+        labels: np.ndarray[Any, np.dtype[Any]] = self.classes_[
+            np.argmax(self.model_.forward(X), axis=1)
+        ]
+        return labels
 
 
 class ResodeRegressor(RegressorMixin, ResodeEstimator):
     """Regression: the mean squared error on real targets, one output per target column."""
 
-    def fit(self, X: Any, y: Any) -> ResodeRegressor:
+    def fit(self, X: ArrayLike, y: ArrayLike) -> ResodeRegressor:
         """Build a new model and train it on ``(X, y)``.
 
         Parameters
@@ -334,20 +340,20 @@ class ResodeRegressor(RegressorMixin, ResodeEstimator):
         self
         """
         target_name = _target_name(y)
-        X, y = _validate_data(self, X, y, dtype=_FLOATS, y_numeric=True, multi_output=True)
-        targets = np.asarray(y, dtype=np.float64)
+        Xc, yc = _validate_data(self, X, y, dtype=_FLOATS, y_numeric=True, multi_output=True)
+        targets = np.asarray(yc, dtype=np.float64)
         self._single_output = targets.ndim == 1
         targets = targets.reshape(len(targets), -1)
-        self._train(X, targets, targets.shape[1])
+        self._train(Xc, targets, targets.shape[1])
         self.model_.target_name = target_name
         return self
 
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> FloatArray:
         """Predicted values: ``(n_samples,)`` for a 1-D ``y`` in fit, else
         ``(n_samples, n_outputs)``."""
         check_is_fitted(self, "model_")
         X = _validate_data(self, X, reset=False, dtype=_FLOATS)
-        z = self.model_.forward(X)
+        z: FloatArray = self.model_.forward(X)
         return z[:, 0] if self._single_output else z
 
     def __sklearn_tags__(self) -> Any:
@@ -363,7 +369,7 @@ class ResodeRegressor(RegressorMixin, ResodeEstimator):
 class NeuralODEParams:
     """The model half of the neural ODE estimators."""
 
-    def _make_model(self, dim: int, outputs: int, seed: int, loss: str) -> NeuralODE:
+    def _make_model(self, dim: int, outputs: int, seed: int, loss: Loss) -> NeuralODE:
         p: Any = self
         return NeuralODE(
             dim,
@@ -398,7 +404,7 @@ class NeuralODEParams:
 class ResNetParams:
     """The model half of the ResNet estimators."""
 
-    def _make_model(self, dim: int, outputs: int, seed: int, loss: str) -> ResNet:
+    def _make_model(self, dim: int, outputs: int, seed: int, loss: Loss) -> ResNet:
         p: Any = self
         return ResNet(
             dim,

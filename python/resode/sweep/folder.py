@@ -35,7 +35,8 @@ def _result_path(out: Path, run_id: str) -> Path:
 def read_result(out: Path, run_id: str) -> dict[str, Any] | None:
     """A run's ``result.json``, None when it has none (or an unreadable one)."""
     try:
-        return json.loads(_result_path(out, run_id).read_text(encoding="utf-8"))
+        result: dict[str, Any] = json.loads(_result_path(out, run_id).read_text(encoding="utf-8"))
+        return result
     except (OSError, ValueError):
         return None
 

@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import json
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +34,11 @@ INPUT_FILES = ("data", "validation")
 
 def toml() -> Any:
     """tomllib, or tomli before Python 3.11 (a dependency there); one line when neither is."""
-    try:
-        import tomllib  # type: ignore[import-not-found]
-    except ImportError:  # Python < 3.11
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # Python < 3.11
         try:
-            import tomli as tomllib  # type: ignore[no-redef]
+            import tomli as tomllib
         except ImportError:
             raise ValueError(
                 "a TOML spec needs Python >= 3.11 or the tomli package (pip install tomli)"

@@ -10,7 +10,7 @@ import numpy as np
 
 __all__ = ["Callback", "EarlyStopping", "call_callback", "split_callbacks"]
 
-Callback = Union[Callable[[int, dict, Any], Any], Any]
+Callback = Union[Callable[[int, dict[str, Any], Any], Any], Any]
 """A callable ``f(epoch, logs, model)`` or an object with ``on_epoch_end(epoch, logs, model)``."""
 
 

@@ -103,7 +103,7 @@ def run_epoch(
     try:
         outcome = _core.train_epoch(
             data.X,
-            data.targets,
+            data.require_targets(),
             [model.params[k] for k in names],
             model.params["P"],
             model.params["c"],
@@ -142,7 +142,7 @@ def run_adaptive_epoch(
     for start in range(0, len(order), batch):
         rows = order[start : start + batch]
         try:
-            loss, grads = model.loss_and_grad(data.X[rows], data.targets[rows])
+            loss, grads = model.loss_and_grad(data.X[rows], data.require_targets()[rows])
         except DIVERGENCES as exc:
             step, t = getattr(exc, "step", -1), getattr(exc, "t", 0.0)
             outcome.update(failure="sweep", message=str(exc), step=step, time=t, error=exc)
@@ -178,6 +178,7 @@ def batch_scores(
     """
     out: dict[str, float] = {}
     if "r2" in columns:
+        assert spread is not None, "the r2 column comes with the targets' spread"
         out["r2"] = r2_from_sums(outcome["sse"], spread)
     if "accuracy" in columns:
         out["accuracy"] = int(outcome["correct"]) / n

@@ -146,7 +146,8 @@ class History:
     def __getattr__(self, key: str) -> list[float]:
         data = self.__dict__.get("_data", {})
         if key in data:
-            return data[key]
+            column: list[float] = data[key]
+            return column
         if key in HISTORY_KEYS:
             return []
         raise AttributeError(f"History has no column {key!r} (columns: {list(data)})")

@@ -266,7 +266,9 @@ def _start(
     elif stopper is not None:
         stopper.reset()
     seed = check_seed(seed)
-    recorder = FeatureRecorder.create(model, data.X, data.targets, record, record_every, seed)
+    recorder = FeatureRecorder.create(
+        model, data.X, data.require_targets(), record, record_every, seed
+    )
     own_params(model)
     model.flat_targets = data.flat_targets
     record_names(model, X, y)
@@ -284,7 +286,7 @@ def _start(
         t0=time.perf_counter() - elapsed, checkpoint=checkpoint,
         checkpoint_every=checkpoint_every, log_every=log_every, settings=settings,
         train_metrics=train_metrics,
-        spread=target_spread(data.targets) if model.task == "regression" else None,
+        spread=target_spread(data.require_targets()) if model.task == "regression" else None,
         recorder=recorder,
     )  # fmt: skip
     if recorder is not None:
@@ -350,14 +352,14 @@ def _scores(run: _Run, outcome: dict[str, Any]) -> dict[str, float]:
         train = [c for c in run.columns if not c.startswith("val_")]
         out = batch_scores(outcome, data.X.shape[0], train, run.spread)
     else:
-        out = {run.metric: model.score(data.X, data.targets)}
+        out = {run.metric: model.score(data.X, data.require_targets())}
         if "accuracy" in run.columns and run.metric == "r2":  # the sign agreement of +-1 targets
-            out["accuracy"] = model.sign_accuracy(data.X, data.targets)
+            out["accuracy"] = model.sign_accuracy(data.X, data.require_targets())
     if val is not None:
-        out["val_loss"] = model.loss_and_grad(val.X, val.targets)[0]
-        out["val_" + run.metric] = model.score(val.X, val.targets)
+        out["val_loss"] = model.loss_and_grad(val.X, val.require_targets())[0]
+        out["val_" + run.metric] = model.score(val.X, val.require_targets())
         if "val_accuracy" in run.columns and run.metric == "r2":
-            out["val_accuracy"] = model.sign_accuracy(val.X, val.targets)
+            out["val_accuracy"] = model.sign_accuracy(val.X, val.require_targets())
     return out
 
 
