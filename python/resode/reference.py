@@ -77,7 +77,7 @@ interpolant's cotangents ``kbar_i += dt bt_i(theta) ybar``, ``xbar_j += ybar``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol, overload
 
 import numpy as np
 
@@ -131,6 +131,14 @@ def _check(name: str, value: str, allowed: tuple[str, ...]) -> None:
 # --------------------------------------------------------------------------- activations
 
 
+@overload
+def _act_and_grad(
+    name: str, x: np.ndarray, need_grad: Literal[True]
+) -> tuple[np.ndarray, np.ndarray]: ...
+@overload
+def _act_and_grad(
+    name: str, x: np.ndarray, need_grad: bool
+) -> tuple[np.ndarray, np.ndarray | None]: ...
 def _act_and_grad(
     name: str, x: np.ndarray, need_grad: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -170,6 +178,14 @@ def activation_grad(name: str, x: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- fields
 
 
+@overload
+def _field_fwd(
+    params: Params, k: int, x: np.ndarray, field: str, act: str, need_cache: Literal[True]
+) -> tuple[np.ndarray, FieldCache]: ...
+@overload
+def _field_fwd(
+    params: Params, k: int, x: np.ndarray, field: str, act: str, need_cache: bool
+) -> tuple[np.ndarray, FieldCache | None]: ...
 def _field_fwd(
     params: Params, k: int, x: np.ndarray, field: str, act: str, need_cache: bool
 ) -> tuple[np.ndarray, FieldCache | None]:
@@ -178,15 +194,15 @@ def _field_fwd(
         W, b = params["W"][k], params["b"][k]
         pre = x @ W.T + b
         f, dpre = _act_and_grad(act, pre, need_cache)
-        return f, ((x, dpre) if need_cache else None)
+        return f, (None if dpre is None else (x, dpre))  # dpre: None without need_cache
     if field == "inside":
         W, b = params["W"][k], params["b"][k]
         sx, dsx = _act_and_grad(act, x, need_cache)
-        return sx @ W.T + b, ((sx, dsx) if need_cache else None)
+        return sx @ W.T + b, (None if dsx is None else (sx, dsx))
     if field == "bottleneck":
         W1, b1, W2, b2 = params["W1"][k], params["b1"][k], params["W2"][k], params["b2"][k]
         hid, dhid = _act_and_grad(act, x @ W1.T + b1, need_cache)
-        return hid @ W2.T + b2, ((x, hid, dhid) if need_cache else None)
+        return hid @ W2.T + b2, (None if dhid is None else (x, hid, dhid))
     _check("field", field, FIELDS)
     raise AssertionError  # unreachable
 
@@ -226,6 +242,14 @@ def field(params: Params, k: int, x: np.ndarray, *, field: str, activation: str)
 # --------------------------------------------------------------------------- losses
 
 
+@overload
+def _data_loss_and_grad(
+    logits: np.ndarray, y: np.ndarray, loss: str, need_grad: Literal[True]
+) -> tuple[float, np.ndarray]: ...
+@overload
+def _data_loss_and_grad(
+    logits: np.ndarray, y: np.ndarray, loss: str, need_grad: bool
+) -> tuple[float, np.ndarray | None]: ...
 def _data_loss_and_grad(
     logits: np.ndarray, y: np.ndarray, loss: str, need_grad: bool
 ) -> tuple[float, np.ndarray | None]:
@@ -267,7 +291,8 @@ def readout_logits(params: Params, x: np.ndarray, readout: str = "linear") -> np
     """Logits ``x P^T + c`` of states x (N, D), clipped to ``[-1, 1]`` for ``"hardtanh"``."""
     _check("readout", readout, READOUTS)
     z = x @ params["P"].T + params["c"]
-    return np.clip(z, -1.0, 1.0) if readout == "hardtanh" else z
+    logits: np.ndarray = np.clip(z, -1.0, 1.0) if readout == "hardtanh" else z
+    return logits
 
 
 def _state_loss(
@@ -316,10 +341,11 @@ def _axpy_sum(coeffs: tuple[float, ...], vecs: list[State], h: float, base: Stat
         return base
     out = []
     for c, x in enumerate(base):
-        acc = None
+        acc: np.ndarray | None = None
         for a, v in terms:
             t = v[c] if a == 1.0 else a * v[c]
             acc = t if acc is None else acc + t
+        assert acc is not None  # terms is not empty
         out.append(x + h * acc)
     return tuple(out)
 
@@ -375,10 +401,11 @@ def _rk_step_vjp(
     n_stages = len(b)
     ybars: list[np.ndarray | None] = [None] * n_stages
     for i in reversed(range(n_stages)):
-        kbar = (h * b[i]) * xbar if b[i] != 0.0 else None
+        kbar: np.ndarray | None = (h * b[i]) * xbar if b[i] != 0.0 else None
         for m in range(i + 1, n_stages):
-            if A[m][i] != 0.0 and ybars[m] is not None:
-                t = (h * A[m][i]) * ybars[m]
+            ybar_m = ybars[m]
+            if A[m][i] != 0.0 and ybar_m is not None:
+                t = (h * A[m][i]) * ybar_m
                 kbar = t if kbar is None else kbar + t
         if kbar is None:
             continue  # stage i does not influence x'
@@ -415,7 +442,7 @@ def _augment(params: Params, X: np.ndarray, augment: int, field: str) -> np.ndar
     X = np.asarray(X)
     dtype = np.result_type(X, *(params[key] for key in _field_keys(field)))
     if not np.issubdtype(dtype, np.floating):
-        dtype = np.float64
+        dtype = np.dtype(np.float64)
     x0 = np.zeros((X.shape[0], X.shape[1] + int(augment)), dtype=dtype)
     x0[:, : X.shape[1]] = X
     return x0
@@ -497,6 +524,7 @@ def _adjoint_rhs(
         dg = tuple(-pgrads[key] for key in keys)
         if loss is None:
             return (f, -abar, *dg)
+        assert y is not None  # a turnpike loss comes with its targets
         _, gx, gP, gc = _state_loss(params, x, y, loss, kind)
         return (f, -abar - gx, *dg, -gP, -gc)
 
@@ -642,7 +670,7 @@ def _loss_and_grad(
 
             xT = _solve(params, x0, h, substeps, tableau, field, act, store=False, visit=visit)
             value = _trapezoid(losses, h)
-            _, gP, gc = _adjoint_backward(
+            _, gP_end, gc_end = _adjoint_backward(
                 params,
                 xT,
                 np.zeros_like(xT),
@@ -658,6 +686,8 @@ def _loss_and_grad(
                 gc=gc,
                 kind=kind,
             )
+            assert gP_end is not None and gc_end is not None  # integrated with the loss
+            gP, gc = gP_end, gc_end
         else:
             xT = _solve(params, x0, h, substeps, tableau, field, act, store=False)
             value, aT, gP, gc = _state_loss(params, xT, y, loss, kind)
@@ -912,6 +942,14 @@ def _bounds(T: float, pieces: int) -> np.ndarray:
     return out
 
 
+@overload
+def _combine(
+    coeffs: tuple[float, ...], ks: list[np.ndarray], dt: float, dtype: np.dtype, base: np.ndarray
+) -> np.ndarray: ...
+@overload
+def _combine(
+    coeffs: tuple[float, ...], ks: list[np.ndarray], dt: float, dtype: np.dtype
+) -> np.ndarray | None: ...
 def _combine(
     coeffs: tuple[float, ...],
     ks: list[np.ndarray],
@@ -938,7 +976,8 @@ def _rms(r: np.ndarray) -> np.ndarray:
     acc = r[:, 0] * r[:, 0]
     for d in range(1, r.shape[1]):
         acc = acc + r[:, d] * r[:, d]
-    return np.sqrt(acc / r.shape[1])
+    rms: np.ndarray = np.sqrt(acc / r.shape[1])
+    return rms
 
 
 def _error_norm(
@@ -967,7 +1006,8 @@ def _first_step(
     dmax = np.maximum(d1, d2)
     with np.errstate(divide="ignore"):
         h1 = np.where(dmax <= 1e-15, np.maximum(1e-6, 1e-3 * h0), (0.01 / dmax) ** (1 / (q + 1)))
-    return np.minimum(100 * h0, h1)
+    first: np.ndarray = np.minimum(100 * h0, h1)
+    return first
 
 
 def _embedded_step(
@@ -1000,7 +1040,9 @@ def _landing(t: float, h: float, t_end: float) -> float:
     return t_new
 
 
-def _piece_rhs(params: Params, field: str, act: str) -> Callable[[int], Callable]:
+def _piece_rhs(
+    params: Params, field: str, act: str
+) -> Callable[[int], Callable[[np.ndarray], np.ndarray]]:
     def make(k: int) -> Callable[[np.ndarray], np.ndarray]:
         return lambda x: _field_fwd(params, k, x, field, act, False)[0]
 
@@ -1042,6 +1084,7 @@ def _adaptive_group(
     docs/adaptive.md with ``E`` the maximum of the rows' norms (one row: per-sample control).
     ``rows``: the samples' indices (for error messages)."""
     rhs = _piece_rhs(params, field, act)
+    assert tab.e is not None  # an embedded pair: its error weights
     n_pieces = len(bounds) - 1
     k = 0
     nfev = 0
@@ -1069,6 +1112,7 @@ def _adaptive_group(
         ks, trial = _embedded_step(rhs(k), x, dt, tab, k1)
         k1 = ks[0]  # a retry from x reuses f_k(x)
         err = _combine(tab.e, ks, dt, x.dtype)
+        assert err is not None  # e has nonzero weights
         norms = _error_norm(err, x, trial, rtol, atol)
         E = float(np.max(norms))  # NaN if any norm is NaN
         last_dt, last_e = dt, E
@@ -1142,6 +1186,7 @@ def _replay_group(
 def _dense_weights(tab: _Embedded, theta: float) -> list[float]:
     """``bt_i(theta)`` by Horner's rule (float64)."""
     out = []
+    assert tab.P is not None  # called for pairs with dense-output polynomials only
     for row in tab.P:
         acc = 0.0
         for c in reversed(row):
@@ -1157,7 +1202,8 @@ def _hermite(
     each float64 coefficient cast to the state dtype, terms added left to right."""
     c = x0.dtype.type
     inner = c(1 - 2 * theta) * (x1 - x0) + c((theta - 1) * dt) * f0 + c(theta * dt) * f1
-    return c(1 - theta) * x0 + c(theta) * x1 + c(theta * (theta - 1)) * inner
+    y: np.ndarray = c(1 - theta) * x0 + c(theta) * x1 + c(theta * (theta - 1)) * inner
+    return y
 
 
 def _check_times(t: np.ndarray, T: float) -> np.ndarray:
@@ -1234,13 +1280,14 @@ def _embedded_step_vjp(
     _embedded_step(f, x, dt, tab, None)  # recompute the stages, keeping their caches
     ybars: list[np.ndarray | None] = [None] * len(b)
     for i in reversed(range(len(b))):
-        terms = [kbar_extra[i]] if kbar_extra[i] is not None else []
+        extra = kbar_extra[i]
+        terms: list[np.ndarray] = [extra] if extra is not None else []
         if b[i] != 0.0:
             terms.insert(0, dtype.type(dt * b[i]) * xbar)
         terms += [
-            dtype.type(dt * A[m][i]) * ybars[m]
+            dtype.type(dt * A[m][i]) * ybar_m
             for m in range(i + 1, len(b))
-            if A[m][i] != 0.0 and ybars[m] is not None
+            if A[m][i] != 0.0 and (ybar_m := ybars[m]) is not None
         ]
         if not terms:
             continue  # stage i does not influence the outputs
@@ -1280,13 +1327,15 @@ def _group_vjp(
     dtype = steps.xs.dtype
     at_state: list[np.ndarray | None] = [None] * (n + 1)
     in_step: list[list[tuple[float, np.ndarray]]] = [[] for _ in range(n)]
-    for m in range(0 if tau is None else len(tau)):
-        j, inside = _locate(steps.ts, float(tau[m]))
-        if inside:
-            theta = (float(tau[m]) - float(steps.ts[j])) / float(steps.dts[j])
-            in_step[j].append((theta, vbar[m]))
-        else:
-            at_state[j] = _add(at_state[j], vbar[m])
+    if tau is not None:
+        assert vbar is not None  # one cotangent per time of tau
+        for m in range(len(tau)):
+            j, inside = _locate(steps.ts, float(tau[m]))
+            if inside:
+                theta = (float(tau[m]) - float(steps.ts[j])) / float(steps.dts[j])
+                in_step[j].append((theta, vbar[m]))
+            else:
+                at_state[j] = _add(at_state[j], vbar[m])
     if at_state[n] is not None:
         xbar = xbar + at_state[n]
     for j in reversed(range(n)):
@@ -1425,6 +1474,66 @@ def _stats(groups: _Groups, n: int) -> dict[str, object]:
 # --------------------------------------------------------------------------- neural ODE
 
 
+@overload
+def odeint(
+    params: Params,
+    X: np.ndarray,
+    *,
+    T: float,
+    substeps: int = 1,
+    method: str = "rk4",
+    field: str,
+    activation: str,
+    augment: int = 0,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100_000,
+    step_control: str = "sample",
+    t: np.ndarray | None = None,
+    grid: np.ndarray | list[np.ndarray] | None = None,
+    stats: Literal[False] = False,
+) -> np.ndarray: ...
+@overload
+def odeint(
+    params: Params,
+    X: np.ndarray,
+    *,
+    T: float,
+    substeps: int = 1,
+    method: str = "rk4",
+    field: str,
+    activation: str,
+    augment: int = 0,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100_000,
+    step_control: str = "sample",
+    t: np.ndarray | None = None,
+    grid: np.ndarray | list[np.ndarray] | None = None,
+    stats: Literal[True],
+) -> tuple[np.ndarray, dict[str, object]]: ...
+@overload
+def odeint(
+    params: Params,
+    X: np.ndarray,
+    *,
+    T: float,
+    substeps: int = 1,
+    method: str = "rk4",
+    field: str,
+    activation: str,
+    augment: int = 0,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100_000,
+    step_control: str = "sample",
+    t: np.ndarray | None = None,
+    grid: np.ndarray | list[np.ndarray] | None = None,
+    stats: bool = False,
+) -> np.ndarray | tuple[np.ndarray, dict[str, object]]: ...
 def odeint(
     params: Params,
     X: np.ndarray,
