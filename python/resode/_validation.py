@@ -64,6 +64,7 @@ def int_at_least(name: str, value: object, minimum: int) -> int:
     """Return ``value`` as an ``int >= minimum``; ``ValueError`` naming ``name`` otherwise
     (non-integers included: the data-set and optimiser arguments' convention)."""
     try:
+        # any object: operator.index raises the TypeError caught below
         ivalue = None if isinstance(value, bool) else operator.index(value)  # type: ignore[arg-type]
     except TypeError:
         ivalue = None

@@ -356,6 +356,7 @@ class _Flow(torch.nn.Module):
     def field_params(self) -> dict[str, Tensor]:
         """The field parameters by name: ``W``, ``b`` or ``W1``, ``b1``, ``W2``, ``b2``."""
         parameters = self._parameters
+        # (registered in _adopt: never None)
         return {n: parameters[n] for n in self._names}  # type: ignore[misc]
 
     def _options(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ STYLES = ("resode", "leia")
 def _check_noise(noise: object) -> float:
     """Return ``noise`` as a finite float >= 0 or raise ``ValueError``."""
     try:
-        value = float(noise)  # type: ignore[arg-type]
+        value = float(noise)  # type: ignore[arg-type]  # any object: TypeError caught below
     except (TypeError, ValueError):
         raise ValueError(f"noise must be a finite number >= 0, got {noise!r}") from None
     if not math.isfinite(value) or value < 0.0:

@@ -187,6 +187,7 @@ def batch_scores(
 
 def check_seed(seed: Any) -> int:
     if seed is None:
+        # entropy drawn from the OS is an int (numpy types it int | Sequence[int] | None)
         return int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise TypeError(f"seed must be a non-negative int or None, got {seed!r}")
