@@ -48,13 +48,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from . import _bridge
+from ._typing import ArrayLike
 from .models import NeuralODE as _NeuralODE
 from .models import ResNet as _ResNet
 from .models import field_param_names
@@ -323,6 +324,9 @@ def _numpy_dtype(dtype: torch.dtype) -> str:
     return _DTYPES[dtype]
 
 
+_FlowT = TypeVar("_FlowT", bound="_Flow")
+
+
 class _Flow(torch.nn.Module):
     """Field parameters as ``nn.Parameter``s with resode's names and shapes."""
 
@@ -330,7 +334,7 @@ class _Flow(torch.nn.Module):
     _model_type: type[_NeuralODE] | type[_ResNet]  # the resode model the module mirrors
 
     @classmethod
-    def from_resode(cls, model: Any) -> Any:
+    def from_resode(cls: type[_FlowT], model: _NeuralODE | _ResNet) -> _FlowT:
         """The module of a resode model of the matching kind (its field parameters, copied):
         ``resode.torch.NeuralODE.from_resode(resode.NeuralODE(...))``."""
         if not isinstance(model, cls._model_type):
@@ -389,7 +393,9 @@ class _Flow(torch.nn.Module):
         """Every state of the step grid, ``(steps + 1, N, D)``."""
         return self._flow(X, True)
 
-    def to_resode(self, P: Any = None, c: Any = None) -> _NeuralODE | _ResNet:
+    def to_resode(
+        self, P: Tensor | ArrayLike | None = None, c: Tensor | ArrayLike | None = None
+    ) -> _NeuralODE | _ResNet:
         """A resode model with this module's field parameters and the readout ``P``
         ``(classes, D)``, ``c`` ``(classes,)`` (``c`` defaults to zeros; without ``P`` the
         model's own seeded readout with 2 classes)."""

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import ArrayLike
 from ..models import NeuralODE, ResNet, field_param_names
 from ._common import (
     Model,
@@ -88,10 +89,10 @@ def controls(model: Model, path: PathLike = "controls.png", *, dpi: int = 120) -
 
 def state_norm(
     model: Model,
-    X: Any,
+    X: ArrayLike,
     path: PathLike = "state_norm.png",
     *,
-    y: Any = None,
+    y: ArrayLike | None = None,
     band: tuple[float, float] = (0.1, 0.9),
     dpi: int = 120,
 ) -> Path:
@@ -167,8 +168,8 @@ def state_norm(
 
 def loss_along_time(
     models: Model | Mapping[str, Model],
-    X: Any,
-    y: Any,
+    X: ArrayLike,
+    y: ArrayLike,
     path: PathLike = "loss_along_time.png",
     *,
     dpi: int = 120,

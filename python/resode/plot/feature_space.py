@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import ArrayLike
 from ..models import NeuralODE
 from ._common import (
     Model,
@@ -31,8 +32,8 @@ __all__ = ["feature_history", "features"]
 
 def features(
     model: Model,
-    X: Any,
-    y: Any,
+    X: ArrayLike,
+    y: ArrayLike,
     path: PathLike = "features.png",
     *,
     dpi: int = 120,

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._typing import ArrayLike
 from ..io import atomic_path
 from ._common import (
     Model,
@@ -33,8 +34,8 @@ __all__ = ["trajectories"]
 
 def trajectories(
     model: Model,
-    X: Any,
-    y: Any,
+    X: ArrayLike,
+    y: ArrayLike,
     path: PathLike,
     *,
     fps: int = 12,

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._typing import ArrayLike
 from ._common import (
     Model,
     PathLike,
@@ -32,10 +33,10 @@ __all__ = ["decision_boundary", "decision_regions"]
 
 def decision_boundary(
     model: Model,
-    X: Any,
-    y: Any,
-    X_test: Any = None,
-    y_test: Any = None,
+    X: ArrayLike,
+    y: ArrayLike,
+    X_test: ArrayLike | None = None,
+    y_test: ArrayLike | None = None,
     path: PathLike = "decision_boundary.png",
     *,
     resolution: int = 200,
@@ -170,8 +171,8 @@ def _probability_plane(
 
 def decision_regions(
     model: Model,
-    X: Any,
-    y: Any,
+    X: ArrayLike,
+    y: ArrayLike,
     path: PathLike = "decision_regions.gif",
     times: Any = None,
     *,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import numpy as np
 
@@ -68,7 +68,7 @@ class EarlyStopping:
         monitor: str = "val_loss",
         patience: int = 10,
         min_delta: float = 0.0,
-        mode: str | None = None,
+        mode: Literal["min", "max"] | None = None,
         *,
         restore_best: bool = True,
     ) -> None:

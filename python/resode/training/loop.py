@@ -7,10 +7,11 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import numpy as np
 
+from .._typing import ArrayLike
 from ..models import Model, Problem, target_spread
 from ..optim import Adam, Optimizer
 from .arguments import (
@@ -77,16 +78,16 @@ class _Run:
 
 def fit(
     model: Model,
-    X: Any,
-    y: Any,
+    X: ArrayLike,
+    y: ArrayLike,
     *,
     optimizer: Optimizer | None = None,
     epochs: int = 100,
     batch_size: int | None = None,
     shuffle: bool = True,
     seed: int | None = None,
-    validation_data: tuple[Any, Any] | None = None,
-    train_metrics: str = "batches",
+    validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+    train_metrics: Literal["batches", "exact"] = "batches",
     bound: float | None = None,
     fixed_projection: bool = False,
     callbacks: Iterable[Callback] = (),
