@@ -29,7 +29,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -515,9 +514,9 @@ def not_applicable(values: Mapping[str, Any]) -> dict[str, str]:
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The flat options of a TOML file (keys as written; tables one level deep, their names
     ignored). ``ValueError`` (one line) on an unreadable or invalid file."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # Python < 3.11
+    try:  # (mypy targets 3.10, whose standard library has no tomllib)
+        import tomllib  # type: ignore[import-not-found]
+    except ImportError:  # Python < 3.11
         try:
             import tomli as tomllib
         except ImportError:

@@ -13,7 +13,6 @@ import hashlib
 import itertools
 import json
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +33,9 @@ INPUT_FILES = ("data", "validation")
 
 def toml() -> Any:
     """tomllib, or tomli before Python 3.11 (a dependency there); one line when neither is."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # Python < 3.11
+    try:  # (mypy targets 3.10, whose standard library has no tomllib)
+        import tomllib  # type: ignore[import-not-found]
+    except ImportError:  # Python < 3.11
         try:
             import tomli as tomllib
         except ImportError:

@@ -80,9 +80,11 @@ def prepare_data(model: Model, X: Any, y: Any, what: str) -> Problem:
     the whole set, so the model is never partly trained on bad data); errors name ``what``."""
     try:
         data = model.problem(X, y)
-        Xc, yc = data.X, data.require_targets()
+        Xc, yc = data.X, data.targets
         if model.loss == "cross_entropy":  # the core checks each batch; the label range too
             yc = as_labels(yc, Xc.shape[0], model.classes)
+        else:
+            yc = data.require_targets()
         if not np.isfinite(Xc).all():
             raise ValueError("X contains NaN or Inf")
         if yc.dtype.kind == "f" and not np.isfinite(yc).all():
