@@ -228,7 +228,7 @@ def test_cubic_path_by_hand() -> None:
         dt, u = times[k + 1] - times[k], (s - times[k]) / (times[k + 1] - times[k])
         h00, h01 = 2 * u**3 - 3 * u**2 + 1, -2 * u**3 + 3 * u**2  # the Hermite basis
         h10, h11 = u**3 - 2 * u**2 + u, u**3 - u**2
-        return h00 * x[k] + h10 * dt * m[k] + h01 * x[k + 1] + h11 * dt * m[k + 1]
+        return float(h00 * x[k] + h10 * dt * m[k] + h01 * x[k + 1] + h11 * dt * m[k + 1])
 
     t = np.array([0.0, 0.3, 1.0, 1.5, 2.9, 3.2, 3.5])
     z = rc.cde_solve(identity_model(1), x.reshape(1, 4, 1), times, **IDENTITY, t=t)
@@ -300,6 +300,7 @@ BAD_INPUTS = [  # (what to change, the argument the error names)
     (dict(times=np.zeros((3, 4))), "times"),
     (dict(t=np.array([-1.0, 0.5])), "t"),
     (dict(t=np.array([1.0, 0.5])), "t"),
+    (dict(t=np.array([0.5, np.nan])), "t"),
     (dict(interpolation="spline"), "interpolation"),
     (dict(method="dopri5"), "method"),
     (dict(field="mlp"), "field"),
