@@ -354,11 +354,12 @@ bool u_is_float64(const py::object& U) {
   return is_float64(U.cast<py::array>(), "U");
 }
 
-// The keyword arguments shared by the four functions, in their order.
+// The keyword arguments shared by the four functions, in their order (cde_solve and cde_vjp
+// also take t).
 #define RESODE_CDE_KWARGS                                                                 \
   py::kw_only(), py::arg("field"), py::arg("activation") = "tanh",                        \
       py::arg("output_activation") = py::none(), py::arg("interpolation") = "cubic",      \
-      py::arg("method") = "rk4", py::arg("substeps") = 1, py::arg("t") = py::none()
+      py::arg("method") = "rk4", py::arg("substeps") = 1
 
 }  // namespace
 
@@ -374,6 +375,7 @@ void register_cde(py::module_& m) {
         return f64 ? solve<double>(params, u, times, o) : solve<float>(params, u, times, o);
       },
       py::arg("params"), py::arg("U"), py::arg("times"), RESODE_CDE_KWARGS,
+      py::arg("t") = py::none(),
       "The neural CDE's states z_i(T_i), shape (N, state); with t, the states at those times, "
       "(len(t), N, state).");
   m.def(
@@ -389,14 +391,16 @@ void register_cde(py::module_& m) {
                                : vjp<float>(params, u, times, cotangent, o);
       },
       py::arg("params"), py::arg("U"), py::arg("times"), py::arg("cotangent"), RESODE_CDE_KWARGS,
+      py::arg("t") = py::none(),
       "(grads keyed as params, dU): the exact discrete vector-Jacobian product of cde_solve "
       "for a cotangent of its output's shape.");
   m.def(
       "cde_logits",
       [](const py::dict& params, const py::object& U, const py::object& times, std::string field,
          std::string activation, py::object output_activation, std::string interpolation,
-         std::string method, index_t substeps, py::object t) {
-        const CdeOptions o{field, activation, output_activation, interpolation, method, substeps, t};
+         std::string method, index_t substeps) {
+        const CdeOptions o{field,  activation, output_activation, interpolation,
+                           method, substeps,   py::none()};
         const bool f64 = u_is_float64(U);
         const py::array u = U.cast<py::array>();
         return f64 ? logits<double>(params, u, times, o)
@@ -408,9 +412,10 @@ void register_cde(py::module_& m) {
       "cde_loss_and_grad",
       [](const py::dict& params, const py::object& U, const py::array& y, const py::object& times,
          std::string field, std::string activation, py::object output_activation,
-         std::string interpolation, std::string method, index_t substeps, py::object t,
-         std::string loss, double weight_decay) {
-        const CdeOptions o{field, activation, output_activation, interpolation, method, substeps, t};
+         std::string interpolation, std::string method, index_t substeps, std::string loss,
+         double weight_decay) {
+        const CdeOptions o{field,  activation, output_activation, interpolation,
+                           method, substeps,   py::none()};
         const bool f64 = u_is_float64(U);
         const py::array u = U.cast<py::array>();
         return f64
