@@ -53,6 +53,7 @@ PYBIND11_MODULE(_core, m) {
 
   register_activations(m);
   register_adaptive(m);
+  register_cde(m);
   register_sweeps(m);
   register_threads(m);
   register_training(m);

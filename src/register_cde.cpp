@@ -1,0 +1,429 @@
+// Bindings of the neural CDE (resode/cde.hpp): cde_solve, cde_vjp, cde_logits and
+// cde_loss_and_grad. U's dtype (float32 or float64) selects the instance; every parameter must
+// have that dtype; times (any real dtype) and t are converted to float64 once.
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bindings.hpp"
+#include "cde_instances.hpp"
+
+namespace {
+
+using namespace resode::bind;
+using resode::index_t;
+template <class T>
+using carray = py::array_t<T, py::array::c_style>;
+using darray = py::array_t<double, py::array::c_style>;
+
+// The keyword arguments every CDE function shares.
+struct CdeOptions {
+  std::string field, activation;
+  py::object output_activation;  // None or an activation name
+  std::string interpolation, method;
+  index_t substeps;
+  py::object t;  // None or a 1-D array of output times
+};
+
+// Validated arrays (kept alive here) and the problem pointing into them.
+template <class T>
+struct BoundCde {
+  carray<T> U, A, a, P, c;
+  darray times, t;
+  std::vector<std::string> field_names;
+  std::vector<Shape> field_shapes;
+  std::vector<carray<T>> field_arrays;
+  bool has_readout_keys = false;  // P and c in params
+  resode::CdeProblem<T> pb;
+};
+
+const char* dtype_name(std::size_t itemsize) { return itemsize == 8 ? "float64" : "float32"; }
+
+// params[key] as a C-contiguous, finite array of dtype T and the expected shape (-1 = any).
+template <class T>
+carray<T> param(const py::dict& params, const std::string& key, const Shape& expected,
+                const std::string& meaning) {
+  const std::string name = "params['" + key + "']";
+  if (!params.contains(key))
+    throw std::invalid_argument("params must hold '" + key + "' " + meaning);
+  py::object obj = params[key.c_str()];
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(name + " must be a NumPy array, got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+  py::array arr = obj.cast<py::array>();
+  if (arr.dtype().kind() != 'f' || arr.itemsize() != sizeof(T))
+    throw py::type_error(name + " must have dtype " + dtype_name(sizeof(T)) + " like U, got " +
+                         std::string(py::str(arr.dtype())));
+  const Shape shape = shape_of(arr);
+  bool ok = shape.size() == expected.size();
+  for (std::size_t i = 0; ok && i < shape.size(); ++i)
+    ok = (expected[i] < 0 && shape[i] >= 1) || expected[i] == shape[i];
+  if (!ok)
+    throw std::invalid_argument(name + " must have shape " + shape_string(expected) + " " +
+                                meaning + ", got " + shape_string(shape));
+  auto out = carray<T>::ensure(arr);
+  if (!out) throw py::error_already_set();
+  if (!resode::all_finite(out.size(), out.data()))
+    throw std::invalid_argument(name + " contains NaN or Inf");
+  return out;
+}
+
+// A real array (float or integer dtype; array-likes through numpy.asarray) as float64,
+// C-contiguous.
+darray real_array(const py::object& obj, const char* name) {
+  const py::array arr = py::module_::import("numpy").attr("asarray")(obj);
+  const char kind = arr.dtype().kind();
+  if (kind != 'f' && kind != 'i' && kind != 'u')
+    throw py::type_error(std::string(name) + " must be a real (float or integer) array, got " +
+                         std::string(py::str(arr.dtype())));
+  auto out = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(arr);
+  if (!out) throw py::error_already_set();
+  return out;
+}
+
+template <class T>
+void bind_field(const py::dict& params, const CdeOptions& o, BoundCde<T>& b) {
+  auto& f = b.pb.field;
+  f.kind = resode::parse_field(o.field);
+  const index_t S = f.S, O = f.S * f.C;
+  if (f.bottleneck()) {
+    b.field_names = {"W1", "b1", "W2", "b2"};
+    auto W1 = param<T>(params, "W1", {-1, -1, S}, "(pieces, hidden, state)");
+    f.pieces = W1.shape(0), f.H = W1.shape(1);
+    const index_t K = f.pieces, H = f.H;
+    b.field_shapes = {{K, H, S}, {K, H}, {K, O, H}, {K, O}};
+    b.field_arrays.push_back(W1);
+    b.field_arrays.push_back(param<T>(params, "b1", {K, H}, "(pieces, hidden)"));
+    b.field_arrays.push_back(param<T>(params, "W2", {K, O, H}, "(pieces, state*channels, hidden)"));
+    b.field_arrays.push_back(param<T>(params, "b2", {K, O}, "(pieces, state*channels)"));
+    f.W2 = b.field_arrays[2].data(), f.b2 = b.field_arrays[3].data();
+  } else {
+    b.field_names = {"W", "b"};
+    auto W = param<T>(params, "W", {-1, O, S}, "(pieces, state*channels, state)");
+    f.pieces = W.shape(0);
+    const index_t K = f.pieces;
+    b.field_shapes = {{K, O, S}, {K, O}};
+    b.field_arrays.push_back(W);
+    b.field_arrays.push_back(param<T>(params, "b", {K, O}, "(pieces, state*channels)"));
+  }
+  f.W1 = b.field_arrays[0].data(), f.b1 = b.field_arrays[1].data();
+  f.activation = resode::parse_activation(o.activation);
+  f.has_output_activation = !o.output_activation.is_none();
+  if (f.has_output_activation) {
+    if (!py::isinstance<py::str>(o.output_activation))
+      throw py::type_error("output_activation must be None or an activation name");
+    f.output_activation = resode::parse_activation(o.output_activation.cast<std::string>());
+  }
+}
+
+// Checks params' keys: A, a, the field's arrays and (with or without a readout) P, c.
+void check_keys(const py::dict& params, const std::vector<std::string>& field_names) {
+  for (auto item : params) {
+    const std::string key = py::str(item.first);
+    bool known = key == "A" || key == "a" || key == "P" || key == "c";
+    for (const auto& name : field_names) known = known || key == name;
+    if (!known) {
+      std::string expected = "'A', 'a'";
+      for (const auto& name : field_names) expected += ", '" + name + "'";
+      throw std::invalid_argument("params holds an unknown key '" + key + "'; expected " +
+                                  expected + " (and 'P', 'c' for logits and loss)");
+    }
+  }
+}
+
+template <class T>
+std::unique_ptr<BoundCde<T>> bind_cde(const py::dict& params, const py::array& U,
+                                      const py::object& times, const CdeOptions& o,
+                                      bool readout) {
+  auto b = std::make_unique<BoundCde<T>>();
+  auto& pb = b->pb;
+  if (U.ndim() != 3)
+    throw std::invalid_argument("U must have shape (N, L, C) (samples, observations, channels), "
+                                "got " + shape_string(shape_of(U)));
+  b->U = carray<T>::ensure(U);
+  if (!b->U) throw py::error_already_set();
+  pb.N = b->U.shape(0), pb.L = b->U.shape(1), pb.C = b->U.shape(2);
+  resode::require(pb.N >= 1 && pb.L >= 1 && pb.C >= 1, [&] {
+    return "U must have non-zero extents (N, L, C), got " + shape_string(shape_of(U));
+  });
+  const T* u = b->U.data();
+  for (index_t i = 0; i < b->U.size(); ++i)
+    resode::require(!std::isinf(u[i]), "U contains Inf (NaN marks a missing value; Inf is refused)");
+  pb.U = u;
+
+  b->times = real_array(times, "times");
+  const Shape ts = shape_of(b->times);
+  const bool shared = ts.size() == 1 && ts[0] == pb.L;
+  const bool own = ts.size() == 2 && ts[0] == pb.N && ts[1] == pb.L;
+  resode::require(shared || own, [&] {
+    return "times must have shape (" + std::to_string(pb.L) + ",) (shared) or (" +
+           std::to_string(pb.N) + ", " + std::to_string(pb.L) + ") (per sample) like U, got " +
+           shape_string(ts);
+  });
+  pb.times = b->times.data(), pb.per_sample_times = own;
+
+  b->A = param<T>(params, "A", {-1, pb.C}, "(state, channels)");
+  pb.field.S = b->A.shape(0), pb.field.C = pb.C;
+  b->a = param<T>(params, "a", {pb.field.S}, "(state,)");
+  pb.A = b->A.data(), pb.a = b->a.data();
+  bind_field(params, o, *b);
+  check_keys(params, b->field_names);
+  b->has_readout_keys = params.contains("P") || params.contains("c");
+  if (readout) {
+    b->P = param<T>(params, "P", {-1, pb.field.S}, "(outputs, state)");
+    b->c = param<T>(params, "c", {b->P.shape(0)}, "(outputs,)");
+    pb.readout = {b->P.shape(0), b->P.data(), b->c.data()};
+  }
+
+  pb.interpolation = resode::parse_interpolation(o.interpolation);
+  pb.tab = resode::tableau(resode::parse_method(o.method));
+  resode::require(o.substeps >= 1, "substeps must be >= 1");
+  pb.substeps = o.substeps;
+  if (!o.t.is_none()) {
+    b->t = real_array(o.t, "t");
+    resode::require(b->t.ndim() == 1 && b->t.shape(0) >= 1, [&] {
+      return "t must be a non-empty 1-D array of times, got shape " + shape_string(shape_of(b->t));
+    });
+    pb.out_times = b->t.data(), pb.out_count = b->t.shape(0);
+  }
+  return b;
+}
+
+// The shape of cde_solve's output: (N, S), or (len(t), N, S).
+template <class T>
+Shape output_shape(const resode::CdeProblem<T>& pb) {
+  if (pb.out_count > 0) return {pb.out_count, pb.N, pb.field.S};
+  return {pb.N, pb.field.S};
+}
+
+template <class T>
+py::array solve(const py::dict& params, const py::array& U, const py::object& times,
+                const CdeOptions& o) {
+  auto b = bind_cde<T>(params, U, times, o, false);
+  const Shape shape = output_shape(b->pb);
+  if (shape.size() == 3)
+    check_output_size(double(shape[0]) * double(shape[1]) * double(shape[2]), sizeof(T),
+                      "the states at the times t");
+  py::array_t<T> out(shape);
+  T* dst = out.mutable_data();
+  py::gil_scoped_release release;  // the core touches only the buffers held by b and out
+  resode::cde_solve(b->pb, dst);
+  return out;
+}
+
+template <class T>
+py::array logits(const py::dict& params, const py::array& U, const py::object& times,
+                 const CdeOptions& o) {
+  auto b = bind_cde<T>(params, U, times, o, true);
+  py::array_t<T> out({b->pb.N, b->pb.readout.classes});
+  T* dst = out.mutable_data();
+  py::gil_scoped_release release;  // the core touches only the buffers held by b and out
+  resode::cde_logits(b->pb, dst);
+  return out;
+}
+
+// The gradient dict keyed as params: A, a, the field's arrays (views of `flat`) and, when
+// given, those of P and c.
+template <class T>
+py::dict gradient_dict(BoundCde<T>& b, py::array_t<T>& flat, py::array_t<T>& dA,
+                       py::array_t<T>& da, py::object dP, py::object dc) {
+  py::dict grads;
+  grads["A"] = dA;
+  grads["a"] = da;
+  index_t offset = 0;
+  for (std::size_t m = 0; m < b.field_names.size(); ++m) {
+    grads[b.field_names[m].c_str()] = view(flat, offset, b.field_shapes[m]);
+    index_t size = 1;
+    for (index_t e : b.field_shapes[m]) size *= e;
+    offset += size;
+  }
+  if (!dP.is_none()) grads["P"] = dP, grads["c"] = dc;
+  return grads;
+}
+
+template <class T>
+py::tuple vjp(const py::dict& params, const py::array& U, const py::object& times,
+              const py::array& cotangent, const CdeOptions& o) {
+  auto b = bind_cde<T>(params, U, times, o, false);
+  auto& pb = b->pb;
+  const Shape shape = output_shape(pb);
+  if (cotangent.dtype().kind() != 'f' || cotangent.itemsize() != sizeof(T))
+    throw py::type_error(std::string("cotangent must have dtype ") + dtype_name(sizeof(T)) +
+                         " like U, got " + std::string(py::str(cotangent.dtype())));
+  resode::require(shape_of(cotangent) == shape, [&] {
+    return "cotangent must have the shape of cde_solve's output " + shape_string(shape) +
+           ", got " + shape_string(shape_of(cotangent));
+  });
+  const auto cot = carray<T>::ensure(cotangent);
+  if (!cot) throw py::error_already_set();
+  resode::require(resode::all_finite(cot.size(), cot.data()), "cotangent contains NaN or Inf");
+  py::array_t<T> dfield(pb.field.size()), dA({pb.field.S, pb.C}), da(pb.field.S);
+  py::array_t<T> dU({pb.N, pb.L, pb.C});
+  {
+    T *gf = dfield.mutable_data(), *gA = dA.mutable_data(), *ga = da.mutable_data();
+    T* gU = dU.mutable_data();
+    py::gil_scoped_release release;  // the core touches only buffers held by b, cot, outputs
+    resode::cde_vjp(pb, cot.data(), gf, gA, ga, gU);
+  }
+  py::object dP = py::none(), dc = py::none();
+  if (b->has_readout_keys) {  // P and c do not enter cde_solve: zero gradients
+    const py::array P = params["P"].cast<py::array>(), c = params["c"].cast<py::array>();
+    auto zeros = py::module_::import("numpy").attr("zeros_like");
+    dP = zeros(P), dc = zeros(c);
+  }
+  return py::make_tuple(gradient_dict(*b, dfield, dA, da, dP, dc), dU);
+}
+
+// Labels (N,) in [0, classes) for cross_entropy, values (N, classes) of U's dtype for mse.
+template <class T>
+struct CdeTargets {
+  resode::Targets<T> targets;
+  py::array_t<std::int64_t, py::array::c_style> labels;
+  carray<T> values;
+};
+
+template <class T>
+std::unique_ptr<CdeTargets<T>> checked_cde_targets(const py::array& y, const std::string& loss,
+                                                   index_t N, index_t classes) {
+  auto t = std::make_unique<CdeTargets<T>>();
+  t->targets.kind = resode::parse_loss(loss);
+  t->targets.count = N;
+  if (t->targets.kind == resode::LossKind::cross_entropy) {
+    const char kind = y.dtype().kind();
+    if (kind != 'i' && kind != 'u')
+      throw py::type_error("y must hold integer class labels for loss 'cross_entropy', got "
+                           "dtype " + std::string(py::str(y.dtype())));
+    t->labels = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(y);
+    if (!t->labels) throw py::error_already_set();
+    resode::require(t->labels.ndim() == 1 && t->labels.shape(0) == N, [&] {
+      return "y must have shape (" + std::to_string(N) + ",) like U's first axis, got " +
+             shape_string(shape_of(y));
+    });
+    const std::int64_t* label = t->labels.data();
+    for (index_t i = 0; i < N; ++i)
+      resode::require(label[i] >= 0 && label[i] < classes, [&] {
+        return "y must hold labels in [0, " + std::to_string(classes) + ") (the rows of P), got " +
+               std::to_string(label[i]) + " at index " + std::to_string(i);
+      });
+    t->targets.labels = label;
+    return t;
+  }
+  if (y.dtype().kind() != 'f' || y.itemsize() != sizeof(T))
+    throw py::type_error(std::string("y must have dtype ") + dtype_name(sizeof(T)) +
+                         " like U for loss 'mse', got " + std::string(py::str(y.dtype())));
+  resode::require(shape_of(y) == Shape{N, classes}, [&] {
+    return "y must have shape (" + std::to_string(N) + ", " + std::to_string(classes) +
+           ") (samples, outputs) for loss 'mse', got " + shape_string(shape_of(y));
+  });
+  t->values = carray<T>::ensure(y);
+  if (!t->values) throw py::error_already_set();
+  resode::require(resode::all_finite(t->values.size(), t->values.data()), "y contains NaN or Inf");
+  t->targets.values = t->values.data();
+  return t;
+}
+
+template <class T>
+py::tuple loss_and_grad(const py::dict& params, const py::array& U, const py::array& y,
+                        const py::object& times, const CdeOptions& o, const std::string& loss,
+                        double weight_decay) {
+  auto b = bind_cde<T>(params, U, times, o, true);
+  auto& pb = b->pb;
+  const index_t S = pb.field.S, classes = pb.readout.classes;
+  const auto targets = checked_cde_targets<T>(y, loss, pb.N, classes);
+  resode::require(std::isfinite(weight_decay) && weight_decay >= 0,
+                  "weight_decay must be finite and >= 0");
+  py::array_t<T> dfield(pb.field.size()), dA({S, pb.C}), da(S), dP({classes, S}), dc(classes);
+  py::array_t<T> dU({pb.N, pb.L, pb.C});
+  double value;
+  {
+    T *gf = dfield.mutable_data(), *gA = dA.mutable_data(), *ga = da.mutable_data();
+    T *gP = dP.mutable_data(), *gc = dc.mutable_data(), *gU = dU.mutable_data();
+    py::gil_scoped_release release;  // the core touches only buffers held here and outputs
+    value = resode::cde_loss_and_grad(pb, targets->targets, weight_decay, gf, gA, ga, gP, gc, gU);
+  }
+  return py::make_tuple(value, gradient_dict(*b, dfield, dA, da, dP, dc), dU);
+}
+
+bool u_is_float64(const py::object& U) {
+  if (!py::isinstance<py::array>(U))
+    throw py::type_error("U must be a NumPy array of shape (N, L, C), got " +
+                         std::string(py::str(py::type::of(U).attr("__name__"))));
+  return is_float64(U.cast<py::array>(), "U");
+}
+
+// The keyword arguments shared by the four functions, in their order (cde_solve and cde_vjp
+// also take t).
+#define RESODE_CDE_KWARGS                                                                 \
+  py::kw_only(), py::arg("field"), py::arg("activation") = "tanh",                        \
+      py::arg("output_activation") = py::none(), py::arg("interpolation") = "cubic",      \
+      py::arg("method") = "rk4", py::arg("substeps") = 1
+
+}  // namespace
+
+void register_cde(py::module_& m) {
+  m.def(
+      "cde_solve",
+      [](const py::dict& params, const py::object& U, const py::object& times, std::string field,
+         std::string activation, py::object output_activation, std::string interpolation,
+         std::string method, index_t substeps, py::object t) {
+        const CdeOptions o{field, activation, output_activation, interpolation, method, substeps, t};
+        const bool f64 = u_is_float64(U);
+        const py::array u = U.cast<py::array>();
+        return f64 ? solve<double>(params, u, times, o) : solve<float>(params, u, times, o);
+      },
+      py::arg("params"), py::arg("U"), py::arg("times"), RESODE_CDE_KWARGS,
+      py::arg("t") = py::none(),
+      "The neural CDE's states z_i(T_i), shape (N, state); with t, the states at those times, "
+      "(len(t), N, state).");
+  m.def(
+      "cde_vjp",
+      [](const py::dict& params, const py::object& U, const py::object& times,
+         const py::array& cotangent, std::string field, std::string activation,
+         py::object output_activation, std::string interpolation, std::string method,
+         index_t substeps, py::object t) {
+        const CdeOptions o{field, activation, output_activation, interpolation, method, substeps, t};
+        const bool f64 = u_is_float64(U);
+        const py::array u = U.cast<py::array>();
+        return f64 ? vjp<double>(params, u, times, cotangent, o)
+                               : vjp<float>(params, u, times, cotangent, o);
+      },
+      py::arg("params"), py::arg("U"), py::arg("times"), py::arg("cotangent"), RESODE_CDE_KWARGS,
+      py::arg("t") = py::none(),
+      "(grads keyed as params, dU): the exact discrete vector-Jacobian product of cde_solve "
+      "for a cotangent of its output's shape.");
+  m.def(
+      "cde_logits",
+      [](const py::dict& params, const py::object& U, const py::object& times, std::string field,
+         std::string activation, py::object output_activation, std::string interpolation,
+         std::string method, index_t substeps) {
+        const CdeOptions o{field,  activation, output_activation, interpolation,
+                           method, substeps,   py::none()};
+        const bool f64 = u_is_float64(U);
+        const py::array u = U.cast<py::array>();
+        return f64 ? logits<double>(params, u, times, o)
+                               : logits<float>(params, u, times, o);
+      },
+      py::arg("params"), py::arg("U"), py::arg("times"), RESODE_CDE_KWARGS,
+      "Logits z_i(T_i) P^T + c, shape (N, outputs).");
+  m.def(
+      "cde_loss_and_grad",
+      [](const py::dict& params, const py::object& U, const py::array& y, const py::object& times,
+         std::string field, std::string activation, py::object output_activation,
+         std::string interpolation, std::string method, index_t substeps, std::string loss,
+         double weight_decay) {
+        const CdeOptions o{field,  activation, output_activation, interpolation,
+                           method, substeps,   py::none()};
+        const bool f64 = u_is_float64(U);
+        const py::array u = U.cast<py::array>();
+        return f64
+                   ? loss_and_grad<double>(params, u, y, times, o, loss, weight_decay)
+                   : loss_and_grad<float>(params, u, y, times, o, loss, weight_decay);
+      },
+      py::arg("params"), py::arg("U"), py::arg("y"), py::arg("times"), RESODE_CDE_KWARGS,
+      py::arg("loss") = "cross_entropy", py::arg("weight_decay") = 0.0,
+      "(loss, grads keyed as params incl. P and c, dU): the data loss of the logits plus "
+      "weight_decay * the squared field parameters, and its exact discrete gradient.");
+}
