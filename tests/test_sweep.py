@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import re
@@ -305,6 +306,72 @@ def test_a_run_that_raises_is_recorded_as_failed(
     assert saved["status"] == "failed"
     monkeypatch.undo()  # a failed run is not finished: the next attempt replaces it
     assert _execute(run, tmp_path, _scratch(tmp_path))["status"] == "ok"
+
+
+def _rows(data: bytes) -> list[dict[str, str]]:
+    """history.csv's rows without the time column."""
+    rows = list(csv.DictReader(data.decode("utf-8").splitlines()))
+    return [{k: v for k, v in row.items() if k != "time"} for row in rows]
+
+
+def test_a_workers_run_renders_its_files_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = {k: v for k, v in BASE.items() if k != "layers"}
+    (run,) = sweep.expand({"base": {**node, "model": "node", "pieces": 3}})
+    assert resode.run.train_run(run.config, tmp_path / "disk").status == "ok"
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
+    in_memory = resode.run.train_run(run.config, None)
+    assert synced == []  # nothing written, so nothing to sync (and no file to delete)
+    disk = {p.name: p.read_bytes() for p in (tmp_path / "disk").iterdir()}
+    assert sorted(in_memory.files) == sorted(disk)
+    assert in_memory.files["config.toml"] == disk["config.toml"]
+    assert _rows(in_memory.files["history.csv"]) == _rows(disk["history.csv"])
+    assert in_memory.files["history.csv"].splitlines()[0] == disk["history.csv"].splitlines()[0]
+    history = json.loads(in_memory.files["history.json"])
+    assert history.keys() == json.loads(disk["history.json"]).keys()
+    memory_run, disk_run = json.loads(in_memory.files["run.json"]), json.loads(disk["run.json"])
+    for record in (memory_run, disk_run):
+        record["results"].pop("seconds")
+    assert memory_run == disk_run
+    (tmp_path / "memory.npz").write_bytes(in_memory.files["model.npz"])
+    got, want = resode.load(tmp_path / "memory.npz"), resode.load(tmp_path / "disk" / "model.npz")
+    assert got.config == want.config
+    for k in want.params:
+        np.testing.assert_array_equal(got.params[k], want.params[k])
+
+
+def test_a_run_in_a_worker_thread_keeps_no_state_per_epoch() -> None:
+    (run,) = sweep.expand({"base": BASE})
+    recorders: list[Any] = []
+    original = resode.run.EpochRecorder
+
+    class Spy(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            recorders.append(self)
+
+    box: dict[str, Any] = {}
+    resode.run.EpochRecorder = Spy
+    try:
+        main = resode.run.train_run(run.config, None)
+        thread = threading.Thread(target=lambda: box.update(result=sweep.worker.execute(run)))
+        thread.start()
+        thread.join()
+    finally:
+        resode.run.EpochRecorder = original
+    in_main, in_thread = recorders
+    assert in_main.keeps_state and in_main.state is not None
+    # Ctrl-C reaches the main thread only: a task thread copies nothing per epoch
+    assert not in_thread.keeps_state and in_thread.state is None
+    assert in_thread.epoch == in_main.epoch == BASE["epochs"]
+    files = box["result"]["files"]
+    assert box["result"]["result"]["status"] == main.status == "ok"
+    assert json.loads(files["history.json"])["loss"] == main.history.loss
+    for k, want in main.model.params.items():  # the same parameters, bitwise
+        got = np.load(io.BytesIO(files["model.npz"]))[f"params/{k}"]
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize(
