@@ -538,6 +538,23 @@ def test_tasks_keep_every_worker_busy() -> None:
     assert [len(t) for t in sweep.driver.tasks(grid, 5, workers=2)] == [5, 5, 2]
 
 
+def _config(keys: list[str]) -> dict[str, Any]:
+    import dask
+
+    return {k: dask.config.get(k) for k in keys}
+
+
+def test_the_sweeps_own_cluster_keeps_dasks_housekeeping_rare() -> None:
+    cluster = sweep.driver._local_cluster(1)
+    client = dd.Client(cluster)
+    try:  # no profiler sampling the runs' stacks every 10 ms, no 20 ms ticks
+        got = client.run(_config, list(sweep.driver.QUIET))
+        assert list(got.values()) == [sweep.driver.QUIET]
+    finally:
+        client.close()
+        cluster.close()
+
+
 def test_a_result_named_like_a_grid_option_keeps_both() -> None:
     (run,) = sweep.expand({"base": BASE, "grid": {"epochs": [7]}})
     rows = sweep.results.rows([run], {run.id: {"id": run.id, "status": "diverged", "epochs": 3}})
