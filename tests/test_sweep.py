@@ -532,9 +532,13 @@ def test_estimators_use_one_core_thread_inside_parallel_workers(client: Any) -> 
 def test_tasks_keep_every_worker_busy() -> None:
     runs = sweep.expand({"base": BASE, "seeds": 8})  # seeds only: one grid point
     tasks = sweep.driver.tasks(runs, None, workers=2)
-    assert len(tasks) == 4 and sorted(len(t) for t in tasks) == [2, 2, 2, 2]
+    # two tasks per worker, the last two split into single runs: the workers end together
+    assert [len(t) for t in tasks] == [2, 2, 1, 1, 1, 1]
     grid = sweep.expand({"base": BASE, "grid": {"lr": [0.1, 0.2, 0.3, 0.4]}, "seeds": 3})
-    assert [len(t) for t in sweep.driver.tasks(grid, None, workers=2)] == [3, 3, 3, 3]
+    tasks = sweep.driver.tasks(grid, None, workers=2)
+    assert [len(t) for t in tasks] == [3, 3, 1, 1, 1, 1, 1, 1]
+    assert [r.id for t in tasks for r in t] == [r.id for r in grid]  # each run once, in order
+    assert [len(t) for t in sweep.driver.tasks(grid, None, workers=8)] == [1] * 12
     assert [len(t) for t in sweep.driver.tasks(grid, 5, workers=2)] == [5, 5, 2]
 
 

@@ -80,7 +80,9 @@ def _client(client: Any, workers: int | None) -> tuple[Any, list[Any]]:
 
 def tasks(runs: Sequence[Run], runs_per_task: int | None, workers: int) -> list[list[Run]]:
     """Runs grouped into tasks: all the seeds of one grid point by default, split further
-    when that leaves fewer than two tasks per worker (a sweep over seeds only, say)."""
+    when that leaves fewer than two tasks per worker (a sweep over seeds only, say), and the
+    last ``workers`` tasks one run each, so that the workers finish within a run of each
+    other rather than one of them finishing a whole grid point alone."""
     if runs_per_task is not None:
         return [list(runs[i : i + runs_per_task]) for i in range(0, len(runs), runs_per_task)]
     groups: dict[str, list[Run]] = {}
@@ -88,10 +90,13 @@ def tasks(runs: Sequence[Run], runs_per_task: int | None, workers: int) -> list[
         key = json.dumps({k: v for k, v in r.grid.items() if k != "seed"}, sort_keys=True,
                          default=str)  # fmt: skip
         groups.setdefault(key, []).append(r)
-    if len(groups) >= 2 * workers:
-        return list(groups.values())
     size = max(1, -(-len(runs) // (2 * workers)))
-    return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
+    if len(groups) >= 2 * workers:
+        grouped = list(groups.values())
+    else:
+        grouped = [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
+    head, tail = grouped[: max(len(grouped) - workers, 0)], grouped[-workers:]
+    return head + [[r] for task in tail for r in task]
 
 
 def save(out: Path, scratch: Path, artefact: Mapping[str, Any]) -> dict[str, Any]:
@@ -138,7 +143,8 @@ def run(
         A tqdm bar over runs on a terminal; plain lines on stderr otherwise.
     runs_per_task : int or None
         Runs per Dask task; default: the seeds of one grid point together (short runs keep
-        Dask's per-task overhead small).
+        Dask's per-task overhead small), the last tasks one run each (the workers finish
+        together).
 
     Returns
     -------
