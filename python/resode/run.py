@@ -369,7 +369,7 @@ def _train(config: RunConfig, setup: Mapping[str, Any], out: Path, resume: Path 
         "epochs": len(history),
         "epochs_this_run": ran,
         "seconds": seconds,
-        "final_loss": history.to_jsonable()["loss"][-1] if len(history) else None,
+        "final_loss": _finite(history.loss[-1]) if len(history) else None,
         "train_loss": train_loss,
         f"train_{metric}": train_score,
         f"test_{metric}": test_score,
@@ -407,6 +407,11 @@ def _train(config: RunConfig, setup: Mapping[str, Any], out: Path, resume: Path 
         )
         result.status = "interrupted"
     return result
+
+
+def _finite(value: float) -> float | None:
+    """``value``, None when not finite (as :meth:`History.to_jsonable` writes it)."""
+    return value if math.isfinite(value) else None
 
 
 def _write_outputs(config: RunConfig, model: Any, optimizer: Any, history: Any, out: Path,
