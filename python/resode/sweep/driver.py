@@ -136,7 +136,8 @@ def run(
         this process writes there: the workers return each run's files through Dask.
     client : dask.distributed.Client, str or None
         A client, a scheduler address (``"tcp://host:8786"``), or None: a ``LocalCluster`` on
-        127.0.0.1 with ``workers`` single-threaded worker processes (default: one per core).
+        127.0.0.1 with ``workers`` single-threaded worker processes (default: one per core),
+        without Dask's statistical profiler and with rarer ticks and monitors (``QUIET``).
     retries : int, default 2
         Times Dask reruns a task whose worker died.
     progress : bool
