@@ -17,7 +17,7 @@ from .results import SweepInterrupted, SweepResult, lost, rows, write_table
 from .spec import PathLike, Run, expand, load_spec
 from .worker import execute_all
 
-__all__ = ["run", "save", "submit", "tasks"]
+__all__ = ["QUIET", "run", "save", "submit", "tasks"]
 
 
 def _has_bokeh() -> bool:
@@ -33,7 +33,7 @@ def _has_bokeh() -> bool:
 #: event-loop watchdog (every 20 ms in each server), the memory monitor (100 ms) and the
 #: system monitor (500 ms) cost the workers and the driver about 90 ms of CPU a second when
 #: idle, 14 ms with these settings: CPU that the runs of a 2-core machine need.
-QUIET = {
+QUIET: dict[str, Any] = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
     "distributed.worker.memory.monitor-interval": "1s",
