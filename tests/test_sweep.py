@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import re
@@ -307,6 +308,72 @@ def test_a_run_that_raises_is_recorded_as_failed(
     assert _execute(run, tmp_path, _scratch(tmp_path))["status"] == "ok"
 
 
+def _rows(data: bytes) -> list[dict[str, str]]:
+    """history.csv's rows without the time column."""
+    rows = list(csv.DictReader(data.decode("utf-8").splitlines()))
+    return [{k: v for k, v in row.items() if k != "time"} for row in rows]
+
+
+def test_a_workers_run_renders_its_files_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = {k: v for k, v in BASE.items() if k != "layers"}
+    (run,) = sweep.expand({"base": {**node, "model": "node", "pieces": 3}})
+    assert resode.run.train_run(run.config, tmp_path / "disk").status == "ok"
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
+    in_memory = resode.run.train_run(run.config, None)
+    assert synced == []  # nothing written, so nothing to sync (and no file to delete)
+    disk = {p.name: p.read_bytes() for p in (tmp_path / "disk").iterdir()}
+    assert sorted(in_memory.files) == sorted(disk)
+    assert in_memory.files["config.toml"] == disk["config.toml"]
+    assert _rows(in_memory.files["history.csv"]) == _rows(disk["history.csv"])
+    assert in_memory.files["history.csv"].splitlines()[0] == disk["history.csv"].splitlines()[0]
+    history = json.loads(in_memory.files["history.json"])
+    assert history.keys() == json.loads(disk["history.json"]).keys()
+    memory_run, disk_run = json.loads(in_memory.files["run.json"]), json.loads(disk["run.json"])
+    for record in (memory_run, disk_run):
+        record["results"].pop("seconds")
+    assert memory_run == disk_run
+    (tmp_path / "memory.npz").write_bytes(in_memory.files["model.npz"])
+    got, want = resode.load(tmp_path / "memory.npz"), resode.load(tmp_path / "disk" / "model.npz")
+    assert got.config == want.config
+    for k in want.params:
+        np.testing.assert_array_equal(got.params[k], want.params[k])
+
+
+def test_a_run_in_a_worker_thread_keeps_no_state_per_epoch() -> None:
+    (run,) = sweep.expand({"base": BASE})
+    recorders: list[Any] = []
+    original = resode.run.EpochRecorder
+
+    class Spy(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            recorders.append(self)
+
+    box: dict[str, Any] = {}
+    resode.run.EpochRecorder = Spy
+    try:
+        main = resode.run.train_run(run.config, None)
+        thread = threading.Thread(target=lambda: box.update(result=sweep.worker.execute(run)))
+        thread.start()
+        thread.join()
+    finally:
+        resode.run.EpochRecorder = original
+    in_main, in_thread = recorders
+    assert in_main.keeps_state and in_main.state is not None
+    # Ctrl-C reaches the main thread only: a task thread copies nothing per epoch
+    assert not in_thread.keeps_state and in_thread.state is None
+    assert in_thread.epoch == in_main.epoch == BASE["epochs"]
+    files = box["result"]["files"]
+    assert box["result"]["result"]["status"] == main.status == "ok"
+    assert json.loads(files["history.json"])["loss"] == main.history.loss
+    for k, want in main.model.params.items():  # the same parameters, bitwise
+        got = np.load(io.BytesIO(files["model.npz"]))[f"params/{k}"]
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize(
     "error",
     [
@@ -465,10 +532,31 @@ def test_estimators_use_one_core_thread_inside_parallel_workers(client: Any) -> 
 def test_tasks_keep_every_worker_busy() -> None:
     runs = sweep.expand({"base": BASE, "seeds": 8})  # seeds only: one grid point
     tasks = sweep.driver.tasks(runs, None, workers=2)
-    assert len(tasks) == 4 and sorted(len(t) for t in tasks) == [2, 2, 2, 2]
+    # two tasks per worker, the last two split into single runs: the workers end together
+    assert [len(t) for t in tasks] == [2, 2, 1, 1, 1, 1]
     grid = sweep.expand({"base": BASE, "grid": {"lr": [0.1, 0.2, 0.3, 0.4]}, "seeds": 3})
-    assert [len(t) for t in sweep.driver.tasks(grid, None, workers=2)] == [3, 3, 3, 3]
+    tasks = sweep.driver.tasks(grid, None, workers=2)
+    assert [len(t) for t in tasks] == [3, 3, 1, 1, 1, 1, 1, 1]
+    assert [r.id for t in tasks for r in t] == [r.id for r in grid]  # each run once, in order
+    assert [len(t) for t in sweep.driver.tasks(grid, None, workers=8)] == [1] * 12
     assert [len(t) for t in sweep.driver.tasks(grid, 5, workers=2)] == [5, 5, 2]
+
+
+def _config(keys: list[str]) -> dict[str, Any]:
+    import dask
+
+    return {k: dask.config.get(k) for k in keys}
+
+
+def test_the_sweeps_own_cluster_keeps_dasks_housekeeping_rare() -> None:
+    cluster = sweep.driver._local_cluster(1)
+    client = dd.Client(cluster)
+    try:  # no profiler sampling the runs' stacks every 10 ms, no 20 ms ticks
+        got = client.run(_config, list(sweep.driver.QUIET))
+        assert list(got.values()) == [sweep.driver.QUIET]
+    finally:
+        client.close()
+        cluster.close()
 
 
 def test_a_result_named_like_a_grid_option_keeps_both() -> None:

@@ -177,6 +177,13 @@ def write_file(
         ``path``.
     """
     path = Path(os.fspath(path))
+    data = _file_bytes(header, arrays)
+    _atomic_write(path, lambda f: f.write(data))
+    return path
+
+
+def _file_bytes(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> bytes:
+    """The bytes :func:`write_file` writes, written nowhere."""
     if _HEADER in arrays:
         raise ValueError(f"array name {_HEADER!r} is reserved")
     text = json.dumps(header, allow_nan=False, sort_keys=True)
@@ -186,8 +193,9 @@ def write_file(
         if a.dtype.kind not in "biuf":
             raise ValueError(f"array {name!r} must be numeric, got dtype {a.dtype}")
         payload[name] = a
-    _atomic_write(path, lambda f: np.savez(f, **payload))
-    return path
+    buffer = io.BytesIO()
+    np.savez(buffer, **payload)
+    return buffer.getvalue()
 
 
 def save(model: Model, path: PathLike) -> Path:
@@ -222,6 +230,20 @@ def save(model: Model, path: PathLike) -> Path:
 
 
 set_file_writer(save)  # Model.save writes through it (the models do not import io)
+
+
+def model_bytes(model: Model) -> bytes:
+    """The bytes :func:`save` writes for ``model``, written nowhere (a sweep worker returns
+    them to its driver).
+
+    Examples
+    --------
+    >>> import resode
+    >>> resode.io.model_bytes(resode.ResNet(2, 3, seed=0))[:2]
+    b'PK'
+    """
+    header, arrays = model_payload(model)
+    return _file_bytes(header, arrays)
 
 
 def model_payload(model: Model) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -12,12 +12,15 @@ holds another run's model) is a ``ValueError`` raised before anything is written
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -136,8 +139,17 @@ class EpochRecorder:
             self.rows = [{k: resumed[k][i] for k in resumed.keys()} for i in range(len(resumed))]
             self.start = len(resumed)
         self.state: tuple[int, dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
+        # Ctrl-C raises KeyboardInterrupt in the main thread only: in another thread (a Dask
+        # worker's task) nothing interrupts fit, and copying the state at every epoch (some
+        # 5% of a short run) would buy nothing
+        self.keeps_state = threading.current_thread() is threading.main_thread()
+        self.finished = self.start
 
     def __call__(self, epoch: int, logs: Mapping[str, float], model: Any) -> None:
+        if not self.keeps_state:
+            self.rows.append(dict(logs))
+            self.finished = epoch
+            return
         params = {k: np.array(v, copy=True) for k, v in model.params.items()}
         optimizer = self.optimizer.state_dict()  # copies
         self.rows.append(dict(logs))
@@ -146,6 +158,8 @@ class EpochRecorder:
     @property
     def epoch(self) -> int:
         """Epochs finished (counting those of a resumed checkpoint)."""
+        if not self.keeps_state:
+            return self.finished
         return self.start if self.state is None else self.state[0]
 
     def history(self) -> Any:
@@ -207,6 +221,8 @@ def _fit(config: RunConfig, setup: Mapping[str, Any], out: Path, resume: Path | 
         message = f"training diverged after epoch {recorder.epoch} (scoring it): {exc}"
         return recorder.history(), message, False
     except KeyboardInterrupt:
+        if not recorder.keeps_state:  # not from Ctrl-C; no finished epoch to go back to
+            raise
         recorder.restore()
         return recorder.history(), "", True
     return history, "", False
@@ -295,11 +311,15 @@ def train_run(
 
 def _in_memory(config: RunConfig, setup: Mapping[str, Any], progress: bool,
                command: str) -> RunResult:  # fmt: skip
-    """Train in a private temporary folder and return its files' bytes."""
+    """Train and return the files' bytes: the outputs rendered in memory (written nowhere:
+    no temporary file to sync and delete), the figures and an interrupted run's checkpoint
+    through a private temporary folder."""
     folder = Path(tempfile.mkdtemp(prefix="resode-run-"))
     try:
-        result = _train(config, setup, folder, None, (0, None), progress, command)
-        result.files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+        rendered: dict[str, bytes] = {}
+        result = _train(config, setup, folder, None, (0, None), progress, command, rendered)
+        drawn = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+        result.files = dict(sorted({**drawn, **rendered}.items()))
         result.out, result.folder = None, str(folder)
         return result
     finally:
@@ -307,8 +327,9 @@ def _in_memory(config: RunConfig, setup: Mapping[str, Any], progress: bool,
 
 
 def _train(config: RunConfig, setup: Mapping[str, Any], out: Path, resume: Path | None,
-           resumed: tuple[int, Any], progress: bool, command: str) -> RunResult:  # fmt: skip
-    """Train, write the outputs and print the summary."""
+           resumed: tuple[int, Any], progress: bool, command: str,
+           rendered: dict[str, bytes] | None = None) -> RunResult:  # fmt: skip
+    """Train, write the outputs (or render them into ``rendered``) and print the summary."""
     from . import NonFiniteError, StepSizeError
 
     X_tr, X_te, t_tr, t_te = setup["data"]
@@ -348,14 +369,18 @@ def _train(config: RunConfig, setup: Mapping[str, Any], out: Path, resume: Path 
         "epochs": len(history),
         "epochs_this_run": ran,
         "seconds": seconds,
-        "final_loss": history.to_jsonable()["loss"][-1] if len(history) else None,
+        "final_loss": _finite(history.loss[-1]) if len(history) else None,
         "train_loss": train_loss,
         f"train_{metric}": train_score,
         f"test_{metric}": test_score,
         "diverged": error or None,
         "interrupted": interrupted,
     }
-    files = _write_outputs(config, model, optimizer, history, out, command, result.results)
+    if rendered is None:
+        files = _write_outputs(config, model, optimizer, history, out, command, result.results)
+    else:
+        rendered.update(_outputs(config, model, optimizer, history, command, result.results))
+        files = list(rendered)
     if (out / "checkpoint.npz").is_file() and (
         interrupted or _checkpoint_path(config, out, resume)
     ):
@@ -384,9 +409,13 @@ def _train(config: RunConfig, setup: Mapping[str, Any], out: Path, resume: Path 
     return result
 
 
+def _finite(value: float) -> float | None:
+    """``value``, None when not finite (as :meth:`History.to_jsonable` writes it)."""
+    return value if math.isfinite(value) else None
+
+
 def _write_outputs(config: RunConfig, model: Any, optimizer: Any, history: Any, out: Path,
                    command: str, results: Mapping[str, Any]) -> list[str]:  # fmt: skip
-    from . import __version__
     from .io import atomic_path, write_text
 
     model.save(out / "model.npz")
@@ -395,6 +424,14 @@ def _write_outputs(config: RunConfig, model: Any, optimizer: Any, history: Any, 
     with atomic_path(out / "history.json") as tmp:
         history.to_json(tmp)
     write_text(out / "config.toml", config.to_toml())
+    write_text(out / "run.json", _run_json(config, model, optimizer, command, results))
+    return ["model.npz", "history.csv", "history.json", "config.toml", "run.json"]
+
+
+def _run_json(config: RunConfig, model: Any, optimizer: Any, command: str,
+              results: Mapping[str, Any]) -> str:  # fmt: skip
+    from . import __version__
+
     run = {
         "resode": __version__,
         "command": command,
@@ -405,8 +442,28 @@ def _write_outputs(config: RunConfig, model: Any, optimizer: Any, history: Any, 
         "class_labels": model.class_labels,
         "results": dict(results),
     }
-    write_text(out / "run.json", json.dumps(run, indent=2) + "\n")
-    return ["model.npz", "history.csv", "history.json", "config.toml", "run.json"]
+    return json.dumps(run, indent=2) + "\n"
+
+
+def _outputs(config: RunConfig, model: Any, optimizer: Any, history: Any, command: str,
+             results: Mapping[str, Any]) -> dict[str, bytes]:  # fmt: skip
+    """The files of :func:`_write_outputs`, their bytes, written nowhere (``history.csv``
+    as :meth:`History.to_csv` writes it, ``history.json`` as :meth:`History.to_json`)."""
+    from .io import model_bytes
+
+    keys = history.keys()
+    columns = [history[k] for k in keys]
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(keys)
+    writer.writerows([repr(v) for v in row] for row in zip(*columns))
+    texts = {
+        "history.csv": table.getvalue(),
+        "history.json": json.dumps(history.to_jsonable(), allow_nan=False) + "\n",
+        "config.toml": config.to_toml(),
+        "run.json": _run_json(config, model, optimizer, command, results),
+    }
+    return {"model.npz": model_bytes(model), **{k: v.encode("utf-8") for k, v in texts.items()}}
 
 
 def _report(result: RunResult, resumed_epochs: int, ran: int, seconds: float,
