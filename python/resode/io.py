@@ -533,6 +533,7 @@ def load(path: PathLike) -> Model:
     Parameters
     ----------
     path : str or os.PathLike
+        A model file (``.npz``) or a training checkpoint.
 
     Returns
     -------
