@@ -35,12 +35,16 @@ def controls(model: Model, path: PathLike = "controls.png", *, dpi: int = 120) -
     Parameters
     ----------
     model : ResNet or NeuralODE
+        The model to draw.
     path : str or os.PathLike, default "controls.png"
+        The image (or animation) to write; its extension picks the format.
     dpi : int, default 120
+        The resolution of the figure, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Examples
     --------
@@ -100,18 +104,23 @@ def state_norm(
     Parameters
     ----------
     model : ResNet or NeuralODE
+        The model to draw.
     X : array_like, shape (N, dim)
+        The inputs, one sample a row.
     path : str or os.PathLike, default "state_norm.png"
+        The image (or animation) to write; its extension picks the format.
     y : array_like, optional
         Labels; when given, one mean and band per class, in the class colours (a model with
         one output: per sign of the targets).
     band : tuple of float, default (0.1, 0.9)
         Lower and upper quantiles of the shaded band.
     dpi : int, default 120
+        The resolution of the figure, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Examples
     --------
@@ -184,13 +193,18 @@ def loss_along_time(
         Several models (e.g. trained with different ``T``, or with and without the turnpike
         loss) share the axes; times are each model's own.
     X : array_like, shape (N, dim)
+        The inputs, one sample a row.
     y : array_like
         Labels ``(N,)`` (cross-entropy) or targets (``loss="mse"``).
     path : str or os.PathLike, default "loss_along_time.png"
+        The image (or animation) to write; its extension picks the format.
+    dpi : int, default 120
+        The resolution of the figure, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Examples
     --------

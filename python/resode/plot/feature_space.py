@@ -44,15 +44,20 @@ def features(
     Parameters
     ----------
     model : ResNet or NeuralODE
+        The model to draw.
     X : array_like, shape (N, dim)
+        The inputs, one sample a row.
     y : array_like
         Labels ``(N,)``, targets ``(N, classes)``, or +-1 targets of one output.
     path : str or os.PathLike, default "features.png"
+        The image (or animation) to write; its extension picks the format.
     dpi : int, default 120
+        The resolution of the figure, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Examples
     --------
@@ -110,12 +115,17 @@ def feature_history(
     classes : int, optional
         1 when the recorded targets are the +-1 targets of one output (colours by sign);
         by default read off the targets.
-    fps, hold, dpi
-        Frames per second, seconds the last frame is held, resolution.
+    fps : int, default 4
+        Frames per second of an animation.
+    hold : float, default 1.0
+        Seconds the last frame is held.
+    dpi : int, default 80
+        The resolution of the frames, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Examples
     --------

@@ -43,6 +43,7 @@ def image_flow(
     Parameters
     ----------
     model : ResNet or NeuralODE
+        The model to draw.
     X_images : array_like, shape (N, dim)
         Flattened images; the first ``max_images`` are drawn.
     path : str or os.PathLike, default "image_flow.png"
@@ -54,12 +55,18 @@ def image_flow(
         Times (layers for a ResNet) to draw; default six evenly spaced steps in a still
         image, every step in an animation.
     max_images : int, default 6
-    fps, hold, dpi
-        As for :func:`decision_regions`.
+        The most images drawn (one row each).
+    fps : int, default 6
+        Frames per second of an animation.
+    hold : float, default 1.0
+        Seconds the last frame is held.
+    dpi : int, default 100
+        The resolution of the frames, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Examples
     --------

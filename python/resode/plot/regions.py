@@ -59,13 +59,16 @@ def decision_boundary(
     X_test, y_test : array_like, optional
         Test points (drawn as triangles).
     path : str or os.PathLike, default "decision_boundary.png"
+        The image (or animation) to write; its extension picks the format.
     resolution : int, default 200
         Grid points per axis.
     dpi : int, default 120
+        The resolution of the figure, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Raises
     ------
@@ -203,12 +206,17 @@ def decision_regions(
         an animation, four evenly spaced ones in a still image.
     resolution : int, default 100
         Grid points per axis (``resolution**2`` trajectories are computed).
-    fps, hold, dpi
-        Frames per second, seconds the last frame is held, resolution of the frames.
+    fps : int, default 4
+        Frames per second of an animation.
+    hold : float, default 1.0
+        Seconds the last frame is held.
+    dpi : int, default 80
+        The resolution of the frames, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Examples
     --------
