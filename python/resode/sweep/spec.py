@@ -121,7 +121,7 @@ class Run:
 
     @property
     def options(self) -> dict[str, Any]:
-        """The run's flat options (:meth:`resode.config.RunConfig.options`).
+        """The run's flat options (``RunConfig.options()`` of its ``config``).
 
         Returns
         -------
