@@ -527,8 +527,9 @@ def read_file(path: PathLike) -> tuple[Any, dict[str, Any], dict[str, np.ndarray
 
 
 def load(path: PathLike) -> Model:
-    """Load a model written by :meth:`ResNet.save` / :meth:`NeuralODE.save` (or the model in a
-    training checkpoint written by :func:`resode.fit`).
+    """Load a model written by :meth:`ResNet.save` or :meth:`NeuralODE.save`.
+
+    The model in a training checkpoint written by :func:`resode.fit` loads as well.
 
     Parameters
     ----------

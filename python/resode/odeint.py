@@ -296,8 +296,10 @@ def odeint_vjp(
     step_control: str | None = None,
     grid: Any = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Vector-Jacobian product of the flow map ``X -> x(T)`` (the last state of :func:`odeint`),
-    or of ``X -> (x_0, ..., x_steps)`` (every state :func:`odeint` returns).
+    """Return the vector-Jacobian product of the flow map of :func:`odeint`.
+
+    The map is ``X -> x(T)`` (the last state of :func:`odeint`), or
+    ``X -> (x_0, ..., x_steps)`` (every state :func:`odeint` returns).
 
     Parameters
     ----------

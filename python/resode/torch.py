@@ -108,8 +108,9 @@ def odeint(
     checkpoints: int | None = None,
     trajectory: bool = False,
 ) -> Tensor:
-    """The flow of ``x' = f(theta(t), x)`` from ``x(0) = [X, 0]`` over ``[0, T]``, differentiable
-    with respect to every tensor of ``params`` and ``X``.
+    """Return the flow of ``x' = f(theta(t), x)`` from ``x(0) = [X, 0]`` over ``[0, T]``.
+
+    Differentiable with respect to every tensor of ``params`` and ``X``.
 
     Parameters
     ----------

@@ -119,7 +119,7 @@ class RecordedData:
 
     @property
     def class_labels(self) -> list[int | str] | None:
-        """The data's own label of each class ``0 .. classes-1``, or None.
+        """The data's own label of each class, ``0`` to ``classes - 1``, or None.
 
         Set by front ends that map labels, e.g. ``resode train --data``; None: the classes are
         their labels. Saved in the model file.

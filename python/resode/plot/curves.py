@@ -142,13 +142,13 @@ def sweep(
     col: str | None = None,
     dpi: int = 120,
 ) -> Path:
-    r"""A study over one option: ``y`` against ``x`` on log-log axes, the median over seeds
-    (and any other option) with the interquartile band, one curve per value of ``hue`` and
-    one panel per value of ``col``. Each curve's legend gives its fitted power-law slope (of
-    ``log y`` against ``log x``; O(1/T) is slope -1) and its exponential decay rate (of
-    ``log y`` against ``x``; both fitted on the medians above 0). Diverged and failed runs are
-    marked with crosses at the top; a median of exactly 0 is drawn at a floor below the
-    smallest positive one.
+    r"""Draw a study over one option: ``y`` against ``x`` on log-log axes.
+
+    The median over seeds (and any other option) with the interquartile band, one curve per value of
+    ``hue`` and one panel per value of ``col``. Each curve's legend gives its fitted power-law slope
+    (of ``log y`` against ``log x``; O(1/T) is slope -1) and its exponential decay rate (of ``log
+    y`` against ``x``; both fitted on the medians above 0). Diverged and failed runs are marked with
+    crosses at the top; a median of exactly 0 is drawn at a floor below the smallest positive one.
 
     Parameters
     ----------

@@ -182,10 +182,11 @@ def loss_along_time(
     *,
     dpi: int = 120,
 ) -> Path:
-    """The training error along the flow: the data loss of the readout ``P x(t_k) + c``
-    (clamped for ``readout="hardtanh"``) applied to the state at every step ``t_k``, on a log
-    scale (the picture of the turnpike: the loss falls early and stays low when the model has
-    learnt to reach and hold a good state).
+    """Draw the training error along the flow.
+
+    The data loss of the readout ``P x(t_k) + c`` (clamped for ``readout="hardtanh"``) applied to
+    the state at every step ``t_k``, on a log scale (the picture of the turnpike: the loss falls
+    early and stays low when the model has learnt to reach and hold a good state).
 
     Parameters
     ----------

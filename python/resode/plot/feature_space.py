@@ -36,10 +36,11 @@ def features(
     *,
     dpi: int = 120,
 ) -> Path:
-    """The final states ``x(T)`` (the features the readout sees), coloured by class, with the
-    readout's separating line (``D == 2``) or plane (``D == 3``) for two classes or one output
-    (``w . x + b = 0``, ``w = P_1 - P_0`` or ``P_0``). ``D > 3``: the first two principal
-    components, without the separator.
+    """Draw the final states ``x(T)`` (the features the readout sees), coloured by class.
+
+    The readout's separating line (``D == 2``) or plane (``D == 3``), ``w . x + b = 0`` with ``w =
+    P_1 - P_0`` (or ``P_0`` for one output), is drawn for two classes or one output. ``D > 3``: the
+    first two principal components, without the separator.
 
     Parameters
     ----------
@@ -102,9 +103,10 @@ def feature_history(
     hold: float = 1.0,
     dpi: int = 80,
 ) -> Path:
-    """Animate the final states of the points recorded by ``fit(..., record=...)`` over the
-    epochs: how training moves the features the readout separates. One frame per record
-    (the first is the untrained model), on fixed axes that hold every record.
+    """Animate the final states of the points recorded by ``fit(..., record=...)``.
+
+    It shows how training moves the features the readout separates over the epochs: one frame per
+    record (the first is the untrained model), on fixed axes that hold every record.
 
     Parameters
     ----------

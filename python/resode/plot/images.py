@@ -36,8 +36,10 @@ def image_flow(
     hold: float = 1.0,
     dpi: int = 100,
 ) -> Path:
-    """Image data along the flow: the state ``x(t)`` of each image, reshaped to the image, at
-    several times, when the state width ``D`` is the image size (e.g. digits 8 x 8 with
+    """Draw image data along the flow.
+
+    The state ``x(t)`` of each image, reshaped to the image, at several times, when the
+    state width ``D`` is the image size (e.g. digits 8 x 8 with
     ``augment=0``: ``D = 64``).
 
     Parameters

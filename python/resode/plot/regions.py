@@ -183,8 +183,10 @@ def decision_regions(
     hold: float = 1.0,
     dpi: int = 80,
 ) -> Path:
-    """The classifier applied to the flow at every time: how the partition of the input plane
-    forms along the flow (leia's "generalization" animation).
+    """Draw the classifier applied to the flow at every time.
+
+    How the partition of the input plane forms along the flow (leia's "generalization"
+    animation).
 
     Each point ``x0`` of a grid over the input plane is coloured by the readout of its state at
     time ``t_k``, ``z = P x(t_k) + c`` (clamped for ``readout="hardtanh"``): two classes (or

@@ -267,8 +267,8 @@ class NeuralODEClassifier(NeuralODEParams, ResodeClassifier):
 
 class NeuralODERegressor(NeuralODEParams, ResodeRegressor):
     __doc__ = _doc(
-        'Neural ODE regressor: :class:`resode.NeuralODE` with ``loss="mse"``, trained by\n'
-        "    :func:`resode.fit` on real targets ``(n,)`` or ``(n, n_outputs)``.",
+        'Neural ODE regressor: :class:`resode.NeuralODE` with ``loss="mse"``.\n\n'
+        "    Trained by :func:`resode.fit` on real targets ``(n,)`` or ``(n, n_outputs)``.",
         _NODE_DEFAULTS,
         _NODE_HEAD_DOC,
         _NODE_TAIL_DOC,
@@ -393,8 +393,8 @@ class ResNetClassifier(ResNetParams, ResodeClassifier):
 
 class ResNetRegressor(ResNetParams, ResodeRegressor):
     __doc__ = _doc(
-        'Residual network regressor: :class:`resode.ResNet` with ``loss="mse"``, trained by\n'
-        "    :func:`resode.fit` on real targets ``(n,)`` or ``(n, n_outputs)``.",
+        'Residual network regressor: :class:`resode.ResNet` with ``loss="mse"``.\n\n'
+        "    Trained by :func:`resode.fit` on real targets ``(n,)`` or ``(n, n_outputs)``.",
         _RESNET_DEFAULTS,
         _RESNET_HEAD_DOC,
         _RESNET_TAIL_DOC,
