@@ -10,8 +10,29 @@ PYBIND11_MODULE(_core, m) {
   // NonFiniteError is both a ValueError and a FloatingPointError, so callers can catch either.
   py::dict namespace_;
   namespace_["__module__"] = "resode";
-  namespace_["__doc__"] =
-      "A state, loss or gradient became NaN or Inf (the message names the step and time).";
+  namespace_["__doc__"] = R"doc(A state, loss or gradient became NaN or Inf.
+
+The message names the step and time. A ``ValueError`` and a ``FloatingPointError``: callers
+may catch either.
+
+Attributes
+----------
+step : int
+    The failing step (-1: not tied to a step).
+t : float
+    The end time of that step.
+
+Examples
+--------
+>>> import numpy as np, resode
+>>> model = resode.NeuralODE(2, T=1.0, pieces=1, activation="identity", seed=0)
+>>> model.params["W"][...] = 1e200 * np.eye(2)
+>>> try:
+...     model.forward(np.ones((1, 2)))
+... except resode.NonFiniteError as err:
+...     print(type(err).__name__, isinstance(err, ValueError))
+NonFiniteError True
+)doc";
   py::object non_finite = py::module_::import("builtins").attr("type")(
       "NonFiniteError",
       py::make_tuple(py::handle(PyExc_ValueError), py::handle(PyExc_FloatingPointError)),
@@ -21,9 +42,31 @@ PYBIND11_MODULE(_core, m) {
   // StepSizeError: an adaptive integration could not reach T (a ValueError).
   py::dict step_namespace;
   step_namespace["__module__"] = "resode";
-  step_namespace["__doc__"] =
-      "An adaptive step-size failure: max_steps reached or a step below the resolution of t "
-      "(attributes sample, t, dt, error).";
+  step_namespace["__doc__"] = R"doc(An adaptive step-size failure (a ``ValueError``).
+
+The controller reached ``max_steps`` attempts, or a next step below the resolution of ``t``.
+
+Attributes
+----------
+sample : int
+    The failing sample.
+t : float
+    Its time at the failure.
+dt : float
+    The last attempted step size.
+error : float
+    Its error norm (NaN before the first attempt).
+
+Examples
+--------
+>>> import numpy as np, resode
+>>> model = resode.NeuralODE(2, T=1.0, pieces=1, method="dopri5", max_steps=2, seed=0)
+>>> try:
+...     model.forward(np.ones((1, 2)))
+... except resode.StepSizeError as err:
+...     print(err.sample, isinstance(err, ValueError))
+0 True
+)doc";
   py::object step_size = py::module_::import("builtins").attr("type")(
       "StepSizeError", py::make_tuple(py::handle(PyExc_ValueError)), step_namespace);
   m.attr("StepSizeError") = step_size;

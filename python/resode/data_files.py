@@ -70,8 +70,55 @@ def load(
     min_classes: int = 2,
     any_labels: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read ``(X, y)`` from a ``.npz`` or ``.csv`` file (:func:`read` without the names).
-    See :func:`read` for the parameters."""
+    r"""Read ``(X, y)`` from a ``.npz`` or ``.csv`` file (:func:`read` without the names).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file, ``.npz`` (arrays ``X`` and, optionally, ``y``) or ``.csv`` (one sample a
+        row, an optional header).
+    target : str or int, optional
+        CSV only: the target column, by header name or 0-based index (negative counts from
+        the end). Default: the last column.
+    features : sequence of str or int, optional
+        The feature columns (CSV: names or indices; ``.npz``: indices into ``X``'s columns).
+        Default: every column but the target.
+    task : {"classification", "regression"}
+        Classification targets must be integer labels ``>= 0`` with at least 2 classes;
+        regression targets any finite numbers.
+    require_target : bool, default True
+        ``False``: a file without targets is accepted and ``y`` is ``None``.
+    min_classes : int, default 2
+        Classification: the fewest distinct labels the file must hold.
+    any_labels : bool, default False
+        Classification: accept any integer or (CSV) text labels, for a caller that maps
+        them to classes ``0 .. K-1`` itself.
+
+    Returns
+    -------
+    X : numpy.ndarray of float64, shape (N, dim)
+        The features, one sample a row.
+    y : numpy.ndarray, shape (N,), or None
+        The int64 labels (classification; str for text labels with ``any_labels``), float64
+        values (regression), or None for a file without targets.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        For an unknown extension, ragged rows, non-numeric or non-finite values, unknown
+        columns, an empty file, or classification labels that are not integers ``>= 0`` in
+        at least 2 classes.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> _ = Path("points.csv").write_text("x1,x2,label\n0.5,1.0,0\n-1.5,2.0,1\n")
+    >>> X, y = load("points.csv")
+    >>> X.shape, X.dtype, y.tolist()
+    ((2, 2), dtype('float64'), [0, 1])
+    """
     data = read(path, target=target, features=features, task=task,
                 require_target=require_target, min_classes=min_classes,
                 any_labels=any_labels)  # fmt: skip
@@ -97,6 +144,7 @@ def read(
     Parameters
     ----------
     path : str or os.PathLike
+        The file, ``.npz`` (arrays ``X`` and, optionally, ``y``) or ``.csv``.
     target : str or int, optional
         CSV only: the target column, by header name or 0-based index (negative counts from
         the end). Default: the last column.

@@ -549,12 +549,14 @@ def read_file(path: PathLike) -> tuple[Model, dict[str, Any], dict[str, np.ndarr
 
 
 def load(path: PathLike) -> Model:
-    """Load a model written by :meth:`ResNet.save` / :meth:`NeuralODE.save` (or the model in a
-    training checkpoint written by :func:`resode.fit`).
+    """Load a model written by :meth:`ResNet.save` or :meth:`NeuralODE.save`.
+
+    The model in a training checkpoint written by :func:`resode.fit` loads as well.
 
     Parameters
     ----------
     path : str or os.PathLike
+        A model file (``.npz``) or a training checkpoint.
 
     Returns
     -------

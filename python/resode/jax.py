@@ -155,13 +155,37 @@ def odeint(
     X : jax.Array, shape (N, dim)
         Initial states, ``dim = D - augment``; the same dtype as ``params`` (float32, or
         float64 with ``jax_enable_x64``: float64 NumPy arrays without it raise TypeError).
-    T, substeps, method, field, activation, augment, gradient, checkpoints, trajectory
-        As for :func:`resode.torch.odeint`.
+    T : float
+        The final time: ``dt = T / (pieces * substeps)``.
+    substeps : int, default 1
+        Integrator steps per piece.
+    method : {"euler", "midpoint", "rk4"}, default "rk4"
+        The fixed-step method.
+    field : {"outside", "inside", "bottleneck"}, default "outside"
+        The field.
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, default "tanh"
+        The activation.
+    augment : int, default 0
+        Zero columns appended to ``X``: ``D = dim + augment``.
+    gradient : {"discrete", "adjoint"}, default "discrete"
+        The backward pass: the exact reverse sweep of the integrator, or the continuous
+        backsolve adjoint.
+    checkpoints : int or None, default None
+        Discrete gradient only: the stored step states (None: all).
+    trajectory : bool, default False
+        Return every state of the step grid instead of the final one.
 
     Returns
     -------
     jax.Array
         ``(N, D)`` final states, or ``(steps + 1, N, D)`` with ``trajectory=True``.
+
+    Raises
+    ------
+    TypeError
+        On non-float or mixed dtypes, or float64 inputs without ``jax_enable_x64``.
+    ValueError
+        On shapes that disagree or bad options.
 
     Examples
     --------

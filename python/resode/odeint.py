@@ -251,26 +251,40 @@ def odeint(
         below must then be left out.
     X : array_like, shape (N, dim)
         Initial states, augmented with ``augment`` zero columns to ``D = dim + augment``.
-    T, substeps, method, field, activation, augment
-        As for :class:`resode.NeuralODE`: ``steps = pieces * substeps``, ``dt = T / steps``.
-        ``T`` is required with a params dict; the others default to ``substeps=1``,
-        ``method="rk4"``, ``activation="tanh"``, ``augment=0`` and, for ``field``, the field
-        the keys name (``bottleneck`` for W1, b1, W2, b2; ``outside`` for W, b).
-
-        ``method`` may also be an adaptive pair, ``"dopri5"``, ``"tsit5"`` or ``"bosh3"``
-        (docs/adaptive.md).
+    T : float, optional
+        The final time, > 0; required with a params dict.
+    substeps : int, optional
+        Integrator steps per piece (default 1): ``steps = pieces * substeps``,
+        ``dt = T / steps``.
+    method : {"euler", "midpoint", "rk4", "dopri5", "tsit5", "bosh3"}, optional
+        The fixed-step method (default ``"rk4"``) or an adaptive pair (docs/adaptive.md).
+    field : {"outside", "inside", "bottleneck"}, optional
+        Default: the field the keys name (``bottleneck`` for W1, b1, W2, b2; ``outside`` for
+        W, b).
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, optional
+        Default ``"tanh"``.
+    augment : int, optional
+        Zero columns appended to ``X`` (default 0).
     t : array_like of float, shape (Q,), optional
         Output times, sorted, in ``[0, T]``: the dense output of the method's continuous
         extension, computed in the same sweep. Default: the step grid for a fixed-step method,
         the piece boundaries ``k T / pieces`` for an adaptive one.
-    rtol, atol, first_step, max_steps, step_control
-        The adaptive methods' options, as for :class:`resode.NeuralODE` (a ValueError with a
-        fixed-step method).
+    rtol : float, optional
+        Adaptive methods only (a ValueError with a fixed-step method), as the four below:
+        the relative tolerance (default ``1e-7``).
+    atol : float, optional
+        The absolute tolerance (default ``1e-9``).
+    first_step : float, optional
+        The first step (default: Hairer's heuristic).
+    max_steps : int, optional
+        The attempted steps allowed per sample (default ``100_000``).
+    step_control : {"sample", "batch"}, optional
+        Per-sample step sequences (default) or one for the whole batch.
     grid : list of N arrays, or one array, optional
         Replay: step exactly on these accepted times (each from 0 to T, with every piece
         boundary), without error control, e.g. ``stats["grid"]`` of an earlier run. The map
         :func:`odeint_vjp` differentiates.
-    stats : bool
+    stats : bool, default False
         Also return the statistics of an adaptive run (see :func:`resode.models.summarize_stats`:
         ``nfev``, ``accepted``, ``rejected`` totals and per-sample min/median/max, ``grid``).
 
@@ -280,6 +294,16 @@ def odeint(
         The states on the step grid ``t_j = j dt`` or at the times ``t`` (adaptive methods: at
         ``t``, default the ``pieces + 1`` piece boundaries). With ``stats``: ``(states,
         stats)`` (``stats`` None for a fixed-step method or a replay).
+
+    Raises
+    ------
+    ValueError
+        If ``X`` or the parameters have the wrong shape, an option is out of range or does
+        not apply to the method, or a model is passed with options of its own.
+    resode.NonFiniteError
+        If a state becomes NaN or Inf.
+    resode.StepSizeError
+        If an adaptive method's step size control fails for a sample.
 
     Examples
     --------
@@ -334,40 +358,77 @@ def odeint_vjp(
     step_control: StepControl | None = None,
     grid: ArrayLike | None = None,
 ) -> tuple[dict[str, FloatArray], FloatArray]:
-    """Vector-Jacobian product of the flow map ``X -> x(T)`` (the last state of :func:`odeint`),
-    or of ``X -> (x_0, ..., x_steps)`` (every state :func:`odeint` returns).
+    """Return the vector-Jacobian product of the flow map of :func:`odeint`.
+
+    The map is ``X -> x(T)`` (the last state of :func:`odeint`), or
+    ``X -> (x_0, ..., x_steps)`` (every state :func:`odeint` returns).
 
     Parameters
     ----------
-    params, X, T, substeps, method, field, activation, augment
-        As for :func:`odeint`.
+    params : mapping, resode.NeuralODE or resode.ResNet
+        The field parameters (their dtype is the computation's), or a model, as for
+        :func:`odeint`.
+    X : array_like, shape (N, dim)
+        Initial states.
     cotangent : array_like, shape (N, D) or (steps + 1, N, D)
         ``v``, a cotangent on the final state ``x(T)`` (``D = dim + augment``), or ``v_j`` on
         every state ``x_j`` of the step grid (a loss on the whole trajectory: several times,
         a turnpike term). The discrete reverse sweep adds ``v_j`` when it reaches ``x_j``; the
         continuous adjoint takes it as a jump ``a(t_j) += v_j``.
+    T : float, optional
+        The final time, > 0; required with a params dict (the options below, as for
+        :func:`odeint`, must be left out with a model).
+    substeps : int, optional
+        Integrator steps per piece (default 1).
+    method : {"euler", "midpoint", "rk4", "dopri5", "tsit5", "bosh3"}, optional
+        The fixed-step method (default ``"rk4"``) or an adaptive pair.
+    field : {"outside", "inside", "bottleneck"}, optional
+        Default: the field the keys name.
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, optional
+        Default ``"tanh"``.
+    augment : int, optional
+        Zero columns appended to ``X`` (default 0).
     gradient : {"discrete", "adjoint"}
         Exact reverse sweep of the integrator (the default), or the continuous backsolve
         adjoint (see :class:`resode.NeuralODE`). With a model: the model's.
     checkpoints : int or None
         Discrete gradient only: number of stored step states (see :class:`resode.NeuralODE`).
         With a model: the model's.
-    t, rtol, atol, first_step, max_steps, step_control, grid
-        As for :func:`odeint`. With ``t`` the cotangent is ``(len(t), N, D)``, one ``v_q`` on
-        each dense output ``x(t_q)`` (the interpolant is part of the differentiated map). An
-        adaptive method's gradient is the exact gradient of the computed solution with its
-        accepted steps held constant (the step-size controller is not differentiated); the
-        cotangent is ``(N, D)`` on ``x(T)``, or on the states at ``t`` (default: the
-        ``pieces + 1`` piece boundaries, as :func:`odeint` returns them).
+    t : array_like of float, shape (Q,), optional
+        As for :func:`odeint`; the cotangent is then ``(Q, N, D)``, one ``v_q`` on each dense
+        output ``x(t_q)`` (the interpolant is part of the differentiated map).
+    rtol : float, optional
+        As for :func:`odeint`, as the four below. An adaptive method's gradient is the exact
+        gradient of the computed solution with its accepted steps held constant (the
+        step-size controller is not differentiated); the cotangent is ``(N, D)`` on ``x(T)``,
+        or on the states at ``t`` (default: the ``pieces + 1`` piece boundaries).
+    atol : float, optional
+        The absolute tolerance (default ``1e-9``).
+    first_step : float, optional
+        The first step (default: Hairer's heuristic).
+    max_steps : int, optional
+        The attempted steps allowed per sample (default ``100_000``).
+    step_control : {"sample", "batch"}, optional
+        Per-sample step sequences (default) or one for the whole batch.
+    grid : list of N arrays, or one array, optional
+        Replay these accepted times, as for :func:`odeint`.
 
     Returns
     -------
-    grads : dict
+    grads : dict of str to numpy.ndarray
         ``v^T d x(T) / d theta`` (or ``sum_j v_j^T d x_j / d theta``) for each field
         parameter (same keys, shapes, dtype).
     dX : numpy.ndarray, shape (N, dim)
         ``v^T d x(T) / d X`` (or ``sum_j v_j^T d x_j / d X``); the augmented zero columns are
         not inputs and are dropped.
+
+    Raises
+    ------
+    ValueError
+        If ``cotangent`` does not have one of the shapes above, an option is out of range,
+        or a model is passed with options of its own (``gradient``, ``checkpoints``).
+    resode.StepSizeError
+        If an adaptive method's step size control fails for a sample.
 
     Examples
     --------

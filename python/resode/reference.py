@@ -81,6 +81,30 @@ from typing import Literal, NamedTuple, Protocol, overload
 
 import numpy as np
 
+__all__ = [
+    "ACTIVATIONS",
+    "ADAPTIVE_METHODS",
+    "FIELDS",
+    "LOSSES",
+    "METHODS",
+    "READOUTS",
+    "NonFiniteError",
+    "StepSizeError",
+    "activation",
+    "activation_grad",
+    "data_loss",
+    "data_loss_grad",
+    "field",
+    "node_forward",
+    "node_loss_and_grad",
+    "odeint",
+    "odeint_vjp",
+    "readout_logits",
+    "resnet_forward",
+    "resnet_loss_and_grad",
+    "resnet_trajectory",
+]
+
 ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "sigmoid", "leaky_relu", "identity")
 FIELDS: tuple[str, ...] = ("outside", "inside", "bottleneck")
 LOSSES: tuple[str, ...] = ("cross_entropy", "mse")
@@ -164,13 +188,59 @@ def _act_and_grad(
 
 
 def activation(name: str, x: np.ndarray) -> np.ndarray:
-    """Elementwise activation ``sigma(x)``; any shape, same dtype as ``x``."""
+    """Return the elementwise activation ``sigma(x)``.
+
+    Parameters
+    ----------
+    name : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}
+        The activation.
+    x : array_like
+        Any shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``sigma(x)``, of the shape and dtype of ``x``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``name``.
+
+    Examples
+    --------
+    >>> activation("relu", np.array([-1.0, 2.0]))
+    array([0., 2.])
+    """
     x = np.asarray(x)
     return _act_and_grad(name, x, False)[0]
 
 
 def activation_grad(name: str, x: np.ndarray) -> np.ndarray:
-    """Elementwise derivative ``sigma'(x)`` (relu: 1 if x > 0 else 0); same shape/dtype."""
+    """Return the elementwise derivative ``sigma'(x)`` (relu: 1 if x > 0 else 0).
+
+    Parameters
+    ----------
+    name : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}
+        The activation.
+    x : array_like
+        Any shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``sigma'(x)``, of the shape and dtype of ``x``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``name``.
+
+    Examples
+    --------
+    >>> activation_grad("leaky_relu", np.array([-1.0, 2.0]))
+    array([0.01, 1.  ])
+    """
     x = np.asarray(x)
     return _act_and_grad(name, x, True)[1]
 
@@ -235,7 +305,40 @@ def _field_vjp(
 
 
 def field(params: Params, k: int, x: np.ndarray, *, field: str, activation: str) -> np.ndarray:
-    """Vector field ``f_k(x)`` of layer / piece ``k`` for states ``x`` (N, D) -> (N, D)."""
+    """Return the vector field ``f_k(x)`` of layer / piece ``k``.
+
+    Parameters
+    ----------
+    params : dict of str to numpy.ndarray
+        The field parameters (leading axis: layers or pieces).
+    k : int
+        The layer or piece.
+    x : numpy.ndarray, shape (N, D)
+        The states.
+    field : {"outside", "inside", "bottleneck"}
+        The field ``f_k``.
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}
+        The activation ``sigma``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, D)
+        ``f_k(x)``, in the dtype of the parameters.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``field`` or ``activation``.
+
+    Examples
+    --------
+    >>> import numpy as np, resode
+    >>> from resode import reference as ref
+    >>> params = resode.NeuralODE(2, pieces=2, seed=0).params
+    >>> X = np.array([[0.5, -1.0], [1.0, 2.0], [-0.3, 0.1]]); y = np.array([0, 1, 1])
+    >>> field(params, 0, X, field="outside", activation="tanh").shape
+    (3, 2)
+    """
     return _field_fwd(params, k, np.asarray(x), field, activation, False)[0]
 
 
@@ -278,17 +381,94 @@ def _data_loss_and_grad(
 
 
 def data_loss(logits: np.ndarray, y: np.ndarray, loss: str) -> float:
-    """Data loss of logits (N, classes) against labels (N,) ints or targets (N, classes)."""
+    """Return the data loss of the logits against labels or targets.
+
+    Parameters
+    ----------
+    logits : numpy.ndarray, shape (N, classes)
+        The logits ``z``.
+    y : numpy.ndarray, shape (N,) or (N, classes)
+        Integer labels (cross-entropy) or float targets (``"mse"``).
+    loss : {"cross_entropy", "mse"}
+        Mean softmax cross-entropy, or the mean of ``(z - y)^2`` over all entries.
+
+    Returns
+    -------
+    float
+        The loss.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``loss``.
+
+    Examples
+    --------
+    >>> round(data_loss(np.zeros((2, 2)), np.array([0, 1]), "cross_entropy"), 6)
+    0.693147
+    """
     return _data_loss_and_grad(logits, y, loss, False)[0]
 
 
 def data_loss_grad(logits: np.ndarray, y: np.ndarray, loss: str) -> np.ndarray:
-    """Gradient of :func:`data_loss` with respect to the logits, shape (N, classes)."""
+    """Return the gradient of :func:`data_loss` with respect to the logits.
+
+    Parameters
+    ----------
+    logits : numpy.ndarray, shape (N, classes)
+        The logits ``z``.
+    y : numpy.ndarray, shape (N,) or (N, classes)
+        Integer labels (cross-entropy) or float targets (``"mse"``).
+    loss : {"cross_entropy", "mse"}
+        The data loss.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, classes)
+        ``d data_loss / d logits``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``loss``.
+
+    Examples
+    --------
+    >>> data_loss_grad(np.zeros((2, 2)), np.array([0, 1]), "cross_entropy")
+    array([[-0.25,  0.25],
+           [ 0.25, -0.25]])
+    """
     return _data_loss_and_grad(logits, y, loss, True)[1]
 
 
 def readout_logits(params: Params, x: np.ndarray, readout: str = "linear") -> np.ndarray:
-    """Logits ``x P^T + c`` of states x (N, D), clipped to ``[-1, 1]`` for ``"hardtanh"``."""
+    """Return the logits ``x P^T + c`` of states ``x``, clipped to ``[-1, 1]`` for ``"hardtanh"``.
+
+    Parameters
+    ----------
+    params : dict of str to numpy.ndarray
+        Holds ``P`` (classes, D) and ``c`` (classes,).
+    x : numpy.ndarray, shape (N, D)
+        The final states.
+    readout : {"linear", "hardtanh"}, default "linear"
+        The readout.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, classes)
+        The logits.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``readout``.
+
+    Examples
+    --------
+    >>> params = {"P": np.array([[2.0, 0.0]]), "c": np.array([0.5])}
+    >>> readout_logits(params, np.array([[1.0, 3.0]]), "hardtanh")
+    array([[1.]])
+    """
     _check("readout", readout, READOUTS)
     z = x @ params["P"].T + params["c"]
     logits: np.ndarray = np.clip(z, -1.0, 1.0) if readout == "hardtanh" else z
@@ -713,7 +893,44 @@ def resnet_trajectory(
     h: float = 1.0,
     augment: int = 0,
 ) -> np.ndarray:
-    """States ``x^0..x^L`` of ``x^{k+1} = x^k + h f_k(x^k)``; X (N, dim) -> (L+1, N, D)."""
+    """Return the states ``x^0..x^L`` of ``x^{k+1} = x^k + h f_k(x^k)``.
+
+    Parameters
+    ----------
+    params : dict of str to numpy.ndarray
+        The field parameters (``W``, ``b`` or ``W1``, ``b1``, ``W2``, ``b2``, leading axis
+        the layers or pieces ``K``) and the classifier ``P`` (classes, D), ``c`` (classes,),
+        all of one float dtype.
+    X : numpy.ndarray, shape (N, dim)
+        The inputs, in the parameters' dtype.
+    field : {"outside", "inside", "bottleneck"}
+        The field ``f_k``.
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}
+        The activation ``sigma``.
+    h : float, default 1.0
+        The step size of every layer.
+    augment : int, default 0
+        Zero columns appended to ``X``: ``D = dim + augment``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (L + 1, N, D)
+        The states after each layer, ``x^0 = [X, 0]`` first.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``field`` or ``activation``.
+
+    Examples
+    --------
+    >>> import numpy as np, resode
+    >>> from resode import reference as ref
+    >>> params = resode.ResNet(2, layers=3, seed=0).params
+    >>> X = np.array([[0.5, -1.0], [1.0, 2.0], [-0.3, 0.1]]); y = np.array([0, 1, 1])
+    >>> resnet_trajectory(params, X, field="outside", activation="tanh").shape
+    (4, 3, 2)
+    """
     x0 = _augment(params, X, augment, field)
     return _solve(params, x0, float(h), 1, _TABLEAUX["euler"], field, activation, store=True)
 
@@ -728,8 +945,47 @@ def resnet_forward(
     augment: int = 0,
     readout: str = "linear",
 ) -> np.ndarray:
-    """Logits ``x^L P^T + c`` of the ResNet (clipped for ``readout="hardtanh"``);
-    X (N, dim) -> (N, classes)."""
+    """Return the logits ``x^L P^T + c`` of the ResNet (clipped for ``readout="hardtanh"``).
+
+    Parameters
+    ----------
+    params : dict of str to numpy.ndarray
+        The field parameters (``W``, ``b`` or ``W1``, ``b1``, ``W2``, ``b2``, leading axis
+        the layers or pieces ``K``) and the classifier ``P`` (classes, D), ``c`` (classes,),
+        all of one float dtype.
+    X : numpy.ndarray, shape (N, dim)
+        The inputs, in the parameters' dtype.
+    field : {"outside", "inside", "bottleneck"}
+        The field ``f_k``.
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}
+        The activation ``sigma``.
+    h : float, default 1.0
+        The step size of every layer.
+    augment : int, default 0
+        Zero columns appended to ``X``: ``D = dim + augment``.
+    readout : {"linear", "hardtanh"}, default "linear"
+        The logits ``x P^T + c``, or those clipped to ``[-1, 1]``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, classes)
+        The logits.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``field``, ``activation`` or ``readout``.
+
+    Examples
+    --------
+    >>> import numpy as np, resode
+    >>> from resode import reference as ref
+    >>> params = resode.ResNet(2, layers=3, seed=0).params
+    >>> X = np.array([[0.5, -1.0], [1.0, 2.0], [-0.3, 0.1]]); y = np.array([0, 1, 1])
+    >>> z = resnet_forward(params, X, field="outside", activation="tanh")
+    >>> bool(np.allclose(z, resode.ResNet(2, layers=3, seed=0).forward(X)))
+    True
+    """
     x0 = _augment(params, X, augment, field)
     xL = _solve(params, x0, float(h), 1, _TABLEAUX["euler"], field, activation, store=False)
     return readout_logits(params, xL, readout)
@@ -750,9 +1006,62 @@ def resnet_loss_and_grad(
     l1: float = 0.0,
     decay_readout: bool = False,
 ) -> tuple[float, dict[str, np.ndarray]]:
-    """ResNet loss ``data_loss(x^L P^T + c, y) + weight_decay * |theta|^2`` and its exact
-    gradient (backpropagation). X (N, dim); y (N,) int labels or (N, classes) targets.
-    Returns ``(loss, grads)`` with grads of the same keys / shapes / dtypes as ``params``."""
+    """Return the ResNet loss and its exact gradient (backpropagation).
+
+    The loss is ``data_loss(x^L P^T + c, y)`` plus the regulariser.
+
+    Parameters
+    ----------
+    params : dict of str to numpy.ndarray
+        The field parameters (``W``, ``b`` or ``W1``, ``b1``, ``W2``, ``b2``, leading axis
+        the layers or pieces ``K``) and the classifier ``P`` (classes, D), ``c`` (classes,),
+        all of one float dtype.
+    X : numpy.ndarray, shape (N, dim)
+        The inputs, in the parameters' dtype.
+    y : numpy.ndarray, shape (N,) or (N, classes)
+        Integer labels (cross-entropy) or float targets (``"mse"``).
+    field : {"outside", "inside", "bottleneck"}
+        The field ``f_k``.
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}
+        The activation ``sigma``.
+    h : float, default 1.0
+        The step size of every layer.
+    augment : int, default 0
+        Zero columns appended to ``X``: ``D = dim + augment``.
+    loss : {"cross_entropy", "mse"}, default "cross_entropy"
+        The data loss.
+    weight_decay : float, default 0.0
+        Adds ``weight_decay * sum(theta^2)`` over the field parameters.
+    readout : {"linear", "hardtanh"}, default "linear"
+        The logits ``x P^T + c``, or those clipped to ``[-1, 1]``.
+    l1 : float, default 0.0
+        Adds ``l1 * sum |theta|`` over the field parameters (subgradient 0 at 0).
+    decay_readout : bool, default False
+        Put ``P`` under ``weight_decay`` too.
+
+    Returns
+    -------
+    loss : float
+        The loss value.
+    grads : dict of str to numpy.ndarray
+        Its gradient, with the keys, shapes and dtypes of ``params``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``field``, ``activation``, ``loss`` or ``readout``.
+
+    Examples
+    --------
+    >>> import numpy as np, resode
+    >>> from resode import reference as ref
+    >>> params = resode.ResNet(2, layers=3, seed=0).params
+    >>> X = np.array([[0.5, -1.0], [1.0, 2.0], [-0.3, 0.1]]); y = np.array([0, 1, 1])
+    >>> loss, grads = resnet_loss_and_grad(params, X, y, field="outside", activation="tanh")
+    >>> loss_core, grads_core = resode.ResNet(2, layers=3, seed=0).loss_and_grad(X, y)
+    >>> abs(loss - loss_core) < 1e-12, bool(np.allclose(grads["W"], grads_core["W"]))
+    (True, True)
+    """
     return _loss_and_grad(
         params,
         X,
@@ -786,9 +1095,29 @@ _SAFETY, _MIN_FACTOR, _MAX_FACTOR = 0.9, 0.2, 10.0
 
 
 class StepSizeError(ValueError):
-    """The adaptive controller failed for ``sample`` at time ``t``: ``max_steps`` attempts,
-    or a next step below the resolution of ``t``. ``dt``, ``error``: the last attempted step
-    size and its error norm ``E`` (NaN before the first attempt)."""
+    """The adaptive controller failed for ``sample`` at time ``t``.
+
+    It made ``max_steps`` attempts, or its next step fell below the resolution of ``t``.
+
+    Parameters
+    ----------
+    sample : int
+        The failing sample.
+    t : float
+        Its time.
+    dt : float
+        The last attempted step size.
+    error : float
+        Its error norm ``E`` (NaN before the first attempt).
+    reason : str
+        What failed, for the message.
+
+    Examples
+    --------
+    >>> err = StepSizeError(0, 0.5, 1e-17, 2.0, "step below the resolution of t")
+    >>> err.sample, err.t, isinstance(err, ValueError)
+    (0, 0.5, True)
+    """
 
     def __init__(self, sample: int, t: float, dt: float, error: float, reason: str) -> None:
         super().__init__(
@@ -799,7 +1128,27 @@ class StepSizeError(ValueError):
 
 
 class NonFiniteError(StepSizeError, FloatingPointError):
-    """A :class:`StepSizeError` whose sample's last trial state was not finite."""
+    """A :class:`StepSizeError` whose sample's last trial state was not finite.
+
+    Parameters
+    ----------
+    sample : int
+        The failing sample.
+    t : float
+        Its time.
+    dt : float
+        The last attempted step size.
+    error : float
+        Its error norm (NaN).
+    reason : str
+        What failed, for the message.
+
+    Examples
+    --------
+    >>> err = NonFiniteError(1, 0.25, 0.1, float("nan"), "non-finite state")
+    >>> isinstance(err, StepSizeError), isinstance(err, FloatingPointError)
+    (True, True)
+    """
 
 
 class _Embedded(NamedTuple):
@@ -1553,19 +1902,77 @@ def odeint(
     grid: np.ndarray | list[np.ndarray] | None = None,
     stats: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, dict[str, object]]:
-    """Solution of ``x' = f_{theta(t)}(x)`` on ``[0, T]``, ``x_0 = [X, 0]``; X (N, dim).
+    """Return the solution of ``x' = f_{theta(t)}(x)`` on ``[0, T]``, ``x_0 = [X, 0]``.
 
-    Fixed-step methods (``euler``, ``midpoint``, ``rk4``; ``steps = pieces * substeps``, pieces
-    = leading axis of the field params): the states on the step grid (steps+1, N, D).
-    Adaptive methods (``dopri5``, ``tsit5``, ``bosh3``; docs/adaptive.md, ``substeps``
-    unused): the final states (N, D), with tolerances ``rtol``, ``atol``, ``first_step`` (None:
-    Hairer's heuristic), ``max_steps`` attempts and ``step_control`` ``"sample"`` or
-    ``"batch"``. ``grid`` (one float64 array, or one per sample, from 0.0 to T) replays that
-    grid with the method's tableau, no error control; the result is then the final states.
-    ``t`` (sorted, in [0, T]): the dense output at those times instead, (len(t), N, D).
-    ``stats=True`` also returns ``{"nfev", "accepted", "rejected"}`` ((N,) int arrays) and
-    ``"grid"`` (a list of N float64 arrays of accepted times, 0.0 .. T). Raises
-    :class:`StepSizeError` (a ``ValueError``) or :class:`NonFiniteError` when a step fails.
+    Fixed-step methods (``euler``, ``midpoint``, ``rk4``; ``steps = pieces * substeps``):
+    the states on the step grid. Adaptive methods (``dopri5``, ``tsit5``, ``bosh3``;
+    docs/adaptive.md, ``substeps`` unused): the final states. ``grid`` replays a grid with
+    the method's tableau, without error control (the result is then the final states);
+    ``t`` asks for the dense output at those times instead.
+
+    Parameters
+    ----------
+    params : dict of str to numpy.ndarray
+        The field parameters (``W``, ``b`` or ``W1``, ``b1``, ``W2``, ``b2``, leading axis
+        the pieces ``K``), of one float dtype; other keys are ignored.
+    X : numpy.ndarray, shape (N, dim)
+        The inputs, in the parameters' dtype.
+    T : float
+        The final time.
+    substeps : int, default 1
+        Steps per piece (fixed-step methods): ``dt = T / (pieces * substeps)``.
+    method : {"euler", "midpoint", "rk4", "dopri5", "tsit5", "bosh3"}, default "rk4"
+        A fixed-step method or an adaptive pair.
+    field : {"outside", "inside", "bottleneck"}
+        The field ``f_k``.
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}
+        The activation ``sigma``.
+    augment : int, default 0
+        Zero columns appended to ``X``: ``D = dim + augment``.
+    rtol : float, default 1e-7
+        Adaptive methods: the relative tolerance of the error norm.
+    atol : float, default 1e-9
+        Adaptive methods: the absolute tolerance.
+    first_step : float or None, default None
+        Adaptive methods: the first step (None: Hairer's heuristic).
+    max_steps : int, default 100_000
+        Adaptive methods: the attempted steps allowed per sample.
+    step_control : {"sample", "batch"}, default "sample"
+        Adaptive methods: per-sample step sequences, or one for the whole batch.
+    t : numpy.ndarray of float, shape (Q,), optional
+        Sorted output times in ``[0, T]``: the dense output there.
+    grid : numpy.ndarray or list of numpy.ndarray, optional
+        Replay these accepted times (one float64 array, or one per sample, from 0.0 to T)
+        with the method's tableau, without error control.
+    stats : bool, default False
+        Also return the statistics of the run.
+
+    Returns
+    -------
+    states : numpy.ndarray, shape (steps + 1, N, D), (N, D) or (Q, N, D)
+        The states on the step grid (fixed-step), the final states (adaptive, replays), or
+        the dense output at ``t``.
+    stats : dict of str to object
+        With ``stats=True`` only: ``{"nfev", "accepted", "rejected"}`` ((N,) int arrays) and
+        ``"grid"`` (a list of N float64 arrays of accepted times, 0.0 .. T).
+
+    Raises
+    ------
+    StepSizeError
+        When an adaptive step fails (a ``ValueError``).
+    NonFiniteError
+        When a trial state is not finite.
+
+    Examples
+    --------
+    >>> import numpy as np, resode
+    >>> from resode import reference as ref
+    >>> params = resode.NeuralODE(2, pieces=2, seed=0).params
+    >>> X = np.array([[0.5, -1.0], [1.0, 2.0], [-0.3, 0.1]]); y = np.array([0, 1, 1])
+    >>> odeint(params, X, T=1.0, field="outside", activation="tanh").shape
+    (3, 3, 2)
+    >>> odeint(params, X, T=1.0, method="dopri5", field="outside", activation="tanh").shape
+    (3, 2)
     """
     x0 = _augment(params, X, augment, field)
     tau = None if t is None else _check_times(t, float(T))
@@ -1628,8 +2035,61 @@ def node_forward(
     max_steps: int = 100_000,
     step_control: str = "sample",
 ) -> np.ndarray:
-    """Logits ``x_T P^T + c`` of the neural ODE; X (N, dim) -> (N, classes). Adaptive methods
-    take the options of :func:`odeint`."""
+    """Return the logits ``x_T P^T + c`` of the neural ODE.
+
+    Parameters
+    ----------
+    params : dict of str to numpy.ndarray
+        The field parameters (``W``, ``b`` or ``W1``, ``b1``, ``W2``, ``b2``, leading axis
+        the layers or pieces ``K``) and the classifier ``P`` (classes, D), ``c`` (classes,),
+        all of one float dtype.
+    X : numpy.ndarray, shape (N, dim)
+        The inputs, in the parameters' dtype.
+    T : float
+        The final time.
+    substeps : int, default 1
+        Steps per piece (fixed-step methods): ``dt = T / (pieces * substeps)``.
+    method : {"euler", "midpoint", "rk4", "dopri5", "tsit5", "bosh3"}, default "rk4"
+        A fixed-step method or an adaptive pair.
+    field : {"outside", "inside", "bottleneck"}
+        The field ``f_k``.
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}
+        The activation ``sigma``.
+    augment : int, default 0
+        Zero columns appended to ``X``: ``D = dim + augment``.
+    readout : {"linear", "hardtanh"}, default "linear"
+        The logits ``x P^T + c``, or those clipped to ``[-1, 1]``.
+    rtol : float, default 1e-7
+        Adaptive methods: the relative tolerance of the error norm.
+    atol : float, default 1e-9
+        Adaptive methods: the absolute tolerance.
+    first_step : float or None, default None
+        Adaptive methods: the first step (None: Hairer's heuristic).
+    max_steps : int, default 100_000
+        Adaptive methods: the attempted steps allowed per sample.
+    step_control : {"sample", "batch"}, default "sample"
+        Adaptive methods: per-sample step sequences, or one for the whole batch.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, classes)
+        The logits.
+
+    Raises
+    ------
+    ValueError
+        For an unknown option, or when an adaptive step fails (:class:`StepSizeError`).
+
+    Examples
+    --------
+    >>> import numpy as np, resode
+    >>> from resode import reference as ref
+    >>> params = resode.NeuralODE(2, pieces=2, seed=0).params
+    >>> X = np.array([[0.5, -1.0], [1.0, 2.0], [-0.3, 0.1]]); y = np.array([0, 1, 1])
+    >>> z = node_forward(params, X, T=1.0, field="outside", activation="tanh")
+    >>> bool(np.allclose(z, resode.NeuralODE(2, pieces=2, seed=0).forward(X)))
+    True
+    """
     if method in ADAPTIVE_METHODS:
         xT = odeint(
             params, X, T=T, method=method, field=field, activation=activation, augment=augment,
@@ -1668,13 +2128,89 @@ def node_loss_and_grad(
     decay_readout: bool = False,
     turnpike_weight: float = 1.0,
 ) -> tuple[float, dict[str, np.ndarray]]:
-    """Discretised neural-ODE loss (terminal, or trapezoid running loss if ``turnpike``) plus
-    weight decay, and its gradient: exact (``gradient="discrete"``) or by the continuous
-    backsolve adjoint (``"adjoint"``; the loss value is the same discretised one).
-    X (N, dim); y (N,) int labels or (N, classes) targets. Returns ``(loss, grads)`` with the
-    same keys / shapes / dtypes as ``params``. Adaptive methods (options of :func:`odeint`):
-    terminal loss only (``turnpike`` raises ``ValueError``) and the discrete gradient on the
-    frozen accepted grid (``"adjoint"`` raises ``NotImplementedError``)."""
+    """Return the discretised neural-ODE loss and its gradient.
+
+    The loss is terminal, or the trapezoid running loss with ``turnpike``, plus the
+    regulariser; the gradient is exact (``gradient="discrete"``) or the continuous backsolve
+    adjoint's (``"adjoint"``; the loss value is the same discretised one). Adaptive methods:
+    terminal loss only and the discrete gradient on the frozen accepted grid.
+
+    Parameters
+    ----------
+    params : dict of str to numpy.ndarray
+        The field parameters (``W``, ``b`` or ``W1``, ``b1``, ``W2``, ``b2``, leading axis
+        the layers or pieces ``K``) and the classifier ``P`` (classes, D), ``c`` (classes,),
+        all of one float dtype.
+    X : numpy.ndarray, shape (N, dim)
+        The inputs, in the parameters' dtype.
+    y : numpy.ndarray, shape (N,) or (N, classes)
+        Integer labels (cross-entropy) or float targets (``"mse"``).
+    T : float
+        The final time.
+    substeps : int, default 1
+        Steps per piece (fixed-step methods): ``dt = T / (pieces * substeps)``.
+    method : {"euler", "midpoint", "rk4", "dopri5", "tsit5", "bosh3"}, default "rk4"
+        A fixed-step method or an adaptive pair.
+    field : {"outside", "inside", "bottleneck"}
+        The field ``f_k``.
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}
+        The activation ``sigma``.
+    augment : int, default 0
+        Zero columns appended to ``X``: ``D = dim + augment``.
+    loss : {"cross_entropy", "mse"}, default "cross_entropy"
+        The data loss.
+    weight_decay : float, default 0.0
+        Adds ``weight_decay * sum(theta^2)`` over the field parameters.
+    turnpike : bool, default False
+        The time integral of the data loss (trapezoid rule on the step grid) instead of the
+        terminal one.
+    gradient : {"discrete", "adjoint"}, default "discrete"
+        The exact gradient of the discretised loss, or the backsolve adjoint.
+    rtol : float, default 1e-7
+        Adaptive methods: the relative tolerance of the error norm.
+    atol : float, default 1e-9
+        Adaptive methods: the absolute tolerance.
+    first_step : float or None, default None
+        Adaptive methods: the first step (None: Hairer's heuristic).
+    max_steps : int, default 100_000
+        Adaptive methods: the attempted steps allowed per sample.
+    step_control : {"sample", "batch"}, default "sample"
+        Adaptive methods: per-sample step sequences, or one for the whole batch.
+    readout : {"linear", "hardtanh"}, default "linear"
+        The logits ``x P^T + c``, or those clipped to ``[-1, 1]``.
+    l1 : float, default 0.0
+        Adds ``l1 * sum |theta|`` over the field parameters (subgradient 0 at 0).
+    decay_readout : bool, default False
+        Put ``P`` under ``weight_decay`` too.
+    turnpike_weight : float, default 1.0
+        The turnpike integral's weight.
+
+    Returns
+    -------
+    loss : float
+        The loss value.
+    grads : dict of str to numpy.ndarray
+        Its gradient, with the keys, shapes and dtypes of ``params``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown option, ``turnpike`` with an adaptive method, or a failed adaptive step.
+    NotImplementedError
+        For ``gradient="adjoint"`` with an adaptive method.
+
+    Examples
+    --------
+    >>> import numpy as np, resode
+    >>> from resode import reference as ref
+    >>> params = resode.NeuralODE(2, pieces=2, seed=0).params
+    >>> X = np.array([[0.5, -1.0], [1.0, 2.0], [-0.3, 0.1]]); y = np.array([0, 1, 1])
+    >>> loss, grads = node_loss_and_grad(params, X, y, T=1.0, field="outside",
+    ...                                  activation="tanh")
+    >>> loss_core, _ = resode.NeuralODE(2, pieces=2, seed=0).loss_and_grad(X, y)
+    >>> abs(loss - loss_core) < 1e-12, grads["W"].shape
+    (True, (2, 2, 2))
+    """
     if method in ADAPTIVE_METHODS:
         if turnpike:
             raise ValueError("turnpike losses need a fixed-step method (euler, midpoint, rk4)")
@@ -1737,16 +2273,81 @@ def odeint_vjp(
     t: np.ndarray | None = None,
     grid: np.ndarray | list[np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Vector-Jacobian product of :func:`odeint`. Returns ``(grads, dX)``: grads of the field
-    params only (their keys, shapes, dtypes) and ``dX = xbar_0[:, :dim]`` of shape (N, dim).
+    """Return the vector-Jacobian product of :func:`odeint`.
 
     Fixed-step methods without ``t`` / ``grid``: ``cotangent`` (N, D) on the final state
     ``x_steps``, or (steps + 1, N, D) on all states (``v_j`` on ``x_j``);
     ``gradient="adjoint"`` uses the backsolve adjoint with ``a(T) = v_steps``, the jumps
     ``a(t_j) += v_j`` and no loss terms. Otherwise (adaptive methods, ``grid`` replays,
     dense output at ``t``): the discrete gradient of the computed solution with the accepted
-    grid frozen, ``cotangent`` (N, D) on the final states or (len(t), N, D) on the dense
-    outputs at ``t`` (the interpolant is differentiated too)."""
+    grid frozen, ``cotangent`` (N, D) on the final states or (Q, N, D) on the dense
+    outputs at ``t`` (the interpolant is differentiated too).
+
+    Parameters
+    ----------
+    params : dict of str to numpy.ndarray
+        The field parameters (``W``, ``b`` or ``W1``, ``b1``, ``W2``, ``b2``, leading axis
+        the pieces ``K``), of one float dtype; other keys are ignored.
+    X : numpy.ndarray, shape (N, dim)
+        The inputs, in the parameters' dtype.
+    cotangent : numpy.ndarray, shape (N, D), (steps + 1, N, D) or (Q, N, D)
+        The cotangent ``v``, as above.
+    T : float
+        The final time.
+    substeps : int, default 1
+        Steps per piece (fixed-step methods): ``dt = T / (pieces * substeps)``.
+    method : {"euler", "midpoint", "rk4", "dopri5", "tsit5", "bosh3"}, default "rk4"
+        A fixed-step method or an adaptive pair.
+    field : {"outside", "inside", "bottleneck"}
+        The field ``f_k``.
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}
+        The activation ``sigma``.
+    augment : int, default 0
+        Zero columns appended to ``X``: ``D = dim + augment``.
+    gradient : {"discrete", "adjoint"}, default "discrete"
+        The exact gradient, or the backsolve adjoint (fixed-step methods).
+    rtol : float, default 1e-7
+        Adaptive methods: the relative tolerance of the error norm.
+    atol : float, default 1e-9
+        Adaptive methods: the absolute tolerance.
+    first_step : float or None, default None
+        Adaptive methods: the first step (None: Hairer's heuristic).
+    max_steps : int, default 100_000
+        Adaptive methods: the attempted steps allowed per sample.
+    step_control : {"sample", "batch"}, default "sample"
+        Adaptive methods: per-sample step sequences, or one for the whole batch.
+    t : numpy.ndarray of float, shape (Q,), optional
+        Sorted output times in ``[0, T]``: the dense output there.
+    grid : numpy.ndarray or list of numpy.ndarray, optional
+        Replay these accepted times (one float64 array, or one per sample, from 0.0 to T)
+        with the method's tableau, without error control.
+
+    Returns
+    -------
+    grads : dict of str to numpy.ndarray
+        ``v^T dx / dtheta`` for the field parameters only (their keys, shapes, dtypes).
+    dX : numpy.ndarray, shape (N, dim)
+        ``v^T dx / dX``, the augmented columns dropped.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``gradient``, or a failed adaptive step.
+    NotImplementedError
+        For ``gradient="adjoint"`` with an adaptive method, a replay or dense output.
+
+    Examples
+    --------
+    >>> import numpy as np, resode
+    >>> from resode import reference as ref
+    >>> params = resode.NeuralODE(2, pieces=2, seed=0).params
+    >>> X = np.array([[0.5, -1.0], [1.0, 2.0], [-0.3, 0.1]]); y = np.array([0, 1, 1])
+    >>> grads, dX = odeint_vjp(params, X, np.ones((3, 2)), T=1.0, field="outside",
+    ...                        activation="tanh")
+    >>> grads_core, dX_core = resode.odeint_vjp(params, X, np.ones((3, 2)), T=1.0)
+    >>> bool(np.allclose(dX, dX_core)), sorted(grads)
+    (True, ['W', 'b'])
+    """
     _check("gradient", gradient, ("discrete", "adjoint"))
     keys = _field_keys(field)
     x0 = _augment(params, X, augment, field)

@@ -55,6 +55,8 @@ import torch
 from torch import Tensor
 
 from . import _bridge
+from ._torch_ops import _EagerFlow, _odeint_op
+from ._torch_ops import _odeint_vjp_op as _odeint_vjp_op  # used by the tests (opcheck)
 from ._typing import ArrayLike
 from .models import NeuralODE as _NeuralODE
 from .models import ResNet as _ResNet
@@ -64,132 +66,6 @@ from .models.options import Activation, Field, FixedMethod, Gradient
 __all__ = ["NeuralODE", "ResNet", "odeint"]
 
 _DTYPES = {torch.float32: "float32", torch.float64: "float64"}
-
-
-# --------------------------------------------------------------------------- the operators
-
-
-def _numpy(t: Tensor) -> np.ndarray:
-    """A NumPy view of a CPU tensor (a copy only when it is not contiguous)."""
-    return (t if t.is_contiguous() else t.contiguous()).detach().numpy()
-
-
-def _flow(field: str, activation: str, method: str, dt: float, substeps: int, augment: int,
-          gradient: str, checkpoints: int, trajectory: bool) -> _bridge.Flow:  # fmt: skip
-    return _bridge.Flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
-                        trajectory)  # fmt: skip
-
-
-@torch.library.custom_op("resode::odeint", mutates_args=())
-def _odeint_op(
-    X: Tensor,
-    theta: list[Tensor],
-    field: str,
-    activation: str,
-    method: str,
-    dt: float,
-    substeps: int,
-    augment: int,
-    gradient: str,
-    checkpoints: int,
-    trajectory: bool,
-) -> tuple[Tensor, Tensor]:
-    """(the states, what the backward keeps from this forward sweep: ``Flow.kept``, no rows
-    where it keeps the output itself or nothing)."""
-    flow = _flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
-                 trajectory)  # fmt: skip
-    out, kept = _bridge.forward_with_states(flow, _numpy(X), [_numpy(t) for t in theta])
-    if kept is None or kept is out:  # an output may not alias another: the backward saves out
-        return torch.from_numpy(out), X.new_empty((0, *out.shape[-2:]))
-    return torch.from_numpy(out), torch.from_numpy(kept)
-
-
-@_odeint_op.register_fake
-def _odeint_fake(
-    X: Tensor, theta: list[Tensor], field: str, activation: str, method: str, dt: float,
-    substeps: int, augment: int, gradient: str, checkpoints: int, trajectory: bool,
-) -> tuple[Tensor, Tensor]:  # fmt: skip
-    flow = _flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
-                 trajectory)  # fmt: skip
-    _, kept = flow.kept(X.shape[0], theta[0].shape, X.dtype.itemsize)
-    return X.new_empty(flow.output_shape(X.shape, theta[0].shape)), X.new_empty(kept)
-
-
-@torch.library.custom_op("resode::odeint_vjp", mutates_args=())
-def _odeint_vjp_op(
-    X: Tensor,
-    theta: list[Tensor],
-    cotangent: Tensor,
-    kept: Tensor,
-    field: str,
-    activation: str,
-    method: str,
-    dt: float,
-    substeps: int,
-    augment: int,
-    gradient: str,
-    checkpoints: int,
-) -> list[Tensor]:
-    """(dX, *dtheta) from the states the forward kept (``kept``: the forward's second output,
-    or its trajectory where that is what it kept; ignored by the adjoint)."""
-    flow = _flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
-                 cotangent.dim() == 3)  # fmt: skip
-    states = _numpy(kept) if gradient == "discrete" else None
-    dtheta, dX = _bridge.vjp_from_states(
-        flow, _numpy(X), [_numpy(t) for t in theta], _numpy(cotangent), states
-    )
-    return [torch.from_numpy(dX), *(torch.from_numpy(g) for g in dtheta)]
-
-
-@_odeint_vjp_op.register_fake
-def _odeint_vjp_fake(
-    X: Tensor, theta: list[Tensor], cotangent: Tensor, kept: Tensor, *options: object
-) -> list[Tensor]:
-    return [X.new_empty(X.shape), *(t.new_empty(t.shape) for t in theta)]
-
-
-def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
-    X, theta, *options = inputs
-    out, kept = output
-    # No rows kept: the adjoint (kept is ignored), or a trajectory that is the states itself.
-    ctx.save_for_backward(X, out if kept.shape[0] == 0 else kept, *theta)
-    ctx.options = options[:-1]  # all but `trajectory`: the cotangent's shape says which
-
-
-def _backward(ctx: Any, grad: Tensor, _grad_kept: Any) -> tuple[Any, ...]:
-    X, kept, *theta = ctx.saved_tensors
-    grads = _odeint_vjp_op(X, theta, grad.contiguous(), kept, *ctx.options)
-    return (grads[0], grads[1:], *([None] * (len(ctx.options) + 1)))
-
-
-_odeint_op.register_autograd(_backward, setup_context=_setup_context)
-
-
-class _EagerFlow(torch.autograd.Function):
-    """The same forward and backward as the operators, for eager mode: the custom-op
-    machinery costs about 0.4 ms per forward and backward (its Python dispatch), more than the
-    core itself on small batches; under torch.compile the operators run instead. The states
-    the backward needs are kept from the forward (one forward sweep per training step), and so
-    are the NumPy views of the inputs (the backward makes none again)."""
-
-    @staticmethod
-    def forward(ctx: Any, X: Tensor, flow: _bridge.Flow, *theta: Tensor) -> Tensor:
-        arrays = (_numpy(X), [_numpy(t) for t in theta])
-        out, kept = _bridge.forward_with_states(flow, *arrays)
-        out_t = torch.from_numpy(out)
-        # Saved tensors are checked for in-place changes before the backward reads them: the
-        # inputs, and the output where it is the kept states (a trajectory).
-        ctx.save_for_backward(X, *theta, *((out_t,) if kept is out else ()))
-        ctx.flow, ctx.arrays, ctx.kept = flow, arrays, kept
-        return out_t
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Any, ...]:
-        ctx.saved_tensors  # noqa: B018  (raises if one was modified in place since the forward)
-        X, theta = ctx.arrays
-        dtheta, dX = _bridge.vjp_from_states(ctx.flow, X, theta, _numpy(grad), ctx.kept)
-        return (torch.from_numpy(dX), None, *map(torch.from_numpy, dtheta))
 
 
 # --------------------------------------------------------------------------- the function
@@ -234,8 +110,9 @@ def odeint(
     checkpoints: int | None = None,
     trajectory: bool = False,
 ) -> Tensor:
-    """The flow of ``x' = f(theta(t), x)`` from ``x(0) = [X, 0]`` over ``[0, T]``, differentiable
-    with respect to every tensor of ``params`` and ``X``.
+    """Return the flow of ``x' = f(theta(t), x)`` from ``x(0) = [X, 0]`` over ``[0, T]``.
+
+    Differentiable with respect to every tensor of ``params`` and ``X``.
 
     Parameters
     ----------
@@ -246,12 +123,24 @@ def odeint(
     X : torch.Tensor, shape (N, dim)
         Initial states; ``dim = D - augment``. The same dtype as ``params``: float32 or
         float64, on the CPU.
-    T, substeps, method, field, activation, augment
-        As for :class:`resode.NeuralODE`: ``steps = pieces * substeps``, ``dt = T / steps``.
-        A ResNet of ``L`` layers and step ``h`` is ``method="euler"``, ``T = L * h``.
-    gradient : {"discrete", "adjoint"}
+    T : float
+        The final time: ``dt = T / (pieces * substeps)`` (a ResNet of ``L`` layers and step
+        ``h`` is ``method="euler"``, ``T = L * h``).
+    substeps : int, default 1
+        Integrator steps per piece.
+    method : {"euler", "midpoint", "rk4"}, default "rk4"
+        The fixed-step method.
+    field : {"outside", "inside", "bottleneck"}, default "outside"
+        The field.
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, default "tanh"
+        The activation.
+    augment : int, default 0
+        Zero columns appended to the inputs: ``D = dim + augment``.
+    gradient : {"discrete", "adjoint"}, default "discrete"
         The backward pass: the exact reverse sweep of the integrator, or the continuous
-        backsolve adjoint. ``checkpoints`` as for :class:`resode.NeuralODE` (discrete only).
+        backsolve adjoint.
+    checkpoints : int or None, default None
+        Discrete gradient only: the stored step states (None: all).
     trajectory : bool, default False
         Return every state of the step grid instead of the final one.
 
@@ -335,8 +224,30 @@ class _Flow(torch.nn.Module):
 
     @classmethod
     def from_resode(cls: type[_FlowT], model: _NeuralODE | _ResNet) -> _FlowT:
-        """The module of a resode model of the matching kind (its field parameters, copied):
-        ``resode.torch.NeuralODE.from_resode(resode.NeuralODE(...))``."""
+        """Return the module of a resode model of the matching kind (its field parameters, copied).
+
+        Parameters
+        ----------
+        model : resode.NeuralODE or resode.ResNet
+            A model of this class's kind.
+
+        Returns
+        -------
+        NeuralODE or ResNet
+            A new module with the model's configuration.
+
+        Raises
+        ------
+        TypeError
+            If ``model`` is of the other kind.
+
+        Examples
+        --------
+        >>> import resode, resode.torch
+        >>> node = resode.torch.NeuralODE.from_resode(resode.NeuralODE(2, pieces=4, seed=0))
+        >>> node.field_params()["W"].shape
+        torch.Size([4, 2, 2])
+        """
         if not isinstance(model, cls._model_type):
             raise TypeError(
                 f"model must be a resode.{cls._model_type.__name__}, got {type(model).__name__}"
@@ -358,7 +269,20 @@ class _Flow(torch.nn.Module):
             self.register_parameter(name, torch.nn.Parameter(value))
 
     def field_params(self) -> dict[str, Tensor]:
-        """The field parameters by name: ``W``, ``b`` or ``W1``, ``b1``, ``W2``, ``b2``."""
+        """Return the field parameters by name: ``W``, ``b`` or ``W1``, ``b1``, ``W2``, ``b2``.
+
+        Returns
+        -------
+        dict of str to torch.nn.Parameter
+            The module's parameters (leading axis: pieces or layers), not copies.
+
+        Examples
+        --------
+        >>> import torch, resode.torch
+        >>> node = resode.torch.NeuralODE(2, pieces=4, seed=0)
+        >>> sorted(node.field_params())
+        ['W', 'b']
+        """
         parameters = self._parameters
         # (registered in _adopt: never None)
         return {n: parameters[n] for n in self._names}  # type: ignore[misc]
@@ -386,19 +310,79 @@ class _Flow(torch.nn.Module):
         return _apply(*resolved, params, X)
 
     def forward(self, X: Tensor) -> Tensor:
-        """Final states ``(N, D)`` for ``X`` ``(N, dim)``; the readout is the user's own layer."""
+        """Return the final states; the readout is the user's own layer.
+
+        Parameters
+        ----------
+        X : torch.Tensor, shape (N, dim)
+            The inputs, in the module's dtype, on the CPU.
+
+        Returns
+        -------
+        torch.Tensor, shape (N, D)
+            The final states, ``D = dim + augment``.
+
+        Examples
+        --------
+        >>> import torch, resode.torch
+        >>> node = resode.torch.NeuralODE(2, pieces=4, seed=0)
+        >>> node(torch.zeros(3, 2, dtype=torch.float64)).shape
+        torch.Size([3, 2])
+        """
         return self._flow(X, False)
 
     def trajectory(self, X: Tensor) -> Tensor:
-        """Every state of the step grid, ``(steps + 1, N, D)``."""
+        """Return every state of the step grid.
+
+        Parameters
+        ----------
+        X : torch.Tensor, shape (N, dim)
+            The inputs, in the module's dtype, on the CPU.
+
+        Returns
+        -------
+        torch.Tensor, shape (steps + 1, N, D)
+            The states, ``D = dim + augment``.
+
+        Examples
+        --------
+        >>> import torch, resode.torch
+        >>> node = resode.torch.NeuralODE(2, pieces=4, seed=0)
+        >>> node.trajectory(torch.zeros(3, 2, dtype=torch.float64)).shape
+        torch.Size([5, 3, 2])
+        """
         return self._flow(X, True)
 
     def to_resode(
         self, P: Tensor | ArrayLike | None = None, c: Tensor | ArrayLike | None = None
     ) -> _NeuralODE | _ResNet:
-        """A resode model with this module's field parameters and the readout ``P``
-        ``(classes, D)``, ``c`` ``(classes,)`` (``c`` defaults to zeros; without ``P`` the
-        model's own seeded readout with 2 classes)."""
+        """Return a resode model with this module's field parameters and the readout ``P``, ``c``.
+
+        Parameters
+        ----------
+        P : array_like or torch.Tensor, shape (classes, D), optional
+            The readout (default: the model's own seeded readout with 2 classes).
+        c : array_like or torch.Tensor, shape (classes,), optional
+            The readout's bias (default: zeros).
+
+        Returns
+        -------
+        resode.NeuralODE or resode.ResNet
+            A new model of the module's configuration.
+
+        Raises
+        ------
+        ValueError
+            If ``P`` is not ``(classes, D)``.
+
+        Examples
+        --------
+        >>> import torch, resode.torch
+        >>> node = resode.torch.NeuralODE(2, pieces=4, seed=0)
+        >>> model = node.to_resode(P=torch.ones(3, 2, dtype=torch.float64))
+        >>> model.classes, model.params["c"].tolist()
+        (3, [0.0, 0.0, 0.0])
+        """
         config = dict(self._resode.config)
         P_np = None if P is None else np.array(_to_numpy(P), dtype=config["dtype"])
         if P_np is not None:
@@ -425,8 +409,36 @@ class NeuralODE(_Flow):
     """A neural ODE flow as a ``torch.nn.Module``: ``forward(X)`` ``(N, dim) -> (N, D)``.
 
     Parameters as :class:`resode.NeuralODE` (no readout, no loss: compose with your own
-    layers); ``dtype`` a torch float dtype. With the same ``seed`` the parameters equal
-    ``resode.NeuralODE(...)``'s bitwise.
+    layers). With the same ``seed`` the parameters equal ``resode.NeuralODE(...)``'s bitwise.
+
+    Parameters
+    ----------
+    dim : int
+        Input features.
+    T : float, default 1.0
+        The final time.
+    pieces : int, default 10
+        The pieces of the piecewise-constant controls.
+    substeps : int, default 1
+        Integrator steps per piece.
+    method : {"euler", "midpoint", "rk4"}, default "rk4"
+        The fixed-step method.
+    field : {"outside", "inside", "bottleneck"}, default "outside"
+        The field.
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, default "tanh"
+        The activation.
+    hidden : int or None, default None
+        The bottleneck field's hidden width.
+    augment : int, default 0
+        Zero columns appended to the inputs: ``D = dim + augment``.
+    gradient : {"discrete", "adjoint"}, default "discrete"
+        The backward pass: the exact reverse sweep, or the backsolve adjoint.
+    checkpoints : int or None, default None
+        Discrete gradient only: the stored step states (None: all).
+    dtype : torch.dtype, default torch.float64
+        ``torch.float64`` or ``torch.float32``.
+    seed : int, numpy.random.Generator or None, default None
+        The seed of the initialisation.
 
     Examples
     --------
@@ -477,8 +489,29 @@ class NeuralODE(_Flow):
 class ResNet(_Flow):
     """A residual network ``x^{k+1} = x^k + h f_k(x^k)`` as a ``torch.nn.Module``.
 
-    Parameters as :class:`resode.ResNet` (no readout, no loss); ``dtype`` a torch float dtype.
-    With the same ``seed`` the parameters equal ``resode.ResNet(...)``'s bitwise.
+    Parameters as :class:`resode.ResNet` (no readout, no loss). With the same ``seed`` the
+    parameters equal ``resode.ResNet(...)``'s bitwise.
+
+    Parameters
+    ----------
+    dim : int
+        Input features.
+    layers : int
+        The residual layers.
+    h : float, default 1.0
+        The step size of every layer.
+    field : {"outside", "inside", "bottleneck"}, default "outside"
+        The field.
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, default "tanh"
+        The activation.
+    hidden : int or None, default None
+        The bottleneck field's hidden width.
+    augment : int, default 0
+        Zero columns appended to the inputs: ``D = dim + augment``.
+    dtype : torch.dtype, default torch.float64
+        ``torch.float64`` or ``torch.float32``.
+    seed : int, numpy.random.Generator or None, default None
+        The seed of the initialisation.
 
     Examples
     --------

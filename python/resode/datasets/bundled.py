@@ -11,7 +11,7 @@ __all__ = ["digits"]
 
 
 def digits(seed: SeedLike = None) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """scikit-learn's bundled 8 x 8 handwritten digits, scaled to ``[0, 1]``.
+    """Load scikit-learn's bundled 8 x 8 handwritten digits, scaled to ``[0, 1]``.
 
     Requires scikit-learn (``pip install resode[sklearn]``); the data ships with it,
     nothing is downloaded.
@@ -36,8 +36,8 @@ def digits(seed: SeedLike = None) -> tuple[NDArray[np.float64], NDArray[np.int64
 
     Examples
     --------
-    >>> X, y = digits()  # doctest: +SKIP
-    >>> X.shape, int(y.max())  # doctest: +SKIP
+    >>> X, y = digits()
+    >>> X.shape, int(y.max())
     ((1797, 64), 9)
     """
     try:

@@ -140,11 +140,14 @@ def sine(
     noise : float, default 0.0
         Standard deviation of the Gaussian noise added to ``y``.
     seed : int, numpy.random.Generator or None
+        Seed for :func:`numpy.random.default_rng`; ``None`` gives fresh randomness.
 
     Returns
     -------
     X : numpy.ndarray of float64, shape (n, 1)
+        The inputs ``x``, uniform in ``[-pi, pi]``.
     y : numpy.ndarray of float64, shape (n,)
+        The targets ``sin(x)`` plus noise.
 
     Examples
     --------

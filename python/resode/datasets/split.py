@@ -35,7 +35,9 @@ def train_test_split(
     Returns
     -------
     X_train, X_test : numpy.ndarray, shapes (n - n_test, ...) and (n_test, ...)
+        The samples of each part, in ``X``'s dtype.
     y_train, y_test : numpy.ndarray, shapes (n - n_test, ...) and (n_test, ...)
+        Their targets, in ``y``'s dtype.
 
     Raises
     ------

@@ -5,22 +5,15 @@ compiled core (``resode._core``).
 
 The package: ``base`` (:class:`Model`, the public protocol), ``resnet``, ``neural_ode``,
 ``params`` (names, shapes, initialisation), ``options`` (the choices and the adaptive options),
-``problem`` (:class:`Problem`, the core's arguments) and ``metadata`` (what a model records
+``problem`` (:class:`Problem`, the core's arguments), ``scores`` (R^2 and the sign
+agreement) and ``metadata`` (what a model records
 about its data). :data:`KINDS` maps the ``kind`` of a model file to its class; the loader
 (:mod:`resode.io`) uses it, and the models never import the loader.
 """
 
 from __future__ import annotations
 
-from .base import (
-    Model,
-    is_sign_target,
-    r2_from_sums,
-    r2_score,
-    set_file_writer,
-    sign_agreement,
-    target_spread,
-)
+from .base import Model, set_file_writer
 from .neural_ode import NeuralODE
 from .options import (
     ACTIVATIONS,
@@ -39,6 +32,7 @@ from .options import (
 from .params import field_param_names, field_param_shapes, init_params, param_shapes
 from .problem import Problem
 from .resnet import ResNet
+from .scores import is_sign_target, r2_from_sums, r2_score, sign_agreement, target_spread
 
 __all__ = [
     "ACTIVATIONS",

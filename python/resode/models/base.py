@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 
 from .. import _core
 from .._typing import ArrayLike, FloatArray, IntArray
@@ -23,7 +22,7 @@ from .._validation import (
     check_positive,
     resolve_dtype,
 )
-from .metadata import check_class_labels, check_feature_names, check_scaling, check_target_name
+from .metadata import RecordedData
 from .options import (
     ACTIVATIONS,
     FIELDS,
@@ -37,16 +36,9 @@ from .options import (
 )
 from .params import field_param_names, field_param_shapes, init_params, param_shapes
 from .problem import Problem
+from .scores import is_sign_target, r2_score, sign_agreement
 
-__all__ = [
-    "Model",
-    "is_sign_target",
-    "r2_from_sums",
-    "r2_score",
-    "set_file_writer",
-    "sign_agreement",
-    "target_spread",
-]
+__all__ = ["Model", "set_file_writer"]
 
 # The function that writes a model file: resode.io registers its `save` when it is imported
 # (io imports the models, so the models must not import io).
@@ -58,46 +50,7 @@ def set_file_writer(write: Callable[[Any, Any], Path]) -> None:
     _file_writer[:] = [write]
 
 
-def r2_score(y: np.ndarray, z: np.ndarray) -> float:
-    """Coefficient of determination of predictions ``z`` for targets ``y``, both ``(N, C)``:
-    ``1 - SS_res / SS_tot`` per column, averaged over the columns (a constant column counts
-    1 when predicted exactly and 0 otherwise, as scikit-learn's ``r2_score``)."""
-    y64, z64 = np.asarray(y, dtype=np.float64), np.asarray(z, dtype=np.float64)
-    ss_res = np.sum((y64 - z64) ** 2, axis=0)
-    return r2_from_sums(ss_res, target_spread(y64))
-
-
-def target_spread(y: np.ndarray) -> npt.NDArray[np.float64]:
-    """``SS_tot = sum_i (y_ij - mean_j)^2`` per column ``j`` of targets ``y`` ``(N, C)``, in
-    float64 (two passes: no cancellation)."""
-    y64 = np.asarray(y, dtype=np.float64)
-    spread: npt.NDArray[np.float64] = np.sum((y64 - y64.mean(axis=0)) ** 2, axis=0)
-    return spread
-
-
-def r2_from_sums(ss_res: np.ndarray, ss_tot: np.ndarray) -> float:
-    """``1 - SS_res / SS_tot`` per column, averaged over the columns, from the squared errors
-    and the targets' spread (:func:`target_spread`); a constant column counts 1 when predicted
-    exactly and 0 otherwise, as scikit-learn's ``r2_score``."""
-    ss_res, ss_tot = np.asarray(ss_res, dtype=np.float64), np.asarray(ss_tot, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
-    return float(np.mean(r2))
-
-
-def sign_agreement(y: np.ndarray, z: np.ndarray) -> float:
-    """The fraction of samples whose output ``z > 0`` exactly when their target ``y`` is +1
-    (``y`` in {-1, +1}), both ``(N, 1)`` or ``(N,)``: the accuracy of a +-1 classifier."""
-    return float(np.mean((np.ravel(z) > 0) == (np.ravel(y) > 0)))
-
-
-def is_sign_target(y: Any) -> bool:
-    """Whether every entry of ``y`` is -1 or +1 (and there is one)."""
-    values = np.asarray(y)
-    return bool(values.size and values.dtype.kind in "iuf" and np.isin(values, (-1, 1)).all())
-
-
-class Model:
+class Model(RecordedData):
     """What :class:`resode.ResNet` and :class:`resode.NeuralODE` share.
 
     The public protocol the front ends (training, plots, CLI, estimators, bridges) use:
@@ -109,13 +62,6 @@ class Model:
 
     #: "resnet" or "node": the model's kind in its file.
     kind: ClassVar[str] = ""
-    # what the model records about its data, unset (class defaults: a model pickled before
-    # these existed still answers)
-    _flat = False
-    _class_labels_: list[int | str] | None = None
-    _feature_names: list[str] | None = None
-    _target_name: str | None = None
-    _scaling: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -185,21 +131,79 @@ class Model:
 
     @property
     def config(self) -> dict[str, Any]:
-        """The constructor arguments (JSON-serialisable) that rebuild this model."""
+        """Return the constructor arguments (JSON-serialisable) that rebuild this model.
+
+        Returns
+        -------
+        dict of str to object
+            ``type(model)(**model.config)`` is a model of the same configuration.
+
+        Examples
+        --------
+        >>> import resode
+        >>> config = resode.ResNet(2, layers=3, seed=0).config
+        >>> config["layers"], config["field"]
+        (3, 'outside')
+        """
         raise NotImplementedError
 
     @property
     def steps(self) -> int:
-        """Steps of the sweep (ResNet: layers; NeuralODE: pieces * substeps)."""
+        """Steps of the sweep (ResNet: layers; NeuralODE: pieces * substeps).
+
+        Returns
+        -------
+        int
+            The number of steps from the input to the final state.
+
+        Examples
+        --------
+        >>> import resode
+        >>> resode.NeuralODE(2, pieces=4, substeps=2).steps
+        8
+        """
         raise NotImplementedError
 
     @property
     def dt(self) -> float:
-        """Step size (ResNet: h; NeuralODE: T / steps)."""
+        """Step size (ResNet: h; NeuralODE: T / steps).
+
+        Returns
+        -------
+        float
+            The time between two states of the step grid.
+
+        Examples
+        --------
+        >>> import resode
+        >>> resode.NeuralODE(2, T=2.0, pieces=4).dt
+        0.5
+        """
         raise NotImplementedError
 
     def trajectory(self, X: ArrayLike, t: ArrayLike | None = None) -> FloatArray:
-        """The states at the times ``t`` (default: the step grid), ``(len(t), N, D)``."""
+        """Return the states at the times ``t`` (default: the step grid).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, dim)
+            The inputs, one sample a row.
+        t : array_like of float, shape (Q,), optional
+            Sorted times in ``[0, steps * dt]``.
+
+        Returns
+        -------
+        numpy.ndarray, shape (Q, N, D)
+            The states ``x(t)``, ``D = dim + augment``, in the model's dtype.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> model = resode.ResNet(2, layers=3, seed=0)
+        >>> X = np.array([[0.5, -1.0], [1.0, 2.0], [-0.3, 0.1]])
+        >>> model.trajectory(X).shape
+        (4, 3, 2)
+        """
         raise NotImplementedError
 
     def _sweep_args(self) -> dict[str, Any]:
@@ -236,65 +240,55 @@ class Model:
             "decay_readout": self.decay_readout,
         }
 
-    # -- what the model records about its data -----------------------------------------------
-    @property
-    def class_labels(self) -> list[int | str] | None:
-        """The data's own label of each class ``0 .. classes-1`` (set by front ends that map
-        labels, e.g. ``resode train --data``); None: the classes are their labels."""
-        return self._class_labels_
-
-    @class_labels.setter
-    def class_labels(self, labels: Any) -> None:
-        self._class_labels_ = check_class_labels(labels, self.classes)
-
-    @property
-    def feature_names(self) -> list[str] | None:
-        """The names of the ``dim`` inputs, in order (set by front ends; None by default)."""
-        return self._feature_names
-
-    @feature_names.setter
-    def feature_names(self, names: Any) -> None:
-        self._feature_names = check_feature_names(names, self.dim)
-
-    @property
-    def target_name(self) -> str | None:
-        """The name of the target (set by front ends; None by default)."""
-        return self._target_name
-
-    @target_name.setter
-    def target_name(self, name: Any) -> None:
-        self._target_name = check_target_name(name)
-
-    @property
-    def scaling(self) -> dict[str, Any] | None:
-        """``{"X_mean", "X_scale", "y_mean", "y_scale"}``: the statistics a front end
-        standardised the data with (``(x - X_mean) / X_scale``; ``y_*`` None when the targets
-        were not scaled). Saved in the model file; the model itself never applies it."""
-        return self._scaling
-
-    @scaling.setter
-    def scaling(self, scaling: Any) -> None:
-        self._scaling = check_scaling(scaling, self.dim, self.classes)
-
-    @property
-    def flat_targets(self) -> bool:
-        """Whether a 1-output regressor predicts ``(N,)`` (it was fitted on targets ``(N,)``)
-        rather than ``(N, 1)``; set by :func:`resode.fit`."""
-        return self._flat
-
-    @flat_targets.setter
-    def flat_targets(self, flat: bool) -> None:
-        self._flat = check_bool("flat_targets", flat)
-
     # -- the core's arguments -----------------------------------------------------------------
     @property
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """The shape every entry of ``params`` must have, from the configuration."""
+        """The shape every entry of ``params`` must have, from the configuration.
+
+        Returns
+        -------
+        dict of str to tuple of int
+            The field parameters (leading axis: layers or pieces), ``P`` and ``c``.
+
+        Examples
+        --------
+        >>> import resode
+        >>> resode.ResNet(2, layers=3).param_shapes
+        {'W': (3, 2, 2), 'b': (3, 2), 'P': (2, 2), 'c': (2,)}
+        """
         return param_shapes(self.field, self._pieces, self.D, self.hidden, self.classes)
 
     def problem(self, X: ArrayLike, y: ArrayLike | None = None) -> Problem:
-        """The checked data and the core's keyword arguments for ``(X, y)``: see
-        :class:`resode.models.Problem`. Raises ValueError/TypeError on bad data."""
+        """Return the checked data and the core's keyword arguments for ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, dim)
+            The inputs.
+        y : array_like, shape (N,) or (N, classes), optional
+            Integer labels (cross-entropy) or float targets (``loss="mse"``).
+
+        Returns
+        -------
+        resode.models.Problem
+            ``X`` and ``targets`` converted to the model's dtype, and ``core_args``.
+
+        Raises
+        ------
+        ValueError
+            If ``X`` or ``y`` has the wrong shape, non-finite values or labels out of range.
+        TypeError
+            If ``X`` or ``y`` is not numeric.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> model = resode.ResNet(2, layers=3, seed=0)
+        >>> X = np.array([[0.5, -1.0], [1.0, 2.0], [-0.3, 0.1]])
+        >>> problem = model.problem(X, [0, 1, 1])
+        >>> problem.X.dtype, problem.targets.tolist(), problem.core_args["method"]
+        (dtype('float64'), [0, 1, 1], 'euler')
+        """
         Xc = self._X(X)
         targets = None if y is None else self._targets(y, Xc.shape[0])
         flat = y is not None and self.task == "regression" and np.ndim(y) == 1
@@ -337,8 +331,31 @@ class Model:
 
     # -- public API ----------------------------------------------------------------------------
     def forward(self, X: ArrayLike) -> FloatArray:
-        """Logits ``z = x_final P^T + c``, shape ``(N, classes)``, for ``X`` ``(N, dim)``;
-        clamped to ``[-1, 1]`` with ``readout="hardtanh"``."""
+        """Return the logits ``z = x_final P^T + c`` (clipped to ``[-1, 1]`` by ``"hardtanh"``).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, dim)
+            The inputs.
+
+        Returns
+        -------
+        numpy.ndarray, shape (N, classes)
+            The logits, in the model's dtype.
+
+        Raises
+        ------
+        ValueError
+            If ``X`` is not ``(N, dim)`` or holds non-finite values.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> model = resode.ResNet(2, layers=3, seed=0)
+        >>> X = np.array([[0.5, -1.0], [1.0, 2.0], [-0.3, 0.1]])
+        >>> model.forward(X).shape
+        (3, 2)
+        """
         return _core.logits(
             self._X(X),
             self._theta(),
@@ -354,22 +371,70 @@ class Model:
 
     @property
     def task(self) -> str:
-        """``"regression"`` for ``loss="mse"``, ``"classification"`` for cross-entropy."""
+        """``"regression"`` for ``loss="mse"``, ``"classification"`` for cross-entropy.
+
+        Returns
+        -------
+        {"classification", "regression"}
+            What :meth:`predict` and :meth:`score` do.
+
+        Examples
+        --------
+        >>> import resode
+        >>> resode.ResNet(2, layers=1, loss="mse").task
+        'regression'
+        """
         return "regression" if self.loss == "mse" else "classification"
 
     def predict_proba(self, X: ArrayLike) -> FloatArray:
-        """Class probabilities ``softmax(logits)`` of shape ``(N, classes)``."""
+        """Return the class probabilities ``softmax(logits)``.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, dim)
+            The inputs.
+
+        Returns
+        -------
+        numpy.ndarray, shape (N, classes)
+            Each row sums to 1, in the model's dtype.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> model = resode.ResNet(2, layers=3, seed=0)
+        >>> X = np.array([[0.5, -1.0], [1.0, 2.0], [-0.3, 0.1]])
+        >>> np.allclose(model.predict_proba(X).sum(axis=1), 1.0)
+        True
+        """
         z = self.forward(X)
         z = np.exp(z - z.max(axis=1, keepdims=True))
         proba: FloatArray = z / z.sum(axis=1, keepdims=True)
         return proba
 
     def predict(self, X: ArrayLike) -> FloatArray | IntArray:
-        """Predictions for ``X`` ``(N, dim)``.
+        """Return the predictions for ``X``.
 
-        Classification (cross-entropy): labels ``argmax(logits)``, int64 ``(N,)``.
-        Regression (``loss="mse"``): the outputs ``z = x_final P^T + c`` ``(N, classes)``, or
-        ``(N,)`` when ``classes == 1`` and the model was fitted on targets of shape ``(N,)``.
+        Parameters
+        ----------
+        X : array_like, shape (N, dim)
+            The inputs.
+
+        Returns
+        -------
+        numpy.ndarray, shape (N,) or (N, classes)
+            Classification (cross-entropy): labels ``argmax(logits)``, int64 ``(N,)``.
+            Regression (``loss="mse"``): the outputs ``z = x_final P^T + c`` ``(N, classes)``, or
+            ``(N,)`` when ``classes == 1`` and the model was fitted on targets of shape ``(N,)``.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> model = resode.ResNet(2, layers=3, seed=0)
+        >>> X = np.array([[0.5, -1.0], [1.0, 2.0], [-0.3, 0.1]])
+        >>> labels = model.predict(X)
+        >>> labels.shape, labels.dtype
+        ((3,), dtype('int64'))
         """
         z = self.forward(X)
         if self.task == "regression":
@@ -379,13 +444,38 @@ class Model:
         return labels
 
     def score(self, X: ArrayLike, y: ArrayLike) -> float:
-        """Accuracy for classification, the coefficient of determination R^2 for regression.
+        """Return the accuracy (classification) or the coefficient of determination R^2.
 
         Classification: the fraction of samples whose predicted label equals ``y`` (labels
         ``(N,)``, or one-hot/float targets ``(N, classes)``, compared by argmax).
         Regression: ``R^2 = 1 - sum (y - z)^2 / sum (y - mean(y))^2`` per output, averaged
-        over the outputs (scikit-learn's ``r2_score``); ``y`` of shape ``(N, classes)``, or
-        ``(N,)`` when ``classes == 1``.
+        over the outputs (scikit-learn's ``r2_score``).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, dim)
+            The inputs.
+        y : array_like, shape (N,) or (N, classes)
+            Labels or targets (``(N,)`` for a 1-output regressor).
+
+        Returns
+        -------
+        float
+            The accuracy in ``[0, 1]``, or R^2 (at most 1).
+
+        Raises
+        ------
+        ValueError
+            If ``y`` does not match ``X`` in shape.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> model = resode.ResNet(2, layers=3, seed=0)
+        >>> X = np.array([[0.5, -1.0], [1.0, 2.0], [-0.3, 0.1]])
+        >>> y = model.predict(X)
+        >>> model.score(X, y)
+        1.0
         """
         if self.task == "regression":
             z = self.forward(X)
@@ -403,22 +493,39 @@ class Model:
         return float(np.mean(pred == labels))
 
     def loss_and_grad(self, X: ArrayLike, y: ArrayLike) -> tuple[float, dict[str, FloatArray]]:
-        """Loss and its gradient in one call into the core (forward sweep, loss, backward sweep).
+        """Return the loss and its gradient in one call into the core.
+
+        One forward sweep, the loss and one backward sweep.
 
         Parameters
         ----------
         X : array_like, shape (N, dim)
-        y : array_like
+            The inputs.
+        y : array_like, shape (N,) or (N, classes)
             Integer labels ``(N,)`` in ``[0, classes)`` for ``loss="cross_entropy"``, float
             targets ``(N, classes)`` for ``loss="mse"``.
 
         Returns
         -------
         loss : float
-            data loss + ``weight_decay * sum(theta**2)`` over the field parameters (and ``P``
+            The data loss + ``weight_decay * sum(theta**2)`` over the field parameters (and ``P``
             with ``decay_readout``) + ``l1 * sum(|theta|)`` over the field parameters.
-        grads : dict
+        grads : dict of str to numpy.ndarray
             Same keys, shapes and dtype as ``params``.
+
+        Raises
+        ------
+        ValueError
+            If ``X`` or ``y`` has the wrong shape, non-finite values or labels out of range.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> model = resode.ResNet(2, layers=3, seed=0)
+        >>> X = np.array([[0.5, -1.0], [1.0, 2.0], [-0.3, 0.1]])
+        >>> loss, grads = model.loss_and_grad(X, [0, 1, 1])
+        >>> loss > 0, grads["W"].shape
+        (True, (3, 2, 2))
         """
         Xc = self._X(X)
         targets = self._targets(y, Xc.shape[0])
@@ -437,14 +544,36 @@ class Model:
         return float(loss), grads
 
     def sign_accuracy(self, X: ArrayLike, y: ArrayLike) -> float:
-        """Sign agreement of a 1-output model with targets ``y`` in {-1, +1}, ``(N,)`` or
-        ``(N, 1)``: the fraction of samples whose output ``z > 0`` exactly when ``y = +1``
-        (the accuracy of a +-1 classifier such as leia's hardtanh model).
+        """Return the sign agreement of a 1-output model with targets ``y`` in {-1, +1}.
+
+        The fraction of samples whose output ``z > 0`` exactly when ``y = +1`` (the accuracy of
+        a +-1 classifier such as leia's hardtanh model).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, dim)
+            The inputs.
+        y : array_like of float, shape (N,) or (N, 1)
+            Targets, each -1 or +1.
+
+        Returns
+        -------
+        float
+            The fraction in ``[0, 1]``.
 
         Raises
         ------
         ValueError
             If the model has more than one output, or ``y`` holds values other than -1 and +1.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> model = resode.ResNet(2, layers=2, classes=1, loss="mse", readout="hardtanh", seed=0)
+        >>> X = np.array([[1.0, 0.0], [-1.0, 0.0]])
+        >>> y = np.where(model.forward(X)[:, 0] > 0, 1.0, -1.0)
+        >>> model.sign_accuracy(X, y)
+        1.0
         """
         if self.classes != 1:
             raise ValueError(f"sign_accuracy needs a 1-output model, this one has {self.classes}")
@@ -454,8 +583,27 @@ class Model:
         return sign_agreement(self._targets(y, z.shape[0]), z)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Save config and parameters to one ``.npz`` file (atomically); see :func:`resode.load`.
-        Returns the path written."""
+        """Save the configuration and parameters to one ``.npz`` file (atomically).
+
+        Read it back with :func:`resode.load`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (replaced if it exists).
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+
+        Examples
+        --------
+        >>> import resode
+        >>> path = resode.ResNet(2, layers=3, seed=0).save("model.npz")
+        >>> resode.load(path).layers
+        3
+        """
         if not _file_writer:  # resode.io registers it; `import resode` always imports it
             raise RuntimeError("no model file writer registered (import resode.io)")
         return _file_writer[0](self, path)

@@ -11,8 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from .options import check_bool
+
 __all__ = [
     "SCALING_KEYS",
+    "RecordedData",
     "check_class_labels",
     "check_feature_names",
     "check_scaling",
@@ -95,3 +98,141 @@ def check_scaling(scaling: Any, dim: int, outputs: int) -> dict[str, list[float]
     if (out["y_mean"] is None) != (out["y_scale"] is None):
         raise ValueError("scaling['y_mean'] and scaling['y_scale'] must both be given or both None")
     return out
+
+
+class RecordedData:
+    """What a model records about its data: a base of :class:`resode.models.Model`.
+
+    Each property is None (``flat_targets``: False) until a front end sets it, and is checked
+    on assignment against the model's ``dim`` and ``classes``.
+    """
+
+    dim: int
+    classes: int
+    # what the model records about its data, unset (class defaults: a model pickled before
+    # these existed still answers)
+    _flat = False
+    _class_labels_: list[int | str] | None = None
+    _feature_names: list[str] | None = None
+    _target_name: str | None = None
+    _scaling: dict[str, Any] | None = None
+
+    @property
+    def class_labels(self) -> list[int | str] | None:
+        """The data's own label of each class, ``0`` to ``classes - 1``, or None.
+
+        Set by front ends that map labels, e.g. ``resode train --data``; None: the classes are
+        their labels. Saved in the model file.
+
+        Returns
+        -------
+        list of int or str, or None
+            One label per class.
+
+        Examples
+        --------
+        >>> import resode
+        >>> model = resode.ResNet(2, layers=1, classes=2)
+        >>> model.class_labels = ["cat", "dog"]
+        >>> model.class_labels
+        ['cat', 'dog']
+        """
+        return self._class_labels_
+
+    @class_labels.setter
+    def class_labels(self, labels: Any) -> None:
+        self._class_labels_ = check_class_labels(labels, self.classes)
+
+    @property
+    def feature_names(self) -> list[str] | None:
+        """The names of the ``dim`` inputs, in order (set by front ends; None by default).
+
+        Returns
+        -------
+        list of str or None
+            One name per input feature.
+
+        Examples
+        --------
+        >>> import resode
+        >>> model = resode.ResNet(2, layers=1)
+        >>> model.feature_names = ["x1", "x2"]
+        >>> model.feature_names
+        ['x1', 'x2']
+        """
+        return self._feature_names
+
+    @feature_names.setter
+    def feature_names(self, names: Any) -> None:
+        self._feature_names = check_feature_names(names, self.dim)
+
+    @property
+    def target_name(self) -> str | None:
+        """The name of the target (set by front ends; None by default).
+
+        Returns
+        -------
+        str or None
+            The target column's name.
+
+        Examples
+        --------
+        >>> import resode
+        >>> model = resode.ResNet(2, layers=1)
+        >>> model.target_name = "label"
+        >>> model.target_name
+        'label'
+        """
+        return self._target_name
+
+    @target_name.setter
+    def target_name(self, name: Any) -> None:
+        self._target_name = check_target_name(name)
+
+    @property
+    def scaling(self) -> dict[str, Any] | None:
+        """The statistics a front end standardised the data with, or None.
+
+        ``{"X_mean", "X_scale", "y_mean", "y_scale"}``: the model sees ``(X - X_mean) / X_scale``
+        and predicts ``(y - y_mean) / y_scale`` (``y_*`` None when the targets were not scaled).
+        Saved in the model file; the model itself never applies it.
+
+        Returns
+        -------
+        dict of str to object, or None
+            The scaling statistics (lists of float, or None).
+
+        Examples
+        --------
+        >>> import resode
+        >>> resode.ResNet(2, layers=1).scaling is None
+        True
+        """
+        return self._scaling
+
+    @scaling.setter
+    def scaling(self, scaling: Any) -> None:
+        self._scaling = check_scaling(scaling, self.dim, self.classes)
+
+    @property
+    def flat_targets(self) -> bool:
+        """Whether a 1-output regressor predicts ``(N,)`` rather than ``(N, 1)``.
+
+        Set by :func:`resode.fit`: True when it was fitted on targets of shape ``(N,)``.
+
+        Returns
+        -------
+        bool
+            True for ``(N,)`` predictions.
+
+        Examples
+        --------
+        >>> import resode
+        >>> resode.ResNet(1, layers=1, classes=1, loss="mse").flat_targets
+        False
+        """
+        return self._flat
+
+    @flat_targets.setter
+    def flat_targets(self, flat: bool) -> None:
+        self._flat = check_bool("flat_targets", flat)

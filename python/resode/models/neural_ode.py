@@ -32,11 +32,12 @@ __all__ = ["NeuralODE"]
 
 
 class NeuralODE(Model):
-    """Neural ODE ``x'(t) = f(theta(t), x(t))`` on ``[0, T]``, controls ``theta(t)`` piecewise
-    constant on ``pieces`` equal intervals, integrated with a fixed-step explicit method.
+    """Neural ODE ``x'(t) = f(theta(t), x(t))`` on ``[0, T]``.
 
-    The step grid: ``steps = pieces * substeps``, ``dt = T / steps``, ``t_j = j dt``; step ``j``
-    uses the parameters of piece ``j // substeps`` in all its stages.
+    The controls ``theta(t)`` are piecewise constant on ``pieces`` equal intervals; the ODE
+    is integrated with a fixed-step explicit method or an adaptive pair. The step grid:
+    ``steps = pieces * substeps``, ``dt = T / steps``, ``t_j = j dt``; step ``j`` uses the
+    parameters of piece ``j // substeps`` in all its stages.
 
     Parameters
     ----------
@@ -55,12 +56,26 @@ class NeuralODE(Model):
         ``model.stats`` holds the function evaluations and steps of the last run (with
         ``gradient="adjoint"`` also those of its backward run: ``backward_nfev``,
         ``backward_accepted``, ``backward_rejected``; see :func:`summarize_stats`).
-    rtol, atol, first_step, max_steps, step_control
-        Adaptive methods only (a ValueError with a fixed-step method): the error norm's
-        tolerances (default ``1e-7``, ``1e-9``), the first step (``None``: Hairer's
-        heuristic), the attempted steps allowed per sample (default ``100_000``, then
-        :class:`resode.StepSizeError`), and ``"sample"`` (default: per-sample step sequences)
-        or ``"batch"`` (one sequence from the max error over the batch, as torchdiffeq).
+    classes : int, default 2
+        Outputs: classes (>= 2) for cross-entropy, target columns for ``loss="mse"``.
+    field : {"outside", "inside", "bottleneck"}, default "outside"
+        The field ``f``, as for :class:`ResNet`.
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, default "tanh"
+        The activation ``sigma``.
+    hidden : int or None, default None
+        The hidden width of the bottleneck field (``field="bottleneck"`` only).
+    augment : int, default 0
+        Zero columns appended to the inputs (>= 0).
+    loss : {"cross_entropy", "mse"}, default "cross_entropy"
+        Softmax cross-entropy with integer labels, or the mean squared error.
+    weight_decay : float, default 0.0
+        Adds ``weight_decay * sum(theta**2)`` over the field parameters (>= 0).
+    readout : {"linear", "hardtanh"}, default "linear"
+        The logits ``x_T P^T + c``, or those clipped to ``[-1, 1]`` (fixed-step methods).
+    l1 : float, default 0.0
+        Adds ``l1 * sum |theta|`` over the field parameters (fixed-step methods).
+    decay_readout : bool, default False
+        Put ``P`` under ``weight_decay`` too (fixed-step methods).
     turnpike : bool
         Replace the terminal data loss by its time integral, by the trapezoid rule on the step
         grid: ``dt * (l_0/2 + l_1 + ... + l_{steps-1} + l_steps/2)``.
@@ -81,9 +96,32 @@ class NeuralODE(Model):
         Discrete gradient only: store ``K`` step states and recompute each segment of
         ``ceil(steps/K)`` steps on the way back; memory ``(K + steps/K + 1) x B x D`` per block
         of ``B`` samples, one extra forward sweep, same gradient to round-off.
-    classes, field, activation, hidden, augment, loss, weight_decay, readout, l1,
-    decay_readout, dtype, seed
-        As for :class:`ResNet`.
+    dtype : {"float64", "float32"} or numpy.dtype, default "float64"
+        The dtype of the parameters and of every computation.
+    seed : int, numpy.random.Generator or None, default None
+        The seed of the parameters' random initialisation.
+    rtol : float, optional
+        Adaptive methods only (a ValueError with a fixed-step method), as all four below:
+        the relative tolerance of the error norm (default ``1e-7``).
+    atol : float, optional
+        The absolute tolerance of the error norm (default ``1e-9``).
+    first_step : float, optional
+        The first step (default ``None``: Hairer's heuristic).
+    max_steps : int, optional
+        The attempted steps allowed per sample (default ``100_000``, then
+        :class:`resode.StepSizeError`).
+    step_control : {"sample", "batch"}, optional
+        ``"sample"`` (default: per-sample step sequences) or ``"batch"`` (one sequence from
+        the max error over the batch, as torchdiffeq).
+
+    Raises
+    ------
+    ValueError
+        If an option is out of range, not one of its choices, or does not apply to the
+        method (``substeps``, ``turnpike`` or ``checkpoints`` with an adaptive method, the
+        adaptive options with a fixed-step one).
+    TypeError
+        If ``turnpike`` is not a bool.
 
     Examples
     --------
@@ -201,21 +239,70 @@ class NeuralODE(Model):
 
     @property
     def adaptive(self) -> bool:
-        """Whether ``method`` is an adaptive embedded pair (dopri5, tsit5, bosh3)."""
+        """Whether ``method`` is an adaptive embedded pair (dopri5, tsit5, bosh3).
+
+        Returns
+        -------
+        bool
+            True for an adaptive method.
+
+        Examples
+        --------
+        >>> import resode
+        >>> resode.NeuralODE(2, method="dopri5").adaptive
+        True
+        """
         return self.method in ADAPTIVE_METHODS
 
     @property
     def steps(self) -> int:
-        """Integrator steps: ``pieces * substeps``."""
+        """Integrator steps: ``pieces * substeps``.
+
+        Returns
+        -------
+        int
+            The number of steps of a fixed-step method.
+
+        Examples
+        --------
+        >>> import resode
+        >>> resode.NeuralODE(2, pieces=4, substeps=2).steps
+        8
+        """
         return self.pieces * self.substeps
 
     @property
     def dt(self) -> float:
-        """Step size ``T / steps``."""
+        """Step size ``T / steps``.
+
+        Returns
+        -------
+        float
+            The step of a fixed-step method.
+
+        Examples
+        --------
+        >>> import resode
+        >>> resode.NeuralODE(2, T=2.0, pieces=4).dt
+        0.5
+        """
         return self.T / self.steps
 
     @property
     def config(self) -> dict[str, Any]:
+        """Return the constructor arguments (JSON-serialisable) that rebuild this model.
+
+        Returns
+        -------
+        dict of str to object
+            ``NeuralODE(**model.config)`` is a model of the same configuration.
+
+        Examples
+        --------
+        >>> import resode
+        >>> resode.NeuralODE(2, T=3.0).config["T"]
+        3.0
+        """
         return {
             "dim": self.dim,
             "T": self.T,
@@ -249,6 +336,34 @@ class NeuralODE(Model):
             self.stats = summarize_stats(stats)
 
     def forward(self, X: ArrayLike) -> FloatArray:
+        """Return the logits ``z = x_T P^T + c`` (clipped to ``[-1, 1]`` by ``"hardtanh"``).
+
+        An adaptive method records its statistics in ``model.stats``.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, dim)
+            The inputs.
+
+        Returns
+        -------
+        numpy.ndarray, shape (N, classes)
+            The logits, in the model's dtype.
+
+        Raises
+        ------
+        ValueError
+            If ``X`` is not ``(N, dim)`` or holds non-finite values.
+        resode.StepSizeError
+            If an adaptive method's step size control fails for a sample.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> model = resode.NeuralODE(2, method="dopri5", seed=0)
+        >>> model.forward(np.ones((3, 2))).shape, model.stats["nfev"] > 0
+        ((3, 2), True)
+        """
         if not self.adaptive:
             return super().forward(X)
         logits, stats = _core.adaptive_logits(
@@ -262,17 +377,28 @@ class NeuralODE(Model):
         return logits
 
     def trajectory(self, X: ArrayLike, t: ArrayLike | None = None) -> FloatArray:
-        """The states, shape ``(len(t), N, D)``, ``D = dim + augment``.
+        """Return the states at the times ``t``.
 
         Parameters
         ----------
         X : array_like, shape (N, dim)
+            The inputs.
         t : array_like of float, shape (Q,), optional
             Output times, sorted, in ``[0, T]``: the dense output of each method's continuous
             extension (cubic Hermite for euler, midpoint, rk4 and bosh3, the methods' own
             interpolants for dopri5 and tsit5), computed in the same sweep. Default: the step
             grid ``t_j = j dt`` for a fixed-step method, the piece boundaries ``k T / pieces``
             for an adaptive one (where every sample has an accepted step).
+
+        Returns
+        -------
+        numpy.ndarray, shape (Q, N, D)
+            The states, ``D = dim + augment``, in the model's dtype.
+
+        Raises
+        ------
+        ValueError
+            If ``t`` is not a sorted 1-d array of times in ``[0, T]``.
 
         Examples
         --------

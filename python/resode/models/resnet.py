@@ -23,14 +23,41 @@ class ResNet(Model):
     dim : int
         Input features; inputs are augmented with ``augment`` zero columns to ``D = dim + augment``.
     layers : int
-        L >= 1.
-    classes, field, activation, hidden, augment, h, loss, weight_decay, readout, l1, decay_readout,
-    dtype, seed
-        See the README; ``readout`` ``"linear"`` (``z = x P^T + c``) or ``"hardtanh"`` (``z``
-        clipped to ``[-1, 1]``, leia's MSE model); ``l1`` adds ``l1 * sum |theta|`` over the
-        field parameters (subgradient 0 at 0); ``decay_readout`` puts ``P`` under
-        ``weight_decay`` too. ``field`` in ``outside`` ``sigma(W x + b)``, ``inside``
-        ``W sigma(x) + b``, ``bottleneck`` ``W2 sigma(W1 x + b1) + b2`` (needs ``hidden``).
+        The number of residual layers ``L``, >= 1.
+    classes : int, default 2
+        Outputs: classes (>= 2) for cross-entropy, target columns for ``loss="mse"``.
+    field : {"outside", "inside", "bottleneck"}, default "outside"
+        The layer's field: ``outside`` ``sigma(W x + b)``, ``inside`` ``W sigma(x) + b``,
+        ``bottleneck`` ``W2 sigma(W1 x + b1) + b2`` (needs ``hidden``).
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, default "tanh"
+        The activation ``sigma``.
+    hidden : int or None, default None
+        The width ``H`` of the bottleneck field's hidden layer (``field="bottleneck"`` only).
+    augment : int, default 0
+        Zero columns appended to the inputs (>= 0).
+    h : float, default 1.0
+        The step size of every layer, > 0.
+    loss : {"cross_entropy", "mse"}, default "cross_entropy"
+        Softmax cross-entropy with integer labels, or the mean squared error of the outputs.
+    weight_decay : float, default 0.0
+        Adds ``weight_decay * sum(theta**2)`` over the field parameters (>= 0).
+    readout : {"linear", "hardtanh"}, default "linear"
+        ``"linear"`` (``z = x P^T + c``) or ``"hardtanh"`` (``z`` clipped to ``[-1, 1]``,
+        leia's MSE model).
+    l1 : float, default 0.0
+        Adds ``l1 * sum |theta|`` over the field parameters (subgradient 0 at 0).
+    decay_readout : bool, default False
+        Put ``P`` under ``weight_decay`` too.
+    dtype : {"float64", "float32"} or numpy.dtype, default "float64"
+        The dtype of the parameters and of every computation.
+    seed : int, numpy.random.Generator or None, default None
+        The seed of the parameters' random initialisation.
+
+    Raises
+    ------
+    ValueError
+        If an option is out of range or not one of its choices, ``hidden`` is missing for (or
+        given without) the bottleneck field, or cross-entropy has fewer than 2 classes.
 
     Examples
     --------
@@ -84,34 +111,93 @@ class ResNet(Model):
 
     @property
     def config(self) -> dict[str, Any]:
+        """Return the constructor arguments (JSON-serialisable) that rebuild this model.
+
+        Returns
+        -------
+        dict of str to object
+            ``ResNet(**model.config)`` is a model of the same configuration.
+
+        Examples
+        --------
+        >>> import resode
+        >>> resode.ResNet(2, layers=3, h=0.5).config["h"]
+        0.5
+        """
         return {"dim": self.dim, "layers": self.layers, "h": self.h, **self._shared_config()}
 
     @property
     def steps(self) -> int:
-        """Steps of the sweep: ``layers``."""
+        """Steps of the sweep: ``layers``.
+
+        Returns
+        -------
+        int
+            The number of layers.
+
+        Examples
+        --------
+        >>> import resode
+        >>> resode.ResNet(2, layers=3).steps
+        3
+        """
         return self.layers
 
     @property
     def dt(self) -> float:
-        """Step size: ``h``."""
+        """Step size: ``h``.
+
+        Returns
+        -------
+        float
+            The step size of every layer.
+
+        Examples
+        --------
+        >>> import resode
+        >>> resode.ResNet(2, layers=3, h=0.25).dt
+        0.25
+        """
         return self.h
 
     @property
     def method(self) -> FixedMethod:
-        """``"euler"``: a residual network is the explicit Euler scheme with step ``h``."""
+        """``"euler"``: a residual network is the explicit Euler scheme with step ``h``.
+
+        Returns
+        -------
+        str
+            Always ``"euler"``.
+
+        Examples
+        --------
+        >>> import resode
+        >>> resode.ResNet(2, layers=3).method
+        'euler'
+        """
         return "euler"
 
     def trajectory(self, X: ArrayLike, t: ArrayLike | None = None) -> FloatArray:
-        """The states ``x^k`` at the layer times ``t_k = k h``, shape ``(len(t), N, D)``,
-        ``D = dim + augment``.
+        """Return the states ``x^k`` at the layer times ``t_k = k h``.
 
         Parameters
         ----------
         X : array_like, shape (N, dim)
+            The inputs.
         t : array_like of float, shape (Q,), optional
             Layer times ``k h`` (``0 <= k <= layers``), sorted; default all ``layers + 1``
-            of them. A residual network has no state between its layers: other times raise
-            a ValueError.
+            of them.
+
+        Returns
+        -------
+        numpy.ndarray, shape (Q, N, D)
+            The states, ``D = dim + augment``, in the model's dtype.
+
+        Raises
+        ------
+        ValueError
+            If a time is not a layer time (a residual network has no state between its layers)
+            or ``t`` is not sorted.
 
         Examples
         --------

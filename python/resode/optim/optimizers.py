@@ -71,13 +71,35 @@ class Optimizer(ABC):
 
     @property
     def lr(self) -> float:
-        """Current learning rate: ``base_lr * schedule(epoch)`` (``base_lr`` if no schedule)."""
+        """Current learning rate: ``base_lr * schedule(epoch)`` (``base_lr`` if no schedule).
+
+        Returns
+        -------
+        float
+            The learning rate of the next :meth:`step`.
+
+        Examples
+        --------
+        >>> from resode.optim import SGD, StepLR
+        >>> opt = SGD(lr=0.5, schedule=StepLR(1, gamma=0.5))
+        >>> opt.lr
+        0.5
+        """
         if self.schedule is None:
             return self.base_lr
         return self.base_lr * float(self.schedule(self.epoch))
 
     def epoch_end(self) -> None:
-        """Advance the schedule by one epoch (call once at the end of every epoch)."""
+        """Advance the schedule by one epoch (call once at the end of every epoch).
+
+        Examples
+        --------
+        >>> from resode.optim import SGD, StepLR
+        >>> opt = SGD(lr=0.5, schedule=StepLR(1, gamma=0.5))
+        >>> opt.epoch_end()
+        >>> opt.epoch, opt.lr
+        (1, 0.25)
+        """
         self.epoch += 1
 
     # -- stepping -----------------------------------------------------------------------
@@ -139,6 +161,13 @@ class Optimizer(ABC):
         ValueError
             On mismatched keys (naming the key), mismatched shapes (naming the key),
             non-float or read-only parameters.
+
+        Examples
+        --------
+        >>> params = {"w": np.array([1.0, -2.0])}
+        >>> SGD(lr=0.5).step(params, {"w": np.array([2.0, 2.0])})
+        >>> params["w"]
+        array([ 0., -3.])
         """
         g = self._check(params, grads)
         lr = self.lr
@@ -192,7 +221,19 @@ class Optimizer(ABC):
 
     @abstractmethod
     def config(self) -> dict[str, Any]:
-        """Return JSON-serialisable constructor arguments, ``"name"`` and ``"schedule"``."""
+        """Return the JSON-serialisable constructor arguments, ``"name"`` and ``"schedule"``.
+
+        Returns
+        -------
+        dict of str to object
+            The input of :func:`resode.optim.from_config`.
+
+        Examples
+        --------
+        >>> from resode.optim import SGD
+        >>> SGD(lr=0.1).config()
+        {'name': 'SGD', 'lr': 0.1, 'momentum': 0.0, 'nesterov': False, 'schedule': None}
+        """
 
     def _schedule_config(self) -> dict[str, Any] | None:
         return None if self.schedule is None else self.schedule.config()
@@ -207,6 +248,8 @@ class Optimizer(ABC):
         Returns
         -------
         dict of str to numpy.ndarray
+            ``"step"``, ``"epoch"`` and one array per slot and parameter key, in the
+            parameter's shape and dtype.
 
         Examples
         --------
@@ -361,6 +404,11 @@ class SGD(Optimizer):
     def config(self) -> dict[str, Any]:
         """Return ``{"name": "SGD", "lr", "momentum", "nesterov", "schedule"}``.
 
+        Returns
+        -------
+        dict of str to object
+            The constructor's arguments (the schedule as its own config, or None).
+
         Examples
         --------
         >>> SGD(lr=0.1, momentum=0.9).config()["momentum"]
@@ -440,6 +488,11 @@ class Adam(Optimizer):
     def config(self) -> dict[str, Any]:
         """Return ``{"name": "Adam", "lr", "betas", "eps", "schedule"}`` (betas as a list).
 
+        Returns
+        -------
+        dict of str to object
+            The constructor's arguments (the schedule as its own config, or None).
+
         Examples
         --------
         >>> Adam(lr=0.01).config()["betas"]
@@ -472,6 +525,7 @@ def from_config(cfg: Mapping[str, Any]) -> Optimizer:
     Returns
     -------
     Optimizer
+        A new :class:`SGD` or :class:`Adam` with the configured schedule.
 
     Raises
     ------

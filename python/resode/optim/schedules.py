@@ -29,11 +29,43 @@ class Schedule(ABC):
 
     @abstractmethod
     def factor(self, epoch: int) -> float:
-        """Return the learning-rate factor for ``epoch`` (an integer ``>= 0``)."""
+        """Return the learning-rate factor for ``epoch``.
+
+        Parameters
+        ----------
+        epoch : int
+            The number of finished epochs, ``>= 0``.
+
+        Returns
+        -------
+        float
+            The factor of the base learning rate.
+
+        Raises
+        ------
+        ValueError
+            If ``epoch`` is not an integer ``>= 0``.
+
+        Examples
+        --------
+        >>> StepLR(step_size=2, gamma=0.5).factor(4)
+        0.25
+        """
 
     @abstractmethod
     def config(self) -> dict[str, Any]:
-        """Return the JSON-serialisable constructor arguments plus ``"name"``."""
+        """Return the JSON-serialisable constructor arguments plus ``"name"``.
+
+        Returns
+        -------
+        dict of str to object
+            The input of :func:`schedule_from_config`.
+
+        Examples
+        --------
+        >>> CosineLR(total_epochs=10).config()
+        {'name': 'CosineLR', 'total_epochs': 10, 'min_factor': 0.0}
+        """
 
     def __call__(self, epoch: int) -> float:
         """Alias of :meth:`factor`."""
@@ -85,12 +117,44 @@ class StepLR(Schedule):
             raise ValueError(f"gamma must be > 0, got {gamma!r}")
 
     def factor(self, epoch: int) -> float:
-        """Return ``gamma ** (epoch // step_size)``; ``epoch`` must be ``>= 0``."""
+        """Return ``gamma ** (epoch // step_size)``.
+
+        Parameters
+        ----------
+        epoch : int
+            The number of finished epochs, ``>= 0``.
+
+        Returns
+        -------
+        float
+            The factor of the base learning rate.
+
+        Raises
+        ------
+        ValueError
+            If ``epoch`` is not an integer ``>= 0``.
+
+        Examples
+        --------
+        >>> StepLR(step_size=10, gamma=0.5).factor(25)
+        0.25
+        """
         epoch = int_at_least("epoch", epoch, 0)
         return float(self.gamma ** (epoch // self.step_size))
 
     def config(self) -> dict[str, Any]:
-        """Return ``{"name": "StepLR", "step_size": ..., "gamma": ...}``."""
+        """Return ``{"name": "StepLR", "step_size": ..., "gamma": ...}``.
+
+        Returns
+        -------
+        dict of str to object
+            The input of :func:`schedule_from_config`.
+
+        Examples
+        --------
+        >>> StepLR(step_size=10).config()
+        {'name': 'StepLR', 'step_size': 10, 'gamma': 0.1}
+        """
         return {"name": "StepLR", "step_size": self.step_size, "gamma": self.gamma}
 
 
@@ -126,13 +190,45 @@ class CosineLR(Schedule):
             raise ValueError(f"min_factor must be in [0, 1], got {min_factor!r}")
 
     def factor(self, epoch: int) -> float:
-        """Return the cosine factor for ``epoch`` (``>= 0``; clamped at ``total_epochs``)."""
+        """Return the cosine factor for ``epoch`` (clamped at ``total_epochs``).
+
+        Parameters
+        ----------
+        epoch : int
+            The number of finished epochs, ``>= 0``.
+
+        Returns
+        -------
+        float
+            The factor of the base learning rate, from 1 down to ``min_factor``.
+
+        Raises
+        ------
+        ValueError
+            If ``epoch`` is not an integer ``>= 0``.
+
+        Examples
+        --------
+        >>> CosineLR(total_epochs=4).factor(2)
+        0.5
+        """
         epoch = int_at_least("epoch", epoch, 0)
         t = min(epoch, self.total_epochs) / self.total_epochs
         return self.min_factor + (1.0 - self.min_factor) * (1.0 + math.cos(math.pi * t)) / 2.0
 
     def config(self) -> dict[str, Any]:
-        """Return ``{"name": "CosineLR", "total_epochs": ..., "min_factor": ...}``."""
+        """Return ``{"name": "CosineLR", "total_epochs": ..., "min_factor": ...}``.
+
+        Returns
+        -------
+        dict of str to object
+            The input of :func:`schedule_from_config`.
+
+        Examples
+        --------
+        >>> CosineLR(total_epochs=10, min_factor=0.1).config()
+        {'name': 'CosineLR', 'total_epochs': 10, 'min_factor': 0.1}
+        """
         return {
             "name": "CosineLR",
             "total_epochs": self.total_epochs,
@@ -154,6 +250,7 @@ def schedule_from_config(cfg: Mapping[str, Any] | None) -> Schedule | None:
     Returns
     -------
     Schedule or None
+        A new :class:`StepLR` or :class:`CosineLR`; None for ``cfg=None``.
 
     Raises
     ------

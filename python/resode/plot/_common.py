@@ -43,6 +43,12 @@ def require_matplotlib() -> Any:
     ------
     ImportError
         Without matplotlib, naming ``pip install resode[plot]``.
+
+    Examples
+    --------
+    >>> from resode.plot import require_matplotlib
+    >>> require_matplotlib().__name__
+    'matplotlib'
     """
     try:
         import matplotlib

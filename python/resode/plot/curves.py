@@ -28,11 +28,14 @@ def history(history: Any, path: PathLike = "history.png", *, dpi: int = 120) -> 
         Several histories (repeated runs, e.g. other seeds): each curve is their mean per
         epoch with a band of +- one standard deviation (over the epochs all runs have).
     path : str or os.PathLike, default "history.png"
+        The image (or animation) to write; its extension picks the format.
     dpi : int, default 120
+        The resolution of the figure, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Examples
     --------
@@ -139,26 +142,50 @@ def sweep(
     col: str | None = None,
     dpi: int = 120,
 ) -> Path:
-    """A study over one option: ``y`` against ``x`` on log-log axes, the median over seeds
-    (and any other option) with the interquartile band, one curve per value of ``hue`` and
-    one panel per value of ``col``. Each curve's legend gives its fitted power-law slope (of
-    ``log y`` against ``log x``; O(1/T) is slope -1) and its exponential decay rate (of
-    ``log y`` against ``x``; both fitted on the medians above 0). Diverged and failed runs are
-    marked with crosses at the top; a median of exactly 0 is drawn at a floor below the
-    smallest positive one.
+    r"""Draw a study over one option: ``y`` against ``x`` on log-log axes.
+
+    The median over seeds (and any other option) with the interquartile band, one curve per value of
+    ``hue`` and one panel per value of ``col``. Each curve's legend gives its fitted power-law slope
+    (of ``log y`` against ``log x``; O(1/T) is slope -1) and its exponential decay rate (of ``log
+    y`` against ``x``; both fitted on the medians above 0). Diverged and failed runs are marked with
+    crosses at the top; a median of exactly 0 is drawn at a floor below the smallest positive one.
 
     Parameters
     ----------
     result : resode.sweep.SweepResult or path of a results.csv
+        The sweep's results: a :class:`resode.sweep.SweepResult` or its ``results.csv``.
     path : str or os.PathLike, default "sweep.png"
-    x, y : str
-        Result columns: a grid option (``"T"``) and a result (``"final_loss"``).
-    hue, col : str or None
-        Grid options that split the runs into curves and panels.
+        The image (or animation) to write; its extension picks the format.
+    x : str, default "T"
+        The result column on the horizontal axis: a grid option.
+    y : str, default "final_loss"
+        The result column on the vertical axis.
+    hue : str or None, default None
+        A grid option that splits the runs into curves.
+    col : str or None, default None
+        A grid option that splits the runs into panels.
+    dpi : int, default 120
+        The resolution of the figure, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    ValueError
+        If the rows lack the columns ``x`` or ``y``.
+
+    Examples
+    --------
+    >>> import resode.plot
+    >>> from pathlib import Path
+    >>> rows = ["T,seed,status,final_loss"] + [
+    ...     f"{T},{s},ok,{0.5 / T + 0.01 * s}" for T in (1, 2, 4) for s in (0, 1)]
+    >>> _ = Path("results.csv").write_text("\n".join(rows) + "\n")
+    >>> resode.plot.sweep("results.csv", "sweep.png").name
+    'sweep.png'
     """
     rows = _sweep_rows(result)
     if not rows or x not in rows[0] or y not in rows[0]:

@@ -36,12 +36,16 @@ def controls(model: Model, path: PathLike = "controls.png", *, dpi: int = 120) -
     Parameters
     ----------
     model : ResNet or NeuralODE
+        The model to draw.
     path : str or os.PathLike, default "controls.png"
+        The image (or animation) to write; its extension picks the format.
     dpi : int, default 120
+        The resolution of the figure, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Examples
     --------
@@ -101,18 +105,23 @@ def state_norm(
     Parameters
     ----------
     model : ResNet or NeuralODE
+        The model to draw.
     X : array_like, shape (N, dim)
+        The inputs, one sample a row.
     path : str or os.PathLike, default "state_norm.png"
+        The image (or animation) to write; its extension picks the format.
     y : array_like, optional
         Labels; when given, one mean and band per class, in the class colours (a model with
         one output: per sign of the targets).
     band : tuple of float, default (0.1, 0.9)
         Lower and upper quantiles of the shaded band.
     dpi : int, default 120
+        The resolution of the figure, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Examples
     --------
@@ -174,10 +183,11 @@ def loss_along_time(
     *,
     dpi: int = 120,
 ) -> Path:
-    """The training error along the flow: the data loss of the readout ``P x(t_k) + c``
-    (clamped for ``readout="hardtanh"``) applied to the state at every step ``t_k``, on a log
-    scale (the picture of the turnpike: the loss falls early and stays low when the model has
-    learnt to reach and hold a good state).
+    """Draw the training error along the flow.
+
+    The data loss of the readout ``P x(t_k) + c`` (clamped for ``readout="hardtanh"``) applied to
+    the state at every step ``t_k``, on a log scale (the picture of the turnpike: the loss falls
+    early and stays low when the model has learnt to reach and hold a good state).
 
     Parameters
     ----------
@@ -185,13 +195,18 @@ def loss_along_time(
         Several models (e.g. trained with different ``T``, or with and without the turnpike
         loss) share the axes; times are each model's own.
     X : array_like, shape (N, dim)
+        The inputs, one sample a row.
     y : array_like
         Labels ``(N,)`` (cross-entropy) or targets (``loss="mse"``).
     path : str or os.PathLike, default "loss_along_time.png"
+        The image (or animation) to write; its extension picks the format.
+    dpi : int, default 120
+        The resolution of the figure, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Examples
     --------

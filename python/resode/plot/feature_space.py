@@ -38,23 +38,29 @@ def features(
     *,
     dpi: int = 120,
 ) -> Path:
-    """The final states ``x(T)`` (the features the readout sees), coloured by class, with the
-    readout's separating line (``D == 2``) or plane (``D == 3``) for two classes or one output
-    (``w . x + b = 0``, ``w = P_1 - P_0`` or ``P_0``). ``D > 3``: the first two principal
-    components, without the separator.
+    """Draw the final states ``x(T)`` (the features the readout sees), coloured by class.
+
+    The readout's separating line (``D == 2``) or plane (``D == 3``), ``w . x + b = 0`` with ``w =
+    P_1 - P_0`` (or ``P_0`` for one output), is drawn for two classes or one output. ``D > 3``: the
+    first two principal components, without the separator.
 
     Parameters
     ----------
     model : ResNet or NeuralODE
+        The model to draw.
     X : array_like, shape (N, dim)
+        The inputs, one sample a row.
     y : array_like
         Labels ``(N,)``, targets ``(N, classes)``, or +-1 targets of one output.
     path : str or os.PathLike, default "features.png"
+        The image (or animation) to write; its extension picks the format.
     dpi : int, default 120
+        The resolution of the figure, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Examples
     --------
@@ -99,9 +105,10 @@ def feature_history(
     hold: float = 1.0,
     dpi: int = 80,
 ) -> Path:
-    """Animate the final states of the points recorded by ``fit(..., record=...)`` over the
-    epochs: how training moves the features the readout separates. One frame per record
-    (the first is the untrained model), on fixed axes that hold every record.
+    """Animate the final states of the points recorded by ``fit(..., record=...)``.
+
+    It shows how training moves the features the readout separates over the epochs: one frame per
+    record (the first is the untrained model), on fixed axes that hold every record.
 
     Parameters
     ----------
@@ -112,12 +119,17 @@ def feature_history(
     classes : int, optional
         1 when the recorded targets are the +-1 targets of one output (colours by sign);
         by default read off the targets.
-    fps, hold, dpi
-        Frames per second, seconds the last frame is held, resolution.
+    fps : int, default 4
+        Frames per second of an animation.
+    hold : float, default 1.0
+        Seconds the last frame is held.
+    dpi : int, default 80
+        The resolution of the frames, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Examples
     --------

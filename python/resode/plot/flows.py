@@ -57,7 +57,9 @@ def trajectories(
     Parameters
     ----------
     model : ResNet or NeuralODE
+        The model to draw.
     X : array_like, shape (N, dim)
+        The inputs, one sample a row.
     y : array_like, shape (N,) or (N, classes)
         Labels (or one-hot targets) for the colours; for a model with one output, the +-1
         targets (coloured by their sign).
@@ -77,10 +79,12 @@ def trajectories(
     seed : int, default 0
         Seed of the subset.
     dpi : int, default 80
+        The resolution of the figure, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Raises
     ------
@@ -96,7 +100,8 @@ def trajectories(
     >>> import resode, resode.plot, tempfile, os
     >>> X, y = resode.datasets.moons(50, seed=0)
     >>> model = resode.ResNet(2, layers=5, h=0.2, seed=0)
-    >>> resode.plot.trajectories(model, X, y, os.path.join(tempfile.mkdtemp(), "a.gif")).suffix
+    >>> out = os.path.join(tempfile.mkdtemp(), "a.gif")
+    >>> resode.plot.trajectories(model, X, y, out, max_frames=10).suffix
     '.gif'
     """
     require_matplotlib()

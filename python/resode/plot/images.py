@@ -36,13 +36,16 @@ def image_flow(
     hold: float = 1.0,
     dpi: int = 100,
 ) -> Path:
-    """Image data along the flow: the state ``x(t)`` of each image, reshaped to the image, at
-    several times, when the state width ``D`` is the image size (e.g. digits 8 x 8 with
+    """Draw image data along the flow.
+
+    The state ``x(t)`` of each image, reshaped to the image, at several times, when the
+    state width ``D`` is the image size (e.g. digits 8 x 8 with
     ``augment=0``: ``D = 64``).
 
     Parameters
     ----------
     model : ResNet or NeuralODE
+        The model to draw.
     X_images : array_like, shape (N, dim)
         Flattened images; the first ``max_images`` are drawn.
     path : str or os.PathLike, default "image_flow.png"
@@ -54,12 +57,18 @@ def image_flow(
         Times (layers for a ResNet) to draw; default six evenly spaced steps in a still
         image, every step in an animation.
     max_images : int, default 6
-    fps, hold, dpi
-        As for :func:`decision_regions`.
+        The most images drawn (one row each).
+    fps : int, default 6
+        Frames per second of an animation.
+    hold : float, default 1.0
+        Seconds the last frame is held.
+    dpi : int, default 100
+        The resolution of the frames, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Examples
     --------

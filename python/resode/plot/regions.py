@@ -60,13 +60,16 @@ def decision_boundary(
     X_test, y_test : array_like, optional
         Test points (drawn as triangles).
     path : str or os.PathLike, default "decision_boundary.png"
+        The image (or animation) to write; its extension picks the format.
     resolution : int, default 200
         Grid points per axis.
     dpi : int, default 120
+        The resolution of the figure, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Raises
     ------
@@ -181,8 +184,10 @@ def decision_regions(
     hold: float = 1.0,
     dpi: int = 80,
 ) -> Path:
-    """The classifier applied to the flow at every time: how the partition of the input plane
-    forms along the flow (leia's "generalization" animation).
+    """Draw the classifier applied to the flow at every time.
+
+    How the partition of the input plane forms along the flow (leia's "generalization"
+    animation).
 
     Each point ``x0`` of a grid over the input plane is coloured by the readout of its state at
     time ``t_k``, ``z = P x(t_k) + c`` (clamped for ``readout="hardtanh"``): two classes (or
@@ -204,12 +209,17 @@ def decision_regions(
         an animation, four evenly spaced ones in a still image.
     resolution : int, default 100
         Grid points per axis (``resolution**2`` trajectories are computed).
-    fps, hold, dpi
-        Frames per second, seconds the last frame is held, resolution of the frames.
+    fps : int, default 4
+        Frames per second of an animation.
+    hold : float, default 1.0
+        Seconds the last frame is held.
+    dpi : int, default 80
+        The resolution of the frames, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Examples
     --------

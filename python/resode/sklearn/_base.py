@@ -46,10 +46,24 @@ def store(estimator: BaseEstimator, arguments: dict[str, Any]) -> None:
 
 
 def in_parallel_worker() -> bool:
-    """Is this fit one of several running at once: in a Dask worker, in a joblib/loky or
-    multiprocessing worker process, or on a thread other than the main one (joblib's threading
-    backend)? There the core runs on one thread: the parallelism is over the fits, and a
-    second level of threads would only compete for the same cores."""
+    """Tell whether this fit is one of several running at once.
+
+    That is: in a Dask worker, in a joblib/loky or multiprocessing worker process, or on a
+    thread other than the main one (joblib's threading backend). There the core runs on one
+    thread: the parallelism is over the fits, and a second level of threads would only compete
+    for the same cores.
+
+    Returns
+    -------
+    bool
+        True in such a worker.
+
+    Examples
+    --------
+    >>> from resode.sklearn import in_parallel_worker
+    >>> in_parallel_worker()
+    False
+    """
     if "distributed" in sys.modules:
         from distributed import get_worker
 
@@ -276,6 +290,23 @@ class ResodeClassifier(ClassifierMixin, ResodeEstimator):
         Returns
         -------
         self
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            If ``X`` or ``y`` is malformed, or an option is out of range.
+        resode.TrainingDiverged
+            If the loss, a gradient or a parameter becomes non-finite.
+
+        Examples
+        --------
+        >>> import resode
+        >>> from resode.sklearn import NeuralODEClassifier, NeuralODERegressor
+        >>> X, y = resode.datasets.moons(40, seed=0)
+        >>> clf = NeuralODEClassifier(pieces=2, hidden=4, epochs=5, random_state=0).fit(X, y)
+        >>> clf.n_iter_, clf.classes_.tolist()
+        (5, [0, 1])
         """
         target_name = _target_name(y)
         Xc, yc = _validate_data(self, X, y, dtype=_FLOATS, y_numeric=False)
@@ -306,14 +337,53 @@ class ResodeClassifier(ClassifierMixin, ResodeEstimator):
         return lambda logs, model: float(np.mean(np.argmax(model.forward(X_val), 1) == labels))
 
     def predict_proba(self, X: ArrayLike) -> FloatArray:
-        """Class probabilities (softmax of the outputs), float array of shape
-        ``(n_samples, n_classes)`` in the order of ``classes_``."""
+        """Return the class probabilities (softmax of the outputs).
+
+        Parameters
+        ----------
+        X : array_like or pandas DataFrame, shape (n_samples, n_features)
+            The inputs.
+
+        Returns
+        -------
+        numpy.ndarray of float, shape (n_samples, n_classes)
+            The probabilities, in the order of ``classes_``.
+
+        Examples
+        --------
+        >>> import resode
+        >>> from resode.sklearn import NeuralODEClassifier, NeuralODERegressor
+        >>> X, y = resode.datasets.moons(40, seed=0)
+        >>> clf = NeuralODEClassifier(pieces=2, hidden=4, epochs=5, random_state=0).fit(X, y)
+        >>> clf.predict_proba(X[:3]).shape
+        (3, 2)
+        """
         check_is_fitted(self, "model_")
         X = _validate_data(self, X, reset=False, dtype=_FLOATS)
         return self.model_.predict_proba(X)
 
     def predict(self, X: ArrayLike) -> np.ndarray[Any, np.dtype[Any]]:
-        """Predicted labels (values of ``classes_``), shape ``(n_samples,)``."""
+        """Return the predicted labels (values of ``classes_``).
+
+        Parameters
+        ----------
+        X : array_like or pandas DataFrame, shape (n_samples, n_features)
+            The inputs.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_samples,)
+            One label per sample, of the dtype of ``classes_``.
+
+        Examples
+        --------
+        >>> import resode
+        >>> from resode.sklearn import NeuralODEClassifier, NeuralODERegressor
+        >>> X, y = resode.datasets.moons(40, seed=0)
+        >>> clf = NeuralODEClassifier(pieces=2, hidden=4, epochs=5, random_state=0).fit(X, y)
+        >>> clf.predict(X[:3]).shape
+        (3,)
+        """
         check_is_fitted(self, "model_")
         X = _validate_data(self, X, reset=False, dtype=_FLOATS)
         labels: np.ndarray[Any, np.dtype[Any]] = self.classes_[
@@ -338,6 +408,23 @@ class ResodeRegressor(RegressorMixin, ResodeEstimator):
         Returns
         -------
         self
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            If ``X`` or ``y`` is malformed, or an option is out of range.
+        resode.TrainingDiverged
+            If the loss, a gradient or a parameter becomes non-finite.
+
+        Examples
+        --------
+        >>> import resode
+        >>> from resode.sklearn import NeuralODEClassifier, NeuralODERegressor
+        >>> X, y = resode.datasets.sine(40, seed=0)
+        >>> reg = NeuralODERegressor(pieces=2, hidden=4, epochs=5, random_state=0).fit(X, y)
+        >>> reg.n_iter_, reg.model_.task
+        (5, 'regression')
         """
         target_name = _target_name(y)
         Xc, yc = _validate_data(self, X, y, dtype=_FLOATS, y_numeric=True, multi_output=True)
@@ -349,8 +436,27 @@ class ResodeRegressor(RegressorMixin, ResodeEstimator):
         return self
 
     def predict(self, X: ArrayLike) -> FloatArray:
-        """Predicted values: ``(n_samples,)`` for a 1-D ``y`` in fit, else
-        ``(n_samples, n_outputs)``."""
+        """Return the predicted values.
+
+        Parameters
+        ----------
+        X : array_like or pandas DataFrame, shape (n_samples, n_features)
+            The inputs.
+
+        Returns
+        -------
+        numpy.ndarray of float, shape (n_samples,) or (n_samples, n_outputs)
+            ``(n_samples,)`` for a 1-D ``y`` in fit, else ``(n_samples, n_outputs)``.
+
+        Examples
+        --------
+        >>> import resode
+        >>> from resode.sklearn import NeuralODEClassifier, NeuralODERegressor
+        >>> X, y = resode.datasets.sine(40, seed=0)
+        >>> reg = NeuralODERegressor(pieces=2, hidden=4, epochs=5, random_state=0).fit(X, y)
+        >>> reg.predict(X[:3]).shape
+        (3,)
+        """
         check_is_fitted(self, "model_")
         X = _validate_data(self, X, reset=False, dtype=_FLOATS)
         z: FloatArray = self.model_.forward(X)

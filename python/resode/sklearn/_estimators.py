@@ -15,26 +15,33 @@ from ._base import NeuralODEParams, ResNetParams, ResodeClassifier, ResodeRegres
 
 _TRAINING_DOC = """\
     optimizer : {"adam", "sgd"}, default "adam"
+        The optimiser, :class:`resode.optim.Adam` or :class:`resode.optim.SGD`.
     lr : float, default 1e-2
+        The base learning rate.
     momentum : float, default 0.0
         SGD only.
     nesterov : bool, default False
         SGD only: Nesterov momentum.
-    beta1, beta2, eps : float, default 0.9, 0.999, 1e-8
-        Adam only.
+    beta1 : float, default 0.9
+        Adam only: the decay rate of the first moment.
+    beta2 : float, default 0.999
+        Adam only: the decay rate of the second moment.
+    eps : float, default 1e-8
+        Adam only: the denominator's offset.
     schedule : {"none", "cosine", "step"}, default "none"
         Learning-rate schedule: cosine over ``epochs``, or times ``gamma`` every ``step_size``
         epochs.
     step_size : int, default 100
+        ``schedule="step"`` only: the epochs between decays.
     gamma : float, default 0.1
-        ``schedule="step"`` only.
+        ``schedule="step"`` only: the factor of each decay.
     epochs : int, default 300
         The most epochs to run (fewer with ``early_stopping``).
     batch_size : int or None, default None
         ``None``: full batch.
     shuffle : bool, default True
         Shuffle the samples every epoch (mini-batches only).
-    bound : float or None
+    bound : float or None, default None
         L1/L-infinity bound on the controls, see :func:`resode.fit`.
     fixed_projection : bool, default False
         Keep the random classifier ``P``, ``c`` fixed.
@@ -44,10 +51,12 @@ _TRAINING_DOC = """\
         has not improved by at least ``tol`` for ``n_iter_no_change`` epochs, and keep the
         parameters of the best-scoring epoch.
     validation_fraction : float, default 0.1
+        ``early_stopping`` only: the fraction of the training data held out.
     n_iter_no_change : int, default 10
+        ``early_stopping`` only: the epochs without improvement before stopping.
     tol : float, default 1e-4
-        ``early_stopping`` only.
-    random_state : int, numpy.random.RandomState or None
+        ``early_stopping`` only: the smallest improvement that counts.
+    random_state : int, numpy.random.RandomState or None, default None
         Seeds the initialisation, the mini-batch order and the validation split
         (scikit-learn's convention: ``None`` draws a new seed each fit, where ``resode
         train`` defaults to ``--seed 0``).
@@ -75,35 +84,109 @@ _ATTRIBUTES_DOC = """\
         ``model_`` holds (``early_stopping`` only, else None).
 """
 
-_NODE_MODEL_DOC = """\
-    T, pieces, substeps, method, field, activation, hidden, augment, weight_decay, readout,
-    l1, decay_readout, turnpike, turnpike_weight, gradient, checkpoints, rtol, atol,
-    first_step, max_steps, step_control, dtype
-        Model arguments, see :class:`resode.NeuralODE` (``rtol``, ``atol``, ``first_step``,
-        ``max_steps``, ``step_control``: adaptive methods only, ``None`` for the model's
-        defaults; a fit that needs more than ``max_steps`` steps for a sample raises
-        :class:`resode.StepSizeError`). The defaults are those of ``resode train``: a
-        bottleneck field with 32 hidden units, one augmented dimension, ``T = 5``, 10 pieces,
-        RK4, 300 epochs of Adam.
+# The model arguments, split where the classifiers' ``loss`` goes (numpydoc lists the
+# parameters in the order of the signature).
+_FIELD_DOC = """\
+    field : {"outside", "inside", "bottleneck"}, default "bottleneck"
+        The field, see :class:`resode.ResNet`.
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, default "tanh"
+        The activation.
+    hidden : int or None, default 32
+        The bottleneck field's hidden width (None for the other fields).
+    augment : int, default 1
+        Zero columns appended to the inputs.
 """
 
-_RESNET_MODEL_DOC = """\
-    layers, h, field, activation, hidden, augment, weight_decay, readout, l1, decay_readout,
-    dtype
-        Model arguments, see :class:`resode.ResNet`. The defaults are those of ``resode train
-        --model resnet``: 10 layers with step ``h = T / layers = 0.5``, a bottleneck field with
-        32 hidden units, one augmented dimension, 300 epochs of Adam: the explicit-Euler twin
-        of the neural ODE estimators'.
+_REGULARISER_DOC = """\
+    weight_decay : float, default 0.0
+        Adds ``weight_decay * sum(theta**2)`` over the field parameters.
+    readout : {"linear", "hardtanh"}, default "linear"
+        The logits ``x P^T + c``, or those clipped to ``[-1, 1]``.
+    l1 : float, default 0.0
+        Adds ``l1 * sum |theta|`` over the field parameters.
+    decay_readout : bool, default False
+        Put ``P`` under ``weight_decay`` too.
 """
 
+_DTYPE_DOC = """\
+    dtype : {"float64", "float32"}, default "float64"
+        The dtype of the parameters and of every computation.
+"""
 
-def _doc(summary: str, model: str, *, classifier: bool, examples: str) -> str:
+_NODE_HEAD_DOC = (
+    """\
+    T : float, default 5.0
+        The final time.
+    pieces : int, default 10
+        The pieces of the piecewise-constant controls.
+    substeps : int, default 1
+        Integrator steps per piece (fixed-step methods).
+    method : {"euler", "midpoint", "rk4", "dopri5", "tsit5", "bosh3"}, default "rk4"
+        A fixed-step method or an adaptive pair.
+"""
+    + _FIELD_DOC
+)
+
+_NODE_TAIL_DOC = (
+    _REGULARISER_DOC
+    + """\
+    turnpike : bool, default False
+        The time integral of the data loss instead of the terminal one.
+    turnpike_weight : float, default 1.0
+        ``turnpike=True`` only: the integral's weight.
+    gradient : {"discrete", "adjoint"}, default "discrete"
+        The exact gradient of the discretised loss, or the backsolve adjoint.
+    checkpoints : int or None, default None
+        Discrete gradient only: the stored step states (None: all).
+    rtol : float or None, default None
+        Adaptive methods only, as the four below (None: the model's default): the relative
+        tolerance. A fit that needs more than ``max_steps`` steps for a sample raises
+        :class:`resode.StepSizeError`.
+    atol : float or None, default None
+        The absolute tolerance.
+    first_step : float or None, default None
+        The first step.
+    max_steps : int or None, default None
+        The attempted steps allowed per sample.
+    step_control : {"sample", "batch"} or None, default None
+        Per-sample step sequences, or one for the whole batch.
+"""
+    + _DTYPE_DOC
+)
+
+_NODE_DEFAULTS = """\
+    The model arguments are those of :class:`resode.NeuralODE`, with the defaults of
+    ``resode train``: a bottleneck field with 32 hidden units, one augmented dimension,
+    ``T = 5``, 10 pieces, RK4, 300 epochs of Adam."""
+
+_RESNET_HEAD_DOC = (
+    """\
+    layers : int, default 10
+        The residual layers.
+    h : float, default 0.5
+        The step size of every layer.
+"""
+    + _FIELD_DOC
+)
+
+_RESNET_TAIL_DOC = _REGULARISER_DOC + _DTYPE_DOC
+
+_RESNET_DEFAULTS = """\
+    The model arguments are those of :class:`resode.ResNet`, with the defaults of ``resode
+    train --model resnet``: 10 layers with step ``h = T / layers = 0.5``, a bottleneck field
+    with 32 hidden units, one augmented dimension, 300 epochs of Adam: the explicit-Euler twin
+    of the neural ODE estimators'."""
+
+
+def _doc(
+    summary: str, defaults: str, head: str, tail: str, *, classifier: bool, examples: str
+) -> str:
     """The numpydoc docstring of one estimator, from the shared parameter texts."""
     loss = _LOSS_DOC if classifier else ""
     classes = "    classes_ : ndarray of shape (n_classes,)\n" if classifier else ""
     return (
-        f"{summary}\n\n    Parameters\n    ----------\n{model}{loss}{_TRAINING_DOC}\n"
-        f"    Attributes\n    ----------\n{classes}{_ATTRIBUTES_DOC}{examples}"
+        f"{summary}\n\n{defaults}\n\n    Parameters\n    ----------\n{head}{loss}{tail}"
+        f"{_TRAINING_DOC}\n    Attributes\n    ----------\n{classes}{_ATTRIBUTES_DOC}{examples}"
     )
 
 
@@ -116,7 +199,9 @@ _LOSS_DOC = """\
 class NeuralODEClassifier(NeuralODEParams, ResodeClassifier):
     __doc__ = _doc(
         "Neural ODE classifier (:class:`resode.NeuralODE` trained by :func:`resode.fit`).",
-        _NODE_MODEL_DOC,
+        _NODE_DEFAULTS,
+        _NODE_HEAD_DOC,
+        _NODE_TAIL_DOC,
         classifier=True,
         examples="""
     Examples
@@ -183,10 +268,11 @@ class NeuralODEClassifier(NeuralODEParams, ResodeClassifier):
 
 class NeuralODERegressor(NeuralODEParams, ResodeRegressor):
     __doc__ = _doc(
-        'Neural ODE regressor: :class:`resode.NeuralODE` with ``loss="mse"`` trained by\n'
-        "    :func:`resode.fit` on real targets ``(n,)`` or ``(n, n_outputs)``; ``score`` is "
-        "R^2.",
-        _NODE_MODEL_DOC,
+        'Neural ODE regressor: :class:`resode.NeuralODE` with ``loss="mse"``.\n\n'
+        "    Trained by :func:`resode.fit` on real targets ``(n,)`` or ``(n, n_outputs)``.",
+        _NODE_DEFAULTS,
+        _NODE_HEAD_DOC,
+        _NODE_TAIL_DOC,
         classifier=False,
         examples="""
     Examples
@@ -252,7 +338,9 @@ class NeuralODERegressor(NeuralODEParams, ResodeRegressor):
 class ResNetClassifier(ResNetParams, ResodeClassifier):
     __doc__ = _doc(
         "Residual network classifier (:class:`resode.ResNet` trained by :func:`resode.fit`).",
-        _RESNET_MODEL_DOC,
+        _RESNET_DEFAULTS,
+        _RESNET_HEAD_DOC,
+        _RESNET_TAIL_DOC,
         classifier=True,
         examples="""
     Examples
@@ -306,10 +394,11 @@ class ResNetClassifier(ResNetParams, ResodeClassifier):
 
 class ResNetRegressor(ResNetParams, ResodeRegressor):
     __doc__ = _doc(
-        'Residual network regressor: :class:`resode.ResNet` with ``loss="mse"`` trained by\n'
-        "    :func:`resode.fit` on real targets ``(n,)`` or ``(n, n_outputs)``; ``score`` is "
-        "R^2.",
-        _RESNET_MODEL_DOC,
+        'Residual network regressor: :class:`resode.ResNet` with ``loss="mse"``.\n\n'
+        "    Trained by :func:`resode.fit` on real targets ``(n,)`` or ``(n, n_outputs)``.",
+        _RESNET_DEFAULTS,
+        _RESNET_HEAD_DOC,
+        _RESNET_TAIL_DOC,
         classifier=False,
         examples="""
     Examples

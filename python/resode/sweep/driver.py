@@ -138,11 +138,13 @@ def run(
         A client, a scheduler address (``"tcp://host:8786"``), or None: a ``LocalCluster`` on
         127.0.0.1 with ``workers`` single-threaded worker processes (default: one per core),
         without Dask's statistical profiler and with rarer ticks and monitors (``QUIET``).
+    workers : int or None, default None
+        The local cluster's worker processes (``client=None`` only; None: one per core).
     retries : int, default 2
         Times Dask reruns a task whose worker died.
-    progress : bool
+    progress : bool, default True
         A tqdm bar over runs on a terminal; plain lines on stderr otherwise.
-    runs_per_task : int or None
+    runs_per_task : int or None, default None
         Runs per Dask task; default: the seeds of one grid point together (short runs keep
         Dask's per-task overhead small), the last tasks one run each (the workers finish
         together).
@@ -161,6 +163,17 @@ def run(
     SweepInterrupted
         On Ctrl-C (a ``KeyboardInterrupt``), after closing the cluster and rewriting
         ``results.csv`` from the finished runs.
+
+    Examples
+    --------
+    Starting a Dask cluster takes seconds, so this example is not run as a test
+    (``tests/test_sweep.py`` runs sweeps):
+
+    >>> import resode.sweep
+    >>> spec = {"base": {"dataset": "moons", "epochs": 5}, "grid": {"T": [1.0, 2.0]}, "seeds": 2}
+    >>> result = resode.sweep.run(spec, "sweep-out", workers=2)  # doctest: +SKIP
+    >>> result.summary  # doctest: +SKIP
+    'runs 4: ok 4, diverged 0, failed 0, skipped (done before) 0; ...'
     """
     started = time.perf_counter()
     data = load_spec(spec)

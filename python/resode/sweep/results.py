@@ -107,8 +107,27 @@ def write_table(out: Path, table: list[dict[str, Any]]) -> None:
 
 @dataclass
 class SweepResult:
-    """What :func:`resode.sweep.run` returns: one row per run (grid columns, then results)
-    and counts."""
+    """What :func:`resode.sweep.run` returns: one row per run (grid columns, then results).
+
+    Parameters
+    ----------
+    out : pathlib.Path
+        The sweep's folder.
+    rows : list of dict
+        One row per run, as in ``results.csv``.
+    skipped : int
+        The runs finished by an earlier invocation.
+    seconds : float
+        The wall time of this invocation.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> rows = [{"T": 1.0, "status": "ok"}, {"T": 2.0, "status": "diverged"}]
+    >>> result = SweepResult(Path("out"), rows, skipped=0, seconds=30.0)
+    >>> result.count("ok"), len(result.rows)
+    (1, 2)
+    """
 
     out: Path
     rows: list[dict[str, Any]]
@@ -116,13 +135,48 @@ class SweepResult:
     seconds: float
 
     def count(self, status: str) -> int:
-        """Runs with this status (``"ok"``, ``"diverged"`` or ``"failed"``)."""
+        """Count the runs with this status.
+
+        Parameters
+        ----------
+        status : {"ok", "diverged", "failed"}
+            The status.
+
+        Returns
+        -------
+        int
+            The number of rows with that status.
+
+        Examples
+        --------
+        >>> from pathlib import Path
+        >>> rows = [{"T": 1.0, "status": "ok"}, {"T": 2.0, "status": "diverged"}]
+        >>> result = SweepResult(Path("out"), rows, skipped=0, seconds=30.0)
+        >>> result.count("diverged")
+        1
+        """
         return sum(1 for r in self.rows if r.get("status") == status)
 
     @property
     def summary(self) -> str:
-        """``runs N: ok A, diverged B, failed C, skipped (done before) S; T s, R runs/min``
-        (no rate when no run ran)."""
+        """One line: the runs, their statuses, the time and the rate.
+
+        ``runs N: ok A, diverged B, failed C, skipped (done before) S; T s, R runs/min`` (no rate
+        when no run ran).
+
+        Returns
+        -------
+        str
+            The line.
+
+        Examples
+        --------
+        >>> from pathlib import Path
+        >>> rows = [{"T": 1.0, "status": "ok"}, {"T": 2.0, "status": "diverged"}]
+        >>> result = SweepResult(Path("out"), rows, skipped=0, seconds=30.0)
+        >>> result.summary
+        'runs 2: ok 1, diverged 1, failed 0, skipped (done before) 0; 30.0 s, 4.0 runs/min'
+        """
         ran = len(self.rows) - self.skipped
         rate = f", {60.0 * ran / self.seconds:.1f} runs/min" if ran and self.seconds > 0 else ""
         return (f"runs {len(self.rows)}: ok {self.count('ok')}, diverged "
@@ -134,9 +188,26 @@ class SweepResult:
 
 
 class SweepInterrupted(KeyboardInterrupt):
-    """Raised by :func:`resode.sweep.run` on Ctrl-C, once the cluster is closed and
-    ``results.csv`` is rewritten from the runs finished so far; ``result`` holds their rows.
-    Running the same sweep again continues it."""
+    """Raised by :func:`resode.sweep.run` on Ctrl-C, once the cluster is closed.
+
+    ``results.csv`` is rewritten from the runs finished so far and ``result`` holds their
+    rows; running the same sweep again continues it.
+
+    Parameters
+    ----------
+    result : SweepResult
+        The runs finished so far.
+    total : int
+        The runs of the whole sweep.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> done = SweepResult(Path("out"), [{"status": "ok"}], skipped=0, seconds=1.0)
+    >>> err = SweepInterrupted(done, total=4)
+    >>> err.finished, isinstance(err, KeyboardInterrupt)
+    (1, True)
+    """
 
     def __init__(self, result: SweepResult, total: int) -> None:
         self.result, self.total = result, total

@@ -46,12 +46,29 @@ def toml() -> Any:
 
 
 def load_spec(spec: Mapping[str, Any] | PathLike) -> dict[str, Any]:
-    """The spec as a dict: ``spec`` itself, or the TOML file it names.
+    r"""Return the spec as a dict: ``spec`` itself, or the TOML file it names.
+
+    Parameters
+    ----------
+    spec : dict or str or os.PathLike
+        A spec, or the path of a TOML file holding one.
+
+    Returns
+    -------
+    dict of str to object
+        The spec's tables (``base``, ``grid``, ``seeds``, ``repeat``, ...).
 
     Raises
     ------
     ValueError
         On an unreadable file, invalid TOML, or unknown top-level keys.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> _ = Path("spec.toml").write_text('seeds = 2\n[grid]\nT = [1.0, 2.0]\n')
+    >>> load_spec("spec.toml")
+    {'seeds': 2, 'grid': {'T': [1.0, 2.0]}}
     """
     if isinstance(spec, Mapping):
         data = dict(spec)
@@ -76,9 +93,25 @@ def load_spec(spec: Mapping[str, Any] | PathLike) -> dict[str, Any]:
 class Run:
     """One run of a sweep: its grid values, its configuration and its identity.
 
-    ``inputs`` holds what the run reads besides its options (the resode version, the sha256 of
-    its ``data`` and ``validation`` files); it is part of the identity and of
-    ``result.json``.
+    Parameters
+    ----------
+    id : str
+        The run's identity: a hash of its configuration and ``inputs`` (16 hex digits).
+    grid : dict of str to object
+        Its values of the grid's options (and ``seed``).
+    config : resode.config.RunConfig
+        Its whole configuration.
+    inputs : dict of str to object
+        What the run reads besides its options (the resode version, the sha256 of its
+        ``data`` and ``validation`` files); part of the identity and of ``result.json``.
+
+    Examples
+    --------
+    >>> from resode.sweep import expand
+    >>> runs = expand({"base": {"dataset": "moons", "model": "resnet", "epochs": 2},
+    ...                "grid": {"layers": [2, 4]}})
+    >>> runs[1].grid, len(runs[1].id)
+    ({'layers': 4}, 16)
     """
 
     id: str
@@ -88,12 +121,40 @@ class Run:
 
     @property
     def options(self) -> dict[str, Any]:
-        """The run's flat options (:meth:`RunConfig.options`)."""
+        """The run's flat options (``RunConfig.options()`` of its ``config``).
+
+        Returns
+        -------
+        dict of str to object
+            The options of ``config.toml``.
+
+        Examples
+        --------
+        >>> from resode.sweep import expand
+        >>> runs = expand({"base": {"dataset": "moons", "model": "resnet", "epochs": 2},
+        ...                "grid": {"layers": [2, 4]}})
+        >>> runs[0].options["layers"], runs[0].options["epochs"]
+        (2, 2)
+        """
         return self.config.options()
 
     @property
     def argv(self) -> tuple[str, ...]:
-        """The ``resode train`` arguments of the same run (for people, not for workers)."""
+        """The ``resode train`` arguments of the same run (for people, not for workers).
+
+        Returns
+        -------
+        tuple of str
+            The options that differ from the defaults, as command-line arguments.
+
+        Examples
+        --------
+        >>> from resode.sweep import expand
+        >>> runs = expand({"base": {"dataset": "moons", "model": "resnet", "epochs": 2},
+        ...                "grid": {"layers": [2, 4]}})
+        >>> runs[0].argv[:6]
+        ('--dataset', 'moons', '--model', 'resnet', '--layers', '2')
+        """
         return tuple(self.config.argv())
 
 
@@ -188,8 +249,19 @@ def _inputs(config: RunConfig, hashes: dict[str, str]) -> dict[str, Any]:
 
 
 def expand(spec: Mapping[str, Any] | PathLike) -> list[Run]:
-    """Every run of ``spec``, each checked as ``resode train`` checks its options (the data,
-    the model and the optimiser built once per grid point but the seed).
+    """Return every run of ``spec``, each checked as ``resode train`` checks its options.
+
+    The data, the model and the optimiser are built once per grid point but the seed.
+
+    Parameters
+    ----------
+    spec : dict or str or os.PathLike
+        A spec, or the path of a TOML file holding one (see :mod:`resode.sweep`).
+
+    Returns
+    -------
+    list of Run
+        The runs, in the order of the grid (the seeds innermost).
 
     Raises
     ------

@@ -15,9 +15,10 @@ Callback = Union[Callable[[int, dict[str, Any], Any], Any], Any]
 
 
 class EarlyStopping:
-    """Stop training when a monitored column has not improved for ``patience`` epochs, and
-    keep the parameters of the best epoch (the conventions of Keras' ``EarlyStopping`` with
-    ``restore_best_weights`` and scikit-learn's ``n_iter_no_change``/``tol``).
+    """Stop training when a monitored column has not improved for ``patience`` epochs.
+
+    It keeps the parameters of the best epoch (the conventions of Keras' ``EarlyStopping``
+    with ``restore_best_weights`` and scikit-learn's ``n_iter_no_change``/``tol``).
 
     Pass it as ``fit(..., early_stopping=EarlyStopping(...))`` (or in ``callbacks``, where
     it acts the same). Every epoch whose ``monitor`` value beats the best so far by more than
@@ -53,6 +54,15 @@ class EarlyStopping:
         Whether the last epoch seen asked to stop.
     best_params : dict or None
         Copies of the parameters of the best epoch (with ``restore_best``, during ``fit``).
+
+    Raises
+    ------
+    TypeError
+        If ``monitor`` is not a str, ``patience`` not an int, ``min_delta`` not a number or
+        ``restore_best`` not a bool.
+    ValueError
+        If ``mode`` is not ``"min"``, ``"max"`` or None, ``patience < 0`` or ``min_delta``
+        is negative or not finite.
 
     Examples
     --------
@@ -95,7 +105,17 @@ class EarlyStopping:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the epochs seen (fit calls it when training starts)."""
+        """Forget the epochs seen (:func:`resode.fit` calls it when training starts).
+
+        Examples
+        --------
+        >>> stop = EarlyStopping("loss", patience=0)
+        >>> stop(1, {"loss": 1.0}, None), stop(2, {"loss": 2.0}, None)
+        (False, True)
+        >>> stop.reset()
+        >>> stop.best_epoch is None, stop.stopped
+        (True, False)
+        """
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch: int | None = None
         self.wait = 0
@@ -104,7 +124,18 @@ class EarlyStopping:
         self.stopped = False
 
     def config(self) -> dict[str, Any]:
-        """The constructor arguments (JSON-serialisable)."""
+        """Return the constructor arguments (JSON-serialisable).
+
+        Returns
+        -------
+        dict of str to object
+            ``monitor``, ``patience``, ``min_delta``, ``mode`` and ``restore_best``.
+
+        Examples
+        --------
+        >>> EarlyStopping("val_accuracy", patience=3).config()["mode"]
+        'max'
+        """
         return {
             "monitor": self.monitor,
             "patience": self.patience,
@@ -114,14 +145,60 @@ class EarlyStopping:
         }
 
     def improves(self, value: float) -> bool:
-        """Whether ``value`` beats the best so far by more than ``min_delta``."""
+        """Tell whether ``value`` beats the best so far by more than ``min_delta``.
+
+        Parameters
+        ----------
+        value : float
+            A value of the monitored column.
+
+        Returns
+        -------
+        bool
+            True for a new best epoch.
+
+        Examples
+        --------
+        >>> stop = EarlyStopping("loss", min_delta=0.1)
+        >>> stop(1, {"loss": 1.0}, None)
+        False
+        >>> stop.improves(0.95), stop.improves(0.8)
+        (False, True)
+        """
         if self.mode == "min":
             return value < self.best - self.min_delta
         return value > self.best + self.min_delta
 
     def __call__(self, epoch: int, logs: Mapping[str, float], model: Any) -> bool:
-        """Record one epoch's row; True when training should stop. With a model and
-        ``restore_best``, a new best epoch's parameters are copied."""
+        """Record one epoch's row and tell whether training should stop.
+
+        With a model and ``restore_best``, a new best epoch's parameters are copied.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch, counted from 1.
+        logs : mapping of str to float
+            The epoch's :class:`History` row; it must hold the ``monitor`` column.
+        model : Model or None
+            The model being trained (None: no parameters are kept).
+
+        Returns
+        -------
+        bool
+            True when ``patience`` epochs have passed without improvement.
+
+        Raises
+        ------
+        KeyError
+            If ``logs`` has no ``monitor`` column.
+
+        Examples
+        --------
+        >>> stop = EarlyStopping("loss", patience=1)
+        >>> stop.on_epoch_end(1, {"loss": 1.0}, None), stop.on_epoch_end(2, {"loss": 1.5}, None)
+        (False, True)
+        """
         if self.monitor not in logs:
             raise KeyError(f"EarlyStopping monitors {self.monitor!r}, not in {sorted(logs)}")
         value = logs[self.monitor]
@@ -138,14 +215,49 @@ class EarlyStopping:
     on_epoch_end = __call__
 
     def replay(self, column: Sequence[float], epochs: Sequence[int]) -> None:
-        """Start over and see the values ``column`` of ``epochs`` (a resumed history), without
-        parameters: the state an uninterrupted run had at its last epoch."""
+        """Start over and see the values ``column`` of ``epochs``, without parameters.
+
+        This is the state an uninterrupted run had at its last epoch (for a resumed history).
+
+        Parameters
+        ----------
+        column : sequence of float
+            The monitored column's values, one per epoch.
+        epochs : sequence of int
+            Their epochs, counted from 1.
+
+        Examples
+        --------
+        >>> stop = EarlyStopping("loss", patience=5)
+        >>> stop.replay([1.0, 0.5, 0.7], [1, 2, 3])
+        >>> stop.best_epoch, stop.wait
+        (2, 1)
+        """
         self.reset()
         for epoch, value in zip(epochs, column):
             self(epoch, {self.monitor: value}, None)
 
     def restore(self, model: Any) -> None:
-        """Put the best epoch's parameters back into ``model`` (in place), if kept."""
+        """Put the best epoch's parameters back into ``model`` (in place), if kept.
+
+        Parameters
+        ----------
+        model : Model
+            The model whose ``params`` are overwritten.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> model = resode.ResNet(2, layers=2, seed=0)
+        >>> stop = EarlyStopping("loss")
+        >>> stop(1, {"loss": 1.0}, model)
+        False
+        >>> best = model.params["W"].copy()
+        >>> model.params["W"][...] = 0.0
+        >>> stop.restore(model)
+        >>> bool(np.array_equal(model.params["W"], best))
+        True
+        """
         if self.restore_best and self.best_params is not None:
             for name, value in self.best_params.items():
                 model.params[name][...] = value

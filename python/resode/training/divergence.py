@@ -28,6 +28,17 @@ class TrainingDiverged(FloatingPointError):
     Raised by :func:`fit`; the model then holds the last finite parameters (those before the
     failing optimiser step). The optimiser state is *not* rolled back.
 
+    Parameters
+    ----------
+    message : str
+        What diverged, and where.
+    epoch : int, default 0
+        The failing epoch, counted from 1 (0: unknown).
+    batch : int, default 0
+        The failing mini-batch within that epoch, counted from 1 (0: unknown).
+    history : History or None
+        The epochs completed before the failure (None: an empty history).
+
     Attributes
     ----------
     epoch : int
@@ -36,6 +47,12 @@ class TrainingDiverged(FloatingPointError):
         The failing mini-batch within that epoch, counted from 1.
     history : History
         The epochs completed before the failure.
+
+    Examples
+    --------
+    >>> err = TrainingDiverged("non-finite loss", epoch=3, batch=2)
+    >>> err.epoch, err.batch, len(err.history), isinstance(err, FloatingPointError)
+    (3, 2, 0, True)
     """
 
     def __init__(

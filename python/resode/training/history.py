@@ -94,7 +94,26 @@ class History:
 
     # -- building -------------------------------------------------------------------------
     def append(self, row: Mapping[str, float]) -> None:
-        """Add one epoch's row (the same keys every time)."""
+        """Add one epoch's row (the same keys every time).
+
+        Parameters
+        ----------
+        row : mapping of str to float
+            The epoch's value of each column (``epoch`` an int).
+
+        Raises
+        ------
+        ValueError
+            If the row's keys differ from those of the rows before.
+
+        Examples
+        --------
+        >>> h = History()
+        >>> h.append({"epoch": 1, "loss": 0.7, "lr": 0.01})
+        >>> h.append({"epoch": 2, "loss": 0.5, "lr": 0.01})
+        >>> h.loss
+        [0.7, 0.5]
+        """
         if self._data and set(row) != set(self._data):
             raise ValueError(f"row keys {sorted(row)} differ from history keys {self.keys()}")
         for key in self._order(row):
@@ -108,14 +127,31 @@ class History:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> History:
-        """Rebuild a history from :meth:`to_dict` or :meth:`to_jsonable` output (e.g. after a
-        JSON round trip; its ``best_epoch`` too).
+        """Rebuild a history from :meth:`to_dict` or :meth:`to_jsonable` output.
+
+        A JSON round trip's ``None`` values read back as NaN; ``best_epoch`` is kept.
+
+        Parameters
+        ----------
+        data : mapping of str to object
+            Columns (lists of equal length) and, optionally, ``"best_epoch"``.
+
+        Returns
+        -------
+        History
+            A new history with those columns.
 
         Raises
         ------
         ValueError
             If the columns differ in length or hold non-numbers, or ``best_epoch`` is not a
             positive int (or None).
+
+        Examples
+        --------
+        >>> h = History.from_dict({"epoch": [1, 2], "loss": [0.7, None], "best_epoch": 1})
+        >>> h.loss, h.best_epoch
+        ([0.7, nan], 1)
         """
         h = cls()
         data = dict(data)
@@ -137,7 +173,18 @@ class History:
 
     # -- access ---------------------------------------------------------------------------
     def keys(self) -> list[str]:
-        """Column names, in :data:`HISTORY_KEYS` order."""
+        """Return the column names, in :data:`HISTORY_KEYS` order.
+
+        Returns
+        -------
+        list of str
+            The columns recorded.
+
+        Examples
+        --------
+        >>> History.from_dict({"loss": [0.7], "epoch": [1]}).keys()
+        ['epoch', 'loss']
+        """
         return list(self._data)
 
     def __getitem__(self, key: str) -> list[float]:
@@ -166,13 +213,39 @@ class History:
 
     # -- export ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, list[float]]:
-        """Columns as a dict of new lists."""
+        """Return the columns as a dict of new lists.
+
+        Returns
+        -------
+        dict of str to list of float
+            One list per column (``epoch`` holds ints); ``best_epoch`` is not included.
+
+        Examples
+        --------
+        >>> h = History()
+        >>> h.append({"epoch": 1, "loss": 0.7, "lr": 0.01})
+        >>> h.to_dict()
+        {'epoch': [1], 'loss': [0.7], 'lr': [0.01]}
+        """
         return {k: list(v) for k, v in self._data.items()}
 
     def to_jsonable(self) -> dict[str, Any]:
-        """:meth:`to_dict` with non-finite values (e.g. an overflowing gradient norm) as
-        ``None``, for strict JSON (:meth:`from_dict` reads them back as NaN), and
-        ``"best_epoch"`` when set."""
+        """Return :meth:`to_dict` with non-finite values as ``None``, and ``"best_epoch"`` when set.
+
+        Strict JSON has no NaN or infinity (e.g. of an overflowing gradient norm);
+        :meth:`from_dict` reads the ``None`` values back as NaN.
+
+        Returns
+        -------
+        dict of str to object
+            The columns and, when set, ``"best_epoch"``.
+
+        Examples
+        --------
+        >>> h = History.from_dict({"epoch": [1], "grad_norm": [float("inf")]})
+        >>> h.to_jsonable()
+        {'epoch': [1], 'grad_norm': [None]}
+        """
         out: dict[str, Any] = {
             k: [x if math.isfinite(x) else None for x in v] for k, v in self._data.items()
         }
@@ -181,7 +254,26 @@ class History:
         return out
 
     def to_json(self, path: PathLike) -> Path:
-        """Write :meth:`to_jsonable` as a JSON object to ``path``; returns the path."""
+        r"""Write :meth:`to_jsonable` as a JSON object to ``path`` (atomically).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (replaced if it exists).
+
+        Returns
+        -------
+        pathlib.Path
+            The file written.
+
+        Examples
+        --------
+        >>> h = History()
+        >>> h.append({"epoch": 1, "loss": 0.7, "lr": 0.01})
+        >>> path = h.to_json("history.json")
+        >>> path.read_text()
+        '{"epoch": [1], "loss": [0.7], "lr": [0.01]}\n'
+        """
         from ..io import write_text
 
         path = Path(os.fspath(path))
@@ -189,7 +281,26 @@ class History:
         return path
 
     def to_csv(self, path: PathLike) -> Path:
-        """Write one header row (column names) and one row per epoch to ``path``."""
+        """Write one header row (column names) and one row per epoch to ``path`` (atomically).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (replaced if it exists).
+
+        Returns
+        -------
+        pathlib.Path
+            The file written.
+
+        Examples
+        --------
+        >>> h = History()
+        >>> h.append({"epoch": 1, "loss": 0.7, "lr": 0.01})
+        >>> print(h.to_csv("history.csv").read_text(), end="")
+        epoch,loss,lr
+        1,0.7,0.01
+        """
         from ..io import write_text
 
         path = Path(os.fspath(path))

@@ -166,8 +166,8 @@ def fit(
         ``min_delta`` for ``patience`` epochs, and (``restore_best``, the default) end with
         the parameters of the best epoch, also when all ``epochs`` ran. The best epoch is
         ``history.best_epoch``; checkpoints keep it and its parameters, so a resumed run ends
-        as an uninterrupted one. A ``val_*`` monitor needs ``validation_data``. (After a
-        :class:`TrainingDiverged` the model holds the last finite parameters, as without.)
+        as an uninterrupted one. A ``val_*`` monitor needs ``validation_data``. After a
+        :class:`TrainingDiverged` the model holds the last finite parameters, as without.
     progress : bool, default True
         Report progress on stderr: a tqdm bar (epoch, loss, score) when stderr is a terminal,
         otherwise (batch jobs, captured output, ``2> log``) one plain line every
