@@ -196,7 +196,7 @@ def odeint(
         the keys name (``bottleneck`` for W1, b1, W2, b2; ``outside`` for W, b).
 
         ``method`` may also be an adaptive pair, ``"dopri5"``, ``"tsit5"`` or ``"bosh3"``
-        (docs/adaptive.md).
+        (docs/guide/adaptive.md).
     t : array_like of float, shape (Q,), optional
         Output times, sorted, in ``[0, T]``: the dense output of the method's continuous
         extension, computed in the same sweep. Default: the step grid for a fixed-step method,

@@ -32,7 +32,7 @@ FIXED_METHODS = ("euler", "midpoint", "rk4")
 ADAPTIVE_METHODS = ("dopri5", "tsit5", "bosh3")
 METHODS = FIXED_METHODS + ADAPTIVE_METHODS
 STEP_CONTROLS = ("sample", "batch")
-# The adaptive options and their defaults (docs/adaptive.md).
+# The adaptive options and their defaults (docs/guide/adaptive.md).
 ADAPTIVE_DEFAULTS: dict[str, Any] = {
     "rtol": 1e-7,
     "atol": 1e-9,
