@@ -19,7 +19,7 @@ one output against +-1 targets, the MSE integrated along the trajectory (its "tu
   and then; where a run ends then depends on the
   last bits of the arithmetic, so the kernel sets (RESODE_ISA=avx512, avx2, baseline), which
   agree per call to round-off only, could end 300 epochs at different accuracies. With the
-  decaying rate all three end at 100% training accuracy (see docs/guide/guarantees.md).
+  decaying rate all three end at 100% training accuracy (see docs/reliability.md).
 
 Prints the time and accuracy per epoch, each model's final accuracy and from which time its data
 loss along the flow is exactly 0, and writes the figures (decision regions along the flow,
