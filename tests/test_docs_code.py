@@ -18,7 +18,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
+# the pages people read; the site's build output and generated folders are not sources
+GENERATED = {"_build", "auto_examples", "generated"}
+PAGES = sorted(
+    [ROOT / "README.md"]
+    + [p for p in (ROOT / "docs").rglob("*.md") if not GENERATED & set(p.parts)]
+)
 # A fence opening a python block, with the line before it (a skip marker, or anything else).
 _FENCE = re.compile(r"^(?P<before>[^\n]*)\n```python\n(?P<code>.*?)^```\s*$", re.M | re.S)
 _SKIP = re.compile(r"^<!-- skip-test: (?P<reason>\S.*?) -->$")
