@@ -149,6 +149,16 @@ def _check_small_sweep(stdout: str, out: Path) -> None:
     _check_image(out / "sweep.png", "PNG")
 
 
+def _check_benchmark_tables(stdout: str, out: Path) -> None:
+    # the chart's numbers are the tables' (the parser found all six rows of both runs)
+    rows = [line.split() for line in stdout.splitlines() if line.startswith(("W1 ", "W2 "))]
+    assert [" ".join(row[:4]) for row in rows] == [
+        "W1 N = 2", "W1 N = 150", "W1 N = 1000", "W2 D = 2", "W2 D = 16", "W2 D = 64"
+    ], stdout  # fmt: skip
+    assert all(len(row) == 8 for row in rows)
+    _check_image(out / "peers.png", "PNG")
+
+
 CHECKS: dict[str, Callable[[str, Path], None]] = {
     "resnet_step_by_step": _check_resnet_step_by_step,
     "seed_turnpike": _check_seed_turnpike,
@@ -161,6 +171,7 @@ CHECKS: dict[str, Callable[[str, Path], None]] = {
     "adaptive_steps": _check_adaptive_steps,
     "torch_layer": _check_torch_layer,
     "small_sweep": _check_small_sweep,
+    "benchmark_tables": _check_benchmark_tables,
 }
 # what an example needs beyond the test extra (a missing one skips it; CI installs them all)
 NEEDS = {"sklearn_grid_search": "sklearn", "torch_layer": "torch", "small_sweep": "distributed"}
