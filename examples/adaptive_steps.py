@@ -31,10 +31,21 @@ out.mkdir(parents=True, exist_ok=True)
 # --------------------------------------
 # The gradient is the exact gradient of the computed solution on its accepted steps.
 X, y = datasets.concentric_spheres(400, seed=0)
-model = resode.NeuralODE(2, T=5.0, pieces=8, method="dopri5", rtol=1e-5, atol=1e-7,
-                         field="bottleneck", hidden=16, augment=1, seed=0)  # fmt: skip
-resode.fit(model, X, y, optimizer=optim.Adam(lr=1e-2), epochs=40, batch_size=100, seed=0,
-           progress=False)  # fmt: skip
+model = resode.NeuralODE(
+    2,
+    T=5.0,
+    pieces=8,
+    method="dopri5",
+    rtol=1e-5,
+    atol=1e-7,
+    field="bottleneck",
+    hidden=16,
+    augment=1,
+    seed=0,
+)
+resode.fit(
+    model, X, y, optimizer=optim.Adam(lr=1e-2), epochs=40, batch_size=100, seed=0, progress=False
+)
 print(f"training accuracy {model.score(X, y):.3f}")
 
 # %%
@@ -42,15 +53,26 @@ print(f"training accuracy {model.score(X, y):.3f}")
 # -------------------------
 states, stats = resode.odeint(model, X, stats=True)
 steps = stats["accepted_per_sample"]
-print(f"accepted steps per sample: min {steps.min()}, median {np.median(steps):.0f}, "
-      f"max {steps.max()}; rejected in all {stats['rejected']}; "
-      f"evaluations {stats['nfev']}")  # fmt: skip
+print(
+    f"accepted steps per sample: min {steps.min()}, median {np.median(steps):.0f}, "
+    f"max {steps.max()}; rejected in all {stats['rejected']}; "
+    f"evaluations {stats['nfev']}"
+)
 
 # The same solve with one step sequence for the whole batch (torchdiffeq's behaviour): every
 # sample takes the steps that the hardest one needs.
-batch_model = resode.NeuralODE(2, T=5.0, pieces=8, method="dopri5", rtol=1e-5, atol=1e-7,
-                               field="bottleneck", hidden=16, augment=1,
-                               step_control="batch")  # fmt: skip
+batch_model = resode.NeuralODE(
+    2,
+    T=5.0,
+    pieces=8,
+    method="dopri5",
+    rtol=1e-5,
+    atol=1e-7,
+    field="bottleneck",
+    hidden=16,
+    augment=1,
+    step_control="batch",
+)
 batch_model.params.update({name: p.copy() for name, p in model.params.items()})
 _, batch_stats = resode.odeint(batch_model, X, stats=True)
 print(
@@ -71,10 +93,8 @@ axes[0].scatter(X[chosen, 0], X[chosen, 1], s=60, facecolors="none", edgecolors=
 axes[0].set(title="accepted steps per sample", xlabel="x1", ylabel="x2", aspect="equal")
 fig.colorbar(points, ax=axes[0])
 axes[1].hist(steps, bins=np.arange(steps.min(), steps.max() + 2) - 0.5, color="C0")
-axes[1].axvline(batch_stats["accepted_per_sample"][0], color="C3", ls="--",
-                label="batch control")  # fmt: skip
-axes[1].set(title="how many samples take how many steps", xlabel="accepted steps",
-            ylabel="samples")  # fmt: skip
+axes[1].axvline(batch_stats["accepted_per_sample"][0], color="C3", ls="--", label="batch control")
+axes[1].set(title="how many samples take how many steps", xlabel="accepted steps", ylabel="samples")
 axes[1].legend()
 for row, sample in enumerate(chosen):
     grid = stats["grid"][sample]
@@ -82,7 +102,12 @@ for row, sample in enumerate(chosen):
 for t in boundaries:
     axes[2].axvline(t, color="0.8", lw=0.8, zorder=0)
 labels = [f"#{s} ({steps[s]})" for s in chosen]  # sample number (its steps)
-axes[2].set(title="accepted times (grey: piece boundaries)", xlabel="t", ylabel="sample",
-            yticks=range(len(chosen)), yticklabels=labels)  # fmt: skip
+axes[2].set(
+    title="accepted times (grey: piece boundaries)",
+    xlabel="t",
+    ylabel="sample",
+    yticks=range(len(chosen)),
+    yticklabels=labels,
+)
 fig.savefig(out / "adaptive_steps.png", dpi=100)
 plt.close(fig)

@@ -57,8 +57,9 @@ workloads = list(avx2)
 print(f"{'workload':<18} {'avx2':>8} {'baseline':>9} {'best JAX':>9} {'PyTorch':>8}  (ms)")
 for name in workloads:
     resode_avx2, jax_ms, torch_ms = avx2[name]
-    print(f"{name:<18} {resode_avx2:>8.3g} {baseline[name][0]:>9.3g} {jax_ms:>9.3g} "
-          f"{torch_ms:>8.3g}")  # fmt: skip
+    print(
+        f"{name:<18} {resode_avx2:>8.3g} {baseline[name][0]:>9.3g} {jax_ms:>9.3g} {torch_ms:>8.3g}"
+    )
 
 # %%
 # The chart

@@ -33,8 +33,17 @@ print(f"train {X_tr.shape}, test {X_te.shape}, classes {sorted(set(y.tolist()))}
 # ---------
 # ``augment=1`` pads every sample with one zero coordinate: the states live in 3-D. The
 # parameters are plain NumPy arrays, one slice per piece of the control.
-model = resode.NeuralODE(2, T=5.0, pieces=10, field="bottleneck", hidden=32, augment=1,
-                         activation="relu", weight_decay=1e-3, seed=0)  # fmt: skip
+model = resode.NeuralODE(
+    2,
+    T=5.0,
+    pieces=10,
+    field="bottleneck",
+    hidden=32,
+    augment=1,
+    activation="relu",
+    weight_decay=1e-3,
+    seed=0,
+)
 print({name: p.shape for name, p in model.params.items()})
 
 # %%
@@ -42,8 +51,17 @@ print({name: p.shape for name, p in model.params.items()})
 # --------
 # One call into the C++ core per epoch: the batches, the gradients and Adam's updates.
 adam = optim.Adam(lr=1e-2, schedule=optim.CosineLR(total_epochs=120))
-history = resode.fit(model, X_tr, y_tr, optimizer=adam, epochs=120, batch_size=200, seed=0,
-                     validation_data=(X_te, y_te), progress=False)  # fmt: skip
+history = resode.fit(
+    model,
+    X_tr,
+    y_tr,
+    optimizer=adam,
+    epochs=120,
+    batch_size=200,
+    seed=0,
+    validation_data=(X_te, y_te),
+    progress=False,
+)
 print(f"final loss {history['loss'][-1]:.4f}")
 print(f"accuracy: train {model.score(X_tr, y_tr):.3f}, test {model.score(X_te, y_te):.3f}")
 

@@ -30,11 +30,20 @@ out.mkdir(parents=True, exist_ok=True)
 # --------------
 X, y = datasets.sine(300, noise=0.05, seed=0)  # X (300, 1) in [-pi, pi], y (300,)
 X_tr, X_te, y_tr, y_te = datasets.train_test_split(X, y, test_size=0.25, seed=0)
-model = resode.NeuralODE(1, T=2.0, pieces=8, classes=1, loss="mse", field="bottleneck",
-                         hidden=16, augment=1, seed=0)  # fmt: skip
-history = resode.fit(model, X_tr, y_tr, optimizer=optim.Adam(lr=2e-2), epochs=300,
-                     batch_size=75, seed=0, validation_data=(X_te, y_te),
-                     progress=False)  # fmt: skip
+model = resode.NeuralODE(
+    1, T=2.0, pieces=8, classes=1, loss="mse", field="bottleneck", hidden=16, augment=1, seed=0
+)
+history = resode.fit(
+    model,
+    X_tr,
+    y_tr,
+    optimizer=optim.Adam(lr=2e-2),
+    epochs=300,
+    batch_size=75,
+    seed=0,
+    validation_data=(X_te, y_te),
+    progress=False,
+)
 print(f"R^2: train {model.score(X_tr, y_tr):.4f}, test {model.score(X_te, y_te):.4f}")
 print(f"history columns: {history.keys()}")
 
@@ -54,8 +63,11 @@ ax_fit.legend()
 for i in range(states.shape[1]):
     ax_flow.plot(states[:, i, 0], states[:, i, 1], lw=1.5)
     ax_flow.plot(states[0, i, 0], states[0, i, 1], "ko", ms=3)
-ax_flow.set(xlabel="state 1 (starts at x)", ylabel="state 2 (augmented, starts at 0)",
-            title="each input's path from t = 0 to T")  # fmt: skip
+ax_flow.set(
+    xlabel="state 1 (starts at x)",
+    ylabel="state 2 (augmented, starts at 0)",
+    title="each input's path from t = 0 to T",
+)
 fig.savefig(out / "regression.png", dpi=100)
 plt.close(fig)
 

@@ -31,12 +31,21 @@ out.mkdir(parents=True, exist_ok=True)
 # ``base`` holds ``resode train`` options, ``grid`` lists values whose product is swept, and
 # ``seeds`` repeats every grid point. The same dictionary could be a TOML file.
 spec = {
-    "base": {"dataset": "spheres", "n-samples": 200, "model": "node", "field": "bottleneck",
-             "hidden": 8, "augment": 1, "epochs": 60, "batch-size": 50, "lr": 0.01,
-             "weight-decay": 0.001},
+    "base": {
+        "dataset": "spheres",
+        "n-samples": 200,
+        "model": "node",
+        "field": "bottleneck",
+        "hidden": 8,
+        "augment": 1,
+        "epochs": 60,
+        "batch-size": 50,
+        "lr": 0.01,
+        "weight-decay": 0.001,
+    },
     "grid": {"T": [0.5, 1.0, 2.0, 4.0], "turnpike": [False, True]},
     "seeds": 3,
-}  # fmt: skip
+}
 print(f"{len(resode.sweep.expand(spec))} runs")
 
 # %%
@@ -45,8 +54,12 @@ print(f"{len(resode.sweep.expand(spec))} runs")
 # Every run's files land in ``study/runs/<id>/`` and one row per run in ``study/results.csv``;
 # running the same sweep again would skip the finished runs.
 study = out / "study"
-with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                  dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+with (
+    LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster,
+    Client(cluster) as client,
+):
     result = resode.sweep.run(spec, study, client=client, progress=False)
 print(result.summary)
 with open(study / "results.csv", newline="") as f:

@@ -38,8 +38,9 @@ resode.set_num_threads(1)
 # -----------------------------------------------
 X_np, y_np = resode.datasets.spirals(600, seed=0)
 X, y = torch.tensor(X_np), torch.tensor(y_np)
-flow = resode.torch.NeuralODE(2, T=3.0, pieces=6, field="bottleneck", hidden=24, augment=1,
-                              activation="tanh", seed=0)  # fmt: skip
+flow = resode.torch.NeuralODE(
+    2, T=3.0, pieces=6, field="bottleneck", hidden=24, augment=1, activation="tanh", seed=0
+)
 model = torch.nn.Sequential(flow, torch.nn.Linear(3, 2, dtype=torch.float64))  # x(T) -> logits
 print(model)
 print({name: tuple(p.shape) for name, p in flow.named_parameters()})
@@ -78,8 +79,9 @@ with torch.no_grad():
     p1 = torch.softmax(model(grid), dim=1)[:, 1].numpy().reshape(xx.shape)
 fig, (ax_regions, ax_loss) = plt.subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
 ax_regions.contourf(xx, yy, p1, levels=20, cmap="RdBu_r", alpha=0.8)
-ax_regions.scatter(X_np[:, 0], X_np[:, 1], c=y_np, cmap="RdBu_r", s=8, edgecolors="k",
-                   linewidths=0.3)  # fmt: skip
+ax_regions.scatter(
+    X_np[:, 0], X_np[:, 1], c=y_np, cmap="RdBu_r", s=8, edgecolors="k", linewidths=0.3
+)
 ax_regions.set(title=f"P(class 1), accuracy {accuracy:.3f}", aspect="equal")
 ax_loss.semilogy(losses)
 ax_loss.set(title="loss of the last batch of each epoch", xlabel="epoch", ylabel="cross-entropy")

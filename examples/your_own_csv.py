@@ -45,16 +45,26 @@ print(csv_path.read_text(encoding="utf-8").splitlines()[:4])
 # Read it and train in Python
 # ---------------------------
 # ``any_labels=True`` accepts text labels; :func:`numpy.unique` maps them to classes 0, 1, 2.
-X, species = datasets.load(csv_path, target="species",
-                           features=["petal_length", "petal_width"], any_labels=True)  # fmt: skip
+X, species = datasets.load(
+    csv_path, target="species", features=["petal_length", "petal_width"], any_labels=True
+)
 names, y = np.unique(species, return_inverse=True)
 mean, std = X.mean(axis=0), X.std(axis=0)
 Xs = (X - mean) / std  # resode train does this for you (--scale standard)
 X_tr, X_te, y_tr, y_te = datasets.train_test_split(Xs, y, test_size=0.2, seed=0)
-model = resode.NeuralODE(2, T=2.0, pieces=4, classes=3, field="bottleneck", hidden=16,
-                         augment=1, seed=0)  # fmt: skip
-resode.fit(model, X_tr, y_tr, optimizer=optim.Adam(lr=1e-2), epochs=100, batch_size=60,
-           seed=0, progress=False)  # fmt: skip
+model = resode.NeuralODE(
+    2, T=2.0, pieces=4, classes=3, field="bottleneck", hidden=16, augment=1, seed=0
+)
+resode.fit(
+    model,
+    X_tr,
+    y_tr,
+    optimizer=optim.Adam(lr=1e-2),
+    epochs=100,
+    batch_size=60,
+    seed=0,
+    progress=False,
+)
 print(f"classes {names.tolist()}; test accuracy {model.score(X_te, y_te):.3f}")
 plot.decision_boundary(model, X_tr, y_tr, X_te, y_te, path=out / "decision_boundary.png")
 
@@ -64,14 +74,44 @@ plot.decision_boundary(model, X_tr, y_tr, X_te, y_te, path=out / "decision_bound
 # ``resode train`` reads the same file, keeps the labels' names in the model file, and
 # ``resode predict`` writes them back, with the probabilities of each class.
 resode_cli = [sys.executable, "-m", "resode"]
-trained = subprocess.run([*resode_cli, "train", "--data", str(csv_path), "--target", "species",
-                "--features", "petal_length,petal_width", "--model", "node", "--T", "2",
-                "--pieces", "4", "--hidden", "16", "--epochs", "100", "--batch-size", "60",
-                "--no-plots", "--no-progress", "--out", str(out / "run")],
-               check=True, capture_output=True, text=True)  # fmt: skip
+trained = subprocess.run(
+    [
+        *resode_cli,
+        "train",
+        "--data",
+        str(csv_path),
+        "--target",
+        "species",
+        "--features",
+        "petal_length,petal_width",
+        "--model",
+        "node",
+        "--T",
+        "2",
+        "--pieces",
+        "4",
+        "--hidden",
+        "16",
+        "--epochs",
+        "100",
+        "--batch-size",
+        "60",
+        "--no-plots",
+        "--no-progress",
+        "--out",
+        str(out / "run"),
+    ],
+    check=True,
+    capture_output=True,
+    text=True,
+)
 print(trained.stdout)
 new = out / "new_flowers.csv"
 new.write_text("id,petal_length,petal_width\n0,1.4,0.2\n1,4.5,1.4\n2,6.0,2.2\n", encoding="utf-8")
-predicted = subprocess.run([*resode_cli, "predict", "--model", str(out / "run"), "--data",
-                            str(new)], check=True, capture_output=True, text=True)  # fmt: skip
+predicted = subprocess.run(
+    [*resode_cli, "predict", "--model", str(out / "run"), "--data", str(new)],
+    check=True,
+    capture_output=True,
+    text=True,
+)
 print(predicted.stdout)
