@@ -87,11 +87,13 @@ order = np.argsort(steps, kind="stable")
 chosen = order[np.linspace(0, len(order) - 1, 6).astype(int)]  # fewest to most steps
 boundaries = np.arange(model.pieces + 1) * model.T / model.pieces
 
-fig, axes = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
+fig = plt.figure(figsize=(10, 8), constrained_layout=True)
+top, bottom = fig.subfigures(2, 1, height_ratios=[1.1, 1])
+axes = [*top.subplots(1, 2), bottom.subplots()]
 points = axes[0].scatter(X[:, 0], X[:, 1], c=steps, s=10, cmap="viridis")
 axes[0].scatter(X[chosen, 0], X[chosen, 1], s=60, facecolors="none", edgecolors="r")
 axes[0].set(title="accepted steps per sample", xlabel="x1", ylabel="x2", aspect="equal")
-fig.colorbar(points, ax=axes[0])
+top.colorbar(points, ax=axes[0])
 axes[1].hist(steps, bins=np.arange(steps.min(), steps.max() + 2) - 0.5, color="C0")
 axes[1].axvline(batch_stats["accepted_per_sample"][0], color="C3", ls="--", label="batch control")
 axes[1].set(title="how many samples take how many steps", xlabel="accepted steps", ylabel="samples")

@@ -69,19 +69,22 @@ print(f"accuracy: train {model.score(X_tr, y_tr):.3f}, test {model.score(X_te, y
 # The points flowing through time
 # -------------------------------
 # Each frame is a time of the flow; the last one shows the readout's separating plane.
-plot.trajectories(model, X_tr, y_tr, out / "trajectories.gif", max_points=200)
+gif = plot.trajectories(model, X_tr, y_tr, out / "trajectories.gif", max_points=200)
+print(f"wrote {gif.name}")
 
 # %%
 # The decision boundary and the training curves
 # ---------------------------------------------
-plot.decision_boundary(model, X_tr, y_tr, X_te, y_te, path=out / "decision_boundary.png")
-plot.history(history, out / "history.png")
+boundary = plot.decision_boundary(model, X_tr, y_tr, X_te, y_te, path=out / "decision_boundary.png")
+curves = plot.history(history, out / "history.png")
+print(f"wrote {boundary.name} and {curves.name}")
 
 # %%
 # The controls and the states along the flow
 # ------------------------------------------
-plot.controls(model, out / "controls.png")
-plot.state_norm(model, X_tr, out / "state_norm.png", y=y_tr)
+controls = plot.controls(model, out / "controls.png")
+norms = plot.state_norm(model, X_tr, out / "state_norm.png", y=y_tr)
+print(f"wrote {controls.name} and {norms.name}")
 
 # %%
 # The model file

@@ -71,4 +71,5 @@ print(f"results.csv: {len(rows)} rows, columns {list(rows[0])[:8]} ...")
 # --------
 # The median and interquartile band over seeds, on log-log axes, with each curve's fitted
 # power-law slope and exponential rate in the legend.
-resode.plot.sweep(result, out / "sweep.png", x="T", y="train_loss", hue="turnpike")
+figure = resode.plot.sweep(result, out / "sweep.png", x="T", y="train_loss", hue="turnpike")
+print(f"wrote {figure.name}")

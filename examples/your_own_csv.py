@@ -66,7 +66,8 @@ resode.fit(
     progress=False,
 )
 print(f"classes {names.tolist()}; test accuracy {model.score(X_te, y_te):.3f}")
-plot.decision_boundary(model, X_tr, y_tr, X_te, y_te, path=out / "decision_boundary.png")
+boundary = plot.decision_boundary(model, X_tr, y_tr, X_te, y_te, path=out / "decision_boundary.png")
+print(f"wrote {boundary.name}")
 
 # %%
 # The same from the command line
