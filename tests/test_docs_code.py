@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,13 +81,19 @@ def test_skip_markers_are_few_and_give_a_reason() -> None:
 
 @pytest.fixture
 def scratch(tmp_path: Path) -> object:
-    """A temporary working directory, restored afterwards (the blocks write files there)."""
+    """A temporary working directory, restored afterwards (the blocks write files there), and
+    torch's thread count restored (a page sets it; conftest restores resode's)."""
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch else None
     before = Path.cwd()
     os.chdir(tmp_path)
     try:
         yield tmp_path
     finally:
         os.chdir(before)
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(threads or os.cpu_count() or 1)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside torch's inductor and dask
