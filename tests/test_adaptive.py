@@ -1,5 +1,5 @@
-"""The adaptive Runge-Kutta methods of the core (dopri5, tsit5, bosh3; docs/adaptive.md) against
-the NumPy reference, which implements the same algorithm: accepted grids, counts, final
+"""The adaptive Runge-Kutta methods of the core (dopri5, tsit5, bosh3; docs/guide/adaptive.md)
+against the NumPy reference, which implements the same algorithm: accepted grids, counts, final
 states, dense output and discrete gradients agree to round-off. Plus the core's own
 guarantees: per-sample independence (bitwise), replay = the run (bitwise), checkpoints change
 nothing (bitwise), the errors, and the models, fit, CLI and scikit-learn front ends."""

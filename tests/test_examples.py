@@ -95,13 +95,86 @@ def _check_leia_chess3(stdout: str, out: Path) -> None:
         _check_image(out / name, fmt)
 
 
+def _check_demo_step_by_step(stdout: str, out: Path) -> None:
+    import resode
+
+    assert _last_number(rf"accuracy: train {NUMBER}", stdout) >= 0.95  # spheres: 1.000
+    assert _last_number(rf"accuracy: train [0-9.]+, test {NUMBER}", stdout) >= 0.95  # 1.000
+    assert _last_number(rf"reloaded: test accuracy {NUMBER}", stdout) >= 0.95
+    assert resode.load(out / "model.npz").pieces == 10
+    _check_image(out / "trajectories.gif", "GIF")
+    for name in ("decision_boundary", "history", "controls", "state_norm"):
+        _check_image(out / f"{name}.png", "PNG")
+
+
+def _check_your_own_csv(stdout: str, out: Path) -> None:
+    assert "classes ['setosa', 'versicolor', 'virginica']" in stdout
+    assert _last_number(rf"test accuracy {NUMBER}", stdout) >= 0.9  # 0.989
+    assert _last_number(rf"accuracy: train [0-9.]+%, test {NUMBER}%", stdout) >= 90  # the CLI
+    # resode predict writes the labels' names back, one row per new flower, in order
+    predicted = [line.split(",")[0] for line in stdout.splitlines() if line.count(",") == 3]
+    assert predicted[-3:] == ["setosa", "versicolor", "virginica"], stdout[-2000:]
+    assert (out / "flowers.csv").is_file() and (out / "run" / "model.npz").is_file()
+    _check_image(out / "decision_boundary.png", "PNG")
+
+
+def _check_regression_sine(stdout: str, out: Path) -> None:
+    assert _last_number(rf"R\^2: train [0-9.]+, test {NUMBER}", stdout) >= 0.95  # 0.9927
+    assert "'val_r2'" in stdout
+    _check_image(out / "regression.png", "PNG")
+    _check_image(out / "history.png", "PNG")
+
+
+def _check_adaptive_steps(stdout: str, out: Path) -> None:
+    assert _last_number(rf"training accuracy {NUMBER}", stdout) >= 0.9  # 1.000
+    fewest = _last_number(rf"accepted steps per sample: min {NUMBER}", stdout)
+    most = _last_number(rf"accepted steps per sample: .*, max {NUMBER}", stdout)
+    batch = _last_number(rf"batch control: {NUMBER} steps for every sample", stdout)
+    assert fewest < most <= batch  # per sample, the steps differ; one grid takes the most
+    _check_image(out / "adaptive_steps.png", "PNG")
+
+
+def _check_torch_layer(stdout: str, out: Path) -> None:
+    accuracy = _last_number(rf"training accuracy {NUMBER}", stdout)
+    assert accuracy >= 0.9  # spirals: 0.992
+    assert _last_number(rf"the same model in resode: accuracy {NUMBER}", stdout) == accuracy
+    _check_image(out / "torch_layer.png", "PNG")
+
+
+def _check_small_sweep(stdout: str, out: Path) -> None:
+    assert "runs 24: ok 24, diverged 0, failed 0" in stdout, stdout[-2000:]
+    with open(out / "study" / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 24 and {row["status"] for row in rows} == {"ok"}
+    _check_image(out / "sweep.png", "PNG")
+
+
+def _check_benchmark_tables(stdout: str, out: Path) -> None:
+    # the chart's numbers are the tables' (the parser found all six rows of both runs)
+    rows = [line.split() for line in stdout.splitlines() if line.startswith(("W1 ", "W2 "))]
+    assert [" ".join(row[:4]) for row in rows] == [
+        "W1 N = 2", "W1 N = 150", "W1 N = 1000", "W2 D = 2", "W2 D = 16", "W2 D = 64"
+    ], stdout  # fmt: skip
+    assert all(len(row) == 8 for row in rows)
+    _check_image(out / "peers.png", "PNG")
+
+
 CHECKS: dict[str, Callable[[str, Path], None]] = {
     "resnet_step_by_step": _check_resnet_step_by_step,
     "seed_turnpike": _check_seed_turnpike,
     "regression_csv": _check_regression_csv,
     "sklearn_grid_search": _check_sklearn_grid_search,
     "leia_chess3": _check_leia_chess3,
+    "demo_step_by_step": _check_demo_step_by_step,
+    "your_own_csv": _check_your_own_csv,
+    "regression_sine": _check_regression_sine,
+    "adaptive_steps": _check_adaptive_steps,
+    "torch_layer": _check_torch_layer,
+    "small_sweep": _check_small_sweep,
+    "benchmark_tables": _check_benchmark_tables,
 }
+# what an example needs beyond the test extra (a missing one skips it; CI installs them all)
+NEEDS = {"sklearn_grid_search": "sklearn", "torch_layer": "torch", "small_sweep": "distributed"}
 
 
 def test_every_example_is_checked() -> None:
@@ -112,8 +185,8 @@ def test_every_example_is_checked() -> None:
 def test_example_runs(
     script: Path, tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
-    if script.stem == "sklearn_grid_search":
-        pytest.importorskip("sklearn")
+    if script.stem in NEEDS:
+        pytest.importorskip(NEEDS[script.stem])
     out = tmp_path / "out"
     start = time.perf_counter()
     done = subprocess.run(

@@ -83,7 +83,8 @@ LAYOUTS = ("C", "F", "strided", "negative", "list")
 VALUES = ("normal", "huge", "huge32", "tiny", "nan", "inf")
 TOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-4}
 
-# Tallies of every property test (printed at the end of the module with -s; docs/reliability.md).
+# Tallies of every property test (printed at the end of the module with -s;
+# docs/guide/guarantees.md).
 TALLY: dict[str, Counter] = {}
 
 

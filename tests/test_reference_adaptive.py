@@ -1,4 +1,4 @@
-"""Tests of the adaptive Runge-Kutta methods of the NumPy reference (docs/adaptive.md).
+"""Tests of the adaptive Runge-Kutta methods of the NumPy reference (docs/guide/adaptive.md).
 
 Only NumPy / SciPy: accuracy against SciPy's DOP853 at tight tolerances, step counts against
 SciPy's RK45, observed orders of the tableaux (replay on uniform grids), of the embedded

@@ -1,5 +1,5 @@
 """Reliability (issue 6): threads, determinism, no lost work, corrupted files, resource limits
-and leaks. ``docs/reliability.md`` lists what each test proves and the figures measured.
+and leaks. ``docs/guide/guarantees.md`` lists what each test proves and the figures measured.
 
 - Threads: 4 Python threads calling ``loss_and_grad``, ``forward`` and ``odeint`` at once (on
   different models and on one shared model) get bitwise what serial calls get; gradients are

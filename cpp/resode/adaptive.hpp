@@ -1,6 +1,6 @@
 // Adaptive embedded Runge-Kutta integration with per-sample step control, dense output and the
 // discrete gradient of the computed solution. The algorithm (norm, PI controller, first step,
-// piece boundaries, failures, interpolants) is fixed in docs/adaptive.md; resode.reference
+// piece boundaries, failures, interpolants) is fixed in docs/guide/adaptive.md; resode.reference
 // implements the same one in NumPy.
 //
 // Blocks and columns. Samples run in the blocks of sweep.hpp (feature-major D x n). Within a
@@ -39,13 +39,13 @@ struct SameType {
 template <class T>
 using Same = typename SameType<T>::type;
 
-// Controller constants (docs/adaptive.md): Hairer's PI controller (his DOPRI5 code's), with
+// Controller constants (docs/guide/adaptive.md): Hairer's PI controller (his DOPRI5 code's), with
 // beta = 0.2 / k and alpha = 1 / k - 0.75 beta = 0.85 / k.
 struct ControllerConstants {
   static constexpr double safety = 0.9, min_factor = 0.2, max_factor = 10.0;
 };
 
-// The PI controller of docs/adaptive.md for one sample: after a step with error E (a
+// The PI controller of docs/guide/adaptive.md for one sample: after a step with error E (a
 // non-finite E is a rejection), whether it is accepted and the next step size.
 struct StepController {
   double k = 5.0;        // error estimator order + 1
@@ -109,7 +109,7 @@ namespace detail {
 
 // Where a step of proposed size h from t lands in a piece that ends at t_end (forward: t_end >
 // t, h > 0; backward: t_end < t, h < 0): t + h, clipped to t_end, and snapped to t_end when it
-// would land within 100 eps |t_end| of it (docs/adaptive.md): the sliver left otherwise would
+// would land within 100 eps |t_end| of it (docs/guide/adaptive.md): the sliver left otherwise would
 // be a step at or below the resolution of t (a StepSizeError) or a needlessly tiny step.
 inline double landing(double t, double h, double t_end) {
   constexpr double eps = std::numeric_limits<double>::epsilon();
@@ -150,7 +150,7 @@ void column_combine(index_t D, index_t n, const double* dt, bool scale_base, dou
   }
 }
 
-// The interpolant of column s: out (D) = x + sum_i T(dt bt_i(theta)) K_i (docs/adaptive.md).
+// The interpolant of column s: out (D) = x + sum_i T(dt bt_i(theta)) K_i (docs/guide/adaptive.md).
 template <class T>
 void interpolate_column(const EmbeddedTableau& tab, int stages, index_t D, index_t n, index_t s,
                         const T* x, const T* const* K, double dt, double theta, T* out) {
@@ -256,7 +256,7 @@ void adaptive_stages(const AdaptiveProblem<T>& ap, index_t k, index_t n, Adaptiv
   }
 }
 
-// Hairer's starting step for every column (docs/adaptive.md); K_0 = f_0(x_0) on exit.
+// Hairer's starting step for every column (docs/guide/adaptive.md); K_0 = f_0(x_0) on exit.
 template <class Act, class T>
 void starting_steps(const AdaptiveProblem<T>& ap, index_t n, AdaptiveWork<T>& w) {
   const auto& f = ap.pb->dyn.field;
@@ -414,7 +414,7 @@ Failure adaptive_block(const AdaptiveProblem<T>& ap, const Block& blk, bool batc
 }
 
 // Throws the failure of the lowest sample index, if any: NonFiniteError when that sample's
-// last rejected trial step overflowed (docs/adaptive.md, Failures), else StepSizeError.
+// last rejected trial step overflowed (docs/guide/adaptive.md, Failures), else StepSizeError.
 inline void raise_failure(const std::vector<Failure>& failures) {
   const Failure* first = nullptr;
   for (const auto& f : failures)
@@ -1001,7 +1001,7 @@ struct AdjointWork {
   std::vector<T> coef;
 };
 
-// The stages of one backward step of every column, from t to t - dt_s (docs/adaptive.md):
+// The stages of one backward step of every column, from t to t - dt_s (docs/guide/adaptive.md):
 //   X_i = x - dt sum_l a_il Kx_l,  A_i = a - dt sum_l a_il Ka_l,
 //   Kx_i = f(X_i),  Ka_i = -(df/dx)(X_i)^T A_i
 // (x' = f(x), a' = -(df/dx)^T a integrated backwards). The last stage is (x_new, a_new).

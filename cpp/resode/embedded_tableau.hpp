@@ -1,5 +1,5 @@
 // Runge-Kutta tableaux with an error estimate and a continuous extension, for the adaptive
-// integrators (adaptive.hpp) and for dense output of every method (docs/adaptive.md):
+// integrators (adaptive.hpp) and for dense output of every method (docs/guide/adaptive.md):
 //   K_i     = f(x + dt sum_{l<i} a_il K_l)
 //   x_next  = x + dt sum_i b_i K_i          err = dt sum_i e_i K_i   (e = b - bhat)
 //   x(t + theta dt) = x + dt sum_i bt_i(theta) K_i,   bt_i(theta) = sum_{p=1..4} P_ip theta^p

@@ -257,7 +257,7 @@ def odeint(
         Integrator steps per piece (default 1): ``steps = pieces * substeps``,
         ``dt = T / steps``.
     method : {"euler", "midpoint", "rk4", "dopri5", "tsit5", "bosh3"}, optional
-        The fixed-step method (default ``"rk4"``) or an adaptive pair (docs/adaptive.md).
+        The fixed-step method (default ``"rk4"``) or an adaptive pair (docs/guide/adaptive.md).
     field : {"outside", "inside", "bottleneck"}, optional
         Default: the field the keys name (``bottleneck`` for W1, b1, W2, b2; ``outside`` for
         W, b).

@@ -63,7 +63,7 @@ integrated back with the same RK method and step ``-dt``, using the parameters o
 Adaptive methods (``dopri5``, ``tsit5``, ``bosh3``): embedded pairs with error weights
 ``e = b - bhat``, the float64-time PI controller, Hairer's first step, steps that land on
 every piece boundary, per-sample or batch step control, dense output and replay of a given
-grid, exactly as fixed in ``docs/adaptive.md`` (the C++ core follows the same text). A step::
+grid, exactly as fixed in ``docs/guide/adaptive.md`` (the C++ core follows the same text). A step::
 
     K_i = f_k(x_j + sum_{l<i} (dt a_il) K_l),  x_{j+1} = x_j + sum_i (dt b_i) K_i,
     err = sum_i (dt e_i) K_i
@@ -1084,7 +1084,7 @@ def resnet_loss_and_grad(
 
 # --------------------------------------------------------------------------- adaptive RK
 #
-# Everything below follows docs/adaptive.md literally (the C++ core is checked against it):
+# Everything below follows docs/guide/adaptive.md literally (the C++ core is checked against it):
 # float64 time, coefficients ``dt * a`` formed in float64 and cast to the state dtype, sums
 # in increasing index order, FSAL, the PI controller and Hairer's first step.
 
@@ -1430,7 +1430,7 @@ def _adaptive_group(
     max_steps: int,
 ) -> _Steps:
     """Adaptive integration of the rows ``x0`` (N, D) on one shared grid: the controller of
-    docs/adaptive.md with ``E`` the maximum of the rows' norms (one row: per-sample control).
+    docs/guide/adaptive.md with ``E`` the maximum of the rows' norms (one row: per-sample control).
     ``rows``: the samples' indices (for error messages)."""
     rhs = _piece_rhs(params, field, act)
     assert tab.e is not None  # an embedded pair: its error weights
@@ -1906,7 +1906,7 @@ def odeint(
 
     Fixed-step methods (``euler``, ``midpoint``, ``rk4``; ``steps = pieces * substeps``):
     the states on the step grid. Adaptive methods (``dopri5``, ``tsit5``, ``bosh3``;
-    docs/adaptive.md, ``substeps`` unused): the final states. ``grid`` replays a grid with
+    docs/guide/adaptive.md, ``substeps`` unused): the final states. ``grid`` replays a grid with
     the method's tableau, without error control (the result is then the final states);
     ``t`` asks for the dense output at those times instead.
 

@@ -51,7 +51,7 @@ class NeuralODE(Model):
         Integrator steps per piece.
     method : {"euler", "midpoint", "rk4", "dopri5", "tsit5", "bosh3"}
         Fixed-step methods (orders 1, 2, 4) or the adaptive embedded pairs Dormand-Prince
-        5(4), Tsitouras 5(4) and Bogacki-Shampine 3(2) (docs/adaptive.md): every sample gets
+        5(4), Tsitouras 5(4) and Bogacki-Shampine 3(2) (docs/guide/adaptive.md): every sample gets
         its own accepted step sequence, steps land on each piece boundary ``k T / pieces``, and
         ``model.stats`` holds the function evaluations and steps of the last run (with
         ``gradient="adjoint"`` also those of its backward run: ``backward_nfev``,

@@ -52,7 +52,7 @@ FIXED_METHODS: tuple[FixedMethod, ...] = get_args(FixedMethod)
 ADAPTIVE_METHODS: tuple[AdaptiveMethod, ...] = get_args(AdaptiveMethod)
 METHODS: tuple[Method, ...] = FIXED_METHODS + ADAPTIVE_METHODS
 STEP_CONTROLS: tuple[StepControl, ...] = get_args(StepControl)
-# The adaptive options and their defaults (docs/adaptive.md).
+# The adaptive options and their defaults (docs/guide/adaptive.md).
 ADAPTIVE_DEFAULTS: dict[str, Any] = {
     "rtol": 1e-7,
     "atol": 1e-9,
