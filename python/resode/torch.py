@@ -55,11 +55,12 @@ import torch
 from torch import Tensor
 
 from . import _bridge
+from ._torch_cde import NeuralCDE, cdeint
 from .models import NeuralODE as _NeuralODE
 from .models import ResNet as _ResNet
 from .models import field_param_names
 
-__all__ = ["NeuralODE", "ResNet", "odeint"]
+__all__ = ["NeuralCDE", "NeuralODE", "ResNet", "cdeint", "odeint"]
 
 _DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 
