@@ -129,7 +129,7 @@ class _EagerCde(torch.autograd.Function):
     the inputs are kept from the forward for the backward."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, U: Tensor, times: Tensor, t: Tensor | None, flow: _cde_bridge.CdeFlow,
         *theta: Tensor,
     ) -> Tensor:  # fmt: skip
@@ -142,9 +142,10 @@ class _EagerCde(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Any, ...]:
         ctx.saved_tensors  # noqa: B018  (raises if one was modified in place since the forward)
-        dtheta, dU = _cde_bridge.vjp(ctx.flow, *ctx.arrays, _numpy(grad))
+        theta, U, times, t = ctx.arrays
+        dtheta, dU = _cde_bridge.vjp(ctx.flow, theta, U, times, t, _numpy(grad))
         return (torch.from_numpy(dU), None, None, None, *map(torch.from_numpy, dtheta))
 
 
@@ -280,9 +281,11 @@ def _apply(
 ) -> Tensor:
     """An autograd.Function in eager mode, the operators when compiling."""
     if not torch.compiler.is_compiling():
-        return _EagerCde.apply(U, times, t, flow, *theta)  # type: ignore[no-any-return]
-    return _cdeint_op(U, times, t, theta, flow.field, flow.activation, flow.output_activation,
-                      flow.interpolation, flow.method, flow.substeps)  # fmt: skip
+        return _EagerCde.apply(U, times, t, flow, *theta)  # type: ignore[no-untyped-call,no-any-return]
+    out: Tensor = _cdeint_op(U, times, t, theta, flow.field, flow.activation,
+                             flow.output_activation, flow.interpolation, flow.method,
+                             flow.substeps)  # fmt: skip
+    return out
 
 
 # --------------------------------------------------------------------------- the module
@@ -370,7 +373,7 @@ class NeuralCDE(torch.nn.Module):
         self.hidden = None if hidden is None else check_int("hidden", hidden, 1)
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-        self._options = {
+        self._options: dict[str, Any] = {
             "field": self.field,
             "activation": check_choice("activation", activation, ACTIVATIONS),
             "output_activation": None if output_activation is None

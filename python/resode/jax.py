@@ -18,6 +18,11 @@ True)`` (a float64 input without it is a TypeError, not a silent float32 computa
 silent casts. Errors of the core (a non-finite state, say) surface as JAX's runtime
 error with resode's message.
 
+:func:`cdeint`, the neural CDE of time series, is a ``jax.custom_vjp`` over the handlers
+``resode_cdeint`` and ``resode_cdeint_vjp`` (the core's ``cde_solve`` and ``cde_vjp``, gradients
+to the parameters and to the observations ``U``); under ``vmap`` each batch element is its own
+problem (one core call per element).
+
 Requires ``pip install "resode[jax]"``; ``import resode`` never imports JAX.
 
 Examples

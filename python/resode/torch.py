@@ -30,6 +30,10 @@ Threads: the core releases the GIL and runs its own OpenMP threads
 are idle meanwhile, so the two pools do not compete. Two Python threads may train two models
 at once.
 
+The neural CDE of time series, :class:`NeuralCDE` and :func:`cdeint`, is built the same way
+(operators ``resode::cdeint`` and ``resode::cdeint_vjp`` over the core's ``cde_solve`` and
+``cde_vjp``; gradients to the parameters and to the observations ``U``).
+
 Requires ``pip install "resode[torch]"`` (CPU PyTorch); ``import resode`` never imports torch.
 
 Examples
