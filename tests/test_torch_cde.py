@@ -339,3 +339,29 @@ def test_the_functional_form_infers_the_field_and_ignores_other_keys() -> None:
     options = {k: v for k, v in layer.options().items() if k != "field"}
     assert torch.equal(rt.cdeint(params, U, times, **options), layer(U, times))
     assert resode.torch.cdeint is _torch_cde.cdeint
+
+
+@pytest.mark.parametrize("dtype", [F64, F32])
+def test_no_copy_of_U_shows_in_numpys_allocations(dtype: Any) -> None:
+    """tests/test_no_copies.py's technique: NumPy reports its allocations to tracemalloc, so a
+    copy of U on the way into the core would show in the peak. The forward allocates its
+    output (N, state) only; the backward dU (the size of U) and the parameters' gradients."""
+    import tracemalloc
+
+    layer = rt.NeuralCDE(2, 3, dtype=dtype, seed=0)
+    U = torch.randn(40_000, 8, 2, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    U.requires_grad_()
+    layer(U).sum().backward()  # warm-up: first-call allocations do not count
+    U.grad = None
+    tracemalloc.start()
+    try:
+        out = layer(U)
+        _, forward_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        out.sum().backward()
+        _, backward_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    size = U.numel() * U.element_size()
+    assert forward_peak < out.numel() * out.element_size() + size // 4, forward_peak
+    assert backward_peak < size + size // 4, backward_peak
