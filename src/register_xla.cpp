@@ -3,10 +3,8 @@
 // with no Python in between. Exposed to Python as PyCapsules (_core.xla_handlers()), which
 // resode.jax registers with jax.ffi.register_ffi_target.
 //
-// Batching (vmap_method="expand_dims"): every argument comes with the same number k of leading
-// batch axes, each either the batch extent or 1 (an unbatched argument). X batched and the
-// parameters not: the samples of all batch elements go through one core call. Otherwise one
-// core call per batch element.
+// Batching (xla_common.hpp): X batched and the parameters not, the samples of all batch
+// elements go through one core call. Otherwise one core call per batch element.
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -15,67 +13,20 @@
 
 #include "bindings.hpp"
 #include "sweep_instances.hpp"
-#include "xla/ffi/api/ffi.h"
+#include "xla_common.hpp"
 
 namespace ffi = xla::ffi;
 
 namespace {
 
 using resode::index_t;
+using namespace resode::xla;  // Batch, batch_of, batch_count, element, guarded, buffers
 
 struct FlowAttrs {
   std::string_view field, activation, method;
   double dt;
   std::int64_t substeps, augment;
 };
-
-// The leading batch axes of a buffer whose own rank is `base`: their product (1 if none) and
-// whether any is larger than 1.
-struct Batch {
-  index_t count = 1;
-  bool batched = false;
-  std::vector<std::int64_t> axes;  // the extents of the leading batch axes
-};
-
-Batch batch_of(const ffi::AnyBuffer& b, std::size_t base) {
-  Batch out;
-  const auto dims = b.dimensions();
-  for (std::size_t i = 0; i + base < dims.size(); ++i) {
-    out.count *= dims[i];
-    out.batched = out.batched || dims[i] > 1;
-    out.axes.push_back(dims[i]);
-  }
-  return out;
-}
-
-// The number of batch elements, or -1 unless every batched argument has the whole batch shape
-// (an unbatched one has only 1s). Nested vmaps over different arguments give, for example, X
-// batch axes (1, B) and W (B, 1): they would need broadcasting, which the handlers refuse
-// rather than read one element where the output expects B x B.
-index_t batch_count(const std::vector<Batch>& batches) {
-  std::vector<std::int64_t> shape;
-  for (const auto& b : batches) {
-    if (shape.size() < b.axes.size()) shape.resize(b.axes.size(), 1);
-    for (std::size_t i = 0; i < b.axes.size(); ++i) shape[i] = std::max(shape[i], b.axes[i]);
-  }
-  index_t count = 1;
-  for (auto e : shape) count *= e;
-  for (const auto& b : batches)
-    if (b.batched && b.axes != shape) return -1;
-  return count;
-}
-
-ffi::Error nested_vmap_error() {
-  return ffi::Error::InvalidArgument(
-      "resode: nested jax.vmap over different arguments of resode.jax.odeint is not supported");
-}
-
-// One element's view of a batched buffer: element e of `count` (or the only one).
-template <class T>
-T* element(const ffi::AnyBuffer& b, const Batch& batch, index_t e) {
-  const index_t size = index_t(b.element_count()) / batch.count;
-  return static_cast<T*>(b.untyped_data()) + (batch.batched ? e * size : 0);
-}
 
 // The problem of one batch element: X (N, dim) and the field parameters in core order.
 template <class T>
@@ -99,19 +50,6 @@ resode::Problem<T> problem(const FlowAttrs& a, const T* X, index_t N,
   return pb;
 }
 
-// Runs fn() and turns the core's exceptions into XLA errors (jax raises them with the message).
-template <class Fn>
-ffi::Error guarded(Fn&& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return ffi::Error::InvalidArgument(std::string("resode: ") + e.what());
-  }
-  return ffi::Error::Success();
-}
-
-bool is_float(const ffi::AnyBuffer& b, ffi::DataType t) { return b.element_type() == t; }
-
 template <class T>
 ffi::Error forward(const FlowAttrs& a, bool trajectory, ffi::AnyBuffer X,
                    const ffi::RemainingArgs& rest, ffi::AnyBuffer out) {
@@ -131,7 +69,7 @@ ffi::Error forward(const FlowAttrs& a, bool trajectory, ffi::AnyBuffer X,
   std::vector<Batch> all = tb;
   all.push_back(xb);
   const index_t count = batch_count(all);
-  if (count < 0) return nested_vmap_error();
+  if (count < 0) return nested_vmap_error("odeint");
   const auto xd = X.dimensions();
   const index_t N = xd[xd.size() - 2];
   return guarded([&] {
@@ -190,7 +128,7 @@ ffi::Error vjp(const FlowAttrs& a, std::string_view gradient, std::int64_t check
   std::vector<Batch> all = tb;
   all.push_back(xb), all.push_back(cb);
   const index_t count = batch_count(all);
-  if (count < 0) return nested_vmap_error();
+  if (count < 0) return nested_vmap_error("odeint");
   return guarded([&] {
     resode::GradientOptions opt;
     if (gradient == "discrete")
@@ -218,16 +156,6 @@ ffi::Error vjp(const FlowAttrs& a, std::string_view gradient, std::int64_t check
       }
     }
   });
-}
-
-// The buffers of the field parameters (the remaining arguments).
-ffi::Error buffers(const ffi::RemainingArgs& rest, std::vector<ffi::AnyBuffer>& out) {
-  for (std::size_t i = 0; i < rest.size(); ++i) {
-    auto t = rest.get<ffi::AnyBuffer>(i);
-    if (t.has_error()) return t.error();
-    out.push_back(*t);
-  }
-  return ffi::Error::Success();
 }
 
 // (rows, count * N, D) in `from` -> (count, rows, N, D) in `to`: the samples of one core call
@@ -260,7 +188,7 @@ ffi::Error forward_kept(const FlowAttrs& a, bool trajectory, index_t stride, boo
   std::vector<Batch> all = tb;
   all.push_back(xb);
   const index_t count = batch_count(all);
-  if (count < 0) return nested_vmap_error();
+  if (count < 0) return nested_vmap_error("odeint");
   const auto xd = X.dimensions();
   const index_t N = xd[xd.size() - 2];
   const auto kd = kept.dimensions();
@@ -327,7 +255,7 @@ ffi::Error vjp_kept(const FlowAttrs& a, index_t stride, bool stages, ffi::AnyBuf
   std::vector<Batch> all = tb;
   all.push_back(xb), all.push_back(cb), all.push_back(kb);
   const index_t count = batch_count(all);
-  if (count < 0) return nested_vmap_error();
+  if (count < 0) return nested_vmap_error("odeint");
   return guarded([&] {
     const Batch out_batch{count, count > 1, {}};
     for (index_t e = 0; e < count; ++e) {
@@ -483,6 +411,7 @@ void register_xla(py::module_& m) {
             py::capsule(reinterpret_cast<void*>(&resode_xla_odeint_states));
         out["resode_odeint_vjp_states"] =
             py::capsule(reinterpret_cast<void*>(&resode_xla_odeint_vjp_states));
+        out.attr("update")(resode::xla::cde_handlers());
         return out;
       },
       "The XLA FFI handlers of resode.jax, as PyCapsules for jax.ffi.register_ffi_target.");

@@ -18,6 +18,11 @@ True)`` (a float64 input without it is a TypeError, not a silent float32 computa
 silent casts. Errors of the core (a non-finite state, say) surface as JAX's runtime
 error with resode's message.
 
+:func:`cdeint`, the neural CDE of time series, is a ``jax.custom_vjp`` over the handlers
+``resode_cdeint`` and ``resode_cdeint_vjp`` (the core's ``cde_solve`` and ``cde_vjp``, gradients
+to the parameters and to the observations ``U``); under ``vmap`` each batch element is its own
+problem (one core call per element).
+
 Requires ``pip install "resode[jax]"``; ``import resode`` never imports JAX.
 
 Examples
@@ -40,10 +45,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _bridge, _core
+from . import _bridge, _cde_bridge, _core
 from .models.options import Activation, Field, FixedMethod, Gradient
 
-__all__ = ["odeint"]
+__all__ = ["cdeint", "odeint"]
 
 
 # --------------------------------------------------------------------------- the custom calls
@@ -114,12 +119,11 @@ def _flow_function(flow: _bridge.Flow) -> Callable[..., Any]:
     return f
 
 
-def _refuse_float64_without_x64(X: Any, params: Mapping[str, Any], names: tuple[str, ...]) -> None:
+def _refuse_float64_without_x64(arrays: Mapping[str, Any]) -> None:
     """float64 inputs need JAX's 64-bit mode: without it JAX would turn them into float32
     (and resode would compute in float32) without a word."""
     if jax.config.jax_enable_x64:  # type: ignore[attr-defined]  # a flag set at runtime
         return
-    arrays = {"X": X, **{f"params['{n}']": params[n] for n in names}}
     for name, a in arrays.items():
         if getattr(a, "dtype", None) == np.float64:
             raise TypeError(
@@ -200,7 +204,7 @@ def odeint(
         activation=activation, augment=augment, gradient=gradient, checkpoints=checkpoints,
         trajectory=trajectory,
     )  # fmt: skip
-    _refuse_float64_without_x64(X, params, names)
+    _refuse_float64_without_x64({"X": X, **{f"params['{n}']": params[n] for n in names}})
     X = jnp.asarray(X) if not isinstance(X, jax.Array) else X
     theta = tuple(params[n] for n in names)
     dtypes = {"X": X.dtype, **{f"params['{n}']": jnp.result_type(params[n]) for n in names}}
@@ -212,3 +216,151 @@ def odeint(
         raise TypeError(f"X and params must have one dtype (no silent casts), got {listed}")
     out: jax.Array = _flow_function(flow)(X, theta)
     return out
+
+
+# --------------------------------------------------------------------------- the neural CDE
+
+
+def _cde_attrs(flow: _cde_bridge.CdeFlow) -> dict[str, Any]:
+    """The options as typed XLA attributes (no output activation: the empty name)."""
+    return {
+        "field": flow.field,
+        "activation": flow.activation,
+        "output_activation": flow.output_activation or "",
+        "interpolation": flow.interpolation,
+        "method": flow.method,
+        "substeps": np.int64(flow.substeps),
+        "per_sample_times": np.int64(flow.per_sample_times),
+        "has_t": np.int64(flow.has_t),
+    }
+
+
+@functools.lru_cache(maxsize=256)
+def _cde_function(flow: _cde_bridge.CdeFlow) -> Callable[..., Any]:
+    """The custom_vjp neural CDE for one set of options: the forward and backward passes are
+    the core's cde_solve and cde_vjp as XLA custom calls (``resode_cdeint``,
+    ``resode_cdeint_vjp``); the residuals are the inputs (the VJP sweeps forward again)."""
+    attrs = _cde_attrs(flow)
+
+    def forward(U: jax.Array, times: jax.Array, t: Any, theta: tuple[jax.Array, ...]) -> Any:
+        shape = flow.output_shape(U.shape, theta[0].shape, None if t is None else t.shape)
+        out = jax.ShapeDtypeStruct(shape, U.dtype)
+        call = jax.ffi.ffi_call("resode_cdeint", out, vmap_method="expand_dims")
+        return call(U, times, *(() if t is None else (t,)), *theta, **attrs)
+
+    @jax.custom_vjp
+    def f(U: jax.Array, times: jax.Array, t: Any, theta: tuple[jax.Array, ...]) -> Any:
+        return forward(U, times, t, theta)
+
+    def f_fwd(U: jax.Array, times: jax.Array, t: Any, theta: tuple[jax.Array, ...]) -> Any:
+        return forward(U, times, t, theta), (U, times, t, theta)
+
+    def f_bwd(res: Any, g: jax.Array) -> tuple[Any, ...]:
+        U, times, t, theta = res
+        shapes = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (U, *theta))
+        call = jax.ffi.ffi_call("resode_cdeint_vjp", shapes, vmap_method="expand_dims")
+        grads = call(U, times, g, *(() if t is None else (t,)), *theta, **attrs)
+        return grads[0], None, None, tuple(grads[1:])  # no gradient to times and t
+
+    f.defvjp(f_fwd, f_bwd)
+    return f
+
+
+def _real(name: str, value: Any) -> jax.Array:
+    """times or t as a JAX array of a real dtype (float32/64, int32/64)."""
+    times = value if isinstance(value, jax.Array) else jnp.asarray(value)
+    if times.dtype not in (jnp.float32, jnp.float64, jnp.int32, jnp.int64):
+        raise TypeError(f"{name} must be float32, float64, int32 or int64, got {times.dtype}")
+    return times
+
+
+def cdeint(
+    params: Mapping[str, Any],
+    U: Any,
+    times: Any = None,
+    *,
+    t: Any = None,
+    field: str | None = None,
+    activation: str = "tanh",
+    output_activation: str | None = None,
+    interpolation: str = "cubic",
+    method: str = "rk4",
+    substeps: int = 1,
+) -> jax.Array:
+    """The neural CDE ``dz/dt = F(z) dX/dt``, ``z(t_0) = A x_0 + a``, over a batch of series:
+    each sample's state at its own end time.
+
+    Differentiable (reverse mode: ``jax.grad``, ``jax.vjp``) with respect to ``params`` and
+    ``U`` (not ``times`` nor ``t``); traceable by ``jax.jit`` and ``jax.vmap`` (one core call
+    per batch element). The values and gradients are bitwise those of the core's ``cde_solve``
+    and ``cde_vjp`` (:func:`resode.cdeint`, :func:`resode.cdeint_vjp`).
+
+    Parameters
+    ----------
+    params : dict of str to jax.Array
+        ``A`` (state, channels), ``a`` (state,) and the field's arrays: ``W``
+        (pieces, state*channels, state), ``b`` (pieces, state*channels), or ``W1``
+        (pieces, hidden, state), ``b1``, ``W2`` (pieces, state*channels, hidden), ``b2``.
+        Other keys are ignored.
+    U : jax.Array, shape (N, L, channels)
+        Observations, the parameters' dtype (float32, or float64 with ``jax_enable_x64``);
+        NaN for a missing value and for the padding of a shorter series. Its gradient is 0
+        where U is NaN.
+    times : jax.Array, shape (L,) or (N, L), optional
+        Observation times, shared or per sample; default ``0, 1, ..., L-1``. float32,
+        float64, int32 or int64 (converted to float64 in the core).
+    t : jax.Array, shape (Q,), optional
+        Increasing output times within ``[min_i t_{i,0}, max_i T_i]``.
+    field, activation, output_activation, interpolation, method, substeps
+        As for :func:`resode.torch.cdeint` (``field`` defaults from the keys of ``params``).
+
+    Returns
+    -------
+    jax.Array
+        ``(N, state)``: ``z_i(T_i)``; with ``t``: ``(len(t), N, state)``.
+
+    Raises
+    ------
+    TypeError
+        On non-float or mixed dtypes, or float64 inputs without ``jax_enable_x64``.
+    ValueError
+        On shapes that disagree or bad options. Errors on the values (a sample with fewer
+        than 2 observed rows, times not increasing, a non-finite state) surface as JAX's
+        runtime error with resode's message.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, numpy as np, resode.jax
+    >>> rng = np.random.default_rng(0)
+    >>> params = {"A": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32),
+    ...           "a": jnp.zeros(3, jnp.float32),
+    ...           "W": jnp.asarray(rng.normal(size=(1, 6, 3)) / 3, jnp.float32),
+    ...           "b": jnp.zeros((1, 6), jnp.float32)}
+    >>> U = jnp.asarray(rng.normal(size=(4, 5, 2)), jnp.float32)
+    >>> loss = lambda p, u: resode.jax.cdeint(p, u).sum()
+    >>> grads, dU = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, U)
+    >>> grads["W"].shape, dU.shape
+    ((1, 6, 3), (4, 5, 2))
+    """
+    U_shape, t_shape = tuple(np.shape(U)), None if t is None else tuple(np.shape(t))
+    times_shape = U_shape[1:2] if times is None else tuple(np.shape(times))
+    flow, names = _cde_bridge.flow(
+        params, U_shape, times_shape, t_shape, field=field, activation=activation,
+        output_activation=output_activation, interpolation=interpolation, method=method,
+        substeps=substeps,
+    )  # fmt: skip
+    arrays = {"U": U, **{f"params['{n}']": params[n] for n in names}}
+    given = {"times": times, "t": t}
+    _refuse_float64_without_x64({**arrays, **{k: v for k, v in given.items() if v is not None}})
+    U = U if isinstance(U, jax.Array) else jnp.asarray(U)
+    dtypes = {name: jnp.result_type(a) for name, a in arrays.items()}
+    for name, dt in dtypes.items():
+        if dt not in (jnp.float32, jnp.float64):
+            raise TypeError(f"{name} must be float32 or float64, got {dt}")
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{n}: {d}" for n, d in dtypes.items())
+        raise TypeError(f"U and params must have one dtype (no silent casts), got {listed}")
+    times_a = jnp.arange(U_shape[1], dtype=U.dtype) if times is None else _real("times", times)
+    t_a = None if t is None else _real("t", t)
+    theta = tuple(params[n] for n in names)
+    return _cde_function(flow)(U, times_a, t_a, theta)  # type: ignore[no-any-return]

@@ -30,6 +30,10 @@ Threads: the core releases the GIL and runs its own OpenMP threads
 are idle meanwhile, so the two pools do not compete. Two Python threads may train two models
 at once.
 
+The neural CDE of time series, :class:`NeuralCDE` and :func:`cdeint`, is built the same way
+(operators ``resode::cdeint`` and ``resode::cdeint_vjp`` over the core's ``cde_solve`` and
+``cde_vjp``; gradients to the parameters and to the observations ``U``).
+
 Requires ``pip install "resode[torch]"`` (CPU PyTorch); ``import resode`` never imports torch.
 
 Examples
@@ -55,6 +59,7 @@ import torch
 from torch import Tensor
 
 from . import _bridge
+from ._torch_cde import NeuralCDE, cdeint
 from ._torch_ops import _EagerFlow, _odeint_op
 from ._torch_ops import _odeint_vjp_op as _odeint_vjp_op  # used by the tests (opcheck)
 from ._typing import ArrayLike
@@ -63,7 +68,7 @@ from .models import ResNet as _ResNet
 from .models import field_param_names
 from .models.options import Activation, Field, FixedMethod, Gradient
 
-__all__ = ["NeuralODE", "ResNet", "odeint"]
+__all__ = ["NeuralCDE", "NeuralODE", "ResNet", "cdeint", "odeint"]
 
 _DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 
