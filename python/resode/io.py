@@ -299,7 +299,7 @@ def _expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     D = dim + augment
     field = config["field"]
     H = config["hidden"] if field == "bottleneck" else D
-    shapes = field_param_shapes(field, pieces, D, H)
+    shapes = field_param_shapes(field, pieces, D, H, config.get("inputs", 0))
     shapes.update({"P": (classes, D), "c": (classes,)})
     return shapes
 
@@ -416,7 +416,7 @@ def _parse_header(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
 
 # (the adaptive options are in the config of adaptive-method models only)
 _LATER_OPTIONS = ("readout", "l1", "decay_readout", "turnpike_weight", "rtol", "atol", "first_step",
-                  "max_steps", "step_control")  # fmt: skip
+                  "max_steps", "step_control", "inputs", "interpolation")  # fmt: skip
 
 
 def _check_config(kind: Any, config: Any) -> tuple[type, dict[str, Any]]:
@@ -436,7 +436,7 @@ def _check_config(kind: Any, config: Any) -> tuple[type, dict[str, Any]]:
         raise ValueError(
             f"config keys do not match {cls.__name__}: missing {missing}, unknown {extra}"
         )
-    for key in ("dim", "classes", "augment", "layers", "pieces", "substeps"):
+    for key in ("dim", "classes", "augment", "layers", "pieces", "substeps", "inputs"):
         v = config.get(key, 1)
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 2**31:
             raise ValueError(f"config {key!r} must be a non-negative integer, got {v!r}")

@@ -234,9 +234,16 @@ def _rk_step(params: Params, x: np.ndarray, path: _Path, step: _Step, o: _Option
 
 
 def _rk_step_vjp(
-    params: Params, x: np.ndarray, path: _Path, step: _Step, o: _Options, xbar: np.ndarray,
-    grads: Params, xvals_bar: np.ndarray, slopes_bar: np.ndarray,
-) -> np.ndarray:  # fmt: skip
+    params: Params,
+    x: np.ndarray,
+    path: _Path,
+    step: _Step,
+    o: _Options,
+    xbar: np.ndarray,
+    grads: Params,
+    xvals_bar: np.ndarray,
+    slopes_bar: np.ndarray,
+) -> np.ndarray:
     """The cotangent of the step's start; adds to grads, xvals_bar (L_i, C), slopes_bar."""
     a, b = o.tableau
     stages = _rk_stages(params, x, path, step, o)
@@ -297,7 +304,8 @@ def _prepare(
     return p, x0, U, paths, tout
 
 
-def _grid(T: float, pieces: int, substeps: int, path: _Path, tout: np.ndarray) -> list[_Step]:
+def _grid(T: float, p: Params, substeps: int, path: _Path, tout: np.ndarray) -> list[_Step]:
+    pieces = next(iter(p.values())).shape[0]  # the leading axis of W (or W1)
     return _steps(T, pieces * substeps, pieces, path.t, tout)
 
 
@@ -322,29 +330,43 @@ def _check_t(tout: np.ndarray, T: float) -> None:
 
 
 def driven_solve(
-    params: Params, x0: np.ndarray, U: np.ndarray, times: np.ndarray, *, T: float, pieces: int,
-    field: str, activation: str = "tanh", interpolation: str = "cubic", method: str = "rk4",
-    substeps: int = 1, t: np.ndarray | None = None,
-) -> np.ndarray:  # fmt: skip
+    params: Params,
+    x0: np.ndarray,
+    U: np.ndarray,
+    times: np.ndarray,
+    *,
+    T: float,
+    field: str,
+    activation: str = "tanh",
+    interpolation: str = "cubic",
+    method: str = "rk4",
+    substeps: int = 1,
+    t: np.ndarray | None = None,
+) -> np.ndarray:
     """Return ``x_i(T)`` (N, D), or with ``t`` the states at those times (len(t), N, D).
 
-    ``params`` holds the field's arrays; ``pieces`` must match their leading axis.
+    ``params`` holds the field's arrays; ``pieces`` is their leading axis.
     """
     o = _options(field, activation, interpolation, method)
     p, x0, U, paths, tout = _prepare(params, x0, U, times, field, t)
     _check_t(tout, T)
     out = []
     for i, path in enumerate(paths):
-        steps = _grid(T, pieces, substeps, path, tout)
+        steps = _grid(T, p, substeps, path, tout)
         xs = _forward(p, x0[i : i + 1], path, steps, o)
         out.append(np.stack([xs[r][0] for r in _rows(steps, tout)]) if t is not None else xs[-1][0])
     return np.stack(out, axis=1 if t is not None else 0)
 
 
 def _sample_vjp(
-    p: Params, x0: np.ndarray, path: _Path, steps: list[_Step], o: _Options,
-    cot_rows: list[tuple[int, np.ndarray]], grads: Params,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    p: Params,
+    x0: np.ndarray,
+    path: _Path,
+    steps: list[_Step],
+    o: _Options,
+    cot_rows: list[tuple[int, np.ndarray]],
+    grads: Params,
+) -> tuple[np.ndarray, np.ndarray]:
     """(x0bar (1, D), U-rows cotangent (L_i, C)) given cotangents on states (index, (1, D))."""
     xs = _forward(p, x0, path, steps, o)
     xbar = np.zeros_like(x0)
@@ -367,10 +389,20 @@ def _sample_vjp(
 
 
 def driven_vjp(
-    params: Params, x0: np.ndarray, U: np.ndarray, times: np.ndarray, cotangent: np.ndarray, *,
-    T: float, pieces: int, field: str, activation: str = "tanh", interpolation: str = "cubic",
-    method: str = "rk4", substeps: int = 1, t: np.ndarray | None = None,
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:  # fmt: skip
+    params: Params,
+    x0: np.ndarray,
+    U: np.ndarray,
+    times: np.ndarray,
+    cotangent: np.ndarray,
+    *,
+    T: float,
+    field: str,
+    activation: str = "tanh",
+    interpolation: str = "cubic",
+    method: str = "rk4",
+    substeps: int = 1,
+    t: np.ndarray | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """VJP of :func:`driven_solve`: ``(grads keyed as params, dx0 (N, D), dU like U)``
     (``dU`` is 0 where ``U`` is NaN)."""
     o = _options(field, activation, interpolation, method)
@@ -381,7 +413,7 @@ def driven_vjp(
     dx0 = np.zeros_like(x0)
     dU = np.zeros_like(U)
     for i, path in enumerate(paths):
-        steps = _grid(T, pieces, substeps, path, tout)
+        steps = _grid(T, p, substeps, path, tout)
         if t is None:
             rows = [(len(steps), cot[i : i + 1])]
         else:
@@ -394,14 +426,31 @@ def driven_vjp(
 
 
 def driven_logits(
-    params: Params, x0: np.ndarray, U: np.ndarray, times: np.ndarray, *, T: float, pieces: int,
-    field: str, activation: str = "tanh", interpolation: str = "cubic", method: str = "rk4",
+    params: Params,
+    x0: np.ndarray,
+    U: np.ndarray,
+    times: np.ndarray,
+    *,
+    T: float,
+    field: str,
+    activation: str = "tanh",
+    interpolation: str = "cubic",
+    method: str = "rk4",
     substeps: int = 1,
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     """Logits ``x_i(T) P^T + c`` (N, O); ``params`` also holds ``P`` (O, D) and ``c`` (O,)."""
-    xT = driven_solve(params, x0, U, times, T=T, pieces=pieces, field=field,
-                      activation=activation, interpolation=interpolation, method=method,
-                      substeps=substeps)  # fmt: skip
+    xT = driven_solve(
+        params,
+        x0,
+        U,
+        times,
+        T=T,
+        field=field,
+        activation=activation,
+        interpolation=interpolation,
+        method=method,
+        substeps=substeps,
+    )
     dtype = xT.dtype
     return xT @ np.asarray(params["P"], dtype).T + np.asarray(params["c"], dtype)
 
@@ -423,16 +472,32 @@ def _data_loss_and_grad(z: np.ndarray, y: np.ndarray, loss: str) -> tuple[float,
 
 
 def driven_loss_and_grad(
-    params: Params, x0: np.ndarray, U: np.ndarray, y: np.ndarray, times: np.ndarray, *,
-    T: float, pieces: int, field: str, activation: str = "tanh", interpolation: str = "cubic",
-    method: str = "rk4", substeps: int = 1, loss: str = "cross_entropy",
+    params: Params,
+    x0: np.ndarray,
+    U: np.ndarray,
+    y: np.ndarray,
+    times: np.ndarray,
+    *,
+    T: float,
+    field: str,
+    activation: str = "tanh",
+    interpolation: str = "cubic",
+    method: str = "rk4",
+    substeps: int = 1,
+    loss: str = "cross_entropy",
     weight_decay: float = 0.0,
-) -> tuple[float, dict[str, np.ndarray], np.ndarray, np.ndarray]:  # fmt: skip
+) -> tuple[float, dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Data loss of the logits plus ``weight_decay * |field|^2``: ``(loss, grads keyed as
     params incl. P and c, dx0, dU)``."""
     _check("loss", loss, ("cross_entropy", "mse"))
-    opts = {"T": T, "pieces": pieces, "field": field, "activation": activation,
-            "interpolation": interpolation, "method": method, "substeps": substeps}  # fmt: skip
+    opts = {
+        "T": T,
+        "field": field,
+        "activation": activation,
+        "interpolation": interpolation,
+        "method": method,
+        "substeps": substeps,
+    }
     xT = driven_solve(params, x0, U, times, **opts)  # type: ignore[arg-type]
     dtype = xT.dtype
     P, c = np.asarray(params["P"], dtype), np.asarray(params["c"], dtype)
