@@ -152,9 +152,10 @@ def test_central_differences(field: str, loss: str) -> None:
 
 @pytest.mark.parametrize("interpolation", ["cubic", "linear"])
 def test_rk4_order_four(interpolation: str) -> None:
-    """A smooth input sampled irregularly: the error of x(T) shrinks like h^4."""
+    """A smooth input sampled irregularly: the error of x(T) shrinks like h^4 (the knots lie on
+    the grid of substeps=4, so each refinement halves every step)."""
     rng = np.random.default_rng(5)
-    times = np.sort(np.concatenate([[0.0, 2.0], rng.uniform(0, 2, size=6)]))
+    times = np.array([0.0, 0.25, 0.5, 1.0, 1.25, 2.0])
     U = np.stack([np.sin(2 * times), np.cos(times)], axis=-1)[None].repeat(2, axis=0)
     x0 = rng.normal(size=(2, 3))
     p = _params("outside", 2, 3, 2, rng)
@@ -164,13 +165,13 @@ def test_rk4_order_four(interpolation: str) -> None:
         "interpolation": interpolation,
         "method": "rk4",
     }
-    exact = _core.driven_solve(p, x0, U, times, **opts, substeps=256)
+    exact = _core.driven_solve(p, x0, U, times, **opts, substeps=512)
     errors = [
         np.max(np.abs(_core.driven_solve(p, x0, U, times, **opts, substeps=m) - exact))
-        for m in (2, 4, 8)
+        for m in (4, 8, 16)
     ]
     orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
-    assert np.all(orders > 3.6), orders
+    assert np.all((orders > 3.8) & (orders < 4.3)), orders
 
 
 def test_inputs_held_constant_outside_window() -> None:

@@ -484,6 +484,9 @@ def _build(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Model
     # adaptive model's keeps first_step None (the solver picks the first step)
     unset = {k for k in ("rtol", "atol", "first_step", "max_steps", "step_control")
              if config.get(k, 0) is None and k not in model.config}  # fmt: skip
+    # a model without inputs leaves inputs (0) and interpolation (None) out of its config
+    unset |= {k for k in ("inputs", "interpolation") if config.get(k) in (0, None)
+              and k not in model.config}  # fmt: skip
     if model.config != {k: v for k, v in config.items() if k not in unset}:
         raise ValueError(f"config does not round-trip through {cls.__name__}: {config}")
     model.params = params
