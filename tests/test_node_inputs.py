@@ -312,3 +312,37 @@ def test_save_load(tmp_path: Path) -> None:
     np.testing.assert_array_equal(
         loaded.forward(X, u=U, times=times), model.forward(X, u=U, times=times)
     )
+
+
+def test_threads_do_not_change_results() -> None:
+    """Groups of samples accumulate their own gradients, reduced in group order."""
+    rng = np.random.default_rng(7)
+    x0, U, times = _problem(True)
+    U = np.concatenate([U] * 5)
+    x0, times = np.concatenate([x0] * 5), np.concatenate([times] * 5)
+    p = _params("inside", 2, 3, 2, rng)
+    y = np.arange(20) % 3
+    before = resode.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            resode.set_num_threads(n)
+            results.append(_core.driven_loss_and_grad(p, x0, U, y, times, T=1.0, field="inside"))
+    finally:
+        resode.set_num_threads(before)
+    (l1, g1, x1, u1), (l2, g2, x2, u2) = results
+    np.testing.assert_array_equal(x1, x2)
+    assert l1 == l2
+    for k in g1:
+        np.testing.assert_array_equal(g1[k], g2[k])
+    np.testing.assert_array_equal(u1, u2)
+
+
+def test_float32_model() -> None:
+    model = resode.NeuralODE(2, inputs=1, dtype="float32", seed=0, pieces=2)
+    U = np.random.default_rng(0).normal(size=(3, 4, 1))
+    logits = model.forward(np.ones((3, 2)), u=U)
+    assert logits.dtype == np.float32
+    loss, grads = model.loss_and_grad(np.ones((3, 2)), [0, 1, 0], u=U)
+    assert np.isfinite(loss)
+    assert grads["W"].dtype == np.float32 and grads["W"].shape == (2, 2, 3)
