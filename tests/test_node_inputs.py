@@ -40,6 +40,7 @@ def _problem(per_sample: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray, n
     U[1, 4:] = np.nan  # padding: sample 1 ends at its row 3
     if per_sample:  # windows that start before 0, inside (0, T), end inside or after T
         times = np.sort(rng.uniform(-0.3, 1.4, size=(4, 6)), axis=1)
+        times[1, 4:] = np.nan  # times on padding rows are ignored
     else:
         times = np.linspace(-0.1, 1.2, 6)
     return x0, U, times

@@ -185,7 +185,8 @@ def _path_value(path: _Path, interval: int, time: float, interpolation: str) -> 
     u = path.x[_base(path, interval)].copy()
     for j, w in _value_weights(path, interval, time, interpolation):
         u = u + path.x.dtype.type(w) * path.slopes[j]
-    return u
+    out: np.ndarray = u
+    return out
 
 
 def _steps(T: float, steps: int, pieces: int, knots: np.ndarray, tout: np.ndarray) -> list[_Step]:
@@ -230,7 +231,8 @@ def _rk_step(params: Params, x: np.ndarray, path: _Path, step: _Step, o: _Option
     for bi, (K, _, _) in zip(b, _rk_stages(params, x, path, step, o)):
         if bi != 0.0:
             new = new + h * x.dtype.type(bi) * K
-    return new
+    out: np.ndarray = new
+    return out
 
 
 def _rk_step_vjp(
@@ -267,7 +269,8 @@ def _rk_step_vjp(
         for j, w in weights:
             slopes_bar[j] += x.dtype.type(w) * ubar
         out = out + Ybar[i]
-    return out
+    result: np.ndarray = out
+    return result
 
 
 def _options(field: str, activation: str, interpolation: str, method: str) -> _Options:
@@ -452,7 +455,8 @@ def driven_logits(
         substeps=substeps,
     )
     dtype = xT.dtype
-    return xT @ np.asarray(params["P"], dtype).T + np.asarray(params["c"], dtype)
+    logits: np.ndarray = xT @ np.asarray(params["P"], dtype).T + np.asarray(params["c"], dtype)
+    return logits
 
 
 def _data_loss_and_grad(z: np.ndarray, y: np.ndarray, loss: str) -> tuple[float, np.ndarray]:

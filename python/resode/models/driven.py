@@ -115,10 +115,11 @@ class DrivenModel(Model):
                 f"u must have shape ({n}, L, {self.inputs}) (samples like X, L >= 2 observations, "
                 f"inputs), got {U.shape}"
             )
-        if times is None:
-            ts = np.arange(U.shape[1], dtype=np.float64)
-        else:
-            ts = as_float_array("times", times, np.dtype(np.float64))
+        ts: FloatArray = (
+            np.arange(U.shape[1], dtype=np.float64)
+            if times is None
+            else as_float_array("times", times, np.dtype(np.float64))
+        )
         return x0, U, ts
 
     def _driven_params(self, readout: bool) -> dict[str, FloatArray]:
