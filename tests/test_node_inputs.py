@@ -299,6 +299,8 @@ def test_bad_inputs() -> None:
         model.trajectory(X, u=U, times=[0.0, 0.5, 1.0], t=[0.0, 2.0])
     with pytest.raises(ValueError, match="inputs > 0"):
         model.problem(X, [0, 1])
+    with pytest.raises(ValueError, match="do not take inputs yet"):
+        resode.fit(model, X, [0, 1], epochs=1)
 
 
 def test_save_load(tmp_path: Path) -> None:
