@@ -19,6 +19,7 @@ namespace py = pybind11;
 void register_activations(py::module_& m);
 void register_adaptive(py::module_& m);
 void register_cde(py::module_& m);
+void register_driven(py::module_& m);
 void register_sweeps(py::module_& m);
 void register_threads(py::module_& m);
 void register_training(py::module_& m);

@@ -97,6 +97,7 @@ Examples
   register_activations(m);
   register_adaptive(m);
   register_cde(m);
+  register_driven(m);
   register_sweeps(m);
   register_threads(m);
   register_training(m);

@@ -218,6 +218,9 @@ _EXCLUDED = {
     "train_metrics": "the history's training score: fit's default, the batches' (loss_curve_'s)",
     # resode.config fields of the command line's run that an estimator has no use for
     "threads": "set_num_threads (or threadpoolctl) around the estimator",
+    # NeuralODE(inputs=C): a second array u (N, L, C) per sample, which X (N, dim) cannot carry
+    "inputs": "time-varying inputs need u= and times= beside X; the estimators take X only",
+    "interpolation": "the path of the inputs (inputs > 0 only)",
     "plots": "resode train's figures; resode.plot draws a fitted model_",
 }
 

@@ -4,6 +4,7 @@
 #include "adaptive.hpp"
 #include "cde.hpp"
 #include "constraints.hpp"
+#include "driven.hpp"
 #include "epoch.hpp"
 #include "fields.hpp"
 #include "linalg.hpp"

@@ -323,3 +323,68 @@ def cde_loss_and_grad(
     loss: str = "cross_entropy",
     weight_decay: float = 0.0,
 ) -> tuple[float, dict[str, _FloatArray], _FloatArray]: ...
+
+# The input-driven neural ODE (cpp/resode/driven.hpp): x(0) = x0 (N, D), dx/dt = f_k([x; u(t)])
+# on [0, T]; params holds the field's arrays ("W" (K, D, D + C), "b" (K, D), or "W1"
+# (K, H, D + C), "b1", "W2" (K, D, H), "b2" for "bottleneck"), and "P" (O, D), "c" (O,) for the
+# readout. U (N, L, C) of x0's dtype, NaN for missing values and padding; times (L,) or (N, L).
+# u(t) is held constant outside each sample's observation window; the grid is
+# t_j = j T / (K substeps) plus each sample's knots (and t) inside (0, T).
+def driven_solve(
+    params: Mapping[str, np.ndarray],
+    x0: np.ndarray,
+    U: np.ndarray,
+    times: npt.ArrayLike,
+    *,
+    T: float,
+    field: str,
+    activation: str = "tanh",
+    interpolation: str = "cubic",
+    method: str = "rk4",
+    substeps: int = 1,
+    t: npt.ArrayLike | None = None,
+) -> _FloatArray: ...
+def driven_vjp(
+    params: Mapping[str, np.ndarray],
+    x0: np.ndarray,
+    U: np.ndarray,
+    times: npt.ArrayLike,
+    cotangent: np.ndarray,
+    *,
+    T: float,
+    field: str,
+    activation: str = "tanh",
+    interpolation: str = "cubic",
+    method: str = "rk4",
+    substeps: int = 1,
+    t: npt.ArrayLike | None = None,
+) -> tuple[dict[str, _FloatArray], _FloatArray, _FloatArray]: ...
+def driven_logits(
+    params: Mapping[str, np.ndarray],
+    x0: np.ndarray,
+    U: np.ndarray,
+    times: npt.ArrayLike,
+    *,
+    T: float,
+    field: str,
+    activation: str = "tanh",
+    interpolation: str = "cubic",
+    method: str = "rk4",
+    substeps: int = 1,
+) -> _FloatArray: ...
+def driven_loss_and_grad(
+    params: Mapping[str, np.ndarray],
+    x0: np.ndarray,
+    U: np.ndarray,
+    y: np.ndarray,
+    times: npt.ArrayLike,
+    *,
+    T: float,
+    field: str,
+    activation: str = "tanh",
+    interpolation: str = "cubic",
+    method: str = "rk4",
+    substeps: int = 1,
+    loss: str = "cross_entropy",
+    weight_decay: float = 0.0,
+) -> tuple[float, dict[str, _FloatArray], _FloatArray, _FloatArray]: ...

@@ -299,7 +299,7 @@ def _expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     D = dim + augment
     field = config["field"]
     H = config["hidden"] if field == "bottleneck" else D
-    shapes = field_param_shapes(field, pieces, D, H)
+    shapes = field_param_shapes(field, pieces, D, H, config.get("inputs", 0))
     shapes.update({"P": (classes, D), "c": (classes,)})
     return shapes
 
@@ -416,7 +416,7 @@ def _parse_header(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
 
 # (the adaptive options are in the config of adaptive-method models only)
 _LATER_OPTIONS = ("readout", "l1", "decay_readout", "turnpike_weight", "rtol", "atol", "first_step",
-                  "max_steps", "step_control")  # fmt: skip
+                  "max_steps", "step_control", "inputs", "interpolation")  # fmt: skip
 
 
 def _check_config(kind: Any, config: Any) -> tuple[type, dict[str, Any]]:
@@ -436,7 +436,7 @@ def _check_config(kind: Any, config: Any) -> tuple[type, dict[str, Any]]:
         raise ValueError(
             f"config keys do not match {cls.__name__}: missing {missing}, unknown {extra}"
         )
-    for key in ("dim", "classes", "augment", "layers", "pieces", "substeps"):
+    for key in ("dim", "classes", "augment", "layers", "pieces", "substeps", "inputs"):
         v = config.get(key, 1)
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 2**31:
             raise ValueError(f"config {key!r} must be a non-negative integer, got {v!r}")
@@ -484,6 +484,9 @@ def _build(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Model
     # adaptive model's keeps first_step None (the solver picks the first step)
     unset = {k for k in ("rtol", "atol", "first_step", "max_steps", "step_control")
              if config.get(k, 0) is None and k not in model.config}  # fmt: skip
+    # a model without inputs leaves inputs (0) and interpolation (None) out of its config
+    unset |= {k for k in ("inputs", "interpolation") if config.get(k) in (0, None)
+              and k not in model.config}  # fmt: skip
     if model.config != {k: v for k, v in config.items() if k not in unset}:
         raise ValueError(f"config does not round-trip through {cls.__name__}: {config}")
     model.params = params

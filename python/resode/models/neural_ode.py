@@ -10,7 +10,7 @@ import numpy as np
 from .. import _core
 from .._typing import ArrayLike, FloatArray
 from .._validation import as_float_array, check_choice, check_int, check_positive
-from .base import Model
+from .driven import DrivenModel
 from .options import (
     ADAPTIVE_DEFAULTS,
     ADAPTIVE_METHODS,
@@ -31,7 +31,7 @@ from .params import field_param_names
 __all__ = ["NeuralODE"]
 
 
-class NeuralODE(Model):
+class NeuralODE(DrivenModel):
     """Neural ODE ``x'(t) = f(theta(t), x(t))`` on ``[0, T]``.
 
     The controls ``theta(t)`` are piecewise constant on ``pieces`` equal intervals; the ODE
@@ -113,6 +113,14 @@ class NeuralODE(Model):
     step_control : {"sample", "batch"}, optional
         ``"sample"`` (default: per-sample step sequences) or ``"batch"`` (one sequence from
         the max error over the batch, as torchdiffeq).
+    inputs : int, default 0
+        Channels ``C`` of time-varying inputs ``u(t)``: ``x' = f_theta(t)([x; u(t)])``, the
+        field's first layer acting on the concatenation (``W (pieces, D, D + C)``,
+        ``W1 (pieces, hidden, D + C)``; ``inside`` applies ``sigma`` to ``[x; u]``). Then
+        ``forward``, ``predict``, ``loss_and_grad``, ... take ``u=`` ``(N, L, C)`` and
+        ``times=`` (docs/guide/inputs.md). Fixed-step methods and the discrete gradient only.
+    interpolation : {"linear", "cubic"}, optional
+        ``inputs > 0`` only: the path through the observations (default ``"cubic"``).
 
     Raises
     ------
@@ -164,6 +172,8 @@ class NeuralODE(Model):
         first_step: float | None = None,
         max_steps: int | None = None,
         step_control: StepControl | None = None,
+        inputs: int = 0,
+        interpolation: str | None = None,
     ) -> None:
         self.T = check_positive("T", T)
         self.pieces = check_int("pieces", pieces, 1)
@@ -219,6 +229,9 @@ class NeuralODE(Model):
                 "readout='hardtanh', l1 and decay_readout are not available with the adaptive "
                 "methods yet; use a fixed-step method (euler, midpoint, rk4)"
             )
+        unsupported = self.adaptive or self.gradient != "discrete" or self.turnpike
+        unsupported = unsupported or self.checkpoints is not None or self.readout != "linear"
+        self._init_inputs(inputs, interpolation, unsupported or bool(self.l1) or self.decay_readout)
 
     def _check_adaptive_options(self) -> None:
         if self.substeps != 1:
@@ -315,6 +328,7 @@ class NeuralODE(Model):
             "checkpoints": self.checkpoints,
             **self._shared_config(),
             **self._adaptive_options(),
+            **({"inputs": self.inputs, "interpolation": self.interpolation} if self.inputs else {}),
         }
 
     def _adaptive_options(self) -> dict[str, Any]:
@@ -335,7 +349,9 @@ class NeuralODE(Model):
         if stats is not None:
             self.stats = summarize_stats(stats)
 
-    def forward(self, X: ArrayLike) -> FloatArray:
+    def forward(
+        self, X: ArrayLike, *, u: ArrayLike | None = None, times: ArrayLike | None = None
+    ) -> FloatArray:
         """Return the logits ``z = x_T P^T + c`` (clipped to ``[-1, 1]`` by ``"hardtanh"``).
 
         An adaptive method records its statistics in ``model.stats``.
@@ -344,6 +360,11 @@ class NeuralODE(Model):
         ----------
         X : array_like, shape (N, dim)
             The inputs.
+        u : array_like, shape (N, L, inputs), optional
+            ``inputs > 0`` only (then required): the observed inputs, NaN for missing values
+            and trailing padding.
+        times : array_like, shape (L,) or (N, L), optional
+            ``inputs > 0`` only: the observation times (default ``0, 1, ..., L-1``).
 
         Returns
         -------
@@ -364,6 +385,9 @@ class NeuralODE(Model):
         >>> model.forward(np.ones((3, 2))).shape, model.stats["nfev"] > 0
         ((3, 2), True)
         """
+        self._check_inputs(u, times)
+        if self.inputs:
+            return self._driven_logits(X, u, times)
         if not self.adaptive:
             return super().forward(X)
         logits, stats = _core.adaptive_logits(
@@ -376,7 +400,10 @@ class NeuralODE(Model):
         self._record(stats)
         return logits
 
-    def trajectory(self, X: ArrayLike, t: ArrayLike | None = None) -> FloatArray:
+    def trajectory(
+        self, X: ArrayLike, t: ArrayLike | None = None, *, u: ArrayLike | None = None,
+        times: ArrayLike | None = None,
+    ) -> FloatArray:  # fmt: skip
         """Return the states at the times ``t``.
 
         Parameters
@@ -388,7 +415,10 @@ class NeuralODE(Model):
             extension (cubic Hermite for euler, midpoint, rk4 and bosh3, the methods' own
             interpolants for dopri5 and tsit5), computed in the same sweep. Default: the step
             grid ``t_j = j dt`` for a fixed-step method, the piece boundaries ``k T / pieces``
-            for an adaptive one (where every sample has an accepted step).
+            for an adaptive one (where every sample has an accepted step). With ``inputs > 0``
+            the states at ``t`` on the step grid, which then also holds the times ``t``.
+        u, times : array_like, optional
+            ``inputs > 0`` only: the observed inputs and their times, as for ``forward``.
 
         Returns
         -------
@@ -407,6 +437,9 @@ class NeuralODE(Model):
         >>> model.trajectory(np.ones((3, 2)), t=[0.0, 0.1, 0.5]).shape
         (3, 3, 2)
         """
+        self._check_inputs(u, times)
+        if self.inputs:
+            return self._driven_trajectory(X, u, times, t)
         if t is None and not self.adaptive:
             return self._grid_trajectory(X)
         if t is None:
@@ -421,7 +454,42 @@ class NeuralODE(Model):
         self._record(stats)
         return states
 
-    def loss_and_grad(self, X: ArrayLike, y: ArrayLike) -> tuple[float, dict[str, FloatArray]]:
+    def loss_and_grad(
+        self, X: ArrayLike, y: ArrayLike, *, u: ArrayLike | None = None,
+        times: ArrayLike | None = None,
+    ) -> tuple[float, dict[str, FloatArray]]:  # fmt: skip
+        """Return the loss and its gradient in one call into the core.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, dim)
+            The inputs.
+        y : array_like, shape (N,) or (N, classes)
+            Integer labels (cross-entropy) or float targets (``loss="mse"``).
+        u : array_like, shape (N, L, inputs), optional
+            ``inputs > 0`` only (then required): the observed inputs (NaN: missing, padding).
+        times : array_like, shape (L,) or (N, L), optional
+            ``inputs > 0`` only: their times (default ``0, 1, ..., L-1``).
+
+        Returns
+        -------
+        loss : float
+            The data loss plus the penalties (``weight_decay``, ``l1``).
+        grads : dict of str to numpy.ndarray
+            Same keys, shapes and dtype as ``params``: the exact gradient of the discretised
+            loss (``gradient="discrete"``) or the adjoint's.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> model = resode.NeuralODE(2, inputs=1, pieces=2, seed=0)
+        >>> loss, grads = model.loss_and_grad(np.ones((3, 2)), [0, 1, 1], u=np.ones((3, 4, 1)))
+        >>> grads["W"].shape
+        (2, 2, 3)
+        """
+        self._check_inputs(u, times)
+        if self.inputs:
+            return self._driven_loss_and_grad(X, y, u, times)
         if not self.adaptive:
             return super().loss_and_grad(X, y)
         Xc = self._X(X)
@@ -442,8 +510,6 @@ class NeuralODE(Model):
         grads = dict(zip(field_param_names(self.field), dtheta))
         grads.update(P=dP, c=dc)
         return float(loss), grads
-
-    loss_and_grad.__doc__ = Model.loss_and_grad.__doc__
 
     def _sweep_args(self) -> dict[str, Any]:
         return {

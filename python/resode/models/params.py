@@ -14,38 +14,45 @@ def field_param_names(field: str) -> tuple[str, ...]:
     return ("W1", "b1", "W2", "b2") if field == "bottleneck" else ("W", "b")
 
 
-def field_param_shapes(field: str, pieces: int, D: int, H: int) -> dict[str, tuple[int, ...]]:
-    """Shapes of the field parameters with leading axis `pieces` (layers or control pieces)."""
+def field_param_shapes(
+    field: str, pieces: int, D: int, H: int, inputs: int = 0
+) -> dict[str, tuple[int, ...]]:
+    """Shapes of the field parameters with leading axis `pieces` (layers or control pieces);
+    with ``inputs`` channels the first layer acts on ``[x; u]`` of width ``D + inputs``."""
+    n_in = D + inputs
     if field == "bottleneck":
-        return {"W1": (pieces, H, D), "b1": (pieces, H), "W2": (pieces, D, H), "b2": (pieces, D)}
-    return {"W": (pieces, D, D), "b": (pieces, D)}
+        return {"W1": (pieces, H, n_in), "b1": (pieces, H), "W2": (pieces, D, H), "b2": (pieces, D)}
+    return {"W": (pieces, D, n_in), "b": (pieces, D)}
 
 
 def param_shapes(
-    field: str, pieces: int, D: int, hidden: int | None, classes: int
+    field: str, pieces: int, D: int, hidden: int | None, classes: int, inputs: int = 0
 ) -> dict[str, tuple[int, ...]]:
     """Shapes of every parameter (the field's, then ``P`` and ``c``) of a model with state
     dimension ``D`` (``hidden`` is used by the bottleneck field only)."""
     H = hidden if field == "bottleneck" and hidden is not None else D
-    shapes = field_param_shapes(field, pieces, D, H)
+    shapes = field_param_shapes(field, pieces, D, H, inputs)
     shapes.update({"P": (classes, D), "c": (classes,)})
     return shapes
 
 
 def init_params(
-    field: str, pieces: int, D: int, H: int, classes: int, dtype: np.dtype, seed: Any
-) -> dict[str, np.ndarray]:
+    field: str, pieces: int, D: int, H: int, classes: int, dtype: np.dtype, seed: Any,
+    inputs: int = 0,
+) -> dict[str, np.ndarray]:  # fmt: skip
     """Initial parameters, as ``torch.nn.Linear`` does it: every weight and bias of a linear map
     with fan-in ``m`` is drawn uniformly from ``[-1/sqrt(m), 1/sqrt(m)]``; drawn in the order
-    W, b (or W1, b1, W2, b2), P, c from ``np.random.default_rng(seed)``."""
+    W, b (or W1, b1, W2, b2), P, c from ``np.random.default_rng(seed)``. With ``inputs``
+    channels the first layer's fan-in is ``D + inputs``."""
     if isinstance(seed, bool) or (seed is not None and not isinstance(seed, (int, np.integer))):
         raise TypeError(f"seed must be None or a non-negative integer, got {seed!r}")
     if seed is not None and seed < 0:
         raise ValueError(f"seed must be None or a non-negative integer, got {seed}")
     rng = np.random.default_rng(seed)
-    shapes = field_param_shapes(field, pieces, D, H)
+    shapes = field_param_shapes(field, pieces, D, H, inputs)
     shapes.update({"P": (classes, D), "c": (classes,)})
-    fan_in = {"W": D, "b": D, "W1": D, "b1": D, "W2": H, "b2": H, "P": D, "c": D}
+    n_in = D + inputs
+    fan_in = {"W": n_in, "b": n_in, "W1": n_in, "b1": n_in, "W2": H, "b2": H, "P": D, "c": D}
     params = {}
     for name, shape in shapes.items():
         bound = 1.0 / np.sqrt(fan_in[name])
