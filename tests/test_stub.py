@@ -6,6 +6,7 @@ and the classes, but it cannot read the signatures of pybind11's builtins."""
 from __future__ import annotations
 
 import ast
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,15 @@ def _split_top_level(text: str) -> list[str]:
 
 
 def _runtime_parameters(name: str) -> list[tuple[str, bool, Any]]:
-    """(name, keyword-only, default) from pybind11's ``name(a: T, *, b: T = 1) -> R``."""
-    first = getattr(_core, name).__doc__.splitlines()[0]
+    """(name, keyword-only, default) from pybind11's ``name(a: T, *, b: T = 1) -> R``, or
+    from the CPython text signature a binding declares instead (``inspect.signature``)."""
+    function = getattr(_core, name)
+    if getattr(function, "__text_signature__", None):
+        return [
+            (p.name, p.kind is p.KEYWORD_ONLY, _MISSING if p.default is p.empty else p.default)
+            for p in inspect.signature(function).parameters.values()
+        ]
+    first = function.__doc__.splitlines()[0]
     assert first.startswith(name + "("), first
     inside = first[len(name) + 1 : first.rindex(") ->")]
     out, keyword_only = [], False
