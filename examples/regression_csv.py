@@ -1,8 +1,11 @@
-"""Regression on your own data from a CSV file: write one, load it, fit, predict.
+"""
+Regression on your own CSV file
+===============================
 
-The file has a header and the target in its first column; resode.datasets.load reads it
-(the same reader as `resode train --data FILE --target y --loss mse`). Run:
-python examples/regression_csv.py [OUT_FOLDER]
+Write a CSV file, load it, fit a neural ODE, predict. The file has a header and the target in
+its first column; :func:`resode.datasets.load` reads it (the same reader as
+``resode train --data FILE --target y --loss mse``). Run it with
+``python examples/regression_csv.py [OUT_FOLDER]``.
 """
 
 import sys

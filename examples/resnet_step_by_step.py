@@ -1,7 +1,11 @@
-"""A ResNet trained step by step: one call into the core per step, the optimiser in between.
+r"""
+A ResNet trained step by step
+=============================
 
-x^{k+1} = x^k + h tanh(W_k x^k + b_k), 20 layers, on two moons with one augmented dimension,
-Adam on the full batch. Run: python examples/resnet_step_by_step.py
+One call into the core per step (forward, loss and backward), the optimiser in between: the
+ResNet :math:`x^{k+1} = x^k + h \tanh(W_k x^k + b_k)` with 20 layers, on two moons with one
+augmented dimension, trained by Adam on the full batch. Run it with
+``python examples/resnet_step_by_step.py``.
 """
 
 import time

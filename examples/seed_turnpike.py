@@ -1,9 +1,12 @@
-"""The seed experiment's neural ODE, trained with the turnpike loss.
+r"""
+The seed neural ODE with the turnpike loss
+==========================================
 
-x' = W2 relu(W1 x + b1) + b2 on [0, 5], 16 constant control pieces, RK4, the inputs in the
-plane augmented with one zero coordinate; the loss is the time integral of the data loss along
-the flow (turnpike=True), so the points are pushed to be classified early and stay so. Run:
-python examples/seed_turnpike.py [OUT_FOLDER]
+The neural ODE :math:`x' = W_2\,\mathrm{relu}(W_1 x + b_1) + b_2` on :math:`[0, 5]`, 16
+constant control pieces, RK4, the inputs in the plane augmented with one zero coordinate. The
+loss is the time integral of the data loss along the flow (``turnpike=True``), so the points
+are pushed to be classified early and to stay so. Run it with
+``python examples/seed_turnpike.py [OUT_FOLDER]``.
 """
 
 import sys
