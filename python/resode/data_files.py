@@ -51,7 +51,7 @@ DELIMITERS = (",", ";", "\t", "|")
 
 
 class DataFile(NamedTuple):
-    """What :func:`read` returns: the arrays and the names of their columns (None for a
+    """What ``read`` returns: the arrays and the names of their columns (None for a
     ``.npz`` file or a CSV file without a header)."""
 
     X: np.ndarray
@@ -70,8 +70,8 @@ def load(
     min_classes: int = 2,
     any_labels: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read ``(X, y)`` from a ``.npz`` or ``.csv`` file (:func:`read` without the names).
-    See :func:`read` for the parameters."""
+    """Read ``(X, y)`` from a ``.npz`` or ``.csv`` file (``read`` without the names).
+    See ``resode.data_files.read`` for the parameters."""
     data = read(path, target=target, features=features, task=task,
                 require_target=require_target, min_classes=min_classes,
                 any_labels=any_labels)  # fmt: skip

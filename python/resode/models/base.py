@@ -277,7 +277,7 @@ class Model:
 
     def problem(self, X: Any, y: Any = None) -> Problem:
         """The checked data and the core's keyword arguments for ``(X, y)``: see
-        :class:`resode.models.Problem`. Raises ValueError/TypeError on bad data."""
+        ``resode.models.Problem``. Raises ValueError/TypeError on bad data."""
         Xc = self._X(X)
         targets = None if y is None else self._targets(y, Xc.shape[0])
         flat = y is not None and self.task == "regression" and np.ndim(y) == 1

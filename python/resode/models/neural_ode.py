@@ -46,7 +46,7 @@ class NeuralODE(Model):
         its own accepted step sequence, steps land on each piece boundary ``k T / pieces``, and
         ``model.stats`` holds the function evaluations and steps of the last run (with
         ``gradient="adjoint"`` also those of its backward run: ``backward_nfev``,
-        ``backward_accepted``, ``backward_rejected``; see :func:`summarize_stats`).
+        ``backward_accepted``, ``backward_rejected``; see ``summarize_stats``).
     rtol, atol, first_step, max_steps, step_control
         Adaptive methods only (a ValueError with a fixed-step method): the error norm's
         tolerances (default ``1e-7``, ``1e-9``), the first step (``None``: Hairer's
@@ -138,7 +138,7 @@ class NeuralODE(Model):
         self.first_step: float | None = adaptive.get("first_step")
         self.max_steps: int | None = adaptive.get("max_steps")
         self.step_control: str | None = adaptive.get("step_control")
-        #: Statistics of the last adaptive run (see :func:`summarize_stats`); None before one.
+        #: Statistics of the last adaptive run (see ``summarize_stats``); None before one.
         self.stats: dict[str, Any] | None = None
         if self.adaptive:
             self._check_adaptive_options()

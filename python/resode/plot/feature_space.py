@@ -38,7 +38,7 @@ def features(
 ) -> Path:
     """The final states ``x(T)`` (the features the readout sees), coloured by class, with the
     readout's separating line (``D == 2``) or plane (``D == 3``) for two classes or one output
-    (``w . x + b = 0``, ``w = P_1 - P_0`` or ``P_0``). ``D > 3``: the first two principal
+    (``w @ x + b = 0``, ``w = P_1 - P_0`` or ``P_0``). ``D > 3``: the first two principal
     components, without the separator.
 
     Parameters

@@ -88,7 +88,7 @@ class Run:
 
     @property
     def options(self) -> dict[str, Any]:
-        """The run's flat options (:meth:`RunConfig.options`)."""
+        """The run's flat options (``RunConfig.options``)."""
         return self.config.options()
 
     @property
