@@ -32,6 +32,12 @@ over the epochs, the training curves, the controls and the state norm. Run it wi
 ``python examples/leia_chess3.py [OUT_FOLDER] [EPOCHS]``.
 """
 
+# %%
+# The data and the models
+# -----------------------
+# leia's chess3 board with :math:`\pm 1` targets, and a function that builds the model with
+# or without the turnpike loss. A callback prints each 25th epoch's time, loss and accuracy.
+
 import sys
 import time
 from pathlib import Path
@@ -101,6 +107,12 @@ def zero_from(model: resode.NeuralODE) -> str:
     return f"data loss exactly 0 from t = {T * (nonzero[-1] + 1 if nonzero else 0) / steps:.4g}"
 
 
+# %%
+# Training
+# --------
+# The same model trained twice, with the turnpike loss and with the loss at the final time
+# only; the first records its features every 15 epochs for the figure of their history.
+
 models, histories = {}, {}
 start = time.perf_counter()
 for turnpike in (True, False):
@@ -130,12 +142,36 @@ print(
     "per epoch)"
 )
 
+# %%
+# The decision regions along the flow
+# -----------------------------------
+# Where the readout applied to :math:`x(t)` puts each point of the plane, as the flow
+# carries it: an animation, and four times side by side.
+
 model, history = models["turnpike"], histories["turnpike"]
 rplot.decision_regions(model, X, labels, out / "decision_regions.gif", resolution=80)
 rplot.decision_regions(model, X, labels, out / "decision_regions.png", times=[0, 1, 2.5, 5])
+
+# %%
+# The training error along time
+# -----------------------------
+# With the turnpike loss the data are classified early and stay so; with the final-time
+# loss only at the end.
+
 rplot.loss_along_time(models, X, y, out / "loss_along_time.png")
+
+# %%
+# The features and their history
+# ------------------------------
+# The final states :math:`x(T)` that the readout sees, and how they moved over the epochs.
+
 rplot.features(model, X, y, out / "features.png")
 rplot.feature_history(history, out / "feature_history.gif")
+
+# %%
+# Training curves, controls and the state norm
+# --------------------------------------------
+
 rplot.history(history, out / "history.png")
 rplot.controls(model, out / "controls.png")
 rplot.state_norm(model, X, out / "state_norm.png", y=labels)
