@@ -173,7 +173,7 @@ sphinx_gallery_conf = {
     "remove_config_comments": True,
     "download_all_examples": False,
     "show_memory": False,
-    "capture_repr": ("_repr_html_", "__repr__"),
+    "capture_repr": (),  # what the scripts print, not the Paths that plot functions return
     "matplotlib_animations": False,
     "min_reported_time": 1,
     "thumbnail_size": (320, 224),
