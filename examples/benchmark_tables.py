@@ -26,7 +26,7 @@ import numpy as np
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/benchmark-tables")
 out.mkdir(parents=True, exist_ok=True)
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks" / "README.md"
+BENCHMARKS = Path(sys.argv[0]).resolve().parents[1] / "benchmarks" / "README.md"
 
 # %%
 # The two tables

@@ -1,32 +1,42 @@
-"""leia's generate_fig.py experiment, with resode: a turnpike-trained neural ODE on chess3.
+r"""
+leia's experiment: a turnpike-trained neural ODE on chess3
+==========================================================
 
-leia (the PyTorch + torchdiffeq toolbox of Geshkovski and co-authors) trains
-x' = W2 relu(W1 x + b1) + b2 on [0, T] with constant controls per step, a hardtanh readout of
-one output against +-1 targets, the MSE integrated along the trajectory (its "turnpike" loss
-1.75 * sum_k [l(t_k) + l(t_{k+1})]) and Adam(weight_decay=dt * 0.01) on every parameter. Here:
+leia's ``generate_fig.py`` experiment, with resode. leia (the PyTorch + torchdiffeq toolbox
+of Geshkovski and co-authors) trains :math:`x' = W_2\,\mathrm{relu}(W_1 x + b_1) + b_2` on
+:math:`[0, T]` with constant controls per step, a hardtanh readout of one output against
+:math:`\pm 1` targets, the MSE integrated along the trajectory (its "turnpike" loss
+:math:`1.75 \sum_k [\ell(t_k) + \ell(t_{k+1})]`) and ``Adam(weight_decay=dt * 0.01)`` on
+every parameter. Here:
 
-- data: leia's Chess3 board (datasets.chess3(style="leia"): [-0.9, 0.9]^2, n // 9 points per
-  cell), labels -> +-1;
-- model: NeuralODE(2, T=5, pieces=16, method="midpoint", field="bottleneck", hidden=50,
-  augment=1, activation="relu", classes=1, loss="mse", readout="hardtanh");
-- loss: turnpike=True with turnpike_weight = 2 * 1.75 * 15 / T = 10.5 (leia's sum over its
-  16 trajectory points is 2 / dt' times their trapezoid rule, dt' = T / 15; see the README);
-- weight decay: leia's Adam(weight_decay=lam) adds lam * theta to the gradient, resode's
-  weight_decay * |theta|^2 adds 2 * weight_decay * theta: weight_decay = lam / 2 with
-  decay_readout=True (P decayed too, c not);
-- Adam(lr=2e-3) with a cosine schedule down to 5% of it over the 300 epochs, batches of 150
-  (leia: a constant 1e-3 for 2500 epochs). A constant 2e-3 makes the turnpike loss spike now
-  and then; where a run ends then depends on the
-  last bits of the arithmetic, so the kernel sets (RESODE_ISA=avx512, avx2, baseline), which
-  agree per call to round-off only, could end 300 epochs at different accuracies. With the
-  decaying rate all three end at 100% training accuracy (see docs/reliability.md).
+- data: leia's Chess3 board (``datasets.chess3(style="leia")``: :math:`[-0.9, 0.9]^2`,
+  ``n // 9`` points per cell), labels mapped to :math:`\pm 1`;
+- model: ``NeuralODE(2, T=5, pieces=16, method="midpoint", field="bottleneck", hidden=50,
+  augment=1, activation="relu", classes=1, loss="mse", readout="hardtanh")``;
+- loss: ``turnpike=True`` with ``turnpike_weight = 2 * 1.75 * 15 / T = 10.5`` (leia's sum over
+  its 16 trajectory points is :math:`2 / dt'` times their trapezoid rule, :math:`dt' = T / 15`);
+- weight decay: leia's ``Adam(weight_decay=lam)`` adds ``lam * theta`` to the gradient,
+  resode's ``weight_decay * |theta|^2`` adds ``2 * weight_decay * theta``:
+  ``weight_decay = lam / 2`` with ``decay_readout=True`` (``P`` decayed too, ``c`` not);
+- ``Adam(lr=2e-3)`` with a cosine schedule down to 5% of it over the 300 epochs, batches of
+  150 (leia: a constant 1e-3 for 2500 epochs). A constant 2e-3 makes the turnpike loss spike
+  now and then; where a run ends then depends on the last bits of the arithmetic, so the
+  kernel sets (``RESODE_ISA=avx512``, ``avx2``, ``baseline``), which agree per call to
+  round-off only, could end 300 epochs at different accuracies. With the decaying rate all
+  three end at 100% training accuracy (see the user guide's page on guarantees).
 
-Prints the time and accuracy per epoch, each model's final accuracy and from which time its data
-loss along the flow is exactly 0, and writes the figures (decision regions along the flow,
-training error along time with and without the turnpike, features and their history over the
-epochs, training curves, controls, state norm). Run:
-python examples/leia_chess3.py [OUT_FOLDER] [EPOCHS]
+It prints the time and accuracy per epoch, each model's final accuracy and from which time its
+data loss along the flow is exactly 0, and draws the figures: decision regions along the flow,
+the training error along time with and without the turnpike, the features and their history
+over the epochs, the training curves, the controls and the state norm. Run it with
+``python examples/leia_chess3.py [OUT_FOLDER] [EPOCHS]``.
 """
+
+# %%
+# The data and the models
+# -----------------------
+# leia's chess3 board with :math:`\pm 1` targets, and a function that builds the model with
+# or without the turnpike loss. A callback prints each 25th epoch's time, loss and accuracy.
 
 import sys
 import time
@@ -97,6 +107,12 @@ def zero_from(model: resode.NeuralODE) -> str:
     return f"data loss exactly 0 from t = {T * (nonzero[-1] + 1 if nonzero else 0) / steps:.4g}"
 
 
+# %%
+# Training
+# --------
+# The same model trained twice, with the turnpike loss and with the loss at the final time
+# only; the first records its features every 15 epochs for the figure of their history.
+
 models, histories = {}, {}
 start = time.perf_counter()
 for turnpike in (True, False):
@@ -126,12 +142,36 @@ print(
     "per epoch)"
 )
 
+# %%
+# The decision regions along the flow
+# -----------------------------------
+# Where the readout applied to :math:`x(t)` puts each point of the plane, as the flow
+# carries it: an animation, and four times side by side.
+
 model, history = models["turnpike"], histories["turnpike"]
 rplot.decision_regions(model, X, labels, out / "decision_regions.gif", resolution=80)
 rplot.decision_regions(model, X, labels, out / "decision_regions.png", times=[0, 1, 2.5, 5])
+
+# %%
+# The training error along time
+# -----------------------------
+# With the turnpike loss the data are classified early and stay so; with the final-time
+# loss only at the end.
+
 rplot.loss_along_time(models, X, y, out / "loss_along_time.png")
+
+# %%
+# The features and their history
+# ------------------------------
+# The final states :math:`x(T)` that the readout sees, and how they moved over the epochs.
+
 rplot.features(model, X, y, out / "features.png")
 rplot.feature_history(history, out / "feature_history.gif")
+
+# %%
+# Training curves, controls and the state norm
+# --------------------------------------------
+
 rplot.history(history, out / "history.png")
 rplot.controls(model, out / "controls.png")
 rplot.state_norm(model, X, out / "state_norm.png", y=labels)

@@ -1,8 +1,11 @@
-"""Regression on your own data from a CSV file: write one, load it, fit, predict.
+"""
+Regression on your own CSV file
+===============================
 
-The file has a header and the target in its first column; resode.datasets.load reads it
-(the same reader as `resode train --data FILE --target y --loss mse`). Run:
-python examples/regression_csv.py [OUT_FOLDER]
+Write a CSV file, load it, fit a neural ODE, predict. The file has a header and the target in
+its first column; :func:`resode.datasets.load` reads it (the same reader as
+``resode train --data FILE --target y --loss mse``). Run it with
+``python examples/regression_csv.py [OUT_FOLDER]``; it draws the training curves.
 """
 
 import sys
@@ -10,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import resode
-from resode import datasets, optim
+from resode import datasets, optim, plot
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/regression-csv")
 out.mkdir(parents=True, exist_ok=True)
@@ -43,3 +46,4 @@ history = resode.fit(
 print(f"R^2: train {history.r2[-1]:.4f}, test {model.score(X_test, y_test):.4f}")
 predictions = model.predict(X_test)  # (N,): the targets were 1-D
 print("first predictions vs targets:", np.round(predictions[:3], 3), np.round(y_test[:3], 3))
+plot.history(history, out / "history.png")  # the loss and R^2 per epoch, train and test

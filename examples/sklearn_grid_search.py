@@ -1,8 +1,11 @@
-"""A neural ODE classifier in a scikit-learn pipeline, tuned by GridSearchCV.
+"""
+A neural ODE in a scikit-learn grid search
+==========================================
 
-StandardScaler -> NeuralODEClassifier on the 8x8 digits (64 features, 10 classes), a small
-grid over the horizon T and the learning rate, 3-fold cross-validation. Needs scikit-learn.
-Run: python examples/sklearn_grid_search.py
+``StandardScaler`` then :class:`~resode.sklearn.NeuralODEClassifier` on the 8x8 digits (64
+features, 10 classes), a small grid over the horizon ``T`` and the learning rate, tuned by
+``GridSearchCV`` with 3-fold cross-validation. Needs scikit-learn. Run it with
+``python examples/sklearn_grid_search.py``.
 """
 
 from resode import datasets

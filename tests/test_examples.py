@@ -46,6 +46,7 @@ def _check_image(path: Path, fmt: str) -> None:
 def _check_resnet_step_by_step(stdout: str, out: Path) -> None:
     assert "states (21, 250, 3)" in stdout  # 20 layers + the input, the test split, D = 2 + 1
     assert _last_number(rf"test accuracy {NUMBER}", stdout) >= 0.9  # two moons: 1.000
+    _check_image(out / "boundary.png", "PNG")  # the gallery shows it
 
 
 def _check_seed_turnpike(stdout: str, out: Path) -> None:
@@ -59,6 +60,7 @@ def _check_seed_turnpike(stdout: str, out: Path) -> None:
     with open(out / "history.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 200 and float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    _check_image(out / "loss_along_time.png", "PNG")
 
 
 def _check_regression_csv(stdout: str, out: Path) -> None:
@@ -66,6 +68,7 @@ def _check_regression_csv(stdout: str, out: Path) -> None:
     assert _last_number(rf"R\^2: train [0-9.]+, test {NUMBER}", stdout) >= 0.9  # 0.9992
     data = np.loadtxt(out / "data.csv", delimiter=",", skiprows=1)
     assert data.shape == (600, 3)
+    _check_image(out / "history.png", "PNG")
 
 
 def _check_sklearn_grid_search(stdout: str, out: Path) -> None:
@@ -203,7 +206,10 @@ def test_example_runs(
 
 def test_the_checks_refuse_a_poor_or_missing_result(tmp_path: Path) -> None:
     # the checks above can fail: a low accuracy, a missing line, a missing or empty figure
+    from PIL import Image
+
     good = "300 steps in 0.05 s; states (21, 250, 3); test accuracy 1.000\n"
+    Image.new("RGB", (64, 64)).save(tmp_path / "boundary.png")
     _check_resnet_step_by_step(good, tmp_path)
     with pytest.raises(AssertionError):
         _check_resnet_step_by_step(good.replace("1.000", "0.500"), tmp_path)

@@ -51,7 +51,7 @@ DELIMITERS = (",", ";", "\t", "|")
 
 
 class DataFile(NamedTuple):
-    """What :func:`read` returns: the arrays and the names of their columns (None for a
+    """What ``read`` returns: the arrays and the names of their columns (None for a
     ``.npz`` file or a CSV file without a header)."""
 
     X: np.ndarray
@@ -70,7 +70,7 @@ def load(
     min_classes: int = 2,
     any_labels: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    r"""Read ``(X, y)`` from a ``.npz`` or ``.csv`` file (:func:`read` without the names).
+    r"""Read ``(X, y)`` from a ``.npz`` or ``.csv`` file (``read`` without the names).
 
     Parameters
     ----------

@@ -12,7 +12,7 @@ A ZIP archive as written by :func:`numpy.savez` (uncompressed) holding
 * what the model records about its data, when set (files without them load with None):
   ``"class_labels"`` (the data's label of each class ``0 .. K-1``, e.g. from
   ``resode train --data``; ``resode predict`` writes them back), ``"feature_names"``,
-  ``"target_name"`` and ``"scaling"`` (see :class:`resode.models.Model`), and
+  ``"target_name"`` and ``"scaling"`` (see ``resode.models.Model``), and
   ``"flat_targets": true`` for a 1-output regressor fitted on targets ``(N,)``;
 * training checkpoints (written by :func:`resode.fit` with ``checkpoint=``) add a
   ``"checkpoint"`` object to the header and the optimiser state as ``optimizer/<key>``

@@ -285,7 +285,7 @@ def odeint(
         boundary), without error control, e.g. ``stats["grid"]`` of an earlier run. The map
         :func:`odeint_vjp` differentiates.
     stats : bool, default False
-        Also return the statistics of an adaptive run (see :func:`resode.models.summarize_stats`:
+        Also return the statistics of an adaptive run (see ``resode.models.summarize_stats``:
         ``nfev``, ``accepted``, ``rejected`` totals and per-sample min/median/max, ``grid``).
 
     Returns

@@ -55,7 +55,7 @@ class NeuralODE(DrivenModel):
         its own accepted step sequence, steps land on each piece boundary ``k T / pieces``, and
         ``model.stats`` holds the function evaluations and steps of the last run (with
         ``gradient="adjoint"`` also those of its backward run: ``backward_nfev``,
-        ``backward_accepted``, ``backward_rejected``; see :func:`summarize_stats`).
+        ``backward_accepted``, ``backward_rejected``; see ``summarize_stats``).
     classes : int, default 2
         Outputs: classes (>= 2) for cross-entropy, target columns for ``loss="mse"``.
     field : {"outside", "inside", "bottleneck"}, default "outside"
@@ -194,7 +194,7 @@ class NeuralODE(DrivenModel):
         self.first_step: float | None = adaptive.get("first_step")
         self.max_steps: int | None = adaptive.get("max_steps")
         self.step_control: StepControl | None = adaptive.get("step_control")
-        #: Statistics of the last adaptive run (see :func:`summarize_stats`); None before one.
+        #: Statistics of the last adaptive run (see ``summarize_stats``); None before one.
         self.stats: dict[str, Any] | None = None
         if self.adaptive:
             self._check_adaptive_options()

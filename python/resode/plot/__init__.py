@@ -9,12 +9,12 @@ atomically and returns it as a :class:`pathlib.Path`. The file format follows th
 
 The figures, one module per family:
 
-- :mod:`resode.plot.flows`: :func:`trajectories` (the points flowing through the layers/time).
-- :mod:`resode.plot.regions`: :func:`decision_boundary`, :func:`decision_regions`.
-- :mod:`resode.plot.curves`: :func:`history` (training curves), :func:`sweep` (a study).
-- :mod:`resode.plot.dynamics`: :func:`controls`, :func:`state_norm`, :func:`loss_along_time`.
-- :mod:`resode.plot.feature_space`: :func:`features`, :func:`feature_history`.
-- :mod:`resode.plot.images`: :func:`image_flow`.
+- ``resode.plot.flows``: :func:`trajectories` (the points flowing through the layers/time).
+- ``resode.plot.regions``: :func:`decision_boundary`, :func:`decision_regions`.
+- ``resode.plot.curves``: :func:`history` (training curves), :func:`sweep` (a study).
+- ``resode.plot.dynamics``: :func:`controls`, :func:`state_norm`, :func:`loss_along_time`.
+- ``resode.plot.feature_space``: :func:`features`, :func:`feature_history`.
+- ``resode.plot.images``: :func:`image_flow`.
 
 Examples
 --------

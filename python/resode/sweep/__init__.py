@@ -14,7 +14,7 @@ whose lists are zipped (equal lengths), not multiplied::
     turnpike = [false, true]
     seeds = 5
 
-Every run is a :class:`resode.config.RunConfig`, checked as ``resode train`` would check it
+Every run is a ``resode.config.RunConfig``, checked as ``resode train`` would check it
 before any work starts; a sweep draws no figures unless the spec says ``plots = true``. A
 run's identity is a hash of its configuration, the sha256 of its ``data`` and ``validation``
 files and the resode version; its results go to ``OUT/runs/<id>/`` (``result.json``,
@@ -22,13 +22,13 @@ files and the resode version; its results go to ``OUT/runs/<id>/`` (``result.jso
 skips the finished runs (status ``ok`` or ``diverged``) and runs the rest. ``OUT/results.csv``
 (and ``results.parquet`` with pyarrow) has one row per run, the grid columns first.
 
-Each run is :func:`resode.run.train_run` with ``out=None`` in a worker process with the core on
+Each run is ``resode.run.train_run`` with ``out=None`` in a worker process with the core on
 one thread: the worker returns the run's files through Dask and the driver writes them (the
 workers need not see ``OUT``, nor the ``data`` and ``validation`` files, whose bytes the
 driver sends them: a cluster without a shared file system works). The results are
 bitwise those of ``resode train`` with the same options, whatever the number of workers or
 the order in which runs finish. The folder's safety (``sweep.json``, ``sweep.lock``, the
-driver's scratch folder, Ctrl-C) is described in :mod:`resode.sweep.folder`.
+driver's scratch folder, Ctrl-C) is described in ``resode.sweep.folder``.
 
 Requires ``pip install "resode[sweep]"`` (``dask[distributed]``); ``import resode`` and
 ``import resode.sweep`` do not import Dask.

@@ -47,7 +47,7 @@ def save_checkpoint(
     shuffling ``seed``, the completed ``epoch`` and the ``settings`` of ``fit``
     (``epochs``, ``batch_size``, ``shuffle``, ``bound``, ``fixed_projection``, ...), and,
     under early stopping, the parameters of the best epoch (``best_params``, e.g.
-    :attr:`EarlyStopping.best_params`). Read it with :func:`load_checkpoint`; resume with
+    ``EarlyStopping.best_params``). Read it with :func:`load_checkpoint`; resume with
     ``fit(..., resume=path)``. Returns the path written."""
     header, arrays = model_payload(model)
     header["checkpoint"] = {

@@ -46,7 +46,7 @@ class History:
         Accuracy, or the coefficient of determination R^2, on the training data. By default
         (``fit(train_metrics="batches")``, as Keras and scikit-learn's ``loss_curve_``) from
         the predictions of the epoch's batches, each with the parameters its batch ran with
-        (no extra sweep); with ``train_metrics="exact"`` the model's :meth:`score` with the
+        (no extra sweep); with ``train_metrics="exact"`` the model's ``score`` with the
         parameters at the end of the epoch (one extra forward sweep). See :func:`fit`.
     ``val_loss``, ``val_accuracy`` / ``val_r2``
         Loss and score on ``validation_data`` with the parameters at the end of the epoch
@@ -62,7 +62,7 @@ class History:
         a resumed checkpoint).
 
     ``accuracy`` also appears beside ``r2`` for a 1-output model whose targets are all -1 or
-    +1 (the sign agreement, :meth:`resode.models.Model.sign_accuracy`), and ``val_accuracy``
+    +1 (the sign agreement, the model's ``sign_accuracy``), and ``val_accuracy``
     beside ``val_r2`` when the validation targets are too.
 
     Columns are available as attributes (``history.loss``) and items (``history["loss"]``);
