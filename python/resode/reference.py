@@ -1677,3 +1677,12 @@ def odeint_vjp(
         )  # fmt: skip
     dX = np.ascontiguousarray(xbar0[:, : np.shape(X)[1]])
     return _finish_grads(field_params, grads, keys, 0.0), dX
+
+
+# --------------------------------------------------------------------------- neural CDE
+# The neural CDE's mathematics live in reference_cde.py (which imports nothing from here);
+# re-exported (``import x as x``) so that ``resode.reference`` holds every model.
+from .reference_cde import cde_logits as cde_logits  # noqa: E402
+from .reference_cde import cde_loss_and_grad as cde_loss_and_grad  # noqa: E402
+from .reference_cde import cde_solve as cde_solve  # noqa: E402
+from .reference_cde import cde_vjp as cde_vjp  # noqa: E402
