@@ -18,5 +18,6 @@ def test_the_all_extra_is_every_feature_extra() -> None:
     features = ("torch", "jax", "sweep", "plot", "sklearn")
     union = {requirement for name in features for requirement in extras[name]}
     assert set(extras["all"]) == union
-    # test and progress are not features: test is for contributors, progress a no-op alias
-    assert set(extras) == {*features, "all", "test", "progress"}
+    # test, progress and timeseries are not features: test is for contributors, progress a
+    # no-op alias, timeseries the comparisons' torchcde
+    assert set(extras) == {*features, "all", "test", "progress", "timeseries"}

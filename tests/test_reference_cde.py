@@ -9,6 +9,7 @@ the step grid (knots, piece boundaries, output times); and agreement with torchc
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -279,3 +280,143 @@ def test_convergence_order_on_a_smooth_cubic_path(method: str, order: int, n: in
     z = [rc.cde_solve(params, U, s, substeps=m, **kw) for m in (n, 2 * n, 4 * n)]
     observed = math.log2(np.abs(z[0] - z[1]).max() / np.abs(z[1] - z[2]).max())
     assert observed == pytest.approx(order, abs=0.25)
+
+
+BAD_INPUTS = [  # (what to change, the argument the error names)
+    (dict(U=np.full((2, 4, 2), np.nan)), "U"),  # a sample without an observed row
+    (dict(row=(0, slice(1, None))), "U"),  # a sample with 1 observed row
+    (dict(channel=(1, 0)), "U"),  # a channel never observed in a sample
+    (dict(times=np.array([0.0, 1.0, 1.0, 2.0])), "times"),
+    (dict(times=np.zeros((3, 4))), "times"),
+    (dict(t=np.array([-1.0, 0.5])), "t"),
+    (dict(t=np.array([1.0, 0.5])), "t"),
+    (dict(interpolation="spline"), "interpolation"),
+    (dict(method="dopri5"), "method"),
+    (dict(field="mlp"), "field"),
+    (dict(output_activation="softplus"), "output_activation"),
+    (dict(substeps=0), "substeps"),
+    (dict(params="no W"), "params"),
+    (dict(cotangent=np.ones((2, 2))), "cotangent"),
+]
+
+
+@pytest.mark.parametrize(("change", "name"), BAD_INPUTS)
+def test_bad_input_names_the_argument(change: dict[str, Any], name: str) -> None:
+    rng = np.random.default_rng(0)
+    params = make_params(rng, "outside", 3, 2)
+    U, times = rng.standard_normal((2, 4, 2)), np.arange(4.0)
+    change = dict(change)  # the parametrised dict is shared: pop from a copy
+    if "row" in change:
+        U[change.pop("row")] = np.nan
+    if "channel" in change:
+        sample, channel = change.pop("channel")
+        U[sample, :, channel] = np.nan
+    if change.pop("params", None):
+        del params["W"]
+    kw: dict[str, Any] = dict(U=U, times=times, field="outside", cotangent=np.ones((2, 3)))
+    kw |= change
+    with pytest.raises(ValueError, match=rf"\b{name}\b"):
+        rc.cde_vjp(params, **kw)
+
+
+def test_unknown_loss_names_the_argument() -> None:
+    rng = np.random.default_rng(0)
+    U, y = rng.standard_normal((2, 4, 2)), np.array([0, 1])
+    with pytest.raises(ValueError, match="loss"):
+        rc.cde_loss_and_grad(make_params(rng, "outside", 3, 2), U, y, np.arange(4.0),
+                             field="outside", loss="hinge")  # fmt: skip
+
+
+# --------------------------------------------------------------------------- torchcde
+
+
+def torch_field(params: dict[str, Any], field: str, S: int, C: int) -> Any:
+    """torchcde's vector field ``f(t, z) -> (batch, S, C)``: ours, in torch, with tanh inside
+    and tanh on the output (torchcde's example field)."""
+    import torch
+
+    def f(t: Any, z: Any) -> Any:
+        if field == "outside":
+            F = torch.tanh(torch.tanh(z @ params["W"][0].T + params["b"][0]))
+        elif field == "inside":
+            F = torch.tanh(torch.tanh(z) @ params["W"][0].T + params["b"][0])
+        else:
+            hid = torch.tanh(z @ params["W1"][0].T + params["b1"][0])
+            F = torch.tanh(hid @ params["W2"][0].T + params["b2"][0])
+        return F.view(z.shape[0], S, C)  # row d*C + c -> [d, c]
+
+    return f
+
+
+def classic_rk4_solver() -> Any:
+    """torchdiffeq's fixed-grid solver with its classic RK4 step (``rk4_step_func``): its
+    ``method="rk4"`` takes ``rk4_alt_step_func``, the 3/8 rule, another tableau."""
+    from torchdiffeq._impl.misc import Perturb
+    from torchdiffeq._impl.rk_common import rk4_step_func
+    from torchdiffeq._impl.solvers import FixedGridODESolver
+
+    class ClassicRK4(FixedGridODESolver):  # type: ignore[misc]
+        order = 4
+
+        def _step_func(self, func: Any, t0: Any, dt: Any, t1: Any, y0: Any) -> Any:
+            f0 = func(t0, y0, perturb=Perturb.NEXT if self.perturb else Perturb.NONE)
+            return rk4_step_func(func, t0, dt, t1, y0, f0=f0, perturb=self.perturb), f0
+
+    return ClassicRK4
+
+
+@pytest.mark.parametrize("field", sorted(FIELDS))
+@pytest.mark.parametrize("interpolation", rc.INTERPOLATIONS)
+@pytest.mark.parametrize(("method", "substeps"), [("euler", 1), ("midpoint", 2), ("rk4", 1)])
+def test_agrees_with_torchcde(
+    field: str, interpolation: str, method: str, substeps: int, monkeypatch: Any
+) -> None:
+    """States at the knots and autograd gradients (params and U) of torchcde's ``cdeint``
+    (``adjoint=False``) on shared float64 weights, equal lengths, shared irregular times,
+    NaNs inside: ``linear_interpolation_coeffs`` + ``LinearInterpolation`` and
+    ``hermite_cubic_coefficients_with_backward_differences`` + ``CubicSpline``.
+
+    Fixed steps on the knots (``substeps`` per interval through ``grid_constructor``), with
+    torchdiffeq's ``euler`` and ``midpoint``, and for rk4 its classic step function
+    (torchdiffeq's ``method="rk4"`` is the 3/8 rule). ``perturb=True`` evaluates a step's
+    first and last stages just inside the step: at a knot torchcde's ``bucketize`` takes the
+    interval on the left, the contract the one of the step (the linear path's dX/dt jumps
+    there)."""
+    torch = pytest.importorskip("torch")
+    torchcde = pytest.importorskip("torchcde")
+    solvers = importlib.import_module("torchdiffeq._impl.odeint").SOLVERS  # the method names
+    monkeypatch.setitem(solvers, "rk4_classic", classic_rk4_solver())
+    rng = np.random.default_rng(list(FIELDS).index(field))
+    N, L, C, S = 3, 6, 2, 3
+    U = 0.7 * rng.standard_normal((N, L, C))
+    U[0, 0, 1] = U[1, 3, 0] = U[1, 4, 0] = U[2, 5, 1] = np.nan
+    times = np.cumsum(rng.uniform(0.5, 1.0, L))
+    params = {k: v for k, v in make_params(rng, field, S, C).items() if k not in ("P", "c")}
+    kw: dict[str, Any] = dict(field=field, output_activation="tanh", substeps=substeps)
+    kw |= dict(interpolation=interpolation, method=method, t=times)
+    ours = rc.cde_solve(params, U, times, **kw)
+
+    tp = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    Ut, tt = torch.tensor(U, requires_grad=True), torch.tensor(times)
+    if interpolation == "linear":
+        X = torchcde.LinearInterpolation(torchcde.linear_interpolation_coeffs(Ut, t=tt), t=tt)
+    else:
+        coeffs = torchcde.hermite_cubic_coefficients_with_backward_differences(Ut, t=tt)
+        X = torchcde.CubicSpline(coeffs, t=tt)
+    grid = np.concatenate([np.linspace(a, b, substeps + 1)[:-1] for a, b in zip(times, times[1:])])
+    grid = torch.tensor(np.append(grid, times[-1]))
+    options = dict(grid_constructor=lambda f, y0, t: grid, perturb=True)
+    z0 = X.evaluate(tt[0]) @ tp["A"].T + tp["a"]
+    name = "rk4_classic" if method == "rk4" else method
+    func = torch_field(tp, field, S, C)
+    zs = torchcde.cdeint(X, func, z0, tt, adjoint=False, method=name, options=options)
+    theirs = zs.detach().numpy().transpose(1, 0, 2)  # (N, L, S) -> (L, N, S)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+
+    v = rng.standard_normal(ours.shape)
+    (zs * torch.tensor(v.transpose(1, 0, 2))).sum().backward()
+    grads, dU = rc.cde_vjp(params, U, times, v, **kw)
+    expected = {k: t.grad.numpy() for k, t in tp.items()} | {"U": Ut.grad.numpy()}
+    scale = max(float(np.abs(g).max()) for g in expected.values())
+    for key, g in ({**grads, "U": dU}).items():
+        assert np.abs(g - expected[key]).max() <= 1e-11 * scale, key
