@@ -16,6 +16,7 @@ __all__ = [
     "FIELDS",
     "FIXED_METHODS",
     "GRADIENTS",
+    "INTERPOLATIONS",
     "LOSSES",
     "METHODS",
     "READOUTS",
@@ -41,6 +42,8 @@ ADAPTIVE_DEFAULTS: dict[str, Any] = {
     "step_control": "sample",
 }
 GRADIENTS = ("discrete", "adjoint")
+# How a neural CDE interpolates its observations (resode.NeuralCDE).
+INTERPOLATIONS = ("linear", "cubic")
 READOUTS = ("linear", "hardtanh")
 
 
