@@ -281,6 +281,27 @@ def test_fixed_projection_trains_A_and_the_field_only() -> None:
         assert not np.array_equal(model.params[name], fresh.params[name])
 
 
+def test_bound_constrains_each_piece_of_the_field() -> None:
+    U, y, t = spirals(12, 8, seed=0)
+    model = resode.NeuralCDE(3, 4, field="bottleneck", hidden=5, pieces=2, seed=0)
+    resode.fit(model, U, y, times=t, bound=0.5, epochs=2, batch_size=6, seed=0, progress=False,
+               optimizer=resode.optim.Adam(lr=0.1))  # fmt: skip
+    norms = sum(
+        np.abs(model.params[k]).reshape(2, -1).sum(axis=1) for k in ("W1", "b1", "W2", "b2")
+    )
+    assert np.all(norms <= 0.5 + 1e-12)
+
+
+def test_divergence_keeps_the_last_finite_parameters() -> None:
+    U = 100 * np.random.default_rng(0).normal(size=(20, 10, 3))
+    model = resode.NeuralCDE(3, 4, activation="identity", seed=0)
+    with pytest.raises(resode.TrainingDiverged, match="epoch 1") as caught:
+        resode.fit(model, U, np.arange(20) % 2, epochs=5, optimizer=resode.optim.SGD(lr=1e6),
+                   seed=0, progress=False)  # fmt: skip
+    assert isinstance(caught.value.__cause__, resode.NonFiniteError)
+    assert all(np.isfinite(v).all() for v in model.params.values())
+
+
 def test_checkpoint_and_resume_equal_an_uninterrupted_run(tmp_path: Path) -> None:
     full, history = _fit(epochs=4)
     path = tmp_path / "ck.npz"
@@ -417,7 +438,9 @@ def test_cdeint_takes_a_model() -> None:
         resode.cdeint([1, 2], U)
     with pytest.raises(ValueError, match="params must hold"):
         resode.cdeint({"A": np.ones((2, 3)), "a": np.ones(2)}, U)
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match="adaptive methods are not available"):
         resode.cdeint(model.params, U, method="dopri5")
+    with pytest.raises(ValueError, match="method must be one of"):
+        resode.cdeint(model.params, U, method="heun")
     float32 = {k: v.astype(np.float32) for k, v in model.params.items()}
     assert resode.cdeint(float32, U, field="bottleneck").dtype == np.float32

@@ -14,11 +14,11 @@ from ._validation import as_float_array, check_choice, check_int
 from .models import (
     ACTIVATIONS,
     FIELDS,
-    FIXED_METHODS,
     INTERPOLATIONS,
     NeuralCDE,
     as_series,
     as_times,
+    check_cde_method,
     field_param_names,
 )
 
@@ -51,7 +51,7 @@ def _options(params: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, A
         "interpolation": check_choice(
             "interpolation", given["interpolation"] or "cubic", INTERPOLATIONS
         ),
-        "method": check_choice("method", method, FIXED_METHODS),
+        "method": check_cde_method(method),
         "substeps": check_int("substeps", 1 if given["substeps"] is None else given["substeps"], 1),
     }
 
@@ -180,10 +180,28 @@ def cdeint_vjp(
 
     Parameters
     ----------
-    params, U, times, t, field, activation, output_activation, interpolation, method, substeps
-        As :func:`cdeint` (``times=None``: ``0, 1, ..., L-1``).
+    params : dict of numpy.ndarray, or resode.NeuralCDE
+        As in :func:`cdeint`.
+    U : array_like, shape (N, L, channels)
+        As in :func:`cdeint`.
+    times : array_like, shape (L,) or (N, L), or None
+        As in :func:`cdeint` (None: ``0, 1, ..., L-1``).
     cotangent : array_like
         Of :func:`cdeint`'s output shape: ``(N, state)``, or ``(len(t), N, state)`` with ``t``.
+    t : array_like, shape (Q,), optional
+        As in :func:`cdeint`.
+    field : {"outside", "inside", "bottleneck"}, optional
+        As in :func:`cdeint`.
+    activation : str, optional
+        As in :func:`cdeint`.
+    output_activation : str, optional
+        As in :func:`cdeint`.
+    interpolation : {"cubic", "linear"}, optional
+        As in :func:`cdeint`.
+    method : {"rk4", "midpoint", "euler"}, optional
+        As in :func:`cdeint`.
+    substeps : int, optional
+        As in :func:`cdeint`.
 
     Returns
     -------

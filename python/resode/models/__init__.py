@@ -38,6 +38,7 @@ from .options import (
     READOUTS,
     STEP_CONTROLS,
     adaptive_options,
+    check_cde_method,
     summarize_stats,
 )
 from .params import (
@@ -74,6 +75,7 @@ __all__ = [
     "as_series",
     "as_times",
     "cde_param_shapes",
+    "check_cde_method",
     "check_paths",
     "default_output_times",
     "field_param_names",

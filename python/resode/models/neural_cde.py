@@ -3,7 +3,7 @@ irregularly sampled time series of unequal lengths with missing values (Kidger e
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from .._validation import (
     resolve_dtype,
 )
 from .base import Model, is_sign_target, r2_score, sign_agreement
-from .options import ACTIVATIONS, FIELDS, FIXED_METHODS, INTERPOLATIONS, LOSSES
+from .options import ACTIVATIONS, FIELDS, INTERPOLATIONS, LOSSES, check_cde_method
 from .params import cde_param_shapes, init_cde_params
 from .problem import Problem
 from .series import as_series, as_times, check_paths, default_output_times
@@ -40,19 +40,15 @@ class NeuralCDE(Model):
     ``W2 sigma(W1 z + b1) + b2``. The logits are ``z(T_i) P^T + c`` at each sample's own end
     time ``T_i`` (its last observation).
 
-    Data: ``U`` of shape ``(N, L, channels)`` at ``times`` ``(L,)`` (shared) or ``(N, L)``
-    (per sample), strictly increasing over each sample's observed rows; ``times=None`` means
-    ``0, 1, ..., L-1``. A NaN inside a series is a missing value, filled linearly in time
-    between that channel's neighbouring observations (as torchcde); a shorter series is padded
-    with NaN rows at the end (its end time is its last observed row's). The observation times
-    enter the dynamics only through the path's parametrisation: include them as a channel of
-    ``U`` when they carry information (torchcde's advice).
+    Data: ``U`` ``(N, L, channels)`` at ``times`` ``(L,)`` or ``(N, L)`` (default ``0, 1, ...,
+    L-1``). A NaN inside a series is a missing value, filled linearly in time (as torchcde); a
+    shorter series is padded with NaN rows at the end. Include the observation times as a
+    channel of ``U`` when they carry information (torchcde's advice); docs/guide/timeseries.md.
 
-    Integration: a fixed-step explicit method, ``substeps`` equal steps on every interval
-    between a sample's consecutive observations (the steps land on every knot, per sample).
-    The gradient is the exact gradient of this discretisation (a reverse sweep through the
-    Runge-Kutta stages), with respect to every parameter and to ``U``. The adaptive methods,
-    tolerances and the continuous adjoint are not available for neural CDEs yet.
+    Integration: a fixed-step method, ``substeps`` equal steps on every interval between a
+    sample's consecutive observations; the exact gradient of this discretisation with respect
+    to every parameter and to ``U``. Adaptive methods, tolerances and the continuous adjoint
+    are not available for neural CDEs yet.
 
     Parameters
     ----------
@@ -72,6 +68,7 @@ class NeuralCDE(Model):
     classes : int, default 2
         Outputs: classes for ``loss="cross_entropy"``, targets for ``loss="mse"``.
     loss : {"cross_entropy", "mse"}, default "cross_entropy"
+        Classification or regression, as for :class:`resode.ResNet`.
     weight_decay : float, default 0.0
         ``weight_decay * sum(theta**2)`` over the field's arrays (not ``A``, ``a``, ``P``,
         ``c``) is added to the loss.
@@ -90,6 +87,7 @@ class NeuralCDE(Model):
         the window of the batch it is evaluated in; give every batch the same window (e.g.
         shared times and a full last row) to make it independent.
     dtype : {"float64", "float32"}, default "float64"
+        Of the parameters and of every computation.
     seed : int or None
         Seed of the initialisation (``torch.nn.Linear``'s rule, see
         :func:`resode.models.init_cde_params`).
@@ -148,7 +146,7 @@ class NeuralCDE(Model):
             raise ValueError(f"classes must be >= 2 for loss 'cross_entropy', got {classes}")
         self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
         self.interpolation = check_choice("interpolation", interpolation, INTERPOLATIONS)
-        self.method = _check_method(method)
+        self.method = check_cde_method(method)
         self.substeps = check_int("substeps", substeps, 1)
         self.pieces = check_int("pieces", pieces, 1)
         self.dtype = resolve_dtype(dtype)
@@ -168,13 +166,36 @@ class NeuralCDE(Model):
     # -- the protocol -----------------------------------------------------------------------
     @property
     def dim(self) -> int:  # type: ignore[override]
-        """The values per observation, ``channels`` (what ``feature_names`` and ``scaling``
-        describe)."""
+        """The values per observation: ``channels``.
+
+        Returns
+        -------
+        int
+            What ``feature_names`` (one name per channel) and ``scaling`` describe.
+
+        Examples
+        --------
+        >>> import resode
+        >>> resode.NeuralCDE(3, 8).dim
+        3
+        """
         return self.channels
 
     @property
     def config(self) -> dict[str, Any]:
-        """The constructor arguments (JSON-serialisable) that rebuild this model."""
+        """Return the constructor arguments (JSON-serialisable) that rebuild this model.
+
+        Returns
+        -------
+        dict of str to object
+            ``resode.NeuralCDE(**model.config)`` is a model of the same configuration.
+
+        Examples
+        --------
+        >>> import resode
+        >>> resode.NeuralCDE(3, 8, interpolation="linear").config["interpolation"]
+        'linear'
+        """
         seed = self.seed
         return {
             "channels": self.channels,
@@ -196,16 +217,40 @@ class NeuralCDE(Model):
 
     @property
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """The shape every entry of ``params`` must have, from the configuration
-        (:func:`resode.models.cde_param_shapes`)."""
+        """The shape every entry of ``params`` must have, from the configuration.
+
+        Returns
+        -------
+        dict of str to tuple of int
+            ``A``, ``a``, the field's arrays, ``P`` and ``c``
+            (:func:`resode.models.cde_param_shapes`).
+
+        Examples
+        --------
+        >>> import resode
+        >>> resode.NeuralCDE(3, 2).param_shapes
+        {'A': (2, 3), 'a': (2,), 'W': (1, 6, 2), 'b': (1, 6), 'P': (2, 2), 'c': (2,)}
+        """
         return cde_param_shapes(
             self.field, self.pieces, self.channels, self.state, self.hidden, self.classes
         )
 
     @property
     def steps(self) -> int:
-        """Not defined: each sample has its own step grid (``substeps`` steps per interval
-        between its observations). Raises AttributeError."""
+        """Not defined: each sample has its own step grid.
+
+        Returns
+        -------
+        int
+            Never: an AttributeError says that each sample takes ``substeps`` steps per
+            interval between its own observations.
+
+        Examples
+        --------
+        >>> import resode
+        >>> hasattr(resode.NeuralCDE(3, 2), "steps")
+        False
+        """
         raise AttributeError(
             "a NeuralCDE has no single step grid: each sample takes `substeps` steps per "
             "interval between its own observations"
@@ -213,12 +258,36 @@ class NeuralCDE(Model):
 
     @property
     def dt(self) -> float:
-        """Not defined (see :attr:`steps`). Raises AttributeError."""
+        """Not defined: each sample has its own step sizes (see :attr:`steps`).
+
+        Returns
+        -------
+        float
+            Never: an AttributeError.
+
+        Examples
+        --------
+        >>> import resode
+        >>> hasattr(resode.NeuralCDE(3, 2), "dt")
+        False
+        """
         raise AttributeError("a NeuralCDE has no single step size (see NeuralCDE.steps)")
 
     def core_options(self) -> dict[str, Any]:
-        """The keyword arguments of the core's ``cde_*`` functions for this model (``field``,
-        ``activation``, ``output_activation``, ``interpolation``, ``method``, ``substeps``)."""
+        """Return the keyword arguments of the core's ``cde_*`` functions for this model.
+
+        Returns
+        -------
+        dict of str to object
+            ``field``, ``activation``, ``output_activation``, ``interpolation``, ``method``
+            and ``substeps`` (what :func:`resode.cdeint` takes as well).
+
+        Examples
+        --------
+        >>> import resode
+        >>> resode.NeuralCDE(3, 2, method="midpoint").core_options()["method"]
+        'midpoint'
+        """
         return {
             "field": self.field,
             "activation": self.activation,
@@ -229,9 +298,35 @@ class NeuralCDE(Model):
         }
 
     def problem(self, X: Any, y: Any = None, times: Any = None) -> Problem:
-        """The checked series ``X`` (``U``, ``(N, L, channels)``), targets and ``times`` and
-        the core's options: see :class:`resode.models.Problem`. Every path is checked
-        (:func:`resode.models.check_paths`). Raises ValueError/TypeError on bad data."""
+        """Return the checked series, targets and times and the core's options.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, L, channels)
+            The series ``U``.
+        y : array_like, shape (N,) or (N, classes), optional
+            Integer labels (cross-entropy) or float targets (``loss="mse"``).
+        times : array_like, shape (L,) or (N, L), optional
+            As in :meth:`forward`.
+
+        Returns
+        -------
+        resode.models.Problem
+            ``X`` the series of the model's dtype, ``times`` float64 and ``core_args`` the
+            options and the loss terms; every path checked (:func:`resode.models.check_paths`).
+
+        Raises
+        ------
+        ValueError, TypeError
+            On bad data, naming the argument.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> problem = resode.NeuralCDE(2, 3).problem(np.ones((4, 5, 2)), [0, 1, 1, 0])
+        >>> problem.X.shape, problem.times.tolist()
+        ((4, 5, 2), [0.0, 1.0, 2.0, 3.0, 4.0])
+        """
         U = as_series(X, self.channels, self.dtype)
         grid = as_times(times, U.shape[0], U.shape[1])
         check_paths(U, grid)
@@ -250,7 +345,7 @@ class NeuralCDE(Model):
 
     # -- public API ----------------------------------------------------------------------------
     def forward(self, U: Any, times: Any = None) -> np.ndarray:  # type: ignore[override]
-        """Logits ``z(T_i) P^T + c``, shape ``(N, classes)``.
+        """Compute the logits ``z(T_i) P^T + c`` at each sample's own end time.
 
         Parameters
         ----------
@@ -261,8 +356,14 @@ class NeuralCDE(Model):
 
         Returns
         -------
-        numpy.ndarray
-            ``(N, classes)``, of the model's dtype.
+        numpy.ndarray, shape (N, classes)
+            In the model's dtype.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> resode.NeuralCDE(2, 3, classes=4).forward(np.ones((5, 6, 2))).shape
+        (5, 4)
         """
         Uc, grid = self._series(U, times)
         return _core.cde_logits(self._all_params(), Uc, grid, **self.core_options())
@@ -270,11 +371,12 @@ class NeuralCDE(Model):
     def trajectory(  # type: ignore[override]
         self, U: Any, times: Any = None, t: Any = None
     ) -> np.ndarray:
-        """The hidden states ``z(t)`` at the output times ``t``, shape ``(len(t), N, state)``.
+        """Compute the hidden states ``z(t)`` at the output times ``t``.
 
         Parameters
         ----------
         U : array_like, shape (N, L, channels)
+            The observations, as in :meth:`forward`.
         times : array_like, shape (L,) or (N, L), optional
             As in :meth:`forward`.
         t : array_like, shape (Q,), optional
@@ -286,8 +388,8 @@ class NeuralCDE(Model):
 
         Returns
         -------
-        numpy.ndarray
-            ``(len(t), N, state)``.
+        numpy.ndarray, shape (len(t), N, state)
+            In the model's dtype.
 
         Examples
         --------
@@ -307,25 +409,85 @@ class NeuralCDE(Model):
         return _core.cde_solve(self._all_params(), Uc, grid, **self.core_options(), t=out)
 
     def predict_proba(self, U: Any, times: Any = None) -> np.ndarray:  # type: ignore[override]
-        """Class probabilities ``softmax(logits)``, ``(N, classes)``; arguments as
-        :meth:`forward`."""
+        """Return the class probabilities ``softmax(logits)``.
+
+        Parameters
+        ----------
+        U : array_like, shape (N, L, channels)
+            The observations, as in :meth:`forward`.
+        times : array_like, shape (L,) or (N, L), optional
+            As in :meth:`forward`.
+
+        Returns
+        -------
+        numpy.ndarray, shape (N, classes)
+            Each row sums to 1, in the model's dtype.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> p = resode.NeuralCDE(2, 3, seed=0).predict_proba(np.ones((4, 5, 2)))
+        >>> bool(np.allclose(p.sum(axis=1), 1.0))
+        True
+        """
         z = self.forward(U, times)
         z = np.exp(z - z.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
 
     def predict(self, U: Any, times: Any = None) -> np.ndarray:  # type: ignore[override]
-        """Labels ``argmax(logits)`` (int64 ``(N,)``) for classification; the outputs
-        ``(N, classes)`` for regression (``(N,)`` for a 1-output model fitted on targets
-        ``(N,)``). Arguments as :meth:`forward`."""
+        """Return the predictions for the series ``U``.
+
+        Parameters
+        ----------
+        U : array_like, shape (N, L, channels)
+            The observations, as in :meth:`forward`.
+        times : array_like, shape (L,) or (N, L), optional
+            As in :meth:`forward`.
+
+        Returns
+        -------
+        numpy.ndarray
+            Classification: the labels ``argmax(logits)``, int64 ``(N,)``. Regression: the
+            outputs ``(N, classes)``, or ``(N,)`` for a 1-output model fitted on ``(N,)``.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> resode.NeuralCDE(2, 3, seed=0).predict(np.ones((4, 5, 2))).shape
+        (4,)
+        """
         z = self.forward(U, times)
         if self.task == "regression":
             return z[:, 0] if self.classes == 1 and self.flat_targets else z
         return np.argmax(z, axis=1).astype(np.int64)
 
     def score(self, U: Any, y: Any, times: Any = None) -> float:  # type: ignore[override]
-        """Accuracy (classification; labels ``(N,)`` or one-hot ``(N, classes)``) or the
-        coefficient of determination R^2 averaged over the outputs (regression), as
-        :meth:`resode.ResNet.score`; ``U`` and ``times`` as in :meth:`forward`."""
+        """Return the accuracy (classification) or R^2 (regression) on ``(U, y)``.
+
+        Parameters
+        ----------
+        U : array_like, shape (N, L, channels)
+            The observations, as in :meth:`forward`.
+        y : array_like
+            Labels ``(N,)`` or one-hot ``(N, classes)`` (compared by argmax); regression
+            targets ``(N, classes)`` (or ``(N,)`` with one output).
+        times : array_like, shape (L,) or (N, L), optional
+            As in :meth:`forward`.
+
+        Returns
+        -------
+        float
+            The fraction of correct labels, or ``1 - SS_res / SS_tot`` averaged over the
+            outputs (scikit-learn's ``r2_score``).
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> model = resode.NeuralCDE(2, 3, seed=0)
+        >>> U = np.ones((4, 5, 2))
+        >>> model.score(U, model.predict(U))
+        1.0
+        """
         if self.task == "regression":
             z = self.forward(U, times)
             return r2_score(self._targets(y, z.shape[0]), z)
@@ -341,8 +503,34 @@ class NeuralCDE(Model):
         return float(np.mean(pred == as_labels(labels, pred.shape[0], self.classes)))
 
     def sign_accuracy(self, U: Any, y: Any, times: Any = None) -> float:  # type: ignore[override]
-        """Sign agreement of a 1-output model with targets in {-1, +1}, as
-        :meth:`resode.ResNet.sign_accuracy`; ``U`` and ``times`` as in :meth:`forward`."""
+        """Return the sign agreement of a 1-output model with targets in {-1, +1}.
+
+        Parameters
+        ----------
+        U : array_like, shape (N, L, channels)
+            The observations, as in :meth:`forward`.
+        y : array_like, shape (N,) or (N, 1)
+            Targets, each -1 or +1.
+        times : array_like, shape (L,) or (N, L), optional
+            As in :meth:`forward`.
+
+        Returns
+        -------
+        float
+            The fraction of samples whose output ``z > 0`` exactly when ``y = +1``.
+
+        Raises
+        ------
+        ValueError
+            If the model has more than one output, or ``y`` holds other values.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> model = resode.NeuralCDE(2, 3, classes=1, loss="mse", seed=0)
+        >>> 0.0 <= model.sign_accuracy(np.ones((4, 5, 2)), [1, -1, 1, -1]) <= 1.0
+        True
+        """
         if self.classes != 1:
             raise ValueError(f"sign_accuracy needs a 1-output model, this one has {self.classes}")
         if not is_sign_target(y):
@@ -350,14 +538,25 @@ class NeuralCDE(Model):
         z = self.forward(U, times)
         return sign_agreement(self._targets(y, z.shape[0]), z)
 
-    def loss_and_grad(  # type: ignore[override]
+    @overload  # type: ignore[override]
+    def loss_and_grad(
+        self, U: Any, y: Any, times: Any = ..., *, return_dU: Literal[False] = ...
+    ) -> tuple[float, dict[str, np.ndarray]]: ...
+
+    @overload
+    def loss_and_grad(
+        self, U: Any, y: Any, times: Any = ..., *, return_dU: Literal[True]
+    ) -> tuple[float, dict[str, np.ndarray], np.ndarray]: ...
+
+    def loss_and_grad(
         self, U: Any, y: Any, times: Any = None, *, return_dU: bool = False
     ) -> tuple[float, dict[str, np.ndarray]] | tuple[float, dict[str, np.ndarray], np.ndarray]:
-        """The loss and its exact gradient in one call into the core.
+        """Compute the loss and its exact gradient in one call into the core.
 
         Parameters
         ----------
         U : array_like, shape (N, L, channels)
+            The observations, as in :meth:`forward`.
         y : array_like
             Integer labels ``(N,)`` in ``[0, classes)`` for ``loss="cross_entropy"``, float
             targets ``(N, classes)`` (or ``(N,)`` when ``classes == 1``) for ``loss="mse"``.
@@ -376,6 +575,15 @@ class NeuralCDE(Model):
             Keyed, shaped and typed as ``params``.
         dU : numpy.ndarray, shape (N, L, channels)
             With ``return_dU`` only: ``d loss / d U``, exactly 0 where ``U`` is NaN.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> model = resode.NeuralCDE(2, 3, seed=0)
+        >>> loss, grads, dU = model.loss_and_grad(np.ones((4, 5, 2)), [0, 1, 0, 1],
+        ...                                       return_dU=True)
+        >>> grads["W"].shape, dU.shape
+        ((1, 6, 3), (4, 5, 2))
         """
         Uc, grid = self._series(U, times)
         targets = self._targets(y, Uc.shape[0])
@@ -387,12 +595,3 @@ class NeuralCDE(Model):
         if return_dU:
             return float(loss), grads, dU
         return float(loss), grads
-
-
-def _check_method(method: Any) -> str:
-    if isinstance(method, str) and method in ("dopri5", "tsit5", "bosh3"):
-        raise ValueError(
-            f"method={method!r}: the adaptive methods are not available for neural CDEs yet; "
-            f"use one of {', '.join(repr(m) for m in FIXED_METHODS)} with substeps"
-        )
-    return check_choice("method", method, FIXED_METHODS)

@@ -23,6 +23,7 @@ __all__ = [
     "STEP_CONTROLS",
     "adaptive_options",
     "check_bool",
+    "check_cde_method",
     "summarize_stats",
 ]
 
@@ -52,6 +53,16 @@ def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
     return bool(value)
+
+
+def check_cde_method(method: Any) -> str:
+    """``method`` if it is a fixed-step method; the neural CDE has no adaptive method yet."""
+    if isinstance(method, str) and method in ADAPTIVE_METHODS:
+        raise ValueError(
+            f"method={method!r}: the adaptive methods are not available for neural CDEs yet; "
+            f"use one of {', '.join(repr(m) for m in FIXED_METHODS)} with substeps"
+        )
+    return check_choice("method", method, FIXED_METHODS)
 
 
 def adaptive_options(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
