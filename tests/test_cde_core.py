@@ -203,6 +203,33 @@ def test_per_sample_times_and_output_times_match_the_contract(field: str) -> Non
     )
 
 
+@pytest.mark.parametrize("pieces", [1, 2])
+def test_samples_on_their_own_grids_share_blocks(pieces: int) -> None:
+    # 40 samples with their own times and lengths 3..8 run in lockstep blocks: shorter grids idle
+    rng = np.random.default_rng(13)
+    N, L = 40, 8
+    U = rng.normal(size=(N, L, 2))
+    for i in range(N):
+        U[i, 3 + i % 6 :] = np.nan
+    U[5, 1, 1] = np.nan
+    own = np.cumsum(rng.uniform(0.2, 1.0, size=(N, L)), axis=1)
+    own[7, 5:] = np.nan  # per-sample times on padding rows are ignored
+    p = make_params(rng, "outside", 3, 2, pieces=pieces)
+    t = np.linspace(own[:, 0].min(), max(own[i, 2 + i % 6] for i in range(N)), 5)
+    kw = options(substeps=2, t=t, interpolation="linear")
+    np.testing.assert_allclose(
+        _core.cde_solve(p, U, own, **kw), numpy_solve(p, U, own, **kw), rtol=1e-12, atol=1e-13
+    )
+    cot = rng.normal(size=(5, N, 3))
+
+    def value() -> float:
+        return float(np.sum(cot * _core.cde_solve(p, U, own, **kw)))
+
+    grads, dU = _core.cde_vjp(p, U, own, cot, **kw)
+    check_gradients(rng, p, U, value, grads, dU)
+    assert np.all(dU[np.isnan(U)] == 0)
+
+
 def test_logits_are_the_final_states_read_out() -> None:
     rng = np.random.default_rng(2)
     U, times, _ = make_series(rng, 5, 5, 3)

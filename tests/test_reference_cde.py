@@ -200,6 +200,12 @@ def test_nan_fill_by_hand() -> None:
         z = rc.cde_solve(identity_model(2), U, times, **IDENTITY, interpolation="linear",
                          method=method, t=times[:5])  # fmt: skip
         np.testing.assert_allclose(z[:, 0], filled, rtol=0, atol=1e-14)
+        # between the knots too, and with substeps: X is linear there
+        t = np.array([0.5, 2.0, 2.9, 5.5])
+        z = rc.cde_solve(identity_model(2), U, times, **IDENTITY, interpolation="linear",
+                         method=method, substeps=3, t=t)  # fmt: skip
+        X = np.stack([np.interp(t, times[:5], filled[:, c]) for c in range(2)], axis=1)
+        np.testing.assert_allclose(z[:, 0], X, rtol=0, atol=1e-14)
     # z(T) = x_4 = (U[3, 0], U[4, 1]): dU is the transpose of the fill, 0 at the NaNs
     _, dU = rc.cde_vjp(identity_model(2), U, times, np.array([[1.0, 10.0]]), **IDENTITY,
                        interpolation="linear")  # fmt: skip
@@ -222,7 +228,7 @@ def test_cubic_path_by_hand() -> None:
         dt, u = times[k + 1] - times[k], (s - times[k]) / (times[k + 1] - times[k])
         h00, h01 = 2 * u**3 - 3 * u**2 + 1, -2 * u**3 + 3 * u**2  # the Hermite basis
         h10, h11 = u**3 - 2 * u**2 + u, u**3 - u**2
-        return h00 * x[k] + h10 * dt * m[k] + h01 * x[k + 1] + h11 * dt * m[k + 1]
+        return float(h00 * x[k] + h10 * dt * m[k] + h01 * x[k + 1] + h11 * dt * m[k + 1])
 
     t = np.array([0.0, 0.3, 1.0, 1.5, 2.9, 3.2, 3.5])
     z = rc.cde_solve(identity_model(1), x.reshape(1, 4, 1), times, **IDENTITY, t=t)
@@ -267,16 +273,20 @@ def test_steps_land_on_piece_boundaries_and_output_times() -> None:
 @pytest.mark.parametrize(
     ("method", "order", "n"), [("euler", 1, 32), ("midpoint", 2, 8), ("rk4", 4, 8)]
 )
-def test_convergence_order_on_a_smooth_cubic_path(method: str, order: int, n: int) -> None:
-    """Steps land on the knots, where the Hermite path's dX/dt is continuous, and it is
-    polynomial in between: the observed order in ``substeps`` is the method's,
-    ``log2(|z_n - z_2n| / |z_2n - z_4n|)``."""
+@pytest.mark.parametrize("interpolation", rc.INTERPOLATIONS)
+def test_convergence_order_on_a_smooth_path(
+    method: str, order: int, n: int, interpolation: str
+) -> None:
+    """Steps land on the knots, and between them dX/dt is polynomial (the Hermite cubic's,
+    continuous at the knots, or the linear path's constant): the observed order in
+    ``substeps``, ``log2(|z_n - z_2n| / |z_2n - z_4n|)``, is the method's."""
     rng = np.random.default_rng(2)
     s = np.linspace(0.0, 3.0, 7)
     U = np.stack([np.stack([np.sin(s + p), np.cos(2 * s - p)], axis=1) for p in (0.0, 1.0)])
     params = make_params(rng, "bottleneck", 3, 2)
     params |= {k: 3 * params[k] for k in ("W1", "b1", "W2", "b2")}  # away from the linear regime
     kw: dict[str, Any] = dict(field="bottleneck", method=method, output_activation="tanh")
+    kw["interpolation"] = interpolation
     z = [rc.cde_solve(params, U, s, substeps=m, **kw) for m in (n, 2 * n, 4 * n)]
     observed = math.log2(np.abs(z[0] - z[1]).max() / np.abs(z[1] - z[2]).max())
     assert observed == pytest.approx(order, abs=0.25)
@@ -290,6 +300,7 @@ BAD_INPUTS = [  # (what to change, the argument the error names)
     (dict(times=np.zeros((3, 4))), "times"),
     (dict(t=np.array([-1.0, 0.5])), "t"),
     (dict(t=np.array([1.0, 0.5])), "t"),
+    (dict(t=np.array([0.5, np.nan])), "t"),
     (dict(interpolation="spline"), "interpolation"),
     (dict(method="dopri5"), "method"),
     (dict(field="mlp"), "field"),

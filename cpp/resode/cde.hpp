@@ -17,16 +17,21 @@
 // [tau, tau + h] uses the piece and the path interval containing tau + h/2; its stage j is
 // evaluated at tau + c_j h on that path interval.
 //
-// Work decomposition: samples with the same grid (the same length and times: with shared times,
-// the same length) are cut into blocks of at most block_size(width) samples, each processed in
-// the feature-major layout of linalg.hpp (state S x n, field output S*C x n); samples with
-// their own times form blocks of their own. OpenMP runs blocks; the gradient sweeps give each
-// group of consecutive blocks its own accumulator, reduced in group order, so results do not
-// depend on the thread count (as sweep.hpp does). The reverse sweep keeps every step's state
-// (S x n per step) and recomputes that step's stages from it on the way back.
+// Work decomposition: blocks of up to cde_block_size(width) samples in the feature-major layout
+// of linalg.hpp (state S x n, field output S*C x n) run in lockstep, one field evaluation (a
+// GEMM) per stage for the whole block, each sample (column) on its own grid: the step size h
+// is folded into the control increment h dX/dt, which is per column anyway, so
+//   K_i = G(Z_i) (h dX/dt)(tau + c_i h),  Z_i = z + sum_l a_il K_l,  z' = z + sum_i b_i K_i,
+// and a sample with fewer steps than its block idles through the last ones with a zero
+// increment (K_i = 0 exactly: its state and its cotangent pass unchanged). The samples of a
+// block only need the same piece in each step (make_plan). OpenMP runs blocks; the gradient
+// sweeps give each group of consecutive blocks its own accumulator, reduced in group order, so
+// results do not depend on the thread count (as sweep.hpp does). The reverse sweep keeps every
+// step's state (S x n per step) and recomputes that step's stages from it on the way back.
 #pragma once
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <vector>
@@ -114,9 +119,9 @@ struct CdeGrid {
   std::vector<index_t> out_state;  // per output time: the index of its state on the grid
 };
 
-// A run of samples order[begin, begin + n) with the same grid.
+// Samples order[begin, begin + n), run together for `steps` steps (see make_plan).
 struct CdeBlock {
-  index_t begin, n;
+  index_t begin, n, steps;
 };
 
 // The first non-finite state of a block: step (-1: none), its end time and the sample.
@@ -140,7 +145,7 @@ inline double piece_boundary(double t_lo, double t_hi, index_t K, index_t j) {
 // Samples, lengths, window and blocks of a call; validates U, times and t.
 template <class T>
 struct CdePlan {
-  std::vector<index_t> length, order;
+  std::vector<index_t> length, steps, order;  // per sample: observed rows, steps of its grid
   std::vector<CdeBlock> blocks;
   double t_lo = 0.0, t_hi = 0.0;
   index_t capacity = 0, max_length = 0, max_steps = 0, groups = 1;
@@ -248,45 +253,61 @@ void build_grid(const CdeProblem<T>& pb, const CdePlan<T>& plan, const double* t
   }
 }
 
-// Width of a block's widest buffer (for the block size) and the plan's blocks: samples sorted
-// by their grid key (length, then times when per sample), runs of equal keys cut into blocks.
+// The plan's blocks. Samples run in lockstep in a block, each on its own grid (its own steps,
+// times and path): a sample whose grid is shorter than the block's idles through the last steps
+// with a zero control increment, which leaves its state and its cotangent exactly unchanged.
+// The steps of a block share one piece each, so its samples must agree on the step where each
+// piece starts (the key; a piece never reached counts as "never"). Samples are sorted by key,
+// then by their number of steps (so a block's samples have similar lengths), and each run of
+// equal keys is cut into blocks of at most cde_block_size(width) samples.
 template <class T>
 CdePlan<T> make_plan(const CdeProblem<T>& pb, bool gradient) {
   CdePlan<T> plan;
   check_paths(pb, plan);
   set_window(pb, plan);
-  const index_t N = pb.N;
+  const index_t N = pb.N, K = pb.field.pieces;
+  constexpr index_t never = std::numeric_limits<index_t>::max();
+  std::vector<index_t> starts(std::size_t(N * (K - 1)), never);  // step where piece j >= 1 starts
+  plan.steps.resize(std::size_t(N));
+  CdeGrid grid;
+  for (index_t i = 0; i < N; ++i) {
+    const index_t len = plan.length[std::size_t(i)];
+    build_grid(pb, plan, pb.sample_times(i), len, grid);
+    const index_t steps = index_t(grid.steps.size());
+    plan.steps[std::size_t(i)] = steps;
+    index_t* start = starts.data() + i * (K - 1);
+    index_t next = 1;  // the next piece whose start is not known yet
+    for (index_t q = 0; q < steps; ++q)
+      for (; next < K && next <= grid.steps[std::size_t(q)].piece; ++next) start[next - 1] = q;
+    plan.max_length = std::max(plan.max_length, len);
+    plan.max_steps = std::max(plan.max_steps, steps);
+  }
+  auto same_key = [&](index_t i, index_t j) {
+    return std::equal(starts.begin() + i * (K - 1), starts.begin() + (i + 1) * (K - 1),
+                      starts.begin() + j * (K - 1));
+  };
   auto less = [&](index_t i, index_t j) {
-    const index_t li = plan.length[std::size_t(i)], lj = plan.length[std::size_t(j)];
-    if (li != lj) return li < lj;
-    if (!pb.per_sample_times) return false;
-    const double *ti = pb.sample_times(i), *tj = pb.sample_times(j);
-    for (index_t r = 0; r < li; ++r)
-      if (ti[r] != tj[r]) return ti[r] < tj[r];
-    return false;
+    const auto ki = starts.begin() + i * (K - 1), kj = starts.begin() + j * (K - 1);
+    if (!same_key(i, j)) return std::lexicographical_compare(ki, ki + (K - 1), kj, kj + (K - 1));
+    return plan.steps[std::size_t(i)] < plan.steps[std::size_t(j)];
   };
   plan.order.resize(std::size_t(N));
   for (index_t i = 0; i < N; ++i) plan.order[std::size_t(i)] = i;
   std::stable_sort(plan.order.begin(), plan.order.end(), less);
   const auto& f = pb.field;
   const index_t cap = cde_block_size(std::max({f.out(), f.H, f.S}));
-  CdeGrid grid;
   double work = 0.0;
   for (index_t begin = 0; begin < N;) {
     index_t end = begin + 1;
-    while (end < N && !less(plan.order[std::size_t(begin)], plan.order[std::size_t(end)])) ++end;
+    while (end < N && same_key(plan.order[std::size_t(begin)], plan.order[std::size_t(end)])) ++end;
     const index_t run = end - begin, count = (run + cap - 1) / cap;
-    const index_t first = plan.order[std::size_t(begin)], len = plan.length[std::size_t(first)];
-    build_grid(pb, plan, pb.sample_times(first), len, grid);
-    const index_t steps = index_t(grid.steps.size());
     for (index_t b = 0; b < count; ++b) {
       const index_t lo = begin + run * b / count, hi = begin + run * (b + 1) / count;
-      plan.blocks.push_back({lo, hi - lo});
+      const index_t steps = plan.steps[std::size_t(plan.order[std::size_t(hi - 1)])];
+      plan.blocks.push_back({lo, hi - lo, steps});
       plan.capacity = std::max(plan.capacity, hi - lo);
+      work += double(hi - lo) * double(steps) * double(pb.tab.stages) * f.work();
     }
-    plan.max_length = std::max(plan.max_length, len);
-    plan.max_steps = std::max(plan.max_steps, steps);
-    work += double(run) * double(steps) * double(pb.tab.stages) * f.work();
     begin = end;
   }
   const index_t count = index_t(plan.blocks.size());
@@ -438,98 +459,163 @@ struct CdeWork {
     }
     kbar = take(S), Fbar = take(O), hbar = take(hidden), dXbar = take(C), zbar = take(S);
     logits = take(classes), logits_bar = take(classes);
+    const auto grid_size = std::size_t(plan.max_steps * cap);
+    tau.resize(grid_size), h.resize(grid_size), interval.resize(grid_size);
+    piece.resize(std::size_t(plan.max_steps));
+    out_state.resize(std::size_t(pb.out_count * cap));
+    times.resize(std::size_t(cap)), length.resize(std::size_t(cap));
+    weights.resize(std::size_t(stages * cap));
     fill.resize(std::size_t(Lm));
   }
-  CdeGrid grid;
+  // The block's grid: step j of column s is [tau, tau + h] (h = 0: idle) on path interval
+  // `interval` (entries j * n + s); all columns use the field of piece[j] in step j. Output
+  // time r reads state out_state[r * n + s] of column s.
+  std::vector<double> tau, h;
+  std::vector<index_t> interval, piece, out_state;
+  std::vector<const double*> times;  // per column: its sample's times
+  std::vector<index_t> length;       // per column: its sample's observed rows
+  std::vector<PathWeights> weights;  // per stage and column of the current step (i * n + s)
+  CdeGrid grid;                      // scratch of one sample's grid
   std::vector<FillWeight> fill;
-  PathWeights weights[Tableau::max_stages];
   Buffer<T> memory;
   T *x, *xbar, *d, *dbar, *tape, *kbar, *Fbar, *hbar, *dXbar, *zbar, *logits, *logits_bar;
   T* Z[Tableau::max_stages] = {};  // Z[0] aliases the step's state during a step
   T* K[Tableau::max_stages] = {};
   T* F[Tableau::max_stages] = {};
   T* cache[Tableau::max_stages] = {};
-  T* dX[Tableau::max_stages] = {};
+  T* dX[Tableau::max_stages] = {};  // the control increments h dX/dt of the stages
   T* Y[Tableau::max_stages] = {};
 };
 
-// The block's filled values x ((L*C) x n, row r*C + c) and slopes d (((L-1)*C) x n).
+// The block's grids (w.tau, w.h, ...), one sample per column, and its paths: filled values x
+// ((L*C) x n, row r*C + c) and slopes d (((L-1)*C) x n) of each column up to its own length.
 template <class T>
-void load_paths(const CdeProblem<T>& pb, const CdePlan<T>& plan, const CdeBlock& blk,
-                const double* t, index_t len, CdeWork<T>& w) {
+void setup_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const CdeBlock& blk,
+                 CdeWork<T>& w) {
   const index_t C = pb.C, n = blk.n;
   for (index_t s = 0; s < n; ++s) {
-    const T* U = pb.sample_values(plan.order[std::size_t(blk.begin + s)]);
+    const index_t i = plan.order[std::size_t(blk.begin + s)];
+    const index_t len = plan.length[std::size_t(i)];
+    const double* t = pb.sample_times(i);
+    w.times[std::size_t(s)] = t, w.length[std::size_t(s)] = len;
+    build_grid(pb, plan, t, len, w.grid);
+    const index_t steps = index_t(w.grid.steps.size());
+    for (index_t j = 0; j < blk.steps; ++j) {
+      const auto at = std::size_t(j * n + s);
+      if (j < steps) {
+        const CdeStep& st = w.grid.steps[std::size_t(j)];
+        w.tau[at] = st.tau, w.h[at] = st.h, w.interval[at] = st.interval;
+        if (steps == blk.steps) w.piece[std::size_t(j)] = st.piece;
+      } else {  // idle after the sample's end
+        w.tau[at] = t[len - 1], w.h[at] = 0.0, w.interval[at] = 0;
+      }
+    }
+    for (index_t r = 0; r < pb.out_count; ++r) {
+      const index_t state = w.grid.out_state[std::size_t(r)];
+      w.out_state[std::size_t(r * n + s)] = state == steps ? blk.steps : state;
+    }
+    const T* U = pb.sample_values(i);
     for (index_t c = 0; c < C; ++c) {
       fill_weights(U, C, c, len, t, w.fill.data());
       for (index_t r = 0; r < len; ++r)
         w.x[(r * C + c) * n + s] = filled_value(U, C, c, w.fill[std::size_t(r)]);
     }
-  }
-  for (index_t k = 0; k + 1 < len; ++k) {
-    const T dt = T(t[k + 1] - t[k]);
-    const T* lo = w.x + k * C * n;
-    const T* hi = lo + C * n;
-    T* dk = w.d + k * C * n;
-    for (index_t i = 0; i < C * n; ++i) dk[i] = (hi[i] - lo[i]) / dt;
+    for (index_t k = 0; k + 1 < len; ++k) {
+      const T dt = T(t[k + 1] - t[k]);
+      for (index_t c = 0; c < C; ++c)
+        w.d[(k * C + c) * n + s] = (w.x[((k + 1) * C + c) * n + s] - w.x[(k * C + c) * n + s]) / dt;
+    }
   }
 }
 
-// The stages of one step from its state z (S x n): Z_i, F_i (and caches), dX_i and K_i.
+// The control increments dX_i (C x n) = h dX/dt(tau + node h) of stage i of step j, each column
+// on its own path interval (zero in idle steps); their weights stay in w.weights for the VJP.
 template <class T>
-void cde_stages(const CdeProblem<T>& pb, const double* t, const CdeStep& st, index_t n,
-                const T* z, CdeWork<T>& w) {
+void control_increments(const CdeProblem<T>& pb, index_t j, int i, double node, index_t n,
+                        CdeWork<T>& w) {
+  const index_t C = pb.C;
+  T* dX = w.dX[i];
+  for (index_t s = 0; s < n; ++s) {
+    const auto at = std::size_t(j * n + s);
+    PathWeights& pw = w.weights[std::size_t(i * n + s)];
+    const double h = w.h[at];
+    if (h == 0.0) {
+      pw = {0, 0.0, 0.0};
+      for (index_t c = 0; c < C; ++c) dX[c * n + s] = T(0);
+      continue;
+    }
+    const index_t k = w.interval[at];
+    const double* t = w.times[std::size_t(s)];
+    pw = path_weights(pb.interpolation, k, t[k], t[k + 1], w.tau[at] + node * h);
+    const T hb = T(h * pw.beta), ha = T(h * pw.alpha);
+    for (index_t c = 0; c < C; ++c)
+      dX[c * n + s] = hb * w.d[(k * C + c) * n + s] + ha * w.d[(pw.prev * C + c) * n + s];
+  }
+}
+
+// The stages of step j from its state z (S x n), with the step size folded into the control
+// increments: K_i = G(Z_i) dX_i, Z_i = z + sum_{l<i} a_il K_l.
+template <class T>
+void cde_stages(const CdeProblem<T>& pb, index_t j, index_t n, const T* z, CdeWork<T>& w) {
   const index_t S = pb.field.S, C = pb.C, len = S * n;
   const Tableau& tab = pb.tab;
   w.Z[0] = const_cast<T*>(z);  // read only
   for (int i = 0; i < tab.stages; ++i) {
     double node = 0.0;
-    if (i > 0) {  // Z_i = z + h sum_{l<i} a_il K_l
+    if (i > 0) {
       Terms<T> terms;
-      for (int l = 0; l < i; ++l) terms.add(st.h * tab.a[i][l], w.K[l]), node += tab.a[i][l];
+      for (int l = 0; l < i; ++l) terms.add(tab.a[i][l], w.K[l]), node += tab.a[i][l];
       combine(len, T(1), z, terms.count, terms.coef, terms.vec, w.Z[i]);
     }
-    cde_field_eval(pb.field, st.piece, n, w.Z[i], w.F[i], w.cache[i]);
-    const index_t k = st.interval;
-    const PathWeights pw =
-        path_weights(pb.interpolation, k, t[k], t[k + 1], st.tau + node * st.h);
-    w.weights[i] = pw;
-    Terms<T> prev;  // dX_i = beta d_k + alpha d_prev
-    prev.add(pw.alpha, w.d + pw.prev * C * n);
-    combine(C * n, T(pw.beta), w.d + k * C * n, prev.count, prev.coef, prev.vec, w.dX[i]);
+    cde_field_eval(pb.field, w.piece[std::size_t(j)], n, w.Z[i], w.F[i], w.cache[i]);
+    control_increments(pb, j, i, node, n, w);
     contract_channels(S, C, n, w.F[i], w.dX[i], w.K[i]);
   }
 }
 
-// z_next = z + h sum_i b_i K_i after cde_stages.
+// z_next = z + sum_i b_i K_i after cde_stages.
 template <class T>
-void cde_update(const CdeProblem<T>& pb, const CdeStep& st, index_t n, const T* z,
-                const CdeWork<T>& w, T* z_next) {
+void cde_update(const CdeProblem<T>& pb, index_t n, const T* z, const CdeWork<T>& w, T* z_next) {
   Terms<T> terms;
-  for (int i = 0; i < pb.tab.stages; ++i) terms.add(st.h * pb.tab.b[i], w.K[i]);
+  for (int i = 0; i < pb.tab.stages; ++i) terms.add(pb.tab.b[i], w.K[i]);
   combine(pb.field.S * n, T(1), z, terms.count, terms.coef, terms.vec, z_next);
 }
 
-// The reverse of one step from its stages (cde_stages): on entry zbar is the cotangent of
-// z_{j+1}, on exit of z_j; the field grads, and the slopes' cotangents dbar, are accumulated.
-//   kbar_i = h b_i zbar + sum_{m>i} h a_mi Y_m,  (Fbar_i, dXbar_i) = contraction^T kbar_i,
-//   Y_i = J_i^T Fbar_i,  dbar_k += beta_i dXbar_i, dbar_prev += alpha_i dXbar_i,
-//   zbar_j = zbar + sum_i Y_i
+// dbar += the transpose of control_increments applied to dXbar (stage i of step j).
 template <class T>
-void cde_step_vjp(const CdeProblem<T>& pb, const CdeStep& st, index_t n, CdeWork<T>& w, T* zbar,
+void control_increments_vjp(const CdeProblem<T>& pb, index_t j, int i, index_t n, CdeWork<T>& w) {
+  const index_t C = pb.C;
+  for (index_t s = 0; s < n; ++s) {
+    const double h = w.h[std::size_t(j * n + s)];
+    if (h == 0.0) continue;
+    const PathWeights& pw = w.weights[std::size_t(i * n + s)];
+    const index_t k = w.interval[std::size_t(j * n + s)];
+    const T hb = T(h * pw.beta), ha = T(h * pw.alpha);
+    for (index_t c = 0; c < C; ++c) {
+      const T g = w.dXbar[c * n + s];
+      w.dbar[(k * C + c) * n + s] += hb * g;
+      if (pw.alpha != 0.0) w.dbar[(pw.prev * C + c) * n + s] += ha * g;
+    }
+  }
+}
+
+// The reverse of step j from its stages (cde_stages): on entry zbar is the cotangent of
+// z_{j+1}, on exit of z_j; the field grads and the slopes' cotangents dbar are accumulated.
+//   kbar_i = b_i zbar + sum_{m>i} a_mi Y_m,  (Fbar_i, dXbar_i) = contraction^T kbar_i,
+//   Y_i = J_i^T Fbar_i,  dbar += control_increments^T dXbar_i,  zbar_j = zbar + sum_i Y_i
+template <class T>
+void cde_step_vjp(const CdeProblem<T>& pb, index_t j, index_t n, CdeWork<T>& w, T* zbar,
                   T* grads) {
   const index_t S = pb.field.S, C = pb.C, len = S * n;
   const Tableau& tab = pb.tab;
   for (int i = tab.stages - 1; i >= 0; --i) {
     Terms<T> later;
-    for (int m = i + 1; m < tab.stages; ++m) later.add(st.h * tab.a[m][i], w.Y[m]);
-    combine(len, T(st.h * tab.b[i]), zbar, later.count, later.coef, later.vec, w.kbar);
+    for (int m = i + 1; m < tab.stages; ++m) later.add(tab.a[m][i], w.Y[m]);
+    combine(len, T(tab.b[i]), zbar, later.count, later.coef, later.vec, w.kbar);
     contract_channels_vjp(S, C, n, w.F[i], w.dX[i], w.kbar, w.Fbar, w.dXbar);
-    const PathWeights& pw = w.weights[i];
-    axpy(C * n, T(pw.beta), w.dXbar, w.dbar + st.interval * C * n);
-    if (pw.alpha != 0.0) axpy(C * n, T(pw.alpha), w.dXbar, w.dbar + pw.prev * C * n);
-    cde_field_vjp(pb.field, st.piece, n, w.Z[i], w.F[i], w.cache[i], w.Fbar, w.Y[i], grads,
-                  w.hbar);
+    control_increments_vjp(pb, j, i, n, w);
+    cde_field_vjp(pb.field, w.piece[std::size_t(j)], n, w.Z[i], w.F[i], w.cache[i], w.Fbar,
+                  w.Y[i], grads, w.hbar);
   }
   Terms<T> all;
   for (int i = 0; i < tab.stages; ++i) all.add(1.0, w.Y[i]);
@@ -545,33 +631,30 @@ index_t first_bad_column(index_t S, index_t n, const T* z) {
   return 0;
 }
 
-// Forward sweep of one block: fills the grid and paths of w, and calls on_state(j, z_j) for
+// Forward sweep of one block: sets up its grids and paths in w, and calls on_state(j, z_j) for
 // every state (z_0 = A x_0 + a first). With `keep` state j stays at tape + j S n (for the
 // reverse sweep). Returns false (with `bad` set) when a state was not finite.
 template <class T, class OnState>
 bool cde_forward_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const CdeBlock& blk,
                        CdeWork<T>& w, bool keep, CdeBadStep& bad, OnState&& on_state) {
   const index_t S = pb.field.S, C = pb.C, n = blk.n, len = S * n;
-  const index_t first = plan.order[std::size_t(blk.begin)];
-  const index_t L = plan.length[std::size_t(first)];
-  const double* t = pb.sample_times(first);
-  build_grid(pb, plan, t, L, w.grid);
-  load_paths(pb, plan, blk, t, L, w);
+  setup_block(pb, plan, blk, w);
   T* z = w.tape;
   affine(S, C, n, pb.A, pb.a, w.x, z);  // z_0 = A x_0 + a
-  auto failed = [&](index_t step, double time, const T* state) {
-    bad = {step, plan.order[std::size_t(blk.begin + first_bad_column(S, n, state))], time};
+  auto failed = [&](index_t step, const T* state) {
+    const index_t s = first_bad_column(S, n, state);
+    const auto at = std::size_t(std::max<index_t>(step, 0) * n + s);
+    const double t = step < 0 ? w.times[std::size_t(s)][0] : w.tau[at] + w.h[at];
+    bad = {std::max<index_t>(step, 0), plan.order[std::size_t(blk.begin + s)], t};
     return false;
   };
-  if (!all_finite(len, z)) return failed(0, t[0], z);
+  if (!all_finite(len, z)) return failed(-1, z);
   on_state(index_t(0), static_cast<const T*>(z));
-  const index_t steps = index_t(w.grid.steps.size());
-  for (index_t j = 0; j < steps; ++j) {
-    const CdeStep& st = w.grid.steps[std::size_t(j)];
+  for (index_t j = 0; j < blk.steps; ++j) {
     T* next = w.tape + (keep ? j + 1 : (j + 1) % 2) * len;
-    cde_stages(pb, t, st, n, z, w);
-    cde_update(pb, st, n, z, w, next);
-    if (!all_finite(len, next)) return failed(j, st.tau + st.h, next);
+    cde_stages(pb, j, n, z, w);
+    cde_update(pb, n, z, w, next);
+    if (!all_finite(len, next)) return failed(j, next);
     z = next;
     on_state(j + 1, static_cast<const T*>(z));
   }
@@ -579,21 +662,17 @@ bool cde_forward_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const Cd
 }
 
 // The reverse sweep of a block after cde_forward_block(keep = true): zbar holds the cotangent
-// of the final state; add_cotangent(j, zbar) adds the cotangent of state j < steps. Leaves the
-// grads of the field, A and a in `grads` ([field | A | a]) and writes the block's rows of dU.
+// of the final state; add_cotangent(j, zbar) adds the cotangent of state j < steps. Adds the
+// grads of the field, A and a to `grads` ([field | A | a]) and writes the block's rows of dU.
 template <class T, class AddCotangent>
 void cde_reverse_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const CdeBlock& blk,
                        CdeWork<T>& w, T* grads, T* dU, AddCotangent&& add_cotangent) {
-  const index_t S = pb.field.S, C = pb.C, n = blk.n, len = S * n;
-  const index_t first = plan.order[std::size_t(blk.begin)];
-  const index_t L = plan.length[std::size_t(first)];
-  const double* t = pb.sample_times(first);
+  const index_t S = pb.field.S, C = pb.C, n = blk.n, len = S * n, Lm = plan.max_length;
   T* zbar = w.zbar;
-  std::fill(w.dbar, w.dbar + (L - 1) * C * n, T(0));
-  for (index_t j = index_t(w.grid.steps.size()) - 1; j >= 0; --j) {
-    const CdeStep& st = w.grid.steps[std::size_t(j)];
-    cde_stages(pb, t, st, n, w.tape + j * len, w);
-    cde_step_vjp(pb, st, n, w, zbar, grads);
+  std::fill(w.dbar, w.dbar + (Lm - 1) * C * n, T(0));
+  for (index_t j = blk.steps - 1; j >= 0; --j) {
+    cde_stages(pb, j, n, w.tape + j * len, w);
+    cde_step_vjp(pb, j, n, w, zbar, grads);
     add_cotangent(j, zbar);
   }
   // z_0 = A x_0 + a: dA += zbar x_0^T, da += zbar 1, xbar_0 = A^T zbar
@@ -601,22 +680,20 @@ void cde_reverse_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const Cd
   T* da = dA + S * C;
   gemm_abt(S, C, n, T(1), zbar, n, w.x, n, dA, C);
   row_sums(S, n, T(1), zbar, n, da);
-  std::fill(w.xbar, w.xbar + L * C * n, T(0));
+  std::fill(w.xbar, w.xbar + Lm * C * n, T(0));
   gemm(C, n, S, T(1), pb.A, index_t(1), C, zbar, n, w.xbar, n, false);
-  // d_k = (x_{k+1} - x_k) / dt_k
-  for (index_t k = 0; k + 1 < L; ++k) {
-    const T dt = T(t[k + 1] - t[k]);
-    const T* g = w.dbar + k * C * n;
-    T* lo = w.xbar + k * C * n;
-    T* hi = lo + C * n;
-    for (index_t i = 0; i < C * n; ++i) {
-      const T v = g[i] / dt;
-      hi[i] += v;
-      lo[i] -= v;
-    }
-  }
-  // x = fill(U): dU = fill^T xbar (rows after L and the missing values stay 0)
   for (index_t s = 0; s < n; ++s) {
+    const double* t = w.times[std::size_t(s)];
+    const index_t L = w.length[std::size_t(s)];
+    for (index_t k = 0; k + 1 < L; ++k) {  // d_k = (x_{k+1} - x_k) / dt_k
+      const T dt = T(t[k + 1] - t[k]);
+      for (index_t c = 0; c < C; ++c) {
+        const T v = w.dbar[(k * C + c) * n + s] / dt;
+        w.xbar[((k + 1) * C + c) * n + s] += v;
+        w.xbar[(k * C + c) * n + s] -= v;
+      }
+    }
+    // x = fill(U): dU = fill^T xbar (rows after L and the missing values stay 0)
     const index_t i = plan.order[std::size_t(blk.begin + s)];
     const T* U = pb.sample_values(i);
     T* dUi = dU + i * pb.L * C;
@@ -672,7 +749,7 @@ void cde_forward_sweep(const CdeProblem<T>& pb, const CdePlan<T>& plan, OnState&
     const T* final_state = nullptr;
     const bool ok = cde_forward_block(pb, plan, blk, w, false, bad[std::size_t(b)],
                                       [&](index_t j, const T* z) {
-                                        on_state(blk, w.grid, j, z);
+                                        on_state(blk, w, j, z);
                                         final_state = z;
                                       });
     if (ok) on_final(w, blk, final_state);
@@ -705,7 +782,7 @@ double cde_gradient_sweep(const CdeProblem<T>& pb, const CdePlan<T>& plan, index
         continue;
       losses[std::size_t(b)] = final_cotangent(w, blk, zT, w.zbar, acc);
       cde_reverse_block(pb, plan, blk, w, acc, dU, [&](index_t j, T* zbar) {
-        add_cotangent(blk, w.grid, j, zbar);
+        add_cotangent(blk, w, j, zbar);
       });
     }
   });
@@ -727,13 +804,29 @@ void require_finite_gradient(index_t n, const T* g, const char* what) {
                            -1, 0.0);
 }
 
-// The output rows of time index r of a (R, N, S) array.
+// The rows of a (R, N, S) array at the output times that read state j of a block's columns:
+// out (=) z's columns (forward), or zbar's columns += those rows of a cotangent (reverse).
 template <class T>
 void write_output_times(const CdeProblem<T>& pb, const CdePlan<T>& plan, const CdeBlock& blk,
-                        const CdeGrid& g, index_t j, const T* z, T* out) {
-  const index_t S = pb.field.S, slice = pb.N * S;
+                        const CdeWork<T>& w, index_t j, const T* z, T* out) {
+  const index_t S = pb.field.S, N = pb.N, n = blk.n;
   for (index_t r = 0; r < pb.out_count; ++r)
-    if (g.out_state[std::size_t(r)] == j) scatter_columns(plan, blk, S, z, out + r * slice);
+    for (index_t s = 0; s < n; ++s)
+      if (w.out_state[std::size_t(r * n + s)] == j) {
+        T* row = out + (r * N + plan.order[std::size_t(blk.begin + s)]) * S;
+        for (index_t d = 0; d < S; ++d) row[d] = z[d * n + s];
+      }
+}
+template <class T>
+void add_output_cotangents(const CdeProblem<T>& pb, const CdePlan<T>& plan, const CdeBlock& blk,
+                           const CdeWork<T>& w, index_t j, const T* cotangent, T* zbar) {
+  const index_t S = pb.field.S, N = pb.N, n = blk.n;
+  for (index_t r = 0; r < pb.out_count; ++r)
+    for (index_t s = 0; s < n; ++s)
+      if (w.out_state[std::size_t(r * n + s)] == j) {
+        const T* row = cotangent + (r * N + plan.order[std::size_t(blk.begin + s)]) * S;
+        for (index_t d = 0; d < S; ++d) zbar[d * n + s] += row[d];
+      }
 }
 
 }  // namespace detail
@@ -746,8 +839,8 @@ void cde_solve(const CdeProblem<T>& pb, T* out) {
   const index_t S = pb.field.S;
   detail::cde_forward_sweep(
       pb, plan,
-      [&](const detail::CdeBlock& blk, const detail::CdeGrid& g, index_t j, const T* z) {
-        if (pb.out_count > 0) detail::write_output_times(pb, plan, blk, g, j, z, out);
+      [&](const detail::CdeBlock& blk, const detail::CdeWork<T>& w, index_t j, const T* z) {
+        if (pb.out_count > 0) detail::write_output_times(pb, plan, blk, w, j, z, out);
       },
       [&](detail::CdeWork<T>&, const detail::CdeBlock& blk, const T* z) {
         if (pb.out_count == 0) detail::scatter_columns(plan, blk, S, z, out);
@@ -761,7 +854,7 @@ void cde_logits(const CdeProblem<T>& pb, T* out) {
   const index_t S = pb.field.S, classes = pb.readout.classes;
   std::vector<char> overflow(plan.blocks.size(), 0);
   detail::cde_forward_sweep(
-      pb, plan, [](const detail::CdeBlock&, const detail::CdeGrid&, index_t, const T*) {},
+      pb, plan, [](const detail::CdeBlock&, const detail::CdeWork<T>&, index_t, const T*) {},
       [&](detail::CdeWork<T>& w, const detail::CdeBlock& blk, const T* z) {
         readout(pb.readout, blk.n, S, z, w.logits);
         if (!all_finite(classes * blk.n, w.logits))
@@ -778,13 +871,12 @@ void cde_logits(const CdeProblem<T>& pb, T* out) {
 template <class T>
 void cde_vjp(const CdeProblem<T>& pb, const T* cotangent, T* dfield, T* dA, T* da, T* dU) {
   const auto plan = detail::make_plan(pb, true);
-  const index_t S = pb.field.S, C = pb.C, nf = pb.field.size(), slice = pb.N * S;
+  const index_t S = pb.field.S, C = pb.C, nf = pb.field.size();
   const index_t gsize = nf + S * C + S;
   Buffer<T> grads(gsize);
-  auto add_rows = [&](const detail::CdeBlock& blk, const detail::CdeGrid& g, index_t j, T* zbar) {
-    for (index_t r = 0; r < pb.out_count; ++r)
-      if (g.out_state[std::size_t(r)] == j)
-        detail::add_columns(plan, blk, S, cotangent + r * slice, zbar);
+  auto add_rows = [&](const detail::CdeBlock& blk, const detail::CdeWork<T>& w, index_t j,
+                      T* zbar) {
+    detail::add_output_cotangents(pb, plan, blk, w, j, cotangent, zbar);
   };
   detail::cde_gradient_sweep(
       pb, plan, gsize, grads.data(), dU,
@@ -793,7 +885,7 @@ void cde_vjp(const CdeProblem<T>& pb, const T* cotangent, T* dfield, T* dA, T* d
         if (pb.out_count == 0)
           detail::add_columns(plan, blk, S, cotangent, zbar);
         else
-          add_rows(blk, w.grid, index_t(w.grid.steps.size()), zbar);
+          add_rows(blk, w, blk.steps, zbar);
         return 0.0;
       },
       add_rows);
@@ -845,7 +937,7 @@ double cde_loss_and_grad(const CdeProblem<T>& pb, const Targets<T>& targets, dou
         readout_vjp(pb.readout, n, n, S, zT, w.logits_bar, zbar, false, gP, gP + classes * S);
         return l;
       },
-      [](const detail::CdeBlock&, const detail::CdeGrid&, index_t, T*) {});
+      [](const detail::CdeBlock&, const detail::CdeWork<T>&, index_t, T*) {});
   if (std::find(overflow.begin(), overflow.end(), 1) != overflow.end())
     throw non_finite_error("the logits z(T) P^T + c are not finite: the readout overflowed", -1,
                            0.0);

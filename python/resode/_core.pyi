@@ -1,6 +1,6 @@
 """Type stubs of resode._core, the compiled core (see src/)."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -259,3 +259,62 @@ def adaptive_loss_and_grad(
     gradient: str = "discrete",
     checkpoints: int = 0,
 ) -> tuple[float, list[np.ndarray], np.ndarray, np.ndarray, dict[str, Any] | None]: ...
+
+# Neural CDEs (cpp/resode/cde.hpp): params holds "A" (S, C), "a" (S,) and the field's arrays
+# ("W" (K, S*C, S), "b" (K, S*C), or "W1", "b1", "W2", "b2" for "bottleneck"); "P" (O, S) and
+# "c" (O,) for the readout. U (N, L, C) float32/float64 with NaN for missing values and
+# padding; times (L,) or (N, L), any real dtype.
+def cde_solve(
+    params: Mapping[str, np.ndarray],
+    U: np.ndarray,
+    times: npt.ArrayLike,
+    *,
+    field: str,
+    activation: str = "tanh",
+    output_activation: str | None = None,
+    interpolation: str = "cubic",
+    method: str = "rk4",
+    substeps: int = 1,
+    t: npt.ArrayLike | None = None,
+) -> np.ndarray: ...
+def cde_vjp(
+    params: Mapping[str, np.ndarray],
+    U: np.ndarray,
+    times: npt.ArrayLike,
+    cotangent: np.ndarray,
+    *,
+    field: str,
+    activation: str = "tanh",
+    output_activation: str | None = None,
+    interpolation: str = "cubic",
+    method: str = "rk4",
+    substeps: int = 1,
+    t: npt.ArrayLike | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray]: ...
+def cde_logits(
+    params: Mapping[str, np.ndarray],
+    U: np.ndarray,
+    times: npt.ArrayLike,
+    *,
+    field: str,
+    activation: str = "tanh",
+    output_activation: str | None = None,
+    interpolation: str = "cubic",
+    method: str = "rk4",
+    substeps: int = 1,
+) -> np.ndarray: ...
+def cde_loss_and_grad(
+    params: Mapping[str, np.ndarray],
+    U: np.ndarray,
+    y: np.ndarray,
+    times: npt.ArrayLike,
+    *,
+    field: str,
+    activation: str = "tanh",
+    output_activation: str | None = None,
+    interpolation: str = "cubic",
+    method: str = "rk4",
+    substeps: int = 1,
+    loss: str = "cross_entropy",
+    weight_decay: float = 0.0,
+) -> tuple[float, dict[str, np.ndarray], np.ndarray]: ...

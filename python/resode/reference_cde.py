@@ -244,7 +244,7 @@ def _samples(
     lo, hi = min(float(k[0]) for k in knots), max(float(k[-1]) for k in knots)
     bounds = lo + np.arange(1, pieces) * ((hi - lo) / pieces)
     tout = np.zeros(0) if t is None else t
-    if tout.size and ((np.diff(tout) < 0).any() or tout[0] < lo or tout[-1] > hi):
+    if tout.size and (not (np.diff(tout) >= 0).all() or not lo <= tout[0] <= tout[-1] <= hi):
         raise ValueError(f"t must be sorted and within [{lo!r}, {hi!r}]")
     out = []
     for i, k in enumerate(knots):
