@@ -165,7 +165,7 @@ class NeuralCDE(Model):
 
     # -- the protocol -----------------------------------------------------------------------
     @property
-    def dim(self) -> int:  # type: ignore[override]
+    def dim(self) -> int:  # type: ignore[override]  # Model's dim is set in its __init__
         """The values per observation: ``channels``.
 
         Returns
@@ -344,7 +344,7 @@ class NeuralCDE(Model):
         return Uc, as_times(times, Uc.shape[0], Uc.shape[1])
 
     # -- public API ----------------------------------------------------------------------------
-    def forward(self, U: Any, times: Any = None) -> np.ndarray:  # type: ignore[override]
+    def forward(self, U: Any, times: Any = None) -> np.ndarray:
         """Compute the logits ``z(T_i) P^T + c`` at each sample's own end time.
 
         Parameters
@@ -368,7 +368,7 @@ class NeuralCDE(Model):
         Uc, grid = self._series(U, times)
         return _core.cde_logits(self._all_params(), Uc, grid, **self.core_options())
 
-    def trajectory(  # type: ignore[override]
+    def trajectory(  # type: ignore[override]  # times: between the data and t
         self, U: Any, times: Any = None, t: Any = None
     ) -> np.ndarray:
         """Compute the hidden states ``z(t)`` at the output times ``t``.
@@ -408,7 +408,7 @@ class NeuralCDE(Model):
                 raise ValueError(f"t must be a 1-d array of times, got shape {out.shape}")
         return _core.cde_solve(self._all_params(), Uc, grid, **self.core_options(), t=out)
 
-    def predict_proba(self, U: Any, times: Any = None) -> np.ndarray:  # type: ignore[override]
+    def predict_proba(self, U: Any, times: Any = None) -> np.ndarray:
         """Return the class probabilities ``softmax(logits)``.
 
         Parameters
@@ -431,10 +431,10 @@ class NeuralCDE(Model):
         True
         """
         z = self.forward(U, times)
-        z = np.exp(z - z.max(axis=1, keepdims=True))
-        return z / z.sum(axis=1, keepdims=True)
+        e: np.ndarray = np.exp(z - z.max(axis=1, keepdims=True))
+        return np.asarray(e / e.sum(axis=1, keepdims=True))
 
-    def predict(self, U: Any, times: Any = None) -> np.ndarray:  # type: ignore[override]
+    def predict(self, U: Any, times: Any = None) -> np.ndarray:
         """Return the predictions for the series ``U``.
 
         Parameters
@@ -459,9 +459,10 @@ class NeuralCDE(Model):
         z = self.forward(U, times)
         if self.task == "regression":
             return z[:, 0] if self.classes == 1 and self.flat_targets else z
-        return np.argmax(z, axis=1).astype(np.int64)
+        labels: np.ndarray = np.argmax(z, axis=1).astype(np.int64)
+        return labels
 
-    def score(self, U: Any, y: Any, times: Any = None) -> float:  # type: ignore[override]
+    def score(self, U: Any, y: Any, times: Any = None) -> float:
         """Return the accuracy (classification) or R^2 (regression) on ``(U, y)``.
 
         Parameters
@@ -502,7 +503,7 @@ class NeuralCDE(Model):
             )
         return float(np.mean(pred == as_labels(labels, pred.shape[0], self.classes)))
 
-    def sign_accuracy(self, U: Any, y: Any, times: Any = None) -> float:  # type: ignore[override]
+    def sign_accuracy(self, U: Any, y: Any, times: Any = None) -> float:
         """Return the sign agreement of a 1-output model with targets in {-1, +1}.
 
         Parameters
@@ -538,7 +539,7 @@ class NeuralCDE(Model):
         z = self.forward(U, times)
         return sign_agreement(self._targets(y, z.shape[0]), z)
 
-    @overload  # type: ignore[override]
+    @overload
     def loss_and_grad(
         self, U: Any, y: Any, times: Any = ..., *, return_dU: Literal[False] = ...
     ) -> tuple[float, dict[str, np.ndarray]]: ...
