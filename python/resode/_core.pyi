@@ -275,6 +275,11 @@ def cde_solve(
     interpolation: str = "cubic",
     method: str = "rk4",
     substeps: int = 1,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
+    grid: Sequence[npt.ArrayLike] | None = None,
     t: npt.ArrayLike | None = None,
 ) -> np.ndarray: ...
 def cde_vjp(
@@ -289,7 +294,13 @@ def cde_vjp(
     interpolation: str = "cubic",
     method: str = "rk4",
     substeps: int = 1,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
+    grid: Sequence[npt.ArrayLike] | None = None,
     t: npt.ArrayLike | None = None,
+    gradient: str = "discrete",
 ) -> tuple[dict[str, np.ndarray], np.ndarray]: ...
 def cde_logits(
     params: Mapping[str, np.ndarray],
@@ -302,6 +313,11 @@ def cde_logits(
     interpolation: str = "cubic",
     method: str = "rk4",
     substeps: int = 1,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
+    grid: Sequence[npt.ArrayLike] | None = None,
 ) -> np.ndarray: ...
 def cde_loss_and_grad(
     params: Mapping[str, np.ndarray],
@@ -315,6 +331,30 @@ def cde_loss_and_grad(
     interpolation: str = "cubic",
     method: str = "rk4",
     substeps: int = 1,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
+    grid: Sequence[npt.ArrayLike] | None = None,
     loss: str = "cross_entropy",
     weight_decay: float = 0.0,
+    gradient: str = "discrete",
 ) -> tuple[float, dict[str, np.ndarray], np.ndarray]: ...
+def cde_grids(
+    params: Mapping[str, np.ndarray],
+    U: np.ndarray,
+    times: npt.ArrayLike,
+    *,
+    field: str,
+    activation: str = "tanh",
+    output_activation: str | None = None,
+    interpolation: str = "cubic",
+    method: str = "rk4",
+    substeps: int = 1,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
+    grid: Sequence[npt.ArrayLike] | None = None,
+    t: npt.ArrayLike | None = None,
+) -> tuple[list[np.ndarray], np.ndarray]: ...

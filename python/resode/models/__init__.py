@@ -38,6 +38,7 @@ from .options import (
     READOUTS,
     STEP_CONTROLS,
     adaptive_options,
+    cde_adaptive_options,
     check_cde_method,
     summarize_stats,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "adaptive_options",
     "as_series",
     "as_times",
+    "cde_adaptive_options",
     "cde_param_shapes",
     "check_cde_method",
     "check_paths",

@@ -16,6 +16,7 @@ from .._validation import (
     check_positive,
     resolve_dtype,
 )
+from . import options
 from .base import Model, is_sign_target, r2_score, sign_agreement
 from .options import ACTIVATIONS, FIELDS, INTERPOLATIONS, LOSSES, check_cde_method
 from .params import cde_param_shapes, init_cde_params
@@ -46,9 +47,10 @@ class NeuralCDE(Model):
     channel of ``U`` when they carry information (torchcde's advice); docs/guide/timeseries.md.
 
     Integration: a fixed-step method, ``substeps`` equal steps on every interval between a
-    sample's consecutive observations; the exact gradient of this discretisation with respect
-    to every parameter and to ``U``. Adaptive methods, tolerances and the continuous adjoint
-    are not available for neural CDEs yet.
+    sample's consecutive observations, or an adaptive one (``dopri5``, ``tsit5``, ``bosh3``:
+    per-sample step control as docs/adaptive.md, steps clipped to land on every observation
+    time and piece boundary, diffrax's ``jump_ts``); the exact gradient of the computed
+    solution (the accepted steps held fixed) with respect to every parameter and to ``U``.
 
     Parameters
     ----------
@@ -76,10 +78,15 @@ class NeuralCDE(Model):
         ``"cubic"``: torchcde's Hermite cubic with backward differences (causal: the path up
         to ``t_k`` depends on the observations up to ``t_k`` only); ``"linear"``: piecewise
         linear between the observations.
-    method : {"rk4", "midpoint", "euler"}, default "rk4"
-        The fixed-step explicit method.
+    method : {"rk4", "midpoint", "euler", "dopri5", "tsit5", "bosh3"}, default "rk4"
+        A fixed-step or an adaptive explicit method.
     substeps : int, default 1
-        Steps per interval between consecutive observations.
+        Steps per interval between consecutive observations (fixed-step methods).
+    rtol, atol, first_step, max_steps : float, float, float, int, optional
+        Adaptive methods only (None: docs/adaptive.md's defaults 1e-7, 1e-9, Hairer's
+        starting step, 100000 attempted steps per sample).
+    gradient : {"discrete"}, default "discrete"
+        The exact gradient of the computed solution.
     pieces : int, default 1
         The field's weights are piecewise constant over ``pieces`` equal parts of the
         observation window ``[min_i t_{i,0}, max_i T_i]`` of the batch passed in (steps also
@@ -128,6 +135,11 @@ class NeuralCDE(Model):
         method: str = "rk4",
         substeps: int = 1,
         pieces: int = 1,
+        rtol: float | None = None,
+        atol: float | None = None,
+        first_step: float | None = None,
+        max_steps: int | None = None,
+        gradient: str = "discrete",
         dtype: Any = "float64",
         seed: Any = None,
     ) -> None:
@@ -149,6 +161,10 @@ class NeuralCDE(Model):
         self.method = check_cde_method(method)
         self.substeps = check_int("substeps", substeps, 1)
         self.pieces = check_int("pieces", pieces, 1)
+        given = {"rtol": rtol, "atol": atol, "first_step": first_step, "max_steps": max_steps}
+        self.adaptive = options.cde_adaptive_options(self.method, given)  # {}: a fixed step
+        self.rtol, self.atol, self.first_step, self.max_steps = given.values()
+        self.gradient = check_choice("gradient", gradient, ("discrete",))
         self.dtype = resolve_dtype(dtype)
         self.seed = seed
         self.flat_targets = False
@@ -211,6 +227,8 @@ class NeuralCDE(Model):
             "method": self.method,
             "substeps": self.substeps,
             "pieces": self.pieces,
+            **{key: getattr(self, key) for key in ("rtol", "atol", "first_step", "max_steps")},
+            "gradient": self.gradient,
             "dtype": self.dtype.name,
             "seed": int(seed) if isinstance(seed, (int, np.integer)) else None,
         }
@@ -222,8 +240,7 @@ class NeuralCDE(Model):
         Returns
         -------
         dict of str to tuple of int
-            ``A``, ``a``, the field's arrays, ``P`` and ``c``
-            (:func:`resode.models.cde_param_shapes`).
+            ``A``, ``a``, the field's, ``P``, ``c`` (:func:`resode.models.cde_param_shapes`).
 
         Examples
         --------
@@ -237,13 +254,7 @@ class NeuralCDE(Model):
 
     @property
     def steps(self) -> int:
-        """Not defined: each sample has its own step grid.
-
-        Returns
-        -------
-        int
-            Never: an AttributeError says that each sample takes ``substeps`` steps per
-            interval between its own observations.
+        """Not defined: each sample has its own step grid (an AttributeError says so).
 
         Examples
         --------
@@ -258,12 +269,7 @@ class NeuralCDE(Model):
 
     @property
     def dt(self) -> float:
-        """Not defined: each sample has its own step sizes (see :attr:`steps`).
-
-        Returns
-        -------
-        float
-            Never: an AttributeError.
+        """Not defined: each sample has its own step sizes (an AttributeError, see :attr:`steps`).
 
         Examples
         --------
@@ -279,8 +285,9 @@ class NeuralCDE(Model):
         Returns
         -------
         dict of str to object
-            ``field``, ``activation``, ``output_activation``, ``interpolation``, ``method``
-            and ``substeps`` (what :func:`resode.cdeint` takes as well).
+            ``field``, ``activation``, ``output_activation``, ``interpolation``, ``method``,
+            ``substeps`` and, for an adaptive method, ``rtol``, ``atol``, ``first_step``,
+            ``max_steps`` (what :func:`resode.cdeint` takes as well).
 
         Examples
         --------
@@ -288,14 +295,8 @@ class NeuralCDE(Model):
         >>> resode.NeuralCDE(3, 2, method="midpoint").core_options()["method"]
         'midpoint'
         """
-        return {
-            "field": self.field,
-            "activation": self.activation,
-            "output_activation": self.output_activation,
-            "interpolation": self.interpolation,
-            "method": self.method,
-            "substeps": self.substeps,
-        }
+        keys = ("field", "activation", "output_activation", "interpolation", "method", "substeps")
+        return {**{key: getattr(self, key) for key in keys}, **self.adaptive}
 
     def problem(self, X: Any, y: Any = None, times: Any = None) -> Problem:
         """Return the checked series, targets and times and the core's options.
