@@ -290,9 +290,17 @@ py::dict gradient_dict(BoundCde<T>& b, py::array_t<T>& flat, py::array_t<T>& dA,
   return grads;
 }
 
+// gradient="discrete" (false) or "adjoint" (true).
+bool is_adjoint(const std::string& gradient) {
+  resode::require(gradient == "discrete" || gradient == "adjoint", [&] {
+    return "gradient must be 'discrete' or 'adjoint', got '" + gradient + "'";
+  });
+  return gradient == "adjoint";
+}
+
 template <class T>
 py::tuple vjp(const py::dict& params, const py::array& U, const py::object& times,
-              const py::array& cotangent, const CdeOptions& o) {
+              const py::array& cotangent, const CdeOptions& o, bool adjoint) {
   auto b = bind_cde<T>(params, U, times, o, false);
   auto& pb = b->pb;
   const Shape shape = output_shape(pb);
@@ -313,7 +321,10 @@ py::tuple vjp(const py::dict& params, const py::array& U, const py::object& time
     T* gU = dU.mutable_data();
     py::gil_scoped_release release;  // the core touches only buffers held by b, cot, outputs
     b->run();
-    resode::cde_vjp(pb, cot.data(), gf, gA, ga, gU);
+    if (adjoint)
+      resode::cde_adjoint_vjp(pb, cot.data(), gf, gA, ga, gU);
+    else
+      resode::cde_vjp(pb, cot.data(), gf, gA, ga, gU);
   }
   py::object dP = py::none(), dc = py::none();
   if (b->has_readout_keys) {  // P and c do not enter cde_solve: zero gradients
@@ -375,7 +386,7 @@ std::unique_ptr<CdeTargets<T>> checked_cde_targets(const py::array& y, const std
 template <class T>
 py::tuple loss_and_grad(const py::dict& params, const py::array& U, const py::array& y,
                         const py::object& times, const CdeOptions& o, const std::string& loss,
-                        double weight_decay) {
+                        double weight_decay, bool adjoint) {
   auto b = bind_cde<T>(params, U, times, o, true);
   auto& pb = b->pb;
   const index_t S = pb.field.S, classes = pb.readout.classes;
@@ -390,7 +401,10 @@ py::tuple loss_and_grad(const py::dict& params, const py::array& U, const py::ar
     T *gP = dP.mutable_data(), *gc = dc.mutable_data(), *gU = dU.mutable_data();
     py::gil_scoped_release release;  // the core touches only buffers held here and outputs
     b->run();
-    value = resode::cde_loss_and_grad(pb, targets->targets, weight_decay, gf, gA, ga, gP, gc, gU);
+    value = adjoint ? resode::cde_adjoint_loss_and_grad(pb, targets->targets, weight_decay, gf,
+                                                        gA, ga, gP, gc, gU)
+                    : resode::cde_loss_and_grad(pb, targets->targets, weight_decay, gf, gA, ga,
+                                                gP, gc, gU);
   }
   return py::make_tuple(value, gradient_dict(*b, dfield, dA, da, dP, dc), dU);
 }
@@ -439,7 +453,9 @@ void register_cde(py::module_& m) {
       "cde_solve",
       [](const py::dict& params, const py::object& U, const py::object& times, std::string field,
          std::string activation, py::object output_activation, std::string interpolation,
-         std::string method, index_t substeps, double rtol, double atol, std::optional<double> first_step, index_t max_steps, py::object grid, py::object t) {
+         std::string method, index_t substeps,
+         double rtol, double atol, std::optional<double> first_step,
+         index_t max_steps, py::object grid, py::object t) {
         const CdeOptions o{field,  activation, output_activation, interpolation, method,
                            substeps, t, rtol, atol, first_step, max_steps, grid};
         const bool f64 = u_is_float64(U);
@@ -455,23 +471,28 @@ void register_cde(py::module_& m) {
       [](const py::dict& params, const py::object& U, const py::object& times,
          const py::array& cotangent, std::string field, std::string activation,
          py::object output_activation, std::string interpolation, std::string method,
-         index_t substeps, double rtol, double atol, std::optional<double> first_step, index_t max_steps, py::object grid, py::object t) {
+         index_t substeps, double rtol, double atol, std::optional<double> first_step,
+         index_t max_steps, py::object grid, py::object t, std::string gradient) {
         const CdeOptions o{field,  activation, output_activation, interpolation, method,
                            substeps, t, rtol, atol, first_step, max_steps, grid};
+        const bool adjoint = is_adjoint(gradient);
         const bool f64 = u_is_float64(U);
         const py::array u = U.cast<py::array>();
-        return f64 ? vjp<double>(params, u, times, cotangent, o)
-                               : vjp<float>(params, u, times, cotangent, o);
+        return f64 ? vjp<double>(params, u, times, cotangent, o, adjoint)
+                   : vjp<float>(params, u, times, cotangent, o, adjoint);
       },
       py::arg("params"), py::arg("U"), py::arg("times"), py::arg("cotangent"), RESODE_CDE_KWARGS,
-      py::arg("t") = py::none(),
+      py::arg("t") = py::none(), py::arg("gradient") = "discrete",
       "(grads keyed as params, dU): the exact discrete vector-Jacobian product of cde_solve "
-      "for a cotangent of its output's shape.");
+      "for a cotangent of its output's shape (through an adaptive method's accepted steps), "
+      "or with gradient='adjoint' the continuous adjoint (backsolve over the same grid).");
   m.def(
       "cde_logits",
       [](const py::dict& params, const py::object& U, const py::object& times, std::string field,
          std::string activation, py::object output_activation, std::string interpolation,
-         std::string method, index_t substeps, double rtol, double atol, std::optional<double> first_step, index_t max_steps, py::object grid) {
+         std::string method, index_t substeps,
+         double rtol, double atol, std::optional<double> first_step,
+         index_t max_steps, py::object grid) {
         const CdeOptions o{field,  activation, output_activation, interpolation, method,
                            substeps, py::none(), rtol, atol, first_step, max_steps, grid};
         const bool f64 = u_is_float64(U);
@@ -485,25 +506,31 @@ void register_cde(py::module_& m) {
       "cde_loss_and_grad",
       [](const py::dict& params, const py::object& U, const py::array& y, const py::object& times,
          std::string field, std::string activation, py::object output_activation,
-         std::string interpolation, std::string method, index_t substeps, double rtol, double atol, std::optional<double> first_step, index_t max_steps, py::object grid,
-         std::string loss, double weight_decay) {
+         std::string interpolation, std::string method, index_t substeps,
+         double rtol, double atol, std::optional<double> first_step,
+         index_t max_steps, py::object grid,
+         std::string loss, double weight_decay, std::string gradient) {
         const CdeOptions o{field,  activation, output_activation, interpolation, method,
                            substeps, py::none(), rtol, atol, first_step, max_steps, grid};
+        const bool adjoint = is_adjoint(gradient);
         const bool f64 = u_is_float64(U);
         const py::array u = U.cast<py::array>();
         return f64
-                   ? loss_and_grad<double>(params, u, y, times, o, loss, weight_decay)
-                   : loss_and_grad<float>(params, u, y, times, o, loss, weight_decay);
+                   ? loss_and_grad<double>(params, u, y, times, o, loss, weight_decay, adjoint)
+                   : loss_and_grad<float>(params, u, y, times, o, loss, weight_decay, adjoint);
       },
       py::arg("params"), py::arg("U"), py::arg("y"), py::arg("times"), RESODE_CDE_KWARGS,
       py::arg("loss") = "cross_entropy", py::arg("weight_decay") = 0.0,
+      py::arg("gradient") = "discrete",
       "(loss, grads keyed as params incl. P and c, dU): the data loss of the logits plus "
       "weight_decay * the squared field parameters, and its exact discrete gradient.");
   m.def(
       "cde_grids",
       [](const py::dict& params, const py::object& U, const py::object& times, std::string field,
          std::string activation, py::object output_activation, std::string interpolation,
-         std::string method, index_t substeps, double rtol, double atol, std::optional<double> first_step, index_t max_steps, py::object grid, py::object t) {
+         std::string method, index_t substeps,
+         double rtol, double atol, std::optional<double> first_step,
+         index_t max_steps, py::object grid, py::object t) {
         const CdeOptions o{field,  activation, output_activation, interpolation, method,
                            substeps, t, rtol, atol, first_step, max_steps, grid};
         resode::require(resode::is_adaptive_method(method), [&] {

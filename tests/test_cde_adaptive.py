@@ -295,10 +295,14 @@ def test_model_and_cdeint_take_the_adaptive_options(tmp_path):
         grid=_core.cde_grids(model.params, U, times, **options)[0],
     )  # fmt: skip
     assert abs(loss - loss_r) < 1e-10 and rel(dU, dU_r) < 1e-10
+    for key in grads:
+        assert rel(grads[key], grads_r[key]) < 1e-10, key
     v = np.ones_like(z)
     g, dU1 = resode.cdeint_vjp(params, U, times, v, method="tsit5", rtol=1e-5, atol=1e-7)
     g_core, dU_core = _core.cde_vjp(params, U, times, v, **options)
     np.testing.assert_array_equal(dU1, dU_core)
+    for key in g:
+        np.testing.assert_array_equal(g[key], g_core[key])
     again = resode.load(model.save(tmp_path / "cde.npz"))
     assert again.core_options() == options
     np.testing.assert_array_equal(again.forward(U, times), model.forward(U, times))
@@ -306,3 +310,104 @@ def test_model_and_cdeint_take_the_adaptive_options(tmp_path):
         resode.cdeint(params, U, times, method="rk4", rtol=1e-3)
     with pytest.raises(ValueError, match="rtol"):
         resode.NeuralCDE(2, 3, method="dopri5", rtol=-1.0)
+
+
+# --------------------------------------------------------------------------- the adjoint
+
+
+@pytest.mark.parametrize(
+    ("field", "method", "own"),
+    [("outside", "rk4", False), ("bottleneck", "midpoint", True), ("inside", "dopri5", True)],
+)
+def test_adjoint_core_matches_reference(field, method, own):
+    """gradient="adjoint": the core's backsolve equals the reference's to 1e-10 (fixed-step
+    grids, and an adaptive method's accepted grid), output times and the loss included."""
+    rng = np.random.default_rng(11)
+    U, times, own_times = make_series(rng)
+    tt = own_times if own else times
+    p = make_params(rng, field, 3, 2, outputs=2)
+    kw: dict[str, Any] = dict(field=field, method=method, output_activation="tanh")
+    kw.update(substeps=2) if method != "dopri5" else kw.update(rtol=1e-5)
+    lo = float(np.min(tt[:, 0] if own else tt[0]))
+    t = np.array([lo + 0.4, lo + 1.3])
+    ref_kw = dict(kw)
+    if method == "dopri5":
+        ref_kw["grid"] = _core.cde_grids(p, U, tt, **kw, t=t)[0]
+    v = rng.normal(size=(2, 3, 3))
+    grads, dU = _core.cde_vjp(p, U, tt, v, **kw, t=t, gradient="adjoint")
+    grads_r, dU_r = rc.cde_vjp(p, U, tt, v, **ref_kw, t=t, gradient="adjoint")
+    assert rel(dU, dU_r) < 1e-10
+    assert np.all(dU[np.isnan(U)] == 0)
+    for key in p:
+        assert rel(grads[key], grads_r[key]) < 1e-10 or not np.any(grads_r[key]), key
+    if method == "dopri5":
+        ref_kw["grid"] = _core.cde_grids(p, U, tt, **kw)[0]
+    y = np.array([1, 0, 1])
+    loss, g2, dU2 = _core.cde_loss_and_grad(p, U, y, tt, **kw, weight_decay=0.1, gradient="adjoint")
+    loss_r, g2_r, dU2_r = rc.cde_loss_and_grad(
+        p, U, y, tt, **ref_kw, weight_decay=0.1, gradient="adjoint"
+    )
+    assert abs(loss - loss_r) < 1e-10 * abs(loss_r) and rel(dU2, dU2_r) < 1e-10
+    for key in p:
+        assert rel(g2[key], g2_r[key]) < 1e-10, key
+
+
+def _gap(p: Params, U: np.ndarray, times: np.ndarray, v: np.ndarray, **kw: Any) -> float:
+    """The largest difference between the adjoint and the discrete gradient (params and U)."""
+    gd, dUd = _core.cde_vjp(p, U, times, v, field="outside", **kw)
+    ga, dUa = _core.cde_vjp(p, U, times, v, field="outside", **kw, gradient="adjoint")
+    return max(
+        max(float(np.max(np.abs(gd[k] - ga[k]))) for k in p), float(np.max(np.abs(dUd - dUa)))
+    )
+
+
+@pytest.mark.parametrize(("method", "order"), [("rk4", 4), ("midpoint", 2)])
+def test_adjoint_converges_to_the_discrete_gradient_with_the_method_order(method, order):
+    """Both are consistent approximations of the exact gradient of the CDE: their difference
+    shrinks as h^order when the steps halve (a smooth cubic path)."""
+    rng = np.random.default_rng(12)
+    times = np.linspace(0.0, 3.0, 6)
+    U = np.sin(np.outer(times, [1.0, 2.0]))[None].repeat(2, axis=0)
+    U[1] *= 0.5
+    p = make_params(rng, "outside", 3, 2)
+    v = rng.normal(size=(2, 3))
+    gaps = [_gap(p, U, times, v, method=method, substeps=s) for s in (4, 8, 16)]
+    orders = np.log2(np.array(gaps[:-1]) / np.array(gaps[1:]))
+    assert np.all(np.abs(orders - order) < 0.5), orders
+
+
+def test_adaptive_adjoint_converges_to_the_discrete_gradient_with_rtol():
+    rng = np.random.default_rng(13)
+    times = np.linspace(0.0, 3.0, 6)
+    U = np.sin(np.outer(times, [1.0, 2.0]))[None]
+    p = make_params(rng, "outside", 3, 2)
+    v = rng.normal(size=(1, 3))
+    gaps = [_gap(p, U, times, v, method="dopri5", rtol=r, atol=1e-12) for r in (1e-4, 1e-7)]
+    assert gaps[1] < 1e-2 * gaps[0] and gaps[1] < 1e-5
+
+
+def test_model_trains_with_the_adjoint():
+    rng = np.random.default_rng(14)
+    U, times, _ = make_series(rng)
+    model = resode.NeuralCDE(2, 3, method="bosh3", rtol=1e-6, gradient="adjoint", seed=1)
+    loss, grads = model.loss_and_grad(U, [0, 1, 0], times)
+    params = model.params
+    loss_c, grads_c, _ = _core.cde_loss_and_grad(
+        params, U, np.array([0, 1, 0]), times, **model.core_options(), gradient="adjoint"
+    )
+    assert loss == loss_c
+    for key in params:
+        np.testing.assert_array_equal(grads[key], grads_c[key])
+    v = np.ones((3, 3))
+    g, dU = resode.cdeint_vjp(model, U, times, v, gradient="adjoint")
+    g_c, dU_c = _core.cde_vjp(
+        {k: a for k, a in params.items() if k not in ("P", "c")}, U, times, v,
+        **model.core_options(), gradient="adjoint",
+    )  # fmt: skip
+    np.testing.assert_array_equal(dU, dU_c)
+    for key in g_c:
+        np.testing.assert_array_equal(g[key], g_c[key])
+    with pytest.raises(ValueError, match="gradient"):
+        _core.cde_vjp(params, U, times, v, field="outside", gradient="backsolve")
+    with pytest.raises(ValueError, match="gradient"):
+        resode.NeuralCDE(2, 3, gradient="backsolve")

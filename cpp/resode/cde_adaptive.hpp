@@ -69,7 +69,8 @@ void cde_adaptive_stage(const CdeProblem<T>& pb, const double* t, index_t k, ind
   const PathWeights pw = path_weights(pb.interpolation, k, t[k], t[k + 1], tau + node * h);
   const T hb = T(h * pw.beta), ha = T(h * pw.alpha);
   for (index_t c = 0; c < C; ++c)
-    w.dX[std::size_t(c)] = hb * w.d[std::size_t(k * C + c)] + ha * w.d[std::size_t(pw.prev * C + c)];
+    w.dX[std::size_t(c)] =
+        hb * w.d[std::size_t(k * C + c)] + ha * w.d[std::size_t(pw.prev * C + c)];
   cde_field_eval(pb.field, piece, 1, Z, w.F.data(), w.cache.data());
   contract_channels(S, C, 1, w.F.data(), w.dX.data(), K);
 }
@@ -91,7 +92,8 @@ void cde_adaptive_path(const CdeProblem<T>& pb, index_t i, index_t len, CdeAdapt
   for (index_t k = 0; k + 1 < len; ++k) {
     const T dt = T(t[k + 1] - t[k]);
     for (index_t c = 0; c < C; ++c)
-      w.d[std::size_t(k * C + c)] = (w.x[std::size_t((k + 1) * C + c)] - w.x[std::size_t(k * C + c)]) / dt;
+      w.d[std::size_t(k * C + c)] =
+          (w.x[std::size_t((k + 1) * C + c)] - w.x[std::size_t(k * C + c)]) / dt;
   }
 }
 

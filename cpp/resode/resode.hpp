@@ -3,6 +3,8 @@
 #include "activations.hpp"
 #include "adaptive.hpp"
 #include "cde.hpp"
+#include "cde_adaptive.hpp"
+#include "cde_adjoint.hpp"
 #include "constraints.hpp"
 #include "epoch.hpp"
 #include "fields.hpp"

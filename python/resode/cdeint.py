@@ -191,6 +191,7 @@ def cdeint_vjp(
     atol: float | None = None,
     first_step: float | None = None,
     max_steps: int | None = None,
+    gradient: str = "discrete",
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The vector-Jacobian product of :func:`cdeint`: a cotangent on its output pulled back to
     the parameters and the observations, by the exact reverse sweep of the discrete forward
@@ -222,6 +223,10 @@ def cdeint_vjp(
         As in :func:`cdeint`.
     rtol, atol, first_step, max_steps : float, float, float, int, optional
         As in :func:`cdeint`.
+    gradient : {"discrete", "adjoint"}, default "discrete"
+        ``"adjoint"``: the continuous adjoint (backsolve over each sample's step grid
+        reversed, an adaptive method's accepted grid, with the same tableau); it converges to
+        the discrete gradient as the steps shrink.
 
     Returns
     -------
@@ -250,4 +255,5 @@ def cdeint_vjp(
              "max_steps": max_steps}  # fmt: skip
     arrays, Uc, grid, options = _prepare(params, U, times, t, given)
     v = as_float_array("cotangent", cotangent, Uc.dtype)
-    return _core.cde_vjp(arrays, Uc, grid, v, **options)
+    gradient = check_choice("gradient", gradient, ("discrete", "adjoint"))
+    return _core.cde_vjp(arrays, Uc, grid, v, **options, gradient=gradient)

@@ -85,8 +85,9 @@ class NeuralCDE(Model):
     rtol, atol, first_step, max_steps : float, float, float, int, optional
         Adaptive methods only (None: docs/adaptive.md's defaults 1e-7, 1e-9, Hairer's
         starting step, 100000 attempted steps per sample).
-    gradient : {"discrete"}, default "discrete"
-        The exact gradient of the computed solution.
+    gradient : {"discrete", "adjoint"}, default "discrete"
+        ``"adjoint"``: the continuous adjoint, backsolved over each sample's step grid
+        reversed with the same tableau (converges to the discrete one as the steps shrink).
     pieces : int, default 1
         The field's weights are piecewise constant over ``pieces`` equal parts of the
         observation window ``[min_i t_{i,0}, max_i T_i]`` of the batch passed in (steps also
@@ -164,7 +165,7 @@ class NeuralCDE(Model):
         given = {"rtol": rtol, "atol": atol, "first_step": first_step, "max_steps": max_steps}
         self.adaptive = options.cde_adaptive_options(self.method, given)  # {}: a fixed step
         self.rtol, self.atol, self.first_step, self.max_steps = given.values()
-        self.gradient = check_choice("gradient", gradient, ("discrete",))
+        self.gradient = check_choice("gradient", gradient, ("discrete", "adjoint"))
         self.dtype = resolve_dtype(dtype)
         self.seed = seed
         self.flat_targets = False
@@ -591,7 +592,7 @@ class NeuralCDE(Model):
         targets = self._targets(y, Uc.shape[0])
         loss, grads, dU = _core.cde_loss_and_grad(
             self._all_params(), Uc, targets, grid, **self.core_options(),
-            loss=self.loss, weight_decay=self.weight_decay,
+            loss=self.loss, weight_decay=self.weight_decay, gradient=self.gradient,
         )  # fmt: skip
         grads = {name: grads[name] for name in self.param_shapes}
         if return_dU:
