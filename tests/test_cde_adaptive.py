@@ -7,6 +7,7 @@ boundary, convergence as rtol shrinks, and errors."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,7 +67,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("field", "interpolation", "method", "rho", "own"), CASES)
-def test_core_matches_reference(field, interpolation, method, rho, own):
+def test_core_matches_reference(
+    field: str, interpolation: str, method: str, rho: str | None, own: bool
+) -> None:
     """The same accepted steps (counts equal; grids equal up to round-off times the
     controller's gain) and, on the core's grid, the same states, logits, VJP (incl. dU and
     output times) and loss gradient to 1e-10."""
@@ -104,7 +107,7 @@ def test_core_matches_reference(field, interpolation, method, rho, own):
         assert rel(g2[key], g2_r[key]) < 1e-10, key
 
 
-def test_float32_follows_float64():
+def test_float32_follows_float64() -> None:
     rng = np.random.default_rng(2)
     U, times, _ = make_series(rng)
     p = make_params(rng, "bottleneck", 3, 2)
@@ -124,7 +127,7 @@ def test_float32_follows_float64():
 
 
 @pytest.mark.parametrize("method", ADAPTIVE)
-def test_vjp_matches_central_differences_of_the_replay(method):
+def test_vjp_matches_central_differences_of_the_replay(method: str) -> None:
     """The discrete gradient is the exact gradient of the map on the frozen accepted grid
     (step acceptance is not differentiable: the grid of the unperturbed run is replayed)."""
     rng = np.random.default_rng(3)
@@ -157,7 +160,7 @@ def test_vjp_matches_central_differences_of_the_replay(method):
         np.testing.assert_array_equal(grads_run[key], grads[key])
 
 
-def test_reference_vjp_matches_central_differences_of_its_replay():
+def test_reference_vjp_matches_central_differences_of_its_replay() -> None:
     rng = np.random.default_rng(4)
     U, times, _ = make_series(rng)
     p = make_params(rng, "bottleneck", 3, 2)
@@ -177,7 +180,7 @@ def test_reference_vjp_matches_central_differences_of_its_replay():
     assert abs(fd - exact) < 1e-7 * max(abs(exact), 1.0)
 
 
-def test_per_sample_steps_land_on_knots_and_piece_boundaries():
+def test_per_sample_steps_land_on_knots_and_piece_boundaries() -> None:
     """Each sample its own grid (different step counts), every knot of its own path and every
     piece boundary inside its span among its accepted times; with one piece a sample's
     result does not depend on the batch."""
@@ -206,7 +209,7 @@ def test_per_sample_steps_land_on_knots_and_piece_boundaries():
 
 
 @pytest.mark.parametrize(("method", "order"), [("dopri5", 5), ("tsit5", 5), ("bosh3", 3)])
-def test_error_shrinks_with_rtol(method, order):
+def test_error_shrinks_with_rtol(method: str, order: int) -> None:
     """Against a tight-tolerance solution, the error falls as rtol shrinks; the steps grow
     in number about as rtol^(-1/order) (the error per unit step constant)."""
     rng = np.random.default_rng(6)
@@ -227,7 +230,7 @@ def test_error_shrinks_with_rtol(method, order):
     assert 0.5 / order < growth < 2.0 / order
 
 
-def test_adaptive_agrees_with_fine_rk4():
+def test_adaptive_agrees_with_fine_rk4() -> None:
     rng = np.random.default_rng(7)
     U, times, _ = make_series(rng)
     p = make_params(rng, "inside", 3, 2)
@@ -237,7 +240,7 @@ def test_adaptive_agrees_with_fine_rk4():
 
 
 @pytest.mark.parametrize("impl", ["core", "reference"])
-def test_step_size_failures(impl):
+def test_step_size_failures(impl: str) -> None:
     solve = _core.cde_solve if impl == "core" else rc.cde_solve
     error = resode.StepSizeError if impl == "core" else rc.StepSizeError
     rng = np.random.default_rng(8)
@@ -267,7 +270,7 @@ def test_step_size_failures(impl):
         ({"method": "rk4", "grid": [np.array([0.0, 1.0])] * 3}, "grid"),
     ],
 )
-def test_bad_options_name_the_argument(impl, kw, match):
+def test_bad_options_name_the_argument(impl: str, kw: dict[str, Any], match: str) -> None:
     rng = np.random.default_rng(9)
     U, times, _ = make_series(rng)
     p = make_params(rng, "outside", 3, 2)
@@ -277,7 +280,7 @@ def test_bad_options_name_the_argument(impl, kw, match):
         solve(p, U, times, **options)
 
 
-def test_model_and_cdeint_take_the_adaptive_options(tmp_path):
+def test_model_and_cdeint_take_the_adaptive_options(tmp_path: Path) -> None:
     """NeuralCDE(method="tsit5", rtol=...) passes its options to the core (forward,
     trajectory, loss_and_grad), cdeint/cdeint_vjp take them, and a saved model keeps them."""
     rng = np.random.default_rng(10)
@@ -319,7 +322,7 @@ def test_model_and_cdeint_take_the_adaptive_options(tmp_path):
     ("field", "method", "own"),
     [("outside", "rk4", False), ("bottleneck", "midpoint", True), ("inside", "dopri5", True)],
 )
-def test_adjoint_core_matches_reference(field, method, own):
+def test_adjoint_core_matches_reference(field: str, method: str, own: bool) -> None:
     """gradient="adjoint": the core's backsolve equals the reference's to 1e-10 (fixed-step
     grids, and an adaptive method's accepted grid), output times and the loss included."""
     rng = np.random.default_rng(11)
@@ -362,7 +365,9 @@ def _gap(p: Params, U: np.ndarray, times: np.ndarray, v: np.ndarray, **kw: Any) 
 
 
 @pytest.mark.parametrize(("method", "order"), [("rk4", 4), ("midpoint", 2)])
-def test_adjoint_converges_to_the_discrete_gradient_with_the_method_order(method, order):
+def test_adjoint_converges_to_the_discrete_gradient_with_the_method_order(
+    method: str, order: int
+) -> None:
     """Both are consistent approximations of the exact gradient of the CDE: their difference
     shrinks as h^order when the steps halve (a smooth cubic path)."""
     rng = np.random.default_rng(12)
@@ -376,7 +381,7 @@ def test_adjoint_converges_to_the_discrete_gradient_with_the_method_order(method
     assert np.all(np.abs(orders - order) < 0.5), orders
 
 
-def test_adaptive_adjoint_converges_to_the_discrete_gradient_with_rtol():
+def test_adaptive_adjoint_converges_to_the_discrete_gradient_with_rtol() -> None:
     rng = np.random.default_rng(13)
     times = np.linspace(0.0, 3.0, 6)
     U = np.sin(np.outer(times, [1.0, 2.0]))[None]
@@ -386,7 +391,7 @@ def test_adaptive_adjoint_converges_to_the_discrete_gradient_with_rtol():
     assert gaps[1] < 1e-2 * gaps[0] and gaps[1] < 1e-5
 
 
-def test_model_trains_with_the_adjoint():
+def test_model_trains_with_the_adjoint() -> None:
     rng = np.random.default_rng(14)
     U, times, _ = make_series(rng)
     model = resode.NeuralCDE(2, 3, method="bosh3", rtol=1e-6, gradient="adjoint", seed=1)

@@ -64,6 +64,7 @@ __all__ = [
 
 ADAPTIVE_METHODS: tuple[str, ...] = ("dopri5", "tsit5", "bosh3")
 _Weights = list[tuple[int, float]]
+_Opts = tuple[str, str, str | None, str]  # field, activation, output activation, interpolation
 _EPS = float(np.finfo(np.float64).eps)
 
 # (A rows incl. the FSAL row, b, e = b - bhat, k = estimator order + 1)
@@ -256,7 +257,7 @@ def _replay_sample(i: int, sample: _Sample, grid: np.ndarray) -> _Sample:
 
 
 def _adaptive_prepare(
-    params: Params, U: np.ndarray, times: np.ndarray, t: np.ndarray | None, opts: dict[str, object],
+    params: Params, U: np.ndarray, times: np.ndarray, t: np.ndarray | None, opts: _Opts,
     method: str, adaptive: tuple[float, float, float | None, int],
     grid: list[np.ndarray] | None = None,
 ) -> tuple[Params, np.ndarray, list[_Sample], np.ndarray | None, np.ndarray, _Options]:  # fmt: skip
@@ -272,7 +273,7 @@ def _adaptive_prepare(
         raise ValueError(f"first_step must be finite and > 0 (or None), got {first_step!r}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
-    o = _options(params, *opts.values(), "rk4", 1)  # type: ignore[arg-type]
+    o = _options(params, *opts, "rk4", 1)
     work, Uw, segments, tout = _prepare(params, U, times, t, o)
     tab = _EMBEDDED[method]
     samples, counts = [], []
@@ -379,7 +380,7 @@ def _adjoint(
 
 def _solved(
     params: Params, U: np.ndarray, times: np.ndarray, t: np.ndarray | None,
-    opts: dict[str, object], method: str, substeps: int,
+    opts: _Opts, method: str, substeps: int,
     adaptive: tuple[float, float, float | None, int], grid: list[np.ndarray] | None,
 ) -> tuple[Params, np.ndarray, list[_Sample], np.ndarray | None, _Options]:  # fmt: skip
     """Checked inputs and every sample's steps, for a fixed-step or an adaptive method."""
@@ -390,13 +391,13 @@ def _solved(
         return work, Uw, samples, tout, o
     if grid is not None:
         raise ValueError("grid is for the adaptive methods (dopri5, tsit5, bosh3)")
-    o = _options(params, *opts.values(), method, substeps)  # type: ignore[arg-type]
+    o = _options(params, *opts, method, substeps)
     work, Uw, samples, tout = _prepare(params, U, times, t, o)
     return work, Uw, samples, tout, o
 
 
-def _opts(field: str, activation: str, rho: str | None, interpolation: str) -> dict[str, object]:
-    return {"field": field, "act": activation, "rho": rho, "interp": interpolation}
+def _opts(field: str, activation: str, rho: str | None, interpolation: str) -> _Opts:
+    return field, activation, rho, interpolation
 
 
 def cde_solve(

@@ -46,11 +46,10 @@ class NeuralCDE(Model):
     shorter series is padded with NaN rows at the end. Include the observation times as a
     channel of ``U`` when they carry information (torchcde's advice); docs/guide/timeseries.md.
 
-    Integration: a fixed-step method, ``substeps`` equal steps on every interval between a
-    sample's consecutive observations, or an adaptive one (``dopri5``, ``tsit5``, ``bosh3``:
-    per-sample step control as docs/adaptive.md, steps clipped to land on every observation
-    time and piece boundary, diffrax's ``jump_ts``); the exact gradient of the computed
-    solution (the accepted steps held fixed) with respect to every parameter and to ``U``.
+    Integration: a fixed-step method, ``substeps`` equal steps between consecutive
+    observations, or an adaptive one (per-sample step control, docs/adaptive.md; steps land
+    on every observation time and piece boundary, diffrax's ``jump_ts``); the exact gradient
+    of the computed solution (accepted steps held fixed) with respect to every parameter and U.
 
     Parameters
     ----------
@@ -163,7 +162,8 @@ class NeuralCDE(Model):
         self.substeps = check_int("substeps", substeps, 1)
         self.pieces = check_int("pieces", pieces, 1)
         given = {"rtol": rtol, "atol": atol, "first_step": first_step, "max_steps": max_steps}
-        self.adaptive = options.cde_adaptive_options(self.method, given)  # {}: a fixed step
+        self.solver_options = options.cde_adaptive_options(self.method, given)  # {}: fixed
+        self.adaptive = bool(self.solver_options)
         self.rtol, self.atol, self.first_step, self.max_steps = given.values()
         self.gradient = check_choice("gradient", gradient, ("discrete", "adjoint"))
         self.dtype = resolve_dtype(dtype)
@@ -297,7 +297,7 @@ class NeuralCDE(Model):
         'midpoint'
         """
         keys = ("field", "activation", "output_activation", "interpolation", "method", "substeps")
-        return {**{key: getattr(self, key) for key in keys}, **self.adaptive}
+        return {**{key: getattr(self, key) for key in keys}, **self.solver_options}
 
     def problem(self, X: Any, y: Any = None, times: Any = None) -> Problem:
         """Return the checked series, targets and times and the core's options.
