@@ -416,3 +416,41 @@ def test_model_trains_with_the_adjoint() -> None:
         _core.cde_vjp(params, U, times, v, field="outside", gradient="backsolve")
     with pytest.raises(ValueError, match="gradient"):
         resode.NeuralCDE(2, 3, gradient="backsolve")
+
+
+@pytest.mark.parametrize("gradient", ["discrete", "adjoint"])
+def test_results_do_not_depend_on_the_thread_count(gradient: str) -> None:
+    rng = np.random.default_rng(15)
+    U, _, own = make_series(rng, N=40, L=5)
+    p = make_params(rng, "outside", 4, 2, outputs=2)
+    y = rng.integers(0, 2, 40)
+    kw: dict[str, Any] = dict(field="outside", method="tsit5", rtol=1e-5, gradient=gradient)
+    before = _core.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            _core.set_num_threads(n)
+            results.append(_core.cde_loss_and_grad(p, U, y, own, **kw))
+    finally:
+        _core.set_num_threads(before)
+    (l1, g1, dU1), (l2, g2, dU2) = results
+    assert l1 == l2
+    np.testing.assert_array_equal(dU1, dU2)
+    for k in g1:
+        np.testing.assert_array_equal(g1[k], g2[k])
+
+
+def test_adjoint_float32_follows_float64() -> None:
+    rng = np.random.default_rng(16)
+    U, times, _ = make_series(rng)
+    p = make_params(rng, "inside", 3, 2)
+    kw: dict[str, Any] = dict(field="inside", method="rk4", substeps=2, gradient="adjoint")
+    v = rng.normal(size=(3, 3))
+    g64, dU64 = _core.cde_vjp(p, U, times, v, **kw)
+    p32 = {k: a.astype(np.float32) for k, a in p.items()}
+    U32, v32 = U.astype(np.float32), v.astype(np.float32)
+    g32, dU32 = _core.cde_vjp(p32, U32, times, v32, **kw)
+    g32r, dU32r = rc.cde_vjp(p32, U32, times, v32, **kw)
+    assert dU32.dtype == np.float32 and rel(dU32, dU64) < 1e-4 and rel(dU32r, dU64) < 1e-4
+    for key in p:
+        assert rel(g32[key], g64[key]) < 1e-4 and rel(g32r[key], g64[key]) < 1e-4, key

@@ -471,7 +471,8 @@ def cde_grids(
     Examples
     --------
     >>> p = {"A": np.ones((2, 1)), "a": np.zeros(2), "W": np.zeros((1, 2, 2)), "b": np.ones((1, 2))}
-    >>> grids, counts = cde_grids(p, np.ones((1, 3, 1)), np.arange(3.0), field="inside")
+    >>> grids, counts = cde_grids(p, np.ones((1, 3, 1)), np.arange(3.0), field="inside",
+    ...                           first_step=1.0)
     >>> grids[0], counts.shape
     (array([0., 1., 2.]), (1, 3))
     """
