@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,6 +27,10 @@ struct CdeOptions {
   std::string interpolation, method;
   index_t substeps;
   py::object t;  // None or a 1-D array of output times
+  double rtol = 1e-7, atol = 1e-9;  // adaptive methods (cde_adaptive.hpp) only
+  std::optional<double> first_step;
+  index_t max_steps = 100000;
+  py::object grid = py::none();  // adaptive methods: a replay of these accepted step times
 };
 
 // Validated arrays (kept alive here) and the problem pointing into them.
@@ -37,6 +42,21 @@ struct BoundCde {
   std::vector<Shape> field_shapes;
   std::vector<carray<T>> field_arrays;
   resode::CdeProblem<T> pb;
+  bool adaptive = false;  // an adaptive method: run() replaces pb by the replay of its steps
+  resode::EmbeddedTableau etab;
+  resode::AdaptiveOptions aopt;
+  std::vector<resode::CdeAdaptiveRecord> records;
+  std::shared_ptr<const std::vector<std::vector<double>>> given;  // grid=: no adaptive run
+  // Runs the adaptive method (without the GIL) and points pb at its accepted grids.
+  void run() {
+    if (!adaptive) return;
+    if (given) {
+      pb.accepted = given, pb.tab = resode::solution_tableau(etab), pb.substeps = 1;
+      return;
+    }
+    records = resode::cde_adaptive_grids(pb, etab, aopt);
+    pb = resode::cde_replay_problem(pb, etab, records);
+  }
 };
 
 const char* dtype_name(std::size_t itemsize) { return itemsize == 8 ? "float64" : "float32"; }
@@ -161,7 +181,31 @@ std::unique_ptr<BoundCde<T>> bind_cde(const py::dict& params, const py::array& U
   }
 
   pb.interpolation = resode::parse_interpolation(o.interpolation);
-  pb.tab = resode::tableau(resode::parse_method(o.method));
+  b->adaptive = resode::is_adaptive_method(o.method);
+  if (b->adaptive) {
+    b->etab = resode::embedded_tableau(resode::parse_adaptive_method(o.method));
+    resode::require(std::isfinite(o.rtol) && o.rtol >= 0, "rtol must be finite and >= 0");
+    resode::require(std::isfinite(o.atol) && o.atol >= 0, "atol must be finite and >= 0");
+    resode::require(o.rtol > 0 || o.atol > 0, "rtol and atol must not both be 0");
+    const double first = o.first_step.value_or(0.0);
+    resode::require(std::isfinite(first) && (!o.first_step || first > 0),
+                    "first_step must be finite and > 0 (or None: Hairer's heuristic)");
+    resode::require(o.max_steps >= 1, "max_steps must be >= 1");
+    b->aopt.rtol = o.rtol, b->aopt.atol = o.atol, b->aopt.first_step = first;
+    b->aopt.max_steps = o.max_steps;
+    if (!o.grid.is_none()) {
+      auto grids = std::make_shared<std::vector<std::vector<double>>>();
+      for (auto item : o.grid) {
+        const darray g = real_array(py::reinterpret_borrow<py::object>(item), "grid");
+        resode::require(g.ndim() == 1, "grid must be a sequence of 1-D arrays of step times");
+        grids->emplace_back(g.data(), g.data() + g.size());
+      }
+      b->given = std::move(grids);
+    }
+  } else {
+    resode::require(o.grid.is_none(), "grid is for the adaptive methods (dopri5, tsit5, bosh3)");
+    pb.tab = resode::tableau(resode::parse_method(o.method));
+  }
   resode::require(o.substeps >= 1, "substeps must be >= 1");
   pb.substeps = o.substeps;
   if (!o.t.is_none()) {
@@ -192,6 +236,7 @@ py::array solve(const py::dict& params, const py::array& U, const py::object& ti
   py::array_t<T> out(shape);
   T* dst = out.mutable_data();
   py::gil_scoped_release release;  // the core touches only the buffers held by b and out
+  b->run();
   resode::cde_solve(b->pb, dst);
   return out;
 }
@@ -203,6 +248,7 @@ py::array logits(const py::dict& params, const py::array& U, const py::object& t
   py::array_t<T> out({b->pb.N, b->pb.readout.classes});
   T* dst = out.mutable_data();
   py::gil_scoped_release release;  // the core touches only the buffers held by b and out
+  b->run();
   resode::cde_logits(b->pb, dst);
   return out;
 }
@@ -229,9 +275,17 @@ py::dict gradient_dict(const py::dict& params, BoundCde<T>& b, py::array_t<T>& f
   return grads;
 }
 
+// gradient="discrete" (false) or "adjoint" (true).
+bool is_adjoint(const std::string& gradient) {
+  resode::require(gradient == "discrete" || gradient == "adjoint", [&] {
+    return "gradient must be 'discrete' or 'adjoint', got '" + gradient + "'";
+  });
+  return gradient == "adjoint";
+}
+
 template <class T>
 py::tuple vjp(const py::dict& params, const py::array& U, const py::object& times,
-              const py::array& cotangent, const CdeOptions& o) {
+              const py::array& cotangent, const CdeOptions& o, bool adjoint) {
   auto b = bind_cde<T>(params, U, times, o, false);
   auto& pb = b->pb;
   const Shape shape = output_shape(pb);
@@ -251,7 +305,11 @@ py::tuple vjp(const py::dict& params, const py::array& U, const py::object& time
     T *gf = dfield.mutable_data(), *gA = dA.mutable_data(), *ga = da.mutable_data();
     T* gU = dU.mutable_data();
     py::gil_scoped_release release;  // the core touches only buffers held by b, cot, outputs
-    resode::cde_vjp(pb, cot.data(), gf, gA, ga, gU);
+    b->run();
+    if (adjoint)
+      resode::cde_adjoint_vjp(pb, cot.data(), gf, gA, ga, gU);
+    else
+      resode::cde_vjp(pb, cot.data(), gf, gA, ga, gU);
   }
   return py::make_tuple(gradient_dict(params, *b, dfield, dA, da, py::none(), py::none()), dU);
 }
@@ -307,7 +365,7 @@ std::unique_ptr<CdeTargets<T>> checked_cde_targets(const py::array& y, const std
 template <class T>
 py::tuple loss_and_grad(const py::dict& params, const py::array& U, const py::array& y,
                         const py::object& times, const CdeOptions& o, const std::string& loss,
-                        double weight_decay) {
+                        double weight_decay, bool adjoint) {
   auto b = bind_cde<T>(params, U, times, o, true);
   auto& pb = b->pb;
   const index_t S = pb.field.S, classes = pb.readout.classes;
@@ -321,9 +379,34 @@ py::tuple loss_and_grad(const py::dict& params, const py::array& U, const py::ar
     T *gf = dfield.mutable_data(), *gA = dA.mutable_data(), *ga = da.mutable_data();
     T *gP = dP.mutable_data(), *gc = dc.mutable_data(), *gU = dU.mutable_data();
     py::gil_scoped_release release;  // the core touches only buffers held here and outputs
-    value = resode::cde_loss_and_grad(pb, targets->targets, weight_decay, gf, gA, ga, gP, gc, gU);
+    b->run();
+    value = adjoint ? resode::cde_adjoint_loss_and_grad(pb, targets->targets, weight_decay, gf,
+                                                        gA, ga, gP, gc, gU)
+                    : resode::cde_loss_and_grad(pb, targets->targets, weight_decay, gf, gA, ga,
+                                                gP, gc, gU);
   }
   return py::make_tuple(value, gradient_dict(params, *b, dfield, dA, da, dP, dc), dU);
+}
+
+template <class T>
+py::tuple grids(const py::dict& params, const py::array& U, const py::object& times,
+                const CdeOptions& o) {
+  resode::require(o.grid.is_none(), "cde_grids runs the adaptive method: grid must be None");
+  auto b = bind_cde<T>(params, U, times, o, false);
+  {
+    py::gil_scoped_release release;
+    b->run();
+  }
+  py::list out;
+  const index_t N = b->pb.N;
+  py::array_t<std::int64_t> counts({N, index_t(3)});
+  auto c = counts.mutable_unchecked<2>();
+  for (index_t i = 0; i < N; ++i) {
+    const auto& r = b->records[std::size_t(i)];
+    out.append(py::array_t<double>(py::ssize_t(r.grid.size()), r.grid.data()));
+    c(i, 0) = r.nfev, c(i, 1) = r.accepted, c(i, 2) = r.rejected;
+  }
+  return py::make_tuple(out, counts);
 }
 
 bool u_is_float64(const py::object& U) {
@@ -338,7 +421,9 @@ bool u_is_float64(const py::object& U) {
 #define RESODE_CDE_KWARGS                                                                 \
   py::kw_only(), py::arg("field"), py::arg("activation") = "tanh",                        \
       py::arg("output_activation") = py::none(), py::arg("interpolation") = "cubic",      \
-      py::arg("method") = "rk4", py::arg("substeps") = 1
+      py::arg("method") = "rk4", py::arg("substeps") = 1, py::arg("rtol") = 1e-7,           \
+      py::arg("atol") = 1e-9, py::arg("first_step") = py::none(),                         \
+      py::arg("max_steps") = 100000, py::arg("grid") = py::none()
 
 }  // namespace
 
@@ -347,8 +432,11 @@ void register_cde(py::module_& m) {
       "cde_solve",
       [](const py::dict& params, const py::object& U, const py::object& times, std::string field,
          std::string activation, py::object output_activation, std::string interpolation,
-         std::string method, index_t substeps, py::object t) {
-        const CdeOptions o{field, activation, output_activation, interpolation, method, substeps, t};
+         std::string method, index_t substeps,
+         double rtol, double atol, std::optional<double> first_step,
+         index_t max_steps, py::object grid, py::object t) {
+        const CdeOptions o{field,  activation, output_activation, interpolation, method,
+                           substeps, t, rtol, atol, first_step, max_steps, grid};
         const bool f64 = u_is_float64(U);
         const py::array u = U.cast<py::array>();
         return f64 ? solve<double>(params, u, times, o) : solve<float>(params, u, times, o);
@@ -362,24 +450,30 @@ void register_cde(py::module_& m) {
       [](const py::dict& params, const py::object& U, const py::object& times,
          const py::array& cotangent, std::string field, std::string activation,
          py::object output_activation, std::string interpolation, std::string method,
-         index_t substeps, py::object t) {
-        const CdeOptions o{field, activation, output_activation, interpolation, method, substeps, t};
+         index_t substeps, double rtol, double atol, std::optional<double> first_step,
+         index_t max_steps, py::object grid, py::object t, std::string gradient) {
+        const CdeOptions o{field,  activation, output_activation, interpolation, method,
+                           substeps, t, rtol, atol, first_step, max_steps, grid};
+        const bool adjoint = is_adjoint(gradient);
         const bool f64 = u_is_float64(U);
         const py::array u = U.cast<py::array>();
-        return f64 ? vjp<double>(params, u, times, cotangent, o)
-                               : vjp<float>(params, u, times, cotangent, o);
+        return f64 ? vjp<double>(params, u, times, cotangent, o, adjoint)
+                   : vjp<float>(params, u, times, cotangent, o, adjoint);
       },
       py::arg("params"), py::arg("U"), py::arg("times"), py::arg("cotangent"), RESODE_CDE_KWARGS,
-      py::arg("t") = py::none(),
+      py::arg("t") = py::none(), py::arg("gradient") = "discrete",
       "(grads keyed as params, dU): the exact discrete vector-Jacobian product of cde_solve "
-      "for a cotangent of its output's shape.");
+      "for a cotangent of its output's shape (through an adaptive method's accepted steps), "
+      "or with gradient='adjoint' the continuous adjoint (backsolve over the same grid).");
   m.def(
       "cde_logits",
       [](const py::dict& params, const py::object& U, const py::object& times, std::string field,
          std::string activation, py::object output_activation, std::string interpolation,
-         std::string method, index_t substeps) {
-        const CdeOptions o{field,  activation, output_activation, interpolation,
-                           method, substeps,   py::none()};
+         std::string method, index_t substeps,
+         double rtol, double atol, std::optional<double> first_step,
+         index_t max_steps, py::object grid) {
+        const CdeOptions o{field,  activation, output_activation, interpolation, method,
+                           substeps, py::none(), rtol, atol, first_step, max_steps, grid};
         const bool f64 = u_is_float64(U);
         const py::array u = U.cast<py::array>();
         return f64 ? logits<double>(params, u, times, o)
@@ -391,18 +485,43 @@ void register_cde(py::module_& m) {
       "cde_loss_and_grad",
       [](const py::dict& params, const py::object& U, const py::array& y, const py::object& times,
          std::string field, std::string activation, py::object output_activation,
-         std::string interpolation, std::string method, index_t substeps, std::string loss,
-         double weight_decay) {
-        const CdeOptions o{field,  activation, output_activation, interpolation,
-                           method, substeps,   py::none()};
+         std::string interpolation, std::string method, index_t substeps,
+         double rtol, double atol, std::optional<double> first_step,
+         index_t max_steps, py::object grid,
+         std::string loss, double weight_decay, std::string gradient) {
+        const CdeOptions o{field,  activation, output_activation, interpolation, method,
+                           substeps, py::none(), rtol, atol, first_step, max_steps, grid};
+        const bool adjoint = is_adjoint(gradient);
         const bool f64 = u_is_float64(U);
         const py::array u = U.cast<py::array>();
         return f64
-                   ? loss_and_grad<double>(params, u, y, times, o, loss, weight_decay)
-                   : loss_and_grad<float>(params, u, y, times, o, loss, weight_decay);
+                   ? loss_and_grad<double>(params, u, y, times, o, loss, weight_decay, adjoint)
+                   : loss_and_grad<float>(params, u, y, times, o, loss, weight_decay, adjoint);
       },
       py::arg("params"), py::arg("U"), py::arg("y"), py::arg("times"), RESODE_CDE_KWARGS,
       py::arg("loss") = "cross_entropy", py::arg("weight_decay") = 0.0,
+      py::arg("gradient") = "discrete",
       "(loss, grads keyed as params incl. P and c, dU): the data loss of the logits plus "
       "weight_decay * the squared field parameters, and its exact discrete gradient.");
+  m.def(
+      "cde_grids",
+      [](const py::dict& params, const py::object& U, const py::object& times, std::string field,
+         std::string activation, py::object output_activation, std::string interpolation,
+         std::string method, index_t substeps,
+         double rtol, double atol, std::optional<double> first_step,
+         index_t max_steps, py::object grid, py::object t) {
+        const CdeOptions o{field,  activation, output_activation, interpolation, method,
+                           substeps, t, rtol, atol, first_step, max_steps, grid};
+        resode::require(resode::is_adaptive_method(method), [&] {
+          return "method must be 'dopri5', 'tsit5' or 'bosh3' (an adaptive method), got '" +
+                 method + "'";
+        });
+        const bool f64 = u_is_float64(U);
+        const py::array u = U.cast<py::array>();
+        return f64 ? grids<double>(params, u, times, o) : grids<float>(params, u, times, o);
+      },
+      py::arg("params"), py::arg("U"), py::arg("times"), RESODE_CDE_KWARGS,
+      py::arg("t") = py::none(),
+      "(grids, counts) of an adaptive method: each sample's accepted step times (float64) and "
+      "counts (N, 3) int64: function evaluations, accepted and rejected steps.");
 }

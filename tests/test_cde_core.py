@@ -527,7 +527,7 @@ def test_bad_options_name_the_argument() -> None:
     p, U, times = _valid()
     cases: list[tuple[dict[str, object], str]] = [
         ({"interpolation": "spline"}, "interpolation must be"),
-        ({"method": "dopri5"}, "method must be"),
+        ({"method": "rk45"}, "method must be"),
         ({"substeps": 0}, "substeps must be >= 1"),
         ({"field": "sideways"}, "field must be"),
         ({"output_activation": "softmax"}, "activation must be"),

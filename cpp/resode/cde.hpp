@@ -60,6 +60,10 @@ struct CdeProblem {
   const double* out_times = nullptr;  // t= (out_count,), increasing; none when out_count == 0
   index_t out_count = 0;
   Readout<T> readout;              // logits and loss only: P (classes, S), c (classes,)
+  // Adaptive methods (cde_adaptive.hpp): each sample's accepted step times t_{i,0} .. T_i,
+  // replayed with `tab` (the solution stages of the embedded tableau) instead of the fixed
+  // grid; null for the fixed-step methods.
+  std::shared_ptr<const std::vector<std::vector<double>>> accepted;
 
   const double* sample_times(index_t i) const { return per_sample_times ? times + i * L : times; }
   const T* sample_values(index_t i) const { return U + i * L * C; }
@@ -176,12 +180,21 @@ void set_window(const CdeProblem<T>& pb, CdePlan<T>& plan) {
   }
 }
 
-// The grid of a sample with times t (len knots).
 template <class T>
-void build_grid(const CdeProblem<T>& pb, const CdePlan<T>& plan, const double* t, index_t len,
-                CdeGrid& g) {
+void build_breaks_grid(const CdeProblem<T>& pb, const CdePlan<T>& plan,
+                       const std::vector<double>& breaks, const double* t, index_t len,
+                       index_t m, CdeGrid& g);
+
+// The grid of sample i with times t (len knots).
+template <class T>
+void build_grid(const CdeProblem<T>& pb, const CdePlan<T>& plan, index_t i, const double* t,
+                index_t len, CdeGrid& g) {
   const index_t K = pb.field.pieces;
   const double t0 = t[0], T_end = t[len - 1];
+  if (pb.accepted) {  // an adaptive run's accepted steps: one step between grid points
+    build_breaks_grid(pb, plan, (*pb.accepted)[std::size_t(i)], t, len, 1, g);
+    return;
+  }
   g.breaks.assign(t, t + len);
   for (index_t j = 1; j < K; ++j) {
     const double b = piece_boundary(plan.t_lo, plan.t_hi, K, j);
@@ -191,9 +204,20 @@ void build_grid(const CdeProblem<T>& pb, const CdePlan<T>& plan, const double* t
     if (pb.out_times[r] > t0 && pb.out_times[r] < T_end) g.breaks.push_back(pb.out_times[r]);
   std::sort(g.breaks.begin(), g.breaks.end());
   g.breaks.erase(std::unique(g.breaks.begin(), g.breaks.end()), g.breaks.end());
+  build_breaks_grid(pb, plan, g.breaks, t, len, pb.substeps, g);
+}
+
+// The steps of `m` equal steps between consecutive breaks (sorted, t_0 .. T_end, every knot
+// among them) and the state each output time reads.
+template <class T>
+void build_breaks_grid(const CdeProblem<T>& pb, const CdePlan<T>& plan,
+                       const std::vector<double>& breaks, const double* t, index_t len,
+                       index_t m, CdeGrid& g) {
+  const index_t K = pb.field.pieces;
+  const double t0 = t[0], T_end = t[len - 1];
+  if (&g.breaks != &breaks) g.breaks = breaks;
   g.steps.clear();
   index_t k = 0, piece = 0;
-  const index_t m = pb.substeps;
   for (std::size_t b = 0; b + 1 < g.breaks.size(); ++b) {
     const double p = g.breaks[b], q = g.breaks[b + 1], h = (q - p) / double(m);
     while (k + 2 < len && t[k + 1] <= p) ++k;  // [p, q] lies within [t_k, t_{k+1}]
@@ -217,6 +241,32 @@ void build_grid(const CdeProblem<T>& pb, const CdePlan<T>& plan, const double* t
   }
 }
 
+// An adaptive run's (or a given) accepted grid of each sample: from t_{i,0} to T_i, strictly
+// increasing, with every breakpoint of the sample's fixed-step grid among its points.
+template <class T>
+void check_accepted(const CdeProblem<T>& pb, const CdePlan<T>& plan) {
+  CdeProblem<T> fixed = pb;
+  fixed.accepted = nullptr, fixed.substeps = 1;
+  require(index_t(pb.accepted->size()) == pb.N, [&] {
+    return "grid must hold one array of step times per sample (" + std::to_string(pb.N) +
+           "), got " + std::to_string(pb.accepted->size());
+  });
+  CdeGrid g;
+  for (index_t i = 0; i < pb.N; ++i) {
+    const std::vector<double>& a = (*pb.accepted)[std::size_t(i)];
+    build_grid(fixed, plan, i, pb.sample_times(i), plan.length[std::size_t(i)], g);
+    bool ok = a.size() >= 2 && a.front() == g.breaks.front() && a.back() == g.breaks.back();
+    for (std::size_t j = 1; ok && j < a.size(); ++j) ok = a[j] > a[j - 1];
+    for (std::size_t j = 0; ok && j < g.breaks.size(); ++j)
+      ok = std::binary_search(a.begin(), a.end(), g.breaks[j]);
+    require(ok, [&] {
+      return "grid[" + std::to_string(i) + "] must be strictly increasing from the sample's "
+             "first to its last observed time and contain every knot, piece boundary and "
+             "output time between them";
+    });
+  }
+}
+
 // The plan's blocks. Samples run in lockstep in a block, each on its own grid (its own steps,
 // times and path): a sample whose grid is shorter than the block's idles through the last steps
 // with a zero control increment, which leaves its state and its cotangent exactly unchanged.
@@ -229,6 +279,7 @@ CdePlan<T> make_plan(const CdeProblem<T>& pb, bool gradient) {
   CdePlan<T> plan;
   check_paths(pb, plan);
   set_window(pb, plan);
+  if (pb.accepted) check_accepted(pb, plan);
   const index_t N = pb.N, K = pb.field.pieces;
   constexpr index_t never = std::numeric_limits<index_t>::max();
   std::vector<index_t> starts(std::size_t(N * (K - 1)), never);  // step where piece j >= 1 starts
@@ -236,7 +287,7 @@ CdePlan<T> make_plan(const CdeProblem<T>& pb, bool gradient) {
   CdeGrid grid;
   for (index_t i = 0; i < N; ++i) {
     const index_t len = plan.length[std::size_t(i)];
-    build_grid(pb, plan, pb.sample_times(i), len, grid);
+    build_grid(pb, plan, i, pb.sample_times(i), len, grid);
     const index_t steps = index_t(grid.steps.size());
     plan.steps[std::size_t(i)] = steps;
     index_t* start = starts.data() + i * (K - 1);
@@ -356,7 +407,7 @@ void setup_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const CdeBlock
     const index_t len = plan.length[std::size_t(i)];
     const double* t = pb.sample_times(i);
     w.times[std::size_t(s)] = t, w.length[std::size_t(s)] = len;
-    build_grid(pb, plan, t, len, w.grid);
+    build_grid(pb, plan, i, t, len, w.grid);
     const index_t steps = index_t(w.grid.steps.size());
     for (index_t j = 0; j < blk.steps; ++j) {
       const auto at = std::size_t(j * n + s);
@@ -411,6 +462,26 @@ void control_increments(const CdeProblem<T>& pb, index_t j, int i, double node, 
   }
 }
 
+// Terms of up to Tableau::max_stages entries, applied through combine() in chunks of 4 (the
+// adaptive tableaux have up to 6 solution stages; with at most 4, as the fixed-step methods,
+// this is one combine() call, as before).
+template <class T>
+struct CdeTerms {
+  int count = 0;
+  T coef[Tableau::max_stages];
+  const T* vec[Tableau::max_stages];
+  void add(double c, const T* v) {
+    if (c != 0.0) coef[count] = T(c), vec[count] = v, ++count;
+  }
+};
+template <class T>
+void combine_terms(index_t n, T base_scale, const T* base, const CdeTerms<T>& t, T* out) {
+  const int first = std::min(t.count, 4);
+  combine(n, base_scale, base, first, t.coef, t.vec, out);
+  for (int m = first; m < t.count; m += 4)
+    combine(n, T(1), out, std::min(t.count - m, 4), t.coef + m, t.vec + m, out);
+}
+
 // The stages of step j from its state z (S x n), with the step size folded into the control
 // increments: K_i = G(Z_i) dX_i, Z_i = z + sum_{l<i} a_il K_l.
 template <class T>
@@ -421,9 +492,9 @@ void cde_stages(const CdeProblem<T>& pb, index_t j, index_t n, const T* z, CdeWo
   for (int i = 0; i < tab.stages; ++i) {
     double node = 0.0;
     if (i > 0) {
-      Terms<T> terms;
+      CdeTerms<T> terms;
       for (int l = 0; l < i; ++l) terms.add(tab.a[i][l], w.K[l]), node += tab.a[i][l];
-      combine(len, T(1), z, terms.count, terms.coef, terms.vec, w.Z[i]);
+      combine_terms(len, T(1), z, terms, w.Z[i]);
     }
     cde_field_eval(pb.field, w.piece[std::size_t(j)], n, w.Z[i], w.F[i], w.cache[i]);
     control_increments(pb, j, i, node, n, w);
@@ -434,9 +505,9 @@ void cde_stages(const CdeProblem<T>& pb, index_t j, index_t n, const T* z, CdeWo
 // z_next = z + sum_i b_i K_i after cde_stages.
 template <class T>
 void cde_update(const CdeProblem<T>& pb, index_t n, const T* z, const CdeWork<T>& w, T* z_next) {
-  Terms<T> terms;
+  CdeTerms<T> terms;
   for (int i = 0; i < pb.tab.stages; ++i) terms.add(pb.tab.b[i], w.K[i]);
-  combine(pb.field.S * n, T(1), z, terms.count, terms.coef, terms.vec, z_next);
+  combine_terms(pb.field.S * n, T(1), z, terms, z_next);
 }
 
 // dbar += the transpose of control_increments applied to dXbar (stage i of step j).
@@ -467,17 +538,17 @@ void cde_step_vjp(const CdeProblem<T>& pb, index_t j, index_t n, CdeWork<T>& w, 
   const index_t S = pb.field.S, C = pb.C, len = S * n;
   const Tableau& tab = pb.tab;
   for (int i = tab.stages - 1; i >= 0; --i) {
-    Terms<T> later;
+    CdeTerms<T> later;
     for (int m = i + 1; m < tab.stages; ++m) later.add(tab.a[m][i], w.Y[m]);
-    combine(len, T(tab.b[i]), zbar, later.count, later.coef, later.vec, w.kbar);
+    combine_terms(len, T(tab.b[i]), zbar, later, w.kbar);
     contract_channels_vjp(S, C, n, w.F[i], w.dX[i], w.kbar, w.Fbar, w.dXbar);
     control_increments_vjp(pb, j, i, n, w);
     cde_field_vjp(pb.field, w.piece[std::size_t(j)], n, w.Z[i], w.F[i], w.cache[i], w.Fbar,
                   w.Y[i], grads, w.hbar);
   }
-  Terms<T> all;
+  CdeTerms<T> all;
   for (int i = 0; i < tab.stages; ++i) all.add(1.0, w.Y[i]);
-  combine(len, T(1), zbar, all.count, all.coef, all.vec, zbar);
+  combine_terms(len, T(1), zbar, all, zbar);
 }
 
 // The first column of z (S x n) that is not finite.

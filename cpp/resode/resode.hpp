@@ -3,6 +3,8 @@
 #include "activations.hpp"
 #include "adaptive.hpp"
 #include "cde.hpp"
+#include "cde_adaptive.hpp"
+#include "cde_adjoint.hpp"
 #include "constraints.hpp"
 #include "driven.hpp"
 #include "epoch.hpp"

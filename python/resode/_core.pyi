@@ -280,6 +280,11 @@ def cde_solve(
     interpolation: str = "cubic",
     method: str = "rk4",
     substeps: int = 1,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
+    grid: Sequence[npt.ArrayLike] | None = None,
     t: npt.ArrayLike | None = None,
 ) -> _FloatArray: ...
 def cde_vjp(
@@ -294,7 +299,13 @@ def cde_vjp(
     interpolation: str = "cubic",
     method: str = "rk4",
     substeps: int = 1,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
+    grid: Sequence[npt.ArrayLike] | None = None,
     t: npt.ArrayLike | None = None,
+    gradient: str = "discrete",
 ) -> tuple[dict[str, _FloatArray], _FloatArray]: ...
 def cde_logits(
     params: Mapping[str, np.ndarray],
@@ -307,6 +318,11 @@ def cde_logits(
     interpolation: str = "cubic",
     method: str = "rk4",
     substeps: int = 1,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
+    grid: Sequence[npt.ArrayLike] | None = None,
 ) -> _FloatArray: ...
 def cde_loss_and_grad(
     params: Mapping[str, np.ndarray],
@@ -320,9 +336,33 @@ def cde_loss_and_grad(
     interpolation: str = "cubic",
     method: str = "rk4",
     substeps: int = 1,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
+    grid: Sequence[npt.ArrayLike] | None = None,
     loss: str = "cross_entropy",
     weight_decay: float = 0.0,
+    gradient: str = "discrete",
 ) -> tuple[float, dict[str, _FloatArray], _FloatArray]: ...
+def cde_grids(
+    params: Mapping[str, np.ndarray],
+    U: np.ndarray,
+    times: npt.ArrayLike,
+    *,
+    field: str,
+    activation: str = "tanh",
+    output_activation: str | None = None,
+    interpolation: str = "cubic",
+    method: str = "rk4",
+    substeps: int = 1,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
+    grid: Sequence[npt.ArrayLike] | None = None,
+    t: npt.ArrayLike | None = None,
+) -> tuple[list[_FloatArray], npt.NDArray[np.int64]]: ...
 
 # The input-driven neural ODE (cpp/resode/driven.hpp): x(0) = x0 (N, D), dx/dt = f_k([x; u(t)])
 # on [0, T]; params holds the field's arrays ("W" (K, D, D + C), "b" (K, D), or "W1"

@@ -18,6 +18,7 @@ from .models import (
     NeuralCDE,
     as_series,
     as_times,
+    cde_adaptive_options,
     check_cde_method,
     field_param_names,
 )
@@ -43,15 +44,17 @@ def _options(params: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, A
     output_activation = given["output_activation"]
     if output_activation is not None:
         check_choice("output_activation", output_activation, ACTIVATIONS)
-    method = "rk4" if given["method"] is None else given["method"]
+    method = check_cde_method("rk4" if given["method"] is None else given["method"])
+    adaptive = {key: given[key] for key in ("rtol", "atol", "first_step", "max_steps")}
     return {
+        **cde_adaptive_options(method, adaptive),
         "field": check_choice("field", field, FIELDS),
         "activation": check_choice("activation", given["activation"] or "tanh", ACTIVATIONS),
         "output_activation": output_activation,
         "interpolation": check_choice(
             "interpolation", given["interpolation"] or "cubic", INTERPOLATIONS
         ),
-        "method": check_cde_method(method),
+        "method": method,
         "substeps": check_int("substeps", 1 if given["substeps"] is None else given["substeps"], 1),
     }
 
@@ -103,6 +106,10 @@ def cdeint(
     interpolation: str | None = None,
     method: str | None = None,
     substeps: int | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    first_step: float | None = None,
+    max_steps: int | None = None,
 ) -> np.ndarray:
     """Integrate the neural CDE ``dz/dt = F(z) dX/dt``, ``z(t_0) = A x_0 + a``, over a batch
     of series: each sample's state at its own end time, or the states at the times ``t``.
@@ -132,10 +139,14 @@ def cdeint(
         Applied to the field's outputs; default none.
     interpolation : {"cubic", "linear"}, optional
         Default ``"cubic"``.
-    method : {"rk4", "midpoint", "euler"}, optional
-        Default ``"rk4"`` (fixed-step methods only).
+    method : {"rk4", "midpoint", "euler", "dopri5", "tsit5", "bosh3"}, optional
+        Default ``"rk4"``. The adaptive methods control each sample's steps on their own and
+        land on every observation time and piece boundary (:class:`resode.NeuralCDE`).
     substeps : int, optional
-        Steps per interval between observations; default 1.
+        Steps per interval between observations (fixed-step methods); default 1.
+    rtol, atol, first_step, max_steps : float, float, float, int, optional
+        Adaptive methods only: tolerances, the first step (None: Hairer's heuristic) and the
+        most attempted steps per sample; defaults as docs/adaptive.md.
 
     Returns
     -------
@@ -156,7 +167,9 @@ def cdeint(
     ((4, 3), (2, 4, 3))
     """
     given = {"field": field, "activation": activation, "output_activation": output_activation,
-             "interpolation": interpolation, "method": method, "substeps": substeps}  # fmt: skip
+             "interpolation": interpolation, "method": method, "substeps": substeps,
+             "rtol": rtol, "atol": atol, "first_step": first_step,
+             "max_steps": max_steps}  # fmt: skip
     arrays, Uc, grid, options = _prepare(params, U, times, t, given)
     return _core.cde_solve(arrays, Uc, grid, **options)
 
@@ -174,9 +187,15 @@ def cdeint_vjp(
     interpolation: str | None = None,
     method: str | None = None,
     substeps: int | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    first_step: float | None = None,
+    max_steps: int | None = None,
+    gradient: str = "discrete",
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The vector-Jacobian product of :func:`cdeint`: a cotangent on its output pulled back to
-    the parameters and the observations, by the exact reverse sweep of the discrete forward.
+    the parameters and the observations, by the exact reverse sweep of the discrete forward
+    (for an adaptive method, through its accepted steps, held fixed).
 
     Parameters
     ----------
@@ -198,10 +217,16 @@ def cdeint_vjp(
         As in :func:`cdeint`.
     interpolation : {"cubic", "linear"}, optional
         As in :func:`cdeint`.
-    method : {"rk4", "midpoint", "euler"}, optional
+    method : {"rk4", "midpoint", "euler", "dopri5", "tsit5", "bosh3"}, optional
         As in :func:`cdeint`.
     substeps : int, optional
         As in :func:`cdeint`.
+    rtol, atol, first_step, max_steps : float, float, float, int, optional
+        As in :func:`cdeint`.
+    gradient : {"discrete", "adjoint"}, default "discrete"
+        ``"adjoint"``: the continuous adjoint (backsolve over each sample's step grid
+        reversed, an adaptive method's accepted grid, with the same tableau); it converges to
+        the discrete gradient as the steps shrink.
 
     Returns
     -------
@@ -225,7 +250,10 @@ def cdeint_vjp(
     ((1, 6, 3), (4, 5, 2))
     """
     given = {"field": field, "activation": activation, "output_activation": output_activation,
-             "interpolation": interpolation, "method": method, "substeps": substeps}  # fmt: skip
+             "interpolation": interpolation, "method": method, "substeps": substeps,
+             "rtol": rtol, "atol": atol, "first_step": first_step,
+             "max_steps": max_steps}  # fmt: skip
     arrays, Uc, grid, options = _prepare(params, U, times, t, given)
     v = as_float_array("cotangent", cotangent, Uc.dtype)
-    return _core.cde_vjp(arrays, Uc, grid, v, **options)
+    gradient = check_choice("gradient", gradient, ("discrete", "adjoint"))
+    return _core.cde_vjp(arrays, Uc, grid, v, **options, gradient=gradient)

@@ -1,390 +1,361 @@
-r"""Plain NumPy reference of the neural controlled differential equation (test oracle): one
-sample at a time, row vectors, a hand-written backward pass. ``resode.reference`` re-exports it.
+r"""Plain NumPy reference of the neural controlled differential equation (test oracle).
 
-Paths. ``U`` (N, L, C) at ``times`` (L,) or (N, L). Sample i's length ``L_i`` is 1 + the index
-of its last row with a non-NaN channel (later rows are padding). In rows ``0..L_i-1`` a NaN of
-channel c is filled linearly in time between that channel's nearest observations, with the
-first (last) observed value before (after) them, as torchcde. The filled ``x_k = M^c u`` is
-linear in ``U`` and ``M^c`` has zero columns at NaNs, so ``dU = M^T xbar`` is 0 there. With
-slopes ``delta_k = (x_{k+1} - x_k) / dt_k`` and ``theta = (tau - t_k) / dt_k`` on
-``[t_k, t_{k+1}]``: ``linear`` has ``dX/dt = delta_k``; ``cubic`` (torchcde's Hermite cubic
-with backward differences: end derivatives ``m_k = delta_{k-1}``, ``m_0 = delta_0``, and
-``m_{k+1} = delta_k``; its ``b = m_k``, ``2c = 4 (delta_k - m_k) / dt_k``,
-``3d = 3 (m_k - delta_k) / dt_k^2``) has ``dX/dt = (1 - w) m_k + w delta_k``,
-``w = 4 theta - 3 theta^2``.
+The fixed-step methods (``euler``, ``midpoint``, ``rk4``) are those of ``_reference_cde``
+(its docstring states the paths, the model, the grid and the gradient). This module adds the
+adaptive methods ``dopri5``, ``tsit5`` and ``bosh3`` (docs/adaptive.md's tableaux, error norm,
+PI controller and starting step), per sample:
 
-Model. ``z(t_0) = A x_0 + a``, ``dz/dt = G_k(z) dX/dt``, ``G_k(z) = reshape(F_k(z), (S, C))``
-(row ``d*C + c``), ``rho`` the ``output_activation`` (identity if None)::
+- Sample i's breakpoints are those of its fixed-step grid: its knots, and the piece
+  boundaries and (with ``t``) output times strictly inside ``(t_{i,0}, T_i)``. A step of
+  proposed size h from tau towards the next breakpoint q lands on
+  ``q if tau + h >= q - 100 eps |q| else tau + h`` (diffrax's ``jump_ts``), so every
+  breakpoint is a step end. A step uses the path interval and the piece of its breakpoint
+  interval; stage i evaluates ``h dX/dt`` at ``tau + c_i h`` there, and its first stage is
+  evaluated anew each step (no FSAL reuse: for linear paths dX/dt jumps at the knots).
+- Error norm ``E = rms_d(err_d / (atol + rtol max(|z_d|, |z_new,d|)))`` over the S state
+  components (NaN when ``z_new`` is not finite: a rejection); accepted when ``E <= 1``.
+- Starting step (``first_step=None``): Hairer's heuristic, both of its field evaluations with
+  dX/dt at ``t_{i,0}`` on the first path interval.
+- Failures: ``max_steps`` attempts (accepted and rejected) or a step
+  ``dt <= 4 eps |t_new|`` raise :class:`StepSizeError`; :class:`NonFiniteError` when the
+  sample's last rejected trial was not finite.
 
-    outside     rho(sigma(W[k] z + b[k]))                 W (K, S*C, S), b (K, S*C)
-    inside      rho(W[k] sigma(z) + b[k])                 W (K, S*C, S), b (K, S*C)
-    bottleneck  rho(W2[k] sigma(W1[k] z + b1[k]) + b2[k]) W1 (K, H, S), W2 (K, S*C, H)
-
-The K pieces split ``[min_i t_{i,0}, max_i T_i]`` equally. Sample i's breakpoints are its
-knots, and the piece boundaries and (with ``t``) output times strictly inside
-``(t_{i,0}, T_i)``; ``substeps`` equal steps per interval between them. A step on
-``[tau, tau + h]`` takes the piece and the path interval containing ``tau + h/2``; stage j
-evaluates ``dX/dt`` on that interval at ``tau + c_j h``, ``c_j = sum_l a_jl``.
-
-Gradient: the exact VJP of this discrete map. A step's stages ``Y_i = z + h sum_l a_il K_l``,
-``K_i = G(Y_i) v_i`` (``v_i = dX/dt``) are reversed as::
-
-    Kbar_i = h b_i zbar + sum_{m>i} h a_mi Ybar_m,   zbar <- zbar + sum_i Ybar_i
-    Fbar_i = Kbar_i (x) v_i,   Ybar_i = J_i^T Fbar_i,   vbar_i = G(Y_i)^T Kbar_i
-
-and ``vbar_i`` flows back through the slopes and the fill to ``U``.
+The result is the replay of the accepted steps with the tableau's solution stages (the map of
+the fixed-step code on that grid, so states at output times are grid states), and the
+gradient is its exact VJP with the grid held constant (the controller is not differentiated),
+as for resode's adaptive neural ODE.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
-ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "sigmoid", "leaky_relu", "identity")
-FIELDS: tuple[str, ...] = ("outside", "inside", "bottleneck")
-INTERPOLATIONS: tuple[str, ...] = ("linear", "cubic")
-LOSSES: tuple[str, ...] = ("cross_entropy", "mse")
-METHODS: tuple[str, ...] = ("euler", "midpoint", "rk4")
+from ._reference_cde import (
+    _FIELD_KEYS,
+    ACTIVATIONS,
+    FIELDS,
+    INTERPOLATIONS,
+    LOSSES,
+    METHODS,
+    Params,
+    Tableau,
+    _check,
+    _data_loss_and_grad,
+    _field_fwd,
+    _field_vjp,
+    _forward,
+    _keyed_as,
+    _Options,
+    _options,
+    _prepare,
+    _rows,
+    _Sample,
+    _slope_weights,
+    _Step,
+    _vjp,
+)
+from ._reference_cde import cde_solve as _fixed_solve
 
-Params = dict[str, np.ndarray]
-Tableau = tuple[tuple[tuple[float, ...], ...], tuple[float, ...]]
-Cache = tuple[np.ndarray, ...]
-Stage = tuple[Cache, np.ndarray, np.ndarray, list[tuple[int, float]]]  # cache, G, v, weights
+__all__ = [
+    "ACTIVATIONS", "ADAPTIVE_METHODS", "FIELDS", "INTERPOLATIONS", "LOSSES", "METHODS",
+    "NonFiniteError", "StepSizeError", "cde_grids", "cde_logits", "cde_loss_and_grad",
+    "cde_solve", "cde_vjp",
+]  # fmt: skip
 
-_LEAKY_SLOPE = 0.01
-_FIELD_KEYS: dict[str, tuple[str, ...]] = {"outside": ("W", "b"), "inside": ("W", "b")}
-_FIELD_KEYS["bottleneck"] = ("W1", "b1", "W2", "b2")
-# rows of the strictly lower-triangular A (row i has i entries), weights b
-_TABLEAUX: dict[str, Tableau] = {
-    "euler": (((),), (1.0,)),
-    "midpoint": (((), (0.5,)), (0.0, 1.0)),
-    "rk4": (((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)), (1 / 6, 2 / 6, 2 / 6, 1 / 6)),
-}
+ADAPTIVE_METHODS: tuple[str, ...] = ("dopri5", "tsit5", "bosh3")
+_Weights = list[tuple[int, float]]
+_Opts = tuple[str, str, str | None, str]  # field, activation, output activation, interpolation
+_EPS = float(np.finfo(np.float64).eps)
 
-
-class _Options(NamedTuple):
-    field: str
-    act: str
-    rho: str  # output activation; "identity" for None
-    interpolation: str
-    tableau: Tableau
-    substeps: int
-
-
-class _Path(NamedTuple):
-    """One sample's path: knots (L_i,) float64, fill matrices (C, L_i, L_i), values x
-    (L_i, C) and slopes (L_i - 1, C) in the working dtype."""
-
-    t: np.ndarray
-    fill: np.ndarray
-    x: np.ndarray
-    slopes: np.ndarray
-
-
-class _Step(NamedTuple):
-    tau: float
-    h: float
-    piece: int
-    interval: int
-
-
-class _Sample(NamedTuple):
-    path: _Path
-    steps: list[_Step]
-    grid: np.ndarray  # float64 (len(steps) + 1,), the step ends; breakpoints exact
-
-
-def _check(name: str, value: object, allowed: tuple[object, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {allowed}")
-
-
-def _act_and_grad(name: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(sigma(x), sigma'(x))``, as ``resode.reference.activation`` / ``activation_grad``."""
-    if name == "tanh":
-        s = np.tanh(x)
-        return s, 1 - s * s
-    if name == "relu":
-        return np.maximum(x, 0), (x > 0).astype(x.dtype)
-    if name == "sigmoid":
-        e = np.exp(-np.abs(x))  # in (0, 1]: never overflows
-        s = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
-        return s, s * (1 - s)
-    if name == "leaky_relu":
-        slope = np.where(x > 0, 1.0, _LEAKY_SLOPE).astype(x.dtype)
-        return x * slope, slope
-    return x.copy(), np.ones_like(x)  # identity (names are checked in _options)
-
-
-# --------------------------------------------------------------------------- fields
-
-
-def _field_fwd(params: Params, k: int, z: np.ndarray, o: _Options) -> tuple[np.ndarray, Cache]:
-    """``F_k(z)`` (1, S*C) for z (1, S), and the cache of its VJP."""
-    if o.field == "outside":
-        hid, dhid = _act_and_grad(o.act, z @ params["W"][k].T + params["b"][k])
-        F, dF = _act_and_grad(o.rho, hid)
-        return F, (z, dhid * dF)  # rho(sigma(pre)): d/dpre = sigma'(pre) rho'(sigma(pre))
-    if o.field == "inside":
-        sz, dsz = _act_and_grad(o.act, z)
-        F, dF = _act_and_grad(o.rho, sz @ params["W"][k].T + params["b"][k])
-        return F, (sz, dsz, dF)
-    hid, dhid = _act_and_grad(o.act, z @ params["W1"][k].T + params["b1"][k])
-    F, dF = _act_and_grad(o.rho, hid @ params["W2"][k].T + params["b2"][k])
-    return F, (z, hid, dhid, dF)
+# (A rows incl. the FSAL row, b, e = b - bhat, k = estimator order + 1)
+_DOPRI5_B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84)
+_TSIT5_B = (
+    0.09646076681806523, 0.01, 0.4798896504144996, 1.379008574103742, -3.290069515436081,
+    2.324710524099774,
+)  # fmt: skip
+_Embedded = tuple[tuple[tuple[float, ...], ...], tuple[float, ...], tuple[float, ...], int]
+_EMBEDDED: dict[str, _Embedded] = {
+    "dopri5": (
+        (
+            (), (1 / 5,), (3 / 40, 9 / 40), (44 / 45, -56 / 15, 32 / 9),
+            (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+            (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656), _DOPRI5_B,
+        ),
+        (*_DOPRI5_B, 0.0),
+        (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40),
+        5,
+    ),
+    "tsit5": (
+        (
+            (), (0.161,), (-0.008480655492356989, 0.335480655492357),
+            (2.8971530571054935, -6.359448489975075, 4.3622954328695815),
+            (5.325864828439257, -11.748883564062828, 7.4955393428898365, -0.09249506636175525),
+            (5.86145544294642, -12.92096931784711, 8.159367898576159, -0.071584973281401,
+             -0.028269050394068383),
+            _TSIT5_B,
+        ),
+        (*_TSIT5_B, 0.0),
+        (0.00178001105222577714, 0.0008164344596567469, -0.007880878010261995,
+         0.1447110071732629, -0.5823571654525552, 0.45808210592918697, -0.015151515151515152),
+        5,
+    ),
+    "bosh3": (
+        ((), (1 / 2,), (0.0, 3 / 4), (2 / 9, 1 / 3, 4 / 9)),
+        (2 / 9, 1 / 3, 4 / 9, 0.0),
+        (-5 / 72, 1 / 12, 1 / 9, -1 / 8),
+        3,
+    ),
+}  # fmt: skip
 
 
-def _field_vjp(
-    params: Params, k: int, cache: Cache, Fbar: np.ndarray, o: _Options
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """``(J^T Fbar (1, S), {key: (dF/dtheta_k)^T Fbar})`` at the cached point."""
-    if o.field == "outside":
-        z, dpre = cache
-        u = Fbar * dpre
-        return u @ params["W"][k], {"W": u.T @ z, "b": u.sum(axis=0)}
-    if o.field == "inside":
-        sz, dsz, dF = cache
-        u = Fbar * dF
-        return (u @ params["W"][k]) * dsz, {"W": u.T @ sz, "b": u.sum(axis=0)}
-    z, hid, dhid, dF = cache
-    u2 = Fbar * dF
-    u1 = (u2 @ params["W2"][k]) * dhid
-    grads = {"W1": u1.T @ z, "b1": u1.sum(axis=0), "W2": u2.T @ hid, "b2": u2.sum(axis=0)}
-    return u1 @ params["W1"][k], grads
+class StepSizeError(ValueError):
+    """The adaptive controller failed for ``sample`` at time ``t`` (``max_steps`` attempts
+    or a step below the resolution of ``t``); ``dt`` and ``error`` of the last attempt."""
+
+    def __init__(self, sample: int, t: float, dt: float, error: float, reason: str) -> None:
+        super().__init__(
+            f"adaptive step size control failed for sample {sample} at t = {t!r}: {reason} "
+            f"(last step dt = {dt!r}, error estimate {error!r})"
+        )
+        self.sample, self.t, self.dt, self.error = sample, t, dt, error
 
 
-# --------------------------------------------------------------------------- paths
+class NonFiniteError(StepSizeError, FloatingPointError):
+    """A :class:`StepSizeError` whose sample's last rejected trial state was not finite."""
 
 
-def _lengths(U: np.ndarray) -> np.ndarray:
-    """``L_i`` = 1 + index of the last row with a non-NaN channel, (N,) ints."""
-    observed = (~np.isnan(U)).any(axis=2)
-    if not observed.any(axis=1).all():
-        raise ValueError("U: every sample needs at least one observed (non-NaN) row")
-    lengths: np.ndarray = U.shape[1] - np.argmax(observed[:, ::-1], axis=1)
-    if (lengths < 2).any():
-        raise ValueError("U: every sample needs at least 2 observed rows (L_i >= 2)")
-    return lengths
+def _solution_tableau(method: str) -> Tableau:
+    """The solution stages (all but the FSAL one) as a fixed-step tableau."""
+    A, b, _, _ = _EMBEDDED[method]
+    return A[:-1], b[:-1]
 
 
-def _fill_matrix(u: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """(L, L) matrix M of one channel u (L,): the filled values are ``M @ nan_to_num(u)``."""
-    obs = np.flatnonzero(~np.isnan(u))
-    if obs.size == 0:
-        raise ValueError("U: a channel of a sample has no observed value")
-    M = np.zeros((u.size, u.size))
-    for k in range(u.size):
-        j = int(np.searchsorted(obs, k))  # obs[j-1] < k <= obs[j]
-        if j < obs.size and obs[j] == k:
-            M[k, k] = 1.0
-        elif j == 0 or j == obs.size:  # before the first / after the last observation
-            M[k, obs[min(j, obs.size - 1)]] = 1.0
-        else:
-            p, q = obs[j - 1], obs[j]
-            ratio = (t[k] - t[p]) / (t[q] - t[p])
-            M[k, p], M[k, q] = 1.0 - ratio, ratio
-    return M
-
-
-def _sample_path(u: np.ndarray, t: np.ndarray) -> _Path:
-    """The path of one sample's observed rows u (L_i, C) at knots t (L_i,) float64."""
-    fill = np.stack([_fill_matrix(u[:, c], t) for c in range(u.shape[1])])
-    x = np.einsum("ckj,jc->kc", fill.astype(u.dtype), np.nan_to_num(u))
-    dt = np.diff(t).astype(u.dtype)[:, None]
-    return _Path(t, fill, x, (x[1:] - x[:-1]) / dt)
-
-
-def _slope_weights(
-    path: _Path, interval: int, time: float, interpolation: str
-) -> list[tuple[int, float]]:
-    """``dX/dt(time) = sum w_j slopes[j]`` on ``interval``: the list of ``(j, w_j)``."""
-    if interpolation == "linear" or interval == 0:
-        return [(interval, 1.0)]  # cubic on the first interval: m_0 = delta_0
-    dt = float(path.t[interval + 1] - path.t[interval])
-    theta = (time - float(path.t[interval])) / dt
-    w = 4 * theta - 3 * theta * theta
-    return [(interval - 1, 1.0 - w), (interval, w)]
-
-
-# --------------------------------------------------------------------------- the grid
-
-
-def _sample_steps(
-    knots: np.ndarray, bounds: np.ndarray, tout: np.ndarray, substeps: int
-) -> tuple[list[_Step], np.ndarray]:
-    """Sample's steps and step-end grid: ``substeps`` steps per interval of its breakpoints
-    (knots, piece boundaries and output times strictly inside ``(t_0, T_i)``)."""
-    t0, T = float(knots[0]), float(knots[-1])
-    inside = [float(s) for s in np.concatenate([bounds, tout]) if t0 < s < T]
-    breaks = np.unique(np.concatenate([knots, np.asarray(inside, dtype=np.float64)]))
-    steps, grid = [], [t0]
-    for p, q in zip(breaks[:-1], breaks[1:]):
-        h = (float(q) - float(p)) / substeps
-        for j in range(substeps):
-            tau = float(p) + j * h
-            mid = tau + h / 2
-            piece = int(np.searchsorted(bounds, mid, side="right"))
-            interval = int(np.searchsorted(knots, mid, side="right")) - 1  # t_k < mid < t_{k+1}
-            steps.append(_Step(tau, h, piece, interval))
-            grid.append(float(q) if j == substeps - 1 else tau + h)
-    return steps, np.asarray(grid)
-
-
-def _samples(
-    U: np.ndarray, times: np.ndarray, pieces: int, t: np.ndarray | None, substeps: int
-) -> list[_Sample]:
-    """Every sample's path, steps and grid; checks ``times`` and ``t``."""
-    lengths = _lengths(U)
-    per_sample = times.ndim == 2
-    knots = [(times[i] if per_sample else times)[:n] for i, n in enumerate(lengths)]
-    for k in knots:
-        if not np.isfinite(k).all() or (np.diff(k) <= 0).any():
-            raise ValueError("times must be finite and strictly increasing over observed rows")
-    lo, hi = min(float(k[0]) for k in knots), max(float(k[-1]) for k in knots)
-    bounds = lo + np.arange(1, pieces) * ((hi - lo) / pieces)
-    tout = np.zeros(0) if t is None else t
-    if tout.size and (not (np.diff(tout) >= 0).all() or not lo <= tout[0] <= tout[-1] <= hi):
-        raise ValueError(f"t must be sorted and within [{lo!r}, {hi!r}]")
-    out = []
-    for i, k in enumerate(knots):
-        steps, grid = _sample_steps(k, bounds, tout, substeps)
-        out.append(_Sample(_sample_path(U[i, : lengths[i]], k), steps, grid))
-    return out
-
-
-# --------------------------------------------------------------------------- Runge-Kutta
-
-
-def _rk_step(
-    params: Params, z: np.ndarray, sample: _Sample, step: _Step, o: _Options
-) -> tuple[np.ndarray, list[Stage]]:
-    """One step ``z -> z + h sum_i b_i K_i``, ``K_i = G(Y_i) v_i``; returns the new state and
-    per stage ``(field cache, G (S, C), v (C,), slope weights of v)``."""
-    A, b = o.tableau
+def _stage(
+    work: Params, z: np.ndarray, sample: _Sample, seg: _Step, tau: float, node: float, h: float,
+    o: _Options,
+) -> np.ndarray:  # fmt: skip
+    """``K = G(z) h dX/dt(tau + node h)`` (1, S) on the segment's path interval and piece."""
     path = sample.path
+    weights = _slope_weights(path, seg.interval, tau + node * h, o.interpolation)
+    v = sum(w * path.slopes[j] for j, w in weights)
+    F, _ = _field_fwd(work, seg.piece, z, o)
+    G = F.reshape(z.shape[1], path.x.shape[1])
+    return np.asarray((G @ (h * v))[None, :])
+
+
+def _trial(
+    work: Params, z: np.ndarray, sample: _Sample, seg: _Step, tau: float, h: float,
+    tab: _Embedded, o: _Options, rtol: float, atol: float,
+) -> tuple[np.ndarray, float]:  # fmt: skip
+    """A trial step: the new state and its error norm E (NaN if the state is not finite)."""
+    A, b, e, _ = tab
     ks: list[np.ndarray] = []
-    caches: list[Stage] = []
     for row in A:
         y = z
         for a_il, k_l in zip(row, ks):
             if a_il != 0.0:
-                y = y + (step.h * a_il) * k_l
-        time = step.tau + sum(row) * step.h  # the stage's node c_i = sum_l a_il
-        weights = _slope_weights(path, step.interval, time, o.interpolation)
-        v = sum(w * path.slopes[j] for j, w in weights)
-        F, cache = _field_fwd(params, step.piece, y, o)
-        G = F.reshape(z.shape[1], path.x.shape[1])  # row d*C + c -> G[d, c]
-        ks.append((G @ v)[None, :])
-        caches.append((cache, G, v, weights))
-    z_next = z
-    for b_i, k_i in zip(b, ks):
-        if b_i != 0.0:
-            z_next = z_next + (step.h * b_i) * k_i
-    return z_next, caches
+                y = y + a_il * k_l
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow: E = NaN, rejected
+            ks.append(_stage(work, y, sample, seg, tau, sum(row), h, o))
+    znew, err = z, np.zeros_like(z)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for b_i, e_i, k_i in zip(b, e, ks):
+            if b_i != 0.0:
+                znew = znew + b_i * k_i
+            if e_i != 0.0:
+                err = err + e_i * k_i
+    if not np.isfinite(znew).all():
+        return znew, float("nan")
+    scale = atol + rtol * np.maximum(np.abs(z), np.abs(znew)).astype(np.float64)
+    return znew, float(np.sqrt(np.mean((err.astype(np.float64) / scale) ** 2)))
 
 
-def _rk_step_vjp(
-    params: Params, z: np.ndarray, zbar: np.ndarray, sample: _Sample, step: _Step, o: _Options,
+def _starting_step(
+    work: Params, z: np.ndarray, sample: _Sample, seg: _Step, k: int, o: _Options,
+    rtol: float, atol: float,
+) -> float:  # fmt: skip
+    """Hairer's starting step (docs/adaptive.md) with dX/dt at t_0."""
+    t0 = float(sample.grid[0])
+    f0 = _stage(work, z, sample, seg, t0, 0.0, 1.0, o).astype(np.float64)
+    sc = atol + rtol * np.abs(z.astype(np.float64))
+    d0 = float(np.sqrt(np.mean((z / sc) ** 2)))
+    d1 = float(np.sqrt(np.mean((f0 / sc) ** 2)))
+    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+    x1 = z + (h0 * f0).astype(z.dtype)
+    f1 = _stage(work, x1, sample, seg, t0, 0.0, 1.0, o).astype(np.float64)
+    d2 = float(np.sqrt(np.mean(((f1 - f0) / sc) ** 2))) / h0
+    dmax = max(d1, d2)
+    h1 = max(1e-6, h0 * 1e-3) if dmax <= 1e-15 else (0.01 / dmax) ** (1.0 / k)
+    return min(100.0 * h0, h1)
+
+
+def _controller(E: float, E_prev: float, dt: float, k: int) -> tuple[bool, float, float]:
+    """docs/adaptive.md's PI controller: (accepted, next h, new E_prev)."""
+    if np.isfinite(E) and E <= 1.0:
+        factor = 10.0
+        if E > 0.0:
+            factor = 0.9 * max(E, 1e-10) ** (-0.85 / k) * E_prev ** (0.2 / k)
+            factor = min(max(factor, 0.2), 10.0)
+        return True, dt * factor, max(E, 1e-4)
+    factor = min(1.0, max(0.2, 0.9 * E ** (-1.0 / k))) if np.isfinite(E) else 0.2
+    return False, dt * factor, E_prev
+
+
+def _adaptive_sample(
+    work: Params, i: int, sample: _Sample, tab: _Embedded, o: _Options, rtol: float,
+    atol: float, first_step: float | None, max_steps: int,
+) -> tuple[_Sample, tuple[int, int, int]]:  # fmt: skip
+    """The accepted steps of sample i (``sample`` holds one step per breakpoint interval)
+    and its counts (nfev, accepted, rejected)."""
+    k = tab[3]
+    breaks, segs = sample.grid, sample.steps
+    z = sample.path.x[:1] @ work["A"].T + work["a"]
+    nfev = 0
+    if first_step is None:
+        h, nfev = _starting_step(work, z, sample, segs[0], k, o, rtol, atol), 2
+    else:
+        h = float(first_step)
+    tnow, E_prev, E, seg = float(breaks[0]), 1.0, float("nan"), 0
+    steps, grid, accepted, rejected, bad_trial = [], [tnow], 0, 0, False
+    while seg + 1 < len(breaks):
+        q = float(breaks[seg + 1])
+        t_new = q if tnow + h >= q - 100 * _EPS * abs(q) else tnow + h
+        dt = t_new - tnow
+        too_many = accepted + rejected >= max_steps
+        if too_many or dt <= 4 * _EPS * abs(t_new):
+            reason = "max_steps steps did not reach T" if too_many else "step below resolution"
+            error = NonFiniteError if bad_trial else StepSizeError
+            raise error(i, tnow, dt, E, reason)
+        s = segs[seg]
+        znew, E = _trial(work, z, sample, s, tnow, dt, tab, o, rtol, atol)
+        nfev += len(tab[0])
+        ok, h, E_prev = _controller(E, E_prev, dt, k)
+        if ok:
+            steps.append(_Step(tnow, dt, s.piece, s.interval))
+            z, tnow, accepted = znew, t_new, accepted + 1
+            grid.append(tnow)
+            seg += tnow == q
+        else:
+            rejected, bad_trial = rejected + 1, not np.isfinite(E)
+    return _Sample(sample.path, steps, np.asarray(grid)), (nfev, accepted, rejected)
+
+
+def _replay_sample(i: int, sample: _Sample, grid: np.ndarray) -> _Sample:
+    """Sample i's steps on a given grid (checked: its ends, increasing, every breakpoint)."""
+    breaks, g = sample.grid, np.asarray(grid, dtype=np.float64)
+    ok = g.ndim == 1 and g.size >= 2 and g[0] == breaks[0] and g[-1] == breaks[-1]
+    if not (ok and (np.diff(g) > 0).all() and np.isin(breaks, g).all()):
+        raise ValueError(
+            f"grid[{i}] must be strictly increasing from the sample's first to its last observed "
+            "time and contain every knot, piece boundary and output time between them"
+        )
+    steps = []
+    for p, q in zip(g[:-1], g[1:]):
+        seg = sample.steps[int(np.searchsorted(breaks, p, side="right")) - 1]
+        steps.append(_Step(float(p), float(q) - float(p), seg.piece, seg.interval))
+    return _Sample(sample.path, steps, g)
+
+
+def _adaptive_prepare(
+    params: Params, U: np.ndarray, times: np.ndarray, t: np.ndarray | None, opts: _Opts,
+    method: str, adaptive: tuple[float, float, float | None, int],
+    grid: list[np.ndarray] | None = None,
+) -> tuple[Params, np.ndarray, list[_Sample], np.ndarray | None, np.ndarray, _Options]:  # fmt: skip
+    """Checked inputs, every sample's accepted steps, the counts (N, 3) and the replay's
+    options (the solution stages of ``method``)."""
+    rtol, atol, first_step, max_steps = adaptive
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    if rtol == 0 and atol == 0:
+        raise ValueError("rtol and atol must not both be 0")
+    if first_step is not None and not (np.isfinite(first_step) and first_step > 0):
+        raise ValueError(f"first_step must be finite and > 0 (or None), got {first_step!r}")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    o = _options(params, *opts, "rk4", 1)
+    work, Uw, segments, tout = _prepare(params, U, times, t, o)
+    tab = _EMBEDDED[method]
+    samples, counts = [], []
+    if grid is not None:  # a replay of given accepted grids
+        if len(grid) != len(segments):
+            raise ValueError(f"grid must hold one array of step times per sample ({len(segments)})")
+        samples = [_replay_sample(i, s, g) for i, (s, g) in enumerate(zip(segments, grid))]
+        counts = [(0, len(s.steps), 0) for s in samples]
+    for i, sample in enumerate(segments if grid is None else []):
+        s, c = _adaptive_sample(work, i, sample, tab, o, rtol, atol, first_step, int(max_steps))
+        samples.append(s)
+        counts.append(c)
+    replay = o._replace(tableau=_solution_tableau(method))
+    return work, Uw, samples, tout, np.asarray(counts, dtype=np.int64), replay
+
+
+def _f_and_vjp(
+    work: Params,
+    z: np.ndarray,
+    abar: np.ndarray,
+    sample: _Sample,
+    step: _Step,
+    time: float,
+    o: _Options,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray, _Weights]:
+    """``f = G(z) v(time)`` (1, S), ``J^T abar`` (1, S), ``(df/dtheta)^T abar`` (piece's
+    arrays), ``(df/dv)^T abar = G^T abar`` (C,) and the slope weights of ``v``."""
+    path = sample.path
+    weights = _slope_weights(path, step.interval, time, o.interpolation)
+    v = sum(w * path.slopes[j] for j, w in weights)
+    F, cache = _field_fwd(work, step.piece, z, o)
+    G = F.reshape(z.shape[1], path.x.shape[1])
+    Fbar = (abar[0][:, None] * v[None, :]).reshape(1, -1)
+    jta, pgrads = _field_vjp(work, step.piece, cache, Fbar, o)
+    return (G @ v)[None, :], jta, pgrads, G.T @ abar[0], weights
+
+
+def _adjoint_step(
+    work: Params, z1: np.ndarray, a1: np.ndarray, sample: _Sample, step: _Step, o: _Options,
     grads: dict[str, np.ndarray], slopes_bar: np.ndarray,
-) -> np.ndarray:  # fmt: skip
-    """Reverse of one step: the cotangent on its start state; parameter cotangents add into
-    ``grads`` and path cotangents into ``slopes_bar`` (L_i - 1, C)."""
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """One backward step of the continuous adjoint from ``tau + h`` to ``tau`` with the
+    step's tableau: ``(z, a)' = (G(z) v, -J^T a)`` integrated with step ``-h``, and the
+    quadratures ``g += h sum_i b_i (df/dtheta)(Z_i)^T A_i``, ``slopes_bar += h sum_i b_i
+    (dv/dslopes)^T G(Z_i)^T A_i`` of its stages."""
     A, b = o.tableau
-    _, caches = _rk_step(params, z, sample, step, o)  # recompute the stages
-    ybars: list[np.ndarray | None] = [None] * len(b)
-    for i in reversed(range(len(b))):
-        kbar = (step.h * b[i]) * zbar
-        for m in range(i + 1, len(b)):
-            if A[m][i] != 0.0 and (ybar_m := ybars[m]) is not None:
-                kbar = kbar + (step.h * A[m][i]) * ybar_m
-        cache, G, v, weights = caches[i]
-        Fbar = (kbar[0][:, None] * v[None, :]).reshape(1, -1)  # d K / d G[d, c] = v_c
-        vbar = G.T @ kbar[0]
-        for j, w in weights:
-            slopes_bar[j] += float(w) * vbar
-        ybars[i], pgrads = _field_vjp(params, step.piece, cache, Fbar, o)
-        for key, g in pgrads.items():
-            grads[key][step.piece] += g
-    for ybar in ybars:
-        zbar = zbar + ybar
-    return zbar
+    h = step.h
+    kz: list[np.ndarray] = []
+    ka: list[np.ndarray] = []  # J^T A_i: a' = -J^T a, so A_i = a1 + h sum a_il ka_l
+    for row in A:
+        Z, Aa = z1, a1
+        for a_il, kz_l, ka_l in zip(row, kz, ka):
+            if a_il != 0.0:
+                Z, Aa = Z - (h * a_il) * kz_l, Aa + (h * a_il) * ka_l
+        time = step.tau + h - sum(row) * h
+        f, jta, pgrads, vbar, weights = _f_and_vjp(work, Z, Aa, sample, step, time, o)
+        kz.append(f)
+        ka.append(jta)
+        i = len(kz) - 1
+        if b[i] != 0.0:
+            for key, g in pgrads.items():
+                grads[key][step.piece] += (h * b[i]) * g
+            for j, w in weights:
+                slopes_bar[j] += (h * b[i] * float(w)) * vbar
+    z0, a0 = z1, a1
+    for b_i, kz_i, ka_i in zip(b, kz, ka):
+        if b_i != 0.0:
+            z0, a0 = z0 - (h * b_i) * kz_i, a0 + (h * b_i) * ka_i
+    return z0, a0
 
 
-# --------------------------------------------------------------------------- drivers
-
-
-def _options(
-    params: Params, field: str, act: str, rho: str | None, interp: str, method: str, substeps: int
-) -> _Options:
-    """The checked options (``rho`` None: the identity)."""
-    for name, value, allowed in (
-        ("field", field, FIELDS), ("activation", act, ACTIVATIONS), ("method", method, METHODS),
-        ("output_activation", rho, (None, *ACTIVATIONS)), ("interpolation", interp, INTERPOLATIONS),
-    ):  # fmt: skip
-        _check(name, value, allowed)
-    if isinstance(substeps, bool) or not isinstance(substeps, (int, np.integer)) or substeps < 1:
-        raise ValueError(f"substeps must be a positive integer, got {substeps!r}")
-    missing = [key for key in ("A", "a", *_FIELD_KEYS[field]) if key not in params]
-    if missing:
-        raise ValueError(f"params: missing {missing} for field {field!r}")
-    rho_name = "identity" if rho is None else rho
-    return _Options(field, act, rho_name, interp, _TABLEAUX[method], int(substeps))
-
-
-def _prepare(
-    params: Params, U: np.ndarray, times: np.ndarray, t: np.ndarray | None, o: _Options
-) -> tuple[Params, np.ndarray, list[_Sample], np.ndarray | None]:
-    """Working-dtype params and U, the samples, and the output times (float64) or None."""
-    U = np.asarray(U)
-    if U.ndim != 3 or not np.issubdtype(U.dtype, np.floating):
-        raise ValueError(f"U must be a float array (N, L, C), got {U.dtype} {U.shape}")
-    keys = ("A", "a", *_FIELD_KEYS[o.field])
-    dtype = np.result_type(U, *(params[key] for key in keys))
-    S, C = np.shape(params["A"])
-    if C != U.shape[2] or np.shape(params["a"]) != (S,):
-        raise ValueError(f"params: A must be (state, {U.shape[2]}) and a (state,)")
-    work = {key: np.asarray(params[key]).astype(dtype, copy=False) for key in keys}
-    U = U.astype(dtype, copy=False)
-    times = np.asarray(times)
-    if times.shape not in ((U.shape[1],), U.shape[:2]):
-        raise ValueError(f"times must be (L,) or (N, L) = {U.shape[:2]}, got {times.shape}")
-    times = times.astype(dtype).astype(np.float64)  # the values U's dtype holds
-    tout = None if t is None else np.asarray(t, dtype=np.float64)
-    if tout is not None and tout.ndim != 1:
-        raise ValueError(f"t must be a 1-D array of output times, got shape {tout.shape}")
-    pieces = int(np.shape(work[_FIELD_KEYS[o.field][0]])[0])
-    return work, U, _samples(U, times, pieces, tout, o.substeps), tout
-
-
-def _forward(params: Params, sample: _Sample, o: _Options) -> list[np.ndarray]:
-    """States (1, S) at the sample's grid points."""
-    z = sample.path.x[:1] @ params["A"].T + params["a"]
-    states = [z]
-    for step in sample.steps:
-        z = _rk_step(params, z, sample, step, o)[0]
-        states.append(z)
-    return states
-
-
-def _rows(sample: _Sample, tout: np.ndarray) -> list[int]:
-    """Grid index of the state at each output time (before t_0: 0; after T_i: the last)."""
-    g = sample.grid
-    idx = [0 if s <= g[0] else int(np.searchsorted(g, min(s, g[-1]))) for s in tout]
-    assert all(g[j] == s or j in (0, len(g) - 1) for j, s in zip(idx, tout))
-    return idx
-
-
-def _vjp(
+def _adjoint(
     work: Params, U: np.ndarray, samples: list[_Sample], tout: np.ndarray | None,
     cotangent: np.ndarray, o: _Options,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
-    """Grads (working dtype) of A, a and the field, and dU (N, L, C)."""
+    """The continuous adjoint (backsolve) over each sample's grid reversed: grads of A, a and
+    the field (working dtype) and dU, as :func:`_vjp` computes the discrete ones."""
     grads = {key: np.zeros_like(value) for key, value in work.items()}
     dU = np.zeros_like(U)
     for i, sample in enumerate(samples):
-        states = _forward(work, sample, o)
-        bars = [np.zeros_like(states[0]) for _ in states]
+        z = _forward(work, sample, o)[-1]
+        bars = [np.zeros_like(z) for _ in range(len(sample.steps) + 1)]
         if tout is None:
             bars[-1] = bars[-1] + cotangent[i]
         else:
@@ -392,90 +363,94 @@ def _vjp(
                 bars[j] = bars[j] + cotangent[r, i]
         path = sample.path
         slopes_bar = np.zeros_like(path.slopes)
-        zbar = bars[-1]
+        a = bars[-1]
         for j in reversed(range(len(sample.steps))):
-            step = sample.steps[j]
-            zbar = _rk_step_vjp(work, states[j], zbar, sample, step, o, grads, slopes_bar)
-            zbar = zbar + bars[j]
-        grads["A"] += zbar.T @ path.x[:1]  # z0 = A x_0 + a
-        grads["a"] += zbar[0]
+            z, a = _adjoint_step(work, z, a, sample, sample.steps[j], o, grads, slopes_bar)
+            a = a + bars[j]
+        grads["A"] += a.T @ path.x[:1]  # z0 = A x_0 + a
+        grads["a"] += a[0]
         xbar = np.zeros_like(path.x)
-        xbar[0] += (zbar @ work["A"])[0]
+        xbar[0] += (a @ work["A"])[0]
         dt = np.diff(path.t).astype(U.dtype)[:, None]
-        xbar[1:] += slopes_bar / dt  # delta_k = (x_{k+1} - x_k) / dt_k
+        xbar[1:] += slopes_bar / dt
         xbar[:-1] -= slopes_bar / dt
         dU[i, : path.x.shape[0]] = np.einsum("ckj,kc->jc", path.fill.astype(U.dtype), xbar)
     return grads, dU
 
 
-def _keyed_as(params: Params, grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Grads with exactly the keys, shapes and dtypes of ``params`` (zeros elsewhere)."""
-    out = {}
-    for key, value in params.items():
-        p = np.asarray(value)
-        out[key] = np.asarray(grads.get(key, np.zeros(p.shape))).astype(p.dtype).reshape(p.shape)
-    return out
+def _solved(
+    params: Params, U: np.ndarray, times: np.ndarray, t: np.ndarray | None,
+    opts: _Opts, method: str, substeps: int,
+    adaptive: tuple[float, float, float | None, int], grid: list[np.ndarray] | None,
+) -> tuple[Params, np.ndarray, list[_Sample], np.ndarray | None, _Options]:  # fmt: skip
+    """Checked inputs and every sample's steps, for a fixed-step or an adaptive method."""
+    if method in ADAPTIVE_METHODS:
+        work, Uw, samples, tout, _, o = _adaptive_prepare(
+            params, U, times, t, opts, method, adaptive, grid
+        )
+        return work, Uw, samples, tout, o
+    if grid is not None:
+        raise ValueError("grid is for the adaptive methods (dopri5, tsit5, bosh3)")
+    o = _options(params, *opts, method, substeps)
+    work, Uw, samples, tout = _prepare(params, U, times, t, o)
+    return work, Uw, samples, tout, o
 
 
-def _data_loss_and_grad(z: np.ndarray, y: np.ndarray, loss: str) -> tuple[float, np.ndarray]:
-    """As ``resode.reference.data_loss`` and ``data_loss_grad`` for logits z (N, O)."""
-    n = z.shape[0]
-    if loss == "cross_entropy":
-        rows = np.arange(n)
-        labels = np.asarray(y).astype(np.intp, copy=False)
-        zmax = z.max(axis=1, keepdims=True)
-        e = np.exp(z - zmax)
-        esum = e.sum(axis=1, keepdims=True)
-        value = float(np.mean(zmax[:, 0] + np.log(esum[:, 0]) - z[rows, labels]))
-        g = e / esum
-        g[rows, labels] -= 1
-        return value, g / n
-    r = z - np.asarray(y).astype(z.dtype, copy=False)  # mse: mean over all N * O entries
-    return float(np.mean(r * r)), (2 / r.size) * r
+def _opts(field: str, activation: str, rho: str | None, interpolation: str) -> _Opts:
+    return field, activation, rho, interpolation
 
 
 def cde_solve(
     params: Params, U: np.ndarray, times: np.ndarray, *, field: str, activation: str = "tanh",
     output_activation: str | None = None, interpolation: str = "cubic", method: str = "rk4",
-    substeps: int = 1, t: np.ndarray | None = None,
+    substeps: int = 1, t: np.ndarray | None = None, rtol: float = 1e-7, atol: float = 1e-9,
+    first_step: float | None = None, max_steps: int = 100000, grid: list[np.ndarray] | None = None,
 ) -> np.ndarray:  # fmt: skip
     """States of the neural CDE at each sample's end time ``T_i``, or at the times ``t``.
 
     Parameters
     ----------
-    params : dict of ndarray
-        ``"A"`` (S, C), ``"a"`` (S,) and the field's arrays (leading axis: pieces); other
-        keys are ignored.
-    U : ndarray, shape (N, L, C), float32 or float64
-        Observations; NaN for missing values and trailing padding.
-    times : ndarray, shape (L,) or (N, L)
-        Strictly increasing over each sample's observed rows.
-    field, activation, output_activation, interpolation, method, substeps : str, int
-        The model and its solver (module docstring).
-    t : ndarray, shape (R,), optional
-        Sorted output times within ``[min_i t_{i,0}, max_i T_i]``.
+    params, U, times, field, activation, output_activation, interpolation, substeps, t
+        As ``_reference_cde.cde_solve`` (``substeps``: fixed-step methods only).
+    method : {"euler", "midpoint", "rk4", "dopri5", "tsit5", "bosh3"}
+    rtol, atol, first_step, max_steps : float, float, float or None, int
+        The adaptive methods' tolerances, first step (None: Hairer's heuristic) and the
+        most attempted steps per sample (module docstring).
+    grid : list of ndarray, optional
+        Adaptive methods: replay these accepted step times (one array per sample, as
+        :func:`cde_grids` returns) without error control.
 
     Returns
     -------
     ndarray
-        (N, S), or (R, N, S) with ``t``; the dtype of ``U`` and the params combined.
+        (N, S), or (R, N, S) with ``t``.
 
     Raises
     ------
     ValueError
-        Naming the argument: an unknown option, a bad shape, a sample with fewer than 2
-        observed rows or a channel never observed, times not increasing, ``t`` out of range.
+        Naming the argument; StepSizeError / NonFiniteError (ValueErrors) when the step
+        size control fails.
 
     Examples
     --------
     >>> rng = np.random.default_rng(0)
     >>> p = {"A": rng.normal(size=(2, 3)), "a": np.zeros(2),
     ...      "W": 0.1 * rng.normal(size=(1, 6, 2)), "b": np.zeros((1, 6))}
-    >>> cde_solve(p, rng.normal(size=(4, 5, 3)), np.arange(5.0), field="outside").shape
+    >>> cde_solve(p, rng.normal(size=(4, 5, 3)), np.arange(5.0), field="outside",
+    ...           method="dopri5").shape
     (4, 2)
     """
-    o = _options(params, field, activation, output_activation, interpolation, method, substeps)
-    work, _, samples, tout = _prepare(params, U, times, t, o)
+    opts = _opts(field, activation, output_activation, interpolation)
+    if method not in ADAPTIVE_METHODS:
+        if grid is not None:
+            raise ValueError("grid is for the adaptive methods (dopri5, tsit5, bosh3)")
+        return _fixed_solve(params, U, times, method=method, substeps=substeps, t=t, field=field,
+                            activation=activation, output_activation=output_activation,
+                            interpolation=interpolation)  # fmt: skip
+    adaptive = (rtol, atol, first_step, max_steps)
+    work, _, samples, tout, _, o = _adaptive_prepare(
+        params, U, times, t, opts, method, adaptive, grid
+    )
     states = [_forward(work, sample, o) for sample in samples]
     if tout is None:
         return np.stack([z[-1][0] for z in states])
@@ -483,62 +458,97 @@ def cde_solve(
     return np.stack([np.stack(r) for r in rows], axis=1)
 
 
+def cde_grids(
+    params: Params, U: np.ndarray, times: np.ndarray, *, field: str, activation: str = "tanh",
+    output_activation: str | None = None, interpolation: str = "cubic", method: str = "dopri5",
+    substeps: int = 1, t: np.ndarray | None = None, rtol: float = 1e-7, atol: float = 1e-9,
+    first_step: float | None = None, max_steps: int = 100000,
+) -> tuple[list[np.ndarray], np.ndarray]:  # fmt: skip
+    """Each sample's accepted step times (float64, ``t_{i,0}`` .. ``T_i``) and the counts
+    (N, 3) int64 of function evaluations, accepted and rejected steps of an adaptive method;
+    the arguments as :func:`cde_solve`.
+
+    Examples
+    --------
+    >>> p = {"A": np.ones((2, 1)), "a": np.zeros(2), "W": np.zeros((1, 2, 2)), "b": np.ones((1, 2))}
+    >>> grids, counts = cde_grids(p, np.ones((1, 3, 1)), np.arange(3.0), field="inside",
+    ...                           first_step=1.0)
+    >>> grids[0], counts.shape
+    (array([0., 1., 2.]), (1, 3))
+    """
+    _check("method", method, ADAPTIVE_METHODS)
+    opts = _opts(field, activation, output_activation, interpolation)
+    adaptive = (rtol, atol, first_step, max_steps)
+    _, _, samples, _, counts, _ = _adaptive_prepare(params, U, times, t, opts, method, adaptive)
+    return [s.grid for s in samples], counts
+
+
 def cde_vjp(
     params: Params, U: np.ndarray, times: np.ndarray, cotangent: np.ndarray, *, field: str,
     activation: str = "tanh", output_activation: str | None = None, interpolation: str = "cubic",
-    method: str = "rk4", substeps: int = 1, t: np.ndarray | None = None,
+    method: str = "rk4", substeps: int = 1, t: np.ndarray | None = None, rtol: float = 1e-7,
+    atol: float = 1e-9, first_step: float | None = None, max_steps: int = 100000,
+    grid: list[np.ndarray] | None = None, gradient: str = "discrete",
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
-    """Exact VJP of the discrete :func:`cde_solve` (a reverse sweep through its steps).
+    """VJP of :func:`cde_solve`: the exact reverse sweep of the discrete map (for an adaptive
+    method through its accepted steps, the grid held constant), or the continuous adjoint.
 
     Parameters
     ----------
     params, U, times, field, activation, output_activation, interpolation, method, substeps, t
-        As :func:`cde_solve`.
+        As :func:`cde_solve`; also ``rtol``, ``atol``, ``first_step``, ``max_steps``, ``grid``.
     cotangent : ndarray, shape (N, S) or (R, N, S)
         On what :func:`cde_solve` returns.
+    gradient : {"discrete", "adjoint"}, default "discrete"
+        ``"adjoint"``: backsolve ``(z, a)' = (G(z) dX/dt, -J^T a)`` from ``z(T_i)`` over the
+        sample's step grid reversed (the forward's accepted grid for an adaptive method) with
+        the same tableau, ``a`` jumping by the cotangent at output times; the parameters' and
+        the path's gradients are the quadratures of its stages. It converges to the discrete
+        gradient as the steps shrink; it is not the gradient of the computed solution.
 
     Returns
     -------
     grads : dict of ndarray
-        Keyed, shaped and typed as ``params`` (zeros for keys the solve does not use).
+        Keyed, shaped and typed as ``params``.
     dU : ndarray, shape (N, L, C)
-        Dtype of ``U``; exactly 0 where ``U`` is NaN (padding included).
-
-    Raises
-    ------
-    ValueError
-        As :func:`cde_solve`, or a cotangent of another shape.
+        Exactly 0 where ``U`` is NaN.
 
     Examples
     --------
     >>> p = {"A": np.ones((2, 3)), "a": np.zeros(2), "W": np.ones((1, 6, 2)), "b": np.ones((1, 6))}
-    >>> grads, dU = cde_vjp(p, np.ones((4, 5, 3)), np.arange(5.0), np.ones((4, 2)), field="inside")
+    >>> grads, dU = cde_vjp(p, np.ones((4, 5, 3)), np.arange(5.0), np.ones((4, 2)),
+    ...                     field="inside", method="bosh3")
     >>> grads["W"].shape, dU.shape
     ((1, 6, 2), (4, 5, 3))
     """
-    o = _options(params, field, activation, output_activation, interpolation, method, substeps)
-    work, Uw, samples, tout = _prepare(params, U, times, t, o)
+    _check("gradient", gradient, ("discrete", "adjoint"))
+    opts = _opts(field, activation, output_activation, interpolation)
+    adaptive = (rtol, atol, first_step, max_steps)
+    work, Uw, samples, tout, o = _solved(
+        params, U, times, t, opts, method, substeps, adaptive, grid
+    )
     shape: tuple[int, ...] = (Uw.shape[0], work["a"].size)
     shape = shape if tout is None else (tout.size, *shape)
     v = np.asarray(cotangent)
     if v.shape != shape:
         raise ValueError(f"cotangent must have the shape {shape} of cde_solve's output")
-    grads, dU = _vjp(work, Uw, samples, tout, v.astype(Uw.dtype, copy=False), o)
+    sweep = _vjp if gradient == "discrete" else _adjoint
+    grads, dU = sweep(work, Uw, samples, tout, v.astype(Uw.dtype, copy=False), o)
     return _keyed_as(params, grads), dU.astype(np.asarray(U).dtype, copy=False)
 
 
 def cde_logits(
     params: Params, U: np.ndarray, times: np.ndarray, *, field: str, activation: str = "tanh",
     output_activation: str | None = None, interpolation: str = "cubic", method: str = "rk4",
-    substeps: int = 1,
+    substeps: int = 1, rtol: float = 1e-7, atol: float = 1e-9, first_step: float | None = None,
+    max_steps: int = 100000, grid: list[np.ndarray] | None = None,
 ) -> np.ndarray:  # fmt: skip
-    """Logits ``z(T_i) P^T + c``, (N, O), with ``params["P"]`` (O, S) and ``params["c"]``
-    (O,); the other arguments, the errors and the dtype as :func:`cde_solve`.
-    """
+    """Logits ``z(T_i) P^T + c``, (N, O); the arguments as :func:`cde_solve`."""
     zT = cde_solve(
         params, U, times, field=field, activation=activation,
         output_activation=output_activation, interpolation=interpolation, method=method,
-        substeps=substeps,
+        substeps=substeps, rtol=rtol, atol=atol, first_step=first_step, max_steps=max_steps,
+        grid=grid,
     )  # fmt: skip
     P, c = (np.asarray(params[key]).astype(zT.dtype, copy=False) for key in ("P", "c"))
     return np.asarray(zT @ P.T + c)
@@ -548,50 +558,25 @@ def cde_loss_and_grad(
     params: Params, U: np.ndarray, y: np.ndarray, times: np.ndarray, *, field: str,
     activation: str = "tanh", output_activation: str | None = None, interpolation: str = "cubic",
     method: str = "rk4", substeps: int = 1, loss: str = "cross_entropy", weight_decay: float = 0.0,
+    rtol: float = 1e-7, atol: float = 1e-9, first_step: float | None = None,
+    max_steps: int = 100000, grid: list[np.ndarray] | None = None, gradient: str = "discrete",
 ) -> tuple[float, dict[str, np.ndarray], np.ndarray]:  # fmt: skip
-    """Data loss of :func:`cde_logits` plus ``weight_decay * sum(theta^2)`` over the field's
-    arrays (not A, a, P, c), and its exact discrete gradient.
-
-    Parameters
-    ----------
-    params, U, times, field, activation, output_activation, interpolation, method, substeps
-        As :func:`cde_logits`.
-    y : ndarray, shape (N,) or (N, O)
-        Integer labels ``0..O-1`` (``"cross_entropy"``) or targets (``"mse"``).
-    loss : {"cross_entropy", "mse"}
-        As ``resode.reference.data_loss``: the mean cross-entropy over samples, or the mean
-        of ``(z - y)^2`` over all ``N * O`` entries.
-    weight_decay : float
-
-    Returns
-    -------
-    loss : float
-    grads : dict of ndarray
-        Keyed, shaped and typed as ``params``.
-    dU : ndarray, shape (N, L, C)
-        As in :func:`cde_vjp`.
-
-    Raises
-    ------
-    ValueError
-        As :func:`cde_solve`, or an unknown ``loss``.
-
-    Examples
-    --------
-    >>> p = {"A": np.ones((2, 3)), "a": np.zeros(2), "W": np.ones((1, 6, 2)), "b": np.ones((1, 6)),
-    ...      "P": np.eye(2), "c": np.zeros(2)}
-    >>> loss, grads, dU = cde_loss_and_grad(p, np.ones((2, 5, 3)), [0, 1], np.arange(5.0),
-    ...                                     field="outside")
-    >>> round(loss, 6), sorted(grads) == sorted(p), dU.shape
-    (0.693147, True, (2, 5, 3))
+    """Data loss of :func:`cde_logits` plus ``weight_decay`` times the squared field arrays,
+    and its gradient (grads keyed as ``params``, dU); ``gradient`` as :func:`cde_vjp`, the
+    other arguments as ``_reference_cde.cde_loss_and_grad`` and :func:`cde_solve`.
     """
     _check("loss", loss, LOSSES)
-    o = _options(params, field, activation, output_activation, interpolation, method, substeps)
-    work, Uw, samples, _ = _prepare(params, U, times, None, o)
+    _check("gradient", gradient, ("discrete", "adjoint"))
+    opts = _opts(field, activation, output_activation, interpolation)
+    adaptive = (rtol, atol, first_step, max_steps)
+    work, Uw, samples, _, o = _solved(
+        params, U, times, None, opts, method, substeps, adaptive, grid
+    )
     zT = np.stack([_forward(work, sample, o)[-1][0] for sample in samples])
     P, c = (np.asarray(params[key]).astype(zT.dtype, copy=False) for key in ("P", "c"))
     value, g = _data_loss_and_grad(zT @ P.T + c, y, loss)
-    grads, dU = _vjp(work, Uw, samples, None, g @ P, o)
+    sweep = _vjp if gradient == "discrete" else _adjoint
+    grads, dU = sweep(work, Uw, samples, None, g @ P, o)
     grads["P"], grads["c"] = g.T @ zT, g.sum(axis=0)
     for key in _FIELD_KEYS[field]:
         theta = np.asarray(params[key])

@@ -31,6 +31,7 @@ from .options import (
     READOUTS,
     STEP_CONTROLS,
     adaptive_options,
+    cde_adaptive_options,
     check_cde_method,
     summarize_stats,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "adaptive_options",
     "as_series",
     "as_times",
+    "cde_adaptive_options",
     "cde_param_shapes",
     "check_cde_method",
     "check_paths",

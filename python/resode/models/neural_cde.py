@@ -16,6 +16,7 @@ from .._validation import (
     check_positive,
     resolve_dtype,
 )
+from . import options
 from .base import Model
 from .options import ACTIVATIONS, FIELDS, INTERPOLATIONS, LOSSES, check_cde_method
 from .params import cde_param_shapes, init_cde_params
@@ -46,10 +47,10 @@ class NeuralCDE(Model):
     shorter series is padded with NaN rows at the end. Include the observation times as a
     channel of ``U`` when they carry information (torchcde's advice); docs/guide/timeseries.md.
 
-    Integration: a fixed-step method, ``substeps`` equal steps on every interval between a
-    sample's consecutive observations; the exact gradient of this discretisation with respect
-    to every parameter and to ``U``. Adaptive methods, tolerances and the continuous adjoint
-    are not available for neural CDEs yet.
+    Integration: a fixed-step method, ``substeps`` equal steps between consecutive
+    observations, or an adaptive one (per-sample step control, docs/guide/adaptive.md; steps land
+    on every observation time and piece boundary, diffrax's ``jump_ts``); the exact gradient
+    of the computed solution (accepted steps held fixed) with respect to every parameter and U.
 
     Parameters
     ----------
@@ -77,10 +78,16 @@ class NeuralCDE(Model):
         ``"cubic"``: torchcde's Hermite cubic with backward differences (causal: the path up
         to ``t_k`` depends on the observations up to ``t_k`` only); ``"linear"``: piecewise
         linear between the observations.
-    method : {"rk4", "midpoint", "euler"}, default "rk4"
-        The fixed-step explicit method.
+    method : {"rk4", "midpoint", "euler", "dopri5", "tsit5", "bosh3"}, default "rk4"
+        A fixed-step or an adaptive explicit method.
     substeps : int, default 1
-        Steps per interval between consecutive observations.
+        Steps per interval between consecutive observations (fixed-step methods).
+    rtol, atol, first_step, max_steps : float, float, float, int, optional
+        Adaptive methods only (None: docs/guide/adaptive.md's defaults 1e-7, 1e-9, Hairer's
+        starting step, 100000 attempted steps per sample).
+    gradient : {"discrete", "adjoint"}, default "discrete"
+        ``"adjoint"``: the continuous adjoint, backsolved over each sample's step grid
+        reversed with the same tableau (converges to the discrete one as the steps shrink).
     pieces : int, default 1
         The field's weights are piecewise constant over ``pieces`` equal parts of the
         observation window ``[min_i t_{i,0}, max_i T_i]`` of the batch passed in (steps also
@@ -112,6 +119,7 @@ class NeuralCDE(Model):
     """
 
     kind = "cde"
+    adaptive = property(lambda self: bool(self.solver_options))  # an adaptive pair
 
     def __init__(
         self,
@@ -129,6 +137,11 @@ class NeuralCDE(Model):
         method: str = "rk4",
         substeps: int = 1,
         pieces: int = 1,
+        rtol: float | None = None,
+        atol: float | None = None,
+        first_step: float | None = None,
+        max_steps: int | None = None,
+        gradient: str = "discrete",
         dtype: Any = "float64",
         seed: Any = None,
     ) -> None:
@@ -150,6 +163,10 @@ class NeuralCDE(Model):
         self.method = check_cde_method(method)
         self.substeps = check_int("substeps", substeps, 1)
         self.pieces = check_int("pieces", pieces, 1)
+        given = {"rtol": rtol, "atol": atol, "first_step": first_step, "max_steps": max_steps}
+        self.solver_options = options.cde_adaptive_options(self.method, given)  # {}: fixed
+        self.rtol, self.atol, self.first_step, self.max_steps = given.values()
+        self.gradient = check_choice("gradient", gradient, ("discrete", "adjoint"))
         self.dtype = resolve_dtype(dtype)
         self.seed = seed
         self.flat_targets = False
@@ -212,6 +229,8 @@ class NeuralCDE(Model):
             "method": self.method,
             "substeps": self.substeps,
             "pieces": self.pieces,
+            **{key: getattr(self, key) for key in ("rtol", "atol", "first_step", "max_steps")},
+            "gradient": self.gradient,
             "dtype": self.dtype.name,
             "seed": int(seed) if isinstance(seed, (int, np.integer)) else None,
         }
@@ -223,8 +242,7 @@ class NeuralCDE(Model):
         Returns
         -------
         dict of str to tuple of int
-            ``A``, ``a``, the field's arrays, ``P`` and ``c``
-            (:func:`resode.models.cde_param_shapes`).
+            ``A``, ``a``, the field's, ``P``, ``c`` (:func:`resode.models.cde_param_shapes`).
 
         Examples
         --------
@@ -238,13 +256,7 @@ class NeuralCDE(Model):
 
     @property
     def steps(self) -> int:
-        """Not defined: each sample has its own step grid.
-
-        Returns
-        -------
-        int
-            Never: an AttributeError says that each sample takes ``substeps`` steps per
-            interval between its own observations.
+        """Not defined: each sample has its own step grid (an AttributeError says so).
 
         Examples
         --------
@@ -259,12 +271,7 @@ class NeuralCDE(Model):
 
     @property
     def dt(self) -> float:
-        """Not defined: each sample has its own step sizes (see :attr:`steps`).
-
-        Returns
-        -------
-        float
-            Never: an AttributeError.
+        """Not defined: each sample has its own step sizes (an AttributeError, see :attr:`steps`).
 
         Examples
         --------
@@ -280,8 +287,9 @@ class NeuralCDE(Model):
         Returns
         -------
         dict of str to object
-            ``field``, ``activation``, ``output_activation``, ``interpolation``, ``method``
-            and ``substeps`` (what :func:`resode.cdeint` takes as well).
+            ``field``, ``activation``, ``output_activation``, ``interpolation``, ``method``,
+            ``substeps`` and, for an adaptive method, ``rtol``, ``atol``, ``first_step``,
+            ``max_steps`` (what :func:`resode.cdeint` takes as well).
 
         Examples
         --------
@@ -289,14 +297,8 @@ class NeuralCDE(Model):
         >>> resode.NeuralCDE(3, 2, method="midpoint").core_options()["method"]
         'midpoint'
         """
-        return {
-            "field": self.field,
-            "activation": self.activation,
-            "output_activation": self.output_activation,
-            "interpolation": self.interpolation,
-            "method": self.method,
-            "substeps": self.substeps,
-        }
+        keys = ("field", "activation", "output_activation", "interpolation", "method", "substeps")
+        return {**{key: getattr(self, key) for key in keys}, **self.solver_options}
 
     def problem(self, X: Any, y: Any = None, times: Any = None) -> Problem:
         """Return the checked series, targets and times and the core's options.
@@ -336,8 +338,7 @@ class NeuralCDE(Model):
         args = {**self.core_options(), "loss": self.loss, "weight_decay": self.weight_decay}
         return Problem(X=U, targets=targets, flat_targets=flat, core_args=args, times=grid)
 
-    def _all_params(self) -> dict[str, np.ndarray]:
-        """Every parameter, checked (shape) and converted to the model's dtype."""
+    def _all_params(self) -> dict[str, np.ndarray]:  # checked (shape), in the model's dtype
         return {name: self._param(name) for name in self.param_shapes}
 
     def _series(self, U: Any, times: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -591,7 +592,7 @@ class NeuralCDE(Model):
         targets = self._targets(y, Uc.shape[0])
         loss, grads, dU = _core.cde_loss_and_grad(
             self._all_params(), Uc, targets, grid, **self.core_options(),
-            loss=self.loss, weight_decay=self.weight_decay,
+            loss=self.loss, weight_decay=self.weight_decay, gradient=self.gradient,
         )  # fmt: skip
         grads = {name: grads[name] for name in self.param_shapes}
         if return_dU:

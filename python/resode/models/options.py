@@ -31,6 +31,7 @@ __all__ = [
     "Readout",
     "StepControl",
     "adaptive_options",
+    "cde_adaptive_options",
     "check_bool",
     "check_cde_method",
     "summarize_stats",
@@ -77,13 +78,23 @@ def check_bool(name: str, value: Any) -> bool:
 
 
 def check_cde_method(method: Any) -> str:
-    """``method`` if it is a fixed-step method; the neural CDE has no adaptive method yet."""
-    if isinstance(method, str) and method in ADAPTIVE_METHODS:
+    """``method``, a fixed-step or an adaptive method of the neural CDE."""
+    return check_choice("method", method, METHODS)
+
+
+def cde_adaptive_options(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The neural CDE's checked ``rtol``, ``atol``, ``first_step``, ``max_steps`` (``None`` =
+    the default) for an adaptive ``method`` (per-sample step control only), ``{}`` for a
+    fixed-step one (an error naming them when they are given)."""
+    set_ = sorted(k for k, v in given.items() if v is not None)
+    if method not in ADAPTIVE_METHODS and set_:
         raise ValueError(
-            f"method={method!r}: the adaptive methods are not available for neural CDEs yet; "
-            f"use one of {', '.join(repr(m) for m in FIXED_METHODS)} with substeps"
+            f"{', '.join(set_)} apply to the adaptive methods {ADAPTIVE_METHODS} only, not to "
+            f"method={method!r} (substeps equal steps between observations)"
         )
-    return check_choice("method", method, FIXED_METHODS)
+    out = adaptive_options(method, {**given, "step_control": None})
+    out.pop("step_control", None)
+    return out
 
 
 def adaptive_options(method: str, given: Mapping[str, Any]) -> dict[str, Any]:
