@@ -51,7 +51,14 @@ from .params import (
 )
 from .problem import Problem
 from .resnet import ResNet
-from .series import as_series, as_times, check_paths, default_output_times, series_lengths
+from .series import (
+    add_time_channel,
+    as_series,
+    as_times,
+    check_paths,
+    default_output_times,
+    series_lengths,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -72,6 +79,7 @@ __all__ = [
     "Problem",
     "ResNet",
     "adaptive_options",
+    "add_time_channel",
     "as_series",
     "as_times",
     "cde_param_shapes",

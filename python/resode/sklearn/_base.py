@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
         return estimator._validate_data(*args, **kwargs)
 
 
-from ..models import NeuralODE, ResNet
+from ..models import NeuralCDE, NeuralODE, ResNet
 from ..optim import SGD, Adam, CosineLR, Optimizer, Schedule, StepLR
 from ..training import History, fit
 
@@ -151,7 +151,7 @@ class ResodeEstimator(BaseEstimator):
     """The optimiser, early stopping and one training run, for all four estimators."""
 
     # attributes set by fit
-    model_: ResNet | NeuralODE
+    model_: ResNet | NeuralODE | NeuralCDE
     history_: History
     n_features_in_: int
     n_iter_: int
@@ -160,8 +160,21 @@ class ResodeEstimator(BaseEstimator):
     best_validation_score_: float | None
     best_epoch_: int | None
 
-    def _make_model(self, dim: int, outputs: int, seed: int, loss: str) -> ResNet | NeuralODE:
+    def _make_model(
+        self, dim: int, outputs: int, seed: int, loss: str
+    ) -> ResNet | NeuralODE | NeuralCDE:
         raise NotImplementedError
+
+    def _inputs(self, X: Any) -> np.ndarray:
+        """``X`` of predict / score, checked against the fitted estimator."""
+        checked: np.ndarray = _validate_data(self, X, reset=False, dtype=_FLOATS)
+        return checked
+
+    def _fit_data(self, X: Any, y: Any, *, regression: bool) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, y)`` of fit, checked (``n_features_in_`` and ``feature_names_in_`` set)."""
+        kwargs = {"y_numeric": True, "multi_output": True} if regression else {"y_numeric": False}
+        X_checked, y_checked = _validate_data(self, X, y, dtype=_FLOATS, **kwargs)
+        return X_checked, y_checked
 
     def _validation_score(self, X_val: np.ndarray, y_val: np.ndarray) -> Callable[..., float]:
         """``score(logs, model)`` on the validation split: the column of fit's history."""
@@ -179,7 +192,8 @@ class ResodeEstimator(BaseEstimator):
         _check_early_stopping(self)
         rng = check_random_state(self.random_state)
         model_seed, fit_seed = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
-        model = self._make_model(X.shape[1], outputs, model_seed, self._loss())
+        # the features of a point, or the channels of a series (N, L, channels)
+        model = self._make_model(X.shape[-1], outputs, model_seed, self._loss())
         names = getattr(self, "feature_names_in_", None)
         model.feature_names = None if names is None else [str(n) for n in names]
         validation, keep = None, None
@@ -276,7 +290,7 @@ class ResodeClassifier(ClassifierMixin, ResodeEstimator):
         self
         """
         target_name = _target_name(y)
-        X, y = _validate_data(self, X, y, dtype=_FLOATS, y_numeric=False)
+        X, y = self._fit_data(X, y, regression=False)
         check_classification_targets(y)
         classes, y_idx = np.unique(y, return_inverse=True)
         if len(classes) < 2:
@@ -306,13 +320,13 @@ class ResodeClassifier(ClassifierMixin, ResodeEstimator):
         """Class probabilities (softmax of the outputs), float array of shape
         ``(n_samples, n_classes)`` in the order of ``classes_``."""
         check_is_fitted(self, "model_")
-        X = _validate_data(self, X, reset=False, dtype=_FLOATS)
+        X = self._inputs(X)
         return self.model_.predict_proba(X)
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted labels (values of ``classes_``), shape ``(n_samples,)``."""
         check_is_fitted(self, "model_")
-        X = _validate_data(self, X, reset=False, dtype=_FLOATS)
+        X = self._inputs(X)
         return self.classes_[np.argmax(self.model_.forward(X), axis=1)]
 
 
@@ -334,7 +348,7 @@ class ResodeRegressor(RegressorMixin, ResodeEstimator):
         self
         """
         target_name = _target_name(y)
-        X, y = _validate_data(self, X, y, dtype=_FLOATS, y_numeric=True, multi_output=True)
+        X, y = self._fit_data(X, y, regression=True)
         targets = np.asarray(y, dtype=np.float64)
         self._single_output = targets.ndim == 1
         targets = targets.reshape(len(targets), -1)
@@ -346,7 +360,7 @@ class ResodeRegressor(RegressorMixin, ResodeEstimator):
         """Predicted values: ``(n_samples,)`` for a 1-D ``y`` in fit, else
         ``(n_samples, n_outputs)``."""
         check_is_fitted(self, "model_")
-        X = _validate_data(self, X, reset=False, dtype=_FLOATS)
+        X = self._inputs(X)
         z = self.model_.forward(X)
         return z[:, 0] if self._single_output else z
 
