@@ -242,7 +242,8 @@ def _read_npz(
         with np.load(p, allow_pickle=False) as data:
             names = set(data.files)
             if "X" not in names:
-                raise ValueError(f"{p}: a .npz data file needs an array 'X' (N, dim)")
+                hint = " (U holds series: use --model cde)" if "U" in names else ""
+                raise ValueError(f"{p}: a .npz data file needs an array 'X' (N, dim){hint}")
             X = np.asarray(data["X"])
             y = np.asarray(data["y"]) if "y" in names else None
     except ValueError as exc:
