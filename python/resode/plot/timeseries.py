@@ -16,23 +16,38 @@ __all__ = ["decision_along_time", "hidden_state", "series"]
 
 
 def _one_series(
-    model: NeuralCDE, U: Any, times: Any, sample: int, points: int
+    model: NeuralCDE, U: Any, times: Any, sample: int, points: int | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sample ``sample`` alone: its observations ``(1, L_i, C)``, its times ``(L_i,)`` and
-    ``points`` times evenly over its span plus the observation times (sorted)."""
+    its observation times with ``points`` times evenly over its span (None: none)."""
     if not isinstance(model, NeuralCDE):
         raise TypeError(f"model must be a resode.NeuralCDE, got {type(model).__name__}")
     arr = as_series(U, model.channels, np.dtype(np.float64))
     grid = as_times(times, arr.shape[0], arr.shape[1])
     if not isinstance(sample, (int, np.integer)) or not 0 <= sample < arr.shape[0]:
         raise ValueError(f"sample must be an index in [0, {arr.shape[0]}), got {sample!r}")
-    if not isinstance(points, (int, np.integer)) or points < 2:
-        raise ValueError(f"points must be an integer >= 2, got {points!r}")
+    if points is not None and (not isinstance(points, (int, np.integer)) or points < 2):
+        raise ValueError(f"points must be None or an integer >= 2, got {points!r}")
     length = int(series_lengths(arr[sample : sample + 1])[0])
     one = arr[sample : sample + 1, :length]
     own = np.array(grid if grid.ndim == 1 else grid[sample], dtype=np.float64)[:length]
-    t = np.union1d(np.linspace(own[0], own[-1], int(points)), own)
-    return one, own, t
+    if points is None:
+        return one, own, own
+    return one, own, np.union1d(np.linspace(own[0], own[-1], int(points)), own)
+
+
+def decision_curve(
+    model: NeuralCDE, U: Any, times: Any, sample: int, points: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The times ``t`` (Q,) and ``softmax(P z(t) + c)`` (Q, classes) of one series."""
+    from ..reference import readout_logits
+
+    one, own, t = _one_series(model, U, times, sample, points)
+    z = np.asarray(model.trajectory(one, own, t=t), dtype=np.float64)[:, 0, :]
+    params = {k: np.asarray(v, dtype=np.float64) for k, v in model.params.items()}
+    logits = readout_logits(params, z)
+    proba = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return t, proba / proba.sum(axis=1, keepdims=True)
 
 
 def _time_axis(ax: Any, title: str) -> None:
@@ -112,7 +127,7 @@ def hidden_state(
     times: Any = None,
     *,
     sample: int = 0,
-    points: int = 200,
+    points: int | None = None,
     dpi: int = 120,
 ) -> Path:
     """The hidden state ``z(t)`` of one series along time, one line per component.
@@ -124,9 +139,11 @@ def hidden_state(
     path : str or os.PathLike, default "hidden_state.png"
     times : array_like, shape (L,) or (N, L), optional
     sample : int, default 0
-    points : int, default 200
-        Output times of ``model.trajectory`` over the series' span (plus its observation
-        times).
+    points : int or None, default None
+        None: the states at the observation times, on the model's own step grid (the last is
+        the state ``forward`` reads out). An int: that many more times evenly over the
+        series' span; they become step boundaries too (:meth:`resode.NeuralCDE.trajectory`),
+        so the curve is a finer solution than the model's predictions.
     dpi : int, default 120
 
     Returns
@@ -146,7 +163,8 @@ def hidden_state(
     fig = new_figure((7.0, 4.0))
     ax = fig.add_subplot(1, 1, 1)
     for d in range(model.state):
-        ax.plot(t, z[:, d], lw=1.2, label=f"z{d}" if model.state <= 10 else None)
+        ax.plot(t, z[:, d], lw=1.2, marker="." if len(t) < 60 else None,
+                label=f"z{d}" if model.state <= 10 else None)  # fmt: skip
     for stamp in own:
         ax.axvline(stamp, color="0.85", lw=0.6, zorder=0)
     _time_axis(ax, f"series {sample}: hidden state z(t) ({model.state} components)")
@@ -163,14 +181,14 @@ def decision_along_time(
     *,
     sample: int = 0,
     labels: Any = None,
-    points: int = 200,
+    points: int | None = None,
     dpi: int = 120,
 ) -> Path:
     """A classifier's class probabilities ``softmax(P z(t) + c)`` along one series.
 
-    At the series' end time this is ``model.predict_proba``; before it, the decision the
-    model would make on the series observed so far (with cubic interpolation the path up to
-    an observation depends on the observations up to it only).
+    At the series' end time this is ``model.predict_proba``; at an earlier observation, the
+    decision the model would make on the series observed so far (with cubic interpolation
+    the path up to an observation depends on the observations up to it only).
 
     Parameters
     ----------
@@ -182,7 +200,9 @@ def decision_along_time(
     sample : int, default 0
     labels : sequence, optional
         The classes' names (default ``model.class_labels``, else ``0 .. classes-1``).
-    points : int, default 200
+    points : int or None, default None
+        As for :func:`hidden_state`: by default the decision after each observation, the
+        last one ``model.predict_proba``'s.
     dpi : int, default 120
 
     Returns
@@ -203,16 +223,9 @@ def decision_along_time(
     >>> resode.plot.decision_along_time(model, U, out).name
     'd.png'
     """
-    from ..reference import readout_logits
-
     if model.task != "classification":
         raise ValueError("decision_along_time needs a classifier (loss='cross_entropy')")
-    one, own, t = _one_series(model, U, times, sample, points)
-    z = np.asarray(model.trajectory(one, own, t=t), dtype=np.float64)[:, 0, :]
-    params = {k: np.asarray(v, dtype=np.float64) for k, v in model.params.items()}
-    logits = readout_logits(params, z)
-    proba = np.exp(logits - logits.max(axis=1, keepdims=True))
-    proba /= proba.sum(axis=1, keepdims=True)
+    t, proba = decision_curve(model, U, times, sample, points)
     names = labels if labels is not None else model.class_labels
     names = list(names) if names is not None else list(range(model.classes))
     if len(names) != model.classes:
@@ -220,7 +233,8 @@ def decision_along_time(
     fig = new_figure((7.0, 4.0))
     ax = fig.add_subplot(1, 1, 1)
     for k in range(model.classes):
-        ax.plot(t, proba[:, k], lw=1.5, label=f"p({names[k]})")
+        ax.plot(t, proba[:, k], lw=1.5, marker="." if len(t) < 60 else None,
+                label=f"p({names[k]})")  # fmt: skip
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("probability")
     _time_axis(ax, f"series {sample}: the decision along time")
