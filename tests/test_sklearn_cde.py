@@ -174,3 +174,65 @@ def test_model_search_pickle_and_bad_parameters() -> None:
         NeuralCDEClassifier(interpolation="spline").fit(X, y)
     with pytest.raises(ValueError, match="method"):
         NeuralCDEClassifier(method="dopri5").fit(X, y)
+
+
+# --------------------------------------------------------------------------- one voice
+
+#: What the CDE estimators leave out, and why (the rest of every front end's options they take).
+_EXCLUDED = {
+    "channels": "inferred from X (n_channels_in_, plus the time channel)",
+    "classes": "inferred from y",
+    "seed": "random_state",
+    "model": "fit's model (resode train's --model): the estimator's class builds it",
+    "X": "fit's data",
+    "y": "fit's data",
+    "times": "fit's data: the estimators' times are the observation index (time_channel)",
+    "validation_data": "early_stopping holds out validation_fraction",
+    "callbacks": "Python hooks, not settings",
+    "log_every": "resode train's log lines",
+    "progress": "verbose",
+    "checkpoint": "files: an estimator's fit writes none",
+    "checkpoint_every": "files",
+    "resume": "files",
+    "record": "trajectories of points for resode.plot",
+    "record_every": "as record",
+    "train_metrics": "fit's default",
+    "threads": "threadpoolctl around the estimator",
+    "plots": "resode train's figures",
+}
+
+
+def _cde_front_end_options() -> set[str]:
+    """The options of NeuralCDE, fit, the optimisers, and the run definition's model,
+    optimiser and training fields that apply to ``--model cde``."""
+    import inspect
+
+    from resode import config
+
+    names: set[str] = set()
+    for source in (resode.NeuralCDE, resode.fit, resode.optim.Adam, resode.optim.SGD):
+        names |= set(inspect.signature(source).parameters)
+    run = {**config.RunConfig().flat(), "model": "cde"}
+    for section, field, option in config.fields():
+        if section != "data" and (option.applies is None or option.applies(run) is None):
+            names.add(field.name)
+    return names - {"betas", "self"}
+
+
+@pytest.mark.parametrize("Estimator", [NeuralCDEClassifier, NeuralCDERegressor])
+def test_estimators_take_every_cde_option_with_resode_trains_defaults(Estimator) -> None:
+    from resode import config
+
+    params = Estimator().get_params()
+    wanted = _cde_front_end_options() - set(_EXCLUDED) - {"beta1", "beta2"}
+    if Estimator is NeuralCDERegressor:
+        wanted.discard("loss")  # the mean squared error
+    missing = sorted(wanted - set(params))
+    assert not missing, f"{Estimator.__name__} lacks {missing}"
+    assert {"beta1", "beta2"} <= set(params)  # Adam's betas
+    cli = {f.name: f.default for _, f, _ in config.fields()}
+    for name in ("state", "field", "hidden", "activation", "output_activation",
+                 "interpolation", "method", "substeps", "time_channel", "weight_decay",
+                 "dtype", "lr", "epochs", "batch_size", "optimizer"):  # fmt: skip
+        assert params[name] == cli[name], name
+    assert params["pieces"] == 1  # resode train --model cde takes no --pieces: the model's 1
