@@ -16,6 +16,7 @@ from resode.sklearn import NeuralCDEClassifier, NeuralCDERegressor, as_panel
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.utils import get_tags
 
 _SMALL = {"state": 4, "hidden": 8, "epochs": 15, "lr": 5e-2}
 
@@ -83,6 +84,8 @@ def test_clone_get_and_set_params(Estimator) -> None:
     assert est.set_params(substeps=2, time_channel=False) is est
     assert est.get_params()["substeps"] == 2 and not est.time_channel
     assert is_classifier(NeuralCDEClassifier()) and is_regressor(NeuralCDERegressor())
+    tags = get_tags(est)
+    assert tags.input_tags.three_d_array and tags.input_tags.allow_nan
 
 
 @pytest.mark.parametrize("Estimator", [NeuralCDEClassifier, NeuralCDERegressor])

@@ -128,6 +128,17 @@ class NeuralCDEParams:
     def _inputs(self, X: Any) -> np.ndarray:
         return self._series(X, reset=False)
 
+    def __sklearn_tags__(self) -> Any:
+        """Panels: 3-D arrays (2-D ones univariate), NaN for missing values."""
+        base: Any = super()  # the estimator class this mixin precedes
+        tags = base.__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.input_tags.allow_nan = True
+        return tags
+
+    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
+        return {"X_types": ["3darray", "2darray"], "allow_nan": True}
+
     def _fit_data(self, X: Any, y: Any, *, regression: bool) -> tuple[np.ndarray, np.ndarray]:
         U = self._series(X, reset=True)
         targets = np.asarray(y, dtype=np.float64 if regression else None)
