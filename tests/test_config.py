@@ -29,6 +29,8 @@ _CONTEXTS: list[dict[str, Any]] = [
     {"turnpike": True},
     {"dataset": "moons"},
     {"dataset": "chess3"},
+    {"model": "cde"},
+    {"model": "cde", "data": "train.csv"},
 ]
 
 
@@ -48,7 +50,8 @@ def _other_value(key: str, default: Any, option: run_config.Option) -> Any:
     if option.is_flag:
         return not default
     samples = {"data": "train.csv", "validation": "test.csv", "target": "y", "features": "a,b",
-               "test_size": 0.3, "seed": 3, "n_samples": 80}  # fmt: skip
+               "test_size": 0.3, "seed": 3, "n_samples": 80, "id": "patient",
+               "time": "hours"}  # fmt: skip
     if key in samples:
         return samples[key]
     if isinstance(default, float):

@@ -203,7 +203,7 @@ def test_save_load_round_trip_is_bitwise(tmp_path: Path, field: str) -> None:
     assert np.array_equal(again.forward(U), model.forward(U))
 
 
-def test_the_command_line_refuses_a_series_model_in_one_line(
+def test_the_command_line_refuses_points_for_a_series_model_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from resode.cli import main
@@ -211,7 +211,8 @@ def test_the_command_line_refuses_a_series_model_in_one_line(
     path = model_of("outside").save(tmp_path / "cde.npz")
     np.savez(tmp_path / "points.npz", X=np.ones((4, 3)))
     assert main(["predict", "--model", str(path), "--data", str(tmp_path / "points.npz")]) == 2
-    assert "a NeuralCDE reads time series" in capsys.readouterr().err
+    err = capsys.readouterr().err  # resode predict reads series for it (tests/test_cli_cde.py)
+    assert "needs an array 'U' (N, L, channels)" in err and len(err.strip().splitlines()) == 1
 
 
 def test_initialisation_is_seeded_and_shaped() -> None:

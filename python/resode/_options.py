@@ -122,7 +122,26 @@ def choice(*choices: str) -> Callable[[Any], str]:
 
 
 def node_only(o: Mapping[str, Any]) -> str | None:
-    return "applies to --model node only" if o["model"] == "resnet" else None
+    return "applies to --model node only" if o["model"] != "node" else None
+
+
+def node_or_cde(o: Mapping[str, Any]) -> str | None:
+    return "applies to --model node and cde only" if o["model"] == "resnet" else None
+
+
+def cde_only(o: Mapping[str, Any]) -> str | None:
+    return "applies to --model cde only" if o["model"] != "cde" else None
+
+
+def points_only(o: Mapping[str, Any]) -> str | None:
+    return "does not apply to --model cde" if o["model"] == "cde" else None
+
+
+def series_csv_only(o: Mapping[str, Any]) -> str | None:
+    """The columns of a long-format CSV file of series (``--model cde --data FILE.csv``)."""
+    if o["model"] != "cde":
+        return "applies to --model cde only"
+    return None if o.get("data") else "applies with --data only"
 
 
 def resnet_only(o: Mapping[str, Any]) -> str | None:
@@ -130,7 +149,7 @@ def resnet_only(o: Mapping[str, Any]) -> str | None:
 
 
 def adaptive_only(o: Mapping[str, Any]) -> str | None:
-    if o["model"] == "resnet":
+    if o["model"] != "node":
         return "applies to --model node only"
     if o["method"] not in ADAPTIVE:
         return f"applies to the adaptive methods only (not --method {o['method']})"
@@ -143,13 +162,15 @@ def bottleneck_only(o: Mapping[str, Any]) -> str | None:
 
 
 def final_time(o: Mapping[str, Any]) -> str | None:
+    if o["model"] == "cde":
+        return "does not apply to --model cde (each series ends at its last observation)"
     if o["model"] == "resnet" and o.get("h") is not None:
         return "does not apply with --h (a ResNet's h is T / layers otherwise)"
     return None
 
 
 def turnpike_weight(o: Mapping[str, Any]) -> str | None:
-    if o["model"] == "resnet":
+    if o["model"] != "node":
         return "applies to --model node only"
     return None if o.get("turnpike") else "applies with --turnpike only"
 

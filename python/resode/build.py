@@ -11,7 +11,8 @@ import numpy as np
 from .config import RunConfig
 
 __all__ = ["build_model", "build_optimizer", "label_texts", "load_data", "prepare",
-           "scale_inputs", "scale_targets", "standardisation", "unscale_outputs"]  # fmt: skip
+           "read_series_file", "scale_inputs", "scale_targets", "series_inputs",
+           "standardisation", "unscale_outputs"]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- data
@@ -108,9 +109,16 @@ def _label_list(labels: Any, limit: int = 6) -> str:
 
 def build_model(config: RunConfig, dim: int, classes: int) -> Any:
     """The untrained model of ``config`` for ``dim`` inputs and ``classes`` outputs."""
-    from .models import NeuralODE, ResNet
+    from .models import NeuralCDE, NeuralODE, ResNet
 
     m = config.model
+    if m.model == "cde":  # dim: the series' channels
+        return NeuralCDE(dim, m.state, field=m.field,
+                         hidden=m.hidden if m.field == "bottleneck" else None,
+                         activation=m.activation, output_activation=m.output_activation,
+                         classes=classes, loss=m.loss, weight_decay=m.weight_decay,
+                         interpolation=m.interpolation, method=m.method, substeps=m.substeps,
+                         dtype=m.dtype, seed=config.data.seed)  # fmt: skip
     common: dict[str, Any] = {
         "classes": classes,
         "field": m.field,
@@ -155,13 +163,15 @@ def build_optimizer(config: RunConfig) -> Any:
 
 def standardisation(X: np.ndarray, y: np.ndarray | None = None) -> dict[str, Any]:
     """The statistics that standardise ``X`` (and real targets ``y``): ``model.scaling``.
-    A constant column keeps scale 1 (it is only centred)."""
+    A constant column keeps scale 1 (it is only centred). Series ``X`` (N, L, channels): per
+    channel over the observed values (NaN, missing or padding, left out)."""
 
     def stats(a: np.ndarray) -> tuple[list[float], list[float]]:
-        scale = a.std(axis=0)
-        return a.mean(axis=0).tolist(), np.where(scale > 0, scale, 1.0).tolist()
+        scale = np.nanstd(a, axis=0)
+        return np.nanmean(a, axis=0).tolist(), np.where(scale > 0, scale, 1.0).tolist()
 
-    X_mean, X_scale = stats(np.asarray(X, dtype=np.float64))
+    values = np.asarray(X, dtype=np.float64)
+    X_mean, X_scale = stats(values.reshape(-1, values.shape[-1]))
     y_mean = y_scale = None
     if y is not None:
         y_mean, y_scale = stats(np.asarray(y, dtype=np.float64).reshape(len(y), -1))
@@ -197,6 +207,8 @@ def prepare(config: RunConfig, sources: Mapping[str, str] | None = None) -> dict
     """Data, model and optimiser of a run (nothing touches the file system); every problem
     is a ``ValueError`` (or a ``TypeError`` of the library). ``sources``: local copies of the
     configuration's data files (see :func:`_read`)."""
+    if config.model.model == "cde":
+        return _prepare_series(config, sources)
     (X_tr, X_te, y_tr, y_te), names = _load(config, sources)
     task = _task(config)
     values = config.data.data is not None and task == "regression"  # y: real numbers
@@ -208,6 +220,15 @@ def prepare(config: RunConfig, sources: Mapping[str, str] | None = None) -> dict
             y_tr, y_te = scale_targets(scaling, y_tr), scale_targets(scaling, y_te)
     # a file's own labels; a generated set numbers its classes (a tiny one may miss a class)
     own_labels = config.data.data is not None and not values
+    y_tr, y_te, classes, class_labels = _classes(config, y_tr, y_te, own_labels, values)
+    model = build_model(config, X_tr.shape[1], classes)
+    return _setup(config, model, (X_tr, X_te, y_tr, y_te), names, scaling, class_labels)
+
+
+def _classes(config: RunConfig, y_tr: np.ndarray, y_te: np.ndarray, own_labels: bool,
+             values: bool) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None]:  # fmt: skip
+    """The targets as classes ``0 .. K-1`` (the data's own labels mapped), the number of
+    outputs and the labels (None: the class numbers themselves)."""
     class_labels = _class_labels(y_tr, y_te) if own_labels else None
     if values:
         inferred = 1
@@ -226,7 +247,16 @@ def prepare(config: RunConfig, sources: Mapping[str, str] | None = None) -> dict
             f"--classes {classes}: the data's {inferred} labels ({_label_list(class_labels)}) "
             f"are {inferred} classes"
         )
-    model = build_model(config, X_tr.shape[1], classes)
+    return y_tr, y_te, classes, class_labels
+
+
+def _setup(config: RunConfig, model: Any, data: tuple[np.ndarray, ...], names: tuple[Any, Any],
+           scaling: dict[str, Any] | None, class_labels: np.ndarray | None,
+           times: tuple[Any, Any] = (None, None)) -> dict[str, Any]:  # fmt: skip
+    """What :func:`prepare` returns, the metadata recorded in the model."""
+    X_tr, X_te, y_tr, y_te = data
+    task, classes = _task(config), model.classes
+    values = config.data.data is not None and task == "regression"
     model.class_labels = None if class_labels is None else class_labels.tolist()
     model.feature_names, model.target_name = names
     model.scaling = scaling
@@ -238,8 +268,90 @@ def prepare(config: RunConfig, sources: Mapping[str, str] | None = None) -> dict
     return {
         "data": (X_tr, X_te, targets(y_tr), targets(y_te)),
         "labels": None if values else (y_tr, y_te),  # classes to colour and separate
-        "dim": X_tr.shape[1],
+        "dim": model.dim,
         "classes": classes,
+        "times": times,  # a neural CDE's observation times (train, test); None: 0 .. L-1
         "model": model,
         "optimizer": build_optimizer(config),
     }
+
+
+# --------------------------------------------------------------------------- series
+
+
+def read_series_file(path: str, config: RunConfig, what: str, *, require_target: bool = True,
+                     min_classes: int = 2) -> Any:  # fmt: skip
+    """The :class:`~resode.series_files.SeriesFile` of a ``--model cde`` data file, read with
+    the run's columns; every problem is a ValueError naming ``what`` (an option)."""
+    from .series_files import read_series
+
+    d = config.data
+    try:
+        return read_series(path, id=d.id, time=d.time, target=d.target,
+                           features=_columns(d.features), task=_task(config),
+                           require_target=require_target, min_classes=min_classes,
+                           any_labels=True)  # fmt: skip
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{what} {exc}") from None
+
+
+def series_inputs(U: np.ndarray, times: np.ndarray | None, time_channel: bool) -> np.ndarray:
+    """``U`` with the observation times (the index for None) as its first channel, or as is."""
+    from .models import add_time_channel
+
+    return add_time_channel(U, times) if time_channel else U
+
+
+def _split_series(config: RunConfig, data: Any) -> tuple[tuple[Any, Any], ...]:
+    """((U_tr, U_te), (times_tr, times_te), (y_tr, y_te)) split by ``test_size``."""
+    from .datasets import train_test_split
+
+    d = config.data
+    order = np.arange(len(data.U))
+    tr, te, y_tr, y_te = train_test_split(order, data.y, d.test_size, seed=d.seed)
+    times = data.times
+    if times is None or times.ndim == 1:
+        pair: tuple[Any, Any] = (times, times)
+    else:
+        pair = (times[tr], times[te])
+    return (data.U[tr], data.U[te]), pair, (y_tr, y_te)
+
+
+def _prepare_series(config: RunConfig, sources: Mapping[str, str] | None) -> dict[str, Any]:
+    """:func:`prepare` for ``--model cde``: series files, the time channel, per-channel
+    standardisation over the observed values."""
+    d = config.data
+    if d.data is None:
+        raise ValueError(
+            "--model cde trains on series: give --data (a .npz with U (N, L, channels), "
+            "times and y, or a long-format .csv with --id)"
+        )
+    data = read_series_file((sources or {}).get(d.data, d.data), config, "--data")
+    if d.validation is not None:
+        test = read_series_file((sources or {}).get(d.validation, d.validation), config,
+                                "--validation", min_classes=1)  # fmt: skip
+        if test.U.shape[2] != data.U.shape[2]:
+            raise ValueError(f"--validation {d.validation} has {test.U.shape[2]} channels, "
+                             f"--data {d.data} has {data.U.shape[2]}")  # fmt: skip
+        U, times, y = (data.U, test.U), (data.times, test.times), (data.y, test.y)
+        if "U" in (data.y.dtype.kind, test.y.dtype.kind):
+            y = (label_texts(data.y), label_texts(test.y))
+    else:
+        U, times, y = _split_series(config, data)
+    time_channel = config.model.time_channel
+    U_tr, U_te = (series_inputs(u, t, time_channel) for u, t in zip(U, times))
+    values = _task(config) == "regression"
+    y_tr, y_te = y
+    scaling = None
+    if d.scale == "standard":
+        scaling = standardisation(U_tr, y_tr if values else None)
+        U_tr, U_te = scale_inputs(scaling, U_tr), scale_inputs(scaling, U_te)
+        if values:
+            y_tr, y_te = scale_targets(scaling, y_tr), scale_targets(scaling, y_te)
+    y_tr, y_te, classes, class_labels = _classes(config, y_tr, y_te, not values, values)
+    model = build_model(config, U_tr.shape[2], classes)
+    names = data.channel_names
+    if names is not None and time_channel:
+        names = [d.time or "index", *names]
+    return _setup(config, model, (U_tr, U_te, y_tr, y_te), (names, data.target_name), scaling,
+                  class_labels, times)  # fmt: skip

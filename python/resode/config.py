@@ -71,7 +71,8 @@ class DataConfig:
     )
     data: str | None = opt.option(
         None,
-        "train on your own file instead of --dataset: .npz with X (N, dim) and y, or .csv",
+        "train on your own file instead of --dataset: .npz with X (N, dim) and y, or .csv "
+        "(--model cde: .npz with U (N, L, channels), times and y, or a long-format .csv)",
         opt.text,
         metavar="PATH",
     )
@@ -89,6 +90,20 @@ class DataConfig:
         opt.text,
         applies=opt.data_only,
         metavar="COLUMNS",
+    )
+    id: str | None = opt.option(
+        None,
+        "the series column of a long-format --data .csv (one row per observation; --model cde)",
+        opt.text,
+        applies=opt.series_csv_only,
+        metavar="NAME|INDEX",
+    )
+    time: str | None = opt.option(
+        None,
+        "the time column of a long-format --data .csv (default: the row order in each series)",
+        opt.text,
+        applies=opt.series_csv_only,
+        metavar="NAME|INDEX",
     )
     validation: str | None = opt.option(
         None,
@@ -150,28 +165,63 @@ def _choices(name: str) -> tuple[str, ...]:
 _FIELDS, _ACTIVATIONS = _choices("FIELDS"), _choices("ACTIVATIONS")
 _METHODS, _GRADIENTS = _choices("METHODS"), _choices("GRADIENTS")
 _LOSSES, _READOUTS = _choices("LOSSES"), _choices("READOUTS")
+_INTERPOLATIONS = _choices("INTERPOLATIONS")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The model: a neural ODE (``model = "node"``) or a ResNet, and its loss terms."""
+    """The model: a neural ODE (``model = "node"``), a ResNet or a neural CDE of time series
+    (``model = "cde"``), and its loss terms."""
 
     model: str = opt.option(
-        "node", "model", opt.choice("node", "resnet"), choices=("node", "resnet")
+        "node",
+        "model: a neural ODE, a ResNet, or a neural CDE of time series (--data series files)",
+        opt.choice("node", "resnet", "cde"),
+        choices=("node", "resnet", "cde"),
+    )
+    state: int = opt.option(
+        16, "width of a neural CDE's hidden state", opt.int_at_least(1), applies=opt.cde_only
+    )
+    interpolation: str = opt.option(
+        "cubic",
+        "the path through a series' observations",
+        opt.choice(*_INTERPOLATIONS),
+        applies=opt.cde_only,
+        choices=_INTERPOLATIONS,
+    )
+    output_activation: str | None = opt.option(
+        None,
+        "activation on a neural CDE field's outputs (tanh keeps them bounded)",
+        opt.choice(*_ACTIVATIONS),
+        applies=opt.cde_only,
+        choices=_ACTIVATIONS,
+    )
+    time_channel: bool = opt.option(
+        True,
+        "add the observation times as the first channel of the series",
+        opt.boolean,
+        applies=opt.cde_only,
     )
     field: Field = opt.option("bottleneck", "vector field", opt.choice(*_FIELDS), choices=_FIELDS)
     hidden: int = opt.option(
         32, "bottleneck width", opt.int_at_least(1), applies=opt.bottleneck_only
     )
-    augment: int = opt.option(1, "zero dimensions added", opt.int_at_least(0))
+    augment: int = opt.option(
+        1, "zero dimensions added", opt.int_at_least(0), applies=opt.points_only
+    )
     activation: Activation = opt.option(
         "tanh", "activation", opt.choice(*_ACTIVATIONS), choices=_ACTIVATIONS
     )
     T: float = opt.option(5.0, "final time", opt.number_in(positive=True), applies=opt.final_time)
     pieces: int = opt.option(10, "control pieces", opt.int_at_least(1), applies=opt.node_only)
-    substeps: int = opt.option(1, "steps per piece", opt.int_at_least(1), applies=opt.node_only)
+    substeps: int = opt.option(
+        1,
+        "steps per piece (cde: per interval between observations)",
+        opt.int_at_least(1),
+        applies=opt.node_or_cde,
+    )
     method: Method = opt.option(
-        "rk4", "integrator", opt.choice(*_METHODS), applies=opt.node_only, choices=_METHODS
+        "rk4", "integrator", opt.choice(*_METHODS), applies=opt.node_or_cde, choices=_METHODS
     )
     layers: int = opt.option(10, "ResNet layers", opt.int_at_least(1), applies=opt.resnet_only)
     h: float | None = opt.option(
@@ -186,10 +236,18 @@ class ModelConfig:
     loss: Loss = opt.option("cross_entropy", "loss", opt.choice(*_LOSSES), choices=_LOSSES)
     weight_decay: float = opt.option(0.0, "weight decay on theta", opt.number_in())
     readout: Readout = opt.option(
-        "linear", "the readout of the final state", opt.choice(*_READOUTS), choices=_READOUTS
+        "linear",
+        "the readout of the final state",
+        opt.choice(*_READOUTS),
+        applies=opt.points_only,
+        choices=_READOUTS,
     )
-    l1: float = opt.option(0.0, "L1 penalty on the controls", opt.number_in())
-    decay_readout: bool = opt.option(False, "weight decay on P and c too", opt.boolean)
+    l1: float = opt.option(
+        0.0, "L1 penalty on the controls", opt.number_in(), applies=opt.points_only
+    )
+    decay_readout: bool = opt.option(
+        False, "weight decay on P and c too", opt.boolean, applies=opt.points_only
+    )
     turnpike: bool = opt.option(
         False, "integrated (turnpike) loss", opt.boolean, applies=opt.node_only
     )

@@ -213,7 +213,7 @@ def read(
         )
     if y is None:
         return DataFile(X, None, names[0], None)
-    return DataFile(X, _check_targets(p, y, task, min_classes, any_labels), *names)
+    return DataFile(X, check_targets(p, y, task, min_classes, any_labels), *names)
 
 
 def header(path: PathLike) -> list[str] | None:
@@ -221,8 +221,8 @@ def header(path: PathLike) -> list[str] | None:
     p = Path(os.fspath(path))
     if p.suffix.lower() != ".csv":
         return None
-    rows = _rows(p)
-    return [cell.strip() for cell in rows[0][1]] if _is_header(rows, True) else None
+    rows = csv_rows(p)
+    return [cell.strip() for cell in rows[0][1]] if is_header(rows, True) else None
 
 
 def _delimiter(first_line: str) -> str:
@@ -231,7 +231,7 @@ def _delimiter(first_line: str) -> str:
     return delimiter if count else ","
 
 
-def _rows(p: Path) -> list[tuple[int, list[str]]]:
+def csv_rows(p: Path) -> list[tuple[int, list[str]]]:
     """The non-empty rows of a CSV file (1-based line numbers), split at its delimiter."""
     try:
         with p.open(newline="", encoding="utf-8-sig") as f:  # -sig: a BOM (Excel) is no text
@@ -246,7 +246,7 @@ def _rows(p: Path) -> list[tuple[int, list[str]]]:
     return rows
 
 
-def _check_targets(
+def check_targets(
     p: Path, y: np.ndarray, task: str, min_classes: int, any_labels: bool
 ) -> np.ndarray:
     if y.dtype.kind == "U":  # text labels of a CSV file (any_labels): no numeric checks
@@ -290,7 +290,8 @@ def _read_npz(
         with np.load(p, allow_pickle=False) as data:
             names = set(data.files)
             if "X" not in names:
-                raise ValueError(f"{p}: a .npz data file needs an array 'X' (N, dim)")
+                hint = " (U holds series: use --model cde)" if "U" in names else ""
+                raise ValueError(f"{p}: a .npz data file needs an array 'X' (N, dim){hint}")
             X = np.asarray(data["X"])
             y = np.asarray(data["y"]) if "y" in names else None
     except ValueError as exc:
@@ -305,7 +306,7 @@ def _read_npz(
     if X.ndim != 2:
         raise ValueError(f"{p}: X must have shape (N, dim), got {X.shape}")
     if features is not None:
-        columns = [_column_index(p, c, None, X.shape[1]) for c in features]
+        columns = [column_index(p, c, None, X.shape[1]) for c in features]
         X = X[:, columns]
     if y is None:
         if require_target:
@@ -316,7 +317,7 @@ def _read_npz(
     return np.ascontiguousarray(X, dtype=np.float64), y.astype(np.float64)
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:
@@ -324,7 +325,7 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _column_index(p: Path, column: Column, header: list[str] | None, width: int) -> int:
+def column_index(p: Path, column: Column, header: list[str] | None, width: int) -> int:
     """0-based index of a column given by name (a header name wins, even one like "2020") or
     index (negative from the end); ValueError naming it otherwise."""
     if isinstance(column, str) and header is not None and column in header:
@@ -354,23 +355,19 @@ def _read_csv(
     require_target: bool,
     text_labels: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None, tuple[list[str] | None, str | None]]:
-    rows = _rows(p)
+    rows = csv_rows(p)
     header: list[str] | None = None
-    if _is_header(rows, text_labels):
+    if is_header(rows, text_labels):
         header = [cell.strip() for cell in rows[0][1]]
         rows = rows[1:]
     if not rows:
         raise ValueError(f"{p}: no samples (only a header)")
     width = len(header) if header is not None else len(rows[0][1])
     has_target = require_target or target is not None
-    t = (
-        _column_index(p, target if target is not None else -1, header, width)
-        if has_target
-        else None
-    )
+    t = column_index(p, target if target is not None else -1, header, width) if has_target else None
     text_column = t if text_labels else None  # parsed below, once all its cells are known
     if features is not None:
-        columns = [_column_index(p, c, header, width) for c in features]
+        columns = [column_index(p, c, header, width) for c in features]
         if len(set(columns)) != len(columns):
             raise ValueError(f"{p}: a feature column is given twice: {list(features)}")
         if t is not None and t in columns:
@@ -384,7 +381,7 @@ def _read_csv(
         if len(row) != width:
             raise ValueError(f"{p}, line {line}: {len(row)} columns, expected {width}")
         for c in parsed:  # columns left out are not parsed: an id column may hold text
-            values[r, c] = _cell_value(p, line, c, row[c], header)
+            values[r, c] = cell_value(p, line, c, row[c], header)
     y: np.ndarray | None = None
     if t is not None:
         y = values[:, t].copy()
@@ -399,19 +396,19 @@ def _read_csv(
     return X, y, names
 
 
-def _is_header(rows: list[tuple[int, list[str]]], text_labels: bool) -> bool:
+def is_header(rows: list[tuple[int, list[str]]], text_labels: bool) -> bool:
     """Whether the first row names the columns: one of its cells is text (an empty cell in a
     first data row is an error later). Where labels may be text, a text cell counts only
     above a number (every row of a file without a header has text in its label column)."""
     first = rows[0][1]
-    texts = [c for c, cell in enumerate(first) if cell.strip() and not _is_number(cell)]
+    texts = [c for c, cell in enumerate(first) if cell.strip() and not is_number(cell)]
     if not text_labels or len(rows) < 2:
         return bool(texts)
     second = rows[1][1]
-    return any(c < len(second) and _is_number(second[c]) for c in texts)
+    return any(c < len(second) and is_number(second[c]) for c in texts)
 
 
-def _cell_value(p: Path, line: int, c: int, cell: str, header: list[str] | None) -> float:
+def cell_value(p: Path, line: int, c: int, cell: str, header: list[str] | None) -> float:
     """The number in a cell; ValueError naming the line and column otherwise."""
     name = f" ({header[c]!r})" if header else ""
     try:
@@ -430,10 +427,13 @@ def _label_column(
 ) -> np.ndarray:
     """The labels of column ``t``: numbers if every cell is one, else text labels (str)."""
     cells = [row[t].strip() for _, row in rows]
-    if all(_is_number(cell) for cell in cells):
-        return np.array([_cell_value(p, line, t, row[t], header) for line, row in rows])
+    if all(is_number(cell) for cell in cells):
+        return np.array([cell_value(p, line, t, row[t], header) for line, row in rows])
     for (line, _), cell in zip(rows, cells):
         if not cell:
             name = f" ({header[t]!r})" if header else ""
             raise ValueError(f"{p}, line {line}, column {t + 1}{name}: the label is empty")
     return np.array(cells, dtype=str)
+
+
+# --------------------------------------------------------------------------- series

@@ -11,7 +11,8 @@ import numpy as np
 __all__ = ["FIGURES", "draw"]
 
 FIGURES = ("trajectories.gif", "decision_boundary.png", "history.png", "controls.png",
-           "state_norm.png")  # fmt: skip
+           "state_norm.png", "series.png", "hidden_state.png",
+           "decision_along_time.png")  # fmt: skip
 """Every figure a run folder may hold."""
 
 
@@ -21,9 +22,12 @@ def draw(
     labels: tuple[np.ndarray, np.ndarray] | None,
     history: Any,
     out: Path,
+    *,
+    times: Any = None,
 ) -> tuple[list[str], list[str]]:
     """Write every figure into ``out``; returns (files written, notices). ``labels`` is None
-    for a regression on real values (no classes to colour or separate)."""
+    for a regression on real values (no classes to colour or separate). ``times``: a neural
+    CDE's observation times of the training series (None: ``0 .. L-1``)."""
     try:
         import matplotlib  # noqa: F401
 
@@ -31,6 +35,8 @@ def draw(
     except ImportError:
         return [], ["plots skipped: matplotlib is not installed (pip install resode[plot])"]
     X_tr, X_te = data
+    if model.kind == "cde":
+        return _draw_series(plot, model, X_tr, history, out, times)
     written, notes = [], []
     if labels is not None:
         y_tr, y_te = labels
@@ -54,4 +60,26 @@ def draw(
     plot.controls(model, out / "controls.png")
     plot.state_norm(model, X_tr, out / "state_norm.png", y=y_tr)
     written += ["controls.png", "state_norm.png"]
+    return written, notes
+
+
+def _draw_series(
+    plot: Any, model: Any, U: np.ndarray, history: Any, out: Path, times: Any
+) -> tuple[list[str], list[str]]:
+    """A neural CDE's figures: the first training series with its path, its hidden state
+    and (a classifier) its decision along time, and the training curves."""
+    written, notes = [], []
+    plot.series(model, U, out / "series.png", times, names=model.feature_names)
+    plot.hidden_state(model, U, out / "hidden_state.png", times)
+    written += ["series.png", "hidden_state.png"]
+    if model.task == "classification":
+        plot.decision_along_time(model, U, out / "decision_along_time.png", times)
+        written.append("decision_along_time.png")
+    else:
+        notes.append("decision_along_time.png skipped: no classes (regression)")
+    if len(history):
+        plot.history(history, out / "history.png")
+        written.append("history.png")
+    else:
+        notes.append("history.png skipped: no epoch ran")
     return written, notes

@@ -205,12 +205,14 @@ def _fit(config: RunConfig, setup: Mapping[str, Any], out: Path, resume: Path | 
 
     t = config.training
     X_tr, X_te, t_tr, t_te = setup["data"]
+    times_tr, times_te = setup.get("times", (None, None))
+    validation = (X_te, t_te) if times_te is None else (X_te, t_te, times_te)
     stopping = _early_stopping(t.early_stopping)
     callbacks = [*stopping.pop("callbacks", []), recorder]
     try:
-        history = fit(setup["model"], X_tr, t_tr, optimizer=setup["optimizer"],
+        history = fit(setup["model"], X_tr, t_tr, times=times_tr, optimizer=setup["optimizer"],
                       epochs=t.epochs, batch_size=t.batch_size, shuffle=t.shuffle,
-                      seed=config.data.seed, validation_data=(X_te, t_te), bound=t.bound,
+                      seed=config.data.seed, validation_data=validation, bound=t.bound,
                       fixed_projection=config.model.fixed_projection, progress=progress,
                       log_every=t.log_every, checkpoint=_checkpoint_path(config, out, resume),
                       checkpoint_every=t.checkpoint_every or 100, resume=resume,
@@ -228,19 +230,35 @@ def _fit(config: RunConfig, setup: Mapping[str, Any], out: Path, resume: Path | 
     return history, "", False
 
 
-def _terminal_loss(model: Any, X: np.ndarray, targets: np.ndarray) -> float | None:
+def _series_args(times: Any) -> tuple[Any, ...]:
+    """The extra argument of a neural CDE's ``forward`` / ``score``: its series' times."""
+    return () if times is None else (times,)
+
+
+def _terminal_loss(model: Any, X: np.ndarray, targets: np.ndarray,
+                   times: Any = None) -> float | None:  # fmt: skip
     """The data loss of the final states on the training data: no weight decay, no turnpike
     integral (the training error a large-time study compares across T)."""
     from .reference import data_loss
 
     with np.errstate(over="ignore", invalid="ignore"):  # a diverged model: None, no warning
-        loss = data_loss(model.forward(X).astype(np.float64), targets, model.loss)
+        outputs = model.forward(X, *_series_args(times)).astype(np.float64)
+        loss = data_loss(outputs, targets, model.loss)
     return float(loss) if math.isfinite(loss) else None
+
+
+def _width(model: Any, dim: int) -> str:
+    """``2-D`` (points) or ``3 channels`` (series)."""
+    return f"{dim} channels" if model.kind == "cde" else f"{dim}-D"
 
 
 def describe(model: Any) -> str:
     """``NeuralODE (bottleneck 32, tanh, augment 1, T=5, 10 pieces, rk4)``."""
     field_ = model.field + (f" {model.hidden}" if model.field == "bottleneck" else "")
+    if model.kind == "cde":
+        steps = model.method + (f" x {model.substeps}" if model.substeps > 1 else "")
+        parts = [f"state {model.state}", field_, model.activation, model.interpolation, steps]
+        return f"{type(model).__name__} ({', '.join(parts)})"
     parts = [field_, model.activation, f"augment {model.augment}"]
     if model.kind == "node":
         steps = f"{model.pieces} pieces" + (f" x {model.substeps}" if model.substeps > 1 else "")
@@ -338,7 +356,8 @@ def _train(config: RunConfig, setup: Mapping[str, Any], out: Path, resume: Path 
     regression = model.task == "regression"
     d = config.data
     print(f"{PROG} {command}: {describe(model)} on {d.data if d.data is not None else d.dataset} "
-          f"({len(X_tr)} train / {len(X_te)} test samples, {setup['dim']}-D, {setup['classes']} "
+          f"({len(X_tr)} train / {len(X_te)} test samples, {_width(model, setup['dim'])}, "
+          f"{setup['classes']} "
           f"{'outputs' if regression else 'classes'})", flush=True)  # fmt: skip
     t0 = time.perf_counter()
     recorder = EpochRecorder(model, optimizer, resumed_history)
@@ -357,8 +376,10 @@ def _train(config: RunConfig, setup: Mapping[str, Any], out: Path, resume: Path 
         return result
     # -- outputs (each written atomically: a Ctrl-C leaves the old file or the new one) -----
     try:
-        train_score, test_score = model.score(X_tr, t_tr), model.score(X_te, t_te)
-        train_loss = _terminal_loss(model, X_tr, t_tr)
+        times_tr, times_te = setup.get("times", (None, None))
+        train_score = model.score(X_tr, t_tr, *_series_args(times_tr))
+        test_score = model.score(X_te, t_te, *_series_args(times_te))
+        train_loss = _terminal_loss(model, X_tr, t_tr, times_tr)
     except (NonFiniteError, StepSizeError):  # after a divergence the model may not solve
         train_score = test_score = train_loss = None
     if interrupted:
@@ -388,7 +409,8 @@ def _train(config: RunConfig, setup: Mapping[str, Any], out: Path, resume: Path 
     notes: list[str] = []
     if not error and not interrupted and config.training.plots:
         try:
-            written, notes = draw(model, (X_tr, X_te), setup["labels"], history, out)
+            written, notes = draw(model, (X_tr, X_te), setup["labels"], history, out,
+                                  times=setup.get("times", (None, None))[0])  # fmt: skip
         except KeyboardInterrupt:
             _interrupted_while_plotting(command, out, files)
             result.status = "interrupted"

@@ -49,7 +49,8 @@ def run_command(args: argparse.Namespace) -> int:
     if setup["dim"] != model.dim or setup["model"].class_labels != model.class_labels:
         raise UsageError(f"{run}: the data of its config.toml do not match its model.npz")
     X_tr, X_te = setup["data"][:2]
-    written, notes = draw(model, (X_tr, X_te), setup["labels"], history, run)
+    written, notes = draw(model, (X_tr, X_te), setup["labels"], history, run,
+                          times=setup["times"][0])  # fmt: skip
     for note in notes:
         print(note)
     print(f"wrote {run}{os.sep}: {' '.join(written)}")

@@ -36,6 +36,14 @@ def add_parser(sub: Any) -> None:
         "--features", metavar="COLUMNS", help="comma-separated feature columns (as for train)"
     )
     predict.add_argument(
+        "--id",
+        metavar="NAME|INDEX",
+        help="a neural CDE's long-format .csv: the series column (one row per observation)",
+    )
+    predict.add_argument(
+        "--time", metavar="NAME|INDEX", help="a neural CDE's long-format .csv: the time column"
+    )
+    predict.add_argument(
         "--out", metavar="FILE.csv", help="where to write the predictions (default: stdout)"
     )
     predict.add_argument(
@@ -80,8 +88,7 @@ def _model_file(path: str) -> Path:
 
 def run_command(args: argparse.Namespace) -> int:
     """Write the predictions (stdout or ``--out``) and score them when the data have labels."""
-    from ..build import label_texts, scale_inputs, scale_targets
-    from ..data_files import load as load_data
+    from ..build import label_texts, scale_targets
     from ..io import load as load_model
     from ..io import write_text
 
@@ -92,10 +99,39 @@ def run_command(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise UsageError(f"--model {args.model}: {exc}") from None
     if model.kind == "cde":
-        raise UsageError(
-            f"--model {args.model}: a NeuralCDE reads time series; resode predict takes "
-            "models of points (predict with model.predict(U, times) in Python)"
-        )
+        X, times, y = _series(args, model)
+    else:
+        X, y = _points(args, model)
+        times = None
+    text, predicted = _table(model, X, times)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            write_text(args.out, text)
+        except OSError as exc:
+            raise UsageError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
+        print(f"wrote {args.out}: {len(X)} predictions", file=sys.stderr)
+    if y is not None:
+        if model.task == "regression":
+            extra = () if times is None else (times,)
+            name, score = "R^2", model.score(X, scale_targets(model.scaling, y), *extra)
+        else:
+            if "U" in (predicted.dtype.kind, y.dtype.kind):
+                predicted, y = label_texts(predicted), label_texts(y)
+            name, score = "accuracy", float(np.mean(predicted == y))
+        print(f"{name} on {args.data}: {score:.4f}", file=sys.stderr)
+    return 0
+
+
+def _points(args: argparse.Namespace, model: Any) -> tuple[np.ndarray, Any]:
+    """The scaled features of ``--data`` for a model of points, and its targets (or None)."""
+    from ..build import scale_inputs
+    from ..data_files import load as load_data
+
+    for option in ("id", "time"):
+        if getattr(args, option) is not None:
+            raise UsageError(f"--{option} applies to a neural CDE's series (--model of kind cde)")
     try:
         features, target = _by_name(args, model)
         X, y = load_data(args.data, target=target, features=features, task=model.task,
@@ -110,45 +146,56 @@ def run_command(args: argparse.Namespace) -> int:
             f"--data {args.data} has {X.shape[1]} feature columns, the model takes {model.dim}"
             + hint
         )
-    X = scale_inputs(model.scaling, X)  # the statistics of the training data
-    text, predicted = _table(model, X)
-    if args.out is None:
-        sys.stdout.write(text)
-    else:
-        try:
-            write_text(args.out, text)
-        except OSError as exc:
-            raise UsageError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
-        print(f"wrote {args.out}: {len(X)} predictions", file=sys.stderr)
-    if y is not None:
-        if model.task == "regression":
-            name, score = "R^2", model.score(X, scale_targets(model.scaling, y))
-        else:
-            if "U" in (predicted.dtype.kind, y.dtype.kind):
-                predicted, y = label_texts(predicted), label_texts(y)
-            name, score = "accuracy", float(np.mean(predicted == y))
-        print(f"{name} on {args.data}: {score:.4f}", file=sys.stderr)
-    return 0
+    return scale_inputs(model.scaling, X), y  # the statistics of the training data
 
 
-def _table(model: Any, X: np.ndarray) -> tuple[str, Any]:
+def _series(args: argparse.Namespace, model: Any) -> tuple[np.ndarray, Any, Any]:
+    """The series of ``--data`` for a neural CDE (the time channel added when the model took
+    one: it has one channel more than the file), scaled; their times and targets."""
+    from ..build import scale_inputs, series_inputs
+    from ..data_files import header
+    from ..series_files import read_series
+
+    target = args.target
+    names = header(args.data) if Path(args.data).suffix.lower() == ".csv" else None
+    if target is None and names is not None and model.target_name in names:
+        target = model.target_name
+    try:
+        data = read_series(args.data, id=args.id, time=args.time, target=target,
+                           features=_columns(args.features), task=model.task,
+                           require_target=False, min_classes=1, any_labels=True)  # fmt: skip
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--data {exc}") from None
+    channels = data.U.shape[2]
+    if channels not in (model.channels, model.channels - 1):
+        raise UsageError(
+            f"--data {args.data} has {channels} channels, the model takes {model.channels} "
+            f"(or {model.channels - 1} and the time channel it adds)"
+        )
+    U = series_inputs(data.U, data.times, channels < model.channels)
+    return scale_inputs(model.scaling, U), data.times, data.y
+
+
+def _table(model: Any, X: np.ndarray, times: Any = None) -> tuple[str, Any]:
     """The predictions as CSV text, and the predicted labels (None for a regression)."""
     import csv
     import io
 
     from ..build import unscale_outputs
 
+    extra = () if times is None else (times,)  # a neural CDE's series' times
+
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")  # quotes a text label holding a comma
     if model.task == "regression":
-        outputs = unscale_outputs(model.scaling, model.forward(X))
+        outputs = unscale_outputs(model.scaling, model.forward(X, *extra))
         names = ["prediction"] if model.classes == 1 else [f"y{k}" for k in range(model.classes)]
         writer.writerow(names)
         writer.writerows([repr(float(v)) for v in row] for row in outputs)
         return table.getvalue(), None
     # the data's own labels of the classes (a model trained on labels {1, 2}), or 0..K-1
     labels = np.asarray(model.class_labels or np.arange(model.classes))
-    proba = model.predict_proba(X)
+    proba = model.predict_proba(X, *extra)
     predicted = labels[np.argmax(proba, axis=1)]
     writer.writerow(["label"] + [f"p{label}" for label in labels])
     writer.writerows(

@@ -46,7 +46,14 @@ from .params import (
 from .problem import Problem
 from .resnet import ResNet
 from .scores import is_sign_target, r2_from_sums, r2_score, sign_agreement, target_spread
-from .series import as_series, as_times, check_paths, default_output_times, series_lengths
+from .series import (
+    add_time_channel,
+    as_series,
+    as_times,
+    check_paths,
+    default_output_times,
+    series_lengths,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -67,6 +74,7 @@ __all__ = [
     "Problem",
     "ResNet",
     "adaptive_options",
+    "add_time_channel",
     "as_series",
     "as_times",
     "cde_adaptive_options",

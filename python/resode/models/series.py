@@ -12,7 +12,14 @@ import numpy as np
 
 from .._validation import as_float_array
 
-__all__ = ["as_series", "as_times", "check_paths", "default_output_times", "series_lengths"]
+__all__ = [
+    "add_time_channel",
+    "as_series",
+    "as_times",
+    "check_paths",
+    "default_output_times",
+    "series_lengths",
+]
 
 _FLOAT64 = np.dtype(np.float64)
 
@@ -102,3 +109,41 @@ def default_output_times(U: np.ndarray, times: np.ndarray) -> np.ndarray:
             "within [min t_0, max T_i])"
         )
     return np.array(times[: int(series_lengths(U).max())], dtype=np.float64)
+
+
+def add_time_channel(U: Any, times: Any = None) -> np.ndarray:
+    """Return ``U`` with the observation times as a new first channel (torchcde's advice).
+
+    A neural CDE sees the observations only through the increments of its path, so the
+    elapsed time enters the model only when it is a channel of the path.
+
+    Parameters
+    ----------
+    U : array_like, shape (N, L, C)
+        The observations; NaN for missing values and for the padding of shorter series.
+    times : array_like, shape (L,) or (N, L), optional
+        The observation times; default the observation index ``0, 1, ..., L-1``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (N, L, C + 1), float64
+        Channel 0 holds each row's time on the sample's own rows ``0 .. L_i - 1`` and NaN
+        on its padding (so padding stays padding); channels ``1..C`` are ``U``.
+
+    Raises
+    ------
+    ValueError
+        If ``U`` is not 3-D or ``times`` does not match it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> U = np.array([[[1.0], [2.0], [np.nan]]])
+    >>> add_time_channel(U)[0, :, 0].tolist()
+    [0.0, 1.0, nan]
+    """
+    arr = as_series(U, None, _FLOAT64)
+    grid = np.broadcast_to(as_times(times, arr.shape[0], arr.shape[1]), arr.shape[:2])
+    inside = np.arange(arr.shape[1]) < series_lengths(arr)[:, None]
+    first = np.where(inside, grid, np.nan)[:, :, None]
+    return np.ascontiguousarray(np.concatenate([first, arr], axis=2))

@@ -15,6 +15,8 @@ The figures, one module per family:
 - ``resode.plot.dynamics``: :func:`controls`, :func:`state_norm`, :func:`loss_along_time`.
 - ``resode.plot.feature_space``: :func:`features`, :func:`feature_history`.
 - ``resode.plot.images``: :func:`image_flow`.
+- ``resode.plot.timeseries``: :func:`series` (a series and its interpolated path),
+  :func:`hidden_state`, :func:`decision_along_time` (neural CDEs).
 
 Examples
 --------
@@ -40,17 +42,21 @@ from .feature_space import feature_history, features
 from .flows import trajectories
 from .images import image_flow
 from .regions import decision_boundary, decision_regions
+from .timeseries import decision_along_time, hidden_state, series
 
 __all__ = [
     "controls",
+    "decision_along_time",
     "decision_boundary",
     "decision_regions",
     "feature_history",
     "features",
+    "hidden_state",
     "history",
     "image_flow",
     "loss_along_time",
     "require_matplotlib",
+    "series",
     "state_norm",
     "sweep",
     "trajectories",

@@ -1,5 +1,8 @@
 """scikit-learn estimators: :class:`NeuralODEClassifier`, :class:`ResNetClassifier`,
-:class:`NeuralODERegressor` and :class:`ResNetRegressor`.
+:class:`NeuralODERegressor` and :class:`ResNetRegressor` for points, and
+:class:`NeuralCDEClassifier` and :class:`NeuralCDERegressor` for time series (panels in the
+layouts of aeon and sktime: ``(n_cases, n_channels, n_timepoints)``, or a list of
+``(n_channels, n_timepoints_i)`` arrays of unequal lengths; see :func:`as_panel`).
 
 They wrap :class:`resode.NeuralODE` / :class:`resode.ResNet` and :func:`resode.fit` behind the
 scikit-learn API (``fit``, ``predict``, ``predict_proba`` for classifiers, ``score``,
@@ -36,6 +39,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without scikit-l
     ) from exc
 
 from ._base import in_parallel_worker
+from ._cde import NeuralCDEClassifier, NeuralCDERegressor, as_panel
 from ._estimators import (
     NeuralODEClassifier,
     NeuralODERegressor,
@@ -44,9 +48,12 @@ from ._estimators import (
 )
 
 __all__ = [
+    "NeuralCDEClassifier",
+    "NeuralCDERegressor",
     "NeuralODEClassifier",
     "NeuralODERegressor",
     "ResNetClassifier",
     "ResNetRegressor",
+    "as_panel",
     "in_parallel_worker",
 ]

@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
 
 from .._typing import ArrayLike, FloatArray
-from ..models import NeuralODE, ResNet
+from ..models import NeuralCDE, NeuralODE, ResNet
 from ..models.options import Loss
 from ..optim import SGD, Adam, CosineLR, Optimizer, Schedule, StepLR
 from ..training import History, fit
@@ -167,7 +167,7 @@ class ResodeEstimator(BaseEstimator):
     """The optimiser, early stopping and one training run, for all four estimators."""
 
     # attributes set by fit
-    model_: ResNet | NeuralODE
+    model_: ResNet | NeuralODE | NeuralCDE
     history_: History
     n_features_in_: int
     n_iter_: int
@@ -176,8 +176,21 @@ class ResodeEstimator(BaseEstimator):
     best_validation_score_: float | None
     best_epoch_: int | None
 
-    def _make_model(self, dim: int, outputs: int, seed: int, loss: Loss) -> ResNet | NeuralODE:
+    def _make_model(
+        self, dim: int, outputs: int, seed: int, loss: Loss
+    ) -> ResNet | NeuralODE | NeuralCDE:
         raise NotImplementedError
+
+    def _inputs(self, X: Any) -> np.ndarray:
+        """``X`` of predict / score, checked against the fitted estimator."""
+        checked: np.ndarray = _validate_data(self, X, reset=False, dtype=_FLOATS)
+        return checked
+
+    def _fit_data(self, X: Any, y: Any, *, regression: bool) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, y)`` of fit, checked (``n_features_in_`` and ``feature_names_in_`` set)."""
+        kwargs = {"y_numeric": True, "multi_output": True} if regression else {"y_numeric": False}
+        X_checked, y_checked = _validate_data(self, X, y, dtype=_FLOATS, **kwargs)
+        return X_checked, y_checked
 
     def _validation_score(self, X_val: np.ndarray, y_val: np.ndarray) -> Callable[..., float]:
         """``score(logs, model)`` on the validation split: the column of fit's history."""
@@ -195,7 +208,8 @@ class ResodeEstimator(BaseEstimator):
         _check_early_stopping(self)
         rng = check_random_state(self.random_state)
         model_seed, fit_seed = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
-        model = self._make_model(X.shape[1], outputs, model_seed, self._loss())
+        # the features of a point, or the channels of a series (N, L, channels)
+        model = self._make_model(X.shape[-1], outputs, model_seed, self._loss())
         names = getattr(self, "feature_names_in_", None)
         model.feature_names = None if names is None else [str(n) for n in names]
         validation, keep = None, None
@@ -309,7 +323,7 @@ class ResodeClassifier(ClassifierMixin, ResodeEstimator):
         (5, [0, 1])
         """
         target_name = _target_name(y)
-        Xc, yc = _validate_data(self, X, y, dtype=_FLOATS, y_numeric=False)
+        Xc, yc = self._fit_data(X, y, regression=False)
         check_classification_targets(yc)
         classes, y_idx = np.unique(yc, return_inverse=True)
         if len(classes) < 2:
@@ -359,7 +373,7 @@ class ResodeClassifier(ClassifierMixin, ResodeEstimator):
         (3, 2)
         """
         check_is_fitted(self, "model_")
-        X = _validate_data(self, X, reset=False, dtype=_FLOATS)
+        X = self._inputs(X)
         return self.model_.predict_proba(X)
 
     def predict(self, X: ArrayLike) -> np.ndarray[Any, np.dtype[Any]]:
@@ -385,7 +399,7 @@ class ResodeClassifier(ClassifierMixin, ResodeEstimator):
         (3,)
         """
         check_is_fitted(self, "model_")
-        X = _validate_data(self, X, reset=False, dtype=_FLOATS)
+        X = self._inputs(X)
         labels: np.ndarray[Any, np.dtype[Any]] = self.classes_[
             np.argmax(self.model_.forward(X), axis=1)
         ]
@@ -427,7 +441,7 @@ class ResodeRegressor(RegressorMixin, ResodeEstimator):
         (5, 'regression')
         """
         target_name = _target_name(y)
-        Xc, yc = _validate_data(self, X, y, dtype=_FLOATS, y_numeric=True, multi_output=True)
+        Xc, yc = self._fit_data(X, y, regression=True)
         targets = np.asarray(yc, dtype=np.float64)
         self._single_output = targets.ndim == 1
         targets = targets.reshape(len(targets), -1)
@@ -458,7 +472,7 @@ class ResodeRegressor(RegressorMixin, ResodeEstimator):
         (3,)
         """
         check_is_fitted(self, "model_")
-        X = _validate_data(self, X, reset=False, dtype=_FLOATS)
+        X = self._inputs(X)
         z: FloatArray = self.model_.forward(X)
         return z[:, 0] if self._single_output else z
 

@@ -1,0 +1,227 @@
+"""Users' time-series files for the neural CDE (``resode train --model cde``): an ``.npz``
+with arrays ``U`` (N, L, C), optional ``times`` (L,) or (N, L) and ``y``, or a long-format CSV
+with one row per observation (an id column, a time column, channel columns and a target)."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from .data_files import (
+    TASKS,
+    Column,
+    PathLike,
+    cell_value,
+    check_targets,
+    column_index,
+    csv_rows,
+    is_header,
+    is_number,
+)
+
+__all__ = ["SeriesFile", "read_series"]
+
+
+class SeriesFile(NamedTuple):
+    """What :func:`read_series` returns: ``U`` (N, L, channels) float64, NaN for missing
+    values and padding; ``times`` (L,) or (N, L) (NaN on padding) or None for the
+    observation index; ``y`` (N,) or None; the channel and target names (None unknown)."""
+
+    U: np.ndarray
+    times: np.ndarray | None
+    y: np.ndarray | None
+    channel_names: list[str] | None
+    target_name: str | None
+
+
+def read_series(
+    path: PathLike,
+    *,
+    id: Column | None = None,
+    time: Column | None = None,
+    target: Column | None = None,
+    features: Sequence[Column] | None = None,
+    task: str = "classification",
+    require_target: bool = True,
+    min_classes: int = 2,
+    any_labels: bool = False,
+) -> SeriesFile:
+    """Read a panel of time series (for :class:`resode.NeuralCDE`) from a ``.npz`` or ``.csv``.
+
+    ``.npz``: arrays ``U`` ``(N, L, channels)`` (NaN for missing values and for the padding
+    of shorter series at their end), optionally ``times`` ``(L,)`` or ``(N, L)``, and ``y``
+    ``(N,)``. ``.csv``: long format, one row per observation: the series' ``id`` column, an
+    optional ``time`` column (default: the row order within each series), the channel columns
+    (``features``; default every other column) and the ``target`` column (default: the last
+    other column), whose value is the same on every row of a series (empty cells allowed). An
+    empty channel cell is a missing value. Rows are sorted by time within each series; the
+    series keep the order of their first rows.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    id, time : str or int, optional
+        CSV only: the columns, by header name or 0-based index; ``id`` is required there.
+    target, features, task, require_target, min_classes, any_labels
+        As for :func:`read` (``features`` of a ``.npz``: indices of ``U``'s channels).
+
+    Returns
+    -------
+    SeriesFile
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        One line naming the file (and for CSV the line and column): an unknown extension,
+        missing arrays or columns, bad shapes, non-numeric values, Inf, repeated times within
+        a series, a target that changes within a series, bad labels.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "long.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("id,t,x,label\\na,0,1.0,0\\na,1,2.0,0\\nb,0,,1\\nb,2,5.0,1\\nb,3,6.0,1\\n")
+    >>> data = read_series(path, id="id", time="t")
+    >>> data.U.shape, data.y.tolist(), data.times[0].tolist()
+    ((2, 3, 1), [0, 1], [0.0, 1.0, nan])
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    p = Path(os.fspath(path))
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file")
+    suffix = p.suffix.lower()
+    if suffix == ".npz":
+        for name, value in (("id", id), ("time", time), ("target", target)):
+            if value is not None:
+                raise ValueError(f"{p}: {name} applies to long-format .csv files, not .npz")
+        U, times, y = _read_series_npz(p, features, require_target)
+        names: _Names = (None, None)
+    elif suffix == ".csv":
+        if id is None:
+            raise ValueError(f"{p}: a long-format .csv of series needs its id column (--id)")
+        text_labels = any_labels and task == "classification"
+        U, times, y, names = _read_long_csv(p, id, time, target, features,
+                                            require_target, text_labels)  # fmt: skip
+    else:
+        raise ValueError(
+            f"{p}: unknown data format {suffix or '(no extension)'!r}; use .npz or .csv"
+        )
+    if np.isinf(U).any():
+        raise ValueError(f"{p}: the series hold Inf (NaN marks a missing value)")
+    if y is None:
+        return SeriesFile(U, times, None, names[0], None)
+    return SeriesFile(U, times, check_targets(p, y, task, min_classes, any_labels), *names)
+
+
+_Names = tuple[Optional[list[str]], Optional[str]]  # the channels' and the target's names
+
+
+def _read_series_npz(
+    p: Path, features: Sequence[Column] | None, require_target: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            arrays = {k: np.asarray(data[k]) for k in ("U", "times", "y") if k in data.files}
+    except (OSError, EOFError, TypeError, ValueError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{p}: not a readable .npz archive ({exc})") from None
+    if "U" not in arrays:
+        hint = " (X holds points: use --model node or resnet)" if "X" in arrays else ""
+        raise ValueError(f"{p}: a .npz file of series needs an array 'U' (N, L, channels){hint}")
+    if any(a.dtype.kind not in "biuf" for a in arrays.values()):
+        raise ValueError(f"{p}: U, times and y must be numeric arrays")
+    U = arrays["U"].astype(np.float64)
+    if U.ndim != 3 or min(U.shape) < 1:
+        raise ValueError(f"{p}: U must have shape (N, L, channels), got {U.shape}")
+    if features is not None:
+        U = U[:, :, [column_index(p, c, None, U.shape[2]) for c in features]]
+    times = arrays.get("times")
+    if times is not None:
+        times = times.astype(np.float64)
+        if times.shape not in ((U.shape[1],), U.shape[:2]):
+            raise ValueError(
+                f"{p}: times must have shape ({U.shape[1]},) or {U.shape[:2]} like U's "
+                f"observations, got {times.shape}"
+            )
+    y = arrays.get("y")
+    if y is None and require_target:
+        raise ValueError(f"{p}: a .npz file of series needs an array 'y' (N,) of targets")
+    if y is not None and y.shape != (U.shape[0],):
+        raise ValueError(f"{p}: y must have shape ({U.shape[0]},) like U's series, got {y.shape}")
+    return np.ascontiguousarray(U), times, None if y is None else y.astype(np.float64)
+
+
+def _read_long_csv(
+    p: Path, id: Column, time: Column | None, target: Column | None,
+    features: Sequence[Column] | None, require_target: bool, text_labels: bool,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, _Names]:  # fmt: skip
+    rows = csv_rows(p)
+    header = [cell.strip() for cell in rows[0][1]] if is_header(rows, True) else None
+    rows = rows[1:] if header is not None else rows
+    if not rows:
+        raise ValueError(f"{p}: no observations (only a header)")
+    width = len(header) if header is not None else len(rows[0][1])
+    i = column_index(p, id, header, width)
+    k = None if time is None else column_index(p, time, header, width)
+    used = {i} if k is None else {i, k}
+    t = None
+    if require_target or target is not None:
+        default = max(c for c in range(width) if c not in used)
+        t = column_index(p, target if target is not None else default, header, width)
+    if features is None:
+        channels = [c for c in range(width) if c not in used and c != t]
+    else:
+        channels = [column_index(p, c, header, width) for c in features]
+    if not channels or used & set(channels) or (t is not None and t in channels):
+        raise ValueError(f"{p}: the channel columns must differ from the id, time and target")
+    groups: dict[str, list[tuple[int, list[str]]]] = {}
+    for line, row in rows:
+        if len(row) != width:
+            raise ValueError(f"{p}, line {line}: {len(row)} columns, expected {width}")
+        groups.setdefault(row[i].strip(), []).append((line, row))
+    length = max(len(g) for g in groups.values())
+    U = np.full((len(groups), length, len(channels)), np.nan)
+    times = None if k is None else np.full((len(groups), length), np.nan)
+    labels: list[str] = []
+    for n, (name, group) in enumerate(groups.items()):
+        if k is not None:
+            stamps = [cell_value(p, line, k, row[k], header) for line, row in group]
+            order = np.argsort(stamps, kind="stable")
+            group = [group[j] for j in order]
+            sorted_times = np.asarray(stamps)[order]
+            if np.any(np.diff(sorted_times) <= 0):
+                raise ValueError(f"{p}: series {name!r} has two rows at the same time")
+            times[n, : len(group)] = sorted_times  # type: ignore[index]
+        for r, (line, row) in enumerate(group):
+            for c, col in enumerate(channels):
+                if row[col].strip():
+                    U[n, r, c] = cell_value(p, line, col, row[col], header)
+        if t is not None:
+            labels.append(_series_target(p, name, group, t))
+    y = None
+    if t is not None:
+        y = np.array(labels, dtype=str)
+        if not text_labels or all(is_number(v) for v in labels):
+            if not all(is_number(v) for v in labels):
+                raise ValueError(f"{p}: the target column holds text; it must hold numbers")
+            y = y.astype(np.float64)
+    names = (None, None) if header is None else (
+        [header[c] for c in channels], None if t is None else header[t])  # fmt: skip
+    return U, times, y, names
+
+
+def _series_target(p: Path, name: str, group: list[tuple[int, list[str]]], t: int) -> str:
+    """The target of one series: the same value on each of its rows (empty cells aside)."""
+    values = {row[t].strip() for _, row in group} - {""}
+    if len(values) != 1:
+        what = "no target value" if not values else f"several target values {sorted(values)}"
+        raise ValueError(f"{p}: series {name!r} has {what} (one per series)")
+    return values.pop()
