@@ -137,6 +137,9 @@ inline index_t cde_block_size(index_t width) {
   return b - b % 16;
 }
 
+// Per-thread cap of the reverse sweep's tape of states: longer series get smaller blocks.
+constexpr double cde_tape_budget_bytes = 256.0 * 1024 * 1024;
+
 // Piece boundary j (1..K-1) of the observation window.
 inline double piece_boundary(double t_lo, double t_hi, index_t K, index_t j) {
   return t_lo + double(j) * (t_hi - t_lo) / double(K);
@@ -295,7 +298,11 @@ CdePlan<T> make_plan(const CdeProblem<T>& pb, bool gradient) {
   for (index_t i = 0; i < N; ++i) plan.order[std::size_t(i)] = i;
   std::stable_sort(plan.order.begin(), plan.order.end(), less);
   const auto& f = pb.field;
-  const index_t cap = cde_block_size(std::max({f.out(), f.H, f.S}));
+  index_t cap = cde_block_size(std::max({f.out(), f.H, f.S}));
+  if (gradient) {  // the tape of states (steps + 1) x S per sample within cde_tape_budget_bytes
+    const double per_sample = double(plan.max_steps + 1) * double(f.S) * double(sizeof(T));
+    cap = std::clamp<index_t>(index_t(cde_tape_budget_bytes / per_sample), 1, cap);
+  }
   double work = 0.0;
   for (index_t begin = 0; begin < N;) {
     index_t end = begin + 1;

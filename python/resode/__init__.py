@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from . import _core, datasets, io, optim, reference, training
 from ._core import NonFiniteError, StepSizeError, get_num_threads, set_num_threads
+from .cdeint import cdeint, cdeint_vjp
 from .io import load
-from .models import NeuralODE, ResNet
+from .models import NeuralCDE, NeuralODE, ResNet
 from .odeint import odeint, odeint_vjp
 from .training import EarlyStopping, History, TrainingDiverged, fit
 
@@ -49,12 +50,15 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "EarlyStopping",
     "History",
+    "NeuralCDE",
     "NeuralODE",
     "NonFiniteError",
     "ResNet",
     "StepSizeError",
     "TrainingDiverged",
     "__version__",
+    "cdeint",
+    "cdeint_vjp",
     "datasets",
     "fit",
     "get_num_threads",

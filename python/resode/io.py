@@ -5,10 +5,11 @@ File format (version 1)
 A ZIP archive as written by :func:`numpy.savez` (uncompressed) holding
 
 * ``header``: a 1-D ``uint8`` array, the UTF-8 bytes of a JSON object
-  ``{"format": "resode", "version": 1, "kind": "node" | "resnet", "config": {...}}``
+  ``{"format": "resode", "version": 1, "kind": "node" | "resnet" | "cde", "config": {...}}``
   where ``config`` is ``model.config`` (the constructor arguments);
 * one array per model parameter, named ``params/<name>`` (``params/W``, ``params/b`` or
-  ``params/W1`` ... ``params/b2``, then ``params/P``, ``params/c``), of the model's dtype;
+  ``params/W1`` ... ``params/b2``, then ``params/P``, ``params/c``; a NeuralCDE's begin with
+  ``params/A``, ``params/a``), of the model's dtype;
 * what the model records about its data, when set (files without them load with None):
   ``"class_labels"`` (the data's label of each class ``0 .. K-1``, e.g. from
   ``resode train --data``; ``resode predict`` writes them back), ``"feature_names"``,
@@ -51,7 +52,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from .models import FIELDS, KINDS, Model, field_param_shapes, set_file_writer
+from .models import FIELDS, KINDS, Model, cde_param_shapes, field_param_shapes, set_file_writer
 from .models.metadata import (
     check_class_labels,
     check_feature_names,
@@ -195,7 +196,7 @@ def save(model: Model, path: PathLike) -> Path:
 
     Parameters
     ----------
-    model : ResNet or NeuralODE
+    model : ResNet, NeuralODE or NeuralCDE
     path : str or os.PathLike
         Target file (conventionally ending ``.npz``; used exactly as given).
 
@@ -228,7 +229,9 @@ def model_payload(model: Model) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The header and the ``params/<name>`` arrays that :func:`save` writes for ``model``."""
     kind = getattr(model, "kind", "")
     if kind not in _KINDS or not isinstance(model, _KINDS[kind]):
-        raise TypeError(f"model must be a resode.ResNet or resode.NeuralODE, got {type(model)!r}")
+        raise TypeError(
+            f"model must be a resode.ResNet, NeuralODE or NeuralCDE, got {type(model)!r}"
+        )
     expected = _expected_shapes(model.config)
     arrays: dict[str, np.ndarray] = {}
     if not isinstance(model.params, Mapping):
@@ -272,6 +275,11 @@ def _metadata(model: Model) -> dict[str, Any]:
 
 def _expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     """Parameter shapes implied by a (plausible) model config."""
+    if "channels" in config:  # a NeuralCDE
+        return cde_param_shapes(
+            config["field"], config["pieces"], config["channels"], config["state"],
+            config["hidden"], config["classes"],
+        )  # fmt: skip
     dim, augment, classes = config["dim"], config["augment"], config["classes"]
     pieces = config["layers"] if "layers" in config else config["pieces"]
     D = dim + augment
@@ -414,7 +422,7 @@ def _check_config(kind: Any, config: Any) -> tuple[type, dict[str, Any]]:
         raise ValueError(
             f"config keys do not match {cls.__name__}: missing {missing}, unknown {extra}"
         )
-    for key in ("dim", "classes", "augment", "layers", "pieces", "substeps"):
+    for key in ("dim", "classes", "augment", "layers", "pieces", "substeps", "channels", "state"):
         v = config.get(key, 1)
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 2**31:
             raise ValueError(f"config {key!r} must be a non-negative integer, got {v!r}")
@@ -483,7 +491,7 @@ def read_file(path: PathLike) -> tuple[Model, dict[str, Any], dict[str, np.ndarr
 
     Returns
     -------
-    model : ResNet or NeuralODE
+    model : ResNet, NeuralODE or NeuralCDE
         Rebuilt and holding the stored parameters.
     header : dict
         The parsed JSON header (``"checkpoint"`` present for training checkpoints).
@@ -536,7 +544,7 @@ def load(path: PathLike) -> Model:
 
     Returns
     -------
-    ResNet or NeuralODE
+    ResNet, NeuralODE or NeuralCDE
         A new model, built from the stored config, with the stored parameters (same dtype,
         bitwise equal).
 

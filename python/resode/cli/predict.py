@@ -91,6 +91,11 @@ def run_command(args: argparse.Namespace) -> int:
         model = load_model(_model_file(args.model))
     except (OSError, ValueError) as exc:
         raise UsageError(f"--model {args.model}: {exc}") from None
+    if model.kind == "cde":
+        raise UsageError(
+            f"--model {args.model}: a NeuralCDE reads time series; resode predict takes "
+            "models of points (predict with model.predict(U, times) in Python)"
+        )
     try:
         features, target = _by_name(args, model)
         X, y = load_data(args.data, target=target, features=features, task=model.task,

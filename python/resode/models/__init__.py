@@ -1,9 +1,11 @@
-"""The two models: :class:`ResNet` (a residual network) and :class:`NeuralODE` (a neural ODE
-with piecewise-constant controls), on their shared base :class:`Model`. Both hold their
-parameters in a plain dict of NumPy arrays, ``model.params``, and run every sweep in the
-compiled core (``resode._core``).
+"""The models: :class:`ResNet` (a residual network), :class:`NeuralODE` (a neural ODE with
+piecewise-constant controls) and :class:`NeuralCDE` (a neural controlled differential equation
+for time series), on their shared base :class:`Model`. Each holds its parameters in a plain
+dict of NumPy arrays, ``model.params``, and runs every sweep in the compiled core
+(``resode._core``).
 
 The package: ``base`` (:class:`Model`, the public protocol), ``resnet``, ``neural_ode``,
+``neural_cde``, ``series`` (the checks of time-series inputs),
 ``params`` (names, shapes, initialisation), ``options`` (the choices and the adaptive options),
 ``problem`` (:class:`Problem`, the core's arguments) and ``metadata`` (what a model records
 about its data). :data:`KINDS` maps the ``kind`` of a model file to its class; the loader
@@ -21,6 +23,7 @@ from .base import (
     sign_agreement,
     target_spread,
 )
+from .neural_cde import NeuralCDE
 from .neural_ode import NeuralODE
 from .options import (
     ACTIVATIONS,
@@ -29,16 +32,26 @@ from .options import (
     FIELDS,
     FIXED_METHODS,
     GRADIENTS,
+    INTERPOLATIONS,
     LOSSES,
     METHODS,
     READOUTS,
     STEP_CONTROLS,
     adaptive_options,
+    check_cde_method,
     summarize_stats,
 )
-from .params import field_param_names, field_param_shapes, init_params, param_shapes
+from .params import (
+    cde_param_shapes,
+    field_param_names,
+    field_param_shapes,
+    init_cde_params,
+    init_params,
+    param_shapes,
+)
 from .problem import Problem
 from .resnet import ResNet
+from .series import as_series, as_times, check_paths, default_output_times, series_lengths
 
 __all__ = [
     "ACTIVATIONS",
@@ -47,23 +60,33 @@ __all__ = [
     "FIELDS",
     "FIXED_METHODS",
     "GRADIENTS",
+    "INTERPOLATIONS",
     "KINDS",
     "LOSSES",
     "METHODS",
     "READOUTS",
     "STEP_CONTROLS",
     "Model",
+    "NeuralCDE",
     "NeuralODE",
     "Problem",
     "ResNet",
     "adaptive_options",
+    "as_series",
+    "as_times",
+    "cde_param_shapes",
+    "check_cde_method",
+    "check_paths",
+    "default_output_times",
     "field_param_names",
     "field_param_shapes",
+    "init_cde_params",
     "init_params",
     "is_sign_target",
     "param_shapes",
     "r2_from_sums",
     "r2_score",
+    "series_lengths",
     "set_file_writer",
     "sign_agreement",
     "summarize_stats",
@@ -71,4 +94,4 @@ __all__ = [
 ]
 
 #: The model classes by their ``kind`` (the ``"kind"`` of a model file's header).
-KINDS: dict[str, type[Model]] = {cls.kind: cls for cls in (ResNet, NeuralODE)}
+KINDS: dict[str, type[Model]] = {cls.kind: cls for cls in (ResNet, NeuralODE, NeuralCDE)}

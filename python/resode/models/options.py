@@ -16,6 +16,7 @@ __all__ = [
     "FIELDS",
     "FIXED_METHODS",
     "GRADIENTS",
+    "INTERPOLATIONS",
     "LOSSES",
     "METHODS",
     "READOUTS",
@@ -31,6 +32,7 @@ __all__ = [
     "StepControl",
     "adaptive_options",
     "check_bool",
+    "check_cde_method",
     "summarize_stats",
 ]
 
@@ -62,6 +64,8 @@ ADAPTIVE_DEFAULTS: dict[str, Any] = {
 }
 GRADIENTS: tuple[Gradient, ...] = get_args(Gradient)
 READOUTS: tuple[Readout, ...] = get_args(Readout)
+# How a neural CDE interpolates its observations (resode.NeuralCDE).
+INTERPOLATIONS = ("linear", "cubic")
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -69,6 +73,16 @@ def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
     return bool(value)
+
+
+def check_cde_method(method: Any) -> str:
+    """``method`` if it is a fixed-step method; the neural CDE has no adaptive method yet."""
+    if isinstance(method, str) and method in ADAPTIVE_METHODS:
+        raise ValueError(
+            f"method={method!r}: the adaptive methods are not available for neural CDEs yet; "
+            f"use one of {', '.join(repr(m) for m in FIXED_METHODS)} with substeps"
+        )
+    return check_choice("method", method, FIXED_METHODS)
 
 
 def adaptive_options(method: str, given: Mapping[str, Any]) -> dict[str, Any]:

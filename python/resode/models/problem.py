@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .._typing import FloatArray, IntArray
@@ -18,7 +18,9 @@ class Problem:
     Attributes
     ----------
     X : numpy.ndarray
-        The features, ``(N, dim)``, C-contiguous, of the model's dtype.
+        The features, ``(N, dim)``, C-contiguous, of the model's dtype; for a
+        :class:`resode.NeuralCDE` the series ``U`` ``(N, L, channels)`` (NaN marks missing
+        values and the padding of shorter series).
     targets : numpy.ndarray or None
         What the core's losses take: int64 labels ``(N,)`` for cross-entropy, float targets
         ``(N, classes)`` of the model's dtype otherwise; None when no ``y`` was given.
@@ -30,7 +32,11 @@ class Problem:
         (``field``, ``activation``, ``method``, ``dt``, ``substeps``, ``augment``, the loss
         terms and the gradient options) for the fixed-step sweeps (``_core.logits``,
         ``trajectory``, ``loss_and_grad``, ``train_epoch``); an adaptive NeuralODE runs its
-        own sweeps (its ``forward``, ``trajectory`` and ``loss_and_grad``).
+        own sweeps (its ``forward``, ``trajectory`` and ``loss_and_grad``); for a
+        :class:`resode.NeuralCDE` the options of the core's ``cde_*`` functions.
+    times : numpy.ndarray or None
+        A :class:`resode.NeuralCDE`'s observation times, float64, ``(L,)`` shared or
+        ``(N, L)`` per sample; None for the models of points.
 
     Compared by identity (its arrays have no single truth value).
     """
@@ -39,6 +45,7 @@ class Problem:
     targets: FloatArray | IntArray | None
     flat_targets: bool
     core_args: dict[str, Any] = field(default_factory=dict)
+    times: FloatArray | None = None
 
     def require_targets(self) -> FloatArray | IntArray:
         """The targets of a problem built with ``y``.
@@ -56,3 +63,17 @@ class Problem:
         if self.targets is None:
             raise ValueError("this problem has no targets (Model.problem was called without y)")
         return self.targets
+
+    def rows(self, rows: IntArray) -> Problem:
+        """The problem of the samples ``rows`` (an index array): their data, targets and (per
+        sample) times; shared times stay shared."""
+        times = self.times
+        if times is not None and times.ndim == 2:
+            times = times[rows]
+        targets = None if self.targets is None else self.targets[rows]
+        return replace(self, X=self.X[rows], targets=targets, times=times)
+
+    def inputs(self) -> dict[str, Any]:
+        """The keyword arguments besides the data that the model's ``forward``, ``score`` and
+        ``loss_and_grad`` take for this problem: ``{"times": times}`` for a series, ``{}``."""
+        return {} if self.times is None else {"times": self.times}

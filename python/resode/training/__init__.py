@@ -1,9 +1,10 @@
 """The training loop: :func:`fit`, its :class:`History`, callbacks (:class:`EarlyStopping`),
 checkpoints and divergence handling.
 
-:func:`fit` runs mini-batch first-order training of a :class:`resode.ResNet` or
-:class:`resode.NeuralODE` with the optimisers of :mod:`resode.optim`; every loss and gradient
-comes from the compiled core (one call per epoch, or per batch for an adaptive model).
+:func:`fit` runs mini-batch first-order training of a :class:`resode.ResNet`,
+:class:`resode.NeuralODE` or :class:`resode.NeuralCDE` with the optimisers of
+:mod:`resode.optim`; every loss and gradient comes from the compiled core (one call per epoch,
+or per batch for an adaptive model and a neural CDE).
 
 The package: ``loop`` (:func:`fit`), ``arguments`` (the checks of its arguments), ``epoch``
 (one epoch, :func:`constrain`), ``history`` (:class:`History`), ``callbacks``
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from typing import Union
 
-from ..models import NeuralODE, ResNet
+from ..models import NeuralCDE, NeuralODE, ResNet
 from .callbacks import Callback, EarlyStopping
 from .checkpoints import check_resumable, load_checkpoint, save_checkpoint
 from .divergence import TrainingDiverged
@@ -47,4 +48,4 @@ __all__ = [
     "save_checkpoint",
 ]
 
-Model = Union[ResNet, NeuralODE]
+Model = Union[ResNet, NeuralODE, NeuralCDE]

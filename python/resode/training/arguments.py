@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_labels
-from ..models import Model, Problem, is_sign_target
+from ..models import Model, NeuralCDE, Problem, is_sign_target
 from ..optim import Optimizer
 from .callbacks import EarlyStopping
 from .progress import default_log_every
@@ -24,6 +24,7 @@ __all__ = [
     "check_monitor",
     "check_optimizer",
     "check_train_metrics",
+    "check_validation",
     "prepare_data",
     "record_names",
     "score_columns",
@@ -51,7 +52,9 @@ def check_train_metrics(train_metrics: Any) -> str:
 def check_model(model: Any) -> Model:
     """``model``, a resode model whose ``params`` are exactly its parameters, all finite."""
     if not isinstance(model, Model):
-        raise TypeError(f"model must be a resode.ResNet or resode.NeuralODE, got {type(model)!r}")
+        raise TypeError(
+            f"model must be a resode.ResNet, NeuralODE or NeuralCDE, got {type(model)!r}"
+        )
     expected = set(model.param_shapes)
     if not isinstance(model.params, dict):
         raise TypeError(
@@ -75,17 +78,27 @@ def check_epochs(epochs: Any) -> int:
     return int(epochs)
 
 
-def prepare_data(model: Model, X: Any, y: Any, what: str) -> Problem:
+def prepare_data(model: Model, X: Any, y: Any, what: str, times: Any = None) -> Problem:
     """``model.problem(X, y)`` with every label in range and every value finite (checked on
-    the whole set, so the model is never partly trained on bad data); errors name ``what``."""
+    the whole set, so the model is never partly trained on bad data); errors name ``what``.
+    A :class:`resode.NeuralCDE` takes the series' ``times`` too (its ``problem`` checks every
+    path; NaN marks its missing values)."""
     try:
-        data = model.problem(X, y)
+        if isinstance(model, NeuralCDE):
+            data = model.problem(X, y, times=times)
+        elif times is not None:
+            raise ValueError(
+                f"times applies to a resode.NeuralCDE (time series) only, not to a "
+                f"{type(model).__name__}"
+            )
+        else:
+            data = model.problem(X, y)
         Xc, yc = data.X, data.targets
         if model.loss == "cross_entropy":  # the core checks each batch; the label range too
             yc = as_labels(yc, Xc.shape[0], model.classes)
         else:
             yc = data.require_targets()
-        if not np.isfinite(Xc).all():
+        if data.times is None and not np.isfinite(Xc).all():
             raise ValueError("X contains NaN or Inf")
         if yc.dtype.kind == "f" and not np.isfinite(yc).all():
             raise ValueError("y contains NaN or Inf")
@@ -151,13 +164,20 @@ def check_optimizer(optimizer: Any) -> Optimizer | None:
 
 
 def check_validation(model: Model, validation_data: Any) -> Problem | None:
+    """The validation data: ``(X_val, y_val)``, or for a :class:`resode.NeuralCDE`
+    ``(U_val, y_val)`` (times ``0 .. L-1``) or ``(U_val, y_val, times_val)``."""
     if validation_data is None:
         return None
+    series = isinstance(model, NeuralCDE)
+    expected = "(U_val, y_val) or (U_val, y_val, times_val)" if series else "(X_val, y_val)"
     try:
-        X_val, y_val = validation_data
-    except (TypeError, ValueError):
-        raise TypeError("validation_data must be a tuple (X_val, y_val)") from None
-    return prepare_data(model, X_val, y_val, "validation_data")
+        items = tuple(validation_data)
+    except TypeError:
+        items = ()
+    if len(items) not in ((2, 3) if series else (2,)):
+        raise TypeError(f"validation_data must be a tuple {expected}")
+    X_val, y_val, *times = items
+    return prepare_data(model, X_val, y_val, "validation_data", *times)
 
 
 def score_columns(model: Model, data: Problem, validation: Problem | None) -> list[str]:

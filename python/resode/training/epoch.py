@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from ..models import Model, Problem, field_param_names, r2_from_sums
+from ..models import Model, NeuralCDE, Problem, field_param_names, r2_from_sums
 from ..optim import Optimizer
 from .divergence import DIVERGENCES
 
@@ -93,8 +93,9 @@ def run_epoch(
     The outcome dict: ``batches``, ``steps``, ``loss_sum`` (the batch losses times the batch
     sizes), ``norm_sum``, ``failure`` (None, ``"sweep"`` or ``"update"``) and, from the
     batches' own forward sweeps, ``correct`` and ``sse`` (see :func:`batch_scores`); an
-    adaptive model's outcome has no ``correct``."""
-    if model.adaptive:
+    adaptive model's outcome has no ``correct``. An adaptive model and a
+    :class:`resode.NeuralCDE` train batch by batch (:func:`run_adaptive_epoch`)."""
+    if model.adaptive or isinstance(model, NeuralCDE):
         return run_adaptive_epoch(model, data, order, batch, optimizer, bound, fixed_projection)
     names = field_param_names(model.field)
     trained = names if fixed_projection else [*names, "P", "c"]
@@ -133,16 +134,18 @@ def run_adaptive_epoch(
     bound: float | None,
     fixed_projection: bool,
 ) -> dict[str, Any]:
-    """The epoch of an adaptive-step model: the loop :func:`run_epoch` describes, one
-    :meth:`NeuralODE.loss_and_grad` per batch (the adaptive sweep; the update in the core
-    through :meth:`Optimizer.step`), with the same outcome dict."""
+    """The epoch of an adaptive-step model or a neural CDE: the loop :func:`run_epoch`
+    describes, one ``model.loss_and_grad`` per batch (a batch's per-sample times go with it;
+    the update in the core through :meth:`Optimizer.step`), with the same outcome dict but no
+    ``correct`` (the batches' predictions are not returned). ``fixed_projection`` freezes
+    ``P`` and ``c``; every other parameter is trained."""
     outcome: dict[str, Any] = {"failure": None, "loss_sum": 0.0, "norm_sum": 0.0, "batches": 0}
-    names = field_param_names(model.field)
-    trained = names if fixed_projection else (*names, "P", "c")
+    trained = [k for k in model.param_shapes if not (fixed_projection and k in ("P", "c"))]
     for start in range(0, len(order), batch):
         rows = order[start : start + batch]
+        part = data.rows(rows)
         try:
-            loss, grads = model.loss_and_grad(data.X[rows], data.require_targets()[rows])
+            loss, grads = model.loss_and_grad(part.X, part.require_targets(), **part.inputs())
         except DIVERGENCES as exc:
             step, t = getattr(exc, "step", -1), getattr(exc, "t", 0.0)
             outcome.update(failure="sweep", message=str(exc), step=step, time=t, error=exc)

@@ -81,12 +81,13 @@ def fit(
     X: ArrayLike,
     y: ArrayLike,
     *,
+    times: Any = None,
     optimizer: Optimizer | None = None,
     epochs: int = 100,
     batch_size: int | None = None,
     shuffle: bool = True,
     seed: int | None = None,
-    validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+    validation_data: tuple[ArrayLike, ...] | None = None,
     train_metrics: Literal["batches", "exact"] = "batches",
     bound: float | None = None,
     fixed_projection: bool = False,
@@ -110,13 +111,19 @@ def fit(
 
     Parameters
     ----------
-    model : ResNet or NeuralODE
+    model : ResNet, NeuralODE or NeuralCDE
         Trained in place (``model.params`` arrays are updated).
     X : array_like, shape (N, dim)
-        Converted once to ``model.dtype``.
+        Converted once to ``model.dtype``. For a :class:`resode.NeuralCDE`: the series ``U``,
+        ``(N, L, channels)``, NaN for missing values and padding; every path is checked
+        before the first epoch.
     y : array_like
         Integer labels ``(N,)`` in ``[0, classes)`` (``loss="cross_entropy"``), or float
         targets ``(N, classes)`` (``loss="mse"``, regression; ``(N,)`` when ``classes == 1``).
+    times : array_like, shape (L,) or (N, L), optional
+        A :class:`resode.NeuralCDE`'s observation times, shared or per sample (per-sample
+        times are batched with ``U``); default ``0, 1, ..., L-1``. A ValueError for the other
+        models. A neural CDE trains batch by batch through ``model.loss_and_grad``.
     optimizer : resode.optim.Optimizer, optional
         Default ``resode.optim.Adam(lr=1e-3)`` (PyTorch's default). Its state carries over if
         you call ``fit`` again with the same optimiser.
@@ -134,9 +141,10 @@ def fit(
         fresh random seed (stored in checkpoints, so resuming still replays the same order).
     validation_data : tuple (X_val, y_val), optional
         Evaluated at the end of every epoch (``val_loss``, ``val_accuracy`` or ``val_r2``),
-        exactly, with the epoch's final parameters. A 1-output model whose targets are all -1
-        or +1 also records the sign agreement (``accuracy``, ``val_accuracy``) beside R^2; see
-        :class:`History`.
+        exactly, with the epoch's final parameters. For a :class:`resode.NeuralCDE`:
+        ``(U_val, y_val, times_val)``, or ``(U_val, y_val)`` for times ``0 .. L_val-1``. A
+        1-output model whose targets are all -1 or +1 also records the sign agreement
+        (``accuracy``, ``val_accuracy``) beside R^2; see :class:`History`.
     train_metrics : {"batches", "exact"}, default "batches"
         Where the training ``accuracy`` / ``r2`` of the history come from. ``"batches"`` (the
         convention of Keras, PyTorch Lightning and scikit-learn's ``loss_curve_``): from the
@@ -147,15 +155,16 @@ def fit(
         deviations of the training targets from their mean. No extra sweep. ``"exact"``: the
         model's score on the whole training set with the parameters at the end of the epoch
         (one more forward sweep over ``X`` per epoch). The ``loss`` column is the batches'
-        mean in both; an adaptive-step model's training score is always ``"exact"``'s (its
-        per-batch sweeps do not return their predictions). The parameters are the same.
+        mean in both; an adaptive-step model's and a neural CDE's training score is always
+        ``"exact"``'s (their per-batch sweeps do not return their predictions). The parameters
+        are the same.
     bound : float or None
         After every step, rescale each piece's field parameters so that
         ``sum|W_k| + sum|b_k| <= bound`` (bottleneck: ``W1_k, b1_k, W2_k, b2_k`` together);
         see :func:`constrain`.
     fixed_projection : bool, default False
         Keep the classifier ``P``, ``c`` frozen at their current values (only the field
-        parameters are optimised).
+        parameters, and a neural CDE's ``A``, ``a``, are optimised).
     callbacks : iterable of callables or objects with ``on_epoch_end``
         Called as ``cb(epoch, logs, model)`` (or ``cb.on_epoch_end(epoch, logs, model)``)
         after every epoch, with ``epoch`` counted from 1 and ``logs`` the epoch's history
@@ -195,7 +204,7 @@ def fit(
         first epoch, every ``record_every`` epochs and after the last, into
         ``history.features`` (``{"epoch", "states", "X", "y"}``; epoch 0 is the start) for
         :func:`resode.plot.feature_history`. One forward sweep of the subset per record; kept
-        in memory only (not in checkpoints, JSON or CSV).
+        in memory only (not in checkpoints, JSON or CSV). Not for a neural CDE.
     record_every : int, default 1
         Epochs between records.
 
@@ -237,9 +246,9 @@ def fit(
 
 
 def _start(
-    model: Any, X: Any, y: Any, *, optimizer: Any, epochs: Any, batch_size: Any, shuffle: Any,
-    seed: Any, validation_data: Any, train_metrics: Any, bound: Any, fixed_projection: Any,
-    callbacks: Any,
+    model: Any, X: Any, y: Any, *, times: Any, optimizer: Any, epochs: Any, batch_size: Any,
+    shuffle: Any, seed: Any, validation_data: Any, train_metrics: Any, bound: Any,
+    fixed_projection: Any, callbacks: Any,
     early_stopping: Any, progress: Any, log_every: Any, checkpoint: Any, checkpoint_every: Any,
     resume: Any, record: Any, record_every: Any,
 ) -> _Run:  # fmt: skip
@@ -247,7 +256,7 @@ def _start(
     from a checkpoint and prepare the model: the run before its first epoch."""
     model = check_model(model)
     epochs = check_epochs(epochs)
-    data = prepare_data(model, X, y, "training data")
+    data = prepare_data(model, X, y, "training data", times)
     batch = check_batch_size(batch_size, data.X.shape[0])
     bound = check_bound(bound)
     checkpoint_every = check_every("checkpoint_every", checkpoint_every)
@@ -353,14 +362,14 @@ def _scores(run: _Run, outcome: dict[str, Any]) -> dict[str, float]:
         train = [c for c in run.columns if not c.startswith("val_")]
         out = batch_scores(outcome, data.X.shape[0], train, run.spread)
     else:
-        out = {run.metric: model.score(data.X, data.require_targets())}
+        out = {run.metric: model.score(data.X, data.require_targets(), **data.inputs())}
         if "accuracy" in run.columns and run.metric == "r2":  # the sign agreement of +-1 targets
-            out["accuracy"] = model.sign_accuracy(data.X, data.require_targets())
+            out["accuracy"] = model.sign_accuracy(data.X, data.require_targets(), **data.inputs())
     if val is not None:
-        out["val_loss"] = model.loss_and_grad(val.X, val.require_targets())[0]
-        out["val_" + run.metric] = model.score(val.X, val.require_targets())
+        out["val_loss"] = model.loss_and_grad(val.X, val.require_targets(), **val.inputs())[0]
+        out["val_" + run.metric] = model.score(val.X, val.require_targets(), **val.inputs())
         if "val_accuracy" in run.columns and run.metric == "r2":
-            out["val_accuracy"] = model.sign_accuracy(val.X, val.require_targets())
+            out["val_accuracy"] = model.sign_accuracy(val.X, val.require_targets(), **val.inputs())
     return out
 
 

@@ -26,6 +26,10 @@ class FeatureRecorder:
             raise ValueError(f"record_every must be an integer >= 1, got {every!r}")
         if record is None:
             return None
+        if model.kind == "cde":
+            raise ValueError(
+                "record applies to the models of points (ResNet, NeuralODE), not to a NeuralCDE"
+            )
         n = X.shape[0]
         if isinstance(record, (int, np.integer)) and not isinstance(record, bool):
             if not 1 <= record <= n:

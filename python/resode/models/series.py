@@ -1,0 +1,104 @@
+"""The checks of time-series inputs (:class:`resode.NeuralCDE`, :func:`resode.cdeint`): the
+observations ``U`` ``(N, L, channels)``, their ``times`` and the output times ``t``.
+
+A sample's length ``L_i`` is 1 + the index of its last row with a non-NaN channel; the rows
+after it are padding. Inside a sample a NaN is a missing value (filled by the core)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._validation import as_float_array
+
+__all__ = ["as_series", "as_times", "check_paths", "default_output_times", "series_lengths"]
+
+_FLOAT64 = np.dtype(np.float64)
+
+
+def as_series(U: Any, channels: int | None, dtype: np.dtype) -> np.ndarray:
+    """``U`` as a C-contiguous ``(N, L, channels)`` array of ``dtype`` with ``N, L >= 1``
+    (``channels=None``: any number of channels >= 1); NaN entries are kept (missing values)."""
+    arr = as_float_array("U", U, dtype)
+    expected = "(N, L, channels)" if channels is None else f"(N, L, {channels})"
+    if arr.ndim != 3:
+        raise ValueError(
+            f"U must be 3-D {expected} (samples, observations, channels), got shape {arr.shape}"
+        )
+    if channels is not None and arr.shape[2] != channels:
+        raise ValueError(
+            f"U must have {channels} channels (shape {expected}), got shape {arr.shape}"
+        )
+    if min(arr.shape) < 1:
+        raise ValueError(f"U must have non-zero extents {expected}, got shape {arr.shape}")
+    return arr
+
+
+def as_times(times: Any, n: int, length: int) -> np.ndarray:
+    """``times`` as float64, ``(L,)`` shared or ``(N, L)`` per sample; None means
+    ``0, 1, ..., L-1``. NaN is allowed where the series are padded (checked by
+    :func:`check_paths` and the core)."""
+    if times is None:
+        return np.arange(length, dtype=np.float64)
+    arr = as_float_array("times", times, _FLOAT64)
+    if arr.shape not in ((length,), (n, length)):
+        raise ValueError(
+            f"times must have shape ({length},) (shared) or ({n}, {length}) (per sample) to "
+            f"match U (N, L, channels) = ({n}, {length}, ...), got shape {arr.shape}"
+        )
+    return arr
+
+
+def series_lengths(U: np.ndarray) -> np.ndarray:
+    """Each sample's length ``L_i`` (int64 ``(N,)``): 1 + its last row with a non-NaN value;
+    0 for a sample with none."""
+    observed = ~np.isnan(U).all(axis=2)  # (N, L): rows with at least one value
+    last = U.shape[1] - np.argmax(observed[:, ::-1], axis=1)
+    return np.where(observed.any(axis=1), last, 0).astype(np.int64)
+
+
+def check_paths(U: np.ndarray, times: np.ndarray) -> None:
+    """ValueError naming ``U`` or ``times`` unless every sample is a usable path: no Inf, at
+    least 2 observed rows, every channel observed at least once, its times finite and strictly
+    increasing over its rows ``0 .. L_i - 1``. (The core checks the same, batch by batch;
+    :func:`resode.fit` checks the whole set first so that bad data never trains a model part
+    of the way.)"""
+    if np.isinf(U).any():
+        raise ValueError("U contains Inf (NaN marks a missing value; Inf is refused)")
+    lengths = series_lengths(U)
+    short = np.flatnonzero(lengths < 2)
+    if short.size:
+        i = int(short[0])
+        raise ValueError(
+            f"U: sample {i} has {int(lengths[i])} observed rows; a path needs at least 2"
+        )
+    unobserved = np.argwhere(np.isnan(U).all(axis=1))  # (sample, channel) never observed
+    if unobserved.size:
+        i, c = (int(v) for v in unobserved[0])
+        raise ValueError(f"U: channel {c} of sample {i} has no observation")
+    inside = np.arange(U.shape[1]) < lengths[:, None]  # (N, L): the samples' own rows
+    grid = np.broadcast_to(times, inside.shape)
+    if not np.isfinite(grid[inside]).all():
+        raise ValueError("times must be finite on every observed row of U")
+    with np.errstate(invalid="ignore"):  # inf - inf on padded rows: masked out below
+        steps = np.diff(grid, axis=1)
+    bad = np.argwhere(inside[:, 1:] & ~(steps > 0))
+    if bad.size:
+        i, k = (int(v) for v in bad[0])
+        which = f"times[{k}], times[{k + 1}]" if times.ndim == 1 else f"times[{i}, {k}:{k + 2}]"
+        raise ValueError(
+            f"times must be strictly increasing over each sample's observed rows; {which} of "
+            f"sample {i} are {grid[i, k]!r}, {grid[i, k + 1]!r}"
+        )
+
+
+def default_output_times(U: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """The observation times of shared ``times`` up to the longest sample's end: the default
+    output times of :meth:`resode.NeuralCDE.trajectory` (ValueError for per-sample times)."""
+    if times.ndim != 1:
+        raise ValueError(
+            "t is required with per-sample times (N, L): give the output times (1-D, sorted, "
+            "within [min t_0, max T_i])"
+        )
+    return np.array(times[: int(series_lengths(U).max())], dtype=np.float64)
