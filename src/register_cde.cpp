@@ -36,7 +36,6 @@ struct BoundCde {
   std::vector<std::string> field_names;
   std::vector<Shape> field_shapes;
   std::vector<carray<T>> field_arrays;
-  bool has_readout_keys = false;  // P and c in params
   resode::CdeProblem<T> pb;
 };
 
@@ -119,21 +118,6 @@ void bind_field(const py::dict& params, const CdeOptions& o, BoundCde<T>& b) {
   }
 }
 
-// Checks params' keys: A, a, the field's arrays and (with or without a readout) P, c.
-void check_keys(const py::dict& params, const std::vector<std::string>& field_names) {
-  for (auto item : params) {
-    const std::string key = py::str(item.first);
-    bool known = key == "A" || key == "a" || key == "P" || key == "c";
-    for (const auto& name : field_names) known = known || key == name;
-    if (!known) {
-      std::string expected = "'A', 'a'";
-      for (const auto& name : field_names) expected += ", '" + name + "'";
-      throw std::invalid_argument("params holds an unknown key '" + key + "'; expected " +
-                                  expected + " (and 'P', 'c' for logits and loss)");
-    }
-  }
-}
-
 template <class T>
 std::unique_ptr<BoundCde<T>> bind_cde(const py::dict& params, const py::array& U,
                                       const py::object& times, const CdeOptions& o,
@@ -170,8 +154,6 @@ std::unique_ptr<BoundCde<T>> bind_cde(const py::dict& params, const py::array& U
   b->a = param<T>(params, "a", {pb.field.S}, "(state,)");
   pb.A = b->A.data(), pb.a = b->a.data();
   bind_field(params, o, *b);
-  check_keys(params, b->field_names);
-  b->has_readout_keys = params.contains("P") || params.contains("c");
   if (readout) {
     b->P = param<T>(params, "P", {-1, pb.field.S}, "(outputs, state)");
     b->c = param<T>(params, "c", {b->P.shape(0)}, "(outputs,)");
@@ -225,11 +207,11 @@ py::array logits(const py::dict& params, const py::array& U, const py::object& t
   return out;
 }
 
-// The gradient dict keyed as params: A, a, the field's arrays (views of `flat`) and, when
-// given, those of P and c.
+// The gradient dict keyed exactly as params: A, a, the field's arrays (views of `flat`), P and
+// c when computed, and zeros shaped like any other entry (which the model does not use).
 template <class T>
-py::dict gradient_dict(BoundCde<T>& b, py::array_t<T>& flat, py::array_t<T>& dA,
-                       py::array_t<T>& da, py::object dP, py::object dc) {
+py::dict gradient_dict(const py::dict& params, BoundCde<T>& b, py::array_t<T>& flat,
+                       py::array_t<T>& dA, py::array_t<T>& da, py::object dP, py::object dc) {
   py::dict grads;
   grads["A"] = dA;
   grads["a"] = da;
@@ -241,6 +223,9 @@ py::dict gradient_dict(BoundCde<T>& b, py::array_t<T>& flat, py::array_t<T>& dA,
     offset += size;
   }
   if (!dP.is_none()) grads["P"] = dP, grads["c"] = dc;
+  const py::object zeros_like = py::module_::import("numpy").attr("zeros_like");
+  for (auto item : params)
+    if (!grads.contains(item.first)) grads[item.first] = zeros_like(item.second);
   return grads;
 }
 
@@ -268,13 +253,7 @@ py::tuple vjp(const py::dict& params, const py::array& U, const py::object& time
     py::gil_scoped_release release;  // the core touches only buffers held by b, cot, outputs
     resode::cde_vjp(pb, cot.data(), gf, gA, ga, gU);
   }
-  py::object dP = py::none(), dc = py::none();
-  if (b->has_readout_keys) {  // P and c do not enter cde_solve: zero gradients
-    const py::array P = params["P"].cast<py::array>(), c = params["c"].cast<py::array>();
-    auto zeros = py::module_::import("numpy").attr("zeros_like");
-    dP = zeros(P), dc = zeros(c);
-  }
-  return py::make_tuple(gradient_dict(*b, dfield, dA, da, dP, dc), dU);
+  return py::make_tuple(gradient_dict(params, *b, dfield, dA, da, py::none(), py::none()), dU);
 }
 
 // Labels (N,) in [0, classes) for cross_entropy, values (N, classes) of U's dtype for mse.
@@ -344,7 +323,7 @@ py::tuple loss_and_grad(const py::dict& params, const py::array& U, const py::ar
     py::gil_scoped_release release;  // the core touches only buffers held here and outputs
     value = resode::cde_loss_and_grad(pb, targets->targets, weight_decay, gf, gA, ga, gP, gc, gU);
   }
-  return py::make_tuple(value, gradient_dict(*b, dfield, dA, da, dP, dc), dU);
+  return py::make_tuple(value, gradient_dict(params, *b, dfield, dA, da, dP, dc), dU);
 }
 
 bool u_is_float64(const py::object& U) {

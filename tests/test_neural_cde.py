@@ -263,6 +263,19 @@ def test_fit_is_bitwise_reproducible() -> None:
     assert not np.array_equal(a.params["W"], c.params["W"])
 
 
+def test_fit_is_bitwise_the_same_at_any_thread_count() -> None:
+    U, y, t = spirals(200, 10, seed=5)  # enough samples for several blocks per thread
+
+    def run(threads: int) -> resode.NeuralCDE:
+        resode.set_num_threads(threads)
+        model = resode.NeuralCDE(3, 4, seed=1)
+        resode.fit(model, U, y, times=t, epochs=2, batch_size=100, seed=0, progress=False)
+        return model
+
+    one, three = run(1), run(3)
+    assert all(np.array_equal(one.params[k], three.params[k]) for k in one.params)
+
+
 def test_fit_is_the_loop_of_loss_and_grad_with_per_sample_times() -> None:
     U, y, _ = spirals(10, 9, seed=3)
     times = np.cumsum(np.random.default_rng(0).uniform(0.1, 1.0, size=(10, 9)), axis=1)

@@ -207,6 +207,7 @@ _EXCLUDED = {
     "model": "fit's model (and resode train's --model): the estimator's class builds it",
     "X": "fit's data",
     "y": "fit's data",
+    "times": "a NeuralCDE's observation times, fit's data for time series (not these models')",
     "validation_data": "early_stopping holds out validation_fraction, as scikit-learn does",
     "callbacks": "Python hooks, not settings",
     "log_every": "resode train's log lines; verbose shows a progress bar",
