@@ -10,6 +10,7 @@ run (``conftest.py``), so it shows in the CI log.
 from __future__ import annotations
 
 import csv
+import os
 import re
 import subprocess
 import sys
@@ -162,6 +163,30 @@ def _check_benchmark_tables(stdout: str, out: Path) -> None:
     _check_image(out / "peers.png", "PNG")
 
 
+# The UEA examples train for RESODE_EXAMPLE_EPOCHS epochs (their docstrings say so): fewer here.
+UEA_EPOCHS = 8
+
+
+def _check_uea(stdout: str, out: Path, figure: str, bound: float) -> None:
+    """resode's test accuracy clears ``bound``; torchcde, trained from the same weights on the
+    same batches, ends within one test sample in 20 of it (the runs agree for the first epochs,
+    see the loss curves), and the figure is written."""
+    accuracy = _last_number(rf"resode: test accuracy {NUMBER} after {UEA_EPOCHS} epochs", stdout)
+    assert accuracy >= bound
+    if "torchcde is not installed" not in stdout:
+        theirs = _last_number(rf"torchcde: test accuracy {NUMBER} after {UEA_EPOCHS}", stdout)
+        assert abs(theirs - accuracy) <= 0.05, (accuracy, theirs)
+    _check_image(out / figure, "PNG")
+
+
+def _check_uea_basic_motions(stdout: str, out: Path) -> None:
+    _check_uea(stdout, out, "basic_motions.png", 0.5)  # 4 classes; 0.650 after 8 epochs
+
+
+def _check_uea_japanese_vowels(stdout: str, out: Path) -> None:
+    _check_uea(stdout, out, "japanese_vowels.png", 0.8)  # 9 classes; 0.924 after 8 epochs
+
+
 CHECKS: dict[str, Callable[[str, Path], None]] = {
     "resnet_step_by_step": _check_resnet_step_by_step,
     "seed_turnpike": _check_seed_turnpike,
@@ -175,9 +200,12 @@ CHECKS: dict[str, Callable[[str, Path], None]] = {
     "torch_layer": _check_torch_layer,
     "small_sweep": _check_small_sweep,
     "benchmark_tables": _check_benchmark_tables,
+    "uea_basic_motions": _check_uea_basic_motions,
+    "uea_japanese_vowels": _check_uea_japanese_vowels,
 }
 # what an example needs beyond the test extra (a missing one skips it; CI installs them all)
-NEEDS = {"sklearn_grid_search": "sklearn", "torch_layer": "torch", "small_sweep": "distributed"}
+NEEDS = {"sklearn_grid_search": "sklearn", "torch_layer": "torch", "small_sweep": "distributed",
+         "uea_basic_motions": "aeon", "uea_japanese_vowels": "aeon"}  # fmt: skip
 
 
 def test_every_example_is_checked() -> None:
@@ -190,6 +218,9 @@ def test_example_runs(
 ) -> None:
     if script.stem in NEEDS:
         pytest.importorskip(NEEDS[script.stem])
+    env = None
+    if script.stem.startswith("uea_"):
+        env = {**os.environ, "RESODE_EXAMPLE_EPOCHS": str(UEA_EPOCHS)}
     out = tmp_path / "out"
     start = time.perf_counter()
     done = subprocess.run(
@@ -197,6 +228,7 @@ def test_example_runs(
         cwd=tmp_path,
         capture_output=True,
         text=True,
+        env=env,
         timeout=600,  # generous: CI also runs them under AddressSanitizer
     )
     record_property("example_seconds", round(time.perf_counter() - start, 2))
@@ -215,6 +247,9 @@ def test_the_checks_refuse_a_poor_or_missing_result(tmp_path: Path) -> None:
         _check_resnet_step_by_step(good.replace("1.000", "0.500"), tmp_path)
     with pytest.raises(AssertionError, match="no line matching"):
         _check_sklearn_grid_search("best: {} cross-validated accuracy 0.964\n", tmp_path)
+    uea = "resode: test accuracy 0.924 after 8 epochs\ntorchcde: test accuracy 0.7 after 8 epochs"
+    with pytest.raises(AssertionError):  # the same model in torchcde must end where resode does
+        _check_uea_japanese_vowels(uea, tmp_path)
     (tmp_path / "controls.png").write_bytes(b"")
     with pytest.raises(AssertionError, match="empty"):
         _check_image(tmp_path / "controls.png", "PNG")

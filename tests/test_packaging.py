@@ -19,5 +19,5 @@ def test_the_all_extra_is_every_feature_extra() -> None:
     union = {requirement for name in features for requirement in extras[name]}
     assert set(extras["all"]) == union
     # test, progress and timeseries are not features: test is for contributors, progress a
-    # no-op alias, timeseries the comparisons' torchcde
+    # no-op alias, timeseries the comparisons' torchcde and aeon's data sets
     assert set(extras) == {*features, "all", "test", "progress", "timeseries"}

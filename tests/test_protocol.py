@@ -230,7 +230,7 @@ def test_import_resode_loads_no_optional_dependency() -> None:
     code = (
         "import sys, resode; "
         "print(sorted(m for m in ('tqdm', 'matplotlib', 'sklearn', 'torch', 'jax', 'pandas', "
-        "'dask', 'scipy') if m in sys.modules))"
+        "'dask', 'scipy', 'aeon', 'numba', 'torchcde', 'diffrax') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
 from .._typing import FloatArray, IntArray
 
 __all__ = ["Problem"]
@@ -47,9 +45,9 @@ class Problem:
     targets: FloatArray | IntArray | None
     flat_targets: bool
     core_args: dict[str, Any] = field(default_factory=dict)
-    times: np.ndarray | None = None
+    times: FloatArray | None = None
 
-    def rows(self, rows: np.ndarray) -> Problem:
+    def rows(self, rows: IntArray) -> Problem:
         """The problem of the samples ``rows`` (an index array): their data, targets and (per
         sample) times; shared times stay shared."""
         times = self.times
