@@ -141,12 +141,30 @@ def test_a_run_draws_the_series_figures(
 
 
 @pytest.mark.parametrize(
+    "options", [["--method", "dopri5", "--rtol", "1e-6"], ["--gradient", "adjoint"]]
+)
+def test_adaptive_methods_and_the_adjoint_train_from_the_command_line(
+    tmp_path: Path, npz: Path, capsys: pytest.CaptureFixture[str], options: list[str]
+) -> None:
+    run = tmp_path / "run"
+    code, _, err = _cli(capsys, "train", "--model", "cde", "--data", str(npz), *_FAST, *options,
+                        "--out", str(run))  # fmt: skip
+    assert code == 0, err
+    import resode
+
+    model = resode.load(run / "model.npz")
+    assert (model.method, model.rtol, model.gradient) == (
+        ("dopri5", 1e-6, "discrete") if "--method" in options else ("rk4", None, "adjoint")
+    )
+
+
+@pytest.mark.parametrize(
     ("argv", "message"),
     [
         (["--model", "cde"], "--model cde trains on series: give --data"),
         (["--model", "cde", "--data", "{csv}"], "needs its id column (--id)"),
         (["--data", "{npz}"], "U holds series: use --model cde"),
-        (["--model", "cde", "--data", "{npz}", "--method", "dopri5"], "adaptive methods"),
+        (["--model", "cde", "--data", "{npz}", "--rtol", "1e-6"], "--rtol applies to the adaptive"),
         (
             ["--model", "cde", "--data", "{npz}", "--pieces", "2"],
             "--pieces applies to --model node",

@@ -149,8 +149,8 @@ def resnet_only(o: Mapping[str, Any]) -> str | None:
 
 
 def adaptive_only(o: Mapping[str, Any]) -> str | None:
-    if o["model"] != "node":
-        return "applies to --model node only"
+    if o["model"] == "resnet":
+        return "applies to --model node and cde only"
     if o["method"] not in ADAPTIVE:
         return f"applies to the adaptive methods only (not --method {o['method']})"
     return None

@@ -118,7 +118,9 @@ def build_model(config: RunConfig, dim: int, classes: int) -> Any:
                          activation=m.activation, output_activation=m.output_activation,
                          classes=classes, loss=m.loss, weight_decay=m.weight_decay,
                          interpolation=m.interpolation, method=m.method, substeps=m.substeps,
-                         dtype=m.dtype, seed=config.data.seed)  # fmt: skip
+                         rtol=m.rtol, atol=m.atol, first_step=m.first_step,
+                         max_steps=m.max_steps, gradient=m.gradient, dtype=m.dtype,
+                         seed=config.data.seed)  # fmt: skip
     common: dict[str, Any] = {
         "classes": classes,
         "field": m.field,

@@ -111,10 +111,10 @@ def cdeint(
     first_step: float | None = None,
     max_steps: int | None = None,
 ) -> np.ndarray:
-    """Integrate the neural CDE ``dz/dt = F(z) dX/dt``, ``z(t_0) = A x_0 + a``, over a batch
-    of series: each sample's state at its own end time, or the states at the times ``t``.
+    """Integrate the neural CDE ``dz/dt = F(z) dX/dt`` over a batch of series.
 
-    The mathematics, the paths (NaN for missing values and padding) and the step grid are
+    The hidden state starts at ``z(t_0) = A x_0 + a``; the result is each sample's state at
+    its own end time, or the states at the times ``t``. The mathematics, the paths (NaN for missing values and padding) and the step grid are
     :class:`resode.NeuralCDE`'s; this is the function without a model or a loss.
 
     Parameters
@@ -146,7 +146,7 @@ def cdeint(
         Steps per interval between observations (fixed-step methods); default 1.
     rtol, atol, first_step, max_steps : float, float, float, int, optional
         Adaptive methods only: tolerances, the first step (None: Hairer's heuristic) and the
-        most attempted steps per sample; defaults as docs/adaptive.md.
+        most attempted steps per sample; defaults as docs/guide/adaptive.md.
 
     Returns
     -------
@@ -193,9 +193,10 @@ def cdeint_vjp(
     max_steps: int | None = None,
     gradient: str = "discrete",
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The vector-Jacobian product of :func:`cdeint`: a cotangent on its output pulled back to
-    the parameters and the observations, by the exact reverse sweep of the discrete forward
-    (for an adaptive method, through its accepted steps, held fixed).
+    """Pull a cotangent on :func:`cdeint`'s output back to the parameters and observations.
+
+    The vector-Jacobian product of :func:`cdeint`, by the exact reverse sweep of the discrete
+    forward (for an adaptive method, through its accepted steps, held fixed).
 
     Parameters
     ----------

@@ -258,7 +258,7 @@ class ModelConfig:
         applies=opt.turnpike_weight,
     )
     gradient: Gradient = opt.option(
-        "discrete", "gradient", opt.choice(*_GRADIENTS), applies=opt.node_only, choices=_GRADIENTS
+        "discrete", "gradient", opt.choice(*_GRADIENTS), applies=opt.node_or_cde, choices=_GRADIENTS
     )
     checkpoints: int | None = opt.option(
         None, "stored states (discrete gradient)", opt.int_at_least(1), applies=opt.node_only

@@ -24,6 +24,7 @@ from .._validation import (
 )
 from .options import (
     ACTIVATIONS,
+    ADAPTIVE_METHODS,
     FIELDS,
     LOSSES,
     READOUTS,
@@ -138,7 +139,7 @@ class Model(Predictions):
         >>> resode.ResNet(2, layers=3).adaptive, resode.NeuralODE(2, method="dopri5").adaptive
         (False, True)
         """
-        return False
+        return getattr(self, "method", None) in ADAPTIVE_METHODS
 
     @property
     def config(self) -> dict[str, Any]:

@@ -82,23 +82,23 @@ class NeuralCDE(Model):
         A fixed-step or an adaptive explicit method.
     substeps : int, default 1
         Steps per interval between consecutive observations (fixed-step methods).
-    rtol, atol, first_step, max_steps : float, float, float, int, optional
-        Adaptive methods only (None: docs/guide/adaptive.md's defaults 1e-7, 1e-9, Hairer's
-        starting step, 100000 attempted steps per sample).
-    gradient : {"discrete", "adjoint"}, default "discrete"
-        ``"adjoint"``: the continuous adjoint, backsolved over each sample's step grid
-        reversed with the same tableau (converges to the discrete one as the steps shrink).
     pieces : int, default 1
         The field's weights are piecewise constant over ``pieces`` equal parts of the
         observation window ``[min_i t_{i,0}, max_i T_i]`` of the batch passed in (steps also
         land on their boundaries). With ``pieces > 1`` a sample's result therefore depends on
         the window of the batch it is evaluated in; give every batch the same window (e.g.
         shared times and a full last row) to make it independent.
+    rtol, atol, first_step, max_steps : float, float, float, int, optional
+        Adaptive methods only (None: docs/guide/adaptive.md's defaults 1e-7, 1e-9, Hairer's
+        starting step, 100000 attempted steps per sample).
+    gradient : {"discrete", "adjoint"}, default "discrete"
+        ``"adjoint"``: the continuous adjoint, backsolved over each sample's step grid
+        reversed with the same tableau (converges to the discrete one as the steps shrink).
     dtype : {"float64", "float32"}, default "float64"
         Of the parameters and of every computation.
     seed : int or None
         Seed of the initialisation (``torch.nn.Linear``'s rule, see
-        :func:`resode.models.init_cde_params`).
+        ``resode.models.init_cde_params``).
 
     Attributes
     ----------
@@ -119,7 +119,6 @@ class NeuralCDE(Model):
     """
 
     kind = "cde"
-    adaptive = property(lambda self: bool(self.solver_options))  # an adaptive pair
 
     def __init__(
         self,
@@ -242,7 +241,7 @@ class NeuralCDE(Model):
         Returns
         -------
         dict of str to tuple of int
-            ``A``, ``a``, the field's, ``P``, ``c`` (:func:`resode.models.cde_param_shapes`).
+            ``A``, ``a``, the field's, ``P``, ``c`` (``resode.models.cde_param_shapes``).
 
         Examples
         --------
@@ -316,7 +315,7 @@ class NeuralCDE(Model):
         -------
         resode.models.Problem
             ``X`` the series of the model's dtype, ``times`` float64 and ``core_args`` the
-            options and the loss terms; every path checked (:func:`resode.models.check_paths`).
+            options and the loss terms; every path checked (``resode.models.check_paths``).
 
         Raises
         ------
