@@ -217,13 +217,13 @@ def cdeint(
     method: str = "rk4",
     substeps: int = 1,
 ) -> Tensor:
-    """The neural CDE ``dz/dt = F(z) dX/dt``, ``z(t_0) = A x_0 + a``, over a batch of series:
-    each sample's state at its own end time, differentiable with respect to every tensor of
-    ``params`` and to ``U``.
+    """Integrate the neural CDE ``dz/dt = F(z) dX/dt`` over a batch of series, in PyTorch.
 
-    The mathematics, the paths (NaN for missing values and for the padding of shorter series)
-    and the step grid are :func:`resode.cdeint`'s; the values and gradients are bitwise those
-    of the core's ``cde_solve`` / ``cde_vjp``.
+    The hidden state starts at ``z(t_0) = A x_0 + a``; the result is each sample's state at its own
+    end time, or the states at the times ``t``, differentiable with respect to every tensor of
+    ``params`` and to ``U``. The mathematics, the paths (NaN for missing values and for the padding
+    of shorter series) and the step grid are :func:`resode.cdeint`'s; the values and gradients are
+    bitwise those of the core's ``cde_solve`` / ``cde_vjp``.
 
     Parameters
     ----------
@@ -243,8 +243,18 @@ def cdeint(
         Increasing output times within ``[min_i t_{i,0}, max_i T_i]``.
     field : {"outside", "inside", "bottleneck"}, optional
         Default: ``"bottleneck"`` for ``W1``... keys, ``"outside"`` for ``W``, ``b``.
-    activation, output_activation, interpolation, method, substeps
-        As for :class:`NeuralCDE`.
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, default "tanh"
+        The field's activation ``sigma``.
+    output_activation : str or None, default None
+        An activation (one of ``activation``'s choices) applied to the field's outputs; None
+        for none.
+    interpolation : {"cubic", "linear"}, default "cubic"
+        The path through the observations: torchcde's causal Hermite cubic, or piecewise
+        linear.
+    method : {"rk4", "midpoint", "euler"}, default "rk4"
+        The fixed-step method (the adaptive ones are :func:`resode.cdeint`'s only).
+    substeps : int, default 1
+        Equal steps per interval between consecutive observations.
 
     Returns
     -------
@@ -292,10 +302,10 @@ def _apply(
 
 
 class NeuralCDE(torch.nn.Module):
-    """A neural controlled differential equation as a ``torch.nn.Module``: ``forward(U)``
-    ``(N, L, channels) -> (N, state)``, the hidden state at each series' own end time.
+    """Neural controlled differential equation as a ``torch.nn.Module`` without a readout.
 
-    ``z(t_0) = A x_0 + a``, ``dz/dt = F(z) dX/dt`` with ``X`` the path through the
+    ``forward(U)`` maps ``(N, L, channels)`` to ``(N, state)``, the hidden state at each series' own
+    end time: ``z(t_0) = A x_0 + a``, ``dz/dt = F(z) dX/dt`` with ``X`` the path through the
     observations and ``F(z)`` a ``(state, channels)`` matrix made by one of resode's fields
     (:func:`resode.cdeint`). No readout: compose with your own layers. Gradients reach the
     parameters and ``U`` (an encoder upstream trains through the layer).
@@ -326,11 +336,17 @@ class NeuralCDE(torch.nn.Module):
         The field's weights are piecewise constant over this many equal parts of the
         observation window.
     dtype : torch.dtype, default torch.float64
-        torch.float32 or torch.float64.
+        The parameters' dtype: ``torch.float32`` or ``torch.float64``.
     seed : int, optional
         Seed of the initial parameters (``torch.nn.Linear``'s uniform rule, drawn with
         NumPy): ``A``, ``a`` and the field's arrays equal those of a ``resode.NeuralCDE``
         with the same seed.
+
+    Raises
+    ------
+    ValueError
+        On bad arguments, naming them (``hidden`` missing for the bottleneck field or given
+        for another, an unknown option or dtype).
 
     Examples
     --------
@@ -394,22 +410,86 @@ class NeuralCDE(torch.nn.Module):
 
     @property
     def params(self) -> dict[str, Tensor]:
-        """The parameters by name: ``A``, ``a``, then ``W``, ``b`` or ``W1``, ``b1``, ``W2``,
-        ``b2`` (the keys of :func:`cdeint`'s ``params``)."""
+        """The parameters by name: ``A``, ``a``, then the field's arrays.
+
+        Returns
+        -------
+        dict of str to torch.nn.Parameter
+            ``A``, ``a``, then ``W``, ``b`` or ``W1``, ``b1``, ``W2``, ``b2`` (the keys of
+            :func:`cdeint`'s ``params``): the module's parameters, not copies.
+
+        Examples
+        --------
+        >>> import resode.torch
+        >>> list(resode.torch.NeuralCDE(2, 3, seed=0).params)
+        ['A', 'a', 'W', 'b']
+        """
         parameters = self._parameters
         return {n: parameters[n] for n in self._names}  # type: ignore[misc]
 
     def options(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`cdeint` for this layer."""
+        """Return the keyword arguments of :func:`cdeint` for this layer.
+
+        Returns
+        -------
+        dict of str to object
+            ``field``, ``activation``, ``output_activation``, ``interpolation``, ``method``
+            and ``substeps`` (a copy).
+
+        Examples
+        --------
+        >>> import resode.torch
+        >>> resode.torch.NeuralCDE(2, 3, method="midpoint").options()["method"]
+        'midpoint'
+        """
         return dict(self._options)
 
     def forward(self, U: Tensor, times: Any = None, t: Any = None) -> Tensor:
-        """The hidden states ``(N, state)`` at each series' end time for ``U``
-        ``(N, L, channels)`` observed at ``times`` ``(L,)`` or ``(N, L)`` (default
-        ``0, 1, ..., L-1``); with ``t`` ``(Q,)`` the states at those times,
-        ``(Q, N, state)``."""
+        """Return the hidden states at each series' end time, or at the times ``t``.
+
+        Parameters
+        ----------
+        U : torch.Tensor, shape (N, L, channels)
+            The observations, in the module's dtype, on the CPU; NaN for a missing value and
+            for the padding of a shorter series.
+        times : torch.Tensor or array_like, shape (L,) or (N, L), optional
+            Observation times, shared or per sample; default ``0, 1, ..., L-1``.
+        t : torch.Tensor or array_like, shape (Q,), optional
+            Increasing output times within ``[min_i t_{i,0}, max_i T_i]``.
+
+        Returns
+        -------
+        torch.Tensor, shape (N, state) or (Q, N, state)
+            ``z_i(T_i)``; with ``t``, the states at those times.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As :func:`cdeint`.
+
+        Examples
+        --------
+        >>> import torch, resode.torch
+        >>> cde = resode.torch.NeuralCDE(2, 3, seed=0)
+        >>> U = torch.zeros(4, 5, 2, dtype=torch.float64)
+        >>> cde(U).shape, cde(U, t=[0.0, 2.0, 4.0]).shape
+        (torch.Size([4, 3]), torch.Size([3, 4, 3]))
+        """
         return cdeint(self.params, U, times, t=t, **self._options)
 
     def extra_repr(self) -> str:
+        """Return the configuration shown in the module's ``repr``.
+
+        Returns
+        -------
+        str
+            ``channels``, ``state``, ``pieces`` and the options of :meth:`options`.
+
+        Examples
+        --------
+        >>> import resode.torch
+        >>> resode.torch.NeuralCDE(2, 3).extra_repr().split(", ")[:4]
+        ['channels=2', 'state=3', 'pieces=1', "field='outside'"]
+        """
         options = ", ".join(f"{k}={v!r}" for k, v in self._options.items())
         return f"channels={self.channels}, state={self.state}, pieces={self.pieces}, {options}"

@@ -113,9 +113,10 @@ def cdeint(
 ) -> np.ndarray:
     """Integrate the neural CDE ``dz/dt = F(z) dX/dt`` over a batch of series.
 
-    The hidden state starts at ``z(t_0) = A x_0 + a``; the result is each sample's state at
-    its own end time, or the states at the times ``t``. The mathematics, the paths (NaN for missing values and padding) and the step grid are
-    :class:`resode.NeuralCDE`'s; this is the function without a model or a loss.
+    The hidden state starts at ``z(t_0) = A x_0 + a``; the result is each sample's state at its own
+    end time, or the states at the times ``t``. The mathematics, the paths (NaN for missing values
+    and padding) and the step grid are :class:`resode.NeuralCDE`'s; this is the function without a
+    model or a loss.
 
     Parameters
     ----------

@@ -287,13 +287,14 @@ def cdeint(
     method: str = "rk4",
     substeps: int = 1,
 ) -> jax.Array:
-    """The neural CDE ``dz/dt = F(z) dX/dt``, ``z(t_0) = A x_0 + a``, over a batch of series:
-    each sample's state at its own end time.
+    """Integrate the neural CDE ``dz/dt = F(z) dX/dt`` over a batch of series, in JAX.
 
-    Differentiable (reverse mode: ``jax.grad``, ``jax.vjp``) with respect to ``params`` and
-    ``U`` (not ``times`` nor ``t``); traceable by ``jax.jit`` and ``jax.vmap`` (one core call
-    per batch element). The values and gradients are bitwise those of the core's ``cde_solve``
-    and ``cde_vjp`` (:func:`resode.cdeint`, :func:`resode.cdeint_vjp`).
+    The hidden state starts at ``z(t_0) = A x_0 + a``; the result is each sample's state at its own
+    end time, or the states at the times ``t``. Differentiable (reverse mode: ``jax.grad``,
+    ``jax.vjp``) with respect to ``params`` and ``U`` (not ``times`` nor ``t``); traceable by
+    ``jax.jit`` and ``jax.vmap`` (one core call per batch element). The values and gradients are
+    bitwise those of the core's ``cde_solve`` and ``cde_vjp`` (:func:`resode.cdeint`,
+    :func:`resode.cdeint_vjp`).
 
     Parameters
     ----------
@@ -311,8 +312,21 @@ def cdeint(
         float64, int32 or int64 (converted to float64 in the core).
     t : jax.Array, shape (Q,), optional
         Increasing output times within ``[min_i t_{i,0}, max_i T_i]``.
-    field, activation, output_activation, interpolation, method, substeps
-        As for :func:`resode.torch.cdeint` (``field`` defaults from the keys of ``params``).
+    field : {"outside", "inside", "bottleneck"}, optional
+        The vector field's form (:class:`resode.NeuralCDE`); default: ``"bottleneck"`` for
+        ``W1``, ``b1``, ``W2``, ``b2`` keys, ``"outside"`` for ``W``, ``b``.
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, default "tanh"
+        The field's activation ``sigma``.
+    output_activation : str or None, default None
+        An activation (one of ``activation``'s choices) applied to the field's outputs; None
+        for none.
+    interpolation : {"cubic", "linear"}, default "cubic"
+        The path through the observations: torchcde's causal Hermite cubic, or piecewise
+        linear.
+    method : {"rk4", "midpoint", "euler"}, default "rk4"
+        The fixed-step method (the adaptive ones are :func:`resode.cdeint`'s only).
+    substeps : int, default 1
+        Equal steps per interval between consecutive observations.
 
     Returns
     -------

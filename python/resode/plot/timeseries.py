@@ -67,18 +67,20 @@ def series(
     points: int = 200,
     dpi: int = 120,
 ) -> Path:
-    """One series' observations (markers) and the path ``X(t)`` the model integrates (lines).
+    """Plot one series' observations (markers) and the path ``X(t)`` the model integrates.
 
-    The path is the model's interpolation (``model.interpolation``) of the observations,
-    evaluated by the core (:func:`resode.paths.interpolate`): missing values filled as the
+    The path (lines) is the model's interpolation (``model.interpolation``) of the
+    observations, evaluated by the core (``resode.paths.interpolate``): missing values filled as the
     model fills them; an observation that is missing has no marker.
 
     Parameters
     ----------
     model : resode.NeuralCDE
+        The model whose path (its ``interpolation`` and ``channels``) is drawn.
     U : array_like, shape (N, L, channels)
         The series as the model takes them (NaN: missing values, padding).
     path : str or os.PathLike, default "series.png"
+        The image file written (its suffix picks the format: ``.png``, ``.svg``, ``.pdf``).
     times : array_like, shape (L,) or (N, L), optional
         Observation times; default ``0, 1, ..., L-1``.
     sample : int, default 0
@@ -89,10 +91,20 @@ def series(
         Times at which the path is evaluated, evenly over the series' span (plus its
         observation times).
     dpi : int, default 120
+        The resolution of the figure, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    ValueError
+        On bad series or times, ``sample`` not an index of ``U``, ``points`` < 2, or
+        ``names`` not one name per channel.
+    TypeError
+        If ``model`` is not a :class:`resode.NeuralCDE`.
 
     Examples
     --------
@@ -130,25 +142,39 @@ def hidden_state(
     points: int | None = None,
     dpi: int = 120,
 ) -> Path:
-    """The hidden state ``z(t)`` of one series along time, one line per component.
+    """Plot the hidden state ``z(t)`` of one series along time, one line per component.
 
     Parameters
     ----------
     model : resode.NeuralCDE
+        The model whose hidden state (``model.trajectory``) is drawn.
     U : array_like, shape (N, L, channels)
+        The series as the model takes them (NaN: missing values, padding).
     path : str or os.PathLike, default "hidden_state.png"
+        The image file written (its suffix picks the format: ``.png``, ``.svg``, ``.pdf``).
     times : array_like, shape (L,) or (N, L), optional
+        Observation times, shared or per sample; default ``0, 1, ..., L-1``.
     sample : int, default 0
+        The series drawn (an index of ``U``'s first axis).
     points : int or None, default None
         None: the states at the observation times, on the model's own step grid (the last is
         the state ``forward`` reads out). An int: that many more times evenly over the
         series' span; they become step boundaries too (:meth:`resode.NeuralCDE.trajectory`),
         so the curve is a finer solution than the model's predictions.
     dpi : int, default 120
+        The resolution of the figure, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    ValueError
+        On bad series or times, ``sample`` not an index of ``U`` or ``points`` < 2.
+    TypeError
+        If ``model`` is not a :class:`resode.NeuralCDE`.
 
     Examples
     --------
@@ -184,7 +210,7 @@ def decision_along_time(
     points: int | None = None,
     dpi: int = 120,
 ) -> Path:
-    """A classifier's class probabilities ``softmax(P z(t) + c)`` along one series.
+    """Plot a classifier's class probabilities ``softmax(P z(t) + c)`` along one series.
 
     At the series' end time this is ``model.predict_proba``; at an earlier observation, the
     decision the model would make on the series observed so far (with cubic interpolation
@@ -195,24 +221,33 @@ def decision_along_time(
     model : resode.NeuralCDE
         A classifier (``loss="cross_entropy"``).
     U : array_like, shape (N, L, channels)
+        The series as the model takes them (NaN: missing values, padding).
     path : str or os.PathLike, default "decision_along_time.png"
+        The image file written (its suffix picks the format: ``.png``, ``.svg``, ``.pdf``).
     times : array_like, shape (L,) or (N, L), optional
+        Observation times, shared or per sample; default ``0, 1, ..., L-1``.
     sample : int, default 0
+        The series drawn (an index of ``U``'s first axis).
     labels : sequence, optional
         The classes' names (default ``model.class_labels``, else ``0 .. classes-1``).
     points : int or None, default None
         As for :func:`hidden_state`: by default the decision after each observation, the
         last one ``model.predict_proba``'s.
     dpi : int, default 120
+        The resolution of the figure, in dots per inch.
 
     Returns
     -------
     pathlib.Path
+        The file written.
 
     Raises
     ------
     ValueError
-        For a regression model.
+        For a regression model, bad series or times, ``sample`` not an index of ``U``,
+        ``points`` < 2, or ``labels`` not one name per class.
+    TypeError
+        If ``model`` is not a :class:`resode.NeuralCDE`.
 
     Examples
     --------

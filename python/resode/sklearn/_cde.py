@@ -149,32 +149,71 @@ class NeuralCDEParams:
         return U, targets
 
 
-_CDE_MODEL_DOC = """\
-    state, field, hidden, activation, output_activation, interpolation, method, substeps,
-    pieces, weight_decay, dtype
-        Model arguments, see :class:`resode.NeuralCDE` (``hidden``: ``field="bottleneck"``
-        only). The defaults are those of ``resode train --model cde``: a 16-wide state, a
-        bottleneck field with 32 hidden units, cubic interpolation, RK4 with one step per
-        observation interval, 300 epochs of Adam.
+# The model arguments, split where the classifier's ``loss`` goes (numpydoc lists the
+# parameters in the order of the signature).
+_CDE_HEAD_DOC = """\
+    state : int, default 16
+        The width of the hidden state ``z``.
+    field : {"outside", "inside", "bottleneck"}, default "bottleneck"
+        The vector field's form, see :class:`resode.NeuralCDE`.
+    hidden : int or None, default 32
+        The bottleneck field's hidden width (ignored by the other fields).
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, default "tanh"
+        The field's activation.
+    output_activation : str or None, default None
+        An activation applied to the field's outputs (``"tanh"`` keeps them bounded); None
+        for none.
+    interpolation : {"cubic", "linear"}, default "cubic"
+        The path through the observations: torchcde's causal Hermite cubic, or piecewise
+        linear.
+    method : {"rk4", "midpoint", "euler", "dopri5", "tsit5", "bosh3"}, default "rk4"
+        A fixed-step method or an adaptive pair.
+    substeps : int, default 1
+        Steps per interval between consecutive observations (fixed-step methods).
+    pieces : int, default 1
+        The field's weights are piecewise constant over this many equal parts of the
+        observation window.
     time_channel : bool, default True
         Add the observation index ``0, 1, ..., n_timepoints_i - 1`` as the first channel
         (torchcde's advice: without it the model cannot tell how fast a series moved).
-
-    ``X`` is a panel in aeon's and sktime's layouts: a 3-D array ``(n_cases, n_channels,
-    n_timepoints)``, a 2-D array ``(n_cases, n_timepoints)`` (univariate) or a list of 2-D
-    arrays ``(n_channels, n_timepoints_i)`` of unequal lengths (padded with NaN at the end
-    internally); NaN inside a series is a missing value.
 """
+
+_CDE_TAIL_DOC = """\
+    weight_decay : float, default 0.0
+        Adds ``weight_decay * sum(theta**2)`` over the field's parameters.
+    dtype : {"float64", "float32"}, default "float64"
+        The dtype of the parameters and of every computation.
+"""
+
+_CDE_DEFAULTS = """\
+    The model arguments are those of :class:`resode.NeuralCDE`, with the defaults of
+    ``resode train --model cde``: a 16-wide state, a bottleneck field with 32 hidden units,
+    cubic interpolation, RK4 with one step per observation interval, 300 epochs of Adam."""
+
+_CDE_NOTES = """\
+    Notes
+    -----
+    ``X`` (of ``fit``, ``predict`` and ``score``) is a panel in aeon's and sktime's layouts:
+    a 3-D array ``(n_cases, n_channels, n_timepoints)``, a 2-D array
+    ``(n_cases, n_timepoints)`` (univariate) or a list of 2-D arrays
+    ``(n_channels, n_timepoints_i)`` of unequal lengths (padded with NaN at the end
+    internally, see :func:`resode.sklearn.as_panel`); NaN inside a series is a missing value.
+"""
+
+_CDE_ATTRIBUTES_DOC = (
+    "    n_channels_in_ : int\n        The channels of the panel seen in fit.\n"
+    + _ATTRIBUTES_DOC.replace("resode.NeuralODE or resode.ResNet", "resode.NeuralCDE")
+)
 
 
 class NeuralCDEClassifier(NeuralCDEParams, ResodeClassifier):
     __doc__ = (
-        "Neural CDE classifier of time series (:class:`resode.NeuralCDE` trained by\n"
-        "    :func:`resode.fit`).\n\n    Parameters\n    ----------\n"
-        f"{_CDE_MODEL_DOC}{_LOSS_DOC}{_TRAINING_DOC}\n    Attributes\n    ----------\n"
-        "    classes_ : ndarray of shape (n_classes,)\n"
-        "    n_channels_in_ : int\n        The channels of the panel seen in fit.\n"
-        f"{_ATTRIBUTES_DOC}"
+        "Neural CDE classifier of time series.\n\n"
+        "    :class:`resode.NeuralCDE` trained by :func:`resode.fit` on class labels.\n"
+        f"{_CDE_DEFAULTS}\n\n    Parameters\n    ----------\n"
+        f"{_CDE_HEAD_DOC}{_LOSS_DOC}{_CDE_TAIL_DOC}{_TRAINING_DOC}\n"
+        "    Attributes\n    ----------\n    classes_ : ndarray of shape (n_classes,)\n"
+        f"{_CDE_ATTRIBUTES_DOC}\n{_CDE_NOTES}"
         """
     Examples
     --------
@@ -231,12 +270,12 @@ class NeuralCDEClassifier(NeuralCDEParams, ResodeClassifier):
 
 class NeuralCDERegressor(NeuralCDEParams, ResodeRegressor):
     __doc__ = (
-        'Neural CDE regressor of time series: :class:`resode.NeuralCDE` with ``loss="mse"``\n'
-        "    trained by :func:`resode.fit` on real targets ``(n_cases,)`` or\n"
-        "    ``(n_cases, n_outputs)``; ``score`` is R^2.\n\n    Parameters\n    ----------\n"
-        f"{_CDE_MODEL_DOC}{_TRAINING_DOC}\n    Attributes\n    ----------\n"
-        "    n_channels_in_ : int\n        The channels of the panel seen in fit.\n"
-        f"{_ATTRIBUTES_DOC}"
+        "Neural CDE regressor of time series.\n\n"
+        '    :class:`resode.NeuralCDE` with ``loss="mse"`` trained by :func:`resode.fit` on real\n'
+        "    targets ``(n_cases,)`` or ``(n_cases, n_outputs)``; ``score`` is R^2.\n"
+        f"{_CDE_DEFAULTS}\n\n    Parameters\n    ----------\n"
+        f"{_CDE_HEAD_DOC}{_CDE_TAIL_DOC}{_TRAINING_DOC}\n"
+        f"    Attributes\n    ----------\n{_CDE_ATTRIBUTES_DOC}\n{_CDE_NOTES}"
         """
     Examples
     --------
