@@ -18,6 +18,6 @@ def test_the_all_extra_is_every_feature_extra() -> None:
     features = ("torch", "jax", "sweep", "plot", "sklearn")
     union = {requirement for name in features for requirement in extras[name]}
     assert set(extras["all"]) == union
-    # test, progress and timeseries are not features: test is for contributors, progress a
-    # no-op alias, timeseries the comparisons' torchcde and aeon's data sets
-    assert set(extras) == {*features, "all", "test", "progress", "timeseries"}
+    # test, docs, progress and timeseries are not features: test and docs are for contributors,
+    # progress a no-op alias, timeseries the comparisons' torchcde and aeon's data sets
+    assert set(extras) == {*features, "all", "test", "docs", "progress", "timeseries"}

@@ -176,7 +176,7 @@ def test_model_search_pickle_and_bad_parameters() -> None:
     with pytest.raises(ValueError, match="interpolation"):
         NeuralCDEClassifier(interpolation="spline").fit(X, y)
     with pytest.raises(ValueError, match="method"):
-        NeuralCDEClassifier(method="dopri5").fit(X, y)
+        NeuralCDEClassifier(method="rk45").fit(X, y)
 
 
 # --------------------------------------------------------------------------- one voice

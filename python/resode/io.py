@@ -59,6 +59,7 @@ from .models.metadata import (
     check_scaling,
     check_target_name,
 )
+from .npy_members import available_memory_bytes, read_member
 
 __all__ = ["FORMAT_VERSION", "atomic_path", "load", "read_file", "save", "write_file", "write_text"]
 
@@ -312,28 +313,6 @@ def _expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _read_npy(data: bytes, name: str) -> np.ndarray:
-    """Parse one ``.npy`` member without pickle, checking its header against its length."""
-    f = io.BytesIO(data)
-    major, minor = np.lib.format.read_magic(f)
-    if (major, minor) == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-    elif (major, minor) == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-    else:
-        raise ValueError(f"array {name!r} has unsupported .npy version {major}.{minor}")
-    if dtype.hasobject or dtype.kind not in "biuf":
-        raise ValueError(f"array {name!r} has dtype {dtype}; only numeric arrays are allowed")
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    if len(data) - f.tell() != count * dtype.itemsize:
-        raise ValueError(f"array {name!r} is truncated or has trailing data")
-    f.seek(0)
-    arr = np.lib.format.read_array(f, allow_pickle=False)
-    if arr.shape != tuple(shape):
-        raise ValueError(f"array {name!r} does not match its header")
-    return np.array(arr, order="C", copy=True)
-
-
 # Largest .npy header plus payload of the JSON header member, before its contents are known.
 _MAX_HEADER_BYTES = 1 << 20
 
@@ -356,21 +335,12 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
         header_member = _HEADER + ".npy"
         if header_member not in names:
             raise ValueError(f"no {_HEADER!r} array (not a resode model file)")
-        arrays[_HEADER] = _read_member(zf, header_member, _MAX_HEADER_BYTES)
+        arrays[_HEADER] = read_member(zf, header_member, _MAX_HEADER_BYTES)
         limit = _max_member_bytes(_parse_header(arrays))
         for member in names:
             if member != header_member:
-                arrays[member[: -len(".npy")]] = _read_member(zf, member, limit)
+                arrays[member[: -len(".npy")]] = read_member(zf, member, limit)
     return arrays
-
-
-def _read_member(zf: zipfile.ZipFile, member: str, limit: int) -> np.ndarray:
-    size = zf.getinfo(member).file_size
-    if size > limit:
-        raise ValueError(
-            f"array {member[:-4]!r} declares {size} bytes, more than the {limit} its model can have"
-        )
-    return _read_npy(zf.read(member), member[:-4])
 
 
 def _max_member_bytes(header: Mapping[str, Any]) -> int:
@@ -382,14 +352,7 @@ def _max_member_bytes(header: Mapping[str, Any]) -> int:
         largest = max(int(np.prod(shape, dtype=np.float64)) for shape in shapes.values())
     except Exception:
         return _MAX_HEADER_BYTES
-    return int(min(8.0 * largest, _available_memory_bytes())) + 4096
-
-
-def _available_memory_bytes() -> float:
-    try:
-        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):
-        return 8.0 * 2**31
+    return int(min(8.0 * largest, available_memory_bytes())) + 4096
 
 
 def _parse_header(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:

@@ -104,6 +104,11 @@ class NeuralCDEParams:
             method=p.method,
             substeps=p.substeps,
             pieces=p.pieces,
+            rtol=p.rtol,
+            atol=p.atol,
+            first_step=p.first_step,
+            max_steps=p.max_steps,
+            gradient=p.gradient,
             dtype=p.dtype,
             seed=seed,
         )
@@ -173,6 +178,16 @@ _CDE_HEAD_DOC = """\
     pieces : int, default 1
         The field's weights are piecewise constant over this many equal parts of the
         observation window.
+    rtol : float or None, default None
+        Adaptive methods: the relative tolerance (None: 1e-7).
+    atol : float or None, default None
+        Adaptive methods: the absolute tolerance (None: 1e-9).
+    first_step : float or None, default None
+        Adaptive methods: the first step (None: Hairer's heuristic).
+    max_steps : int or None, default None
+        Adaptive methods: the attempted steps allowed per sample (None: 100000).
+    gradient : {"discrete", "adjoint"}, default "discrete"
+        The exact gradient of the discrete sweep, or the continuous adjoint.
     time_channel : bool, default True
         Add the observation index ``0, 1, ..., n_timepoints_i - 1`` as the first channel
         (torchcde's advice: without it the model cannot tell how fast a series moved).
@@ -239,6 +254,11 @@ class NeuralCDEClassifier(NeuralCDEParams, ResodeClassifier):
         method: str = "rk4",
         substeps: int = 1,
         pieces: int = 1,
+        rtol: float | None = None,
+        atol: float | None = None,
+        first_step: float | None = None,
+        max_steps: int | None = None,
+        gradient: str = "discrete",
         time_channel: bool = True,
         loss: str = "cross_entropy",
         weight_decay: float = 0.0,
@@ -300,6 +320,11 @@ class NeuralCDERegressor(NeuralCDEParams, ResodeRegressor):
         method: str = "rk4",
         substeps: int = 1,
         pieces: int = 1,
+        rtol: float | None = None,
+        atol: float | None = None,
+        first_step: float | None = None,
+        max_steps: int | None = None,
+        gradient: str = "discrete",
         time_channel: bool = True,
         weight_decay: float = 0.0,
         dtype: str = "float64",
