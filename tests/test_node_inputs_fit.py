@@ -67,6 +67,18 @@ def test_fit_is_bitwise_reproducible() -> None:
     assert not _same(a, c)
 
 
+def test_fit_is_bitwise_the_same_at_any_thread_count() -> None:
+    before = resode.get_num_threads()
+    try:
+        resode.set_num_threads(1)
+        one, h1 = _fit()
+        resode.set_num_threads(3)
+        three, h3 = _fit()
+    finally:
+        resode.set_num_threads(before)
+    assert _same(one, three) and h1.loss == h3.loss
+
+
 def test_fit_is_the_loop_of_loss_and_grad_and_adam_over_the_same_batches() -> None:
     X, U, y, times = _task(24)
     model, _ = _fit(epochs=3)
