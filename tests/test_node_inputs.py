@@ -297,9 +297,11 @@ def test_bad_inputs() -> None:
         resode.NeuralODE(2, inputs=-1)
     with pytest.raises(ValueError, match="t must lie within"):
         model.trajectory(X, u=U, times=[0.0, 0.5, 1.0], t=[0.0, 2.0])
-    with pytest.raises(ValueError, match="inputs > 0"):
+    with pytest.raises(ValueError, match="u must be given"):
         model.problem(X, [0, 1])
-    with pytest.raises(ValueError, match="do not take inputs yet"):
+    with pytest.raises(ValueError, match="u and times apply"):
+        resode.NeuralODE(2).problem(X, [0, 1], u=U)
+    with pytest.raises(ValueError, match="u must be given"):
         resode.fit(model, X, [0, 1], epochs=1)
 
 

@@ -208,6 +208,7 @@ _EXCLUDED = {
     "X": "fit's data",
     "y": "fit's data",
     "times": "a NeuralCDE's observation times, fit's data for time series (not these models')",
+    "u": "a NeuralODE's inputs u(t) (inputs > 0), fit's data (the estimators take X only)",
     "validation_data": "early_stopping holds out validation_fraction, as scikit-learn does",
     "callbacks": "Python hooks, not settings",
     "log_every": "resode train's log lines; verbose shows a progress bar",

@@ -190,6 +190,7 @@ _EXCLUDED = {
     "X": "fit's data",
     "y": "fit's data",
     "times": "fit's data: the estimators' times are the observation index (time_channel)",
+    "u": "fit's data: the inputs of a NeuralODE with inputs > 0, not of a CDE",
     "validation_data": "early_stopping holds out validation_fraction",
     "callbacks": "Python hooks, not settings",
     "log_every": "resode train's log lines",

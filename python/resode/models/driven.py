@@ -19,7 +19,8 @@ from .._validation import as_float_array, as_labels, check_choice, check_int
 from .base import Model
 from .params import field_param_names, init_params, param_shapes
 from .problem import Problem
-from .scores import r2_score
+from .scores import is_sign_target, r2_score, sign_agreement
+from .series import as_times, check_paths
 
 __all__ = ["INTERPOLATIONS", "DrivenModel"]
 
@@ -84,15 +85,56 @@ class DrivenModel(Model):
         """
         return param_shapes(self.field, self.pieces, self.D, self.hidden, self.classes, self.inputs)
 
-    def problem(self, X: ArrayLike, y: ArrayLike | None = None) -> Problem:
-        if self.inputs > 0:
-            raise ValueError(
-                "resode.fit and the fused epoch do not take inputs yet: train a model with "
-                "inputs > 0 with model.loss_and_grad(X, y, u=U, times=...) and an optimiser"
-            )
-        return super().problem(X, y)
+    def problem(
+        self, X: ArrayLike, y: ArrayLike | None = None, *, u: ArrayLike | None = None,
+        times: ArrayLike | None = None,
+    ) -> Problem:  # fmt: skip
+        """Return the checked data and the core's keyword arguments for ``(X, y)``.
 
-    problem.__doc__ = Model.problem.__doc__
+        Parameters
+        ----------
+        X : array_like, shape (N, dim)
+            The inputs (the initial states' features).
+        y : array_like, shape (N,) or (N, classes), optional
+            Integer labels (cross-entropy) or float targets (``loss="mse"``).
+        u : array_like, shape (N, L, inputs), optional
+            ``inputs > 0`` only (then required): the observed inputs, NaN for missing values
+            and the padding of shorter series.
+        times : array_like, shape (L,) or (N, L), optional
+            ``inputs > 0`` only: their times (default ``0, 1, ..., L-1``).
+
+        Returns
+        -------
+        resode.models.Problem
+            ``X`` and ``targets`` converted to the model's dtype and ``core_args``; with
+            ``inputs > 0`` also ``u`` (the model's dtype) and ``times`` (float64), every
+            sample's path checked (``resode.models.check_paths``), and ``core_args`` the
+            options of the core's ``driven_*`` functions and the loss terms.
+
+        Raises
+        ------
+        ValueError, TypeError
+            On bad data, naming the argument; if ``u`` is missing with ``inputs > 0``, or
+            ``u`` or ``times`` is given with ``inputs == 0``.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> model = resode.NeuralODE(2, inputs=1, seed=0)
+        >>> problem = model.problem(np.ones((3, 2)), [0, 1, 0], u=np.zeros((3, 4, 1)))
+        >>> problem.u.shape, problem.times.tolist()
+        ((3, 4, 1), [0.0, 1.0, 2.0, 3.0])
+        """
+        self._check_inputs(u, times)
+        if self.inputs == 0:
+            return super().problem(X, y)
+        Xc, U, _ = self._inputs_data(X, u, None)
+        grid = as_times(times, U.shape[0], U.shape[1])
+        check_paths(U, grid, "u")
+        targets = None if y is None else self._targets(y, Xc.shape[0])
+        flat = y is not None and self.task == "regression" and np.ndim(y) == 1
+        args = {**self._driven_args(), "loss": self.loss, "weight_decay": self.weight_decay}
+        return Problem(X=Xc, targets=targets, flat_targets=flat, core_args=args, times=grid, u=U)
 
     # -- the core's arguments -------------------------------------------------------------------
     def _check_inputs(self, u: ArrayLike | None, times: ArrayLike | None) -> None:
@@ -101,14 +143,12 @@ class DrivenModel(Model):
         if self.inputs > 0 and u is None:
             raise ValueError(f"u must be given: the model has inputs={self.inputs} channels")
 
-    def _driven_data(
+    def _inputs_data(
         self, X: ArrayLike, u: ArrayLike | None, times: ArrayLike | None
     ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """``x0 = [X, 0]`` (N, D), ``U`` (N, L, C) and ``times`` (float64) for the core."""
+        """``X`` (N, dim), ``U`` (N, L, C) of the model's dtype and ``times`` (float64)."""
         Xc = self._X(X)
         n = Xc.shape[0]
-        x0 = np.zeros((n, self.D), dtype=self.dtype)
-        x0[:, : self.dim] = Xc
         U = as_float_array("u", u, self.dtype, ndim=3)
         if U.shape[0] != n or U.shape[2] != self.inputs or U.shape[1] < 2:
             raise ValueError(
@@ -120,6 +160,15 @@ class DrivenModel(Model):
             if times is None
             else as_float_array("times", times, np.dtype(np.float64))
         )
+        return Xc, U, ts
+
+    def _driven_data(
+        self, X: ArrayLike, u: ArrayLike | None, times: ArrayLike | None
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """``x0 = [X, 0]`` (N, D), ``U`` (N, L, C) and ``times`` (float64) for the core."""
+        Xc, U, ts = self._inputs_data(X, u, times)
+        x0 = np.zeros((Xc.shape[0], self.D), dtype=self.dtype)
+        x0[:, : self.dim] = Xc
         return x0, U, ts
 
     def _driven_params(self, readout: bool) -> dict[str, FloatArray]:
@@ -283,3 +332,48 @@ class DrivenModel(Model):
         if given.shape != pred.shape:
             raise ValueError(f"y must have shape {pred.shape} to match X, got {given.shape}")
         return float(np.mean(pred == as_labels(given, pred.shape[0], self.classes)))
+
+    def sign_accuracy(
+        self, X: ArrayLike, y: ArrayLike, *, u: ArrayLike | None = None,
+        times: ArrayLike | None = None,
+    ) -> float:  # fmt: skip
+        """Return the sign agreement of a 1-output model with targets ``y`` in {-1, +1}.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, dim)
+            The inputs.
+        y : array_like of float, shape (N,) or (N, 1)
+            Targets, each -1 or +1.
+        u : array_like, shape (N, L, inputs), optional
+            The observed inputs (``inputs > 0`` only).
+        times : array_like, shape (L,) or (N, L), optional
+            Their times (default ``0, 1, ..., L-1``).
+
+        Returns
+        -------
+        float
+            The fraction of samples whose output ``z > 0`` exactly when ``y = +1``.
+
+        Raises
+        ------
+        ValueError
+            If the model has more than one output, or ``y`` holds values other than -1 and +1.
+
+        Examples
+        --------
+        >>> import numpy as np, resode
+        >>> model = resode.NeuralODE(2, inputs=1, classes=1, loss="mse", seed=0)
+        >>> U = np.zeros((2, 4, 1))
+        >>> 0.0 <= model.sign_accuracy(np.ones((2, 2)), [1.0, -1.0], u=U) <= 1.0
+        True
+        """
+        self._check_inputs(u, times)
+        if self.inputs == 0:
+            return super().sign_accuracy(X, y)
+        if self.classes != 1:
+            raise ValueError(f"sign_accuracy needs a 1-output model, this one has {self.classes}")
+        if not is_sign_target(y):
+            raise ValueError("sign_accuracy needs targets y in {-1, +1}")
+        z = self._driven_logits(X, u, times)
+        return sign_agreement(self._targets(y, z.shape[0]), z)

@@ -117,8 +117,9 @@ class NeuralODE(DrivenModel):
         Channels ``C`` of time-varying inputs ``u(t)``: ``x' = f_theta(t)([x; u(t)])``, the
         field's first layer acting on the concatenation (``W (pieces, D, D + C)``,
         ``W1 (pieces, hidden, D + C)``; ``inside`` applies ``sigma`` to ``[x; u]``). Then
-        ``forward``, ``predict``, ``loss_and_grad``, ... take ``u=`` ``(N, L, C)`` and
-        ``times=`` (docs/guide/inputs.md). Fixed-step methods and the discrete gradient only.
+        ``forward``, ``predict``, ``loss_and_grad``, ... and :func:`resode.fit` take ``u=``
+        ``(N, L, C)`` and ``times=`` (docs/guide/inputs.md). Fixed-step methods and the
+        discrete gradient only.
     interpolation : {"linear", "cubic"}, optional
         ``inputs > 0`` only: the path through the observations (default ``"cubic"``).
 

@@ -35,8 +35,13 @@ class Problem:
         own sweeps (its ``forward``, ``trajectory`` and ``loss_and_grad``); for a
         :class:`resode.NeuralCDE` the options of the core's ``cde_*`` functions.
     times : numpy.ndarray or None
-        A :class:`resode.NeuralCDE`'s observation times, float64, ``(L,)`` shared or
-        ``(N, L)`` per sample; None for the models of points.
+        The observation times of a :class:`resode.NeuralCDE`'s series or of a
+        :class:`resode.NeuralODE`'s inputs ``u``, float64, ``(L,)`` shared or ``(N, L)`` per
+        sample; None for the models of points without inputs.
+    u : numpy.ndarray or None
+        The inputs of a :class:`resode.NeuralODE` with ``inputs > 0``, ``(N, L, inputs)`` of
+        the model's dtype (NaN: missing values and padding), observed at ``times``; None
+        otherwise.
 
     Compared by identity (its arrays have no single truth value).
     """
@@ -46,19 +51,24 @@ class Problem:
     flat_targets: bool
     core_args: dict[str, Any] = field(default_factory=dict)
     times: FloatArray | None = None
+    u: FloatArray | None = None
 
     def rows(self, rows: IntArray) -> Problem:
-        """The problem of the samples ``rows`` (an index array): their data, targets and (per
-        sample) times; shared times stay shared."""
+        """The problem of the samples ``rows`` (an index array): their data, targets, inputs
+        ``u`` and (per sample) times; shared times stay shared."""
         times = self.times
         if times is not None and times.ndim == 2:
             times = times[rows]
         targets = None if self.targets is None else self.targets[rows]
-        return replace(self, X=self.X[rows], targets=targets, times=times)
+        u = None if self.u is None else self.u[rows]
+        return replace(self, X=self.X[rows], targets=targets, times=times, u=u)
 
     def inputs(self) -> dict[str, Any]:
         """The keyword arguments besides the data that the model's ``forward``, ``score`` and
-        ``loss_and_grad`` take for this problem: ``{"times": times}`` for a series, ``{}``."""
+        ``loss_and_grad`` take for this problem: ``{"u": u, "times": times}`` for a neural ODE
+        with inputs, ``{"times": times}`` for a series (a neural CDE), otherwise ``{}``."""
+        if self.u is not None:
+            return {"u": self.u, "times": self.times}
         return {} if self.times is None else {"times": self.times}
 
     def require_targets(self) -> FloatArray | IntArray:

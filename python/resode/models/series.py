@@ -65,29 +65,30 @@ def series_lengths(U: np.ndarray) -> np.ndarray:
     return np.where(observed.any(axis=1), last, 0).astype(np.int64)
 
 
-def check_paths(U: np.ndarray, times: np.ndarray) -> None:
+def check_paths(U: np.ndarray, times: np.ndarray, name: str = "U") -> None:
     """ValueError naming ``U`` or ``times`` unless every sample is a usable path: no Inf, at
     least 2 observed rows, every channel observed at least once, its times finite and strictly
     increasing over its rows ``0 .. L_i - 1``. (The core checks the same, batch by batch;
     :func:`resode.fit` checks the whole set first so that bad data never trains a model part
-    of the way.)"""
+    of the way.) ``name`` is the argument the messages name (``"u"`` for a neural ODE's
+    inputs)."""
     if np.isinf(U).any():
-        raise ValueError("U contains Inf (NaN marks a missing value; Inf is refused)")
+        raise ValueError(f"{name} contains Inf (NaN marks a missing value; Inf is refused)")
     lengths = series_lengths(U)
     short = np.flatnonzero(lengths < 2)
     if short.size:
         i = int(short[0])
         raise ValueError(
-            f"U: sample {i} has {int(lengths[i])} observed rows; a path needs at least 2"
+            f"{name}: sample {i} has {int(lengths[i])} observed rows; a path needs at least 2"
         )
     unobserved = np.argwhere(np.isnan(U).all(axis=1))  # (sample, channel) never observed
     if unobserved.size:
         i, c = (int(v) for v in unobserved[0])
-        raise ValueError(f"U: channel {c} of sample {i} has no observation")
+        raise ValueError(f"{name}: channel {c} of sample {i} has no observation")
     inside = np.arange(U.shape[1]) < lengths[:, None]  # (N, L): the samples' own rows
     grid = np.broadcast_to(times, inside.shape)
     if not np.isfinite(grid[inside]).all():
-        raise ValueError("times must be finite on every observed row of U")
+        raise ValueError(f"times must be finite on every observed row of {name}")
     with np.errstate(invalid="ignore"):  # inf - inf on padded rows: masked out below
         steps = np.diff(grid, axis=1)
     bad = np.argwhere(inside[:, 1:] & ~(steps > 0))

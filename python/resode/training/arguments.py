@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._validation import as_labels
-from ..models import Model, NeuralCDE, Problem, is_sign_target
+from ..models import Model, NeuralCDE, NeuralODE, Problem, is_sign_target
 from ..optim import Optimizer
 from .callbacks import EarlyStopping
 from .progress import default_log_every
@@ -78,33 +78,58 @@ def check_epochs(epochs: Any) -> int:
     return int(epochs)
 
 
-def prepare_data(model: Model, X: Any, y: Any, what: str, times: Any = None) -> Problem:
+def prepare_data(
+    model: Model, X: Any, y: Any, what: str, times: Any = None, u: Any = None
+) -> Problem:
     """``model.problem(X, y)`` with every label in range and every value finite (checked on
     the whole set, so the model is never partly trained on bad data); errors name ``what``.
-    A :class:`resode.NeuralCDE` takes the series' ``times`` too (its ``problem`` checks every
+    A :class:`resode.NeuralCDE` takes the series' ``times`` too, a :class:`resode.NeuralODE`
+    with ``inputs > 0`` its inputs ``u`` and their ``times`` (their ``problem`` checks every
     path; NaN marks its missing values)."""
     try:
-        if isinstance(model, NeuralCDE):
-            data = model.problem(X, y, times=times)
-        elif times is not None:
-            raise ValueError(
-                f"times applies to a resode.NeuralCDE (time series) only, not to a "
-                f"{type(model).__name__}"
-            )
-        else:
-            data = model.problem(X, y)
+        data = _problem(model, X, y, times, u)
         Xc, yc = data.X, data.targets
         if model.loss == "cross_entropy":  # the core checks each batch; the label range too
             yc = as_labels(yc, Xc.shape[0], model.classes)
         else:
             yc = data.require_targets()
-        if data.times is None and not np.isfinite(Xc).all():
+        if Xc.ndim == 2 and not np.isfinite(Xc).all():  # points (a series has NaN: missing)
             raise ValueError("X contains NaN or Inf")
         if yc.dtype.kind == "f" and not np.isfinite(yc).all():
             raise ValueError("y contains NaN or Inf")
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{what}: {exc}") from None
     return dataclasses.replace(data, targets=yc)
+
+
+def _problem(model: Model, X: Any, y: Any, times: Any, u: Any) -> Problem:
+    """``model.problem`` with the arguments of the model's kind: ``times`` for a neural CDE,
+    ``u`` and ``times`` for a neural ODE (required with ``inputs > 0``, refused without)."""
+    if isinstance(model, NeuralCDE):
+        if u is not None:
+            raise ValueError(
+                "u applies to a resode.NeuralODE with inputs > 0; a NeuralCDE's series is X "
+                "(U, shape (N, L, channels))"
+            )
+        return model.problem(X, y, times=times)
+    if isinstance(model, NeuralODE):
+        if model.inputs == 0 and (u is not None or times is not None):
+            raise ValueError(
+                f"{'u' if u is not None else 'times'} applies to a resode.NeuralODE with "
+                f"inputs > 0 or a NeuralCDE; this NeuralODE has inputs=0"
+            )
+        if model.inputs > 0 and u is None:
+            raise ValueError(
+                f"u must be given: the NeuralODE has inputs={model.inputs} channels "
+                f"(fit(model, X, y, u=U, times=...), U of shape (N, L, {model.inputs}))"
+            )
+        return model.problem(X, y, u=u, times=times)
+    if u is not None or times is not None:
+        raise ValueError(
+            f"{'u' if u is not None else 'times'} applies to a resode.NeuralCDE (times) or a "
+            f"NeuralODE with inputs > 0 (u and times), not to a {type(model).__name__}"
+        )
+    return model.problem(X, y)
 
 
 def record_names(model: Model, X: Any, y: Any) -> None:
@@ -164,18 +189,27 @@ def check_optimizer(optimizer: Any) -> Optimizer | None:
 
 
 def check_validation(model: Model, validation_data: Any) -> Problem | None:
-    """The validation data: ``(X_val, y_val)``, or for a :class:`resode.NeuralCDE`
-    ``(U_val, y_val)`` (times ``0 .. L-1``) or ``(U_val, y_val, times_val)``."""
+    """The validation data: ``(X_val, y_val)``; for a :class:`resode.NeuralCDE`
+    ``(U_val, y_val)`` (times ``0 .. L-1``) or ``(U_val, y_val, times_val)``; for a
+    :class:`resode.NeuralODE` with inputs ``(X_val, y_val, u_val)`` (times ``0 .. L-1``) or
+    ``(X_val, y_val, u_val, times_val)``."""
     if validation_data is None:
         return None
-    series = isinstance(model, NeuralCDE)
-    expected = "(U_val, y_val) or (U_val, y_val, times_val)" if series else "(X_val, y_val)"
+    sizes: tuple[int, ...] = (2,)
+    expected = "(X_val, y_val)"
+    if isinstance(model, NeuralCDE):
+        sizes, expected = (2, 3), "(U_val, y_val) or (U_val, y_val, times_val)"
+    elif isinstance(model, NeuralODE) and model.inputs > 0:
+        sizes, expected = (3, 4), "(X_val, y_val, u_val) or (X_val, y_val, u_val, times_val)"
     try:
         items = tuple(validation_data)
     except TypeError:
         items = ()
-    if len(items) not in ((2, 3) if series else (2,)):
+    if len(items) not in sizes:
         raise TypeError(f"validation_data must be a tuple {expected}")
+    if len(items) > 2 and not isinstance(model, NeuralCDE):  # (X, y, u[, times])
+        times = items[3] if len(items) == 4 else None
+        return prepare_data(model, items[0], items[1], "validation_data", times, items[2])
     X_val, y_val, *times = items
     return prepare_data(model, X_val, y_val, "validation_data", *times)
 

@@ -93,9 +93,10 @@ def run_epoch(
     The outcome dict: ``batches``, ``steps``, ``loss_sum`` (the batch losses times the batch
     sizes), ``norm_sum``, ``failure`` (None, ``"sweep"`` or ``"update"``) and, from the
     batches' own forward sweeps, ``correct`` and ``sse`` (see :func:`batch_scores`); an
-    adaptive model's outcome has no ``correct``. An adaptive model and a
-    :class:`resode.NeuralCDE` train batch by batch (:func:`run_adaptive_epoch`)."""
-    if model.adaptive or isinstance(model, NeuralCDE):
+    adaptive model's outcome has no ``correct``. An adaptive model, a
+    :class:`resode.NeuralCDE` and a neural ODE with inputs (``data.u``) train batch by batch
+    (:func:`run_adaptive_epoch`)."""
+    if model.adaptive or isinstance(model, NeuralCDE) or data.u is not None:
         return run_adaptive_epoch(model, data, order, batch, optimizer, bound, fixed_projection)
     names = field_param_names(model.field)
     trained = names if fixed_projection else [*names, "P", "c"]
@@ -134,8 +135,9 @@ def run_adaptive_epoch(
     bound: float | None,
     fixed_projection: bool,
 ) -> dict[str, Any]:
-    """The epoch of an adaptive-step model or a neural CDE: the loop :func:`run_epoch`
-    describes, one ``model.loss_and_grad`` per batch (a batch's per-sample times go with it;
+    """The epoch of an adaptive-step model, a neural CDE or a neural ODE with inputs: the loop
+    :func:`run_epoch` describes, one ``model.loss_and_grad`` per batch (a batch's rows of the
+    inputs ``u`` and its per-sample times go with it, ``Problem.rows``;
     the update in the core through :meth:`Optimizer.step`), with the same outcome dict but no
     ``correct`` (the batches' predictions are not returned). ``fixed_projection`` freezes
     ``P`` and ``c``; every other parameter is trained."""

@@ -81,6 +81,7 @@ def fit(
     X: ArrayLike,
     y: ArrayLike,
     *,
+    u: Any = None,
     times: Any = None,
     optimizer: Optimizer | None = None,
     epochs: int = 100,
@@ -104,7 +105,8 @@ def fit(
     """Train ``model`` in place on ``(X, y)`` with mini-batch first-order optimisation.
 
     Each epoch visits every sample once, in batches of ``batch_size`` (the last one may be
-    smaller); per batch: ``loss, grads = model.loss_and_grad(Xb, yb)``, one optimiser step,
+    smaller); per batch: ``loss, grads = model.loss_and_grad(Xb, yb)`` (with the batch's rows
+    of ``u`` and ``times``: ``u=ub, times=tb``), one optimiser step,
     then the ``bound`` constraint. At the end of each epoch the history row is recorded, the
     optimiser's ``epoch_end()`` advances the learning-rate schedule, callbacks run and, every
     ``checkpoint_every`` epochs, a checkpoint is written.
@@ -120,10 +122,16 @@ def fit(
     y : array_like
         Integer labels ``(N,)`` in ``[0, classes)`` (``loss="cross_entropy"``), or float
         targets ``(N, classes)`` (``loss="mse"``, regression; ``(N,)`` when ``classes == 1``).
+    u : array_like, shape (N, L, inputs), optional
+        A :class:`resode.NeuralODE`'s inputs ``u(t)`` when ``inputs > 0`` (then required): one
+        series per sample, NaN for missing values and padding, batched with ``X``; every path
+        is checked before the first epoch. A ValueError for the other models. Such a model
+        trains batch by batch through ``model.loss_and_grad(Xb, yb, u=ub, times=tb)``.
     times : array_like, shape (L,) or (N, L), optional
-        A :class:`resode.NeuralCDE`'s observation times, shared or per sample (per-sample
-        times are batched with ``U``); default ``0, 1, ..., L-1``. A ValueError for the other
-        models. A neural CDE trains batch by batch through ``model.loss_and_grad``.
+        The observation times of a :class:`resode.NeuralCDE`'s series or of a NeuralODE's
+        inputs ``u``, shared or per sample (per-sample times are batched with the series);
+        default ``0, 1, ..., L-1``. A ValueError for the other models. A neural CDE trains
+        batch by batch through ``model.loss_and_grad``.
     optimizer : resode.optim.Optimizer, optional
         Default ``resode.optim.Adam(lr=1e-3)`` (PyTorch's default). Its state carries over if
         you call ``fit`` again with the same optimiser.
@@ -142,9 +150,11 @@ def fit(
     validation_data : tuple (X_val, y_val), optional
         Evaluated at the end of every epoch (``val_loss``, ``val_accuracy`` or ``val_r2``),
         exactly, with the epoch's final parameters. For a :class:`resode.NeuralCDE`:
-        ``(U_val, y_val, times_val)``, or ``(U_val, y_val)`` for times ``0 .. L_val-1``. A
-        1-output model whose targets are all -1 or +1 also records the sign agreement
-        (``accuracy``, ``val_accuracy``) beside R^2; see :class:`History`.
+        ``(U_val, y_val, times_val)``, or ``(U_val, y_val)`` for times ``0 .. L_val-1``; for
+        a NeuralODE with inputs: ``(X_val, y_val, u_val, times_val)``, or
+        ``(X_val, y_val, u_val)`` for times ``0 .. L_val-1``. A 1-output model whose
+        targets are all -1 or +1 also records the sign agreement (``accuracy``,
+        ``val_accuracy``) beside R^2; see :class:`History`.
     train_metrics : {"batches", "exact"}, default "batches"
         Where the training ``accuracy`` / ``r2`` of the history come from. ``"batches"`` (the
         convention of Keras, PyTorch Lightning and scikit-learn's ``loss_curve_``): from the
@@ -155,9 +165,9 @@ def fit(
         deviations of the training targets from their mean. No extra sweep. ``"exact"``: the
         model's score on the whole training set with the parameters at the end of the epoch
         (one more forward sweep over ``X`` per epoch). The ``loss`` column is the batches'
-        mean in both; an adaptive-step model's and a neural CDE's training score is always
-        ``"exact"``'s (their per-batch sweeps do not return their predictions). The parameters
-        are the same.
+        mean in both; an adaptive-step model's, a neural CDE's and a neural ODE with inputs'
+        training score is always ``"exact"``'s (their per-batch sweeps do not return their
+        predictions). The parameters are the same.
     bound : float or None
         After every step, rescale each piece's field parameters so that
         ``sum|W_k| + sum|b_k| <= bound`` (bottleneck: ``W1_k, b1_k, W2_k, b2_k`` together);
@@ -204,7 +214,8 @@ def fit(
         first epoch, every ``record_every`` epochs and after the last, into
         ``history.features`` (``{"epoch", "states", "X", "y"}``; epoch 0 is the start) for
         :func:`resode.plot.feature_history`. One forward sweep of the subset per record; kept
-        in memory only (not in checkpoints, JSON or CSV). Not for a neural CDE.
+        in memory only (not in checkpoints, JSON or CSV). Not for a neural CDE or a neural
+        ODE with inputs.
     record_every : int, default 1
         Epochs between records.
 
@@ -246,7 +257,7 @@ def fit(
 
 
 def _start(
-    model: Any, X: Any, y: Any, *, times: Any, optimizer: Any, epochs: Any, batch_size: Any,
+    model: Any, X: Any, y: Any, *, u: Any, times: Any, optimizer: Any, epochs: Any, batch_size: Any,
     shuffle: Any, seed: Any, validation_data: Any, train_metrics: Any, bound: Any,
     fixed_projection: Any, callbacks: Any,
     early_stopping: Any, progress: Any, log_every: Any, checkpoint: Any, checkpoint_every: Any,
@@ -256,7 +267,7 @@ def _start(
     from a checkpoint and prepare the model: the run before its first epoch."""
     model = check_model(model)
     epochs = check_epochs(epochs)
-    data = prepare_data(model, X, y, "training data", times)
+    data = prepare_data(model, X, y, "training data", times, u)
     batch = check_batch_size(batch_size, data.X.shape[0])
     bound = check_bound(bound)
     checkpoint_every = check_every("checkpoint_every", checkpoint_every)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..models import Model
+from ..models import Model, NeuralODE
 
 __all__ = ["FeatureRecorder"]
 
@@ -30,6 +30,8 @@ class FeatureRecorder:
             raise ValueError(
                 "record applies to the models of points (ResNet, NeuralODE), not to a NeuralCDE"
             )
+        if isinstance(model, NeuralODE) and model.inputs > 0:
+            raise ValueError("record applies to the models without inputs, not to inputs > 0")
         n = X.shape[0]
         if isinstance(record, (int, np.integer)) and not isinstance(record, bool):
             if not 1 <= record <= n:
