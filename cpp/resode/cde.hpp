@@ -22,10 +22,14 @@
 // block only need the same piece in each step (make_plan). OpenMP runs blocks; the gradient
 // sweeps give each group of consecutive blocks its own accumulator, reduced in group order, so
 // results do not depend on the thread count (as sweep.hpp does). The reverse sweep keeps every
-// step's state (S x n per step) and recomputes that step's stages from it on the way back.
+// step's state (S x n per step) and, where the stage tape fits its budget, what each stage's VJP
+// reads (Z_i, F_i and the field's cache: CdeStageTape), written by the forward sweep, so the
+// reverse evaluates no field; a block whose stage tape would not fit recomputes its stages from
+// the kept states instead (the same arithmetic: the gradient is bitwise the same either way).
 #pragma once
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <sstream>
@@ -105,6 +109,33 @@ inline index_t cde_block_size(index_t width) {
 // Per-thread cap of the reverse sweep's tape of states: longer series get smaller blocks.
 constexpr double cde_tape_budget_bytes = 256.0 * 1024 * 1024;
 
+// Per-thread budget of the reverse sweep's stage tape (CdeStageTape); a block whose stage tape
+// exceeds it recomputes its stages. The environment variable RESODE_CDE_STAGE_TAPE_BYTES
+// overrides it (0: always recompute; the tests compare the two).
+inline double cde_stage_tape_budget_bytes() {
+  const char* env = std::getenv("RESODE_CDE_STAGE_TAPE_BYTES");
+  if (env && *env) return std::max(0.0, std::strtod(env, nullptr));
+  return 256.0 * 1024 * 1024;
+}
+
+// The layout of the stage tape of one step, per column: stage i keeps Z_i (i >= 1; Z_0 is the
+// step's state, on the tape of states), F_i and the field's cache (none for outside without
+// an output activation, whose VJP reads F only).
+struct CdeStageTape {
+  index_t S = 0, O = 0, cache = 0, stages = 0;
+  template <class T>
+  CdeStageTape(const CdeField<T>& f, int stage_count)
+      : S(f.S), O(f.out()), stages(stage_count) {
+    const bool reads_cache = !(f.kind == FieldKind::outside && !f.has_output_activation);
+    cache = reads_cache ? f.cache_rows() : 0;
+  }
+  index_t rows_per_step() const { return (stages - 1) * S + stages * (O + cache); }
+  // Rows before stage i's arrays within a step: Z_i, then F_i, then its cache.
+  index_t stage_offset(index_t i) const {
+    return i * (O + cache) + std::max<index_t>(i - 1, 0) * S;
+  }
+};
+
 // Piece boundary j (1..K-1) of the observation window.
 inline double piece_boundary(double t_lo, double t_hi, index_t K, index_t j) {
   return t_lo + double(j) * (t_hi - t_lo) / double(K);
@@ -117,6 +148,7 @@ struct CdePlan {
   std::vector<CdeBlock> blocks;
   double t_lo = 0.0, t_hi = 0.0;
   index_t capacity = 0, max_length = 0, max_steps = 0, groups = 1;
+  index_t stage_tape = 0;  // elements of the per-thread stage tape (0: every block recomputes)
   int threads = 1;
 
   index_t group_begin(index_t g) const { return index_t(blocks.size()) * g / groups; }
@@ -329,6 +361,14 @@ CdePlan<T> make_plan(const CdeProblem<T>& pb, bool gradient) {
     }
     begin = end;
   }
+  if (gradient) {  // the largest stage tape of a block within the budget
+    const double rows = double(CdeStageTape(f, pb.tab.stages).rows_per_step());
+    const double budget = cde_stage_tape_budget_bytes() / double(sizeof(T));
+    for (const CdeBlock& blk : plan.blocks) {
+      const double need = rows * double(blk.steps) * double(blk.n);
+      if (need <= budget) plan.stage_tape = std::max(plan.stage_tape, index_t(need));
+    }
+  }
   const index_t count = index_t(plan.blocks.size());
   plan.groups = gradient ? std::min<index_t>(count, 8) : count;
   const double multiply_adds = (gradient ? 4.0 : 1.0) * work;
@@ -368,6 +408,12 @@ struct CdeWork {
     }
     kbar = take(S), Fbar = take(O), hbar = take(hidden), dXbar = take(C), zbar = take(S);
     logits = take(classes), logits_bar = take(classes);
+    std::copy(Z, Z + stages, own_Z), std::copy(F, F + stages, own_F);
+    std::copy(cache, cache + stages, own_cache);
+    if (gradient && plan.stage_tape > 0) {
+      stage_memory = Buffer<T>(plan.stage_tape);
+      stage_size = plan.stage_tape;
+    }
     const auto grid_size = std::size_t(plan.max_steps * cap);
     tau.resize(grid_size), h.resize(grid_size), interval.resize(grid_size);
     piece.resize(std::size_t(plan.max_steps));
@@ -387,6 +433,8 @@ struct CdeWork {
   CdeGrid grid;                      // scratch of one sample's grid
   std::vector<FillWeight> fill;
   Buffer<T> memory;
+  Buffer<T> stage_memory;  // the stage tape of a block (CdeStageTape layout), gradient only
+  index_t stage_size = 0;  // its elements
   T *x, *xbar, *d, *dbar, *tape, *kbar, *Fbar, *hbar, *dXbar, *zbar, *logits, *logits_bar;
   T* Z[Tableau::max_stages] = {};  // Z[0] aliases the step's state during a step
   T* K[Tableau::max_stages] = {};
@@ -394,7 +442,39 @@ struct CdeWork {
   T* cache[Tableau::max_stages] = {};
   T* dX[Tableau::max_stages] = {};  // the control increments h dX/dt of the stages
   T* Y[Tableau::max_stages] = {};
+  // The workspace's own stage arrays; Z, F and cache point into the stage tape instead while a
+  // block with a stage tape runs its steps (point_stages).
+  T* own_Z[Tableau::max_stages] = {};
+  T* own_F[Tableau::max_stages] = {};
+  T* own_cache[Tableau::max_stages] = {};
 };
+
+// Whether the block's stage tape fits the workspace's (else its reverse recomputes the stages).
+template <class T>
+bool has_stage_tape(const CdeProblem<T>& pb, const CdeBlock& blk, const CdeWork<T>& w) {
+  const index_t rows = CdeStageTape(pb.field, pb.tab.stages).rows_per_step();
+  return blk.steps > 0 && rows * blk.steps * blk.n <= w.stage_size;
+}
+
+// Points the stages' Z_i (i >= 1), F_i and caches at step j's slot of the stage tape (n columns,
+// row-major per array), or with j < 0 back at the workspace's own arrays.
+template <class T>
+void point_stages(const CdeProblem<T>& pb, index_t j, index_t n, CdeWork<T>& w) {
+  const int stages = pb.tab.stages;
+  if (j < 0) {
+    std::copy(w.own_Z + 1, w.own_Z + stages, w.Z + 1), std::copy(w.own_F, w.own_F + stages, w.F);
+    std::copy(w.own_cache, w.own_cache + stages, w.cache);
+    return;
+  }
+  const CdeStageTape layout(pb.field, stages);
+  T* step = w.stage_memory.data() + j * layout.rows_per_step() * n;
+  for (int i = 0; i < stages; ++i) {
+    T* p = step + layout.stage_offset(i) * n;
+    if (i > 0) w.Z[i] = p, p += layout.S * n;
+    w.F[i] = p, p += layout.O * n;
+    if (layout.cache > 0) w.cache[i] = p;
+  }
+}
 
 // The block's grids (w.tau, w.h, ...), one sample per column, and its paths: filled values x
 // ((L*C) x n, row r*C + c) and slopes d (((L-1)*C) x n) of each column up to its own length.
@@ -482,6 +562,13 @@ void combine_terms(index_t n, T base_scale, const T* base, const CdeTerms<T>& t,
     combine(n, T(1), out, std::min(t.count - m, 4), t.coef + m, t.vec + m, out);
 }
 
+// The node c_i = sum_{l<i} a_il of stage i (summed in that order).
+inline double stage_node(const Tableau& tab, int i) {
+  double node = 0.0;
+  for (int l = 0; l < i; ++l) node += tab.a[i][l];
+  return node;
+}
+
 // The stages of step j from its state z (S x n), with the step size folded into the control
 // increments: K_i = G(Z_i) dX_i, Z_i = z + sum_{l<i} a_il K_l.
 template <class T>
@@ -490,14 +577,13 @@ void cde_stages(const CdeProblem<T>& pb, index_t j, index_t n, const T* z, CdeWo
   const Tableau& tab = pb.tab;
   w.Z[0] = const_cast<T*>(z);  // read only
   for (int i = 0; i < tab.stages; ++i) {
-    double node = 0.0;
     if (i > 0) {
       CdeTerms<T> terms;
-      for (int l = 0; l < i; ++l) terms.add(tab.a[i][l], w.K[l]), node += tab.a[i][l];
+      for (int l = 0; l < i; ++l) terms.add(tab.a[i][l], w.K[l]);
       combine_terms(len, T(1), z, terms, w.Z[i]);
     }
     cde_field_eval(pb.field, w.piece[std::size_t(j)], n, w.Z[i], w.F[i], w.cache[i]);
-    control_increments(pb, j, i, node, n, w);
+    control_increments(pb, j, i, stage_node(tab, i), n, w);
     contract_channels(S, C, n, w.F[i], w.dX[i], w.K[i]);
   }
 }
@@ -562,12 +648,15 @@ index_t first_bad_column(index_t S, index_t n, const T* z) {
 
 // Forward sweep of one block: sets up its grids and paths in w, and calls on_state(j, z_j) for
 // every state (z_0 = A x_0 + a first). With `keep` state j stays at tape + j S n (for the
-// reverse sweep). Returns false (with `bad` set) when a state was not finite.
+// reverse sweep), and the stages of step j at its slot of the stage tape where the block's fits
+// (has_stage_tape). Returns false (with `bad` set) when a state was not finite.
 template <class T, class OnState>
 bool cde_forward_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const CdeBlock& blk,
                        CdeWork<T>& w, bool keep, CdeBadStep& bad, OnState&& on_state) {
   const index_t S = pb.field.S, C = pb.C, n = blk.n, len = S * n;
   setup_block(pb, plan, blk, w);
+  point_stages(pb, -1, n, w);
+  const bool stage_tape = keep && has_stage_tape(pb, blk, w);
   T* z = w.tape;
   affine(S, C, n, pb.A, pb.a, w.x, z);  // z_0 = A x_0 + a
   auto failed = [&](index_t step, const T* state) {
@@ -581,6 +670,7 @@ bool cde_forward_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const Cd
   on_state(index_t(0), static_cast<const T*>(z));
   for (index_t j = 0; j < blk.steps; ++j) {
     T* next = w.tape + (keep ? j + 1 : (j + 1) % 2) * len;
+    if (stage_tape) point_stages(pb, j, n, w);
     cde_stages(pb, j, n, z, w);
     cde_update(pb, n, z, w, next);
     if (!all_finite(len, next)) return failed(j, next);
@@ -590,7 +680,8 @@ bool cde_forward_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const Cd
   return true;
 }
 
-// The reverse sweep of a block after cde_forward_block(keep = true): zbar holds the cotangent
+// The reverse sweep of a block after cde_forward_block(keep = true) (the stage tape is used
+// exactly where that forward wrote it: has_stage_tape): zbar holds the cotangent
 // of the final state; add_cotangent(j, zbar) adds the cotangent of state j < steps. Adds the
 // grads of the field, A and a to `grads` ([field | A | a]) and writes the block's rows of dU.
 template <class T, class AddCotangent>
@@ -599,8 +690,16 @@ void cde_reverse_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const Cd
   const index_t S = pb.field.S, C = pb.C, n = blk.n, len = S * n, Lm = plan.max_length;
   T* zbar = w.zbar;
   std::fill(w.dbar, w.dbar + (Lm - 1) * C * n, T(0));
+  const bool stage_tape = has_stage_tape(pb, blk, w);
   for (index_t j = blk.steps - 1; j >= 0; --j) {
-    cde_stages(pb, j, n, w.tape + j * len, w);
+    if (stage_tape) {  // the forward's stages: only the control increments are recomputed
+      point_stages(pb, j, n, w);
+      w.Z[0] = w.tape + j * len;
+      for (int i = 0; i < pb.tab.stages; ++i)
+        control_increments(pb, j, i, stage_node(pb.tab, i), n, w);
+    } else {
+      cde_stages(pb, j, n, w.tape + j * len, w);
+    }
     cde_step_vjp(pb, j, n, w, zbar, grads);
     add_cotangent(j, zbar);
   }
