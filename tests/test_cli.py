@@ -394,7 +394,10 @@ def test_predict_writes_labels_probabilities_and_values(
         (["--dataset", "chess", "--noise", "0.1"], "--noise applies to the data sets"),
         (["--max-steps", "50"], "--max-steps applies to the adaptive methods only"),
         (["--first-step", "0.1"], "--first-step applies to the adaptive methods only"),
-        (["--model", "resnet", "--max-steps", "5"], "--max-steps applies to --model node only"),
+        (
+            ["--model", "resnet", "--max-steps", "5"],
+            "--max-steps applies to --model node and cde only",
+        ),
     ],
 )
 def test_options_that_do_not_apply_are_refused(
