@@ -21,8 +21,10 @@ import torch
 from torch import Tensor
 
 from . import _cde_bridge
+from ._typing import ArrayLike
 from ._validation import check_choice, check_int
 from .models import ACTIVATIONS, FIELDS, FIXED_METHODS
+from .models.options import Activation, Field, FixedMethod, Interpolation
 
 __all__ = ["NeuralCDE", "cdeint"]
 
@@ -207,14 +209,14 @@ def _resolve(
 def cdeint(
     params: Mapping[str, Tensor],
     U: Tensor,
-    times: Any = None,
+    times: Tensor | ArrayLike | None = None,
     *,
-    t: Any = None,
-    field: str | None = None,
-    activation: str = "tanh",
-    output_activation: str | None = None,
-    interpolation: str = "cubic",
-    method: str = "rk4",
+    t: Tensor | ArrayLike | None = None,
+    field: Field | None = None,
+    activation: Activation = "tanh",
+    output_activation: Activation | None = None,
+    interpolation: Interpolation = "cubic",
+    method: FixedMethod = "rk4",
     substeps: int = 1,
 ) -> Tensor:
     """Integrate the neural CDE ``dz/dt = F(z) dX/dt`` over a batch of series, in PyTorch.
@@ -245,7 +247,7 @@ def cdeint(
         Default: ``"bottleneck"`` for ``W1``... keys, ``"outside"`` for ``W``, ``b``.
     activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, default "tanh"
         The field's activation ``sigma``.
-    output_activation : str or None, default None
+    output_activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"} or None, default None
         An activation (one of ``activation``'s choices) applied to the field's outputs; None
         for none.
     interpolation : {"cubic", "linear"}, default "cubic"
@@ -322,9 +324,9 @@ class NeuralCDE(torch.nn.Module):
         ``W2 sigma(W1 z + b1) + b2``.
     hidden : int, optional
         Hidden width of the bottleneck field (required for it, refused otherwise).
-    activation : str, default "tanh"
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, default "tanh"
         The field's activation sigma.
-    output_activation : str, optional
+    output_activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, optional
         Applied to the field's output (torchcde's example uses ``"tanh"``).
     interpolation : {"cubic", "linear"}, default "cubic"
         The path: Hermite cubic with backward differences (causal), or piecewise linear.
@@ -367,12 +369,12 @@ class NeuralCDE(torch.nn.Module):
         channels: int,
         state: int,
         *,
-        field: str = "outside",
+        field: Field = "outside",
         hidden: int | None = None,
-        activation: str = "tanh",
-        output_activation: str | None = None,
-        interpolation: str = "cubic",
-        method: str = "rk4",
+        activation: Activation = "tanh",
+        output_activation: Activation | None = None,
+        interpolation: Interpolation = "cubic",
+        method: FixedMethod = "rk4",
         substeps: int = 1,
         pieces: int = 1,
         dtype: torch.dtype = torch.float64,
@@ -444,7 +446,12 @@ class NeuralCDE(torch.nn.Module):
         """
         return dict(self._options)
 
-    def forward(self, U: Tensor, times: Any = None, t: Any = None) -> Tensor:
+    def forward(
+        self,
+        U: Tensor,
+        times: Tensor | ArrayLike | None = None,
+        t: Tensor | ArrayLike | None = None,
+    ) -> Tensor:
         """Return the hidden states at each series' end time, or at the times ``t``.
 
         Parameters

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._typing import ArrayLike, FloatArray
 from ._validation import as_float_array, check_choice, check_int
 from .models import (
     ACTIVATIONS,
@@ -22,6 +23,7 @@ from .models import (
     check_cde_method,
     field_param_names,
 )
+from .models.options import Activation, Field, Gradient, Interpolation, Method
 
 __all__ = ["cdeint", "cdeint_vjp"]
 
@@ -95,22 +97,22 @@ def _prepare(
 
 
 def cdeint(
-    params: Any,
-    U: Any,
-    times: Any = None,
+    params: Mapping[str, ArrayLike] | NeuralCDE,
+    U: ArrayLike,
+    times: ArrayLike | None = None,
     *,
-    t: Any = None,
-    field: str | None = None,
-    activation: str | None = None,
-    output_activation: str | None = None,
-    interpolation: str | None = None,
-    method: str | None = None,
+    t: ArrayLike | None = None,
+    field: Field | None = None,
+    activation: Activation | None = None,
+    output_activation: Activation | None = None,
+    interpolation: Interpolation | None = None,
+    method: Method | None = None,
     substeps: int | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     first_step: float | None = None,
     max_steps: int | None = None,
-) -> np.ndarray:
+) -> FloatArray:
     """Integrate the neural CDE ``dz/dt = F(z) dX/dt`` over a batch of series.
 
     The hidden state starts at ``z(t_0) = A x_0 + a``; the result is each sample's state at its own
@@ -134,9 +136,9 @@ def cdeint(
         Sorted output times within ``[min_i t_{i,0}, max_i T_i]``.
     field : {"outside", "inside", "bottleneck"}, optional
         Default: ``"bottleneck"`` for ``W1``... keys, ``"outside"`` for ``W``, ``b``.
-    activation : str, optional
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, optional
         Default ``"tanh"``.
-    output_activation : str, optional
+    output_activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, optional
         Applied to the field's outputs; default none.
     interpolation : {"cubic", "linear"}, optional
         Default ``"cubic"``.
@@ -176,24 +178,24 @@ def cdeint(
 
 
 def cdeint_vjp(
-    params: Any,
-    U: Any,
-    times: Any,
-    cotangent: Any,
+    params: Mapping[str, ArrayLike] | NeuralCDE,
+    U: ArrayLike,
+    times: ArrayLike | None,
+    cotangent: ArrayLike,
     *,
-    t: Any = None,
-    field: str | None = None,
-    activation: str | None = None,
-    output_activation: str | None = None,
-    interpolation: str | None = None,
-    method: str | None = None,
+    t: ArrayLike | None = None,
+    field: Field | None = None,
+    activation: Activation | None = None,
+    output_activation: Activation | None = None,
+    interpolation: Interpolation | None = None,
+    method: Method | None = None,
     substeps: int | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     first_step: float | None = None,
     max_steps: int | None = None,
-    gradient: str = "discrete",
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    gradient: Gradient = "discrete",
+) -> tuple[dict[str, FloatArray], FloatArray]:
     """Pull a cotangent on :func:`cdeint`'s output back to the parameters and observations.
 
     The vector-Jacobian product of :func:`cdeint`, by the exact reverse sweep of the discrete
@@ -213,9 +215,9 @@ def cdeint_vjp(
         As in :func:`cdeint`.
     field : {"outside", "inside", "bottleneck"}, optional
         As in :func:`cdeint`.
-    activation : str, optional
+    activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, optional
         As in :func:`cdeint`.
-    output_activation : str, optional
+    output_activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, optional
         As in :func:`cdeint`.
     interpolation : {"cubic", "linear"}, optional
         As in :func:`cdeint`.

@@ -32,7 +32,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import _options as opt
 from ._options import Option, OptionError
@@ -182,14 +182,14 @@ class ModelConfig:
     state: int = opt.option(
         16, "width of a neural CDE's hidden state", opt.int_at_least(1), applies=opt.cde_only
     )
-    interpolation: str = opt.option(
+    interpolation: Literal["linear", "cubic"] = opt.option(  # models.options.Interpolation
         "cubic",
         "the path through a series' observations",
         opt.choice(*_INTERPOLATIONS),
         applies=opt.cde_only,
         choices=_INTERPOLATIONS,
     )
-    output_activation: str | None = opt.option(
+    output_activation: Activation | None = opt.option(
         None,
         "activation on a neural CDE field's outputs (tanh keeps them bounded)",
         opt.choice(*_ACTIVATIONS),

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _bridge, _cde_bridge, _core
-from .models.options import Activation, Field, FixedMethod, Gradient
+from .models.options import Activation, Field, FixedMethod, Gradient, Interpolation
 
 __all__ = ["cdeint", "odeint"]
 
@@ -280,11 +280,11 @@ def cdeint(
     times: Any = None,
     *,
     t: Any = None,
-    field: str | None = None,
-    activation: str = "tanh",
-    output_activation: str | None = None,
-    interpolation: str = "cubic",
-    method: str = "rk4",
+    field: Field | None = None,
+    activation: Activation = "tanh",
+    output_activation: Activation | None = None,
+    interpolation: Interpolation = "cubic",
+    method: FixedMethod = "rk4",
     substeps: int = 1,
 ) -> jax.Array:
     """Integrate the neural CDE ``dz/dt = F(z) dX/dt`` over a batch of series, in JAX.
@@ -317,7 +317,7 @@ def cdeint(
         ``W1``, ``b1``, ``W2``, ``b2`` keys, ``"outside"`` for ``W``, ``b``.
     activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, default "tanh"
         The field's activation ``sigma``.
-    output_activation : str or None, default None
+    output_activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"} or None, default None
         An activation (one of ``activation``'s choices) applied to the field's outputs; None
         for none.
     interpolation : {"cubic", "linear"}, default "cubic"

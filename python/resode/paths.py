@@ -10,19 +10,23 @@ RK4's quadrature is exact up to degree 3. So the path drawn is the path the mode
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from ._typing import ArrayLike, FloatArray
 from .cdeint import cdeint
 from .models import as_series, as_times, default_output_times
+from .models.options import Interpolation
 
 __all__ = ["interpolate"]
 
 
 def interpolate(
-    U: Any, times: Any = None, t: Any = None, *, interpolation: str = "cubic"
-) -> np.ndarray:
+    U: ArrayLike,
+    times: ArrayLike | None = None,
+    t: ArrayLike | None = None,
+    *,
+    interpolation: Interpolation = "cubic",
+) -> FloatArray:
     """Evaluate the interpolated paths ``X_i(t)`` of the series ``U`` at the times ``t``.
 
     Parameters

@@ -17,6 +17,7 @@ from .. import _core
 from .._typing import ArrayLike, FloatArray, IntArray
 from .._validation import as_float_array, as_labels, check_choice, check_int
 from .base import Model
+from .options import Interpolation
 from .params import field_param_names, init_params, param_shapes
 from .problem import Problem
 from .scores import is_sign_target, r2_score, sign_agreement
@@ -25,7 +26,7 @@ from .series import as_times, check_paths
 __all__ = ["INTERPOLATIONS", "DrivenModel"]
 
 #: The interpolations of the inputs' path.
-INTERPOLATIONS: tuple[str, ...] = ("linear", "cubic")
+INTERPOLATIONS: tuple[Interpolation, ...] = ("linear", "cubic")
 
 
 class DrivenModel(Model):
@@ -37,13 +38,15 @@ class DrivenModel(Model):
     #: Input channels ``C`` of ``u(t)`` (0: none).
     inputs: int = 0
     #: The path of the inputs: "linear" or "cubic" (None without inputs).
-    interpolation: str | None = None
+    interpolation: Interpolation | None = None
     T: float
     pieces: int
     substeps: int
     method: str
 
-    def _init_inputs(self, inputs: int, interpolation: str | None, restrictions: bool) -> None:
+    def _init_inputs(
+        self, inputs: int, interpolation: Interpolation | None, restrictions: bool
+    ) -> None:
         """Check ``inputs``/``interpolation`` and redraw the field for width ``D + inputs``.
 
         ``restrictions`` is True when an option that inputs do not support is set (adaptive

@@ -8,6 +8,7 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from .. import _core
+from .._typing import ArrayLike, FloatArray, IntArray
 from .._validation import (
     as_float_array,
     as_labels,
@@ -64,7 +65,7 @@ class NeuralCDE(Model):
         The bottleneck's hidden width (``field="bottleneck"`` only, required there).
     activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, default "tanh"
         ``sigma``.
-    output_activation : str or None, default None
+    output_activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"} or None, default None
         An activation applied to the field's outputs (``"tanh"`` keeps ``F(z)`` bounded, as
         torchcde's example vector field); None for none.
     classes : int, default 2
@@ -125,34 +126,33 @@ class NeuralCDE(Model):
         channels: int,
         state: int,
         *,
-        field: str = "outside",
+        field: options.Field = "outside",
         hidden: int | None = None,
-        activation: str = "tanh",
-        output_activation: str | None = None,
+        activation: options.Activation = "tanh",
+        output_activation: options.Activation | None = None,
         classes: int = 2,
-        loss: str = "cross_entropy",
+        loss: options.Loss = "cross_entropy",
         weight_decay: float = 0.0,
-        interpolation: str = "cubic",
-        method: str = "rk4",
+        interpolation: options.Interpolation = "cubic",
+        method: options.Method = "rk4",
         substeps: int = 1,
         pieces: int = 1,
         rtol: float | None = None,
         atol: float | None = None,
         first_step: float | None = None,
         max_steps: int | None = None,
-        gradient: str = "discrete",
+        gradient: options.Gradient = "discrete",
         dtype: Any = "float64",
         seed: Any = None,
     ) -> None:
         # Model.__init__ builds the square fields of the models of points; this one's differ.
-        self.channels = check_int("channels", channels, 1)
-        self.state = check_int("state", state, 1)
+        self.channels, self.state = check_int("channels", channels, 1), check_int("state", state, 1)
         self.field = check_choice("field", field, FIELDS)
         self.hidden = self._check_hidden(hidden)
         self.activation = check_choice("activation", activation, ACTIVATIONS)
         if output_activation is not None:
             check_choice("output_activation", output_activation, ACTIVATIONS)
-        self.output_activation: str | None = output_activation
+        self.output_activation: options.Activation | None = output_activation
         self.classes = check_int("classes", classes, 1)
         self.loss = check_choice("loss", loss, LOSSES)
         if self.loss == "cross_entropy" and self.classes < 2:
@@ -166,9 +166,7 @@ class NeuralCDE(Model):
         self.solver_options = options.cde_adaptive_options(self.method, given)  # {}: fixed
         self.rtol, self.atol, self.first_step, self.max_steps = given.values()
         self.gradient = check_choice("gradient", gradient, ("discrete", "adjoint"))
-        self.dtype = resolve_dtype(dtype)
-        self.seed = seed
-        self.flat_targets = False
+        self.dtype, self.seed, self.flat_targets = resolve_dtype(dtype), seed, False
         count = sum(int(np.prod(s, dtype=np.float64)) for s in self.param_shapes.values())
         if count > 2**31:
             raise ValueError(
@@ -299,7 +297,9 @@ class NeuralCDE(Model):
         keys = ("field", "activation", "output_activation", "interpolation", "method", "substeps")
         return {**{key: getattr(self, key) for key in keys}, **self.solver_options}
 
-    def problem(self, X: Any, y: Any = None, times: Any = None) -> Problem:
+    def problem(
+        self, X: ArrayLike, y: ArrayLike | None = None, times: ArrayLike | None = None
+    ) -> Problem:
         """Return the checked series, targets and times and the core's options.
 
         Parameters
@@ -340,12 +340,12 @@ class NeuralCDE(Model):
     def _all_params(self) -> dict[str, np.ndarray]:  # checked (shape), in the model's dtype
         return {name: self._param(name) for name in self.param_shapes}
 
-    def _series(self, U: Any, times: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _series(self, U: ArrayLike, times: ArrayLike | None) -> tuple[FloatArray, FloatArray]:
         Uc = as_series(U, self.channels, self.dtype)
         return Uc, as_times(times, Uc.shape[0], Uc.shape[1])
 
     # -- public API ----------------------------------------------------------------------------
-    def forward(self, U: Any, times: Any = None) -> np.ndarray:
+    def forward(self, U: ArrayLike, times: ArrayLike | None = None) -> FloatArray:
         """Compute the logits ``z(T_i) P^T + c`` at each sample's own end time.
 
         Parameters
@@ -370,8 +370,8 @@ class NeuralCDE(Model):
         return _core.cde_logits(self._all_params(), Uc, grid, **self.core_options())
 
     def trajectory(  # type: ignore[override]  # times: between the data and t
-        self, U: Any, times: Any = None, t: Any = None
-    ) -> np.ndarray:
+        self, U: ArrayLike, times: ArrayLike | None = None, t: ArrayLike | None = None
+    ) -> FloatArray:
         """Compute the hidden states ``z(t)`` at the output times ``t``.
 
         Parameters
@@ -409,7 +409,7 @@ class NeuralCDE(Model):
                 raise ValueError(f"t must be a 1-d array of times, got shape {out.shape}")
         return _core.cde_solve(self._all_params(), Uc, grid, **self.core_options(), t=out)
 
-    def predict_proba(self, U: Any, times: Any = None) -> np.ndarray:
+    def predict_proba(self, U: ArrayLike, times: ArrayLike | None = None) -> FloatArray:
         """Return the class probabilities ``softmax(logits)``.
 
         Parameters
@@ -435,7 +435,7 @@ class NeuralCDE(Model):
         e: np.ndarray = np.exp(z - z.max(axis=1, keepdims=True))
         return np.asarray(e / e.sum(axis=1, keepdims=True))
 
-    def predict(self, U: Any, times: Any = None) -> np.ndarray:
+    def predict(self, U: ArrayLike, times: ArrayLike | None = None) -> FloatArray | IntArray:
         """Return the predictions for the series ``U``.
 
         Parameters
@@ -459,11 +459,10 @@ class NeuralCDE(Model):
         """
         z = self.forward(U, times)
         if self.task == "regression":
-            return z[:, 0] if self.classes == 1 and self.flat_targets else z
-        labels: np.ndarray = np.argmax(z, axis=1).astype(np.int64)
-        return labels
+            return np.asarray(z[:, 0]) if self.classes == 1 and self.flat_targets else z
+        return np.asarray(np.argmax(z, axis=1), dtype=np.int64)
 
-    def score(self, U: Any, y: Any, times: Any = None) -> float:
+    def score(self, U: ArrayLike, y: ArrayLike, times: ArrayLike | None = None) -> float:
         """Return the accuracy (classification) or R^2 (regression) on ``(U, y)``.
 
         Parameters
@@ -504,7 +503,7 @@ class NeuralCDE(Model):
             )
         return float(np.mean(pred == as_labels(labels, pred.shape[0], self.classes)))
 
-    def sign_accuracy(self, U: Any, y: Any, times: Any = None) -> float:
+    def sign_accuracy(self, U: ArrayLike, y: ArrayLike, times: ArrayLike | None = None) -> float:
         """Return the sign agreement of a 1-output model with targets in {-1, +1}.
 
         Parameters
@@ -542,17 +541,19 @@ class NeuralCDE(Model):
 
     @overload
     def loss_and_grad(
-        self, U: Any, y: Any, times: Any = ..., *, return_dU: Literal[False] = ...
-    ) -> tuple[float, dict[str, np.ndarray]]: ...
+        self, U: ArrayLike, y: ArrayLike, times: ArrayLike | None = ..., *,
+        return_dU: Literal[False] = ...,
+    ) -> tuple[float, dict[str, FloatArray]]: ...  # fmt: skip
 
     @overload
     def loss_and_grad(
-        self, U: Any, y: Any, times: Any = ..., *, return_dU: Literal[True]
-    ) -> tuple[float, dict[str, np.ndarray], np.ndarray]: ...
+        self, U: ArrayLike, y: ArrayLike, times: ArrayLike | None = ..., *,
+        return_dU: Literal[True],
+    ) -> tuple[float, dict[str, FloatArray], FloatArray]: ...  # fmt: skip
 
     def loss_and_grad(
-        self, U: Any, y: Any, times: Any = None, *, return_dU: bool = False
-    ) -> tuple[float, dict[str, np.ndarray]] | tuple[float, dict[str, np.ndarray], np.ndarray]:
+        self, U: ArrayLike, y: ArrayLike, times: ArrayLike | None = None, *, return_dU: bool = False
+    ) -> tuple[float, dict[str, FloatArray]] | tuple[float, dict[str, FloatArray], FloatArray]:
         """Compute the loss and its exact gradient in one call into the core.
 
         Parameters

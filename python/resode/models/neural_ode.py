@@ -19,6 +19,7 @@ from .options import (
     Activation,
     Field,
     Gradient,
+    Interpolation,
     Loss,
     Method,
     Readout,
@@ -174,7 +175,7 @@ class NeuralODE(DrivenModel):
         max_steps: int | None = None,
         step_control: StepControl | None = None,
         inputs: int = 0,
-        interpolation: str | None = None,
+        interpolation: Interpolation | None = None,
     ) -> None:
         self.T = check_positive("T", T)
         self.pieces = check_int("pieces", pieces, 1)

@@ -4,11 +4,13 @@ classifier's decision along time (:func:`decision_along_time`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._typing import ArrayLike, FloatArray
 from ..models import NeuralCDE, as_series, as_times, series_lengths
 from ._common import PathLike, new_figure, save_figure
 
@@ -16,8 +18,8 @@ __all__ = ["decision_along_time", "hidden_state", "series"]
 
 
 def _one_series(
-    model: NeuralCDE, U: Any, times: Any, sample: int, points: int | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    model: NeuralCDE, U: ArrayLike, times: ArrayLike | None, sample: int, points: int | None
+) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Sample ``sample`` alone: its observations ``(1, L_i, C)``, its times ``(L_i,)`` and
     its observation times with ``points`` times evenly over its span (None: none)."""
     if not isinstance(model, NeuralCDE):
@@ -37,8 +39,8 @@ def _one_series(
 
 
 def decision_curve(
-    model: NeuralCDE, U: Any, times: Any, sample: int, points: int | None
-) -> tuple[np.ndarray, np.ndarray]:
+    model: NeuralCDE, U: ArrayLike, times: ArrayLike | None, sample: int, points: int | None
+) -> tuple[FloatArray, FloatArray]:
     """The times ``t`` (Q,) and ``softmax(P z(t) + c)`` (Q, classes) of one series."""
     from ..reference import readout_logits
 
@@ -58,12 +60,12 @@ def _time_axis(ax: Any, title: str) -> None:
 
 def series(
     model: NeuralCDE,
-    U: Any,
+    U: ArrayLike,
     path: PathLike = "series.png",
-    times: Any = None,
+    times: ArrayLike | None = None,
     *,
     sample: int = 0,
-    names: Any = None,
+    names: Sequence[str] | None = None,
     points: int = 200,
     dpi: int = 120,
 ) -> Path:
@@ -134,9 +136,9 @@ def series(
 
 def hidden_state(
     model: NeuralCDE,
-    U: Any,
+    U: ArrayLike,
     path: PathLike = "hidden_state.png",
-    times: Any = None,
+    times: ArrayLike | None = None,
     *,
     sample: int = 0,
     points: int | None = None,
@@ -201,12 +203,12 @@ def hidden_state(
 
 def decision_along_time(
     model: NeuralCDE,
-    U: Any,
+    U: ArrayLike,
     path: PathLike = "decision_along_time.png",
-    times: Any = None,
+    times: ArrayLike | None = None,
     *,
     sample: int = 0,
-    labels: Any = None,
+    labels: Sequence[object] | None = None,
     points: int | None = None,
     dpi: int = 120,
 ) -> Path:

@@ -5,11 +5,13 @@ time series in the layouts of aeon and sktime, over the machinery of
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from .._typing import ArrayLike, FloatArray
 from ..models import NeuralCDE, add_time_channel
+from ..models.options import Activation, Field, Gradient, Interpolation, Loss, Method
 from ._base import ResodeClassifier, ResodeRegressor, store
 from ._estimators import _ATTRIBUTES_DOC, _LOSS_DOC, _TRAINING_DOC
 
@@ -41,7 +43,7 @@ def _list_panel(X: Sequence[Any]) -> np.ndarray:
     return U
 
 
-def as_panel(X: Any) -> np.ndarray:
+def as_panel(X: ArrayLike | Sequence[ArrayLike]) -> FloatArray:
     """Convert a panel of time series in aeon's / sktime's layouts to ``U`` ``(N, L, C)``.
 
     Parameters
@@ -88,7 +90,7 @@ class NeuralCDEParams:
 
     n_channels_in_: int
 
-    def _make_model(self, dim: int, outputs: int, seed: int, loss: str) -> NeuralCDE:
+    def _make_model(self, dim: int, outputs: int, seed: int, loss: Loss) -> NeuralCDE:
         p: Any = self
         return NeuralCDE(
             dim,
@@ -165,7 +167,7 @@ _CDE_HEAD_DOC = """\
         The bottleneck field's hidden width (ignored by the other fields).
     activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"}, default "tanh"
         The field's activation.
-    output_activation : str or None, default None
+    output_activation : {"tanh", "relu", "sigmoid", "leaky_relu", "identity"} or None, default None
         An activation applied to the field's outputs (``"tanh"`` keeps them bounded); None
         for none.
     interpolation : {"cubic", "linear"}, default "cubic"
@@ -246,31 +248,31 @@ class NeuralCDEClassifier(NeuralCDEParams, ResodeClassifier):
         self,
         *,
         state: int = 16,
-        field: str = "bottleneck",
+        field: Field = "bottleneck",
         hidden: int | None = 32,
-        activation: str = "tanh",
-        output_activation: str | None = None,
-        interpolation: str = "cubic",
-        method: str = "rk4",
+        activation: Activation = "tanh",
+        output_activation: Activation | None = None,
+        interpolation: Interpolation = "cubic",
+        method: Method = "rk4",
         substeps: int = 1,
         pieces: int = 1,
         rtol: float | None = None,
         atol: float | None = None,
         first_step: float | None = None,
         max_steps: int | None = None,
-        gradient: str = "discrete",
+        gradient: Gradient = "discrete",
         time_channel: bool = True,
-        loss: str = "cross_entropy",
+        loss: Loss = "cross_entropy",
         weight_decay: float = 0.0,
-        dtype: str = "float64",
-        optimizer: str = "adam",
+        dtype: Literal["float32", "float64"] = "float64",
+        optimizer: Literal["adam", "sgd"] = "adam",
         lr: float = 1e-2,
         momentum: float = 0.0,
         nesterov: bool = False,
         beta1: float = 0.9,
         beta2: float = 0.999,
         eps: float = 1e-8,
-        schedule: str = "none",
+        schedule: Literal["none", "cosine", "step"] = "none",
         step_size: int = 100,
         gamma: float = 0.1,
         epochs: int = 300,
@@ -312,30 +314,30 @@ class NeuralCDERegressor(NeuralCDEParams, ResodeRegressor):
         self,
         *,
         state: int = 16,
-        field: str = "bottleneck",
+        field: Field = "bottleneck",
         hidden: int | None = 32,
-        activation: str = "tanh",
-        output_activation: str | None = None,
-        interpolation: str = "cubic",
-        method: str = "rk4",
+        activation: Activation = "tanh",
+        output_activation: Activation | None = None,
+        interpolation: Interpolation = "cubic",
+        method: Method = "rk4",
         substeps: int = 1,
         pieces: int = 1,
         rtol: float | None = None,
         atol: float | None = None,
         first_step: float | None = None,
         max_steps: int | None = None,
-        gradient: str = "discrete",
+        gradient: Gradient = "discrete",
         time_channel: bool = True,
         weight_decay: float = 0.0,
-        dtype: str = "float64",
-        optimizer: str = "adam",
+        dtype: Literal["float32", "float64"] = "float64",
+        optimizer: Literal["adam", "sgd"] = "adam",
         lr: float = 1e-2,
         momentum: float = 0.0,
         nesterov: bool = False,
         beta1: float = 0.9,
         beta2: float = 0.999,
         eps: float = 1e-8,
-        schedule: str = "none",
+        schedule: Literal["none", "cosine", "step"] = "none",
         step_size: int = 100,
         gamma: float = 0.1,
         epochs: int = 300,
