@@ -1,14 +1,18 @@
-// Bindings of the input-driven neural ODE (resode/driven.hpp): driven_solve, driven_vjp,
-// driven_logits and driven_loss_and_grad. x0's dtype (float32 or float64) selects the
+// Bindings of the input-driven neural ODE (resode/driven.hpp, driven_adaptive.hpp,
+// driven_adjoint.hpp): driven_solve, driven_vjp, driven_logits, driven_loss_and_grad and
+// driven_grids. x0's dtype (float32 or float64) selects the
 // instance; U and every parameter must have that dtype; times and t are converted to float64.
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "bindings.hpp"
 #include "resode/driven.hpp"
+#include "resode/driven_adaptive.hpp"
+#include "resode/driven_adjoint.hpp"
 
 namespace {
 
@@ -23,6 +27,9 @@ struct DrivenOptions {
   std::string field, activation, interpolation, method;
   index_t substeps;
   py::object t;  // None or a 1-D array of output times
+  double rtol = 1e-7, atol = 1e-9;  // adaptive methods (driven_adaptive.hpp) only
+  std::optional<double> first_step;
+  index_t max_steps = 100000;
 };
 
 template <class T>
@@ -33,6 +40,16 @@ struct BoundDriven {
   std::vector<Shape> shapes;
   std::vector<carray<T>> arrays;
   resode::DrivenProblem<T> pb;
+  bool adaptive = false;  // an adaptive method: run() replaces pb by the replay of its steps
+  resode::EmbeddedTableau etab;
+  resode::AdaptiveOptions aopt;
+  std::vector<resode::DrivenAdaptiveRecord> records;
+  // Runs the adaptive method (without the GIL) and points pb at its accepted grids.
+  void run() {
+    if (!adaptive) return;
+    records = resode::driven_adaptive_grids(pb, etab, aopt);
+    pb = resode::driven_replay_problem(pb, etab, records);
+  }
 };
 
 const char* dtype_name(std::size_t itemsize) { return itemsize == 8 ? "float64" : "float32"; }
@@ -155,7 +172,21 @@ std::unique_ptr<BoundDriven<T>> bind_driven(const py::dict& params, const py::ar
   resode::require(std::isfinite(o.T) && o.T > 0, "T must be finite and > 0");
   pb.T_end = o.T;
   pb.interpolation = resode::parse_interpolation(o.interpolation);
-  pb.tab = resode::tableau(resode::parse_method(o.method));
+  b->adaptive = resode::is_adaptive_method(o.method);
+  if (b->adaptive) {
+    b->etab = resode::embedded_tableau(resode::parse_adaptive_method(o.method));
+    resode::require(std::isfinite(o.rtol) && o.rtol >= 0, "rtol must be finite and >= 0");
+    resode::require(std::isfinite(o.atol) && o.atol >= 0, "atol must be finite and >= 0");
+    resode::require(o.rtol > 0 || o.atol > 0, "rtol and atol must not both be 0");
+    const double first = o.first_step.value_or(0.0);
+    resode::require(std::isfinite(first) && (!o.first_step || first > 0),
+                    "first_step must be finite and > 0 (or None: Hairer's heuristic)");
+    resode::require(o.max_steps >= 1, "max_steps must be >= 1");
+    b->aopt.rtol = o.rtol, b->aopt.atol = o.atol, b->aopt.first_step = first;
+    b->aopt.max_steps = o.max_steps;
+  } else {
+    pb.tab = resode::tableau(resode::parse_method(o.method));
+  }
   resode::require(o.substeps >= 1, "substeps must be >= 1");
   pb.substeps = o.substeps;
   if (!o.t.is_none()) {
@@ -181,6 +212,7 @@ py::array solve(const py::dict& params, const py::array& x0, const py::object& U
   py::array_t<T> out(output_shape(b->pb));
   T* dst = out.mutable_data();
   py::gil_scoped_release release;  // the core touches only buffers held by b and out
+  b->run();
   resode::driven_solve(b->pb, dst);
   return out;
 }
@@ -192,6 +224,7 @@ py::array logits(const py::dict& params, const py::array& x0, const py::object& 
   py::array_t<T> out({b->pb.N, b->pb.classes});
   T* dst = out.mutable_data();
   py::gil_scoped_release release;
+  b->run();
   resode::driven_logits(b->pb, dst);
   return out;
 }
@@ -212,7 +245,8 @@ py::dict gradient_dict(BoundDriven<T>& b, py::array_t<T>& flat) {
 
 template <class T>
 py::tuple vjp(const py::dict& params, const py::array& x0, const py::object& U,
-              const py::object& times, const py::object& cotangent, const DrivenOptions& o) {
+              const py::object& times, const py::object& cotangent, const DrivenOptions& o,
+              bool adjoint) {
   auto b = bind_driven<T>(params, x0, U, times, o, false);
   auto& pb = b->pb;
   const Shape shape = output_shape(pb);
@@ -226,7 +260,11 @@ py::tuple vjp(const py::dict& params, const py::array& x0, const py::object& U,
   {
     T *gf = dfield.mutable_data(), *gx = dx0.mutable_data(), *gU = dU.mutable_data();
     py::gil_scoped_release release;
-    resode::driven_vjp(pb, cot.data(), gf, gx, gU);
+    b->run();
+    if (adjoint)
+      resode::driven_adjoint_vjp(pb, cot.data(), gf, gx, gU);
+    else
+      resode::driven_vjp(pb, cot.data(), gf, gx, gU);
   }
   return py::make_tuple(gradient_dict(*b, dfield), dx0, dU);
 }
@@ -234,7 +272,7 @@ py::tuple vjp(const py::dict& params, const py::array& x0, const py::object& U,
 template <class T>
 py::tuple loss_and_grad(const py::dict& params, const py::array& x0, const py::object& U,
                         const py::array& y, const py::object& times, const DrivenOptions& o,
-                        const std::string& loss, double weight_decay) {
+                        const std::string& loss, double weight_decay, bool adjoint) {
   auto b = bind_driven<T>(params, x0, U, times, o, true);
   auto& pb = b->pb;
   const index_t N = pb.N, O = pb.classes, D = pb.field.D;
@@ -275,11 +313,42 @@ py::tuple loss_and_grad(const py::dict& params, const py::array& x0, const py::o
     T *gf = dfield.mutable_data(), *gP = dP.mutable_data(), *gc = dc.mutable_data();
     T *gx = dx0.mutable_data(), *gU = dU.mutable_data();
     py::gil_scoped_release release;
-    value = resode::driven_loss_and_grad(pb, lab, val, weight_decay, gf, gP, gc, gx, gU);
+    b->run();
+    value = adjoint ? resode::driven_adjoint_loss_and_grad(pb, lab, val, weight_decay, gf, gP, gc,
+                                                           gx, gU)
+                    : resode::driven_loss_and_grad(pb, lab, val, weight_decay, gf, gP, gc, gx, gU);
   }
   py::dict grads = gradient_dict(*b, dfield);
   grads["P"] = dP, grads["c"] = dc;
   return py::make_tuple(value, grads, dx0, dU);
+}
+
+template <class T>
+py::tuple grids(const py::dict& params, const py::array& x0, const py::object& U,
+                const py::object& times, const DrivenOptions& o) {
+  auto b = bind_driven<T>(params, x0, U, times, o, false);
+  {
+    py::gil_scoped_release release;
+    b->run();
+  }
+  py::list out;
+  const index_t N = b->pb.N;
+  py::array_t<std::int64_t> counts({N, index_t(3)});
+  auto c = counts.mutable_unchecked<2>();
+  for (index_t i = 0; i < N; ++i) {
+    const auto& r = b->records[std::size_t(i)];
+    out.append(py::array_t<double>(py::ssize_t(r.grid.size()), r.grid.data()));
+    c(i, 0) = r.nfev, c(i, 1) = r.accepted, c(i, 2) = r.rejected;
+  }
+  return py::make_tuple(out, counts);
+}
+
+// gradient="discrete" (false) or "adjoint" (true).
+bool is_adjoint(const std::string& gradient) {
+  resode::require(gradient == "discrete" || gradient == "adjoint", [&] {
+    return "gradient must be 'discrete' or 'adjoint', got '" + gradient + "'";
+  });
+  return gradient == "adjoint";
 }
 
 bool x0_is_float64(const py::object& x0) {
@@ -291,44 +360,62 @@ bool x0_is_float64(const py::object& x0) {
 
 #define RESODE_DRIVEN_KWARGS                                                                 \
   py::kw_only(), py::arg("T"), py::arg("field"), py::arg("activation") = "tanh",             \
-      py::arg("interpolation") = "cubic", py::arg("method") = "rk4", py::arg("substeps") = 1
+      py::arg("interpolation") = "cubic", py::arg("method") = "rk4", py::arg("substeps") = 1,   \
+      py::arg("rtol") = 1e-7, py::arg("atol") = 1e-9, py::arg("first_step") = py::none(),      \
+      py::arg("max_steps") = 100000
 
 }  // namespace
+
+#define RESODE_ADAPTIVE_PARAMS                                                         \
+  double rtol, double atol, std::optional<double> first_step, index_t max_steps
 
 void register_driven(py::module_& m) {
   m.def(
       "driven_solve",
       [](const py::dict& params, const py::object& x0, const py::object& U,
          const py::object& times, double T, std::string field, std::string activation,
-         std::string interpolation, std::string method, index_t substeps, py::object t) {
-        const DrivenOptions o{T, field, activation, interpolation, method, substeps, t};
+         std::string interpolation, std::string method, index_t substeps,
+         RESODE_ADAPTIVE_PARAMS, py::object t) {
+        const DrivenOptions o{T,         field, activation, interpolation, method,
+                              substeps,  t,     rtol,       atol,          first_step,
+                              max_steps};
         const py::array x = x0.cast<py::array>();
         return x0_is_float64(x0) ? solve<double>(params, x, U, times, o)
                                  : solve<float>(params, x, U, times, o);
       },
       py::arg("params"), py::arg("x0"), py::arg("U"), py::arg("times"), RESODE_DRIVEN_KWARGS,
       py::arg("t") = py::none(),
-      "The input-driven neural ODE's states x_i(T), shape (N, D); with t, (len(t), N, D).");
+      "The input-driven neural ODE's states x_i(T), shape (N, D); with t, (len(t), N, D). An "
+      "adaptive method (dopri5, tsit5, bosh3) steps each sample with rtol/atol, landing on its "
+      "knots and the piece boundaries.");
   m.def(
       "driven_vjp",
       [](const py::dict& params, const py::object& x0, const py::object& U,
          const py::object& times, const py::object& cotangent, double T, std::string field,
          std::string activation, std::string interpolation, std::string method,
-         index_t substeps, py::object t) {
-        const DrivenOptions o{T, field, activation, interpolation, method, substeps, t};
+         index_t substeps, RESODE_ADAPTIVE_PARAMS, py::object t, std::string gradient) {
+        const DrivenOptions o{T,         field, activation, interpolation, method,
+                              substeps,  t,     rtol,       atol,          first_step,
+                              max_steps};
+        const bool adjoint = is_adjoint(gradient);
         const py::array x = x0.cast<py::array>();
-        return x0_is_float64(x0) ? vjp<double>(params, x, U, times, cotangent, o)
-                                 : vjp<float>(params, x, U, times, cotangent, o);
+        return x0_is_float64(x0) ? vjp<double>(params, x, U, times, cotangent, o, adjoint)
+                                 : vjp<float>(params, x, U, times, cotangent, o, adjoint);
       },
       py::arg("params"), py::arg("x0"), py::arg("U"), py::arg("times"), py::arg("cotangent"),
-      RESODE_DRIVEN_KWARGS, py::arg("t") = py::none(),
-      "(grads keyed as the field's arrays, dx0, dU): the exact discrete VJP of driven_solve.");
+      RESODE_DRIVEN_KWARGS, py::arg("t") = py::none(), py::arg("gradient") = "discrete",
+      "(grads keyed as the field's arrays, dx0, dU): the exact discrete VJP of driven_solve "
+      "(through an adaptive method's accepted steps), or with gradient='adjoint' the "
+      "continuous adjoint (backsolve over the same grid).");
   m.def(
       "driven_logits",
       [](const py::dict& params, const py::object& x0, const py::object& U,
          const py::object& times, double T, std::string field, std::string activation,
-         std::string interpolation, std::string method, index_t substeps) {
-        const DrivenOptions o{T, field, activation, interpolation, method, substeps, py::none()};
+         std::string interpolation, std::string method, index_t substeps,
+         RESODE_ADAPTIVE_PARAMS) {
+        const DrivenOptions o{T,         field,      activation, interpolation, method,
+                              substeps,  py::none(), rtol,       atol,          first_step,
+                              max_steps};
         const py::array x = x0.cast<py::array>();
         return x0_is_float64(x0) ? logits<double>(params, x, U, times, o)
                                  : logits<float>(params, x, U, times, o);
@@ -339,16 +426,41 @@ void register_driven(py::module_& m) {
       "driven_loss_and_grad",
       [](const py::dict& params, const py::object& x0, const py::object& U, const py::array& y,
          const py::object& times, double T, std::string field, std::string activation,
-         std::string interpolation, std::string method, index_t substeps, std::string loss,
-         double weight_decay) {
-        const DrivenOptions o{T, field, activation, interpolation, method, substeps, py::none()};
+         std::string interpolation, std::string method, index_t substeps,
+         RESODE_ADAPTIVE_PARAMS, std::string loss, double weight_decay, std::string gradient) {
+        const DrivenOptions o{T,         field,      activation, interpolation, method,
+                              substeps,  py::none(), rtol,       atol,          first_step,
+                              max_steps};
+        const bool adjoint = is_adjoint(gradient);
         const py::array x = x0.cast<py::array>();
         return x0_is_float64(x0)
-                   ? loss_and_grad<double>(params, x, U, y, times, o, loss, weight_decay)
-                   : loss_and_grad<float>(params, x, U, y, times, o, loss, weight_decay);
+                   ? loss_and_grad<double>(params, x, U, y, times, o, loss, weight_decay, adjoint)
+                   : loss_and_grad<float>(params, x, U, y, times, o, loss, weight_decay, adjoint);
       },
       py::arg("params"), py::arg("x0"), py::arg("U"), py::arg("y"), py::arg("times"),
       RESODE_DRIVEN_KWARGS, py::arg("loss") = "cross_entropy", py::arg("weight_decay") = 0.0,
+      py::arg("gradient") = "discrete",
       "(loss, grads keyed as params incl. P and c, dx0, dU): data loss of the logits plus "
-      "weight_decay * |field|^2, and its exact discrete gradient.");
+      "weight_decay * |field|^2, and its exact discrete gradient (or gradient='adjoint').");
+  m.def(
+      "driven_grids",
+      [](const py::dict& params, const py::object& x0, const py::object& U,
+         const py::object& times, double T, std::string field, std::string activation,
+         std::string interpolation, std::string method, index_t substeps,
+         RESODE_ADAPTIVE_PARAMS, py::object t) {
+        const DrivenOptions o{T,         field, activation, interpolation, method,
+                              substeps,  t,     rtol,       atol,          first_step,
+                              max_steps};
+        resode::require(resode::is_adaptive_method(method), [&] {
+          return "method must be 'dopri5', 'tsit5' or 'bosh3' (an adaptive method), got '" +
+                 method + "'";
+        });
+        const py::array x = x0.cast<py::array>();
+        return x0_is_float64(x0) ? grids<double>(params, x, U, times, o)
+                                 : grids<float>(params, x, U, times, o);
+      },
+      py::arg("params"), py::arg("x0"), py::arg("U"), py::arg("times"), RESODE_DRIVEN_KWARGS,
+      py::arg("t") = py::none(),
+      "(grids, counts) of an adaptive method: each sample's accepted step times (float64) and "
+      "counts (N, 3) int64: function evaluations, accepted and rejected steps.");
 }

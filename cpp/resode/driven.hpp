@@ -25,6 +25,11 @@
 // sweeps give each of up to 8 groups of consecutive samples its own accumulator, reduced in
 // group order, so results do not depend on the thread count. The reverse sweep keeps every
 // step's state and recomputes that step's stages from it on the way back.
+// Adaptive methods (driven_adaptive.hpp) hand their accepted step times to this file
+// (DrivenProblem::accepted): each interval between consecutive accepted times is one step, so
+// the output is the computed solution on that grid and the gradient its exact reverse sweep.
+// The continuous adjoint (driven_adjoint.hpp) plugs its own per-sample reverse into the same
+// sweeps (driven_vjp_with, driven_loss_and_grad_with).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -89,6 +94,9 @@ struct DrivenProblem {
   index_t out_count = 0;
   index_t classes = 0;                // logits and loss: P (classes, D), c (classes,)
   const T *P = nullptr, *c = nullptr;
+  // Adaptive methods: each sample's accepted step times 0 .. T (every breakpoint of the
+  // substeps = 1 grid among them); nullptr: the fixed-step grid.
+  std::shared_ptr<const std::vector<std::vector<double>>> accepted;
 
   const double* sample_times(index_t i) const { return per_sample_times ? times + i * L : times; }
   const T* sample_values(index_t i) const { return U + i * L * C; }
@@ -201,20 +209,25 @@ ValueWeights value_weights(const DrivenPath<T>& p, Interpolation interp, index_t
   return v;
 }
 
-// The sample's breakpoints (state times) and steps.
+// The sample's breakpoints (state times) and steps: the fixed-step grid, or sample i's
+// accepted grid of an adaptive run.
 template <class T>
-void build_steps(const DrivenProblem<T>& pb, const DrivenPath<T>& p, std::vector<double>& breaks,
-                 std::vector<DrivenStep>& steps) {
+void build_steps(const DrivenProblem<T>& pb, index_t i, const DrivenPath<T>& p,
+                 std::vector<double>& breaks, std::vector<DrivenStep>& steps) {
   const index_t K = pb.field.pieces, n = K * pb.substeps;
   const double T_end = pb.T_end;
   breaks.clear();
-  for (index_t j = 0; j <= n; ++j) breaks.push_back(T_end * double(j) / double(n));
-  for (index_t k = 0; k < p.len; ++k)
-    if (p.t[k] > 0.0 && p.t[k] < T_end) breaks.push_back(p.t[k]);
-  for (index_t r = 0; r < pb.out_count; ++r)
-    if (pb.out_times[r] > 0.0 && pb.out_times[r] < T_end) breaks.push_back(pb.out_times[r]);
-  std::sort(breaks.begin(), breaks.end());
-  breaks.erase(std::unique(breaks.begin(), breaks.end()), breaks.end());
+  if (pb.accepted) {
+    breaks = (*pb.accepted)[std::size_t(i)];
+  } else {
+    for (index_t j = 0; j <= n; ++j) breaks.push_back(T_end * double(j) / double(n));
+    for (index_t k = 0; k < p.len; ++k)
+      if (p.t[k] > 0.0 && p.t[k] < T_end) breaks.push_back(p.t[k]);
+    for (index_t r = 0; r < pb.out_count; ++r)
+      if (pb.out_times[r] > 0.0 && pb.out_times[r] < T_end) breaks.push_back(pb.out_times[r]);
+    std::sort(breaks.begin(), breaks.end());
+    breaks.erase(std::unique(breaks.begin(), breaks.end()), breaks.end());
+  }
   steps.clear();
   for (std::size_t b = 0; b + 1 < breaks.size(); ++b) {
     const double tau = breaks[b], h = breaks[b + 1] - breaks[b], mid = tau + 0.5 * h;
@@ -239,6 +252,7 @@ struct DrivenWork {
     g1.resize(std::size_t(std::max(f.rows1(), f.D))), vbar.resize(std::size_t(f.in()));
   }
   std::vector<T> v, a1, hid, K, Ybar, kbar, g1, vbar, tape, xbar, dbar, grads;
+  std::vector<T> KA, scratch;  // the continuous adjoint's stages J^T A_i and unused grads
   std::vector<ValueWeights> weights;
   DrivenPath<T> path;
   std::vector<double> breaks;
@@ -328,11 +342,28 @@ void field_vjp(const DrivenField<T>& f, index_t k, index_t i, DrivenWork<T>& w, 
   });
 }
 
+// Stage i's K = f_piece([Y; u(time)]) with Y already in w.v[i] (its first D entries) and u
+// read on path interval `interval`: fills the rest of w.v[i], w.weights[i], K and caches.
+template <class T>
+void driven_stage_eval(const DrivenProblem<T>& pb, index_t piece, index_t interval, double time,
+                       index_t i, DrivenWork<T>& w) {
+  const index_t D = pb.field.D, C = pb.C;
+  const ValueWeights vw = value_weights(w.path, pb.interpolation, interval, time);
+  w.weights[std::size_t(i)] = vw;
+  T* u = w.v.data() + i * pb.field.in() + D;
+  for (index_t ch = 0; ch < C; ++ch) u[ch] = w.path.x[std::size_t(vw.base * C + ch)];
+  for (index_t m = 0; m < vw.count; ++m) {
+    const T wm = T(vw.w[m]);
+    for (index_t ch = 0; ch < C; ++ch) u[ch] += wm * w.path.d[std::size_t(vw.index[m] * C + ch)];
+  }
+  field_forward(pb.field, piece, i, w);
+}
+
 // The stages of one step from state x (D): fills w.v, w.K, caches and weights.
 template <class T>
 void driven_stages(const DrivenProblem<T>& pb, const DrivenStep& st, const T* x, DrivenWork<T>& w) {
   const auto& f = pb.field;
-  const index_t D = f.D, C = pb.C, in = f.in();
+  const index_t D = f.D, in = f.in();
   const T h = T(st.h);
   for (index_t i = 0; i < pb.tab.stages; ++i) {
     T* v = w.v.data() + i * in;
@@ -345,16 +376,17 @@ void driven_stages(const DrivenProblem<T>& pb, const DrivenStep& st, const T* x,
       const T* Kl = w.K.data() + l * D;
       for (index_t d = 0; d < D; ++d) v[d] += ha * Kl[d];
     }
-    const ValueWeights vw = value_weights(w.path, pb.interpolation, st.interval, st.tau + c * st.h);
-    w.weights[std::size_t(i)] = vw;
-    T* u = v + D;
-    for (index_t ch = 0; ch < C; ++ch) u[ch] = w.path.x[std::size_t(vw.base * C + ch)];
-    for (index_t m = 0; m < vw.count; ++m) {
-      const T wm = T(vw.w[m]);
-      for (index_t ch = 0; ch < C; ++ch) u[ch] += wm * w.path.d[std::size_t(vw.index[m] * C + ch)];
-    }
-    field_forward(f, st.piece, i, w);
+    driven_stage_eval(pb, st.piece, st.interval, st.tau + c * st.h, i, w);
   }
+}
+
+// ubar (C), the cotangent of stage i's input u, into w.xbar (len x C) and w.dbar.
+template <class T>
+void add_input_cotangent(index_t C, const ValueWeights& vw, const T* ubar, DrivenWork<T>& w) {
+  for (index_t ch = 0; ch < C; ++ch) w.xbar[std::size_t(vw.base * C + ch)] += ubar[ch];
+  for (index_t m = 0; m < vw.count; ++m)
+    for (index_t ch = 0; ch < C; ++ch)
+      w.dbar[std::size_t(vw.index[m] * C + ch)] += T(vw.w[m]) * ubar[ch];
 }
 
 template <class T>
@@ -390,12 +422,7 @@ void driven_step_vjp(const DrivenProblem<T>& pb, const DrivenStep& st, DrivenWor
       w.Ybar[std::size_t(i * D + d)] = w.vbar[std::size_t(d)];
       acc[std::size_t(d)] += w.vbar[std::size_t(d)];
     }
-    const ValueWeights& vw = w.weights[std::size_t(i)];
-    const T* ubar = w.vbar.data() + D;
-    for (index_t ch = 0; ch < C; ++ch) w.xbar[std::size_t(vw.base * C + ch)] += ubar[ch];
-    for (index_t m = 0; m < vw.count; ++m)
-      for (index_t ch = 0; ch < C; ++ch)
-        w.dbar[std::size_t(vw.index[m] * C + ch)] += T(vw.w[m]) * ubar[ch];
+    add_input_cotangent(C, w.weights[std::size_t(i)], w.vbar.data() + D, w);
   }
   std::copy(acc.begin(), acc.end(), xbar);
 }
@@ -420,7 +447,7 @@ template <class T>
 void driven_forward_sample(const DrivenProblem<T>& pb, index_t i, index_t len, DrivenWork<T>& w) {
   const index_t D = pb.field.D;
   build_path(pb, i, len, w.path);
-  build_steps(pb, w.path, w.breaks, w.steps);
+  build_steps(pb, i, w.path, w.breaks, w.steps);
   const index_t n = index_t(w.steps.size());
   w.tape.resize(std::size_t((n + 1) * D));
   std::copy(pb.x0 + i * D, pb.x0 + (i + 1) * D, w.tape.begin());
@@ -438,6 +465,9 @@ inline index_t out_state(const std::vector<double>& breaks, double tr) {
   return index_t(std::lower_bound(breaks.begin(), breaks.end(), tr) - breaks.begin());
 }
 
+template <class T>
+void path_cotangent_to_dU(const DrivenProblem<T>& pb, index_t i, DrivenWork<T>& w, T* dU);
+
 // Sample i backward after driven_forward_sample: xbar (D) holds the final state's cotangent;
 // cot_at(j, xbar) adds the cotangent of state j < steps. Adds to g; writes dx0_i and dU_i.
 template <class T, class CotAt>
@@ -453,6 +483,14 @@ void driven_reverse_sample(const DrivenProblem<T>& pb, index_t i, DrivenWork<T>&
     cot_at(j, xbar);
   }
   std::copy(xbar, xbar + D, dx0 + i * D);
+  path_cotangent_to_dU(pb, i, w, dU);
+}
+
+// The cotangents of the filled values (w.xbar) and slopes (w.dbar) of sample i's path to its
+// row of dU (0 where U is NaN and on padding).
+template <class T>
+void path_cotangent_to_dU(const DrivenProblem<T>& pb, index_t i, DrivenWork<T>& w, T* dU) {
+  const index_t C = pb.C, len = w.path.len;
   for (index_t k = 0; k + 1 < len; ++k) {  // d_k = (x_{k+1} - x_k) / dt_k
     const T dt = T(w.path.t[k + 1] - w.path.t[k]);
     for (index_t c = 0; c < C; ++c) {
@@ -472,12 +510,23 @@ inline int driven_threads(index_t items) {
   return int(std::clamp<index_t>(get_num_threads(), 1, std::max<index_t>(items, 1)));
 }
 
+// The exact discrete reverse of one sample (driven_reverse_sample) as a sweep's `reverse`.
+struct DiscreteReverse {
+  template <class T, class CotAt>
+  void operator()(const DrivenProblem<T>& pb, index_t i, DrivenWork<T>& w, T* xbar, T* g, T* dx0,
+                  T* dU, CotAt&& cot_at) const {
+    driven_reverse_sample(pb, i, w, xbar, g, dx0, dU, cot_at);
+  }
+};
+
 // The gradient sweep over groups of samples: final(i, w, xT, xbar, acc) sets xbar from x_i(T);
-// cot_at(i, w, j, xbar) adds state j's cotangent. The group accumulators (size gsize, the
-// field's first) are reduced in group order into g.
-template <class T, class Final, class CotAt>
+// cot_at(i, w, j, xbar) adds state j's cotangent; reverse (DiscreteReverse or the adjoint's)
+// runs one sample backwards. The group accumulators (size gsize, the field's first) are
+// reduced in group order into g.
+template <class T, class Final, class CotAt, class Reverse>
 void driven_gradient_sweep(const DrivenProblem<T>& pb, const std::vector<index_t>& length,
-                           index_t gsize, T* g, T* dx0, T* dU, Final&& final, CotAt&& cot_at) {
+                           index_t gsize, T* g, T* dx0, T* dU, Final&& final, CotAt&& cot_at,
+                           Reverse&& reverse) {
   const index_t groups = std::min<index_t>(pb.N, 8), D = pb.field.D;
   const int threads = driven_threads(groups);
   std::vector<std::unique_ptr<DrivenWork<T>>> works(static_cast<std::size_t>(threads));
@@ -491,8 +540,7 @@ void driven_gradient_sweep(const DrivenProblem<T>& pb, const std::vector<index_t
     for (index_t i = pb.N * grp / groups; i < pb.N * (grp + 1) / groups; ++i) {
       driven_forward_sample(pb, i, length[std::size_t(i)], w);
       final(i, w, w.tape.data() + index_t(w.steps.size()) * D, xbar.data(), a);
-      driven_reverse_sample(pb, i, w, xbar.data(), a, dx0, dU,
-                            [&](index_t j, T* xb) { cot_at(i, w, j, xb); });
+      reverse(pb, i, w, xbar.data(), a, dx0, dU, [&](index_t j, T* xb) { cot_at(i, w, j, xb); });
     }
   });
   for (index_t grp = 0; grp < groups; ++grp)
@@ -551,9 +599,11 @@ void driven_logits(const DrivenProblem<T>& pb, T* out) {
 }
 
 // VJP of driven_solve for a cotangent of its output: dfield (flat [W1 | b1 | W2 | b2]),
-// dx0 (N, D), dU (N, L, C) (0 where U is NaN and on padding).
-template <class T>
-void driven_vjp(const DrivenProblem<T>& pb, const T* cotangent, T* dfield, T* dx0, T* dU) {
+// dx0 (N, D), dU (N, L, C) (0 where U is NaN and on padding), with `reverse` running each
+// sample backwards (detail::DiscreteReverse: the exact discrete gradient).
+template <class T, class Reverse>
+void driven_vjp_with(const DrivenProblem<T>& pb, const T* cotangent, T* dfield, T* dx0, T* dU,
+                     Reverse&& reverse) {
   std::vector<index_t> length;
   detail::check_driven_paths(pb, length);
   const index_t D = pb.field.D, N = pb.N, nf = pb.field.size();
@@ -573,19 +623,27 @@ void driven_vjp(const DrivenProblem<T>& pb, const T* cotangent, T* dfield, T* dx
       },
       [&](index_t i, const detail::DrivenWork<T>& w, index_t j, T* xbar) {
         if (pb.out_count > 0) add_rows(i, w, j, xbar);
-      });
+      },
+      reverse);
   detail::require_finite_driven_gradient(nf, dfield, "parameters");
   detail::require_finite_driven_gradient(N * D, dx0, "x0");
   detail::require_finite_driven_gradient(N * pb.L * pb.C, dU, "U");
 }
 
+// The exact discrete VJP of driven_solve.
+template <class T>
+void driven_vjp(const DrivenProblem<T>& pb, const T* cotangent, T* dfield, T* dx0, T* dU) {
+  driven_vjp_with(pb, cotangent, dfield, dx0, dU, detail::DiscreteReverse{});
+}
+
 // Data loss of the logits (cross-entropy: mean over samples of logsumexp(z) - z_y; mse: mean
 // over all N * classes entries of the squared error) plus weight_decay * |field|^2, and its
-// gradient: dfield, dP (classes, D), dc (classes,), dx0 (N, D), dU (N, L, C).
-template <class T>
-double driven_loss_and_grad(const DrivenProblem<T>& pb, const std::int64_t* labels,
-                            const T* values, double weight_decay, T* dfield, T* dP, T* dc, T* dx0,
-                            T* dU) {
+// gradient: dfield, dP (classes, D), dc (classes,), dx0 (N, D), dU (N, L, C), with `reverse`
+// running each sample backwards.
+template <class T, class Reverse>
+double driven_loss_and_grad_with(const DrivenProblem<T>& pb, const std::int64_t* labels,
+                                 const T* values, double weight_decay, T* dfield, T* dP, T* dc,
+                                 T* dx0, T* dU, Reverse&& reverse) {
   std::vector<index_t> length;
   detail::check_driven_paths(pb, length);
   const index_t D = pb.field.D, N = pb.N, O = pb.classes, nf = pb.field.size();
@@ -628,7 +686,7 @@ double driven_loss_and_grad(const DrivenProblem<T>& pb, const std::int64_t* labe
           }
         }
       },
-      [](index_t, const detail::DrivenWork<T>&, index_t, T*) {});
+      [](index_t, const detail::DrivenWork<T>&, index_t, T*) {}, reverse);
   if (std::find(overflow.begin(), overflow.end(), 1) != overflow.end())
     throw non_finite_error("the logits x(T) P^T + c are not finite: the readout overflowed", -1,
                            0.0);
@@ -656,6 +714,15 @@ double driven_loss_and_grad(const DrivenProblem<T>& pb, const std::int64_t* labe
   detail::require_finite_driven_gradient(N * D, dx0, "x0");
   detail::require_finite_driven_gradient(N * pb.L * pb.C, dU, "U");
   return loss;
+}
+
+// The loss and its exact discrete gradient.
+template <class T>
+double driven_loss_and_grad(const DrivenProblem<T>& pb, const std::int64_t* labels,
+                            const T* values, double weight_decay, T* dfield, T* dP, T* dc, T* dx0,
+                            T* dU) {
+  return driven_loss_and_grad_with(pb, labels, values, weight_decay, dfield, dP, dc, dx0, dU,
+                                   detail::DiscreteReverse{});
 }
 
 }  // namespace resode

@@ -1,513 +1,440 @@
-r"""Plain NumPy reference of the input-driven neural ODE (test oracle): one sample at a time,
-row vectors, a hand-written backward pass. ``resode.reference`` re-exports it.
+r"""Plain NumPy reference of the input-driven neural ODE (test oracle), every method and both
+gradients. ``resode.reference`` re-exports it.
 
-Model. State ``x`` of width ``D`` (``D = dim + augment``: the model pads its inputs before this
-level), inputs ``u(t)`` of ``C`` channels::
+The model, paths, fixed-step grid and exact discrete gradient are those of
+``_reference_driven`` (``euler``, ``midpoint``, ``rk4``). This module adds:
 
-    x(0) = x0,   dx/dt = f_k([x; u(t)])   on [0, T]
+Adaptive methods (``dopri5``, ``tsit5``, ``bosh3``). Each sample runs on its own: with
+``K_i = f_k([x + h sum_{l<i} a_il K_l; u(tau + c_i h)])``, ``x_next = x + h sum_i b_i K_i``,
+``err = h sum_i e_i K_i`` and ``E = rms(err / (atol + rtol max(|x|, |x_next|)))`` (NaN if
+``x_next`` is not finite), the PI controller of docs/adaptive.md accepts (``E <= 1``) or
+rejects the step and sets the next ``h``. Steps are clipped to land on every breakpoint of the
+``substeps = 1`` grid (piece boundaries, the sample's knots, the output times): a step takes
+the piece and path interval of the break interval it lies in. The starting step is Hairer's,
+both of its evaluations reading ``u(0)``. The result is the solution on the accepted grid and
+the ``"discrete"`` gradient is its exact reverse sweep with the grid held constant.
 
-with ``f_k`` the field of piece k (``K`` equal pieces of ``[0, T]``), acting on the
-concatenation ``v = [x; u]`` of width ``D + C``::
-
-    outside     sigma(W[k] v + b[k])                W (K, D, D + C), b (K, D)
-    inside      W[k] sigma(v) + b[k]                W (K, D, D + C), b (K, D)
-    bottleneck  W2[k] sigma(W1[k] v + b1[k]) + b2[k] W1 (K, H, D + C), W2 (K, D, H)
-
-(``inside`` applies ``sigma`` to the whole concatenation, inputs included.)
-
-Paths. ``U`` (N, L, C) observed at ``times`` (L,) or (N, L), exactly as the neural CDE's
-paths (``reference_cde``): length ``L_i``, NaN fill, slopes ``delta_k``. The value of the path
-on ``[t_k, t_{k+1}]`` at ``theta = (tau - t_k) / dt_k``:
-``linear``: ``x_k + dt_k theta delta_k``; ``cubic`` (torchcde's Hermite cubic with backward
-differences, ``m_k = delta_{k-1}``, ``m_0 = delta_0``):
-``x_k + dt_k ((theta - B) m_k + B delta_k)``, ``B = 2 theta^2 - theta^3``. Outside its
-observation window ``[t_{i,0}, T_i]`` the path is held constant: its first filled row before
-``t_{i,0}``, its last after ``T_i``.
-
-Grid. Sample i's breakpoints are today's ``t_j = T j / (pieces * substeps)`` plus its knots
-``t_{i,k}`` strictly inside ``(0, T)`` (and, with ``t``, the requested times strictly inside);
-every interval between consecutive breakpoints is one step. A step on ``[tau, tau + h]`` takes
-the piece and the path interval (or "before" / "after" the window) containing ``tau + h/2``;
-stage j evaluates ``u`` on that interval at ``tau + c_j h``.
-
-Gradient: the exact VJP of this discrete map, to every parameter, ``x0`` and ``U``.
+The continuous adjoint (``gradient="adjoint"``, backsolve). From ``x(T)`` of the forward on
+the sample's grid (fixed or accepted) the system ``x' = f(x, u(t))``, ``a' = -J_x^T a`` is
+integrated backwards over the same grid with the same tableau (step ``-h``, stage s at
+``tau + h - c_s h``); ``dtheta += h sum_s b_s (df/dtheta)^T A_s`` and
+``du(tau + h - c_s h) += h b_s J_u^T A_s`` (pulled back through the path to ``U``), ``a(0)``
+is ``dx0``, and an output time's cotangent is added to ``a`` when the run passes it.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
-Params = dict[str, np.ndarray]
-Tableau = tuple[tuple[tuple[float, ...], ...], tuple[float, ...]]
-Cache = tuple[np.ndarray, ...]
-Weights = list[tuple[int, float]]  # (slope index, weight); the path value is x_k + sum
+from ._reference_driven import (
+    ACTIVATIONS,
+    FIELDS,
+    INTERPOLATIONS,
+    METHODS,
+    Params,
+    Tableau,
+    _base,
+    _check,
+    _check_t,
+    _data_loss_and_grad,
+    _field_fwd,
+    _field_vjp,
+    _forward,
+    _grid,
+    _Options,
+    _options,
+    _Path,
+    _path_value,
+    _prepare,
+    _rk_stages,
+    _rows,
+    _sample_vjp,
+    _Step,
+    _value_weights,
+)
+from .reference_cde import NonFiniteError, StepSizeError
 
-ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "sigmoid", "leaky_relu", "identity")
-FIELDS: tuple[str, ...] = ("outside", "inside", "bottleneck")
-INTERPOLATIONS: tuple[str, ...] = ("linear", "cubic")
-METHODS: tuple[str, ...] = ("euler", "midpoint", "rk4")
-_LEAKY_SLOPE = 0.01
-_TABLEAUX: dict[str, Tableau] = {
-    "euler": (((),), (1.0,)),
-    "midpoint": (((), (0.5,)), (0.0, 1.0)),
-    "rk4": (((), (0.5,), (0.0, 0.5), (0.0, 0.0, 1.0)), (1 / 6, 2 / 6, 2 / 6, 1 / 6)),
-}
+__all__ = [
+    "ACTIVATIONS", "ADAPTIVE_METHODS", "FIELDS", "INTERPOLATIONS", "METHODS",
+    "NonFiniteError", "StepSizeError", "driven_grids", "driven_logits", "driven_loss_and_grad",
+    "driven_solve", "driven_vjp",
+]  # fmt: skip
 
+ADAPTIVE_METHODS: tuple[str, ...] = ("dopri5", "tsit5", "bosh3")
+_Adaptive = tuple[float, float, float | None, int]  # rtol, atol, first_step, max_steps
+_Sample = tuple[_Path, list[_Step]]
+_EPS = float(np.finfo(np.float64).eps)
 
-class _Options(NamedTuple):
-    field: str
-    act: str
-    interpolation: str
-    tableau: Tableau
-
-
-class _Path(NamedTuple):
-    """Knots t (L_i,) float64, fill matrices (C, L_i, L_i), values x (L_i, C), slopes."""
-
-    t: np.ndarray
-    fill: np.ndarray
-    x: np.ndarray
-    slopes: np.ndarray
-
-
-class _Step(NamedTuple):
-    tau: float
-    h: float
-    piece: int
-    interval: int  # -1: before the window, L_i - 1: after it
-
-
-def _check(name: str, value: object, allowed: tuple[object, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {allowed}")
-
-
-def _act_and_grad(name: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if name == "tanh":
-        s = np.tanh(x)
-        return s, 1 - s * s
-    if name == "relu":
-        return np.maximum(x, 0), (x > 0).astype(x.dtype)
-    if name == "sigmoid":
-        e = np.exp(-np.abs(x))
-        s = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
-        return s, s * (1 - s)
-    if name == "leaky_relu":
-        slope = np.where(x > 0, 1.0, _LEAKY_SLOPE).astype(x.dtype)
-        return x * slope, slope
-    return x.copy(), np.ones_like(x)
-
-
-def _field_fwd(params: Params, k: int, v: np.ndarray, o: _Options) -> tuple[np.ndarray, Cache]:
-    """``f_k(v)`` (1, D) for v = [x; u] (1, D + C), and the cache of its VJP."""
-    if o.field == "outside":
-        F, dF = _act_and_grad(o.act, v @ params["W"][k].T + params["b"][k])
-        return F, (v, dF)
-    if o.field == "inside":
-        sv, dsv = _act_and_grad(o.act, v)
-        return sv @ params["W"][k].T + params["b"][k], (sv, dsv)
-    hid, dhid = _act_and_grad(o.act, v @ params["W1"][k].T + params["b1"][k])
-    return hid @ params["W2"][k].T + params["b2"][k], (v, hid, dhid)
-
-
-def _field_vjp(
-    params: Params, k: int, cache: Cache, Fbar: np.ndarray, o: _Options
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """``(J^T Fbar (1, D + C), {key: (df/dtheta_k)^T Fbar})``."""
-    if o.field == "outside":
-        v, dF = cache
-        g = Fbar * dF
-        return g @ params["W"][k], {"W": g.T @ v, "b": g.sum(axis=0)}
-    if o.field == "inside":
-        sv, dsv = cache
-        return (Fbar @ params["W"][k]) * dsv, {"W": Fbar.T @ sv, "b": Fbar.sum(axis=0)}
-    v, hid, dhid = cache
-    g1 = (Fbar @ params["W2"][k]) * dhid
-    grads = {"W1": g1.T @ v, "b1": g1.sum(axis=0), "W2": Fbar.T @ hid, "b2": Fbar.sum(axis=0)}
-    return g1 @ params["W1"][k], grads
+# (A rows incl. the FSAL row, b incl. its 0, e = b - bhat, k = estimator order + 1)
+_DOPRI5_B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84)
+_TSIT5_B = (
+    0.09646076681806523, 0.01, 0.4798896504144996, 1.379008574103742, -3.290069515436081,
+    2.324710524099774,
+)  # fmt: skip
+_Embedded = tuple[tuple[tuple[float, ...], ...], tuple[float, ...], tuple[float, ...], int]
+_EMBEDDED: dict[str, _Embedded] = {
+    "dopri5": (
+        (
+            (), (1 / 5,), (3 / 40, 9 / 40), (44 / 45, -56 / 15, 32 / 9),
+            (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+            (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656), _DOPRI5_B,
+        ),
+        (*_DOPRI5_B, 0.0),
+        (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40),
+        5,
+    ),
+    "tsit5": (
+        (
+            (), (0.161,), (-0.008480655492356989, 0.335480655492357),
+            (2.8971530571054935, -6.359448489975075, 4.3622954328695815),
+            (5.325864828439257, -11.748883564062828, 7.4955393428898365, -0.09249506636175525),
+            (5.86145544294642, -12.92096931784711, 8.159367898576159, -0.071584973281401,
+             -0.028269050394068383),
+            _TSIT5_B,
+        ),
+        (*_TSIT5_B, 0.0),
+        (0.00178001105222577714, 0.0008164344596567469, -0.007880878010261995,
+         0.1447110071732629, -0.5823571654525552, 0.45808210592918697, -0.015151515151515152),
+        5,
+    ),
+    "bosh3": (
+        ((), (1 / 2,), (0.0, 3 / 4), (2 / 9, 1 / 3, 4 / 9)),
+        (2 / 9, 1 / 3, 4 / 9, 0.0),
+        (-5 / 72, 1 / 12, 1 / 9, -1 / 8),
+        3,
+    ),
+}  # fmt: skip
 
 
-def _lengths(U: np.ndarray) -> np.ndarray:
-    observed = (~np.isnan(U)).any(axis=2)
-    if not observed.any(axis=1).all():
-        raise ValueError("U: every sample needs at least one observed (non-NaN) row")
-    lengths: np.ndarray = U.shape[1] - np.argmax(observed[:, ::-1], axis=1)
-    if (lengths < 2).any():
-        raise ValueError("U: every sample needs at least 2 observed rows (L_i >= 2)")
-    return lengths
+def _f(p: Params, x: np.ndarray, path: _Path, seg: _Step, time: float, o: _Options) -> np.ndarray:
+    """``f_k([x; u(time)])`` (1, D) on the segment's piece and path interval."""
+    u = _path_value(path, seg.interval, time, o.interpolation)
+    F, _ = _field_fwd(p, seg.piece, np.concatenate([x, u[None, :]], axis=1), o)
+    return F
 
 
-def _fill_matrix(u: np.ndarray, t: np.ndarray) -> np.ndarray:
-    obs = np.flatnonzero(~np.isnan(u))
-    if obs.size == 0:
-        raise ValueError("U: a channel of a sample has no observed value")
-    M = np.zeros((u.size, u.size))
-    for k in range(u.size):
-        j = int(np.searchsorted(obs, k))
-        if j < obs.size and obs[j] == k:
-            M[k, k] = 1.0
-        elif j == 0 or j == obs.size:
-            M[k, obs[min(j, obs.size - 1)]] = 1.0
+def _rms(v: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(v))))
+
+
+def _starting_step(
+    p: Params, x0: np.ndarray, path: _Path, seg: _Step, k: int, o: _Options, rtol: float,
+    atol: float,
+) -> float:  # fmt: skip
+    """Hairer's starting step (docs/adaptive.md) from x0 at 0, u held at u(0)."""
+    f0 = _f(p, x0, path, seg, seg.tau, o).astype(np.float64)
+    sc = atol + rtol * np.abs(x0.astype(np.float64))
+    d0, d1 = _rms(x0 / sc), _rms(f0 / sc)
+    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+    x1 = x0 + x0.dtype.type(h0) * f0.astype(x0.dtype)
+    f1 = _f(p, x1, path, seg, seg.tau, o).astype(np.float64)
+    d2 = _rms((f1 - f0) / sc) / h0
+    dmax = max(d1, d2)
+    h1 = max(1e-6, h0 * 1e-3) if dmax <= 1e-15 else (0.01 / dmax) ** (1.0 / k)
+    return min(100.0 * h0, h1)
+
+
+def _trial(
+    p: Params, x: np.ndarray, path: _Path, step: _Step, tab: _Embedded, o: _Options,
+    rtol: float, atol: float,
+) -> tuple[np.ndarray, float]:  # fmt: skip
+    """A trial step: the new state and its error norm E (NaN if the state is not finite)."""
+    A, b, e, _ = tab
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow: E = NaN, rejected
+        stages = _rk_stages(p, x, path, step, o._replace(tableau=(A, b)))
+        h = x.dtype.type(step.h)
+        xnew, acc = x, np.zeros_like(x)
+        for b_i, e_i, (K, _, _) in zip(b, e, stages):
+            if b_i != 0.0:
+                xnew = xnew + h * x.dtype.type(b_i) * K
+            if e_i != 0.0:
+                acc = acc + x.dtype.type(e_i) * K
+        err = (h * acc).astype(np.float64)
+    if not np.isfinite(xnew).all():
+        return xnew, float("nan")
+    scale = atol + rtol * np.maximum(np.abs(x), np.abs(xnew)).astype(np.float64)
+    return xnew, _rms(err / scale)
+
+
+def _controller(E: float, E_prev: float, dt: float, k: int) -> tuple[bool, float, float]:
+    """docs/adaptive.md's PI controller: (accepted, next h, new E_prev)."""
+    if np.isfinite(E) and E <= 1.0:
+        factor = 10.0
+        if E > 0.0:
+            factor = 0.9 * max(E, 1e-10) ** (-0.85 / k) * E_prev ** (0.2 / k)
+            factor = min(max(factor, 0.2), 10.0)
+        return True, dt * factor, max(E, 1e-4)
+    factor = min(1.0, max(0.2, 0.9 * E ** (-1.0 / k))) if np.isfinite(E) else 0.2
+    return False, dt * factor, E_prev
+
+
+def _breaks(T: float, pieces: int, path: _Path, tout: np.ndarray) -> np.ndarray:
+    """The substeps = 1 grid's breakpoints (as ``_reference_driven._steps``)."""
+    base = T * np.arange(pieces + 1) / pieces
+    inside = [float(s) for s in np.concatenate([path.t, tout]) if 0.0 < s < T]
+    return np.unique(np.concatenate([base, np.asarray(inside, dtype=np.float64)]))
+
+
+def _adaptive_sample(
+    p: Params, i: int, x0: np.ndarray, path: _Path, segs: list[_Step], breaks: np.ndarray,
+    tab: _Embedded, o: _Options, adaptive: _Adaptive,
+) -> tuple[list[_Step], np.ndarray, tuple[int, int, int]]:  # fmt: skip
+    """Sample i's accepted steps, their times and (nfev, accepted, rejected)."""
+    rtol, atol, first_step, max_steps = adaptive
+    k = tab[3]
+    x, nfev = x0, 0
+    if first_step is None:
+        h, nfev = _starting_step(p, x, path, segs[0], k, o, rtol, atol), 2
+    else:
+        h = float(first_step)
+    tnow, E_prev, E, seg = float(breaks[0]), 1.0, float("nan"), 0
+    steps, grid, accepted, rejected, bad_trial = [], [tnow], 0, 0, False
+    while seg + 1 < len(breaks):
+        q = float(breaks[seg + 1])
+        t_new = q if tnow + h >= q - 100 * _EPS * abs(q) else tnow + h
+        dt = t_new - tnow
+        too_many = accepted + rejected >= max_steps
+        if too_many or dt <= 4 * _EPS * abs(t_new):
+            reason = "max_steps steps did not reach T" if too_many else "step below resolution"
+            error = NonFiniteError if bad_trial else StepSizeError
+            raise error(i, tnow, dt, E, reason)
+        step = _Step(tnow, dt, segs[seg].piece, segs[seg].interval)
+        xnew, E = _trial(p, x, path, step, tab, o, rtol, atol)
+        nfev += len(tab[0])
+        ok, h, E_prev = _controller(E, E_prev, dt, k)
+        if ok:
+            steps.append(step)
+            x, tnow, accepted = xnew, t_new, accepted + 1
+            grid.append(tnow)
+            seg += tnow == q
         else:
-            p, q = obs[j - 1], obs[j]
-            ratio = (t[k] - t[p]) / (t[q] - t[p])
-            M[k, p], M[k, q] = 1.0 - ratio, ratio
-    return M
+            rejected, bad_trial = rejected + 1, not np.isfinite(E)
+    return steps, np.asarray(grid), (nfev, accepted, rejected)
 
 
-def _sample_path(u: np.ndarray, t: np.ndarray) -> _Path:
-    fill = np.stack([_fill_matrix(u[:, c], t) for c in range(u.shape[1])])
-    x = np.einsum("ckj,jc->kc", fill.astype(u.dtype), np.nan_to_num(u))
-    dt = np.diff(t).astype(u.dtype)[:, None]
-    return _Path(t, fill, x, (x[1:] - x[:-1]) / dt)
+def _check_adaptive(adaptive: _Adaptive) -> None:
+    rtol, atol, first_step, max_steps = adaptive
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    if rtol == 0 and atol == 0:
+        raise ValueError("rtol and atol must not both be 0")
+    if first_step is not None and not (np.isfinite(first_step) and first_step > 0):
+        raise ValueError(f"first_step must be finite and > 0 (or None), got {first_step!r}")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
 
 
-def _value_weights(path: _Path, interval: int, time: float, interpolation: str) -> Weights:
-    """``u(time) = x[base] + sum w_j slopes[j]`` on ``interval`` (see the module docstring);
-    no weights outside the window (base 0 before, L_i - 1 after)."""
-    if interval < 0 or interval >= path.t.size - 1:
-        return []
-    dt = float(path.t[interval + 1] - path.t[interval])
-    theta = (time - float(path.t[interval])) / dt
-    if interpolation == "linear" or interval == 0:
-        return [(interval, dt * theta)]
-    B = 2 * theta * theta - theta**3
-    return [(interval - 1, dt * (theta - B)), (interval, dt * B)]
+class _Run:
+    """Checked inputs and every sample's steps (fixed, or an adaptive run's accepted ones)."""
+
+    def __init__(
+        self, params: Params, x0: np.ndarray, U: np.ndarray, times: np.ndarray, T: float,
+        field: str, activation: str, interpolation: str, method: str, substeps: int,
+        t: np.ndarray | None, adaptive: _Adaptive,
+    ) -> None:  # fmt: skip
+        _check("method", method, METHODS + ADAPTIVE_METHODS)
+        adaptive_method = method in ADAPTIVE_METHODS
+        o = _options(field, activation, interpolation, "rk4" if adaptive_method else method)
+        self.p, self.x0, self.U, paths, self.tout = _prepare(params, x0, U, times, field, t)
+        _check_t(self.tout, T)
+        self.samples: list[_Sample] = []
+        self.grids: list[np.ndarray] = []
+        counts: list[tuple[int, int, int]] = []
+        if not adaptive_method:
+            self.o = o
+            self.samples = [(pa, _grid(T, self.p, substeps, pa, self.tout)) for pa in paths]
+            self.counts = np.zeros((0, 3), dtype=np.int64)
+            return
+        _check_adaptive(adaptive)
+        tab = _EMBEDDED[method]
+        pieces = next(iter(self.p.values())).shape[0]
+        for i, path in enumerate(paths):
+            segs = _grid(T, self.p, 1, path, self.tout)
+            breaks = _breaks(T, pieces, path, self.tout)
+            steps, grid, c = _adaptive_sample(
+                self.p, i, self.x0[i : i + 1], path, segs, breaks, tab, o, adaptive
+            )
+            self.samples.append((path, steps))
+            self.grids.append(grid)
+            counts.append(c)
+        A, b, _, _ = tab
+        solution: Tableau = (A[:-1], b[:-1])  # the FSAL stage feeds the error estimate only
+        self.o = o._replace(tableau=solution)
+        self.counts = np.asarray(counts, dtype=np.int64)
+
+    def states(self, i: int) -> list[np.ndarray]:
+        path, steps = self.samples[i]
+        return _forward(self.p, self.x0[i : i + 1], path, steps, self.o)
+
+    def output(self, t: object) -> np.ndarray:
+        out = []
+        for i, (_, steps) in enumerate(self.samples):
+            xs = self.states(i)
+            out.append(np.stack([xs[r][0] for r in _rows(steps, self.tout)]) if t is not None
+                       else xs[-1][0])  # fmt: skip
+        return np.stack(out, axis=1 if t is not None else 0)
+
+    def cot_rows(self, i: int, cot: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        steps = self.samples[i][1]
+        if self.tout.size == 0:
+            return [(len(steps), cot[i : i + 1])]
+        return [(r, cot[q, i : i + 1]) for q, r in enumerate(_rows(steps, self.tout))]
+
+    def vjp(self, cot: np.ndarray, gradient: str) -> tuple[Params, np.ndarray, np.ndarray]:
+        grads = {k: np.zeros_like(v) for k, v in self.p.items()}
+        dx0, dU = np.zeros_like(self.x0), np.zeros_like(self.U)
+        for i, (path, steps) in enumerate(self.samples):
+            rows = self.cot_rows(i, cot)
+            x0 = self.x0[i : i + 1]
+            if gradient == "discrete":
+                xb, ub = _sample_vjp(self.p, x0, path, steps, self.o, rows, grads)
+            else:
+                xb, ub = self.adjoint(i, rows, grads)
+            dx0[i] = xb[0]
+            dU[i, : ub.shape[0]] = ub
+        dU[np.isnan(self.U)] = 0
+        return grads, dx0, dU
+
+    def adjoint(
+        self, i: int, rows: list[tuple[int, np.ndarray]], grads: Params
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Sample i's backsolve: (a(0) (1, D), its dU rows (L_i, C))."""
+        path, steps = self.samples[i]
+        x = self.states(i)[-1]
+        bars = [np.zeros_like(x) for _ in range(len(steps) + 1)]
+        for r, c in rows:
+            bars[r] = bars[r] + c
+        xvals_bar, slopes_bar = np.zeros_like(path.x), np.zeros_like(path.slopes)
+        a = bars[-1]
+        for j in reversed(range(len(steps))):
+            x, a = _adjoint_step(self.p, x, a, path, steps[j], self.o, grads, xvals_bar,
+                                 slopes_bar)  # fmt: skip
+            a = a + bars[j]
+        dt = np.diff(path.t).astype(x.dtype)[:, None]
+        xvals_bar[1:] += slopes_bar / dt
+        xvals_bar[:-1] -= slopes_bar / dt
+        return a, np.einsum("ckj,kc->jc", path.fill.astype(x.dtype), xvals_bar)
 
 
-def _base(path: _Path, interval: int) -> int:
-    return max(0, min(interval, path.t.size - 1))
-
-
-def _path_value(path: _Path, interval: int, time: float, interpolation: str) -> np.ndarray:
-    u = path.x[_base(path, interval)].copy()
-    for j, w in _value_weights(path, interval, time, interpolation):
-        u = u + path.x.dtype.type(w) * path.slopes[j]
-    out: np.ndarray = u
-    return out
-
-
-def _steps(T: float, steps: int, pieces: int, knots: np.ndarray, tout: np.ndarray) -> list[_Step]:
-    base = T * np.arange(steps + 1) / steps
-    inside = [float(s) for s in np.concatenate([knots, tout]) if 0.0 < s < T]
-    breaks = np.unique(np.concatenate([base, np.asarray(inside, dtype=np.float64)]))
-    bounds = T * np.arange(1, pieces) / pieces
-    out = []
-    for p, q in zip(breaks[:-1], breaks[1:]):
-        tau, h = float(p), float(q) - float(p)
-        mid = tau + h / 2
-        piece = int(np.searchsorted(bounds, mid, side="right"))
-        interval = int(np.searchsorted(knots, mid, side="right")) - 1
-        out.append(_Step(tau, h, piece, interval))
-    return out
-
-
-def _rk_stages(
-    params: Params, x: np.ndarray, path: _Path, step: _Step, o: _Options
-) -> list[tuple[np.ndarray, Cache, Weights]]:
-    a, _ = o.tableau
-    h = x.dtype.type(step.h)
-    Ks: list[np.ndarray] = []
-    out = []
-    for row in a:
-        Y = x.copy()
-        for ail, K in zip(row, Ks):
-            if ail != 0.0:
-                Y = Y + h * x.dtype.type(ail) * K
-        time = step.tau + sum(row) * step.h
+def _adjoint_step(
+    p: Params, x1: np.ndarray, a1: np.ndarray, path: _Path, step: _Step, o: _Options,
+    grads: Params, xvals_bar: np.ndarray, slopes_bar: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """One backward step from ``tau + h`` to ``tau``: ``(x, a)' = (f, -J_x^T a)`` with step
+    ``-h``, and the quadratures of its stages into grads, xvals_bar and slopes_bar."""
+    A, b = o.tableau
+    D = x1.shape[1]
+    h = float(step.h)
+    kx: list[np.ndarray] = []
+    ka: list[np.ndarray] = []  # J_x^T A_s: a' = -J_x^T a, so A_s = a1 + h sum a_sl ka_l
+    for s, row in enumerate(A):
+        X, Aa = x1, a1
+        for a_sl, kx_l, ka_l in zip(row, kx, ka):
+            if a_sl != 0.0:
+                X, Aa = X - (h * a_sl) * kx_l, Aa + (h * a_sl) * ka_l
+        time = step.tau + h - sum(row) * h
         u = _path_value(path, step.interval, time, o.interpolation)
-        K, cache = _field_fwd(params, step.piece, np.concatenate([Y, u[None, :]], axis=1), o)
-        Ks.append(K)
-        out.append((K, cache, _value_weights(path, step.interval, time, o.interpolation)))
-    return out
-
-
-def _rk_step(params: Params, x: np.ndarray, path: _Path, step: _Step, o: _Options) -> np.ndarray:
-    _, b = o.tableau
-    h = x.dtype.type(step.h)
-    new = x.copy()
-    for bi, (K, _, _) in zip(b, _rk_stages(params, x, path, step, o)):
-        if bi != 0.0:
-            new = new + h * x.dtype.type(bi) * K
-    out: np.ndarray = new
-    return out
-
-
-def _rk_step_vjp(
-    params: Params,
-    x: np.ndarray,
-    path: _Path,
-    step: _Step,
-    o: _Options,
-    xbar: np.ndarray,
-    grads: Params,
-    xvals_bar: np.ndarray,
-    slopes_bar: np.ndarray,
-) -> np.ndarray:
-    """The cotangent of the step's start; adds to grads, xvals_bar (L_i, C), slopes_bar."""
-    a, b = o.tableau
-    stages = _rk_stages(params, x, path, step, o)
-    s = len(stages)
-    h = x.dtype.type(step.h)
-    D = x.shape[1]
-    Ybar: list[np.ndarray] = [np.zeros_like(x)] * s
-    out = xbar.copy()
-    for i in range(s - 1, -1, -1):
-        Kbar = h * x.dtype.type(b[i]) * xbar
-        for m in range(i + 1, s):
-            if a[m][i] != 0.0:
-                Kbar = Kbar + h * x.dtype.type(a[m][i]) * Ybar[m]
-        _, cache, weights = stages[i]
-        vbar, g = _field_vjp(params, step.piece, cache, Kbar, o)
-        for key, value in g.items():
-            grads[key][step.piece] += value
-        Ybar[i] = vbar[:, :D]
-        ubar = vbar[0, D:]
-        xvals_bar[_base(path, step.interval)] += ubar
-        for j, w in weights:
-            slopes_bar[j] += x.dtype.type(w) * ubar
-        out = out + Ybar[i]
-    result: np.ndarray = out
-    return result
-
-
-def _options(field: str, activation: str, interpolation: str, method: str) -> _Options:
-    _check("field", field, FIELDS)
-    _check("activation", activation, ACTIVATIONS)
-    _check("interpolation", interpolation, INTERPOLATIONS)
-    _check("method", method, METHODS)
-    return _Options(field, activation, interpolation, _TABLEAUX[method])
-
-
-def _prepare(
-    params: Params, x0: np.ndarray, U: np.ndarray, times: np.ndarray, field: str, t: object
-) -> tuple[Params, np.ndarray, np.ndarray, list[_Path], np.ndarray]:
-    dtype = np.asarray(x0).dtype
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"x0 must be float32 or float64, got {dtype}")
-    x0 = np.asarray(x0, dtype=dtype)
-    U = np.asarray(U, dtype=dtype)
-    if x0.ndim != 2 or U.ndim != 3 or U.shape[0] != x0.shape[0]:
-        raise ValueError(f"x0 must be (N, D) and U (N, L, C); got {x0.shape} and {U.shape}")
-    ts = np.asarray(times, dtype=np.float64)
-    if ts.shape not in ((U.shape[1],), U.shape[:2]):
-        raise ValueError(f"times must be (L,) or (N, L); got {ts.shape} for U {U.shape}")
-    keys = ("W1", "b1", "W2", "b2") if field == "bottleneck" else ("W", "b")
-    p = {k: np.asarray(params[k], dtype=dtype) for k in keys}
-    lengths = _lengths(U)
-    paths = []
-    for i, n in enumerate(lengths):
-        k = (ts[i] if ts.ndim == 2 else ts)[:n]
-        if not np.isfinite(k).all() or (np.diff(k) <= 0).any():
-            raise ValueError("times must be finite and strictly increasing over observed rows")
-        paths.append(_sample_path(U[i, :n], k))
-    tout = np.zeros(0) if t is None else np.asarray(t, dtype=np.float64)
-    return p, x0, U, paths, tout
-
-
-def _grid(T: float, p: Params, substeps: int, path: _Path, tout: np.ndarray) -> list[_Step]:
-    pieces = next(iter(p.values())).shape[0]  # the leading axis of W (or W1)
-    return _steps(T, pieces * substeps, pieces, path.t, tout)
-
-
-def _forward(
-    p: Params, x0: np.ndarray, path: _Path, steps: list[_Step], o: _Options
-) -> list[np.ndarray]:
-    xs = [x0]
-    for step in steps:
-        xs.append(_rk_step(p, xs[-1], path, step, o))
-    return xs
-
-
-def _rows(steps: list[_Step], tout: np.ndarray) -> list[int]:
-    """The state index read by each output time (the grid holds every t_r inside (0, T))."""
-    ends = np.array([s.tau for s in steps] + [steps[-1].tau + steps[-1].h])
-    return [int(np.argmin(np.abs(ends - tr))) for tr in tout]
-
-
-def _check_t(tout: np.ndarray, T: float) -> None:
-    if tout.size and (tout.ndim != 1 or (np.diff(tout) <= 0).any() or tout[0] < 0 or tout[-1] > T):
-        raise ValueError(f"t must be strictly increasing within [0, {T!r}]")
+        F, cache = _field_fwd(p, step.piece, np.concatenate([X, u[None, :]], axis=1), o)
+        vbar, g = _field_vjp(p, step.piece, cache, Aa, o)
+        kx.append(F)
+        ka.append(vbar[:, :D])
+        if b[s] != 0.0:
+            wgt = h * b[s]
+            for key, value in g.items():
+                grads[key][step.piece] += x1.dtype.type(wgt) * value
+            ubar = x1.dtype.type(wgt) * vbar[0, D:]
+            xvals_bar[_base(path, step.interval)] += ubar
+            for j, w in _value_weights(path, step.interval, time, o.interpolation):
+                slopes_bar[j] += x1.dtype.type(w) * ubar
+    x0, a0 = x1, a1
+    for b_s, kx_s, ka_s in zip(b, kx, ka):
+        if b_s != 0.0:
+            x0, a0 = x0 - (h * b_s) * kx_s, a0 + (h * b_s) * ka_s
+    return x0.astype(x1.dtype), a0.astype(x1.dtype)
 
 
 def driven_solve(
-    params: Params,
-    x0: np.ndarray,
-    U: np.ndarray,
-    times: np.ndarray,
-    *,
-    T: float,
-    field: str,
-    activation: str = "tanh",
-    interpolation: str = "cubic",
-    method: str = "rk4",
-    substeps: int = 1,
-    t: np.ndarray | None = None,
-) -> np.ndarray:
+    params: Params, x0: np.ndarray, U: np.ndarray, times: np.ndarray, *, T: float, field: str,
+    activation: str = "tanh", interpolation: str = "cubic", method: str = "rk4",
+    substeps: int = 1, t: np.ndarray | None = None, rtol: float = 1e-7, atol: float = 1e-9,
+    first_step: float | None = None, max_steps: int = 100000,
+) -> np.ndarray:  # fmt: skip
     """Return ``x_i(T)`` (N, D), or with ``t`` the states at those times (len(t), N, D).
 
-    ``params`` holds the field's arrays; ``pieces`` is their leading axis.
+    ``method`` is a fixed-step method (``substeps`` steps per break interval) or an adaptive
+    one (``rtol``, ``atol``, ``first_step`` (None: Hairer's), ``max_steps``; module
+    docstring); ``params`` holds the field's arrays, ``pieces`` their leading axis.
     """
-    o = _options(field, activation, interpolation, method)
-    p, x0, U, paths, tout = _prepare(params, x0, U, times, field, t)
-    _check_t(tout, T)
-    out = []
-    for i, path in enumerate(paths):
-        steps = _grid(T, p, substeps, path, tout)
-        xs = _forward(p, x0[i : i + 1], path, steps, o)
-        out.append(np.stack([xs[r][0] for r in _rows(steps, tout)]) if t is not None else xs[-1][0])
-    return np.stack(out, axis=1 if t is not None else 0)
+    run = _Run(params, x0, U, times, T, field, activation, interpolation, method, substeps, t,
+               (rtol, atol, first_step, max_steps))  # fmt: skip
+    return run.output(t)
 
 
-def _sample_vjp(
-    p: Params,
-    x0: np.ndarray,
-    path: _Path,
-    steps: list[_Step],
-    o: _Options,
-    cot_rows: list[tuple[int, np.ndarray]],
-    grads: Params,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(x0bar (1, D), U-rows cotangent (L_i, C)) given cotangents on states (index, (1, D))."""
-    xs = _forward(p, x0, path, steps, o)
-    xbar = np.zeros_like(x0)
-    for r, c in cot_rows:
-        if r == len(steps):
-            xbar = xbar + c
-    xvals_bar = np.zeros_like(path.x)
-    slopes_bar = np.zeros_like(path.slopes)
-    for j in range(len(steps) - 1, -1, -1):
-        xbar = _rk_step_vjp(p, xs[j], path, steps[j], o, xbar, grads, xvals_bar, slopes_bar)
-        for r, c in cot_rows:
-            if r == j:
-                xbar = xbar + c
-    dt = np.diff(path.t).astype(x0.dtype)[:, None]
-    v = slopes_bar / dt
-    xvals_bar[1:] += v
-    xvals_bar[:-1] -= v
-    dU = np.einsum("ckj,kc->jc", path.fill.astype(x0.dtype), xvals_bar)
-    return xbar, dU
+def driven_grids(
+    params: Params, x0: np.ndarray, U: np.ndarray, times: np.ndarray, *, T: float, field: str,
+    activation: str = "tanh", interpolation: str = "cubic", method: str = "dopri5",
+    t: np.ndarray | None = None, rtol: float = 1e-7, atol: float = 1e-9,
+    first_step: float | None = None, max_steps: int = 100000,
+) -> tuple[list[np.ndarray], np.ndarray]:  # fmt: skip
+    """Each sample's accepted step times (float64, 0 .. T) and the counts (N, 3) int64 of
+    function evaluations, accepted and rejected steps of an adaptive method."""
+    _check("method", method, ADAPTIVE_METHODS)
+    run = _Run(params, x0, U, times, T, field, activation, interpolation, method, 1, t,
+               (rtol, atol, first_step, max_steps))  # fmt: skip
+    return run.grids, run.counts
 
 
 def driven_vjp(
-    params: Params,
-    x0: np.ndarray,
-    U: np.ndarray,
-    times: np.ndarray,
-    cotangent: np.ndarray,
-    *,
-    T: float,
-    field: str,
-    activation: str = "tanh",
-    interpolation: str = "cubic",
-    method: str = "rk4",
-    substeps: int = 1,
-    t: np.ndarray | None = None,
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """VJP of :func:`driven_solve`: ``(grads keyed as params, dx0 (N, D), dU like U)``
-    (``dU`` is 0 where ``U`` is NaN)."""
-    o = _options(field, activation, interpolation, method)
-    p, x0, U, paths, tout = _prepare(params, x0, U, times, field, t)
-    _check_t(tout, T)
-    cot = np.asarray(cotangent, dtype=x0.dtype)
-    grads = {k: np.zeros_like(v) for k, v in p.items()}
-    dx0 = np.zeros_like(x0)
-    dU = np.zeros_like(U)
-    for i, path in enumerate(paths):
-        steps = _grid(T, p, substeps, path, tout)
-        if t is None:
-            rows = [(len(steps), cot[i : i + 1])]
-        else:
-            rows = [(r, cot[q, i : i + 1]) for q, r in enumerate(_rows(steps, tout))]
-        xb, ub = _sample_vjp(p, x0[i : i + 1], path, steps, o, rows, grads)
-        dx0[i] = xb[0]
-        dU[i, : ub.shape[0]] = ub
-    dU[np.isnan(U)] = 0
-    return grads, dx0, dU
+    params: Params, x0: np.ndarray, U: np.ndarray, times: np.ndarray, cotangent: np.ndarray, *,
+    T: float, field: str, activation: str = "tanh", interpolation: str = "cubic",
+    method: str = "rk4", substeps: int = 1, t: np.ndarray | None = None, rtol: float = 1e-7,
+    atol: float = 1e-9, first_step: float | None = None, max_steps: int = 100000,
+    gradient: str = "discrete",
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:  # fmt: skip
+    """VJP of :func:`driven_solve`: ``(grads keyed as params, dx0 (N, D), dU like U)`` (``dU``
+    is 0 where ``U`` is NaN): the exact reverse sweep (``"discrete"``; an adaptive method's
+    grid held constant) or the continuous adjoint (``"adjoint"``, module docstring)."""
+    _check("gradient", gradient, ("discrete", "adjoint"))
+    run = _Run(params, x0, U, times, T, field, activation, interpolation, method, substeps, t,
+               (rtol, atol, first_step, max_steps))  # fmt: skip
+    return run.vjp(np.asarray(cotangent, dtype=run.x0.dtype), gradient)
 
 
 def driven_logits(
-    params: Params,
-    x0: np.ndarray,
-    U: np.ndarray,
-    times: np.ndarray,
-    *,
-    T: float,
-    field: str,
-    activation: str = "tanh",
-    interpolation: str = "cubic",
-    method: str = "rk4",
-    substeps: int = 1,
-) -> np.ndarray:
+    params: Params, x0: np.ndarray, U: np.ndarray, times: np.ndarray, *, T: float, field: str,
+    activation: str = "tanh", interpolation: str = "cubic", method: str = "rk4",
+    substeps: int = 1, rtol: float = 1e-7, atol: float = 1e-9, first_step: float | None = None,
+    max_steps: int = 100000,
+) -> np.ndarray:  # fmt: skip
     """Logits ``x_i(T) P^T + c`` (N, O); ``params`` also holds ``P`` (O, D) and ``c`` (O,)."""
-    xT = driven_solve(
-        params,
-        x0,
-        U,
-        times,
-        T=T,
-        field=field,
-        activation=activation,
-        interpolation=interpolation,
-        method=method,
-        substeps=substeps,
-    )
+    xT = driven_solve(params, x0, U, times, T=T, field=field, activation=activation,
+                      interpolation=interpolation, method=method, substeps=substeps, rtol=rtol,
+                      atol=atol, first_step=first_step, max_steps=max_steps)  # fmt: skip
     dtype = xT.dtype
     logits: np.ndarray = xT @ np.asarray(params["P"], dtype).T + np.asarray(params["c"], dtype)
     return logits
 
 
-def _data_loss_and_grad(z: np.ndarray, y: np.ndarray, loss: str) -> tuple[float, np.ndarray]:
-    n = z.shape[0]
-    if loss == "cross_entropy":
-        rows = np.arange(n)
-        labels = np.asarray(y).astype(np.intp, copy=False)
-        zmax = z.max(axis=1, keepdims=True)
-        e = np.exp(z - zmax)
-        esum = e.sum(axis=1, keepdims=True)
-        value = float(np.mean(zmax[:, 0] + np.log(esum[:, 0]) - z[rows, labels]))
-        g = e / esum
-        g[rows, labels] -= 1
-        return value, g / n
-    r = z - np.asarray(y).astype(z.dtype, copy=False)
-    return float(np.mean(r * r)), (2 / r.size) * r
-
-
 def driven_loss_and_grad(
-    params: Params,
-    x0: np.ndarray,
-    U: np.ndarray,
-    y: np.ndarray,
-    times: np.ndarray,
-    *,
-    T: float,
-    field: str,
-    activation: str = "tanh",
-    interpolation: str = "cubic",
-    method: str = "rk4",
-    substeps: int = 1,
-    loss: str = "cross_entropy",
-    weight_decay: float = 0.0,
-) -> tuple[float, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    params: Params, x0: np.ndarray, U: np.ndarray, y: np.ndarray, times: np.ndarray, *,
+    T: float, field: str, activation: str = "tanh", interpolation: str = "cubic",
+    method: str = "rk4", substeps: int = 1, loss: str = "cross_entropy",
+    weight_decay: float = 0.0, rtol: float = 1e-7, atol: float = 1e-9,
+    first_step: float | None = None, max_steps: int = 100000, gradient: str = "discrete",
+) -> tuple[float, dict[str, np.ndarray], np.ndarray, np.ndarray]:  # fmt: skip
     """Data loss of the logits plus ``weight_decay * |field|^2``: ``(loss, grads keyed as
-    params incl. P and c, dx0, dU)``."""
+    params incl. P and c, dx0, dU)``; ``gradient`` as :func:`driven_vjp`."""
     _check("loss", loss, ("cross_entropy", "mse"))
-    opts = {
-        "T": T,
-        "field": field,
-        "activation": activation,
-        "interpolation": interpolation,
-        "method": method,
-        "substeps": substeps,
-    }
-    xT = driven_solve(params, x0, U, times, **opts)  # type: ignore[arg-type]
+    _check("gradient", gradient, ("discrete", "adjoint"))
+    run = _Run(params, x0, U, times, T, field, activation, interpolation, method, substeps, None,
+               (rtol, atol, first_step, max_steps))  # fmt: skip
+    xT = run.output(None)
     dtype = xT.dtype
     P, c = np.asarray(params["P"], dtype), np.asarray(params["c"], dtype)
     value, g = _data_loss_and_grad(xT @ P.T + c, y, loss)
     g = g.astype(dtype)
-    grads, dx0, dU = driven_vjp(params, x0, U, times, g @ P, **opts)  # type: ignore[arg-type]
+    grads, dx0, dU = run.vjp(g @ P, gradient)
     for k in grads:
         w = np.asarray(params[k], dtype)
         value += weight_decay * float(np.sum(w.astype(np.float64) ** 2))
