@@ -369,7 +369,9 @@ def cde_grids(
 # (K, H, D + C), "b1", "W2" (K, D, H), "b2" for "bottleneck"), and "P" (O, D), "c" (O,) for the
 # readout. U (N, L, C) of x0's dtype, NaN for missing values and padding; times (L,) or (N, L).
 # u(t) is held constant outside each sample's observation window; the grid is
-# t_j = j T / (K substeps) plus each sample's knots (and t) inside (0, T).
+# t_j = j T / (K substeps) plus each sample's knots (and t) inside (0, T). Adaptive methods
+# (dopri5, tsit5, bosh3): per-sample steps with rtol/atol landing on that grid's (substeps 1)
+# points; gradient="discrete" is exact on the accepted grid, "adjoint" the backsolve over it.
 def driven_solve(
     params: Mapping[str, np.ndarray],
     x0: np.ndarray,
@@ -382,6 +384,10 @@ def driven_solve(
     interpolation: str = "cubic",
     method: str = "rk4",
     substeps: int = 1,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
     t: npt.ArrayLike | None = None,
 ) -> _FloatArray: ...
 def driven_vjp(
@@ -397,7 +403,12 @@ def driven_vjp(
     interpolation: str = "cubic",
     method: str = "rk4",
     substeps: int = 1,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
     t: npt.ArrayLike | None = None,
+    gradient: str = "discrete",
 ) -> tuple[dict[str, _FloatArray], _FloatArray, _FloatArray]: ...
 def driven_logits(
     params: Mapping[str, np.ndarray],
@@ -411,6 +422,10 @@ def driven_logits(
     interpolation: str = "cubic",
     method: str = "rk4",
     substeps: int = 1,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
 ) -> _FloatArray: ...
 def driven_loss_and_grad(
     params: Mapping[str, np.ndarray],
@@ -425,6 +440,29 @@ def driven_loss_and_grad(
     interpolation: str = "cubic",
     method: str = "rk4",
     substeps: int = 1,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
     loss: str = "cross_entropy",
     weight_decay: float = 0.0,
+    gradient: str = "discrete",
 ) -> tuple[float, dict[str, _FloatArray], _FloatArray, _FloatArray]: ...
+def driven_grids(
+    params: Mapping[str, np.ndarray],
+    x0: np.ndarray,
+    U: np.ndarray,
+    times: npt.ArrayLike,
+    *,
+    T: float,
+    field: str,
+    activation: str = "tanh",
+    interpolation: str = "cubic",
+    method: str = "rk4",
+    substeps: int = 1,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
+    t: npt.ArrayLike | None = None,
+) -> tuple[list[_FloatArray], npt.NDArray[np.int64]]: ...

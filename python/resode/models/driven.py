@@ -4,7 +4,10 @@
 ``0, 1, ..., L-1``) as the neural CDE's paths do (NaN fill, trailing NaN padding, linear or
 cubic Hermite with backward differences), held constant outside each sample's observation
 window. The step grid is the model's ``t_j = j T / steps`` plus each sample's knots inside
-``(0, T)``. The mathematics is in ``cpp/resode/driven.hpp`` and ``resode.reference_driven``.
+``(0, T)``; an adaptive method chooses each sample's steps, clipped to land on those points.
+``gradient="discrete"`` is the exact gradient of the computed solution (an adaptive run's
+accepted grid held constant), ``"adjoint"`` the continuous backsolve adjoint over the same
+grid. The mathematics is in ``cpp/resode/driven*.hpp`` and ``resode.reference_driven``.
 """
 
 from __future__ import annotations
@@ -43,14 +46,19 @@ class DrivenModel(Model):
     pieces: int
     substeps: int
     method: str
+    gradient: str
+    rtol: float | None
+    atol: float | None
+    first_step: float | None
+    max_steps: int | None
 
     def _init_inputs(
         self, inputs: int, interpolation: Interpolation | None, restrictions: bool
     ) -> None:
         """Check ``inputs``/``interpolation`` and redraw the field for width ``D + inputs``.
 
-        ``restrictions`` is True when an option that inputs do not support is set (adaptive
-        methods, the adjoint, checkpoints, turnpike, hardtanh, l1, decay_readout).
+        ``restrictions`` is True when an option that inputs do not support is set
+        (step_control='batch', checkpoints, turnpike, hardtanh, l1, decay_readout).
         """
         self.inputs = check_int("inputs", inputs, 0)
         if self.inputs == 0:
@@ -62,9 +70,8 @@ class DrivenModel(Model):
         )
         if restrictions:
             raise ValueError(
-                "inputs > 0 runs with a fixed-step method (euler, midpoint, rk4), "
-                "gradient='discrete', readout='linear' and without checkpoints, turnpike, l1 or "
-                "decay_readout"
+                "inputs > 0 runs with readout='linear', step_control='sample' (adaptive "
+                "methods) and without checkpoints, turnpike, l1 or decay_readout"
             )
         H = self.D if self.hidden is None else self.hidden
         self.params = init_params(
@@ -136,7 +143,8 @@ class DrivenModel(Model):
         check_paths(U, grid, "u")
         targets = None if y is None else self._targets(y, Xc.shape[0])
         flat = y is not None and self.task == "regression" and np.ndim(y) == 1
-        args = {**self._driven_args(), "loss": self.loss, "weight_decay": self.weight_decay}
+        args = {**self._driven_args(), "loss": self.loss, "weight_decay": self.weight_decay,
+                "gradient": self.gradient}  # fmt: skip
         return Problem(X=Xc, targets=targets, flat_targets=flat, core_args=args, times=grid, u=U)
 
     # -- the core's arguments -------------------------------------------------------------------
@@ -179,7 +187,7 @@ class DrivenModel(Model):
         return {name: self._param(name) for name in names}
 
     def _driven_args(self) -> dict[str, Any]:
-        return {
+        args: dict[str, Any] = {
             "T": self.T,
             "field": self.field,
             "activation": self.activation,
@@ -187,6 +195,12 @@ class DrivenModel(Model):
             "method": self.method,
             "substeps": self.substeps,
         }
+        if self.rtol is not None:  # an adaptive method (NeuralODE sets its options)
+            args.update(
+                rtol=self.rtol, atol=self.atol, first_step=self.first_step,
+                max_steps=self.max_steps,
+            )  # fmt: skip
+        return args
 
     def _driven_logits(
         self, X: ArrayLike, u: ArrayLike | None, times: ArrayLike | None
@@ -216,7 +230,7 @@ class DrivenModel(Model):
         targets = self._targets(y, x0.shape[0])
         loss, grads, _, _ = _core.driven_loss_and_grad(
             self._driven_params(True), x0, U, targets, ts, **self._driven_args(),
-            loss=self.loss, weight_decay=self.weight_decay,
+            loss=self.loss, weight_decay=self.weight_decay, gradient=self.gradient,
         )  # fmt: skip
         return float(loss), {name: grads[name] for name in self.param_shapes}
 

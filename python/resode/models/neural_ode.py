@@ -119,8 +119,9 @@ class NeuralODE(DrivenModel):
         field's first layer acting on the concatenation (``W (pieces, D, D + C)``,
         ``W1 (pieces, hidden, D + C)``; ``inside`` applies ``sigma`` to ``[x; u]``). Then
         ``forward``, ``predict``, ``loss_and_grad``, ... and :func:`resode.fit` take ``u=``
-        ``(N, L, C)`` and ``times=`` (docs/guide/inputs.md). Fixed-step methods and the
-        discrete gradient only.
+        ``(N, L, C)`` and ``times=`` (docs/guide/inputs.md). Every method (an adaptive one's
+        steps also land on each sample's knots) and both gradients; ``model.stats`` is not
+        recorded with inputs.
     interpolation : {"linear", "cubic"}, optional
         ``inputs > 0`` only: the path through the observations (default ``"cubic"``).
 
@@ -231,7 +232,7 @@ class NeuralODE(DrivenModel):
                 "readout='hardtanh', l1 and decay_readout are not available with the adaptive "
                 "methods yet; use a fixed-step method (euler, midpoint, rk4)"
             )
-        unsupported = self.adaptive or self.gradient != "discrete" or self.turnpike
+        unsupported = self.turnpike or self.step_control == "batch"
         unsupported = unsupported or self.checkpoints is not None or self.readout != "linear"
         self._init_inputs(inputs, interpolation, unsupported or bool(self.l1) or self.decay_readout)
 
