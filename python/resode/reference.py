@@ -2396,6 +2396,7 @@ from .reference_cde import cde_logits as cde_logits  # noqa: E402
 from .reference_cde import cde_loss_and_grad as cde_loss_and_grad  # noqa: E402
 from .reference_cde import cde_solve as cde_solve  # noqa: E402
 from .reference_cde import cde_vjp as cde_vjp  # noqa: E402
+from .reference_driven import driven_grids as driven_grids  # noqa: E402
 from .reference_driven import driven_logits as driven_logits  # noqa: E402
 from .reference_driven import driven_loss_and_grad as driven_loss_and_grad  # noqa: E402
 from .reference_driven import driven_solve as driven_solve  # noqa: E402
