@@ -317,3 +317,27 @@ def test_model_runs_adaptive_methods_and_both_gradients(gradient: str, tmp_path:
 def test_model_with_inputs_refuses_batch_step_control() -> None:
     with pytest.raises(ValueError, match="step_control='sample'"):
         resode.NeuralODE(2, inputs=1, method="dopri5", step_control="batch")
+
+
+@pytest.mark.parametrize("gradient", ["discrete", "adjoint"])
+def test_threads_do_not_change_results(gradient: str) -> None:
+    """Per-sample step control and grouped accumulators: bitwise the same on 1 or 2 threads."""
+    x0, U, times = _problem(True)
+    U, x0, times = np.concatenate([U] * 5), np.concatenate([x0] * 5), np.concatenate([times] * 5)
+    p = _params("inside", 2, 3, 2, np.random.default_rng(15))
+    y = np.arange(20) % 3
+    kw: dict[str, Any] = {"T": 1.0, "field": "inside", "method": "bosh3", "rtol": 1e-5}
+    before = resode.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2):
+            resode.set_num_threads(n)
+            results.append(_core.driven_loss_and_grad(p, x0, U, y, times, **kw, gradient=gradient))
+    finally:
+        resode.set_num_threads(before)
+    (l1, g1, x1, u1), (l2, g2, x2, u2) = results
+    assert l1 == l2
+    for k in g1:
+        np.testing.assert_array_equal(g1[k], g2[k])
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(u1, u2)
