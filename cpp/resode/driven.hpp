@@ -36,6 +36,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "activations.hpp"
@@ -442,22 +443,31 @@ bool finite_row(index_t n, const T* x) {
   throw non_finite_error(msg.str(), long(step), t);
 }
 
-// Sample i forward: its path, grid and every state in w.tape ((steps + 1) x D).
+// Sample i forward: its path, grid and every state in w.tape ((steps + 1) x D); with
+// keep = false only x(T), in the tape's first row (two rows in turn: the adjoint's forward).
 template <class T>
-void driven_forward_sample(const DrivenProblem<T>& pb, index_t i, index_t len, DrivenWork<T>& w) {
+void driven_forward_sample(const DrivenProblem<T>& pb, index_t i, index_t len, DrivenWork<T>& w,
+                           bool keep = true) {
   const index_t D = pb.field.D;
   build_path(pb, i, len, w.path);
   build_steps(pb, i, w.path, w.breaks, w.steps);
   const index_t n = index_t(w.steps.size());
-  w.tape.resize(std::size_t((n + 1) * D));
+  w.tape.resize(std::size_t((keep ? n + 1 : 2) * D));
   std::copy(pb.x0 + i * D, pb.x0 + (i + 1) * D, w.tape.begin());
   for (index_t j = 0; j < n; ++j) {
-    const T* x = w.tape.data() + j * D;
+    const T* x = w.tape.data() + (keep ? j : j % 2) * D;
+    T* next = w.tape.data() + (keep ? j + 1 : (j + 1) % 2) * D;
     driven_stages(pb, w.steps[std::size_t(j)], x, w);
-    driven_update(pb, w.steps[std::size_t(j)], x, w, w.tape.data() + (j + 1) * D);
-    if (!finite_row(D, w.tape.data() + (j + 1) * D))
-      raise_driven_non_finite(i, j, w.breaks[std::size_t(j + 1)]);
+    driven_update(pb, w.steps[std::size_t(j)], x, w, next);
+    if (!finite_row(D, next)) raise_driven_non_finite(i, j, w.breaks[std::size_t(j + 1)]);
   }
+  if (!keep && n % 2 == 1) std::copy(w.tape.begin() + D, w.tape.begin() + 2 * D, w.tape.begin());
+}
+
+// Sample i's x(T) after driven_forward_sample(..., keep).
+template <class T>
+T* final_state(DrivenWork<T>& w, index_t D, bool keep) {
+  return w.tape.data() + (keep ? index_t(w.steps.size()) * D : 0);
 }
 
 // The state index each output time reads (every output time is a breakpoint).
@@ -512,6 +522,7 @@ inline int driven_threads(index_t items) {
 
 // The exact discrete reverse of one sample (driven_reverse_sample) as a sweep's `reverse`.
 struct DiscreteReverse {
+  static constexpr bool keeps_tape = true;  // it recomputes each step from its stored state
   template <class T, class CotAt>
   void operator()(const DrivenProblem<T>& pb, index_t i, DrivenWork<T>& w, T* xbar, T* g, T* dx0,
                   T* dU, CotAt&& cot_at) const {
@@ -538,8 +549,9 @@ void driven_gradient_sweep(const DrivenProblem<T>& pb, const std::vector<index_t
     std::fill(a, a + gsize, T(0));
     std::vector<T> xbar(static_cast<std::size_t>(D));
     for (index_t i = pb.N * grp / groups; i < pb.N * (grp + 1) / groups; ++i) {
-      driven_forward_sample(pb, i, length[std::size_t(i)], w);
-      final(i, w, w.tape.data() + index_t(w.steps.size()) * D, xbar.data(), a);
+      constexpr bool keep = std::decay_t<Reverse>::keeps_tape;
+      driven_forward_sample(pb, i, length[std::size_t(i)], w, keep);
+      final(i, w, final_state(w, D, keep), xbar.data(), a);
       reverse(pb, i, w, xbar.data(), a, dx0, dU, [&](index_t j, T* xb) { cot_at(i, w, j, xb); });
     }
   });

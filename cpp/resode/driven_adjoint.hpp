@@ -24,7 +24,8 @@
 namespace resode {
 namespace detail {
 
-// The backward run of sample i after driven_forward_sample (x(T) the tape's last row): a =
+// The backward run of sample i after driven_forward_sample(..., keep = false) (x(T) the
+// tape's first row, no other state kept: memory independent of the steps): a =
 // xbar (D) the cotangent of x(T) in, a(0) out; cot_at(j, a) adds state j's cotangent. Adds the
 // field's gradients to g; writes dx0_i and dU_i.
 template <class T, class CotAt>
@@ -36,7 +37,7 @@ void driven_adjoint_sample(const DrivenProblem<T>& pb, index_t i, DrivenWork<T>&
   w.dbar.assign(std::size_t((len - 1) * C), T(0));
   w.KA.assign(std::size_t(s * D), T(0));
   w.scratch.assign(std::size_t(pb.field.size()), T(0));
-  std::vector<T> x(w.tape.begin() + n * D, w.tape.begin() + (n + 1) * D);
+  std::vector<T> x(w.tape.begin(), w.tape.begin() + D);  // x(T), recomputed backwards
   for (index_t j = n - 1; j >= 0; --j) {
     const DrivenStep& st = w.steps[std::size_t(j)];
     const T h = T(st.h);
@@ -81,6 +82,7 @@ void driven_adjoint_sample(const DrivenProblem<T>& pb, index_t i, DrivenWork<T>&
 
 // driven_adjoint_sample as a sweep's `reverse`.
 struct AdjointReverse {
+  static constexpr bool keeps_tape = false;
   template <class T, class CotAt>
   void operator()(const DrivenProblem<T>& pb, index_t i, DrivenWork<T>& w, T* a, T* g, T* dx0,
                   T* dU, CotAt&& cot_at) const {
