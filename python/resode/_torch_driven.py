@@ -161,7 +161,7 @@ def _check_tensors(params: Mapping[str, Any], names: tuple[str, ...], X: Any, U:
         raise TypeError(f"X, u and params must have one dtype (no silent casts), got {listed}")
 
 
-def _times(U: Any, times: Any) -> Tensor | None:
+def _times(times: Any) -> Tensor | None:
     """times as a real CPU tensor (array-likes through torch.as_tensor, without copying NumPy
     arrays); None stays None (the default ``0, 1, ..., L-1``)."""
     if times is None:
@@ -215,7 +215,7 @@ def driven_odeint(
     torch.Tensor
         ``(N, D)``, or ``(steps + 1, N, D)`` with ``trajectory=True``.
     """
-    times_t = _times(u, times)
+    times_t = _times(times)
     flow, names = _resolve(params, X, u, times_t, options)
     _check_tensors(params, names, X, u)
     if times_t is None:  # the observation index, exact in either dtype
