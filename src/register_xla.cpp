@@ -412,6 +412,7 @@ void register_xla(py::module_& m) {
         out["resode_odeint_vjp_states"] =
             py::capsule(reinterpret_cast<void*>(&resode_xla_odeint_vjp_states));
         out.attr("update")(resode::xla::cde_handlers());
+        out.attr("update")(resode::xla::driven_handlers());
         return out;
       },
       "The XLA FFI handlers of resode.jax, as PyCapsules for jax.ffi.register_ffi_target.");

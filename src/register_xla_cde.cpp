@@ -25,7 +25,7 @@ namespace ffi = xla::ffi;
 namespace {
 
 using resode::index_t;
-using namespace resode::xla;  // Batch, batch_of, batch_count, element, guarded, buffers
+using namespace resode::xla;  // Batch, batch_of, batch_count, element, guarded, doubles
 
 struct CdeAttrs {
   std::string_view field, activation, output_activation, interpolation, method;
@@ -68,22 +68,6 @@ index_t batch_count_of(CdeBuffers& b, const std::vector<Batch>& extra) {
   all.insert(all.end(), b.theta_b.begin(), b.theta_b.end());
   all.insert(all.end(), extra.begin(), extra.end());
   return b.count = batch_count(all);
-}
-
-// Element e of a real buffer (float32/64, int32/64) as float64, `n` values.
-std::vector<double> doubles(const ffi::AnyBuffer& buf, const Batch& batch, index_t e, index_t n) {
-  std::vector<double> out(std::size_t(n), 0.0);
-  auto copy = [&](auto* p) {
-    for (index_t i = 0; i < n; ++i) out[std::size_t(i)] = double(p[i]);
-  };
-  switch (buf.element_type()) {
-    case ffi::DataType::F64: copy(element<double>(buf, batch, e)); break;
-    case ffi::DataType::F32: copy(element<float>(buf, batch, e)); break;
-    case ffi::DataType::S64: copy(element<std::int64_t>(buf, batch, e)); break;
-    case ffi::DataType::S32: copy(element<std::int32_t>(buf, batch, e)); break;
-    default: throw std::invalid_argument("times and t must be float32, float64, int32 or int64");
-  }
-  return out;
 }
 
 // The problem of batch element e (times and t converted into `times` and `t`), with the

@@ -1,7 +1,8 @@
 // What the XLA FFI handlers of resode.jax share (register_xla.cpp: the flows of odeint;
-// register_xla_cde.cpp: the neural CDE): the leading batch axes that
-// vmap_method="expand_dims" adds, one element's view of a batched buffer, and the mapping of
-// the core's exceptions to XLA errors.
+// register_xla_cde.cpp: the neural CDE; register_xla_driven.cpp: the input-driven neural
+// ODE): the leading batch axes that vmap_method="expand_dims" adds, one element's view of a
+// batched buffer, times converted to float64, and the mapping of the core's exceptions to XLA
+// errors.
 //
 // Batching (vmap_method="expand_dims"): every argument comes with the same number k of leading
 // batch axes, each either the batch extent or 1 (an unbatched argument).
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -79,6 +81,22 @@ ffi::Error guarded(Fn&& fn) {
   return ffi::Error::Success();
 }
 
+// Element e of a real buffer (float32/64, int32/64) as float64, `n` values.
+inline std::vector<double> doubles(const ffi::AnyBuffer& buf, const Batch& batch, index_t e, index_t n) {
+  std::vector<double> out(std::size_t(n), 0.0);
+  auto copy = [&](auto* p) {
+    for (index_t i = 0; i < n; ++i) out[std::size_t(i)] = double(p[i]);
+  };
+  switch (buf.element_type()) {
+    case ffi::DataType::F64: copy(element<double>(buf, batch, e)); break;
+    case ffi::DataType::F32: copy(element<float>(buf, batch, e)); break;
+    case ffi::DataType::S64: copy(element<std::int64_t>(buf, batch, e)); break;
+    case ffi::DataType::S32: copy(element<std::int32_t>(buf, batch, e)); break;
+    default: throw std::invalid_argument("times and t must be float32, float64, int32 or int64");
+  }
+  return out;
+}
+
 inline bool is_float(const ffi::AnyBuffer& b, ffi::DataType t) { return b.element_type() == t; }
 
 // The buffers of the remaining arguments from `first` on.
@@ -105,5 +123,8 @@ inline ffi::Error results(const ffi::RemainingRets& rest, std::size_t count,
 
 // The handlers of the neural CDE (register_xla_cde.cpp), by target name, as PyCapsules.
 py::dict cde_handlers();
+
+// The handlers of the input-driven neural ODE (register_xla_driven.cpp), likewise.
+py::dict driven_handlers();
 
 }  // namespace resode::xla

@@ -5,6 +5,7 @@ Imported only by :mod:`resode.torch` (``import resode`` does not import torch)."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -137,3 +138,31 @@ class _EagerFlow(torch.autograd.Function):
         X, theta = ctx.arrays
         dtheta, dX = _bridge.vjp_from_states(ctx.flow, X, theta, _numpy(grad), ctx.kept)
         return (torch.from_numpy(dX), None, *map(torch.from_numpy, dtheta))
+
+
+_DTYPES = (torch.float32, torch.float64)
+
+
+def check_tensors(params: Mapping[str, Any], names: tuple[str, ...], X: Any) -> None:
+    """One float dtype, CPU tensors only (TypeError or ValueError naming the tensor)."""
+    dtype = getattr(X, "dtype", None)
+    fine = dtype in _DTYPES and all(
+        isinstance(params[n], Tensor) and params[n].dtype == dtype and not params[n].is_cuda
+        for n in names
+    )
+    if fine and isinstance(X, Tensor) and X.device.type == "cpu":
+        return  # the common case, checked quickly
+    tensors = {"X": X, **{f"params['{n}']": params[n] for n in names}}
+    for name, t in tensors.items():
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.device.type != "cpu":
+            raise ValueError(
+                f"{name} is on device '{t.device}': resode runs on the CPU; move it with .cpu()"
+            )
+        if t.dtype not in _DTYPES:
+            raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
+    dtypes = {name: t.dtype for name, t in tensors.items()}
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{n}: {d}" for n, d in dtypes.items())
+        raise TypeError(f"X and params must have one dtype (no silent casts), got {listed}")

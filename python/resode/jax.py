@@ -18,6 +18,11 @@ True)`` (a float64 input without it is a TypeError, not a silent float32 computa
 silent casts. Errors of the core (a non-finite state, say) surface as JAX's runtime
 error with resode's message.
 
+:func:`odeint` with inputs ``u`` (the input-driven neural ODE, ``x' = f_theta(t)([x; u(t)])``)
+is a ``jax.custom_vjp`` over the handlers ``resode_driven`` and ``resode_driven_vjp`` (the core's
+``driven_solve`` and ``driven_vjp``, gradients to the parameters, ``X`` and ``u``); under
+``vmap`` each batch element is its own problem (one core call per element).
+
 :func:`cdeint`, the neural CDE of time series, is a ``jax.custom_vjp`` over the handlers
 ``resode_cdeint`` and ``resode_cdeint_vjp`` (the core's ``cde_solve`` and ``cde_vjp``, gradients
 to the parameters and to the observations ``U``); under ``vmap`` each batch element is its own
@@ -45,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _bridge, _cde_bridge, _core
+from . import _bridge, _cde_bridge, _core, _driven_bridge
 from .models.options import Activation, Field, FixedMethod, Gradient, Interpolation
 
 __all__ = ["cdeint", "odeint"]
@@ -145,11 +150,16 @@ def odeint(
     gradient: Gradient = "discrete",
     checkpoints: int | None = None,
     trajectory: bool = False,
+    u: Any = None,
+    times: Any = None,
+    interpolation: Interpolation | None = None,
 ) -> jax.Array:
     """The flow of ``x' = f(theta(t), x)`` from ``x(0) = [X, 0]`` over ``[0, T]``.
 
     Differentiable (reverse mode: ``jax.grad``, ``jax.vjp``) with respect to ``params`` (a
-    dict pytree) and ``X``; traceable by ``jax.jit`` and ``jax.vmap``.
+    dict pytree) and ``X`` (and ``u``); traceable by ``jax.jit`` and ``jax.vmap``. With inputs
+    ``u`` the field reads ``[x; u(t)]``: ``x' = f_theta(t)([x; u(t)])`` (:class:`resode.NeuralODE`
+    with ``inputs=C``; docs/guide/inputs.md).
 
     Parameters
     ----------
@@ -178,6 +188,16 @@ def odeint(
         Discrete gradient only: the stored step states (None: all).
     trajectory : bool, default False
         Return every state of the step grid instead of the final one.
+    u : jax.Array, shape (N, L, C), optional
+        Inputs observed at ``times``, of X's dtype (NaN: missing value or padding); the field's
+        first layer then has width ``D + C`` (``W (pieces, D, D + C)``). Its gradient is 0
+        where u is NaN. Discrete gradient without checkpoints only; under ``vmap`` each batch
+        element is its own problem (one core call per element).
+    times : jax.Array, shape (L,) or (N, L), optional
+        With ``u``: the observation times (default ``0, 1, ..., L-1``); float32, float64,
+        int32 or int64; no gradient.
+    interpolation : {"cubic", "linear"}, optional
+        With ``u``: the path through the observations (default ``"cubic"``).
 
     Returns
     -------
@@ -189,7 +209,9 @@ def odeint(
     TypeError
         On non-float or mixed dtypes, or float64 inputs without ``jax_enable_x64``.
     ValueError
-        On shapes that disagree or bad options.
+        On shapes that disagree or bad options. With ``u``, errors on the values (a sample
+        without an observation, times not increasing) surface as JAX's runtime error with
+        resode's message.
 
     Examples
     --------
@@ -198,7 +220,23 @@ def odeint(
     >>> f = jax.jit(lambda p, x: resode.jax.odeint(p, x, T=1.0, trajectory=True))
     >>> f(params, jnp.zeros((5, 2), jnp.float32)).shape
     (3, 5, 2)
+
+    With inputs ``u`` (3 channels: ``W`` has width ``D + 3``):
+
+    >>> params = {"W": jnp.zeros((2, 2, 5), jnp.float32),
+    ...           "b": jnp.ones((2, 2), jnp.float32)}
+    >>> X, U = jnp.zeros((5, 2), jnp.float32), jnp.ones((5, 4, 3), jnp.float32)
+    >>> loss = lambda p, u: resode.jax.odeint(p, X, T=1.0, u=u).sum()
+    >>> jax.grad(loss, argnums=1)(params, U).shape
+    (5, 4, 3)
     """
+    if u is not None:
+        options = dict(T=T, substeps=substeps, method=method, field=field, activation=activation,
+                       augment=augment, gradient=gradient, checkpoints=checkpoints,
+                       trajectory=trajectory, interpolation=interpolation)  # fmt: skip
+        return _driven_odeint(params, X, u, times, options)
+    if times is not None or interpolation is not None:
+        raise ValueError("times and interpolation apply with inputs u only")
     flow, names = _bridge.flow(
         params, tuple(np.shape(X)), T=T, substeps=substeps, method=method, field=field,
         activation=activation, augment=augment, gradient=gradient, checkpoints=checkpoints,
@@ -216,6 +254,80 @@ def odeint(
         raise TypeError(f"X and params must have one dtype (no silent casts), got {listed}")
     out: jax.Array = _flow_function(flow)(X, theta)
     return out
+
+
+# --------------------------------------------------------------------------- with inputs
+
+
+def _driven_attrs(flow: _driven_bridge.DrivenFlow, per_sample_times: bool) -> dict[str, Any]:
+    """The options as typed XLA attributes."""
+    return {
+        "T": np.float64(flow.T),
+        "field": flow.field,
+        "activation": flow.activation,
+        "interpolation": flow.interpolation,
+        "method": flow.method,
+        "substeps": np.int64(flow.substeps),
+        "per_sample_times": np.int64(per_sample_times),
+        "trajectory": np.int64(flow.trajectory),
+    }
+
+
+@functools.lru_cache(maxsize=256)
+def _driven_function(flow: _driven_bridge.DrivenFlow, per_sample_times: bool) -> Callable[..., Any]:
+    """The custom_vjp input-driven flow for one set of options: the forward and backward
+    passes are the core's driven_solve and driven_vjp as XLA custom calls (``resode_driven``,
+    ``resode_driven_vjp``) on ``x0 = [X, 0]``; the residuals are the inputs (the VJP sweeps
+    forward again)."""
+    attrs = _driven_attrs(flow, per_sample_times)
+
+    def forward(x0: jax.Array, U: jax.Array, times: jax.Array, theta: tuple[jax.Array, ...]) -> Any:
+        steps = int(theta[0].shape[0]) * flow.substeps
+        shape = (steps + 1, *x0.shape) if flow.trajectory else x0.shape
+        call = jax.ffi.ffi_call("resode_driven", jax.ShapeDtypeStruct(shape, x0.dtype),
+                                vmap_method="expand_dims")  # fmt: skip
+        return call(x0, U, times, *theta, **attrs)
+
+    @jax.custom_vjp
+    def f(x0: jax.Array, U: jax.Array, times: jax.Array, theta: tuple[jax.Array, ...]) -> Any:
+        return forward(x0, U, times, theta)
+
+    def f_fwd(x0: jax.Array, U: jax.Array, times: jax.Array, theta: tuple[jax.Array, ...]) -> Any:
+        return forward(x0, U, times, theta), (x0, U, times, theta)
+
+    def f_bwd(res: Any, g: jax.Array) -> tuple[Any, ...]:
+        x0, U, times, theta = res
+        shapes = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (x0, U, *theta))
+        call = jax.ffi.ffi_call("resode_driven_vjp", shapes, vmap_method="expand_dims")
+        grads = call(x0, U, times, g, *theta, **attrs)
+        return grads[0], grads[1], None, tuple(grads[2:])  # no gradient to the times
+
+    f.defvjp(f_fwd, f_bwd)
+    return f
+
+
+def _driven_odeint(
+    params: Mapping[str, Any], X: Any, U: Any, times: Any, options: dict[str, Any]
+) -> jax.Array:
+    """:func:`odeint` with inputs ``U`` (N, L, C) at ``times``."""
+    X_shape, U_shape = tuple(np.shape(X)), tuple(np.shape(U))
+    times_shape = None if times is None else tuple(np.shape(times))
+    flow, names = _driven_bridge.flow(params, X_shape, U_shape, times_shape, **options)
+    arrays = {"X": X, "u": U, **{f"params['{n}']": params[n] for n in names}}
+    _refuse_float64_without_x64({**arrays, **({} if times is None else {"times": times})})
+    dtypes = {name: jnp.result_type(a) for name, a in arrays.items()}
+    for name, dt in dtypes.items():
+        if dt not in (jnp.float32, jnp.float64):
+            raise TypeError(f"{name} must be float32 or float64, got {dt}")
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{n}: {d}" for n, d in dtypes.items())
+        raise TypeError(f"X, u and params must have one dtype (no silent casts), got {listed}")
+    X, U = jnp.asarray(X), jnp.asarray(U)
+    x0 = X if flow.augment == 0 else jnp.pad(X, ((0, 0), (0, flow.augment)))
+    times_a = jnp.arange(U_shape[1], dtype=U.dtype) if times is None else _real("times", times)
+    theta = tuple(params[n] for n in names)
+    per_sample = times_shape is not None and len(times_shape) == 2
+    return _driven_function(flow, per_sample)(x0, U, times_a, theta)  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------- the neural CDE

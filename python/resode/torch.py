@@ -32,7 +32,10 @@ at once.
 
 The neural CDE of time series, :class:`NeuralCDE` and :func:`cdeint`, is built the same way
 (operators ``resode::cdeint`` and ``resode::cdeint_vjp`` over the core's ``cde_solve`` and
-``cde_vjp``; gradients to the parameters and to the observations ``U``).
+``cde_vjp``; gradients to the parameters and to the observations ``U``), and so is the
+input-driven neural ODE, ``odeint(..., u=U)`` and ``NeuralODE(..., inputs=C)`` (operators
+``resode::driven_odeint`` and ``resode::driven_odeint_vjp`` over ``driven_solve`` and
+``driven_vjp``; gradients to the parameters, ``X`` and ``U``).
 
 Requires ``pip install "resode[torch]"`` (CPU PyTorch); ``import resode`` never imports torch.
 
@@ -60,13 +63,14 @@ from torch import Tensor
 
 from . import _bridge
 from ._torch_cde import NeuralCDE, cdeint
-from ._torch_ops import _EagerFlow, _odeint_op
+from ._torch_driven import driven_odeint
+from ._torch_ops import _EagerFlow, _odeint_op, check_tensors
 from ._torch_ops import _odeint_vjp_op as _odeint_vjp_op  # used by the tests (opcheck)
 from ._typing import ArrayLike
 from .models import NeuralODE as _NeuralODE
 from .models import ResNet as _ResNet
 from .models import field_param_names
-from .models.options import Activation, Field, FixedMethod, Gradient
+from .models.options import Activation, Field, FixedMethod, Gradient, Interpolation
 
 __all__ = ["NeuralCDE", "NeuralODE", "ResNet", "cdeint", "odeint"]
 
@@ -74,31 +78,6 @@ _DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 
 
 # --------------------------------------------------------------------------- the function
-
-
-def _check_tensors(params: Mapping[str, Any], names: tuple[str, ...], X: Any) -> None:
-    """One float dtype, CPU tensors only."""
-    dtype = getattr(X, "dtype", None)
-    fine = dtype in _DTYPES and all(
-        isinstance(params[n], Tensor) and params[n].dtype == dtype and not params[n].is_cuda
-        for n in names
-    )
-    if fine and isinstance(X, Tensor) and X.device.type == "cpu":
-        return  # the common case, checked quickly
-    tensors = {"X": X, **{f"params['{n}']": params[n] for n in names}}
-    for name, t in tensors.items():
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.device.type != "cpu":
-            raise ValueError(
-                f"{name} is on device '{t.device}': resode runs on the CPU; move it with .cpu()"
-            )
-        if t.dtype not in _DTYPES:
-            raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
-    dtypes = {name: t.dtype for name, t in tensors.items()}
-    if len(set(dtypes.values())) > 1:
-        listed = ", ".join(f"{n}: {d}" for n, d in dtypes.items())
-        raise TypeError(f"X and params must have one dtype (no silent casts), got {listed}")
 
 
 def odeint(
@@ -114,10 +93,15 @@ def odeint(
     gradient: Gradient = "discrete",
     checkpoints: int | None = None,
     trajectory: bool = False,
+    u: Tensor | None = None,
+    times: Tensor | ArrayLike | None = None,
+    interpolation: Interpolation | None = None,
 ) -> Tensor:
     """Return the flow of ``x' = f(theta(t), x)`` from ``x(0) = [X, 0]`` over ``[0, T]``.
 
-    Differentiable with respect to every tensor of ``params`` and ``X``.
+    Differentiable with respect to every tensor of ``params`` and ``X`` (and ``u``). With
+    inputs ``u`` the field reads ``[x; u(t)]``: ``x' = f_theta(t)([x; u(t)])``
+    (:class:`resode.NeuralODE` with ``inputs=C``; docs/guide/inputs.md).
 
     Parameters
     ----------
@@ -148,6 +132,14 @@ def odeint(
         Discrete gradient only: the stored step states (None: all).
     trajectory : bool, default False
         Return every state of the step grid instead of the final one.
+    u : torch.Tensor, shape (N, L, C), optional
+        Inputs observed at ``times``, of X's dtype (NaN: missing value or padding); the field's
+        first layer then has width ``D + C`` (``W (pieces, D, D + C)``). Its gradient is 0
+        where u is NaN. Discrete gradient without checkpoints only.
+    times : torch.Tensor or array_like, shape (L,) or (N, L), optional
+        With ``u``: the observation times (default ``0, 1, ..., L-1``); no gradient.
+    interpolation : {"cubic", "linear"}, optional
+        With ``u``: the path through the observations (default ``"cubic"``).
 
     Returns
     -------
@@ -175,6 +167,10 @@ def odeint(
     options = dict(T=T, substeps=substeps, method=method, field=field, activation=activation,
                    augment=augment, gradient=gradient, checkpoints=checkpoints,
                    trajectory=trajectory)  # fmt: skip
+    if u is not None:
+        return driven_odeint(params, X, u, times, **options, interpolation=interpolation)
+    if times is not None or interpolation is not None:
+        raise ValueError("times and interpolation apply with inputs u only")
     flow, names = _resolve(params, X, options)
     return _apply(flow, names, params, X)
 
@@ -196,7 +192,7 @@ def _resolve(
 def _apply(flow: _bridge.Flow, names: tuple[str, ...], params: Mapping[str, Any], X: Any) -> Tensor:
     """The flow on the tensors: an autograd.Function in eager mode, the operators when
     compiling."""
-    _check_tensors(params, names, X)
+    check_tensors(params, names, X)
     if not torch.compiler.is_compiling():
         # torch's Function.apply is unannotated (it returns what forward returns: a Tensor)
         out: Tensor = _EagerFlow.apply(X, flow, *[params[n] for n in names])  # type: ignore[no-untyped-call]
@@ -300,8 +296,11 @@ class _Flow(torch.nn.Module):
     ) -> tuple[_bridge.Flow, tuple[str, ...]]:
         return _resolve(params, X, {**self._options(), "trajectory": trajectory})
 
-    def _flow(self, X: Tensor, trajectory: bool) -> Tensor:
+    def _flow(self, X: Tensor, trajectory: bool, u: Any = None, times: Any = None) -> Tensor:
         params = self.field_params()
+        model = self._resode
+        if u is not None or times is not None or (isinstance(model, _NeuralODE) and model.inputs):
+            return self._driven(params, X, u, times, trajectory)
         if torch.compiler.is_compiling():
             flow, names = self._resolve_flow(params, X, trajectory)
             return _apply(flow, names, params, X)
@@ -314,13 +313,30 @@ class _Flow(torch.nn.Module):
             self._flows[key] = resolved
         return _apply(*resolved, params, X)
 
-    def forward(self, X: Tensor) -> Tensor:
+    def _driven(self, params: dict[str, Tensor], X: Tensor, u: Any, times: Any, trajectory: bool
+                ) -> Tensor:  # fmt: skip
+        model = self._resode
+        if not isinstance(model, _NeuralODE) or not model.inputs:
+            raise ValueError("u and times apply to a NeuralODE with inputs > 0 (inputs=C)")
+        if u is None or getattr(u, "ndim", 3) != 3 or u.shape[2] != model.inputs:
+            raise ValueError(f"u must be given, shape (N, L, {model.inputs}) (inputs)")
+        options = {**self._options(), "interpolation": model.interpolation}
+        return driven_odeint(params, X, u, times, **options, trajectory=trajectory)
+
+    def forward(
+        self, X: Tensor, u: Tensor | None = None, times: Tensor | ArrayLike | None = None
+    ) -> Tensor:
         """Return the final states; the readout is the user's own layer.
 
         Parameters
         ----------
         X : torch.Tensor, shape (N, dim)
             The inputs, in the module's dtype, on the CPU.
+        u : torch.Tensor, shape (N, L, inputs), optional
+            ``NeuralODE(inputs=C)`` only (then required): the observed inputs, NaN for a
+            missing value and the padding of a shorter series.
+        times : torch.Tensor or array_like, shape (L,) or (N, L), optional
+            Their times (default ``0, 1, ..., L-1``).
 
         Returns
         -------
@@ -334,15 +350,21 @@ class _Flow(torch.nn.Module):
         >>> node(torch.zeros(3, 2, dtype=torch.float64)).shape
         torch.Size([3, 2])
         """
-        return self._flow(X, False)
+        return self._flow(X, False, u, times)
 
-    def trajectory(self, X: Tensor) -> Tensor:
+    def trajectory(
+        self, X: Tensor, u: Tensor | None = None, times: Tensor | ArrayLike | None = None
+    ) -> Tensor:
         """Return every state of the step grid.
 
         Parameters
         ----------
         X : torch.Tensor, shape (N, dim)
             The inputs, in the module's dtype, on the CPU.
+        u : torch.Tensor, shape (N, L, inputs), optional
+            ``NeuralODE(inputs=C)`` only: the observed inputs (as :meth:`forward`).
+        times : torch.Tensor or array_like, shape (L,) or (N, L), optional
+            Their times (default ``0, 1, ..., L-1``).
 
         Returns
         -------
@@ -356,7 +378,7 @@ class _Flow(torch.nn.Module):
         >>> node.trajectory(torch.zeros(3, 2, dtype=torch.float64)).shape
         torch.Size([5, 3, 2])
         """
-        return self._flow(X, True)
+        return self._flow(X, True, u, times)
 
     def to_resode(
         self, P: Tensor | ArrayLike | None = None, c: Tensor | ArrayLike | None = None
@@ -444,6 +466,11 @@ class NeuralODE(_Flow):
         ``torch.float64`` or ``torch.float32``.
     seed : int, numpy.random.Generator or None, default None
         The seed of the initialisation.
+    inputs : int, default 0
+        Channels C of inputs ``u(t)``: ``x' = f_theta(t)([x; u(t)])``, ``forward(X, u=U,
+        times=None)`` (discrete gradient without checkpoints; gradients reach ``u`` too).
+    interpolation : {"cubic", "linear"}, optional
+        ``inputs > 0`` only: the path through the observations (default ``"cubic"``).
 
     Examples
     --------
@@ -474,12 +501,15 @@ class NeuralODE(_Flow):
         checkpoints: int | None = None,
         dtype: torch.dtype = torch.float64,
         seed: Any = None,
+        inputs: int = 0,
+        interpolation: Interpolation | None = None,
     ) -> None:
         super().__init__()
         model = _NeuralODE(
             dim, T=T, pieces=pieces, substeps=substeps, method=method, field=field,
             activation=activation, hidden=hidden, augment=augment, gradient=gradient,
-            checkpoints=checkpoints, dtype=_numpy_dtype(dtype), seed=seed,
+            checkpoints=checkpoints, dtype=_numpy_dtype(dtype), seed=seed, inputs=inputs,
+            interpolation=interpolation,
         )  # fmt: skip
         self._adopt(model)
 
