@@ -133,6 +133,14 @@ def cde_only(o: Mapping[str, Any]) -> str | None:
     return "applies to --model cde only" if o["model"] != "cde" else None
 
 
+def series_or_inputs(o: Mapping[str, Any]) -> str | None:
+    """The path through observations: a neural CDE's series, or a neural ODE's inputs
+    ``u(t)`` (``--model node --data`` with an array U; the file itself is read later)."""
+    if o["model"] == "cde" or (o["model"] == "node" and o.get("data")):
+        return None
+    return "applies to --model cde, and to --model node with --data inputs U"
+
+
 def points_only(o: Mapping[str, Any]) -> str | None:
     return "does not apply to --model cde" if o["model"] == "cde" else None
 

@@ -73,7 +73,8 @@ class DataConfig:
     data: str | None = opt.option(
         None,
         "train on your own file instead of --dataset: .npz with X (N, dim) and y, or .csv "
-        "(--model cde: .npz with U (N, L, channels), times and y, or a long-format .csv)",
+        "(--model cde: .npz with U (N, L, channels), times and y, or a long-format .csv; "
+        "--model node with inputs u(t): .npz with X, U (N, L, inputs), times and y)",
         opt.text,
         metavar="PATH",
     )
@@ -185,9 +186,9 @@ class ModelConfig:
     )
     interpolation: Literal["linear", "cubic"] = opt.option(  # models.options.Interpolation
         "cubic",
-        "the path through a series' observations",
+        "the path through a series' observations (--model cde, or node's inputs U)",
         opt.choice(*_INTERPOLATIONS),
-        applies=opt.cde_only,
+        applies=opt.series_or_inputs,
         choices=_INTERPOLATIONS,
     )
     output_activation: Activation | None = opt.option(

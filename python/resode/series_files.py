@@ -1,6 +1,9 @@
 """Users' time-series files for the neural CDE (``resode train --model cde``): an ``.npz``
 with arrays ``U`` (N, L, C), optional ``times`` (L,) or (N, L) and ``y``, or a long-format CSV
-with one row per observation (an id column, a time column, channel columns and a target)."""
+with one row per observation (an id column, a time column, channel columns and a target).
+
+The input-driven neural ODE (``resode train --model node`` on such a file) reads an ``.npz``
+that also holds ``X`` (N, dim), the initial states: :func:`read_driven`."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from .data_files import (
     is_number,
 )
 
-__all__ = ["SeriesFile", "read_series"]
+__all__ = ["DrivenFile", "SeriesFile", "holds_inputs", "read_driven", "read_series"]
 
 
 class SeriesFile(NamedTuple):
@@ -225,3 +228,111 @@ def _series_target(p: Path, name: str, group: list[tuple[int, list[str]]], t: in
         what = "no target value" if not values else f"several target values {sorted(values)}"
         raise ValueError(f"{p}: series {name!r} has {what} (one per series)")
     return values.pop()
+
+
+# --------------------------------------------------------------------------- driven ODE
+
+
+class DrivenFile(NamedTuple):
+    """What :func:`read_driven` returns: ``X`` (N, dim) float64, the initial states; ``U``
+    (N, L, inputs) float64, NaN for missing values and padding; ``times`` (L,) or (N, L) or
+    None for the observation index; ``y`` (N,) or None."""
+
+    X: np.ndarray
+    U: np.ndarray
+    times: np.ndarray | None
+    y: np.ndarray | None
+
+
+def holds_inputs(path: PathLike) -> bool:
+    """Tell whether ``path`` is a ``.npz`` file with arrays ``X`` and ``U``: the data of a
+    :class:`resode.NeuralODE` with inputs (False for any other or unreadable file)."""
+    p = Path(os.fspath(path))
+    if p.suffix.lower() != ".npz" or not p.is_file():
+        return False
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            return {"X", "U"} <= set(data.files)
+    except (OSError, EOFError, TypeError, ValueError, zipfile.BadZipFile):
+        return False
+
+
+def read_driven(
+    path: PathLike,
+    *,
+    features: Sequence[Column] | None = None,
+    task: str = "classification",
+    require_target: bool = True,
+    min_classes: int = 2,
+    any_labels: bool = False,
+) -> DrivenFile:
+    """Read the data of a neural ODE with inputs (``NeuralODE(dim, inputs=C)``) from a ``.npz``.
+
+    The file holds ``X`` ``(N, dim)`` (the initial states: finite numbers), ``U``
+    ``(N, L, C)`` (the inputs ``u(t)``: NaN for missing values and for the padding of shorter
+    series at their end), optionally ``times`` ``(L,)`` or ``(N, L)``, and ``y`` ``(N,)``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.npz`` file.
+    features : sequence of int, optional
+        Indices of ``X``'s columns to keep (default: all).
+    task, require_target, min_classes, any_labels
+        As for :func:`resode.data_files.read`.
+
+    Returns
+    -------
+    DrivenFile
+        ``X``, ``U``, ``times`` (None: the observation index) and ``y`` (None without).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        One line naming the file: not a ``.npz``, a missing ``X`` or ``U``, bad shapes
+        (``X``'s rows must be ``U``'s series), non-finite ``X``, Inf in ``U``, bad labels.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "driven.npz")
+    >>> np.savez(path, X=np.zeros((2, 3)), U=np.ones((2, 5, 1)), y=[0, 1])
+    >>> data = read_driven(path)
+    >>> data.X.shape, data.U.shape, data.times, data.y.tolist()
+    ((2, 3), (2, 5, 1), None, [0, 1])
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    p = Path(os.fspath(path))
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file")
+    if p.suffix.lower() != ".npz":
+        raise ValueError(f"{p}: the inputs of a neural ODE come in a .npz file (X, U, times, y)")
+    U, times, y = _read_series_npz(p, None, require_target)
+    X = _initial_states(p, U.shape[0], features)
+    if np.isinf(U).any():
+        raise ValueError(f"{p}: U holds Inf (NaN marks a missing value)")
+    if y is not None:
+        y = check_targets(p, y, task, min_classes, any_labels)
+    return DrivenFile(X, U, times, y)
+
+
+def _initial_states(p: Path, n: int, features: Sequence[Column] | None) -> np.ndarray:
+    """``X`` (n, dim) of a driven .npz: numeric, finite, one row per series of ``U``."""
+    with np.load(p, allow_pickle=False) as data:
+        if "X" not in data.files:
+            raise ValueError(f"{p}: a .npz file of a neural ODE with inputs needs an array 'X'")
+        X = np.asarray(data["X"])
+    if X.dtype.kind not in "biuf" or X.ndim != 2 or X.shape[0] != n or X.shape[1] == 0:
+        raise ValueError(
+            f"{p}: X must be a numeric array (N, dim) with one row per series of U "
+            f"(N = {n}), got {X.dtype} {X.shape}"
+        )
+    if features is not None:
+        X = X[:, [column_index(p, c, None, X.shape[1]) for c in features]]
+    if not np.isfinite(X).all():
+        row, col = np.argwhere(~np.isfinite(X))[0]
+        raise ValueError(f"{p}: X[{row}, {col}] = {X[row, col]} is not finite")
+    return np.ascontiguousarray(X, dtype=np.float64)

@@ -26,7 +26,10 @@ def add_parser(sub: Any) -> None:
         "--model", required=True, metavar="MODEL.npz|RUN_DIR",
         help="a saved model, or the --out folder of a resode train run",
     )  # fmt: skip
-    predict.add_argument("--data", required=True, metavar="PATH", help=".npz (X) or .csv file")
+    predict.add_argument(
+        "--data", required=True, metavar="PATH",
+        help=".npz (X; a neural CDE's U; a neural ODE with inputs: X, U, times) or .csv file",
+    )  # fmt: skip
     predict.add_argument(
         "--target",
         metavar="NAME|INDEX",
@@ -98,12 +101,15 @@ def run_command(args: argparse.Namespace) -> int:
         model = load_model(_model_file(args.model))
     except (OSError, ValueError) as exc:
         raise UsageError(f"--model {args.model}: {exc}") from None
+    arguments: dict[str, Any] = {}  # of forward and score beside X: u, times
     if model.kind == "cde":
         X, times, y = _series(args, model)
+        arguments = {} if times is None else {"times": times}
+    elif getattr(model, "inputs", 0):
+        X, arguments, y = _driven(args, model)
     else:
         X, y = _points(args, model)
-        times = None
-    text, predicted = _table(model, X, times)
+    text, predicted = _table(model, X, arguments)
     if args.out is None:
         sys.stdout.write(text)
     else:
@@ -114,8 +120,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}: {len(X)} predictions", file=sys.stderr)
     if y is not None:
         if model.task == "regression":
-            extra = () if times is None else (times,)
-            name, score = "R^2", model.score(X, scale_targets(model.scaling, y), *extra)
+            name, score = "R^2", model.score(X, scale_targets(model.scaling, y), **arguments)
         else:
             if "U" in (predicted.dtype.kind, y.dtype.kind):
                 predicted, y = label_texts(predicted), label_texts(y)
@@ -176,26 +181,52 @@ def _series(args: argparse.Namespace, model: Any) -> tuple[np.ndarray, Any, Any]
     return scale_inputs(model.scaling, U), data.times, data.y
 
 
-def _table(model: Any, X: np.ndarray, times: Any = None) -> tuple[str, Any]:
-    """The predictions as CSV text, and the predicted labels (None for a regression)."""
+def _driven(args: argparse.Namespace, model: Any) -> tuple[np.ndarray, dict[str, Any], Any]:
+    """The scaled initial states of ``--data`` for a neural ODE with inputs, the keyword
+    arguments ``u`` (scaled) and ``times``, and the targets (or None)."""
+    from ..build import scale_inputs, scale_series
+    from ..series_files import read_driven
+
+    for option in ("id", "time", "target"):
+        if getattr(args, option) is not None:
+            raise UsageError(f"--{option} applies to .csv files; a neural ODE with inputs reads "
+                             ".npz (X, U, times, y)")  # fmt: skip
+    try:
+        data = read_driven(args.data, features=_columns(args.features), task=model.task,
+                           require_target=False, min_classes=1, any_labels=True)  # fmt: skip
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--data {exc}") from None
+    if data.X.shape[1] != model.dim or data.U.shape[2] != model.inputs:
+        raise UsageError(
+            f"--data {args.data} has X with {data.X.shape[1]} features and U with "
+            f"{data.U.shape[2]} channels, the model takes {model.dim} and {model.inputs}"
+        )
+    arguments = {"u": scale_series(model.scaling, data.U)}
+    if data.times is not None:
+        arguments["times"] = data.times
+    return scale_inputs(model.scaling, data.X), arguments, data.y
+
+
+def _table(model: Any, X: np.ndarray, arguments: dict[str, Any]) -> tuple[str, Any]:
+    """The predictions as CSV text, and the predicted labels (None for a regression);
+    ``arguments``: those of ``forward`` beside ``X`` (a neural CDE's times, a neural ODE's
+    inputs ``u`` and their times)."""
     import csv
     import io
 
     from ..build import unscale_outputs
 
-    extra = () if times is None else (times,)  # a neural CDE's series' times
-
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")  # quotes a text label holding a comma
     if model.task == "regression":
-        outputs = unscale_outputs(model.scaling, model.forward(X, *extra))
+        outputs = unscale_outputs(model.scaling, model.forward(X, **arguments))
         names = ["prediction"] if model.classes == 1 else [f"y{k}" for k in range(model.classes)]
         writer.writerow(names)
         writer.writerows([repr(float(v)) for v in row] for row in outputs)
         return table.getvalue(), None
     # the data's own labels of the classes (a model trained on labels {1, 2}), or 0..K-1
     labels = np.asarray(model.class_labels or np.arange(model.classes))
-    proba = model.predict_proba(X, *extra)
+    proba = model.predict_proba(X, **arguments)
     predicted = labels[np.argmax(proba, axis=1)]
     writer.writerow(["label"] + [f"p{label}" for label in labels])
     writer.writerows(
