@@ -96,9 +96,7 @@ def test_the_cli_trains_what_fit_trains(
         assert np.array_equal(trained.params[name], value), name
 
 
-def test_a_regression_and_shared_times(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_regression_and_shared_times(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     arrays = _driven()
     arrays["y"] = np.nanmean(arrays["U"][:, :, 0], axis=1) * 10.0 + 3.0
     arrays["times"] = np.linspace(0.0, 5.0, arrays["U"].shape[1])

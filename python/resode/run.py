@@ -213,8 +213,9 @@ def _fit(config: RunConfig, setup: Mapping[str, Any], out: Path, resume: Path | 
     stopping = _early_stopping(t.early_stopping)
     callbacks = [*stopping.pop("callbacks", []), recorder]
     try:
-        history = fit(setup["model"], X_tr, t_tr, u=u_tr, times=times_tr, optimizer=setup["optimizer"],
-                      epochs=t.epochs, batch_size=t.batch_size, shuffle=t.shuffle,
+        history = fit(setup["model"], X_tr, t_tr, u=u_tr, times=times_tr,
+                      optimizer=setup["optimizer"], epochs=t.epochs, batch_size=t.batch_size,
+                      shuffle=t.shuffle,
                       seed=config.data.seed, validation_data=validation, bound=t.bound,
                       fixed_projection=config.model.fixed_projection, progress=progress,
                       log_every=t.log_every, checkpoint=_checkpoint_path(config, out, resume),
