@@ -112,6 +112,46 @@ def test_a_regression_and_shared_times(tmp_path: Path, capsys: pytest.CaptureFix
     assert out.splitlines()[0] == "prediction" and len(out.strip().splitlines()) == 25
 
 
+def _write_long(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """The long format: id, hours, the static columns age and height (X, given on the first
+    row of each series only), the inputs a and b (empty: missing), the label; rows in reverse
+    time order (the reader sorts them)."""
+    X, U, times, y = arrays["X"], arrays["U"], arrays["times"], arrays["y"]
+    rows = []
+    for i in range(len(U)):
+        last = max(k for k in range(U.shape[1]) if not np.isnan(U[i, k]).all())
+        for k in reversed(range(last + 1)):
+            static = [repr(float(v)) for v in X[i]] if k == 0 else ["", ""]
+            cells = ["" if np.isnan(v) else repr(float(v)) for v in U[i, k]]
+            rows.append(",".join([f"s{i}", repr(float(times[i, k])), *static, *cells,
+                                  str(y[i])]))  # fmt: skip
+    path.write_text("id,hours,age,height,a,b,label\n" + "\n".join(rows) + "\n")
+
+
+def test_a_long_csv_trains_the_model_of_its_npz(
+    tmp_path: Path, npz: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--id/--time/--static: X from the static columns, U from the others; the same model as
+    the .npz of the same arrays (names from the header), and predict reads the same file."""
+    path = tmp_path / "long.csv"
+    _write_long(path, _driven())
+    a, b = tmp_path / "a", tmp_path / "b"
+    csv_options = ["--id", "id", "--time", "hours", "--static", "age,height"]
+    assert _cli(capsys, "train", "--data", str(npz), *_FAST, "--out", str(a))[0] == 0
+    code, _, err = _cli(capsys, "train", "--data", str(path), *csv_options, *_FAST,
+                        "--out", str(b))  # fmt: skip
+    assert code == 0, err
+    model_a, model_b = resode.load(a / "model.npz"), resode.load(b / "model.npz")
+    for name, value in model_a.params.items():
+        assert np.allclose(value, model_b.params[name], rtol=1e-9, atol=1e-12), name
+    assert model_b.feature_names == ["age", "height"] and model_b.target_name == "label"
+    code, out, err = _cli(capsys, "predict", "--model", str(b), "--data", str(path), "--id",
+                          "id", "--time", "hours")  # fmt: skip
+    assert code == 0 and "accuracy on" in err, err
+    _, expected, _ = _cli(capsys, "predict", "--model", str(b), "--data", str(npz))
+    assert out == expected  # the model's feature names pick the static columns
+
+
 def test_a_run_with_plots_draws_the_history(
     tmp_path: Path, npz: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -145,7 +185,14 @@ def test_a_sweep_spec_with_inputs_expands(npz: Path) -> None:
         (["--data", "{inf}"], "U holds Inf"),
         (["--data", "{npz}", "--validation", "{points}"], "holds no arrays X and U like --data"),
         (["--data", "{npz}", "--validation", "{wide}"], "2 features and 3 input channels"),
-        (["--data", "{npz}", "--id", "id"], "--id applies to --model cde only"),
+        (["--data", "{npz}", "--id", "id"], "(--id, --static) are a .csv file"),
+        (["--data", "{npz}", "--target", "y"], "--target applies to .csv files"),
+        (["--model", "resnet", "--data", "{npz}", "--id", "id"], "--id applies to --model cde"),
+        (["--data", "{npz}", "--static", "a"], "--static applies to --model node with a long"),
+        (["--data", "{csv}", "--id", "id"], "name the columns of the initial states (--static)"),
+        (["--data", "{csv}", "--id", "id", "--static", "a,t"], "no input columns besides"),
+        (["--data", "{csv}", "--id", "id", "--static", "a", "--features", "a"], "also an input"),
+        (["--data", "{two}", "--id", "id", "--static", "s"], "series 2 has several values"),
         (["--data", "{npz}", "--method", "euler", "--rtol", "1e-6"], "--rtol applies to the"),
     ],
 )
@@ -153,7 +200,9 @@ def test_train_errors_are_one_line_with_exit_2(
     tmp_path: Path, npz: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
     arrays = _driven()
-    files = {"{npz}": npz}
+    files = {"{npz}": npz, "{csv}": tmp_path / "long.csv", "{two}": tmp_path / "two.csv"}
+    files["{csv}"].write_text("id,t,a,label\na,0,1,0\na,1,2,0\nb,0,1,1\nb,1,3,1\n")
+    files["{two}"].write_text("id,s,x,label\na,1,1,0\na,1,2,0\nb,1,1,1\nb,2,3,1\n")
     for name, change in {
         "points": {"U": None},
         "only_u": {"X": None},
@@ -184,7 +233,7 @@ def test_predict_errors_are_one_line_with_exit_2(
     for argv, message in [
         (["--data", str(narrow)], "U with 1 channels, the model takes 2 and 2"),
         (["--data", str(points)], "needs an array 'U'"),
-        (["--data", str(npz), "--time", "t"], "--time applies to .csv files"),
+        (["--data", str(npz), "--time", "t"], "--time applies to a long-format .csv (with --id)"),
     ]:
         code, _, err = _cli(capsys, "predict", "--model", str(run), *argv)
         assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err

@@ -146,10 +146,18 @@ def points_only(o: Mapping[str, Any]) -> str | None:
 
 
 def series_csv_only(o: Mapping[str, Any]) -> str | None:
-    """The columns of a long-format CSV file of series (``--model cde --data FILE.csv``)."""
-    if o["model"] != "cde":
-        return "applies to --model cde only"
+    """The columns of a long-format CSV file of series (``--model cde --data FILE.csv``, or
+    a neural ODE's inputs: ``--model node --data FILE.csv --id ... --static ...``)."""
+    if o["model"] == "resnet":
+        return "applies to --model cde and node only"
     return None if o.get("data") else "applies with --data only"
+
+
+def static_columns(o: Mapping[str, Any]) -> str | None:
+    """The initial states' columns of a long-format CSV file of a neural ODE's inputs."""
+    if o["model"] != "node" or not o.get("data") or not o.get("id"):
+        return "applies to --model node with a long-format --data .csv (with --id)"
+    return None
 
 
 def resnet_only(o: Mapping[str, Any]) -> str | None:

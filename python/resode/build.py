@@ -217,7 +217,7 @@ def prepare(config: RunConfig, sources: Mapping[str, str] | None = None) -> dict
     if config.model.model == "node" and data is not None:
         from .series_files import holds_inputs
 
-        if holds_inputs((sources or {}).get(data, data)):
+        if config.data.id is not None or holds_inputs((sources or {}).get(data, data)):
             return _prepare_driven(config, sources)
         if config.model.interpolation != "cubic":  # the default: no choice made
             raise ValueError(
@@ -378,14 +378,22 @@ def _prepare_series(config: RunConfig, sources: Mapping[str, str] | None) -> dic
 
 def _read_driven(config: RunConfig, path: str, what: str, min_classes: int,
                  sources: Mapping[str, str] | None) -> Any:  # fmt: skip
-    """The :class:`~resode.series_files.DrivenFile` of a data / validation file."""
-    from .series_files import holds_inputs, read_driven
+    """The :class:`~resode.series_files.DrivenFile` of a data / validation file: a
+    long-format .csv with ``--id`` (and ``--static``), a .npz otherwise."""
+    from .series_files import holds_inputs, read_driven, read_driven_csv
 
-    local = (sources or {}).get(path, path)
+    d, local = config.data, (sources or {}).get(path, path)
     try:
+        if d.id is not None:
+            return read_driven_csv(local, id=d.id, static=_columns(d.static) or [], time=d.time,
+                                   target=d.target, features=_columns(d.features),
+                                   task=_task(config), min_classes=min_classes,
+                                   any_labels=True)  # fmt: skip
         if what == "--validation" and not holds_inputs(local):
-            raise ValueError(f"{path}: holds no arrays X and U like --data {config.data.data}")
-        return read_driven(local, features=_columns(config.data.features), task=_task(config),
+            raise ValueError(f"{path}: holds no arrays X and U like --data {d.data}")
+        if d.target is not None:
+            raise ValueError(f"{path}: --target applies to .csv files (a .npz has its array y)")
+        return read_driven(local, features=_columns(d.features), task=_task(config),
                            min_classes=min_classes, any_labels=True)  # fmt: skip
     except (OSError, ValueError) as exc:
         raise ValueError(f"{what} {exc}") from None
@@ -424,9 +432,10 @@ def scale_series(scaling: dict[str, Any] | None, U: np.ndarray) -> np.ndarray:
 
 
 def _prepare_driven(config: RunConfig, sources: Mapping[str, str] | None) -> dict[str, Any]:
-    """:func:`prepare` for ``--model node`` on a ``.npz`` with inputs: ``X`` (N, dim) the
-    initial states, ``U`` (N, L, C) the inputs, ``times`` and ``y``; ``X`` standardised per
-    feature and ``U`` per channel over its observed values."""
+    """:func:`prepare` for ``--model node`` on a ``.npz`` with inputs (``X`` (N, dim) the
+    initial states, ``U`` (N, L, C) the inputs, ``times`` and ``y``) or a long-format .csv
+    (``--id``, ``--static``); ``X`` standardised per feature and ``U`` per channel over its
+    observed values."""
     d = config.data
     assert d.data is not None
     data = _read_driven(config, d.data, "--data", 2, sources)
@@ -446,5 +455,6 @@ def _prepare_driven(config: RunConfig, sources: Mapping[str, str] | None) -> dic
             y_tr, y_te = scale_targets(scaling, y_tr), scale_targets(scaling, y_te)
     y_tr, y_te, classes, class_labels = _classes(config, y_tr, y_te, not values, values)
     model = build_model(config, X_tr.shape[1], classes, inputs=U_tr.shape[2])
-    return _setup(config, model, (X_tr, X_te, y_tr, y_te), (None, None), scaling,
-                  class_labels, times, (U_tr, U_te))  # fmt: skip
+    names = (data.feature_names, data.target_name)
+    return _setup(config, model, (X_tr, X_te, y_tr, y_te), names, scaling, class_labels, times,
+                  (U_tr, U_te))  # fmt: skip

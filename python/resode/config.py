@@ -74,7 +74,8 @@ class DataConfig:
         None,
         "train on your own file instead of --dataset: .npz with X (N, dim) and y, or .csv "
         "(--model cde: .npz with U (N, L, channels), times and y, or a long-format .csv; "
-        "--model node with inputs u(t): .npz with X, U (N, L, inputs), times and y)",
+        "--model node with inputs u(t): .npz with X, U (N, L, inputs), times and y, or a "
+        "long-format .csv with --id and --static)",
         opt.text,
         metavar="PATH",
     )
@@ -95,7 +96,8 @@ class DataConfig:
     )
     id: str | None = opt.option(
         None,
-        "the series column of a long-format --data .csv (one row per observation; --model cde)",
+        "the series column of a long-format --data .csv (one row per observation; --model cde, "
+        "or node with --static)",
         opt.text,
         applies=opt.series_csv_only,
         metavar="NAME|INDEX",
@@ -106,6 +108,14 @@ class DataConfig:
         opt.text,
         applies=opt.series_csv_only,
         metavar="NAME|INDEX",
+    )
+    static: str | None = opt.option(
+        None,
+        "comma-separated columns of a long-format --data .csv that hold each series' initial "
+        "state X (one value per series); the other columns are the inputs u(t) of --model node",
+        opt.text,
+        applies=opt.static_columns,
+        metavar="COLUMNS",
     )
     validation: str | None = opt.option(
         None,

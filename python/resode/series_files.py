@@ -3,7 +3,8 @@ with arrays ``U`` (N, L, C), optional ``times`` (L,) or (N, L) and ``y``, or a l
 with one row per observation (an id column, a time column, channel columns and a target).
 
 The input-driven neural ODE (``resode train --model node`` on such a file) reads an ``.npz``
-that also holds ``X`` (N, dim), the initial states: :func:`read_driven`."""
+that also holds ``X`` (N, dim), the initial states (:func:`read_driven`), or a long-format CSV
+whose static columns (one value per series) give ``X`` (:func:`read_driven_csv`)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from .data_files import (
     is_number,
 )
 
-__all__ = ["DrivenFile", "SeriesFile", "holds_inputs", "read_driven", "read_series"]
+__all__ = ["DrivenFile", "SeriesFile", "holds_inputs", "read_driven", "read_driven_csv",
+           "read_series"]  # fmt: skip
 
 
 class SeriesFile(NamedTuple):
@@ -236,12 +238,16 @@ def _series_target(p: Path, name: str, group: list[tuple[int, list[str]]], t: in
 class DrivenFile(NamedTuple):
     """What :func:`read_driven` returns: ``X`` (N, dim) float64, the initial states; ``U``
     (N, L, inputs) float64, NaN for missing values and padding; ``times`` (L,) or (N, L) or
-    None for the observation index; ``y`` (N,) or None."""
+    None for the observation index; ``y`` (N,) or None; a CSV header's names of ``X``'s
+    columns, of ``U``'s channels and of the target (None unknown)."""
 
     X: np.ndarray
     U: np.ndarray
     times: np.ndarray | None
     y: np.ndarray | None
+    feature_names: list[str] | None = None
+    channel_names: list[str] | None = None
+    target_name: str | None = None
 
 
 def holds_inputs(path: PathLike) -> bool:
@@ -336,3 +342,113 @@ def _initial_states(p: Path, n: int, features: Sequence[Column] | None) -> np.nd
         row, col = np.argwhere(~np.isfinite(X))[0]
         raise ValueError(f"{p}: X[{row}, {col}] = {X[row, col]} is not finite")
     return np.ascontiguousarray(X, dtype=np.float64)
+
+
+def read_driven_csv(
+    path: PathLike,
+    *,
+    id: Column,
+    static: Sequence[Column],
+    time: Column | None = None,
+    target: Column | None = None,
+    features: Sequence[Column] | None = None,
+    task: str = "classification",
+    require_target: bool = True,
+    min_classes: int = 2,
+    any_labels: bool = False,
+) -> DrivenFile:
+    """Read the data of a neural ODE with inputs from a long-format CSV (one row per observation).
+
+    The ``static`` columns hold each series' initial state ``X``: one value per series (the
+    same on every row where it is given; empty cells allowed). The other columns but the id,
+    time and target are the inputs ``u(t)`` (or those ``features`` names), read as
+    :func:`read_series` reads a neural CDE's channels.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.csv`` file.
+    id, time, target : str or int
+        The columns (header name or 0-based index), as for :func:`read_series`.
+    static : sequence of str or int
+        The columns of the initial states ``X``.
+    features : sequence of str or int, optional
+        The input columns (default: every column but the id, time, static and target ones).
+    task, require_target, min_classes, any_labels
+        As for :func:`read_series`.
+
+    Returns
+    -------
+    DrivenFile
+        ``X``, ``U``, ``times``, ``y`` and the names of the header.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        As :func:`read_series`, and for a static column that is also an input, that has no
+        value or several values in a series.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "long.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("id,t,age,x,label\\na,0,30,1.0,0\\na,1,,2.0,0\\n"
+    ...                 "b,0,50,,1\\nb,2,50,5.0,1\\n")
+    >>> data = read_driven_csv(path, id="id", time="t", static=["age"])
+    >>> data.X.tolist(), data.U.shape, data.channel_names
+    ([[30.0], [50.0]], (2, 2, 1), ['x'])
+    """
+    p = Path(os.fspath(path))
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file")
+    if p.suffix.lower() != ".csv":
+        raise ValueError(f"{p}: a neural ODE's long-format data (--id, --static) are a .csv file")
+    rows = csv_rows(p)
+    header = [cell.strip() for cell in rows[0][1]] if is_header(rows, True) else None
+    width = len(header) if header is not None else len(rows[0][1])
+    S = [column_index(p, c, header, width) for c in static]
+    if not S:
+        raise ValueError(f"{p}: name the columns of the initial states (--static)")
+    used = {column_index(p, c, header, width) for c in (id, time) if c is not None} | set(S)
+    t = None
+    if target is not None:
+        t = column_index(p, target, header, width)
+    elif require_target:  # the last column but the id, time and static ones
+        t = max(c for c in range(width) if c not in used)
+    if features is None:
+        channels = [c for c in range(width) if c not in used and c != t]
+    else:
+        channels = [column_index(p, c, header, width) for c in features]
+    if not channels:
+        raise ValueError(f"{p}: no input columns besides the id, time, static and target ones")
+    if set(channels) & set(S):
+        raise ValueError(f"{p}: a static column is also an input column (--features)")
+    data = read_series(p, id=id, time=time, target=t, features=[*channels, *S], task=task,
+                       require_target=require_target, min_classes=min_classes,
+                       any_labels=any_labels)  # fmt: skip
+    C = len(channels)
+    names = data.channel_names
+    X = _static_values(p, data.U[:, :, C:], [str(c) for c in S] if names is None else names[C:])
+    U = np.ascontiguousarray(data.U[:, :, :C])
+    return DrivenFile(X, U, data.times, data.y, None if names is None else names[C:],
+                      None if names is None else names[:C], data.target_name)  # fmt: skip
+
+
+def _static_values(p: Path, values: np.ndarray, names: list[str]) -> np.ndarray:
+    """``X`` (N, S): each series' one value of each static column."""
+    missing = np.argwhere(np.isnan(values).all(axis=1))
+    if missing.size:
+        n, s = missing[0]
+        raise ValueError(f"{p}: series {n + 1} has no value in the static column {names[s]!r}")
+    low, high = np.nanmin(values, axis=1), np.nanmax(values, axis=1)
+    differ = np.argwhere(high != low)
+    if differ.size:
+        n, s = differ[0]
+        raise ValueError(
+            f"{p}: series {n + 1} has several values in the static column {names[s]!r} "
+            f"({low[n, s]:g}, {high[n, s]:g}; one per series)"
+        )
+    return np.ascontiguousarray(low)

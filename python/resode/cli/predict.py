@@ -47,6 +47,12 @@ def add_parser(sub: Any) -> None:
         "--time", metavar="NAME|INDEX", help="a neural CDE's long-format .csv: the time column"
     )
     predict.add_argument(
+        "--static",
+        metavar="COLUMNS",
+        help="a neural ODE with inputs' long-format .csv (with --id): the columns of the "
+        "initial states (default: the model's feature names)",
+    )
+    predict.add_argument(
         "--out", metavar="FILE.csv", help="where to write the predictions (default: stdout)"
     )
     predict.add_argument(
@@ -134,9 +140,11 @@ def _points(args: argparse.Namespace, model: Any) -> tuple[np.ndarray, Any]:
     from ..build import scale_inputs
     from ..data_files import load as load_data
 
-    for option in ("id", "time"):
+    for option in ("id", "time", "static"):
         if getattr(args, option) is not None:
-            raise UsageError(f"--{option} applies to a neural CDE's series (--model of kind cde)")
+            raise UsageError(
+                f"--{option} applies to series: a neural CDE's, or a neural ODE with inputs'"
+            )
     try:
         features, target = _by_name(args, model)
         X, y = load_data(args.data, target=target, features=features, task=model.task,
@@ -161,6 +169,8 @@ def _series(args: argparse.Namespace, model: Any) -> tuple[np.ndarray, Any, Any]
     from ..data_files import header
     from ..series_files import read_series
 
+    if args.static is not None:
+        raise UsageError("--static applies to a neural ODE with inputs (not a neural CDE)")
     target = args.target
     names = header(args.data) if Path(args.data).suffix.lower() == ".csv" else None
     if target is None and names is not None and model.target_name in names:
@@ -185,15 +195,9 @@ def _driven(args: argparse.Namespace, model: Any) -> tuple[np.ndarray, dict[str,
     """The scaled initial states of ``--data`` for a neural ODE with inputs, the keyword
     arguments ``u`` (scaled) and ``times``, and the targets (or None)."""
     from ..build import scale_inputs, scale_series
-    from ..series_files import read_driven
 
-    for option in ("id", "time", "target"):
-        if getattr(args, option) is not None:
-            raise UsageError(f"--{option} applies to .csv files; a neural ODE with inputs reads "
-                             ".npz (X, U, times, y)")  # fmt: skip
     try:
-        data = read_driven(args.data, features=_columns(args.features), task=model.task,
-                           require_target=False, min_classes=1, any_labels=True)  # fmt: skip
+        data = _read_driven(args, model)
     except (OSError, ValueError) as exc:
         raise UsageError(f"--data {exc}") from None
     if data.X.shape[1] != model.dim or data.U.shape[2] != model.inputs:
@@ -205,6 +209,32 @@ def _driven(args: argparse.Namespace, model: Any) -> tuple[np.ndarray, dict[str,
     if data.times is not None:
         arguments["times"] = data.times
     return scale_inputs(model.scaling, data.X), arguments, data.y
+
+
+def _read_driven(args: argparse.Namespace, model: Any) -> Any:
+    """The DrivenFile of ``--data``: a long-format .csv with ``--id`` (the static columns:
+    ``--static``, or the model's feature names), a .npz otherwise."""
+    from ..data_files import header
+    from ..series_files import read_driven, read_driven_csv
+
+    common = {"features": _columns(args.features), "task": model.task, "require_target": False,
+              "min_classes": 1, "any_labels": True}  # fmt: skip
+    if args.id is None:
+        for option in ("time", "target", "static"):
+            if getattr(args, option) is not None:
+                raise UsageError(f"--{option} applies to a long-format .csv (with --id); a "
+                                 ".npz holds X, U, times and y")  # fmt: skip
+        return read_driven(args.data, **common)
+    static = _columns(args.static) or model.feature_names
+    if not static:
+        raise UsageError("--static: name the columns of the initial states (the model has no "
+                         "feature names)")  # fmt: skip
+    target = args.target
+    names = header(args.data) if Path(args.data).suffix.lower() == ".csv" else None
+    if target is None and names is not None and model.target_name in names:
+        target = model.target_name
+    return read_driven_csv(args.data, id=args.id, static=static, time=args.time, target=target,
+                           **common)  # fmt: skip
 
 
 def _table(model: Any, X: np.ndarray, arguments: dict[str, Any]) -> tuple[str, Any]:
