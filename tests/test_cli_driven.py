@@ -237,3 +237,19 @@ def test_predict_errors_are_one_line_with_exit_2(
     ]:
         code, _, err = _cli(capsys, "predict", "--model", str(run), *argv)
         assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_the_inputs_scaling_is_checked_and_saved(tmp_path: Path) -> None:
+    scaling = {"X_mean": [0.0, 1.0], "X_scale": [1.0, 2.0], "u_mean": [0.5], "u_scale": [3.0]}
+    with pytest.raises(ValueError, match="apply to a model with inputs"):
+        resode.NeuralODE(2).scaling = scaling
+    model = resode.NeuralODE(2, inputs=1, seed=0)
+    with pytest.raises(ValueError, match=r"scaling\['u_scale'\] must be a list of 1 numbers"):
+        model.scaling = {**scaling, "u_scale": [1.0, 2.0]}
+    with pytest.raises(ValueError, match="must both be given or both None"):
+        model.scaling = {**scaling, "u_scale": None}
+    model.scaling = scaling
+    loaded = resode.load(model.save(tmp_path / "model.npz"))
+    assert loaded.scaling["u_mean"] == [0.5] and loaded.scaling["u_scale"] == [3.0]
+    U = np.ones((2, 3, 1))
+    assert np.array_equal(scale_series(loaded.scaling, U), (U - 0.5) / 3.0)
