@@ -71,6 +71,12 @@ def test_train_and_predict_a_npz_with_inputs(
     # the run's config.toml trains the same run again
     again = RunConfig.from_toml(run / "config.toml")
     assert again.model.interpolation == "linear" and again.data.data == str(npz.resolve())
+    rerun = tmp_path / "rerun"
+    code, _, err = _cli(capsys, "train", "--config", str(run / "config.toml"), "--no-progress",
+                        "--out", str(rerun))  # fmt: skip
+    assert code == 0, err
+    for name, value in resode.load(rerun / "model.npz").params.items():
+        assert np.array_equal(model.params[name], value), name
 
 
 def test_the_cli_trains_what_fit_trains(

@@ -115,6 +115,7 @@ def test_early_stopping_holds_out_the_inputs_with_their_samples() -> None:
         ({"inputs": 3, "u": "U"}, None, r"u must have shape \(24, L, 3\)"),
         ({"inputs": 0, "u": "U"}, None, "u and times apply to a model with inputs"),
         ({"inputs": -1, "u": "U"}, None, "inputs must be 'auto' or an integer >= 0"),
+        ({"u": "flat"}, None, r"u must have shape \(n_samples, L, channels\), got \(24, 6\)"),
         ({"interpolation": "linear"}, None, "interpolation='linear' applies to inputs u"),
         ({"u": "U"}, {}, "u must be given: NeuralODEClassifier was fitted with and has"),
         ({"u": "U"}, {"u": "narrow"}, r"u must have shape \(24, L, 2\)"),
@@ -123,7 +124,7 @@ def test_early_stopping_holds_out_the_inputs_with_their_samples() -> None:
 )
 def test_a_missing_or_malformed_u_is_a_value_error(fit, predict, message) -> None:
     X, U, _, y = _data()
-    arrays = {"U": U, "narrow": U[:, :, :1]}
+    arrays = {"U": U, "narrow": U[:, :, :1], "flat": U[:, :, 0]}
     options = {k: v for k, v in fit.items() if k != "u"}
     est = NeuralODEClassifier(**_SMALL, **options, random_state=0)
     fit_u = {"u": arrays[fit["u"]]} if "u" in fit else {}

@@ -19,7 +19,9 @@ __all__ = ["DrivenClassifier", "DrivenInputs", "DrivenRegressor"]
 def _channels(inputs: Any, u: Any) -> int:
     """The input channels of ``inputs`` ("auto": those of ``u``, 0 without ``u``)."""
     if isinstance(inputs, str) and inputs == "auto":
-        return 0 if u is None or np.ndim(u) != 3 else int(np.shape(u)[2])
+        if u is not None and np.ndim(u) != 3:
+            raise ValueError(f"u must have shape (n_samples, L, channels), got {np.shape(u)}")
+        return 0 if u is None else int(np.shape(u)[2])
     if isinstance(inputs, bool) or not isinstance(inputs, Integral) or int(inputs) < 0:
         raise ValueError(f"inputs must be 'auto' or an integer >= 0, got {inputs!r}")
     return int(inputs)
