@@ -31,6 +31,7 @@ _CONTEXTS: list[dict[str, Any]] = [
     {"dataset": "chess3"},
     {"model": "cde"},
     {"model": "cde", "data": "train.csv"},
+    {"data": "train.csv", "id": "patient"},  # a neural ODE's inputs in a long-format .csv
 ]
 
 
@@ -51,7 +52,7 @@ def _other_value(key: str, default: Any, option: run_config.Option) -> Any:
         return not default
     samples = {"data": "train.csv", "validation": "test.csv", "target": "y", "features": "a,b",
                "test_size": 0.3, "seed": 3, "n_samples": 80, "id": "patient",
-               "time": "hours"}  # fmt: skip
+               "time": "hours", "static": "age"}  # fmt: skip
     if key in samples:
         return samples[key]
     if isinstance(default, float):

@@ -207,8 +207,8 @@ _EXCLUDED = {
     "model": "fit's model (and resode train's --model): the estimator's class builds it",
     "X": "fit's data",
     "y": "fit's data",
-    "times": "a NeuralCDE's observation times, fit's data for time series (not these models')",
-    "u": "a NeuralODE's inputs u(t) (inputs > 0), fit's data (the estimators take X only)",
+    "times": "the observation times of a series or of u: fit's data (fit(X, y, u=U, times=t))",
+    "u": "a NeuralODE's inputs u(t) (inputs > 0): fit's data (fit(X, y, u=U))",
     "validation_data": "early_stopping holds out validation_fraction, as scikit-learn does",
     "callbacks": "Python hooks, not settings",
     "log_every": "resode train's log lines; verbose shows a progress bar",
@@ -220,9 +220,6 @@ _EXCLUDED = {
     "train_metrics": "the history's training score: fit's default, the batches' (loss_curve_'s)",
     # resode.config fields of the command line's run that an estimator has no use for
     "threads": "set_num_threads (or threadpoolctl) around the estimator",
-    # NeuralODE(inputs=C): a second array u (N, L, C) per sample, which X (N, dim) cannot carry
-    "inputs": "time-varying inputs need u= and times= beside X; the estimators take X only",
-    "interpolation": "the path of the inputs (inputs > 0 only)",
     "plots": "resode train's figures; resode.plot draws a fitted model_",
 }
 
@@ -295,6 +292,8 @@ def test_estimator_defaults_are_resode_train_defaults(Estimator) -> None:
     exceptions = {
         # scikit-learn's convention (a new seed each fit); resode train seeds 0
         "random_state",
+        # the channels of fit's u (none without), where NeuralODE's 0 means none
+        "inputs",
         "verbose",  # no progress bar by default: fits in GridSearchCV run by the dozen
         # resode train has no early stopping today; these are scikit-learn's MLP defaults
         "early_stopping",

@@ -133,15 +133,31 @@ def cde_only(o: Mapping[str, Any]) -> str | None:
     return "applies to --model cde only" if o["model"] != "cde" else None
 
 
+def series_or_inputs(o: Mapping[str, Any]) -> str | None:
+    """The path through observations: a neural CDE's series, or a neural ODE's inputs
+    ``u(t)`` (``--model node --data`` with an array U; the file itself is read later)."""
+    if o["model"] == "cde" or (o["model"] == "node" and o.get("data")):
+        return None
+    return "applies to --model cde, and to --model node with --data inputs U"
+
+
 def points_only(o: Mapping[str, Any]) -> str | None:
     return "does not apply to --model cde" if o["model"] == "cde" else None
 
 
 def series_csv_only(o: Mapping[str, Any]) -> str | None:
-    """The columns of a long-format CSV file of series (``--model cde --data FILE.csv``)."""
-    if o["model"] != "cde":
-        return "applies to --model cde only"
+    """The columns of a long-format CSV file of series (``--model cde --data FILE.csv``, or
+    a neural ODE's inputs: ``--model node --data FILE.csv --id ... --static ...``)."""
+    if o["model"] == "resnet":
+        return "applies to --model cde and node only"
     return None if o.get("data") else "applies with --data only"
+
+
+def static_columns(o: Mapping[str, Any]) -> str | None:
+    """The initial states' columns of a long-format CSV file of a neural ODE's inputs."""
+    if o["model"] != "node" or not o.get("data") or not o.get("id"):
+        return "applies to --model node with a long-format --data .csv (with --id)"
+    return None
 
 
 def resnet_only(o: Mapping[str, Any]) -> str | None:

@@ -11,7 +11,7 @@ import numpy as np
 from .config import RunConfig
 
 __all__ = ["build_model", "build_optimizer", "label_texts", "load_data", "prepare",
-           "read_series_file", "scale_inputs", "scale_targets", "series_inputs",
+           "read_series_file", "scale_inputs", "scale_series", "scale_targets", "series_inputs",
            "standardisation", "unscale_outputs"]  # fmt: skip
 
 
@@ -107,8 +107,9 @@ def _label_list(labels: Any, limit: int = 6) -> str:
 # --------------------------------------------------------------------------- model, optimiser
 
 
-def build_model(config: RunConfig, dim: int, classes: int) -> Any:
-    """The untrained model of ``config`` for ``dim`` inputs and ``classes`` outputs."""
+def build_model(config: RunConfig, dim: int, classes: int, inputs: int = 0) -> Any:
+    """The untrained model of ``config`` for ``dim`` inputs and ``classes`` outputs (a neural
+    ODE with ``inputs > 0``: that many channels of inputs ``u(t)``)."""
     from .models import NeuralCDE, NeuralODE, ResNet
 
     m = config.model
@@ -142,7 +143,8 @@ def build_model(config: RunConfig, dim: int, classes: int) -> Any:
                      turnpike=m.turnpike, turnpike_weight=m.turnpike_weight,
                      gradient=m.gradient, checkpoints=m.checkpoints, rtol=m.rtol, atol=m.atol,
                      step_control=m.step_control, first_step=m.first_step,
-                     max_steps=m.max_steps, **common)  # fmt: skip
+                     max_steps=m.max_steps, inputs=inputs,
+                     interpolation=m.interpolation if inputs else None, **common)  # fmt: skip
 
 
 def build_optimizer(config: RunConfig) -> Any:
@@ -211,6 +213,16 @@ def prepare(config: RunConfig, sources: Mapping[str, str] | None = None) -> dict
     configuration's data files (see :func:`_read`)."""
     if config.model.model == "cde":
         return _prepare_series(config, sources)
+    data = config.data.data
+    if config.model.model == "node" and data is not None:
+        from .series_files import holds_inputs
+
+        if config.data.id is not None or holds_inputs((sources or {}).get(data, data)):
+            return _prepare_driven(config, sources)
+        if config.model.interpolation != "cubic":  # the default: no choice made
+            raise ValueError(
+                f"--interpolation applies to inputs u(t): --data {data} holds no array U"
+            )
     (X_tr, X_te, y_tr, y_te), names = _load(config, sources)
     task = _task(config)
     values = config.data.data is not None and task == "regression"  # y: real numbers
@@ -254,7 +266,8 @@ def _classes(config: RunConfig, y_tr: np.ndarray, y_te: np.ndarray, own_labels: 
 
 def _setup(config: RunConfig, model: Any, data: tuple[np.ndarray, ...], names: tuple[Any, Any],
            scaling: dict[str, Any] | None, class_labels: np.ndarray | None,
-           times: tuple[Any, Any] = (None, None)) -> dict[str, Any]:  # fmt: skip
+           times: tuple[Any, Any] = (None, None),
+           inputs: tuple[Any, Any] = (None, None)) -> dict[str, Any]:  # fmt: skip
     """What :func:`prepare` returns, the metadata recorded in the model."""
     X_tr, X_te, y_tr, y_te = data
     task, classes = _task(config), model.classes
@@ -272,7 +285,8 @@ def _setup(config: RunConfig, model: Any, data: tuple[np.ndarray, ...], names: t
         "labels": None if values else (y_tr, y_te),  # classes to colour and separate
         "dim": model.dim,
         "classes": classes,
-        "times": times,  # a neural CDE's observation times (train, test); None: 0 .. L-1
+        "times": times,  # observation times of the series or inputs (train, test); None: 0..L-1
+        "inputs": inputs,  # a neural ODE's inputs u (train, test); None: no inputs
         "model": model,
         "optimizer": build_optimizer(config),
     }
@@ -357,3 +371,90 @@ def _prepare_series(config: RunConfig, sources: Mapping[str, str] | None) -> dic
         names = [d.time or "index", *names]
     return _setup(config, model, (U_tr, U_te, y_tr, y_te), (names, data.target_name), scaling,
                   class_labels, times)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- driven ODE
+
+
+def _read_driven(config: RunConfig, path: str, what: str, min_classes: int,
+                 sources: Mapping[str, str] | None) -> Any:  # fmt: skip
+    """The :class:`~resode.series_files.DrivenFile` of a data / validation file: a
+    long-format .csv with ``--id`` (and ``--static``), a .npz otherwise."""
+    from .series_files import holds_inputs, read_driven, read_driven_csv
+
+    d, local = config.data, (sources or {}).get(path, path)
+    try:
+        if d.id is not None:
+            return read_driven_csv(local, id=d.id, static=_columns(d.static) or [], time=d.time,
+                                   target=d.target, features=_columns(d.features),
+                                   task=_task(config), min_classes=min_classes,
+                                   any_labels=True)  # fmt: skip
+        if what == "--validation" and not holds_inputs(local):
+            raise ValueError(f"{path}: holds no arrays X and U like --data {d.data}")
+        if d.target is not None:
+            raise ValueError(f"{path}: --target applies to .csv files (a .npz has its array y)")
+        return read_driven(local, features=_columns(d.features), task=_task(config),
+                           min_classes=min_classes, any_labels=True)  # fmt: skip
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{what} {exc}") from None
+
+
+def _split_driven(config: RunConfig, data: Any, test: Any) -> tuple[tuple[Any, Any], ...]:
+    """((X_tr, X_te), (U_tr, U_te), (times_tr, times_te), (y_tr, y_te)): the --validation
+    file, or a split of --data by ``test_size``."""
+    from .datasets import train_test_split
+
+    if test is not None:
+        if test.X.shape[1] != data.X.shape[1] or test.U.shape[2] != data.U.shape[2]:
+            raise ValueError(
+                f"--validation {config.data.validation} has {test.X.shape[1]} features and "
+                f"{test.U.shape[2]} input channels, --data {config.data.data} has "
+                f"{data.X.shape[1]} and {data.U.shape[2]}"
+            )
+        y = (data.y, test.y)
+        if "U" in (data.y.dtype.kind, test.y.dtype.kind):
+            y = (label_texts(data.y), label_texts(test.y))
+        return (data.X, test.X), (data.U, test.U), (data.times, test.times), y
+    order = np.arange(len(data.X))
+    tr, te, y_tr, y_te = train_test_split(order, data.y, config.data.test_size,
+                                          seed=config.data.seed)  # fmt: skip
+    times = data.times
+    pair = (times, times) if times is None or times.ndim == 1 else (times[tr], times[te])
+    return (data.X[tr], data.X[te]), (data.U[tr], data.U[te]), pair, (y_tr, y_te)
+
+
+def scale_series(scaling: dict[str, Any] | None, U: np.ndarray) -> np.ndarray:
+    """A neural ODE's inputs ``U`` (N, L, C) standardised per channel (as is without)."""
+    if scaling is None or scaling.get("u_mean") is None:
+        return U
+    scaled: np.ndarray = (U - np.asarray(scaling["u_mean"])) / np.asarray(scaling["u_scale"])
+    return scaled
+
+
+def _prepare_driven(config: RunConfig, sources: Mapping[str, str] | None) -> dict[str, Any]:
+    """:func:`prepare` for ``--model node`` on a ``.npz`` with inputs (``X`` (N, dim) the
+    initial states, ``U`` (N, L, C) the inputs, ``times`` and ``y``) or a long-format .csv
+    (``--id``, ``--static``); ``X`` standardised per feature and ``U`` per channel over its
+    observed values."""
+    d = config.data
+    assert d.data is not None
+    data = _read_driven(config, d.data, "--data", 2, sources)
+    test = None
+    if d.validation is not None:
+        test = _read_driven(config, d.validation, "--validation", 1, sources)
+    (X_tr, X_te), (U_tr, U_te), times, (y_tr, y_te) = _split_driven(config, data, test)
+    values = _task(config) == "regression"
+    scaling = None
+    if d.scale == "standard":
+        scaling = standardisation(X_tr, y_tr if values else None)
+        u_stats = standardisation(U_tr)
+        scaling.update(u_mean=u_stats["X_mean"], u_scale=u_stats["X_scale"])
+        X_tr, X_te = scale_inputs(scaling, X_tr), scale_inputs(scaling, X_te)
+        U_tr, U_te = scale_series(scaling, U_tr), scale_series(scaling, U_te)
+        if values:
+            y_tr, y_te = scale_targets(scaling, y_tr), scale_targets(scaling, y_te)
+    y_tr, y_te, classes, class_labels = _classes(config, y_tr, y_te, not values, values)
+    model = build_model(config, X_tr.shape[1], classes, inputs=U_tr.shape[2])
+    names = (data.feature_names, data.target_name)
+    return _setup(config, model, (X_tr, X_te, y_tr, y_te), names, scaling, class_labels, times,
+                  (U_tr, U_te))  # fmt: skip

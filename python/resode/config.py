@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import _options as opt
 from ._options import Option, OptionError
+from ._toml import read_toml, toml_value
 
 if TYPE_CHECKING:
     from .models.options import Activation, Field, Gradient, Loss, Method, Readout, StepControl
@@ -72,7 +73,9 @@ class DataConfig:
     data: str | None = opt.option(
         None,
         "train on your own file instead of --dataset: .npz with X (N, dim) and y, or .csv "
-        "(--model cde: .npz with U (N, L, channels), times and y, or a long-format .csv)",
+        "(--model cde: .npz with U (N, L, channels), times and y, or a long-format .csv; "
+        "--model node with inputs u(t): .npz with X, U (N, L, inputs), times and y, or a "
+        "long-format .csv with --id and --static)",
         opt.text,
         metavar="PATH",
     )
@@ -93,7 +96,8 @@ class DataConfig:
     )
     id: str | None = opt.option(
         None,
-        "the series column of a long-format --data .csv (one row per observation; --model cde)",
+        "the series column of a long-format --data .csv (one row per observation; --model cde, "
+        "or node with --static)",
         opt.text,
         applies=opt.series_csv_only,
         metavar="NAME|INDEX",
@@ -104,6 +108,14 @@ class DataConfig:
         opt.text,
         applies=opt.series_csv_only,
         metavar="NAME|INDEX",
+    )
+    static: str | None = opt.option(
+        None,
+        "comma-separated columns of a long-format --data .csv that hold each series' initial "
+        "state X (one value per series); the other columns are the inputs u(t) of --model node",
+        opt.text,
+        applies=opt.static_columns,
+        metavar="COLUMNS",
     )
     validation: str | None = opt.option(
         None,
@@ -184,9 +196,9 @@ class ModelConfig:
     )
     interpolation: Literal["linear", "cubic"] = opt.option(  # models.options.Interpolation
         "cubic",
-        "the path through a series' observations",
+        "the path through a series' observations (--model cde, or node's inputs U)",
         opt.choice(*_INTERPOLATIONS),
-        applies=opt.cde_only,
+        applies=opt.series_or_inputs,
         choices=_INTERPOLATIONS,
     )
     output_activation: Activation | None = opt.option(
@@ -452,7 +464,7 @@ class RunConfig:
         for key, value in self.options().items():
             if key in ("data", "validation"):  # rerunnable from any folder
                 value = str(Path(value).resolve())
-            lines.append(f"{key.replace('_', '-')} = {_toml_value(value)}")
+            lines.append(f"{key.replace('_', '-')} = {toml_value(value)}")
         return "\n".join(lines) + "\n"
 
     def argv(self) -> list[str]:
@@ -492,14 +504,6 @@ class RunConfig:
     def replace(self, **options: Any) -> RunConfig:
         """A copy with some flat options changed (checked again)."""
         return RunConfig.from_options({**self.options(), **options})
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(str(value))
 
 
 def normalise(options: Mapping[str, Any], name: Callable[[str], str] = str) -> dict[str, Any]:
@@ -567,34 +571,3 @@ def not_applicable(values: Mapping[str, Any]) -> dict[str, str]:
             if reason is not None:
                 out[f.name] = reason
     return out
-
-
-def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The flat options of a TOML file (keys as written; tables one level deep, their names
-    ignored). ``ValueError`` (one line) on an unreadable or invalid file."""
-    try:  # (mypy targets 3.10, whose standard library has no tomllib)
-        import tomllib  # type: ignore[import-not-found]
-    except ImportError:  # Python < 3.11
-        try:
-            import tomli as tomllib
-        except ImportError:
-            raise ValueError(
-                "--config needs Python >= 3.11 or the tomli package (pip install tomli)"
-            ) from None
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path} is not valid TOML: {exc}") from None
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        items = value.items() if isinstance(value, dict) else [(key, value)]
-        for k, v in items:
-            if isinstance(v, dict):
-                raise ValueError(f"{path}: tables nest at most one level ({k!r})")
-            if k in flat:
-                raise ValueError(f"{path}: {k!r} is given twice")
-            flat[k] = v
-    return flat

@@ -290,7 +290,9 @@ def _read_npz(
         with np.load(p, allow_pickle=False) as data:
             names = set(data.files)
             if "X" not in names:
-                hint = " (U holds series: use --model cde)" if "U" in names else ""
+                hint = ""
+                if "U" in names:  # a CDE's series, or a driven ODE's inputs without X
+                    hint = " (U holds series: use --model cde, or add X for inputs to --model node)"
                 raise ValueError(f"{p}: a .npz data file needs an array 'X' (N, dim){hint}")
             X = np.asarray(data["X"])
             y = np.asarray(data["y"]) if "y" in names else None

@@ -24,10 +24,12 @@ def draw(
     out: Path,
     *,
     times: Any = None,
+    inputs: Any = None,
 ) -> tuple[list[str], list[str]]:
     """Write every figure into ``out``; returns (files written, notices). ``labels`` is None
     for a regression on real values (no classes to colour or separate). ``times``: a neural
-    CDE's observation times of the training series (None: ``0 .. L-1``)."""
+    CDE's observation times of the training series (None: ``0 .. L-1``). ``inputs``: a neural
+    ODE's inputs ``u`` of the training samples (with ``inputs > 0``)."""
     try:
         import matplotlib  # noqa: F401
 
@@ -37,6 +39,8 @@ def draw(
     X_tr, X_te = data
     if model.kind == "cde":
         return _draw_series(plot, model, X_tr, history, out, times)
+    if getattr(model, "inputs", 0):
+        return _draw_driven(plot, history, out)
     written, notes = [], []
     if labels is not None:
         y_tr, y_te = labels
@@ -83,3 +87,14 @@ def _draw_series(
     else:
         notes.append("history.png skipped: no epoch ran")
     return written, notes
+
+
+def _draw_driven(plot: Any, history: Any, out: Path) -> tuple[list[str], list[str]]:
+    """A neural ODE with inputs: the training curves (the figures of states take no inputs
+    ``u`` yet)."""
+    notes = ["trajectories.gif, decision_boundary.png, controls.png and state_norm.png "
+             "skipped: not drawn for a neural ODE with inputs u(t)"]  # fmt: skip
+    if not len(history):
+        return [], [*notes, "history.png skipped: no epoch ran"]
+    plot.history(history, out / "history.png")
+    return ["history.png"], notes

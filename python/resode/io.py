@@ -288,7 +288,9 @@ def _metadata(model: Model) -> dict[str, Any]:
         "class_labels": check_class_labels(model.class_labels, model.classes),
         "feature_names": check_feature_names(model.feature_names, model.dim),
         "target_name": check_target_name(model.target_name),
-        "scaling": check_scaling(model.scaling, model.dim, model.classes),
+        "scaling": check_scaling(
+            model.scaling, model.dim, model.classes, getattr(model, "inputs", 0)
+        ),
     }
     return {k: v for k, v in values.items() if v is not None}
 

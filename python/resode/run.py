@@ -206,12 +206,16 @@ def _fit(config: RunConfig, setup: Mapping[str, Any], out: Path, resume: Path | 
     t = config.training
     X_tr, X_te, t_tr, t_te = setup["data"]
     times_tr, times_te = setup.get("times", (None, None))
-    validation = (X_te, t_te) if times_te is None else (X_te, t_te, times_te)
+    u_tr, u_te = setup.get("inputs", (None, None))
+    validation: tuple[Any, ...] = (X_te, t_te) if u_te is None else (X_te, t_te, u_te)
+    if times_te is not None:
+        validation += (times_te,)
     stopping = _early_stopping(t.early_stopping)
     callbacks = [*stopping.pop("callbacks", []), recorder]
     try:
-        history = fit(setup["model"], X_tr, t_tr, times=times_tr, optimizer=setup["optimizer"],
-                      epochs=t.epochs, batch_size=t.batch_size, shuffle=t.shuffle,
+        history = fit(setup["model"], X_tr, t_tr, u=u_tr, times=times_tr,
+                      optimizer=setup["optimizer"], epochs=t.epochs, batch_size=t.batch_size,
+                      shuffle=t.shuffle,
                       seed=config.data.seed, validation_data=validation, bound=t.bound,
                       fixed_projection=config.model.fixed_projection, progress=progress,
                       log_every=t.log_every, checkpoint=_checkpoint_path(config, out, resume),
@@ -230,26 +234,33 @@ def _fit(config: RunConfig, setup: Mapping[str, Any], out: Path, resume: Path | 
     return history, "", False
 
 
-def _series_args(times: Any) -> tuple[Any, ...]:
-    """The extra argument of a neural CDE's ``forward`` / ``score``: its series' times."""
-    return () if times is None else (times,)
+def data_arguments(setup: Mapping[str, Any], part: int) -> dict[str, Any]:
+    """The keyword arguments of ``forward`` / ``score`` beside the data of ``setup``'s train
+    (``part`` 0) or test (1) part: a neural CDE's ``times``, a neural ODE's inputs ``u`` and
+    their ``times``."""
+    times = setup.get("times", (None, None))[part]
+    u = setup.get("inputs", (None, None))[part]
+    return {**({} if u is None else {"u": u}), **({} if times is None else {"times": times})}
 
 
 def _terminal_loss(model: Any, X: np.ndarray, targets: np.ndarray,
-                   times: Any = None) -> float | None:  # fmt: skip
+                   arguments: Mapping[str, Any]) -> float | None:  # fmt: skip
     """The data loss of the final states on the training data: no weight decay, no turnpike
     integral (the training error a large-time study compares across T)."""
     from .reference import data_loss
 
     with np.errstate(over="ignore", invalid="ignore"):  # a diverged model: None, no warning
-        outputs = model.forward(X, *_series_args(times)).astype(np.float64)
+        outputs = model.forward(X, **arguments).astype(np.float64)
         loss = data_loss(outputs, targets, model.loss)
     return float(loss) if math.isfinite(loss) else None
 
 
 def _width(model: Any, dim: int) -> str:
-    """``2-D`` (points) or ``3 channels`` (series)."""
-    return f"{dim} channels" if model.kind == "cde" else f"{dim}-D"
+    """``2-D`` (points), ``3 channels`` (series) or ``2-D, 3 input channels``."""
+    if model.kind == "cde":
+        return f"{dim} channels"
+    inputs = getattr(model, "inputs", 0)
+    return f"{dim}-D" + (f", {inputs} input channel{'s' if inputs > 1 else ''}" if inputs else "")
 
 
 def describe(model: Any) -> str:
@@ -263,6 +274,8 @@ def describe(model: Any) -> str:
     if model.kind == "node":
         steps = f"{model.pieces} pieces" + (f" x {model.substeps}" if model.substeps > 1 else "")
         parts += [f"T={model.T:g}", steps, model.method]
+        if model.inputs:
+            parts.append(f"{model.interpolation} inputs")
     else:
         parts += [f"{model.layers} layers", f"h={model.h:g}"]
     return f"{type(model).__name__} ({', '.join(parts)})"
@@ -376,10 +389,10 @@ def _train(config: RunConfig, setup: Mapping[str, Any], out: Path, resume: Path 
         return result
     # -- outputs (each written atomically: a Ctrl-C leaves the old file or the new one) -----
     try:
-        times_tr, times_te = setup.get("times", (None, None))
-        train_score = model.score(X_tr, t_tr, *_series_args(times_tr))
-        test_score = model.score(X_te, t_te, *_series_args(times_te))
-        train_loss = _terminal_loss(model, X_tr, t_tr, times_tr)
+        train_args, test_args = data_arguments(setup, 0), data_arguments(setup, 1)
+        train_score = model.score(X_tr, t_tr, **train_args)
+        test_score = model.score(X_te, t_te, **test_args)
+        train_loss = _terminal_loss(model, X_tr, t_tr, train_args)
     except (NonFiniteError, StepSizeError):  # after a divergence the model may not solve
         train_score = test_score = train_loss = None
     if interrupted:
@@ -410,7 +423,8 @@ def _train(config: RunConfig, setup: Mapping[str, Any], out: Path, resume: Path 
     if not error and not interrupted and config.training.plots:
         try:
             written, notes = draw(model, (X_tr, X_te), setup["labels"], history, out,
-                                  times=setup.get("times", (None, None))[0])  # fmt: skip
+                                  times=setup.get("times", (None, None))[0],
+                                  inputs=setup.get("inputs", (None, None))[0])  # fmt: skip
         except KeyboardInterrupt:
             _interrupted_while_plotting(command, out, files)
             result.status = "interrupted"

@@ -1,6 +1,10 @@
 """Users' time-series files for the neural CDE (``resode train --model cde``): an ``.npz``
 with arrays ``U`` (N, L, C), optional ``times`` (L,) or (N, L) and ``y``, or a long-format CSV
-with one row per observation (an id column, a time column, channel columns and a target)."""
+with one row per observation (an id column, a time column, channel columns and a target).
+
+The input-driven neural ODE (``resode train --model node`` on such a file) reads an ``.npz``
+that also holds ``X`` (N, dim), the initial states (:func:`read_driven`), or a long-format CSV
+whose static columns (one value per series) give ``X`` (:func:`read_driven_csv`)."""
 
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ from .data_files import (
     is_number,
 )
 
-__all__ = ["SeriesFile", "read_series"]
+__all__ = ["DrivenFile", "SeriesFile", "holds_inputs", "read_driven", "read_driven_csv",
+           "read_series"]  # fmt: skip
 
 
 class SeriesFile(NamedTuple):
@@ -225,3 +230,225 @@ def _series_target(p: Path, name: str, group: list[tuple[int, list[str]]], t: in
         what = "no target value" if not values else f"several target values {sorted(values)}"
         raise ValueError(f"{p}: series {name!r} has {what} (one per series)")
     return values.pop()
+
+
+# --------------------------------------------------------------------------- driven ODE
+
+
+class DrivenFile(NamedTuple):
+    """What :func:`read_driven` returns: ``X`` (N, dim) float64, the initial states; ``U``
+    (N, L, inputs) float64, NaN for missing values and padding; ``times`` (L,) or (N, L) or
+    None for the observation index; ``y`` (N,) or None; a CSV header's names of ``X``'s
+    columns, of ``U``'s channels and of the target (None unknown)."""
+
+    X: np.ndarray
+    U: np.ndarray
+    times: np.ndarray | None
+    y: np.ndarray | None
+    feature_names: list[str] | None = None
+    channel_names: list[str] | None = None
+    target_name: str | None = None
+
+
+def holds_inputs(path: PathLike) -> bool:
+    """Tell whether ``path`` is a ``.npz`` file with arrays ``X`` and ``U``: the data of a
+    :class:`resode.NeuralODE` with inputs (False for any other or unreadable file)."""
+    p = Path(os.fspath(path))
+    if p.suffix.lower() != ".npz" or not p.is_file():
+        return False
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            return {"X", "U"} <= set(data.files)
+    except (OSError, EOFError, TypeError, ValueError, zipfile.BadZipFile):
+        return False
+
+
+def read_driven(
+    path: PathLike,
+    *,
+    features: Sequence[Column] | None = None,
+    task: str = "classification",
+    require_target: bool = True,
+    min_classes: int = 2,
+    any_labels: bool = False,
+) -> DrivenFile:
+    """Read the data of a neural ODE with inputs (``NeuralODE(dim, inputs=C)``) from a ``.npz``.
+
+    The file holds ``X`` ``(N, dim)`` (the initial states: finite numbers), ``U``
+    ``(N, L, C)`` (the inputs ``u(t)``: NaN for missing values and for the padding of shorter
+    series at their end), optionally ``times`` ``(L,)`` or ``(N, L)``, and ``y`` ``(N,)``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.npz`` file.
+    features : sequence of int, optional
+        Indices of ``X``'s columns to keep (default: all).
+    task, require_target, min_classes, any_labels
+        As for :func:`resode.data_files.read`.
+
+    Returns
+    -------
+    DrivenFile
+        ``X``, ``U``, ``times`` (None: the observation index) and ``y`` (None without).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        One line naming the file: not a ``.npz``, a missing ``X`` or ``U``, bad shapes
+        (``X``'s rows must be ``U``'s series), non-finite ``X``, Inf in ``U``, bad labels.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "driven.npz")
+    >>> np.savez(path, X=np.zeros((2, 3)), U=np.ones((2, 5, 1)), y=[0, 1])
+    >>> data = read_driven(path)
+    >>> data.X.shape, data.U.shape, data.times, data.y.tolist()
+    ((2, 3), (2, 5, 1), None, [0, 1])
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    p = Path(os.fspath(path))
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file")
+    if p.suffix.lower() != ".npz":
+        raise ValueError(f"{p}: the inputs of a neural ODE come in a .npz file (X, U, times, y)")
+    U, times, y = _read_series_npz(p, None, require_target)
+    X = _initial_states(p, U.shape[0], features)
+    if np.isinf(U).any():
+        raise ValueError(f"{p}: U holds Inf (NaN marks a missing value)")
+    if y is not None:
+        y = check_targets(p, y, task, min_classes, any_labels)
+    return DrivenFile(X, U, times, y)
+
+
+def _initial_states(p: Path, n: int, features: Sequence[Column] | None) -> np.ndarray:
+    """``X`` (n, dim) of a driven .npz: numeric, finite, one row per series of ``U``."""
+    with np.load(p, allow_pickle=False) as data:
+        if "X" not in data.files:
+            raise ValueError(f"{p}: a .npz file of a neural ODE with inputs needs an array 'X'")
+        X = np.asarray(data["X"])
+    if X.dtype.kind not in "biuf" or X.ndim != 2 or X.shape[0] != n or X.shape[1] == 0:
+        raise ValueError(
+            f"{p}: X must be a numeric array (N, dim) with one row per series of U "
+            f"(N = {n}), got {X.dtype} {X.shape}"
+        )
+    if features is not None:
+        X = X[:, [column_index(p, c, None, X.shape[1]) for c in features]]
+    if not np.isfinite(X).all():
+        row, col = np.argwhere(~np.isfinite(X))[0]
+        raise ValueError(f"{p}: X[{row}, {col}] = {X[row, col]} is not finite")
+    return np.ascontiguousarray(X, dtype=np.float64)
+
+
+def read_driven_csv(
+    path: PathLike,
+    *,
+    id: Column,
+    static: Sequence[Column],
+    time: Column | None = None,
+    target: Column | None = None,
+    features: Sequence[Column] | None = None,
+    task: str = "classification",
+    require_target: bool = True,
+    min_classes: int = 2,
+    any_labels: bool = False,
+) -> DrivenFile:
+    """Read the data of a neural ODE with inputs from a long-format CSV (one row per observation).
+
+    The ``static`` columns hold each series' initial state ``X``: one value per series (the
+    same on every row where it is given; empty cells allowed). The other columns but the id,
+    time and target are the inputs ``u(t)`` (or those ``features`` names), read as
+    :func:`read_series` reads a neural CDE's channels.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.csv`` file.
+    id, time, target : str or int
+        The columns (header name or 0-based index), as for :func:`read_series`.
+    static : sequence of str or int
+        The columns of the initial states ``X``.
+    features : sequence of str or int, optional
+        The input columns (default: every column but the id, time, static and target ones).
+    task, require_target, min_classes, any_labels
+        As for :func:`read_series`.
+
+    Returns
+    -------
+    DrivenFile
+        ``X``, ``U``, ``times``, ``y`` and the names of the header.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        As :func:`read_series`, and for a static column that is also an input, that has no
+        value or several values in a series.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "long.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("id,t,age,x,label\\na,0,30,1.0,0\\na,1,,2.0,0\\n"
+    ...                 "b,0,50,,1\\nb,2,50,5.0,1\\n")
+    >>> data = read_driven_csv(path, id="id", time="t", static=["age"])
+    >>> data.X.tolist(), data.U.shape, data.channel_names
+    ([[30.0], [50.0]], (2, 2, 1), ['x'])
+    """
+    p = Path(os.fspath(path))
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file")
+    if p.suffix.lower() != ".csv":
+        raise ValueError(f"{p}: a neural ODE's long-format data (--id, --static) are a .csv file")
+    rows = csv_rows(p)
+    header = [cell.strip() for cell in rows[0][1]] if is_header(rows, True) else None
+    width = len(header) if header is not None else len(rows[0][1])
+    S = [column_index(p, c, header, width) for c in static]
+    if not S:
+        raise ValueError(f"{p}: name the columns of the initial states (--static)")
+    used = {column_index(p, c, header, width) for c in (id, time) if c is not None} | set(S)
+    t = None
+    if target is not None:
+        t = column_index(p, target, header, width)
+    elif require_target:  # the last column but the id, time and static ones
+        t = max(c for c in range(width) if c not in used)
+    if features is None:
+        channels = [c for c in range(width) if c not in used and c != t]
+    else:
+        channels = [column_index(p, c, header, width) for c in features]
+    if not channels:
+        raise ValueError(f"{p}: no input columns besides the id, time, static and target ones")
+    if set(channels) & set(S):
+        raise ValueError(f"{p}: a static column is also an input column (--features)")
+    data = read_series(p, id=id, time=time, target=t, features=[*channels, *S], task=task,
+                       require_target=require_target, min_classes=min_classes,
+                       any_labels=any_labels)  # fmt: skip
+    C = len(channels)
+    names = data.channel_names
+    X = _static_values(p, data.U[:, :, C:], [str(c) for c in S] if names is None else names[C:])
+    U = np.ascontiguousarray(data.U[:, :, :C])
+    return DrivenFile(X, U, data.times, data.y, None if names is None else names[C:],
+                      None if names is None else names[:C], data.target_name)  # fmt: skip
+
+
+def _static_values(p: Path, values: np.ndarray, names: list[str]) -> np.ndarray:
+    """``X`` (N, S): each series' one value of each static column."""
+    missing = np.argwhere(np.isnan(values).all(axis=1))
+    if missing.size:
+        n, s = missing[0]
+        raise ValueError(f"{p}: series {n + 1} has no value in the static column {names[s]!r}")
+    low, high = np.nanmin(values, axis=1), np.nanmax(values, axis=1)
+    differ = np.argwhere(high != low)
+    if differ.size:
+        n, s = differ[0]
+        raise ValueError(
+            f"{p}: series {n + 1} has several values in the static column {names[s]!r} "
+            f"({low[n, s]:g}, {high[n, s]:g}; one per series)"
+        )
+    return np.ascontiguousarray(low)

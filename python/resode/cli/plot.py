@@ -50,7 +50,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise UsageError(f"{run}: the data of its config.toml do not match its model.npz")
     X_tr, X_te = setup["data"][:2]
     written, notes = draw(model, (X_tr, X_te), setup["labels"], history, run,
-                          times=setup["times"][0])  # fmt: skip
+                          times=setup["times"][0], inputs=setup["inputs"][0])  # fmt: skip
     for note in notes:
         print(note)
     print(f"wrote {run}{os.sep}: {' '.join(written)}")

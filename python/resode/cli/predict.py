@@ -26,7 +26,10 @@ def add_parser(sub: Any) -> None:
         "--model", required=True, metavar="MODEL.npz|RUN_DIR",
         help="a saved model, or the --out folder of a resode train run",
     )  # fmt: skip
-    predict.add_argument("--data", required=True, metavar="PATH", help=".npz (X) or .csv file")
+    predict.add_argument(
+        "--data", required=True, metavar="PATH",
+        help=".npz (X; a neural CDE's U; a neural ODE with inputs: X, U, times) or .csv file",
+    )  # fmt: skip
     predict.add_argument(
         "--target",
         metavar="NAME|INDEX",
@@ -42,6 +45,12 @@ def add_parser(sub: Any) -> None:
     )
     predict.add_argument(
         "--time", metavar="NAME|INDEX", help="a neural CDE's long-format .csv: the time column"
+    )
+    predict.add_argument(
+        "--static",
+        metavar="COLUMNS",
+        help="a neural ODE with inputs' long-format .csv (with --id): the columns of the "
+        "initial states (default: the model's feature names)",
     )
     predict.add_argument(
         "--out", metavar="FILE.csv", help="where to write the predictions (default: stdout)"
@@ -98,12 +107,15 @@ def run_command(args: argparse.Namespace) -> int:
         model = load_model(_model_file(args.model))
     except (OSError, ValueError) as exc:
         raise UsageError(f"--model {args.model}: {exc}") from None
+    arguments: dict[str, Any] = {}  # of forward and score beside X: u, times
     if model.kind == "cde":
         X, times, y = _series(args, model)
+        arguments = {} if times is None else {"times": times}
+    elif getattr(model, "inputs", 0):
+        X, arguments, y = _driven(args, model)
     else:
         X, y = _points(args, model)
-        times = None
-    text, predicted = _table(model, X, times)
+    text, predicted = _table(model, X, arguments)
     if args.out is None:
         sys.stdout.write(text)
     else:
@@ -114,8 +126,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}: {len(X)} predictions", file=sys.stderr)
     if y is not None:
         if model.task == "regression":
-            extra = () if times is None else (times,)
-            name, score = "R^2", model.score(X, scale_targets(model.scaling, y), *extra)
+            name, score = "R^2", model.score(X, scale_targets(model.scaling, y), **arguments)
         else:
             if "U" in (predicted.dtype.kind, y.dtype.kind):
                 predicted, y = label_texts(predicted), label_texts(y)
@@ -129,9 +140,11 @@ def _points(args: argparse.Namespace, model: Any) -> tuple[np.ndarray, Any]:
     from ..build import scale_inputs
     from ..data_files import load as load_data
 
-    for option in ("id", "time"):
+    for option in ("id", "time", "static"):
         if getattr(args, option) is not None:
-            raise UsageError(f"--{option} applies to a neural CDE's series (--model of kind cde)")
+            raise UsageError(
+                f"--{option} applies to series: a neural CDE's, or a neural ODE with inputs'"
+            )
     try:
         features, target = _by_name(args, model)
         X, y = load_data(args.data, target=target, features=features, task=model.task,
@@ -156,6 +169,8 @@ def _series(args: argparse.Namespace, model: Any) -> tuple[np.ndarray, Any, Any]
     from ..data_files import header
     from ..series_files import read_series
 
+    if args.static is not None:
+        raise UsageError("--static applies to a neural ODE with inputs (not a neural CDE)")
     target = args.target
     names = header(args.data) if Path(args.data).suffix.lower() == ".csv" else None
     if target is None and names is not None and model.target_name in names:
@@ -176,26 +191,72 @@ def _series(args: argparse.Namespace, model: Any) -> tuple[np.ndarray, Any, Any]
     return scale_inputs(model.scaling, U), data.times, data.y
 
 
-def _table(model: Any, X: np.ndarray, times: Any = None) -> tuple[str, Any]:
-    """The predictions as CSV text, and the predicted labels (None for a regression)."""
+def _driven(args: argparse.Namespace, model: Any) -> tuple[np.ndarray, dict[str, Any], Any]:
+    """The scaled initial states of ``--data`` for a neural ODE with inputs, the keyword
+    arguments ``u`` (scaled) and ``times``, and the targets (or None)."""
+    from ..build import scale_inputs, scale_series
+
+    try:
+        data = _read_driven(args, model)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--data {exc}") from None
+    if data.X.shape[1] != model.dim or data.U.shape[2] != model.inputs:
+        raise UsageError(
+            f"--data {args.data} has X with {data.X.shape[1]} features and U with "
+            f"{data.U.shape[2]} channels, the model takes {model.dim} and {model.inputs}"
+        )
+    arguments = {"u": scale_series(model.scaling, data.U)}
+    if data.times is not None:
+        arguments["times"] = data.times
+    return scale_inputs(model.scaling, data.X), arguments, data.y
+
+
+def _read_driven(args: argparse.Namespace, model: Any) -> Any:
+    """The DrivenFile of ``--data``: a long-format .csv with ``--id`` (the static columns:
+    ``--static``, or the model's feature names), a .npz otherwise."""
+    from ..data_files import header
+    from ..series_files import read_driven, read_driven_csv
+
+    common = {"features": _columns(args.features), "task": model.task, "require_target": False,
+              "min_classes": 1, "any_labels": True}  # fmt: skip
+    if args.id is None:
+        for option in ("time", "target", "static"):
+            if getattr(args, option) is not None:
+                raise UsageError(f"--{option} applies to a long-format .csv (with --id); a "
+                                 ".npz holds X, U, times and y")  # fmt: skip
+        return read_driven(args.data, **common)
+    static = _columns(args.static) or model.feature_names
+    if not static:
+        raise UsageError("--static: name the columns of the initial states (the model has no "
+                         "feature names)")  # fmt: skip
+    target = args.target
+    names = header(args.data) if Path(args.data).suffix.lower() == ".csv" else None
+    if target is None and names is not None and model.target_name in names:
+        target = model.target_name
+    return read_driven_csv(args.data, id=args.id, static=static, time=args.time, target=target,
+                           **common)  # fmt: skip
+
+
+def _table(model: Any, X: np.ndarray, arguments: dict[str, Any]) -> tuple[str, Any]:
+    """The predictions as CSV text, and the predicted labels (None for a regression);
+    ``arguments``: those of ``forward`` beside ``X`` (a neural CDE's times, a neural ODE's
+    inputs ``u`` and their times)."""
     import csv
     import io
 
     from ..build import unscale_outputs
 
-    extra = () if times is None else (times,)  # a neural CDE's series' times
-
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")  # quotes a text label holding a comma
     if model.task == "regression":
-        outputs = unscale_outputs(model.scaling, model.forward(X, *extra))
+        outputs = unscale_outputs(model.scaling, model.forward(X, **arguments))
         names = ["prediction"] if model.classes == 1 else [f"y{k}" for k in range(model.classes)]
         writer.writerow(names)
         writer.writerows([repr(float(v)) for v in row] for row in outputs)
         return table.getvalue(), None
     # the data's own labels of the classes (a model trained on labels {1, 2}), or 0..K-1
     labels = np.asarray(model.class_labels or np.arange(model.classes))
-    proba = model.predict_proba(X, *extra)
+    proba = model.predict_proba(X, **arguments)
     predicted = labels[np.argmax(proba, axis=1)]
     writer.writerow(["label"] + [f"p{label}" for label in labels])
     writer.writerows(

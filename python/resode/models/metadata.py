@@ -22,7 +22,7 @@ __all__ = [
     "check_target_name",
 ]
 
-SCALING_KEYS = ("X_mean", "X_scale", "y_mean", "y_scale")
+SCALING_KEYS = ("X_mean", "X_scale", "y_mean", "y_scale", "u_mean", "u_scale")
 
 
 def _as_list(name: str, value: Any) -> list[Any]:
@@ -80,10 +80,13 @@ def _floats(key: str, value: Any, size: int, positive: bool) -> list[float]:
     return out
 
 
-def check_scaling(scaling: Any, dim: int, outputs: int) -> dict[str, list[float] | None] | None:
+def check_scaling(
+    scaling: Any, dim: int, outputs: int, inputs: int = 0
+) -> dict[str, list[float] | None] | None:
     """``scaling`` as ``{"X_mean", "X_scale": dim floats, "y_mean", "y_scale": outputs floats
     or None}`` (None stays None): the statistics a front end standardised the data with,
-    ``x_scaled = (x - X_mean) / X_scale``."""
+    ``x_scaled = (x - X_mean) / X_scale``. A model with ``inputs`` channels of ``u(t)`` also
+    has ``"u_mean", "u_scale"``: ``inputs`` floats each, or None (``u`` not scaled)."""
     if scaling is None:
         return None
     if not isinstance(scaling, Mapping) or set(scaling) - set(SCALING_KEYS):
@@ -92,11 +95,18 @@ def check_scaling(scaling: Any, dim: int, outputs: int) -> dict[str, list[float]
         "X_mean": _floats("X_mean", scaling.get("X_mean"), dim, False),
         "X_scale": _floats("X_scale", scaling.get("X_scale"), dim, True),
     }
-    for key, positive in (("y_mean", False), ("y_scale", True)):
-        value = scaling.get(key)
-        out[key] = None if value is None else _floats(key, value, outputs, positive)
-    if (out["y_mean"] is None) != (out["y_scale"] is None):
-        raise ValueError("scaling['y_mean'] and scaling['y_scale'] must both be given or both None")
+    pairs = [("y", outputs)] + ([("u", inputs)] if inputs else [])
+    for name, size in pairs:
+        for key, positive in ((f"{name}_mean", False), (f"{name}_scale", True)):
+            value = scaling.get(key)
+            out[key] = None if value is None else _floats(key, value, size, positive)
+        if (out[f"{name}_mean"] is None) != (out[f"{name}_scale"] is None):
+            raise ValueError(
+                f"scaling['{name}_mean'] and scaling['{name}_scale'] must both be given or both "
+                "None"
+            )
+    if not inputs and (scaling.get("u_mean") is not None or scaling.get("u_scale") is not None):
+        raise ValueError("scaling['u_mean'] and scaling['u_scale'] apply to a model with inputs")
     return out
 
 
@@ -194,7 +204,8 @@ class RecordedData:
         """The statistics a front end standardised the data with, or None.
 
         ``{"X_mean", "X_scale", "y_mean", "y_scale"}``: the model sees ``(X - X_mean) / X_scale``
-        and predicts ``(y - y_mean) / y_scale`` (``y_*`` None when the targets were not scaled).
+        and predicts ``(y - y_mean) / y_scale`` (``y_*`` None when the targets were not scaled);
+        a neural ODE with inputs also ``"u_mean", "u_scale"`` (per channel of ``u``).
         Saved in the model file; the model itself never applies it.
 
         Returns
@@ -212,7 +223,7 @@ class RecordedData:
 
     @scaling.setter
     def scaling(self, scaling: Any) -> None:
-        self._scaling = check_scaling(scaling, self.dim, self.classes)
+        self._scaling = check_scaling(scaling, self.dim, self.classes, getattr(self, "inputs", 0))
 
     @property
     def flat_targets(self) -> bool:

@@ -11,7 +11,10 @@ scikit-learn API (``fit``, ``predict``, ``predict_proba`` for classifiers, ``sco
 with the defaults of ``resode train``; ``early_stopping``, ``validation_fraction``,
 ``n_iter_no_change`` and ``tol`` have the meanings of scikit-learn's ``MLPRegressor``.
 Classifier labels may be any sortable values (ints, strings, ...); they are mapped to
-``0..n_classes-1`` through ``classes_``. Regressors fit real targets ``(n,)`` or
+``0..n_classes-1`` through ``classes_``. The neural ODE estimators also take inputs
+``u(t)`` beside ``X``: ``fit(X, y, u=U, times=None)`` and the same ``u`` in ``predict``,
+``predict_proba`` and ``score`` train and apply ``NeuralODE(dim, inputs=C)``
+(``inputs="auto"``). Regressors fit real targets ``(n,)`` or
 ``(n, n_outputs)`` with the mean squared error and score R^2. ``X`` may be a pandas DataFrame
 (its column names become ``feature_names_in_``). The features are used as given: standardise
 them with scikit-learn's ``StandardScaler`` in a ``Pipeline``. Needs scikit-learn

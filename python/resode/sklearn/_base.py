@@ -4,13 +4,12 @@ training run (the public classes are in :mod:`resode.sklearn`)."""
 from __future__ import annotations
 
 import contextlib
-import math
 import multiprocessing
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from numbers import Integral, Real
-from typing import Any
+from collections.abc import Callable, Iterator
+from numbers import Real
+from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -33,8 +32,35 @@ from ..models import NeuralCDE, NeuralODE, ResNet
 from ..models.options import Loss
 from ..optim import SGD, Adam, CosineLR, Optimizer, Schedule, StepLR
 from ..training import History, fit
+from ._early_stopping import BestWeights, check_early_stopping
 
 _FLOATS = (np.float64, np.float32)
+
+
+class Inputs(NamedTuple):
+    """A neural ODE's inputs beside ``X``: ``u`` (N, L, C) and their times ((L,), (N, L) or
+    None for ``0 .. L-1``)."""
+
+    u: np.ndarray
+    times: np.ndarray | None
+
+    def arguments(self) -> dict[str, np.ndarray]:
+        """The keyword arguments of the model's methods: ``u`` and ``times``."""
+        return {"u": self.u, **({} if self.times is None else {"times": self.times})}
+
+    def per_sample(self) -> list[np.ndarray]:
+        """The arrays with one row per sample (``u``, and ``times`` when per sample)."""
+        times = self.times
+        return [self.u] if times is None or times.ndim == 1 else [self.u, times]
+
+    def with_rows(self, parts: list[np.ndarray]) -> Inputs:
+        """These inputs with :meth:`per_sample`'s arrays replaced by ``parts``."""
+        return Inputs(parts[0], parts[1] if len(parts) > 1 else self.times)
+
+
+def input_arguments(inputs: Inputs | None) -> dict[str, np.ndarray]:
+    """The keyword arguments of ``inputs`` (none without)."""
+    return {} if inputs is None else inputs.arguments()
 
 
 def store(estimator: BaseEstimator, arguments: dict[str, Any]) -> None:
@@ -95,64 +121,6 @@ def _core_threads(n: int | None) -> Iterator[None]:
         yield
 
 
-class BestWeights:
-    """Callback: scikit-learn's early stopping (``MLPRegressor(early_stopping=True)``).
-
-    ``score(logs, model)`` is the estimator's score on the held-out validation split after
-    each epoch. An epoch whose score is not above the best so far plus ``tol`` counts as no
-    improvement; training stops when more than ``n_iter_no_change`` epochs in a row did not
-    improve, as in scikit-learn. The parameters of the best-scoring epoch are kept and
-    :meth:`restore` puts them back.
-    """
-
-    def __init__(
-        self,
-        score: Callable[[Mapping[str, float], Any], float],
-        n_iter_no_change: int,
-        tol: float,
-    ) -> None:
-        self.score, self.n_iter_no_change, self.tol = score, n_iter_no_change, tol
-        self.scores: list[float] = []
-        self.best_score = -math.inf
-        self.best_epoch: int | None = None
-        self.best_params: dict[str, np.ndarray] | None = None
-        self.no_improvement = 0
-
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, float], model: Any) -> bool:
-        score = float(self.score(logs, model))
-        self.scores.append(score)
-        if score < self.best_score + self.tol:
-            self.no_improvement += 1
-        else:
-            self.no_improvement = 0
-        if score > self.best_score:
-            self.best_score, self.best_epoch = score, epoch
-            self.best_params = {k: np.array(v, copy=True) for k, v in model.params.items()}
-        return self.no_improvement > self.n_iter_no_change
-
-    def restore(self, model: Any) -> None:
-        """Put the best epoch's parameters back into ``model`` (in place)."""
-        if self.best_params is not None:
-            for name, value in self.best_params.items():
-                np.copyto(model.params[name], value)
-
-
-def _check_early_stopping(est: Any) -> None:
-    """One-line errors that name the estimator's parameters."""
-    if not isinstance(est.early_stopping, (bool, np.bool_)):
-        raise TypeError(f"early_stopping must be True or False, got {est.early_stopping!r}")
-    if not est.early_stopping:
-        return
-    vf = est.validation_fraction
-    if not isinstance(vf, Real) or not 0.0 < float(vf) < 1.0:
-        raise ValueError(f"validation_fraction must be in (0, 1), got {vf!r}")
-    n = est.n_iter_no_change
-    if isinstance(n, bool) or not isinstance(n, Integral) or int(n) < 1:
-        raise ValueError(f"n_iter_no_change must be an integer >= 1, got {n!r}")
-    if not isinstance(est.tol, Real) or not float(est.tol) >= 0.0:
-        raise ValueError(f"tol must be >= 0, got {est.tol!r}")
-
-
 def _schedule(est: Any) -> Schedule | None:
     if est.schedule == "none":
         return None
@@ -186,13 +154,20 @@ class ResodeEstimator(BaseEstimator):
         checked: np.ndarray = _validate_data(self, X, reset=False, dtype=_FLOATS)
         return checked
 
+    def _checked_inputs(self, n: int, u: Any, times: Any, *, fitting: bool) -> Inputs | None:
+        """A neural ODE's inputs ``u`` and ``times`` for ``n`` samples (None: none; the
+        estimators of a model with inputs check them)."""
+        return None
+
     def _fit_data(self, X: Any, y: Any, *, regression: bool) -> tuple[np.ndarray, np.ndarray]:
         """``(X, y)`` of fit, checked (``n_features_in_`` and ``feature_names_in_`` set)."""
         kwargs = {"y_numeric": True, "multi_output": True} if regression else {"y_numeric": False}
         X_checked, y_checked = _validate_data(self, X, y, dtype=_FLOATS, **kwargs)
         return X_checked, y_checked
 
-    def _validation_score(self, X_val: np.ndarray, y_val: np.ndarray) -> Callable[..., float]:
+    def _validation_score(
+        self, X_val: np.ndarray, y_val: np.ndarray, inputs: Inputs | None = None
+    ) -> Callable[..., float]:
         """``score(logs, model)`` on the validation split: the column of fit's history."""
         column = "val_r2" if self._loss() == "mse" else "val_accuracy"
         return lambda logs, model: logs[column]
@@ -201,11 +176,13 @@ class ResodeEstimator(BaseEstimator):
         return "mse"
 
     def _train(
-        self, X: np.ndarray, targets: np.ndarray, outputs: int, *, stratify: Any = None
-    ) -> None:
-        """Build a new model with ``outputs`` outputs and train it on ``(X, targets)``; with
-        ``early_stopping``, on all but a held-out ``validation_fraction`` of it."""
-        _check_early_stopping(self)
+        self, X: np.ndarray, targets: np.ndarray, outputs: int, *, stratify: Any = None,
+        inputs: Inputs | None = None,
+    ) -> None:  # fmt: skip
+        """Build a new model with ``outputs`` outputs and train it on ``(X, targets)`` (and a
+        neural ODE's ``inputs``); with ``early_stopping``, on all but a held-out
+        ``validation_fraction`` of it."""
+        check_early_stopping(self)
         rng = check_random_state(self.random_state)
         model_seed, fit_seed = (int(s) for s in rng.randint(0, 2**31 - 1, size=2))
         # the features of a point, or the channels of a series (N, L, channels)
@@ -214,14 +191,18 @@ class ResodeEstimator(BaseEstimator):
         model.feature_names = None if names is None else [str(n) for n in names]
         validation, keep = None, None
         if self.early_stopping:
-            X, targets, validation = self._hold_out(X, targets, rng, stratify)
+            X, targets, validation, inputs = self._hold_out(X, targets, rng, stratify, inputs)
             keep = BestWeights(self._validation_score(*validation), self.n_iter_no_change,
                                self.tol)  # fmt: skip
+            if len(validation) > 2:  # fit's order: (X, y, u, times)
+                validation = (*validation[:2], *validation[2].arguments().values())
         with _core_threads(1 if in_parallel_worker() else None):
             history = fit(
                 model,
                 X,
                 targets,
+                u=None if inputs is None else inputs.u,
+                times=None if inputs is None else inputs.times,
                 optimizer=self._make_optimizer(),
                 epochs=self.epochs,
                 batch_size=self.batch_size,
@@ -236,15 +217,18 @@ class ResodeEstimator(BaseEstimator):
         self._record(model, history, keep)
 
     def _hold_out(
-        self, X: np.ndarray, targets: np.ndarray, rng: np.random.RandomState, stratify: Any
-    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        self, X: np.ndarray, targets: np.ndarray, rng: np.random.RandomState, stratify: Any,
+        inputs: Inputs | None,
+    ) -> tuple[np.ndarray, np.ndarray, tuple[Any, ...], Inputs | None]:  # fmt: skip
         """``(X, targets)`` less ``validation_fraction`` of it, and that part (stratified by
-        ``stratify``), as scikit-learn's MLP does. The split's seed is drawn after the model's
-        and fit's, so fits without early stopping draw as they always did."""
+        ``stratify``), as scikit-learn's MLP does; ``inputs`` split alike (the validation
+        part's as a third item). The split's seed is drawn after the model's and fit's, so
+        fits without early stopping draw as they always did."""
         split_seed = int(rng.randint(0, 2**31 - 1))
+        rows = [] if inputs is None else inputs.per_sample()
         try:
-            X, X_val, targets, t_val = train_test_split(
-                X, targets, test_size=self.validation_fraction,
+            X, X_val, targets, t_val, *parts = train_test_split(
+                X, targets, *rows, test_size=self.validation_fraction,
                 random_state=split_seed, stratify=stratify,
             )  # fmt: skip
         except ValueError as exc:  # too few samples for a (stratified) validation split
@@ -252,7 +236,10 @@ class ResodeEstimator(BaseEstimator):
                 f"validation_fraction={self.validation_fraction!r} of {len(X)} samples "
                 f"leaves no usable validation split for early_stopping: {exc}"
             ) from None
-        return X, targets, (X_val, t_val)
+        if inputs is None:
+            return X, targets, (X_val, t_val), None
+        kept, held = inputs.with_rows(parts[0::2]), inputs.with_rows(parts[1::2])
+        return X, targets, (X_val, t_val, held), kept
 
     def _record(self, model: Any, history: History, keep: BestWeights | None) -> None:
         if keep is not None:
@@ -322,8 +309,12 @@ class ResodeClassifier(ClassifierMixin, ResodeEstimator):
         >>> clf.n_iter_, clf.classes_.tolist()
         (5, [0, 1])
         """
+        return self._fit(X, y, None, None)
+
+    def _fit(self, X: ArrayLike, y: ArrayLike, u: Any, times: Any) -> ResodeClassifier:
         target_name = _target_name(y)
         Xc, yc = self._fit_data(X, y, regression=False)
+        inputs = self._checked_inputs(len(Xc), u, times, fitting=True)
         check_classification_targets(yc)
         classes, y_idx = np.unique(yc, return_inverse=True)
         if len(classes) < 2:
@@ -334,7 +325,7 @@ class ResodeClassifier(ClassifierMixin, ResodeEstimator):
         targets: np.ndarray = y_idx.astype(np.int64)
         if self.loss == "mse":  # regression on one-hot rows, predicted by the largest output
             targets = np.eye(len(classes), dtype=np.float64)[y_idx]
-        self._train(Xc, targets, len(classes), stratify=y_idx)
+        self._train(Xc, targets, len(classes), stratify=y_idx, inputs=inputs)
         self.model_.target_name = target_name
         self.classes_ = classes
         return self
@@ -343,12 +334,16 @@ class ResodeClassifier(ClassifierMixin, ResodeEstimator):
         loss: Loss = self.loss  # checked by the model
         return loss
 
-    def _validation_score(self, X_val: np.ndarray, y_val: np.ndarray) -> Callable[..., float]:
+    def _validation_score(
+        self, X_val: np.ndarray, y_val: np.ndarray, inputs: Inputs | None = None
+    ) -> Callable[..., float]:
         if self.loss != "mse":
             return super()._validation_score(y_val, X_val)
         # one-hot rows: fit's history has R^2; the classifier's score is the accuracy
-        labels = np.argmax(y_val, axis=1)
-        return lambda logs, model: float(np.mean(np.argmax(model.forward(X_val), 1) == labels))
+        labels, extra = np.argmax(y_val, axis=1), input_arguments(inputs)
+        return lambda logs, model: float(
+            np.mean(np.argmax(model.forward(X_val, **extra), 1) == labels)
+        )
 
     def predict_proba(self, X: ArrayLike) -> FloatArray:
         """Return the class probabilities (softmax of the outputs).
@@ -372,9 +367,13 @@ class ResodeClassifier(ClassifierMixin, ResodeEstimator):
         >>> clf.predict_proba(X[:3]).shape
         (3, 2)
         """
+        return self._proba(X, None, None)
+
+    def _proba(self, X: ArrayLike, u: Any, times: Any) -> FloatArray:
         check_is_fitted(self, "model_")
-        X = self._inputs(X)
-        return self.model_.predict_proba(X)
+        Xc = self._inputs(X)
+        extra = input_arguments(self._checked_inputs(len(Xc), u, times, fitting=False))
+        return self.model_.predict_proba(Xc, **extra)
 
     def predict(self, X: ArrayLike) -> np.ndarray[Any, np.dtype[Any]]:
         """Return the predicted labels (values of ``classes_``).
@@ -398,10 +397,14 @@ class ResodeClassifier(ClassifierMixin, ResodeEstimator):
         >>> clf.predict(X[:3]).shape
         (3,)
         """
+        return self._predict(X, None, None)
+
+    def _predict(self, X: ArrayLike, u: Any, times: Any) -> np.ndarray[Any, np.dtype[Any]]:
         check_is_fitted(self, "model_")
-        X = self._inputs(X)
+        Xc = self._inputs(X)
+        extra = input_arguments(self._checked_inputs(len(Xc), u, times, fitting=False))
         labels: np.ndarray[Any, np.dtype[Any]] = self.classes_[
-            np.argmax(self.model_.forward(X), axis=1)
+            np.argmax(self.model_.forward(Xc, **extra), axis=1)
         ]
         return labels
 
@@ -440,12 +443,16 @@ class ResodeRegressor(RegressorMixin, ResodeEstimator):
         >>> reg.n_iter_, reg.model_.task
         (5, 'regression')
         """
+        return self._fit(X, y, None, None)
+
+    def _fit(self, X: ArrayLike, y: ArrayLike, u: Any, times: Any) -> ResodeRegressor:
         target_name = _target_name(y)
         Xc, yc = self._fit_data(X, y, regression=True)
+        inputs = self._checked_inputs(len(Xc), u, times, fitting=True)
         targets = np.asarray(yc, dtype=np.float64)
         self._single_output = targets.ndim == 1
         targets = targets.reshape(len(targets), -1)
-        self._train(Xc, targets, targets.shape[1])
+        self._train(Xc, targets, targets.shape[1], inputs=inputs)
         self.model_.target_name = target_name
         return self
 
@@ -471,9 +478,13 @@ class ResodeRegressor(RegressorMixin, ResodeEstimator):
         >>> reg.predict(X[:3]).shape
         (3,)
         """
+        return self._predict(X, None, None)
+
+    def _predict(self, X: ArrayLike, u: Any, times: Any) -> FloatArray:
         check_is_fitted(self, "model_")
-        X = self._inputs(X)
-        z: FloatArray = self.model_.forward(X)
+        Xc = self._inputs(X)
+        extra = input_arguments(self._checked_inputs(len(Xc), u, times, fitting=False))
+        z: FloatArray = self.model_.forward(Xc, **extra)
         return z[:, 0] if self._single_output else z
 
     def __sklearn_tags__(self) -> Any:
@@ -518,6 +529,8 @@ class NeuralODEParams:
             first_step=p.first_step,
             max_steps=p.max_steps,
             step_control=p.step_control,
+            inputs=getattr(self, "n_inputs_", 0),  # fit's u decides (inputs="auto")
+            interpolation=p.interpolation if getattr(self, "n_inputs_", 0) else None,
         )
 
 

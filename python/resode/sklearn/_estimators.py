@@ -10,8 +10,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from ..models.options import Activation, Field, Gradient, Loss, Method, Readout, StepControl
+from ..models.options import (
+    Activation,
+    Field,
+    Gradient,
+    Interpolation,
+    Loss,
+    Method,
+    Readout,
+    StepControl,
+)
 from ._base import NeuralODEParams, ResNetParams, ResodeClassifier, ResodeRegressor, store
+from ._driven import DrivenClassifier, DrivenRegressor
 
 _TRAINING_DOC = """\
     optimizer : {"adam", "sgd"}, default "adam"
@@ -152,6 +162,15 @@ _NODE_TAIL_DOC = (
         Per-sample step sequences, or one for the whole batch.
 """
     + _DTYPE_DOC
+    + """\
+    inputs : "auto" or int, default "auto"
+        Channels ``C`` of time-varying inputs ``u(t)`` (``NeuralODE(dim, inputs=C)``, see
+        docs/guide/inputs.md): ``"auto"`` takes them from the ``u`` given to ``fit`` (none
+        without); an integer requires ``u`` of that many channels (0: no ``u``). ``fit``,
+        ``predict``, ``predict_proba`` and ``score`` then take ``u=`` and ``times=``.
+    interpolation : {"cubic", "linear"}, default "cubic"
+        The path through the observations of ``u`` (with inputs only).
+"""
 )
 
 _NODE_DEFAULTS = """\
@@ -179,15 +198,23 @@ _RESNET_DEFAULTS = """\
 
 
 def _doc(
-    summary: str, defaults: str, head: str, tail: str, *, classifier: bool, examples: str
-) -> str:
+    summary: str, defaults: str, head: str, tail: str, *, classifier: bool, examples: str,
+    attributes: str = "",
+) -> str:  # fmt: skip
     """The numpydoc docstring of one estimator, from the shared parameter texts."""
     loss = _LOSS_DOC if classifier else ""
     classes = "    classes_ : ndarray of shape (n_classes,)\n" if classifier else ""
     return (
         f"{summary}\n\n{defaults}\n\n    Parameters\n    ----------\n{head}{loss}{tail}"
-        f"{_TRAINING_DOC}\n    Attributes\n    ----------\n{classes}{_ATTRIBUTES_DOC}{examples}"
+        f"{_TRAINING_DOC}\n    Attributes\n    ----------\n{classes}{_ATTRIBUTES_DOC}"
+        f"{attributes}{examples}"
     )
+
+
+_INPUTS_ATTRIBUTE_DOC = """\
+    n_inputs_ : int
+        The channels of the inputs ``u`` the model reads (0: none).
+"""
 
 
 _LOSS_DOC = """\
@@ -196,13 +223,14 @@ _LOSS_DOC = """\
 """
 
 
-class NeuralODEClassifier(NeuralODEParams, ResodeClassifier):
+class NeuralODEClassifier(NeuralODEParams, DrivenClassifier):
     __doc__ = _doc(
         "Neural ODE classifier (:class:`resode.NeuralODE` trained by :func:`resode.fit`).",
         _NODE_DEFAULTS,
         _NODE_HEAD_DOC,
         _NODE_TAIL_DOC,
         classifier=True,
+        attributes=_INPUTS_ATTRIBUTE_DOC,
         examples="""
     Examples
     --------
@@ -241,6 +269,8 @@ class NeuralODEClassifier(NeuralODEParams, ResodeClassifier):
         max_steps: int | None = None,
         step_control: StepControl | None = None,
         dtype: Literal["float32", "float64"] = "float64",
+        inputs: int | Literal["auto"] = "auto",
+        interpolation: Interpolation = "cubic",
         optimizer: Literal["adam", "sgd"] = "adam",
         lr: float = 1e-2,
         momentum: float = 0.0,
@@ -266,7 +296,7 @@ class NeuralODEClassifier(NeuralODEParams, ResodeClassifier):
         store(self, locals())
 
 
-class NeuralODERegressor(NeuralODEParams, ResodeRegressor):
+class NeuralODERegressor(NeuralODEParams, DrivenRegressor):
     __doc__ = _doc(
         'Neural ODE regressor: :class:`resode.NeuralODE` with ``loss="mse"``.\n\n'
         "    Trained by :func:`resode.fit` on real targets ``(n,)`` or ``(n, n_outputs)``.",
@@ -274,6 +304,7 @@ class NeuralODERegressor(NeuralODEParams, ResodeRegressor):
         _NODE_HEAD_DOC,
         _NODE_TAIL_DOC,
         classifier=False,
+        attributes=_INPUTS_ATTRIBUTE_DOC,
         examples="""
     Examples
     --------
@@ -310,6 +341,8 @@ class NeuralODERegressor(NeuralODEParams, ResodeRegressor):
         max_steps: int | None = None,
         step_control: StepControl | None = None,
         dtype: Literal["float32", "float64"] = "float64",
+        inputs: int | Literal["auto"] = "auto",
+        interpolation: Interpolation = "cubic",
         optimizer: Literal["adam", "sgd"] = "adam",
         lr: float = 1e-2,
         momentum: float = 0.0,
