@@ -13,14 +13,15 @@
                                           T*);                                                 \
   EXTERN template double resode::cde_loss_and_grad<T>(const resode::CdeProblem<T>&,            \
                                                       const resode::Targets<T>&, double, T*,   \
-                                                      T*, T*, T*, T*, T*);              \
+                                                      T*, T*, T*, T*, T*, T*);          \
   EXTERN template std::vector<resode::CdeAdaptiveRecord> resode::cde_adaptive_grids<T>(       \
       const resode::CdeProblem<T>&, const resode::EmbeddedTableau&,                          \
       const resode::AdaptiveOptions&);                                                        \
   EXTERN template void resode::cde_adjoint_vjp<T>(const resode::CdeProblem<T>&, const T*, T*, \
                                                   T*, T*, T*);                                 \
   EXTERN template double resode::cde_adjoint_loss_and_grad<T>(                               \
-      const resode::CdeProblem<T>&, const resode::Targets<T>&, double, T*, T*, T*, T*, T*, T*);
+      const resode::CdeProblem<T>&, const resode::Targets<T>&, double, T*, T*, T*, T*, T*, T*, \
+      T*);
 
 RESODE_CDE_INSTANCES(extern, double)
 RESODE_CDE_INSTANCES(extern, float)

@@ -31,6 +31,7 @@ struct CdeOptions {
   std::optional<double> first_step;
   index_t max_steps = 100000;
   py::object grid = py::none();  // adaptive methods: a replay of these accepted step times
+  py::object window = py::none();  // None or (t_start, t_end): the pieces' window
 };
 
 // Validated arrays (kept alive here) and the problem pointing into them.
@@ -138,6 +139,20 @@ void bind_field(const py::dict& params, const CdeOptions& o, BoundCde<T>& b) {
   }
 }
 
+// window=None (the call's observation window) or (t_start, t_end), finite, t_start < t_end.
+template <class T>
+void bind_window(const py::object& window, resode::CdeProblem<T>& pb) {
+  if (window.is_none()) return;
+  const darray w = real_array(window, "window");
+  resode::require(w.ndim() == 1 && w.shape(0) == 2, [&] {
+    return "window must be None or (t_start, t_end), got shape " + shape_string(shape_of(w));
+  });
+  pb.has_window = true, pb.window_lo = w.data()[0], pb.window_hi = w.data()[1];
+  resode::require(std::isfinite(pb.window_lo) && std::isfinite(pb.window_hi) &&
+                      pb.window_lo < pb.window_hi,
+                  "window must be (t_start, t_end), finite with t_start < t_end");
+}
+
 template <class T>
 std::unique_ptr<BoundCde<T>> bind_cde(const py::dict& params, const py::array& U,
                                       const py::object& times, const CdeOptions& o,
@@ -208,6 +223,7 @@ std::unique_ptr<BoundCde<T>> bind_cde(const py::dict& params, const py::array& U
   }
   resode::require(o.substeps >= 1, "substeps must be >= 1");
   pb.substeps = o.substeps;
+  bind_window(o.window, pb);
   if (!o.t.is_none()) {
     b->t = real_array(o.t, "t");
     resode::require(b->t.ndim() == 1 && b->t.shape(0) >= 1, [&] {
@@ -365,7 +381,7 @@ std::unique_ptr<CdeTargets<T>> checked_cde_targets(const py::array& y, const std
 template <class T>
 py::tuple loss_and_grad(const py::dict& params, const py::array& U, const py::array& y,
                         const py::object& times, const CdeOptions& o, const std::string& loss,
-                        double weight_decay, bool adjoint) {
+                        double weight_decay, bool adjoint, bool return_logits) {
   auto b = bind_cde<T>(params, U, times, o, true);
   auto& pb = b->pb;
   const index_t S = pb.field.S, classes = pb.readout.classes;
@@ -374,18 +390,22 @@ py::tuple loss_and_grad(const py::dict& params, const py::array& U, const py::ar
                   "weight_decay must be finite and >= 0");
   py::array_t<T> dfield(pb.field.size()), dA({S, pb.C}), da(S), dP({classes, S}), dc(classes);
   py::array_t<T> dU({pb.N, pb.L, pb.C});
+  py::array_t<T> logits_out(return_logits ? Shape{pb.N, classes} : Shape{0, classes});
   double value;
   {
     T *gf = dfield.mutable_data(), *gA = dA.mutable_data(), *ga = da.mutable_data();
     T *gP = dP.mutable_data(), *gc = dc.mutable_data(), *gU = dU.mutable_data();
+    T* gz = return_logits ? logits_out.mutable_data() : nullptr;
     py::gil_scoped_release release;  // the core touches only buffers held here and outputs
     b->run();
     value = adjoint ? resode::cde_adjoint_loss_and_grad(pb, targets->targets, weight_decay, gf,
-                                                        gA, ga, gP, gc, gU)
+                                                        gA, ga, gP, gc, gU, gz)
                     : resode::cde_loss_and_grad(pb, targets->targets, weight_decay, gf, gA, ga,
-                                                gP, gc, gU);
+                                                gP, gc, gU, gz);
   }
-  return py::make_tuple(value, gradient_dict(params, *b, dfield, dA, da, dP, dc), dU);
+  py::dict grads = gradient_dict(params, *b, dfield, dA, da, dP, dc);
+  if (return_logits) return py::make_tuple(value, grads, dU, logits_out);
+  return py::make_tuple(value, grads, dU);
 }
 
 template <class T>
@@ -423,7 +443,8 @@ bool u_is_float64(const py::object& U) {
       py::arg("output_activation") = py::none(), py::arg("interpolation") = "cubic",      \
       py::arg("method") = "rk4", py::arg("substeps") = 1, py::arg("rtol") = 1e-7,           \
       py::arg("atol") = 1e-9, py::arg("first_step") = py::none(),                         \
-      py::arg("max_steps") = 100000, py::arg("grid") = py::none()
+      py::arg("max_steps") = 100000, py::arg("grid") = py::none(),                        \
+      py::arg("window") = py::none()
 
 }  // namespace
 
@@ -434,9 +455,9 @@ void register_cde(py::module_& m) {
          std::string activation, py::object output_activation, std::string interpolation,
          std::string method, index_t substeps,
          double rtol, double atol, std::optional<double> first_step,
-         index_t max_steps, py::object grid, py::object t) {
+         index_t max_steps, py::object grid, py::object window, py::object t) {
         const CdeOptions o{field,  activation, output_activation, interpolation, method,
-                           substeps, t, rtol, atol, first_step, max_steps, grid};
+                           substeps, t, rtol, atol, first_step, max_steps, grid, window};
         const bool f64 = u_is_float64(U);
         const py::array u = U.cast<py::array>();
         return f64 ? solve<double>(params, u, times, o) : solve<float>(params, u, times, o);
@@ -451,9 +472,10 @@ void register_cde(py::module_& m) {
          const py::array& cotangent, std::string field, std::string activation,
          py::object output_activation, std::string interpolation, std::string method,
          index_t substeps, double rtol, double atol, std::optional<double> first_step,
-         index_t max_steps, py::object grid, py::object t, std::string gradient) {
+         index_t max_steps, py::object grid, py::object window, py::object t,
+         std::string gradient) {
         const CdeOptions o{field,  activation, output_activation, interpolation, method,
-                           substeps, t, rtol, atol, first_step, max_steps, grid};
+                           substeps, t, rtol, atol, first_step, max_steps, grid, window};
         const bool adjoint = is_adjoint(gradient);
         const bool f64 = u_is_float64(U);
         const py::array u = U.cast<py::array>();
@@ -471,9 +493,10 @@ void register_cde(py::module_& m) {
          std::string activation, py::object output_activation, std::string interpolation,
          std::string method, index_t substeps,
          double rtol, double atol, std::optional<double> first_step,
-         index_t max_steps, py::object grid) {
+         index_t max_steps, py::object grid, py::object window) {
         const CdeOptions o{field,  activation, output_activation, interpolation, method,
-                           substeps, py::none(), rtol, atol, first_step, max_steps, grid};
+                           substeps, py::none(), rtol, atol, first_step, max_steps, grid,
+                           window};
         const bool f64 = u_is_float64(U);
         const py::array u = U.cast<py::array>();
         return f64 ? logits<double>(params, u, times, o)
@@ -487,31 +510,35 @@ void register_cde(py::module_& m) {
          std::string field, std::string activation, py::object output_activation,
          std::string interpolation, std::string method, index_t substeps,
          double rtol, double atol, std::optional<double> first_step,
-         index_t max_steps, py::object grid,
-         std::string loss, double weight_decay, std::string gradient) {
+         index_t max_steps, py::object grid, py::object window,
+         std::string loss, double weight_decay, std::string gradient, bool return_logits) {
         const CdeOptions o{field,  activation, output_activation, interpolation, method,
-                           substeps, py::none(), rtol, atol, first_step, max_steps, grid};
+                           substeps, py::none(), rtol, atol, first_step, max_steps, grid,
+                           window};
         const bool adjoint = is_adjoint(gradient);
         const bool f64 = u_is_float64(U);
         const py::array u = U.cast<py::array>();
         return f64
-                   ? loss_and_grad<double>(params, u, y, times, o, loss, weight_decay, adjoint)
-                   : loss_and_grad<float>(params, u, y, times, o, loss, weight_decay, adjoint);
+                   ? loss_and_grad<double>(params, u, y, times, o, loss, weight_decay, adjoint,
+                                           return_logits)
+                   : loss_and_grad<float>(params, u, y, times, o, loss, weight_decay, adjoint,
+                                          return_logits);
       },
       py::arg("params"), py::arg("U"), py::arg("y"), py::arg("times"), RESODE_CDE_KWARGS,
       py::arg("loss") = "cross_entropy", py::arg("weight_decay") = 0.0,
-      py::arg("gradient") = "discrete",
+      py::arg("gradient") = "discrete", py::arg("return_logits") = false,
       "(loss, grads keyed as params incl. P and c, dU): the data loss of the logits plus "
-      "weight_decay * the squared field parameters, and its exact discrete gradient.");
+      "weight_decay * the squared field parameters, and its exact discrete gradient; with "
+      "return_logits, also the logits (N, outputs) the loss read.");
   m.def(
       "cde_grids",
       [](const py::dict& params, const py::object& U, const py::object& times, std::string field,
          std::string activation, py::object output_activation, std::string interpolation,
          std::string method, index_t substeps,
          double rtol, double atol, std::optional<double> first_step,
-         index_t max_steps, py::object grid, py::object t) {
+         index_t max_steps, py::object grid, py::object window, py::object t) {
         const CdeOptions o{field,  activation, output_activation, interpolation, method,
-                           substeps, t, rtol, atol, first_step, max_steps, grid};
+                           substeps, t, rtol, atol, first_step, max_steps, grid, window};
         resode::require(resode::is_adaptive_method(method), [&] {
           return "method must be 'dopri5', 'tsit5' or 'bosh3' (an adaptive method), got '" +
                  method + "'";

@@ -7,7 +7,7 @@
 //   dz/dt      = G_k(z) dX_i/dt,  G_k(z) = reshape(F_k(z), (S, C)), row index d*C + c,
 //   F_k the field of piece k (cde_field.hpp: outside, inside, bottleneck).
 // The step grid of sample i: its breakpoints are its knots, the piece boundaries
-// t_lo + j (t_hi - t_lo) / K strictly inside (t_{i,0}, T_i) and the requested output times
+// w_lo + j (w_hi - w_lo) / K strictly inside (t_{i,0}, T_i) and the requested output times
 // strictly inside; each interval between breakpoints is cut into `substeps` equal steps. A step
 // [tau, tau + h] uses the piece and the path interval containing tau + h/2; its stage j is
 // evaluated at tau + c_j h on that path interval.
@@ -68,6 +68,12 @@ struct CdeProblem {
   // replayed with `tab` (the solution stages of the embedded tableau) instead of the fixed
   // grid; null for the fixed-step methods.
   std::shared_ptr<const std::vector<std::vector<double>>> accepted;
+  // The pieces' window [w_lo, w_hi]: the K pieces split it equally. Without one (has_window
+  // false) it is the call's observation window [min_i t_{i,0}, max_i T_i], so a sample's result
+  // depends on its batch when K > 1; a fixed window makes it the sample's own. Knots before
+  // w_lo use piece 0, knots after w_hi piece K - 1.
+  bool has_window = false;
+  double window_lo = 0.0, window_hi = 0.0;
 
   const double* sample_times(index_t i) const { return per_sample_times ? times + i * L : times; }
   const T* sample_values(index_t i) const { return U + i * L * C; }
@@ -136,17 +142,18 @@ struct CdeStageTape {
   }
 };
 
-// Piece boundary j (1..K-1) of the observation window.
+// Piece boundary j (1..K-1) of the pieces' window [t_lo, t_hi].
 inline double piece_boundary(double t_lo, double t_hi, index_t K, index_t j) {
   return t_lo + double(j) * (t_hi - t_lo) / double(K);
 }
 
-// Samples, lengths, window and blocks of a call; validates U, times and t.
+// Samples, lengths, windows and blocks of a call; validates U, times and t.
 template <class T>
 struct CdePlan {
   std::vector<index_t> length, steps, order;  // per sample: observed rows, steps of its grid
   std::vector<CdeBlock> blocks;
-  double t_lo = 0.0, t_hi = 0.0;
+  double t_lo = 0.0, t_hi = 0.0;  // the observation window [min_i t_{i,0}, max_i T_i]
+  double w_lo = 0.0, w_hi = 0.0;  // the pieces' window (CdeProblem::has_window)
   index_t capacity = 0, max_length = 0, max_steps = 0, groups = 1;
   index_t stage_tape = 0;  // elements of the per-thread stage tape (0: every block recomputes)
   int threads = 1;
@@ -200,6 +207,18 @@ void set_window(const CdeProblem<T>& pb, CdePlan<T>& plan) {
     plan.t_lo = std::min(plan.t_lo, t[0]);
     plan.t_hi = std::max(plan.t_hi, t[plan.length[std::size_t(i)] - 1]);
   }
+  plan.w_lo = plan.t_lo, plan.w_hi = plan.t_hi;
+  if (pb.has_window) {
+    require(std::isfinite(pb.window_lo) && std::isfinite(pb.window_hi) &&
+                pb.window_lo < pb.window_hi,
+            [&] {
+              std::ostringstream msg;
+              msg << "window must be (t_start, t_end), finite with t_start < t_end; got ("
+                  << pb.window_lo << ", " << pb.window_hi << ")";
+              return msg.str();
+            });
+    plan.w_lo = pb.window_lo, plan.w_hi = pb.window_hi;
+  }
   for (index_t r = 0; r < pb.out_count; ++r) {
     const double tr = pb.out_times[r];
     require(std::isfinite(tr) && tr >= plan.t_lo && tr <= plan.t_hi, [&] {
@@ -229,7 +248,7 @@ void build_grid(const CdeProblem<T>& pb, const CdePlan<T>& plan, index_t i, cons
   }
   g.breaks.assign(t, t + len);
   for (index_t j = 1; j < K; ++j) {
-    const double b = piece_boundary(plan.t_lo, plan.t_hi, K, j);
+    const double b = piece_boundary(plan.w_lo, plan.w_hi, K, j);
     if (b > t0 && b < T_end) g.breaks.push_back(b);
   }
   for (index_t r = 0; r < pb.out_count; ++r)
@@ -255,7 +274,7 @@ void build_breaks_grid(const CdeProblem<T>& pb, const CdePlan<T>& plan,
     while (k + 2 < len && t[k + 1] <= p) ++k;  // [p, q] lies within [t_k, t_{k+1}]
     for (index_t j = 0; j < m; ++j) {
       const double tau = p + double(j) * h, mid = tau + 0.5 * h;
-      while (piece + 1 < K && piece_boundary(plan.t_lo, plan.t_hi, K, piece + 1) <= mid) ++piece;
+      while (piece + 1 < K && piece_boundary(plan.w_lo, plan.w_hi, K, piece + 1) <= mid) ++piece;
       g.steps.push_back({tau, h, k, piece});
     }
   }
@@ -927,10 +946,11 @@ void cde_vjp(const CdeProblem<T>& pb, const T* cotangent, T* dfield, T* dA, T* d
 
 // Loss (losses.hpp's data loss of the logits z_i(T_i) P^T + c, a mean over samples) plus
 // weight_decay * sum of the squared field parameters, and its gradient: dfield, dA, da,
-// dP (classes, S), dc (classes,), dU (N, L, C).
+// dP (classes, S), dc (classes,), dU (N, L, C); with `logits` (N, classes) non-null, the logits
+// the loss read (a training history's batch predictions without another forward sweep).
 template <class T>
 double cde_loss_and_grad(const CdeProblem<T>& pb, const Targets<T>& targets, double weight_decay,
-                         T* dfield, T* dA, T* da, T* dP, T* dc, T* dU) {
+                         T* dfield, T* dA, T* da, T* dP, T* dc, T* dU, T* logits = nullptr) {
   const auto plan = detail::make_plan(pb, true);
   const index_t S = pb.field.S, C = pb.C, nf = pb.field.size(), N = pb.N;
   const index_t classes = pb.readout.classes;
@@ -960,6 +980,7 @@ double cde_loss_and_grad(const CdeProblem<T>& pb, const Targets<T>& targets, dou
         const index_t n = blk.n;
         readout(pb.readout, n, S, zT, w.logits);
         if (!all_finite(classes * n, w.logits)) overflow[std::size_t(&blk - plan.blocks.data())] = 1;
+        if (logits) detail::scatter_columns(plan, blk, classes, w.logits, logits);
         const double l = block_loss(ordered, classes, blk.begin, n, n, w.logits, w.logits_bar, 1.0);
         T* gP = acc + readout_offset;
         readout_vjp(pb.readout, n, n, S, zT, w.logits_bar, zbar, false, gP, gP + classes * S);

@@ -240,11 +240,12 @@ void cde_adjoint_vjp(const CdeProblem<T>& pb, const T* cotangent, T* dfield, T* 
   detail::require_finite_gradient(N * pb.L * C, dU, "U");
 }
 
-// The loss of cde_loss_and_grad and its gradient by the continuous adjoint.
+// The loss of cde_loss_and_grad and its gradient by the continuous adjoint (and the logits,
+// as cde_loss_and_grad's).
 template <class T>
 double cde_adjoint_loss_and_grad(const CdeProblem<T>& pb, const Targets<T>& targets,
                                  double weight_decay, T* dfield, T* dA, T* da, T* dP, T* dc,
-                                 T* dU) {
+                                 T* dU, T* logits_out = nullptr) {
   const index_t S = pb.field.S, C = pb.C, N = pb.N, nf = pb.field.size();
   const index_t classes = pb.readout.classes;
   Buffer<T> zT(N * S), zcols(S * N), logits(classes * N), logits_bar(classes * N);
@@ -258,6 +259,9 @@ double cde_adjoint_loss_and_grad(const CdeProblem<T>& pb, const Targets<T>& targ
   if (!all_finite(classes * N, logits.data()))
     throw non_finite_error("the logits z(T) P^T + c are not finite: the readout overflowed", -1,
                            0.0);
+  if (logits_out)  // (N, classes) from the feature-major (classes, N)
+    for (index_t i = 0; i < N; ++i)
+      for (index_t j = 0; j < classes; ++j) logits_out[i * classes + j] = logits.data()[j * N + i];
   double loss = block_loss(targets, classes, 0, N, N, logits.data(), logits_bar.data(), 1.0);
   std::fill(dP, dP + classes * S, T(0));
   std::fill(dc, dc + classes, T(0));

@@ -1,7 +1,7 @@
 """Type stubs of resode._core, the compiled core (see src/)."""
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -285,6 +285,7 @@ def cde_solve(
     first_step: float | None = None,
     max_steps: int = 100000,
     grid: Sequence[npt.ArrayLike] | None = None,
+    window: tuple[float, float] | None = None,
     t: npt.ArrayLike | None = None,
 ) -> _FloatArray: ...
 def cde_vjp(
@@ -304,6 +305,7 @@ def cde_vjp(
     first_step: float | None = None,
     max_steps: int = 100000,
     grid: Sequence[npt.ArrayLike] | None = None,
+    window: tuple[float, float] | None = None,
     t: npt.ArrayLike | None = None,
     gradient: str = "discrete",
 ) -> tuple[dict[str, _FloatArray], _FloatArray]: ...
@@ -323,7 +325,9 @@ def cde_logits(
     first_step: float | None = None,
     max_steps: int = 100000,
     grid: Sequence[npt.ArrayLike] | None = None,
+    window: tuple[float, float] | None = None,
 ) -> _FloatArray: ...
+@overload
 def cde_loss_and_grad(
     params: Mapping[str, np.ndarray],
     U: np.ndarray,
@@ -341,9 +345,35 @@ def cde_loss_and_grad(
     first_step: float | None = None,
     max_steps: int = 100000,
     grid: Sequence[npt.ArrayLike] | None = None,
+    window: tuple[float, float] | None = None,
     loss: str = "cross_entropy",
     weight_decay: float = 0.0,
     gradient: str = "discrete",
+    return_logits: Literal[True],
+) -> tuple[float, dict[str, _FloatArray], _FloatArray, _FloatArray]: ...
+@overload
+def cde_loss_and_grad(
+    params: Mapping[str, np.ndarray],
+    U: np.ndarray,
+    y: np.ndarray,
+    times: npt.ArrayLike,
+    *,
+    field: str,
+    activation: str = "tanh",
+    output_activation: str | None = None,
+    interpolation: str = "cubic",
+    method: str = "rk4",
+    substeps: int = 1,
+    rtol: float = 1e-7,
+    atol: float = 1e-9,
+    first_step: float | None = None,
+    max_steps: int = 100000,
+    grid: Sequence[npt.ArrayLike] | None = None,
+    window: tuple[float, float] | None = None,
+    loss: str = "cross_entropy",
+    weight_decay: float = 0.0,
+    gradient: str = "discrete",
+    return_logits: Literal[False] = False,
 ) -> tuple[float, dict[str, _FloatArray], _FloatArray]: ...
 def cde_grids(
     params: Mapping[str, np.ndarray],
@@ -361,6 +391,7 @@ def cde_grids(
     first_step: float | None = None,
     max_steps: int = 100000,
     grid: Sequence[npt.ArrayLike] | None = None,
+    window: tuple[float, float] | None = None,
     t: npt.ArrayLike | None = None,
 ) -> tuple[list[_FloatArray], npt.NDArray[np.int64]]: ...
 

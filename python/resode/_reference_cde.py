@@ -20,7 +20,8 @@ Model. ``z(t_0) = A x_0 + a``, ``dz/dt = G_k(z) dX/dt``, ``G_k(z) = reshape(F_k(
     inside      rho(W[k] sigma(z) + b[k])                 W (K, S*C, S), b (K, S*C)
     bottleneck  rho(W2[k] sigma(W1[k] z + b1[k]) + b2[k]) W1 (K, H, S), W2 (K, S*C, H)
 
-The K pieces split ``[min_i t_{i,0}, max_i T_i]`` equally. Sample i's breakpoints are its
+The K pieces split the window (``window``, default ``[min_i t_{i,0}, max_i T_i]``) equally;
+a time before (after) it takes the first (last) piece. Sample i's breakpoints are its
 knots, and the piece boundaries and (with ``t``) output times strictly inside
 ``(t_{i,0}, T_i)``; ``substeps`` equal steps per interval between them. A step on
 ``[tau, tau + h]`` takes the piece and the path interval containing ``tau + h/2``; stage j
@@ -70,6 +71,7 @@ class _Options(NamedTuple):
     interpolation: str
     tableau: Tableau
     substeps: int
+    window: tuple[float, float] | None = None  # the pieces' window; None: the observations'
 
 
 class _Path(NamedTuple):
@@ -157,6 +159,14 @@ def _field_vjp(
 # --------------------------------------------------------------------------- paths
 
 
+def _window(window: tuple[float, float]) -> tuple[float, float]:
+    w = np.asarray(window, dtype=np.float64)
+    lo, hi = (float(w[0]), float(w[-1])) if w.shape == (2,) else (np.nan, np.nan)
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"window must be (t_start, t_end), finite, t_start < t_end: {window}")
+    return lo, hi
+
+
 def _lengths(U: np.ndarray) -> np.ndarray:
     """``L_i`` = 1 + index of the last row with a non-NaN channel, (N,) ints."""
     observed = (~np.isnan(U)).any(axis=2)
@@ -232,7 +242,7 @@ def _sample_steps(
 
 
 def _samples(
-    U: np.ndarray, times: np.ndarray, pieces: int, t: np.ndarray | None, substeps: int
+    U: np.ndarray, times: np.ndarray, pieces: int, t: np.ndarray | None, o: _Options
 ) -> list[_Sample]:
     """Every sample's path, steps and grid; checks ``times`` and ``t``."""
     lengths = _lengths(U)
@@ -242,13 +252,14 @@ def _samples(
         if not np.isfinite(k).all() or (np.diff(k) <= 0).any():
             raise ValueError("times must be finite and strictly increasing over observed rows")
     lo, hi = min(float(k[0]) for k in knots), max(float(k[-1]) for k in knots)
-    bounds = lo + np.arange(1, pieces) * ((hi - lo) / pieces)
+    w_lo, w_hi = (lo, hi) if o.window is None else _window(o.window)
+    bounds = w_lo + np.arange(1, pieces) * ((w_hi - w_lo) / pieces)
     tout = np.zeros(0) if t is None else t
     if tout.size and (not (np.diff(tout) >= 0).all() or not lo <= tout[0] <= tout[-1] <= hi):
         raise ValueError(f"t must be sorted and within [{lo!r}, {hi!r}]")
     out = []
     for i, k in enumerate(knots):
-        steps, grid = _sample_steps(k, bounds, tout, substeps)
+        steps, grid = _sample_steps(k, bounds, tout, o.substeps)
         out.append(_Sample(_sample_path(U[i, : lengths[i]], k), steps, grid))
     return out
 
@@ -354,7 +365,7 @@ def _prepare(
     if tout is not None and tout.ndim != 1:
         raise ValueError(f"t must be a 1-D array of output times, got shape {tout.shape}")
     pieces = int(np.shape(work[_FIELD_KEYS[o.field][0]])[0])
-    return work, U, _samples(U, times, pieces, tout, o.substeps), tout
+    return work, U, _samples(U, times, pieces, tout, o), tout
 
 
 def _forward(params: Params, sample: _Sample, o: _Options) -> list[np.ndarray]:
@@ -527,23 +538,6 @@ def cde_vjp(
     return _keyed_as(params, grads), dU.astype(np.asarray(U).dtype, copy=False)
 
 
-def cde_logits(
-    params: Params, U: np.ndarray, times: np.ndarray, *, field: str, activation: str = "tanh",
-    output_activation: str | None = None, interpolation: str = "cubic", method: str = "rk4",
-    substeps: int = 1,
-) -> np.ndarray:  # fmt: skip
-    """Logits ``z(T_i) P^T + c``, (N, O), with ``params["P"]`` (O, S) and ``params["c"]``
-    (O,); the other arguments, the errors and the dtype as :func:`cde_solve`.
-    """
-    zT = cde_solve(
-        params, U, times, field=field, activation=activation,
-        output_activation=output_activation, interpolation=interpolation, method=method,
-        substeps=substeps,
-    )  # fmt: skip
-    P, c = (np.asarray(params[key]).astype(zT.dtype, copy=False) for key in ("P", "c"))
-    return np.asarray(zT @ P.T + c)
-
-
 def cde_loss_and_grad(
     params: Params, U: np.ndarray, y: np.ndarray, times: np.ndarray, *, field: str,
     activation: str = "tanh", output_activation: str | None = None, interpolation: str = "cubic",
@@ -555,7 +549,7 @@ def cde_loss_and_grad(
     Parameters
     ----------
     params, U, times, field, activation, output_activation, interpolation, method, substeps
-        As :func:`cde_logits`.
+        As :func:`cde_solve`; ``params`` also holds ``"P"`` (O, S) and ``"c"`` (O,).
     y : ndarray, shape (N,) or (N, O)
         Integer labels ``0..O-1`` (``"cross_entropy"``) or targets (``"mse"``).
     loss : {"cross_entropy", "mse"}

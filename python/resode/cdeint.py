@@ -24,6 +24,7 @@ from .models import (
     field_param_names,
 )
 from .models.options import Activation, Field, Gradient, Interpolation, Method
+from .models.series import as_window
 
 __all__ = ["cdeint", "cdeint_vjp"]
 
@@ -58,6 +59,7 @@ def _options(params: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, A
         ),
         "method": method,
         "substeps": check_int("substeps", 1 if given["substeps"] is None else given["substeps"], 1),
+        "window": None if given["window"] is None else as_window(given["window"]),
     }
 
 
@@ -112,6 +114,7 @@ def cdeint(
     atol: float | None = None,
     first_step: float | None = None,
     max_steps: int | None = None,
+    window: tuple[float, float] | None = None,
 ) -> FloatArray:
     """Integrate the neural CDE ``dz/dt = F(z) dX/dt`` over a batch of series.
 
@@ -150,6 +153,9 @@ def cdeint(
     rtol, atol, first_step, max_steps : float, float, float, int, optional
         Adaptive methods only: tolerances, the first step (None: Hairer's heuristic) and the
         most attempted steps per sample; defaults as docs/guide/adaptive.md.
+    window : (float, float), optional
+        ``(t_start, t_end)``, the window the field's pieces split equally (a model brings its
+        own, :class:`resode.NeuralCDE`); default: the batch's ``[min_i t_{i,0}, max_i T_i]``.
 
     Returns
     -------
@@ -172,7 +178,7 @@ def cdeint(
     given = {"field": field, "activation": activation, "output_activation": output_activation,
              "interpolation": interpolation, "method": method, "substeps": substeps,
              "rtol": rtol, "atol": atol, "first_step": first_step,
-             "max_steps": max_steps}  # fmt: skip
+             "max_steps": max_steps, "window": window}  # fmt: skip
     arrays, Uc, grid, options = _prepare(params, U, times, t, given)
     return _core.cde_solve(arrays, Uc, grid, **options)
 
@@ -194,6 +200,7 @@ def cdeint_vjp(
     atol: float | None = None,
     first_step: float | None = None,
     max_steps: int | None = None,
+    window: tuple[float, float] | None = None,
     gradient: Gradient = "discrete",
 ) -> tuple[dict[str, FloatArray], FloatArray]:
     """Pull a cotangent on :func:`cdeint`'s output back to the parameters and observations.
@@ -227,6 +234,8 @@ def cdeint_vjp(
         As in :func:`cdeint`.
     rtol, atol, first_step, max_steps : float, float, float, int, optional
         As in :func:`cdeint`.
+    window : (float, float), optional
+        As in :func:`cdeint`.
     gradient : {"discrete", "adjoint"}, default "discrete"
         ``"adjoint"``: the continuous adjoint (backsolve over each sample's step grid
         reversed, an adaptive method's accepted grid, with the same tableau); it converges to
@@ -256,7 +265,7 @@ def cdeint_vjp(
     given = {"field": field, "activation": activation, "output_activation": output_activation,
              "interpolation": interpolation, "method": method, "substeps": substeps,
              "rtol": rtol, "atol": atol, "first_step": first_step,
-             "max_steps": max_steps}  # fmt: skip
+             "max_steps": max_steps, "window": window}  # fmt: skip
     arrays, Uc, grid, options = _prepare(params, U, times, t, given)
     v = as_float_array("cotangent", cotangent, Uc.dtype)
     gradient = check_choice("gradient", gradient, ("discrete", "adjoint"))

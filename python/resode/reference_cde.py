@@ -54,7 +54,6 @@ from ._reference_cde import (
     _Step,
     _vjp,
 )
-from ._reference_cde import cde_solve as _fixed_solve
 
 __all__ = [
     "ACTIVATIONS", "ADAPTIVE_METHODS", "FIELDS", "INTERPOLATIONS", "LOSSES", "METHODS",
@@ -259,7 +258,7 @@ def _replay_sample(i: int, sample: _Sample, grid: np.ndarray) -> _Sample:
 def _adaptive_prepare(
     params: Params, U: np.ndarray, times: np.ndarray, t: np.ndarray | None, opts: _Opts,
     method: str, adaptive: tuple[float, float, float | None, int],
-    grid: list[np.ndarray] | None = None,
+    grid: list[np.ndarray] | None = None, window: tuple[float, float] | None = None,
 ) -> tuple[Params, np.ndarray, list[_Sample], np.ndarray | None, np.ndarray, _Options]:  # fmt: skip
     """Checked inputs, every sample's accepted steps, the counts (N, 3) and the replay's
     options (the solution stages of ``method``)."""
@@ -273,7 +272,7 @@ def _adaptive_prepare(
         raise ValueError(f"first_step must be finite and > 0 (or None), got {first_step!r}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
-    o = _options(params, *opts, "rk4", 1)
+    o = _options(params, *opts, "rk4", 1)._replace(window=window)
     work, Uw, segments, tout = _prepare(params, U, times, t, o)
     tab = _EMBEDDED[method]
     samples, counts = [], []
@@ -382,16 +381,17 @@ def _solved(
     params: Params, U: np.ndarray, times: np.ndarray, t: np.ndarray | None,
     opts: _Opts, method: str, substeps: int,
     adaptive: tuple[float, float, float | None, int], grid: list[np.ndarray] | None,
+    window: tuple[float, float] | None,
 ) -> tuple[Params, np.ndarray, list[_Sample], np.ndarray | None, _Options]:  # fmt: skip
     """Checked inputs and every sample's steps, for a fixed-step or an adaptive method."""
     if method in ADAPTIVE_METHODS:
         work, Uw, samples, tout, _, o = _adaptive_prepare(
-            params, U, times, t, opts, method, adaptive, grid
+            params, U, times, t, opts, method, adaptive, grid, window
         )
         return work, Uw, samples, tout, o
     if grid is not None:
         raise ValueError("grid is for the adaptive methods (dopri5, tsit5, bosh3)")
-    o = _options(params, *opts, method, substeps)
+    o = _options(params, *opts, method, substeps)._replace(window=window)
     work, Uw, samples, tout = _prepare(params, U, times, t, o)
     return work, Uw, samples, tout, o
 
@@ -405,6 +405,7 @@ def cde_solve(
     output_activation: str | None = None, interpolation: str = "cubic", method: str = "rk4",
     substeps: int = 1, t: np.ndarray | None = None, rtol: float = 1e-7, atol: float = 1e-9,
     first_step: float | None = None, max_steps: int = 100000, grid: list[np.ndarray] | None = None,
+    window: tuple[float, float] | None = None,
 ) -> np.ndarray:  # fmt: skip
     """States of the neural CDE at each sample's end time ``T_i``, or at the times ``t``.
 
@@ -419,6 +420,9 @@ def cde_solve(
     grid : list of ndarray, optional
         Adaptive methods: replay these accepted step times (one array per sample, as
         :func:`cde_grids` returns) without error control.
+    window : (float, float), optional
+        ``(t_start, t_end)``: the K pieces split it equally (a time before or after it takes
+        the first or last piece); default the call's ``[min_i t_{i,0}, max_i T_i]``.
 
     Returns
     -------
@@ -441,15 +445,9 @@ def cde_solve(
     (4, 2)
     """
     opts = _opts(field, activation, output_activation, interpolation)
-    if method not in ADAPTIVE_METHODS:
-        if grid is not None:
-            raise ValueError("grid is for the adaptive methods (dopri5, tsit5, bosh3)")
-        return _fixed_solve(params, U, times, method=method, substeps=substeps, t=t, field=field,
-                            activation=activation, output_activation=output_activation,
-                            interpolation=interpolation)  # fmt: skip
     adaptive = (rtol, atol, first_step, max_steps)
-    work, _, samples, tout, _, o = _adaptive_prepare(
-        params, U, times, t, opts, method, adaptive, grid
+    work, _, samples, tout, o = _solved(
+        params, U, times, t, opts, method, substeps, adaptive, grid, window
     )
     states = [_forward(work, sample, o) for sample in samples]
     if tout is None:
@@ -463,6 +461,7 @@ def cde_grids(
     output_activation: str | None = None, interpolation: str = "cubic", method: str = "dopri5",
     substeps: int = 1, t: np.ndarray | None = None, rtol: float = 1e-7, atol: float = 1e-9,
     first_step: float | None = None, max_steps: int = 100000,
+    window: tuple[float, float] | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray]:  # fmt: skip
     """Each sample's accepted step times (float64, ``t_{i,0}`` .. ``T_i``) and the counts
     (N, 3) int64 of function evaluations, accepted and rejected steps of an adaptive method;
@@ -479,7 +478,9 @@ def cde_grids(
     _check("method", method, ADAPTIVE_METHODS)
     opts = _opts(field, activation, output_activation, interpolation)
     adaptive = (rtol, atol, first_step, max_steps)
-    _, _, samples, _, counts, _ = _adaptive_prepare(params, U, times, t, opts, method, adaptive)
+    _, _, samples, _, counts, _ = _adaptive_prepare(
+        params, U, times, t, opts, method, adaptive, None, window
+    )
     return [s.grid for s in samples], counts
 
 
@@ -489,6 +490,7 @@ def cde_vjp(
     method: str = "rk4", substeps: int = 1, t: np.ndarray | None = None, rtol: float = 1e-7,
     atol: float = 1e-9, first_step: float | None = None, max_steps: int = 100000,
     grid: list[np.ndarray] | None = None, gradient: str = "discrete",
+    window: tuple[float, float] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
     """VJP of :func:`cde_solve`: the exact reverse sweep of the discrete map (for an adaptive
     method through its accepted steps, the grid held constant), or the continuous adjoint.
@@ -496,7 +498,8 @@ def cde_vjp(
     Parameters
     ----------
     params, U, times, field, activation, output_activation, interpolation, method, substeps, t
-        As :func:`cde_solve`; also ``rtol``, ``atol``, ``first_step``, ``max_steps``, ``grid``.
+        As :func:`cde_solve`; also ``rtol``, ``atol``, ``first_step``, ``max_steps``, ``grid``,
+        ``window``.
     cotangent : ndarray, shape (N, S) or (R, N, S)
         On what :func:`cde_solve` returns.
     gradient : {"discrete", "adjoint"}, default "discrete"
@@ -525,7 +528,7 @@ def cde_vjp(
     opts = _opts(field, activation, output_activation, interpolation)
     adaptive = (rtol, atol, first_step, max_steps)
     work, Uw, samples, tout, o = _solved(
-        params, U, times, t, opts, method, substeps, adaptive, grid
+        params, U, times, t, opts, method, substeps, adaptive, grid, window
     )
     shape: tuple[int, ...] = (Uw.shape[0], work["a"].size)
     shape = shape if tout is None else (tout.size, *shape)
@@ -542,13 +545,14 @@ def cde_logits(
     output_activation: str | None = None, interpolation: str = "cubic", method: str = "rk4",
     substeps: int = 1, rtol: float = 1e-7, atol: float = 1e-9, first_step: float | None = None,
     max_steps: int = 100000, grid: list[np.ndarray] | None = None,
+    window: tuple[float, float] | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Logits ``z(T_i) P^T + c``, (N, O); the arguments as :func:`cde_solve`."""
     zT = cde_solve(
         params, U, times, field=field, activation=activation,
         output_activation=output_activation, interpolation=interpolation, method=method,
         substeps=substeps, rtol=rtol, atol=atol, first_step=first_step, max_steps=max_steps,
-        grid=grid,
+        grid=grid, window=window,
     )  # fmt: skip
     P, c = (np.asarray(params[key]).astype(zT.dtype, copy=False) for key in ("P", "c"))
     return np.asarray(zT @ P.T + c)
@@ -560,6 +564,7 @@ def cde_loss_and_grad(
     method: str = "rk4", substeps: int = 1, loss: str = "cross_entropy", weight_decay: float = 0.0,
     rtol: float = 1e-7, atol: float = 1e-9, first_step: float | None = None,
     max_steps: int = 100000, grid: list[np.ndarray] | None = None, gradient: str = "discrete",
+    window: tuple[float, float] | None = None,
 ) -> tuple[float, dict[str, np.ndarray], np.ndarray]:  # fmt: skip
     """Data loss of :func:`cde_logits` plus ``weight_decay`` times the squared field arrays,
     and its gradient (grads keyed as ``params``, dU); ``gradient`` as :func:`cde_vjp`, the
@@ -570,7 +575,7 @@ def cde_loss_and_grad(
     opts = _opts(field, activation, output_activation, interpolation)
     adaptive = (rtol, atol, first_step, max_steps)
     work, Uw, samples, _, o = _solved(
-        params, U, times, None, opts, method, substeps, adaptive, grid
+        params, U, times, None, opts, method, substeps, adaptive, grid, window
     )
     zT = np.stack([_forward(work, sample, o)[-1][0] for sample in samples])
     P, c = (np.asarray(params[key]).astype(zT.dtype, copy=False) for key in ("P", "c"))

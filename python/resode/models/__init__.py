@@ -5,7 +5,7 @@ dict of NumPy arrays, ``model.params``, and runs every sweep in the compiled cor
 (``resode._core``).
 
 The package: ``base`` (:class:`Model`, the public protocol), ``resnet``, ``neural_ode``,
-``neural_cde``, ``series`` (the checks of time-series inputs),
+``neural_cde``, ``series`` (the checks of time-series inputs), ``series_predictions``,
 ``params`` (names, shapes, initialisation), ``options`` (the choices and the adaptive options),
 ``problem`` (:class:`Problem`, the core's arguments), ``scores`` (R^2 and the sign
 agreement) and ``metadata`` (what a model records

@@ -8,27 +8,32 @@ from typing import Any, Literal, overload
 import numpy as np
 
 from .. import _core
-from .._typing import ArrayLike, FloatArray, IntArray
+from .._typing import ArrayLike, FloatArray
 from .._validation import (
     as_float_array,
-    as_labels,
     check_choice,
     check_int,
     check_positive,
     resolve_dtype,
 )
 from . import options
-from .base import Model
 from .options import ACTIVATIONS, FIELDS, INTERPOLATIONS, LOSSES, check_cde_method
 from .params import cde_param_shapes, init_cde_params
 from .problem import Problem
-from .scores import is_sign_target, r2_score, sign_agreement
-from .series import as_series, as_times, check_paths, default_output_times
+from .series import (
+    as_series,
+    as_times,
+    as_window,
+    check_paths,
+    default_output_times,
+    observation_window,
+)
+from .series_predictions import SeriesPredictions
 
 __all__ = ["NeuralCDE"]
 
 
-class NeuralCDE(Model):
+class NeuralCDE(SeriesPredictions):
     r"""Neural controlled differential equation: a classifier or regressor of time series.
 
     A sample is a series of observations ``x_k`` (``channels`` values each) at increasing
@@ -84,11 +89,15 @@ class NeuralCDE(Model):
     substeps : int, default 1
         Steps per interval between consecutive observations (fixed-step methods).
     pieces : int, default 1
-        The field's weights are piecewise constant over ``pieces`` equal parts of the
-        observation window ``[min_i t_{i,0}, max_i T_i]`` of the batch passed in (steps also
-        land on their boundaries). With ``pieces > 1`` a sample's result therefore depends on
-        the window of the batch it is evaluated in; give every batch the same window (e.g.
-        shared times and a full last row) to make it independent.
+        The field's weights are piecewise constant over ``pieces`` equal parts of ``window``
+        (steps also land on their boundaries).
+    window : (float, float) or None, default None
+        ``(t_start, t_end)``, the observation window the pieces split. None: with
+        ``pieces > 1``, fixed at the first :func:`resode.fit`, :meth:`loss_and_grad`,
+        :meth:`forward` or :meth:`trajectory` with data, as that data's
+        ``(min_i t_{i,0}, max_i T_i)``; then kept (in ``config`` and the model's file), so a
+        sample's result does not depend on the batch it is in. A sample's knots before
+        ``t_start`` (after ``t_end``) use the first (last) piece.
     rtol, atol, first_step, max_steps : float, float, float, int, optional
         Adaptive methods only (None: docs/guide/adaptive.md's defaults 1e-7, 1e-9, Hairer's
         starting step, 100000 attempted steps per sample).
@@ -108,6 +117,9 @@ class NeuralCDE(Model):
         (pieces, state*channels, state), ``b`` (pieces, state*channels), or ``W1``
         (pieces, hidden, state), ``b1``, ``W2`` (pieces, state*channels, hidden), ``b2``),
         ``P`` (classes, state) and ``c`` (classes,).
+    window : tuple of (float, float) or None
+        The pieces' observation window (None until the first data fixes it; see ``window``
+        above).
 
     Examples
     --------
@@ -137,6 +149,7 @@ class NeuralCDE(Model):
         method: options.Method = "rk4",
         substeps: int = 1,
         pieces: int = 1,
+        window: tuple[float, float] | None = None,
         rtol: float | None = None,
         atol: float | None = None,
         first_step: float | None = None,
@@ -162,6 +175,7 @@ class NeuralCDE(Model):
         self.method = check_cde_method(method)
         self.substeps = check_int("substeps", substeps, 1)
         self.pieces = check_int("pieces", pieces, 1)
+        self.window = None if window is None else as_window(window)
         given = {"rtol": rtol, "atol": atol, "first_step": first_step, "max_steps": max_steps}
         self.solver_options = options.cde_adaptive_options(self.method, given)  # {}: fixed
         self.rtol, self.atol, self.first_step, self.max_steps = given.values()
@@ -226,6 +240,7 @@ class NeuralCDE(Model):
             "method": self.method,
             "substeps": self.substeps,
             "pieces": self.pieces,
+            "window": None if self.window is None else list(self.window),
             **{key: getattr(self, key) for key in ("rtol", "atol", "first_step", "max_steps")},
             "gradient": self.gradient,
             "dtype": self.dtype.name,
@@ -285,8 +300,8 @@ class NeuralCDE(Model):
         -------
         dict of str to object
             ``field``, ``activation``, ``output_activation``, ``interpolation``, ``method``,
-            ``substeps`` and, for an adaptive method, ``rtol``, ``atol``, ``first_step``,
-            ``max_steps`` (what :func:`resode.cdeint` takes as well).
+            ``substeps``, ``window`` and, for an adaptive method, ``rtol``, ``atol``,
+            ``first_step``, ``max_steps`` (what :func:`resode.cdeint` takes as well).
 
         Examples
         --------
@@ -295,7 +310,8 @@ class NeuralCDE(Model):
         'midpoint'
         """
         keys = ("field", "activation", "output_activation", "interpolation", "method", "substeps")
-        return {**{key: getattr(self, key) for key in keys}, **self.solver_options}
+        options = {key: getattr(self, key) for key in keys}
+        return {**options, "window": self.window, **self.solver_options}
 
     def problem(
         self, X: ArrayLike, y: ArrayLike | None = None, times: ArrayLike | None = None
@@ -333,6 +349,7 @@ class NeuralCDE(Model):
         grid = as_times(times, U.shape[0], U.shape[1])
         check_paths(U, grid)
         targets = None if y is None else self._targets(y, U.shape[0])
+        self._fix_window(U, grid)
         flat = y is not None and self.task == "regression" and np.ndim(y) == 1
         args = {**self.core_options(), "loss": self.loss, "weight_decay": self.weight_decay}
         return Problem(X=U, targets=targets, flat_targets=flat, core_args=args, times=grid)
@@ -342,7 +359,16 @@ class NeuralCDE(Model):
 
     def _series(self, U: ArrayLike, times: ArrayLike | None) -> tuple[FloatArray, FloatArray]:
         Uc = as_series(U, self.channels, self.dtype)
-        return Uc, as_times(times, Uc.shape[0], Uc.shape[1])
+        grid = as_times(times, Uc.shape[0], Uc.shape[1])
+        if self.window is None and self.pieces > 1:
+            check_paths(Uc, grid)
+            self._fix_window(Uc, grid)
+        return Uc, grid
+
+    def _fix_window(self, U: FloatArray, times: FloatArray) -> None:
+        """The first data fixes the pieces' window (pieces > 1; see the class docstring)."""
+        if self.window is None and self.pieces > 1:
+            self.window = observation_window(U, times)
 
     # -- public API ----------------------------------------------------------------------------
     def forward(self, U: ArrayLike, times: ArrayLike | None = None) -> FloatArray:
@@ -409,151 +435,34 @@ class NeuralCDE(Model):
                 raise ValueError(f"t must be a 1-d array of times, got shape {out.shape}")
         return _core.cde_solve(self._all_params(), Uc, grid, **self.core_options(), t=out)
 
-    def predict_proba(self, U: ArrayLike, times: ArrayLike | None = None) -> FloatArray:
-        """Return the class probabilities ``softmax(logits)``.
-
-        Parameters
-        ----------
-        U : array_like, shape (N, L, channels)
-            The observations, as in :meth:`forward`.
-        times : array_like, shape (L,) or (N, L), optional
-            As in :meth:`forward`.
-
-        Returns
-        -------
-        numpy.ndarray, shape (N, classes)
-            Each row sums to 1, in the model's dtype.
-
-        Examples
-        --------
-        >>> import numpy as np, resode
-        >>> p = resode.NeuralCDE(2, 3, seed=0).predict_proba(np.ones((4, 5, 2)))
-        >>> bool(np.allclose(p.sum(axis=1), 1.0))
-        True
-        """
-        z = self.forward(U, times)
-        e: np.ndarray = np.exp(z - z.max(axis=1, keepdims=True))
-        return np.asarray(e / e.sum(axis=1, keepdims=True))
-
-    def predict(self, U: ArrayLike, times: ArrayLike | None = None) -> FloatArray | IntArray:
-        """Return the predictions for the series ``U``.
-
-        Parameters
-        ----------
-        U : array_like, shape (N, L, channels)
-            The observations, as in :meth:`forward`.
-        times : array_like, shape (L,) or (N, L), optional
-            As in :meth:`forward`.
-
-        Returns
-        -------
-        numpy.ndarray
-            Classification: the labels ``argmax(logits)``, int64 ``(N,)``. Regression: the
-            outputs ``(N, classes)``, or ``(N,)`` for a 1-output model fitted on ``(N,)``.
-
-        Examples
-        --------
-        >>> import numpy as np, resode
-        >>> resode.NeuralCDE(2, 3, seed=0).predict(np.ones((4, 5, 2))).shape
-        (4,)
-        """
-        z = self.forward(U, times)
-        if self.task == "regression":
-            return np.asarray(z[:, 0]) if self.classes == 1 and self.flat_targets else z
-        return np.asarray(np.argmax(z, axis=1), dtype=np.int64)
-
-    def score(self, U: ArrayLike, y: ArrayLike, times: ArrayLike | None = None) -> float:
-        """Return the accuracy (classification) or R^2 (regression) on ``(U, y)``.
-
-        Parameters
-        ----------
-        U : array_like, shape (N, L, channels)
-            The observations, as in :meth:`forward`.
-        y : array_like
-            Labels ``(N,)`` or one-hot ``(N, classes)`` (compared by argmax); regression
-            targets ``(N, classes)`` (or ``(N,)`` with one output).
-        times : array_like, shape (L,) or (N, L), optional
-            As in :meth:`forward`.
-
-        Returns
-        -------
-        float
-            The fraction of correct labels, or ``1 - SS_res / SS_tot`` averaged over the
-            outputs (scikit-learn's ``r2_score``).
-
-        Examples
-        --------
-        >>> import numpy as np, resode
-        >>> model = resode.NeuralCDE(2, 3, seed=0)
-        >>> U = np.ones((4, 5, 2))
-        >>> model.score(U, model.predict(U))
-        1.0
-        """
-        if self.task == "regression":
-            z = self.forward(U, times)
-            return r2_score(self._targets(y, z.shape[0]), z)
-        pred = self.predict(U, times)
-        labels = np.asarray(y)
-        if labels.ndim == 2 and labels.shape == (pred.shape[0], self.classes):
-            labels = np.argmax(labels, axis=1)
-        if labels.shape != pred.shape:
-            raise ValueError(
-                f"y must have shape {pred.shape} (labels) or {(pred.shape[0], self.classes)} "
-                f"(targets) to match U, got shape {labels.shape}"
-            )
-        return float(np.mean(pred == as_labels(labels, pred.shape[0], self.classes)))
-
-    def sign_accuracy(self, U: ArrayLike, y: ArrayLike, times: ArrayLike | None = None) -> float:
-        """Return the sign agreement of a 1-output model with targets in {-1, +1}.
-
-        Parameters
-        ----------
-        U : array_like, shape (N, L, channels)
-            The observations, as in :meth:`forward`.
-        y : array_like, shape (N,) or (N, 1)
-            Targets, each -1 or +1.
-        times : array_like, shape (L,) or (N, L), optional
-            As in :meth:`forward`.
-
-        Returns
-        -------
-        float
-            The fraction of samples whose output ``z > 0`` exactly when ``y = +1``.
-
-        Raises
-        ------
-        ValueError
-            If the model has more than one output, or ``y`` holds other values.
-
-        Examples
-        --------
-        >>> import numpy as np, resode
-        >>> model = resode.NeuralCDE(2, 3, classes=1, loss="mse", seed=0)
-        >>> 0.0 <= model.sign_accuracy(np.ones((4, 5, 2)), [1, -1, 1, -1]) <= 1.0
-        True
-        """
-        if self.classes != 1:
-            raise ValueError(f"sign_accuracy needs a 1-output model, this one has {self.classes}")
-        if not is_sign_target(y):
-            raise ValueError("sign_accuracy needs targets y in {-1, +1}")
-        z = self.forward(U, times)
-        return sign_agreement(self._targets(y, z.shape[0]), z)
-
     @overload
     def loss_and_grad(
         self, U: ArrayLike, y: ArrayLike, times: ArrayLike | None = ..., *,
-        return_dU: Literal[False] = ...,
+        return_dU: Literal[False] = ..., return_logits: Literal[False] = ...,
     ) -> tuple[float, dict[str, FloatArray]]: ...  # fmt: skip
 
     @overload
     def loss_and_grad(
         self, U: ArrayLike, y: ArrayLike, times: ArrayLike | None = ..., *,
-        return_dU: Literal[True],
+        return_dU: Literal[True], return_logits: Literal[False] = ...,
     ) -> tuple[float, dict[str, FloatArray], FloatArray]: ...  # fmt: skip
 
+    @overload
     def loss_and_grad(
-        self, U: ArrayLike, y: ArrayLike, times: ArrayLike | None = None, *, return_dU: bool = False
-    ) -> tuple[float, dict[str, FloatArray]] | tuple[float, dict[str, FloatArray], FloatArray]:
+        self, U: ArrayLike, y: ArrayLike, times: ArrayLike | None = ..., *,
+        return_dU: Literal[False] = ..., return_logits: Literal[True],
+    ) -> tuple[float, dict[str, FloatArray], FloatArray]: ...  # fmt: skip
+
+    @overload
+    def loss_and_grad(
+        self, U: ArrayLike, y: ArrayLike, times: ArrayLike | None = ..., *,
+        return_dU: Literal[True], return_logits: Literal[True],
+    ) -> tuple[float, dict[str, FloatArray], FloatArray, FloatArray]: ...  # fmt: skip
+
+    def loss_and_grad(
+        self, U: ArrayLike, y: ArrayLike, times: ArrayLike | None = None, *,
+        return_dU: bool = False, return_logits: bool = False,
+    ) -> tuple[Any, ...]:  # fmt: skip
         """Compute the loss and its exact gradient in one call into the core.
 
         Parameters
@@ -568,6 +477,9 @@ class NeuralCDE(Model):
         return_dU : bool, default False
             Also return the gradient with respect to ``U`` (e.g. to train an encoder or an
             imputation model upstream).
+        return_logits : bool, default False
+            Also return the logits the loss was computed from (what :meth:`forward` returns
+            for the same parameters, without another sweep; ``fit`` scores its batches so).
 
         Returns
         -------
@@ -578,6 +490,8 @@ class NeuralCDE(Model):
             Keyed, shaped and typed as ``params``.
         dU : numpy.ndarray, shape (N, L, channels)
             With ``return_dU`` only: ``d loss / d U``, exactly 0 where ``U`` is NaN.
+        logits : numpy.ndarray, shape (N, classes)
+            With ``return_logits`` only (last).
 
         Examples
         --------
@@ -590,11 +504,11 @@ class NeuralCDE(Model):
         """
         Uc, grid = self._series(U, times)
         targets = self._targets(y, Uc.shape[0])
-        loss, grads, dU = _core.cde_loss_and_grad(
+        loss, grads, dU, logits = _core.cde_loss_and_grad(
             self._all_params(), Uc, targets, grid, **self.core_options(),
             loss=self.loss, weight_decay=self.weight_decay, gradient=self.gradient,
+            return_logits=True,
         )  # fmt: skip
         grads = {name: grads[name] for name in self.param_shapes}
-        if return_dU:
-            return float(loss), grads, dU
-        return float(loss), grads
+        extra = ([dU] if return_dU else []) + ([logits] if return_logits else [])
+        return (float(loss), grads, *extra)

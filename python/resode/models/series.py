@@ -16,8 +16,10 @@ __all__ = [
     "add_time_channel",
     "as_series",
     "as_times",
+    "as_window",
     "check_paths",
     "default_output_times",
+    "observation_window",
     "series_lengths",
 ]
 
@@ -57,12 +59,35 @@ def as_times(times: Any, n: int, length: int) -> np.ndarray:
     return arr
 
 
+def as_window(window: Any) -> tuple[float, float]:
+    """``window`` as ``(t_start, t_end)``: two finite numbers, ``t_start < t_end`` (the
+    observation window a neural CDE's pieces split)."""
+    try:
+        bounds = np.asarray(window, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"window must be (t_start, t_end), two numbers, got {window!r}") from None
+    if bounds.shape != (2,) or not np.isfinite(bounds).all() or bounds[0] >= bounds[1]:
+        raise ValueError(
+            f"window must be (t_start, t_end), finite with t_start < t_end, got {window!r}"
+        )
+    return float(bounds[0]), float(bounds[1])
+
+
 def series_lengths(U: np.ndarray) -> np.ndarray:
     """Each sample's length ``L_i`` (int64 ``(N,)``): 1 + its last row with a non-NaN value;
     0 for a sample with none."""
     observed = ~np.isnan(U).all(axis=2)  # (N, L): rows with at least one value
     last = U.shape[1] - np.argmax(observed[:, ::-1], axis=1)
     return np.where(observed.any(axis=1), last, 0).astype(np.int64)
+
+
+def observation_window(U: np.ndarray, times: np.ndarray) -> tuple[float, float]:
+    """``(min_i t_{i,0}, max_i T_i)`` of checked series (:func:`check_paths`): the first
+    time and the end time ``T_i`` (the time of the last observed row) over the samples."""
+    lengths = series_lengths(U)
+    grid = np.broadcast_to(times, U.shape[:2])
+    ends = grid[np.arange(U.shape[0]), lengths - 1]
+    return float(grid[:, 0].min()), float(ends.max())
 
 
 def check_paths(U: np.ndarray, times: np.ndarray, name: str = "U") -> None:

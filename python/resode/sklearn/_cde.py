@@ -106,6 +106,7 @@ class NeuralCDEParams:
             method=p.method,
             substeps=p.substeps,
             pieces=p.pieces,
+            window=p.window,
             rtol=p.rtol,
             atol=p.atol,
             first_step=p.first_step,
@@ -180,6 +181,9 @@ _CDE_HEAD_DOC = """\
     pieces : int, default 1
         The field's weights are piecewise constant over this many equal parts of the
         observation window.
+    window : (float, float) or None, default None
+        That window ``(t_start, t_end)`` on the observation index; None: the training
+        series' own, fixed by ``fit`` (:class:`resode.NeuralCDE`).
     rtol : float or None, default None
         Adaptive methods: the relative tolerance (None: 1e-7).
     atol : float or None, default None
@@ -256,6 +260,7 @@ class NeuralCDEClassifier(NeuralCDEParams, ResodeClassifier):
         method: Method = "rk4",
         substeps: int = 1,
         pieces: int = 1,
+        window: tuple[float, float] | None = None,
         rtol: float | None = None,
         atol: float | None = None,
         first_step: float | None = None,
@@ -322,6 +327,7 @@ class NeuralCDERegressor(NeuralCDEParams, ResodeRegressor):
         method: Method = "rk4",
         substeps: int = 1,
         pieces: int = 1,
+        window: tuple[float, float] | None = None,
         rtol: float | None = None,
         atol: float | None = None,
         first_step: float | None = None,

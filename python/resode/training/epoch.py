@@ -20,6 +20,7 @@ __all__ = [
     "epoch_order",
     "grad_norm",
     "own_params",
+    "prediction_stats",
     "run_adaptive_epoch",
     "run_epoch",
 ]
@@ -93,7 +94,7 @@ def run_epoch(
     The outcome dict: ``batches``, ``steps``, ``loss_sum`` (the batch losses times the batch
     sizes), ``norm_sum``, ``failure`` (None, ``"sweep"`` or ``"update"``) and, from the
     batches' own forward sweeps, ``correct`` and ``sse`` (see :func:`batch_scores`); an
-    adaptive model's outcome has no ``correct``. An adaptive model, a
+    adaptive neural ODE's outcome has no ``correct``. An adaptive model, a
     :class:`resode.NeuralCDE` and a neural ODE with inputs (``data.u``) train batch by batch
     (:func:`run_adaptive_epoch`)."""
     if model.adaptive or isinstance(model, NeuralCDE) or data.u is not None:
@@ -138,16 +139,29 @@ def run_adaptive_epoch(
     """The epoch of an adaptive-step model, a neural CDE or a neural ODE with inputs: the loop
     :func:`run_epoch` describes, one ``model.loss_and_grad`` per batch (a batch's rows of the
     inputs ``u`` and its per-sample times go with it, ``Problem.rows``;
-    the update in the core through :meth:`Optimizer.step`), with the same outcome dict but no
-    ``correct`` (the batches' predictions are not returned). ``fixed_projection`` freezes
-    ``P`` and ``c``; every other parameter is trained."""
+    the update in the core through :meth:`Optimizer.step`), with the same outcome dict. A neural
+    CDE's has ``correct`` and ``sse`` too, from the logits its ``loss_and_grad`` returns
+    (:func:`prediction_stats`); the neural ODE's adaptive and input-driven sweeps do not
+    return theirs (no ``correct``). ``fixed_projection`` freezes ``P`` and ``c``; every other
+    parameter is trained."""
     outcome: dict[str, Any] = {"failure": None, "loss_sum": 0.0, "norm_sum": 0.0, "batches": 0}
+    if isinstance(model, NeuralCDE):
+        outcome.update(correct=0, sse=np.zeros(0))
     trained = [k for k in model.param_shapes if not (fixed_projection and k in ("P", "c"))]
     for start in range(0, len(order), batch):
         rows = order[start : start + batch]
         part = data.rows(rows)
+        targets = part.require_targets()
         try:
-            loss, grads = model.loss_and_grad(part.X, part.require_targets(), **part.inputs())
+            if isinstance(model, NeuralCDE):
+                loss, grads, logits = model.loss_and_grad(
+                    part.X, targets, part.times, return_logits=True
+                )
+                correct, sse = prediction_stats(logits, targets, model.loss)
+                outcome["correct"] += correct
+                outcome["sse"] = sse if start == 0 else outcome["sse"] + sse
+            else:
+                loss, grads = model.loss_and_grad(part.X, targets, **part.inputs())
         except DIVERGENCES as exc:
             step, t = getattr(exc, "step", -1), getattr(exc, "t", 0.0)
             outcome.update(failure="sweep", message=str(exc), step=step, time=t, error=exc)
@@ -166,6 +180,19 @@ def run_adaptive_epoch(
         outcome["norm_sum"] += grad_norm(grads)
         outcome["batches"] += 1
     return outcome
+
+
+def prediction_stats(logits: np.ndarray, targets: np.ndarray, loss: str) -> tuple[int, np.ndarray]:
+    """A batch's ``(correct, sse)`` from its logits ``(n, classes)``, as the core's fused epoch
+    counts them (``block_prediction_stats`` in cpp/resode/losses.hpp): cross-entropy, the
+    correct argmax (the first maximum), ``sse`` empty; mse, the squared errors per output
+    (float64) and, with one output, the sign agreement ``(z > 0) == (y > 0)``."""
+    if loss == "cross_entropy":
+        return int(np.sum(np.argmax(logits, axis=1) == targets)), np.zeros(0)
+    z, y = np.asarray(logits, dtype=np.float64), np.asarray(targets, dtype=np.float64)
+    sse = np.sum((z - y) ** 2, axis=0)
+    correct = int(np.sum((logits > 0) == (targets > 0))) if logits.shape[1] == 1 else 0
+    return correct, sse
 
 
 def batch_scores(

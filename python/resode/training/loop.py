@@ -165,9 +165,9 @@ def fit(
         deviations of the training targets from their mean. No extra sweep. ``"exact"``: the
         model's score on the whole training set with the parameters at the end of the epoch
         (one more forward sweep over ``X`` per epoch). The ``loss`` column is the batches'
-        mean in both; an adaptive-step model's, a neural CDE's and a neural ODE with inputs'
-        training score is always ``"exact"``'s (their per-batch sweeps do not return their
-        predictions). The parameters are the same.
+        mean in both; an adaptive-step model's and a neural ODE with inputs' training score is
+        always ``"exact"``'s (their per-batch sweeps do not return their predictions; a neural
+        CDE's do). The parameters are the same.
     bound : float or None
         After every step, rescale each piece's field parameters so that
         ``sum|W_k| + sum|b_k| <= bound`` (bottleneck: ``W1_k, b1_k, W2_k, b2_k`` together);
@@ -369,7 +369,7 @@ def _scores(run: _Run, outcome: dict[str, Any]) -> dict[str, float]:
     """The score columns: training (from the batches, or an end-of-epoch pass), then
     validation (an end-of-epoch pass)."""
     model, data, val = run.model, run.data, run.validation
-    if run.train_metrics == "batches" and "correct" in outcome:  # adaptive models: no counts
+    if run.train_metrics == "batches" and "correct" in outcome:  # adaptive ODEs: no counts
         train = [c for c in run.columns if not c.startswith("val_")]
         out = batch_scores(outcome, data.X.shape[0], train, run.spread)
     else:
