@@ -230,6 +230,24 @@ void multiply_by_slope(index_t n, const T* a, const T* g, T* out) {
   });
 }
 
+// The same two over `rows` rows of `count` entries each, row stride ld (the active columns of a
+// feature-major block, cde_field.hpp), in one dispatch.
+template <class Act, class T>
+void activate(index_t rows, index_t count, index_t ld, const T* z, T* out) {
+  dispatch([&]() RESODE_KERNEL {
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t i = 0; i < count; ++i) out[r * ld + i] = Act::value(z[r * ld + i]);
+  });
+}
+template <class Act, class T>
+void multiply_by_slope(index_t rows, index_t count, index_t ld, const T* a, const T* g, T* out) {
+  dispatch([&]() RESODE_KERNEL {
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t i = 0; i < count; ++i)
+        out[r * ld + i] = g[r * ld + i] * Act::deriv_of_value(a[r * ld + i]);
+  });
+}
+
 // out[i] = sigma'(z[i]).
 template <class Act, class T>
 void derivative(index_t n, const T* z, T* out) {

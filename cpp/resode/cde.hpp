@@ -429,13 +429,14 @@ struct CdeWork {
     logits = take(classes), logits_bar = take(classes);
     std::copy(Z, Z + stages, own_Z), std::copy(F, F + stages, own_F);
     std::copy(cache, cache + stages, own_cache);
+    if (gradient && accumulates_w2_transposed(f)) w2t.resize(std::size_t(f.pieces * f.w2_size()));
     if (gradient && plan.stage_tape > 0) {
       stage_memory = Buffer<T>(plan.stage_tape);
       stage_size = plan.stage_tape;
     }
     const auto grid_size = std::size_t(plan.max_steps * cap);
     tau.resize(grid_size), h.resize(grid_size), interval.resize(grid_size);
-    piece.resize(std::size_t(plan.max_steps));
+    piece.resize(std::size_t(plan.max_steps)), first_active.resize(std::size_t(plan.max_steps));
     out_state.resize(std::size_t(pb.out_count * cap));
     times.resize(std::size_t(cap)), length.resize(std::size_t(cap));
     weights.resize(std::size_t(stages * cap));
@@ -446,6 +447,9 @@ struct CdeWork {
   // time r reads state out_state[r * n + s] of column s.
   std::vector<double> tau, h;
   std::vector<index_t> interval, piece, out_state;
+  // Per step: the first active column (setup_block); the columns before it have finished (the
+  // block's samples are sorted by their number of steps) and are left as they are.
+  std::vector<index_t> first_active;
   std::vector<const double*> times;  // per column: its sample's times
   std::vector<index_t> length;       // per column: its sample's observed rows
   std::vector<PathWeights> weights;  // per stage and column of the current step (i * n + s)
@@ -453,6 +457,7 @@ struct CdeWork {
   std::vector<FillWeight> fill;
   Buffer<T> memory;
   Buffer<T> stage_memory;  // the stage tape of a block (CdeStageTape layout), gradient only
+  std::vector<T> w2t;      // the block's dW2^T where accumulates_w2_transposed (cde_field.hpp)
   index_t stage_size = 0;  // its elements
   T *x, *xbar, *d, *dbar, *tape, *kbar, *Fbar, *hbar, *dXbar, *zbar, *logits, *logits_bar;
   T* Z[Tableau::max_stages] = {};  // Z[0] aliases the step's state during a step
@@ -534,16 +539,27 @@ void setup_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const CdeBlock
         w.d[(k * C + c) * n + s] = (w.x[((k + 1) * C + c) * n + s] - w.x[(k * C + c) * n + s]) / dt;
     }
   }
+  // The active columns of step j: from the first with h > 0, widened to whole 64-byte vectors
+  // (the idle columns this adds step with a zero increment, as all did before): a count the
+  // GEMM tiles cover without their half-width and scalar edges.
+  constexpr index_t lanes = index_t(64 / sizeof(T));
+  for (index_t j = 0; j < blk.steps; ++j) {
+    index_t s = 0;
+    while (s + 1 < n && w.h[std::size_t(j * n + s)] == 0.0) ++s;
+    const index_t count = (n - s + lanes - 1) / lanes * lanes;
+    w.first_active[std::size_t(j)] = std::max<index_t>(n - count, 0);
+  }
 }
 
-// The control increments dX_i (C x n) = h dX/dt(tau + node h) of stage i of step j, each column
-// on its own path interval (zero in idle steps); their weights stay in w.weights for the VJP.
+// The control increments dX_i (C x n) = h dX/dt(tau + node h) of stage i of step j on the active
+// columns, each on its own path interval (zero in idle steps); their weights stay in w.weights
+// for the VJP.
 template <class T>
-void control_increments(const CdeProblem<T>& pb, index_t j, int i, double node, index_t n,
+void control_increments(const CdeProblem<T>& pb, index_t j, int i, double node, Columns cols,
                         CdeWork<T>& w) {
-  const index_t C = pb.C;
+  const index_t C = pb.C, n = cols.n;
   T* dX = w.dX[i];
-  for (index_t s = 0; s < n; ++s) {
+  for (index_t s = cols.begin; s < n; ++s) {
     const auto at = std::size_t(j * n + s);
     PathWeights& pw = w.weights[std::size_t(i * n + s)];
     const double h = w.h[at];
@@ -581,6 +597,19 @@ void combine_terms(index_t n, T base_scale, const T* base, const CdeTerms<T>& t,
     combine(n, T(1), out, std::min(t.count - m, 4), t.coef + m, t.vec + m, out);
 }
 
+// combine_terms on the active columns of `rows` rows (one pass per row unless all are active).
+template <class T>
+void combine_terms(index_t rows, Columns cols, T base_scale, const T* base, const CdeTerms<T>& t,
+                   T* out) {
+  if (cols.all()) return combine_terms(rows * cols.n, base_scale, base, t, out);
+  for (index_t r = 0; r < rows; ++r) {
+    const index_t at = r * cols.n + cols.begin;
+    CdeTerms<T> row = t;
+    for (int m = 0; m < t.count; ++m) row.vec[m] = t.vec[m] + at;
+    combine_terms(cols.count(), base_scale, base + at, row, out + at);
+  }
+}
+
 // The node c_i = sum_{l<i} a_il of stage i (summed in that order).
 inline double stage_node(const Tableau& tab, int i) {
   double node = 0.0;
@@ -588,38 +617,42 @@ inline double stage_node(const Tableau& tab, int i) {
   return node;
 }
 
-// The stages of step j from its state z (S x n), with the step size folded into the control
-// increments: K_i = G(Z_i) dX_i, Z_i = z + sum_{l<i} a_il K_l.
+// The stages of step j from its state z (S x n) on the active columns, with the step size
+// folded into the control increments: K_i = G(Z_i) dX_i, Z_i = z + sum_{l<i} a_il K_l.
 template <class T>
-void cde_stages(const CdeProblem<T>& pb, index_t j, index_t n, const T* z, CdeWork<T>& w) {
-  const index_t S = pb.field.S, C = pb.C, len = S * n;
+void cde_stages(const CdeProblem<T>& pb, index_t j, Columns cols, const T* z, CdeWork<T>& w) {
+  const index_t S = pb.field.S, C = pb.C;
   const Tableau& tab = pb.tab;
   w.Z[0] = const_cast<T*>(z);  // read only
   for (int i = 0; i < tab.stages; ++i) {
     if (i > 0) {
       CdeTerms<T> terms;
       for (int l = 0; l < i; ++l) terms.add(tab.a[i][l], w.K[l]);
-      combine_terms(len, T(1), z, terms, w.Z[i]);
+      combine_terms(S, cols, T(1), z, terms, w.Z[i]);
     }
-    cde_field_eval(pb.field, w.piece[std::size_t(j)], n, w.Z[i], w.F[i], w.cache[i]);
-    control_increments(pb, j, i, stage_node(tab, i), n, w);
-    contract_channels(S, C, n, w.F[i], w.dX[i], w.K[i]);
+    cde_field_eval(pb.field, w.piece[std::size_t(j)], cols, w.Z[i], w.F[i], w.cache[i]);
+    control_increments(pb, j, i, stage_node(tab, i), cols, w);
+    contract_channels(S, C, cols, w.F[i], w.dX[i], w.K[i]);
   }
 }
 
-// z_next = z + sum_i b_i K_i after cde_stages.
+// z_next = z + sum_i b_i K_i after cde_stages; the idle columns' states are carried over.
 template <class T>
-void cde_update(const CdeProblem<T>& pb, index_t n, const T* z, const CdeWork<T>& w, T* z_next) {
+void cde_update(const CdeProblem<T>& pb, Columns cols, const T* z, const CdeWork<T>& w,
+                T* z_next) {
   CdeTerms<T> terms;
   for (int i = 0; i < pb.tab.stages; ++i) terms.add(pb.tab.b[i], w.K[i]);
-  combine_terms(pb.field.S * n, T(1), z, terms, z_next);
+  combine_terms(pb.field.S, cols, T(1), z, terms, z_next);
+  for (index_t d = 0; d < pb.field.S; ++d)
+    std::copy(z + d * cols.n, z + d * cols.n + cols.begin, z_next + d * cols.n);
 }
 
 // dbar += the transpose of control_increments applied to dXbar (stage i of step j).
 template <class T>
-void control_increments_vjp(const CdeProblem<T>& pb, index_t j, int i, index_t n, CdeWork<T>& w) {
-  const index_t C = pb.C;
-  for (index_t s = 0; s < n; ++s) {
+void control_increments_vjp(const CdeProblem<T>& pb, index_t j, int i, Columns cols,
+                            CdeWork<T>& w) {
+  const index_t C = pb.C, n = cols.n;
+  for (index_t s = cols.begin; s < n; ++s) {
     const double h = w.h[std::size_t(j * n + s)];
     if (h == 0.0) continue;
     const PathWeights& pw = w.weights[std::size_t(i * n + s)];
@@ -638,22 +671,22 @@ void control_increments_vjp(const CdeProblem<T>& pb, index_t j, int i, index_t n
 //   kbar_i = b_i zbar + sum_{m>i} a_mi Y_m,  (Fbar_i, dXbar_i) = contraction^T kbar_i,
 //   Y_i = J_i^T Fbar_i,  dbar += control_increments^T dXbar_i,  zbar_j = zbar + sum_i Y_i
 template <class T>
-void cde_step_vjp(const CdeProblem<T>& pb, index_t j, index_t n, CdeWork<T>& w, T* zbar,
+void cde_step_vjp(const CdeProblem<T>& pb, index_t j, Columns cols, CdeWork<T>& w, T* zbar,
                   T* grads) {
-  const index_t S = pb.field.S, C = pb.C, len = S * n;
+  const index_t S = pb.field.S, C = pb.C;
   const Tableau& tab = pb.tab;
   for (int i = tab.stages - 1; i >= 0; --i) {
     CdeTerms<T> later;
     for (int m = i + 1; m < tab.stages; ++m) later.add(tab.a[m][i], w.Y[m]);
-    combine_terms(len, T(tab.b[i]), zbar, later, w.kbar);
-    contract_channels_vjp(S, C, n, w.F[i], w.dX[i], w.kbar, w.Fbar, w.dXbar);
-    control_increments_vjp(pb, j, i, n, w);
-    cde_field_vjp(pb.field, w.piece[std::size_t(j)], n, w.Z[i], w.F[i], w.cache[i], w.Fbar,
-                  w.Y[i], grads, w.hbar);
+    combine_terms(S, cols, T(tab.b[i]), zbar, later, w.kbar);
+    contract_channels_vjp(S, C, cols, w.F[i], w.dX[i], w.kbar, w.Fbar, w.dXbar);
+    control_increments_vjp(pb, j, i, cols, w);
+    cde_field_vjp(pb.field, w.piece[std::size_t(j)], cols, w.Z[i], w.F[i], w.cache[i], w.Fbar,
+                  w.Y[i], grads, w.hbar, w.w2t.empty() ? nullptr : w.w2t.data());
   }
   CdeTerms<T> all;
   for (int i = 0; i < tab.stages; ++i) all.add(1.0, w.Y[i]);
-  combine_terms(len, T(1), zbar, all, zbar);
+  combine_terms(S, cols, T(1), zbar, all, zbar);
 }
 
 // The first column of z (S x n) that is not finite.
@@ -690,8 +723,9 @@ bool cde_forward_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const Cd
   for (index_t j = 0; j < blk.steps; ++j) {
     T* next = w.tape + (keep ? j + 1 : (j + 1) % 2) * len;
     if (stage_tape) point_stages(pb, j, n, w);
-    cde_stages(pb, j, n, z, w);
-    cde_update(pb, n, z, w, next);
+    const Columns cols{w.first_active[std::size_t(j)], n};
+    cde_stages(pb, j, cols, z, w);
+    cde_update(pb, cols, z, w, next);
     if (!all_finite(len, next)) return failed(j, next);
     z = next;
     on_state(j + 1, static_cast<const T*>(z));
@@ -709,19 +743,22 @@ void cde_reverse_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const Cd
   const index_t S = pb.field.S, C = pb.C, n = blk.n, len = S * n, Lm = plan.max_length;
   T* zbar = w.zbar;
   std::fill(w.dbar, w.dbar + (Lm - 1) * C * n, T(0));
+  std::fill(w.w2t.begin(), w.w2t.end(), T(0));
   const bool stage_tape = has_stage_tape(pb, blk, w);
   for (index_t j = blk.steps - 1; j >= 0; --j) {
+    const Columns cols{w.first_active[std::size_t(j)], n};
     if (stage_tape) {  // the forward's stages: only the control increments are recomputed
       point_stages(pb, j, n, w);
       w.Z[0] = w.tape + j * len;
       for (int i = 0; i < pb.tab.stages; ++i)
-        control_increments(pb, j, i, stage_node(pb.tab, i), n, w);
+        control_increments(pb, j, i, stage_node(pb.tab, i), cols, w);
     } else {
-      cde_stages(pb, j, n, w.tape + j * len, w);
+      cde_stages(pb, j, cols, w.tape + j * len, w);
     }
-    cde_step_vjp(pb, j, n, w, zbar, grads);
+    cde_step_vjp(pb, j, cols, w, zbar, grads);
     add_cotangent(j, zbar);
   }
+  if (!w.w2t.empty()) fold_transposed_w2(pb.field, w.w2t.data(), grads);
   // z_0 = A x_0 + a: dA += zbar x_0^T, da += zbar 1, xbar_0 = A^T zbar
   T* dA = grads + pb.field.size();
   T* da = dA + S * C;

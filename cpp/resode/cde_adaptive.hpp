@@ -71,8 +71,8 @@ void cde_adaptive_stage(const CdeProblem<T>& pb, const double* t, index_t k, ind
   for (index_t c = 0; c < C; ++c)
     w.dX[std::size_t(c)] =
         hb * w.d[std::size_t(k * C + c)] + ha * w.d[std::size_t(pw.prev * C + c)];
-  cde_field_eval(pb.field, piece, 1, Z, w.F.data(), w.cache.data());
-  contract_channels(S, C, 1, w.F.data(), w.dX.data(), K);
+  cde_field_eval(pb.field, piece, Columns{0, 1}, Z, w.F.data(), w.cache.data());
+  contract_channels(S, C, Columns{0, 1}, w.F.data(), w.dX.data(), K);
 }
 
 // The path of sample i (len observed rows) into w.x, w.d.

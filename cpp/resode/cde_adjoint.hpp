@@ -111,13 +111,13 @@ void cde_sample_adjoint(const CdeProblem<T>& pb, index_t i, index_t len, CdeAdjo
       // Kz_s = G(Z_s) h v(tau + h - c_s h); its VJP with A_s: Fbar = A_s (x) h v, h G^T A_s
       cde_adaptive_stage(pb, t, st.interval, st.piece, st.tau + st.h, -node, st.h,
                          w.Z[s].data(), w.fw, w.Kz[s].data());
-      contract_channels_vjp(S, C, 1, w.fw.F.data(), w.fw.dX.data(), w.Aa[s].data(),
+      contract_channels_vjp(S, C, Columns{0, 1}, w.fw.F.data(), w.fw.dX.data(), w.Aa[s].data(),
                             w.Fbar.data(), w.dXbar.data());
       const double b = tab.b[s];
       if (b != 0.0) {  // the quadratures, weight b_s (h is in dX)
         for (auto& f : w.Fbar) f *= T(b);
-        cde_field_vjp(pb.field, st.piece, 1, w.Z[s].data(), w.fw.F.data(), w.fw.cache.data(),
-                      w.Fbar.data(), w.Ka[s].data(), acc, w.hbar.data());
+        cde_field_vjp(pb.field, st.piece, Columns{0, 1}, w.Z[s].data(), w.fw.F.data(),
+                      w.fw.cache.data(), w.Fbar.data(), w.Ka[s].data(), acc, w.hbar.data());
         const T inv = T(1.0 / b);
         for (auto& k : w.Ka[s]) k *= inv;
         const PathWeights pw = path_weights(pb.interpolation, st.interval, t[st.interval],
@@ -128,8 +128,9 @@ void cde_sample_adjoint(const CdeProblem<T>& pb, index_t i, index_t len, CdeAdjo
           if (pw.alpha != 0.0) w.dbar[std::size_t(pw.prev * C + c)] += ha * w.dXbar[std::size_t(c)];
         }
       } else {  // J^T A_s only: the parameter cotangents land in scratch
-        cde_field_vjp(pb.field, st.piece, 1, w.Z[s].data(), w.fw.F.data(), w.fw.cache.data(),
-                      w.Fbar.data(), w.Ka[s].data(), w.scratch_grads.data(), w.hbar.data());
+        cde_field_vjp(pb.field, st.piece, Columns{0, 1}, w.Z[s].data(), w.fw.F.data(),
+                      w.fw.cache.data(), w.Fbar.data(), w.Ka[s].data(), w.scratch_grads.data(),
+                      w.hbar.data());
       }
     }
     for (int s = 0; s < tab.stages; ++s) {

@@ -56,20 +56,90 @@ struct CdeField {
 
 namespace detail {
 
-// sigma(x) and g * sigma'(from sigma(x)) for a runtime activation (the heavy code is not
-// compiled once per activation: only these elementwise kernels are).
+// The columns [begin, n) of a feature-major block of n columns (row stride n): the samples
+// still stepping. (cde.hpp sorts a block's samples by their number of steps, so those that have
+// finished form a prefix; the kernels below read and write only the active columns.)
+struct Columns {
+  index_t begin = 0, n = 0;
+  index_t count() const { return n - begin; }
+  bool all() const { return begin == 0; }
+};
+
+// sigma(x) and g * sigma'(from sigma(x)) on the active columns of `rows` rows, for a runtime
+// activation (the heavy code is not compiled once per activation: only these elementwise
+// kernels are). Pointers are to the block's first column.
 template <class T>
-void apply_activation(Activation act, index_t n, const T* x, T* out) {
-  with_activation(act, [&](auto A) { activate<decltype(A)>(n, x, out); });
+void apply_activation(Activation act, index_t rows, Columns cols, const T* x, T* out) {
+  with_activation(act, [&](auto A) {
+    using Act = decltype(A);
+    if (cols.all()) return activate<Act>(rows * cols.n, x, out);
+    activate<Act>(rows, cols.count(), cols.n, x + cols.begin, out + cols.begin);
+  });
 }
 template <class T>
-void apply_slope(Activation act, index_t n, const T* value, const T* g, T* out) {
-  with_activation(act, [&](auto A) { multiply_by_slope<decltype(A)>(n, value, g, out); });
+void apply_slope(Activation act, index_t rows, Columns cols, const T* value, const T* g, T* out) {
+  with_activation(act, [&](auto A) {
+    using Act = decltype(A);
+    if (cols.all()) return multiply_by_slope<Act>(rows * cols.n, value, g, out);
+    const index_t b = cols.begin;
+    multiply_by_slope<Act>(rows, cols.count(), cols.n, value + b, g + b, out + b);
+  });
 }
 
-// F = F_k(z) (O x n) for a block z (S x n); `cache` (cache_rows x n) for cde_field_vjp.
+// M = W X + bias 1^T (M: rows x n, W: rows x k, X: k x n) on the active columns.
 template <class T>
-void cde_field_eval(const CdeField<T>& f, index_t k, index_t n, const T* z, T* F, T* cache) {
+void affine(index_t rows, index_t k, Columns cols, const T* W, const T* bias, const T* X, T* M) {
+  const index_t b = cols.begin;
+  gemm(rows, cols.count(), k, T(1), W, k, index_t(1), X + b, cols.n, M + b, cols.n, false, bias);
+}
+
+// Xbar (k x n) = W^T G (W: rows x k, G: rows x n) on the active columns.
+template <class T>
+void affine_transpose(index_t rows, index_t k, Columns cols, const T* W, const T* G, T* Xbar) {
+  const index_t b = cols.begin;
+  gemm(k, cols.count(), rows, T(1), W, index_t(1), k, G + b, cols.n, Xbar + b, cols.n, false);
+}
+
+// out (p x q, row stride ldo) += A B^T and sums (p) += A 1 over the active columns of A (p x n)
+// and B (q x n), B the narrow side: B^T (count x q) is formed once and the register-tiled GEMM
+// runs with A as its broadcast side (gemm_abt's dot products would pay one horizontal sum per
+// output for only count / lanes vector products). Fewer columns than a vector: gemm_abt.
+template <class T>
+void add_products(index_t p, index_t q, Columns cols, const T* A, const T* B, T* out,
+                  index_t ldo, T* sums) {
+  const index_t b = cols.begin, m = cols.count(), ld = cols.n;
+  if (m < lanes<T, 32>) {
+    gemm_abt(p, q, m, T(1), A + b, ld, B + b, ld, out, ldo);
+  } else {
+    T* Bt = transpose_buffer<T>(m * q);
+    transpose(q, m, B + b, ld, Bt, q);
+    gemm_kernels(p, q, m, T(1), A + b, ld, index_t(1), Bt, q, out, ldo, true);
+  }
+  if (sums) row_sums(p, m, T(1), A + b, ld, sums);
+}
+
+// Whether the bottleneck's dW2 (S*C x H) is accumulated transposed, as dW2^T += a Fbar^T, in a
+// (K, H, S*C) scratch (transposing the narrower Fbar instead of the hidden units each stage);
+// fold_transposed_w2 adds it into the gradient.
+template <class T>
+bool accumulates_w2_transposed(const CdeField<T>& f) {
+  return f.bottleneck() && f.out() < f.H;
+}
+template <class T>
+void fold_transposed_w2(const CdeField<T>& f, const T* w2t, T* grads) {
+  const index_t O = f.out(), H = f.H;
+  for (index_t k = 0; k < f.pieces; ++k) {
+    T* dW2 = grads + f.w2_offset() + k * f.w2_size();
+    const T* t = w2t + k * f.w2_size();
+    for (index_t o = 0; o < O; ++o)
+      for (index_t h = 0; h < H; ++h) dW2[o * H + h] += t[h * O + o];
+  }
+}
+
+// F = F_k(z) (O x n) for a block z (S x n); `cache` (cache_rows x n) for cde_field_vjp. Only
+// the active columns are read and written.
+template <class T>
+void cde_field_eval(const CdeField<T>& f, index_t k, Columns cols, const T* z, T* F, T* cache) {
   const index_t S = f.S, O = f.out(), H = f.H;
   const T* W1 = f.W1 + k * f.w1_size();
   const T* b1 = f.b1 + k * f.b1_size();
@@ -77,79 +147,88 @@ void cde_field_eval(const CdeField<T>& f, index_t k, index_t n, const T* z, T* F
   switch (f.kind) {
     case FieldKind::outside: {  // a = sigma(W z + b), F = rho(a) (a kept only with rho)
       T* a = rho ? cache : F;
-      affine(O, S, n, W1, b1, z, a);
-      apply_activation(f.activation, O * n, a, a);
-      if (rho) apply_activation(f.output_activation, O * n, a, F);
+      affine(O, S, cols, W1, b1, z, a);
+      apply_activation(f.activation, O, cols, a, a);
+      if (rho) apply_activation(f.output_activation, O, cols, a, F);
       return;
     }
     case FieldKind::inside:  // s = sigma(z), F = rho(W s + b)
-      apply_activation(f.activation, S * n, z, cache);
-      affine(O, S, n, W1, b1, cache, F);
+      apply_activation(f.activation, S, cols, z, cache);
+      affine(O, S, cols, W1, b1, cache, F);
       break;
     case FieldKind::bottleneck:  // a = sigma(W1 z + b1), F = rho(W2 a + b2)
-      affine(H, S, n, W1, b1, z, cache);
-      apply_activation(f.activation, H * n, cache, cache);
-      affine(O, H, n, f.W2 + k * f.w2_size(), f.b2 + k * f.b2_size(), cache, F);
+      affine(H, S, cols, W1, b1, z, cache);
+      apply_activation(f.activation, H, cols, cache, cache);
+      affine(O, H, cols, f.W2 + k * f.w2_size(), f.b2 + k * f.b2_size(), cache, F);
       break;
   }
-  if (rho) apply_activation(f.output_activation, O * n, F, F);
+  if (rho) apply_activation(f.output_activation, O, cols, F, F);
 }
 
 // zbar (S x n) = (dF/dz)^T Fbar and grads += (dF/dtheta_k)^T Fbar at the point of the last
-// cde_field_eval (its F and cache). Fbar is used as scratch; hbar (H x n) too (bottleneck).
+// cde_field_eval (its F and cache), on the active columns. Fbar is used as scratch; hbar
+// (H x n) too (bottleneck). With w2t (accumulates_w2_transposed) the bottleneck's dW2 goes
+// there, transposed.
 template <class T>
-void cde_field_vjp(const CdeField<T>& f, index_t k, index_t n, const T* z, const T* F,
-                   const T* cache, T* Fbar, T* zbar, T* grads, T* hbar) {
+void cde_field_vjp(const CdeField<T>& f, index_t k, Columns cols, const T* z, const T* F,
+                   const T* cache, T* Fbar, T* zbar, T* grads, T* hbar, T* w2t = nullptr) {
   const index_t S = f.S, O = f.out(), H = f.H;
   const T* W1 = f.W1 + k * f.w1_size();
   T* dW1 = grads + k * f.w1_size();
   T* db1 = grads + f.b1_offset() + k * f.b1_size();
   const bool rho = f.has_output_activation;
-  if (rho) apply_slope(f.output_activation, O * n, F, Fbar, Fbar);  // back through rho
+  if (rho) apply_slope(f.output_activation, O, cols, F, Fbar, Fbar);  // back through rho
   switch (f.kind) {
     case FieldKind::outside:  // g = Fbar sigma'; dW += g z^T; db += g 1; zbar = W^T g
-      apply_slope(f.activation, O * n, rho ? cache : F, Fbar, Fbar);
-      affine_param_grads(O, S, n, n, T(1), Fbar, z, dW1, db1);
-      affine_transpose(O, S, n, W1, Fbar, zbar);
+      apply_slope(f.activation, O, cols, rho ? cache : F, Fbar, Fbar);
+      add_products(O, S, cols, Fbar, z, dW1, S, db1);
+      affine_transpose(O, S, cols, W1, Fbar, zbar);
       return;
     case FieldKind::inside:  // dW += Fbar s^T; db += Fbar 1; zbar = (W^T Fbar) sigma'(z)
-      affine_param_grads(O, S, n, n, T(1), Fbar, cache, dW1, db1);
-      affine_transpose(O, S, n, W1, Fbar, zbar);
-      apply_slope(f.activation, S * n, cache, zbar, zbar);
+      add_products(O, S, cols, Fbar, cache, dW1, S, db1);
+      affine_transpose(O, S, cols, W1, Fbar, zbar);
+      apply_slope(f.activation, S, cols, cache, zbar, zbar);
       return;
-    case FieldKind::bottleneck: {
-      T* dW2 = grads + f.w2_offset() + k * f.w2_size();
+    case FieldKind::bottleneck: {  // dW2 += Fbar a^T, hbar = (W2^T Fbar) sigma', dW1 += hbar z^T
       T* db2 = grads + f.b2_offset() + k * f.b2_size();
-      affine_param_grads(O, H, n, n, T(1), Fbar, cache, dW2, db2);
-      affine_transpose(O, H, n, f.W2 + k * f.w2_size(), Fbar, hbar);
-      apply_slope(f.activation, H * n, cache, hbar, hbar);
-      affine_param_grads(H, S, n, n, T(1), hbar, z, dW1, db1);
-      affine_transpose(H, S, n, W1, hbar, zbar);
+      if (w2t) {
+        add_products(H, O, cols, cache, Fbar, w2t + k * f.w2_size(), O, static_cast<T*>(nullptr));
+        row_sums(O, cols.count(), T(1), Fbar + cols.begin, cols.n, db2);
+      } else {
+        add_products(O, H, cols, Fbar, cache, grads + f.w2_offset() + k * f.w2_size(), H, db2);
+      }
+      affine_transpose(O, H, cols, f.W2 + k * f.w2_size(), Fbar, hbar);
+      apply_slope(f.activation, H, cols, cache, hbar, hbar);
+      add_products(H, S, cols, hbar, z, dW1, S, db1);
+      affine_transpose(H, S, cols, W1, hbar, zbar);
       return;
     }
   }
 }
 
-// g (S x n): g_d = sum_c F_{d*C+c} dX_c for F (S*C x n) and dX (C x n).
+// g (S x n): g_d = sum_c F_{d*C+c} dX_c for F (S*C x n) and dX (C x n), active columns.
 template <class T>
-void contract_channels(index_t S, index_t C, index_t n, const T* F, const T* dX, T* g) {
+void contract_channels(index_t S, index_t C, Columns cols, const T* F, const T* dX, T* g) {
+  const index_t n = cols.n, b = cols.begin;
   dispatch([&]() RESODE_KERNEL {
     for (index_t d = 0; d < S; ++d) {
       T* out = g + d * n;
       const T* row = F + d * C * n;
-      for (index_t s = 0; s < n; ++s) out[s] = row[s] * dX[s];
+      for (index_t s = b; s < n; ++s) out[s] = row[s] * dX[s];
       for (index_t c = 1; c < C; ++c)
-        for (index_t s = 0; s < n; ++s) out[s] += row[c * n + s] * dX[c * n + s];
+        for (index_t s = b; s < n; ++s) out[s] += row[c * n + s] * dX[c * n + s];
     }
   });
 }
 
 // The transpose of contract_channels: Fbar_{d*C+c} = gbar_d dX_c, dXbar_c = sum_d gbar_d F_{d*C+c}.
 template <class T>
-void contract_channels_vjp(index_t S, index_t C, index_t n, const T* F, const T* dX,
+void contract_channels_vjp(index_t S, index_t C, Columns cols, const T* F, const T* dX,
                            const T* gbar, T* Fbar, T* dXbar) {
+  const index_t n = cols.n, b = cols.begin;
   dispatch([&]() RESODE_KERNEL {
-    for (index_t i = 0; i < C * n; ++i) dXbar[i] = T(0);
+    for (index_t c = 0; c < C; ++c)
+      for (index_t s = b; s < n; ++s) dXbar[c * n + s] = T(0);
     for (index_t d = 0; d < S; ++d) {
       const T* gd = gbar + d * n;
       for (index_t c = 0; c < C; ++c) {
@@ -157,7 +236,7 @@ void contract_channels_vjp(index_t S, index_t C, index_t n, const T* F, const T*
         T* fb = Fbar + (d * C + c) * n;
         T* xb = dXbar + c * n;
         const T* x = dX + c * n;
-        for (index_t s = 0; s < n; ++s) {
+        for (index_t s = b; s < n; ++s) {
           fb[s] = gd[s] * x[s];
           xb[s] += gd[s] * f[s];
         }

@@ -364,10 +364,55 @@ T* transpose_buffer(index_t size) {
   return buffer.data();
 }
 
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define RESODE_REGISTER_TRANSPOSE 1
+#endif
+#endif
+#ifndef RESODE_REGISTER_TRANSPOSE
+#define RESODE_REGISTER_TRANSPOSE 0  // GCC < 12: the plain loops of transpose()
+#endif
+
+#if RESODE_REGISTER_TRANSPOSE
+// The 8 x 8 tile at B (row stride ldb) transposed to Bt (row stride ldt) in registers: eight
+// row loads; interleave pairs of rows, then pairs of pairs, then halves (24 two-register
+// shuffles); eight row stores. V holds 8 lanes (8 doubles: 64 bytes, 8 floats: 32 bytes).
+template <class T>
+RESODE_INLINE void transpose_tile8(const T* B, index_t ldb, T* Bt, index_t ldt) {
+  constexpr int Bytes = int(8 * sizeof(T));
+  using V = Vec<T, Bytes>;
+  V r[8], t[8], u[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i) r[i] = load<T, Bytes>(B + i * ldb);
+#pragma GCC unroll 4
+  for (int k = 0; k < 8; k += 2) {  // t[k]: columns 0 2 4 6 of rows k, k+1 interleaved
+    t[k] = __builtin_shufflevector(r[k], r[k + 1], 0, 8, 2, 10, 4, 12, 6, 14);
+    t[k + 1] = __builtin_shufflevector(r[k], r[k + 1], 1, 9, 3, 11, 5, 13, 7, 15);
+  }
+#pragma GCC unroll 2
+  for (int h = 0; h < 8; h += 4) {  // u[h + m]: columns (m', m' + 4) of rows h..h+3
+    u[h] = __builtin_shufflevector(t[h], t[h + 2], 0, 1, 8, 9, 4, 5, 12, 13);      // 0, 4
+    u[h + 1] = __builtin_shufflevector(t[h], t[h + 2], 2, 3, 10, 11, 6, 7, 14, 15);  // 2, 6
+    u[h + 2] = __builtin_shufflevector(t[h + 1], t[h + 3], 0, 1, 8, 9, 4, 5, 12, 13);  // 1, 5
+    u[h + 3] = __builtin_shufflevector(t[h + 1], t[h + 3], 2, 3, 10, 11, 6, 7, 14, 15);  // 3, 7
+  }
+  constexpr int low_column[4] = {0, 2, 1, 3};
+#pragma GCC unroll 4
+  for (int m = 0; m < 4; ++m) {
+    const int c = low_column[m];
+    store<T, Bytes>(Bt + c * ldt, __builtin_shufflevector(u[m], u[m + 4], 0, 1, 2, 3, 8, 9, 10, 11));
+    store<T, Bytes>(Bt + (c + 4) * ldt,
+                    __builtin_shufflevector(u[m], u[m + 4], 4, 5, 6, 7, 12, 13, 14, 15));
+  }
+}
+#endif
+
 // Bt (n x c, row stride ldt) = B^T for B (c x n, row stride ldb), in 8 x 8 tiles so reads
-// and writes both stay within a few cache lines.
+// and writes both stay within a few cache lines; full tiles in registers where the kernels
+// have vectors (transpose_tile8).
 template <class T>
 void transpose(index_t c, index_t n, const T* B, index_t ldb, T* Bt, index_t ldt) {
+  const bool registers = RESODE_REGISTER_TRANSPOSE && simd_kernels_run();
   dispatch([&]() RESODE_KERNEL {
     constexpr index_t tile = 8;
     if (n < tile) {  // a few samples (gemm_abt_short): one pass per sample, writes contiguous
@@ -378,12 +423,17 @@ void transpose(index_t c, index_t n, const T* B, index_t ldb, T* Bt, index_t ldt
     for (index_t j0 = 0; j0 < c; j0 += tile)
       for (index_t s0 = 0; s0 < n; s0 += tile) {
         const index_t j1 = std::min(c, j0 + tile), s1 = std::min(n, s0 + tile);
-        for (index_t j = j0; j < j1; ++j) {
-          // B is usually a state on the discrete sweep's tape, back from DRAM; eight interleaved
-          // row streams defeat the hardware prefetcher (ResNet D = 64: transposes 17% -> 10%).
-          __builtin_prefetch(B + j * ldb + s0 + 4 * tile);
-          for (index_t s = s0; s < s1; ++s) Bt[s * ldt + j] = B[j * ldb + s];
+        // B is usually a state on the discrete sweep's tape, back from DRAM; eight interleaved
+        // row streams defeat the hardware prefetcher (ResNet D = 64: transposes 17% -> 10%).
+        for (index_t j = j0; j < j1; ++j) __builtin_prefetch(B + j * ldb + s0 + 4 * tile);
+#if RESODE_REGISTER_TRANSPOSE
+        if (registers && j1 - j0 == tile && s1 - s0 == tile) {
+          transpose_tile8(B + j0 * ldb + s0, ldb, Bt + s0 * ldt + j0, ldt);
+          continue;
         }
+#endif
+        for (index_t j = j0; j < j1; ++j)
+          for (index_t s = s0; s < s1; ++s) Bt[s * ldt + j] = B[j * ldb + s];
       }
   });
 }
