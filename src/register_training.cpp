@@ -66,10 +66,11 @@ std::vector<carray<T>> state_arrays(const std::vector<py::array>& state, const c
 
 template <class T>
 void optimizer_step(const py::array& param, const py::array& grad,
-                    const std::vector<py::array>& state, const OptimizerArgs& o) {
-  auto p = in_place<T>(param, "param");
-  const auto g = checked<T>(grad, "grad", shape_of(param), false);
-  auto s = state_arrays<T>(state, p, o.config, "param");
+                    const std::vector<py::array>& state, const OptimizerArgs& o,
+                    const std::string& name) {
+  auto p = in_place<T>(param, name);
+  const auto g = checked<T>(grad, ("grads" + name.substr(6)).c_str(), shape_of(param), false);
+  auto s = state_arrays<T>(state, p, o.config, name);
   T* slots[2] = {nullptr, nullptr};
   for (std::size_t i = 0; i < s.size(); ++i) slots[i] = s[i].mutable_data();
   resode::optimizer_update(o.config, o.lr, o.step + 1, o.first, p.size(), p.mutable_data(),
@@ -195,19 +196,27 @@ void register_training(py::module_& m) {
   using resode::bind::is_float64;
   m.def(
       "optimizer_step",
-      [](const py::array& param, const py::array& grad, const std::vector<py::array>& state,
-         const std::string& optimizer, double lr, std::int64_t step, double momentum,
-         bool nesterov, double beta1, double beta2, double eps, bool first) {
+      [](const std::vector<py::array>& params, const std::vector<py::array>& grads,
+         const std::vector<std::vector<py::array>>& states, const std::string& optimizer,
+         double lr, std::int64_t step, double momentum, bool nesterov, double beta1,
+         double beta2, double eps, bool first) {
+        resode::require(grads.size() == params.size() && states.size() == params.size(),
+                        "params, grads and states must have the same length");
         const auto o =
             optimizer_args(optimizer, lr, step, momentum, nesterov, beta1, beta2, eps, first);
-        is_float64(param, "param") ? optimizer_step<double>(param, grad, state, o)
-                                   : optimizer_step<float>(param, grad, state, o);
+        for (std::size_t i = 0; i < params.size(); ++i) {
+          const std::string name = "params[" + std::to_string(i) + "]";
+          is_float64(params[i], name.c_str())
+              ? optimizer_step<double>(params[i], grads[i], states[i], o, name)
+              : optimizer_step<float>(params[i], grads[i], states[i], o, name);
+        }
       },
-      py::arg("param"), py::arg("grad"), py::arg("state"), py::kw_only(), py::arg("optimizer"),
-      py::arg("lr"), py::arg("step"), py::arg("momentum") = 0.0, py::arg("nesterov") = false,
-      py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("eps") = 1e-8,
-      py::arg("first") = false,
-      "One SGD/Adam update of param in place (step: updates taken before this one).");
+      py::arg("params"), py::arg("grads"), py::arg("states"), py::kw_only(),
+      py::arg("optimizer"), py::arg("lr"), py::arg("step"), py::arg("momentum") = 0.0,
+      py::arg("nesterov") = false, py::arg("beta1") = 0.9, py::arg("beta2") = 0.999,
+      py::arg("eps") = 1e-8, py::arg("first") = false,
+      "One SGD/Adam update of every array of params in place (step: updates taken before this "
+      "one), one call per step.");
   m.def(
       "bound_l1",
       [](const std::vector<py::array>& arrays, double bound) {

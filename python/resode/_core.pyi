@@ -114,9 +114,9 @@ def vjp_from_states(
     stages: bool = False,
 ) -> tuple[list[_FloatArray], _FloatArray]: ...
 def optimizer_step(
-    param: np.ndarray,
-    grad: np.ndarray,
-    state: Sequence[np.ndarray],
+    params: Sequence[np.ndarray],
+    grads: Sequence[np.ndarray],
+    states: Sequence[Sequence[np.ndarray]],
     *,
     optimizer: str,
     lr: float,

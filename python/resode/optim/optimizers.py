@@ -123,7 +123,7 @@ class Optimizer(ABC):
             )
         out: dict[str, np.ndarray] = {}
         for k, p in params.items():
-            if not isinstance(p, np.ndarray) or not np.issubdtype(p.dtype, np.floating):
+            if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
                 raise ValueError(f"params[{k!r}] must be a floating-point numpy.ndarray")
             if p.dtype not in (np.float32, np.float64):
                 raise TypeError(f"params[{k!r}] must be float32 or float64, got {p.dtype}")
@@ -170,13 +170,17 @@ class Optimizer(ABC):
         array([ 0., -3.])
         """
         g = self._check(params, grads)
-        lr = self.lr
+        targets, states, first = [], [], False
         for k, p in params.items():
-            state, first = self._slot_arrays(k, p)
-            target = p if p.flags.c_contiguous else np.ascontiguousarray(p)
-            _core.optimizer_step(
-                target, g[k], state, lr=lr, step=self.step_count, first=first, **self._core_args()
-            )
+            state, created = self._slot_arrays(k, p)
+            targets.append(p if p.flags.c_contiguous else np.ascontiguousarray(p))
+            states.append(state)
+            first = first or created
+        _core.optimizer_step(
+            targets, [g[k] for k in params], states, lr=self.lr, step=self.step_count,
+            first=first, **self._core_args(),
+        )  # fmt: skip
+        for target, p in zip(targets, params.values(), strict=True):
             if target is not p:
                 p[...] = target
         self.step_count += 1
