@@ -359,7 +359,7 @@ def test_bad_arguments_are_refused() -> None:
         rt.odeint(params, X, T=1.0, augment=1, times=times)
     with pytest.raises(ValueError, match=r"^interpolation must be one of"):
         rt.odeint(params, X, T=1.0, augment=1, u=U, interpolation="spline")
-    with pytest.raises(ValueError, match=r"inputs > 0 runs with a fixed-step method"):
+    with pytest.raises(ValueError, match=r"inputs > 0 runs with gradient='discrete' here"):
         rt.NeuralODE(2, inputs=2, gradient="adjoint")
 
 

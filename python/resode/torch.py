@@ -511,6 +511,8 @@ class NeuralODE(_Flow):
             checkpoints=checkpoints, dtype=_numpy_dtype(dtype), seed=seed, inputs=inputs,
             interpolation=interpolation,
         )  # fmt: skip
+        if inputs and gradient != "discrete":
+            raise ValueError(f"inputs > 0 runs with gradient='discrete' here, got {gradient!r}")
         self._adopt(model)
 
     def _options(self) -> dict[str, Any]:
