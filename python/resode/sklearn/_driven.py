@@ -127,8 +127,9 @@ class DrivenClassifier(DrivenInputs, ResodeClassifier):
         ----------
         X : array_like or pandas DataFrame, shape (n_samples, n_features)
             The initial states.
-        u : array_like, shape (n_samples, L, n_inputs_), optional
-            The inputs, required when the estimator was fitted with inputs (``n_inputs_``).
+        u : array_like, shape (n_samples, L, C), optional
+            The inputs (``C = n_inputs_``), required when the estimator was fitted with
+            inputs.
         times : array_like, shape (L,) or (n_samples, L), optional
             Their times (default ``0, 1, ..., L-1``).
 
@@ -158,8 +159,9 @@ class DrivenClassifier(DrivenInputs, ResodeClassifier):
         ----------
         X : array_like or pandas DataFrame, shape (n_samples, n_features)
             The initial states.
-        u : array_like, shape (n_samples, L, n_inputs_), optional
-            The inputs, required when the estimator was fitted with inputs.
+        u : array_like, shape (n_samples, L, C), optional
+            The inputs (``C = n_inputs_``), required when the estimator was fitted with
+            inputs.
         times : array_like, shape (L,) or (n_samples, L), optional
             Their times (default ``0, 1, ..., L-1``).
 
@@ -194,8 +196,9 @@ class DrivenClassifier(DrivenInputs, ResodeClassifier):
             The true labels.
         sample_weight : array_like, shape (n_samples,), optional
             Weights of the samples.
-        u : array_like, shape (n_samples, L, n_inputs_), optional
-            The inputs, required when the estimator was fitted with inputs.
+        u : array_like, shape (n_samples, L, C), optional
+            The inputs (``C = n_inputs_``), required when the estimator was fitted with
+            inputs.
         times : array_like, shape (L,) or (n_samples, L), optional
             Their times (default ``0, 1, ..., L-1``).
 
@@ -274,8 +277,9 @@ class DrivenRegressor(DrivenInputs, ResodeRegressor):
         ----------
         X : array_like or pandas DataFrame, shape (n_samples, n_features)
             The initial states.
-        u : array_like, shape (n_samples, L, n_inputs_), optional
-            The inputs, required when the estimator was fitted with inputs.
+        u : array_like, shape (n_samples, L, C), optional
+            The inputs (``C = n_inputs_``), required when the estimator was fitted with
+            inputs.
         times : array_like, shape (L,) or (n_samples, L), optional
             Their times (default ``0, 1, ..., L-1``).
 
@@ -310,8 +314,9 @@ class DrivenRegressor(DrivenInputs, ResodeRegressor):
             The true values.
         sample_weight : array_like, shape (n_samples,), optional
             Weights of the samples.
-        u : array_like, shape (n_samples, L, n_inputs_), optional
-            The inputs, required when the estimator was fitted with inputs.
+        u : array_like, shape (n_samples, L, C), optional
+            The inputs (``C = n_inputs_``), required when the estimator was fitted with
+            inputs.
         times : array_like, shape (L,) or (n_samples, L), optional
             Their times (default ``0, 1, ..., L-1``).
 
