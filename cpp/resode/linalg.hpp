@@ -412,7 +412,7 @@ RESODE_INLINE void transpose_tile8(const T* B, index_t ldb, T* Bt, index_t ldt) 
 // have vectors (transpose_tile8).
 template <class T>
 void transpose(index_t c, index_t n, const T* B, index_t ldb, T* Bt, index_t ldt) {
-  const bool registers = RESODE_REGISTER_TRANSPOSE && simd_kernels_run();
+  [[maybe_unused]] const bool registers = RESODE_REGISTER_TRANSPOSE && simd_kernels_run();
   dispatch([&]() RESODE_KERNEL {
     constexpr index_t tile = 8;
     if (n < tile) {  // a few samples (gemm_abt_short): one pass per sample, writes contiguous
