@@ -220,7 +220,7 @@ def test_example_runs(
         pytest.importorskip(NEEDS[script.stem])
     env = None
     if script.stem.startswith("uea_"):
-        env = {**os.environ, "RESODE_EXAMPLE_EPOCHS": str(UEA_EPOCHS)}
+        env = {**os.environ, "RESODE_EXAMPLE_EPOCHS": str(UEA_EPOCHS), "RESODE_EXAMPLE_SEEDS": "2"}
     out = tmp_path / "out"
     start = time.perf_counter()
     done = subprocess.run(
