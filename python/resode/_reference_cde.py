@@ -42,9 +42,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .models.options import INTERPOLATIONS
+
 ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "sigmoid", "leaky_relu", "identity")
 FIELDS: tuple[str, ...] = ("outside", "inside", "bottleneck")
-INTERPOLATIONS: tuple[str, ...] = ("linear", "cubic")
 LOSSES: tuple[str, ...] = ("cross_entropy", "mse")
 METHODS: tuple[str, ...] = ("euler", "midpoint", "rk4")
 

@@ -40,6 +40,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .models.options import INTERPOLATIONS
+
 Params = dict[str, np.ndarray]
 Tableau = tuple[tuple[tuple[float, ...], ...], tuple[float, ...]]
 Cache = tuple[np.ndarray, ...]
@@ -47,7 +49,6 @@ Weights = list[tuple[int, float]]  # (slope index, weight); the path value is x_
 
 ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "sigmoid", "leaky_relu", "identity")
 FIELDS: tuple[str, ...] = ("outside", "inside", "bottleneck")
-INTERPOLATIONS: tuple[str, ...] = ("linear", "cubic")
 METHODS: tuple[str, ...] = ("euler", "midpoint", "rk4")
 _LEAKY_SLOPE = 0.01
 _TABLEAUX: dict[str, Tableau] = {

@@ -34,7 +34,6 @@ from ._reference_cde import (
     _FIELD_KEYS,
     ACTIVATIONS,
     FIELDS,
-    INTERPOLATIONS,
     LOSSES,
     METHODS,
     Params,
@@ -54,6 +53,7 @@ from ._reference_cde import (
     _Step,
     _vjp,
 )
+from .models.options import INTERPOLATIONS
 
 __all__ = [
     "ACTIVATIONS", "ADAPTIVE_METHODS", "FIELDS", "INTERPOLATIONS", "LOSSES", "METHODS",

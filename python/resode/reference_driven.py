@@ -29,7 +29,6 @@ import numpy as np
 from ._reference_driven import (
     ACTIVATIONS,
     FIELDS,
-    INTERPOLATIONS,
     METHODS,
     Params,
     Tableau,
@@ -52,6 +51,7 @@ from ._reference_driven import (
     _Step,
     _value_weights,
 )
+from .models.options import INTERPOLATIONS
 from .reference_cde import NonFiniteError, StepSizeError
 
 __all__ = [
