@@ -20,9 +20,7 @@ import numpy as np
 
 from . import _core
 from ._validation import check_choice, check_int
-from .models import ACTIVATIONS, FIELDS, FIXED_METHODS, field_param_names
-
-INTERPOLATIONS = ("cubic", "linear")
+from .models import ACTIVATIONS, FIELDS, FIXED_METHODS, INTERPOLATIONS, field_param_names
 
 
 @dataclass(frozen=True)

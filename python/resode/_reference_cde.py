@@ -1,17 +1,11 @@
 r"""Plain NumPy reference of the neural controlled differential equation (test oracle): one
 sample at a time, row vectors, a hand-written backward pass; fixed steps (see reference_cde).
 
-Paths. ``U`` (N, L, C) at ``times`` (L,) or (N, L). Sample i's length ``L_i`` is 1 + the index
-of its last row with a non-NaN channel (later rows are padding). In rows ``0..L_i-1`` a NaN of
-channel c is filled linearly in time between that channel's nearest observations, with the
-first (last) observed value before (after) them, as torchcde. The filled ``x_k = M^c u`` is
-linear in ``U`` and ``M^c`` has zero columns at NaNs, so ``dU = M^T xbar`` is 0 there. With
-slopes ``delta_k = (x_{k+1} - x_k) / dt_k`` and ``theta = (tau - t_k) / dt_k`` on
-``[t_k, t_{k+1}]``: ``linear`` has ``dX/dt = delta_k``; ``cubic`` (torchcde's Hermite cubic
-with backward differences: end derivatives ``m_k = delta_{k-1}``, ``m_0 = delta_0``, and
-``m_{k+1} = delta_k``; its ``b = m_k``, ``2c = 4 (delta_k - m_k) / dt_k``,
-``3d = 3 (m_k - delta_k) / dt_k^2``) has ``dX/dt = (1 - w) m_k + w delta_k``,
-``w = 4 theta - 3 theta^2``.
+Paths (``_reference_paths``, shared with ``_reference_driven``): sample i's rows
+``0..L_i-1`` with NaNs filled linearly in time, ``linear`` or ``cubic`` (torchcde's Hermite
+cubic with backward differences, its ``b = m_k``, ``2c = 4 (delta_k - m_k) / dt_k``,
+``3d = 3 (m_k - delta_k) / dt_k^2``). The field reads ``dX/dt``, a weighted sum of the slopes
+``delta_k``.
 
 Model. ``z(t_0) = A x_0 + a``, ``dz/dt = G_k(z) dX/dt``, ``G_k(z) = reshape(F_k(z), (S, C))``
 (row ``d*C + c``), ``rho`` the ``output_activation`` (identity if None)::
@@ -42,16 +36,25 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._reference_paths import (
+    Path,
+    Weights,
+    observed_lengths,
+    sample_knots,
+    sample_path,
+    slope_weights,
+)
+from .models.options import INTERPOLATIONS
+
 ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "sigmoid", "leaky_relu", "identity")
 FIELDS: tuple[str, ...] = ("outside", "inside", "bottleneck")
-INTERPOLATIONS: tuple[str, ...] = ("linear", "cubic")
 LOSSES: tuple[str, ...] = ("cross_entropy", "mse")
 METHODS: tuple[str, ...] = ("euler", "midpoint", "rk4")
 
 Params = dict[str, np.ndarray]
 Tableau = tuple[tuple[tuple[float, ...], ...], tuple[float, ...]]
 Cache = tuple[np.ndarray, ...]
-Stage = tuple[Cache, np.ndarray, np.ndarray, list[tuple[int, float]]]  # cache, G, v, weights
+Stage = tuple[Cache, np.ndarray, np.ndarray, Weights]  # cache, G, v, slope weights
 
 _LEAKY_SLOPE = 0.01
 _FIELD_KEYS: dict[str, tuple[str, ...]] = {"outside": ("W", "b"), "inside": ("W", "b")}
@@ -74,16 +77,6 @@ class _Options(NamedTuple):
     window: tuple[float, float] | None = None  # the pieces' window; None: the observations'
 
 
-class _Path(NamedTuple):
-    """One sample's path: knots (L_i,) float64, fill matrices (C, L_i, L_i), values x
-    (L_i, C) and slopes (L_i - 1, C) in the working dtype."""
-
-    t: np.ndarray
-    fill: np.ndarray
-    x: np.ndarray
-    slopes: np.ndarray
-
-
 class _Step(NamedTuple):
     tau: float
     h: float
@@ -92,7 +85,7 @@ class _Step(NamedTuple):
 
 
 class _Sample(NamedTuple):
-    path: _Path
+    path: Path
     steps: list[_Step]
     grid: np.ndarray  # float64 (len(steps) + 1,), the step ends; breakpoints exact
 
@@ -156,7 +149,7 @@ def _field_vjp(
     return u1 @ params["W1"][k], grads
 
 
-# --------------------------------------------------------------------------- paths
+# --------------------------------------------------------------------------- the grid
 
 
 def _window(window: tuple[float, float]) -> tuple[float, float]:
@@ -165,59 +158,6 @@ def _window(window: tuple[float, float]) -> tuple[float, float]:
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
         raise ValueError(f"window must be (t_start, t_end), finite, t_start < t_end: {window}")
     return lo, hi
-
-
-def _lengths(U: np.ndarray) -> np.ndarray:
-    """``L_i`` = 1 + index of the last row with a non-NaN channel, (N,) ints."""
-    observed = (~np.isnan(U)).any(axis=2)
-    if not observed.any(axis=1).all():
-        raise ValueError("U: every sample needs at least one observed (non-NaN) row")
-    lengths: np.ndarray = U.shape[1] - np.argmax(observed[:, ::-1], axis=1)
-    if (lengths < 2).any():
-        raise ValueError("U: every sample needs at least 2 observed rows (L_i >= 2)")
-    return lengths
-
-
-def _fill_matrix(u: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """(L, L) matrix M of one channel u (L,): the filled values are ``M @ nan_to_num(u)``."""
-    obs = np.flatnonzero(~np.isnan(u))
-    if obs.size == 0:
-        raise ValueError("U: a channel of a sample has no observed value")
-    M = np.zeros((u.size, u.size))
-    for k in range(u.size):
-        j = int(np.searchsorted(obs, k))  # obs[j-1] < k <= obs[j]
-        if j < obs.size and obs[j] == k:
-            M[k, k] = 1.0
-        elif j == 0 or j == obs.size:  # before the first / after the last observation
-            M[k, obs[min(j, obs.size - 1)]] = 1.0
-        else:
-            p, q = obs[j - 1], obs[j]
-            ratio = (t[k] - t[p]) / (t[q] - t[p])
-            M[k, p], M[k, q] = 1.0 - ratio, ratio
-    return M
-
-
-def _sample_path(u: np.ndarray, t: np.ndarray) -> _Path:
-    """The path of one sample's observed rows u (L_i, C) at knots t (L_i,) float64."""
-    fill = np.stack([_fill_matrix(u[:, c], t) for c in range(u.shape[1])])
-    x = np.einsum("ckj,jc->kc", fill.astype(u.dtype), np.nan_to_num(u))
-    dt = np.diff(t).astype(u.dtype)[:, None]
-    return _Path(t, fill, x, (x[1:] - x[:-1]) / dt)
-
-
-def _slope_weights(
-    path: _Path, interval: int, time: float, interpolation: str
-) -> list[tuple[int, float]]:
-    """``dX/dt(time) = sum w_j slopes[j]`` on ``interval``: the list of ``(j, w_j)``."""
-    if interpolation == "linear" or interval == 0:
-        return [(interval, 1.0)]  # cubic on the first interval: m_0 = delta_0
-    dt = float(path.t[interval + 1] - path.t[interval])
-    theta = (time - float(path.t[interval])) / dt
-    w = 4 * theta - 3 * theta * theta
-    return [(interval - 1, 1.0 - w), (interval, w)]
-
-
-# --------------------------------------------------------------------------- the grid
 
 
 def _sample_steps(
@@ -245,12 +185,8 @@ def _samples(
     U: np.ndarray, times: np.ndarray, pieces: int, t: np.ndarray | None, o: _Options
 ) -> list[_Sample]:
     """Every sample's path, steps and grid; checks ``times`` and ``t``."""
-    lengths = _lengths(U)
-    per_sample = times.ndim == 2
-    knots = [(times[i] if per_sample else times)[:n] for i, n in enumerate(lengths)]
-    for k in knots:
-        if not np.isfinite(k).all() or (np.diff(k) <= 0).any():
-            raise ValueError("times must be finite and strictly increasing over observed rows")
+    lengths = observed_lengths(U)
+    knots = [sample_knots(times, i, n) for i, n in enumerate(lengths)]
     lo, hi = min(float(k[0]) for k in knots), max(float(k[-1]) for k in knots)
     w_lo, w_hi = (lo, hi) if o.window is None else _window(o.window)
     bounds = w_lo + np.arange(1, pieces) * ((w_hi - w_lo) / pieces)
@@ -260,7 +196,7 @@ def _samples(
     out = []
     for i, k in enumerate(knots):
         steps, grid = _sample_steps(k, bounds, tout, o.substeps)
-        out.append(_Sample(_sample_path(U[i, : lengths[i]], k), steps, grid))
+        out.append(_Sample(sample_path(U[i, : lengths[i]], k), steps, grid))
     return out
 
 
@@ -282,7 +218,7 @@ def _rk_step(
             if a_il != 0.0:
                 y = y + (step.h * a_il) * k_l
         time = step.tau + sum(row) * step.h  # the stage's node c_i = sum_l a_il
-        weights = _slope_weights(path, step.interval, time, o.interpolation)
+        weights = slope_weights(path, step.interval, time, o.interpolation)
         v = sum(w * path.slopes[j] for j, w in weights)
         F, cache = _field_fwd(params, step.piece, y, o)
         G = F.reshape(z.shape[1], path.x.shape[1])  # row d*C + c -> G[d, c]

@@ -17,13 +17,10 @@ concatenation ``v = [x; u]`` of width ``D + C``::
 (``inside`` applies ``sigma`` to the whole concatenation, inputs included.)
 
 Paths. ``U`` (N, L, C) observed at ``times`` (L,) or (N, L), exactly as the neural CDE's
-paths (``reference_cde``): length ``L_i``, NaN fill, slopes ``delta_k``. The value of the path
-on ``[t_k, t_{k+1}]`` at ``theta = (tau - t_k) / dt_k``:
-``linear``: ``x_k + dt_k theta delta_k``; ``cubic`` (torchcde's Hermite cubic with backward
-differences, ``m_k = delta_{k-1}``, ``m_0 = delta_0``):
-``x_k + dt_k ((theta - B) m_k + B delta_k)``, ``B = 2 theta^2 - theta^3``. Outside its
-observation window ``[t_{i,0}, T_i]`` the path is held constant: its first filled row before
-``t_{i,0}``, its last after ``T_i``.
+paths (``_reference_paths``, shared with ``_reference_cde``): length ``L_i``, NaN fill, slopes
+``delta_k``; the field reads the path's value ``u(t)``, ``linear`` or ``cubic`` (torchcde's
+Hermite cubic with backward differences). Outside its observation window ``[t_{i,0}, T_i]``
+the path is held constant: its first filled row before ``t_{i,0}``, its last after ``T_i``.
 
 Grid. Sample i's breakpoints are today's ``t_j = T j / (pieces * substeps)`` plus its knots
 ``t_{i,k}`` strictly inside ``(0, T)`` (and, with ``t``, the requested times strictly inside);
@@ -40,14 +37,24 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._reference_paths import (
+    Path,
+    Weights,
+    base_row,
+    observed_lengths,
+    path_value,
+    sample_knots,
+    sample_path,
+    value_weights,
+)
+from .models.options import INTERPOLATIONS
+
 Params = dict[str, np.ndarray]
 Tableau = tuple[tuple[tuple[float, ...], ...], tuple[float, ...]]
 Cache = tuple[np.ndarray, ...]
-Weights = list[tuple[int, float]]  # (slope index, weight); the path value is x_k + sum
 
 ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "sigmoid", "leaky_relu", "identity")
 FIELDS: tuple[str, ...] = ("outside", "inside", "bottleneck")
-INTERPOLATIONS: tuple[str, ...] = ("linear", "cubic")
 METHODS: tuple[str, ...] = ("euler", "midpoint", "rk4")
 _LEAKY_SLOPE = 0.01
 _TABLEAUX: dict[str, Tableau] = {
@@ -62,15 +69,6 @@ class _Options(NamedTuple):
     act: str
     interpolation: str
     tableau: Tableau
-
-
-class _Path(NamedTuple):
-    """Knots t (L_i,) float64, fill matrices (C, L_i, L_i), values x (L_i, C), slopes."""
-
-    t: np.ndarray
-    fill: np.ndarray
-    x: np.ndarray
-    slopes: np.ndarray
 
 
 class _Step(NamedTuple):
@@ -130,66 +128,6 @@ def _field_vjp(
     return g1 @ params["W1"][k], grads
 
 
-def _lengths(U: np.ndarray) -> np.ndarray:
-    observed = (~np.isnan(U)).any(axis=2)
-    if not observed.any(axis=1).all():
-        raise ValueError("U: every sample needs at least one observed (non-NaN) row")
-    lengths: np.ndarray = U.shape[1] - np.argmax(observed[:, ::-1], axis=1)
-    if (lengths < 2).any():
-        raise ValueError("U: every sample needs at least 2 observed rows (L_i >= 2)")
-    return lengths
-
-
-def _fill_matrix(u: np.ndarray, t: np.ndarray) -> np.ndarray:
-    obs = np.flatnonzero(~np.isnan(u))
-    if obs.size == 0:
-        raise ValueError("U: a channel of a sample has no observed value")
-    M = np.zeros((u.size, u.size))
-    for k in range(u.size):
-        j = int(np.searchsorted(obs, k))
-        if j < obs.size and obs[j] == k:
-            M[k, k] = 1.0
-        elif j == 0 or j == obs.size:
-            M[k, obs[min(j, obs.size - 1)]] = 1.0
-        else:
-            p, q = obs[j - 1], obs[j]
-            ratio = (t[k] - t[p]) / (t[q] - t[p])
-            M[k, p], M[k, q] = 1.0 - ratio, ratio
-    return M
-
-
-def _sample_path(u: np.ndarray, t: np.ndarray) -> _Path:
-    fill = np.stack([_fill_matrix(u[:, c], t) for c in range(u.shape[1])])
-    x = np.einsum("ckj,jc->kc", fill.astype(u.dtype), np.nan_to_num(u))
-    dt = np.diff(t).astype(u.dtype)[:, None]
-    return _Path(t, fill, x, (x[1:] - x[:-1]) / dt)
-
-
-def _value_weights(path: _Path, interval: int, time: float, interpolation: str) -> Weights:
-    """``u(time) = x[base] + sum w_j slopes[j]`` on ``interval`` (see the module docstring);
-    no weights outside the window (base 0 before, L_i - 1 after)."""
-    if interval < 0 or interval >= path.t.size - 1:
-        return []
-    dt = float(path.t[interval + 1] - path.t[interval])
-    theta = (time - float(path.t[interval])) / dt
-    if interpolation == "linear" or interval == 0:
-        return [(interval, dt * theta)]
-    B = 2 * theta * theta - theta**3
-    return [(interval - 1, dt * (theta - B)), (interval, dt * B)]
-
-
-def _base(path: _Path, interval: int) -> int:
-    return max(0, min(interval, path.t.size - 1))
-
-
-def _path_value(path: _Path, interval: int, time: float, interpolation: str) -> np.ndarray:
-    u = path.x[_base(path, interval)].copy()
-    for j, w in _value_weights(path, interval, time, interpolation):
-        u = u + path.x.dtype.type(w) * path.slopes[j]
-    out: np.ndarray = u
-    return out
-
-
 def _steps(T: float, steps: int, pieces: int, knots: np.ndarray, tout: np.ndarray) -> list[_Step]:
     base = T * np.arange(steps + 1) / steps
     inside = [float(s) for s in np.concatenate([knots, tout]) if 0.0 < s < T]
@@ -206,7 +144,7 @@ def _steps(T: float, steps: int, pieces: int, knots: np.ndarray, tout: np.ndarra
 
 
 def _rk_stages(
-    params: Params, x: np.ndarray, path: _Path, step: _Step, o: _Options
+    params: Params, x: np.ndarray, path: Path, step: _Step, o: _Options
 ) -> list[tuple[np.ndarray, Cache, Weights]]:
     a, _ = o.tableau
     h = x.dtype.type(step.h)
@@ -218,14 +156,14 @@ def _rk_stages(
             if ail != 0.0:
                 Y = Y + h * x.dtype.type(ail) * K
         time = step.tau + sum(row) * step.h
-        u = _path_value(path, step.interval, time, o.interpolation)
+        u = path_value(path, step.interval, time, o.interpolation)
         K, cache = _field_fwd(params, step.piece, np.concatenate([Y, u[None, :]], axis=1), o)
         Ks.append(K)
-        out.append((K, cache, _value_weights(path, step.interval, time, o.interpolation)))
+        out.append((K, cache, value_weights(path, step.interval, time, o.interpolation)))
     return out
 
 
-def _rk_step(params: Params, x: np.ndarray, path: _Path, step: _Step, o: _Options) -> np.ndarray:
+def _rk_step(params: Params, x: np.ndarray, path: Path, step: _Step, o: _Options) -> np.ndarray:
     _, b = o.tableau
     h = x.dtype.type(step.h)
     new = x.copy()
@@ -239,7 +177,7 @@ def _rk_step(params: Params, x: np.ndarray, path: _Path, step: _Step, o: _Option
 def _rk_step_vjp(
     params: Params,
     x: np.ndarray,
-    path: _Path,
+    path: Path,
     step: _Step,
     o: _Options,
     xbar: np.ndarray,
@@ -266,7 +204,7 @@ def _rk_step_vjp(
             grads[key][step.piece] += value
         Ybar[i] = vbar[:, :D]
         ubar = vbar[0, D:]
-        xvals_bar[_base(path, step.interval)] += ubar
+        xvals_bar[base_row(path, step.interval)] += ubar
         for j, w in weights:
             slopes_bar[j] += x.dtype.type(w) * ubar
         out = out + Ybar[i]
@@ -284,7 +222,7 @@ def _options(field: str, activation: str, interpolation: str, method: str) -> _O
 
 def _prepare(
     params: Params, x0: np.ndarray, U: np.ndarray, times: np.ndarray, field: str, t: object
-) -> tuple[Params, np.ndarray, np.ndarray, list[_Path], np.ndarray]:
+) -> tuple[Params, np.ndarray, np.ndarray, list[Path], np.ndarray]:
     dtype = np.asarray(x0).dtype
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"x0 must be float32 or float64, got {dtype}")
@@ -297,24 +235,21 @@ def _prepare(
         raise ValueError(f"times must be (L,) or (N, L); got {ts.shape} for U {U.shape}")
     keys = ("W1", "b1", "W2", "b2") if field == "bottleneck" else ("W", "b")
     p = {k: np.asarray(params[k], dtype=dtype) for k in keys}
-    lengths = _lengths(U)
+    lengths = observed_lengths(U)
     paths = []
     for i, n in enumerate(lengths):
-        k = (ts[i] if ts.ndim == 2 else ts)[:n]
-        if not np.isfinite(k).all() or (np.diff(k) <= 0).any():
-            raise ValueError("times must be finite and strictly increasing over observed rows")
-        paths.append(_sample_path(U[i, :n], k))
+        paths.append(sample_path(U[i, :n], sample_knots(ts, i, n)))
     tout = np.zeros(0) if t is None else np.asarray(t, dtype=np.float64)
     return p, x0, U, paths, tout
 
 
-def _grid(T: float, p: Params, substeps: int, path: _Path, tout: np.ndarray) -> list[_Step]:
+def _grid(T: float, p: Params, substeps: int, path: Path, tout: np.ndarray) -> list[_Step]:
     pieces = next(iter(p.values())).shape[0]  # the leading axis of W (or W1)
     return _steps(T, pieces * substeps, pieces, path.t, tout)
 
 
 def _forward(
-    p: Params, x0: np.ndarray, path: _Path, steps: list[_Step], o: _Options
+    p: Params, x0: np.ndarray, path: Path, steps: list[_Step], o: _Options
 ) -> list[np.ndarray]:
     xs = [x0]
     for step in steps:
@@ -365,7 +300,7 @@ def driven_solve(
 def _sample_vjp(
     p: Params,
     x0: np.ndarray,
-    path: _Path,
+    path: Path,
     steps: list[_Step],
     o: _Options,
     cot_rows: list[tuple[int, np.ndarray]],

@@ -23,7 +23,7 @@ from torch import Tensor
 from . import _cde_bridge
 from ._typing import ArrayLike
 from ._validation import check_choice, check_int
-from .models import ACTIVATIONS, FIELDS, FIXED_METHODS
+from .models import ACTIVATIONS, FIELDS, FIXED_METHODS, INTERPOLATIONS
 from .models.options import Activation, Field, FixedMethod, Interpolation
 
 __all__ = ["NeuralCDE", "cdeint"]
@@ -396,8 +396,7 @@ class NeuralCDE(torch.nn.Module):
             "activation": check_choice("activation", activation, ACTIVATIONS),
             "output_activation": None if output_activation is None
             else check_choice("output_activation", output_activation, ACTIVATIONS),
-            "interpolation": check_choice("interpolation", interpolation,
-                                          _cde_bridge.INTERPOLATIONS),
+            "interpolation": check_choice("interpolation", interpolation, INTERPOLATIONS),
             "method": check_choice("method", method, FIXED_METHODS),
             "substeps": check_int("substeps", substeps, 1),
         }  # fmt: skip

@@ -34,7 +34,6 @@ from ._reference_cde import (
     _FIELD_KEYS,
     ACTIVATIONS,
     FIELDS,
-    INTERPOLATIONS,
     LOSSES,
     METHODS,
     Params,
@@ -50,10 +49,11 @@ from ._reference_cde import (
     _prepare,
     _rows,
     _Sample,
-    _slope_weights,
     _Step,
     _vjp,
 )
+from ._reference_paths import Weights, slope_weights
+from .models.options import INTERPOLATIONS
 
 __all__ = [
     "ACTIVATIONS", "ADAPTIVE_METHODS", "FIELDS", "INTERPOLATIONS", "LOSSES", "METHODS",
@@ -62,7 +62,6 @@ __all__ = [
 ]  # fmt: skip
 
 ADAPTIVE_METHODS: tuple[str, ...] = ("dopri5", "tsit5", "bosh3")
-_Weights = list[tuple[int, float]]
 _Opts = tuple[str, str, str | None, str]  # field, activation, output activation, interpolation
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -135,7 +134,7 @@ def _stage(
 ) -> np.ndarray:  # fmt: skip
     """``K = G(z) h dX/dt(tau + node h)`` (1, S) on the segment's path interval and piece."""
     path = sample.path
-    weights = _slope_weights(path, seg.interval, tau + node * h, o.interpolation)
+    weights = slope_weights(path, seg.interval, tau + node * h, o.interpolation)
     v = sum(w * path.slopes[j] for j, w in weights)
     F, _ = _field_fwd(work, seg.piece, z, o)
     G = F.reshape(z.shape[1], path.x.shape[1])
@@ -297,11 +296,11 @@ def _f_and_vjp(
     step: _Step,
     time: float,
     o: _Options,
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray, _Weights]:
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray, Weights]:
     """``f = G(z) v(time)`` (1, S), ``J^T abar`` (1, S), ``(df/dtheta)^T abar`` (piece's
     arrays), ``(df/dv)^T abar = G^T abar`` (C,) and the slope weights of ``v``."""
     path = sample.path
-    weights = _slope_weights(path, step.interval, time, o.interpolation)
+    weights = slope_weights(path, step.interval, time, o.interpolation)
     v = sum(w * path.slopes[j] for j, w in weights)
     F, cache = _field_fwd(work, step.piece, z, o)
     G = F.reshape(z.shape[1], path.x.shape[1])

@@ -29,11 +29,9 @@ import numpy as np
 from ._reference_driven import (
     ACTIVATIONS,
     FIELDS,
-    INTERPOLATIONS,
     METHODS,
     Params,
     Tableau,
-    _base,
     _check,
     _check_t,
     _data_loss_and_grad,
@@ -43,15 +41,14 @@ from ._reference_driven import (
     _grid,
     _Options,
     _options,
-    _Path,
-    _path_value,
     _prepare,
     _rk_stages,
     _rows,
     _sample_vjp,
     _Step,
-    _value_weights,
 )
+from ._reference_paths import Path, base_row, path_value, value_weights
+from .models.options import INTERPOLATIONS
 from .reference_cde import NonFiniteError, StepSizeError
 
 __all__ = [
@@ -62,7 +59,7 @@ __all__ = [
 
 ADAPTIVE_METHODS: tuple[str, ...] = ("dopri5", "tsit5", "bosh3")
 _Adaptive = tuple[float, float, float | None, int]  # rtol, atol, first_step, max_steps
-_Sample = tuple[_Path, list[_Step]]
+_Sample = tuple[Path, list[_Step]]
 _EPS = float(np.finfo(np.float64).eps)
 
 # (A rows incl. the FSAL row, b incl. its 0, e = b - bhat, k = estimator order + 1)
@@ -106,9 +103,9 @@ _EMBEDDED: dict[str, _Embedded] = {
 }  # fmt: skip
 
 
-def _f(p: Params, x: np.ndarray, path: _Path, seg: _Step, time: float, o: _Options) -> np.ndarray:
+def _f(p: Params, x: np.ndarray, path: Path, seg: _Step, time: float, o: _Options) -> np.ndarray:
     """``f_k([x; u(time)])`` (1, D) on the segment's piece and path interval."""
-    u = _path_value(path, seg.interval, time, o.interpolation)
+    u = path_value(path, seg.interval, time, o.interpolation)
     F, _ = _field_fwd(p, seg.piece, np.concatenate([x, u[None, :]], axis=1), o)
     return F
 
@@ -118,7 +115,7 @@ def _rms(v: np.ndarray) -> float:
 
 
 def _starting_step(
-    p: Params, x0: np.ndarray, path: _Path, seg: _Step, k: int, o: _Options, rtol: float,
+    p: Params, x0: np.ndarray, path: Path, seg: _Step, k: int, o: _Options, rtol: float,
     atol: float,
 ) -> float:  # fmt: skip
     """Hairer's starting step (docs/adaptive.md) from x0 at 0, u held at u(0)."""
@@ -135,7 +132,7 @@ def _starting_step(
 
 
 def _trial(
-    p: Params, x: np.ndarray, path: _Path, step: _Step, tab: _Embedded, o: _Options,
+    p: Params, x: np.ndarray, path: Path, step: _Step, tab: _Embedded, o: _Options,
     rtol: float, atol: float,
 ) -> tuple[np.ndarray, float]:  # fmt: skip
     """A trial step: the new state and its error norm E (NaN if the state is not finite)."""
@@ -168,7 +165,7 @@ def _controller(E: float, E_prev: float, dt: float, k: int) -> tuple[bool, float
     return False, dt * factor, E_prev
 
 
-def _breaks(T: float, pieces: int, path: _Path, tout: np.ndarray) -> np.ndarray:
+def _breaks(T: float, pieces: int, path: Path, tout: np.ndarray) -> np.ndarray:
     """The substeps = 1 grid's breakpoints (as ``_reference_driven._steps``)."""
     base = T * np.arange(pieces + 1) / pieces
     inside = [float(s) for s in np.concatenate([path.t, tout]) if 0.0 < s < T]
@@ -176,7 +173,7 @@ def _breaks(T: float, pieces: int, path: _Path, tout: np.ndarray) -> np.ndarray:
 
 
 def _adaptive_sample(
-    p: Params, i: int, x0: np.ndarray, path: _Path, segs: list[_Step], breaks: np.ndarray,
+    p: Params, i: int, x0: np.ndarray, path: Path, segs: list[_Step], breaks: np.ndarray,
     tab: _Embedded, o: _Options, adaptive: _Adaptive,
 ) -> tuple[list[_Step], np.ndarray, tuple[int, int, int]]:  # fmt: skip
     """Sample i's accepted steps, their times and (nfev, accepted, rejected)."""
@@ -318,7 +315,7 @@ class _Run:
 
 
 def _adjoint_step(
-    p: Params, x1: np.ndarray, a1: np.ndarray, path: _Path, step: _Step, o: _Options,
+    p: Params, x1: np.ndarray, a1: np.ndarray, path: Path, step: _Step, o: _Options,
     grads: Params, xvals_bar: np.ndarray, slopes_bar: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """One backward step from ``tau + h`` to ``tau``: ``(x, a)' = (f, -J_x^T a)`` with step
@@ -334,7 +331,7 @@ def _adjoint_step(
             if a_sl != 0.0:
                 X, Aa = X - (h * a_sl) * kx_l, Aa + (h * a_sl) * ka_l
         time = step.tau + h - sum(row) * h
-        u = _path_value(path, step.interval, time, o.interpolation)
+        u = path_value(path, step.interval, time, o.interpolation)
         F, cache = _field_fwd(p, step.piece, np.concatenate([X, u[None, :]], axis=1), o)
         vbar, g = _field_vjp(p, step.piece, cache, Aa, o)
         kx.append(F)
@@ -344,8 +341,8 @@ def _adjoint_step(
             for key, value in g.items():
                 grads[key][step.piece] += x1.dtype.type(wgt) * value
             ubar = x1.dtype.type(wgt) * vbar[0, D:]
-            xvals_bar[_base(path, step.interval)] += ubar
-            for j, w in _value_weights(path, step.interval, time, o.interpolation):
+            xvals_bar[base_row(path, step.interval)] += ubar
+            for j, w in value_weights(path, step.interval, time, o.interpolation):
                 slopes_bar[j] += x1.dtype.type(w) * ubar
     x0, a0 = x1, a1
     for b_s, kx_s, ka_s in zip(b, kx, ka):

@@ -20,16 +20,13 @@ from .. import _core
 from .._typing import ArrayLike, FloatArray, IntArray
 from .._validation import as_float_array, as_labels, check_choice, check_int
 from .base import Model
-from .options import Interpolation
+from .options import INTERPOLATIONS, Interpolation
 from .params import field_param_names, init_params, param_shapes
 from .problem import Problem
 from .scores import is_sign_target, r2_score, sign_agreement
 from .series import as_times, check_paths
 
-__all__ = ["INTERPOLATIONS", "DrivenModel"]
-
-#: The interpolations of the inputs' path.
-INTERPOLATIONS: tuple[Interpolation, ...] = ("linear", "cubic")
+__all__ = ["DrivenModel"]
 
 
 class DrivenModel(Model):
