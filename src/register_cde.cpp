@@ -146,22 +146,17 @@ std::unique_ptr<BoundCde<T>> bind_cde(const py::dict& params, const py::array& U
   }
 
   pb.interpolation = resode::parse_interpolation(o.interpolation);
-  b->adaptive = resode::is_adaptive_method(o.method);
-  if (b->adaptive) {
-    b->etab = resode::embedded_tableau(resode::parse_adaptive_method(o.method));
-    b->aopt = checked_adaptive_options(o.rtol, o.atol, o.first_step, o.max_steps);
-    if (!o.grid.is_none()) {
-      auto grids = std::make_shared<std::vector<std::vector<double>>>();
-      for (auto item : o.grid) {
-        const darray g = real_array(py::reinterpret_borrow<py::object>(item), "grid");
-        resode::require(g.ndim() == 1, "grid must be a sequence of 1-D arrays of step times");
-        grids->emplace_back(g.data(), g.data() + g.size());
-      }
-      b->given = std::move(grids);
+  resode::require(o.grid.is_none() || resode::is_adaptive_method(o.method),
+                  "grid is for the adaptive methods (dopri5, tsit5, bosh3)");
+  bind_method(o.method, o.rtol, o.atol, o.first_step, o.max_steps, *b);
+  if (b->adaptive && !o.grid.is_none()) {
+    auto grids = std::make_shared<std::vector<std::vector<double>>>();
+    for (auto item : o.grid) {
+      const darray g = real_array(py::reinterpret_borrow<py::object>(item), "grid");
+      resode::require(g.ndim() == 1, "grid must be a sequence of 1-D arrays of step times");
+      grids->emplace_back(g.data(), g.data() + g.size());
     }
-  } else {
-    resode::require(o.grid.is_none(), "grid is for the adaptive methods (dopri5, tsit5, bosh3)");
-    pb.tab = resode::tableau(resode::parse_method(o.method));
+    b->given = std::move(grids);
   }
   resode::require(o.substeps >= 1, "substeps must be >= 1");
   pb.substeps = o.substeps;

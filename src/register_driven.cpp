@@ -119,13 +119,7 @@ std::unique_ptr<BoundDriven<T>> bind_driven(const py::dict& params, const py::ar
   resode::require(std::isfinite(o.T) && o.T > 0, "T must be finite and > 0");
   pb.T_end = o.T;
   pb.interpolation = resode::parse_interpolation(o.interpolation);
-  b->adaptive = resode::is_adaptive_method(o.method);
-  if (b->adaptive) {
-    b->etab = resode::embedded_tableau(resode::parse_adaptive_method(o.method));
-    b->aopt = checked_adaptive_options(o.rtol, o.atol, o.first_step, o.max_steps);
-  } else {
-    pb.tab = resode::tableau(resode::parse_method(o.method));
-  }
+  bind_method(o.method, o.rtol, o.atol, o.first_step, o.max_steps, *b);
   resode::require(o.substeps >= 1, "substeps must be >= 1");
   pb.substeps = o.substeps;
   bind_out_times(o.t, b->t, pb);

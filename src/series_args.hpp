@@ -123,6 +123,20 @@ inline resode::AdaptiveOptions checked_adaptive_options(double rtol, double atol
   return options;
 }
 
+// The step rule of a bound model (BoundCde, BoundDriven): an adaptive method's embedded tableau
+// and checked options (run() then picks the steps), or a fixed method's tableau.
+template <class Bound>
+void bind_method(const std::string& method, double rtol, double atol,
+                 std::optional<double> first_step, index_t max_steps, Bound& b) {
+  b.adaptive = resode::is_adaptive_method(method);
+  if (b.adaptive) {
+    b.etab = resode::embedded_tableau(resode::parse_adaptive_method(method));
+    b.aopt = checked_adaptive_options(rtol, atol, first_step, max_steps);
+  } else {
+    b.pb.tab = resode::tableau(resode::parse_method(method));
+  }
+}
+
 // gradient="discrete" (false) or "adjoint" (true).
 inline bool is_adjoint(const std::string& gradient) {
   resode::require(gradient == "discrete" || gradient == "adjoint", [&] {
