@@ -76,7 +76,8 @@ template <class T>
 void require_no_inf(const carray<T>& U) {
   const T* u = U.data();
   for (index_t i = 0; i < U.size(); ++i)
-    resode::require(!std::isinf(u[i]), "U contains Inf (NaN marks a missing value; Inf is refused)");
+    resode::require(!std::isinf(u[i]),
+                    "U contains Inf (NaN marks a missing value; Inf is refused)");
 }
 
 // times, shared (L,) or per sample (N, L), as float64 kept alive in `kept`; points the problem
