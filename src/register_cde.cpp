@@ -11,14 +11,12 @@
 
 #include "bindings.hpp"
 #include "cde_instances.hpp"
+#include "series_args.hpp"
 
 namespace {
 
 using namespace resode::bind;
 using resode::index_t;
-template <class T>
-using carray = py::array_t<T, py::array::c_style>;
-using darray = py::array_t<double, py::array::c_style>;
 
 // The keyword arguments every CDE function shares.
 struct CdeOptions {
@@ -60,48 +58,12 @@ struct BoundCde {
   }
 };
 
-const char* dtype_name(std::size_t itemsize) { return itemsize == 8 ? "float64" : "float32"; }
-
-// params[key] as a C-contiguous, finite array of dtype T and the expected shape (-1 = any).
+// params[key] as a C-contiguous, finite array of dtype T like U and the expected shape
+// (-1 = any).
 template <class T>
 carray<T> param(const py::dict& params, const std::string& key, const Shape& expected,
                 const std::string& meaning) {
-  const std::string name = "params['" + key + "']";
-  if (!params.contains(key))
-    throw std::invalid_argument("params must hold '" + key + "' " + meaning);
-  py::object obj = params[key.c_str()];
-  if (!py::isinstance<py::array>(obj))
-    throw py::type_error(name + " must be a NumPy array, got " +
-                         std::string(py::str(py::type::of(obj).attr("__name__"))));
-  py::array arr = obj.cast<py::array>();
-  if (arr.dtype().kind() != 'f' || arr.itemsize() != sizeof(T))
-    throw py::type_error(name + " must have dtype " + dtype_name(sizeof(T)) + " like U, got " +
-                         std::string(py::str(arr.dtype())));
-  const Shape shape = shape_of(arr);
-  bool ok = shape.size() == expected.size();
-  for (std::size_t i = 0; ok && i < shape.size(); ++i)
-    ok = (expected[i] < 0 && shape[i] >= 1) || expected[i] == shape[i];
-  if (!ok)
-    throw std::invalid_argument(name + " must have shape " + shape_string(expected) + " " +
-                                meaning + ", got " + shape_string(shape));
-  auto out = carray<T>::ensure(arr);
-  if (!out) throw py::error_already_set();
-  if (!resode::all_finite(out.size(), out.data()))
-    throw std::invalid_argument(name + " contains NaN or Inf");
-  return out;
-}
-
-// A real array (float or integer dtype; array-likes through numpy.asarray) as float64,
-// C-contiguous.
-darray real_array(const py::object& obj, const char* name) {
-  const py::array arr = py::module_::import("numpy").attr("asarray")(obj);
-  const char kind = arr.dtype().kind();
-  if (kind != 'f' && kind != 'i' && kind != 'u')
-    throw py::type_error(std::string(name) + " must be a real (float or integer) array, got " +
-                         std::string(py::str(arr.dtype())));
-  auto out = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(arr);
-  if (!out) throw py::error_already_set();
-  return out;
+  return checked_param<T>(params, key, expected, meaning, "U");
 }
 
 template <class T>
@@ -168,21 +130,9 @@ std::unique_ptr<BoundCde<T>> bind_cde(const py::dict& params, const py::array& U
   resode::require(pb.N >= 1 && pb.L >= 1 && pb.C >= 1, [&] {
     return "U must have non-zero extents (N, L, C), got " + shape_string(shape_of(U));
   });
-  const T* u = b->U.data();
-  for (index_t i = 0; i < b->U.size(); ++i)
-    resode::require(!std::isinf(u[i]), "U contains Inf (NaN marks a missing value; Inf is refused)");
-  pb.U = u;
-
-  b->times = real_array(times, "times");
-  const Shape ts = shape_of(b->times);
-  const bool shared = ts.size() == 1 && ts[0] == pb.L;
-  const bool own = ts.size() == 2 && ts[0] == pb.N && ts[1] == pb.L;
-  resode::require(shared || own, [&] {
-    return "times must have shape (" + std::to_string(pb.L) + ",) (shared) or (" +
-           std::to_string(pb.N) + ", " + std::to_string(pb.L) + ") (per sample) like U, got " +
-           shape_string(ts);
-  });
-  pb.times = b->times.data(), pb.per_sample_times = own;
+  require_no_inf(b->U);
+  pb.U = b->U.data();
+  bind_times(times, b->times, pb);
 
   b->A = param<T>(params, "A", {-1, pb.C}, "(state, channels)");
   pb.field.S = b->A.shape(0), pb.field.C = pb.C;
@@ -196,41 +146,22 @@ std::unique_ptr<BoundCde<T>> bind_cde(const py::dict& params, const py::array& U
   }
 
   pb.interpolation = resode::parse_interpolation(o.interpolation);
-  b->adaptive = resode::is_adaptive_method(o.method);
-  if (b->adaptive) {
-    b->etab = resode::embedded_tableau(resode::parse_adaptive_method(o.method));
-    resode::require(std::isfinite(o.rtol) && o.rtol >= 0, "rtol must be finite and >= 0");
-    resode::require(std::isfinite(o.atol) && o.atol >= 0, "atol must be finite and >= 0");
-    resode::require(o.rtol > 0 || o.atol > 0, "rtol and atol must not both be 0");
-    const double first = o.first_step.value_or(0.0);
-    resode::require(std::isfinite(first) && (!o.first_step || first > 0),
-                    "first_step must be finite and > 0 (or None: Hairer's heuristic)");
-    resode::require(o.max_steps >= 1, "max_steps must be >= 1");
-    b->aopt.rtol = o.rtol, b->aopt.atol = o.atol, b->aopt.first_step = first;
-    b->aopt.max_steps = o.max_steps;
-    if (!o.grid.is_none()) {
-      auto grids = std::make_shared<std::vector<std::vector<double>>>();
-      for (auto item : o.grid) {
-        const darray g = real_array(py::reinterpret_borrow<py::object>(item), "grid");
-        resode::require(g.ndim() == 1, "grid must be a sequence of 1-D arrays of step times");
-        grids->emplace_back(g.data(), g.data() + g.size());
-      }
-      b->given = std::move(grids);
+  resode::require(o.grid.is_none() || resode::is_adaptive_method(o.method),
+                  "grid is for the adaptive methods (dopri5, tsit5, bosh3)");
+  bind_method(o.method, o.rtol, o.atol, o.first_step, o.max_steps, *b);
+  if (b->adaptive && !o.grid.is_none()) {
+    auto grids = std::make_shared<std::vector<std::vector<double>>>();
+    for (auto item : o.grid) {
+      const darray g = real_array(py::reinterpret_borrow<py::object>(item), "grid");
+      resode::require(g.ndim() == 1, "grid must be a sequence of 1-D arrays of step times");
+      grids->emplace_back(g.data(), g.data() + g.size());
     }
-  } else {
-    resode::require(o.grid.is_none(), "grid is for the adaptive methods (dopri5, tsit5, bosh3)");
-    pb.tab = resode::tableau(resode::parse_method(o.method));
+    b->given = std::move(grids);
   }
   resode::require(o.substeps >= 1, "substeps must be >= 1");
   pb.substeps = o.substeps;
   bind_window(o.window, pb);
-  if (!o.t.is_none()) {
-    b->t = real_array(o.t, "t");
-    resode::require(b->t.ndim() == 1 && b->t.shape(0) >= 1, [&] {
-      return "t must be a non-empty 1-D array of times, got shape " + shape_string(shape_of(b->t));
-    });
-    pb.out_times = b->t.data(), pb.out_count = b->t.shape(0);
-  }
+  bind_out_times(o.t, b->t, pb);
   return b;
 }
 
@@ -277,26 +208,12 @@ py::dict gradient_dict(const py::dict& params, BoundCde<T>& b, py::array_t<T>& f
   py::dict grads;
   grads["A"] = dA;
   grads["a"] = da;
-  index_t offset = 0;
-  for (std::size_t m = 0; m < b.field_names.size(); ++m) {
-    grads[b.field_names[m].c_str()] = view(flat, offset, b.field_shapes[m]);
-    index_t size = 1;
-    for (index_t e : b.field_shapes[m]) size *= e;
-    offset += size;
-  }
+  add_field_views(grads, b.field_names, b.field_shapes, flat);
   if (!dP.is_none()) grads["P"] = dP, grads["c"] = dc;
   const py::object zeros_like = py::module_::import("numpy").attr("zeros_like");
   for (auto item : params)
     if (!grads.contains(item.first)) grads[item.first] = zeros_like(item.second);
   return grads;
-}
-
-// gradient="discrete" (false) or "adjoint" (true).
-bool is_adjoint(const std::string& gradient) {
-  resode::require(gradient == "discrete" || gradient == "adjoint", [&] {
-    return "gradient must be 'discrete' or 'adjoint', got '" + gradient + "'";
-  });
-  return gradient == "adjoint";
 }
 
 template <class T>
@@ -417,16 +334,7 @@ py::tuple grids(const py::dict& params, const py::array& U, const py::object& ti
     py::gil_scoped_release release;
     b->run();
   }
-  py::list out;
-  const index_t N = b->pb.N;
-  py::array_t<std::int64_t> counts({N, index_t(3)});
-  auto c = counts.mutable_unchecked<2>();
-  for (index_t i = 0; i < N; ++i) {
-    const auto& r = b->records[std::size_t(i)];
-    out.append(py::array_t<double>(py::ssize_t(r.grid.size()), r.grid.data()));
-    c(i, 0) = r.nfev, c(i, 1) = r.accepted, c(i, 2) = r.rejected;
-  }
-  return py::make_tuple(out, counts);
+  return grids_and_counts(b->records);
 }
 
 bool u_is_float64(const py::object& U) {
@@ -539,10 +447,7 @@ void register_cde(py::module_& m) {
          index_t max_steps, py::object grid, py::object window, py::object t) {
         const CdeOptions o{field,  activation, output_activation, interpolation, method,
                            substeps, t, rtol, atol, first_step, max_steps, grid, window};
-        resode::require(resode::is_adaptive_method(method), [&] {
-          return "method must be 'dopri5', 'tsit5' or 'bosh3' (an adaptive method), got '" +
-                 method + "'";
-        });
+        require_adaptive_method(method);
         const bool f64 = u_is_float64(U);
         const py::array u = U.cast<py::array>();
         return f64 ? grids<double>(params, u, times, o) : grids<float>(params, u, times, o);

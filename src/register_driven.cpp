@@ -13,14 +13,12 @@
 #include "resode/driven.hpp"
 #include "resode/driven_adaptive.hpp"
 #include "resode/driven_adjoint.hpp"
+#include "series_args.hpp"
 
 namespace {
 
 using namespace resode::bind;
 using resode::index_t;
-template <class T>
-using carray = py::array_t<T, py::array::c_style>;
-using darray = py::array_t<double, py::array::c_style>;
 
 struct DrivenOptions {
   double T;
@@ -52,51 +50,11 @@ struct BoundDriven {
   }
 };
 
-const char* dtype_name(std::size_t itemsize) { return itemsize == 8 ? "float64" : "float32"; }
-
-template <class T>
-carray<T> typed(const py::object& obj, const std::string& name, const std::string& like) {
-  if (!py::isinstance<py::array>(obj))
-    throw py::type_error(name + " must be a NumPy array, got " +
-                         std::string(py::str(py::type::of(obj).attr("__name__"))));
-  py::array arr = obj.cast<py::array>();
-  if (arr.dtype().kind() != 'f' || arr.itemsize() != sizeof(T))
-    throw py::type_error(name + " must have dtype " + dtype_name(sizeof(T)) + " like " + like +
-                         ", got " + std::string(py::str(arr.dtype())));
-  auto out = carray<T>::ensure(arr);
-  if (!out) throw py::error_already_set();
-  return out;
-}
-
-// params[key]: dtype T, finite, the expected shape (-1 = any extent >= 1).
+// params[key]: dtype T like x0, finite, the expected shape (-1 = any extent >= 1).
 template <class T>
 carray<T> param(const py::dict& params, const std::string& key, const Shape& expected,
                 const std::string& meaning) {
-  const std::string name = "params['" + key + "']";
-  if (!params.contains(key))
-    throw std::invalid_argument("params must hold '" + key + "' " + meaning);
-  auto out = typed<T>(params[key.c_str()], name, "x0");
-  const Shape shape = shape_of(out);
-  bool ok = shape.size() == expected.size();
-  for (std::size_t i = 0; ok && i < shape.size(); ++i)
-    ok = (expected[i] < 0 && shape[i] >= 1) || expected[i] == shape[i];
-  if (!ok)
-    throw std::invalid_argument(name + " must have shape " + shape_string(expected) + " " +
-                                meaning + ", got " + shape_string(shape));
-  if (!resode::all_finite(out.size(), out.data()))
-    throw std::invalid_argument(name + " contains NaN or Inf");
-  return out;
-}
-
-darray real_array(const py::object& obj, const char* name) {
-  const py::array arr = py::module_::import("numpy").attr("asarray")(obj);
-  const char kind = arr.dtype().kind();
-  if (kind != 'f' && kind != 'i' && kind != 'u')
-    throw py::type_error(std::string(name) + " must be a real (float or integer) array, got " +
-                         std::string(py::str(arr.dtype())));
-  auto out = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(arr);
-  if (!out) throw py::error_already_set();
-  return out;
+  return checked_param<T>(params, key, expected, meaning, "x0");
 }
 
 template <class T>
@@ -148,20 +106,9 @@ std::unique_ptr<BoundDriven<T>> bind_driven(const py::dict& params, const py::ar
                            shape_string(shape_of(b->U));
                   });
   pb.N = b->U.shape(0), pb.L = b->U.shape(1), pb.C = b->U.shape(2);
-  const T* u = b->U.data();
-  for (index_t i = 0; i < b->U.size(); ++i)
-    resode::require(!std::isinf(u[i]), "U contains Inf (NaN marks a missing value; Inf is refused)");
-  pb.U = u, pb.x0 = b->x0.data();
-  b->times = real_array(times, "times");
-  const Shape ts = shape_of(b->times);
-  const bool shared = ts.size() == 1 && ts[0] == pb.L;
-  const bool own = ts.size() == 2 && ts[0] == pb.N && ts[1] == pb.L;
-  resode::require(shared || own, [&] {
-    return "times must have shape (" + std::to_string(pb.L) + ",) (shared) or (" +
-           std::to_string(pb.N) + ", " + std::to_string(pb.L) + ") (per sample) like U, got " +
-           shape_string(ts);
-  });
-  pb.times = b->times.data(), pb.per_sample_times = own;
+  require_no_inf(b->U);
+  pb.U = b->U.data(), pb.x0 = b->x0.data();
+  bind_times(times, b->times, pb);
   pb.field.D = b->x0.shape(1), pb.field.C = pb.C;
   bind_field(params, o, *b);
   if (readout) {
@@ -172,30 +119,10 @@ std::unique_ptr<BoundDriven<T>> bind_driven(const py::dict& params, const py::ar
   resode::require(std::isfinite(o.T) && o.T > 0, "T must be finite and > 0");
   pb.T_end = o.T;
   pb.interpolation = resode::parse_interpolation(o.interpolation);
-  b->adaptive = resode::is_adaptive_method(o.method);
-  if (b->adaptive) {
-    b->etab = resode::embedded_tableau(resode::parse_adaptive_method(o.method));
-    resode::require(std::isfinite(o.rtol) && o.rtol >= 0, "rtol must be finite and >= 0");
-    resode::require(std::isfinite(o.atol) && o.atol >= 0, "atol must be finite and >= 0");
-    resode::require(o.rtol > 0 || o.atol > 0, "rtol and atol must not both be 0");
-    const double first = o.first_step.value_or(0.0);
-    resode::require(std::isfinite(first) && (!o.first_step || first > 0),
-                    "first_step must be finite and > 0 (or None: Hairer's heuristic)");
-    resode::require(o.max_steps >= 1, "max_steps must be >= 1");
-    b->aopt.rtol = o.rtol, b->aopt.atol = o.atol, b->aopt.first_step = first;
-    b->aopt.max_steps = o.max_steps;
-  } else {
-    pb.tab = resode::tableau(resode::parse_method(o.method));
-  }
+  bind_method(o.method, o.rtol, o.atol, o.first_step, o.max_steps, *b);
   resode::require(o.substeps >= 1, "substeps must be >= 1");
   pb.substeps = o.substeps;
-  if (!o.t.is_none()) {
-    b->t = real_array(o.t, "t");
-    resode::require(b->t.ndim() == 1 && b->t.shape(0) >= 1, [&] {
-      return "t must be a non-empty 1-D array of times, got shape " + shape_string(shape_of(b->t));
-    });
-    pb.out_times = b->t.data(), pb.out_count = b->t.shape(0);
-  }
+  bind_out_times(o.t, b->t, pb);
   return b;
 }
 
@@ -233,13 +160,7 @@ py::array logits(const py::dict& params, const py::array& x0, const py::object& 
 template <class T>
 py::dict gradient_dict(BoundDriven<T>& b, py::array_t<T>& flat) {
   py::dict grads;
-  index_t offset = 0;
-  for (std::size_t m = 0; m < b.names.size(); ++m) {
-    grads[b.names[m].c_str()] = view(flat, offset, b.shapes[m]);
-    index_t size = 1;
-    for (index_t e : b.shapes[m]) size *= e;
-    offset += size;
-  }
+  add_field_views(grads, b.names, b.shapes, flat);
   return grads;
 }
 
@@ -331,24 +252,7 @@ py::tuple grids(const py::dict& params, const py::array& x0, const py::object& U
     py::gil_scoped_release release;
     b->run();
   }
-  py::list out;
-  const index_t N = b->pb.N;
-  py::array_t<std::int64_t> counts({N, index_t(3)});
-  auto c = counts.mutable_unchecked<2>();
-  for (index_t i = 0; i < N; ++i) {
-    const auto& r = b->records[std::size_t(i)];
-    out.append(py::array_t<double>(py::ssize_t(r.grid.size()), r.grid.data()));
-    c(i, 0) = r.nfev, c(i, 1) = r.accepted, c(i, 2) = r.rejected;
-  }
-  return py::make_tuple(out, counts);
-}
-
-// gradient="discrete" (false) or "adjoint" (true).
-bool is_adjoint(const std::string& gradient) {
-  resode::require(gradient == "discrete" || gradient == "adjoint", [&] {
-    return "gradient must be 'discrete' or 'adjoint', got '" + gradient + "'";
-  });
-  return gradient == "adjoint";
+  return grids_and_counts(b->records);
 }
 
 bool x0_is_float64(const py::object& x0) {
@@ -451,10 +355,7 @@ void register_driven(py::module_& m) {
         const DrivenOptions o{T,         field, activation, interpolation, method,
                               substeps,  t,     rtol,       atol,          first_step,
                               max_steps};
-        resode::require(resode::is_adaptive_method(method), [&] {
-          return "method must be 'dopri5', 'tsit5' or 'bosh3' (an adaptive method), got '" +
-                 method + "'";
-        });
+        require_adaptive_method(method);
         const py::array x = x0.cast<py::array>();
         return x0_is_float64(x0) ? grids<double>(params, x, U, times, o)
                                  : grids<float>(params, x, U, times, o);
