@@ -113,8 +113,9 @@ runs = [train_resode(seed) for seed in SEEDS]
 model, _, history, resode_seconds = runs[0]  # the first seed's model for the figure
 accuracies = [m.score(U_test, y_test) for m, *_ in runs]
 accuracy = accuracies[0]
-print(f"resode: test accuracy {np.mean(accuracies):.3f} +- {np.std(accuracies):.3f} over "
-      f"{len(accuracies)} seeds after {EPOCHS} epochs, {resode_seconds:.1f} s a run")  # fmt: skip
+print(f"resode: test accuracy {np.mean(accuracies):.3f} after {EPOCHS} epochs (mean of "
+      f"{len(accuracies)} seeds, spread {np.std(accuracies):.3f}), "
+      f"{resode_seconds:.1f} s a run")  # fmt: skip
 print("1-NN DTW (dependent), the UEA archive's baseline: test accuracy 0.975")
 
 # %%
@@ -200,8 +201,8 @@ if torch is not None:
     torch_losses, _, torch_seconds = torch_runs[0]
     torch_accuracies = [run[1] for run in torch_runs]
     ratio = torch_seconds / resode_seconds
-    print(f"torchcde: test accuracy {np.mean(torch_accuracies):.3f} +- "
-          f"{np.std(torch_accuracies):.3f} over the same seeds, {torch_seconds:.1f} s a run "
+    print(f"torchcde: test accuracy {np.mean(torch_accuracies):.3f} after {EPOCHS} epochs (the "
+          f"same seeds, spread {np.std(torch_accuracies):.3f}), {torch_seconds:.1f} s a run "
           f"({ratio:.1f}x resode's time)")  # fmt: skip
 
 # %%
