@@ -31,10 +31,12 @@
 namespace resode {
 
 // What an adaptive CDE run reports per sample.
-struct CdeAdaptiveRecord {
-  std::vector<double> grid;  // accepted times t_{i,0} .. T_i, every breakpoint among them
+// One sample's adaptive run (the time-series models: this file, driven_adaptive.hpp).
+struct AdaptiveRecord {
+  std::vector<double> grid;  // accepted times, start to end, every breakpoint among them
   long nfev = 0, accepted = 0, rejected = 0;
 };
+using CdeAdaptiveRecord = AdaptiveRecord;
 
 // The solution stages of an embedded tableau as a fixed-step Tableau (the replayed map).
 inline Tableau solution_tableau(const EmbeddedTableau& e) {
@@ -166,12 +168,48 @@ double cde_trial_step(const CdeProblem<T>& pb, const EmbeddedTableau& tab,
   return std::sqrt(E / double(S));
 }
 
+// The per-sample step control of the time-series models: from breaks[0], steps of the
+// controller's size clipped (landing) onto each breakpoint in turn; trial(seg, t, dt) takes a
+// trial step from t on break interval seg and returns its error norm, accept() keeps it. A step
+// below the resolution of t, or max_steps, is a failure of sample i.
+template <class Trial, class Accept>
+void step_through_breaks(const std::vector<double>& breaks, double h, const EmbeddedTableau& tab,
+                         const AdaptiveOptions& opt, index_t i, AdaptiveRecord& rec,
+                         Failure& fail, Trial&& trial, Accept&& accept) {
+  constexpr double eps = std::numeric_limits<double>::epsilon();
+  StepController ctrl{double(tab.error_order_k)};
+  double tnow = breaks[0], E_last = 0.0;
+  bool bad_trial = false;
+  std::size_t seg = 0;
+  while (seg + 1 < breaks.size()) {
+    const double q = breaks[seg + 1];
+    const double t_new = landing(tnow, h, q);
+    const double dt = t_new - tnow;
+    const bool too_many = rec.accepted + rec.rejected >= opt.max_steps;
+    if (too_many || dt <= 4.0 * eps * std::abs(t_new)) {
+      fail = {long(i), bad_trial, too_many, tnow, dt, E_last, false};
+      return;
+    }
+    E_last = trial(seg, tnow, dt);
+    rec.nfev += tab.stages;
+    if (ctrl.update(E_last, dt, h)) {
+      accept();
+      tnow = t_new;
+      rec.grid.push_back(tnow);
+      ++rec.accepted;
+      if (tnow == q) ++seg;
+    } else {
+      ++rec.rejected;
+      bad_trial = !std::isfinite(E_last);
+    }
+  }
+}
+
 // The adaptive run of sample i: its record, or a failure (f.sample >= 0).
 template <class T>
 void cde_adaptive_sample(const CdeProblem<T>& pb, const CdePlan<T>& plan,
                          const EmbeddedTableau& tab, const AdaptiveOptions& opt, index_t i,
                          CdeAdaptiveWork<T>& w, CdeAdaptiveRecord& rec, Failure& fail) {
-  constexpr double eps = std::numeric_limits<double>::epsilon();
   const index_t S = pb.field.S, C = pb.C, len = plan.length[std::size_t(i)];
   const double* t = pb.sample_times(i);
   cde_adaptive_path(pb, i, len, w);
@@ -186,33 +224,13 @@ void cde_adaptive_sample(const CdeProblem<T>& pb, const CdePlan<T>& plan,
                  ? opt.first_step
                  : cde_starting_step(pb, tab, opt, t, segments[0].interval, segments[0].piece, w,
                                      rec.nfev);
-  StepController ctrl{double(tab.error_order_k)};
-  double tnow = breaks[0], dt = h, E_last = 0.0;
-  bool bad_trial = false;
-  std::size_t seg = 0;
-  while (seg + 1 < breaks.size()) {
-    const double q = breaks[seg + 1];
-    const double t_new = landing(tnow, h, q);
-    dt = t_new - tnow;
-    const bool too_many = rec.accepted + rec.rejected >= opt.max_steps;
-    if (too_many || dt <= 4.0 * eps * std::abs(t_new)) {
-      fail = {long(i), bad_trial, too_many, tnow, dt, E_last, false};
-      return;
-    }
-    const CdeStep& sg = segments[seg];
-    E_last = cde_trial_step(pb, tab, opt, t, sg.interval, sg.piece, tnow, dt, w);
-    rec.nfev += tab.stages;
-    if (ctrl.update(E_last, dt, h)) {
-      std::swap(w.z, w.znew);
-      tnow = t_new;
-      rec.grid.push_back(tnow);
-      ++rec.accepted;
-      if (tnow == q) ++seg;
-    } else {
-      ++rec.rejected;
-      bad_trial = !std::isfinite(E_last);
-    }
-  }
+  step_through_breaks(
+      breaks, h, tab, opt, i, rec, fail,
+      [&](std::size_t seg, double tnow, double dt) {
+        const CdeStep& sg = segments[seg];
+        return cde_trial_step(pb, tab, opt, t, sg.interval, sg.piece, tnow, dt, w);
+      },
+      [&] { std::swap(w.z, w.znew); });
 }
 
 }  // namespace detail

@@ -37,10 +37,7 @@
 namespace resode {
 
 // What an adaptive run reports per sample.
-struct DrivenAdaptiveRecord {
-  std::vector<double> grid;  // accepted times 0 .. T, every breakpoint among them
-  long nfev = 0, accepted = 0, rejected = 0;
-};
+using DrivenAdaptiveRecord = AdaptiveRecord;  // accepted times 0 .. T
 
 namespace detail {
 
@@ -113,7 +110,6 @@ template <class T>
 void driven_adaptive_sample(const DrivenProblem<T>& pb, const EmbeddedTableau& tab,
                             const AdaptiveOptions& opt, index_t i, index_t len, DrivenWork<T>& w,
                             DrivenAdaptiveRecord& rec, Failure& fail) {
-  constexpr double eps = std::numeric_limits<double>::epsilon();
   const index_t D = pb.field.D;
   build_path(pb, i, len, w.path);
   build_steps(pb, i, w.path, w.breaks, w.steps);  // one entry per break interval
@@ -123,34 +119,14 @@ void driven_adaptive_sample(const DrivenProblem<T>& pb, const EmbeddedTableau& t
   double h = opt.first_step > 0.0
                  ? opt.first_step
                  : driven_starting_step(pb, tab, opt, w.steps[0], x.data(), w, rec.nfev);
-  StepController ctrl{double(tab.error_order_k)};
-  double tnow = breaks[0], E_last = 0.0;
-  bool bad_trial = false;
-  std::size_t seg = 0;
-  while (seg + 1 < breaks.size()) {
-    const double q = breaks[seg + 1];
-    const double t_new = landing(tnow, h, q);
-    const double dt = t_new - tnow;
-    const bool too_many = rec.accepted + rec.rejected >= opt.max_steps;
-    if (too_many || dt <= 4.0 * eps * std::abs(t_new)) {
-      fail = {long(i), bad_trial, too_many, tnow, dt, E_last, false};
-      return;
-    }
-    const DrivenStep& sg = w.steps[seg];
-    E_last = driven_trial_step(pb, tab, opt, {tnow, dt, sg.piece, sg.interval}, x.data(), w,
-                               xnew.data());
-    rec.nfev += tab.stages;
-    if (ctrl.update(E_last, dt, h)) {
-      std::swap(x, xnew);
-      tnow = t_new;
-      rec.grid.push_back(tnow);
-      ++rec.accepted;
-      if (tnow == q) ++seg;
-    } else {
-      ++rec.rejected;
-      bad_trial = !std::isfinite(E_last);
-    }
-  }
+  step_through_breaks(
+      breaks, h, tab, opt, i, rec, fail,
+      [&](std::size_t seg, double tnow, double dt) {
+        const DrivenStep& sg = w.steps[seg];
+        return driven_trial_step(pb, tab, opt, {tnow, dt, sg.piece, sg.interval}, x.data(), w,
+                                 xnew.data());
+      },
+      [&] { std::swap(x, xnew); });
 }
 
 }  // namespace detail
