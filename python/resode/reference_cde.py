@@ -53,6 +53,7 @@ from ._reference_cde import (
     _vjp,
 )
 from ._reference_paths import Weights, slope_weights
+from ._reference_tableaux import EMBEDDED, Embedded
 from .models.options import INTERPOLATIONS
 
 __all__ = [
@@ -64,46 +65,6 @@ __all__ = [
 ADAPTIVE_METHODS: tuple[str, ...] = ("dopri5", "tsit5", "bosh3")
 _Opts = tuple[str, str, str | None, str]  # field, activation, output activation, interpolation
 _EPS = float(np.finfo(np.float64).eps)
-
-# (A rows incl. the FSAL row, b, e = b - bhat, k = estimator order + 1)
-_DOPRI5_B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84)
-_TSIT5_B = (
-    0.09646076681806523, 0.01, 0.4798896504144996, 1.379008574103742, -3.290069515436081,
-    2.324710524099774,
-)  # fmt: skip
-_Embedded = tuple[tuple[tuple[float, ...], ...], tuple[float, ...], tuple[float, ...], int]
-_EMBEDDED: dict[str, _Embedded] = {
-    "dopri5": (
-        (
-            (), (1 / 5,), (3 / 40, 9 / 40), (44 / 45, -56 / 15, 32 / 9),
-            (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-            (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656), _DOPRI5_B,
-        ),
-        (*_DOPRI5_B, 0.0),
-        (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40),
-        5,
-    ),
-    "tsit5": (
-        (
-            (), (0.161,), (-0.008480655492356989, 0.335480655492357),
-            (2.8971530571054935, -6.359448489975075, 4.3622954328695815),
-            (5.325864828439257, -11.748883564062828, 7.4955393428898365, -0.09249506636175525),
-            (5.86145544294642, -12.92096931784711, 8.159367898576159, -0.071584973281401,
-             -0.028269050394068383),
-            _TSIT5_B,
-        ),
-        (*_TSIT5_B, 0.0),
-        (0.00178001105222577714, 0.0008164344596567469, -0.007880878010261995,
-         0.1447110071732629, -0.5823571654525552, 0.45808210592918697, -0.015151515151515152),
-        5,
-    ),
-    "bosh3": (
-        ((), (1 / 2,), (0.0, 3 / 4), (2 / 9, 1 / 3, 4 / 9)),
-        (2 / 9, 1 / 3, 4 / 9, 0.0),
-        (-5 / 72, 1 / 12, 1 / 9, -1 / 8),
-        3,
-    ),
-}  # fmt: skip
 
 
 class StepSizeError(ValueError):
@@ -124,7 +85,7 @@ class NonFiniteError(StepSizeError, FloatingPointError):
 
 def _solution_tableau(method: str) -> Tableau:
     """The solution stages (all but the FSAL one) as a fixed-step tableau."""
-    A, b, _, _ = _EMBEDDED[method]
+    A, b, _, _ = EMBEDDED[method]
     return A[:-1], b[:-1]
 
 
@@ -143,7 +104,7 @@ def _stage(
 
 def _trial(
     work: Params, z: np.ndarray, sample: _Sample, seg: _Step, tau: float, h: float,
-    tab: _Embedded, o: _Options, rtol: float, atol: float,
+    tab: Embedded, o: _Options, rtol: float, atol: float,
 ) -> tuple[np.ndarray, float]:  # fmt: skip
     """A trial step: the new state and its error norm E (NaN if the state is not finite)."""
     A, b, e, _ = tab
@@ -200,7 +161,7 @@ def _controller(E: float, E_prev: float, dt: float, k: int) -> tuple[bool, float
 
 
 def _adaptive_sample(
-    work: Params, i: int, sample: _Sample, tab: _Embedded, o: _Options, rtol: float,
+    work: Params, i: int, sample: _Sample, tab: Embedded, o: _Options, rtol: float,
     atol: float, first_step: float | None, max_steps: int,
 ) -> tuple[_Sample, tuple[int, int, int]]:  # fmt: skip
     """The accepted steps of sample i (``sample`` holds one step per breakpoint interval)
@@ -273,7 +234,7 @@ def _adaptive_prepare(
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     o = _options(params, *opts, "rk4", 1)._replace(window=window)
     work, Uw, segments, tout = _prepare(params, U, times, t, o)
-    tab = _EMBEDDED[method]
+    tab = EMBEDDED[method]
     samples, counts = [], []
     if grid is not None:  # a replay of given accepted grids
         if len(grid) != len(segments):

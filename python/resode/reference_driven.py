@@ -48,6 +48,7 @@ from ._reference_driven import (
     _Step,
 )
 from ._reference_paths import Path, base_row, path_value, value_weights
+from ._reference_tableaux import EMBEDDED, Embedded
 from .models.options import INTERPOLATIONS
 from .reference_cde import NonFiniteError, StepSizeError
 
@@ -61,46 +62,6 @@ ADAPTIVE_METHODS: tuple[str, ...] = ("dopri5", "tsit5", "bosh3")
 _Adaptive = tuple[float, float, float | None, int]  # rtol, atol, first_step, max_steps
 _Sample = tuple[Path, list[_Step]]
 _EPS = float(np.finfo(np.float64).eps)
-
-# (A rows incl. the FSAL row, b incl. its 0, e = b - bhat, k = estimator order + 1)
-_DOPRI5_B = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84)
-_TSIT5_B = (
-    0.09646076681806523, 0.01, 0.4798896504144996, 1.379008574103742, -3.290069515436081,
-    2.324710524099774,
-)  # fmt: skip
-_Embedded = tuple[tuple[tuple[float, ...], ...], tuple[float, ...], tuple[float, ...], int]
-_EMBEDDED: dict[str, _Embedded] = {
-    "dopri5": (
-        (
-            (), (1 / 5,), (3 / 40, 9 / 40), (44 / 45, -56 / 15, 32 / 9),
-            (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-            (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656), _DOPRI5_B,
-        ),
-        (*_DOPRI5_B, 0.0),
-        (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40),
-        5,
-    ),
-    "tsit5": (
-        (
-            (), (0.161,), (-0.008480655492356989, 0.335480655492357),
-            (2.8971530571054935, -6.359448489975075, 4.3622954328695815),
-            (5.325864828439257, -11.748883564062828, 7.4955393428898365, -0.09249506636175525),
-            (5.86145544294642, -12.92096931784711, 8.159367898576159, -0.071584973281401,
-             -0.028269050394068383),
-            _TSIT5_B,
-        ),
-        (*_TSIT5_B, 0.0),
-        (0.00178001105222577714, 0.0008164344596567469, -0.007880878010261995,
-         0.1447110071732629, -0.5823571654525552, 0.45808210592918697, -0.015151515151515152),
-        5,
-    ),
-    "bosh3": (
-        ((), (1 / 2,), (0.0, 3 / 4), (2 / 9, 1 / 3, 4 / 9)),
-        (2 / 9, 1 / 3, 4 / 9, 0.0),
-        (-5 / 72, 1 / 12, 1 / 9, -1 / 8),
-        3,
-    ),
-}  # fmt: skip
 
 
 def _f(p: Params, x: np.ndarray, path: Path, seg: _Step, time: float, o: _Options) -> np.ndarray:
@@ -132,7 +93,7 @@ def _starting_step(
 
 
 def _trial(
-    p: Params, x: np.ndarray, path: Path, step: _Step, tab: _Embedded, o: _Options,
+    p: Params, x: np.ndarray, path: Path, step: _Step, tab: Embedded, o: _Options,
     rtol: float, atol: float,
 ) -> tuple[np.ndarray, float]:  # fmt: skip
     """A trial step: the new state and its error norm E (NaN if the state is not finite)."""
@@ -174,7 +135,7 @@ def _breaks(T: float, pieces: int, path: Path, tout: np.ndarray) -> np.ndarray:
 
 def _adaptive_sample(
     p: Params, i: int, x0: np.ndarray, path: Path, segs: list[_Step], breaks: np.ndarray,
-    tab: _Embedded, o: _Options, adaptive: _Adaptive,
+    tab: Embedded, o: _Options, adaptive: _Adaptive,
 ) -> tuple[list[_Step], np.ndarray, tuple[int, int, int]]:  # fmt: skip
     """Sample i's accepted steps, their times and (nfev, accepted, rejected)."""
     rtol, atol, first_step, max_steps = adaptive
@@ -244,7 +205,7 @@ class _Run:
             self.counts = np.zeros((0, 3), dtype=np.int64)
             return
         _check_adaptive(adaptive)
-        tab = _EMBEDDED[method]
+        tab = EMBEDDED[method]
         pieces = next(iter(self.p.values())).shape[0]
         for i, path in enumerate(paths):
             segs = _grid(T, self.p, 1, path, self.tout)
