@@ -298,7 +298,8 @@ std::unique_ptr<CdeTargets<T>> checked_cde_targets(const py::array& y, const std
 template <class T>
 py::tuple loss_and_grad(const py::dict& params, const py::array& U, const py::array& y,
                         const py::object& times, const CdeOptions& o, const std::string& loss,
-                        double weight_decay, bool adjoint, bool return_logits) {
+                        double weight_decay, bool adjoint, bool return_logits,
+                        bool return_dU) {
   auto b = bind_cde<T>(params, U, times, o, true);
   auto& pb = b->pb;
   const index_t S = pb.field.S, classes = pb.readout.classes;
@@ -306,12 +307,15 @@ py::tuple loss_and_grad(const py::dict& params, const py::array& U, const py::ar
   resode::require(std::isfinite(weight_decay) && weight_decay >= 0,
                   "weight_decay must be finite and >= 0");
   py::array_t<T> dfield(pb.field.size()), dA({S, pb.C}), da(S), dP({classes, S}), dc(classes);
-  py::array_t<T> dU({pb.N, pb.L, pb.C});
+  // without return_dU the discrete sweep skips the observations' cotangent (the adjoint's
+  // quadratures compute it anyway, into an array that is dropped)
+  py::array_t<T> dU(return_dU || adjoint ? Shape{pb.N, pb.L, pb.C} : Shape{0, pb.L, pb.C});
   py::array_t<T> logits_out(return_logits ? Shape{pb.N, classes} : Shape{0, classes});
   double value;
   {
     T *gf = dfield.mutable_data(), *gA = dA.mutable_data(), *ga = da.mutable_data();
-    T *gP = dP.mutable_data(), *gc = dc.mutable_data(), *gU = dU.mutable_data();
+    T *gP = dP.mutable_data(), *gc = dc.mutable_data();
+    T* gU = return_dU || adjoint ? dU.mutable_data() : nullptr;
     T* gz = return_logits ? logits_out.mutable_data() : nullptr;
     py::gil_scoped_release release;  // the core touches only buffers held here and outputs
     b->run();
@@ -321,8 +325,9 @@ py::tuple loss_and_grad(const py::dict& params, const py::array& U, const py::ar
                                                 gP, gc, gU, gz);
   }
   py::dict grads = gradient_dict(params, *b, dfield, dA, da, dP, dc);
-  if (return_logits) return py::make_tuple(value, grads, dU, logits_out);
-  return py::make_tuple(value, grads, dU);
+  const py::object dU_out = return_dU ? py::object(dU) : py::object(py::none());
+  if (return_logits) return py::make_tuple(value, grads, dU_out, logits_out);
+  return py::make_tuple(value, grads, dU_out);
 }
 
 template <class T>
@@ -419,7 +424,8 @@ void register_cde(py::module_& m) {
          std::string interpolation, std::string method, index_t substeps,
          double rtol, double atol, std::optional<double> first_step,
          index_t max_steps, py::object grid, py::object window,
-         std::string loss, double weight_decay, std::string gradient, bool return_logits) {
+         std::string loss, double weight_decay, std::string gradient, bool return_logits,
+         bool return_dU) {
         const CdeOptions o{field,  activation, output_activation, interpolation, method,
                            substeps, py::none(), rtol, atol, first_step, max_steps, grid,
                            window};
@@ -428,16 +434,18 @@ void register_cde(py::module_& m) {
         const py::array u = U.cast<py::array>();
         return f64
                    ? loss_and_grad<double>(params, u, y, times, o, loss, weight_decay, adjoint,
-                                           return_logits)
+                                           return_logits, return_dU)
                    : loss_and_grad<float>(params, u, y, times, o, loss, weight_decay, adjoint,
-                                          return_logits);
+                                          return_logits, return_dU);
       },
       py::arg("params"), py::arg("U"), py::arg("y"), py::arg("times"), RESODE_CDE_KWARGS,
       py::arg("loss") = "cross_entropy", py::arg("weight_decay") = 0.0,
       py::arg("gradient") = "discrete", py::arg("return_logits") = false,
+      py::arg("return_dU") = true,
       "(loss, grads keyed as params incl. P and c, dU): the data loss of the logits plus "
       "weight_decay * the squared field parameters, and its exact discrete gradient; with "
-      "return_logits, also the logits (N, outputs) the loss read.");
+      "return_logits, also the logits (N, outputs) the loss read; without return_dU, dU is "
+      "None and its computation skipped.");
   m.def(
       "cde_grids",
       [](const py::dict& params, const py::object& U, const py::object& times, std::string field,

@@ -94,3 +94,41 @@ def test_a_samples_result_does_not_depend_on_the_lengths_of_its_block(field: str
         np.testing.assert_allclose(states[i], alone[0], rtol=1e-13, atol=1e-15)
         _, dU_alone = _core.cde_vjp(flow, U[i : i + 1], times, cotangent[i : i + 1], **kw)
         np.testing.assert_allclose(dU[i], dU_alone[0], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("output_activation", [None, "tanh"])
+@pytest.mark.parametrize("field", ["outside", "inside", "bottleneck"])
+@pytest.mark.parametrize(
+    "options",
+    [dict(method="rk4"), dict(method="dopri5", rtol=1e-6, atol=1e-8),
+     dict(method="rk4", gradient="adjoint")],
+)  # fmt: skip
+def test_training_without_the_observations_cotangent_gives_the_same_gradient(
+    dtype: type, output_activation: str | None, field: str, options: dict
+) -> None:
+    """``return_dU=False`` skips the path's cotangent (and fuses the output activation's slope
+    into the contraction's transpose): the loss and every parameter's gradient are bitwise
+    those of the full sweep, whose dU still matches the reference."""
+    rng = np.random.default_rng(7)
+    N, L, S, C = 19, 7, 3, 2
+    U = ragged_series(rng, N, L, C).astype(dtype)
+    times = np.cumsum(rng.uniform(0.2, 0.6, size=(N, L)), axis=-1)
+    params = bottleneck(rng, S, C, 10, 3)
+    if field != "bottleneck":
+        params = {"A": params["A"], "a": params["a"], "P": params["P"], "c": params["c"],
+                  "W": 0.3 * rng.normal(size=(2, S * C, S)),
+                  "b": 0.1 * rng.normal(size=(2, S * C))}  # fmt: skip
+    params = {k: v.astype(dtype) for k, v in params.items()}
+    y = rng.integers(0, 3, N)
+    kw = dict(field=field, activation="tanh", output_activation=output_activation, **options)
+    loss, grads, dU = _core.cde_loss_and_grad(params, U, y, times, **kw)
+    loss_only, grads_only, none = _core.cde_loss_and_grad(
+        params, U, y, times, **kw, return_dU=False
+    )
+    assert none is None
+    assert loss_only == loss
+    for name in grads:
+        np.testing.assert_array_equal(grads_only[name], grads[name], err_msg=name)
+    _, _, dU_ref = ref.cde_loss_and_grad(params, U, y, times, **kw)
+    assert relative(dU, dU_ref) <= TOLERANCE[dtype]

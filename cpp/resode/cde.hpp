@@ -670,19 +670,24 @@ void control_increments_vjp(const CdeProblem<T>& pb, index_t j, int i, Columns c
 // z_{j+1}, on exit of z_j; the field grads and the slopes' cotangents dbar are accumulated.
 //   kbar_i = b_i zbar + sum_{m>i} a_mi Y_m,  (Fbar_i, dXbar_i) = contraction^T kbar_i,
 //   Y_i = J_i^T Fbar_i,  dbar += control_increments^T dXbar_i,  zbar_j = zbar + sum_i Y_i
+// Without with_dU the path's cotangents (dXbar, dbar) are skipped: the parameters' gradient
+// does not depend on them.
 template <class T>
 void cde_step_vjp(const CdeProblem<T>& pb, index_t j, Columns cols, CdeWork<T>& w, T* zbar,
-                  T* grads) {
+                  T* grads, bool with_dU) {
   const index_t S = pb.field.S, C = pb.C;
   const Tableau& tab = pb.tab;
+  const Activation rho = output_activation_or_identity(pb.field);
   for (int i = tab.stages - 1; i >= 0; --i) {
     CdeTerms<T> later;
     for (int m = i + 1; m < tab.stages; ++m) later.add(tab.a[m][i], w.Y[m]);
     combine_terms(S, cols, T(tab.b[i]), zbar, later, w.kbar);
-    contract_channels_vjp(S, C, cols, w.F[i], w.dX[i], w.kbar, w.Fbar, w.dXbar);
-    control_increments_vjp(pb, j, i, cols, w);
-    cde_field_vjp(pb.field, w.piece[std::size_t(j)], cols, w.Z[i], w.F[i], w.cache[i], w.Fbar,
-                  w.Y[i], grads, w.hbar, w.w2t.empty() ? nullptr : w.w2t.data());
+    contract_channels_vjp(S, C, rho, cols, w.F[i], w.dX[i], w.kbar, w.Fbar,
+                          with_dU ? w.dXbar : nullptr);
+    if (with_dU) control_increments_vjp(pb, j, i, cols, w);
+    cde_field_vjp_before_rho(pb.field, w.piece[std::size_t(j)], cols, w.Z[i], w.F[i],
+                             w.cache[i], w.Fbar, w.Y[i], grads, w.hbar,
+                             w.w2t.empty() ? nullptr : w.w2t.data());
   }
   CdeTerms<T> all;
   for (int i = 0; i < tab.stages; ++i) all.add(1.0, w.Y[i]);
@@ -736,13 +741,15 @@ bool cde_forward_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const Cd
 // The reverse sweep of a block after cde_forward_block(keep = true) (the stage tape is used
 // exactly where that forward wrote it: has_stage_tape): zbar holds the cotangent
 // of the final state; add_cotangent(j, zbar) adds the cotangent of state j < steps. Adds the
-// grads of the field, A and a to `grads` ([field | A | a]) and writes the block's rows of dU.
+// grads of the field, A and a to `grads` ([field | A | a]) and writes the block's rows of dU
+// (dU may be null: training needs no cotangent of the observations).
 template <class T, class AddCotangent>
 void cde_reverse_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const CdeBlock& blk,
                        CdeWork<T>& w, T* grads, T* dU, AddCotangent&& add_cotangent) {
   const index_t S = pb.field.S, C = pb.C, n = blk.n, len = S * n, Lm = plan.max_length;
   T* zbar = w.zbar;
-  std::fill(w.dbar, w.dbar + (Lm - 1) * C * n, T(0));
+  const bool with_dU = dU != nullptr;
+  if (with_dU) std::fill(w.dbar, w.dbar + (Lm - 1) * C * n, T(0));
   std::fill(w.w2t.begin(), w.w2t.end(), T(0));
   const bool stage_tape = has_stage_tape(pb, blk, w);
   for (index_t j = blk.steps - 1; j >= 0; --j) {
@@ -755,7 +762,7 @@ void cde_reverse_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const Cd
     } else {
       cde_stages(pb, j, cols, w.tape + j * len, w);
     }
-    cde_step_vjp(pb, j, cols, w, zbar, grads);
+    cde_step_vjp(pb, j, cols, w, zbar, grads, with_dU);
     add_cotangent(j, zbar);
   }
   if (!w.w2t.empty()) fold_transposed_w2(pb.field, w.w2t.data(), grads);
@@ -764,6 +771,7 @@ void cde_reverse_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const Cd
   T* da = dA + S * C;
   gemm_abt(S, C, n, T(1), zbar, n, w.x, n, dA, C);
   row_sums(S, n, T(1), zbar, n, da);
+  if (!with_dU) return;
   std::fill(w.xbar, w.xbar + Lm * C * n, T(0));
   gemm(C, n, S, T(1), pb.A, index_t(1), C, zbar, n, w.xbar, n, false);
   for (index_t s = 0; s < n; ++s) {
@@ -983,8 +991,8 @@ void cde_vjp(const CdeProblem<T>& pb, const T* cotangent, T* dfield, T* dA, T* d
 
 // Loss (losses.hpp's data loss of the logits z_i(T_i) P^T + c, a mean over samples) plus
 // weight_decay * sum of the squared field parameters, and its gradient: dfield, dA, da,
-// dP (classes, S), dc (classes,), dU (N, L, C); with `logits` (N, classes) non-null, the logits
-// the loss read (a training history's batch predictions without another forward sweep).
+// dP (classes, S), dc (classes,), dU (N, L, C) unless dU is null; with `logits` (N, classes)
+// non-null, the logits the loss read (a training history's batch predictions without another forward sweep).
 template <class T>
 double cde_loss_and_grad(const CdeProblem<T>& pb, const Targets<T>& targets, double weight_decay,
                          T* dfield, T* dA, T* da, T* dP, T* dc, T* dU, T* logits = nullptr) {
@@ -1049,7 +1057,7 @@ double cde_loss_and_grad(const CdeProblem<T>& pb, const Targets<T>& targets, dou
   std::copy(g + readout_offset, g + readout_offset + classes * S, dP);
   std::copy(g + readout_offset + classes * S, g + gsize, dc);
   detail::require_finite_gradient(gsize, g, "parameters");
-  detail::require_finite_gradient(pb.N * pb.L * C, dU, "U");
+  if (dU) detail::require_finite_gradient(pb.N * pb.L * C, dU, "U");
   return loss;
 }
 

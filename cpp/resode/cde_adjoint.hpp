@@ -111,8 +111,9 @@ void cde_sample_adjoint(const CdeProblem<T>& pb, index_t i, index_t len, CdeAdjo
       // Kz_s = G(Z_s) h v(tau + h - c_s h); its VJP with A_s: Fbar = A_s (x) h v, h G^T A_s
       cde_adaptive_stage(pb, t, st.interval, st.piece, st.tau + st.h, -node, st.h,
                          w.Z[s].data(), w.fw, w.Kz[s].data());
-      contract_channels_vjp(S, C, Columns{0, 1}, w.fw.F.data(), w.fw.dX.data(), w.Aa[s].data(),
-                            w.Fbar.data(), w.dXbar.data());
+      // (rho's slope after the quadrature weight b: cde_field_vjp applies it)
+      contract_channels_vjp(S, C, Activation::identity, Columns{0, 1}, w.fw.F.data(),
+                            w.fw.dX.data(), w.Aa[s].data(), w.Fbar.data(), w.dXbar.data());
       const double b = tab.b[s];
       if (b != 0.0) {  // the quadratures, weight b_s (h is in dX)
         for (auto& f : w.Fbar) f *= T(b);

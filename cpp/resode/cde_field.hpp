@@ -169,15 +169,18 @@ void cde_field_eval(const CdeField<T>& f, index_t k, Columns cols, const T* z, T
 // cde_field_eval (its F and cache), on the active columns. Fbar is used as scratch; hbar
 // (H x n) too (bottleneck). With w2t (accumulates_w2_transposed) the bottleneck's dW2 goes
 // there, transposed.
+//
+// cde_field_vjp_before_rho is the same from the cotangent of the output activation's input
+// (Fbar already multiplied by rho'; contract_channels_vjp does it in its own pass).
 template <class T>
-void cde_field_vjp(const CdeField<T>& f, index_t k, Columns cols, const T* z, const T* F,
-                   const T* cache, T* Fbar, T* zbar, T* grads, T* hbar, T* w2t = nullptr) {
+void cde_field_vjp_before_rho(const CdeField<T>& f, index_t k, Columns cols, const T* z,
+                              const T* F, const T* cache, T* Fbar, T* zbar, T* grads, T* hbar,
+                              T* w2t = nullptr) {
   const index_t S = f.S, O = f.out(), H = f.H;
   const T* W1 = f.W1 + k * f.w1_size();
   T* dW1 = grads + k * f.w1_size();
   T* db1 = grads + f.b1_offset() + k * f.b1_size();
   const bool rho = f.has_output_activation;
-  if (rho) apply_slope(f.output_activation, O, cols, F, Fbar, Fbar);  // back through rho
   switch (f.kind) {
     case FieldKind::outside:  // g = Fbar sigma'; dW += g z^T; db += g 1; zbar = W^T g
       apply_slope(f.activation, O, cols, rho ? cache : F, Fbar, Fbar);
@@ -206,6 +209,14 @@ void cde_field_vjp(const CdeField<T>& f, index_t k, Columns cols, const T* z, co
   }
 }
 
+template <class T>
+void cde_field_vjp(const CdeField<T>& f, index_t k, Columns cols, const T* z, const T* F,
+                   const T* cache, T* Fbar, T* zbar, T* grads, T* hbar, T* w2t = nullptr) {
+  if (f.has_output_activation)  // back through rho
+    apply_slope(f.output_activation, f.out(), cols, F, Fbar, Fbar);
+  cde_field_vjp_before_rho(f, k, cols, z, F, cache, Fbar, zbar, grads, hbar, w2t);
+}
+
 // g (S x n): g_d = sum_c F_{d*C+c} dX_c for F (S*C x n) and dX (C x n), active columns.
 template <class T>
 void contract_channels(index_t S, index_t C, Columns cols, const T* F, const T* dX, T* g) {
@@ -221,27 +232,47 @@ void contract_channels(index_t S, index_t C, Columns cols, const T* F, const T* 
   });
 }
 
-// The transpose of contract_channels: Fbar_{d*C+c} = gbar_d dX_c, dXbar_c = sum_d gbar_d F_{d*C+c}.
+// The field's output activation rho, the identity without one.
 template <class T>
-void contract_channels_vjp(index_t S, index_t C, Columns cols, const T* F, const T* dX,
-                           const T* gbar, T* Fbar, T* dXbar) {
+Activation output_activation_or_identity(const CdeField<T>& f) {
+  return f.has_output_activation ? f.output_activation : Activation::identity;
+}
+
+// The transpose of contract_channels, followed by the output activation's slope:
+//   Fbar_{d*C+c} = rho'(F_{d*C+c}) gbar_d dX_c   (rho' from the value F = rho(.), as
+//                                               multiply_by_slope takes it; identity: 1)
+//   dXbar_c = sum_d gbar_d F_{d*C+c}             (only with dXbar non-null: the path's
+//                                               cotangent, which training does not need)
+// One pass over F and Fbar instead of three (F is read from the stage tape, beyond L2).
+template <class T>
+void contract_channels_vjp(index_t S, index_t C, Activation rho, Columns cols, const T* F,
+                           const T* dX, const T* gbar, T* Fbar, T* dXbar) {
   const index_t n = cols.n, b = cols.begin;
-  dispatch([&]() RESODE_KERNEL {
-    for (index_t c = 0; c < C; ++c)
-      for (index_t s = b; s < n; ++s) dXbar[c * n + s] = T(0);
-    for (index_t d = 0; d < S; ++d) {
-      const T* gd = gbar + d * n;
-      for (index_t c = 0; c < C; ++c) {
-        const T* f = F + (d * C + c) * n;
-        T* fb = Fbar + (d * C + c) * n;
-        T* xb = dXbar + c * n;
-        const T* x = dX + c * n;
-        for (index_t s = b; s < n; ++s) {
-          fb[s] = gd[s] * x[s];
-          xb[s] += gd[s] * f[s];
+  with_activation(rho, [&](auto A) {
+    using Rho = decltype(A);
+    dispatch([&]() RESODE_KERNEL {
+      if (dXbar)
+        for (index_t c = 0; c < C; ++c)
+          for (index_t s = b; s < n; ++s) dXbar[c * n + s] = T(0);
+      for (index_t d = 0; d < S; ++d) {
+        const T* gd = gbar + d * n;
+        for (index_t c = 0; c < C; ++c) {
+          const T* fv = F + (d * C + c) * n;
+          T* fb = Fbar + (d * C + c) * n;
+          const T* x = dX + c * n;
+          // (Identity's slope is the constant 1: the product folds away)
+          if (!dXbar) {
+            for (index_t s = b; s < n; ++s) fb[s] = (gd[s] * x[s]) * Rho::deriv_of_value(fv[s]);
+            continue;
+          }
+          T* xb = dXbar + c * n;
+          for (index_t s = b; s < n; ++s) {
+            fb[s] = (gd[s] * x[s]) * Rho::deriv_of_value(fv[s]);
+            xb[s] += gd[s] * fv[s];
+          }
         }
       }
-    }
+    });
   });
 }
 

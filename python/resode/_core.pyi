@@ -350,7 +350,8 @@ def cde_loss_and_grad(
     weight_decay: float = 0.0,
     gradient: str = "discrete",
     return_logits: Literal[True],
-) -> tuple[float, dict[str, _FloatArray], _FloatArray, _FloatArray]: ...
+    return_dU: bool = True,
+) -> tuple[float, dict[str, _FloatArray], _FloatArray | None, _FloatArray]: ...
 @overload
 def cde_loss_and_grad(
     params: Mapping[str, np.ndarray],
@@ -374,7 +375,8 @@ def cde_loss_and_grad(
     weight_decay: float = 0.0,
     gradient: str = "discrete",
     return_logits: Literal[False] = False,
-) -> tuple[float, dict[str, _FloatArray], _FloatArray]: ...
+    return_dU: bool = True,
+) -> tuple[float, dict[str, _FloatArray], _FloatArray | None]: ...
 def cde_grids(
     params: Mapping[str, np.ndarray],
     U: np.ndarray,

@@ -507,7 +507,7 @@ class NeuralCDE(SeriesPredictions):
         loss, grads, dU, logits = _core.cde_loss_and_grad(
             self._all_params(), Uc, targets, grid, **self.core_options(),
             loss=self.loss, weight_decay=self.weight_decay, gradient=self.gradient,
-            return_logits=True,
+            return_logits=True, return_dU=return_dU,
         )  # fmt: skip
         grads = {name: grads[name] for name in self.param_shapes}
         extra = ([dU] if return_dU else []) + ([logits] if return_logits else [])
