@@ -562,3 +562,30 @@ def test_a_non_finite_state_raises_non_finite_error() -> None:
     assert info.value.step >= 0
     with pytest.raises(_core.NonFiniteError):
         _core.cde_vjp(p, U * 1e100, times, np.ones((3, 2)), field="outside", activation="identity")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_tanh_chunks_near_zero_give_the_bits_of_the_full_form(dtype: type) -> None:
+    """The core's tanh takes, for a chunk of 64 entries all in |x| < 0.625, the near-zero branch
+    alone (no exponential): with the fused multiply-adds the compilers form in the full tanh on
+    this kernel set, so each value is bitwise what the full form gives it (the same entries in
+    chunks that hold one large entry take the full form). This suite runs for every kernel set
+    and compiler in CI."""
+    rng = np.random.default_rng(5)
+    edge = np.nextafter(dtype(0.625), dtype(0))
+    values = rng.uniform(-edge, edge, 64 * 300).astype(dtype)
+    values[1:5] = [edge, -edge, 0.0, -0.0]
+    near = _core.activation("tanh", values).reshape(300, 64)
+    mixed = values.reshape(300, 64).copy()
+    mixed[:, 0] = 3.0  # every chunk now takes the full form
+    full = _core.activation("tanh", mixed.ravel()).reshape(300, 64)
+    np.testing.assert_array_equal(near[:, 1:], full[:, 1:])
+    np.testing.assert_allclose(
+        near.ravel(),
+        np.tanh(values.astype(np.float64)),
+        rtol=4e-7 if dtype == np.float32 else 1e-15,
+    )
+    with_nan = values[:64].copy()
+    with_nan[5] = np.nan
+    out = _core.activation("tanh", with_nan)
+    assert np.isnan(out[5]) and np.array_equal(np.delete(out, 5), np.delete(near.ravel()[:64], 5))

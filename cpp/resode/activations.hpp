@@ -3,6 +3,7 @@
 // instead of glibc's scalar tanh/exp (15-27 ns per element here, never vectorised): max
 // relative error a few ulp in float64; float32 has its own float versions (a few float ulp).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -87,6 +88,31 @@ inline double tanh(double x) {
   return (small ? x * q + x * z * p : large_num) / (small ? q : den + num);
 }
 
+// The branch |x| < 0.625 of tanh(double) alone, giving its bits: as the compilers build it
+// inside tanh(), where the CPU has fused multiply-adds (GCC and Clang contract the
+// polynomials to nested fmas and x q + x z p to fma(x, q, (x z) p)), and where it has none.
+// activate() takes it for chunks whose entries all lie there, skipping the exponential;
+// tests/test_cde_core.py checks, per kernel set, that both forms give tanh()'s bits.
+constexpr double tanh_near_zero_bound = 0.625;
+RESODE_INLINE double tanh_near_zero_fused(double x) {
+  const double z = x * x;
+  const double p = __builtin_fma(__builtin_fma(-9.64399179425052238628E-1, z,
+                                               -9.92877231001918586564E1), z,
+                                 -1.61468768441708447952E3);
+  const double q = __builtin_fma(__builtin_fma(z + 1.12811678491632931402E2, z,
+                                               2.23548839060100448583E3), z,
+                                 4.84406305325125486048E3);
+  return __builtin_fma(x, q, (x * z) * p) / q;
+}
+RESODE_INLINE double tanh_near_zero_unfused(double x) {
+  const double z = x * x;
+  const double p = (-9.64399179425052238628E-1 * z - 9.92877231001918586564E1) * z -
+                   1.61468768441708447952E3;
+  const double q = ((z + 1.12811678491632931402E2) * z + 2.23548839060100448583E3) * z +
+                   4.84406305325125486048E3;
+  return (x * q + x * z * p) / q;
+}
+
 // sigmoid(x) = 1/(1+exp(-x)), written with e = exp(-|x|) = num/den <= 1 so it never overflows
 // and stays accurate (relative) for large negative x: sigmoid = den/(den+num) for x >= 0 and
 // num/(den+num) for x < 0.
@@ -130,6 +156,21 @@ inline float tanh(float x) {
   const float large_abs = (1.0f - e) / (1.0f + e);
   const float large = x < 0 ? -large_abs : large_abs;
   return ax < 0.625f ? small : large;
+}
+
+// Its branch |x| < 0.625 alone, as tanh_near_zero_fused/_unfused(double) above.
+RESODE_INLINE float tanh_near_zero_fused(float x) {
+  const float z = x * x;
+  const float poly = __builtin_fmaf(
+      __builtin_fmaf(__builtin_fmaf(__builtin_fmaf(-5.70498872745E-3f, z, 2.06390887954E-2f), z,
+                                    -5.37397155531E-2f), z, 1.33314422036E-1f), z,
+      -3.33332819422E-1f);
+  return __builtin_fmaf(poly * z, x, x);
+}
+RESODE_INLINE float tanh_near_zero_unfused(float x) {
+  const float z = x * x;
+  return ((((-5.70498872745E-3f * z + 2.06390887954E-2f) * z - 5.37397155531E-2f) * z +
+           1.33314422036E-1f) * z - 3.33332819422E-1f) * z * x + x;
 }
 
 inline float sigmoid(float x) {
@@ -213,12 +254,64 @@ decltype(auto) with_activation(Activation a, F&& f) {
   return f(Identity{});
 }
 
+namespace detail {
+
+// tanh over chunks of this many entries: a chunk whose entries all lie in |x| < 0.625 (a NaN
+// does not) takes the near-zero branch alone, the same bits without the exponential and its
+// division (float: without any division); pre-activations of a tanh are often all that small.
+constexpr index_t tanh_chunk = 64;
+
+template <class T>
+RESODE_INLINE bool all_near_zero(index_t n, const T* x) {
+  constexpr T bound = T(tanh_near_zero_bound);
+  int far = 0;  // an OR reduction of comparisons: vectorises
+  for (index_t i = 0; i < n; ++i) far |= !(x[i] > -bound && x[i] < bound);
+  return far == 0;
+}
+
+// Fused: the near-zero branch with fmas (the kernels of CPUs that have them), else without.
+template <bool Fused, class T>
+RESODE_INLINE void tanh_in_chunks(index_t n, const T* z, T* out) {
+  for (index_t begin = 0; begin < n; begin += tanh_chunk) {
+    const index_t m = std::min(tanh_chunk, n - begin);
+    const T* x = z + begin;
+    T* y = out + begin;
+    if (!all_near_zero(m, x)) {
+      for (index_t i = 0; i < m; ++i) y[i] = tanh(x[i]);
+    } else if constexpr (Fused) {
+      for (index_t i = 0; i < m; ++i) y[i] = tanh_near_zero_fused(x[i]);
+    } else {
+      for (index_t i = 0; i < m; ++i) y[i] = tanh_near_zero_unfused(x[i]);
+    }
+  }
+}
+
+// sigma over `rows` rows of `count` entries each, row stride ld (ld = count: one flat run).
+// Where the kernel set is known (a dispatching build: AVX2 and AVX-512 have fmas, baseline
+// x86-64 has none) tanh takes tanh_in_chunks; elsewhere every entry the full form.
+template <class Act, class T>
+void activate_rows(index_t rows, index_t count, index_t ld, const T* z, T* out) {
+  if constexpr (std::is_same_v<Act, Tanh> && RESODE_DISPATCH) {
+    if (simd_kernels_run())
+      return dispatch_simd([&]() RESODE_KERNEL {
+        for (index_t r = 0; r < rows; ++r) tanh_in_chunks<true>(count, z + r * ld, out + r * ld);
+      });
+    return dispatch([&]() RESODE_KERNEL {  // baseline
+      for (index_t r = 0; r < rows; ++r) tanh_in_chunks<false>(count, z + r * ld, out + r * ld);
+    });
+  }
+  dispatch([&]() RESODE_KERNEL {
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t i = 0; i < count; ++i) out[r * ld + i] = Act::value(z[r * ld + i]);
+  });
+}
+
+}  // namespace detail
+
 // out[i] = sigma(z[i]), i < n (out may alias z).
 template <class Act, class T>
 void activate(index_t n, const T* z, T* out) {
-  dispatch([&]() RESODE_KERNEL {
-    for (index_t i = 0; i < n; ++i) out[i] = Act::value(z[i]);
-  });
+  detail::activate_rows<Act>(1, n, n, z, out);
 }
 
 // out[i] = g[i] * sigma'(x[i]) given a[i] = sigma(x[i]): the chain rule through an elementwise
@@ -234,10 +327,7 @@ void multiply_by_slope(index_t n, const T* a, const T* g, T* out) {
 // feature-major block, cde_field.hpp), in one dispatch.
 template <class Act, class T>
 void activate(index_t rows, index_t count, index_t ld, const T* z, T* out) {
-  dispatch([&]() RESODE_KERNEL {
-    for (index_t r = 0; r < rows; ++r)
-      for (index_t i = 0; i < count; ++i) out[r * ld + i] = Act::value(z[r * ld + i]);
-  });
+  detail::activate_rows<Act>(rows, count, ld, z, out);
 }
 template <class Act, class T>
 void multiply_by_slope(index_t rows, index_t count, index_t ld, const T* a, const T* g, T* out) {
