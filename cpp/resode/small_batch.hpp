@@ -130,7 +130,8 @@ RESODE_INLINE void small_bottleneck_vjp_impl(const Q& q) {
     const T* __restrict fbar = q.fbar;
     for (index_t j0 = 0; j0 < H; j0 += L) {
       const index_t count = std::min<index_t>(L, H - j0);
-      V gv[L], av[L], rows[L];
+      V gv[L], av[L];
+      V rows[L] = {};  // rows [real, L) are never read (zeros: no maybe-uninitialized)
       for (int s = 0; s < real; ++s) {
         gv[s] = load<T, Bytes>(gs[s] + j0);
         av[s] = load<T, Bytes>(as[s] + j0);
