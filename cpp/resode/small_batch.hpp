@@ -128,10 +128,10 @@ RESODE_INLINE void small_bottleneck_vjp_impl(const Q& q) {
       for (index_t j = H; j < (H + L - 1) / L * L; ++j) gs[s][j] = as[s][j] = T(0);
     const T* __restrict x = q.x;
     const T* __restrict fbar = q.fbar;
+    V rows[L] = {};  // rows [real, L) are never read (zeroed once: no maybe-uninitialized)
     for (index_t j0 = 0; j0 < H; j0 += L) {
       const index_t count = std::min<index_t>(L, H - j0);
       V gv[L], av[L];
-      V rows[L] = {};  // rows [real, L) are never read (zeros: no maybe-uninitialized)
       for (int s = 0; s < real; ++s) {
         gv[s] = load<T, Bytes>(gs[s] + j0);
         av[s] = load<T, Bytes>(as[s] + j0);
