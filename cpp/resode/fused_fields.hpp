@@ -457,7 +457,7 @@ void bottleneck_eval(index_t H, index_t n, const T* W1, const T* b1, const T* W2
 //   xbar (K x n) = W1^T g                                      (overwritten)
 //   if q.dW1: dW2 += alpha fbar a^T, dW1 += alpha g x^T, db1 += alpha g 1   (summed over n)
 // (db2 += alpha fbar 1 is the caller's: it needs no hidden unit).
-// fused_bottleneck_vjp_fits(K, n); q.g: H x n scratch (used by the AVX2 and small-block forms).
+// fused_bottleneck_vjp_fits(K, n); q.g: H x n scratch (used by the AVX2 form).
 template <class Act, int K, class T>
 void bottleneck_vjp(const detail::BottleneckVjp<T>& q) {
   if (small_bottleneck_vjp_fits<T>(q.n, q.real, q.H)) {  // its lane sums L at a time (small_batch.hpp)

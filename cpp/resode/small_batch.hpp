@@ -18,12 +18,13 @@
 // exactly +0 (their fbar is 0) and no partial sum is -0, so leaving them out of the tree
 // changes no bit. xbar sums the units in unit order from 0, as the generic passes do.
 //
-// Layout (fused_fields.hpp): x, fbar, xbar K x L; a, g H x L; W1 H x K, W2 K x H row-major;
+// Layout (fused_fields.hpp): x, fbar, xbar K x L; a H x L; W1 H x K, W2 K x H row-major;
 // dW1 H x K, dW2 K x H, db1 H. Pass 1 (samples in lanes): g_j = (W2[:, j]^T fbar) * sigma'(a_j)
-// (kept in g) and xbar = W1^T g. Pass 2 (units in lanes): the parameter sums.
+// and xbar = W1^T g; it copies the real samples' lanes of g and a into rows (units in lanes, on
+// the stack). Pass 2: the parameter sums from those rows.
 #pragma once
-#include <atomic>
 #include <algorithm>
+#include <atomic>
 
 #include "activations.hpp"
 #include "linalg.hpp"
