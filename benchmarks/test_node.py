@@ -49,6 +49,17 @@ def test_seed_node_step(benchmark, run, threads, N, gradient, dtype, impl):
         run(lambda: ref.node_loss_and_grad(model.params, X, y, **kw))
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("N", [1, 2, 8])
+def test_seed_node_step_small_batch(benchmark, run, N, dtype):
+    """The seed's step at the batch sizes of per-sample work and online control (one SIMD
+    vector of samples: overhead-bound), resode on one thread."""
+    benchmark.group = f"seed NODE small batch N={N} {dtype}"
+    model = resode.NeuralODE(2, **SEED, dtype=dtype, seed=0)
+    X, y = _data(N, 2, dtype)
+    run(lambda: model.loss_and_grad(X, y))
+
+
 @pytest.mark.parametrize("impl", ["resode", "resode-2-threads", "reference", "reference-2-threads"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_wide_node_step(benchmark, run, threads, dtype, impl):

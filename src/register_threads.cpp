@@ -56,4 +56,12 @@ True
 #else
   m.attr("openmp") = false;
 #endif
+  // Off: the generic kernels, for tests that compare them with the small-batch kernels
+  // (small_batch.hpp) bit for bit. Returns the previous setting.
+  m.def("_set_small_batch_kernels", &resode::set_small_batch_enabled, py::arg("on"),
+        R"doc(_set_small_batch_kernels(on)
+--
+
+Use the small-batch kernels (default) or the generic ones; return the previous setting.
+)doc");
 }

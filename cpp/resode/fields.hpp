@@ -212,7 +212,7 @@ void field_vjp(const FieldParams<T>& p, index_t k, index_t n, index_t m, const T
       if (fused_bottleneck_vjp_fits<T>(D, n) && !update.add) {
         const detail::BottleneckVjp<T> q{H,           n,    g,    W1,   W2,   x,  a,
                                          fbar,        xbar, theta_scale,
-                                         want_theta ? dW1 : nullptr, db1, dW2};
+                                         want_theta ? dW1 : nullptr, db1, dW2, m};
         with_fused_width<max_fused_bottleneck_width>(
             D, [&](auto K) { bottleneck_vjp<Act, decltype(K)::value>(q); });
         if (want_theta) row_sums(D, m, theta_scale, fbar, n, db2);

@@ -38,6 +38,7 @@
 #include "activations.hpp"
 #include "linalg.hpp"
 #include "narrow.hpp"
+#include "small_batch.hpp"
 
 namespace resode {
 
@@ -157,6 +158,7 @@ struct BottleneckVjp {
   T* xbar;
   T alpha;               // scale of the parameter gradients
   T *dW1, *db1, *dW2;    // H x K, H, K x H: accumulated
+  index_t real;          // samples in columns [0, real); the rest is padding (fbar = 0)
 };
 
 // The weights of hidden units [j, j + R) as local arrays: rows of W1 (H x K) and columns of
@@ -458,7 +460,12 @@ void bottleneck_eval(index_t H, index_t n, const T* W1, const T* b1, const T* W2
 // fused_bottleneck_vjp_fits(K, n); q.g: H x n scratch (used by the AVX2 form).
 template <class Act, int K, class T>
 void bottleneck_vjp(const detail::BottleneckVjp<T>& q) {
-  if (detail::has_avx512()) {
+  if (small_bottleneck_vjp_fits<T>(q.n, q.real, q.H)) {  // its lane sums L at a time (small_batch.hpp)
+    if (q.dW1)
+      detail::small_bottleneck_vjp_v64<Act, K, true, T>(q);
+    else
+      detail::small_bottleneck_vjp_v64<Act, K, false, T>(q);
+  } else if (detail::has_avx512()) {
     if (q.dW1)
       detail::bottleneck_vjp_v64<Act, K, true>(q);
     else
