@@ -86,86 +86,6 @@ void affine_param_grads(index_t rows, index_t k, index_t m, index_t n, T alpha, 
   gemm_abt(rows, k, m, alpha, G, n, X, n, dW, k);
   row_sums(rows, m, alpha, G, n, db);
 }
-
-// Rows of M per panel of affine_then_activate_panels: two gemm row tiles (8 rows with AVX-512,
-// 6 otherwise), so a panel of a 168-sample block (16 rows: 21 KiB of doubles) is still in L1
-// when its activation pass reads it back. A product's entries do not depend on how its rows
-// are cut into calls (each is its own sum over k, in order), so neither do the results.
-inline index_t activation_panel_rows() { return has_avx512() ? 16 : 12; }
-
-// M (rows x n) = sigma(W X + b 1^T), a panel of rows at a time: the activation reads each panel
-// from L1 right after the product wrote it, instead of the whole of M back from L2 (a D = 64
-// ResNet's tanh pass: 86 KiB per layer and block).
-template <class Act, class T>
-void affine_then_activate_panels(index_t rows, index_t k, index_t n, const T* W, const T* bias,
-                                 const T* X, T* M) {
-  const index_t panel = activation_panel_rows();
-  for (index_t i = 0; i < rows; i += panel) {
-    const index_t r = std::min(panel, rows - i);
-    affine(r, k, n, W + i * k, bias + i, X, M + i * n);
-    activate<Act>(r * n, M + i * n, M + i * n);
-  }
-}
-
-// Xbar (k x n) = alpha W^T G (+ Xbar with accumulate) for W (rows x k), G (rows x n), as
-// affine_transpose, a panel of Xbar's rows at a time, prefetching `next` (`next_count`
-// elements, the operand the caller reads next: a state on the discrete sweep's tape, back from
-// DRAM) into L2 a slice per panel, so that its loads overlap the products instead of stalling
-// the pass after them (the ResNet D = 64 reverse sweep's transposes of x). Prefetches are hints:
-// the results are affine_transpose's, bitwise.
-template <class T>
-void affine_transpose_prefetching(index_t rows, index_t k, index_t n, const T* W, const T* G,
-                                  T* Xbar, T alpha, bool accumulate, const T* next,
-                                  index_t next_count) {
-  const index_t panel = activation_panel_rows();
-  const index_t panels = (k + panel - 1) / panel;
-  constexpr index_t line = index_t(64 / sizeof(T));
-  const index_t lines = (next_count + line - 1) / line;
-  for (index_t i = 0, q = 0; i < k; i += panel, ++q) {
-    for (index_t l = lines * q / panels; l < lines * (q + 1) / panels; ++l)
-      __builtin_prefetch(next + l * line, 0, 2);
-    gemm(std::min(panel, k - i), n, rows, alpha, W + i, index_t(1), k, G, n, Xbar + i * n, n,
-         accumulate);
-  }
-}
-
-// g (rows x n) = fbar * sigma'(a) given a = sigma(z), and db (rows) += alpha * sum of the first
-// m columns of each row of g, in one pass: the values of multiply_by_slope, and the sums of
-// row_sums(rows, m, alpha, g, n, db) in its order, so bitwise the two passes it replaces,
-// without reading g back. row_sums keeps two 32-byte accumulators over pairs of 32-byte
-// vectors: here they are the low and high halves of one 64-byte accumulator over 64-byte
-// vectors (the same lanewise sums; 32-byte vectors measured slower than the pass they replace
-// with AVX-512), added and their lanes summed by halving, then the last columns one by one.
-template <class Act, class T>
-void multiply_by_slope_and_sum_rows(index_t rows, index_t n, index_t m, const T* a,
-                                    const T* fbar, T* g, T alpha, T* db) {
-  dispatch([&]() RESODE_KERNEL {
-    constexpr index_t L = lanes<T, 64>;  // 2 x row_sums' 32-byte vector
-    using V = Vec<T, 64>;
-    using Half = std::make_index_sequence<std::size_t(L / 2)>;
-    for (index_t i = 0; i < rows; ++i) {
-      const T* ai = a + i * n;
-      const T* fi = fbar + i * n;
-      T* gi = g + i * n;
-      V acc = {};
-      index_t s = 0;
-      for (; s + L <= m; s += L) {
-        const V gs = load<T, 64>(fi + s) * Act::deriv_of_value(load<T, 64>(ai + s));
-        store<T, 64>(gi + s, gs);
-        acc += gs;
-      }
-      T sum = s > 0 ? horizontal_sum<T, 32>(low_half<T, 64>(acc, Half{}) +
-                                            high_half<T, 64>(acc, Half{}))
-                    : T(0);
-      for (; s < m; ++s) {
-        gi[s] = fi[s] * Act::deriv_of_value(ai[s]);
-        sum += gi[s];
-      }
-      for (; s < n; ++s) gi[s] = fi[s] * Act::deriv_of_value(ai[s]);
-      db[i] += alpha * sum;
-    }
-  });
-}
 }  // namespace detail
 
 // f = f_k(x) for a block x (D x n); fills `cache` (cache_size(n)) for field_vjp.
@@ -180,7 +100,8 @@ void field_eval(const FieldParams<T>& p, index_t k, index_t n, const T* x, T* f,
       affine_activate<Act, decltype(K)::value>(rows, n, W1, b1, x, out);
     });
     if (fused) return;
-    detail::affine_then_activate_panels<Act>(rows, D, n, W1, b1, x, out);
+    detail::affine(rows, D, n, W1, b1, x, out);
+    activate<Act>(rows * n, out, out);
   };
   switch (p.kind) {
     case FieldKind::outside:  // f = sigma(W x + b)
@@ -266,17 +187,9 @@ void field_vjp(const FieldParams<T>& p, index_t k, index_t n, index_t m, const T
         return;
       }
       T* g = scratch;
-      if (!want_theta) {
-        multiply_by_slope<Act>(D * n, f, fbar, g);
-        detail::affine_transpose(D, D, n, W1, g, xbar, update.scale, update.add);
-        return;
-      }
-      // db += theta_scale g 1 in the pass that writes g (fbar may be xbar: read before the
-      // product below overwrites it)
-      detail::multiply_by_slope_and_sum_rows<Act>(D, n, m, f, fbar, g, theta_scale, db1);
-      detail::affine_transpose_prefetching(D, D, n, W1, g, xbar, update.scale, update.add, x,
-                                           D * n);  // x: gemm_abt transposes it next
-      gemm_abt(D, D, m, theta_scale, g, n, x, n, dW1, D);
+      multiply_by_slope<Act>(D * n, f, fbar, g);
+      detail::affine_transpose(D, D, n, W1, g, xbar, update.scale, update.add);
+      if (want_theta) detail::affine_param_grads(D, D, m, n, theta_scale, g, x, dW1, db1);
       return;
     }
     case FieldKind::inside: {  // dW += fbar s^T; db += fbar 1; xbar = (W^T fbar) * sigma'(x)
