@@ -718,44 +718,22 @@ void logits(const Problem<T>& pb, T* out) {
 namespace detail {
 
 // Adds `count` gradient accumulators (gradient_size each: field, P, c) into dfield (and dP, dc
-// when dP is not null) in accumulator order: out[i] = ((acc_0[i] + acc_1[i]) + acc_2[i]) + ...,
-// the same sums in the same order for any thread count. One pass over the outputs, a chunk at a
-// time (the chunk of out stays in L1 while every accumulator is added to it), and with
-// `threads` > 1 the chunks of a large gradient are shared among the threads: a D = 64 ResNet of
-// 100 layers has six 3.3 MB accumulators, and adding them one whole pass each, on one thread,
-// was the largest serial part of a 2-thread call.
+// when dP is not null) in accumulator order: the same sums in the same order for any thread
+// count. The first is copied: no pass that fills the outputs with zeros first.
 template <class T>
 void reduce_gradients(const Problem<T>& pb, index_t count, const T* accumulators, T* dfield,
-                      T* dP, T* dc, int threads = 1) {
-  if (count < 1) return;
+                      T* dP, T* dc) {
   const index_t nf = pb.dyn.field.size(), C = pb.readout.classes, D = pb.dyn.field.D;
   const index_t gsize = BlockPlan<T>::gradient_size(pb);
-  constexpr index_t chunk = 2048;  // 16 KiB of doubles: the output chunk stays in L1
-  // (offset in an accumulator, destination, length) of the field, P and c gradients
-  struct Part {
-    index_t offset;
-    T* to;
-    index_t len;
-  };
-  const Part parts[3] = {{0, dfield, nf}, {nf, dP, C * D}, {nf + C * D, dc, C}};
-  const int nparts = dP ? 3 : 1;
-  auto reduce_chunk = [&](const Part& part, index_t begin) {
-    const index_t end = std::min(part.len, begin + chunk);
-    T* to = part.to;
-    const T* first = accumulators + part.offset;
-    std::copy(first + begin, first + end, to + begin);
-    for (index_t g = 1; g < count; ++g) {
-      const T* from = accumulators + g * gsize + part.offset;
-      for (index_t i = begin; i < end; ++i) to[i] += from[i];
-    }
-  };
-  const index_t field_chunks = (nf + chunk - 1) / chunk;
-  // Parallel only where the field gradient is large enough to pay for waking a thread.
-  const int used = nf >= 16 * chunk ? threads : 1;
-  parallel_for(field_chunks, used,
-               [&](int, index_t c) { reduce_chunk(parts[0], c * chunk); });
-  for (int p = 1; p < nparts; ++p)
-    for (index_t begin = 0; begin < parts[p].len; begin += chunk) reduce_chunk(parts[p], begin);
+  for (index_t g = 0; g < count; ++g) {
+    const T* acc = accumulators + g * gsize;
+    auto reduce = [&](index_t len, const T* from, T* to) {
+      if (g == 0) std::copy(from, from + len, to);
+      else for (index_t i = 0; i < len; ++i) to[i] += from[i];
+    };
+    reduce(nf, acc, dfield);
+    if (dP) reduce(C * D, acc + nf, dP), reduce(C, acc + nf + C * D, dc);
+  }
 }
 
 // Shared driver of loss_and_grad and vjp: runs the chosen block sweep on every block, reduces
@@ -805,7 +783,7 @@ double gradient_sweep(const Problem<T>& pb, const Targets<T>* targets, const T* 
     });
   });
   raise_if_non_finite(pb, plan);
-  reduce_gradients(pb, plan.groups, group_grads.data(), dfield, dP, dc, plan.threads);
+  reduce_gradients(pb, plan.groups, group_grads.data(), dfield, dP, dc);
   double loss = 0.0;
   for (double l : block_losses) loss += l;
   for (const auto& s : block_stats) stats->add(s);
