@@ -131,8 +131,8 @@ def test_large_models_use_fewer_gradient_groups_and_stay_exact():
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_wide_resnet_blocks_and_parallel_reduction_stay_exact(dtype):
     """The W2 shape at D = 64 (outside tanh, N = 1000: six blocks, the last one padded; 10
-    layers: 41 600 field parameters, whose six group accumulators are added in chunks shared
-    by the threads): bitwise the same results at 1, 2 and 3 threads, and the reference's."""
+    layers: 41 600 field parameters in each of six group accumulators, added in group order):
+    bitwise the same results at 1, 2 and 3 threads, and the reference's."""
     from resode import reference as ref
 
     rng = np.random.default_rng(64)
