@@ -10,12 +10,17 @@ alike. Run it on an idle machine with both cores free, for the kernel set under 
     RESODE_ISA=avx2 python benchmarks/threads.py       # the AVX2 kernels
     RESODE_ISA=baseline python benchmarks/threads.py   # the x86-64 baseline kernels
 
+NumPy's GEMM runs the kernels OpenBLAS picks, or those that OPENBLAS_CORETYPE forces (the
+header names it): `env -u OPENBLAS_CORETYPE python benchmarks/threads.py` compares with the
+CPU's own (AVX-512) GEMM where the machine sets `Haswell`.
+
 It prints one Markdown row per (workload, dtype): ms at 1 and 2 threads, the speed-up, and
 GFLOP/s with its share of NumPy's 1-thread GEMM of the same dtype (measured in the same run).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -75,7 +80,9 @@ def _row(
 
 
 def main() -> int:
-    print(f"kernels: {resode._core.isa}, NumPy 1-thread GEMM in this run (512 x 512):")
+    coretype = os.environ.get("OPENBLAS_CORETYPE", "not set")
+    print(f"kernels: {resode._core.isa}; OPENBLAS_CORETYPE: {coretype}")
+    print("NumPy 1-thread GEMM in this run (512 x 512):")
     gemm = {d: bench.gemm_rate(dtype=d) for d in ("float64", "float32")}
     print(", ".join(f"{d} {r:.1f} GFLOP/s" for d, r in gemm.items()) + "\n")
     print(
