@@ -129,7 +129,7 @@ def test_large_models_use_fewer_gradient_groups_and_stay_exact():
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_wide_resnet_blocks_and_parallel_reduction_stay_exact(dtype):
+def test_wide_resnet_blocks_stay_exact_across_threads(dtype):
     """The W2 shape at D = 64 (outside tanh, N = 1000: six blocks, the last one padded; 10
     layers: 41 600 field parameters in each of six group accumulators, added in group order):
     bitwise the same results at 1, 2 and 3 threads, and the reference's."""
