@@ -140,6 +140,22 @@ def test_unequal_batch_matches_reference(method):
     assert np.max(np.abs(x - on_grid)) < 1e-11 * np.max(np.abs(on_grid))
 
 
+@pytest.mark.parametrize("method", ADAPTIVE)
+def test_unequal_batch_vjp_matches_reference(method):
+    """The replay runs each step on its active columns only; the discrete gradient (parameters
+    and dX) is the reference's on the same grids, to round-off (the parameter gradients sum the
+    samples in another order than before the compaction: round-off only)."""
+    params, X = stiff_params(), unequal_X(40)
+    v = np.random.default_rng(4).standard_normal((len(X), D))
+    grads, dX = resode.odeint_vjp(params, X, v, **kw(method))
+    _, st = resode.odeint(params, X, **kw(method), stats=True)
+    assert_unequal(st)
+    grads_r, dX_r = ref.odeint_vjp(params, X, v, **kw(method), grid=list(st["grid"]))
+    assert np.max(np.abs(dX - dX_r)) < 1e-10 * np.max(np.abs(dX_r))
+    for key in grads_r:
+        assert np.max(np.abs(grads[key] - grads_r[key])) < 1e-10 * np.max(np.abs(grads_r[key]))
+
+
 def test_a_failure_in_a_compacted_block_names_its_sample():
     """max_steps runs out for the stiff sample after the easy ones have left the columns: the
     error names it, at the time and step size it has alone."""
@@ -151,3 +167,16 @@ def test_a_failure_in_a_compacted_block_names_its_sample():
         resode.odeint(params, X, **options)
     assert batch.value.sample == STIFF and alone.value.sample == 0
     assert (batch.value.t, batch.value.dt) == (alone.value.t, alone.value.dt)
+
+
+def test_checkpoints_change_nothing_on_compacted_steps():
+    """The replay's compacted steps are recomputed from checkpoints bitwise (the tape keeps each
+    step's compacted state beside its full one)."""
+    params, X = stiff_params(), unequal_X(40)
+    v = np.random.default_rng(6).standard_normal((len(X), D))
+    g0, dX0 = resode.odeint_vjp(params, X, v, **kw("tsit5"))
+    for checkpoints in (1, 3, 7):
+        g, dX = resode.odeint_vjp(params, X, v, **kw("tsit5"), checkpoints=checkpoints)
+        np.testing.assert_array_equal(dX, dX0)
+        for key in g0:
+            np.testing.assert_array_equal(g[key], g0[key])

@@ -646,12 +646,13 @@ std::vector<OutputEvent> output_events(const AdaptiveProblem<T>& ap, const Block
 // The default tape of a replay's reverse sweep, per thread (see replay_sweep).
 constexpr double replay_tape_bytes = 6.0 * 1024 * 1024;
 
-// The tape of a replay: (segment + 1) slots of (state, stages) and checkpoint states.
+// The tape of a replay: (segment + 1) slots of (state, its compacted columns, stages) and
+// checkpoint states.
 template <class T>
 struct ReplayWork {
   ReplayWork(const FieldParams<T>& f, int stages, index_t capacity, index_t classes)
       : reverse(f, stages, capacity), stages(stages), capacity(capacity),
-        len(f.D * capacity), slot(len + StepStages<T>::size(f, stages, capacity)) {
+        len(f.D * capacity), slot(2 * len + StepStages<T>::size(f, stages, capacity)) {
     const index_t zlen = std::max<index_t>(classes, 1) * capacity;
     small = Buffer<T>(3 * len + 2 * zlen + index_t(stages) * len);
     T* p = small.data();
@@ -670,8 +671,10 @@ struct ReplayWork {
     field = &f;
   }
   T* slot_state(index_t j) { return tape.data() + j * slot; }
+  // Step j's state on its compacted columns (replay_compact), stage 0 of its stages.
+  T* slot_compact(index_t j) { return slot_state(j) + len; }
   StepStages<T> slot_stages(index_t j) {
-    return StepStages<T>::carve(*field, stages, capacity, slot_state(j) + len);
+    return StepStages<T>::carve(*field, stages, capacity, slot_state(j) + 2 * len);
   }
   ReverseWork<T> reverse;
   int stages;
@@ -684,7 +687,23 @@ struct ReplayWork {
   T *cur, *xbar, *tmp, *z, *zbar;
   T* extra[EmbeddedTableau::max_stages] = {};
   std::vector<T> coef;
+  std::vector<double> dt;  // the step sizes of the compacted columns
 };
+
+// A step of n columns with step sizes dt in piece k: stages from x (used stages only) and
+// x_next = x + sum_i T(dt b_i) K_i.
+template <class Act, class T>
+void replay_columns(const AdaptiveProblem<T>& ap, index_t k, index_t n, const double* dt,
+                    int used, const T* x, T* x_next, StepStages<T>& st, std::vector<T>& coef) {
+  const auto& f = ap.pb->dyn.field;
+  const auto& tab = ap.tab;
+  st.X[0] = const_cast<T*>(x);  // read-only alias of the state
+  for (int i = 0; i < used; ++i) {
+    if (i > 0) column_combine(f.D, n, dt, false, 1.0, x, i, tab.a[i], st.K, coef, st.X[i]);
+    field_eval<Act>(f, k, n, st.X[i], st.K[i], st.cache[i]);
+  }
+  column_combine(f.D, n, dt, false, 1.0, x, tab.solution_stages(), tab.b, st.K, coef, x_next);
+}
 
 // One replayed step j: stages from x (used stages only) and x_next = x + sum_i T(dt b_i) K_i.
 // On the fixed-step grid the step is the sweeps' rk_step, so that the states (and the dense
@@ -694,7 +713,6 @@ template <class Act, class T>
 void replay_step(const AdaptiveProblem<T>& ap, const Schedule& sc, index_t j, int used,
                  const T* x, T* x_next, StepStages<T>& st, std::vector<T>& coef) {
   const auto& f = ap.pb->dyn.field;
-  const auto& tab = ap.tab;
   const index_t n = sc.n, k = sc.piece[std::size_t(j)];
   const double* dt = sc.dt_of(j);
   if (sc.fixed) {
@@ -706,12 +724,7 @@ void replay_step(const AdaptiveProblem<T>& ap, const Schedule& sc, index_t j, in
     }
     return;
   }
-  st.X[0] = const_cast<T*>(x);  // read-only alias of the state
-  for (int i = 0; i < used; ++i) {
-    if (i > 0) column_combine(f.D, n, dt, false, 1.0, x, i, tab.a[i], st.K, coef, st.X[i]);
-    field_eval<Act>(f, k, n, st.X[i], st.K[i], st.cache[i]);
-  }
-  column_combine(f.D, n, dt, false, 1.0, x, tab.solution_stages(), tab.b, st.K, coef, x_next);
+  replay_columns<Act>(ap, k, n, dt, used, x, x_next, st, coef);
 }
 
 // Reverse of replay_step j: xbar (cotangent of x_{j+1}) becomes that of x_j; `extra` holds
@@ -719,13 +732,11 @@ void replay_step(const AdaptiveProblem<T>& ap, const Schedule& sc, index_t j, in
 //   kbar_i = T(dt b_i) xbar + sum_{m>i} T(dt a_mi) Y_m (+ extra_i),  Y_i = J_i^T kbar_i,
 //   grads += (df/dtheta)_i^T kbar_i,  xbar_j = xbar + sum_i Y_i
 template <class Act, class T>
-void replay_step_vjp(const AdaptiveProblem<T>& ap, const Schedule& sc, index_t j, int used,
-                     index_t real, const StepStages<T>& st, bool has_extra, T* xbar, T* grads,
-                     ReplayWork<T>& w) {
+void replay_columns_vjp(const AdaptiveProblem<T>& ap, index_t k, index_t n, const double* dt,
+                        int used, index_t real, const StepStages<T>& st, bool has_extra, T* xbar,
+                        T* grads, ReplayWork<T>& w) {
   const auto& f = ap.pb->dyn.field;
   const auto& tab = ap.tab;
-  const index_t n = sc.n, k = sc.piece[std::size_t(j)];
-  const double* dt = sc.dt_of(j);
   ReverseWork<T>& rw = w.reverse;
   for (int i = used - 1; i >= 0; --i) {
     double a_later[EmbeddedTableau::max_stages];
@@ -742,6 +753,97 @@ void replay_step_vjp(const AdaptiveProblem<T>& ap, const Schedule& sc, index_t j
     for (index_t e = 0; e < f.D * n; ++e) xbar[e] += rw.Y[i][e];
 }
 
+template <class Act, class T>
+void replay_step_vjp(const AdaptiveProblem<T>& ap, const Schedule& sc, index_t j, int used,
+                     index_t real, const StepStages<T>& st, bool has_extra, T* xbar, T* grads,
+                     ReplayWork<T>& w) {
+  replay_columns_vjp<Act>(ap, sc.piece[std::size_t(j)], sc.n, sc.dt_of(j), used, real, st,
+                          has_extra, xbar, grads, w);
+}
+
+
+// Compaction of the replay (compact_columns is the forward run's): a step whose active columns
+// (dt != 0) fit in fewer whole vectors than the block has runs on them alone, gathered in order
+// into the first `count` columns of a D x width block (width: count rounded up to whole 64-byte
+// vectors; the others are zero columns that idle and add nothing to the parameter gradients).
+// An idle column's state and cotangent pass a step unchanged (x + 0 and xbar + 0 in the block),
+// so each sample's arithmetic is the one it has in the whole block.
+struct ReplayColumns {
+  std::vector<index_t> begin{0};  // step j's active columns: cols[begin[j], begin[j + 1])
+  std::vector<index_t> cols;
+  std::vector<index_t> width;  // per step; 0: the step runs on the whole block
+  index_t count(index_t j) const { return begin[std::size_t(j + 1)] - begin[std::size_t(j)]; }
+  const index_t* of(index_t j) const { return cols.data() + begin[std::size_t(j)]; }
+};
+
+// The compacted steps of a block's schedule (none with compact = false).
+template <class T>
+ReplayColumns replay_columns_of(const Schedule& sc, index_t real, bool compact) {
+  ReplayColumns rc;
+  for (index_t j = 0; j < sc.iterations; ++j) {
+    index_t width = 0;
+    if (compact) {
+      for (index_t s = 0; s < real; ++s)
+        if (sc.dt_of(j)[s] != 0.0) rc.cols.push_back(s);
+      width = BlockPlan<T>::round_up(index_t(rc.cols.size()) - rc.begin.back());
+      if (width >= sc.n) width = 0, rc.cols.resize(std::size_t(rc.begin.back()));
+    }
+    rc.width.push_back(width);
+    rc.begin.push_back(index_t(rc.cols.size()));
+  }
+  return rc;
+}
+
+// The step sizes of step j's compacted columns into w.dt, and v's (D x n) columns into a D x
+// width block c (zero columns after the active ones).
+template <class T>
+void gather_columns(const Schedule& sc, const ReplayColumns& rc, index_t j, index_t D,
+                    const T* v, T* c, ReplayWork<T>& w) {
+  const index_t n = sc.n, m = rc.width[std::size_t(j)], count = rc.count(j);
+  const index_t* cols = rc.of(j);
+  w.dt.assign(std::size_t(m), 0.0);
+  for (index_t i = 0; i < count; ++i) w.dt[std::size_t(i)] = sc.dt_of(j)[cols[i]];
+  for (index_t d = 0; d < D; ++d) {
+    for (index_t i = 0; i < count; ++i) c[d * m + i] = v[d * n + cols[i]];
+    std::fill(c + d * m + count, c + (d + 1) * m, T(0));
+  }
+}
+
+// The active columns of c (D x width) back into v (D x n).
+template <class T>
+void scatter_columns(const Schedule& sc, const ReplayColumns& rc, index_t j, index_t D,
+                     const T* c, T* v) {
+  const index_t n = sc.n, m = rc.width[std::size_t(j)], count = rc.count(j);
+  const index_t* cols = rc.of(j);
+  for (index_t d = 0; d < D; ++d)
+    for (index_t i = 0; i < count; ++i) v[d * n + cols[i]] = c[d * m + i];
+}
+
+// replay_step j on its compacted columns: xc (D x width, stage 0 of st) from x, and x_next = x
+// with the active columns stepped.
+template <class Act, class T>
+void replay_compact_step(const AdaptiveProblem<T>& ap, const Schedule& sc,
+                         const ReplayColumns& rc, index_t j, int used, const T* x, T* xc,
+                         T* x_next, StepStages<T>& st, ReplayWork<T>& w) {
+  const index_t D = ap.pb->dyn.field.D;
+  gather_columns(sc, rc, j, D, x, xc, w);
+  replay_columns<Act>(ap, sc.piece[std::size_t(j)], rc.width[std::size_t(j)], w.dt.data(), used,
+                      xc, w.tmp, st, w.coef);
+  std::copy(x, x + D * sc.n, x_next);
+  scatter_columns(sc, rc, j, D, w.tmp, x_next);
+}
+
+// replay_step_vjp j on its compacted columns (the stages of replay_compact_step).
+template <class Act, class T>
+void replay_compact_step_vjp(const AdaptiveProblem<T>& ap, const Schedule& sc,
+                             const ReplayColumns& rc, index_t j, int used, const StepStages<T>& st,
+                             T* xbar, T* grads, ReplayWork<T>& w) {
+  const index_t D = ap.pb->dyn.field.D;
+  gather_columns(sc, rc, j, D, xbar, w.tmp, w);
+  replay_columns_vjp<Act>(ap, sc.piece[std::size_t(j)], rc.width[std::size_t(j)], w.dt.data(),
+                          used, rc.count(j), st, false, w.tmp, grads, w);
+  scatter_columns(sc, rc, j, D, w.tmp, xbar);
+}
 }  // namespace detail
 
 // The adaptive forward run over all samples: final states (N, D) into final_out (if not null),
@@ -819,6 +921,7 @@ double replay_in_order(const AdaptiveProblem<T>& ap, const std::vector<std::vect
       const Schedule sc = grids.empty() ? fixed_schedule(ap, blk)
                                                 : grid_schedule(ap, blk, grids);
       const auto events = output_events(ap, blk, sc);
+      const ReplayColumns rc = replay_columns_of<T>(sc, blk.real, !sc.fixed && !outputs);
       const index_t M = sc.iterations;
       // Tape plan: segments of ceil(M / checkpoints) steps, or by default of as many steps as
       // fit replay_tape_bytes: an adaptive step's slot holds all its stages and their caches
@@ -860,7 +963,10 @@ double replay_in_order(const AdaptiveProblem<T>& ap, const std::vector<std::vect
         // single: x_j in slot j; otherwise two states alternate (slot 0's state and cur)
         T* x_next = single ? w.slot_state(j + 1) : (x == w.slot_state(0) ? w.cur : w.slot_state(0));
         StepStages<T> st = w.slot_stages(slot);
-        replay_step<Act>(ap, sc, j, used, x, x_next, st, w.coef);
+        if (rc.width[std::size_t(j)] > 0)
+          replay_compact_step<Act>(ap, sc, rc, j, used, x, w.slot_compact(slot), x_next, st, w);
+        else
+          replay_step<Act>(ap, sc, j, used, x, x_next, st, w.coef);
         if (!backward && dense_out) emit(j, x, x_next, &st);
         x = x_next;
       }
@@ -896,13 +1002,18 @@ double replay_in_order(const AdaptiveProblem<T>& ap, const std::vector<std::vect
                     w.slot_state(0));
           for (index_t j = j0; j < j1; ++j) {
             StepStages<T> st = w.slot_stages(j - j0);
-            replay_step<Act>(ap, sc, j, used, w.slot_state(j - j0),
-                                     w.slot_state(j - j0 + 1), st, w.coef);
+            if (rc.width[std::size_t(j)] > 0)
+              replay_compact_step<Act>(ap, sc, rc, j, used, w.slot_state(j - j0),
+                                       w.slot_compact(j - j0), w.slot_state(j - j0 + 1), st, w);
+            else
+              replay_step<Act>(ap, sc, j, used, w.slot_state(j - j0), w.slot_state(j - j0 + 1),
+                               st, w.coef);
           }
         }
         for (index_t j = j1 - 1; j >= j0; --j) {
           StepStages<T> st = w.slot_stages(j - j0);
-          st.X[0] = w.slot_state(j - j0);
+          const bool compact = rc.width[std::size_t(j)] > 0;
+          st.X[0] = compact ? w.slot_compact(j - j0) : w.slot_state(j - j0);
           bool has_extra = false;
           std::ptrdiff_t first_ev = ev_back;
           while (first_ev >= 0 && events[std::size_t(first_ev)].iteration == j) --first_ev;
@@ -923,8 +1034,10 @@ double replay_in_order(const AdaptiveProblem<T>& ap, const std::vector<std::vect
               for (index_t d = 0; d < D; ++d) w.extra[i][d * n + oe.column] += c * ybar[d];
             }
           }
-          replay_step_vjp<Act>(ap, sc, j, used, blk.real, st, has_extra, w.xbar, grads,
-                                       w);
+          if (compact)  // no dense outputs (see rc): no extra cotangents
+            replay_compact_step_vjp<Act>(ap, sc, rc, j, used, st, w.xbar, grads, w);
+          else
+            replay_step_vjp<Act>(ap, sc, j, used, blk.real, st, has_extra, w.xbar, grads, w);
           for (std::ptrdiff_t e = ev_back; e > first_ev; --e) {  // x_j's part of the interpolant
             const auto& oe = events[std::size_t(e)];
             if (oe.at_end) continue;
