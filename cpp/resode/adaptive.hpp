@@ -652,7 +652,8 @@ template <class T>
 struct ReplayWork {
   ReplayWork(const FieldParams<T>& f, int stages, index_t capacity, index_t classes)
       : reverse(f, stages, capacity), stages(stages), capacity(capacity),
-        len(f.D * capacity), slot(2 * len + StepStages<T>::size(f, stages, capacity)) {
+        len(f.D * capacity), stage_len(StepStages<T>::size(f, stages, capacity)),
+        slot(len + stage_len) {
     const index_t zlen = std::max<index_t>(classes, 1) * capacity;
     small = Buffer<T>(3 * len + 2 * zlen + index_t(stages) * len);
     T* p = small.data();
@@ -671,14 +672,18 @@ struct ReplayWork {
     field = &f;
   }
   T* slot_state(index_t j) { return tape.data() + j * slot; }
-  // Step j's state on its compacted columns (replay_compact), stage 0 of its stages.
+  // Step j's state on its compacted columns (replay_compact_step), stage 0 of its stages.
   T* slot_compact(index_t j) { return slot_state(j) + len; }
   StepStages<T> slot_stages(index_t j) {
-    return StepStages<T>::carve(*field, stages, capacity, slot_state(j) + 2 * len);
+    return StepStages<T>::carve(*field, stages, capacity, slot_state(j) + slot - stage_len);
   }
   ReverseWork<T> reverse;
   int stages;
-  index_t capacity, len, slot;
+  index_t capacity, len, stage_len;
+  // A slot's elements: the state, its compacted copy where a step of the block is compacted
+  // (only then: a longer slot means shorter tape segments), the stages.
+  index_t slot;
+  void use_compact_slots(bool compact) { slot = (compact ? 2 * len : len) + stage_len; }
   const FieldParams<T>* field = nullptr;
   Buffer<T> tape;
   index_t tape_size = 0;
@@ -922,6 +927,7 @@ double replay_in_order(const AdaptiveProblem<T>& ap, const std::vector<std::vect
                                                 : grid_schedule(ap, blk, grids);
       const auto events = output_events(ap, blk, sc);
       const ReplayColumns rc = replay_columns_of<T>(sc, blk.real, !sc.fixed && !outputs);
+      w.use_compact_slots(!rc.cols.empty());
       const index_t M = sc.iterations;
       // Tape plan: segments of ceil(M / checkpoints) steps, or by default of as many steps as
       // fit replay_tape_bytes: an adaptive step's slot holds all its stages and their caches
