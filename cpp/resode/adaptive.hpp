@@ -788,10 +788,13 @@ ReplayColumns replay_columns_of(const Schedule& sc, index_t real, bool compact) 
   for (index_t j = 0; j < sc.iterations; ++j) {
     index_t width = 0;
     if (compact) {
-      for (index_t s = 0; s < real; ++s)
-        if (sc.dt_of(j)[s] != 0.0) rc.cols.push_back(s);
-      width = BlockPlan<T>::round_up(index_t(rc.cols.size()) - rc.begin.back());
-      if (width >= sc.n) width = 0, rc.cols.resize(std::size_t(rc.begin.back()));
+      const double* dt = sc.dt_of(j);
+      width = BlockPlan<T>::round_up(index_t(std::count_if(dt, dt + real, [](double h) {
+        return h != 0.0;
+      })));
+      if (width >= sc.n) width = 0;
+      for (index_t s = 0; width > 0 && s < real; ++s)
+        if (dt[s] != 0.0) rc.cols.push_back(s);
     }
     rc.width.push_back(width);
     rc.begin.push_back(index_t(rc.cols.size()));
