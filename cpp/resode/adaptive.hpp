@@ -209,10 +209,21 @@ struct AdaptiveWork {
     active.assign(std::size_t(capacity), 0);
     bad_trial.assign(std::size_t(capacity), 0);
     attempts.assign(std::size_t(capacity), 0);
+    slot_dt.assign(std::size_t(capacity), 0.0);
+    slot_sample.assign(std::size_t(capacity), 0);
+    parked.assign(std::size_t(f.D * capacity), T(0));
   }
   Buffer<T> memory;
   T* x;
   StepStages<T> st;
+  // Compaction (adaptive_block): the block's columns in use are its first `width`; column j
+  // holds sample slot_sample[j] (block-local, in increasing order) and steps with slot_dt[j]
+  // (0: idles). The states of the samples dropped from the columns wait in `parked` (D x n,
+  // column s: sample s) until the piece ends.
+  index_t width = 0;
+  std::vector<double> slot_dt;
+  std::vector<index_t> slot_sample;
+  std::vector<T> parked;
   // E: the norm the controller sees (batch control: the max over the samples); E_own: each
   // sample's own norm of the last attempt, E_rejected: of the last rejected one (it names the
   // sample of a batch failure). bad_trial: the last rejected attempt's E_own was not finite.
@@ -245,15 +256,80 @@ inline index_t blamed_column(index_t real, const std::vector<char>& bad_trial,
   return worst;
 }
 
-// The stages of a step of every column with its dt (K_0 = f_k(x) on entry): X_i, K_i, i >= 1.
+// The stages of a step of the columns in use, each with its slot_dt (K_0 = f_k(x) on entry):
+// X_i, K_i, i >= 1.
 template <class Act, class T>
-void adaptive_stages(const AdaptiveProblem<T>& ap, index_t k, index_t n, AdaptiveWork<T>& w) {
+void adaptive_stages(const AdaptiveProblem<T>& ap, index_t k, AdaptiveWork<T>& w) {
   const auto& f = ap.pb->dyn.field;
   const auto& tab = ap.tab;
+  const index_t m = w.width;
   for (int i = 1; i < tab.stages; ++i) {
-    column_combine(f.D, n, w.dt.data(), false, 1.0, w.x, i, tab.a[i], w.st.K, w.coef, w.st.X[i]);
-    field_eval<Act>(f, k, n, w.st.X[i], w.st.K[i], w.st.cache[i]);
+    column_combine(f.D, m, w.slot_dt.data(), false, 1.0, w.x, i, tab.a[i], w.st.K, w.coef,
+                   w.st.X[i]);
+    field_eval<Act>(f, k, m, w.st.X[i], w.st.K[i], w.st.cache[i]);
   }
+}
+
+// Compaction of the forward run. A sample that ends its piece before the others of its block
+// would idle (dt = 0) in every later iteration of the piece, costing as much as a running one:
+// the seed data leaves 58% of the accepted-step columns idle, one stiff sample in a block of
+// 168 84%. So the running samples are moved to the front, in order, and the steps evaluate the
+// first `width` columns only, whole 64-byte vectors (the kernels' full-width path, as every block
+// width is). A column's arithmetic does not depend on its position nor on the width, so each
+// sample's steps stay bitwise those it takes alone or in any batch.
+
+// Column s of a D x n block into column `to` of a D x m one (out of place).
+template <class T>
+void copy_column(index_t D, index_t n, index_t s, const T* from, index_t m, index_t to, T* into) {
+  for (index_t d = 0; d < D; ++d) into[d * m + to] = from[d * n + s];
+}
+
+// a (D x m) becomes the D x kept block of its columns from[0] < from[1] < ..., in place (each
+// element moves to a lower or equal index, visited in increasing order).
+template <class T>
+void keep_columns(index_t D, index_t m, const std::vector<index_t>& from, T* a) {
+  const index_t kept = index_t(from.size());
+  for (index_t d = 0; d < D; ++d)
+    for (index_t j = 0; j < kept; ++j) a[d * kept + j] = a[d * m + from[std::size_t(j)]];
+}
+
+// The block's own layout (column s: sample s, all n columns): at the start of a run and at the
+// end of every piece (the next one starts with every sample, and with f_k(x) on all of them).
+template <class T>
+void restore_columns(index_t D, index_t n, AdaptiveWork<T>& w) {
+  if (w.width == n) return;  // never compacted: already in its own layout
+  for (index_t j = 0; j < w.width; ++j)
+    copy_column(D, w.width, j, w.x, n, w.slot_sample[std::size_t(j)], w.parked.data());
+  std::copy(w.parked.begin(), w.parked.begin() + D * n, w.x);
+  w.width = n;
+  for (index_t s = 0; s < n; ++s) w.slot_sample[std::size_t(s)] = s;
+}
+
+// Drops finished samples from the columns in use when a whole vector of them can go: the running
+// samples stay, in order, with as many finished ones as fill the last vector; the dropped ones'
+// states are parked. The state x and the FSAL stage K_0 move; the other stages are recomputed.
+template <class T>
+void compact_columns(index_t D, index_t n, index_t real, index_t running, AdaptiveWork<T>& w) {
+  constexpr index_t lanes = BlockPlan<T>::pad;
+  const index_t m = w.width, kept = (running + lanes - 1) / lanes * lanes;
+  if (running == 0 || kept >= m) return;
+  std::vector<index_t> from;
+  index_t fillers = kept - running;
+  for (index_t j = 0; j < m; ++j) {
+    const index_t s = w.slot_sample[std::size_t(j)];
+    if (s < real && w.active[std::size_t(s)]) {
+      from.push_back(j);
+    } else if (fillers > 0) {
+      from.push_back(j), --fillers;
+    } else {
+      copy_column(D, m, j, w.x, n, s, w.parked.data());
+    }
+  }
+  keep_columns(D, m, from, w.x);
+  keep_columns(D, m, from, w.st.K[0]);
+  for (index_t j = 0; j < kept; ++j)
+    w.slot_sample[std::size_t(j)] = w.slot_sample[std::size_t(from[std::size_t(j)])];
+  w.width = kept;
 }
 
 // Hairer's starting step for every column (docs/guide/adaptive.md); K_0 = f_0(x_0) on exit.
@@ -344,6 +420,8 @@ Failure adaptive_block(const AdaptiveProblem<T>& ap, const Block& blk, bool batc
     fail.t = w.t[s], fail.dt = w.dt[s], fail.error = w.E_last[s];
     return fail;
   };
+  w.width = n;  // the block's own layout (see compact_columns)
+  for (index_t s = 0; s < n; ++s) w.slot_sample[std::size_t(s)] = s;
   for (index_t piece = 0; piece < ap.pieces(); ++piece) {
     const double t_end = ap.boundary(piece + 1);
     if (piece > 0 || !heuristic) {  // the field changed: a new first stage (no FSAL)
@@ -354,48 +432,53 @@ Failure adaptive_block(const AdaptiveProblem<T>& ap, const Block& blk, bool batc
     std::fill(w.active.begin() + real, w.active.end(), 0);
     index_t running = real;
     while (running > 0) {
-      for (index_t s = 0; s < n; ++s) {
-        if (!w.active[s]) {
-          w.dt[s] = 0.0;  // idles in this step
-          continue;
-        }
+      const index_t m = w.width;  // column j: sample w.slot_sample[j]
+      for (index_t j = 0; j < m; ++j) {
+        const index_t s = w.slot_sample[std::size_t(j)];
+        w.slot_dt[j] = 0.0;  // idles in this step unless it runs
+        if (!w.active[s]) continue;
         if (w.attempts[s] >= ap.opt.max_steps) return fail_at(s, true);  // dt: the last one
         w.t_new[s] = landing(w.t[s], w.h[s], t_end);
-        w.dt[s] = w.t_new[s] - w.t[s];
+        w.dt[s] = w.slot_dt[j] = w.t_new[s] - w.t[s];
         if (!(w.dt[s] > 4.0 * eps * std::abs(w.t_new[s]))) return fail_at(s, false);
       }
-      adaptive_stages<Act>(ap, piece, n, w);
+      adaptive_stages<Act>(ap, piece, w);
       const T* xnew = w.st.X[s_last];
-      error_norms(tab, D, n, w.x, xnew, w.st.K, w.dt.data(), ap.opt.rtol, ap.opt.atol,
+      error_norms(tab, D, m, w.x, xnew, w.st.K, w.slot_dt.data(), ap.opt.rtol, ap.opt.atol,
                   w.E.data());
-      std::copy(w.E.begin(), w.E.begin() + real, w.E_own.begin());
+      for (index_t j = 0; j < m; ++j) {
+        const index_t s = w.slot_sample[std::size_t(j)];
+        if (s < real) w.E_own[s] = w.E[j];
+      }
       if (batch) {  // one error for all: the max over the samples (NaN wins)
         double worst = 0.0;
-        for (index_t s = 0; s < real; ++s)
-          worst = std::isnan(w.E[s]) || std::isnan(worst) ? NAN : std::max(worst, w.E[s]);
-        std::fill(w.E.begin(), w.E.begin() + real, worst);
+        for (index_t j = 0; j < m; ++j)
+          if (w.slot_sample[std::size_t(j)] < real)
+            worst = std::isnan(w.E[j]) || std::isnan(worst) ? NAN : std::max(worst, w.E[j]);
+        std::fill(w.E.begin(), w.E.begin() + m, worst);
       }
-      for (index_t s = 0; s < real; ++s) {
+      for (index_t j = 0; j < m; ++j) {
+        const index_t s = w.slot_sample[std::size_t(j)];
         if (!w.active[s]) continue;
         auto& rec = records[blk.first + s];
         ++w.attempts[s];
         rec.nfev += tab.stages - 1;
-        const double E = w.E[s];
+        const double E = w.E[j];
         w.E_last[s] = E;
         if (w.control[s].update(E, w.dt[s], w.h[s])) {  // accepted; h: the next step
           while (next_out[s] < ap.n_times && ap.times[next_out[s]] <= w.t_new[s]) {
             T* row = dense_out + (next_out[s] * N + blk.first + s) * D;
             const double tau = ap.times[next_out[s]];
             if (tau == w.t_new[s])
-              column_to_row(D, n, s, xnew, row);
+              column_to_row(D, m, j, xnew, row);
             else
-              interpolate_column(tab, tab.stages, D, n, s, w.x, w.st.K, w.dt[s],
+              interpolate_column(tab, tab.stages, D, m, j, w.x, w.st.K, w.dt[s],
                                  (tau - w.t[s]) / w.dt[s], row);
             ++next_out[s];
           }
           for (index_t d = 0; d < D; ++d) {
-            w.x[d * n + s] = xnew[d * n + s];
-            w.st.K[0][d * n + s] = w.st.K[s_last][d * n + s];  // FSAL
+            w.x[d * m + j] = xnew[d * m + j];
+            w.st.K[0][d * m + j] = w.st.K[s_last][d * m + j];  // FSAL
           }
           w.t[s] = w.t_new[s];
           ++rec.accepted;
@@ -407,7 +490,9 @@ Failure adaptive_block(const AdaptiveProblem<T>& ap, const Block& blk, bool batc
           ++rec.rejected;
         }
       }
+      compact_columns(D, n, real, running, w);
     }
+    restore_columns(D, n, w);
   }
   if (final_out) store_rows(blk, D, w.x, final_out);
   return fail;
@@ -561,12 +646,14 @@ std::vector<OutputEvent> output_events(const AdaptiveProblem<T>& ap, const Block
 // The default tape of a replay's reverse sweep, per thread (see replay_sweep).
 constexpr double replay_tape_bytes = 6.0 * 1024 * 1024;
 
-// The tape of a replay: (segment + 1) slots of (state, stages) and checkpoint states.
+// The tape of a replay: (segment + 1) slots of (state, its compacted columns, stages) and
+// checkpoint states.
 template <class T>
 struct ReplayWork {
   ReplayWork(const FieldParams<T>& f, int stages, index_t capacity, index_t classes)
       : reverse(f, stages, capacity), stages(stages), capacity(capacity),
-        len(f.D * capacity), slot(len + StepStages<T>::size(f, stages, capacity)) {
+        len(f.D * capacity), stage_len(StepStages<T>::size(f, stages, capacity)),
+        slot(len + stage_len) {
     const index_t zlen = std::max<index_t>(classes, 1) * capacity;
     small = Buffer<T>(3 * len + 2 * zlen + index_t(stages) * len);
     T* p = small.data();
@@ -585,12 +672,18 @@ struct ReplayWork {
     field = &f;
   }
   T* slot_state(index_t j) { return tape.data() + j * slot; }
+  // Step j's state on its compacted columns (replay_compact_step), stage 0 of its stages.
+  T* slot_compact(index_t j) { return slot_state(j) + len; }
   StepStages<T> slot_stages(index_t j) {
-    return StepStages<T>::carve(*field, stages, capacity, slot_state(j) + len);
+    return StepStages<T>::carve(*field, stages, capacity, slot_state(j) + slot - stage_len);
   }
   ReverseWork<T> reverse;
   int stages;
-  index_t capacity, len, slot;
+  index_t capacity, len, stage_len;
+  // A slot's elements: the state, its compacted copy where a step of the block is compacted
+  // (only then: a longer slot means shorter tape segments), the stages.
+  index_t slot;
+  void use_compact_slots(bool compact) { slot = (compact ? 2 * len : len) + stage_len; }
   const FieldParams<T>* field = nullptr;
   Buffer<T> tape;
   index_t tape_size = 0;
@@ -599,7 +692,23 @@ struct ReplayWork {
   T *cur, *xbar, *tmp, *z, *zbar;
   T* extra[EmbeddedTableau::max_stages] = {};
   std::vector<T> coef;
+  std::vector<double> dt;  // the step sizes of the compacted columns
 };
+
+// A step of n columns with step sizes dt in piece k: stages from x (used stages only) and
+// x_next = x + sum_i T(dt b_i) K_i.
+template <class Act, class T>
+void replay_columns(const AdaptiveProblem<T>& ap, index_t k, index_t n, const double* dt,
+                    int used, const T* x, T* x_next, StepStages<T>& st, std::vector<T>& coef) {
+  const auto& f = ap.pb->dyn.field;
+  const auto& tab = ap.tab;
+  st.X[0] = const_cast<T*>(x);  // read-only alias of the state
+  for (int i = 0; i < used; ++i) {
+    if (i > 0) column_combine(f.D, n, dt, false, 1.0, x, i, tab.a[i], st.K, coef, st.X[i]);
+    field_eval<Act>(f, k, n, st.X[i], st.K[i], st.cache[i]);
+  }
+  column_combine(f.D, n, dt, false, 1.0, x, tab.solution_stages(), tab.b, st.K, coef, x_next);
+}
 
 // One replayed step j: stages from x (used stages only) and x_next = x + sum_i T(dt b_i) K_i.
 // On the fixed-step grid the step is the sweeps' rk_step, so that the states (and the dense
@@ -609,7 +718,6 @@ template <class Act, class T>
 void replay_step(const AdaptiveProblem<T>& ap, const Schedule& sc, index_t j, int used,
                  const T* x, T* x_next, StepStages<T>& st, std::vector<T>& coef) {
   const auto& f = ap.pb->dyn.field;
-  const auto& tab = ap.tab;
   const index_t n = sc.n, k = sc.piece[std::size_t(j)];
   const double* dt = sc.dt_of(j);
   if (sc.fixed) {
@@ -621,12 +729,7 @@ void replay_step(const AdaptiveProblem<T>& ap, const Schedule& sc, index_t j, in
     }
     return;
   }
-  st.X[0] = const_cast<T*>(x);  // read-only alias of the state
-  for (int i = 0; i < used; ++i) {
-    if (i > 0) column_combine(f.D, n, dt, false, 1.0, x, i, tab.a[i], st.K, coef, st.X[i]);
-    field_eval<Act>(f, k, n, st.X[i], st.K[i], st.cache[i]);
-  }
-  column_combine(f.D, n, dt, false, 1.0, x, tab.solution_stages(), tab.b, st.K, coef, x_next);
+  replay_columns<Act>(ap, k, n, dt, used, x, x_next, st, coef);
 }
 
 // Reverse of replay_step j: xbar (cotangent of x_{j+1}) becomes that of x_j; `extra` holds
@@ -634,13 +737,11 @@ void replay_step(const AdaptiveProblem<T>& ap, const Schedule& sc, index_t j, in
 //   kbar_i = T(dt b_i) xbar + sum_{m>i} T(dt a_mi) Y_m (+ extra_i),  Y_i = J_i^T kbar_i,
 //   grads += (df/dtheta)_i^T kbar_i,  xbar_j = xbar + sum_i Y_i
 template <class Act, class T>
-void replay_step_vjp(const AdaptiveProblem<T>& ap, const Schedule& sc, index_t j, int used,
-                     index_t real, const StepStages<T>& st, bool has_extra, T* xbar, T* grads,
-                     ReplayWork<T>& w) {
+void replay_columns_vjp(const AdaptiveProblem<T>& ap, index_t k, index_t n, const double* dt,
+                        int used, index_t real, const StepStages<T>& st, bool has_extra, T* xbar,
+                        T* grads, ReplayWork<T>& w) {
   const auto& f = ap.pb->dyn.field;
   const auto& tab = ap.tab;
-  const index_t n = sc.n, k = sc.piece[std::size_t(j)];
-  const double* dt = sc.dt_of(j);
   ReverseWork<T>& rw = w.reverse;
   for (int i = used - 1; i >= 0; --i) {
     double a_later[EmbeddedTableau::max_stages];
@@ -657,6 +758,100 @@ void replay_step_vjp(const AdaptiveProblem<T>& ap, const Schedule& sc, index_t j
     for (index_t e = 0; e < f.D * n; ++e) xbar[e] += rw.Y[i][e];
 }
 
+template <class Act, class T>
+void replay_step_vjp(const AdaptiveProblem<T>& ap, const Schedule& sc, index_t j, int used,
+                     index_t real, const StepStages<T>& st, bool has_extra, T* xbar, T* grads,
+                     ReplayWork<T>& w) {
+  replay_columns_vjp<Act>(ap, sc.piece[std::size_t(j)], sc.n, sc.dt_of(j), used, real, st,
+                          has_extra, xbar, grads, w);
+}
+
+
+// Compaction of the replay (compact_columns is the forward run's): a step whose active columns
+// (dt != 0) fit in fewer whole vectors than the block has runs on them alone, gathered in order
+// into the first `count` columns of a D x width block (width: count rounded up to whole 64-byte
+// vectors; the others are zero columns that idle and add nothing to the parameter gradients).
+// An idle column's state and cotangent pass a step unchanged (x + 0 and xbar + 0 in the block),
+// so each sample's arithmetic is the one it has in the whole block.
+struct ReplayColumns {
+  std::vector<index_t> begin{0};  // step j's active columns: cols[begin[j], begin[j + 1])
+  std::vector<index_t> cols;
+  std::vector<index_t> width;  // per step; 0: the step runs on the whole block
+  index_t count(index_t j) const { return begin[std::size_t(j + 1)] - begin[std::size_t(j)]; }
+  const index_t* of(index_t j) const { return cols.data() + begin[std::size_t(j)]; }
+};
+
+// The compacted steps of a block's schedule (none with compact = false).
+template <class T>
+ReplayColumns replay_columns_of(const Schedule& sc, index_t real, bool compact) {
+  ReplayColumns rc;
+  for (index_t j = 0; j < sc.iterations; ++j) {
+    index_t width = 0;
+    if (compact) {
+      const double* dt = sc.dt_of(j);
+      width = BlockPlan<T>::round_up(index_t(std::count_if(dt, dt + real, [](double h) {
+        return h != 0.0;
+      })));
+      if (width >= sc.n) width = 0;
+      for (index_t s = 0; width > 0 && s < real; ++s)
+        if (dt[s] != 0.0) rc.cols.push_back(s);
+    }
+    rc.width.push_back(width);
+    rc.begin.push_back(index_t(rc.cols.size()));
+  }
+  return rc;
+}
+
+// The step sizes of step j's compacted columns into w.dt, and v's (D x n) columns into a D x
+// width block c (zero columns after the active ones).
+template <class T>
+void gather_columns(const Schedule& sc, const ReplayColumns& rc, index_t j, index_t D,
+                    const T* v, T* c, ReplayWork<T>& w) {
+  const index_t n = sc.n, m = rc.width[std::size_t(j)], count = rc.count(j);
+  const index_t* cols = rc.of(j);
+  w.dt.assign(std::size_t(m), 0.0);
+  for (index_t i = 0; i < count; ++i) w.dt[std::size_t(i)] = sc.dt_of(j)[cols[i]];
+  for (index_t d = 0; d < D; ++d) {
+    for (index_t i = 0; i < count; ++i) c[d * m + i] = v[d * n + cols[i]];
+    std::fill(c + d * m + count, c + (d + 1) * m, T(0));
+  }
+}
+
+// The active columns of c (D x width) back into v (D x n).
+template <class T>
+void scatter_columns(const Schedule& sc, const ReplayColumns& rc, index_t j, index_t D,
+                     const T* c, T* v) {
+  const index_t n = sc.n, m = rc.width[std::size_t(j)], count = rc.count(j);
+  const index_t* cols = rc.of(j);
+  for (index_t d = 0; d < D; ++d)
+    for (index_t i = 0; i < count; ++i) v[d * n + cols[i]] = c[d * m + i];
+}
+
+// replay_step j on its compacted columns: xc (D x width, stage 0 of st) from x, and x_next = x
+// with the active columns stepped.
+template <class Act, class T>
+void replay_compact_step(const AdaptiveProblem<T>& ap, const Schedule& sc,
+                         const ReplayColumns& rc, index_t j, int used, const T* x, T* xc,
+                         T* x_next, StepStages<T>& st, ReplayWork<T>& w) {
+  const index_t D = ap.pb->dyn.field.D;
+  gather_columns(sc, rc, j, D, x, xc, w);
+  replay_columns<Act>(ap, sc.piece[std::size_t(j)], rc.width[std::size_t(j)], w.dt.data(), used,
+                      xc, w.tmp, st, w.coef);
+  std::copy(x, x + D * sc.n, x_next);
+  scatter_columns(sc, rc, j, D, w.tmp, x_next);
+}
+
+// replay_step_vjp j on its compacted columns (the stages of replay_compact_step).
+template <class Act, class T>
+void replay_compact_step_vjp(const AdaptiveProblem<T>& ap, const Schedule& sc,
+                             const ReplayColumns& rc, index_t j, int used, const StepStages<T>& st,
+                             T* xbar, T* grads, ReplayWork<T>& w) {
+  const index_t D = ap.pb->dyn.field.D;
+  gather_columns(sc, rc, j, D, xbar, w.tmp, w);
+  replay_columns_vjp<Act>(ap, sc.piece[std::size_t(j)], rc.width[std::size_t(j)], w.dt.data(),
+                          used, rc.count(j), st, false, w.tmp, grads, w);
+  scatter_columns(sc, rc, j, D, w.tmp, xbar);
+}
 }  // namespace detail
 
 // The adaptive forward run over all samples: final states (N, D) into final_out (if not null),
@@ -734,6 +929,8 @@ double replay_in_order(const AdaptiveProblem<T>& ap, const std::vector<std::vect
       const Schedule sc = grids.empty() ? fixed_schedule(ap, blk)
                                                 : grid_schedule(ap, blk, grids);
       const auto events = output_events(ap, blk, sc);
+      const ReplayColumns rc = replay_columns_of<T>(sc, blk.real, !sc.fixed && !outputs);
+      w.use_compact_slots(!rc.cols.empty());
       const index_t M = sc.iterations;
       // Tape plan: segments of ceil(M / checkpoints) steps, or by default of as many steps as
       // fit replay_tape_bytes: an adaptive step's slot holds all its stages and their caches
@@ -775,7 +972,10 @@ double replay_in_order(const AdaptiveProblem<T>& ap, const std::vector<std::vect
         // single: x_j in slot j; otherwise two states alternate (slot 0's state and cur)
         T* x_next = single ? w.slot_state(j + 1) : (x == w.slot_state(0) ? w.cur : w.slot_state(0));
         StepStages<T> st = w.slot_stages(slot);
-        replay_step<Act>(ap, sc, j, used, x, x_next, st, w.coef);
+        if (rc.width[std::size_t(j)] > 0)
+          replay_compact_step<Act>(ap, sc, rc, j, used, x, w.slot_compact(slot), x_next, st, w);
+        else
+          replay_step<Act>(ap, sc, j, used, x, x_next, st, w.coef);
         if (!backward && dense_out) emit(j, x, x_next, &st);
         x = x_next;
       }
@@ -811,13 +1011,18 @@ double replay_in_order(const AdaptiveProblem<T>& ap, const std::vector<std::vect
                     w.slot_state(0));
           for (index_t j = j0; j < j1; ++j) {
             StepStages<T> st = w.slot_stages(j - j0);
-            replay_step<Act>(ap, sc, j, used, w.slot_state(j - j0),
-                                     w.slot_state(j - j0 + 1), st, w.coef);
+            if (rc.width[std::size_t(j)] > 0)
+              replay_compact_step<Act>(ap, sc, rc, j, used, w.slot_state(j - j0),
+                                       w.slot_compact(j - j0), w.slot_state(j - j0 + 1), st, w);
+            else
+              replay_step<Act>(ap, sc, j, used, w.slot_state(j - j0), w.slot_state(j - j0 + 1),
+                               st, w.coef);
           }
         }
         for (index_t j = j1 - 1; j >= j0; --j) {
           StepStages<T> st = w.slot_stages(j - j0);
-          st.X[0] = w.slot_state(j - j0);
+          const bool compact = rc.width[std::size_t(j)] > 0;
+          st.X[0] = compact ? w.slot_compact(j - j0) : w.slot_state(j - j0);
           bool has_extra = false;
           std::ptrdiff_t first_ev = ev_back;
           while (first_ev >= 0 && events[std::size_t(first_ev)].iteration == j) --first_ev;
@@ -838,8 +1043,10 @@ double replay_in_order(const AdaptiveProblem<T>& ap, const std::vector<std::vect
               for (index_t d = 0; d < D; ++d) w.extra[i][d * n + oe.column] += c * ybar[d];
             }
           }
-          replay_step_vjp<Act>(ap, sc, j, used, blk.real, st, has_extra, w.xbar, grads,
-                                       w);
+          if (compact)  // no dense outputs (see rc): no extra cotangents
+            replay_compact_step_vjp<Act>(ap, sc, rc, j, used, st, w.xbar, grads, w);
+          else
+            replay_step_vjp<Act>(ap, sc, j, used, blk.real, st, has_extra, w.xbar, grads, w);
           for (std::ptrdiff_t e = ev_back; e > first_ev; --e) {  // x_j's part of the interpolant
             const auto& oe = events[std::size_t(e)];
             if (oe.at_end) continue;
