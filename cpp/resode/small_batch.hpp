@@ -61,7 +61,7 @@ RESODE_INLINE void add_scaled(T* grad, index_t count, T alpha, Vec<T, Bytes> sum
 // samples, [real, L), are left out: their lanes hold exactly +0 (0 + a product with fbar = 0),
 // and no partial sum is -0 (each starts as 0 + something), so adding them changes nothing.
 template <class T, int Bytes>
-RESODE_INLINE Vec<T, Bytes> sum_real_rows(Vec<T, Bytes> (&rows)[lanes<T, Bytes>], int real) {
+RESODE_INLINE Vec<T, Bytes> sum_real_rows(Vec<T, Bytes>* rows, int real) {  // rows[L]
   using V = Vec<T, Bytes>;
   int live = real;
 #pragma GCC unroll 4
