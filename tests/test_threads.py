@@ -106,39 +106,18 @@ def test_large_models_use_fewer_gradient_groups_and_stay_exact():
     """10.5 MB of parameters: the blocks form 3 gradient groups instead of 8 (a memory cap
     that depends on the model, never on the thread count). Results match the reference and
     are bitwise equal at 1, 2 and 3 threads."""
-    from resode import reference as ref
-
     rng = np.random.default_rng(7)
     model = resode.ResNet(256, 20, classes=3, h=0.2, seed=7)
     X = rng.standard_normal((400, 256))
     y = rng.integers(0, 3, 400)
-    results = {}
-    for n in (1, 2, 3):
-        resode.set_num_threads(n)
-        results[n] = outputs(model, X, y, "loss_and_grad")
-    for n in (2, 3):
-        for key, value in results[1].items():
-            np.testing.assert_array_equal(results[n][key], value, err_msg=f"{key} at {n}")
-    loss, grads = ref.resnet_loss_and_grad(
-        model.params, X, y, field="outside", activation="tanh", h=0.2, augment=0
-    )
-    assert abs(results[1]["loss"] - loss) <= 1e-12 * abs(loss)
-    for key, g in grads.items():
-        err = float(np.max(np.abs(results[1][key] - g)))
-        assert err <= 1e-12 * float(np.max(np.abs(g))), key
+    assert_same_across_threads_and_reference(model, X, y, h=0.2, rtol=1e-12)
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_wide_resnet_blocks_stay_exact_across_threads(dtype):
-    """The W2 shape at D = 64 (outside tanh, N = 1000: six blocks, the last one padded; 10
-    layers: 41 600 field parameters in each of six group accumulators, added in group order):
-    bitwise the same results at 1, 2 and 3 threads, and the reference's."""
+def assert_same_across_threads_and_reference(model, X, y, *, h, rtol):
+    """A ResNet's (outside, tanh) loss and gradient: bitwise equal at 1, 2 and 3 threads, and
+    the float64 reference's within ``rtol``."""
     from resode import reference as ref
 
-    rng = np.random.default_rng(64)
-    model = resode.ResNet(64, 10, classes=2, h=0.1, dtype=dtype, seed=64)
-    X = rng.standard_normal((1000, 64)).astype(dtype)
-    y = rng.integers(0, 2, 1000)
     results = {}
     for n in (1, 2, 3):
         resode.set_num_threads(n)
@@ -148,13 +127,25 @@ def test_wide_resnet_blocks_stay_exact_across_threads(dtype):
             np.testing.assert_array_equal(results[n][key], value, err_msg=f"{key} at {n}")
     p64 = {k: v.astype(np.float64) for k, v in model.params.items()}
     loss, grads = ref.resnet_loss_and_grad(
-        p64, X.astype(np.float64), y, field="outside", activation="tanh", h=0.1, augment=0
+        p64, X.astype(np.float64), y, field="outside", activation="tanh", h=h, augment=0
     )
-    rtol = 1e-10 if dtype == "float64" else 1e-4
     assert abs(results[1]["loss"] - loss) <= rtol * abs(loss)
     for key, g in grads.items():
         err = float(np.max(np.abs(results[1][key] - g)))
         assert err <= rtol * float(np.max(np.abs(g))), key
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_wide_resnet_blocks_stay_exact_across_threads(dtype):
+    """The W2 shape at D = 64 (outside tanh, N = 1000: six blocks, the last one padded; 10
+    layers: 41 600 field parameters in each of six group accumulators, added in group order):
+    bitwise the same results at 1, 2 and 3 threads, and the reference's."""
+    rng = np.random.default_rng(64)
+    model = resode.ResNet(64, 10, classes=2, h=0.1, dtype=dtype, seed=64)
+    X = rng.standard_normal((1000, 64)).astype(dtype)
+    y = rng.integers(0, 2, 1000)
+    rtol = 1e-10 if dtype == "float64" else 1e-4
+    assert_same_across_threads_and_reference(model, X, y, h=0.1, rtol=rtol)
 
 
 def test_more_threads_than_blocks():

@@ -115,11 +115,7 @@ RESODE_INLINE void bottleneck_eval_columns(index_t s, index_t H, index_t n,
     }
   for (index_t j = 0; j < H; ++j) {
     T w1[K], w2[K];
-#pragma GCC unroll 4
-    for (int p = 0; p < K; ++p) {
-      w1[p] = W1[j * K + p];
-      w2[p] = W2[p * H + j];
-    }
+    load_unit_weights<K>(W1, W2, H, j, w1, w2);
     const T bias = b1[j];
 #pragma GCC unroll 4
     for (int q = 0; q < S; ++q) {

@@ -79,6 +79,18 @@ RESODE_INLINE Vec<T, Bytes> sum_real_rows(Vec<T, Bytes>* rows, int real) {  // r
   return s;
 }
 
+// Hidden unit j's weights in the bottleneck field f = W2 sigma(W1 x + b1) + b2: row j of W1
+// (H x K row-major: K inputs) into w1, column j of W2 (K x H row-major: K outputs) into w2.
+template <int K, class T>
+RESODE_INLINE void load_unit_weights(const T* W1, const T* W2, index_t H, index_t j, T* w1,
+                                     T* w2) {
+#pragma GCC unroll 4
+  for (int p = 0; p < K; ++p) {
+    w1[p] = W1[j * K + p];
+    w2[p] = W2[p * H + j];
+  }
+}
+
 // Hidden units the small-block VJP takes (its rows of g and a live on the stack).
 constexpr index_t small_batch_max_hidden = 256;
 
@@ -105,11 +117,7 @@ RESODE_INLINE void small_bottleneck_vjp_impl(const Q& q) {
   }
   for (index_t j = 0; j < H; ++j) {
     T w1[K], w2[K];
-#pragma GCC unroll 4
-    for (int p = 0; p < K; ++p) {
-      w1[p] = W1[j * K + p];
-      w2[p] = W2[p * H + j];
-    }
+    load_unit_weights<K>(W1, W2, H, j, w1, w2);
     const V av = load<T, Bytes>(a + j * L);
     V t = w2[0] * fb[0];
 #pragma GCC unroll 4
