@@ -240,11 +240,13 @@ def test_jax_training_step(benchmark, run, N, impl):
 # --------------------------------------------------------------------------- the bridge's cost
 
 
-@pytest.mark.parametrize("impl", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("impl", ["numpy", "torch", "torch_floor", "jax"])
 @pytest.mark.parametrize("N", [2, 1000])
 def test_bridge_overhead(benchmark, run, N, impl):
-    """The flow's forward and VJP (cotangent on the final state) through each bridge."""
-    _need(*([impl] if impl != "numpy" else []))
+    """The flow's forward and VJP (cotangent on the final state) through each bridge;
+    ``torch_floor``: PyTorch's own cost of an ``autograd.Function`` with the layer's inputs,
+    saved tensors and gradients that computes nothing (what no torch layer can go below)."""
+    _need(*([impl.split("_")[0]] if impl != "numpy" else []))
     benchmark.group = f"bridges: flow forward + VJP, seed NODE N={N}"
     X, _ = _data(N)
     init = resode.NeuralODE(2, **SEED_NODE, seed=0).params
@@ -269,9 +271,32 @@ def test_bridge_overhead(benchmark, run, N, impl):
             layer(Xt).backward(vt)
 
         run(step)
+    elif impl == "torch_floor":
+        params = list(rt.NeuralODE(2, **SEED_NODE, seed=0).field_params().values())
+        Xt, vt = torch.tensor(X, requires_grad=True), torch.tensor(v)
+        nothing = _function_computing_nothing()
+        run(lambda: nothing.apply(Xt, *params).backward(vt))
     else:
         p = {n: jnp.asarray(init[n]) for n in names}
         vjp = jax.jit(lambda p, X, v: jax.vjp(lambda p, X: rj.odeint(p, X, **opts), p, X)[1](v))
         Xj, vj = jnp.asarray(X), jnp.asarray(v)
         jax.block_until_ready(vjp(p, Xj, vj))
         run(lambda: jax.block_until_ready(vjp(p, Xj, vj)))
+
+
+def _function_computing_nothing() -> type:
+    """An ``autograd.Function`` shaped as resode.torch's (X and the field's parameters in, the
+    final states out, every input saved, a gradient for each) that computes nothing."""
+
+    class Nothing(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, X, *theta):
+            ctx.save_for_backward(X, *theta)
+            return X.new_zeros((X.shape[0], X.shape[1] + SEED_NODE["augment"]))
+
+        @staticmethod
+        @torch.autograd.function.once_differentiable
+        def backward(ctx, grad):
+            return tuple(torch.zeros_like(t) for t in ctx.saved_tensors)
+
+    return Nothing

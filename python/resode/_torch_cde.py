@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from . import _cde_bridge
+from ._torch_ops import numpy_view
 from ._typing import ArrayLike
 from ._validation import check_choice, check_int
 from .models import ACTIVATIONS, FIELDS, FIXED_METHODS, INTERPOLATIONS
@@ -31,13 +32,8 @@ __all__ = ["NeuralCDE", "cdeint"]
 _DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 
 
-def _numpy(t: Tensor) -> np.ndarray:
-    """A NumPy view of a CPU tensor (a copy only when it is not contiguous)."""
-    return (t if t.is_contiguous() else t.contiguous()).detach().numpy()
-
-
 def _optional_numpy(t: Tensor | None) -> np.ndarray | None:
-    return None if t is None else _numpy(t)
+    return None if t is None else numpy_view(t)
 
 
 def _flow(
@@ -72,8 +68,8 @@ def _cdeint_op(
 ) -> Tensor:
     """The states z_i(T_i) (N, state), or (len(t), N, state)."""
     flow = _flow(times, t, field, activation, output_activation, interpolation, method, substeps)
-    theta_np = [_numpy(p) for p in theta]
-    out = _cde_bridge.solve(flow, theta_np, _numpy(U), _numpy(times), _optional_numpy(t))
+    theta_np = [numpy_view(p) for p in theta]
+    out = _cde_bridge.solve(flow, theta_np, numpy_view(U), numpy_view(times), _optional_numpy(t))
     return torch.from_numpy(out)
 
 
@@ -99,9 +95,9 @@ def _cdeint_vjp_op(
 ) -> list[Tensor]:
     """(dU, *dtheta) for a cotangent of the states' shape."""
     flow = _flow(times, t, field, activation, output_activation, interpolation, method, substeps)
-    theta_np = [_numpy(p) for p in theta]
-    dtheta, dU = _cde_bridge.vjp(flow, theta_np, _numpy(U), _numpy(times), _optional_numpy(t),
-                                 _numpy(cotangent))  # fmt: skip
+    theta_np = [numpy_view(p) for p in theta]
+    dtheta, dU = _cde_bridge.vjp(flow, theta_np, numpy_view(U), numpy_view(times),
+                                 _optional_numpy(t), numpy_view(cotangent))  # fmt: skip
     return [torch.from_numpy(dU), *(torch.from_numpy(g) for g in dtheta)]
 
 
@@ -135,7 +131,12 @@ class _EagerCde(torch.autograd.Function):
         ctx: Any, U: Tensor, times: Tensor, t: Tensor | None, flow: _cde_bridge.CdeFlow,
         *theta: Tensor,
     ) -> Tensor:  # fmt: skip
-        arrays = ([_numpy(p) for p in theta], _numpy(U), _numpy(times), _optional_numpy(t))
+        arrays = (
+            [numpy_view(p) for p in theta],
+            numpy_view(U),
+            numpy_view(times),
+            _optional_numpy(t),
+        )
         out = _cde_bridge.solve(flow, *arrays)
         # Saved tensors are checked for in-place changes before the backward reads them.
         ctx.save_for_backward(U, *theta)
@@ -147,7 +148,7 @@ class _EagerCde(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Any, ...]:
         ctx.saved_tensors  # noqa: B018  (raises if one was modified in place since the forward)
         theta, U, times, t = ctx.arrays
-        dtheta, dU = _cde_bridge.vjp(ctx.flow, theta, U, times, t, _numpy(grad))
+        dtheta, dU = _cde_bridge.vjp(ctx.flow, theta, U, times, t, numpy_view(grad))
         return (torch.from_numpy(dU), None, None, None, *map(torch.from_numpy, dtheta))
 
 

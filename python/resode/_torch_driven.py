@@ -22,13 +22,9 @@ import torch
 from torch import Tensor
 
 from . import _driven_bridge
+from ._torch_ops import numpy_view
 
 _DTYPES = (torch.float32, torch.float64)
-
-
-def _numpy(t: Tensor) -> np.ndarray:
-    """A NumPy view of a CPU tensor (a copy only when it is not contiguous)."""
-    return (t if t.is_contiguous() else t.contiguous()).detach().numpy()
 
 
 def _flow(T: float, field: str, activation: str, interpolation: str, method: str, substeps: int,
@@ -57,9 +53,9 @@ def _driven_op(
 ) -> Tensor:
     """The states x(T) (N, D), or (steps + 1, N, D) on the step grid."""
     flow = _flow(T, field, activation, interpolation, method, substeps, augment, trajectory)
-    theta_np = [_numpy(p) for p in theta]
+    theta_np = [numpy_view(p) for p in theta]
     return torch.from_numpy(
-        _driven_bridge.solve(flow, theta_np, _numpy(X), _numpy(U), _numpy(times))
+        _driven_bridge.solve(flow, theta_np, numpy_view(X), numpy_view(U), numpy_view(times))
     )
 
 
@@ -87,9 +83,9 @@ def _driven_vjp_op(
 ) -> list[Tensor]:
     """(dX, dU, *dtheta) for a cotangent of the states' shape."""
     flow = _flow(T, field, activation, interpolation, method, substeps, augment, trajectory)
-    theta_np = [_numpy(p) for p in theta]
-    dtheta, dX, dU = _driven_bridge.vjp(flow, theta_np, _numpy(X), _numpy(U), _numpy(times),
-                                        _numpy(cotangent))  # fmt: skip
+    theta_np = [numpy_view(p) for p in theta]
+    dtheta, dX, dU = _driven_bridge.vjp(flow, theta_np, numpy_view(X), numpy_view(U),
+                                        numpy_view(times), numpy_view(cotangent))  # fmt: skip
     return [torch.from_numpy(dX), torch.from_numpy(dU), *(torch.from_numpy(g) for g in dtheta)]
 
 
@@ -123,7 +119,7 @@ class _EagerDriven(torch.autograd.Function):
         ctx: Any, X: Tensor, U: Tensor, times: Tensor, flow: _driven_bridge.DrivenFlow,
         *theta: Tensor,
     ) -> Tensor:  # fmt: skip
-        arrays = ([_numpy(p) for p in theta], _numpy(X), _numpy(U), _numpy(times))
+        arrays = ([numpy_view(p) for p in theta], numpy_view(X), numpy_view(U), numpy_view(times))
         out = _driven_bridge.solve(flow, *arrays)
         # Saved tensors are checked for in-place changes before the backward reads them.
         ctx.save_for_backward(X, U, *theta)
@@ -135,7 +131,7 @@ class _EagerDriven(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Any, ...]:
         ctx.saved_tensors  # noqa: B018  (raises if one was modified in place since the forward)
         theta, X, U, times = ctx.arrays
-        dtheta, dX, dU = _driven_bridge.vjp(ctx.flow, theta, X, U, times, _numpy(grad))
+        dtheta, dX, dU = _driven_bridge.vjp(ctx.flow, theta, X, U, times, numpy_view(grad))
         return (torch.from_numpy(dX), torch.from_numpy(dU), None, None,
                 *map(torch.from_numpy, dtheta))  # fmt: skip
 

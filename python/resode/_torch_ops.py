@@ -17,9 +17,11 @@ from . import _bridge
 # --------------------------------------------------------------------------- the operators
 
 
-def _numpy(t: Tensor) -> np.ndarray:
-    """A NumPy view of a CPU tensor (a copy only when it is not contiguous)."""
-    return (t if t.is_contiguous() else t.contiguous()).detach().numpy()
+def numpy_view(t: Tensor) -> np.ndarray:
+    """A NumPy view of a CPU tensor (a copy only when it is not contiguous). ``force=True``
+    detaches in the same call (half the time of ``detach().numpy()``); the tensors reaching
+    here are on the CPU (checked before)."""
+    return (t if t.is_contiguous() else t.contiguous()).numpy(force=True)
 
 
 def _flow(field: str, activation: str, method: str, dt: float, substeps: int, augment: int,
@@ -46,7 +48,7 @@ def _odeint_op(
     where it keeps the output itself or nothing)."""
     flow = _flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
                  trajectory)  # fmt: skip
-    out, kept = _bridge.forward_with_states(flow, _numpy(X), [_numpy(t) for t in theta])
+    out, kept = _bridge.forward_with_states(flow, numpy_view(X), [numpy_view(t) for t in theta])
     if kept is None or kept is out:  # an output may not alias another: the backward saves out
         return torch.from_numpy(out), X.new_empty((0, *out.shape[-2:]))
     return torch.from_numpy(out), torch.from_numpy(kept)
@@ -82,9 +84,9 @@ def _odeint_vjp_op(
     or its trajectory where that is what it kept; ignored by the adjoint)."""
     flow = _flow(field, activation, method, dt, substeps, augment, gradient, checkpoints,
                  cotangent.dim() == 3)  # fmt: skip
-    states = _numpy(kept) if gradient == "discrete" else None
+    states = numpy_view(kept) if gradient == "discrete" else None
     dtheta, dX = _bridge.vjp_from_states(
-        flow, _numpy(X), [_numpy(t) for t in theta], _numpy(cotangent), states
+        flow, numpy_view(X), [numpy_view(t) for t in theta], numpy_view(cotangent), states
     )
     return [torch.from_numpy(dX), *(torch.from_numpy(g) for g in dtheta)]
 
@@ -122,7 +124,7 @@ class _EagerFlow(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, X: Tensor, flow: _bridge.Flow, *theta: Tensor) -> Tensor:
-        arrays = (_numpy(X), [_numpy(t) for t in theta])
+        arrays = (numpy_view(X), [numpy_view(t) for t in theta])
         out, kept = _bridge.forward_with_states(flow, *arrays)
         out_t = torch.from_numpy(out)
         # Saved tensors are checked for in-place changes before the backward reads them: the
@@ -136,7 +138,7 @@ class _EagerFlow(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Any, ...]:
         ctx.saved_tensors  # noqa: B018  (raises if one was modified in place since the forward)
         X, theta = ctx.arrays
-        dtheta, dX = _bridge.vjp_from_states(ctx.flow, X, theta, _numpy(grad), ctx.kept)
+        dtheta, dX = _bridge.vjp_from_states(ctx.flow, X, theta, numpy_view(grad), ctx.kept)
         return (torch.from_numpy(dX), None, *map(torch.from_numpy, dtheta))
 
 
