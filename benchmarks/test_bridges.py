@@ -139,6 +139,41 @@ def test_torch_training_step(benchmark, run, N, impl):
     run(_torch_step(flow, X, y))
 
 
+def _digits_step(flow, N, seed=0):
+    """A training step (closure) of scikit-learn's digits (the first N images, pixels / 16)
+    through Linear(64, 2) -> flow -> Linear(3, 10) -> cross-entropy -> Adam: the encoder's
+    gradient needs the flow's cotangent of its input."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    torch.manual_seed(seed)
+    encoder = torch.nn.Linear(64, 2, dtype=torch.float64)
+    head = torch.nn.Linear(3, 10, dtype=torch.float64)
+    params = [*encoder.parameters(), *flow.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    Xt, yt = torch.tensor(X[:N] / 16.0), torch.tensor(y[:N])
+
+    def step():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(head(flow(encoder(Xt))), yt)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+@pytest.mark.parametrize("impl", ["resode-torch", "torch-rk4-loop"])
+@pytest.mark.parametrize("N", [256])
+def test_digits_encoder_flow_head(benchmark, run, N, impl):
+    """Issue 24's framework-layer row: digits through an encoder, the seed flow and a head,
+    one torch training step, resode's layer against the same flow written in plain torch."""
+    _need("torch", "sklearn")
+    benchmark.group = f"bridges: digits encoder -> flow -> head, torch training step, N={N}"
+    flow = rt.NeuralODE(2, **SEED_NODE, seed=0) if impl == "resode-torch" else _TorchFlow("loop")
+    run(_digits_step(flow, N))
+
+
 # --------------------------------------------------------------------------- JAX
 
 
