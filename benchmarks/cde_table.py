@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import platform
-import subprocess
 import sys
 import time
 from datetime import date
@@ -28,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cde_peers as cp  # sets the XLA flags before anything imports JAX
 import resode
+from pinned import number_from_pinned_process
 from threadpoolctl import threadpool_limits
 
 
@@ -60,13 +59,7 @@ def cell(impl: str, name: str, repeats: int) -> float:
 
 def cell_in_own_process(impl: str, name: str, repeats: int) -> float:
     """cell() in a child process pinned to the last core."""
-    core = max(os.sched_getaffinity(0))
-    command = [sys.executable, __file__, "--cell", impl, name, "--repeats", str(repeats)]
-    out = subprocess.run(
-        command, check=True, capture_output=True, text=True,
-        preexec_fn=lambda: os.sched_setaffinity(0, {core}),
-    )  # fmt: skip
-    return float(out.stdout.split()[-1])
+    return number_from_pinned_process([__file__, "--cell", impl, name, "--repeats", str(repeats)])
 
 
 def main() -> None:

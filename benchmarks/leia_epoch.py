@@ -21,9 +21,7 @@ turns for ``--rounds`` rounds; a cell's time is the CPU time (``time.process_tim
 from __future__ import annotations
 
 import argparse
-import os
 import platform
-import subprocess
 import sys
 import time
 from datetime import date
@@ -31,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import resode
+from pinned import number_from_pinned_process
 
 N_POINTS, BATCH, HIDDEN, PIECES, T, LR = 2397, 150, 50, 16, 5.0, 1e-3
 
@@ -120,13 +119,7 @@ def cell(impl: str, leia: str, epochs: int) -> float:
 
 
 def cell_in_own_process(impl: str, leia: str, epochs: int) -> float:
-    core = max(os.sched_getaffinity(0))
-    command = [sys.executable, __file__, leia, "--cell", impl, "--epochs", str(epochs)]
-    out = subprocess.run(
-        command, check=True, capture_output=True, text=True,
-        preexec_fn=lambda: os.sched_setaffinity(0, {core}),
-    )  # fmt: skip
-    return float(out.stdout.split()[-1])
+    return number_from_pinned_process([__file__, leia, "--cell", impl, "--epochs", str(epochs)])
 
 
 def main() -> None:

@@ -21,15 +21,13 @@ import torch
 from torch import Tensor
 
 from . import _cde_bridge
-from ._torch_ops import numpy_view
+from ._torch_ops import check_tensor_group, numpy_dtype, numpy_view
 from ._typing import ArrayLike
 from ._validation import check_choice, check_int
 from .models import ACTIVATIONS, FIELDS, FIXED_METHODS, INTERPOLATIONS
 from .models.options import Activation, Field, FixedMethod, Interpolation
 
 __all__ = ["NeuralCDE", "cdeint"]
-
-_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 
 
 def _optional_numpy(t: Tensor | None) -> np.ndarray | None:
@@ -158,19 +156,7 @@ class _EagerCde(torch.autograd.Function):
 def _check_tensors(params: Mapping[str, Any], names: list[str], U: Any) -> None:
     """One float dtype, CPU tensors only."""
     tensors = {"U": U, **{f"params['{n}']": params[n] for n in names}}
-    for name, t in tensors.items():
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.device.type != "cpu":
-            raise ValueError(
-                f"{name} is on device '{t.device}': resode runs on the CPU; move it with .cpu()"
-            )
-        if t.dtype not in _DTYPES:
-            raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
-    dtypes = {name: t.dtype for name, t in tensors.items()}
-    if len(set(dtypes.values())) > 1:
-        listed = ", ".join(f"{n}: {d}" for n, d in dtypes.items())
-        raise TypeError(f"U and params must have one dtype (no silent casts), got {listed}")
+    check_tensor_group(tensors, "U and params")
 
 
 def _as_times(name: str, value: Any) -> Tensor:
@@ -390,8 +376,7 @@ class NeuralCDE(torch.nn.Module):
         if self.field != "bottleneck" and hidden is not None:
             raise ValueError(f"hidden applies to field='bottleneck' only, got hidden={hidden!r}")
         self.hidden = None if hidden is None else check_int("hidden", hidden, 1)
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        numpy_name = numpy_dtype(dtype)
         self._options: dict[str, Any] = {
             "field": self.field,
             "activation": check_choice("activation", activation, ACTIVATIONS),
@@ -404,7 +389,7 @@ class NeuralCDE(torch.nn.Module):
         self.pieces = check_int("pieces", pieces, 1)
         initial = _cde_bridge.initial_params(
             self.channels, self.state, self.field, self.hidden, self.pieces,
-            np.dtype(_DTYPES[dtype]), seed,
+            np.dtype(numpy_name), seed,
         )  # fmt: skip
         for name, value in initial.items():
             self.register_parameter(name, torch.nn.Parameter(torch.from_numpy(value)))

@@ -22,9 +22,7 @@ import torch
 from torch import Tensor
 
 from . import _driven_bridge
-from ._torch_ops import numpy_view
-
-_DTYPES = (torch.float32, torch.float64)
+from ._torch_ops import check_tensor_group, numpy_view
 
 
 def _flow(T: float, field: str, activation: str, interpolation: str, method: str, substeps: int,
@@ -142,19 +140,7 @@ class _EagerDriven(torch.autograd.Function):
 def _check_tensors(params: Mapping[str, Any], names: tuple[str, ...], X: Any, U: Any) -> None:
     """One float dtype, CPU tensors only."""
     tensors = {"X": X, "u": U, **{f"params['{n}']": params[n] for n in names}}
-    for name, t in tensors.items():
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.device.type != "cpu":
-            raise ValueError(
-                f"{name} is on device '{t.device}': resode runs on the CPU; move it with .cpu()"
-            )
-        if t.dtype not in _DTYPES:
-            raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
-    dtypes = {name: t.dtype for name, t in tensors.items()}
-    if len(set(dtypes.values())) > 1:
-        listed = ", ".join(f"{n}: {d}" for n, d in dtypes.items())
-        raise TypeError(f"X, u and params must have one dtype (no silent casts), got {listed}")
+    check_tensor_group(tensors, "X, u and params")
 
 
 def _times(times: Any) -> Tensor | None:

@@ -142,19 +142,23 @@ class _EagerFlow(torch.autograd.Function):
         return (torch.from_numpy(dX), None, *map(torch.from_numpy, dtheta))
 
 
-_DTYPES = (torch.float32, torch.float64)
+# The torch dtypes the core takes, with their NumPy names.
+NUMPY_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 
 
-def check_tensors(params: Mapping[str, Any], names: tuple[str, ...], X: Any) -> None:
-    """One float dtype, CPU tensors only (TypeError or ValueError naming the tensor)."""
-    dtype = getattr(X, "dtype", None)
-    fine = dtype in _DTYPES and all(
-        isinstance(params[n], Tensor) and params[n].dtype == dtype and not params[n].is_cuda
-        for n in names
-    )
-    if fine and isinstance(X, Tensor) and X.device.type == "cpu":
-        return  # the common case, checked quickly
-    tensors = {"X": X, **{f"params['{n}']": params[n] for n in names}}
+def numpy_dtype(dtype: torch.dtype) -> str:
+    """The NumPy name of a model's torch ``dtype`` (ValueError for any other than float32/64)."""
+    if dtype not in NUMPY_DTYPES:
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    return NUMPY_DTYPES[dtype]
+
+
+def check_tensor_group(tensors: Mapping[str, Any], what: str) -> None:
+    """CPU float tensors of one dtype, named by the keys of ``tensors`` in the errors.
+
+    TypeError for a non-tensor, a dtype other than float32/float64 or mixed dtypes; ValueError
+    for a tensor on another device. ``what`` names the group in the mixed-dtype message.
+    """
     for name, t in tensors.items():
         if not isinstance(t, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -162,9 +166,21 @@ def check_tensors(params: Mapping[str, Any], names: tuple[str, ...], X: Any) -> 
             raise ValueError(
                 f"{name} is on device '{t.device}': resode runs on the CPU; move it with .cpu()"
             )
-        if t.dtype not in _DTYPES:
+        if t.dtype not in NUMPY_DTYPES:
             raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
     dtypes = {name: t.dtype for name, t in tensors.items()}
     if len(set(dtypes.values())) > 1:
         listed = ", ".join(f"{n}: {d}" for n, d in dtypes.items())
-        raise TypeError(f"X and params must have one dtype (no silent casts), got {listed}")
+        raise TypeError(f"{what} must have one dtype (no silent casts), got {listed}")
+
+
+def check_tensors(params: Mapping[str, Any], names: tuple[str, ...], X: Any) -> None:
+    """One float dtype, CPU tensors only (TypeError or ValueError naming the tensor)."""
+    dtype = getattr(X, "dtype", None)
+    fine = dtype in NUMPY_DTYPES and all(
+        isinstance(params[n], Tensor) and params[n].dtype == dtype and not params[n].is_cuda
+        for n in names
+    )
+    if fine and isinstance(X, Tensor) and X.device.type == "cpu":
+        return  # the common case, checked quickly
+    check_tensor_group({"X": X, **{f"params['{n}']": params[n] for n in names}}, "X and params")

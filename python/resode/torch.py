@@ -64,7 +64,7 @@ from torch import Tensor
 from . import _bridge
 from ._torch_cde import NeuralCDE, cdeint
 from ._torch_driven import driven_odeint
-from ._torch_ops import _EagerFlow, _odeint_op, check_tensors
+from ._torch_ops import _EagerFlow, _odeint_op, check_tensors, numpy_dtype
 from ._torch_ops import _odeint_vjp_op as _odeint_vjp_op  # used by the tests (opcheck)
 from ._typing import ArrayLike
 from .models import NeuralODE as _NeuralODE
@@ -73,9 +73,6 @@ from .models import field_param_names
 from .models.options import Activation, Field, FixedMethod, Gradient, Interpolation
 
 __all__ = ["NeuralCDE", "NeuralODE", "ResNet", "cdeint", "odeint"]
-
-_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
-
 
 # --------------------------------------------------------------------------- the function
 
@@ -206,12 +203,6 @@ def _apply(flow: _bridge.Flow, names: tuple[str, ...], params: Mapping[str, Any]
 
 
 # --------------------------------------------------------------------------- the modules
-
-
-def _numpy_dtype(dtype: torch.dtype) -> str:
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-    return _DTYPES[dtype]
 
 
 _FlowT = TypeVar("_FlowT", bound="_Flow")
@@ -508,7 +499,7 @@ class NeuralODE(_Flow):
         model = _NeuralODE(
             dim, T=T, pieces=pieces, substeps=substeps, method=method, field=field,
             activation=activation, hidden=hidden, augment=augment, gradient=gradient,
-            checkpoints=checkpoints, dtype=_numpy_dtype(dtype), seed=seed, inputs=inputs,
+            checkpoints=checkpoints, dtype=numpy_dtype(dtype), seed=seed, inputs=inputs,
             interpolation=interpolation,
         )  # fmt: skip
         if inputs and gradient != "discrete":
@@ -576,7 +567,7 @@ class ResNet(_Flow):
         super().__init__()
         model = _ResNet(
             dim, layers, h=h, field=field, activation=activation, hidden=hidden,
-            augment=augment, dtype=_numpy_dtype(dtype), seed=seed,
+            augment=augment, dtype=numpy_dtype(dtype), seed=seed,
         )  # fmt: skip
         self._adopt(model)
 
