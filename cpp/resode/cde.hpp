@@ -126,14 +126,19 @@ inline double cde_stage_tape_budget_bytes() {
 
 // The layout of the stage tape of one step, per column: stage i keeps Z_i (i >= 1; Z_0 is the
 // step's state, on the tape of states), F_i and the field's cache (none for outside without
-// an output activation, whose VJP reads F only).
+// an output activation, whose VJP reads F only). The bottleneck's cache, its H hidden units, is
+// not kept: the reverse computes it again from Z_i (recomputes_hidden). Read back from beyond
+// L2 it cost more than its H x S multiply-adds (torchcde's spirals, H = 128, S = 8: the
+// hidden units were 81% of the tape, and the first product that read them ran at a sixth of
+// its in-cache rate).
 struct CdeStageTape {
   index_t S = 0, O = 0, cache = 0, stages = 0;
+  bool recomputes_hidden = false;
   template <class T>
   CdeStageTape(const CdeField<T>& f, int stage_count)
-      : S(f.S), O(f.out()), stages(stage_count) {
+      : S(f.S), O(f.out()), stages(stage_count), recomputes_hidden(f.bottleneck()) {
     const bool reads_cache = !(f.kind == FieldKind::outside && !f.has_output_activation);
-    cache = reads_cache ? f.cache_rows() : 0;
+    cache = reads_cache && !recomputes_hidden ? f.cache_rows() : 0;
   }
   index_t rows_per_step() const { return (stages - 1) * S + stages * (O + cache); }
   // Rows before stage i's arrays within a step: Z_i, then F_i, then its cache.
@@ -672,20 +677,24 @@ void control_increments_vjp(const CdeProblem<T>& pb, index_t j, int i, Columns c
 //   Y_i = J_i^T Fbar_i,  dbar += control_increments^T dXbar_i,  zbar_j = zbar + sum_i Y_i
 // Without with_dU the path's cotangents (dXbar, dbar) are skipped: the parameters' gradient
 // does not depend on them.
+// With recompute_hidden the stages' caches are the bottleneck's hidden units, computed here
+// from Z_i (the stage tape does not keep them: CdeStageTape).
 template <class T>
 void cde_step_vjp(const CdeProblem<T>& pb, index_t j, Columns cols, CdeWork<T>& w, T* zbar,
-                  T* grads, bool with_dU) {
+                  T* grads, bool with_dU, bool recompute_hidden) {
   const index_t S = pb.field.S, C = pb.C;
   const Tableau& tab = pb.tab;
   const Activation rho = output_activation_or_identity(pb.field);
+  const index_t piece = w.piece[std::size_t(j)];
   for (int i = tab.stages - 1; i >= 0; --i) {
+    if (recompute_hidden) bottleneck_hidden(pb.field, piece, cols, w.Z[i], w.cache[i]);
     CdeTerms<T> later;
     for (int m = i + 1; m < tab.stages; ++m) later.add(tab.a[m][i], w.Y[m]);
     combine_terms(S, cols, T(tab.b[i]), zbar, later, w.kbar);
     contract_channels_vjp(S, C, rho, cols, w.F[i], w.dX[i], w.kbar, w.Fbar,
                           with_dU ? w.dXbar : nullptr);
     if (with_dU) control_increments_vjp(pb, j, i, cols, w);
-    cde_field_vjp_before_rho(pb.field, w.piece[std::size_t(j)], cols, w.Z[i], w.F[i],
+    cde_field_vjp_before_rho(pb.field, piece, cols, w.Z[i], w.F[i],
                              w.cache[i], w.Fbar, w.Y[i], grads, w.hbar,
                              w.w2t.empty() ? nullptr : w.w2t.data());
   }
@@ -752,6 +761,8 @@ void cde_reverse_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const Cd
   if (with_dU) std::fill(w.dbar, w.dbar + (Lm - 1) * C * n, T(0));
   std::fill(w.w2t.begin(), w.w2t.end(), T(0));
   const bool stage_tape = has_stage_tape(pb, blk, w);
+  const bool recompute_hidden =
+      stage_tape && CdeStageTape(pb.field, pb.tab.stages).recomputes_hidden;
   for (index_t j = blk.steps - 1; j >= 0; --j) {
     const Columns cols{w.first_active[std::size_t(j)], n};
     if (stage_tape) {  // the forward's stages: only the control increments are recomputed
@@ -762,7 +773,7 @@ void cde_reverse_block(const CdeProblem<T>& pb, const CdePlan<T>& plan, const Cd
     } else {
       cde_stages(pb, j, cols, w.tape + j * len, w);
     }
-    cde_step_vjp(pb, j, cols, w, zbar, grads, with_dU);
+    cde_step_vjp(pb, j, cols, w, zbar, grads, with_dU, recompute_hidden);
     add_cotangent(j, zbar);
   }
   if (!w.w2t.empty()) fold_transposed_w2(pb.field, w.w2t.data(), grads);

@@ -136,6 +136,15 @@ void fold_transposed_w2(const CdeField<T>& f, const T* w2t, T* grads) {
   }
 }
 
+// The bottleneck's hidden units a = sigma(W1_k z + b1_k) (H x n) on the active columns: the
+// field's cache, which cde_field_eval computes and the reverse sweep may compute again from z
+// (the same calls, so the same bits).
+template <class T>
+void bottleneck_hidden(const CdeField<T>& f, index_t k, Columns cols, const T* z, T* a) {
+  affine(f.H, f.S, cols, f.W1 + k * f.w1_size(), f.b1 + k * f.b1_size(), z, a);
+  apply_activation(f.activation, f.H, cols, a, a);
+}
+
 // F = F_k(z) (O x n) for a block z (S x n); `cache` (cache_rows x n) for cde_field_vjp. Only
 // the active columns are read and written.
 template <class T>
@@ -157,8 +166,7 @@ void cde_field_eval(const CdeField<T>& f, index_t k, Columns cols, const T* z, T
       affine(O, S, cols, W1, b1, cache, F);
       break;
     case FieldKind::bottleneck:  // a = sigma(W1 z + b1), F = rho(W2 a + b2)
-      affine(H, S, cols, W1, b1, z, cache);
-      apply_activation(f.activation, H, cols, cache, cache);
+      bottleneck_hidden(f, k, cols, z, cache);
       affine(O, H, cols, f.W2 + k * f.w2_size(), f.b2 + k * f.b2_size(), cache, F);
       break;
   }
