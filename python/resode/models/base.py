@@ -5,7 +5,7 @@ what the model records about its data)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -308,22 +308,31 @@ class Model(Predictions):
         return Problem(X=Xc, targets=targets, flat_targets=flat, core_args=args)
 
     def _theta(self) -> list[FloatArray]:
-        return [self._param(name) for name in field_param_names(self.field)]
+        return list(self._params(field_param_names(self.field)).values())
 
     def _param(self, name: str) -> FloatArray:
+        return self._params((name,))[name]
+
+    def _params(self, names: Iterable[str]) -> dict[str, FloatArray]:
+        """The entries ``names`` of ``params``, checked (present, shape) and in the model's
+        dtype (the shapes are computed once per call: this runs on every training step)."""
         shapes = self.param_shapes
         if not isinstance(self.params, dict):
             raise TypeError(
                 f"params must be a dict of arrays {sorted(shapes)}, got "
                 f"{type(self.params).__name__}"
             )
-        if name not in self.params:
-            raise ValueError(f"params is missing '{name}'")
-        value = as_float_array(f"params['{name}']", self.params[name], self.dtype)
-        expected = shapes[name]
-        if value.shape != expected:
-            raise ValueError(f"params['{name}'] must have shape {expected}, got {value.shape}")
-        return value
+        out = {}
+        for name in names:
+            if name not in self.params:
+                raise ValueError(f"params is missing '{name}'")
+            value = as_float_array(f"params['{name}']", self.params[name], self.dtype)
+            if value.shape != shapes[name]:
+                raise ValueError(
+                    f"params['{name}'] must have shape {shapes[name]}, got {value.shape}"
+                )
+            out[name] = value
+        return out
 
     def _X(self, X: ArrayLike) -> FloatArray:
         return as_features(X, self.dim, self.dtype)

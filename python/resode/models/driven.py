@@ -181,7 +181,7 @@ class DrivenModel(Model):
 
     def _driven_params(self, readout: bool) -> dict[str, FloatArray]:
         names = list(field_param_names(self.field)) + (["P", "c"] if readout else [])
-        return {name: self._param(name) for name in names}
+        return self._params(names)
 
     def _driven_args(self) -> dict[str, Any]:
         args: dict[str, Any] = {

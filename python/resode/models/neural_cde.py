@@ -355,7 +355,7 @@ class NeuralCDE(SeriesPredictions):
         return Problem(X=U, targets=targets, flat_targets=flat, core_args=args, times=grid)
 
     def _all_params(self) -> dict[str, np.ndarray]:  # checked (shape), in the model's dtype
-        return {name: self._param(name) for name in self.param_shapes}
+        return self._params(self.param_shapes)
 
     def _series(self, U: ArrayLike, times: ArrayLike | None) -> tuple[FloatArray, FloatArray]:
         Uc = as_series(U, self.channels, self.dtype)
