@@ -11,6 +11,7 @@
 // run time, so the sweeps that call these are compiled once per dtype.
 #pragma once
 #include <algorithm>
+#include <cstring>
 
 #include "activations.hpp"
 #include "fields.hpp"
@@ -136,13 +137,56 @@ void fold_transposed_w2(const CdeField<T>& f, const T* w2t, T* grads) {
   }
 }
 
+// gemm posts (linalg.hpp) that fuse relu's pass over a product into its store, for the
+// bottleneck's hidden layer (torchcde's example field): relu(x) as the value is stored, and
+// the value times relu'(a) for `a` laid out as the product (a = relu(.), whose sign is the
+// slope's side). The same operations as activate and multiply_by_slope, so the same bits; the
+// other activations keep their own pass (tanh's is no cheaper fused: narrow.hpp).
+struct ReluOnStore {
+  template <class V, class T>
+  RESODE_INLINE V operator()(V v, const T*) const { return Relu::value(v); }
+};
+template <class T>
+struct ReluSlopeOnStore {
+  const T* origin;  // the product's first entry, whose slope is read from a[0]
+  const T* a;
+  template <class V>
+  RESODE_INLINE V operator()(V v, const T* at) const {
+    V value;
+    std::memcpy(&value, a + (at - origin), sizeof value);
+    return v * Relu::deriv_of_value(value);
+  }
+};
+
 // The bottleneck's hidden units a = sigma(W1_k z + b1_k) (H x n) on the active columns: the
 // field's cache, which cde_field_eval computes and the reverse sweep may compute again from z
 // (the same calls, so the same bits).
 template <class T>
 void bottleneck_hidden(const CdeField<T>& f, index_t k, Columns cols, const T* z, T* a) {
-  affine(f.H, f.S, cols, f.W1 + k * f.w1_size(), f.b1 + k * f.b1_size(), z, a);
-  apply_activation(f.activation, f.H, cols, a, a);
+  const T* W1 = f.W1 + k * f.w1_size();
+  const T* b1 = f.b1 + k * f.b1_size();
+  if (f.activation != Activation::relu) {
+    affine(f.H, f.S, cols, W1, b1, z, a);
+    return apply_activation(f.activation, f.H, cols, a, a);
+  }
+  const index_t b = cols.begin;
+  gemm(f.H, cols.count(), f.S, T(1), W1, f.S, index_t(1), z + b, cols.n, a + b, cols.n, false, b1,
+       ReluOnStore{});
+}
+
+// hbar (H x n) = (W2_k^T Fbar) sigma'(a) for the bottleneck's hidden units a, on the active
+// columns.
+template <class T>
+void bottleneck_hidden_vjp(const CdeField<T>& f, index_t k, Columns cols, const T* a,
+                           const T* Fbar, T* hbar) {
+  const T* W2 = f.W2 + k * f.w2_size();
+  if (f.activation != Activation::relu) {
+    affine_transpose(f.out(), f.H, cols, W2, Fbar, hbar);
+    return apply_slope(f.activation, f.H, cols, a, hbar, hbar);
+  }
+  const index_t b = cols.begin;
+  gemm(f.H, cols.count(), f.out(), T(1), W2, index_t(1), f.H, Fbar + b, cols.n, hbar + b, cols.n,
+       false, static_cast<const T*>(nullptr), ReluSlopeOnStore<T>{hbar + b, a + b});
 }
 
 // F = F_k(z) (O x n) for a block z (S x n); `cache` (cache_rows x n) for cde_field_vjp. Only
@@ -208,8 +252,7 @@ void cde_field_vjp_before_rho(const CdeField<T>& f, index_t k, Columns cols, con
       } else {
         add_products(O, H, cols, Fbar, cache, grads + f.w2_offset() + k * f.w2_size(), H, db2);
       }
-      affine_transpose(O, H, cols, f.W2 + k * f.w2_size(), Fbar, hbar);
-      apply_slope(f.activation, H, cols, cache, hbar, hbar);
+      bottleneck_hidden_vjp(f, k, cols, cache, Fbar, hbar);
       add_products(H, S, cols, hbar, z, dW1, S, db1);
       affine_transpose(H, S, cols, W1, hbar, zbar);
       return;

@@ -127,10 +127,22 @@ RESODE_INLINE T horizontal_sum(Vec<T, Bytes> v) {
 inline bool has_avx512() { return isa_at_least(Isa::avx512); }
 inline bool has_avx2() { return isa_at_least(Isa::avx2); }
 
-// Rows [0, MR) of C, columns [0, NV * lanes): C = alpha * A * B (+ C) (+ bias).
-template <class T, int Bytes, bool Pin, int MR, int NV>
+// What a gemm does to each finished value of C before storing it (the "post" argument of the
+// kernels below): StoreAsIs nothing. Others fuse an elementwise pass over C into the store, an
+// activation or a chain-rule slope (cde_field.hpp), with the same operations as the separate
+// pass and so the same bits. post(v, at) gets a vector (or a scalar, at the edges) of values
+// and the address in C they go to: a post that reads another matrix laid out as C finds its
+// entries at the same offset from that matrix's origin.
+struct StoreAsIs {
+  template <class V, class T>
+  RESODE_INLINE V operator()(V v, const T*) const { return v; }
+};
+
+// Rows [0, MR) of C, columns [0, NV * lanes): C = post(alpha * A * B (+ C) (+ bias)).
+template <class T, int Bytes, bool Pin, int MR, int NV, class Post>
 RESODE_INLINE void gemm_tile(index_t k, T alpha, const T* A, index_t rsa, index_t csa, const T* B,
-                             index_t ldb, T* C, index_t ldc, bool accumulate, const T* bias) {
+                             index_t ldb, T* C, index_t ldc, bool accumulate, const T* bias,
+                             const Post& post) {
   constexpr int L = lanes<T, Bytes>;
   using V = Vec<T, Bytes>;
   V acc[MR][NV];
@@ -157,15 +169,15 @@ RESODE_INLINE void gemm_tile(index_t k, T alpha, const T* A, index_t rsa, index_
       V value = alpha * acc[i][v];
       if (accumulate) value += load<T, Bytes>(c);
       if (bias) value += bias[i];
-      store<T, Bytes>(c, value);
+      store<T, Bytes>(c, post(value, c));
     }
 }
 
 // Columns that do not fill a tile: plain loops.
-template <class T>
+template <class T, class Post>
 RESODE_INLINE void gemm_edge(index_t rows, index_t cols, index_t k, T alpha, const T* A,
                              index_t rsa, index_t csa, const T* B, index_t ldb, T* C,
-                             index_t ldc, bool accumulate, const T* bias) {
+                             index_t ldc, bool accumulate, const T* bias, const Post& post) {
   for (index_t i = 0; i < rows; ++i)
     for (index_t j = 0; j < cols; ++j) {
       T s = T(0);
@@ -173,17 +185,17 @@ RESODE_INLINE void gemm_edge(index_t rows, index_t cols, index_t k, T alpha, con
       T value = alpha * s;
       if (accumulate) value += C[i * ldc + j];
       if (bias) value += bias[i];
-      C[i * ldc + j] = value;
+      C[i * ldc + j] = post(value, C + i * ldc + j);
     }
 }
 
 // Rows [0, rows) (rows <= MR) of C over the columns [0, n - n % lanes): strips of NV vectors,
 // NV = 4 for short tiles where the registers allow (AVX-512: rows <= 4, AVX2: rows <= 2; W^T G
 // at D = 3 has 3 rows, and 3 x 2 accumulators measured slower), otherwise 2; then 2, then 1.
-template <class T, int Bytes, bool Pin, int MR>
+template <class T, int Bytes, bool Pin, int MR, class Post>
 RESODE_INLINE void gemm_row_tiles(index_t rows, index_t n, index_t k, T alpha, const T* A,
                                   index_t rsa, index_t csa, const T* B, index_t ldb, T* C,
-                                  index_t ldc, bool accumulate, const T* bias) {
+                                  index_t ldc, bool accumulate, const T* bias, const Post& post) {
   constexpr index_t L = lanes<T, Bytes>;
   if (rows == MR) {
     // accumulators MR x wide within half the registers (32 with AVX-512, 16 with AVX2)
@@ -191,26 +203,26 @@ RESODE_INLINE void gemm_row_tiles(index_t rows, index_t n, index_t k, T alpha, c
     index_t j = 0;
     for (; j + wide * L <= n; j += wide * L)
       gemm_tile<T, Bytes, Pin, MR, wide>(k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate,
-                                    bias);
+                                         bias, post);
     if constexpr (wide == 4)
       if (j + 2 * L <= n) {
         gemm_tile<T, Bytes, Pin, MR, 2>(k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate,
-                                   bias);
+                                        bias, post);
         j += 2 * L;
       }
     if (j + L <= n)
       gemm_tile<T, Bytes, Pin, MR, 1>(k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate,
-                                 bias);
+                                      bias, post);
   } else if constexpr (MR > 1) {
     gemm_row_tiles<T, Bytes, Pin, MR - 1>(rows, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate,
-                                     bias);
+                                          bias, post);
   }
 }
 
-template <class T, int Bytes, bool Pin>
+template <class T, int Bytes, bool Pin, class Post>
 RESODE_INLINE void gemm_impl(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa,
                              index_t csa, const T* B, index_t ldb, T* C, index_t ldc,
-                             bool accumulate, const T* bias) {
+                             bool accumulate, const T* bias, const Post& post) {
   // rows per tile: 8 x 2 accumulators of AVX-512's 32 registers, 6 x 2 of AVX2's 16 (6 rows
   // measured 6% faster than 4 at D = 64)
   constexpr int MR = Bytes == 64 ? 8 : 6;
@@ -219,15 +231,15 @@ RESODE_INLINE void gemm_impl(index_t r, index_t n, index_t k, T alpha, const T* 
   for (index_t i = 0; i < r; i += MR)
     gemm_row_tiles<T, Bytes, Pin, MR>(std::min<index_t>(MR, r - i), n, k, alpha, A + i * rsa, rsa,
                                  csa, B, ldb, C + i * ldc, ldc, accumulate,
-                                 bias ? bias + i : nullptr);
+                                 bias ? bias + i : nullptr, post);
   const index_t j = n - n % L;
   if (j == n) return;
   // The last n % lanes columns: half-width vectors, then plain loops.
   if constexpr (Bytes > 16)
     gemm_impl<T, Bytes / 2, Pin>(r, n - j, k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate,
-                            bias);
+                                 bias, post);
   else
-    gemm_edge(r, n - j, k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate, bias);
+    gemm_edge(r, n - j, k, alpha, A, rsa, csa, B + j, ldb, C + j, ldc, accumulate, bias, post);
 }
 
 // RA x RB dot products over n samples: out[i][j] = sum_s A[i*lda + s] * B[j*ldb + s].
@@ -311,22 +323,23 @@ RESODE_INLINE void gemm_abt_dots_impl(index_t r, index_t c, index_t n, T alpha, 
 // The compiled instances: 16-byte vectors for baseline x86-64 (SSE2's registers: 32-byte
 // vectors there were split by the compiler and ran the D = 64 ResNet at 1 GFLOP/s), pinned
 // 32-byte vectors for AVX2+FMA, 64-byte vectors for AVX-512.
-template <class T>
+template <class T, class Post>
 void gemm_v16(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa, index_t csa,
-              const T* B, index_t ldb, T* C, index_t ldc, bool accumulate, const T* bias) {
-  gemm_impl<T, 16, false>(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+              const T* B, index_t ldb, T* C, index_t ldc, bool accumulate, const T* bias,
+              const Post& post) {
+  gemm_impl<T, 16, false>(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias, post);
 }
-template <class T>
+template <class T, class Post>
 RESODE_AVX2 void gemm_v32_avx2(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa,
                                index_t csa, const T* B, index_t ldb, T* C, index_t ldc,
-                               bool accumulate, const T* bias) {
-  gemm_impl<T, 32, true>(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+                               bool accumulate, const T* bias, const Post& post) {
+  gemm_impl<T, 32, true>(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias, post);
 }
-template <class T>
+template <class T, class Post>
 RESODE_AVX512 void gemm_v64(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa,
                             index_t csa, const T* B, index_t ldb, T* C, index_t ldc,
-                            bool accumulate, const T* bias) {
-  gemm_impl<T, 64, true>(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+                            bool accumulate, const T* bias, const Post& post) {
+  gemm_impl<T, 64, true>(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias, post);
 }
 template <class T>
 void gemm_abt_dots_v16(index_t r, index_t c, index_t n, T alpha, const T* A, index_t lda,
@@ -447,16 +460,16 @@ void gemm_abt_short(index_t r, index_t c, index_t n, T alpha, const T* A, index_
                     const T* B, index_t ldb, T* C, index_t ldc);
 
 // gemm (below) for the active kernel set's vector width.
-template <class T>
+template <class T, class Post = StoreAsIs>
 void gemm_kernels(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa,
                   index_t csa, const T* B, index_t ldb, T* C, index_t ldc, bool accumulate,
-                  const T* bias = nullptr) {
+                  const T* bias = nullptr, const Post& post = Post{}) {
   if (has_avx512())
-    gemm_v64(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+    gemm_v64(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias, post);
   else if (has_avx2())
-    gemm_v32_avx2(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+    gemm_v32_avx2(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias, post);
   else
-    gemm_v16(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+    gemm_v16(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias, post);
 }
 
 }  // namespace detail
@@ -464,11 +477,13 @@ void gemm_kernels(index_t r, index_t n, index_t k, T alpha, const T* A, index_t 
 // C (r x n, row stride ldc) = alpha * A * B (+ C if accumulate) (+ bias[i] on row i if bias),
 // with A(i, p) = A[i*rsa + p*csa] (r x k) and B (k x n, row stride ldb). r and k are layer
 // sides, n the samples. (A BLAS for the wide layers was built and measured slower than these
-// kernels at every shape the sweeps issue, with AVX2 and AVX-512: CHANGELOG.md.)
-template <class T>
+// kernels at every shape the sweeps issue, with AVX2 and AVX-512: CHANGELOG.md.) post: what is
+// done to each value before it is stored (detail::StoreAsIs).
+template <class T, class Post = detail::StoreAsIs>
 void gemm(index_t r, index_t n, index_t k, T alpha, const T* A, index_t rsa, index_t csa,
-          const T* B, index_t ldb, T* C, index_t ldc, bool accumulate, const T* bias = nullptr) {
-  detail::gemm_kernels(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias);
+          const T* B, index_t ldb, T* C, index_t ldc, bool accumulate, const T* bias = nullptr,
+          const Post& post = Post{}) {
+  detail::gemm_kernels(r, n, k, alpha, A, rsa, csa, B, ldb, C, ldc, accumulate, bias, post);
 }
 
 // C (r x c, row stride ldc) += alpha * A (r x n, row stride lda) * B^T (B: c x n, row stride
