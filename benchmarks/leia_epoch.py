@@ -21,6 +21,7 @@ turns for ``--rounds`` rounds; a cell's time is the CPU time (``time.process_tim
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -29,7 +30,9 @@ from typing import Any
 
 import numpy as np
 import resode
-from pinned import number_from_pinned_process
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pinned import number_from_pinned_process  # beside this script
 
 N_POINTS, BATCH, HIDDEN, PIECES, T, LR = 2397, 150, 50, 16, 5.0, 1e-3
 

@@ -1,8 +1,9 @@
-"""The neural CDE's reverse sweep reads each step's stages (Z_i, F_i and the field's cache) from
-the tape its forward sweep wrote; a block whose stage tape exceeds the per-thread budget
-recomputes them from the kept states. Both are the same arithmetic, so the gradients are
-bitwise the same: the budget is set through RESODE_CDE_STAGE_TAPE_BYTES (0: every block
-recomputes; a small budget: only the small blocks keep a tape)."""
+"""The neural CDE's reverse sweep reads each step's stages (Z_i, F_i and the field's cache; the
+bottleneck's hidden units are computed again from Z_i) from the tape its forward sweep wrote; a
+block whose stage tape exceeds the per-thread budget recomputes them from the kept states. Both
+are the same arithmetic, so the gradients are bitwise the same: the budget is set through
+RESODE_CDE_STAGE_TAPE_BYTES (0: every block recomputes; a small budget: only the small blocks
+keep a tape)."""
 
 from __future__ import annotations
 
@@ -61,8 +62,10 @@ def assert_bitwise(a: Grads, b: Grads) -> None:
 @pytest.mark.parametrize("field", ["outside", "inside", "bottleneck"])
 @pytest.mark.parametrize("rho", [None, "tanh"])
 @pytest.mark.parametrize("method", ["euler", "midpoint", "rk4"])
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])  # relu: fused into the products
 def test_the_stage_tape_gives_the_recomputed_gradient_bitwise(
     monkeypatch: pytest.MonkeyPatch,
+    activation: str,
     method: str,
     rho: str | None,
     field: str,
@@ -70,7 +73,7 @@ def test_the_stage_tape_gives_the_recomputed_gradient_bitwise(
 ) -> None:
     p, U, own, y = make_problem(field, dtype)
     kw = {"field": field, "output_activation": rho, "method": method, "substeps": 2}
-    kw |= {"weight_decay": 0.01, "activation": "sigmoid"}
+    kw |= {"weight_decay": 0.01, "activation": activation}
     taped = loss_and_grad(monkeypatch, None, p, U, y, own, **kw)
     # budgets of about one small block's stage tape: some blocks keep one, the others recompute
     for budget in ("0", "3000", "30000", "300000"):

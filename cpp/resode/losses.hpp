@@ -81,7 +81,10 @@ constexpr index_t loss_chunk = 64;
 // The maxima, exponentials and sums run along the rows of z (contiguous in s), so they vectorise
 // (one sample at a time took 9% of a D = 2 ResNet step); the log and the running total stay
 // sequential in s, the same association as a sample-by-sample loop. exp is the inlined
-// exp(y <= 0) of activations.hpp, evaluated twice per entry by the same compiled loop.
+// exp(y <= 0) of activations.hpp, evaluated twice per entry (for the sums, then for the
+// softmax) by two loops compiled alike, so both give the same values. Compiled per kernel set,
+// its polynomial gets fmas with AVX2 and AVX-512: the loss's last bits may differ between
+// kernel sets (as every other kernel's do), not between thread counts or block sizes.
 template <class T>
 void cross_entropy_chunk(const Targets<T>& t, index_t C, index_t first, index_t m, index_t ld,
                          const T* z, T* zbar, double grad_scale, double scale, double& total) {
