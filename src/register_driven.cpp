@@ -193,7 +193,8 @@ py::tuple vjp(const py::dict& params, const py::array& x0, const py::object& U,
 template <class T>
 py::tuple loss_and_grad(const py::dict& params, const py::array& x0, const py::object& U,
                         const py::array& y, const py::object& times, const DrivenOptions& o,
-                        const std::string& loss, double weight_decay, bool adjoint) {
+                        const std::string& loss, double weight_decay, bool adjoint,
+                        bool return_dU) {
   auto b = bind_driven<T>(params, x0, U, times, o, true);
   auto& pb = b->pb;
   const index_t N = pb.N, O = pb.classes, D = pb.field.D;
@@ -226,13 +227,17 @@ py::tuple loss_and_grad(const py::dict& params, const py::array& x0, const py::o
   } else {
     throw std::invalid_argument("loss must be 'cross_entropy' or 'mse'; got '" + loss + "'");
   }
-  py::array_t<T> dfield(pb.field.size()), dP({O, D}), dc(O), dx0({N, D}), dU({N, pb.L, pb.C});
+  py::array_t<T> dfield(pb.field.size()), dP({O, D}), dc(O), dx0({N, D});
+  // without return_dU the reverse skips the observations' cotangent (training needs only the
+  // parameters' gradient)
+  py::array_t<T> dU(return_dU ? Shape{N, pb.L, pb.C} : Shape{0, pb.L, pb.C});
   double value;
   {
     const std::int64_t* lab = cross_entropy ? labels.data() : nullptr;
     const T* val = cross_entropy ? nullptr : values.data();
     T *gf = dfield.mutable_data(), *gP = dP.mutable_data(), *gc = dc.mutable_data();
-    T *gx = dx0.mutable_data(), *gU = dU.mutable_data();
+    T* gx = dx0.mutable_data();
+    T* gU = return_dU ? dU.mutable_data() : nullptr;
     py::gil_scoped_release release;
     b->run();
     value = adjoint ? resode::driven_adjoint_loss_and_grad(pb, lab, val, weight_decay, gf, gP, gc,
@@ -241,7 +246,7 @@ py::tuple loss_and_grad(const py::dict& params, const py::array& x0, const py::o
   }
   py::dict grads = gradient_dict(*b, dfield);
   grads["P"] = dP, grads["c"] = dc;
-  return py::make_tuple(value, grads, dx0, dU);
+  return py::make_tuple(value, grads, dx0, return_dU ? py::object(dU) : py::object(py::none()));
 }
 
 template <class T>
@@ -331,21 +336,24 @@ void register_driven(py::module_& m) {
       [](const py::dict& params, const py::object& x0, const py::object& U, const py::array& y,
          const py::object& times, double T, std::string field, std::string activation,
          std::string interpolation, std::string method, index_t substeps,
-         RESODE_ADAPTIVE_PARAMS, std::string loss, double weight_decay, std::string gradient) {
+         RESODE_ADAPTIVE_PARAMS, std::string loss, double weight_decay, std::string gradient,
+         bool return_dU) {
         const DrivenOptions o{T,         field,      activation, interpolation, method,
                               substeps,  py::none(), rtol,       atol,          first_step,
                               max_steps};
         const bool adjoint = is_adjoint(gradient);
         const py::array x = x0.cast<py::array>();
-        return x0_is_float64(x0)
-                   ? loss_and_grad<double>(params, x, U, y, times, o, loss, weight_decay, adjoint)
-                   : loss_and_grad<float>(params, x, U, y, times, o, loss, weight_decay, adjoint);
+        return x0_is_float64(x0) ? loss_and_grad<double>(params, x, U, y, times, o, loss,
+                                                         weight_decay, adjoint, return_dU)
+                                 : loss_and_grad<float>(params, x, U, y, times, o, loss,
+                                                        weight_decay, adjoint, return_dU);
       },
       py::arg("params"), py::arg("x0"), py::arg("U"), py::arg("y"), py::arg("times"),
       RESODE_DRIVEN_KWARGS, py::arg("loss") = "cross_entropy", py::arg("weight_decay") = 0.0,
-      py::arg("gradient") = "discrete",
+      py::arg("gradient") = "discrete", py::arg("return_dU") = true,
       "(loss, grads keyed as params incl. P and c, dx0, dU): data loss of the logits plus "
-      "weight_decay * |field|^2, and its exact discrete gradient (or gradient='adjoint').");
+      "weight_decay * |field|^2, and its exact discrete gradient (or gradient='adjoint'); "
+      "without return_dU, dU is None and its computation is skipped.");
   m.def(
       "driven_grids",
       [](const py::dict& params, const py::object& x0, const py::object& U,

@@ -120,6 +120,34 @@ def test_fixed_step_adjoint_core_matches_reference(method: str, field: str) -> N
     _close(dU, rdU, 1e-10)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("field", FIELDS)
+@pytest.mark.parametrize("method", ("rk4", *ADAPTIVE))
+@pytest.mark.parametrize("gradient", ["discrete", "adjoint"])
+def test_loss_and_grad_without_dU_keeps_the_parameters_gradient_bitwise(
+    dtype: type, field: str, method: str, gradient: str
+) -> None:
+    """return_dU=False (what training calls) skips the observations' cotangent: dU is None and
+    the loss, the parameters' gradient and dx0 keep their bits."""
+    rng = np.random.default_rng(8)
+    x0, U, times = _problem(True, seed=9)
+    p = {k: v.astype(dtype) for k, v in _params(field, 2, 3, 2, rng).items()}
+    x0, U = x0.astype(dtype), U.astype(dtype)
+    kw: dict[str, Any] = {"T": 1.0, "field": field, "method": method, "substeps": 2,
+                          "rtol": 1e-5, "atol": 1e-7, "gradient": gradient,
+                          "weight_decay": 0.1}  # fmt: skip
+    y = np.array([0, 2, 1, 2])
+    loss, g, dx0, dU = _core.driven_loss_and_grad(p, x0, U, y, times, **kw)
+    loss2, g2, dx02, dU2 = _core.driven_loss_and_grad(p, x0, U, y, times, **kw, return_dU=False)
+    assert dU is not None and dU.shape == U.shape and np.any(dU != 0)
+    assert dU2 is None
+    assert loss2 == loss
+    assert set(g2) == set(g)
+    for k in g:
+        np.testing.assert_array_equal(g2[k], g[k])
+    np.testing.assert_array_equal(dx02, dx0)
+
+
 def _grid_problem() -> tuple[Params, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """A loose tolerance and a long first step: every accepted step is a whole interval
     between breakpoints, so the grid does not move under small perturbations."""

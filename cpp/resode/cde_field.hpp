@@ -87,18 +87,23 @@ void apply_slope(Activation act, index_t rows, Columns cols, const T* value, con
   });
 }
 
-// M = W X + bias 1^T (M: rows x n, W: rows x k, X: k x n) on the active columns.
-template <class T>
-void affine(index_t rows, index_t k, Columns cols, const T* W, const T* bias, const T* X, T* M) {
+// M = post(W X + bias 1^T) (M: rows x n, W: rows x k, X: k x n) on the active columns; post
+// is applied to each value as it is stored (linalg.hpp's gemm).
+template <class T, class Post = detail::StoreAsIs>
+void affine(index_t rows, index_t k, Columns cols, const T* W, const T* bias, const T* X, T* M,
+            const Post& post = Post{}) {
   const index_t b = cols.begin;
-  gemm(rows, cols.count(), k, T(1), W, k, index_t(1), X + b, cols.n, M + b, cols.n, false, bias);
+  gemm(rows, cols.count(), k, T(1), W, k, index_t(1), X + b, cols.n, M + b, cols.n, false, bias,
+       post);
 }
 
-// Xbar (k x n) = W^T G (W: rows x k, G: rows x n) on the active columns.
-template <class T>
-void affine_transpose(index_t rows, index_t k, Columns cols, const T* W, const T* G, T* Xbar) {
+// Xbar (k x n) = post(W^T G) (W: rows x k, G: rows x n) on the active columns.
+template <class T, class Post = detail::StoreAsIs>
+void affine_transpose(index_t rows, index_t k, Columns cols, const T* W, const T* G, T* Xbar,
+                      const Post& post = Post{}) {
   const index_t b = cols.begin;
-  gemm(k, cols.count(), rows, T(1), W, index_t(1), k, G + b, cols.n, Xbar + b, cols.n, false);
+  gemm(k, cols.count(), rows, T(1), W, index_t(1), k, G + b, cols.n, Xbar + b, cols.n, false,
+       static_cast<const T*>(nullptr), post);
 }
 
 // out (p x q, row stride ldo) += A B^T and sums (p) += A 1 over the active columns of A (p x n)
@@ -165,13 +170,9 @@ template <class T>
 void bottleneck_hidden(const CdeField<T>& f, index_t k, Columns cols, const T* z, T* a) {
   const T* W1 = f.W1 + k * f.w1_size();
   const T* b1 = f.b1 + k * f.b1_size();
-  if (f.activation != Activation::relu) {
-    affine(f.H, f.S, cols, W1, b1, z, a);
-    return apply_activation(f.activation, f.H, cols, a, a);
-  }
-  const index_t b = cols.begin;
-  gemm(f.H, cols.count(), f.S, T(1), W1, f.S, index_t(1), z + b, cols.n, a + b, cols.n, false, b1,
-       ReluOnStore{});
+  if (f.activation == Activation::relu) return affine(f.H, f.S, cols, W1, b1, z, a, ReluOnStore{});
+  affine(f.H, f.S, cols, W1, b1, z, a);
+  apply_activation(f.activation, f.H, cols, a, a);
 }
 
 // hbar (H x n) = (W2_k^T Fbar) sigma'(a) for the bottleneck's hidden units a, on the active
@@ -180,13 +181,13 @@ template <class T>
 void bottleneck_hidden_vjp(const CdeField<T>& f, index_t k, Columns cols, const T* a,
                            const T* Fbar, T* hbar) {
   const T* W2 = f.W2 + k * f.w2_size();
-  if (f.activation != Activation::relu) {
-    affine_transpose(f.out(), f.H, cols, W2, Fbar, hbar);
-    return apply_slope(f.activation, f.H, cols, a, hbar, hbar);
+  if (f.activation == Activation::relu) {
+    const index_t b = cols.begin;
+    return affine_transpose(f.out(), f.H, cols, W2, Fbar, hbar,
+                            ReluSlopeOnStore<T>{hbar + b, a + b});
   }
-  const index_t b = cols.begin;
-  gemm(f.H, cols.count(), f.out(), T(1), W2, index_t(1), f.H, Fbar + b, cols.n, hbar + b, cols.n,
-       false, static_cast<const T*>(nullptr), ReluSlopeOnStore<T>{hbar + b, a + b});
+  affine_transpose(f.out(), f.H, cols, W2, Fbar, hbar);
+  apply_slope(f.activation, f.H, cols, a, hbar, hbar);
 }
 
 // F = F_k(z) (O x n) for a block z (S x n); `cache` (cache_rows x n) for cde_field_vjp. Only

@@ -43,6 +43,7 @@
 #include "buffer.hpp"
 #include "config.hpp"
 #include "errors.hpp"
+#include "losses.hpp"
 #include "paths.hpp"
 #include "tableau.hpp"
 #include "threads.hpp"
@@ -403,10 +404,11 @@ void driven_update(const DrivenProblem<T>& pb, const DrivenStep& st, const T* x,
   }
 }
 
-// The reverse of one step: xbar (D) in/out; adds to g, w.xbar (len x C) and w.dbar.
+// The reverse of one step: xbar (D) in/out; adds to g and, with with_path, to the path's
+// cotangents w.xbar (len x C) and w.dbar (the route to dU).
 template <class T>
 void driven_step_vjp(const DrivenProblem<T>& pb, const DrivenStep& st, DrivenWork<T>& w, T* xbar,
-                     T* g) {
+                     T* g, bool with_path = true) {
   const index_t D = pb.field.D, C = pb.C, s = pb.tab.stages;
   const T h = T(st.h);
   std::vector<T> acc(xbar, xbar + D);
@@ -423,7 +425,7 @@ void driven_step_vjp(const DrivenProblem<T>& pb, const DrivenStep& st, DrivenWor
       w.Ybar[std::size_t(i * D + d)] = w.vbar[std::size_t(d)];
       acc[std::size_t(d)] += w.vbar[std::size_t(d)];
     }
-    add_input_cotangent(C, w.weights[std::size_t(i)], w.vbar.data() + D, w);
+    if (with_path) add_input_cotangent(C, w.weights[std::size_t(i)], w.vbar.data() + D, w);
   }
   std::copy(acc.begin(), acc.end(), xbar);
 }
@@ -479,7 +481,8 @@ template <class T>
 void path_cotangent_to_dU(const DrivenProblem<T>& pb, index_t i, DrivenWork<T>& w, T* dU);
 
 // Sample i backward after driven_forward_sample: xbar (D) holds the final state's cotangent;
-// cot_at(j, xbar) adds the cotangent of state j < steps. Adds to g; writes dx0_i and dU_i.
+// cot_at(j, xbar) adds the cotangent of state j < steps. Adds to g; writes dx0_i and, unless
+// dU is null (training, which reads only the parameters' gradient), dU_i.
 template <class T, class CotAt>
 void driven_reverse_sample(const DrivenProblem<T>& pb, index_t i, DrivenWork<T>& w, T* xbar,
                            T* g, T* dx0, T* dU, CotAt&& cot_at) {
@@ -489,11 +492,11 @@ void driven_reverse_sample(const DrivenProblem<T>& pb, index_t i, DrivenWork<T>&
   for (index_t j = index_t(w.steps.size()) - 1; j >= 0; --j) {
     const DrivenStep& st = w.steps[std::size_t(j)];
     driven_stages(pb, st, w.tape.data() + j * D, w);
-    driven_step_vjp(pb, st, w, xbar, g);
+    driven_step_vjp(pb, st, w, xbar, g, dU != nullptr);
     cot_at(j, xbar);
   }
   std::copy(xbar, xbar + D, dx0 + i * D);
-  path_cotangent_to_dU(pb, i, w, dU);
+  if (dU) path_cotangent_to_dU(pb, i, w, dU);
 }
 
 // The cotangents of the filled values (w.xbar) and slopes (w.dbar) of sample i's path to its
@@ -651,7 +654,8 @@ void driven_vjp(const DrivenProblem<T>& pb, const T* cotangent, T* dfield, T* dx
 // Data loss of the logits (cross-entropy: mean over samples of logsumexp(z) - z_y; mse: mean
 // over all N * classes entries of the squared error) plus weight_decay * |field|^2, and its
 // gradient: dfield, dP (classes, D), dc (classes,), dx0 (N, D), dU (N, L, C), with `reverse`
-// running each sample backwards.
+// running each sample backwards. A null dU skips the observations' cotangent (training reads
+// only the parameters' gradient).
 template <class T, class Reverse>
 double driven_loss_and_grad_with(const DrivenProblem<T>& pb, const std::int64_t* labels,
                                  const T* values, double weight_decay, T* dfield, T* dP, T* dc,
@@ -660,6 +664,11 @@ double driven_loss_and_grad_with(const DrivenProblem<T>& pb, const std::int64_t*
   detail::check_driven_paths(pb, length);
   const index_t D = pb.field.D, N = pb.N, O = pb.classes, nf = pb.field.size();
   const index_t gsize = nf + O * D + O;
+  Targets<T> targets;  // losses.hpp's, read one sample (a 1-column block) at a time
+  targets.kind = labels ? LossKind::cross_entropy : LossKind::mse;
+  targets.count = N;
+  targets.labels = labels;
+  targets.values = values;
   std::vector<double> losses(std::size_t(N), 0.0);
   std::vector<char> overflow(std::size_t(N), 0);
   Buffer<T> g(gsize);
@@ -669,24 +678,7 @@ double driven_loss_and_grad_with(const DrivenProblem<T>& pb, const std::int64_t*
         std::vector<T> z(static_cast<std::size_t>(O)), zbar(static_cast<std::size_t>(O));
         detail::affine_row(O, D, pb.P, pb.c, xT, z.data());
         if (!detail::finite_row(O, z.data())) overflow[std::size_t(i)] = 1;
-        if (labels) {  // softmax cross-entropy, mean over N
-          T zmax = z[0];
-          for (index_t o = 1; o < O; ++o) zmax = std::max(zmax, z[std::size_t(o)]);
-          double esum = 0.0;
-          for (index_t o = 0; o < O; ++o) esum += std::exp(double(z[std::size_t(o)] - zmax));
-          const index_t y = index_t(labels[i]);
-          losses[std::size_t(i)] = double(zmax) + std::log(esum) - double(z[std::size_t(y)]);
-          for (index_t o = 0; o < O; ++o)
-            zbar[std::size_t(o)] =
-                T((std::exp(double(z[std::size_t(o)] - zmax)) / esum - (o == y ? 1.0 : 0.0)) /
-                  double(N));
-        } else {  // mean squared error over the N * O entries
-          for (index_t o = 0; o < O; ++o) {
-            const double r = double(z[std::size_t(o)]) - double(values[i * O + o]);
-            losses[std::size_t(i)] += r * r / double(N * O);
-            zbar[std::size_t(o)] = T(2.0 * r / double(N * O));
-          }
-        }
+        losses[std::size_t(i)] = block_loss(targets, O, i, 1, 1, z.data(), zbar.data(), 1.0);
         T* gP = acc + nf;
         T* gc = gP + O * D;
         for (index_t d = 0; d < D; ++d) xbar[d] = T(0);
@@ -703,7 +695,7 @@ double driven_loss_and_grad_with(const DrivenProblem<T>& pb, const std::int64_t*
     throw non_finite_error("the logits x(T) P^T + c are not finite: the readout overflowed", -1,
                            0.0);
   double loss = 0.0;
-  for (double l : losses) loss += labels ? l / double(N) : l;
+  for (double l : losses) loss += l;  // in sample order: the same bits for any thread count
   if (weight_decay != 0.0) {  // loss += wd |theta|^2 over the field's arrays, g += 2 wd theta
     const auto& f = pb.field;
     const T* tensors[4] = {f.W1, f.b1, f.W2, f.b2};
@@ -724,7 +716,7 @@ double driven_loss_and_grad_with(const DrivenProblem<T>& pb, const std::int64_t*
   std::copy(g.data() + nf + O * D, g.data() + gsize, dc);
   detail::require_finite_driven_gradient(gsize, g.data(), "parameters");
   detail::require_finite_driven_gradient(N * D, dx0, "x0");
-  detail::require_finite_driven_gradient(N * pb.L * pb.C, dU, "U");
+  if (dU) detail::require_finite_driven_gradient(N * pb.L * pb.C, dU, "U");
   return loss;
 }
 

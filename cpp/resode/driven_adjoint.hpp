@@ -27,7 +27,7 @@ namespace detail {
 // The backward run of sample i after driven_forward_sample(..., keep = false) (x(T) the
 // tape's first row, no other state kept: memory independent of the steps): a =
 // xbar (D) the cotangent of x(T) in, a(0) out; cot_at(j, a) adds state j's cotangent. Adds the
-// field's gradients to g; writes dx0_i and dU_i.
+// field's gradients to g; writes dx0_i and, unless dU is null, dU_i.
 template <class T, class CotAt>
 void driven_adjoint_sample(const DrivenProblem<T>& pb, index_t i, DrivenWork<T>& w, T* a, T* g,
                            T* dx0, T* dU, CotAt&& cot_at) {
@@ -64,7 +64,8 @@ void driven_adjoint_sample(const DrivenProblem<T>& pb, index_t i, DrivenWork<T>&
       for (index_t d = 0; d < D; ++d) w.kbar[std::size_t(d)] = weight * A[d];
       field_vjp(pb.field, st.piece, m, w, b != 0.0 ? g : w.scratch.data());
       for (index_t d = 0; d < D; ++d) w.KA[std::size_t(m * D + d)] = w.vbar[std::size_t(d)] / weight;
-      if (b != 0.0) add_input_cotangent(C, w.weights[std::size_t(m)], w.vbar.data() + D, w);
+      if (b != 0.0 && dU)
+        add_input_cotangent(C, w.weights[std::size_t(m)], w.vbar.data() + D, w);
     }
     for (index_t m = 0; m < s; ++m) {
       if (pb.tab.b[m] == 0.0) continue;
@@ -77,7 +78,7 @@ void driven_adjoint_sample(const DrivenProblem<T>& pb, index_t i, DrivenWork<T>&
     cot_at(j, a);
   }
   std::copy(a, a + D, dx0 + i * D);
-  path_cotangent_to_dU(pb, i, w, dU);
+  if (dU) path_cotangent_to_dU(pb, i, w, dU);
 }
 
 // driven_adjoint_sample as a sweep's `reverse`.

@@ -480,7 +480,8 @@ def driven_loss_and_grad(
     loss: str = "cross_entropy",
     weight_decay: float = 0.0,
     gradient: str = "discrete",
-) -> tuple[float, dict[str, _FloatArray], _FloatArray, _FloatArray]: ...
+    return_dU: bool = True,
+) -> tuple[float, dict[str, _FloatArray], _FloatArray, _FloatArray | None]: ...
 def driven_grids(
     params: Mapping[str, np.ndarray],
     x0: np.ndarray,

@@ -228,6 +228,7 @@ class DrivenModel(Model):
         loss, grads, _, _ = _core.driven_loss_and_grad(
             self._driven_params(True), x0, U, targets, ts, **self._driven_args(),
             loss=self.loss, weight_decay=self.weight_decay, gradient=self.gradient,
+            return_dU=False,
         )  # fmt: skip
         return float(loss), {name: grads[name] for name in self.param_shapes}
 
