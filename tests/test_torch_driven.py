@@ -335,9 +335,11 @@ def test_bad_arguments_are_refused() -> None:
     params = dict(layer.field_params())
     with pytest.raises(TypeError, match=r"^X, u and params must have one dtype"):
         layer(X, U.to(F32))
-    with pytest.raises(ValueError, match=r"^u must be given, shape \(N, L, 2\)"):
+    with pytest.raises(ValueError, match=r"^u must be given for a model with inputs: shape "
+                       r"\(N, L, 2\) \(inputs=2\)$"):  # fmt: skip
         layer(X)
-    with pytest.raises(ValueError, match=r"^u must be given, shape \(N, L, 2\)"):
+    with pytest.raises(ValueError, match=r"^u must have shape \(N, L, 2\) \(inputs=2\), "
+                       r"got \(4, 6, 1\)$"):  # fmt: skip
         layer(X, U[..., :1])
     with pytest.raises(ValueError, match=r"^u must have shape \(4, L, C\)"):
         layer(X, U[:3])

@@ -309,8 +309,12 @@ class _Flow(torch.nn.Module):
         model = self._resode
         if not isinstance(model, _NeuralODE) or not model.inputs:
             raise ValueError("u and times apply to a NeuralODE with inputs > 0 (inputs=C)")
-        if u is None or getattr(u, "ndim", 3) != 3 or u.shape[2] != model.inputs:
-            raise ValueError(f"u must be given, shape (N, L, {model.inputs}) (inputs)")
+        expected = f"(N, L, {model.inputs}) (inputs={model.inputs})"
+        if u is None:
+            raise ValueError(f"u must be given for a model with inputs: shape {expected}")
+        if getattr(u, "ndim", 3) != 3 or u.shape[2] != model.inputs:
+            got = tuple(getattr(u, "shape", ()))
+            raise ValueError(f"u must have shape {expected}, got {got}")
         options = {**self._options(), "interpolation": model.interpolation}
         return driven_odeint(params, X, u, times, **options, trajectory=trajectory)
 
