@@ -24,8 +24,9 @@
 // results do not depend on the thread count (as sweep.hpp does). The reverse sweep keeps every
 // step's state (S x n per step) and, where the stage tape fits its budget, what each stage's VJP
 // reads (Z_i, F_i and the field's cache: CdeStageTape), written by the forward sweep, so the
-// reverse evaluates no field (but the bottleneck's hidden layer, computed again from Z_i); a block whose stage tape would not fit recomputes its stages from
-// the kept states instead (the same arithmetic: the gradient is bitwise the same either way).
+// reverse evaluates no field (but the bottleneck's hidden layer, computed again from Z_i); a
+// block whose stage tape would not fit recomputes its stages from the kept states instead (the
+// same arithmetic: the gradient is bitwise the same either way).
 #pragma once
 #include <algorithm>
 #include <cmath>
